@@ -1,0 +1,43 @@
+# The README's two commands are `make run` and `make test`; everything they
+# need is installed here from the project's own files.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+CONFIG ?= conf/openclaw.json5
+
+.PHONY: run test lint typecheck unit coverage bench fuzz clean
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required, found " + sys.version.split()[0]' \
+		|| { echo "error: $(PYTHON) is older than 3.11; run: make PYTHON=python3.11 ..." >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/twistd --nodaemon --pidfile= openclaw --config $(CONFIG)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+# Two pytest processes: trial-style TestCases (most of the suite) and the
+# pytest-twisted tests, which must not share a process with async trial tests.
+unit: $(STAMP)
+	rm -f .coverage .coverage.*
+	$(BIN)/coverage run -m pytest -p no:twisted --ignore=tests/pytest_twisted -q tests
+	$(BIN)/coverage run -m pytest -q tests/pytest_twisted
+	$(BIN)/coverage combine -q
+	$(BIN)/coverage report
+
+test: lint typecheck unit
+
+clean:
+	rm -rf $(VENV) build *.egg-info .coverage .coverage.* .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,276 @@
+"""The agent runtime's contract: requests, events, results and failures.
+
+The HTTP endpoint, the WebSocket methods and the CLI are adapters over
+:class:`AgentRuntime`; they depend only on the names in this module.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal, Protocol
+
+from attrs import Factory, frozen
+from twisted.internet.defer import Deferred
+
+StopReason = Literal["stop", "length", "tool_calls", "content_filter", "error", "aborted"]
+LifecyclePhase = Literal["start", "end", "error"]
+
+
+@frozen
+class ImageInput:
+    """An image attached to the current user turn (base64 as sent, plus its type)."""
+
+    data: str
+    mime_type: str
+
+
+@frozen
+class ClientTool:
+    """A function tool the *client* implements (OpenAI ``tools[]``)."""
+
+    name: str
+    description: str | None = None
+    parameters: Mapping[str, Any] | None = None
+    strict: bool | None = None
+
+
+@frozen
+class StreamParams:
+    """Sampling and format parameters forwarded to the model provider."""
+
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    stop: tuple[str, ...] | None = None
+    seed: int | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
+    response_format: Mapping[str, Any] | None = None
+
+
+@frozen
+class AgentRequest:
+    """Everything one agent turn needs.
+
+    ``session_key`` is canonical (``agent:<agentId>:...``); ``message`` is the
+    user turn text already rendered by the ingress adapter.
+    """
+
+    agent_id: str
+    session_key: str
+    message: str
+    run_id: str
+    extra_system_prompt: str | None = None
+    images: tuple[ImageInput, ...] = ()
+    client_tools: tuple[ClientTool, ...] = ()
+    stream_params: StreamParams | None = None
+    channel: str = "webchat"
+    #: Overrides the agent's configured timeout when set.
+    timeout_seconds: float | None = None
+
+
+@frozen
+class Usage:
+    """Token usage in OpenClaw's vocabulary."""
+
+    input: int = 0
+    output: int = 0
+    cache_read: int = 0
+    cache_write: int = 0
+    total: int = 0
+
+    def as_openclaw(self) -> dict[str, int]:
+        """The ``{input, output, cacheRead, cacheWrite, total}`` shape."""
+        return {
+            "input": self.input,
+            "output": self.output,
+            "cacheRead": self.cache_read,
+            "cacheWrite": self.cache_write,
+            "total": self.total,
+        }
+
+
+@frozen
+class ToolCall:
+    """A tool call the model asked the client to run; ``arguments`` is JSON text."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@frozen
+class AgentResult:
+    """The outcome of a completed turn."""
+
+    run_id: str
+    agent_id: str
+    session_key: str
+    session_id: str
+    text: str
+    usage: Usage = Factory(Usage)
+    stop_reason: StopReason = "stop"
+    pending_tool_calls: tuple[ToolCall, ...] = ()
+    started_at: int = 0
+    ended_at: int = 0
+
+
+@frozen
+class LifecycleEvent:
+    """Run start / end / error. Times are epoch milliseconds."""
+
+    run_id: str
+    phase: LifecyclePhase
+    ts: int
+    started_at: int | None = None
+    ended_at: int | None = None
+    error: str | None = None
+    aborted: bool = False
+    stop_reason: StopReason | None = None
+
+
+@frozen
+class AssistantEvent:
+    """New assistant text: ``delta`` is the new suffix, ``text`` the whole so far."""
+
+    run_id: str
+    delta: str
+    text: str
+    ts: int
+
+
+@frozen
+class ToolEvent:
+    """A tool call observed in the model output."""
+
+    run_id: str
+    phase: Literal["start", "update", "end"]
+    name: str
+    tool_call_id: str
+    ts: int
+    arguments: str | None = None
+
+
+AgentEvent = LifecycleEvent | AssistantEvent | ToolEvent
+
+
+class FailureKind(enum.Enum):
+    """Why a provider call failed; the HTTP and WS layers map these."""
+
+    AUTH = "auth"
+    PERMISSION = "auth_permanent"
+    RATE_LIMIT = "rate_limit"
+    BILLING = "billing"
+    MODEL_NOT_FOUND = "model_not_found"
+    FORMAT = "format"
+    CONTEXT_OVERFLOW = "context_overflow"
+    SERVER_ERROR = "server_error"
+    TIMEOUT = "timeout"
+    OVERLOADED = "overloaded"
+    CONNECTION = "connection"
+    MALFORMED_STREAM = "malformed_stream"
+
+
+class ProviderError(Exception):
+    """A classified upstream failure, carrying what the upstream said."""
+
+    def __init__(
+        self,
+        kind: FailureKind,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        retry_after_seconds: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.status = status
+        self.code = code
+        self.retry_after_seconds = retry_after_seconds
+
+    def __repr__(self) -> str:
+        return (
+            f"ProviderError({self.kind.value!r}, {self.message!r}, status={self.status!r}, "
+            f"code={self.code!r})"
+        )
+
+
+class RunTimeoutError(Exception):
+    """The run exceeded its agent timeout and was cancelled."""
+
+
+class RunAbortedError(Exception):
+    """The run was cancelled (client disconnect, ``chat.abort``, shutdown)."""
+
+
+class UnknownAgentError(KeyError):
+    """No agent with that id is configured."""
+
+
+class AgentRun(Protocol):
+    """A started turn. Every method is safe to call after the run ended."""
+
+    @property
+    def run_id(self) -> str: ...
+
+    @property
+    def agent_id(self) -> str: ...
+
+    @property
+    def session_key(self) -> str: ...
+
+    @property
+    def result(self) -> Deferred[AgentResult]:
+        """Fires with the result, or fails with ProviderError / RunTimeoutError /
+        RunAbortedError. Each access returns a new Deferred (safe to cancel)."""
+        ...
+
+    def subscribe(self, listener: Callable[[AgentEvent], None]) -> Callable[[], None]:
+        """Call ``listener`` for each later event; returns an unsubscribe callable."""
+        ...
+
+    def cancel(self) -> None:
+        """Abort the run and close its upstream connection (idempotent)."""
+        ...
+
+    def pauseProducing(self) -> None:
+        """Stop reading from the upstream until resumed (a consumer is full)."""
+        ...
+
+    def resumeProducing(self) -> None: ...
+
+
+class AgentRuntime(Protocol):
+    """Starts agent turns; the one code path behind every entry point."""
+
+    @property
+    def default_agent_id(self) -> str: ...
+
+    @property
+    def agent_ids(self) -> Sequence[str]:
+        """Configured agent ids (normalised, de-duplicated), default first not implied."""
+        ...
+
+    def start(self, request: AgentRequest) -> AgentRun:
+        """Start a turn and return at once; raises UnknownAgentError."""
+        ...
+
+    def get_run(self, run_id: str) -> AgentRun | None:
+        """A run still active, or recently finished (kept for ``agent.wait``)."""
+        ...
+
+    def active_runs(self, session_key: str | None = None) -> Sequence[AgentRun]:
+        """Runs not yet finished, optionally only those of one session."""
+        ...
+
+    def observe_runs(self, listener: Callable[[AgentRun], None]) -> Callable[[], None]:
+        """Call ``listener`` with every run as it starts (any ingress); returns an
+        unsubscribe callable. This is how WebSocket clients see HTTP runs."""
+        ...
+
+    def shutdown(self) -> Deferred[None]:
+        """Cancel every active run and wait until each has settled on disk."""
+        ...

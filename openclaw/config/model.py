@@ -1,0 +1,202 @@
+"""Frozen, typed configuration objects.
+
+These are the values every other module receives; nothing here reads files or
+the environment (see :mod:`openclaw.config.loader`). Field names are the
+snake_case forms of OpenClaw's camelCase JSON keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+
+from attrs import Factory, field, frozen
+
+AuthMode = Literal["none", "token", "password"]
+ProviderApi = Literal["openai-completions", "anthropic-messages", "demo"]
+FsyncPolicy = Literal["turn", "never"]
+
+DEFAULT_PORT = 18789
+MAX_BODY_BYTES = 20 * 1024 * 1024
+
+
+def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """Give a mapping field value semantics (read-only, hashable enough for attrs)."""
+    return MappingProxyType(dict(value or {}))
+
+
+@frozen
+class RateLimitConfig:
+    """Failed-authentication limiter (``gateway.auth.rateLimit``)."""
+
+    max_attempts: int = 10
+    window_ms: int = 60_000
+    lockout_ms: int = 300_000
+    exempt_loopback: bool = True
+
+
+@frozen
+class AuthConfig:
+    """``gateway.auth``; secrets are already resolved (config first, then env)."""
+
+    mode: AuthMode = "token"
+    token: str | None = None
+    password: str | None = None
+    rate_limit: RateLimitConfig | None = None
+
+
+@frozen
+class ImagesConfig:
+    """``gateway.http.endpoints.chatCompletions.images``."""
+
+    allow_url: bool = False
+    url_allowlist: tuple[str, ...] = ()
+    allowed_mimes: tuple[str, ...] = ("image/jpeg", "image/png", "image/gif", "image/webp")
+    max_bytes: int = 10 * 1024 * 1024
+    max_redirects: int = 3
+    timeout_ms: int = 10_000
+
+
+@frozen
+class ChatCompletionsConfig:
+    """``gateway.http.endpoints.chatCompletions``."""
+
+    enabled: bool = False
+    sse_keep_alive_seconds: float = 15.0
+    images: ImagesConfig = Factory(ImagesConfig)
+
+
+@frozen
+class CorsConfig:
+    """``gateway.http.cors``: off unless origins are listed."""
+
+    allowed_origins: tuple[str, ...] = ()
+
+
+@frozen
+class HttpConfig:
+    """``gateway.http``."""
+
+    chat_completions: ChatCompletionsConfig = Factory(ChatCompletionsConfig)
+    cors: CorsConfig = Factory(CorsConfig)
+    max_body_bytes: int = MAX_BODY_BYTES
+    body_timeout_seconds: float = 30.0
+
+
+@frozen
+class ControlUiConfig:
+    """``gateway.controlUi``: only its browser-origin allow-list is honoured."""
+
+    allowed_origins: tuple[str, ...] = ()
+
+
+@frozen
+class WebSocketConfig:
+    """``gateway.ws``: protocol timings and limits (this project's own keys)."""
+
+    handshake_timeout_ms: int = 15_000
+    tick_interval_ms: int = 30_000
+    ping_interval_seconds: float = 25.0
+    ping_timeout_seconds: float = 25.0
+    max_payload: int = 25 * 1024 * 1024
+    max_preauth_payload: int = 64 * 1024
+    max_buffered_bytes: int = 50 * 1024 * 1024
+
+
+@frozen
+class GatewayConfig:
+    """``gateway``: where and how the gateway listens."""
+
+    port: int = DEFAULT_PORT
+    bind: str = "loopback"
+    custom_bind_host: str | None = None
+    auth: AuthConfig = Factory(AuthConfig)
+    http: HttpConfig = Factory(HttpConfig)
+    ws: WebSocketConfig = Factory(WebSocketConfig)
+    control_ui: ControlUiConfig = Factory(ControlUiConfig)
+    trusted_proxies: tuple[str, ...] = ()
+    shutdown_grace_seconds: float = 10.0
+
+
+@frozen
+class ModelEntry:
+    """One entry of a provider's ``models`` list."""
+
+    id: str
+    name: str | None = None
+    context_window: int | None = None
+    max_tokens: int | None = None
+
+
+@frozen
+class ProviderConfig:
+    """``models.providers.<id>``: one upstream model API."""
+
+    id: str
+    api: ProviderApi
+    base_url: str | None = None
+    api_key: str | None = None
+    headers: Mapping[str, str] = field(default=None, converter=_frozen_mapping)
+    timeout_seconds: float = 600.0
+    models: tuple[ModelEntry, ...] = ()
+    #: Only for ``api: "demo"``: pause between streamed tokens.
+    delay_ms: float = 0.0
+
+
+@frozen
+class ModelsConfig:
+    """``models``."""
+
+    providers: Mapping[str, ProviderConfig] = field(default=None, converter=_frozen_mapping)
+
+
+@frozen
+class AgentConfig:
+    """One entry of ``agents.list`` (id already normalised)."""
+
+    id: str
+    default: bool = False
+    name: str | None = None
+    model: str | None = None
+    system_prompt: str | None = None
+    workspace: str | None = None
+
+
+@frozen
+class AgentDefaults:
+    """``agents.defaults``."""
+
+    model_primary: str | None = None
+    timeout_seconds: float = 600.0
+    workspace: str | None = None
+
+
+@frozen
+class AgentsConfig:
+    """``agents``."""
+
+    defaults: AgentDefaults = Factory(AgentDefaults)
+    list: tuple[AgentConfig, ...] = ()
+
+
+@frozen
+class SessionConfig:
+    """``session``: transcript durability."""
+
+    fsync: FsyncPolicy = "turn"
+
+
+@frozen
+class Config:
+    """The whole configuration the gateway runs with."""
+
+    gateway: GatewayConfig = Factory(GatewayConfig)
+    models: ModelsConfig = Factory(ModelsConfig)
+    agents: AgentsConfig = Factory(AgentsConfig)
+    session: SessionConfig = Factory(SessionConfig)
+    #: Where sessions live (``$OPENCLAW_STATE_DIR``, default ``~/.openclaw``).
+    state_dir: Path = Factory(lambda: Path.home() / ".openclaw")
+    #: The file this was loaded from, if any.
+    source_path: Path | None = None

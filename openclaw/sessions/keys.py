@@ -1,0 +1,99 @@
+"""Agent ids and session keys, normalised the way OpenClaw does.
+
+A canonical session key is ``agent:<agentId>:<rest>`` with ``<rest>`` lower-cased.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+DEFAULT_AGENT_ID = "main"
+MAX_AGENT_ID_LENGTH = 64
+#: Longer keys are refused: they only serve to bloat indexes and logs.
+MAX_SESSION_KEY_LENGTH = 512
+
+_VALID_AGENT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$", re.IGNORECASE)
+_INVALID_RUN = re.compile(r"[^a-z0-9_-]+")
+_RESERVED_PREFIXES = ("subagent:", "cron:", "acp:")
+_RESERVED_AGENT_SCOPED = ("subagent", "cron", "acp", "harness")
+
+
+class InvalidSessionKeyError(ValueError):
+    """A session key that may not be used by a client."""
+
+
+def is_valid_agent_id(value: str) -> bool:
+    """True when ``value`` is already a syntactically valid agent id."""
+    return bool(_VALID_AGENT_ID.match(value))
+
+
+def normalize_agent_id(value: str | None) -> str:
+    """Lower-case; replace runs of invalid characters by ``-``; empty means ``main``."""
+    raw = (value or "").strip().lower()
+    if _VALID_AGENT_ID.match(raw):
+        return raw
+    cleaned = _INVALID_RUN.sub("-", raw).strip("-")[:MAX_AGENT_ID_LENGTH].strip("-")
+    return cleaned or DEFAULT_AGENT_ID
+
+
+def agent_session_key(agent_id: str, rest: str) -> str:
+    """``agent:<agentId>:<rest>`` with the rest lower-cased."""
+    return f"agent:{agent_id}:{rest.strip().lower()}"
+
+
+def openai_user_session_key(agent_id: str, user: str) -> str:
+    """The stable key the chat completions endpoint derives from ``user``."""
+    return agent_session_key(agent_id, f"openai-user:{user.strip()}")
+
+
+def fresh_openai_session_key(agent_id: str) -> str:
+    """A new stateless key for a request that names no session."""
+    return agent_session_key(agent_id, f"openai:{uuid.uuid4()}")
+
+
+def main_session_key(agent_id: str, main_key: str = "main") -> str:
+    """The agent's main session (``agent:main:main``)."""
+    return agent_session_key(agent_id, main_key)
+
+
+def parse_agent_from_key(key: str) -> str | None:
+    """The agent id a canonical key names, or None for a key without the prefix."""
+    parts = key.split(":", 2)
+    if len(parts) == 3 and parts[0].lower() == "agent" and parts[1] and parts[2]:
+        return normalize_agent_id(parts[1])
+    return None
+
+
+def is_reserved_session_key(key: str) -> bool:
+    """True for internal namespaces a client must not write to."""
+    lowered = key.strip().lower()
+    if lowered.startswith(_RESERVED_PREFIXES):
+        return True
+    parts = lowered.split(":")
+    return len(parts) >= 3 and parts[0] == "agent" and parts[2] in _RESERVED_AGENT_SCOPED
+
+
+def canonical_session_key(agent_id: str, key: str) -> str:
+    """Canonicalise a client-supplied key so it keeps the chosen agent.
+
+    ``agent:<id>:...`` keys are kept (their own agent wins); anything else
+    becomes ``agent:<agent_id>:<key>``. Raises InvalidSessionKeyError for empty,
+    oversized, control-character or reserved keys.
+    """
+    stripped = key.strip()
+    if not stripped:
+        raise InvalidSessionKeyError("session key is empty")
+    if len(stripped) > MAX_SESSION_KEY_LENGTH:
+        raise InvalidSessionKeyError(
+            f"session key is longer than {MAX_SESSION_KEY_LENGTH} characters"
+        )
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in stripped):
+        raise InvalidSessionKeyError("session key contains control characters")
+    if is_reserved_session_key(stripped):
+        raise InvalidSessionKeyError("session key uses a reserved internal namespace")
+    owner = parse_agent_from_key(stripped)
+    if owner is not None:
+        rest = stripped.split(":", 2)[2]
+        return agent_session_key(owner, rest)
+    return agent_session_key(agent_id, stripped)
