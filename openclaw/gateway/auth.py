@@ -1,0 +1,259 @@
+"""Gateway authentication shared by HTTP and WebSocket: modes, secrets, limiter.
+
+Modes are ``none``, ``token`` and ``password``. Secrets are compared as
+HMAC-SHA256 digests with :func:`hmac.compare_digest`, so neither the length nor
+the content of the configured secret leaks through timing. Failed attempts are
+counted per client address; a locked-out address is refused even with the
+right secret until the lockout ends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import math
+from collections import OrderedDict, deque
+from collections.abc import Sequence
+from typing import Literal
+
+from attrs import frozen
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.web.iweb import IRequest
+
+from openclaw.config.model import AuthConfig, RateLimitConfig
+
+log = Logger()
+
+_HMAC_KEY = b"openclaw-safe-equal"
+#: Entries kept by the limiter at most; the oldest are dropped first.
+MAX_LIMITER_ENTRIES = 10_000
+
+DecisionReason = Literal["ok", "missing", "mismatch", "rate_limited"]
+
+
+def secrets_equal(given: str, expected: str) -> bool:
+    """Constant-time comparison of two secrets of any length."""
+    a = hmac.new(_HMAC_KEY, given.encode("utf-8"), hashlib.sha256).digest()
+    b = hmac.new(_HMAC_KEY, expected.encode("utf-8"), hashlib.sha256).digest()
+    return hmac.compare_digest(a, b)
+
+
+def parse_bearer(header: str | bytes | None) -> str | None:
+    """The credential of an ``Authorization: Bearer <x>`` header, or None.
+
+    The scheme is case-insensitive and surrounding whitespace is ignored, as in
+    OpenClaw.
+    """
+    if header is None:
+        return None
+    text = header.decode("latin-1") if isinstance(header, bytes) else header
+    text = text.strip()
+    if text[:7].lower() != "bearer ":
+        return None
+    credential = text[7:].strip()
+    return credential or None
+
+
+def is_loopback(address: str) -> bool:
+    """True for 127.0.0.0/8, ::1, IPv4-mapped loopback and UNIX sockets."""
+    if address == "unix":
+        return True
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped.is_loopback
+    return ip.is_loopback
+
+
+@frozen
+class AuthDecision:
+    """The outcome of one authentication attempt."""
+
+    ok: bool
+    reason: DecisionReason
+    retry_after_ms: int = 0
+
+    @property
+    def retry_after_seconds(self) -> int:
+        """``Retry-After`` value: whole seconds, rounded up."""
+        return max(1, math.ceil(self.retry_after_ms / 1000)) if self.retry_after_ms else 0
+
+
+_OK = AuthDecision(True, "ok")
+
+
+class FailedAuthLimiter:
+    """Sliding-window counter of failed attempts with a lockout, per key.
+
+    Memory is bounded: at most :data:`MAX_LIMITER_ENTRIES` keys, oldest evicted
+    first, and stale keys are pruned as they are touched.
+    """
+
+    def __init__(self, config: RateLimitConfig, clock: IReactorTime) -> None:
+        self._config = config
+        self._clock = clock
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+        self._locked_until: dict[str, float] = {}
+
+    def _now_ms(self) -> float:
+        return self._clock.seconds() * 1000.0
+
+    def exempt(self, address: str) -> bool:
+        """Loopback callers are not limited when ``exemptLoopback`` is on."""
+        return self._config.exempt_loopback and is_loopback(address)
+
+    def locked_for_ms(self, key: str) -> int:
+        """Milliseconds left in ``key``'s lockout (0 when not locked)."""
+        until = self._locked_until.get(key)
+        if until is None:
+            return 0
+        remaining = until - self._now_ms()
+        if remaining <= 0:
+            del self._locked_until[key]
+            return 0
+        return math.ceil(remaining)
+
+    def record_failure(self, key: str) -> None:
+        """Count one failure; lock the key once the window holds ``maxAttempts``."""
+        now = self._now_ms()
+        attempts = self._failures.pop(key, None) or deque()
+        horizon = now - self._config.window_ms
+        while attempts and attempts[0] <= horizon:
+            attempts.popleft()
+        attempts.append(now)
+        self._failures[key] = attempts
+        if len(attempts) >= self._config.max_attempts:
+            self._locked_until[key] = now + self._config.lockout_ms
+            del self._failures[key]
+            log.warn("auth lockout for {key} after {count} failures", key=key, count=len(attempts))
+        self._prune(now)
+
+    def reset(self, key: str) -> None:
+        """A success clears the key's history."""
+        self._failures.pop(key, None)
+        self._locked_until.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._failures) + len(self._locked_until)
+
+    def _prune(self, now: float) -> None:
+        horizon = now - self._config.window_ms
+        while self._failures:
+            oldest_key, oldest = next(iter(self._failures.items()))
+            if len(self._failures) > MAX_LIMITER_ENTRIES or (oldest and oldest[-1] <= horizon):
+                del self._failures[oldest_key]
+            else:
+                break
+        if len(self._locked_until) > MAX_LIMITER_ENTRIES:
+            for key in [k for k, until in self._locked_until.items() if until <= now]:
+                del self._locked_until[key]
+            while len(self._locked_until) > MAX_LIMITER_ENTRIES:
+                del self._locked_until[next(iter(self._locked_until))]
+
+
+class GatewayAuth:
+    """Decides whether a caller presented the gateway's shared secret."""
+
+    def __init__(
+        self,
+        config: AuthConfig,
+        clock: IReactorTime,
+        trusted_proxies: Sequence[str] = (),
+    ) -> None:
+        self.config = config
+        self._trusted = tuple(_parse_network(p) for p in trusted_proxies)
+        self.limiter = (
+            FailedAuthLimiter(config.rate_limit, clock) if config.rate_limit is not None else None
+        )
+
+    @property
+    def mode(self) -> str:
+        """``none``, ``token`` or ``password``."""
+        return self.config.mode
+
+    def client_address(self, request: IRequest) -> str:
+        """The caller's IP: the socket peer, or ``X-Forwarded-For`` from a trusted proxy."""
+        peer = request.getClientAddress()
+        if isinstance(peer, IPv4Address | IPv6Address):
+            address: str = peer.host
+        else:
+            return "unix"
+        if not self._is_trusted_proxy(address):
+            return address
+        forwarded = request.getHeader(b"x-forwarded-for")
+        if not forwarded:
+            return address
+        hops = [h.strip() for h in forwarded.decode("latin-1").split(",") if h.strip()]
+        # Walk from the nearest hop outwards; the first untrusted one is the client.
+        for hop in reversed(hops):
+            if not _valid_ip(hop):
+                return address
+            if not self._is_trusted_proxy(hop):
+                return hop
+        return hops[0] if hops else address
+
+    def check(
+        self,
+        *,
+        token: str | None,
+        password: str | None,
+        client_address: str,
+    ) -> AuthDecision:
+        """Check the credentials a caller offered against the configured mode."""
+        if self.config.mode == "none":
+            return _OK
+        expected = self.config.token if self.config.mode == "token" else self.config.password
+        offered = token if self.config.mode == "token" else password
+        key = f"shared-secret:{client_address}"
+        limiter = (
+            None if self.limiter is None or self.limiter.exempt(client_address) else self.limiter
+        )
+        if limiter is not None:
+            locked = limiter.locked_for_ms(key)
+            if locked:
+                return AuthDecision(False, "rate_limited", locked)
+        if not offered:
+            return AuthDecision(False, "missing")
+        if expected is not None and secrets_equal(offered, expected):
+            if limiter is not None:
+                limiter.reset(key)
+            return _OK
+        if limiter is not None:
+            limiter.record_failure(key)
+            locked = limiter.locked_for_ms(key)
+            if locked:
+                return AuthDecision(False, "rate_limited", locked)
+        return AuthDecision(False, "mismatch")
+
+    def check_request(self, request: IRequest) -> AuthDecision:
+        """HTTP: the Bearer credential is offered as both token and password."""
+        credential = parse_bearer(request.getHeader(b"authorization"))
+        return self.check(
+            token=credential, password=credential, client_address=self.client_address(request)
+        )
+
+    def _is_trusted_proxy(self, address: str) -> bool:
+        if not self._trusted:
+            return False
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self._trusted)
+
+
+def _valid_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _parse_network(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    return ipaddress.ip_network(value.strip(), strict=False)

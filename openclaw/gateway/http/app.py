@@ -1,0 +1,106 @@
+"""The gateway's HTTP routes (a Klein app bound to a class).
+
+Probes are answered here; the OpenAI-compatible endpoints are delegated to
+their own objects and exist only while ``chatCompletions.enabled`` is true.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, cast
+
+from klein import Klein
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+from twisted.web.server import Request
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+
+from openclaw import __version__
+from openclaw.gateway.http.errors import method_not_allowed, not_found, write_json
+from openclaw.gateway.lifecycle import Readiness
+
+_PROBE_METHODS = ["GET", "HEAD"]
+
+
+class RequestHandler(Protocol):
+    """An endpoint object that answers a whole request."""
+
+    def handle(self, request: Request) -> bytes | Deferred[bytes]: ...
+
+
+class GatewayHttpApp:
+    """Routes of the shared port that are not WebSocket upgrades."""
+
+    app = Klein()
+
+    def __init__(
+        self,
+        *,
+        readiness: Readiness,
+        clock: IReactorTime,
+        chat_completions: RequestHandler | None = None,
+        models: RequestHandler | None = None,
+    ) -> None:
+        self._readiness = readiness
+        self._clock = clock
+        self._chat_completions = chat_completions
+        self._models = models
+
+    def resource(self) -> Any:
+        """The Klein resource for these routes."""
+        return self.app.resource()
+
+    @app.route("/health", methods=_PROBE_METHODS)
+    @app.route("/healthz", methods=_PROBE_METHODS)
+    def health(self, request: Request) -> bytes:
+        """Liveness: the process is up and serving."""
+        request.setHeader(b"cache-control", b"no-store")
+        return write_json(request, 200, {"ok": True, "status": "live"})
+
+    @app.route("/ready", methods=_PROBE_METHODS)
+    @app.route("/readyz", methods=_PROBE_METHODS)
+    def ready(self, request: Request) -> bytes:
+        """Readiness: 503 until the gateway has started and while it stops."""
+        request.setHeader(b"cache-control", b"no-store")
+        state = self._readiness.state
+        ready = state == "ready"
+        return write_json(request, 200 if ready else 503, {"ready": ready, "status": state})
+
+    @app.route("/startupz", methods=_PROBE_METHODS)
+    def startupz(self, request: Request) -> bytes:
+        """Start-up probe the OpenClaw CLI's ``health`` command asks first."""
+        request.setHeader(b"cache-control", b"no-store")
+        state = self._readiness.state
+        if state == "starting":
+            return write_json(request, 503, {"ok": False, "status": "starting"})
+        uptime_ms = self._readiness.uptime_ms(self._clock)
+        return write_json(
+            request,
+            200,
+            {"ok": True, "status": "started", "version": __version__, "uptimeMs": uptime_ms},
+        )
+
+    @app.route("/v1/chat/completions", branch=False)
+    def chat_completions(self, request: Request) -> bytes | Deferred[bytes]:
+        """``POST /v1/chat/completions`` (404 while the endpoint is disabled)."""
+        if self._chat_completions is None:
+            return not_found(request)
+        return self._chat_completions.handle(request)
+
+    @app.route("/v1/models")
+    @app.route("/v1/models/<path:model_id>")
+    def models(self, request: Request, model_id: str | None = None) -> bytes | Deferred[bytes]:
+        """``GET /v1/models`` and ``/v1/models/{id}`` (served with chat completions)."""
+        if self._models is None:
+            return not_found(request)
+        return self._models.handle(request)
+
+    @app.handle_errors(NotFound)
+    def _not_found(self, request: IRequest, failure: Failure) -> bytes:
+        return not_found(cast(Request, request))
+
+    @app.handle_errors(MethodNotAllowed)
+    def _method_not_allowed(self, request: IRequest, failure: Failure) -> bytes:
+        allowed = getattr(failure.value, "valid_methods", None) or _PROBE_METHODS
+        return method_not_allowed(cast(Request, request), ", ".join(allowed).encode("ascii"))
