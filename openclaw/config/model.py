@@ -44,7 +44,8 @@ class AuthConfig:
     mode: AuthMode = "token"
     token: str | None = None
     password: str | None = None
-    rate_limit: RateLimitConfig | None = None
+    #: On by default (loopback exempt); ``rateLimit: false`` turns it off.
+    rate_limit: RateLimitConfig | None = Factory(RateLimitConfig)
 
 
 @frozen
