@@ -1,1 +1,89 @@
-"""config."""
+"""Configuration: the frozen values every module receives, and the loader that makes them.
+
+``load_config()`` finds ``openclaw.json`` (JSON5, OpenClaw's shape), substitutes
+``${VAR}`` references, validates every honoured key and returns a
+:class:`LoadedConfig`; anything wrong is reported at once in a :class:`ConfigError`.
+``startup_problems()`` adds the checks that only matter when serving.
+"""
+
+from openclaw.config.errors import ConfigError
+from openclaw.config.loader import (
+    AUTH_MODES,
+    BUILTIN_PROVIDERS,
+    CONFIG_FILENAME,
+    SAMPLE_TOKEN,
+    SUPPORTED_PROVIDER_APIS,
+    LoadedConfig,
+    config_from_mapping,
+    is_loopback_bind,
+    load_config,
+    parse_config_text,
+    resolve_config_path,
+    resolve_state_dir,
+    split_model_ref,
+    startup_problems,
+)
+from openclaw.config.model import (
+    DEFAULT_PORT,
+    MAX_BODY_BYTES,
+    AgentConfig,
+    AgentDefaults,
+    AgentsConfig,
+    AuthConfig,
+    AuthMode,
+    ChatCompletionsConfig,
+    Config,
+    ControlUiConfig,
+    CorsConfig,
+    FsyncPolicy,
+    GatewayConfig,
+    HttpConfig,
+    ImagesConfig,
+    ModelEntry,
+    ModelsConfig,
+    ProviderApi,
+    ProviderConfig,
+    RateLimitConfig,
+    SessionConfig,
+    WebSocketConfig,
+)
+
+__all__ = [
+    "AUTH_MODES",
+    "BUILTIN_PROVIDERS",
+    "CONFIG_FILENAME",
+    "DEFAULT_PORT",
+    "MAX_BODY_BYTES",
+    "SAMPLE_TOKEN",
+    "SUPPORTED_PROVIDER_APIS",
+    "AgentConfig",
+    "AgentDefaults",
+    "AgentsConfig",
+    "AuthConfig",
+    "AuthMode",
+    "ChatCompletionsConfig",
+    "Config",
+    "ConfigError",
+    "ControlUiConfig",
+    "CorsConfig",
+    "FsyncPolicy",
+    "GatewayConfig",
+    "HttpConfig",
+    "ImagesConfig",
+    "LoadedConfig",
+    "ModelEntry",
+    "ModelsConfig",
+    "ProviderApi",
+    "ProviderConfig",
+    "RateLimitConfig",
+    "SessionConfig",
+    "WebSocketConfig",
+    "config_from_mapping",
+    "is_loopback_bind",
+    "load_config",
+    "parse_config_text",
+    "resolve_config_path",
+    "resolve_state_dir",
+    "split_model_ref",
+    "startup_problems",
+]
