@@ -1,0 +1,297 @@
+"""The agent runtime: the one code path behind HTTP, WebSocket and the CLI.
+
+``Runtime.start(request)`` validates the agent, creates a :class:`Run`, tells
+the run observers, queues the run in its session lane and returns it at once.
+The runtime keeps active runs, and recently finished ones for ``agent.wait``;
+it exposes the agent registry and the session store for the read-only
+WebSocket methods (``agents.list``, ``sessions.list``, ``chat.history``).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.web.client import HTTPConnectionPool
+
+from openclaw.agents.registry import AgentRegistry, ProviderCache
+from openclaw.agents.run import ProviderLookup, Run
+from openclaw.agents.types import AgentRequest, AgentRun, AgentRuntime
+from openclaw.config.model import Config
+from openclaw.sessions.lanes import SessionLanes
+from openclaw.sessions.store import (
+    DEFAULT_HISTORY_LIMIT,
+    SessionEntry,
+    SessionStore,
+    TranscriptStore,
+    agent_id_for_session,
+    blocking_io_for,
+)
+
+log = Logger()
+
+#: Finished runs kept for ``agent.wait`` / ``get_run``: at most this many ...
+KEEP_FINISHED_RUNS = 1000
+#: ... and for at most this long (seconds).
+KEEP_FINISHED_SECONDS = 600.0
+
+
+class DuplicateRunError(ValueError):
+    """A run with this id is still active."""
+
+
+class RuntimeClosedError(RuntimeError):
+    """``start`` was called after ``shutdown``."""
+
+
+class Runtime:
+    """The :class:`~openclaw.agents.types.AgentRuntime` implementation."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: IReactorTime,
+        providers: ProviderLookup,
+        store: TranscriptStore | None = None,
+        registry: AgentRegistry | None = None,
+        history_limit: int = DEFAULT_HISTORY_LIMIT,
+        keep_finished: int = KEEP_FINISHED_RUNS,
+        keep_finished_seconds: float = KEEP_FINISHED_SECONDS,
+        pool: HTTPConnectionPool | None = None,
+    ) -> None:
+        """
+        :param config: the gateway configuration (agents, models, session, state dir).
+        :param clock: time for timeouts, timestamps and scheduling (the reactor).
+        :param providers: ``provider id -> ModelProvider``, as a mapping or a
+            callable raising KeyError for unknown ids (see :class:`ProviderCache`).
+        :param store: the session store; default: :class:`SessionStore` under
+            ``config.state_dir`` with ``config.session.fsync``.
+        :param history_limit: stored messages sent to the model per turn, at most.
+        :param pool: an HTTP connection pool the runtime owns: its cached
+            connections are closed on shutdown.
+        """
+        self.config = config
+        self.clock = clock
+        self.providers = providers
+        self.registry = registry if registry is not None else AgentRegistry(config)
+        self.store: TranscriptStore = (
+            store
+            if store is not None
+            else SessionStore(config.state_dir, clock=clock, fsync=config.session.fsync)
+        )
+        # Load each configured agent's index now: sessions a crash left out of
+        # it are recovered at start-up, not on some later request.
+        for agent_id in self.registry.agent_ids:
+            try:
+                self.store.load_agent(agent_id)
+            except OSError:
+                log.failure("could not load the sessions of agent {agent_id}", agent_id=agent_id)
+        self.lanes = SessionLanes()
+        self._history_limit = history_limit
+        self._keep = keep_finished
+        self._keep_seconds = keep_finished_seconds
+        self._active: dict[str, Run] = {}
+        self._finished: OrderedDict[str, tuple[float, Run]] = OrderedDict()
+        self._observers: list[Callable[[AgentRun], None]] = []
+        self._closed = False
+        self._pool = pool
+
+    # -- AgentRuntime ------------------------------------------------------------
+
+    @property
+    def default_agent_id(self) -> str:
+        return self.registry.default_agent_id
+
+    @property
+    def agent_ids(self) -> Sequence[str]:
+        return self.registry.agent_ids
+
+    def start(self, request: AgentRequest) -> Run:
+        """Queue a turn and return its run at once.
+
+        Raises UnknownAgentError, DuplicateRunError (run id still active) or
+        RuntimeClosedError (after shutdown). Nothing reaches the provider
+        before the next reactor turn, so the caller can subscribe first.
+        """
+        if self._closed:
+            raise RuntimeClosedError("the agent runtime is shut down")
+        spec = self.registry.get(request.agent_id)
+        if request.run_id in self._active:
+            raise DuplicateRunError(f"run {request.run_id!r} is already active")
+        run = Run(
+            request,
+            spec=spec,
+            storage_agent_id=agent_id_for_session(request.session_key, spec.id),
+            clock=self.clock,
+            registry=self.registry,
+            store=self.store,
+            providers=self.providers,
+            lanes=self.lanes,
+            history_limit=self._history_limit,
+            on_settled=self._settled,
+        )
+        self._active[run.run_id] = run
+        self._finished.pop(run.run_id, None)
+        log.debug(
+            "run {run_id} queued: agent {agent_id}, session {session_key}, via {channel}",
+            run_id=run.run_id,
+            agent_id=spec.id,
+            session_key=request.session_key,
+            channel=request.channel,
+        )
+        for observer in list(self._observers):
+            try:
+                observer(run)
+            except Exception:
+                log.failure("a run observer failed")
+        if not run.done:
+            run._queue()
+        return run
+
+    def get_run(self, run_id: str) -> Run | None:
+        """An active run, or one finished within the retention window."""
+        run = self._active.get(run_id)
+        if run is not None:
+            return run
+        self._prune()
+        kept = self._finished.get(run_id)
+        return kept[1] if kept else None
+
+    def active_runs(self, session_key: str | None = None) -> Sequence[Run]:
+        """Queued or running runs, in start order; optionally of one session."""
+        return [
+            run
+            for run in self._active.values()
+            if session_key is None or run.session_key == session_key
+        ]
+
+    def observe_runs(self, listener: Callable[[AgentRun], None]) -> Callable[[], None]:
+        """Call ``listener`` with each run as it is started, from any ingress."""
+        self._observers.append(listener)
+
+        def stop() -> None:
+            if listener in self._observers:
+                self._observers.remove(listener)
+
+        return stop
+
+    def shutdown(self) -> Deferred[None]:
+        """Refuse new runs, abort active ones (recorded as aborted), then close
+        the store (pending syncs finish, indexes are written, IO threads end)
+        and the connection pool."""
+        self._closed = True
+        for run in list(self._active.values()):
+            run.cancel()
+        closing = self.store.close()
+
+        def close_pool(_: object) -> Deferred[None]:
+            pool, self._pool = self._pool, None
+            if pool is None:
+                return succeed(None)
+            closed: Deferred[None] = pool.closeCachedConnections()  # type: ignore[no-untyped-call]  # typing note: untyped in Twisted
+            return closed
+
+        return closing.addCallback(close_pool)
+
+    # -- sessions (for the WebSocket methods) ------------------------------------
+
+    def abort_session(self, session_key: str) -> list[str]:
+        """Cancel every active run of ``session_key``; returns their run ids."""
+        runs = self.active_runs(session_key)
+        for run in runs:
+            run.cancel()
+        return [run.run_id for run in runs]
+
+    def reset_session(self, agent_id: str, session_key: str) -> SessionEntry:
+        """Abort the session's runs, then give the key a fresh ``sessionId``."""
+        self.abort_session(session_key)
+        return self.store.reset(agent_id_for_session(session_key, agent_id), session_key)
+
+    def delete_session(self, agent_id: str, session_key: str) -> bool:
+        """Abort the session's runs, then drop it from the index (transcript archived)."""
+        self.abort_session(session_key)
+        return self.store.delete(agent_id_for_session(session_key, agent_id), session_key)
+
+    def describe_agents(self) -> dict[str, Any]:
+        """``{defaultId, mainKey, agents:[{id, name?, model?, workspace}]}``."""
+        return self.registry.describe()
+
+    # -- bookkeeping ---------------------------------------------------------------
+
+    def _settled(self, run: Run) -> None:
+        if self._active.get(run.run_id) is run:
+            del self._active[run.run_id]
+        self._finished[run.run_id] = (self.clock.seconds(), run)
+        self._finished.move_to_end(run.run_id)
+        self._prune()
+        log.info(
+            "run {run_id} {status}{error}",
+            run_id=run.run_id,
+            status=run.status,
+            error=f": {run.error}" if run.error else "",
+        )
+
+    def _prune(self) -> None:
+        horizon = self.clock.seconds() - self._keep_seconds
+        while self._finished:
+            run_id, (finished_at, _) = next(iter(self._finished.items()))
+            if len(self._finished) <= self._keep and finished_at >= horizon:
+                break
+            del self._finished[run_id]
+
+
+def default_providers(
+    config: Config, reactor: Any, pool: HTTPConnectionPool | None = None
+) -> ProviderCache:
+    """Providers built from ``models.providers`` on first use (``demo`` always exists).
+
+    ``reactor`` provides time and TCP; ``pool`` holds the upstream connections
+    every provider shares.
+    """
+    from openclaw.agents.providers.factory import build_provider
+
+    return ProviderCache(config, lambda provider: build_provider(provider, reactor, pool))
+
+
+def build_runtime(
+    config: Config,
+    reactor: Any,
+    *,
+    pool: HTTPConnectionPool | None = None,
+    providers: ProviderLookup | None = None,
+    store: TranscriptStore | None = None,
+) -> Runtime:
+    """The runtime as the gateway and ``openclaw agent --local`` use it.
+
+    Without ``pool`` the runtime makes (and on shutdown closes) a persistent
+    pool shared by every provider. Without ``store`` it makes the on-disk
+    store, whose fsyncs and index writes run on a thread pool of its own
+    (inline when ``reactor`` has no threads); shutdown stops that pool.
+    """
+    owned: HTTPConnectionPool | None = None
+    if providers is None:
+        if pool is None:
+            from openclaw.agents.providers.http import make_pool
+
+            pool = owned = make_pool(reactor)
+        providers = default_providers(config, reactor, pool)
+    if store is None:
+        store = SessionStore(
+            config.state_dir,
+            clock=reactor,
+            fsync=config.session.fsync,
+            io=blocking_io_for(reactor),
+        )
+    return Runtime(config, clock=reactor, providers=providers, store=store, pool=owned)
+
+
+if TYPE_CHECKING:
+
+    def _conforms(runtime: Runtime, run: Run) -> tuple[AgentRuntime, AgentRun]:
+        """Static proof that Runtime and Run implement the contract."""
+        return runtime, run

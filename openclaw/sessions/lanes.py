@@ -1,0 +1,91 @@
+"""Session lanes: at most one run at a time per session key, FIFO.
+
+Two turns on one session must not interleave (each turn reads the transcript
+the previous one wrote), while different sessions run in parallel. A lane
+exists only while it is busy or has waiters, so one-off keys (stateless
+chat completions) leave nothing behind.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+
+from twisted.internet.defer import Deferred, succeed
+
+Release = Callable[[], None]
+
+
+class _Lane:
+    """One key's state: whether a holder runs, and who waits behind it."""
+
+    def __init__(self) -> None:
+        self.busy = False
+        self.waiting: deque[Deferred[Release]] = deque()
+
+
+class SessionLanes:
+    """Serialises work per key; ``acquire`` fires with a one-shot release callable."""
+
+    def __init__(self) -> None:
+        self._lanes: dict[str, _Lane] = {}
+
+    def acquire(self, key: str) -> Deferred[Release]:
+        """Fire (possibly at once) when ``key`` is free.
+
+        Cancelling the returned Deferred while it waits removes it from the
+        queue; it then never holds the lane.
+        """
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = _Lane()
+        if not lane.busy:
+            lane.busy = True
+            return succeed(self._releaser(key))
+
+        def forget(d: Deferred[Release]) -> None:
+            current = self._lanes.get(key)
+            if current is not None and d in current.waiting:
+                current.waiting.remove(d)
+
+        waiter: Deferred[Release] = Deferred(forget)
+        lane.waiting.append(waiter)
+        return waiter
+
+    def is_busy(self, key: str) -> bool:
+        """True while some holder has the lane."""
+        lane = self._lanes.get(key)
+        return lane is not None and lane.busy
+
+    def queued(self, key: str) -> int:
+        """How many acquisitions wait behind the current holder."""
+        lane = self._lanes.get(key)
+        return 0 if lane is None else len(lane.waiting)
+
+    def __len__(self) -> int:
+        """Number of keys with a holder or waiters (idle keys are dropped)."""
+        return len(self._lanes)
+
+    def _releaser(self, key: str) -> Release:
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if released:
+                return
+            released = True
+            self._hand_over(key)
+
+        return release
+
+    def _hand_over(self, key: str) -> None:
+        lane = self._lanes.get(key)
+        if lane is None:  # pragma: no cover - a release always has its lane
+            return
+        while lane.waiting:
+            waiter = lane.waiting.popleft()
+            if waiter.called:
+                continue
+            waiter.callback(self._releaser(key))
+            return
+        del self._lanes[key]
