@@ -89,6 +89,7 @@ class GatewayHttpApp:
         return self._chat_completions.handle(request)
 
     @app.route("/v1/models")
+    @app.route("/v1/models/")
     @app.route("/v1/models/<path:model_id>")
     def models(self, request: Request, model_id: str | None = None) -> bytes | Deferred[bytes]:
         """``GET /v1/models`` and ``/v1/models/{id}`` (served with chat completions)."""

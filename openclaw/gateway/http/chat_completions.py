@@ -1,0 +1,509 @@
+"""``POST /v1/chat/completions``: an OpenAI-compatible front for OpenClaw agents.
+
+The endpoint is a thin adapter over :class:`~openclaw.agents.types.AgentRuntime`:
+check the method and the caller, validate the body (:mod:`.chat_request`),
+start one agent run, and answer either with one ``chat.completion`` JSON body
+or with an SSE stream of ``chat.completion.chunk`` events (:mod:`.sse`).
+
+Disconnects cancel the run at once, whichever way Twisted reports them
+(``stopProducing``, the ``notifyFinish`` errback, or Klein cancelling the
+Deferred this returns); after that nothing is written. Once SSE headers are
+out, failures become a ``data: {"error": ...}`` frame then ``[DONE]``, never
+an errback (which would append an HTML page to the stream).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from twisted.internet.defer import CancelledError, Deferred, gatherResults
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.server import Request
+
+from openclaw.agents.prompt import MAX_TOTAL_IMAGE_BYTES
+from openclaw.agents.types import (
+    AgentEvent,
+    AgentResult,
+    AgentRun,
+    AgentRuntime,
+    AssistantEvent,
+    ImageInput,
+    ProviderError,
+    RunAbortedError,
+    RunTimeoutError,
+    UnknownAgentError,
+)
+from openclaw.config.model import Config
+from openclaw.gateway.auth import GatewayAuth
+from openclaw.gateway.http.auth_errors import auth_failure_response
+from openclaw.gateway.http.chat_request import (
+    ChatRequestError,
+    PinnedTool,
+    PreparedChat,
+    ToolChoice,
+    prepare_chat,
+)
+from openclaw.gateway.http.completions_format import (
+    APPEND_ONLY_ERROR,
+    EMPTY_REPLY_TEXT,
+    INTERNAL_ERROR,
+    RUN_ABORTED_ERROR,
+    RUN_TIMEOUT_ERROR,
+    ChunkFactory,
+    MappedError,
+    completion_json,
+    finish_reason_for,
+    map_provider_error,
+)
+from openclaw.gateway.http.errors import method_not_allowed, write_json
+from openclaw.gateway.http.image_fetch import ImageFetcher, ImageFetchError
+from openclaw.gateway.http.sse import DEFAULT_MAX_BUFFERED_BYTES, SSEStream, data_frame
+
+log = Logger()
+
+
+def request_headers(request: Request) -> dict[str, str]:
+    """Lower-case header names to their last value (UTF-8, else Latin-1)."""
+    headers: dict[str, str] = {}
+    for name, values in request.requestHeaders.getAllRawHeaders():
+        if not values:
+            continue
+        raw = values[-1]
+        try:
+            value = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            value = raw.decode("latin-1")
+        headers[name.decode("latin-1").lower()] = value
+    return headers
+
+
+def read_body(request: Request) -> bytes:
+    """The whole request body (the gateway's Request already enforced its limits)."""
+    content = request.content
+    if content is None:
+        return b""
+    content.seek(0)
+    data = content.read()
+    return data if isinstance(data, bytes) else bytes(data)
+
+
+def write_error(request: Request, error: MappedError, *, run_started: bool) -> bytes:
+    """An OpenAI error response; ``x-should-retry: false`` once the agent has run.
+
+    OpenAI SDKs retry 408/409/429/5xx twice by default, which would run the
+    agent (and its side effects) again; the header tells them not to.
+    """
+    if error.retry_after_seconds is not None:
+        request.setHeader(b"retry-after", str(error.retry_after_seconds).encode("ascii"))
+    if run_started:
+        request.setHeader(b"x-should-retry", b"false")
+    return write_json(request, error.status, error.body())
+
+
+def map_failure(failure: Failure, run_id: str) -> MappedError:
+    """The OpenAI error for a failed run."""
+    error = failure.value
+    if isinstance(error, ProviderError):
+        log.info(
+            "run {run_id} failed upstream: {kind} {status}",
+            run_id=run_id,
+            kind=error.kind.value,
+            status=error.status,
+        )
+        return map_provider_error(error)
+    if isinstance(error, RunTimeoutError):
+        log.info("run {run_id} timed out", run_id=run_id)
+        return RUN_TIMEOUT_ERROR
+    if isinstance(error, RunAbortedError):
+        log.info("run {run_id} was aborted", run_id=run_id)
+        return RUN_ABORTED_ERROR
+    log.failure("run {run_id} failed", failure, run_id=run_id)
+    return INTERNAL_ERROR
+
+
+def tool_choice_failure(choice: ToolChoice, result: AgentResult) -> MappedError | None:
+    """A 502 when a forced ``tool_choice`` was not honoured by the agent."""
+    if choice == "required" and not result.pending_tool_calls:
+        return MappedError(
+            502, "tool_choice=required was not satisfied by the agent response", "api_error"
+        )
+    if isinstance(choice, PinnedTool) and not any(
+        call.name == choice.name for call in result.pending_tool_calls
+    ):
+        return MappedError(
+            502,
+            f"tool_choice required a {choice.name} tool call, but the agent did not produce one",
+            "api_error",
+        )
+    return None
+
+
+class ChatCompletionsEndpoint:
+    """Handles every method of ``/v1/chat/completions`` (the app routes them all here)."""
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        runtime: AgentRuntime,
+        auth: GatewayAuth,
+        clock: IReactorTime,
+        image_fetcher: ImageFetcher | None = None,
+        max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES,
+    ) -> None:
+        self._config = config
+        self._settings = config.gateway.http.chat_completions
+        self._runtime = runtime
+        self._auth = auth
+        self._clock = clock
+        self._image_fetcher = image_fetcher
+        self._max_buffered_bytes = max_buffered_bytes
+
+    def handle(self, request: Request) -> bytes | Deferred[bytes]:
+        """Answer one request: 405, 401/429, 400, or run the agent."""
+        if request.method != b"POST":
+            return method_not_allowed(request, b"POST")
+        decision = self._auth.check_request(request)
+        if not decision.ok:
+            return auth_failure_response(request, decision)
+        try:
+            prepared = prepare_chat(
+                read_body(request),
+                request_headers(request),
+                agent_ids=self._runtime.agent_ids,
+                default_agent_id=self._runtime.default_agent_id,
+                images=self._settings.images,
+            )
+        except ChatRequestError as error:
+            return write_json(request, error.status, error.body())
+        completion_id = f"chatcmpl_{uuid.uuid4()}"
+        if prepared.image_urls:
+            return self._fetch_images_then_run(request, prepared, completion_id)
+        return self._run(request, prepared, completion_id, ())
+
+    def _fetch_images_then_run(
+        self, request: Request, prepared: PreparedChat, completion_id: str
+    ) -> bytes | Deferred[bytes]:
+        """Fetch remote images (``images.allowUrl``), then start the run.
+
+        A client that leaves meanwhile cancels the fetches (through Klein's
+        cancellation of the returned Deferred), and later the run.
+        """
+        fetcher = self._image_fetcher
+        if fetcher is None:
+            log.warn("image URL refused: no image fetcher is configured")
+            return write_json(request, 400, _invalid_image().body())
+        images = self._settings.images
+        pending: Deferred[list[ImageInput]] = _gather(
+            [fetcher.fetch(u, images) for u in prepared.image_urls]
+        )
+        current: list[Deferred[Any]] = [pending]
+        out: Deferred[bytes] = Deferred(lambda _: current[0].cancel())
+
+        def deliver(data: bytes) -> None:
+            if not out.called:
+                out.callback(data)
+
+        def fetched(found: list[ImageInput]) -> None:
+            if out.called:
+                return
+            total = sum(_decoded_size(image) for image in (*prepared.images, *found))
+            if total > MAX_TOTAL_IMAGE_BYTES:
+                log.info("images refused: {total} bytes in all", total=total)
+                deliver(write_json(request, 400, _invalid_image().body()))
+                return
+            result = self._run(request, prepared, completion_id, found)
+            if isinstance(result, bytes):
+                deliver(result)
+                return
+            current[0] = result
+            result.addCallback(deliver)
+            result.addErrback(lambda f: None if out.called else out.errback(f))
+
+        def failed(failure: Failure) -> None:
+            if out.called or isinstance(failure.value, CancelledError):
+                return
+            if isinstance(failure.value, ImageFetchError):
+                log.info("image URL refused: {why}", why=str(failure.value))
+                deliver(write_json(request, 400, _invalid_image().body()))
+            else:
+                log.failure("image fetch failed", failure)
+                deliver(write_error(request, INTERNAL_ERROR, run_started=False))
+
+        pending.addCallbacks(fetched, failed)
+        return out
+
+    def _run(
+        self,
+        request: Request,
+        prepared: PreparedChat,
+        completion_id: str,
+        fetched: Sequence[ImageInput],
+    ) -> bytes | Deferred[bytes]:
+        try:
+            run = self._runtime.start(prepared.agent_request(completion_id, fetched))
+        except UnknownAgentError:
+            return write_json(
+                request,
+                400,
+                ChatRequestError(
+                    f"Unknown agent '{prepared.agent_id}'.", code="agent_not_found"
+                ).body(),
+            )
+        except Exception:
+            log.failure("could not start run {run_id}", run_id=completion_id)
+            return write_error(request, INTERNAL_ERROR, run_started=False)
+        log.info(
+            "run {run_id} started: agent={agent_id} session={session_key} stream={stream}",
+            run_id=completion_id,
+            agent_id=prepared.agent_id,
+            session_key=prepared.session_key,
+            stream=prepared.stream,
+        )
+        created = int(self._clock.seconds())
+        if prepared.stream:
+            return _StreamResponse(
+                request,
+                run,
+                prepared,
+                ChunkFactory(completion_id, created, prepared.model, prepared.include_usage),
+                SSEStreamFactory(
+                    self._clock, self._settings.sse_keep_alive_seconds, self._max_buffered_bytes
+                ),
+            ).start()
+        return _JsonResponse(request, run, prepared, completion_id, created).start()
+
+
+def _decoded_size(image: ImageInput) -> int:
+    """Bytes a base64 image decodes to."""
+    return len(image.data) * 3 // 4 - image.data[-2:].count("=")
+
+
+def _invalid_image() -> ChatRequestError:
+    return ChatRequestError(
+        "Invalid image_url content in `messages`.", param="messages", code="invalid_image"
+    )
+
+
+def _gather(deferreds: list[Deferred[ImageInput]]) -> Deferred[list[ImageInput]]:
+    """All results in order, or the first failure (the others are cancelled)."""
+    gathered: Deferred[list[ImageInput]] = gatherResults(deferreds, consumeErrors=True)
+
+    def unwrap(failure: Failure) -> Failure:
+        for d in deferreds:
+            d.cancel()
+        first = getattr(failure.value, "subFailure", None)
+        return first if isinstance(first, Failure) else failure
+
+    return gathered.addErrback(unwrap)
+
+
+class SSEStreamFactory:
+    """Builds the :class:`SSEStream` of one response (clock and limits bound)."""
+
+    def __init__(self, clock: IReactorTime, keep_alive_seconds: float, max_buffered: int) -> None:
+        self._clock = clock
+        self._keep_alive = keep_alive_seconds
+        self._max_buffered = max_buffered
+
+    def __call__(
+        self,
+        request: Request,
+        on_pause: Callable[[], None],
+        on_resume: Callable[[], None],
+        on_lost: Callable[[], None],
+    ) -> SSEStream:
+        return SSEStream(
+            request,
+            clock=self._clock,
+            keep_alive_seconds=self._keep_alive,
+            on_pause=on_pause,
+            on_resume=on_resume,
+            on_lost=on_lost,
+            max_buffered_bytes=self._max_buffered,
+        )
+
+
+class _JsonResponse:
+    """One non-streaming answer: the run's result as a ``chat.completion`` body."""
+
+    def __init__(
+        self,
+        request: Request,
+        run: AgentRun,
+        prepared: PreparedChat,
+        completion_id: str,
+        created: int,
+    ) -> None:
+        self._request = request
+        self._run = run
+        self._prepared = prepared
+        self._completion_id = completion_id
+        self._created = created
+        self._gone = False
+        self._result: Deferred[AgentResult] | None = None
+        self._out: Deferred[bytes] = Deferred(self._cancelled)
+
+    def start(self) -> Deferred[bytes]:
+        self._request.notifyFinish().addErrback(self._connection_lost)
+        result = self._result = self._run.result
+        result.addCallbacks(self._succeeded, self._failed)
+        result.addErrback(self._bug)
+        return self._out
+
+    def _succeeded(self, result: AgentResult) -> None:
+        if self._gone:
+            return
+        unmet = tool_choice_failure(self._prepared.tool_choice, result)
+        if unmet is not None:
+            self._deliver(write_error(self._request, unmet, run_started=True))
+            return
+        body = completion_json(
+            completion_id=self._completion_id,
+            created=self._created,
+            model=self._prepared.model,
+            result=result,
+        )
+        log.info("run {run_id} answered", run_id=self._completion_id)
+        self._deliver(write_json(self._request, 200, body))
+
+    def _failed(self, failure: Failure) -> None:
+        if self._gone:
+            return
+        error = map_failure(failure, self._completion_id)
+        self._deliver(write_error(self._request, error, run_started=True))
+
+    def _bug(self, failure: Failure) -> None:
+        log.failure("bug answering run {run_id}", failure, run_id=self._completion_id)
+        if not self._gone:
+            self._deliver(write_error(self._request, INTERNAL_ERROR, run_started=True))
+
+    def _deliver(self, data: bytes) -> None:
+        if not self._out.called:
+            self._out.callback(data)
+
+    def _abandon(self) -> None:
+        if self._gone:
+            return
+        self._gone = True
+        log.info("client left; cancelling run {run_id}", run_id=self._completion_id)
+        self._run.cancel()
+        if self._result is not None:
+            self._result.cancel()
+
+    def _connection_lost(self, reason: Failure) -> None:
+        self._abandon()
+        if not self._out.called:
+            self._out.cancel()
+
+    def _cancelled(self, _: Deferred[bytes]) -> None:
+        self._abandon()
+
+
+class _StreamResponse:
+    """One streaming answer: run events become ``chat.completion.chunk`` frames."""
+
+    def __init__(
+        self,
+        request: Request,
+        run: AgentRun,
+        prepared: PreparedChat,
+        chunks: ChunkFactory,
+        stream_factory: SSEStreamFactory,
+    ) -> None:
+        self._run = run
+        self._prepared = prepared
+        self._chunks = chunks
+        self._run_id = chunks.completion_id
+        # With a forced tool_choice, prose is held back until the run shows
+        # the constraint was met (an unmet constraint must not leak prose).
+        self._hold_prose = prepared.tool_choice == "required" or isinstance(
+            prepared.tool_choice, PinnedTool
+        )
+        self._sent = ""
+        self._seen = ""
+        self._unsubscribe: Callable[[], None] | None = None
+        self._result: Deferred[AgentResult] | None = None
+        self._stream = stream_factory(
+            request, run.pauseProducing, run.resumeProducing, self._connection_lost
+        )
+
+    def start(self) -> Deferred[bytes]:
+        stream = self._stream
+        stream.open(data_frame(self._chunks.role()))
+        if stream.writable:
+            self._unsubscribe = self._run.subscribe(self._on_event)
+            result = self._result = self._run.result
+            result.addCallbacks(self._succeeded, self._failed)
+            result.addErrback(self._bug)
+        return stream.done
+
+    def _on_event(self, event: AgentEvent) -> None:
+        if not isinstance(event, AssistantEvent) or not self._stream.writable:
+            return
+        try:
+            self._seen = event.text if event.text else self._seen + event.delta
+            if self._hold_prose or not self._seen.startswith(self._sent):
+                return
+            new = self._seen[len(self._sent) :]
+            if new:
+                self._sent = self._seen
+                self._stream.send_json(self._chunks.content(new))
+        except Exception:
+            log.failure("bug streaming run {run_id}", run_id=self._run_id)
+
+    def _succeeded(self, result: AgentResult) -> None:
+        stream = self._stream
+        if not stream.writable:
+            return
+        self._stop_listening()
+        unmet = tool_choice_failure(self._prepared.tool_choice, result)
+        if unmet is not None:
+            self._fail_stream(unmet)
+            return
+        text = result.text
+        if not text.startswith(self._sent):
+            self._fail_stream(APPEND_ONLY_ERROR)
+            return
+        if text[len(self._sent) :]:
+            stream.send_json(self._chunks.content(text[len(self._sent) :]))
+        elif not text and not result.pending_tool_calls:
+            stream.send_json(self._chunks.content(EMPTY_REPLY_TEXT))
+        for chunk in self._chunks.tool_calls(result.pending_tool_calls):
+            stream.send_json(chunk)
+        stream.send_json(self._chunks.finish(finish_reason_for(result)))
+        if self._prepared.include_usage:
+            stream.send_json(self._chunks.usage(result.usage))
+        log.info("run {run_id} streamed", run_id=self._run_id)
+        stream.close()
+
+    def _failed(self, failure: Failure) -> None:
+        if not self._stream.writable:
+            return
+        self._stop_listening()
+        self._fail_stream(map_failure(failure, self._run_id))
+
+    def _bug(self, failure: Failure) -> None:
+        log.failure("bug streaming run {run_id}", failure, run_id=self._run_id)
+        if self._stream.writable:
+            self._fail_stream(INTERNAL_ERROR)
+
+    def _fail_stream(self, error: MappedError) -> None:
+        self._stream.send_json(error.body())
+        self._stream.close()
+
+    def _stop_listening(self) -> None:
+        unsubscribe, self._unsubscribe = self._unsubscribe, None
+        if unsubscribe is not None:
+            unsubscribe()
+
+    def _connection_lost(self) -> None:
+        log.info("client left; cancelling run {run_id}", run_id=self._run_id)
+        self._stop_listening()
+        self._run.cancel()
+        if self._result is not None:
+            self._result.cancel()

@@ -1,0 +1,550 @@
+"""Parse and validate a chat completions request, in OpenClaw's order and words.
+
+:func:`prepare_chat` turns the raw body and headers into a
+:class:`PreparedChat` (agent, session key, rendered prompt, tools, sampling
+parameters) or raises :class:`ChatRequestError` carrying the HTTP status and
+the OpenAI error object. It never raises anything else for any body, which a
+property test checks.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
+
+from attrs import frozen
+
+from openclaw.agents.prompt import (
+    InvalidImageError,
+    MissingUserMessageError,
+    build_prompt,
+)
+from openclaw.agents.types import AgentRequest, ClientTool, ImageInput, StreamParams
+from openclaw.config.model import ImagesConfig
+from openclaw.sessions.keys import (
+    InvalidSessionKeyError,
+    canonical_session_key,
+    fresh_openai_session_key,
+    is_reserved_session_key,
+    is_valid_agent_id,
+    normalize_agent_id,
+    openai_user_session_key,
+    parse_agent_from_key,
+)
+
+#: The model string echoed when the request names none.
+DEFAULT_MODEL = "openclaw"
+DEFAULT_CHANNEL = "webchat"
+MAX_SAFE_INTEGER = 2**53 - 1
+MAX_STOP_SEQUENCES = 4
+
+AGENT_HEADERS = ("x-openclaw-agent-id", "x-openclaw-agent")
+SESSION_HEADER = "x-openclaw-session-key"
+CHANNEL_HEADER = "x-openclaw-message-channel"
+
+INVALID_MODEL_MESSAGE = "Invalid `model`. Use `openclaw` or `openclaw/<agentId>`."
+RESERVED_SESSION_MESSAGE = (
+    "`x-openclaw-session-key` cannot use reserved internal session namespaces."
+)
+INVALID_IMAGE_MESSAGE = "Invalid image_url content in `messages`."
+MISSING_USER_MESSAGE = "Missing user message in `messages`."
+REQUIRED_TOOL_PROMPT = "You must call one of the available tools before responding."
+
+_MODEL_AGENT = re.compile(r"^(?:openclaw/|openclaw:|agent:)([a-z0-9][a-z0-9_-]{0,63})$", re.I)
+_CHANNEL = re.compile(r"^[a-z0-9][a-z0-9_.:-]{0,63}$")
+
+
+class ChatRequestError(Exception):
+    """A request the endpoint refuses: status plus the OpenAI error fields."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 400,
+        error_type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.error_type = error_type
+        self.param = param
+        self.code = code
+
+    def body(self) -> dict[str, Any]:
+        """The ``{"error": {...}}`` object."""
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.error_type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+@frozen
+class PinnedTool:
+    """``tool_choice: {"type": "function", "function": {"name": ...}}``."""
+
+    name: str
+
+
+ToolChoice = Literal["auto", "none", "required"] | PinnedTool
+
+
+@frozen
+class PreparedChat:
+    """A validated request, ready to become an :class:`AgentRequest`."""
+
+    model: str
+    stream: bool
+    include_usage: bool
+    agent_id: str
+    session_key: str
+    channel: str
+    message: str
+    extra_system_prompt: str | None
+    images: tuple[ImageInput, ...]
+    image_urls: tuple[str, ...]
+    tools: tuple[ClientTool, ...]
+    tool_choice: ToolChoice
+    stream_params: StreamParams | None
+
+    def agent_request(self, run_id: str, fetched_images: Sequence[ImageInput] = ()) -> AgentRequest:
+        """The runtime request for this chat (``fetched_images`` from image URLs)."""
+        return AgentRequest(
+            agent_id=self.agent_id,
+            session_key=self.session_key,
+            message=self.message,
+            run_id=run_id,
+            extra_system_prompt=self.extra_system_prompt,
+            images=(*self.images, *fetched_images),
+            client_tools=self.tools,
+            stream_params=self.stream_params,
+            channel=self.channel,
+        )
+
+
+# --- step 4: the body -------------------------------------------------------
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"Unexpected token {name} in JSON")
+
+
+def parse_json_body(raw: bytes) -> object:
+    """The body as JSON (an empty body is ``{}``); 400 with the parser's message."""
+    if not raw.strip():
+        return {}
+    try:
+        return json.loads(raw, parse_constant=_reject_constant)
+    except RecursionError:
+        raise ChatRequestError("JSON nesting is too deep", code="invalid_json") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, int too long
+        raise ChatRequestError(str(exc), code="invalid_json") from None
+
+
+# --- steps 6-10: fields -------------------------------------------------------
+
+
+def _type_name(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, Mapping):
+        return "object"
+    return type(value).__name__
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_string(value: object) -> bool:
+    return isinstance(value, str)
+
+
+def _is_array(value: object) -> bool:
+    return isinstance(value, list)
+
+
+def _is_boolean(value: object) -> bool:
+    return isinstance(value, bool)
+
+
+def _is_object(value: object) -> bool:
+    return isinstance(value, Mapping)
+
+
+_TYPE_CHECKS: dict[str, tuple[str, Callable[[object], bool]]] = {
+    "model": ("string", _is_string),
+    "messages": ("array", _is_array),
+    "stream": ("boolean", _is_boolean),
+    "stream_options": ("object", _is_object),
+    "user": ("string", _is_string),
+    "n": ("number", _is_number),
+    "temperature": ("number", _is_number),
+    "top_p": ("number", _is_number),
+    "frequency_penalty": ("number", _is_number),
+    "presence_penalty": ("number", _is_number),
+    "seed": ("number", _is_number),
+}
+
+
+def _check_types(body: Mapping[str, Any]) -> None:
+    """The schema step: every known field has its type or is null/absent."""
+    for name, (expected, check) in _TYPE_CHECKS.items():
+        value = body.get(name)
+        if value is not None and not check(value):
+            raise ChatRequestError(
+                f"{name}: Expected {expected}, received {_type_name(value)}", param=name
+            )
+    options = body.get("stream_options")
+    if isinstance(options, Mapping):
+        include = options.get("include_usage")
+        if include is not None and not isinstance(include, bool):
+            raise ChatRequestError(
+                f"stream_options.include_usage: Expected boolean, received {_type_name(include)}",
+                param="stream_options",
+            )
+
+
+def _token_cap(body: Mapping[str, Any], name: str) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if (
+        _is_number(value)
+        and math.isfinite(value)
+        and float(value).is_integer()
+        and 1 <= value <= MAX_SAFE_INTEGER
+    ):
+        return int(value)
+    raise ChatRequestError(f"{name} must be a positive safe integer", param=name)
+
+
+def _response_format(body: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    value = body.get("response_format")
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ChatRequestError(
+            "Invalid response_format: response_format must be an object",
+            param="response_format",
+        )
+    if value.get("type") not in ("text", "json_object", "json_schema"):
+        raise ChatRequestError(
+            "Invalid response_format: response_format.type must be text, json_object, "
+            "or json_schema",
+            param="response_format",
+        )
+    return dict(value)
+
+
+def _stop(body: Mapping[str, Any]) -> tuple[str, ...] | None:
+    value = body.get("stop")
+    if value is None:
+        return None
+    entries = [value] if isinstance(value, str) else value
+    if not isinstance(entries, list):
+        raise ChatRequestError(
+            "Invalid stop: stop must be a string or array of strings", param="stop"
+        )
+    if len(entries) > MAX_STOP_SEQUENCES:
+        raise ChatRequestError(
+            f"Invalid stop: stop supports at most {MAX_STOP_SEQUENCES} sequences", param="stop"
+        )
+    if not all(isinstance(entry, str) and entry for entry in entries):
+        raise ChatRequestError("Invalid stop: stop entries must be non-empty strings", param="stop")
+    return tuple(entries) or None
+
+
+_RANGES = (
+    ("temperature", 0.0, 2.0, "`temperature` must be between 0 and 2."),
+    ("top_p", 0.0, 1.0, "`top_p` must be between 0 and 1."),
+    ("frequency_penalty", -2.0, 2.0, "`frequency_penalty` must be between -2.0 and 2.0."),
+    ("presence_penalty", -2.0, 2.0, "`presence_penalty` must be between -2.0 and 2.0."),
+)
+
+
+def _sampling(body: Mapping[str, Any]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name, low, high, message in _RANGES:
+        value = body.get(name)
+        if value is None:
+            continue
+        if not (math.isfinite(value) and low <= value <= high):
+            raise ChatRequestError(message, param=name)
+        values[name] = float(value)
+    seed = body.get("seed")
+    if seed is not None:
+        if not (math.isfinite(seed) and float(seed).is_integer()):
+            raise ChatRequestError("`seed` must be an integer.", param="seed")
+        values["seed"] = int(seed)
+    return values
+
+
+@frozen
+class _Fields:
+    model: str
+    messages: tuple[object, ...]
+    stream: bool
+    include_usage: bool
+    user: str | None
+    stream_params: StreamParams | None
+
+
+def parse_fields(body: object) -> _Fields:
+    """Steps 6 to 10 of OpenClaw's checks, plus ``n`` (only 1 is supported)."""
+    if not isinstance(body, Mapping):
+        raise ChatRequestError(f"Expected object, received {_type_name(body)}")
+    _check_types(body)
+    n = body.get("n")
+    if n is not None and n != 1:
+        raise ChatRequestError(
+            "`n` must be 1: this endpoint returns exactly one choice.",
+            param="n",
+            code="unsupported_value",
+        )
+    max_completion_tokens = _token_cap(body, "max_completion_tokens")
+    max_tokens = _token_cap(body, "max_tokens")
+    response_format = _response_format(body)
+    stop = _stop(body)
+    sampling = _sampling(body)
+    cap = max_completion_tokens if max_completion_tokens is not None else max_tokens
+    stream_params = None
+    if cap is not None or response_format is not None or stop is not None or sampling:
+        stream_params = StreamParams(
+            max_tokens=cap, response_format=response_format, stop=stop, **sampling
+        )
+    model = body.get("model")
+    options = body.get("stream_options")
+    user = body.get("user")
+    return _Fields(
+        model=model if isinstance(model, str) and model.strip() else DEFAULT_MODEL,
+        messages=tuple(body.get("messages") or ()),
+        stream=body.get("stream") is True,
+        include_usage=isinstance(options, Mapping) and options.get("include_usage") is True,
+        user=user.strip() if isinstance(user, str) and user.strip() else None,
+        stream_params=stream_params,
+    )
+
+
+# --- step 11: agent and session --------------------------------------------------
+
+
+def resolve_agent(
+    model: str,
+    header_agent: str | None,
+    *,
+    agent_ids: Sequence[str],
+    default_agent_id: str,
+) -> str:
+    """The agent a request targets: the header beats ``model``; else the default."""
+    wanted: str | None = None
+    stripped = model.strip()
+    lowered = stripped.lower()
+    if lowered not in ("", "openclaw", "openclaw/default"):
+        match = _MODEL_AGENT.match(stripped)
+        if match is None:
+            raise ChatRequestError(INVALID_MODEL_MESSAGE, param="model", code="invalid_model")
+        wanted = match.group(1)
+    known = set(agent_ids) | {default_agent_id}
+    if header_agent is not None and header_agent.strip():
+        raw = header_agent.strip()
+        if not is_valid_agent_id(raw) or normalize_agent_id(raw) not in known:
+            raise ChatRequestError(f"Unknown agent '{raw}'.", code="agent_not_found")
+        return normalize_agent_id(raw)
+    if wanted is None:
+        return default_agent_id
+    agent_id = normalize_agent_id(wanted)
+    if agent_id not in known:
+        raise ChatRequestError(f"Unknown agent '{wanted}'.", param="model", code="agent_not_found")
+    return agent_id
+
+
+def resolve_session_key(
+    agent_id: str, header_key: str | None, user: str | None, *, known: Sequence[str]
+) -> tuple[str, str]:
+    """``(agent_id, session_key)``: header key (canonicalised), else ``user``, else fresh.
+
+    A header key of the form ``agent:<id>:...`` keeps its own agent, which must
+    be configured; any other key is placed under the resolved agent.
+    """
+    if header_key is not None and header_key.strip():
+        if is_reserved_session_key(header_key):
+            raise ChatRequestError(RESERVED_SESSION_MESSAGE, code="invalid_session_key")
+        try:
+            key = canonical_session_key(agent_id, header_key)
+        except InvalidSessionKeyError as exc:
+            raise ChatRequestError(
+                f"Invalid `x-openclaw-session-key`: {exc}.", code="invalid_session_key"
+            ) from None
+        owner = parse_agent_from_key(key) or agent_id
+        if owner not in known:
+            raise ChatRequestError(f"Unknown agent '{owner}'.", code="agent_not_found")
+        return owner, key
+    if user is not None:
+        return agent_id, openai_user_session_key(agent_id, user)
+    return agent_id, fresh_openai_session_key(agent_id)
+
+
+def resolve_channel(header: str | None) -> str:
+    """``x-openclaw-message-channel`` normalised (lower-case), else ``webchat``."""
+    value = (header or "").strip().lower()
+    return value if _CHANNEL.match(value) else DEFAULT_CHANNEL
+
+
+# --- step 14: client tools -------------------------------------------------------
+
+
+def _tools_error(reason: str) -> ChatRequestError:
+    return ChatRequestError(f"Invalid tools/tool_choice: {reason}", param="tools")
+
+
+def _choice_error(reason: str) -> ChatRequestError:
+    return ChatRequestError(f"Invalid tools/tool_choice: {reason}", param="tool_choice")
+
+
+def parse_tools(body: Mapping[str, Any]) -> tuple[tuple[ClientTool, ...], ToolChoice]:
+    """``tools`` and ``tool_choice`` as client tools plus the enforced choice."""
+    raw_tools = body.get("tools")
+    tools: list[ClientTool] = []
+    if raw_tools is not None:
+        if not isinstance(raw_tools, list):
+            raise _tools_error("tools must be an array")
+        for raw in raw_tools:
+            tools.append(_parse_tool(raw))
+    choice = _parse_choice(body.get("tool_choice"))
+    if choice == "none":
+        return (), "none"
+    if choice == "required" and not tools:
+        raise _choice_error("tool_choice=required but no tools were provided")
+    if isinstance(choice, PinnedTool):
+        pinned = [tool for tool in tools if tool.name == choice.name]
+        if not pinned:
+            raise _choice_error(f"tool_choice requested unknown tool: {choice.name}")
+        return tuple(pinned[:1]), choice
+    return tuple(tools), choice
+
+
+def _parse_tool(raw: object) -> ClientTool:
+    if not isinstance(raw, Mapping):
+        raise _tools_error("each tool must be an object")
+    if raw.get("type") != "function":
+        raise _tools_error("only function tools are supported")
+    function = raw.get("function")
+    if not isinstance(function, Mapping):
+        raise _tools_error("tool.function is required")
+    name = function.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise _tools_error("tool.function.name is required")
+    description = function.get("description")
+    parameters = function.get("parameters")
+    strict = function.get("strict")
+    return ClientTool(
+        name=name.strip(),
+        description=description if isinstance(description, str) else None,
+        parameters=dict(parameters) if isinstance(parameters, Mapping) else None,
+        strict=strict if isinstance(strict, bool) else None,
+    )
+
+
+def _parse_choice(raw: object) -> ToolChoice:
+    if raw is None or raw == "auto":
+        return "auto"
+    if raw == "none":
+        return "none"
+    if raw == "required":
+        return "required"
+    if isinstance(raw, str):
+        raise _choice_error("unsupported tool_choice type")
+    if not isinstance(raw, Mapping):
+        raise _choice_error("tool_choice must be a string or object")
+    kind = raw.get("type")
+    if kind == "function":
+        function = raw.get("function")
+        name = function.get("name") if isinstance(function, Mapping) else None
+        if not isinstance(name, str) or not name.strip():
+            raise _choice_error("tool_choice.function.name is required")
+        return PinnedTool(name.strip())
+    if kind in ("allowed_tools", "custom"):
+        raise _choice_error(f"tool_choice {kind} is not supported")
+    raise _choice_error("unsupported tool_choice type")
+
+
+def tool_choice_prompt(choice: ToolChoice) -> str | None:
+    """The instruction appended to the extra system prompt for a forced choice."""
+    if choice == "required":
+        return REQUIRED_TOOL_PROMPT
+    if isinstance(choice, PinnedTool):
+        return f"You must call the {choice.name} tool before responding."
+    return None
+
+
+# --- the whole pipeline --------------------------------------------------------
+
+
+def prepare_chat(
+    raw_body: bytes,
+    headers: Mapping[str, str],
+    *,
+    agent_ids: Sequence[str],
+    default_agent_id: str,
+    images: ImagesConfig,
+) -> PreparedChat:
+    """Steps 4 to 16 of OpenClaw's order of checks; ChatRequestError on refusal.
+
+    ``headers`` maps lower-case header names to their (last) value.
+    """
+    body = parse_json_body(raw_body)
+    fields = parse_fields(body)
+    assert isinstance(body, Mapping)
+    header_agent = next((headers[h] for h in AGENT_HEADERS if headers.get(h, "").strip()), None)
+    agent_id = resolve_agent(
+        fields.model, header_agent, agent_ids=agent_ids, default_agent_id=default_agent_id
+    )
+    known = [*agent_ids, default_agent_id]
+    agent_id, session_key = resolve_session_key(
+        agent_id, headers.get(SESSION_HEADER), fields.user, known=known
+    )
+    tools, choice = parse_tools(body)
+    try:
+        prompt = build_prompt(fields.messages, images)
+    except InvalidImageError:
+        raise ChatRequestError(
+            INVALID_IMAGE_MESSAGE, param="messages", code="invalid_image"
+        ) from None
+    except MissingUserMessageError:
+        raise ChatRequestError(MISSING_USER_MESSAGE, param="messages") from None
+    except RecursionError:
+        raise ChatRequestError("`messages` is nested too deeply.", param="messages") from None
+    extra = [part for part in (prompt.extra_system_prompt, tool_choice_prompt(choice)) if part]
+    return PreparedChat(
+        model=fields.model,
+        stream=fields.stream,
+        include_usage=fields.include_usage,
+        agent_id=agent_id,
+        session_key=session_key,
+        channel=resolve_channel(headers.get(CHANNEL_HEADER)),
+        message=prompt.message,
+        extra_system_prompt="\n\n".join(extra) or None,
+        images=prompt.images,
+        image_urls=prompt.image_urls,
+        tools=tools,
+        tool_choice=choice,
+        stream_params=fields.stream_params,
+    )

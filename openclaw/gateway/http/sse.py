@@ -1,0 +1,241 @@
+"""Server-sent events over a twisted.web request, as a push producer.
+
+:class:`SSEStream` owns the response once its headers are out. It is
+registered on the request as an ``IPushProducer``, so Twisted tells it when the
+client's socket is full (``pauseProducing``), drained (``resumeProducing``) or
+gone (``stopProducing``); it forwards pause and resume to its source (the agent
+run, and through it the upstream socket) and reports loss exactly once.
+
+Buffering is bounded: while paused, frames are queued here instead of being
+pushed into the transport; the queue may hold at most ``max_buffered_bytes``
+(default 1 MiB). On top of that, Twisted's transport buffer holds what was
+written before it asked us to pause (it pauses at 64 KiB). A source that keeps
+producing past the bound despite the pause gets the connection aborted rather
+than unbounded memory.
+
+Keep-alive: while nothing has been written for ``keep_alive_seconds`` an SSE
+comment ``: ping`` is sent, so idle-timeout proxies keep the stream open
+during long silent agent work. Comments are ignored by every SSE client.
+
+The stream never errbacks its ``done`` Deferred: it fires with ``b""`` after
+``[DONE]`` is written and the producer unregistered (Klein then finishes the
+request), or is cancelled when the connection is lost (Klein cancels it; so
+does the request's ``notifyFinish`` errback). After a loss nothing is written,
+and neither ``finish`` nor ``unregisterProducer`` is called.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import Literal
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.server import Request
+from zope.interface import implementer
+
+from openclaw.gateway.http.errors import json_bytes
+
+log = Logger()
+
+DONE_FRAME = b"data: [DONE]\n\n"
+PING_FRAME = b": ping\n\n"
+#: Bytes queued while the client is not reading before the stream is aborted.
+DEFAULT_MAX_BUFFERED_BYTES = 1024 * 1024
+
+StreamState = Literal["new", "open", "closing", "finished", "lost"]
+
+
+def data_frame(obj: object) -> bytes:
+    """One SSE event: ``data: <compact JSON>`` and a blank line."""
+    return b"data: " + json_bytes(obj) + b"\n\n"
+
+
+@implementer(IPushProducer)
+class SSEStream:
+    """One ``text/event-stream`` response with flow control and keep-alives."""
+
+    def __init__(
+        self,
+        request: Request,
+        *,
+        clock: IReactorTime,
+        keep_alive_seconds: float,
+        on_pause: Callable[[], None],
+        on_resume: Callable[[], None],
+        on_lost: Callable[[], None],
+        max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES,
+    ) -> None:
+        self._request = request
+        self._clock = clock
+        self._keep_alive = keep_alive_seconds
+        self._on_pause = on_pause
+        self._on_resume = on_resume
+        self._on_lost = on_lost
+        self._max_buffered = max_buffered_bytes
+        self._queue: deque[bytes] = deque()
+        self._queued_bytes = 0
+        self._paused = False
+        self._source_paused = False
+        self._ping: IDelayedCall | None = None
+        self.state: StreamState = "new"
+        #: Fires with ``b""`` once the stream ended cleanly; cancelled on loss.
+        self.done: Deferred[bytes] = Deferred(self._cancelled)
+        #: Bytes handed to the request so far (frames and pings).
+        self.bytes_written = 0
+
+    # -- the writer's side -------------------------------------------------
+
+    @property
+    def writable(self) -> bool:
+        """True while frames may still be sent (open, not closing, not lost)."""
+        return self.state == "open"
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes held here while the client is not reading."""
+        return self._queued_bytes
+
+    def open(self, first_frame: bytes) -> None:
+        """Send the status, the SSE headers and ``first_frame`` at once."""
+        if self.state != "new":
+            raise RuntimeError(f"cannot open an SSE stream in state {self.state}")
+        request = self._request
+        request.setResponseCode(200)
+        request.setHeader(b"content-type", b"text/event-stream; charset=utf-8")
+        request.setHeader(b"cache-control", b"no-cache")
+        request.setHeader(b"x-accel-buffering", b"no")
+        self.state = "open"
+        request.notifyFinish().addErrback(self._connection_lost)
+        request.registerProducer(self, True)
+        self._write(first_frame)
+        self._schedule_ping()
+
+    def send(self, frame: bytes) -> None:
+        """Send one already-framed event (see :func:`data_frame`)."""
+        if self.state == "open":
+            self._write(frame)
+
+    def send_json(self, obj: object) -> None:
+        """Send ``obj`` as one ``data:`` event."""
+        if self.state == "open":
+            self._write(data_frame(obj))
+
+    def close(self) -> None:
+        """Send ``data: [DONE]`` and end the body once everything queued is out."""
+        if self.state != "open":
+            return
+        self._write(DONE_FRAME)
+        self.state = "closing"
+        self._cancel_ping()
+        self._finish_if_drained()
+
+    # -- IPushProducer -------------------------------------------------------
+
+    def pauseProducing(self) -> None:
+        """The client's socket is full: queue frames here and pause the source."""
+        if self.state in ("finished", "lost") or self._paused:
+            return
+        self._paused = True
+        if not self._source_paused:
+            self._source_paused = True
+            self._on_pause()
+
+    def resumeProducing(self) -> None:
+        """The socket drained: flush the queue, then let the source go on."""
+        if self.state in ("finished", "lost") or not self._paused:
+            return
+        self._paused = False
+        self._flush()
+        if self._paused or self.state in ("finished", "lost"):
+            return
+        if self._source_paused and self.state == "open":
+            self._source_paused = False
+            self._on_resume()
+        self._finish_if_drained()
+
+    def stopProducing(self) -> None:
+        """The connection is going away: stop everything, write nothing more."""
+        self._lose("stopProducing")
+
+    # -- internals --------------------------------------------------------------
+
+    def _write(self, data: bytes) -> None:
+        if self._paused or self._queue:
+            self._queue.append(data)
+            self._queued_bytes += len(data)
+            if self._queued_bytes > self._max_buffered:
+                self._overflow()
+            return
+        self._write_now(data)
+
+    def _write_now(self, data: bytes) -> None:
+        self.bytes_written += len(data)
+        self._request.write(data)
+        if self._ping is not None and self._ping.active():
+            self._ping.reset(self._keep_alive)
+
+    def _flush(self) -> None:
+        while self._queue and not self._paused and self.state not in ("finished", "lost"):
+            data = self._queue.popleft()
+            self._queued_bytes -= len(data)
+            self._write_now(data)
+
+    def _finish_if_drained(self) -> None:
+        if self.state != "closing" or self._queue or self._paused:
+            return
+        self.state = "finished"
+        self._request.unregisterProducer()
+        self.done.callback(b"")
+
+    def _schedule_ping(self) -> None:
+        if self._keep_alive > 0 and self.state == "open":
+            self._ping = self._clock.callLater(self._keep_alive, self._send_ping)
+
+    def _send_ping(self) -> None:
+        self._ping = None
+        if self.state != "open":
+            return
+        if not self._paused:
+            self._write_now(PING_FRAME)
+        self._schedule_ping()
+
+    def _cancel_ping(self) -> None:
+        if self._ping is not None and self._ping.active():
+            self._ping.cancel()
+        self._ping = None
+
+    def _overflow(self) -> None:
+        log.warn(
+            "SSE client not reading: {queued} bytes queued (limit {limit}); aborting stream",
+            queued=self._queued_bytes,
+            limit=self._max_buffered,
+        )
+        transport = getattr(self._request, "transport", None)
+        self._lose("buffer overflow")
+        abort = getattr(transport, "abortConnection", None)
+        if abort is not None:
+            abort()
+        else:
+            self._request.loseConnection()
+
+    def _lose(self, why: str) -> None:
+        if self.state in ("finished", "lost"):
+            return
+        log.debug("SSE stream lost ({why})", why=why)
+        self.state = "lost"
+        self._cancel_ping()
+        self._queue.clear()
+        self._queued_bytes = 0
+        self._on_lost()
+
+    def _connection_lost(self, reason: Failure) -> None:
+        self._lose("connection lost")
+        if not self.done.called:
+            self.done.cancel()
+
+    def _cancelled(self, _: Deferred[bytes]) -> None:
+        self._lose("cancelled")

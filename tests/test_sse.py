@@ -1,0 +1,219 @@
+"""The SSE push producer on its own, behind a one-route Klein app on a real HTTPChannel."""
+
+from __future__ import annotations
+
+from klein import Klein
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.server import Request
+
+from openclaw.gateway.http.sse import DONE_FRAME, PING_FRAME, SSEStream, data_frame
+from tests.chat_fakes import RawConnection
+
+
+class Source:
+    """Records what the stream asked of its source."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def pause(self) -> None:
+        self.calls.append("pause")
+
+    def resume(self) -> None:
+        self.calls.append("resume")
+
+    def lost(self) -> None:
+        self.calls.append("lost")
+
+
+class Harness:
+    """A Klein route whose handler opens an SSEStream and returns its ``done``."""
+
+    def __init__(self, *, keep_alive: float = 0, max_buffered: int = 1 << 20) -> None:
+        self.clock = Clock()
+        self.source = Source()
+        self.streams: list[SSEStream] = []
+        app = Klein()
+
+        @app.route("/events", methods=["GET"])
+        def events(request: Request) -> Deferred[bytes]:
+            stream = SSEStream(
+                request,
+                clock=self.clock,
+                keep_alive_seconds=keep_alive,
+                on_pause=self.source.pause,
+                on_resume=self.source.resume,
+                on_lost=self.source.lost,
+                max_buffered_bytes=max_buffered,
+            )
+            self.streams.append(stream)
+            stream.open(data_frame({"n": 0}))
+            return stream.done
+
+        self.conn = RawConnection(app.resource())
+        self.conn.send(b"", method="GET", path="/events")
+
+    @property
+    def stream(self) -> SSEStream:
+        """The stream of the request sent."""
+        return self.streams[-1]
+
+    @property
+    def body(self) -> bytes:
+        """The response body received so far."""
+        return self.conn.response().body
+
+
+class SSEStreamTests(SynchronousTestCase):
+    """Opening, writing, closing, pausing, losing."""
+
+    def test_open_writes_at_once(self) -> None:
+        """Headers and the first frame are on the wire before ``done`` fires."""
+        h = Harness()
+        response = h.conn.response()
+        self.assertEqual(response.status, 200)
+        self.assertEqual(response.headers["content-type"], "text/event-stream; charset=utf-8")
+        self.assertEqual(response.body, b'data: {"n":0}\n\n')
+        self.assertNoResult(h.stream.done)
+        self.assertIs(h.conn.transport.producer, h.conn._producer)
+
+    def test_close_ends_body(self) -> None:
+        """``close`` writes [DONE], unregisters, fires ``done``; Klein ends the body."""
+        h = Harness()
+        h.stream.send_json({"n": 1})
+        h.stream.close()
+        self.successResultOf(h.stream.done)
+        response = h.conn.response()
+        self.assertTrue(response.complete)
+        self.assertTrue(response.body.endswith(DONE_FRAME))
+        self.assertEqual(h.stream.state, "finished")
+        h.stream.send_json({"n": 2})
+        h.stream.close()
+        self.assertNotIn(b'"n":2', h.conn.transport.value())
+
+    def test_open_twice_refused(self) -> None:
+        """A stream opens once."""
+        h = Harness()
+        self.assertRaises(RuntimeError, h.stream.open, b"")
+
+    def test_pause_queues_and_resume_flushes(self) -> None:
+        """While paused frames wait here (counted); the source is paused/resumed once."""
+        h = Harness()
+        h.stream.pauseProducing()
+        h.stream.pauseProducing()
+        h.stream.send_json({"n": 1})
+        h.stream.send_json({"n": 2})
+        self.assertEqual(h.stream.queued_bytes, 2 * len(data_frame({"n": 1})))
+        self.assertNotIn(b'"n":1', h.body)
+        h.stream.resumeProducing()
+        h.stream.resumeProducing()
+        self.assertEqual(h.stream.queued_bytes, 0)
+        self.assertTrue(h.body.endswith(b'data: {"n":1}\n\ndata: {"n":2}\n\n'))
+        self.assertEqual(h.source.calls, ["pause", "resume"])
+
+    def test_close_while_paused(self) -> None:
+        """Closing while paused ends the body only after the queue drained."""
+        h = Harness()
+        h.stream.pauseProducing()
+        h.stream.send_json({"n": 1})
+        h.stream.close()
+        self.assertNoResult(h.stream.done)
+        h.stream.resumeProducing()
+        self.successResultOf(h.stream.done)
+        self.assertTrue(h.conn.response().complete)
+        self.assertEqual(h.source.calls, ["pause"])
+
+    def test_repause_during_flush(self) -> None:
+        """A pause triggered by a flushed write keeps the rest queued and the source paused."""
+        h = Harness()
+        stream = h.stream
+        stream.pauseProducing()
+        for n in range(3):
+            stream.send_json({"n": n + 1})
+        original = h.conn.transport.writeSequence
+        writes = []
+
+        def write_sequence(data: list[bytes]) -> None:
+            writes.append(data)
+            original(data)
+            if len(writes) == 1:
+                stream.pauseProducing()
+
+        # The transport's buffer fills on the first flushed frame.
+        h.conn.transport.writeSequence = write_sequence  # type: ignore[method-assign]
+        stream.resumeProducing()
+        self.assertEqual(stream.queued_bytes, 2 * len(data_frame({"n": 1})))
+        self.assertEqual(h.source.calls, ["pause"])
+        stream.resumeProducing()
+        self.assertEqual(stream.queued_bytes, 0)
+        self.assertEqual(h.source.calls, ["pause", "resume"])
+
+    def test_loss_is_reported_once(self) -> None:
+        """stopProducing, the notifyFinish errback and Klein's cancel: one ``lost``."""
+        h = Harness()
+        h.conn.disconnect()
+        self.assertEqual(h.source.calls, ["lost"])
+        self.assertEqual(h.stream.state, "lost")
+        h.stream.stopProducing()
+        h.stream.done.cancel()
+        self.assertEqual(h.source.calls, ["lost"])
+        before = h.conn.transport.value()
+        h.stream.send_json({"n": 9})
+        h.stream.close()
+        self.assertEqual(h.conn.transport.value(), before)
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_pause_after_loss_ignored(self) -> None:
+        """Producer calls after the loss do nothing."""
+        h = Harness()
+        h.conn.disconnect()
+        h.stream.pauseProducing()
+        h.stream.resumeProducing()
+        self.assertEqual(h.source.calls, ["lost"])
+
+    def test_overflow_aborts(self) -> None:
+        """Queuing past the bound aborts the connection and reports the loss."""
+        h = Harness(max_buffered=100)
+        h.stream.pauseProducing()
+        h.stream.send(b"x" * 60)
+        self.assertFalse(h.conn.transport.disconnected)
+        h.stream.send(b"x" * 60)
+        self.assertTrue(h.conn.transport.disconnected)
+        self.assertEqual(h.source.calls, ["pause", "lost"])
+        self.assertEqual(h.stream.queued_bytes, 0)
+
+
+class KeepAliveTests(SynchronousTestCase):
+    """``: ping`` comments."""
+
+    def test_pings_while_silent_not_while_paused(self) -> None:
+        """A ping per idle period; none while paused; none after close."""
+        h = Harness(keep_alive=5)
+        h.clock.advance(5)
+        self.assertTrue(h.body.endswith(PING_FRAME))
+        h.stream.pauseProducing()
+        h.clock.advance(20)
+        self.assertEqual(h.body.count(PING_FRAME), 1)
+        h.stream.resumeProducing()
+        h.clock.advance(5)
+        self.assertEqual(h.body.count(PING_FRAME), 2)
+        h.stream.close()
+        self.assertEqual(h.clock.getDelayedCalls(), [])
+
+    def test_writes_postpone_pings(self) -> None:
+        """Each write restarts the idle period."""
+        h = Harness(keep_alive=5)
+        for _ in range(4):
+            h.clock.advance(4)
+            h.stream.send_json({"n": 1})
+        self.assertNotIn(PING_FRAME, h.body)
+        h.clock.advance(5)
+        self.assertIn(PING_FRAME, h.body)
+
+    def test_loss_cancels_timer(self) -> None:
+        """A lost stream leaves no timer behind."""
+        h = Harness(keep_alive=5)
+        h.conn.disconnect()
+        self.assertEqual(h.clock.getDelayedCalls(), [])
