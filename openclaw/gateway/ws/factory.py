@@ -1,0 +1,293 @@
+"""The WebSocket factory: shared state of every connection, and its wiring.
+
+The factory owns what outlives one connection: the run hub (event fan-out),
+the idempotency cache (so a reconnecting CLI gets its cached result), the
+global ``tick`` timer and the set of open connections (for ``shutdown``). All
+timers, Autobahn's own included, run on the injected reactor so tests drive
+them with a ``Clock``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+from autobahn.twisted.websocket import WebSocketServerFactory
+from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+
+from openclaw import __version__
+from openclaw.agents.registry import AgentRegistry
+from openclaw.agents.types import AgentRuntime
+from openclaw.config.model import Config
+from openclaw.gateway.auth import GatewayAuth, is_loopback
+from openclaw.gateway.ws.events import RunHub
+from openclaw.gateway.ws.frames import PROTOCOL_VERSION
+from openclaw.gateway.ws.idempotency import IdempotencyCache
+from openclaw.gateway.ws.logbuffer import LogBuffer
+from openclaw.gateway.ws.methods import METHODS, GatewayServices
+from openclaw.gateway.ws.protocol import GatewayWebSocketProtocol
+from openclaw.gateway.ws.views import AgentsView, SessionsView
+from openclaw.sessions.keys import main_session_key
+
+log = Logger()
+_Untyped = Callable[..., None]
+
+#: Events this gateway may send (``hello-ok.features.events``).
+EVENTS = ("connect.challenge", "agent", "chat", "tick", "shutdown", "error")
+#: The OpenClaw release whose CLI this protocol implementation was verified with.
+COMPATIBLE_OPENCLAW = "2026.9.6"
+
+
+class _ReactorTimer:
+    """Autobahn's batched-timer interface on the injected reactor.
+
+    Autobahn schedules its handshake, close and ping timers through txaio's
+    global event loop; this keeps them on the reactor the gateway was given.
+    """
+
+    def __init__(self, reactor: IReactorTime) -> None:
+        self._reactor = reactor
+
+    def call_later(self, delay: float, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return _TolerantCall(self._reactor.callLater(delay, func, *args, **kwargs))
+
+
+class _TolerantCall:
+    """A delayed call whose cancel is a no-op once it ran (as Autobahn expects)."""
+
+    def __init__(self, call: IDelayedCall) -> None:
+        self._call = call
+
+    def cancel(self) -> None:
+        if self._call.active():
+            self._call.cancel()
+
+
+def _origin_key(value: str) -> str:
+    return value.strip().rstrip("/").lower()
+
+
+class GatewayWebSocketFactory(WebSocketServerFactory):
+    """Builds :class:`GatewayWebSocketProtocol` connections sharing one gateway."""
+
+    # typing note: Twisted types Factory.protocol against a generic protocol shape.
+    protocol = GatewayWebSocketProtocol  # type: ignore[assignment]
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        runtime: AgentRuntime,
+        auth: GatewayAuth,
+        reactor: IReactorTime,
+        agents: AgentsView,
+        sessions: SessionsView | None,
+        log_buffer: LogBuffer | None,
+        started_at_ms: int,
+    ) -> None:
+        # typing note: Autobahn leaves these two unannotated.
+        cast(_Untyped, super().__init__)(reactor=reactor, server=None)
+        self._batched_timer = _ReactorTimer(reactor)
+        self.config = config
+        self.auth = auth
+        ws = config.gateway.ws
+        cast(_Untyped, self.setProtocolOptions)(
+            maxFramePayloadSize=ws.max_preauth_payload,
+            maxMessagePayloadSize=ws.max_preauth_payload,
+            autoPingInterval=ws.ping_interval_seconds,
+            autoPingTimeout=ws.ping_timeout_seconds,
+            failByDrop=False,
+            perMessageCompressionAccept=lambda offers: None,
+        )
+        self.hub = RunHub(runtime, reactor)
+        self.hub.start()
+        self._connections: set[GatewayWebSocketProtocol] = set()
+        self._ready: set[GatewayWebSocketProtocol] = set()
+        self._tick_call: IDelayedCall | None = None
+        self.stopping = False
+        self._allowed_origins = {_origin_key(o) for o in config.gateway.control_ui.allowed_origins}
+        self.services = GatewayServices(
+            config=config,
+            runtime=runtime,
+            agents=agents,
+            sessions=sessions,
+            hub=self.hub,
+            idempotency=IdempotencyCache(reactor),
+            clock=reactor,
+            log_buffer=log_buffer,
+            started_at_ms=started_at_ms,
+            version=__version__,
+            connection_count=lambda: len(self._ready),
+        )
+
+    def now_ms(self) -> int:
+        """The injected clock's time in epoch milliseconds."""
+        return int(self.reactor.seconds() * 1000)
+
+    # -- connections ---------------------------------------------------------------
+
+    @property
+    def connections(self) -> frozenset[GatewayWebSocketProtocol]:
+        """Connections past the HTTP upgrade, authenticated or not."""
+        return frozenset(self._connections)
+
+    def connection_opening(self, conn: GatewayWebSocketProtocol) -> None:
+        """A connection passed ``onConnect``."""
+        self._connections.add(conn)
+
+    def connection_ready(self, conn: GatewayWebSocketProtocol) -> None:
+        """A connection completed ``connect``; ticks run while any is ready."""
+        self._ready.add(conn)
+        self._schedule_tick()
+
+    def connection_closed(self, conn: GatewayWebSocketProtocol) -> None:
+        """A connection went away."""
+        self._connections.discard(conn)
+        self._ready.discard(conn)
+        if not self._ready:
+            self._cancel_tick()
+
+    def origin_allowed(self, origin: str, host: str | None, client_address: str) -> bool:
+        """Browser origins: the allow-list, the gateway's own origin, or loopback to loopback."""
+        key = _origin_key(origin)
+        if "*" in self._allowed_origins or key in self._allowed_origins:
+            return True
+        try:
+            parts = urlsplit(key)
+            origin_host = parts.hostname
+        except ValueError:
+            return False
+        if not origin_host or parts.scheme not in ("http", "https"):
+            return False
+        if host is not None and parts.netloc == host.strip().lower():
+            return True
+        return _is_loopback_name(origin_host) and is_loopback(client_address)
+
+    # -- tick ----------------------------------------------------------------------------
+
+    def _schedule_tick(self) -> None:
+        if self._tick_call is None and self._ready and not self.stopping:
+            interval = self.config.gateway.ws.tick_interval_ms / 1000
+            self._tick_call = self.reactor.callLater(interval, self._tick)
+
+    def _cancel_tick(self) -> None:
+        if self._tick_call is not None and self._tick_call.active():
+            self._tick_call.cancel()
+        self._tick_call = None
+
+    def _tick(self) -> None:
+        self._tick_call = None
+        ts = self.now_ms()
+        for conn in list(self._ready):
+            conn.send_tick(ts)
+        self._schedule_tick()
+
+    # -- hello ----------------------------------------------------------------------------
+
+    def hello_payload(self, conn: GatewayWebSocketProtocol) -> dict[str, Any]:
+        """The ``hello-ok`` payload for a freshly authenticated connection."""
+        ws = self.config.gateway.ws
+        default = self.services.agents.default_agent_id
+        auth: dict[str, Any] = {
+            "method": self.auth.mode,
+            "role": "operator",
+            "scopes": list(conn.scopes),
+        }
+        if conn.device is not None:
+            auth["deviceId"] = conn.device.id
+        return {
+            "type": "hello-ok",
+            "protocol": PROTOCOL_VERSION,
+            "server": {
+                "name": "openclaw-twisted",
+                "version": __version__,
+                "compatibleWith": COMPATIBLE_OPENCLAW,
+                "connId": conn.conn_id,
+            },
+            "features": {"methods": sorted(METHODS), "events": list(EVENTS), "capabilities": []},
+            "snapshot": {
+                "presence": [],
+                "health": {"ok": True},
+                "stateVersion": {"presence": 0, "health": 0},
+                "uptimeMs": max(0, self.now_ms() - self.services.started_at_ms),
+                "authMode": self.auth.mode,
+                "sessionDefaults": {
+                    "defaultAgentId": default,
+                    "mainKey": "main",
+                    "mainSessionKey": main_session_key(default),
+                    "scope": "per-sender",
+                },
+            },
+            "auth": auth,
+            "policy": {
+                "maxPayload": ws.max_payload,
+                "maxBufferedBytes": ws.max_buffered_bytes,
+                "tickIntervalMs": ws.tick_interval_ms,
+            },
+        }
+
+    # -- shutdown ----------------------------------------------------------------------------
+
+    def shutdown(self, reason: str = "gateway stopping") -> Deferred[None]:
+        """Send every open connection a ``shutdown`` event, close them with 1012,
+        fire when all closed. New upgrades are refused from now on."""
+        self.stopping = True
+        self._cancel_tick()
+        self.hub.stop()
+        conns = list(self._connections)
+        if not conns:
+            return succeed(None)
+        log.info(
+            "closing {count} WebSocket connection(s): {reason}", count=len(conns), reason=reason
+        )
+        waits = [conn.when_closed() for conn in conns]
+        for conn in conns:
+            conn.shutdown(reason)
+        return DeferredList(waits, consumeErrors=True).addCallback(lambda _: None)
+
+
+def _is_loopback_name(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def build_ws_factory(
+    *,
+    config: Config,
+    runtime: AgentRuntime,
+    auth: GatewayAuth,
+    reactor: IReactorTime,
+    log_buffer: LogBuffer | None = None,
+    started_at_ms: int,
+    sessions: SessionsView | None = None,
+    agents: AgentsView | None = None,
+) -> GatewayWebSocketFactory:
+    """The gateway's WebSocket factory, ready to wrap in a ``WebSocketResource``.
+
+    ``sessions`` defaults to ``runtime.store`` and ``agents`` to
+    ``runtime.registry`` (else a registry built from ``config``).
+    """
+    if sessions is None:
+        store = getattr(runtime, "store", None)
+        sessions = store if isinstance(store, SessionsView) else None
+    if agents is None:
+        registry = getattr(runtime, "registry", None)
+        agents = registry if isinstance(registry, AgentsView) else AgentRegistry(config)
+    return GatewayWebSocketFactory(
+        config=config,
+        runtime=runtime,
+        auth=auth,
+        reactor=reactor,
+        agents=agents,
+        sessions=sessions,
+        log_buffer=log_buffer,
+        started_at_ms=started_at_ms,
+    )
