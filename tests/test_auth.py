@@ -92,7 +92,8 @@ class LimiterTests(SynchronousTestCase):
             clock, max_attempts=2, window_ms=60_000, lockout_ms=300_000, exempt_loopback=True
         )
         self.assertEqual(auth.check_request(_request(b"Bearer x")).reason, "mismatch")
-        locked = auth.check_request(_request(b"Bearer y"))
+        self.assertEqual(auth.check_request(_request(b"Bearer y")).reason, "mismatch")
+        locked = auth.check_request(_request(b"Bearer z"))
         self.assertEqual(locked.reason, "rate_limited")
         self.assertEqual(locked.retry_after_seconds, 300)
         clock.advance(100)
@@ -128,6 +129,7 @@ class LimiterTests(SynchronousTestCase):
         )
         for _ in range(5):
             self.assertEqual(auth.check_request(_request()).reason, "missing")
+        self.assertEqual(auth.check_request(_request(b"Bearer x")).reason, "mismatch")
         self.assertEqual(auth.check_request(_request(b"Bearer x")).reason, "rate_limited")
 
     def test_loopback_is_exempt_unless_configured(self) -> None:
@@ -142,6 +144,7 @@ class LimiterTests(SynchronousTestCase):
         strict = self._auth(
             Clock(), max_attempts=1, window_ms=60_000, lockout_ms=1000, exempt_loopback=False
         )
+        strict.check_request(_request(b"Bearer x", peer="127.0.0.1"))
         self.assertEqual(
             strict.check_request(_request(b"Bearer x", peer="127.0.0.1")).reason, "rate_limited"
         )

@@ -206,9 +206,7 @@ class RequestLimitTests(SynchronousTestCase):
         """A complete body leaves no body timer behind."""
         h = _ChannelHarness()
         h.send(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok")
-        self.assertEqual(
-            [c for c in h.clock.getDelayedCalls() if "_body_timed_out" in repr(c)], []
-        )
+        self.assertEqual([c for c in h.clock.getDelayedCalls() if "_body_timed_out" in repr(c)], [])
 
     def test_in_flight_counts_requests(self) -> None:
         """The site counts unfinished requests; a drained Deferred fires at zero."""
@@ -226,3 +224,16 @@ class RequestLimitTests(SynchronousTestCase):
         self.assertNoResult(d)
         in_flight.finished()
         self.successResultOf(d)
+
+
+class PathEncodingTests(SynchronousTestCase):
+    def test_non_utf8_path_is_a_json_400(self) -> None:
+        """A percent-encoded path that is not UTF-8 gets a JSON 400, not Klein's text."""
+        root = GatewayRootResource(
+            http=_app(Readiness(), MemoryReactorClock()).resource(), websocket=_Marker()
+        )
+        client: Any = StubTreq(root)
+        response = self.successResultOf(client.get("http://gw/v1/models/%FF"))
+        body = json.loads(self.successResultOf(treq.content(response)))
+        self.assertEqual(response.code, 400)
+        self.assertEqual(body["error"]["type"], "invalid_request_error")

@@ -185,10 +185,10 @@ class GatewayAuth:
             return "unix"
         if not self._is_trusted_proxy(address):
             return address
-        forwarded = request.getHeader(b"x-forwarded-for")
+        forwarded: bytes | None = request.getHeader(b"x-forwarded-for")
         if not forwarded:
             return address
-        hops = [h.strip() for h in forwarded.decode("latin-1").split(",") if h.strip()]
+        hops: list[str] = [h.strip() for h in forwarded.decode("latin-1").split(",") if h.strip()]
         # Walk from the nearest hop outwards; the first untrusted one is the client.
         for hop in reversed(hops):
             if not _valid_ip(hop):
@@ -224,10 +224,9 @@ class GatewayAuth:
                 limiter.reset(key)
             return _OK
         if limiter is not None:
+            # The failure that reaches maxAttempts is still answered 401; the
+            # lockout applies from the next attempt (as OpenClaw does).
             limiter.record_failure(key)
-            locked = limiter.locked_for_ms(key)
-            if locked:
-                return AuthDecision(False, "rate_limited", locked)
         return AuthDecision(False, "mismatch")
 
     def check_request(self, request: IRequest) -> AuthDecision:

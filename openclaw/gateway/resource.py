@@ -8,10 +8,12 @@ root is a leaf, so it can be mounted at any path of an embedder's own ``Site``.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
 
+from openclaw.gateway.http.errors import write_openai_error
 from openclaw.gateway.http.request import is_websocket_upgrade
 
 
@@ -27,6 +29,13 @@ class GatewayRootResource(Resource):
 
     def render(self, request: Request) -> Any:
         """Hand the request to the side that serves it."""
+        try:
+            unquote_to_bytes(request.path).decode("utf-8")
+        except UnicodeDecodeError:
+            # Klein would answer a plain-text 400 and log a traceback.
+            return write_openai_error(
+                request, 400, "Invalid request path encoding.", "invalid_request_error"
+            )
         if self._websocket is not None and is_websocket_upgrade(request):
             return self._websocket.render(request)
         return self._http.render(request)

@@ -2,7 +2,8 @@
 
 from twisted.application.service import ServiceMaker
 
-openclaw = ServiceMaker(
+# typing note: ServiceMaker's constructor is unannotated in Twisted.
+openclaw = ServiceMaker(  # type: ignore[no-untyped-call]
     "OpenClaw gateway",
     "openclaw.service",
     "OpenClaw-compatible AI gateway: OpenAI chat completions and the OpenClaw WebSocket protocol",

@@ -1,0 +1,171 @@
+"""The ``openclaw`` console script.
+
+- ``openclaw gateway run [--config P] [--port N] [--bind B] [--listen E ...]``: the
+  gateway in the foreground (``twistd -n openclaw`` for people who don't know twistd);
+- ``openclaw config validate [PATH]``: print the config's problems, or ``ok``;
+- ``openclaw gateway call METHOD [--params JSON] [--url U] [--token T] [--json] [--expect-final]``:
+  one request over the gateway's WebSocket protocol;
+- ``openclaw agent -m TEXT [--agent ID] [--session-key K] [--json] [--timeout S] [--local]``:
+  one agent turn, in-process through the same runtime as the gateway with ``--local``,
+  else through a running gateway.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, TextIO
+
+from openclaw import __version__
+
+if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
+
+    from openclaw.config.model import Config
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="openclaw", description="OpenClaw gateway for Twisted")
+    parser.add_argument("--version", action="version", version=f"openclaw-twisted {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    gateway = commands.add_parser("gateway", help="run or call the gateway")
+    gateway_commands = gateway.add_subparsers(dest="gateway_command", required=True)
+    run = gateway_commands.add_parser("run", help="run the gateway in the foreground")
+    run.add_argument("--config", "-c", help="JSON5 config file")
+    run.add_argument("--port", "-p", type=int, help="TCP port")
+    run.add_argument("--bind", "-b", help="loopback, lan or a host/IP")
+    run.add_argument(
+        "--listen", action="append", default=[], help="Twisted endpoint string (repeatable)"
+    )
+    run.add_argument(
+        "--log-format", choices=["text", "json"], default="text", help="log line format"
+    )
+
+    call = gateway_commands.add_parser("call", help="call one gateway WebSocket method")
+    call.add_argument("method", help="method name, e.g. health, agents.list, agent")
+    call.add_argument("--params", help="JSON params object", default=None)
+    call.add_argument("--url", help="ws://host:port (default: $OPENCLAW_GATEWAY_URL or config)")
+    call.add_argument("--token", help="gateway token (default: $OPENCLAW_GATEWAY_TOKEN or config)")
+    call.add_argument("--password", help="gateway password")
+    call.add_argument("--json", action="store_true", help="print the raw payload JSON")
+    call.add_argument(
+        "--expect-final", action="store_true", help="wait past an 'accepted' ack (agent)"
+    )
+    call.add_argument("--timeout", type=float, default=10_000, help="overall timeout in ms")
+    call.add_argument("--config", "-c", help="JSON5 config file (for URL and token)")
+
+    config = commands.add_parser("config", help="configuration tools")
+    config_commands = config.add_subparsers(dest="config_command", required=True)
+    validate = config_commands.add_parser("validate", help="check a config file")
+    validate.add_argument("path", nargs="?", help="config file (default: the usual search)")
+
+    agent = commands.add_parser("agent", help="run one agent turn")
+    agent.add_argument("-m", "--message", required=True, help="the user message")
+    agent.add_argument("--agent", dest="agent_id", help="agent id (default: the default agent)")
+    agent.add_argument("--session-key", help="session key (default: the agent's main session)")
+    agent.add_argument("--json", action="store_true", help="print the final result as JSON")
+    agent.add_argument("--timeout", type=float, help="run timeout in seconds")
+    agent.add_argument("--local", action="store_true", help="run in-process (no gateway)")
+    agent.add_argument("--config", "-c", help="JSON5 config file")
+    agent.add_argument("--url", help="gateway ws:// URL (without --local)")
+    agent.add_argument("--token", help="gateway token (without --local)")
+    return parser
+
+
+def _gateway_run(args: argparse.Namespace) -> int:
+    """Run the ``openclaw`` plugin in the foreground under ``twist``."""
+    from twisted.application.twist._twist import Twist
+
+    argv = ["twist", "--log-format", args.log_format, "openclaw"]
+    if args.config:
+        argv += ["--config", args.config]
+    if args.port is not None:
+        argv += ["--port", str(args.port)]
+    if args.bind:
+        argv += ["--bind", args.bind]
+    for endpoint in args.listen:
+        argv += ["--listen", endpoint]
+    Twist.main(argv)
+    return 0
+
+
+def _config_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from openclaw.config import ConfigError, load_config, startup_problems
+
+    try:
+        loaded = load_config(args.path, env=os.environ)
+    except ConfigError as e:
+        for problem in e.problems:
+            err.write(f"{problem}\n")
+        return 1
+    for warning in loaded.warnings:
+        err.write(f"warning: {warning}\n")
+    problems = startup_problems(loaded.config)
+    for problem in problems:
+        err.write(f"{problem}\n")
+    if problems:
+        return 1
+    out.write("ok\n")
+    return 0
+
+
+def _load(path: str | None, err: TextIO) -> Config | None:
+    """Load the config, printing its problems (and warnings) to ``err``."""
+    from openclaw.config import ConfigError, load_config
+
+    try:
+        loaded = load_config(path, env=os.environ)
+    except ConfigError as e:
+        for problem in e.problems:
+            err.write(f"openclaw: {problem}\n")
+        return None
+    return loaded.config
+
+
+def _agent(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """``openclaw agent``: one turn, in-process with ``--local``."""
+    if not args.local:
+        from openclaw.ws_client import run_remote_agent
+
+        return run_remote_agent(args, out, err)
+    config = _load(args.config, err)
+    if config is None:
+        return 1
+    from twisted.internet.task import react
+
+    from openclaw.agent_command import run_agent_command
+
+    codes: list[int] = []
+
+    def main_(reactor: Any) -> Deferred[None]:
+        return run_agent_command(config, args, reactor, out, err).addCallback(codes.append)
+
+    try:
+        react(main_)
+    except SystemExit as e:
+        if e.code not in (0, None):
+            return int(e.code) if isinstance(e.code, int) else 1
+    return codes[0] if codes else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``openclaw`` console script."""
+    args = _build_parser().parse_args(argv)
+    if args.command == "gateway":
+        if args.gateway_command == "call":
+            from openclaw.ws_client import run_gateway_call
+
+            return run_gateway_call(args, sys.stdout, sys.stderr)
+        return _gateway_run(args)
+    if args.command == "config":
+        return _config_validate(args, sys.stdout, sys.stderr)
+    if args.command == "agent":
+        return _agent(args, sys.stdout, sys.stderr)
+    raise AssertionError(args.command)  # pragma: no cover
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""Assembles the gateway's pieces into one Site: the only wiring module of the
+gateway package (everything else receives its collaborators)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from attrs import frozen
+from autobahn.twisted.resource import WebSocketResource
+
+from openclaw.agents.types import AgentRuntime
+from openclaw.config.model import Config
+from openclaw.gateway.auth import GatewayAuth
+from openclaw.gateway.http.app import GatewayHttpApp
+from openclaw.gateway.http.chat_completions import ChatCompletionsEndpoint
+from openclaw.gateway.http.image_fetch import HTTPImageFetcher
+from openclaw.gateway.http.models import ModelsEndpoint
+from openclaw.gateway.http.request import GatewaySite
+from openclaw.gateway.lifecycle import Readiness
+from openclaw.gateway.resource import GatewayRootResource
+from openclaw.gateway.ws.factory import GatewayWebSocketFactory, build_ws_factory
+from openclaw.gateway.ws.logbuffer import LogBuffer
+
+
+@frozen
+class Gateway:
+    """Everything the service needs to run and stop the gateway."""
+
+    config: Config
+    runtime: AgentRuntime
+    auth: GatewayAuth
+    readiness: Readiness
+    ws_factory: GatewayWebSocketFactory
+    root: GatewayRootResource
+    site: GatewaySite
+    log_buffer: LogBuffer | None
+
+
+def build_gateway(
+    config: Config,
+    reactor: Any,
+    *,
+    runtime: AgentRuntime | None = None,
+    log_buffer: LogBuffer | None = None,
+) -> Gateway:
+    """Build the runtime (unless given), the HTTP and WebSocket sides and the Site."""
+    if runtime is None:
+        from openclaw.agents.runtime import build_runtime
+
+        runtime = build_runtime(config, reactor)
+    if log_buffer is None:
+        log_buffer = LogBuffer()
+    auth = GatewayAuth(config.gateway.auth, reactor, config.gateway.trusted_proxies)
+    readiness = Readiness()
+    chat = None
+    models = None
+    if config.gateway.http.chat_completions.enabled:
+        fetcher = (
+            HTTPImageFetcher(reactor)
+            if config.gateway.http.chat_completions.images.allow_url
+            else None
+        )
+        chat = ChatCompletionsEndpoint(
+            config=config, runtime=runtime, auth=auth, clock=reactor, image_fetcher=fetcher
+        )
+        models = ModelsEndpoint(runtime=runtime, auth=auth)
+    http_app = GatewayHttpApp(
+        readiness=readiness, clock=reactor, chat_completions=chat, models=models
+    )
+    ws_factory = build_ws_factory(
+        config=config,
+        runtime=runtime,
+        auth=auth,
+        reactor=reactor,
+        log_buffer=log_buffer,
+        started_at_ms=int(reactor.seconds() * 1000),
+    )
+    websocket = WebSocketResource(ws_factory)  # type: ignore[no-untyped-call]  # autobahn
+    root = GatewayRootResource(http=http_app.resource(), websocket=websocket)
+    site = GatewaySite(root, http_config=config.gateway.http, clock=reactor, reactor=reactor)
+    return Gateway(
+        config=config,
+        runtime=runtime,
+        auth=auth,
+        readiness=readiness,
+        ws_factory=ws_factory,
+        root=root,
+        site=site,
+        log_buffer=log_buffer,
+    )
+
+
+def build_resource(config: Config, runtime: AgentRuntime, reactor: Any) -> GatewayRootResource:
+    """The root resource alone, to mount at a path of an embedder's own ``Site``.
+
+    It reports ready at once (the embedder's site is already serving). The
+    WebSocket side and the HTTP routes are served from wherever it is mounted;
+    serve it from a :class:`GatewaySite` to get the body limits and headers.
+    The runtime stays the caller's to shut down.
+    """
+    gateway = build_gateway(config, reactor, runtime=runtime)
+    gateway.readiness.mark_ready(reactor)
+    return gateway.root

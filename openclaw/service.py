@@ -1,0 +1,323 @@
+"""twistd wiring: ``Options`` + ``makeService``, and ``build_service`` for embedders.
+
+``twistd -n openclaw`` (or ``twist openclaw``) parses :class:`Options`, loads the
+JSON5 config and calls :func:`makeService`, which returns the
+:class:`GatewayService` tree. Embedders call :func:`build_service` with a
+loaded config and their reactor, and attach the result to their application.
+"""
+
+# mypy: allow-untyped-calls
+# (MultiService's methods are unannotated and are called through super() here.)
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+from twisted.application import strports
+from twisted.application.service import IService, MultiService
+from twisted.internet.defer import (
+    Deferred,
+    DeferredList,
+    fail,
+    gatherResults,
+    inlineCallbacks,
+    maybeDeferred,
+)
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IAddress, IListeningPort
+from twisted.logger import Logger, globalLogPublisher
+from twisted.python import usage
+from twisted.python.failure import Failure
+
+from openclaw import __version__
+from openclaw.config import ConfigError, load_config, startup_problems
+from openclaw.config.model import Config
+from openclaw.gateway.assembly import Gateway, build_gateway
+from openclaw.listen import ListenError, endpoint_is_loopback, listen_endpoints
+
+log = Logger()
+
+
+class BindFailedError(Exception):
+    """A listening endpoint could not be bound (port in use, bad interface)."""
+
+
+class GatewayService(MultiService):
+    """The gateway: its listeners, runtime and WebSocket clients, started and
+    stopped in the right order.
+
+    Stopping: readiness turns to "stopping", listeners stop accepting, WebSocket
+    clients get a ``shutdown`` event and close 1012, in-flight HTTP requests get
+    ``shutdownGraceSeconds`` to finish, then the runs still active are cancelled
+    (streams end with an error frame and ``[DONE]``) and settle on disk.
+    """
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        gateway: Gateway,
+        reactor: Any,
+        endpoints: Sequence[str],
+        standalone: bool = False,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.gateway = gateway
+        self.endpoints = tuple(endpoints)
+        self._reactor = reactor
+        #: Run by twistd/twist: own the process (signals, exit status).
+        self._standalone = standalone
+        self._stopping_by_signal = False
+        self.listeners: list[IService] = []
+        for index, description in enumerate(self.endpoints):
+            listener = strports.service(description, gateway.site, reactor=reactor)
+            listener.setName(f"listen[{index}]:{description}")
+            listener.setServiceParent(self)
+            self.listeners.append(listener)
+
+    def privilegedStartService(self) -> None:
+        """Bind every endpoint now, so a bind failure stops start-up."""
+        try:
+            super().privilegedStartService()
+        except CannotListenError as e:
+            self._bind_failed(e)
+
+    def startService(self) -> None:
+        """Start listening (when not done already), then report ready."""
+        try:
+            super().startService()
+        except CannotListenError as e:
+            self._bind_failed(e)
+        if self.gateway.log_buffer is not None:
+            globalLogPublisher.addObserver(self.gateway.log_buffer)
+        self.gateway.readiness.mark_ready(self._reactor)
+        self.listening().addCallback(self._log_listening)
+        if self._standalone:
+            self._reactor.callWhenRunning(self._install_signal_handlers)
+
+    def _install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT stop the reactor *without* re-raising the signal.
+
+        The reactor's own handlers make twistd exit with the signal's status
+        (143); a gateway asked to stop that drains cleanly exits 0.
+        """
+
+        def stop(signum: int, frame: object) -> None:
+            if self._stopping_by_signal:
+                return
+            self._stopping_by_signal = True
+            log.info("received signal {signum}, stopping", signum=signum)
+            self._reactor.callFromThread(self._reactor.stop)
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, stop)
+
+    def listening(self) -> Deferred[list[IAddress]]:
+        """The bound addresses, once every listener is up (port 0 resolved)."""
+        waits = [
+            getattr(listener, "_waitingForPort", None) or fail(RuntimeError("not listening"))
+            for listener in self.listeners
+        ]
+        # Each waiter is chained through a fresh Deferred so callers never
+        # consume the listener's own result.
+        chained = [_observe(w).addCallback(lambda port: port.getHost()) for w in waits]
+        return gatherResults(chained)
+
+    def _log_listening(self, addresses: list[IAddress]) -> None:
+        for address in addresses:
+            host = getattr(address, "host", None)
+            port = getattr(address, "port", None)
+            where = f"{host}:{port}" if host is not None else str(getattr(address, "name", address))
+            log.info(
+                "openclaw gateway {version} listening on {address}",
+                version=__version__,
+                address=where,
+            )
+
+    def _bind_failed(self, error: CannotListenError) -> None:
+        message = (
+            f"openclaw: cannot listen on {error.interface or '*'}:{error.port}: {error.socketError}"
+        )
+        if self._standalone:
+            sys.stderr.write(message + "\n")
+            sys.stderr.flush()
+            raise SystemExit(1)
+        raise BindFailedError(message) from error
+
+    @inlineCallbacks
+    def stopService(self) -> Any:
+        """Drain and stop, in the order the class docstring gives."""
+        gateway = self.gateway
+        gateway.readiness.mark_stopping()
+        grace = self.config.gateway.shutdown_grace_seconds
+        log.info("openclaw gateway stopping (grace {grace}s)", grace=grace)
+        yield DeferredList([maybeDeferred(s.stopService) for s in self.listeners])
+        self.running = False
+        yield gateway.ws_factory.shutdown("gateway stopping")
+        drained = gateway.site.in_flight.drained()
+        timer = self._reactor.callLater(grace, drained.cancel)
+        try:
+            yield drained
+        except Exception:
+            log.warn(
+                "{count} HTTP requests still running after the grace period; cancelling",
+                count=len(gateway.site.in_flight),
+            )
+        else:
+            if timer.active():
+                timer.cancel()
+        yield gateway.runtime.shutdown()
+        if gateway.log_buffer is not None:
+            globalLogPublisher.removeObserver(gateway.log_buffer)
+        log.info("openclaw gateway stopped")
+
+
+def _observe(source: Deferred[IListeningPort]) -> Deferred[IListeningPort]:
+    """A Deferred with ``source``'s result that leaves ``source`` untouched."""
+    result: Deferred[IListeningPort] = Deferred()
+
+    def relay(value: object) -> object:
+        if isinstance(value, Failure):
+            result.errback(value)
+        else:
+            result.callback(value)  # type: ignore[arg-type]
+        return value
+
+    source.addBoth(relay)
+    return result
+
+
+def build_service(
+    config: Config,
+    reactor: Any,
+    *,
+    endpoints: Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> GatewayService:
+    """The gateway as a ``MultiService`` to attach to an existing application.
+
+    ``endpoints`` are Twisted server endpoint strings; by default the config's
+    ``gateway.port`` / ``gateway.bind`` (after ``$OPENCLAW_GATEWAY_PORT``).
+    """
+    if endpoints is None:
+        endpoints = listen_endpoints(
+            cli_listen=(),
+            cli_port=None,
+            cli_bind=None,
+            env=os.environ if env is None else env,
+            gateway=config.gateway,
+        )
+    gateway = build_gateway(config, reactor)
+    return GatewayService(config=config, gateway=gateway, reactor=reactor, endpoints=endpoints)
+
+
+class Options(usage.Options):
+    """Command-line options of ``twistd openclaw`` and ``openclaw gateway run``."""
+
+    synopsis = "[--config PATH] [--port N] [--bind loopback|lan|HOST] [--listen ENDPOINT ...]"
+    longdesc = (
+        "Run the OpenClaw-compatible gateway: OpenAI chat completions over HTTP and the "
+        "OpenClaw WebSocket protocol, on one port."
+    )
+    optParameters = [
+        [
+            "config",
+            "c",
+            None,
+            "JSON5 config file (default: $OPENCLAW_CONFIG_PATH, "
+            "$OPENCLAW_STATE_DIR/openclaw.json, ~/.openclaw/openclaw.json).",
+        ],
+        ["port", "p", None, "TCP port (beats $OPENCLAW_GATEWAY_PORT and gateway.port).", int],
+        ["bind", "b", None, "loopback, lan or a host/IP to bind (default: gateway.bind)."],
+    ]
+
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        super().__init__()
+        self["listen"] = []
+        self._env = os.environ if env is None else env
+        self.config: Config | None = None
+        self.endpoints: list[str] = []
+
+    def opt_listen(self, description: str) -> None:
+        """Listen on this Twisted endpoint (e.g. tcp:18789:interface=127.0.0.1,
+        tcp6:18789:interface=\\:\\:1, unix:/run/openclaw.sock); repeatable; overrides
+        --port and --bind."""
+        self["listen"].append(description)
+
+    def postOptions(self) -> None:
+        """Load the config and decide the endpoints; config problems exit 1."""
+        port = self["port"]
+        if port is not None and not 0 < port < 65536:
+            raise usage.UsageError(f"--port must be 1..65535, got {port}")
+        try:
+            loaded = load_config(self["config"], env=self._env)
+        except ConfigError as e:
+            _exit_with_problems(e.problems)
+        for warning in loaded.warnings:
+            log.warn("config: {warning}", warning=warning)
+        config = loaded.config
+        # The bind check is made below on the endpoints actually used (--bind and
+        # --listen override gateway.bind), so startup_problems sees loopback.
+        problems = list(
+            startup_problems(
+                attrs.evolve(config, gateway=attrs.evolve(config.gateway, bind="loopback"))
+            )
+        )
+        try:
+            self.endpoints = listen_endpoints(
+                cli_listen=self["listen"],
+                cli_port=port,
+                cli_bind=self["bind"],
+                env=self._env,
+                gateway=config.gateway,
+            )
+        except ListenError as e:
+            problems.append(str(e))
+        if config.gateway.auth.mode == "none" and not all(
+            endpoint_is_loopback(e) for e in self.endpoints
+        ):
+            problems.append(
+                "refusing to listen beyond loopback with gateway.auth.mode none "
+                "(set a token or password, or bind to loopback)"
+            )
+        if problems:
+            _exit_with_problems(dict.fromkeys(problems))
+        self.config = config
+
+
+def _exit_with_problems(problems: Any) -> Any:
+    """One line per problem on stderr, exit status 1, no traceback."""
+    for problem in problems:
+        sys.stderr.write(f"openclaw: {problem}\n")
+    sys.stderr.flush()
+    raise SystemExit(1)
+
+
+def makeService(options: Options) -> GatewayService:
+    """twistd entry point: the service tree for the parsed options."""
+    from twisted.internet import reactor
+
+    assert options.config is not None
+    gateway = build_gateway(options.config, reactor)
+    return GatewayService(
+        config=options.config,
+        gateway=gateway,
+        reactor=reactor,
+        endpoints=options.endpoints,
+        standalone=True,
+    )
+
+
+__all__ = [
+    "BindFailedError",
+    "GatewayService",
+    "Options",
+    "build_service",
+    "makeService",
+]

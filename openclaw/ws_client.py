@@ -1,0 +1,327 @@
+"""A small client of the gateway's WebSocket protocol, for the CLI.
+
+``openclaw gateway call METHOD`` and ``openclaw agent`` (without ``--local``)
+connect, answer the ``connect.challenge`` with a ``connect`` request carrying
+the shared secret, send one request and print its (final) response.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import uuid
+from collections.abc import Mapping
+from typing import Any, TextIO
+from urllib.parse import urlparse
+
+from attrs import frozen
+from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import clientFromString
+from twisted.logger import Logger
+
+from openclaw import __version__
+
+PROTOCOL_VERSION = 4
+
+
+class GatewayCallError(Exception):
+    """The gateway answered with an error, or the call could not complete."""
+
+
+@frozen
+class Target:
+    """Where to connect and with what secret."""
+
+    url: str
+    token: str | None = None
+    password: str | None = None
+
+
+def resolve_target(
+    *,
+    url: str | None,
+    token: str | None,
+    password: str | None,
+    env: Mapping[str, str],
+    config_path: str | None = None,
+) -> Target:
+    """Flags, then ``OPENCLAW_GATEWAY_URL``/``_TOKEN``/``_PASSWORD``, then the config."""
+    token = token or env.get("OPENCLAW_GATEWAY_TOKEN") or None
+    password = password or env.get("OPENCLAW_GATEWAY_PASSWORD") or None
+    url = url or env.get("OPENCLAW_GATEWAY_URL") or None
+    if url is not None and token is None and password is None:
+        raise GatewayCallError("gateway url override requires explicit credentials")
+    if url is None:
+        from openclaw.config import ConfigError, load_config
+
+        try:
+            config = load_config(config_path, env=env).config
+        except ConfigError as e:
+            raise GatewayCallError(str(e)) from e
+        url = f"ws://127.0.0.1:{env.get('OPENCLAW_GATEWAY_PORT') or config.gateway.port}"
+        token = token or config.gateway.auth.token
+        password = password or config.gateway.auth.password
+    return Target(url=url, token=token, password=password)
+
+
+class _CallProtocol(WebSocketClientProtocol):
+    """Handshake, one request, then close."""
+
+    _log = Logger()
+    factory: _CallFactory
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        try:
+            frame = json.loads(payload)
+        except ValueError:
+            return
+        if not isinstance(frame, dict):
+            return
+        call = self.factory.call
+        if frame.get("type") == "event":
+            if frame.get("event") == "connect.challenge":
+                self._send_frame(call.connect_frame())
+            return
+        if frame.get("type") != "res":
+            return
+        if frame.get("id") == call.connect_id:
+            if not frame.get("ok"):
+                call.fail(_error_text(frame))
+                self.sendClose()
+                return
+            self._send_frame(call.request_frame())
+            return
+        if frame.get("id") != call.request_id:
+            return
+        payload_obj = frame.get("payload")
+        if (
+            call.expect_final
+            and frame.get("ok")
+            and isinstance(payload_obj, dict)
+            and payload_obj.get("status") == "accepted"
+        ):
+            return
+        call.finish(frame)
+        self.sendClose()
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        self.factory.call.fail(f"connection closed before a response ({code}: {reason or ''})")
+
+    def _send_frame(self, frame: dict[str, Any]) -> None:
+        data = json.dumps(frame).encode("utf-8")
+        self.sendMessage(data, isBinary=False)  # type: ignore[no-untyped-call]  # autobahn is unannotated
+
+
+class _CallFactory(WebSocketClientFactory):
+    protocol = _CallProtocol  # type: ignore[assignment]  # autobahn's factory attribute
+
+    def __init__(self, call: _Call, url: str, reactor: Any) -> None:
+        super().__init__(url, reactor=reactor)  # type: ignore[no-untyped-call]
+        self.call = call
+
+
+class _Call:
+    """State of one gateway call; ``done`` fires with the response frame."""
+
+    def __init__(
+        self, target: Target, method: str, params: Any, *, expect_final: bool, scopes: list[str]
+    ) -> None:
+        self.target = target
+        self.method = method
+        self.params = params
+        self.expect_final = expect_final
+        self.scopes = scopes
+        self.connect_id = f"1:{uuid.uuid4()}"
+        self.request_id = f"2:{uuid.uuid4()}"
+        self.done: Deferred[dict[str, Any]] = Deferred()
+
+    def connect_frame(self) -> dict[str, Any]:
+        auth: dict[str, str] = {}
+        if self.target.token:
+            auth["token"] = self.target.token
+        if self.target.password:
+            auth["password"] = self.target.password
+        return {
+            "type": "req",
+            "id": self.connect_id,
+            "method": "connect",
+            "params": {
+                "minProtocol": PROTOCOL_VERSION,
+                "maxProtocol": PROTOCOL_VERSION,
+                "client": {
+                    "id": "cli",
+                    "version": __version__,
+                    "platform": "python",
+                    "mode": "cli",
+                    "instanceId": str(uuid.uuid4()),
+                },
+                "caps": [],
+                "auth": auth,
+                "role": "operator",
+                "scopes": self.scopes,
+            },
+        }
+
+    def request_frame(self) -> dict[str, Any]:
+        return {"type": "req", "id": self.request_id, "method": self.method, "params": self.params}
+
+    def finish(self, frame: dict[str, Any]) -> None:
+        if not self.done.called:
+            self.done.callback(frame)
+
+    def fail(self, message: str) -> None:
+        if not self.done.called:
+            self.done.errback(GatewayCallError(message))
+
+
+def _error_text(frame: Mapping[str, Any]) -> str:
+    error = frame.get("error")
+    if isinstance(error, Mapping):
+        return str(error.get("message") or error.get("code") or "error")
+    return "error"
+
+
+def call_gateway(
+    reactor: Any,
+    target: Target,
+    method: str,
+    params: Any = None,
+    *,
+    expect_final: bool = False,
+    timeout_seconds: float = 10.0,
+    scopes: list[str] | None = None,
+) -> Deferred[dict[str, Any]]:
+    """Connect, authenticate, send one request; fires with the response frame."""
+    parsed = urlparse(target.url)
+    if parsed.scheme not in ("ws", "wss") or not parsed.hostname:
+        raise GatewayCallError(f"not a ws:// or wss:// URL: {target.url}")
+    call = _Call(
+        target,
+        method,
+        {} if params is None else params,
+        expect_final=expect_final,
+        scopes=scopes or ["operator.read", "operator.write"],
+    )
+    factory = _CallFactory(call, target.url, reactor)
+    factory.setProtocolOptions(perMessageCompressionOffers=[])  # type: ignore[no-untyped-call]
+    port = parsed.port or (443 if parsed.scheme == "wss" else 80)
+    host = parsed.hostname.replace(":", "\\:")
+    kind = "tls" if parsed.scheme == "wss" else "tcp"
+    endpoint = clientFromString(reactor, f"{kind}:host={host}:port={port}")  # type: ignore[no-untyped-call]
+    connecting = endpoint.connect(factory)
+    connecting.addErrback(lambda f: call.fail(f"cannot connect to {target.url}: {f.value}"))
+    timer = reactor.callLater(
+        timeout_seconds, call.fail, f"gateway timeout after {int(timeout_seconds * 1000)}ms"
+    )
+
+    def cleanup(result: Any) -> Any:
+        if timer.active():
+            timer.cancel()
+        connecting.addCallback(lambda proto: proto.transport.loseConnection())
+        return result
+
+    return call.done.addBoth(cleanup)
+
+
+def _run(main: Any) -> int:
+    from twisted.internet.task import react
+
+    codes: list[int] = []
+
+    def wrapped(reactor: Any) -> Deferred[None]:
+        return Deferred.fromCoroutine(main(reactor)).addCallback(codes.append)
+
+    try:
+        react(wrapped)
+    except SystemExit as e:
+        if e.code not in (0, None):
+            return int(e.code) if isinstance(e.code, int) else 1
+    return codes[0] if codes else 1
+
+
+def run_gateway_call(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """``openclaw gateway call METHOD``."""
+    try:
+        params = json.loads(args.params) if args.params else {}
+        target = resolve_target(
+            url=args.url,
+            token=args.token,
+            password=args.password,
+            env=os.environ,
+            config_path=args.config,
+        )
+    except (ValueError, GatewayCallError) as e:
+        err.write(f"Gateway call failed: {e}\n")
+        return 1
+
+    async def main(reactor: Any) -> int:
+        try:
+            frame = await call_gateway(
+                reactor,
+                target,
+                args.method,
+                params,
+                expect_final=args.expect_final,
+                timeout_seconds=args.timeout / 1000.0,
+            )
+        except GatewayCallError as e:
+            err.write(f"Gateway call failed: {e}\n")
+            return 1
+        if not frame.get("ok"):
+            err.write(f"Gateway call failed: {_error_text(frame)}\n")
+            return 1
+        if not args.json:
+            out.write(f"Gateway call: {args.method}\n")
+        out.write(json.dumps(frame.get("payload"), indent=None if args.json else 2) + "\n")
+        return 0
+
+    return _run(main)
+
+
+def run_remote_agent(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """``openclaw agent -m TEXT`` against a running gateway."""
+    try:
+        target = resolve_target(
+            url=getattr(args, "url", None),
+            token=getattr(args, "token", None),
+            password=None,
+            env=os.environ,
+            config_path=args.config,
+        )
+    except GatewayCallError as e:
+        err.write(f"openclaw agent: {e}\n")
+        return 1
+    params: dict[str, Any] = {"message": args.message, "idempotencyKey": str(uuid.uuid4())}
+    if args.session_key:
+        params["sessionKey"] = args.session_key
+    elif args.agent_id:
+        params["agentId"] = args.agent_id
+    if args.timeout is not None:
+        params["timeout"] = args.timeout
+    wait = (args.timeout or 600) + 30
+
+    async def main(reactor: Any) -> int:
+        try:
+            frame = await call_gateway(
+                reactor, target, "agent", params, expect_final=True, timeout_seconds=wait
+            )
+        except GatewayCallError as e:
+            err.write(f"openclaw agent: {e}\n")
+            return 1
+        payload = frame.get("payload") if isinstance(frame.get("payload"), dict) else {}
+        assert isinstance(payload, dict)
+        if not frame.get("ok"):
+            err.write(f"{_error_text(frame)}\n")
+            return 1
+        if args.json:
+            out.write(json.dumps(payload) + "\n")
+        else:
+            for item in (payload.get("result") or {}).get("payloads") or []:
+                text = str(item.get("text") or "").rstrip()
+                if text:
+                    out.write(text + "\n")
+        return 0 if payload.get("status") in ("ok", "completed", None) else 1
+
+    return _run(main)
