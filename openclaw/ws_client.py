@@ -20,6 +20,7 @@ from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientPr
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import clientFromString
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from openclaw import __version__
 
@@ -103,11 +104,16 @@ class _CallProtocol(WebSocketClientProtocol):
             and payload_obj.get("status") == "accepted"
         ):
             return
-        call.finish(frame)
+        # Close politely; the call completes once the server answers the close.
+        call.response = frame
         self.sendClose()
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
-        self.factory.call.fail(f"connection closed before a response ({code}: {reason or ''})")
+        call = self.factory.call
+        if call.response is not None:
+            call.finish(call.response)
+        else:
+            call.fail(f"connection closed before a response ({code}: {reason or ''})")
 
     def _send_frame(self, frame: dict[str, Any]) -> None:
         data = json.dumps(frame).encode("utf-8")
@@ -136,6 +142,8 @@ class _Call:
         self.connect_id = f"1:{uuid.uuid4()}"
         self.request_id = f"2:{uuid.uuid4()}"
         self.done: Deferred[dict[str, Any]] = Deferred()
+        #: The response frame, kept until the close handshake ends.
+        self.response: dict[str, Any] | None = None
 
     def connect_frame(self) -> dict[str, Any]:
         auth: dict[str, str] = {}
@@ -219,7 +227,10 @@ def call_gateway(
     def cleanup(result: Any) -> Any:
         if timer.active():
             timer.cancel()
-        connecting.addCallback(lambda proto: proto.transport.loseConnection())
+        if isinstance(result, Failure):
+            # Timed out or refused: drop the connection (a clean close already
+            # happened on success).
+            connecting.addCallback(lambda proto: proto.transport.abortConnection())
         return result
 
     return call.done.addBoth(cleanup)

@@ -173,3 +173,12 @@ class ForwardedForTests(SynchronousTestCase):
         self.assertEqual(
             auth.client_address(_request(peer="10.1.1.1", xff=b"not-an-ip")), "10.1.1.1"
         )
+
+    def test_client_address_for_peer_and_header(self) -> None:
+        """The WebSocket side's variant: peer host plus the raw header value."""
+        auth = GatewayAuth(
+            AuthConfig(mode="token", token="t"), Clock(), trusted_proxies=["127.0.0.1/32"]
+        )
+        self.assertEqual(auth.client_address_for("127.0.0.1", "198.51.100.7"), "198.51.100.7")
+        self.assertEqual(auth.client_address_for("127.0.0.1", None), "127.0.0.1")
+        self.assertEqual(auth.client_address_for("203.0.113.1", "198.51.100.7"), "203.0.113.1")

@@ -179,23 +179,28 @@ class GatewayAuth:
     def client_address(self, request: IRequest) -> str:
         """The caller's IP: the socket peer, or ``X-Forwarded-For`` from a trusted proxy."""
         peer = request.getClientAddress()
-        if isinstance(peer, IPv4Address | IPv6Address):
-            address: str = peer.host
-        else:
+        if not isinstance(peer, IPv4Address | IPv6Address):
             return "unix"
-        if not self._is_trusted_proxy(address):
-            return address
         forwarded: bytes | None = request.getHeader(b"x-forwarded-for")
-        if not forwarded:
-            return address
-        hops: list[str] = [h.strip() for h in forwarded.decode("latin-1").split(",") if h.strip()]
-        # Walk from the nearest hop outwards; the first untrusted one is the client.
+        return self.client_address_for(
+            peer.host, forwarded.decode("latin-1") if forwarded else None
+        )
+
+    def client_address_for(self, peer_host: str, forwarded_for: str | None) -> str:
+        """The client address given the socket peer and its ``X-Forwarded-For``.
+
+        The header counts only when the peer is a trusted proxy; walking from
+        the nearest hop outwards, the first untrusted address is the client.
+        """
+        if not forwarded_for or not self._is_trusted_proxy(peer_host):
+            return peer_host
+        hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
         for hop in reversed(hops):
             if not _valid_ip(hop):
-                return address
+                return peer_host
             if not self._is_trusted_proxy(hop):
                 return hop
-        return hops[0] if hops else address
+        return hops[0] if hops else peer_host
 
     def check(
         self,

@@ -185,6 +185,11 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
     def onConnect(self, request: ConnectionRequest) -> None:
         """Refuse the upgrade for foreign browser origins and while stopping."""
         try:
+            # Behind a trusted proxy the client is named by X-Forwarded-For, so
+            # the auth limiter keys on the real client, not the proxy.
+            self.client_address = self.factory.auth.client_address_for(
+                self.client_address, request.headers.get("x-forwarded-for")
+            )
             if self.factory.stopping:
                 raise _deny(ConnectionDeny.SERVICE_UNAVAILABLE, "gateway stopping")
             origin = request.headers.get("origin")
