@@ -1,0 +1,124 @@
+"""The ``openclaw`` console script: config validate, agent (local and remote),
+gateway call — run as real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.gateway_process import TOKEN, VENV_BIN, GatewayProcess, write_config
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def openclaw(args: list[str], home: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run the console script with a private HOME/state dir."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OPENCLAW_") and k != "HOME"}
+    clean.update({"HOME": str(home), "OPENCLAW_STATE_DIR": str(home / "state"), **env})
+    return subprocess.run(
+        [str(VENV_BIN / "openclaw"), *args], capture_output=True, text=True, timeout=60, env=clean
+    )
+
+
+class ConfigValidateTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.home = Path(self.mktemp()).resolve()
+        self.home.mkdir()
+
+    def test_sample_config_is_ok(self) -> None:
+        """The sample config validates: prints ok, exit 0."""
+        result = openclaw(["config", "validate", str(REPO / "conf" / "openclaw.json5")], self.home)
+        self.assertEqual((result.returncode, result.stdout), (0, "ok\n"), result.stderr)
+
+    def test_problems_one_per_line(self) -> None:
+        """Each problem on its own line naming its key path; exit 1."""
+        bad = self.home / "bad.json5"
+        bad.write_text("{gateway: {port: 0, bind: 5}, agents: {list: [{id: 3}]}}")
+        result = openclaw(["config", "validate", str(bad)], self.home)
+        self.assertEqual(result.returncode, 1)
+        lines = result.stderr.strip().splitlines()
+        self.assertEqual(len(lines), 3, result.stderr)
+        for key in ("gateway.port", "gateway.bind", "agents.list[0].id"):
+            self.assertTrue(any(line.startswith(key) for line in lines), (key, lines))
+
+    def test_missing_explicit_file(self) -> None:
+        """A named file that does not exist is an error."""
+        result = openclaw(["config", "validate", str(self.home / "nope.json5")], self.home)
+        self.assertEqual(result.returncode, 1)
+        self.assertIn("nope.json5", result.stderr)
+
+
+class AgentLocalTests(SynchronousTestCase):
+    def test_local_turn_streams_the_demo_reply(self) -> None:
+        """``openclaw agent --local -m hello`` streams the demo reply and stores the turn."""
+        home = Path(self.mktemp()).resolve()
+        home.mkdir()
+        config = str(REPO / "conf" / "openclaw.json5")
+        result = openclaw(["agent", "--local", "-m", "hello", "--config", config], home)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn('you said "hello"', result.stdout)
+        index = home / "state" / "agents" / "main" / "sessions" / "sessions.json"
+        self.assertIn("agent:main:main", json.loads(index.read_text()))
+
+    def test_local_json_result(self) -> None:
+        """``--json`` prints the final result object."""
+        home = Path(self.mktemp()).resolve()
+        home.mkdir()
+        config = str(REPO / "conf" / "openclaw.json5")
+        result = openclaw(["agent", "--local", "--json", "-m", "hi", "--config", config], home)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        payload: Any = json.loads(result.stdout)
+        self.assertEqual(payload["status"], "ok")
+        self.assertIn("hi", payload["result"]["payloads"][0]["text"])
+
+
+class RemoteTests(SynchronousTestCase):
+    """``gateway call`` and remote ``agent`` against a real gateway process."""
+
+    def setUp(self) -> None:
+        self.home = Path(self.mktemp()).resolve()
+        self.home.mkdir()
+        self.gateway = GatewayProcess(write_config(self.home), self.home / "gw-state")
+        self.addCleanup(self.gateway.ensure_stopped)
+        self.url = f"ws://127.0.0.1:{self.gateway.port}"
+
+    def test_gateway_call_and_remote_agent(self) -> None:
+        """health, agent --expect-final, remote agent via env; bad token and unknown
+        method fail with rc 1 and the gateway's message."""
+        flags = ["--url", self.url, "--token", TOKEN, "--json"]
+        health = openclaw(["gateway", "call", "health", *flags], self.home)
+        self.assertEqual(health.returncode, 0, health.stderr)
+        self.assertTrue(json.loads(health.stdout)["ok"])
+
+        params = json.dumps({"message": "hi", "agentId": "main", "idempotencyKey": "k-1"})
+        agent = openclaw(
+            ["gateway", "call", "agent", "--expect-final", "--params", params, *flags], self.home
+        )
+        self.assertEqual(agent.returncode, 0, agent.stderr)
+        self.assertEqual(json.loads(agent.stdout)["status"], "ok")
+
+        env = {"OPENCLAW_GATEWAY_URL": self.url, "OPENCLAW_GATEWAY_TOKEN": TOKEN}
+        remote = openclaw(["agent", "-m", "over the wire"], self.home, **env)
+        self.assertEqual(remote.returncode, 0, remote.stderr)
+        self.assertIn('you said "over the wire"', remote.stdout)
+
+        unknown = openclaw(["gateway", "call", "no.such.method", *flags], self.home)
+        self.assertEqual(unknown.returncode, 1)
+        self.assertIn("unknown method: no.such.method", unknown.stderr)
+
+        wrong = openclaw(
+            ["gateway", "call", "health", "--url", self.url, "--token", "x"], self.home
+        )
+        self.assertEqual(wrong.returncode, 1)
+        self.assertIn("unauthorized", wrong.stderr)
+
+    def test_url_without_credentials_is_refused(self) -> None:
+        """Like the real CLI: a URL override needs explicit credentials."""
+        result = openclaw(["gateway", "call", "health", "--url", self.url], self.home)
+        self.assertEqual(result.returncode, 1)
+        self.assertIn("requires explicit credentials", result.stderr)
