@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CONFIG ?= conf/openclaw.json5
 
-.PHONY: run test lint typecheck unit coverage bench fuzz clean
+.PHONY: run test lint typecheck unit cli-compat clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required, found " + sys.version.split()[0]' \
@@ -38,6 +38,11 @@ unit: $(STAMP)
 	$(BIN)/coverage report
 
 test: lint typecheck unit
+
+# The real OpenClaw CLI (npm openclaw@2026.9.6, installed into .cache/ on first
+# use) driving this gateway: the WebSocket issue's acceptance checks.
+cli-compat: $(STAMP)
+	$(BIN)/python scripts/real_cli_check.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .coverage .coverage.* .mypy_cache .pytest_cache .ruff_cache
