@@ -704,3 +704,33 @@ class StartupProblemTests(SynchronousTestCase):
     def test_defaults_equal_model_defaults(self) -> None:
         """An empty document gives exactly the model's defaults."""
         self.assertEqual(parse("{}").config, attrs.evolve(Config(), state_dir=Path("/s")))
+
+
+class LimitKeysTests(SynchronousTestCase):
+    def test_limit_and_session_keys_are_read(self) -> None:
+        """Connection limits, CORS max age, pre-auth cap and session upkeep keys load."""
+        text = """{
+          gateway: {maxConnections: 10,
+                    http: {maxHeaderBytes: 2048, maxHeaders: 20, headersTimeoutSeconds: 5,
+                           keepAliveTimeoutSeconds: 7, cors: {allowedOrigins: ["https://a.example"],
+                           maxAgeSeconds: 0}},
+                    ws: {maxPreauthSocketsPerAddress: 3}},
+          session: {indexFlushMs: 0,
+                    maintenance: {mode: "enforce", maxEntries: 9, pruneAfter: "30d"}},
+        }"""
+        loaded = parse_config_text(text, source="t", env={}, state_dir=Path("/tmp/x"))
+        g = loaded.config.gateway
+        self.assertEqual(
+            (g.max_connections, g.http.max_header_bytes, g.http.max_headers),
+            (10, 2048, 20),
+        )
+        self.assertEqual(
+            (g.http.headers_timeout_seconds, g.http.keep_alive_timeout_seconds), (5.0, 7.0)
+        )
+        self.assertEqual(g.http.cors.max_age_seconds, 0)
+        self.assertEqual(g.ws.max_preauth_sockets_per_address, 3)
+        s = loaded.config.session
+        self.assertEqual(
+            (s.index_flush_ms, s.maintenance.mode, s.maintenance.max_entries), (0, "enforce", 9)
+        )
+        self.assertTrue(any("pruneAfter" in w for w in loaded.warnings))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from openclaw.agents.types import ImageInput, StopReason, ToolCall, Usage
 from openclaw.config.model import FsyncPolicy
 from openclaw.sessions import store as store_module
 from openclaw.sessions.store import (
+    DEFAULT_INDEX_FLUSH_DELAY,
     SessionStore,
     agent_id_for_session,
     atomic_write,
@@ -37,9 +39,9 @@ class StoreTestCase(SynchronousTestCase):
         self.state_dir = Path(self.mktemp())
         self.store = self.new_store()
 
-    def new_store(self) -> SessionStore:
+    def new_store(self, **kwargs: Any) -> SessionStore:
         """A store over the same state dir, as after a process restart."""
-        return SessionStore(self.state_dir, clock=self.clock, fsync=self.fsync)
+        return SessionStore(self.state_dir, clock=self.clock, fsync=self.fsync, **kwargs)
 
     def turn(
         self,
@@ -82,11 +84,11 @@ class StoreTestCase(SynchronousTestCase):
 class LayoutTests(StoreTestCase):
     def test_index_and_transcript_live_in_openclaws_layout(self) -> None:
         """sessions.json maps the key to {sessionId, updatedAt}; the transcript is
-        <sessionId>.jsonl beside it; the index is written on the next reactor turn."""
+        <sessionId>.jsonl beside it; the index is written after the flush delay."""
         session_id = self.turn("r1", "hi", "hello")
         index_path = self.state_dir / "agents" / "main" / "sessions" / "sessions.json"
         self.assertFalse(index_path.exists())
-        self.clock.advance(0)
+        self.clock.advance(DEFAULT_INDEX_FLUSH_DELAY)
         index = json.loads(index_path.read_text())
         self.assertEqual(index[KEY]["sessionId"], session_id)
         self.assertEqual(index[KEY]["updatedAt"], 1_700_000_000_005)
@@ -195,22 +197,43 @@ class IndexTests(StoreTestCase):
         self.assertEqual(target.read_bytes(), b"new content")
         self.assertEqual([p.name for p in target.parent.iterdir()], [target.name])
 
-    def test_index_writes_are_coalesced_per_reactor_turn(self) -> None:
-        """Several changes in one reactor turn cost one index write."""
-        writes: list[Path] = []
+    def test_index_writes_are_coalesced_per_flush_interval(self) -> None:
+        """Every change within the flush delay (1 s by default) costs one index
+        write together, timed from the first change; later changes make the next."""
+        writes: list[bytes] = []
         real = store_module.atomic_write
 
-        def counting(path: Path, data: bytes, *, sync: bool = True) -> None:
-            writes.append(path)
+        def counting(path: Path, data: bytes | Sequence[bytes], *, sync: bool = True) -> None:
+            writes.append(data if isinstance(data, bytes) else b"".join(data))
             real(path, data, sync=sync)
 
         self.patch(store_module, "atomic_write", counting)
         for n in range(5):
             self.turn(f"r{n}", "hi", "hello", key=f"agent:main:k{n}")
+            self.clock.advance(0.125)
+        self.clock.advance(0.25)
         self.assertEqual(writes, [])
-        self.clock.advance(0)
+        self.clock.advance(0.125)
         self.assertEqual(len(writes), 1)
-        self.assertEqual(len(json.loads(writes[0].read_text())), 5)
+        self.assertEqual(len(json.loads(writes[0])), 5)
+        self.turn("r5", "hi", "hello", key="agent:main:k5")
+        self.clock.advance(0.875)
+        self.assertEqual(len(writes), 1)
+        self.clock.advance(0.125)
+        self.assertEqual(len(writes), 2)
+        self.assertEqual(len(json.loads(writes[1])), 6)
+        self.clock.advance(10)
+        self.assertEqual(len(writes), 2)
+
+    def test_flush_delay_zero_writes_once_per_reactor_turn(self) -> None:
+        """With index_flush_delay=0 the changes of one reactor turn are written
+        together on the next."""
+        store = self.new_store(index_flush_delay=0.0)
+        for n in range(3):
+            self.turn(f"r{n}", "hi", "hello", key=f"agent:main:k{n}", store=store)
+        self.assertFalse(store.session_path("main").exists())
+        self.clock.advance(0)
+        self.assertEqual(len(json.loads(store.session_path("main").read_text())), 3)
 
     def test_corrupt_index_is_moved_aside(self) -> None:
         """An unparseable sessions.json is kept aside (not overwritten) and the

@@ -549,7 +549,7 @@ class Run:
 
         def unsynced(failure: Failure) -> None:
             log.failure(
-                "run {run_id}: could not sync the turn to disk", failure, run_id=self.run_id
+                "run {run_id}: could not write the turn to disk", failure, run_id=self.run_id
             )
 
         return written.addErrback(unsynced)

@@ -13,8 +13,9 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.web.client import HTTPConnectionPool
 
@@ -69,8 +70,11 @@ class Runtime:
         :param clock: time for timeouts, timestamps and scheduling (the reactor).
         :param providers: ``provider id -> ModelProvider``, as a mapping or a
             callable raising KeyError for unknown ids (see :class:`ProviderCache`).
-        :param store: the session store; default: :class:`SessionStore` under
-            ``config.state_dir`` with ``config.session.fsync``.
+        :param store: the session store; default: a :class:`SessionStore` under
+            ``config.state_dir`` with ``config.session.fsync``, working inline
+            and writing the index once per reactor turn (what tests want;
+            :func:`build_runtime` makes the gateway's, which coalesces writes
+            and syncs on a thread pool).
         :param history_limit: stored messages sent to the model per turn, at most.
         :param pool: an HTTP connection pool the runtime owns: its cached
             connections are closed on shutdown.
@@ -82,7 +86,9 @@ class Runtime:
         self.store: TranscriptStore = (
             store
             if store is not None
-            else SessionStore(config.state_dir, clock=clock, fsync=config.session.fsync)
+            else SessionStore(
+                config.state_dir, clock=clock, fsync=config.session.fsync, index_flush_delay=0.0
+            )
         )
         # Load each configured agent's index now: sessions a crash left out of
         # it are recovered at start-up, not on some later request.
@@ -185,9 +191,20 @@ class Runtime:
         the store (pending syncs finish, indexes are written, IO threads end)
         and the connection pool."""
         self._closed = True
-        for run in list(self._active.values()):
+        runs = list(self._active.values())
+        for run in runs:
             run.cancel()
-        closing = self.store.close()
+        # A cancelled run settles once its transcript is written, which with a
+        # threaded store is a little later; wait for them all.
+        unsettled = [run.result for run in runs if not run.done]
+        waiting: Deferred[None] = DeferredList(unsettled, consumeErrors=True).addCallback(
+            lambda _: None
+        )
+        if unsettled:
+            # One more reactor turn, so what the runs' consumers wrote when they
+            # settled (last SSE frames, [DONE]) leaves before anything closes.
+            waiting.addCallback(lambda _: deferLater(self.clock, 0, lambda: None))
+        waiting.addCallback(lambda _: self.store.close())
 
         def close_pool(_: object) -> Deferred[None]:
             pool, self._pool = self._pool, None
@@ -196,7 +213,7 @@ class Runtime:
             closed: Deferred[None] = pool.closeCachedConnections()  # type: ignore[no-untyped-call]  # typing note: untyped in Twisted
             return closed
 
-        return closing.addCallback(close_pool)
+        return waiting.addCallback(close_pool)
 
     # -- sessions (for the WebSocket methods) ------------------------------------
 
@@ -270,8 +287,9 @@ def build_runtime(
 
     Without ``pool`` the runtime makes (and on shutdown closes) a persistent
     pool shared by every provider. Without ``store`` it makes the on-disk
-    store, whose fsyncs and index writes run on a thread pool of its own
-    (inline when ``reactor`` has no threads); shutdown stops that pool.
+    store, whose transcript writes, fsyncs and index writes run on a thread
+    pool of its own (inline when ``reactor`` has no threads); shutdown stops
+    that pool.
     """
     owned: HTTPConnectionPool | None = None
     if providers is None:
@@ -286,6 +304,9 @@ def build_runtime(
             clock=reactor,
             fsync=config.session.fsync,
             io=blocking_io_for(reactor),
+            index_flush_delay=config.session.index_flush_ms / 1000,
+            max_entries=config.session.maintenance.max_entries,
+            maintenance=config.session.maintenance.mode,
         )
     return Runtime(config, clock=reactor, providers=providers, store=store, pool=owned)
 

@@ -45,6 +45,7 @@ from openclaw.config.model import (
     ProviderConfig,
     RateLimitConfig,
     SessionConfig,
+    SessionMaintenanceConfig,
     WebSocketConfig,
 )
 
@@ -77,6 +78,7 @@ __all__ = [
     "ProviderConfig",
     "RateLimitConfig",
     "SessionConfig",
+    "SessionMaintenanceConfig",
     "WebSocketConfig",
     "config_from_mapping",
     "is_loopback_bind",

@@ -39,12 +39,14 @@ from openclaw.config.model import (
     GatewayConfig,
     HttpConfig,
     ImagesConfig,
+    MaintenanceMode,
     ModelEntry,
     ModelsConfig,
     ProviderApi,
     ProviderConfig,
     RateLimitConfig,
     SessionConfig,
+    SessionMaintenanceConfig,
     WebSocketConfig,
 )
 from openclaw.sessions.keys import normalize_agent_id
@@ -588,7 +590,7 @@ _ENV = _section(["vars"], ["shellEnv"])
 _GATEWAY = _section(
     [
         "port", "bind", "customBindHost", "auth", "http", "ws", "controlUi", "trustedProxies",
-        "shutdownGraceSeconds",
+        "shutdownGraceSeconds", "maxConnections",
     ],
     [
         "mode", "remote", "tools", "tailscale", "reload", "nodes", "allowRealIpFallback",
@@ -601,7 +603,13 @@ _GATEWAY = _section(
 )  # fmt: skip
 _AUTH = _section(["mode", "token", "password", "rateLimit"], ["allowTailscale", "trustedProxy"])
 _RATE_LIMIT = _section(["maxAttempts", "windowMs", "lockoutMs", "exemptLoopback"])
-_HTTP = _section(["endpoints", "cors", "maxBodyBytes", "bodyTimeoutSeconds"], ["securityHeaders"])
+_HTTP = _section(
+    [
+        "endpoints", "cors", "maxBodyBytes", "bodyTimeoutSeconds", "maxHeaderBytes", "maxHeaders",
+        "headersTimeoutSeconds", "keepAliveTimeoutSeconds",
+    ],
+    ["securityHeaders"],
+)  # fmt: skip
 _ENDPOINTS = _section(
     ["chatCompletions"],
     hints={
@@ -616,7 +624,7 @@ _CHAT = _section(
 _IMAGES = _section(
     ["allowUrl", "urlAllowlist", "allowedMimes", "maxBytes", "maxRedirects", "timeoutMs"]
 )
-_CORS = _section(["allowedOrigins"])
+_CORS = _section(["allowedOrigins", "maxAgeSeconds"])
 _CONTROL_UI = _section(
     ["allowedOrigins"],
     [
@@ -627,7 +635,7 @@ _CONTROL_UI = _section(
 _WS = _section(
     [
         "handshakeTimeoutMs", "tickIntervalMs", "pingIntervalSeconds", "pingTimeoutSeconds",
-        "maxPayload", "maxPreauthPayload", "maxBufferedBytes",
+        "maxPayload", "maxPreauthPayload", "maxBufferedBytes", "maxPreauthSocketsPerAddress",
     ]
 )  # fmt: skip
 _MODELS = _section(["providers"], ["mode", "catalogRefresh", "bedrockDiscovery", "pricing"])
@@ -661,13 +669,17 @@ _MODEL_REF = _section(
     hints={"fallbacks": "model fallbacks are not implemented by openclaw-twisted; ignored"},
 )
 _SESSION = _section(
-    ["fsync"],
+    ["fsync", "indexFlushMs", "maintenance"],
     [
         "scope", "dmScope", "mainKey", "reset", "resetByType", "resetByChannel",
         "resetTriggers", "idleMinutes", "store", "typingIntervalSeconds", "typingMode",
-        "identityLinks", "sendPolicy", "agentToAgent", "maintenance", "parentForkMaxTokens",
+        "identityLinks", "sendPolicy", "agentToAgent", "parentForkMaxTokens",
     ],
 )  # fmt: skip
+_MAINTENANCE = _section(
+    ["mode", "maxEntries"], ["pruneAfter", "rotateBytes", "resetArchiveRetention", "maxDiskBytes"]
+)
+_MAINTENANCE_MODES: Final[Mapping[str, MaintenanceMode]] = {"warn": "warn", "enforce": "enforce"}
 
 
 # --------------------------------------------------------------------------
@@ -740,6 +752,7 @@ def _build_gateway(r: _Reader, value: Any) -> GatewayConfig:
         shutdown_grace_seconds=r.number(
             g, "shutdownGraceSeconds", "gateway", d.shutdown_grace_seconds, allow_zero=True
         ),
+        max_connections=r.integer(g, "maxConnections", "gateway", d.max_connections),
     )
 
 
@@ -865,10 +878,23 @@ def _build_http(r: _Reader, value: Any) -> HttpConfig:
     cors = r.section(h.get("cors"), "gateway.http.cors", _CORS)
     return HttpConfig(
         chat_completions=_build_chat(r, endpoints.get("chatCompletions")),
-        cors=CorsConfig(allowed_origins=_read_origins(r, cors, "gateway.http.cors")),
+        cors=CorsConfig(
+            allowed_origins=_read_origins(r, cors, "gateway.http.cors"),
+            max_age_seconds=r.integer(
+                cors, "maxAgeSeconds", "gateway.http.cors", d.cors.max_age_seconds, minimum=0
+            ),
+        ),
         max_body_bytes=r.integer(h, "maxBodyBytes", "gateway.http", d.max_body_bytes),
         body_timeout_seconds=r.number(
             h, "bodyTimeoutSeconds", "gateway.http", d.body_timeout_seconds
+        ),
+        max_header_bytes=r.integer(h, "maxHeaderBytes", "gateway.http", d.max_header_bytes),
+        max_headers=r.integer(h, "maxHeaders", "gateway.http", d.max_headers),
+        headers_timeout_seconds=r.number(
+            h, "headersTimeoutSeconds", "gateway.http", d.headers_timeout_seconds
+        ),
+        keep_alive_timeout_seconds=r.number(
+            h, "keepAliveTimeoutSeconds", "gateway.http", d.keep_alive_timeout_seconds
         ),
     )
 
@@ -913,6 +939,9 @@ def _build_ws(r: _Reader, value: Any) -> WebSocketConfig:
         max_payload=r.integer(w, "maxPayload", path, d.max_payload),
         max_preauth_payload=r.integer(w, "maxPreauthPayload", path, d.max_preauth_payload),
         max_buffered_bytes=r.integer(w, "maxBufferedBytes", path, d.max_buffered_bytes),
+        max_preauth_sockets_per_address=r.integer(
+            w, "maxPreauthSocketsPerAddress", path, d.max_preauth_sockets_per_address
+        ),
     )
 
 
@@ -1100,9 +1129,21 @@ def _build_agent(r: _Reader, value: Any, path: str) -> AgentConfig | None:
 
 
 def _build_session(r: _Reader, value: Any) -> SessionConfig:
+    d = SessionConfig()
     s = r.section(value, "session", _SESSION)
     fsync: FsyncPolicy | None = r.choice(s, "fsync", "session", _FSYNC)
-    return SessionConfig(fsync=fsync or SessionConfig().fsync)
+    m = r.section(s.get("maintenance"), "session.maintenance", _MAINTENANCE)
+    mode: MaintenanceMode | None = r.choice(m, "mode", "session.maintenance", _MAINTENANCE_MODES)
+    return SessionConfig(
+        fsync=fsync or d.fsync,
+        index_flush_ms=r.integer(s, "indexFlushMs", "session", d.index_flush_ms, minimum=0),
+        maintenance=SessionMaintenanceConfig(
+            mode=mode or d.maintenance.mode,
+            max_entries=r.integer(
+                m, "maxEntries", "session.maintenance", d.maintenance.max_entries, minimum=0
+            ),
+        ),
+    )
 
 
 # Keep the names callers may want for messages and CLI help.

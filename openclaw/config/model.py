@@ -17,6 +17,7 @@ from attrs import Factory, field, frozen
 AuthMode = Literal["none", "token", "password"]
 ProviderApi = Literal["openai-completions", "anthropic-messages", "demo"]
 FsyncPolicy = Literal["turn", "never"]
+MaintenanceMode = Literal["warn", "enforce"]
 
 DEFAULT_PORT = 18789
 MAX_BODY_BYTES = 20 * 1024 * 1024
@@ -74,6 +75,7 @@ class CorsConfig:
     """``gateway.http.cors``: off unless origins are listed."""
 
     allowed_origins: tuple[str, ...] = ()
+    max_age_seconds: int = 600
 
 
 @frozen
@@ -84,6 +86,11 @@ class HttpConfig:
     cors: CorsConfig = Factory(CorsConfig)
     max_body_bytes: int = MAX_BODY_BYTES
     body_timeout_seconds: float = 30.0
+    max_header_bytes: int = 32 * 1024
+    max_headers: int = 100
+    #: From connecting (or a new request's first byte) to the end of its headers.
+    headers_timeout_seconds: float = 10.0
+    keep_alive_timeout_seconds: float = 60.0
 
 
 @frozen
@@ -104,6 +111,7 @@ class WebSocketConfig:
     max_payload: int = 25 * 1024 * 1024
     max_preauth_payload: int = 64 * 1024
     max_buffered_bytes: int = 50 * 1024 * 1024
+    max_preauth_sockets_per_address: int = 16
 
 
 @frozen
@@ -119,6 +127,7 @@ class GatewayConfig:
     control_ui: ControlUiConfig = Factory(ControlUiConfig)
     trusted_proxies: tuple[str, ...] = ()
     shutdown_grace_seconds: float = 10.0
+    max_connections: int = 1024
 
 
 @frozen
@@ -183,10 +192,27 @@ class AgentsConfig:
 
 
 @frozen
+class SessionMaintenanceConfig:
+    """``session.maintenance``: how many sessions an agent's index keeps.
+
+    Stateless ``openai:<uuid>`` sessions are always capped at ``max_entries``;
+    ``mode: "enforce"`` caps the others too (``"warn"`` only logs).
+    """
+
+    mode: MaintenanceMode = "warn"
+    #: 0 means no cap.
+    max_entries: int = 500
+
+
+@frozen
 class SessionConfig:
-    """``session``: transcript durability."""
+    """``session``: transcript durability and index upkeep."""
 
     fsync: FsyncPolicy = "turn"
+    #: Index changes within this window are written together (a crash loses at
+    #: most this much of the index; transcripts recover it at start-up).
+    index_flush_ms: int = 1000
+    maintenance: SessionMaintenanceConfig = Factory(SessionMaintenanceConfig)
 
 
 @frozen

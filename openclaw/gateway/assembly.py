@@ -13,9 +13,11 @@ from openclaw.config.model import Config
 from openclaw.gateway.auth import GatewayAuth
 from openclaw.gateway.http.app import GatewayHttpApp
 from openclaw.gateway.http.chat_completions import ChatCompletionsEndpoint
+from openclaw.gateway.http.cors import BrowserOriginGuard, CorsPolicy
 from openclaw.gateway.http.image_fetch import HTTPImageFetcher
 from openclaw.gateway.http.models import ModelsEndpoint
 from openclaw.gateway.http.request import GatewaySite
+from openclaw.gateway.hygiene import ConnectionLimits, PreAuthSocketLimit
 from openclaw.gateway.lifecycle import Readiness
 from openclaw.gateway.resource import GatewayRootResource
 from openclaw.gateway.ws.factory import GatewayWebSocketFactory, build_ws_factory
@@ -50,6 +52,7 @@ def build_gateway(
         runtime = build_runtime(config, reactor)
     if log_buffer is None:
         log_buffer = LogBuffer()
+    http = config.gateway.http
     auth = GatewayAuth(config.gateway.auth, reactor, config.gateway.trusted_proxies)
     readiness = Readiness()
     chat = None
@@ -76,8 +79,31 @@ def build_gateway(
         started_at_ms=int(reactor.seconds() * 1000),
     )
     websocket = WebSocketResource(ws_factory)  # type: ignore[no-untyped-call]  # autobahn
-    root = GatewayRootResource(http=http_app.resource(), websocket=websocket)
-    site = GatewaySite(root, http_config=config.gateway.http, clock=reactor, reactor=reactor)
+    preauth = PreAuthSocketLimit(
+        max_per_address=config.gateway.ws.max_preauth_sockets_per_address,
+        connections=lambda: ws_factory.connections,
+        client_address=auth.client_address,
+    )
+    root = GatewayRootResource(http=http_app.resource(), websocket=websocket, preauth_limit=preauth)
+    site = GatewaySite(
+        root,
+        http_config=http,
+        clock=reactor,
+        reactor=reactor,
+        limits=connection_limits(config),
+        cors=CorsPolicy.from_origins(
+            http.cors.allowed_origins, max_age_seconds=http.cors.max_age_seconds
+        ),
+        origin_guard=(
+            # Mode none: a foreign web page must not be able to drive agents.
+            BrowserOriginGuard.from_origins(
+                config.gateway.control_ui.allowed_origins + http.cors.allowed_origins,
+                auth.client_address,
+            )
+            if config.gateway.auth.mode == "none"
+            else None
+        ),
+    )
     return Gateway(
         config=config,
         runtime=runtime,
@@ -87,6 +113,18 @@ def build_gateway(
         root=root,
         site=site,
         log_buffer=log_buffer,
+    )
+
+
+def connection_limits(config: Config) -> ConnectionLimits:
+    """The HTTP connection limits of ``gateway.http.*`` and ``gateway.maxConnections``."""
+    http = config.gateway.http
+    return ConnectionLimits(
+        max_header_bytes=http.max_header_bytes,
+        max_headers=http.max_headers,
+        headers_timeout_seconds=http.headers_timeout_seconds,
+        keep_alive_timeout_seconds=http.keep_alive_timeout_seconds,
+        max_connections=config.gateway.max_connections,
     )
 
 

@@ -3,6 +3,9 @@
 Any request carrying ``Upgrade: websocket`` (whatever its path) goes to
 Autobahn's ``WebSocketResource``; everything else goes to the Klein app. The
 root is a leaf, so it can be mounted at any path of an embedder's own ``Site``.
+
+Before an upgrade is handed over, the per-client budget of unauthenticated
+WebSocket sockets is checked (503 ``Too many unauthenticated sockets``).
 """
 
 from __future__ import annotations
@@ -10,11 +13,13 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from twisted.web.http import HTTPChannel
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request
 
 from openclaw.gateway.http.errors import write_openai_error
 from openclaw.gateway.http.request import is_websocket_upgrade
+from openclaw.gateway.hygiene import PREAUTH_REFUSAL, PreAuthSocketLimit
 
 
 class GatewayRootResource(Resource):
@@ -22,10 +27,17 @@ class GatewayRootResource(Resource):
 
     isLeaf = True
 
-    def __init__(self, *, http: IResource, websocket: IResource | None) -> None:
+    def __init__(
+        self,
+        *,
+        http: IResource,
+        websocket: IResource | None,
+        preauth_limit: PreAuthSocketLimit | None = None,
+    ) -> None:
         Resource.__init__(self)
         self._http = http
         self._websocket = websocket
+        self._preauth_limit = preauth_limit
 
     def render(self, request: Request) -> Any:
         """Hand the request to the side that serves it."""
@@ -37,5 +49,20 @@ class GatewayRootResource(Resource):
                 request, 400, "Invalid request path encoding.", "invalid_request_error"
             )
         if self._websocket is not None and is_websocket_upgrade(request):
+            if self._preauth_limit is not None and self._preauth_limit.exceeded(request):
+                return _refuse_upgrade(request)
             return self._websocket.render(request)
         return self._http.render(request)
+
+
+def _refuse_upgrade(request: Request) -> bytes:
+    """503 in plain text (what OpenClaw sends), and the connection is closed."""
+    request.setResponseCode(503)
+    request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+    request.setHeader(b"connection", b"close")
+    body = PREAUTH_REFUSAL.encode("ascii")
+    request.setHeader(b"content-length", b"%d" % len(body))
+    channel = request.channel
+    if isinstance(channel, HTTPChannel):
+        channel.persistent = False
+    return body

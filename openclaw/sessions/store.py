@@ -22,13 +22,17 @@ Durability rules, because a gateway can be killed at any instant:
 * file names come from ids this module generates or validates, never from
   session keys, so no key or agent id can reach outside the state dir.
 
-What blocks (``fdatasync``, index writes) runs on a :class:`BlockingIO`: a
-thread pool in the gateway (:class:`ThreadPoolIO`), inline in tests. Appends
-themselves are small ``write`` calls made on the reactor thread, in order, so
-per-session ordering needs no locking. The index is encoded incrementally (one
-cached JSON fragment per entry), so a flush costs what changed plus a join.
-Stateless chat-completion sessions (``agent:<id>:openai:<uuid>``, never
-addressed again) are capped at ``max_entries``, oldest first.
+What can block on the disk (creating and appending to transcripts,
+``fdatasync``, index writes, renames) runs on a :class:`BlockingIO`: a thread
+pool in the gateway (:class:`ThreadPoolIO`), inline in tests. The reactor
+thread only builds the lines; a transcript's writes reach the pool one after
+the other (:meth:`SessionStore._serial`), so their order is kept. Reads
+(history) stay on the reactor thread: they hit the page cache and a session's
+lane guarantees its previous turn is on disk. The index is encoded
+incrementally (one cached JSON fragment per entry), so a flush costs what
+changed plus a join. Stateless chat-completion sessions
+(``agent:<id>:openai:<uuid>``, never addressed again) are capped at
+``max_entries``, oldest first.
 """
 
 from __future__ import annotations
@@ -148,24 +152,34 @@ def usage_from_disk(raw: object) -> Usage:
     )
 
 
+_last_stamp: tuple[int, str] = (-1, "")
+
+
 def iso_ms(ms: int) -> str:
     """``2026-01-02T03:04:05.678Z`` for an epoch-millisecond time."""
-    stamp = datetime.fromtimestamp(ms // 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    global _last_stamp
+    seconds = ms // 1000
+    cached_seconds, stamp = _last_stamp
+    if seconds != cached_seconds:  # strftime is the costly part; a turn repeats it
+        stamp = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _last_stamp = (seconds, stamp)
     return f"{stamp}.{ms % 1000:03d}Z"
 
 
-def atomic_write(path: Path, data: bytes, *, sync: bool = True) -> None:
+def atomic_write(path: Path, data: bytes | Sequence[bytes], *, sync: bool = True) -> None:
     """Replace ``path`` with ``data`` so a crash leaves the old or the new file.
 
-    Writes a temp file beside it, fsyncs it (when ``sync``), renames it over
-    ``path``, then fsyncs the directory. On failure the temp file is removed
-    and ``path`` is untouched.
+    ``data`` may come in pieces (written one after the other: a large index is
+    not copied into one buffer first). Writes a temp file beside it, fsyncs it
+    (when ``sync``), renames it over ``path``, then fsyncs the directory. On
+    failure the temp file is removed and ``path`` is untouched.
     """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         try:
-            _write_all(fd, data)
+            for piece in (data,) if isinstance(data, bytes) else data:
+                _write_all(fd, piece)
             if sync:
                 os.fsync(fd)
         finally:
@@ -250,12 +264,34 @@ def _read_header(path: Path) -> dict[str, Any] | None:
     return None
 
 
-def _sync_and_close(fd: int) -> None:
-    """``fdatasync`` then close a transcript descriptor (on an IO thread)."""
+def _write_transcript(path: Path, header: bytes, body: bytes, check_torn: bool, sync: bool) -> bool:
+    """Append ``body`` to a transcript (an IO thread's work); returns True when a
+    torn last line had to be closed first.
+
+    A new (empty) file gets ``header`` first; with ``check_torn`` a last line
+    without its newline (a crash mid-write) is ended so it cannot swallow
+    ``body``. With ``sync`` the data is ``fdatasync``ed before returning.
+    """
+    flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
     try:
-        os.fdatasync(fd)
+        fd = os.open(path, flags, 0o600)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, flags, 0o600)
+    try:
+        size = os.fstat(fd).st_size
+        torn = False
+        if size == 0:
+            body = header + body
+        elif check_torn and os.pread(fd, 1, size - 1) != b"\n":
+            torn = True
+            body = b"\n" + body
+        _write_all(fd, body)
+        if sync:
+            os.fdatasync(fd)
     finally:
         os.close(fd)
+    return torn
 
 
 def _rename_all(moves: Sequence[tuple[Path, Path]]) -> None:
@@ -477,8 +513,9 @@ class _AgentIndex:
         """``key`` was added, modified or removed since the last snapshot."""
         self._stale.add(key)
 
-    def snapshot(self) -> tuple[int, bytes]:
-        """``(generation, sessions.json bytes)`` of the entries as they are now."""
+    def snapshot(self) -> tuple[int, list[bytes]]:
+        """``(generation, pieces)``: the entries as they are now, as the pieces of
+        ``sessions.json`` (joined by the writer, off the reactor thread)."""
         fragments = self._fragments
         for key in self._stale:
             raw = self.entries.get(key)
@@ -487,9 +524,9 @@ class _AgentIndex:
             else:
                 fragments[key] = (_ENCODER.encode(key) + ":" + _ENCODER.encode(raw)).encode()
         self._stale.clear()
-        data = b"{" + b",".join([fragments[key] for key in self.entries]) + b"}"
+        pieces = [fragments[key] for key in self.entries]
         self.generation += 1
-        return self.generation, data
+        return self.generation, pieces
 
 
 def _updated_at(raw: Mapping[str, Any]) -> int:
@@ -534,6 +571,7 @@ class SessionStore:
         self._maintenance: MaintenanceMode = maintenance
         self._io: BlockingIO = io if io is not None else InlineIO()
         self._indexes: dict[str, _AgentIndex] = {}
+        self._dirs: dict[str, Path] = {}
         self._dirty: set[str] = set()
         self._flush_call: IDelayedCall | None = None
         self._states: OrderedDict[tuple[str, str], _TranscriptState] = OrderedDict()
@@ -543,14 +581,24 @@ class SessionStore:
         self._open: dict[tuple[str, str], int] = {}
         #: Dropped from the index while a turn was open: archived when it ends.
         self._retire_later: set[tuple[str, str]] = set()
+        #: Writes submitted to the IO executor and not finished yet.
         self._pending = 0
         self._idle_waiters: list[Deferred[None]] = []
+        #: Per transcript, fires when its last submitted write has finished.
+        self._tails: dict[tuple[str, str], Deferred[None]] = {}
 
     # -- paths ------------------------------------------------------------
 
     def sessions_dir(self, agent_id: str) -> Path:
         """``<state>/agents/<agentId>/sessions`` (the agent id is normalised)."""
-        return self.state_dir / "agents" / normalize_agent_id(agent_id) / "sessions"
+        directory = self._dirs.get(agent_id)
+        if directory is None:
+            if len(self._dirs) >= _STATE_CACHE_SIZE:
+                self._dirs.clear()
+            directory = self._dirs[agent_id] = (
+                self.state_dir / "agents" / normalize_agent_id(agent_id) / "sessions"
+            )
+        return directory
 
     def session_path(self, agent_id: str) -> Path:
         """The agent's ``sessions.json`` (what OpenClaw reports as the store path)."""
@@ -577,6 +625,38 @@ class SessionStore:
             waiters, self._idle_waiters = self._idle_waiters, []
             for waiter in waiters:
                 waiter.callback(None)
+        return result
+
+    def _serial(
+        self,
+        key: tuple[str, str],
+        fn: Callable[_P, _T],
+        /,
+        *args: _P.args,
+        **kwargs: _P.kwargs,
+    ) -> Deferred[_T]:
+        """Run ``fn`` on the IO executor after every write submitted earlier for
+        the same transcript ``key`` (so appends and renames keep their order)."""
+        self._pending += 1
+        before = self._tails.get(key)
+        done: Deferred[None] = Deferred()
+        self._tails[key] = done
+        result: Deferred[_T] = Deferred()
+
+        def start(_: object = None) -> None:
+            self._io.run(fn, *args, **kwargs).chainDeferred(result)
+
+        def finished(outcome: object) -> object:
+            if self._tails.get(key) is done:
+                del self._tails[key]
+            done.callback(None)
+            return self._io_settled(outcome)
+
+        result.addBoth(finished)
+        if before is None:
+            start()
+        else:
+            before.addCallback(start)
         return result
 
     def when_idle(self) -> Deferred[None]:
@@ -741,7 +821,7 @@ class SessionStore:
     def _retire(self, agent: str, dropped: Sequence[Mapping[str, Any]]) -> None:
         """Archive the transcripts of sessions dropped from the index
         (``.deleted.<time>``), later for those with a turn still running."""
-        now = self._now()
+        suffix = f".deleted.{_archive_suffix(self._now())}"
         moves: list[tuple[Path, Path]] = []
         for raw in dropped:
             session_id = str(raw.get("sessionId", ""))
@@ -752,7 +832,13 @@ class SessionStore:
                 continue
             self._states.pop((agent, session_id), None)
             path = self.transcript_path(agent, session_id)
-            moves.append((path, path.with_name(f"{path.name}.deleted.{_archive_suffix(now)}")))
+            move = (path, path.with_name(path.name + suffix))
+            if (agent, session_id) in self._tails:  # after its last append lands
+                self._serial((agent, session_id), _rename_all, [move]).addErrback(
+                    self._log_failure, "archiving a transcript"
+                )
+            else:
+                moves.append(move)
         if moves:
             self._run_io(_rename_all, moves).addErrback(self._log_failure, "archiving transcripts")
 
@@ -777,8 +863,8 @@ class SessionStore:
             index = self._indexes.get(agent)
             if index is None:
                 continue
-            generation, data = index.snapshot()
-            d = self._run_io(self._write_index, agent, index, generation, data)
+            generation, pieces = index.snapshot()
+            d = self._run_io(self._write_index, self.sessions_dir(agent), index, generation, pieces)
             d.addErrback(self._index_write_failed, agent)
 
     def _index_write_failed(self, failure: Failure, agent: str) -> None:
@@ -793,23 +879,25 @@ class SessionStore:
             if index is None:
                 self._dirty.discard(agent)
                 continue
-            generation, data = index.snapshot()
+            generation, pieces = index.snapshot()
             try:
-                self._write_index(agent, index, generation, data)
+                self._write_index(self.sessions_dir(agent), index, generation, pieces)
             except OSError:
                 log.failure("could not write session index for agent {agent_id}", agent_id=agent)
             else:
                 self._dirty.discard(agent)
 
-    def _write_index(self, agent: str, index: _AgentIndex, generation: int, data: bytes) -> None:
-        """Replace ``sessions.json`` with snapshot ``generation`` unless a newer
-        one is already there (writes may finish out of order across threads)."""
+    def _write_index(
+        self, directory: Path, index: _AgentIndex, generation: int, pieces: list[bytes]
+    ) -> None:
+        """Replace ``directory/sessions.json`` with snapshot ``generation`` unless
+        a newer one is already there (writes may finish out of order across
+        threads). Touches no store state but the index's lock-guarded fields."""
         with index.lock:
             if generation <= index.written:
                 return
-            directory = self.sessions_dir(agent)
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-            atomic_write(directory / INDEX_FILE, data, sync=self._sync)
+            atomic_write(directory / INDEX_FILE, (b"{", b",".join(pieces), b"}"), sync=self._sync)
             index.written = generation
 
     def _entry(self, agent: str, key: str, raw: Mapping[str, Any]) -> SessionEntry:
@@ -857,7 +945,7 @@ class SessionStore:
             index.stateless[session_key] = None
             index.stateless.move_to_end(session_key)
         entry = self._entry(agent, session_key, raw)
-        state = self._state(agent, entry.session_id)
+        state = self._state(agent, entry.session_id, new=created)
         state.key = session_key
         if cwd is not None:
             state.cwd = cwd
@@ -926,11 +1014,17 @@ class SessionStore:
         if not is_valid_session_id(session_id):
             return
         path = self.transcript_path(agent, session_id)
-        self._states.pop((agent, session_id), None)
-        self._archived.add((agent, session_id))
-        self._retire_later.discard((agent, session_id))
-        with contextlib.suppress(FileNotFoundError):
-            os.replace(path, path.with_name(f"{path.name}.{why}.{_archive_suffix(now)}"))
+        key = (agent, session_id)
+        self._states.pop(key, None)
+        self._archived.add(key)
+        self._retire_later.discard(key)
+        move = (path, path.with_name(f"{path.name}.{why}.{_archive_suffix(now)}"))
+        if key in self._tails:  # an append is still on its way: rename after it
+            self._serial(key, _rename_all, [move]).addErrback(
+                self._log_failure, "archiving a transcript"
+            )
+        else:
+            _rename_all([move])
 
     # -- transcripts ----------------------------------------------------------
 
@@ -947,17 +1041,20 @@ class SessionStore:
             path=str(path),
         )
 
-    def _state(self, agent: str, session_id: str) -> _TranscriptState:
+    def _state(self, agent: str, session_id: str, *, new: bool = False) -> _TranscriptState:
+        """What appending remembers about a transcript; ``new`` for a session id
+        made just now (nothing to read: the file does not exist yet)."""
         key = (agent, session_id)
         state = self._states.get(key)
         if state is None:
             state = _TranscriptState()
-            path = self.transcript_path(agent, session_id)
-            for entry in _read_backwards(path, MAX_TAIL_BYTES, self._report_bad_line):
-                entry_id = entry.get("id")
-                if isinstance(entry_id, str):
-                    state.last_id = entry_id
-                    break
+            if not new:
+                path = self.transcript_path(agent, session_id)
+                for entry in _read_backwards(path, MAX_TAIL_BYTES, self._report_bad_line):
+                    entry_id = entry.get("id")
+                    if isinstance(entry_id, str):
+                        state.last_id = entry_id
+                        break
             self._states[key] = state
             while len(self._states) > _STATE_CACHE_SIZE:
                 self._states.popitem(last=False)
@@ -971,72 +1068,61 @@ class SessionStore:
         session_id: str,
         messages: Sequence[tuple[str, int, dict[str, Any]]],
         *,
-        keep_open: bool = False,
-    ) -> int | None:
+        sync: bool,
+    ) -> Deferred[None]:
         """Append ``(run_id, timestamp, message)`` entries in one write.
 
-        With ``keep_open`` the descriptor is returned (for the caller to sync
-        and close); else it is closed and None returned, as when nothing was
-        written.
+        The lines (ids, parent chain) are made here; opening, writing and
+        syncing happen on the IO executor, after earlier writes to the same
+        transcript. Fires when the write (and sync) is done.
         """
+        key = (agent, session_id)
         path = self.transcript_path(agent, session_id)
-        if (agent, session_id) in self._archived:
+        if key in self._archived:
             log.warn(
                 "not writing to session {session_id} of agent {agent_id}: it was reset or deleted",
                 session_id=session_id,
                 agent_id=agent,
             )
-            return None
+            return succeed(None)
         state = self._state(agent, session_id)
-        flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
-        try:
-            fd = os.open(path, flags, 0o600)
-        except FileNotFoundError:
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(path, flags, 0o600)
-        try:
-            size = os.fstat(fd).st_size
-            chunks: list[bytes] = []
-            if size == 0:
-                first_ts = messages[0][1] if messages else self._now()
-                header: dict[str, Any] = {
-                    "type": "session",
-                    "version": TRANSCRIPT_VERSION,
-                    "id": session_id,
-                    "timestamp": iso_ms(first_ts),
-                    "cwd": state.cwd or "",
-                }
-                if state.key is not None:
-                    header["sessionKey"] = state.key
-                chunks.append(_dumps_line(header))
-                state.last_id = None
-            elif not state.checked and os.pread(fd, 1, size - 1) != b"\n":
+        first_ts = messages[0][1] if messages else self._now()
+        header: dict[str, Any] = {
+            "type": "session",
+            "version": TRANSCRIPT_VERSION,
+            "id": session_id,
+            "timestamp": iso_ms(first_ts),
+            "cwd": state.cwd or "",
+        }
+        if state.key is not None:
+            header["sessionKey"] = state.key
+        chunks: list[bytes] = []
+        for run_id, ts, message in messages:
+            entry_id = os.urandom(4).hex()
+            entry = {
+                "type": "message",
+                "id": entry_id,
+                "parentId": state.last_id,
+                "timestamp": iso_ms(ts),
+                "runId": run_id,
+                "message": message,
+            }
+            chunks.append(_dumps_line(entry))
+            state.last_id = entry_id
+        check_torn = not state.checked
+        state.checked = True
+        written = self._serial(
+            key, _write_transcript, path, _dumps_line(header), b"".join(chunks), check_torn, sync
+        )
+
+        def torn(was_torn: bool) -> None:
+            if was_torn:
                 log.warn(
                     "transcript {path} ends with a torn line; it will be skipped",
                     path=str(path),
                 )
-                chunks.append(b"\n")
-            state.checked = True
-            for run_id, ts, message in messages:
-                entry_id = uuid.uuid4().hex[:8]
-                entry = {
-                    "type": "message",
-                    "id": entry_id,
-                    "parentId": state.last_id,
-                    "timestamp": iso_ms(ts),
-                    "runId": run_id,
-                    "message": message,
-                }
-                chunks.append(_dumps_line(entry))
-                state.last_id = entry_id
-            _write_all(fd, b"".join(chunks))
-        except BaseException:
-            os.close(fd)
-            raise
-        if keep_open:
-            return fd
-        os.close(fd)
-        return None
+
+        return written.addCallback(torn)
 
     def append_user(
         self,
@@ -1061,7 +1147,9 @@ class SessionStore:
                 for image in images
             ]
         message = {"role": "user", "content": content, "timestamp": timestamp}
-        self._append(agent, session_id, [(run_id, timestamp, message)])
+        self._append(agent, session_id, [(run_id, timestamp, message)], sync=False).addErrback(
+            self._log_failure, "appending a user message"
+        )
         key = (agent, session_id)
         self._open[key] = self._open.get(key, 0) + 1
 
@@ -1094,11 +1182,10 @@ class SessionStore:
     ) -> Deferred[None]:
         """Append the assistant outcome and update the index entry.
 
-        The lines are written before this returns; the Deferred fires once
-        they are synced (policy ``turn``, on the IO executor) — report the turn
-        only then. Failed and aborted turns keep their partial text,
-        ``stopReason`` ``error``/``aborted`` and ``errorMessage``; history
-        replay skips them.
+        The Deferred fires once the lines are written and (policy ``turn``)
+        synced, on the IO executor: report the turn only then. Failed and
+        aborted turns keep their partial text, ``stopReason``
+        ``error``/``aborted`` and ``errorMessage``; history replay skips them.
         """
         agent = normalize_agent_id(agent_id)
         content: list[dict[str, Any]] = []
@@ -1126,8 +1213,8 @@ class SessionStore:
         if error is not None:
             message["errorMessage"] = error
         try:
-            fd = self._append(
-                agent, session_id, [(run_id, timestamp, message)], keep_open=self._sync
+            written = self._append(
+                agent, session_id, [(run_id, timestamp, message)], sync=self._sync
             )
         finally:
             self._close_turn(agent, session_id)
@@ -1149,9 +1236,7 @@ class SessionStore:
                 raw["lastChannel"] = channel
             index.changed(session_key)
             self._mark_dirty(agent)
-        if fd is None:
-            return succeed(None)
-        return self._run_io(_sync_and_close, fd)
+        return written
 
     def load_history(
         self, agent_id: str, session_id: str, limit: int = DEFAULT_HISTORY_LIMIT

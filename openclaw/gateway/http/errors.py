@@ -7,11 +7,37 @@ Every JSON error the gateway writes is ``{"error": {"message", "type", "param",
 from __future__ import annotations
 
 import json
+import re
+import uuid
+from collections.abc import Iterable
 from typing import Any
 
 from twisted.web.server import Request
 
 JSON_CONTENT_TYPE = b"application/json; charset=utf-8"
+
+#: Headers every response carries, including those written before dispatch.
+SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+)
+#: Reason phrases of the answers written straight to the transport.
+_REASONS = {
+    400: b"Bad Request",
+    408: b"Request Timeout",
+    413: b"Payload Too Large",
+    414: b"URI Too Long",
+    431: b"Request Header Fields Too Large",
+    503: b"Service Unavailable",
+}
+_SANE_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:@/+=-]{1,128}$")
+
+
+def choose_request_id(supplied: bytes | None) -> bytes:
+    """Echo a well-formed client ``x-request-id``; otherwise make a fresh one."""
+    if supplied is not None and _SANE_REQUEST_ID.match(supplied):
+        return supplied
+    return b"req_" + uuid.uuid4().hex.encode("ascii")
 
 
 def openai_error(
@@ -66,3 +92,32 @@ def method_not_allowed(request: Request, allow: bytes) -> bytes:
     return write_openai_error(
         request, 405, "Method Not Allowed", "invalid_request_error", code="method_not_allowed"
     )
+
+
+def raw_error_response(
+    status: int,
+    message: str,
+    *,
+    request_id: bytes | None = None,
+    error_type: str = "invalid_request_error",
+    code: str | None = None,
+    extra_headers: Iterable[tuple[bytes, bytes]] = (),
+) -> bytes:
+    """A complete HTTP/1.1 error response (head and OpenAI-shaped body) that
+    closes the connection.
+
+    For answers written straight to the transport, before (or instead of) a
+    request being dispatched: refused bodies, oversized headers, timeouts,
+    the connection cap.
+    """
+    body = json_bytes(openai_error(message, error_type, code=code))
+    head = [b"HTTP/1.1 %d %s" % (status, _REASONS.get(status, b"Error"))]
+    head += [name + b": " + value for name, value in SECURITY_HEADERS]
+    head += [name + b": " + value for name, value in extra_headers]
+    head += [
+        b"x-request-id: " + (request_id or choose_request_id(None)),
+        b"content-type: " + JSON_CONTENT_TYPE,
+        b"content-length: %d" % len(body),
+        b"connection: close",
+    ]
+    return b"\r\n".join(head) + b"\r\n\r\n" + body

@@ -8,7 +8,10 @@ body limit and the body timeout must live here, at the request level:
 - a body that takes longer than ``bodyTimeoutSeconds`` gets 408.
 
 Both answers are written straight to the transport (the request has not been
-dispatched yet) and the connection is closed.
+dispatched yet) and the connection is closed. Limits on the connection itself
+(headers, head deadline, idle keep-alive, the connection cap) are in
+:mod:`openclaw.gateway.hygiene`; CORS in :mod:`openclaw.gateway.http.cors`.
+Both are applied here, before a request reaches any resource.
 """
 
 # mypy: allow-untyped-calls
@@ -17,11 +20,10 @@ dispatched yet) and the connection is closed.
 
 from __future__ import annotations
 
-import re
-import uuid
 from typing import Any
 
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
+from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.web import http
 from twisted.web.http import HTTPChannel
@@ -29,16 +31,31 @@ from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
 from openclaw.config.model import HttpConfig
-from openclaw.gateway.http.errors import JSON_CONTENT_TYPE, json_bytes, openai_error
+from openclaw.gateway.http.cors import BrowserOriginGuard, CorsPolicy
+from openclaw.gateway.http.errors import (
+    SECURITY_HEADERS,
+    choose_request_id,
+    raw_error_response,
+    write_openai_error,
+)
+from openclaw.gateway.hygiene import (
+    ConnectionCounter,
+    ConnectionLimits,
+    CountedConnection,
+    GatewayChannel,
+    RefusedConnection,
+)
 from openclaw.gateway.lifecycle import InFlight
 
 log = Logger()
 
-SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
-)
-_SANE_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:@/+=-]{1,128}$")
+__all__ = [
+    "SECURITY_HEADERS",
+    "GatewayRequest",
+    "GatewaySite",
+    "choose_request_id",
+    "is_websocket_upgrade",
+]
 
 
 def is_websocket_upgrade(request: Request) -> bool:
@@ -47,15 +64,13 @@ def is_websocket_upgrade(request: Request) -> bool:
     return upgrade is not None and b"websocket" in upgrade.lower()
 
 
-def choose_request_id(supplied: bytes | None) -> bytes:
-    """Echo a well-formed client ``x-request-id``; otherwise make a fresh one."""
-    if supplied is not None and _SANE_REQUEST_ID.match(supplied):
-        return supplied
-    return b"req_" + uuid.uuid4().hex.encode("ascii")
-
-
 class GatewaySite(Site):
-    """A ``Site`` that carries the body limits and the clock its requests use."""
+    """A ``Site`` that carries the limits, the CORS policy and the clock its
+    connections and requests use."""
+
+    # typing note: Twisted types this as its HTTP/1.1-or-HTTP/2 proxy factory;
+    # the gateway speaks HTTP/1.1 only (see acceptableProtocols).
+    protocol = GatewayChannel  # type: ignore[assignment]
 
     def __init__(
         self,
@@ -63,16 +78,61 @@ class GatewaySite(Site):
         *,
         http_config: HttpConfig,
         clock: IReactorTime,
+        limits: ConnectionLimits | None = None,
+        cors: CorsPolicy | None = None,
+        origin_guard: BrowserOriginGuard | None = None,
         **kwargs: Any,
     ) -> None:
+        """
+        :param http_config: body limit and timeout, CORS origins.
+        :param clock: every timer of the site's connections and requests.
+        :param limits: header limits and deadlines, idle keep-alive timeout,
+            connection cap (default: :class:`ConnectionLimits` defaults).
+        :param cors: default: from ``http_config.cors.allowedOrigins``.
+        :param origin_guard: refuse requests from foreign browser origins
+            (give one when ``gateway.auth.mode`` is ``none``).
+        :param kwargs: for ``Site`` (``reactor`` defaults to ``clock``).
+        """
+        self.limits = limits if limits is not None else ConnectionLimits()
+        kwargs.setdefault("reactor", clock)
+        kwargs.setdefault("timeout", self.limits.keep_alive_timeout_seconds)
         super().__init__(resource, requestFactory=GatewayRequest, **kwargs)
         self.http_config = http_config
         self.clock = clock
+        self.cors = (
+            cors if cors is not None else CorsPolicy.from_origins(http_config.cors.allowed_origins)
+        )
+        self.origin_guard = origin_guard
         #: Requests being answered; graceful shutdown waits for it to drain.
         self.in_flight = InFlight()
+        #: Open connections, HTTP and WebSocket.
+        self.connections = ConnectionCounter()
+        self._saturated = False
         # Twisted's per-request access log line is noise next to our own
         # structured logs; turn it off.
         self.noisy = False
+
+    # typing note: Twisted narrows the return type to its HTTP/2-capable proxy;
+    # any IProtocol is what a listening port needs.
+    def buildProtocol(self, addr: IAddress | None) -> Protocol | None:  # type: ignore[override]
+        """A counted :class:`GatewayChannel`, or a 503 refusal past the cap."""
+        if len(self.connections) >= self.limits.max_connections:
+            if not self._saturated:
+                self._saturated = True
+                log.warn(
+                    "connection cap reached ({limit} open): refusing new connections",
+                    limit=self.limits.max_connections,
+                )
+            refusal = RefusedConnection()
+            refusal.factory = self
+            return refusal
+        if self._saturated:
+            self._saturated = False
+            log.info("below the connection cap again")
+        channel = super().buildProtocol(addr)
+        assert isinstance(channel, GatewayChannel)
+        channel.configure(self.limits, self.clock)
+        return CountedConnection(self.connections, channel)
 
     def log(self, request: http.Request) -> None:
         """Access logging is done by the endpoints with structured fields."""
@@ -129,12 +189,28 @@ class GatewayRequest(Request):
         super().requestReceived(command, path, version)
 
     def process(self) -> None:
-        """Stamp security headers and the request id, then dispatch."""
+        """Stamp security, request-id and CORS headers, answer a CORS preflight,
+        refuse a foreign browser origin (``none`` auth), else dispatch."""
         self.request_id = choose_request_id(self.getHeader(b"x-request-id"))
         for name, value in SECURITY_HEADERS:
             self.setHeader(name, value)
         self.setHeader(b"x-request-id", self.request_id)
         site = self._site()
+        if site is not None and site.cors.apply(self):
+            return
+        if (
+            site is not None
+            and site.origin_guard is not None
+            and not is_websocket_upgrade(self)  # the WebSocket side checks its own
+            and not site.origin_guard.allows(self)
+        ):
+            log.info(
+                "refused request from foreign browser origin {origin}",
+                origin=(self.getHeader(b"origin") or b"").decode("latin-1")[:200],
+            )
+            self.write(write_openai_error(self, 401, "Unauthorized", "unauthorized"))
+            self.finish()
+            return
         if site is not None and not is_websocket_upgrade(self):
             # An upgraded request never finishes: Autobahn takes the transport.
             site.in_flight.started()
@@ -166,25 +242,15 @@ class GatewayRequest(Request):
             return
         # No "100 Continue" after this answer.
         self.requestHeaders.removeHeader(b"expect")
-        body = json_bytes(openai_error(message, "invalid_request_error"))
-        reason = {408: b"Request Timeout", 413: b"Payload Too Large"}[status]
         request_id = choose_request_id(
             self.requestHeaders.getRawHeaders(b"x-request-id", [None])[0]
         )
-        head = [b"HTTP/1.1 %d %s" % (status, reason)]
-        head += [name + b": " + value for name, value in SECURITY_HEADERS]
-        head += [
-            b"x-request-id: " + request_id,
-            b"content-type: " + JSON_CONTENT_TYPE,
-            b"content-length: %d" % len(body),
-            b"connection: close",
-        ]
         log.info(
             "refused request body: {status} {message}",
             status=status,
             message=message,
             request_id=request_id.decode("ascii"),
         )
-        channel.transport.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
+        channel.transport.write(raw_error_response(status, message, request_id=request_id))
         assert isinstance(channel, HTTPChannel)
         channel.loseConnection()

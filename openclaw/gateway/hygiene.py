@@ -1,0 +1,361 @@
+"""Connection hygiene: what one client (or many) may cost the gateway before
+it has been authenticated.
+
+- :class:`GatewayChannel` is Twisted's ``HTTPChannel`` with configurable
+  header limits answered ``431`` (``414`` for an over-long request line)
+  instead of a bare ``400``, and a deadline for receiving the request head
+  (slowloris): from the connection, or from the first byte of a later
+  request on a kept-alive connection, until the blank line that ends the
+  headers. The body has its own deadline (the request's body timeout) and an
+  idle kept-alive connection the Site's ``timeout``.
+- :class:`ConnectionCounter` counts every open connection, WebSocket ones
+  included (the count lives in a protocol wrapper that stays on the transport
+  when Autobahn takes it over), so the Site can refuse connections beyond the
+  cap with an immediate ``503``.
+- :class:`PreAuthSocketLimit` caps the WebSocket connections one client
+  address may hold before they authenticate (OpenClaw's
+  ``503 Too many unauthenticated sockets``).
+
+Every timer runs on the clock the Site was given.
+"""
+
+# mypy: allow-untyped-calls
+# (HTTPChannel's and ProtocolWrapper's methods are unannotated in Twisted;
+# everything defined here is fully typed.)
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol, cast
+
+from attrs import frozen
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime, ISSLTransport, ITransport
+from twisted.internet.protocol import Protocol as TwistedProtocol
+from twisted.internet.protocol import connectionDone
+from twisted.logger import Logger
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+from twisted.python.failure import Failure
+from twisted.web.http import HTTPChannel
+from twisted.web.iweb import IRequest
+from zope.interface import directlyProvides, providedBy
+
+from openclaw.gateway.http.errors import raw_error_response
+
+log = Logger()
+
+PREAUTH_REFUSAL = "Too many unauthenticated sockets"
+
+
+@frozen
+class ConnectionLimits:
+    """Limits of one HTTP connection and of the whole listener."""
+
+    #: Request line plus header lines (bytes, line ends not counted).
+    max_header_bytes: int = 32 * 1024
+    #: Header fields in one request.
+    max_headers: int = 100
+    #: From the connection (or a kept-alive request's first byte) to the end
+    #: of the request head.
+    headers_timeout_seconds: float = 10.0
+    #: An idle kept-alive connection is closed after this long.
+    keep_alive_timeout_seconds: float = 60.0
+    #: Open connections (HTTP and WebSocket); more are answered 503 and closed.
+    max_connections: int = 1024
+
+
+class GatewayChannel(HTTPChannel):
+    """``HTTPChannel`` with the gateway's header limits and head deadline.
+
+    The Site calls :meth:`configure` before the connection is made.
+    """
+
+    limits: ConnectionLimits = ConnectionLimits()
+    clock: IReactorTime | None = None
+
+    _awaiting_head = True
+    _head_started = False
+    _head_timer: IDelayedCall | None = None
+    _head_bytes = 0
+    _head_lines = 0
+    _head_fields = 0
+    _refused = False
+
+    def configure(self, limits: ConnectionLimits, clock: IReactorTime) -> None:
+        """Apply ``limits`` (Twisted's own checks get the same numbers, as a backstop)."""
+        self.limits = limits
+        self.clock = clock
+        self.maxHeaders = limits.max_headers
+        self.totalHeadersSize = limits.max_header_bytes
+        self.MAX_LENGTH = limits.max_header_bytes
+
+    # -- the head deadline -----------------------------------------------------
+
+    def connectionMade(self) -> None:
+        """Start the clock for the first request head at once."""
+        super().connectionMade()
+        self._start_head_timer()
+
+    def dataReceived(self, data: bytes) -> None:
+        """Bytes of a new request start its head deadline."""
+        if self._refused:
+            return
+        if self._awaiting_head and data:
+            self._head_started = True
+            self._start_head_timer()
+        super().dataReceived(data)
+
+    def allHeadersReceived(self) -> None:
+        """The head is complete: stop its clock; the body has its own."""
+        self._cancel_head_timer()
+        self._awaiting_head = False
+        self._head_started = False
+        self._head_bytes = self._head_lines = self._head_fields = 0
+        super().allHeadersReceived()
+
+    def requestDone(self, request: Any) -> None:
+        """Between requests only the idle timeout applies, until the next byte."""
+        self._awaiting_head = True
+        self._head_started = False
+        super().requestDone(request)
+        pending = bool(self.requests) or bool(getattr(self, "_buffer", b""))
+        transport = self.transport
+        if (
+            self._awaiting_head
+            and pending
+            and transport is not None
+            and not getattr(transport, "disconnecting", False)
+        ):
+            # A pipelined request is already partly here.
+            self._head_started = True
+            self._start_head_timer()
+
+    def isSecure(self) -> bool:
+        """True over TLS (seen through the counting wrapper)."""
+        transport: object = self.transport
+        if isinstance(transport, CountedConnection):
+            transport = transport.transport
+        return ISSLTransport(transport, None) is not None
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """No timer outlives the connection."""
+        self._cancel_head_timer()
+        super().connectionLost(reason)
+
+    def _start_head_timer(self) -> None:
+        if self._head_timer is None and self.clock is not None:
+            self._head_timer = self.clock.callLater(
+                self.limits.headers_timeout_seconds, self._head_timed_out
+            )
+
+    def _cancel_head_timer(self) -> None:
+        timer, self._head_timer = self._head_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self._head_started:
+            self._refuse(408, "Request header timeout", "headers_timeout")
+        else:
+            # Nothing was asked: close quietly, as for an idle connection.
+            self._refused = True
+            self._close()
+
+    # -- header limits -----------------------------------------------------------
+
+    def lineReceived(self, line: bytes) -> None:
+        """Count the head's bytes; past the limit answer 431 (414 for the request line)."""
+        if self._refused:
+            return
+        if line or self._head_lines:
+            self._head_lines += 1
+        self._head_bytes += len(line)
+        if self._head_bytes > self.limits.max_header_bytes:
+            self._too_large(first_line=self._head_lines <= 1)
+            return
+        super().lineReceived(line)
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        """One line longer than the whole head may be (no newline needed to tell)."""
+        self._too_large(first_line=self._head_lines == 0)
+
+    def headerReceived(self, line: bytes) -> bool:
+        """Count header fields; past the limit answer 431."""
+        if self._refused:
+            return False
+        self._head_fields += 1
+        if self._head_fields > self.limits.max_headers:
+            self._refuse(431, "Too many request headers", "headers_too_many")
+            return False
+        return bool(super().headerReceived(line))
+
+    def _too_large(self, *, first_line: bool) -> None:
+        if first_line:
+            self._refuse(414, "Request line too long", "uri_too_long")
+        else:
+            self._refuse(431, "Request headers too large", "headers_too_large")
+
+    # -- refusing ----------------------------------------------------------------
+
+    def _refuse(self, status: int, message: str, code: str) -> None:
+        """Answer before any request is dispatched, then close."""
+        if self._refused:
+            return
+        self._refused = True
+        transport = self.transport
+        if transport is None:
+            return
+        peer = transport.getPeer()
+        log.info(
+            "refused request from {peer}: {status} {message}",
+            peer=str(getattr(peer, "host", peer)),
+            status=status,
+            message=message,
+        )
+        transport.write(raw_error_response(status, message, code=code))
+        self._close()
+
+    def _close(self) -> None:
+        """Close (after pending output), and abort if the peer does not let go."""
+        self._cancel_head_timer()
+        self.setTimeout(None)
+        if self.transport is None:
+            return
+        self.loseConnection()
+        if self.abortTimeout is not None and self._abortingCall is None:
+            self._abortingCall = self.callLater(self.abortTimeout, self.forceAbortClient)
+
+
+class ConnectionCounter:
+    """The open connections of a listener (what :class:`CountedConnection` reports)."""
+
+    def __init__(self) -> None:
+        self._open: set[ProtocolWrapper] = set()
+        self._waiters: list[Deferred[None]] = []
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def registerProtocol(self, protocol: ProtocolWrapper) -> None:
+        """A connection was made (ProtocolWrapper's factory hook)."""
+        self._open.add(protocol)
+
+    def unregisterProtocol(self, protocol: ProtocolWrapper) -> None:
+        """A connection was lost (ProtocolWrapper's factory hook)."""
+        self._open.discard(protocol)
+        if not self._open:
+            waiters, self._waiters = self._waiters, []
+            for waiter in waiters:
+                waiter.callback(None)
+
+    def when_empty(self) -> Deferred[None]:
+        """Fires once no connection is open (at once if none is)."""
+        if not self._open:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._waiters.append(waiter)
+        return waiter
+
+
+class CountedConnection(ProtocolWrapper):
+    """Counts one connection for its whole life.
+
+    It is a ``ProtocolWrapper`` so that Autobahn, taking the transport over on
+    a WebSocket upgrade, swaps its own protocol in *under* this wrapper: the
+    count then follows the WebSocket connection until it closes.
+    """
+
+    def __init__(self, counter: ConnectionCounter, wrapped: TwistedProtocol) -> None:
+        # typing note: ProtocolWrapper only calls registerProtocol and
+        # unregisterProtocol on its factory, which the counter provides.
+        super().__init__(cast("WrappingFactory[Any]", counter), wrapped)
+
+    def makeConnection(self, transport: ITransport) -> None:
+        """Look like the transport, except for ``ISSLTransport``.
+
+        Autobahn reads TLS details only from a real ``TLSMemoryBIOProtocol``
+        and fails on anything else claiming ``ISSLTransport``; the channel
+        looks through this wrapper for :meth:`GatewayChannel.isSecure`.
+        """
+        directlyProvides(
+            self, *[i for i in providedBy(transport) if not i.isOrExtends(ISSLTransport)]
+        )
+        TwistedProtocol.makeConnection(self, transport)
+        self.factory.registerProtocol(self)
+        # typing note: a ProtocolWrapper is its wrapped protocol's transport.
+        self.wrappedProtocol.makeConnection(cast(ITransport, self))
+
+
+class RefusedConnection(TwistedProtocol):
+    """Over the connection cap: one 503, then close; nothing is read."""
+
+    def connectionMade(self) -> None:
+        """Answer and hang up at once."""
+        transport = cast(ITransport, self.transport)
+        transport.write(
+            raw_error_response(
+                503,
+                "Too many connections",
+                error_type="api_error",
+                code="too_many_connections",
+                extra_headers=[(b"retry-after", b"1")],
+            )
+        )
+        transport.loseConnection()
+
+    def dataReceived(self, data: bytes) -> None:
+        """The request is not read."""
+
+
+class _WebSocketConnection(Protocol):
+    """What the pre-auth limit needs to know about an open WebSocket connection."""
+
+    @property
+    def phase(self) -> str: ...
+
+    @property
+    def client_address(self) -> str: ...
+
+
+class PreAuthSocketLimit:
+    """At most ``max_per_address`` unauthenticated WebSocket connections per client.
+
+    Checked at upgrade time, against the connections that passed the upgrade
+    and have not completed ``connect`` yet.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_per_address: int,
+        connections: Callable[[], Iterable[_WebSocketConnection]],
+        client_address: Callable[[IRequest], str],
+    ) -> None:
+        """
+        :param connections: the open WebSocket connections (the factory's).
+        :param client_address: the client a request comes from (the auth's,
+            which honours ``X-Forwarded-For`` from trusted proxies only).
+        """
+        self.max_per_address = max_per_address
+        self._connections = connections
+        self._client_address = client_address
+
+    def unauthenticated(self, address: str) -> int:
+        """Open connections from ``address`` that have not authenticated."""
+        return sum(
+            1
+            for conn in self._connections()
+            if conn.client_address == address and conn.phase in ("connecting", "challenged")
+        )
+
+    def exceeded(self, request: IRequest) -> bool:
+        """True when one more unauthenticated socket from this client is too many."""
+        address = self._client_address(request)
+        if self.unauthenticated(address) < self.max_per_address:
+            return False
+        log.warn(
+            "refused WebSocket upgrade from {address}: too many unauthenticated sockets",
+            address=address,
+        )
+        return True
