@@ -42,6 +42,9 @@ from openclaw.listen import ListenError, endpoint_is_loopback, listen_endpoints
 
 log = Logger()
 
+#: On stop, how long closing connections may take to flush their last bytes.
+CONNECTION_FLUSH_SECONDS = 5.0
+
 
 class BindFailedError(Exception):
     """A listening endpoint could not be bound (port in use, bad interface)."""
@@ -173,6 +176,10 @@ class GatewayService(MultiService):
             if timer.active():
                 timer.cancel()
         yield gateway.runtime.shutdown()
+        # Cancelled streams have written their error frame and [DONE]; close
+        # every connection gracefully so those bytes reach the clients before
+        # the reactor stops (it would drop unflushed buffers).
+        yield gateway.site.connections.close_all(self._reactor, CONNECTION_FLUSH_SECONDS)
         if gateway.log_buffer is not None:
             globalLogPublisher.removeObserver(gateway.log_buffer)
         log.info("openclaw gateway stopped")

@@ -405,3 +405,40 @@ class WebSocketCountTests(SynchronousTestCase):
         self.assertEqual(_status(self.upgrade()[1]), 503)
         first.lose()
         self.assertEqual(_status(self.upgrade()[1]), 101)
+
+
+class _StubbornTransport(StringTransport):
+    """A transport whose graceful close never completes (a client not reading)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.aborted = False
+
+    def abortConnection(self) -> None:
+        self.aborted = True
+
+
+class CloseAllTests(SynchronousTestCase):
+    def test_close_all_flushes_then_aborts_stragglers(self) -> None:
+        """close_all asks every connection to close gracefully; those still open
+        after the timeout are aborted; the Deferred fires when all are gone."""
+        from twisted.internet.task import Clock
+
+        from openclaw.gateway.hygiene import ConnectionCounter, CountedConnection
+
+        counter = ConnectionCounter()
+        transports = [_StubbornTransport(), _StubbornTransport()]
+        wrappers = []
+        for transport in transports:
+            wrapper = CountedConnection(counter, Protocol())
+            wrapper.makeConnection(transport)
+            wrappers.append(wrapper)
+        clock = Clock()
+        closed = counter.close_all(clock, 5.0)
+        self.assertTrue(all(t.disconnecting for t in transports))
+        wrappers[0].connectionLost(Failure(ConnectionDone()))
+        self.assertNoResult(closed)
+        clock.advance(5)
+        self.assertEqual([t.aborted for t in transports], [False, True])
+        wrappers[1].connectionLost(Failure(ConnectionDone()))
+        self.successResultOf(closed)

@@ -257,6 +257,32 @@ class ConnectionCounter:
         self._waiters.append(waiter)
         return waiter
 
+    def close_all(self, clock: IReactorTime, timeout: float) -> Deferred[None]:
+        """Close every connection, letting each flush what it has buffered (the
+        last SSE frames, a WebSocket close); abort those still open after
+        ``timeout`` seconds. Fires once all are closed."""
+        for protocol in list(self._open):
+            if protocol.transport is not None:
+                protocol.transport.loseConnection()
+        done = self.when_empty()
+        if done.called:
+            return done
+
+        def abort_stragglers() -> None:
+            for protocol in list(self._open):
+                transport = protocol.transport
+                if transport is not None and hasattr(transport, "abortConnection"):
+                    transport.abortConnection()
+
+        timer = clock.callLater(timeout, abort_stragglers)
+
+        def stop_timer(result: None) -> None:
+            if timer.active():
+                timer.cancel()
+            return result
+
+        return done.addCallback(stop_timer)
+
 
 class CountedConnection(ProtocolWrapper):
     """Counts one connection for its whole life.
