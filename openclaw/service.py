@@ -100,9 +100,12 @@ class GatewayService(MultiService):
         if self.gateway.log_buffer is not None:
             globalLogPublisher.addObserver(self.gateway.log_buffer)
         self.gateway.readiness.mark_ready(self._reactor)
-        self.listening().addCallback(self._log_listening)
         if self._standalone:
+            # "listening on" is the ready line scripts wait for: only say it
+            # once SIGTERM is ours, or an early SIGTERM would kill us with 143.
             self._reactor.callWhenRunning(self._install_signal_handlers)
+        else:
+            self.listening().addCallback(self._log_listening)
 
     def _install_signal_handlers(self) -> None:
         """SIGTERM/SIGINT stop the reactor *without* re-raising the signal.
@@ -120,6 +123,7 @@ class GatewayService(MultiService):
 
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, stop)
+        self.listening().addCallback(self._log_listening)
 
     def listening(self) -> Deferred[list[IAddress]]:
         """The bound addresses, once every listener is up (port 0 resolved)."""
