@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CONFIG ?= conf/openclaw.json5
 
-.PHONY: run test lint typecheck unit cli-compat bench clean
+.PHONY: run test lint typecheck unit cli-compat bench fuzz clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required, found " + sys.version.split()[0]' \
@@ -48,3 +48,4 @@ clean:
 	rm -rf $(VENV) build *.egg-info .coverage .coverage.* .mypy_cache .pytest_cache .ruff_cache
 
 include bench/bench.mk
+include fuzz/fuzz.mk

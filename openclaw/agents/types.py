@@ -13,6 +13,8 @@ from typing import Any, Literal, Protocol
 from attrs import Factory, frozen
 from twisted.internet.defer import Deferred
 
+from openclaw.redaction import redact_credentials
+
 StopReason = Literal["stop", "length", "tool_calls", "content_filter", "error", "aborted"]
 LifecyclePhase = Literal["start", "end", "error"]
 
@@ -184,6 +186,9 @@ class ProviderError(Exception):
         code: str | None = None,
         retry_after_seconds: float | None = None,
     ) -> None:
+        # Redacted here, at the source, so no consumer (HTTP body, WebSocket
+        # event, log line, transcript) can leak a key an upstream quoted.
+        message = redact_credentials(message)
         super().__init__(message)
         self.kind = kind
         self.message = message

@@ -84,16 +84,27 @@ def canonical_session_key(agent_id: str, key: str) -> str:
     stripped = key.strip()
     if not stripped:
         raise InvalidSessionKeyError("session key is empty")
-    if len(stripped) > MAX_SESSION_KEY_LENGTH:
-        raise InvalidSessionKeyError(
-            f"session key is longer than {MAX_SESSION_KEY_LENGTH} characters"
-        )
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in stripped):
+    if any(_is_control(ch) for ch in stripped):
         raise InvalidSessionKeyError("session key contains control characters")
     if is_reserved_session_key(stripped):
         raise InvalidSessionKeyError("session key uses a reserved internal namespace")
     owner = parse_agent_from_key(stripped)
     if owner is not None:
-        rest = stripped.split(":", 2)[2]
-        return agent_session_key(owner, rest)
-    return agent_session_key(agent_id, stripped)
+        canonical = agent_session_key(owner, stripped.split(":", 2)[2])
+    else:
+        canonical = agent_session_key(agent_id, stripped)
+    # Checked again on the canonical form: trimming and lower-casing can turn
+    # "agent:main: cron:x" into a reserved key, or grow the length (İ -> i̇).
+    if is_reserved_session_key(canonical):
+        raise InvalidSessionKeyError("session key uses a reserved internal namespace")
+    if len(canonical) > MAX_SESSION_KEY_LENGTH:
+        raise InvalidSessionKeyError(
+            f"session key is longer than {MAX_SESSION_KEY_LENGTH} characters"
+        )
+    return canonical
+
+
+def _is_control(ch: str) -> bool:
+    """C0, DEL and C1 control characters."""
+    code = ord(ch)
+    return code < 0x20 or 0x7F <= code <= 0x9F

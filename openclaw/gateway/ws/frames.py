@@ -116,6 +116,10 @@ def parse_request(payload: bytes) -> RequestFrame:
         data = json.loads(text)
     except (UnicodeDecodeError, ValueError) as e:
         raise FrameError(f"malformed frame: {_short(str(e))}") from None
+    except RecursionError:
+        # A 1 KB "[[[[..." frame nests past Python's limit; refuse it like any
+        # other malformed frame instead of closing the connection with 1011.
+        raise FrameError("malformed frame: nested too deeply") from None
     if not isinstance(data, dict):
         raise FrameError("malformed frame: expected a JSON object")
     raw_id = data.get("id")

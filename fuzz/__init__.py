@@ -1,0 +1,2 @@
+"""``make fuzz``: generated and mutated HTTP requests and WebSocket frames fired at a
+real ``twistd openclaw`` (see docs/fuzzing.md)."""

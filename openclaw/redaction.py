@@ -1,0 +1,21 @@
+"""Masking credential-shaped text before it leaves the process.
+
+Upstream error messages are shown to API clients, WebSocket operators, logs
+and transcripts; some upstreams quote the key they were given. Anything shaped
+like a credential (``sk-...`` keys, bearer tokens, ``api_key=...``) is masked.
+"""
+
+from __future__ import annotations
+
+import re
+
+_CREDENTIAL = re.compile(
+    r"(?i)(\bsk-[A-Za-z0-9_*.-]{4,}|\bbearer\s+\S+|\b(?:api[_-]?key|token)\s*[=:]\s*\S+)"
+)
+
+REDACTED = "[redacted]"
+
+
+def redact_credentials(text: str) -> str:
+    """``text`` with credential-like substrings replaced by ``[redacted]``."""
+    return _CREDENTIAL.sub(REDACTED, text)
