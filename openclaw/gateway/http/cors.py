@@ -24,15 +24,13 @@ preflight), so a gateway without authentication needs
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Callable, Iterable
-from urllib.parse import urlsplit
 
 from attrs import frozen
 from twisted.web.iweb import IRequest
 
-from openclaw.gateway.auth import is_loopback
+from openclaw.gateway.origins import origin_allowed, origin_key
 
 ALLOWED_METHODS = b"GET, POST, OPTIONS"
 #: Always allowed request headers: what OpenAI SDKs and OpenClaw clients send.
@@ -64,10 +62,6 @@ _TOKEN = re.compile(r"^[a-z0-9!#$%&'*+.^_`|~-]{1,64}$")
 _MAX_ECHOED_HEADERS = 64
 
 
-def _origin_key(value: str) -> str:
-    return value.strip().rstrip("/").lower()
-
-
 @frozen
 class CorsPolicy:
     """Which browser origins may call the HTTP API, and how long preflights are cached."""
@@ -80,7 +74,7 @@ class CorsPolicy:
         cls, origins: Iterable[str], *, max_age_seconds: int = DEFAULT_MAX_AGE_SECONDS
     ) -> CorsPolicy:
         """A policy for ``gateway.http.cors.allowedOrigins`` (exact origins or ``*``)."""
-        keys = frozenset(_origin_key(o) for o in origins if o.strip())
+        keys = frozenset(origin_key(o) for o in origins if o.strip())
         return cls(allowed_origins=keys, max_age_seconds=max_age_seconds)
 
     @property
@@ -90,7 +84,7 @@ class CorsPolicy:
 
     def allows(self, origin: str) -> bool:
         """True for a listed origin (or any origin with ``*``); never for ``null``."""
-        key = _origin_key(origin)
+        key = origin_key(origin)
         if not key or key == "null":
             return False
         return "*" in self.allowed_origins or key in self.allowed_origins
@@ -157,7 +151,7 @@ class BrowserOriginGuard:
         cls, origins: Iterable[str], client_address: Callable[[IRequest], str]
     ) -> BrowserOriginGuard:
         """A guard allowing ``origins`` (exact origins or ``*``) besides the same-origin rules."""
-        keys = frozenset(_origin_key(o) for o in origins if o.strip())
+        keys = frozenset(origin_key(o) for o in origins if o.strip())
         return cls(allowed_origins=keys, client_address=client_address)
 
     def allows(self, request: IRequest) -> bool:
@@ -165,26 +159,10 @@ class BrowserOriginGuard:
         raw = request.getHeader(b"origin")
         if raw is None:
             return True
-        key = _origin_key(raw.decode("latin-1"))
-        if "*" in self.allowed_origins or key in self.allowed_origins:
-            return True
-        try:
-            parts = urlsplit(key)
-            hostname = parts.hostname
-        except ValueError:
-            return False
-        if not hostname or parts.scheme not in ("http", "https"):
-            return False
         host = request.getHeader(b"host")
-        if host is not None and parts.netloc == host.decode("latin-1").strip().lower():
-            return True
-        return _is_loopback_name(hostname) and is_loopback(self.client_address(request))
-
-
-def _is_loopback_name(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+        return origin_allowed(
+            raw.decode("latin-1"),
+            host.decode("latin-1") if host is not None else None,
+            self.client_address(request),
+            self.allowed_origins,
+        )

@@ -9,10 +9,8 @@ them with a ``Clock``.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable
 from typing import Any, cast
-from urllib.parse import urlsplit
 
 from autobahn.twisted.websocket import WebSocketServerFactory
 from twisted.internet.defer import Deferred, DeferredList, succeed
@@ -23,7 +21,8 @@ from openclaw import __version__
 from openclaw.agents.registry import AgentRegistry
 from openclaw.agents.types import AgentRuntime
 from openclaw.config.model import Config
-from openclaw.gateway.auth import GatewayAuth, is_loopback
+from openclaw.gateway.auth import GatewayAuth
+from openclaw.gateway.origins import origin_allowed, origin_key
 from openclaw.gateway.ws.events import RunHub
 from openclaw.gateway.ws.frames import PROTOCOL_VERSION
 from openclaw.gateway.ws.idempotency import IdempotencyCache
@@ -67,10 +66,6 @@ class _TolerantCall:
             self._call.cancel()
 
 
-def _origin_key(value: str) -> str:
-    return value.strip().rstrip("/").lower()
-
-
 class GatewayWebSocketFactory(WebSocketServerFactory):
     """Builds :class:`GatewayWebSocketProtocol` connections sharing one gateway."""
 
@@ -109,7 +104,7 @@ class GatewayWebSocketFactory(WebSocketServerFactory):
         self._ready: set[GatewayWebSocketProtocol] = set()
         self._tick_call: IDelayedCall | None = None
         self.stopping = False
-        self._allowed_origins = {_origin_key(o) for o in config.gateway.control_ui.allowed_origins}
+        self._allowed_origins = {origin_key(o) for o in config.gateway.control_ui.allowed_origins}
         self.services = GatewayServices(
             config=config,
             runtime=runtime,
@@ -153,19 +148,7 @@ class GatewayWebSocketFactory(WebSocketServerFactory):
 
     def origin_allowed(self, origin: str, host: str | None, client_address: str) -> bool:
         """Browser origins: the allow-list, the gateway's own origin, or loopback to loopback."""
-        key = _origin_key(origin)
-        if "*" in self._allowed_origins or key in self._allowed_origins:
-            return True
-        try:
-            parts = urlsplit(key)
-            origin_host = parts.hostname
-        except ValueError:
-            return False
-        if not origin_host or parts.scheme not in ("http", "https"):
-            return False
-        if host is not None and parts.netloc == host.strip().lower():
-            return True
-        return _is_loopback_name(origin_host) and is_loopback(client_address)
+        return origin_allowed(origin, host, client_address, self._allowed_origins)
 
     # -- tick ----------------------------------------------------------------------------
 
@@ -248,15 +231,6 @@ class GatewayWebSocketFactory(WebSocketServerFactory):
         for conn in conns:
             conn.shutdown(reason)
         return DeferredList(waits, consumeErrors=True).addCallback(lambda _: None)
-
-
-def _is_loopback_name(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def build_ws_factory(
