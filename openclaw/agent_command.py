@@ -19,6 +19,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from openclaw.agents.payloads import agent_final_payload
 from openclaw.agents.run import ProviderLookup
 from openclaw.agents.runtime import Runtime, build_runtime
 from openclaw.agents.types import (
@@ -105,29 +106,6 @@ def resolve_target(runtime: Runtime, options: AgentCommandOptions) -> tuple[str,
     return agent_id, key
 
 
-def result_json(result: AgentResult, *, duration_ms: int) -> dict[str, Any]:
-    """The final payload OpenClaw's ``agent`` method (and ``--json``) prints."""
-    meta: dict[str, Any] = {
-        "durationMs": duration_ms,
-        "agentId": result.agent_id,
-        "sessionKey": result.session_key,
-        "sessionId": result.session_id,
-        "usage": result.usage.as_openclaw(),
-        "stopReason": result.stop_reason,
-    }
-    if result.pending_tool_calls:
-        meta["pendingToolCalls"] = [
-            {"id": c.id, "name": c.name, "arguments": c.arguments}
-            for c in result.pending_tool_calls
-        ]
-    return {
-        "runId": result.run_id,
-        "status": "ok",
-        "summary": "completed",
-        "result": {"payloads": [{"text": result.text, "mediaUrl": None}], "meta": meta},
-    }
-
-
 def failure_message(error: BaseException) -> str:
     """One line describing why a run failed."""
     if isinstance(error, ProviderError):
@@ -166,7 +144,6 @@ def run_agent_command(
     opts = AgentCommandOptions.coerce(options)
     owned = runtime is None
     rt = runtime if runtime is not None else build_runtime(config, reactor, providers=providers)
-    started = reactor.seconds()
     wrote_text = [False, True]  # [any text written, ends with newline]
 
     def finish(code: int) -> Deferred[int]:
@@ -217,8 +194,7 @@ def run_agent_command(
 
     def succeeded(result: AgentResult) -> int:
         if opts.json:
-            duration = int((reactor.seconds() - started) * 1000)
-            stdout.write(json.dumps(result_json(result, duration_ms=duration), indent=2) + "\n")
+            stdout.write(json.dumps(agent_final_payload(result), indent=2) + "\n")
         else:
             if wrote_text[0] and not wrote_text[1]:
                 stdout.write("\n")

@@ -91,13 +91,13 @@ class AgentCommandTests(SynchronousTestCase):
         self.assertEqual(payload["summary"], "completed")
         self.assertEqual(payload["result"]["payloads"], [{"text": "Hi there", "mediaUrl": None}])
         meta = payload["result"]["meta"]
-        self.assertEqual(meta["agentId"], "main")
-        self.assertEqual(meta["sessionKey"], "agent:main:main")
+        self.assertEqual(meta["agentMeta"]["agentId"], "main")
+        self.assertEqual(meta["agentMeta"]["sessionKey"], "agent:main:main")
         self.assertEqual(
             meta["usage"], {"input": 3, "output": 2, "cacheRead": 0, "cacheWrite": 0, "total": 5}
         )
         self.assertEqual(meta["stopReason"], "stop")
-        self.assertTrue(meta["sessionId"])
+        self.assertTrue(meta["agentMeta"]["sessionId"])
         self.assertTrue(payload["runId"])
 
     def test_default_session_is_the_agents_main_session(self) -> None:
@@ -113,15 +113,15 @@ class AgentCommandTests(SynchronousTestCase):
         """--agent picks the agent; --session-key is scoped to it unless it names
         its own agent."""
         self.run_command(AgentCommandOptions(message="a", agent="beta", json=True))
-        meta = json.loads(self.stdout.getvalue())["result"]["meta"]
+        meta = json.loads(self.stdout.getvalue())["result"]["meta"]["agentMeta"]
         self.assertEqual((meta["agentId"], meta["sessionKey"]), ("beta", "agent:beta:main"))
         self.stdout = io.StringIO()
         self.run_command(AgentCommandOptions(message="b", session_key="Work", json=True))
-        meta = json.loads(self.stdout.getvalue())["result"]["meta"]
+        meta = json.loads(self.stdout.getvalue())["result"]["meta"]["agentMeta"]
         self.assertEqual((meta["agentId"], meta["sessionKey"]), ("main", "agent:main:work"))
         self.stdout = io.StringIO()
         self.run_command(AgentCommandOptions(message="c", session_key="agent:beta:x", json=True))
-        meta = json.loads(self.stdout.getvalue())["result"]["meta"]
+        meta = json.loads(self.stdout.getvalue())["result"]["meta"]["agentMeta"]
         self.assertEqual((meta["agentId"], meta["sessionKey"]), ("beta", "agent:beta:x"))
 
     def test_failure_is_one_line_on_stderr_and_exit_1(self) -> None:

@@ -21,6 +21,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 import twisted
+from openclaw.agents.payloads import agent_final_payload
 from openclaw.agents.runtime import DuplicateRunError, RuntimeClosedError
 from openclaw.agents.types import (
     AgentRequest,
@@ -404,31 +405,9 @@ def build_agent_final(entry: IdempotencyEntry, outcome: AgentResult | Failure) -
                 payload={"runId": run_id, "status": "error", "summary": message},
             )
         )
-    result = outcome
-    meta: dict[str, Any] = {
-        "durationMs": max(0, result.ended_at - result.started_at),
-        "agentMeta": {
-            "sessionId": result.session_id,
-            "sessionKey": result.session_key,
-            "agentId": result.agent_id,
-        },
-        "usage": result.usage.as_openclaw(),
-        "stopReason": result.stop_reason,
-    }
-    if result.pending_tool_calls:
-        meta["pendingToolCalls"] = [
-            {"id": call.id, "name": call.name, "arguments": call.arguments}
-            for call in result.pending_tool_calls
-        ]
-    payloads = [{"text": result.text, "mediaUrl": None}] if result.text else []
-    return AgentFinal(
-        payload={
-            "runId": run_id,
-            "status": "ok",
-            "summary": "completed",
-            "result": {"payloads": payloads, "meta": meta},
-        }
-    )
+    payload = agent_final_payload(outcome)
+    payload["runId"] = run_id
+    return AgentFinal(payload=payload)
 
 
 def _final_payload(final: AgentFinal) -> Any:
