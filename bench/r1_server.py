@@ -113,7 +113,7 @@ class R1Resource(Resource):
 
 
 class QuietSite(Site):
-    """No access log: R1 is the floor."""
+    """A Site without the per-request access log (a reference, not the subject)."""
 
     def log(self, request: http.Request) -> None:
         """Log nothing."""

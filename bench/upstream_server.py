@@ -28,10 +28,10 @@ from typing import Any
 import attrs
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
-from twisted.web import http
 from twisted.web.resource import Resource
-from twisted.web.server import Request, Site
+from twisted.web.server import Request
 
+from bench.r1_server import QuietSite
 from openclaw.fake_upstream import FakeOpenAIUpstream, FakeReply
 
 _MODEL = re.compile(rb'"model"\s*:\s*"([^"]*)"')
@@ -180,13 +180,6 @@ class UpstreamRoot(Resource):
     def getChild(self, path: bytes, request: Request) -> Resource:
         """Everything but ``/stats`` goes to the fake (it reads ``request.path``)."""
         return self._upstream
-
-
-class QuietSite(Site):
-    """A Site without the per-request access log (a reference, not the subject)."""
-
-    def log(self, request: http.Request) -> None:
-        """Log nothing."""
 
 
 def build_site(
