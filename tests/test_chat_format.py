@@ -11,6 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from openclaw.agents.types import AgentResult, FailureKind, ProviderError, ToolCall, Usage
 from openclaw.gateway.http.completions_format import (
+    ChunkEncoder,
     ChunkFactory,
     completion_json,
     finish_reason_for,
@@ -18,6 +19,7 @@ from openclaw.gateway.http.completions_format import (
     split_utf16,
     usage_to_openai,
 )
+from openclaw.gateway.http.sse import data_frame
 
 
 def utf16_units(text: str) -> int:
@@ -274,6 +276,33 @@ class ChunkTests(SynchronousTestCase):
                 {"index": 1, "function": {"arguments": ""}},
             ],
         )
+
+
+class ChunkEncoderTests(SynchronousTestCase):
+    """Content frames encoded around pre-built bytes equal the generic encoding."""
+
+    def test_same_bytes_as_the_chunk_object(self) -> None:
+        """Quotes, escapes, control and non-ASCII characters, an empty text, and
+        awkward ids and models: byte for byte what ``data_frame`` makes."""
+        texts = ["hi", "", 'say "x"\\y', "tab\tnl\nnul\x00", "\u2028 caf\u00e9 \U0001f600"]
+        for include_usage in (False, True):
+            for model in ("openclaw", 'open"claw/\u00e9', "\x00text\x00"):
+                factory = ChunkFactory("chatcmpl_1", 1700000000, model, include_usage)
+                encoder = ChunkEncoder(factory)
+                for text in texts:
+                    self.assertEqual(
+                        encoder.content_frame(text), data_frame(factory.content(text)), text
+                    )
+
+    @given(st.text(), st.text(max_size=20), st.booleans())
+    def test_same_bytes_for_any_text(self, text: str, model: str, include_usage: bool) -> None:
+        """Any text and model, surrogates aside (which neither can encode)."""
+        factory = ChunkFactory("chatcmpl_x", 1, model, include_usage)
+        try:
+            expected = data_frame(factory.content(text))
+        except UnicodeEncodeError:
+            return
+        self.assertEqual(ChunkEncoder(factory).content_frame(text), expected)
 
 
 class SliceTests(SynchronousTestCase):

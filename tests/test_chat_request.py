@@ -423,6 +423,22 @@ class AgentResolutionTests(ChatTestCase):
         self.assertError(reply, 400, "Unknown agent 'missing-agent'.")
         self.assertEqual(h.runtime.requests, [])
 
+    def test_unknown_agent_echo_is_cut(self) -> None:
+        """A long unknown agent id is echoed cut to 64 characters and an ellipsis."""
+        raw = "x" * 63 + "yz" + "q" * 4000
+        h = ChatHarness()
+        reply = self.call(h, chat_body(), headers={"x-openclaw-agent-id": raw})
+        error = self.assertError(reply, 400, "Unknown agent '" + "x" * 63 + "y\u2026'.")
+        self.assertEqual(error["code"], "agent_not_found")
+        self.assertNotIn("q" * 10, reply.body.decode("utf-8"))
+        self.assertEqual(h.runtime.requests, [])
+
+    def test_unknown_agent_of_64_characters_is_echoed_whole(self) -> None:
+        """An id of exactly 64 characters is not cut."""
+        raw = "a" * 64
+        reply = self.call(ChatHarness(), chat_body(), headers={"x-openclaw-agent-id": raw})
+        self.assertError(reply, 400, f"Unknown agent '{raw}'.")
+
     def test_runtime_unknown_agent(self) -> None:
         """If the runtime no longer knows the agent at start: the same 400."""
         from openclaw.agents.types import UnknownAgentError
@@ -473,6 +489,38 @@ class SessionKeyTests(ChatTestCase):
             self.session_of(chat_body(user="alice", model="openclaw/beta")),
             ("beta", "agent:beta:openai-user:alice"),
         )
+
+    def test_user_of_512_characters_accepted(self) -> None:
+        """``user`` may be as long as a session key (512 characters)."""
+        user = "u" * 512
+        self.assertEqual(
+            self.session_of(chat_body(user=f"  {user}  ")),
+            ("main", f"agent:main:openai-user:{user}"),
+        )
+
+    def test_oversized_user_refused(self) -> None:
+        """A ``user`` over 512 characters: 400 with ``param: "user"``, no run."""
+        h = ChatHarness()
+        reply = self.call(h, chat_body(user="u" * 513))
+        error = self.assertError(reply, 400, "Invalid `user`: longer than 512 characters.")
+        self.assertEqual((error["param"], error["code"]), ("user", "invalid_user"))
+        self.assertEqual(h.runtime.requests, [])
+
+    def test_user_with_control_characters_refused(self) -> None:
+        """Control characters inside ``user`` (as in a session key): 400, no run."""
+        for user in ("a\nb", "a\x00b", "a\tb", "a\x7fb", "a\x1bb"):
+            h = ChatHarness()
+            reply = self.call(h, chat_body(user=user))
+            error = self.assertError(reply, 400, "Invalid `user`: contains control characters.")
+            self.assertEqual((error["param"], error["code"]), ("user", "invalid_user"), user)
+            self.assertEqual(h.runtime.requests, [])
+
+    def test_user_checked_even_when_a_session_header_wins(self) -> None:
+        """A bad ``user`` is refused even when the session header would be used."""
+        h = ChatHarness()
+        reply = self.call(h, chat_body(user="x" * 600), headers={"x-openclaw-session-key": "k"})
+        self.assertEqual(reply.status, 400)
+        self.assertEqual(reply.error["param"], "user")
 
     def test_agent_key_used_verbatim(self) -> None:
         """An ``agent:beta:...`` key with agent beta is kept as is."""

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from twisted.internet.defer import CancelledError
+from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.client import URI
+from twisted.web.error import SchemeNotSupported
 
 from openclaw.agents.providers import (
     AnthropicMessagesProvider,
@@ -15,6 +18,7 @@ from openclaw.agents.providers import (
     make_pool,
 )
 from openclaw.agents.providers.base import ModelCall, ModelMessage
+from openclaw.agents.providers.factory import CachedEndpointFactory
 from openclaw.config.model import ProviderConfig
 from openclaw.fake_upstream import RecordingSink
 
@@ -74,3 +78,47 @@ class BuildProviderTests(SynchronousTestCase):
         pool = make_pool(MemoryReactorClock(), max_per_host=4)
         self.assertTrue(pool.persistent)
         self.assertEqual((pool.maxPersistentPerHost, pool.cachedConnectionTimeout), (4, 30))
+
+
+class EndpointCacheTests(SynchronousTestCase):
+    """Upstream endpoints are built once per scheme, host and port."""
+
+    def test_one_endpoint_per_upstream(self) -> None:
+        """The same URL's host gets the same endpoint; another port another one."""
+        factory = CachedEndpointFactory(MemoryReactorClock())
+        first = factory.endpointForURI(URI.fromBytes(b"http://127.0.0.1:9/v1/chat/completions"))
+        again = factory.endpointForURI(URI.fromBytes(b"http://127.0.0.1:9/v1/messages"))
+        other = factory.endpointForURI(URI.fromBytes(b"http://127.0.0.1:10/v1"))
+        self.assertIs(first, again)
+        self.assertIsNot(first, other)
+        self.assertIsInstance(first, HostnameEndpoint)
+
+    def test_https_is_wrapped_in_tls(self) -> None:
+        """``https`` gets a TLS endpoint around TCP; other schemes are refused."""
+        factory = CachedEndpointFactory(MemoryReactorClock())
+        secure = factory.endpointForURI(URI.fromBytes(b"https://api.example.com/v1"))
+        self.assertNotIsInstance(secure, HostnameEndpoint)
+        self.assertIs(secure, factory.endpointForURI(URI.fromBytes(b"https://api.example.com/x")))
+        self.assertRaises(
+            SchemeNotSupported, factory.endpointForURI, URI.fromBytes(b"ftp://example.com/")
+        )
+
+    def test_requests_reuse_the_endpoint_and_connect_through_the_reactor(self) -> None:
+        """Two calls through one provider connect to the configured host twice
+        (nothing answers, so nothing is pooled) through one endpoint."""
+        reactor = MemoryReactorClock()
+        provider = build_provider(
+            ProviderConfig(id="local", api="openai-completions", base_url="http://127.0.0.1:9/v1"),
+            reactor,
+            make_pool(reactor),
+        )
+        call = ModelCall(model="m", messages=(ModelMessage(role="user", content="x"),))
+        streams = [provider.stream(call, RecordingSink()) for _ in range(2)]
+        self.assertEqual([(h, p) for h, p, *_ in reactor.tcpClients], [("127.0.0.1", 9)] * 2)
+        for stream in streams:
+            stream.stopProducing()
+            self.failureResultOf(stream.done, CancelledError)
+
+    def test_pool_keeps_enough_connections_for_64_concurrent_turns(self) -> None:
+        """The default pool caches at least 64 idle connections per upstream."""
+        self.assertGreaterEqual(make_pool(MemoryReactorClock()).maxPersistentPerHost, 64)

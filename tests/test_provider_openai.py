@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web._newclient import TransportProxyProducer
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IBodyProducer, IResponse
 from twisted.web.resource import Resource
@@ -150,6 +152,62 @@ class SilentAgent:
             self.cancelled += 1
 
         return Deferred(cancel)
+
+
+class SocketConnection:
+    """What an upstream TCP connection offers: a socket handle and an abort."""
+
+    def __init__(self, handle: socket.socket) -> None:
+        self.handle = handle
+        self.calls: list[str] = []
+
+    def getHandle(self) -> socket.socket:
+        return self.handle
+
+    def abortConnection(self) -> None:
+        self.calls.append("abort")
+
+    def pauseProducing(self) -> None:
+        self.calls.append("pause")
+
+    def resumeProducing(self) -> None:
+        self.calls.append("resume")
+
+    def stopProducing(self) -> None:
+        self.calls.append("stop")
+
+
+class SocketResponse:
+    """A 200 SSE response whose body transport wraps a :class:`SocketConnection`,
+    as Twisted's HTTP client hands a body over."""
+
+    code = 200
+    headers = Headers({b"content-type": [b"text/event-stream"]})
+
+    def __init__(self, connection: SocketConnection, body: bytes) -> None:
+        self._connection = connection
+        self._body = body
+
+    def deliverBody(self, protocol: Any) -> None:
+        protocol.makeConnection(TransportProxyProducer(self._connection))
+        protocol.dataReceived(self._body)
+
+
+@implementer(IAgent)
+class SocketAgent:
+    """An IAgent answering every request with one :class:`SocketResponse`."""
+
+    def __init__(self, response: SocketResponse) -> None:
+        self._response = response
+
+    def request(
+        self,
+        method: bytes,
+        uri: bytes,
+        headers: Headers | None = None,
+        bodyProducer: IBodyProducer | None = None,
+    ) -> Deferred[Any]:
+        return succeed(self._response)
 
 
 class StreamingTests(SynchronousTestCase):
@@ -383,6 +441,52 @@ class FlowControlTests(SynchronousTestCase):
         self.assertEqual((h.fake.client_closed, h.fake.active_streams), (1, 0))
         h.client.advance(10.0)
         self.assertEqual(sink.deltas, ["a "])
+
+    def test_stop_shuts_the_upstream_socket_down_at_once(self) -> None:
+        """stopProducing shuts the upstream socket down before returning (the
+        upstream reads end-of-stream without waiting for a reactor turn) and
+        aborts the connection instead of closing it gracefully later."""
+        ours, theirs = socket.socketpair()
+        self.addCleanup(ours.close)
+        self.addCleanup(theirs.close)
+        connection = SocketConnection(ours)
+        chunk = b'data: {"choices":[{"index":0,"delta":{"content":"a"}}]}\n\n'
+        provider = OpenAICompletionsProvider(
+            config(), agent=SocketAgent(SocketResponse(connection, chunk)), clock=Clock()
+        )
+        sink = RecordingSink()
+        stream = provider.stream(HELLO, sink)
+        self.assertEqual(sink.deltas, ["a"])
+        stream.stopProducing()
+        self.assertEqual(connection.calls, ["abort"])
+        theirs.setblocking(False)
+        self.assertEqual(theirs.recv(16), b"")  # end of stream, already
+        self.failureResultOf(stream.done, CancelledError)
+
+    def test_stop_without_a_socket_stops_the_transport(self) -> None:
+        """A body transport that wraps no TCP connection is stopped the usual way."""
+
+        class Plain:
+            def __init__(self) -> None:
+                self.calls: list[str] = []
+
+            def pauseProducing(self) -> None:
+                self.calls.append("pause")
+
+            def resumeProducing(self) -> None:
+                self.calls.append("resume")
+
+            def stopProducing(self) -> None:
+                self.calls.append("stop")
+
+        plain = Plain()
+        chunk = b'data: {"choices":[{"index":0,"delta":{"content":"a"}}]}\n\n'
+        response = SocketResponse(plain, chunk)  # type: ignore[arg-type]
+        provider = OpenAICompletionsProvider(config(), agent=SocketAgent(response), clock=Clock())
+        stream = provider.stream(HELLO, RecordingSink())
+        stream.stopProducing()
+        self.assertEqual(plain.calls, ["stop"])
+        self.failureResultOf(stream.done, CancelledError)
 
     def test_cancel_done_closes_the_upstream_connection(self) -> None:
         """Cancelling the done Deferred is the same as stopProducing."""

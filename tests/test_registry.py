@@ -204,6 +204,56 @@ class SystemPromptTests(SynchronousTestCase):
         self.assertIsNone(registry.system_prompt("main"))
 
 
+class ClockedPromptTests(SynchronousTestCase):
+    """With a clock, the bootstrap files are looked at once per recheck interval."""
+
+    def setUp(self) -> None:
+        self.workspace = Path(self.mktemp())
+        self.workspace.mkdir()
+        self.clock = Clock()
+        self.clock.advance(1000)
+        self.registry = AgentRegistry(
+            config(AgentConfig(id="main", system_prompt="Base.", workspace=str(self.workspace))),
+            clock=self.clock,
+            recheck_seconds=1.0,
+        )
+
+    def test_files_are_not_looked_at_within_the_interval(self) -> None:
+        """An edit shows up only once the interval has passed; the extra prompt
+        still applies to every call."""
+        soul = self.workspace / "SOUL.md"
+        soul.write_text("old")
+        self.assertEqual(
+            self.registry.system_prompt("main", "Extra."),
+            "Base.\n\n# Project Context\n\nThe following workspace files are loaded:"
+            "\n\n## SOUL.md\n\nold\n\nExtra.",
+        )
+        soul.write_text("brand new")
+        prompt = self.registry.system_prompt("main", "Other.")
+        assert prompt is not None
+        self.assertIn("## SOUL.md\n\nold", prompt)
+        self.assertTrue(prompt.endswith("Other."))
+        self.clock.advance(1.0)
+        self.assertIn("## SOUL.md\n\nbrand new", self.registry.system_prompt("main") or "")
+
+    def test_removed_file_disappears_after_the_interval(self) -> None:
+        """A deleted bootstrap file leaves the prompt at the next recheck."""
+        (self.workspace / "USER.md").write_text("Ada")
+        self.assertIn("Ada", self.registry.system_prompt("main") or "")
+        (self.workspace / "USER.md").unlink()
+        self.clock.advance(0.5)
+        self.assertIn("Ada", self.registry.system_prompt("main") or "")
+        self.clock.advance(0.5)
+        self.assertEqual(self.registry.system_prompt("main"), "Base.")
+
+    def test_clock_going_back_rechecks(self) -> None:
+        """A clock that moved backwards does not pin a stale prompt."""
+        self.assertEqual(self.registry.system_prompt("main"), "Base.")
+        (self.workspace / "AGENTS.md").write_text("Be brief.")
+        self.clock.rightNow -= 10
+        self.assertIn("Be brief.", self.registry.system_prompt("main") or "")
+
+
 class ModelTests(SynchronousTestCase):
     def test_agent_model_beats_default(self) -> None:
         """agents.list[].model wins over agents.defaults.model.primary."""

@@ -11,6 +11,7 @@ from attrs import evolve
 from twisted.internet.defer import CancelledError
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from openclaw.agents.registry import ModelResolutionError
@@ -696,3 +697,27 @@ class BuildRuntimeTests(SynchronousTestCase):
         run_due(reactor)
         self.assertIn('you said "hello"', self.successResultOf(result).text)
         self.successResultOf(runtime.shutdown())
+
+
+class LoggingTests(RuntimeCase):
+    """A turn logs nothing on success (the ingress writes the one access line)."""
+
+    def test_successful_turn_logs_nothing(self) -> None:
+        """No event at any level from the runtime, the run or the store."""
+        self.provider.add(Reply.text("fine"))
+        with capturedLogs() as events:
+            run, _ = self.start()
+            run_due(self.clock)
+            self.assertEqual(run.status, "ok")
+        self.assertEqual([e["log_format"] for e in events], [])
+
+    def test_failed_turn_is_logged_once(self) -> None:
+        """A failed run is logged at info with its status and error."""
+        self.provider.add(Reply.failure(ProviderError(FailureKind.OVERLOADED, "busy")))
+        with capturedLogs() as events:
+            run, _ = self.start()
+            run_due(self.clock)
+        ours = [e for e in events if e.get("log_namespace") == "openclaw.agents.runtime"]
+        self.assertEqual(len(ours), 1)
+        self.assertEqual(ours[0]["log_level"], LogLevel.info)
+        self.assertEqual(formatEvent(ours[0]), f"run {run.run_id} error: busy")

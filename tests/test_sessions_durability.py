@@ -21,6 +21,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorFromThreads
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel, capturedLogs
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
@@ -506,6 +507,70 @@ class ThreadPoolIOTests(SynchronousTestCase):
         reactor.run_one()
         self.failureResultOf(d, FileNotFoundError)
 
+    def test_many_calls_all_come_back(self) -> None:
+        """Results and failures of many calls reach their own Deferreds, on
+        the caller's thread, using at most ``max_threads`` threads."""
+        reactor = ThreadedReactor()
+        io = ThreadPoolIO(reactor, max_threads=3)
+        io.start()
+        self.addCleanup(io.stop)
+        caller = threading.get_ident()
+
+        def job(n: int) -> tuple[int, int]:
+            if n % 7 == 3:
+                raise ValueError(n)
+            return n * n, threading.get_ident()
+
+        calls = [io.run(job, n) for n in range(40)]
+        results: dict[int, object] = {}
+        fired_on: set[int] = set()
+        for n, d in enumerate(calls):
+            d.addBoth(partial(self._record, results, fired_on, n))
+        while len(results) < len(calls):
+            reactor.run_one()
+        self.assertEqual(fired_on, {caller})
+        threads = set()
+        for n in range(40):
+            outcome = results[n]
+            if n % 7 == 3:
+                self.assertIsInstance(outcome, Failure)
+                assert isinstance(outcome, Failure)
+                outcome.trap(ValueError)
+            else:
+                assert isinstance(outcome, tuple)
+                self.assertEqual(outcome[0], n * n)
+                threads.add(outcome[1])
+        self.assertLessEqual(len(threads), 3)
+        self.assertNotIn(caller, threads)
+
+    @staticmethod
+    def _record(results: dict[int, object], fired_on: set[int], n: int, outcome: object) -> None:
+        results[n] = outcome
+        fired_on.add(threading.get_ident())
+
+    def test_stop_finishes_queued_work(self) -> None:
+        """stop() lets the threads finish every call queued before it, then
+        joins them; the results are then delivered by the reactor."""
+        reactor = ThreadedReactor()
+        io = ThreadPoolIO(reactor, max_threads=1)
+        io.start()
+        gate = threading.Event()
+        done: list[int] = []
+
+        def job(n: int) -> int:
+            gate.wait(30)
+            done.append(n)
+            return n
+
+        calls = [io.run(job, n) for n in range(5)]
+        gate.set()
+        io.stop()
+        self.assertEqual(done, [0, 1, 2, 3, 4])
+        while not reactor.calls.empty():
+            reactor.run_one()
+        self.assertEqual([self.successResultOf(d) for d in calls], [0, 1, 2, 3, 4])
+        self.assertFalse(io.running)
+
     def test_blocking_io_for_picks_threads_only_when_the_reactor_has_them(self) -> None:
         """A Clock gets inline IO; a reactor that takes calls from threads gets a
         started pool."""
@@ -514,3 +579,82 @@ class ThreadPoolIOTests(SynchronousTestCase):
         self.addCleanup(io.stop)
         assert isinstance(io, ThreadPoolIO)
         self.assertTrue(io.running)
+
+
+class IdTests(SynchronousTestCase):
+    """Ids from buffered randomness look and behave like uuid4s."""
+
+    def test_random_uuid4_is_a_version_4_uuid(self) -> None:
+        """Canonical text, version 4, RFC 4122 variant, no repeats."""
+        ids = [store_module.random_uuid4() for _ in range(5000)]
+        self.assertEqual(len(set(ids)), len(ids))
+        for text in ids[:300]:
+            parsed = uuid.UUID(text)
+            self.assertEqual(str(parsed), text)
+            self.assertEqual((parsed.version, parsed.variant), (4, uuid.RFC_4122))
+
+    def test_forked_child_does_not_repeat_the_parent(self) -> None:
+        """A child process draws fresh randomness, not the parent's buffer."""
+        store_module.random_uuid4()  # the buffer is filled
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            try:
+                os.write(write_end, store_module.random_uuid4().encode("ascii"))
+            finally:
+                os._exit(0)
+        os.close(write_end)
+        child = os.read(read_end, 64).decode("ascii")
+        os.close(read_end)
+        os.waitpid(pid, 0)
+        self.assertNotEqual(child, store_module.random_uuid4())
+
+
+class LargeTurnTests(SynchronousTestCase):
+    """A reply of megabytes is written whole (in pieces, not copied) and read back."""
+
+    def test_large_reply_round_trips(self) -> None:
+        """A 3 MB reply with non-ASCII text is one line on disk and the history."""
+        clock = Clock()
+        clock.advance(1_700_000_000)
+        store = SessionStore(Path(self.mktemp()), clock=clock)
+        entry = store.ensure_session("main", KEY)
+        text = "é" * (3 * 1024 * 1024 // 2)
+        store.append_user("main", entry.session_id, run_id="r1", text="long?", timestamp=1)
+        self.successResultOf(
+            store.finish_turn(
+                "main",
+                KEY,
+                entry.session_id,
+                run_id="r1",
+                text=text,
+                timestamp=2,
+                usage=Usage(),
+                stop_reason="stop",
+            )
+        )
+        lines = store.transcript_path("main", entry.session_id).read_bytes().split(b"\n")
+        self.assertEqual(lines[-1], b"")
+        self.assertEqual(len(lines), 4)  # header, user, assistant, and the final newline
+        history = store.load_history("main", entry.session_id)
+        self.assertEqual(
+            [(m.role, len(m.content)) for m in history], [("user", 5), ("assistant", len(text))]
+        )
+
+    def test_short_writes_are_continued(self) -> None:
+        """When the kernel takes only part of the pieces, the rest follows in order."""
+        path = Path(self.mktemp())
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self.addCleanup(os.close, fd)
+        real_writev = os.writev
+        sizes: list[int] = []
+
+        def stingy(fd: int, buffers: Sequence[Any]) -> int:
+            first = bytes(buffers[0])[:3]  # at most 3 bytes per call
+            sizes.append(len(first))
+            return real_writev(fd, [first])
+
+        self.patch(os, "writev", stingy)
+        store_module._writev_all(fd, [b"abcdefg", b"", b"\n", b"hij"])
+        self.assertEqual(path.read_bytes(), b"abcdefg\nhij")
+        self.assertEqual(sizes, [3, 3, 1, 1, 3])

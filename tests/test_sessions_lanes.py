@@ -65,3 +65,31 @@ class LaneTests(SynchronousTestCase):
         release()
         self.successResultOf(second)
         self.assertNoResult(third)
+
+
+class TryAcquireTests(SynchronousTestCase):
+    def test_free_key_is_taken_at_once(self) -> None:
+        """try_acquire takes a free lane without a Deferred; others then wait behind it."""
+        lanes = SessionLanes()
+        release = lanes.try_acquire("k")
+        assert release is not None
+        self.assertTrue(lanes.is_busy("k"))
+        waiting = lanes.acquire("k")
+        self.assertNoResult(waiting)
+        release()
+        self.successResultOf(waiting)()
+        self.assertEqual(len(lanes), 0)
+
+    def test_busy_key_is_not_queued(self) -> None:
+        """On a busy lane try_acquire returns None and queues nothing."""
+        lanes = SessionLanes()
+        holder = self.successResultOf(lanes.acquire("k"))
+        self.assertIsNone(lanes.try_acquire("k"))
+        self.assertEqual(lanes.queued("k"), 0)
+        holder()
+        self.assertEqual(len(lanes), 0)
+        release = lanes.try_acquire("k")
+        assert release is not None
+        release()
+        release()  # idempotent, like acquire's
+        self.assertEqual(len(lanes), 0)

@@ -350,6 +350,20 @@ class TornLineTests(StoreTestCase):
 
 
 class HistoryTests(StoreTestCase):
+    def test_new_session_history_reads_no_file(self) -> None:
+        """A session created just now has no history and its (absent) transcript
+        is not looked for; once a turn is written, history comes from the file."""
+        entry = self.store.ensure_session("main", KEY)
+        path = self.store.transcript_path("main", entry.session_id)
+        path.mkdir(parents=True)  # reading it would fail
+        self.assertEqual(self.store.load_history("main", entry.session_id), [])
+        path.rmdir()
+        self.turn("r1", "one", "first")
+        self.assertEqual(
+            [(m.role, m.content) for m in self.store.load_history("main", entry.session_id)],
+            [("user", "one"), ("assistant", "first")],
+        )
+
     def test_failed_aborted_and_unfinished_turns_are_not_replayed(self) -> None:
         """Only completed turns reach the model: an error, an abort and a turn whose
         reply never arrived (crash) are left out together with their user message."""
@@ -453,7 +467,10 @@ class HistoryTests(StoreTestCase):
             {"type": "message", "role": "user", "content": "flat"},
         ]
         path.write_text("".join(json.dumps(line) + "\n" for line in lines))
-        history = self.store.load_history("main", entry.session_id)
+        # Another writer's file is read by a store that did not create the
+        # session itself (one that did knows its transcript is still empty).
+        self.store.flush()
+        history = self.new_store().load_history("main", entry.session_id)
         self.assertEqual(
             [(m.role, m.content) for m in history],
             [("user", "hi"), ("assistant", "checking\n\ndone"), ("user", "flat")],

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import socket
+
 from klein import Klein
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import Request
+from twisted.web.test.requesthelper import DummyRequest
 
-from openclaw.gateway.http.sse import DONE_FRAME, PING_FRAME, SSEStream, data_frame
+from openclaw.gateway.http.sse import (
+    DEFAULT_SEND_BUFFER_BYTES,
+    DONE_FRAME,
+    PING_FRAME,
+    SSEStream,
+    data_frame,
+)
 from tests.chat_fakes import RawConnection
 
 
@@ -217,3 +226,75 @@ class KeepAliveTests(SynchronousTestCase):
         h = Harness(keep_alive=5)
         h.conn.disconnect()
         self.assertEqual(h.clock.getDelayedCalls(), [])
+
+
+class _PushRequest(DummyRequest):
+    """A DummyRequest that takes a push producer (its own loops on pull producers)."""
+
+    producer: object = None
+    transport: object = None
+
+    def registerProducer(self, prod: object, s: bool) -> None:
+        self.producer = prod
+
+
+class _SocketTransport:
+    """A transport whose handle is a real socket (what a TCP connection has)."""
+
+    def __init__(self, handle: object) -> None:
+        self._handle = handle
+
+    def getHandle(self) -> object:
+        return self._handle
+
+
+class SendBufferTests(SynchronousTestCase):
+    """A streaming connection gets a small kernel send buffer, so a slow reader's
+    backpressure reaches the source after kilobytes, not megabytes."""
+
+    def open_on(self, handle: object, **kwargs: int | None) -> DummyRequest:
+        request = _PushRequest([b"events"])
+        request.transport = _SocketTransport(handle)
+        source = Source()
+        stream = SSEStream(
+            request,  # type: ignore[arg-type]
+            clock=Clock(),
+            keep_alive_seconds=0,
+            on_pause=source.pause,
+            on_resume=source.resume,
+            on_lost=source.lost,
+            **kwargs,  # type: ignore[arg-type]
+        )
+        stream.open(data_frame({"n": 0}))
+        self.assertIs(request.producer, stream)
+        self.assertEqual(request.written, [b'data: {"n":0}\n\n'])
+        return request
+
+    def socket_pair(self) -> socket.socket:
+        left, right = socket.socketpair()
+        self.addCleanup(left.close)
+        self.addCleanup(right.close)
+        return left
+
+    def test_send_buffer_is_limited(self) -> None:
+        """SO_SNDBUF is set to the default (the kernel reports it doubled)."""
+        handle = self.socket_pair()
+        before = handle.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        self.open_on(handle)
+        after = handle.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        self.assertLess(after, before)
+        self.assertIn(after, (DEFAULT_SEND_BUFFER_BYTES, 2 * DEFAULT_SEND_BUFFER_BYTES))
+
+    def test_none_leaves_the_socket_alone(self) -> None:
+        """``send_buffer_bytes=None`` keeps the kernel's own sizing."""
+        handle = self.socket_pair()
+        before = handle.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        self.open_on(handle, send_buffer_bytes=None)
+        self.assertEqual(handle.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF), before)
+
+    def test_handles_that_are_not_sockets_are_skipped(self) -> None:
+        """TLS connections (an OpenSSL object as handle) or closed sockets: no error."""
+        self.open_on(object())
+        closed = socket.socket()
+        closed.close()
+        self.open_on(closed)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from attrs import frozen
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from openclaw.agents.providers.base import ModelProvider
@@ -32,6 +33,9 @@ BOOTSTRAP_FILES = ("AGENTS.md", "SOUL.md", "IDENTITY.md", "USER.md")
 BOOTSTRAP_MAX_BYTES = 64 * 1024
 #: The provider id that always exists, offline.
 DEMO_PROVIDER_ID = "demo"
+#: With a clock, an agent's bootstrap files are looked at (``stat``) at most
+#: this often; an edit shows up in the prompt within this many seconds.
+BOOTSTRAP_RECHECK_SECONDS = 1.0
 
 
 @frozen
@@ -110,10 +114,27 @@ class _CachedFile:
 class AgentRegistry:
     """The configured agents and how to build their prompts and pick their models."""
 
-    def __init__(self, config: Config, *, bootstrap_max_bytes: int = BOOTSTRAP_MAX_BYTES) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        bootstrap_max_bytes: int = BOOTSTRAP_MAX_BYTES,
+        clock: IReactorTime | None = None,
+        recheck_seconds: float = BOOTSTRAP_RECHECK_SECONDS,
+    ) -> None:
+        """
+        :param clock: when given, each agent's prompt (its bootstrap files) is
+            rebuilt at most every ``recheck_seconds`` instead of on every call,
+            so a turn costs no ``stat`` calls (the runtime passes its reactor).
+        """
         self._config = config
         self._max_bytes = bootstrap_max_bytes
         self._files: dict[Path, _CachedFile] = {}
+        self._clock = clock
+        self._recheck = recheck_seconds
+        #: agent id -> (when it was built, the prompt without the request's extra)
+        self._prompts: dict[str, tuple[float, str | None]] = {}
+        self._model_refs: dict[str, ModelRef] = {}
         defaults = config.agents.defaults
         entries: dict[str, AgentConfig] = {}
         for entry in config.agents.list:
@@ -193,13 +214,17 @@ class AgentRegistry:
     def model_ref(self, agent_id: str) -> ModelRef:
         """The agent's ``provider/model``; ModelResolutionError when unset or malformed."""
         spec = self.get(agent_id)
+        ref = self._model_refs.get(spec.id)
+        if ref is not None:
+            return ref
         if not spec.model:
             raise ModelResolutionError(
                 f"agent {spec.id!r} has no model: set agents.defaults.model.primary "
                 '(for example "demo/echo")',
                 code="model_not_configured",
             )
-        return parse_model_ref(spec.model, self._config.models.providers)
+        ref = self._model_refs[spec.id] = parse_model_ref(spec.model, self._config.models.providers)
+        return ref
 
     def provider_api(self, provider_id: str) -> str | None:
         """The ``api`` of a provider id (``demo`` exists without configuration)."""
@@ -211,6 +236,24 @@ class AgentRegistry:
     def system_prompt(self, agent_id: str, extra: str | None = None) -> str | None:
         """The agent's system prompt, bootstrap files and ``extra``, or None if all empty."""
         spec = self.get(agent_id)
+        clock = self._clock
+        if clock is None:
+            base = self._build_prompt(spec)
+        else:
+            now = clock.seconds()
+            cached = self._prompts.get(spec.id)
+            if cached is not None and 0 <= now - cached[0] < self._recheck:
+                base = cached[1]
+            else:
+                base = self._build_prompt(spec)
+                self._prompts[spec.id] = (now, base)
+        extra = extra.strip() if extra else None
+        if base and extra:
+            return f"{base}\n\n{extra}"
+        return base or extra or None
+
+    def _build_prompt(self, spec: AgentSpec) -> str | None:
+        """The agent's own prompt and its bootstrap files (re-read when changed)."""
         parts: list[str] = []
         if spec.system_prompt and spec.system_prompt.strip():
             parts.append(spec.system_prompt.strip())
@@ -221,8 +264,6 @@ class AgentRegistry:
             for name, text in present:
                 lines += ["", f"## {name}", "", text]
             parts.append("\n".join(lines))
-        if extra and extra.strip():
-            parts.append(extra.strip())
         return "\n\n".join(parts) if parts else None
 
     def _read_bootstrap(self, path: Path) -> str | None:

@@ -243,6 +243,10 @@ class Run:
 
     def _queue(self) -> None:
         """Join the session lane (FIFO); runs once, from the runtime."""
+        release = self._lanes.try_acquire(self.request.session_key)
+        if release is not None:
+            self._granted(release)
+            return
         wait = self._lanes.acquire(self.request.session_key)
         self._lane_wait = wait
         wait.addCallbacks(self._granted, self._lane_failed)
@@ -326,12 +330,6 @@ class Run:
             system_prompt=self._registry.system_prompt(self._spec.id, request.extra_system_prompt),
             tools=request.client_tools,
             stream_params=request.stream_params,
-        )
-        log.debug(
-            "run {run_id} calling {model} with {count} messages",
-            run_id=self.run_id,
-            model=str(ref),
-            count=len(call.messages),
         )
         return provider.stream(call, _Sink(self))
 

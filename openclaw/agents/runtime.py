@@ -82,7 +82,7 @@ class Runtime:
         self.config = config
         self.clock = clock
         self.providers = providers
-        self.registry = registry if registry is not None else AgentRegistry(config)
+        self.registry = registry if registry is not None else AgentRegistry(config, clock=clock)
         self.store: TranscriptStore = (
             store
             if store is not None
@@ -143,13 +143,6 @@ class Runtime:
         )
         self._active[run.run_id] = run
         self._finished.pop(run.run_id, None)
-        log.debug(
-            "run {run_id} queued: agent {agent_id}, session {session_key}, via {channel}",
-            run_id=run.run_id,
-            agent_id=spec.id,
-            session_key=request.session_key,
-            channel=request.channel,
-        )
         for observer in list(self._observers):
             try:
                 observer(run)
@@ -246,12 +239,14 @@ class Runtime:
         self._finished[run.run_id] = (self.clock.seconds(), run)
         self._finished.move_to_end(run.run_id)
         self._prune()
-        log.info(
-            "run {run_id} {status}{error}",
-            run_id=run.run_id,
-            status=run.status,
-            error=f": {run.error}" if run.error else "",
-        )
+        if run.status != "ok":
+            # Successes are logged once by the ingress (the HTTP access line).
+            log.info(
+                "run {run_id} {status}{error}",
+                run_id=run.run_id,
+                status=run.status,
+                error=f": {run.error}" if run.error else "",
+            )
 
     def _prune(self) -> None:
         horizon = self.clock.seconds() - self._keep_seconds

@@ -52,6 +52,17 @@ class SessionLanes:
         lane.waiting.append(waiter)
         return waiter
 
+    def try_acquire(self, key: str) -> Release | None:
+        """The lane's release callable when ``key`` is free now, else None
+        (nothing is queued): :meth:`acquire` without a Deferred."""
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = _Lane()
+        elif lane.busy:
+            return None
+        lane.busy = True
+        return self._releaser(key)
+
     def is_busy(self, key: str) -> bool:
         """True while some holder has the lane."""
         lane = self._lanes.get(key)

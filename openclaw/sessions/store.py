@@ -40,10 +40,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
 import re
 import threading
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,10 +58,8 @@ from twisted.internet.interfaces import (
     IReactorFromThreads,
     IReactorTime,
 )
-from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.python.threadpool import ThreadPool
 
 from openclaw.agents.providers.base import ModelMessage
 from openclaw.agents.types import ImageInput, StopReason, ToolCall, Usage
@@ -166,6 +165,50 @@ def iso_ms(ms: int) -> str:
     return f"{stamp}.{ms % 1000:03d}Z"
 
 
+class _RandomBytes:
+    """OS randomness fetched 4 KiB at a time: ids cost a slice, not a syscall.
+
+    Reactor thread only. A forked child starts with a fresh buffer.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._buf = b""
+        self._pos = 0
+        os.register_at_fork(after_in_child=self.reset)
+
+    def reset(self) -> None:
+        """Forget the buffered bytes (a fork must not repeat its parent's ids)."""
+        self._buf = b""
+        self._pos = 0
+
+    def take(self, n: int) -> bytes:
+        """``n`` random bytes (``n`` at most the buffer size)."""
+        pos = self._pos
+        if pos + n > len(self._buf):
+            self._buf = os.urandom(self._size)
+            pos = 0
+        self._pos = pos + n
+        return self._buf[pos : pos + n]
+
+
+_RANDOM = _RandomBytes()
+
+
+def random_uuid4() -> str:
+    """``str(uuid.uuid4())`` from buffered OS randomness (reactor thread only)."""
+    raw = bytearray(_RANDOM.take(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _entry_id() -> str:
+    """A transcript entry id: 8 hex digits, as OpenClaw writes them."""
+    return _RANDOM.take(4).hex()
+
+
 def atomic_write(path: Path, data: bytes | Sequence[bytes], *, sync: bool = True) -> None:
     """Replace ``path`` with ``data`` so a crash leaves the old or the new file.
 
@@ -214,7 +257,13 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _dumps_line(entry: Mapping[str, Any]) -> bytes:
-    return json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+    return _ENCODER.encode(entry).encode("utf-8") + b"\n"
+
+
+def _line_pieces(entry: Mapping[str, Any]) -> tuple[bytes, bytes]:
+    """A JSONL line as two pieces (the JSON, then the newline): no copy of a
+    large entry just to append one byte."""
+    return _ENCODER.encode(entry).encode("utf-8"), b"\n"
 
 
 def _archive_suffix(ms: int) -> str:
@@ -264,9 +313,23 @@ def _read_header(path: Path) -> dict[str, Any] | None:
     return None
 
 
-def _write_transcript(path: Path, header: bytes, body: bytes, check_torn: bool, sync: bool) -> bool:
-    """Append ``body`` to a transcript (an IO thread's work); returns True when a
-    torn last line had to be closed first.
+def _writev_all(fd: int, pieces: Sequence[bytes]) -> None:
+    """Write ``pieces`` in order with as few ``writev`` calls as the kernel allows
+    (one, for anything short): a large reply is not copied into one buffer."""
+    pending: list[bytes | memoryview] = [piece for piece in pieces if piece]
+    while pending:
+        written = os.writev(fd, pending)
+        while pending and written >= len(pending[0]):
+            written -= len(pending.pop(0))
+        if written:
+            pending[0] = memoryview(pending[0])[written:]
+
+
+def _write_transcript(
+    path: Path, header: bytes, body: Sequence[bytes], check_torn: bool, sync: bool
+) -> bool:
+    """Append the lines ``body`` (pieces of bytes) to a transcript (an IO
+    thread's work); returns True when a torn last line had to be closed first.
 
     A new (empty) file gets ``header`` first; with ``check_torn`` a last line
     without its newline (a crash mid-write) is ended so it cannot swallow
@@ -282,11 +345,11 @@ def _write_transcript(path: Path, header: bytes, body: bytes, check_torn: bool, 
         size = os.fstat(fd).st_size
         torn = False
         if size == 0:
-            body = header + body
+            body = [header, *body]
         elif check_torn and os.pread(fd, 1, size - 1) != b"\n":
             torn = True
-            body = b"\n" + body
-        _write_all(fd, body)
+            body = [b"\n", *body]
+        _writev_all(fd, body)
         if sync:
             os.fdatasync(fd)
     finally:
@@ -409,12 +472,19 @@ class InlineIO:
         """Nothing to release."""
 
 
-class ThreadPoolIO:
-    """A thread pool of the store's own, so a slow disk holds up neither the
-    reactor nor the reactor's shared pool (DNS lookups use that one).
+_Job = tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], Deferred[Any]]
 
-    Threads start on demand; :meth:`stop` (from :meth:`SessionStore.close`, or
-    the reactor's shutdown as a safety net) joins them.
+
+class ThreadPoolIO:
+    """Threads of the store's own, so a slow disk holds up neither the reactor
+    nor the reactor's shared pool (DNS lookups use that one).
+
+    Cheaper per call than ``deferToThreadPool``: a job is one queue put; the
+    workers hand results back in batches, with one ``callFromThread`` for all
+    that finished since the reactor last collected them. Threads start on
+    demand (up to ``max_threads``); :meth:`stop` (from
+    :meth:`SessionStore.close`, or the reactor's shutdown as a safety net)
+    lets them finish what was queued and joins them.
     """
 
     def __init__(
@@ -425,7 +495,16 @@ class ThreadPoolIO:
         name: str = "openclaw-session-io",
     ) -> None:
         self._reactor = reactor
-        self._pool = ThreadPool(minthreads=0, maxthreads=max_threads, name=name)
+        self._max_threads = max_threads
+        self._name = name
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        #: Workers waiting for a job (under the lock).
+        self._idle = 0
+        #: Finished jobs not handed back yet, and whether a hand-back is scheduled.
+        self._finished: deque[tuple[Deferred[Any], bool, Any]] = deque()
+        self._collect_scheduled = False
         self._running = False
         self._hooked = False
 
@@ -438,7 +517,6 @@ class ThreadPoolIO:
         """Accept work (threads are made as work arrives)."""
         if self._running:
             return
-        self._pool.start()
         self._running = True
         if not self._hooked and IReactorCore.providedBy(self._reactor):
             self._hooked = True
@@ -449,13 +527,64 @@ class ThreadPoolIO:
         if not self._running:
             return
         self._running = False
-        self._pool.stop()
+        threads, self._threads = self._threads, []
+        for _ in threads:
+            self._jobs.put(None)
+        for thread in threads:
+            thread.join()
 
     def run(self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> Deferred[_T]:
-        """Call ``fn`` on a pool thread (inline when the pool is not running)."""
+        """Call ``fn`` on a worker thread (inline when the pool is not running)."""
         if not self._running:
             return execute(fn, *args, **kwargs)
-        return deferToThreadPool(self._reactor, self._pool, fn, *args, **kwargs)
+        d: Deferred[_T] = Deferred()
+        self._jobs.put((fn, args, kwargs, d))
+        with self._lock:
+            spawn = self._idle == 0 and len(self._threads) < self._max_threads
+            if spawn:
+                self._idle += 1  # counted until it takes its first job
+        if spawn:
+            thread = threading.Thread(
+                target=self._work, name=f"{self._name}-{len(self._threads)}", daemon=True
+            )
+            self._threads.append(thread)
+            thread.start()
+        return d
+
+    def _work(self) -> None:
+        """A worker: run jobs until the ``None`` that :meth:`stop` queues."""
+        jobs = self._jobs
+        lock = self._lock
+        while True:
+            job = jobs.get()
+            with lock:
+                self._idle -= 1
+            if job is None:
+                return
+            fn, args, kwargs, d = job
+            try:
+                outcome: tuple[Deferred[Any], bool, Any] = (d, True, fn(*args, **kwargs))
+            except BaseException:
+                outcome = (d, False, Failure())  # type: ignore[no-untyped-call]  # typing note: untyped in Twisted
+            with lock:
+                self._idle += 1
+                self._finished.append(outcome)
+                wake = not self._collect_scheduled
+                self._collect_scheduled = True
+            if wake:
+                self._reactor.callFromThread(self._collect)
+
+    def _collect(self) -> None:
+        """On the reactor thread: fire the Deferreds of every finished job."""
+        with self._lock:
+            finished = list(self._finished)
+            self._finished.clear()
+            self._collect_scheduled = False
+        for d, ok, result in finished:
+            if ok:
+                d.callback(result)
+            else:
+                d.errback(result)
 
 
 def blocking_io_for(reactor: object) -> BlockingIO:
@@ -481,6 +610,13 @@ class _TranscriptState:
     cwd: str | None = None
     #: The session key, recorded in the header so a lost index entry can be rebuilt.
     key: str | None = None
+    #: Made for a session id created here and nothing appended yet: there is no
+    #: file, so there is no history to read.
+    empty: bool = False
+    #: The transcript's path, once computed.
+    path: Path | None = None
+    #: The encoded ``session`` header line (written only to an empty file).
+    header: bytes | None = None
 
 
 class _AgentIndex:
@@ -937,7 +1073,7 @@ class SessionStore:
             raw = None
         created = raw is None
         if raw is None:
-            raw = {"sessionId": str(uuid.uuid4()), "updatedAt": self._now()}
+            raw = {"sessionId": random_uuid4(), "updatedAt": self._now()}
             index.entries[session_key] = raw
             index.changed(session_key)
             self._mark_dirty(agent)
@@ -946,6 +1082,8 @@ class SessionStore:
             index.stateless.move_to_end(session_key)
         entry = self._entry(agent, session_key, raw)
         state = self._state(agent, entry.session_id, new=created)
+        if state.key != session_key or (cwd is not None and state.cwd != cwd):
+            state.header = None  # the header records both
         state.key = session_key
         if cwd is not None:
             state.cwd = cwd
@@ -988,7 +1126,7 @@ class SessionStore:
                 for k, v in old.items()
                 if k not in ("inputTokens", "outputTokens", "totalTokens", "contextTokens")
             }
-        fresh.update(sessionId=str(uuid.uuid4()), updatedAt=now)
+        fresh.update(sessionId=random_uuid4(), updatedAt=now)
         index.entries[session_key] = fresh
         index.changed(session_key)
         self._dirty.add(agent)
@@ -1047,7 +1185,7 @@ class SessionStore:
         key = (agent, session_id)
         state = self._states.get(key)
         if state is None:
-            state = _TranscriptState()
+            state = _TranscriptState(empty=new)
             if not new:
                 path = self.transcript_path(agent, session_id)
                 for entry in _read_backwards(path, MAX_TAIL_BYTES, self._report_bad_line):
@@ -1077,7 +1215,6 @@ class SessionStore:
         transcript. Fires when the write (and sync) is done.
         """
         key = (agent, session_id)
-        path = self.transcript_path(agent, session_id)
         if key in self._archived:
             log.warn(
                 "not writing to session {session_id} of agent {agent_id}: it was reset or deleted",
@@ -1086,19 +1223,26 @@ class SessionStore:
             )
             return succeed(None)
         state = self._state(agent, session_id)
-        first_ts = messages[0][1] if messages else self._now()
-        header: dict[str, Any] = {
-            "type": "session",
-            "version": TRANSCRIPT_VERSION,
-            "id": session_id,
-            "timestamp": iso_ms(first_ts),
-            "cwd": state.cwd or "",
-        }
-        if state.key is not None:
-            header["sessionKey"] = state.key
+        path = state.path
+        if path is None:
+            path = state.path = self.transcript_path(agent, session_id)
+        state.empty = False
+        header_line = state.header
+        if header_line is None:
+            first_ts = messages[0][1] if messages else self._now()
+            header: dict[str, Any] = {
+                "type": "session",
+                "version": TRANSCRIPT_VERSION,
+                "id": session_id,
+                "timestamp": iso_ms(first_ts),
+                "cwd": state.cwd or "",
+            }
+            if state.key is not None:
+                header["sessionKey"] = state.key
+            header_line = state.header = _dumps_line(header)
         chunks: list[bytes] = []
         for run_id, ts, message in messages:
-            entry_id = os.urandom(4).hex()
+            entry_id = _entry_id()
             entry = {
                 "type": "message",
                 "id": entry_id,
@@ -1107,13 +1251,11 @@ class SessionStore:
                 "runId": run_id,
                 "message": message,
             }
-            chunks.append(_dumps_line(entry))
+            chunks.extend(_line_pieces(entry))
             state.last_id = entry_id
         check_torn = not state.checked
         state.checked = True
-        written = self._serial(
-            key, _write_transcript, path, _dumps_line(header), b"".join(chunks), check_torn, sync
-        )
+        written = self._serial(key, _write_transcript, path, header_line, chunks, check_torn, sync)
 
         def torn(was_torn: bool) -> None:
             if was_torn:
@@ -1252,6 +1394,9 @@ class SessionStore:
             return []
         agent = normalize_agent_id(agent_id)
         path = self.transcript_path(agent, session_id)
+        state = self._states.get((agent, session_id))
+        if state is not None and state.empty:
+            return []  # created here just now: no file yet
         ok_runs: set[str] = set()
         kept: list[ModelMessage] = []
         for entry in _read_backwards(path, MAX_TAIL_BYTES, self._report_bad_line):

@@ -30,6 +30,7 @@ the outcome delivered anyway.
 from __future__ import annotations
 
 import json
+import socket
 from collections import deque
 from collections.abc import Mapping
 from typing import Any, Literal, Protocol
@@ -88,12 +89,21 @@ class StreamDecoder(Protocol):
         ...
 
 
-def make_pool(reactor: IReactorTime, *, max_per_host: int = 16) -> HTTPConnectionPool:
+#: Idle upstream connections kept per host: enough for 64 concurrent turns
+#: (and then some), so a busy gateway does not close and reopen connections.
+DEFAULT_MAX_PER_HOST = 128
+
+
+def make_pool(
+    reactor: IReactorTime, *, max_per_host: int = DEFAULT_MAX_PER_HOST
+) -> HTTPConnectionPool:
     """A persistent connection pool with settings that suit model upstreams.
 
-    Cached idle connections are dropped after 30 s, below the keep-alive of
-    common servers, so a POST (which Twisted does not retry) rarely lands on
-    a connection the server has just closed.
+    Up to ``max_per_host`` idle connections per upstream are kept (active ones
+    are not limited); past that, a finished connection is closed. Cached idle
+    connections are dropped after 30 s, below the keep-alive of common
+    servers, so a POST (which Twisted does not retry) rarely lands on a
+    connection the server has just closed.
     """
     pool = HTTPConnectionPool(reactor, persistent=True)  # type: ignore[no-untyped-call]  # typing note: untyped in Twisted
     pool.maxPersistentPerHost = max_per_host
@@ -414,22 +424,27 @@ class HTTPModelStream:
             return
         self._finished = True
         self._pending.clear()
-        self._cancel_timer()
         if self._transport is None:
+            self._cancel_timer()
             self._done.callback(outcome)
             return
         # The terminal event came before the end of the body (the last chunk
         # is usually in the same read). Fire done at the end of the body: by
         # then Twisted has put the connection back in the pool, so the next
-        # call reuses it. A server that never ends the body is cut off.
+        # call reuses it. A server that never ends the body is cut off (the
+        # idle timer, now finished, is moved to the grace period: no new timer).
         self._outcome = outcome
         if self._paused:
             self._paused = False
             self._transport.resumeProducing()
-        self._timer = self._clock.callLater(
-            min(self._timeout, DRAIN_GRACE_SECONDS) if self._timeout > 0 else DRAIN_GRACE_SECONDS,
-            self._timed_out,
+        grace = (
+            min(self._timeout, DRAIN_GRACE_SECONDS) if self._timeout > 0 else DRAIN_GRACE_SECONDS
         )
+        timer = self._timer
+        if timer is not None and timer.active():
+            timer.reset(grace)
+        else:
+            self._timer = self._clock.callLater(grace, self._timed_out)
 
     def _deliver_outcome(self) -> None:
         outcome, self._outcome = self._outcome, None
@@ -462,7 +477,7 @@ class HTTPModelStream:
             request_d.cancel()
         transport, self._transport = self._transport, None
         if transport is not None:
-            transport.stopProducing()
+            _abort(transport)
 
     # -- idle timer ----------------------------------------------------------
 
@@ -488,6 +503,32 @@ class HTTPModelStream:
         self._fail(timeout_error(self._timeout))
 
 
+def _abort(transport: IPushProducer) -> None:
+    """Close the upstream connection now (it is never reused after a stop).
+
+    The body's transport is Twisted's ``TransportProxyProducer``, whose
+    ``stopProducing`` is a graceful ``loseConnection`` that closes on a later
+    reactor pass; under load that is many milliseconds after the client left.
+    So the TCP socket it wraps is shut down at once (the upstream sees the end
+    of the stream now) and the connection aborted; anything else (TLS, test
+    transports) gets ``stopProducing``.
+    """
+    connection = getattr(transport, "_producer", None)
+    abort = getattr(connection, "abortConnection", None)
+    if not callable(abort):
+        transport.stopProducing()
+        return
+    get_handle = getattr(connection, "getHandle", None)
+    if callable(get_handle):
+        try:
+            handle = get_handle()
+            if isinstance(handle, socket.socket):
+                handle.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already closed by the peer
+    abort()
+
+
 def plain(value: Any) -> Any:
     """Deep-copy mappings and tuples from frozen config into JSON-ready values."""
     if isinstance(value, Mapping):
@@ -497,6 +538,9 @@ def plain(value: Any) -> Any:
     return value
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def json_body(payload: Mapping[str, Any]) -> bytes:
     """Compact UTF-8 JSON for a request body."""
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return _ENCODER.encode(payload).encode("utf-8")

@@ -10,11 +10,15 @@ Disconnects cancel the run at once, whichever way Twisted reports them
 Deferred this returns); after that nothing is written. Once SSE headers are
 out, failures become a ``data: {"error": ...}`` frame then ``[DONE]``, never
 an errback (which would append an HTML page to the stream).
+
+Logging: one access line per request at ``info`` (method, path, status,
+milliseconds, run id, and why a run failed), written when the answer is
+complete or the client left. Nothing else is logged on the success path:
+twistd formats every event it is given, debug included.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -46,6 +50,7 @@ from openclaw.gateway.http.chat_request import (
     PreparedChat,
     ToolChoice,
     prepare_chat,
+    unknown_agent_error,
 )
 from openclaw.gateway.http.completions_format import (
     APPEND_ONLY_ERROR,
@@ -53,6 +58,7 @@ from openclaw.gateway.http.completions_format import (
     INTERNAL_ERROR,
     RUN_ABORTED_ERROR,
     RUN_TIMEOUT_ERROR,
+    ChunkEncoder,
     ChunkFactory,
     MappedError,
     completion_json,
@@ -62,6 +68,7 @@ from openclaw.gateway.http.completions_format import (
 from openclaw.gateway.http.errors import method_not_allowed, write_json
 from openclaw.gateway.http.image_fetch import ImageFetcher, ImageFetchError
 from openclaw.gateway.http.sse import DEFAULT_MAX_BUFFERED_BYTES, SSEStream, data_frame
+from openclaw.sessions.store import random_uuid4
 
 log = Logger()
 
@@ -104,25 +111,62 @@ def write_error(request: Request, error: MappedError, *, run_started: bool) -> b
     return write_json(request, error.status, error.body())
 
 
-def map_failure(failure: Failure, run_id: str) -> MappedError:
-    """The OpenAI error for a failed run."""
+def map_failure(failure: Failure, run_id: str) -> tuple[MappedError, str]:
+    """The OpenAI error for a failed run, and why (for the access line).
+
+    Unexpected failures are logged here with their traceback.
+    """
     error = failure.value
     if isinstance(error, ProviderError):
-        log.info(
-            "run {run_id} failed upstream: {kind} {status}",
-            run_id=run_id,
-            kind=error.kind.value,
-            status=error.status,
-        )
-        return map_provider_error(error)
+        return map_provider_error(error), f"upstream {error.kind.value} {error.status}"
     if isinstance(error, RunTimeoutError):
-        log.info("run {run_id} timed out", run_id=run_id)
-        return RUN_TIMEOUT_ERROR
+        return RUN_TIMEOUT_ERROR, "run timed out"
     if isinstance(error, RunAbortedError):
-        log.info("run {run_id} was aborted", run_id=run_id)
-        return RUN_ABORTED_ERROR
+        return RUN_ABORTED_ERROR, "run aborted"
     log.failure("run {run_id} failed", failure, run_id=run_id)
-    return INTERNAL_ERROR
+    return INTERNAL_ERROR, "run failed"
+
+
+class AccessLog:
+    """Writes the one ``info`` line of a request once its outcome is known."""
+
+    __slots__ = ("_clock", "_request", "_started", "_written", "run_id")
+
+    def __init__(self, clock: IReactorTime, request: Request, started: float) -> None:
+        self._clock = clock
+        self._request = request
+        self._started = started
+        self.run_id = "-"
+        self._written = False
+
+    def done(self, detail: str = "") -> None:
+        """Log the answer's status (or ``detail``, such as why the run failed)."""
+        if self._written:
+            return
+        self._written = True
+        request = self._request
+        method = (getattr(request, "method", None) or b"-").decode("latin-1")
+        path = (getattr(request, "path", None) or b"-").decode("latin-1")
+        status = getattr(request, "code", None)
+        ms = round((self._clock.seconds() - self._started) * 1000.0, 1)
+        line = f"{method} {path} {status} {ms}ms run={self.run_id}"
+        # One pre-built field: every observer formats the event again, and a
+        # format string with one field is what costs least to format.
+        log.info(
+            "{access}",
+            access=f"{line} ({detail})" if detail else line,
+            method=method,
+            path=path,
+            status=status,
+            ms=ms,
+            run_id=self.run_id,
+            detail=detail,
+            request_id=bytes(getattr(request, "request_id", b"")).decode("ascii", "replace"),
+        )
+
+    def left(self) -> None:
+        """The client went away before the answer was complete."""
+        self.done("client left; run cancelled")
 
 
 def tool_choice_failure(choice: ToolChoice, result: AgentResult) -> MappedError | None:
@@ -165,6 +209,13 @@ class ChatCompletionsEndpoint:
 
     def handle(self, request: Request) -> bytes | Deferred[bytes]:
         """Answer one request: 405, 401/429, 400, or run the agent."""
+        access = AccessLog(self._clock, request, self._clock.seconds())
+        answer = self._handle(request, access)
+        if isinstance(answer, bytes):
+            access.done()
+        return answer
+
+    def _handle(self, request: Request, access: AccessLog) -> bytes | Deferred[bytes]:
         if request.method != b"POST":
             return method_not_allowed(request, b"POST")
         decision = self._auth.check_request(request)
@@ -180,13 +231,13 @@ class ChatCompletionsEndpoint:
             )
         except ChatRequestError as error:
             return write_json(request, error.status, error.body())
-        completion_id = f"chatcmpl_{uuid.uuid4()}"
+        completion_id = access.run_id = f"chatcmpl_{random_uuid4()}"
         if prepared.image_urls:
-            return self._fetch_images_then_run(request, prepared, completion_id)
-        return self._run(request, prepared, completion_id, ())
+            return self._fetch_images_then_run(request, prepared, completion_id, access)
+        return self._run(request, prepared, completion_id, (), access)
 
     def _fetch_images_then_run(
-        self, request: Request, prepared: PreparedChat, completion_id: str
+        self, request: Request, prepared: PreparedChat, completion_id: str, access: AccessLog
     ) -> bytes | Deferred[bytes]:
         """Fetch remote images (``images.allowUrl``), then start the run.
 
@@ -206,6 +257,7 @@ class ChatCompletionsEndpoint:
 
         def deliver(data: bytes) -> None:
             if not out.called:
+                access.done()
                 out.callback(data)
 
         def fetched(found: list[ImageInput]) -> None:
@@ -216,12 +268,17 @@ class ChatCompletionsEndpoint:
                 log.info("images refused: {total} bytes in all", total=total)
                 deliver(write_json(request, 400, _invalid_image().body()))
                 return
-            result = self._run(request, prepared, completion_id, found)
+            result = self._run(request, prepared, completion_id, found, access)
             if isinstance(result, bytes):
                 deliver(result)
                 return
             current[0] = result
-            result.addCallback(deliver)
+
+            def relay(data: bytes) -> None:
+                if not out.called:
+                    out.callback(data)
+
+            result.addCallback(relay)
             result.addErrback(lambda f: None if out.called else out.errback(f))
 
         def failed(failure: Failure) -> None:
@@ -235,6 +292,7 @@ class ChatCompletionsEndpoint:
                 deliver(write_error(request, INTERNAL_ERROR, run_started=False))
 
         pending.addCallbacks(fetched, failed)
+        request.notifyFinish().addErrback(lambda _: access.left())
         return out
 
     def _run(
@@ -243,27 +301,15 @@ class ChatCompletionsEndpoint:
         prepared: PreparedChat,
         completion_id: str,
         fetched: Sequence[ImageInput],
+        access: AccessLog,
     ) -> bytes | Deferred[bytes]:
         try:
             run = self._runtime.start(prepared.agent_request(completion_id, fetched))
         except UnknownAgentError:
-            return write_json(
-                request,
-                400,
-                ChatRequestError(
-                    f"Unknown agent '{prepared.agent_id}'.", code="agent_not_found"
-                ).body(),
-            )
+            return write_json(request, 400, unknown_agent_error(prepared.agent_id).body())
         except Exception:
             log.failure("could not start run {run_id}", run_id=completion_id)
             return write_error(request, INTERNAL_ERROR, run_started=False)
-        log.info(
-            "run {run_id} started: agent={agent_id} session={session_key} stream={stream}",
-            run_id=completion_id,
-            agent_id=prepared.agent_id,
-            session_key=prepared.session_key,
-            stream=prepared.stream,
-        )
         created = int(self._clock.seconds())
         if prepared.stream:
             return _StreamResponse(
@@ -274,8 +320,9 @@ class ChatCompletionsEndpoint:
                 SSEStreamFactory(
                     self._clock, self._settings.sse_keep_alive_seconds, self._max_buffered_bytes
                 ),
+                access,
             ).start()
-        return _JsonResponse(request, run, prepared, completion_id, created).start()
+        return _JsonResponse(request, run, prepared, completion_id, created, access).start()
 
 
 def _decoded_size(image: ImageInput) -> int:
@@ -338,8 +385,10 @@ class _JsonResponse:
         prepared: PreparedChat,
         completion_id: str,
         created: int,
+        access: AccessLog,
     ) -> None:
         self._request = request
+        self._access = access
         self._run = run
         self._prepared = prepared
         self._completion_id = completion_id
@@ -360,7 +409,7 @@ class _JsonResponse:
             return
         unmet = tool_choice_failure(self._prepared.tool_choice, result)
         if unmet is not None:
-            self._deliver(write_error(self._request, unmet, run_started=True))
+            self._deliver(write_error(self._request, unmet, run_started=True), unmet.message)
             return
         body = completion_json(
             completion_id=self._completion_id,
@@ -368,32 +417,32 @@ class _JsonResponse:
             model=self._prepared.model,
             result=result,
         )
-        log.info("run {run_id} answered", run_id=self._completion_id)
         self._deliver(write_json(self._request, 200, body))
 
     def _failed(self, failure: Failure) -> None:
         if self._gone:
             return
-        error = map_failure(failure, self._completion_id)
-        self._deliver(write_error(self._request, error, run_started=True))
+        error, why = map_failure(failure, self._completion_id)
+        self._deliver(write_error(self._request, error, run_started=True), why)
 
     def _bug(self, failure: Failure) -> None:
         log.failure("bug answering run {run_id}", failure, run_id=self._completion_id)
         if not self._gone:
-            self._deliver(write_error(self._request, INTERNAL_ERROR, run_started=True))
+            self._deliver(write_error(self._request, INTERNAL_ERROR, run_started=True), "bug")
 
-    def _deliver(self, data: bytes) -> None:
+    def _deliver(self, data: bytes, why: str = "") -> None:
         if not self._out.called:
+            self._access.done(why)
             self._out.callback(data)
 
     def _abandon(self) -> None:
         if self._gone:
             return
         self._gone = True
-        log.info("client left; cancelling run {run_id}", run_id=self._completion_id)
         self._run.cancel()
         if self._result is not None:
             self._result.cancel()
+        self._access.left()
 
     def _connection_lost(self, reason: Failure) -> None:
         self._abandon()
@@ -414,10 +463,13 @@ class _StreamResponse:
         prepared: PreparedChat,
         chunks: ChunkFactory,
         stream_factory: SSEStreamFactory,
+        access: AccessLog,
     ) -> None:
         self._run = run
         self._prepared = prepared
         self._chunks = chunks
+        self._encoder = ChunkEncoder(chunks)
+        self._access = access
         self._run_id = chunks.completion_id
         # With a forced tool_choice, prose is held back until the run shows
         # the constraint was met (an unmet constraint must not leak prose).
@@ -452,7 +504,7 @@ class _StreamResponse:
             new = self._seen[len(self._sent) :]
             if new:
                 self._sent = self._seen
-                self._stream.send_json(self._chunks.content(new))
+                self._stream.send(self._encoder.content_frame(new))
         except Exception:
             log.failure("bug streaming run {run_id}", run_id=self._run_id)
 
@@ -470,31 +522,33 @@ class _StreamResponse:
             self._fail_stream(APPEND_ONLY_ERROR)
             return
         if text[len(self._sent) :]:
-            stream.send_json(self._chunks.content(text[len(self._sent) :]))
+            stream.send(self._encoder.content_frame(text[len(self._sent) :]))
         elif not text and not result.pending_tool_calls:
-            stream.send_json(self._chunks.content(EMPTY_REPLY_TEXT))
+            stream.send(self._encoder.content_frame(EMPTY_REPLY_TEXT))
         for chunk in self._chunks.tool_calls(result.pending_tool_calls):
             stream.send_json(chunk)
         stream.send_json(self._chunks.finish(finish_reason_for(result)))
         if self._prepared.include_usage:
             stream.send_json(self._chunks.usage(result.usage))
-        log.info("run {run_id} streamed", run_id=self._run_id)
         stream.close()
+        self._access.done()
 
     def _failed(self, failure: Failure) -> None:
         if not self._stream.writable:
             return
         self._stop_listening()
-        self._fail_stream(map_failure(failure, self._run_id))
+        error, why = map_failure(failure, self._run_id)
+        self._fail_stream(error, why)
 
     def _bug(self, failure: Failure) -> None:
         log.failure("bug streaming run {run_id}", failure, run_id=self._run_id)
         if self._stream.writable:
-            self._fail_stream(INTERNAL_ERROR)
+            self._fail_stream(INTERNAL_ERROR, "bug")
 
-    def _fail_stream(self, error: MappedError) -> None:
+    def _fail_stream(self, error: MappedError, why: str = "") -> None:
         self._stream.send_json(error.body())
         self._stream.close()
+        self._access.done(f"{error.status} in the stream: {why or error.message}")
 
     def _stop_listening(self) -> None:
         unsubscribe, self._unsubscribe = self._unsubscribe, None
@@ -502,8 +556,8 @@ class _StreamResponse:
             unsubscribe()
 
     def _connection_lost(self) -> None:
-        log.info("client left; cancelling run {run_id}", run_id=self._run_id)
         self._stop_listening()
-        self._run.cancel()
+        self._run.cancel()  # first: the upstream connection is closed right away
         if self._result is not None:
             self._result.cancel()
+        self._access.left()

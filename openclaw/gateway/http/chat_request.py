@@ -53,8 +53,14 @@ INVALID_IMAGE_MESSAGE = "Invalid image_url content in `messages`."
 MISSING_USER_MESSAGE = "Missing user message in `messages`."
 REQUIRED_TOOL_PROMPT = "You must call one of the available tools before responding."
 
+#: The longest ``user`` accepted (the session key built from it has the same cap).
+MAX_USER_LENGTH = 512
+#: Agent ids echoed in ``Unknown agent '...'`` are cut to this many characters.
+MAX_ECHOED_AGENT_CHARS = 64
+
 _MODEL_AGENT = re.compile(r"^(?:openclaw/|openclaw:|agent:)([a-z0-9][a-z0-9_-]{0,63})$", re.I)
 _CHANNEL = re.compile(r"^[a-z0-9][a-z0-9_.:-]{0,63}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class ChatRequestError(Exception):
@@ -129,6 +135,14 @@ class PreparedChat:
             stream_params=self.stream_params,
             channel=self.channel,
         )
+
+
+def unknown_agent_error(agent: str, *, param: str | None = None) -> ChatRequestError:
+    """``Unknown agent '<id>'.``, the echoed id cut to 64 characters (a header
+    may carry kilobytes that would otherwise come back in the body and logs)."""
+    if len(agent) > MAX_ECHOED_AGENT_CHARS:
+        agent = agent[:MAX_ECHOED_AGENT_CHARS] + "\u2026"
+    return ChatRequestError(f"Unknown agent '{agent}'.", param=param, code="agent_not_found")
 
 
 # --- step 4: the body -------------------------------------------------------
@@ -297,6 +311,27 @@ def _sampling(body: Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
+def _user(value: object) -> str | None:
+    """``user`` trimmed (None when absent or blank), checked like the session-key
+    header it becomes: at most 512 characters, no control characters."""
+    if not isinstance(value, str):
+        return None
+    user = value.strip()
+    if not user:
+        return None
+    if len(user) > MAX_USER_LENGTH:
+        raise ChatRequestError(
+            f"Invalid `user`: longer than {MAX_USER_LENGTH} characters.",
+            param="user",
+            code="invalid_user",
+        )
+    if _CONTROL.search(user):
+        raise ChatRequestError(
+            "Invalid `user`: contains control characters.", param="user", code="invalid_user"
+        )
+    return user
+
+
 @frozen
 class _Fields:
     model: str
@@ -332,13 +367,13 @@ def parse_fields(body: object) -> _Fields:
         )
     model = body.get("model")
     options = body.get("stream_options")
-    user = body.get("user")
+    user = _user(body.get("user"))
     return _Fields(
         model=model if isinstance(model, str) and model.strip() else DEFAULT_MODEL,
         messages=tuple(body.get("messages") or ()),
         stream=body.get("stream") is True,
         include_usage=isinstance(options, Mapping) and options.get("include_usage") is True,
-        user=user.strip() if isinstance(user, str) and user.strip() else None,
+        user=user,
         stream_params=stream_params,
     )
 
@@ -366,13 +401,13 @@ def resolve_agent(
     if header_agent is not None and header_agent.strip():
         raw = header_agent.strip()
         if not is_valid_agent_id(raw) or normalize_agent_id(raw) not in known:
-            raise ChatRequestError(f"Unknown agent '{raw}'.", code="agent_not_found")
+            raise unknown_agent_error(raw)
         return normalize_agent_id(raw)
     if wanted is None:
         return default_agent_id
     agent_id = normalize_agent_id(wanted)
     if agent_id not in known:
-        raise ChatRequestError(f"Unknown agent '{wanted}'.", param="model", code="agent_not_found")
+        raise unknown_agent_error(wanted, param="model")
     return agent_id
 
 
@@ -395,7 +430,7 @@ def resolve_session_key(
             ) from None
         owner = parse_agent_from_key(key) or agent_id
         if owner not in known:
-            raise ChatRequestError(f"Unknown agent '{owner}'.", code="agent_not_found")
+            raise unknown_agent_error(owner)
         return owner, key
     if user is not None:
         return agent_id, openai_user_session_key(agent_id, user)

@@ -7,6 +7,7 @@ usage mapping and provider-error mapping) are tested without HTTP.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Sequence
@@ -214,6 +215,36 @@ class ChunkFactory:
         chunk = self._chunk([])
         chunk["usage"] = usage_to_openai(usage)
         return chunk
+
+
+_encode_string = json.encoder.encode_basestring  # what json.dumps(..., ensure_ascii=False) uses
+
+
+def _compact(value: object) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+class ChunkEncoder:
+    """The SSE frame of a content chunk, without building and encoding a dict.
+
+    Every content chunk of a stream differs only in its text, so the bytes
+    around it (``id``, ``object``, ``created``, ``model``, ``choices``...) are
+    encoded once per stream; a frame is then ``prefix + text + suffix``. The
+    bytes are exactly ``data_frame(factory.content(text))``.
+    """
+
+    __slots__ = ("_prefix", "_suffix")
+
+    def __init__(self, factory: ChunkFactory) -> None:
+        marker = "\x00text\x00"
+        frame = b"data: " + _compact(factory.content(marker)) + b"\n\n"
+        prefix, _, suffix = frame.rpartition(_compact(marker))  # the content comes last
+        self._prefix = prefix
+        self._suffix = suffix
+
+    def content_frame(self, text: str) -> bytes:
+        """``data: {...chunk with delta.content = text...}`` and a blank line."""
+        return self._prefix + _encode_string(text).encode("utf-8") + self._suffix
 
 
 @frozen

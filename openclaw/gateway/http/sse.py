@@ -26,6 +26,8 @@ and neither ``finish`` nor ``unregisterProducer`` is called.
 
 from __future__ import annotations
 
+import json
+import socket
 from collections import deque
 from collections.abc import Callable
 from typing import Literal
@@ -37,21 +39,43 @@ from twisted.python.failure import Failure
 from twisted.web.server import Request
 from zope.interface import implementer
 
-from openclaw.gateway.http.errors import json_bytes
-
 log = Logger()
 
 DONE_FRAME = b"data: [DONE]\n\n"
 PING_FRAME = b": ping\n\n"
 #: Bytes queued while the client is not reading before the stream is aborted.
 DEFAULT_MAX_BUFFERED_BYTES = 1024 * 1024
+#: ``SO_SNDBUF`` of a streaming connection. Without it the kernel grows a
+#: socket's send buffer to megabytes, and a slow reader lets the gateway pull
+#: that much more from the upstream before backpressure stops it (all of it
+#: held as run text in the process). Linux doubles the value for its own use.
+DEFAULT_SEND_BUFFER_BYTES = 32 * 1024
 
 StreamState = Literal["new", "open", "closing", "finished", "lost"]
 
 
+#: Compact UTF-8 JSON as every HTTP body is encoded (``errors.json_bytes``),
+#: without building an encoder per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def data_frame(obj: object) -> bytes:
     """One SSE event: ``data: <compact JSON>`` and a blank line."""
-    return b"data: " + json_bytes(obj) + b"\n\n"
+    return b"data: " + _ENCODER.encode(obj).encode("utf-8") + b"\n\n"
+
+
+def _limit_send_buffer(request: Request, size: int) -> None:
+    """Set ``SO_SNDBUF`` on the request's TCP socket, when it has one."""
+    transport = getattr(request, "transport", None)
+    get_handle = getattr(transport, "getHandle", None)
+    if get_handle is None:
+        return
+    try:
+        handle = get_handle()
+        if isinstance(handle, socket.socket):
+            handle.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+    except (OSError, AttributeError, NotImplementedError):
+        pass  # not a socket we can tune (TLS over memory BIOs, test transports)
 
 
 @implementer(IPushProducer)
@@ -68,8 +92,14 @@ class SSEStream:
         on_resume: Callable[[], None],
         on_lost: Callable[[], None],
         max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES,
+        send_buffer_bytes: int | None = DEFAULT_SEND_BUFFER_BYTES,
     ) -> None:
+        """
+        :param send_buffer_bytes: the connection's ``SO_SNDBUF`` while
+            streaming (None: leave the kernel's autotuning alone).
+        """
         self._request = request
+        self._send_buffer = send_buffer_bytes
         self._clock = clock
         self._keep_alive = keep_alive_seconds
         self._on_pause = on_pause
@@ -109,6 +139,8 @@ class SSEStream:
         request.setHeader(b"cache-control", b"no-cache")
         request.setHeader(b"x-accel-buffering", b"no")
         self.state = "open"
+        if self._send_buffer is not None:
+            _limit_send_buffer(request, self._send_buffer)
         request.notifyFinish().addErrback(self._connection_lost)
         request.registerProducer(self, True)
         self._write(first_frame)
@@ -225,7 +257,6 @@ class SSEStream:
     def _lose(self, why: str) -> None:
         if self.state in ("finished", "lost"):
             return
-        log.debug("SSE stream lost ({why})", why=why)
         self.state = "lost"
         self._cancel_ping()
         self._queue.clear()
