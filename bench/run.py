@@ -172,6 +172,9 @@ def gateway_config(
             "bind": "loopback",
             "auth": {"mode": "token", "token": TOKEN},
             "http": {"endpoints": {"chatCompletions": {"enabled": True}}},
+            # S7 opens 100 WebSocket connections from one loopback address at
+            # once; the default pre-auth cap (16 per address) is for hostile clients.
+            "ws": {"maxPreauthSocketsPerAddress": 256},
         },
         "models": {
             "providers": {

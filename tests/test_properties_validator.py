@@ -43,6 +43,7 @@ DOCUMENTED_MESSAGES = [
         r"^`n` must be 1: this endpoint returns exactly one choice\.$",
         "^" + re.escape(INVALID_MODEL_MESSAGE) + "$",
         r"^Unknown agent '.*'\.$",
+        r"^Invalid `user`: .+\.$",
         "^" + re.escape(RESERVED_SESSION_MESSAGE) + "$",
         r"^Invalid `x-openclaw-session-key`: .+\.$",
         r"^Invalid tools/tool_choice: .+",

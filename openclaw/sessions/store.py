@@ -1393,10 +1393,12 @@ class SessionStore:
         if limit <= 0:
             return []
         agent = normalize_agent_id(agent_id)
-        path = self.transcript_path(agent, session_id)
         state = self._states.get((agent, session_id))
         if state is not None and state.empty:
             return []  # created here just now: no file yet
+        path = state.path if state is not None and state.path is not None else None
+        if path is None:
+            path = self.transcript_path(agent, session_id)
         ok_runs: set[str] = set()
         kept: list[ModelMessage] = []
         for entry in _read_backwards(path, MAX_TAIL_BYTES, self._report_bad_line):
