@@ -18,8 +18,8 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.web.iweb import IAgent
 
 from openclaw.agents.providers.base import ModelCall, ModelMessage, StreamOutcome, StreamSink
-from openclaw.agents.providers.errors import classify_payload, config_secrets, malformed_stream
-from openclaw.agents.providers.http import HTTPModelStream, json_body, plain
+from openclaw.agents.providers.errors import classify_payload, malformed_stream
+from openclaw.agents.providers.http import StreamingHTTPProvider, plain
 from openclaw.agents.providers.sse import SSEEvent
 from openclaw.agents.types import StopReason, Usage
 from openclaw.config.model import ProviderConfig
@@ -305,42 +305,25 @@ class _EventDecoder:
         return StreamOutcome(stop_reason=reason, usage=self._usage)
 
 
-class AnthropicMessagesProvider:
+class AnthropicMessagesProvider(StreamingHTTPProvider):
     """Streams messages from Anthropic's API (or a compatible upstream)."""
 
     def __init__(self, config: ProviderConfig, *, agent: IAgent, clock: IReactorTime) -> None:
-        self._config = config
-        self._agent = agent
-        self._clock = clock
-        self._url = messages_url(config.base_url)
-        headers = {
-            "Content-Type": "application/json",
-            "Accept": "text/event-stream",
-            "anthropic-version": ANTHROPIC_VERSION,
-        }
+        api_headers = {"anthropic-version": ANTHROPIC_VERSION}
         if config.api_key:
-            headers["x-api-key"] = config.api_key
-        headers.update(config.headers)
-        self._headers = headers
-        self._secrets = config_secrets(config.api_key, config.headers)
-
-    @property
-    def provider_id(self) -> str:
-        """The ``models.providers`` key."""
-        return self._config.id
-
-    def stream(self, call: ModelCall, sink: StreamSink) -> HTTPModelStream:
-        """Start the call; failures (even connect failures) arrive on ``done``."""
-        stream = HTTPModelStream(
-            agent=self._agent,
-            clock=self._clock,
-            url=self._url,
-            headers=self._headers,
-            body=json_body(request_body(call)),
-            decoder=_EventDecoder(sink, self._secrets),
-            timeout_seconds=self._config.timeout_seconds,
-            provider_id=self._config.id,
-            secrets=self._secrets,
+            api_headers["x-api-key"] = config.api_key
+        super().__init__(
+            config,
+            agent=agent,
+            clock=clock,
+            url=messages_url(config.base_url),
+            api_headers=api_headers,
         )
-        stream.start()
-        return stream
+
+    def request_body(self, call: ModelCall) -> dict[str, Any]:
+        """The JSON request for ``call``."""
+        return request_body(call)
+
+    def decoder(self, sink: StreamSink, secrets: tuple[str, ...]) -> _EventDecoder:
+        """A decoder feeding ``sink``."""
+        return _EventDecoder(sink, secrets)

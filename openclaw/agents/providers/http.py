@@ -46,9 +46,10 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IBodyProducer, IResponse
 from zope.interface import implementer
 
-from openclaw.agents.providers.base import StreamOutcome
+from openclaw.agents.providers.base import ModelCall, StreamOutcome, StreamSink
 from openclaw.agents.providers.errors import (
     classify_http_error,
+    config_secrets,
     connection_error,
     malformed_stream,
     response_headers,
@@ -56,6 +57,7 @@ from openclaw.agents.providers.errors import (
 )
 from openclaw.agents.providers.sse import SSEError, SSEEvent, SSEParser
 from openclaw.agents.types import ProviderError
+from openclaw.config.model import ProviderConfig
 
 log = Logger()
 
@@ -544,3 +546,57 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 def json_body(payload: Mapping[str, Any]) -> bytes:
     """Compact UTF-8 JSON for a request body."""
     return _ENCODER.encode(payload).encode("utf-8")
+
+
+class StreamingHTTPProvider:
+    """What the HTTP providers share: a fixed URL and headers, one
+    :class:`HTTPModelStream` per call. Subclasses say how a call becomes a
+    request body and which decoder reads the answer."""
+
+    def __init__(
+        self,
+        config: ProviderConfig,
+        *,
+        agent: IAgent,
+        clock: IReactorTime,
+        url: str,
+        api_headers: Mapping[str, str],
+    ) -> None:
+        self._config = config
+        self._agent = agent
+        self._clock = clock
+        self._url = url
+        headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+        headers.update(api_headers)
+        headers.update(config.headers)
+        self._headers = headers
+        self._secrets = config_secrets(config.api_key, config.headers)
+
+    @property
+    def provider_id(self) -> str:
+        """The ``models.providers`` key."""
+        return self._config.id
+
+    def request_body(self, call: ModelCall) -> dict[str, Any]:
+        """The JSON request for ``call``."""
+        raise NotImplementedError
+
+    def decoder(self, sink: StreamSink, secrets: tuple[str, ...]) -> StreamDecoder:
+        """A decoder feeding ``sink`` from this API's stream events."""
+        raise NotImplementedError
+
+    def stream(self, call: ModelCall, sink: StreamSink) -> HTTPModelStream:
+        """Start the call; failures (even connect failures) arrive on ``done``."""
+        stream = HTTPModelStream(
+            agent=self._agent,
+            clock=self._clock,
+            url=self._url,
+            headers=self._headers,
+            body=json_body(self.request_body(call)),
+            decoder=self.decoder(sink, self._secrets),
+            timeout_seconds=self._config.timeout_seconds,
+            provider_id=self._config.id,
+            secrets=self._secrets,
+        )
+        stream.start()
+        return stream
