@@ -29,6 +29,7 @@ from twisted.web.iweb import IResponse
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
+from openclaw.agents.outcome import RunOutcome
 from openclaw.agents.types import (
     AgentEvent,
     AgentRequest,
@@ -75,9 +76,7 @@ class FakeRun:
         self.pause_calls = 0
         self.resume_calls = 0
         self.paused = False
-        self._listeners: list[Callable[[AgentEvent], None]] = []
-        self._waiters: list[Deferred[AgentResult]] = []
-        self._outcome: AgentResult | Failure | None = None
+        self._outcome = RunOutcome(request.run_id)
 
     @property
     def run_id(self) -> str:
@@ -94,46 +93,23 @@ class FakeRun:
     @property
     def settled(self) -> bool:
         """True once the run resolved or failed."""
-        return self._outcome is not None
+        return self._outcome.settled
 
     @property
     def listener_count(self) -> int:
         """Subscribers still attached."""
-        return len(self._listeners)
+        return self._outcome.listener_count
 
     @property
     def result(self) -> Deferred[AgentResult]:
-        d: Deferred[AgentResult] = Deferred(self._forget)
-        if self._outcome is None:
-            self._waiters.append(d)
-        else:
-            self._fire(d, self._outcome)
-        return d
-
-    def _forget(self, d: Deferred[AgentResult]) -> None:
-        if d in self._waiters:
-            self._waiters.remove(d)
-
-    @staticmethod
-    def _fire(d: Deferred[AgentResult], outcome: AgentResult | Failure) -> None:
-        if isinstance(outcome, Failure):
-            d.errback(outcome)
-        else:
-            d.callback(outcome)
+        return self._outcome.result()
 
     def subscribe(self, listener: Callable[[AgentEvent], None]) -> Callable[[], None]:
-        self._listeners.append(listener)
-
-        def unsubscribe() -> None:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
-
-        return unsubscribe
+        return self._outcome.subscribe(listener)
 
     def emit(self, event: AgentEvent) -> None:
         """Deliver one event to every subscriber."""
-        for listener in list(self._listeners):
-            listener(event)
+        self._outcome.emit(event)
 
     def say(self, delta: str) -> None:
         """Emit an assistant event adding ``delta`` to the reply."""
@@ -169,12 +145,11 @@ class FakeRun:
         self._settle(Failure(error))
 
     def _settle(self, outcome: AgentResult | Failure) -> None:
-        if self._outcome is not None:
+        if self._outcome.settled:
             return
-        self._outcome = outcome
-        waiters, self._waiters = self._waiters, []
-        for d in waiters:
-            self._fire(d, outcome)
+        # Subscribers stay attached, so tests can see whether the endpoint
+        # detached itself.
+        self._outcome.settle(outcome, drop_listeners=False)
         if isinstance(outcome, Failure):
             # Like a real run: the failure is "handled" by whoever observes it.
             outcome.cleanFailure()

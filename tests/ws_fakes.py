@@ -26,6 +26,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
+from openclaw.agents.outcome import RunOutcome
 from openclaw.agents.types import (
     AgentEvent,
     AgentRequest,
@@ -63,9 +64,7 @@ class FakeRun:
     def __init__(self, request: AgentRequest, clock: IReactorTime) -> None:
         self.request = request
         self._clock = clock
-        self._listeners: list[Callable[[AgentEvent], None]] = []
-        self._waiters: list[Deferred[AgentResult]] = []
-        self._outcome: AgentResult | Failure | None = None
+        self._outcome = RunOutcome(request.run_id)
         self.text_so_far = ""
         self.cancelled = 0
         self.paused = False
@@ -85,37 +84,18 @@ class FakeRun:
     @property
     def done(self) -> bool:
         """True once the run settled."""
-        return self._outcome is not None
+        return self._outcome.settled
 
     @property
     def result(self) -> Deferred[AgentResult]:
-        if isinstance(self._outcome, AgentResult):
-            return succeed(self._outcome)
-        if isinstance(self._outcome, Failure):
-            d: Deferred[AgentResult] = Deferred()
-            d.errback(self._outcome)
-            return d
-
-        def forget(d: Deferred[AgentResult]) -> None:
-            if d in self._waiters:
-                self._waiters.remove(d)
-
-        waiter: Deferred[AgentResult] = Deferred(forget)
-        self._waiters.append(waiter)
-        return waiter
+        return self._outcome.result()
 
     def subscribe(self, listener: Callable[[AgentEvent], None]) -> Callable[[], None]:
-        self._listeners.append(listener)
-
-        def unsubscribe() -> None:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
-
-        return unsubscribe
+        return self._outcome.subscribe(listener)
 
     def cancel(self) -> None:
         self.cancelled += 1
-        if self._outcome is None:
+        if not self._outcome.settled:
             now = self._now()
             self._settle(
                 Failure(RunAbortedError("cancelled")),
@@ -140,8 +120,7 @@ class FakeRun:
         return int(self._clock.seconds() * 1000)
 
     def _emit(self, event: AgentEvent) -> None:
-        for listener in list(self._listeners):
-            listener(event)
+        self._outcome.emit(event)
 
     def start(self) -> None:
         """Emit lifecycle start."""
@@ -200,16 +179,9 @@ class FakeRun:
         self._settle(Failure(error), event)
 
     def _settle(self, outcome: AgentResult | Failure, event: LifecycleEvent | None) -> None:
-        self._outcome = outcome
         if event is not None:
             self._emit(event)
-        self._listeners.clear()
-        waiters, self._waiters = self._waiters, []
-        for d in waiters:
-            if isinstance(outcome, Failure):
-                d.errback(outcome)
-            else:
-                d.callback(outcome)
+        self._outcome.settle(outcome)
 
 
 class FakeRuntime:

@@ -17,11 +17,12 @@ from collections.abc import Callable, Mapping
 from typing import Literal
 
 from attrs import define, evolve, field
-from twisted.internet.defer import CancelledError, Deferred, fail, succeed
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from openclaw.agents.outcome import RunOutcome
 from openclaw.agents.providers.base import (
     ModelCall,
     ModelMessage,
@@ -151,9 +152,7 @@ class Run:
         self.text = ""
         self.usage = Usage()
 
-        self._listeners: list[Callable[[AgentEvent], None]] = []
-        self._waiters: list[Deferred[AgentResult]] = []
-        self._outcome: AgentResult | Failure | None = None
+        self._outcome = RunOutcome(request.run_id)
         self._paused = False
         self._stream: ModelStream | None = None
         self._tools: dict[int, _ToolBuilder] = {}
@@ -187,29 +186,11 @@ class Run:
     @property
     def result(self) -> Deferred[AgentResult]:
         """A new Deferred per access; cancelling it detaches only that caller."""
-        outcome = self._outcome
-        if isinstance(outcome, Failure):
-            return fail(outcome)
-        if outcome is not None:
-            return succeed(outcome)
-
-        def forget(d: Deferred[AgentResult]) -> None:
-            if d in self._waiters:
-                self._waiters.remove(d)
-
-        d: Deferred[AgentResult] = Deferred(forget)
-        self._waiters.append(d)
-        return d
+        return self._outcome.result()
 
     def subscribe(self, listener: Callable[[AgentEvent], None]) -> Callable[[], None]:
         """Deliver later events to ``listener``; the returned callable detaches it."""
-        self._listeners.append(listener)
-
-        def unsubscribe() -> None:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
-
-        return unsubscribe
+        return self._outcome.subscribe(listener)
 
     def cancel(self) -> None:
         """Abort: the provider stream is stopped and the turn recorded as aborted."""
@@ -589,20 +570,11 @@ class Run:
         self.status = status
         self.error = error
         self.ended_at = event.ts
-        self._outcome = outcome
         if self._timeout_call is not None and self._timeout_call.active():
             self._timeout_call.cancel()
         self._timeout_call = None
         self._emit(event)
-        self._listeners.clear()
-        waiters, self._waiters = self._waiters, []
-        for d in waiters:
-            if d.called:  # pragma: no cover - a cancelled waiter is removed first
-                continue
-            if isinstance(outcome, Failure):
-                d.errback(outcome)
-            else:
-                d.callback(outcome)
+        self._outcome.settle(outcome)
         # Kept for agent.wait: drop what can be large (base64 images, tool state).
         if self.request.images:
             self.request = evolve(self.request, images=())
@@ -618,11 +590,7 @@ class Run:
         return self._ended
 
     def _emit(self, event: AgentEvent) -> None:
-        for listener in list(self._listeners):
-            try:
-                listener(event)
-            except Exception:
-                log.failure("run {run_id}: an event listener failed", run_id=self.run_id)
+        self._outcome.emit(event)
 
 
 def _failure(error: BaseException) -> Failure:

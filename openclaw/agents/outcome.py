@@ -1,0 +1,85 @@
+"""The subscribers of a run's events and the waiters of its result.
+
+Every :class:`~openclaw.agents.types.AgentRun` needs the same bookkeeping: a
+new cancellable Deferred per ``result`` access, ``subscribe`` returning an
+unsubscribe callable, and fan-out of events and of the final outcome. The real
+run and the test doubles share this one implementation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from openclaw.agents.types import AgentEvent, AgentResult
+
+log = Logger()
+
+
+class RunOutcome:
+    """Listeners, result waiters and, once known, the outcome of one run."""
+
+    def __init__(self, run_id: str) -> None:
+        self._run_id = run_id
+        self._listeners: list[Callable[[AgentEvent], None]] = []
+        self._waiters: list[Deferred[AgentResult]] = []
+        self.outcome: AgentResult | Failure | None = None
+
+    @property
+    def settled(self) -> bool:
+        """True once the result (or failure) is known."""
+        return self.outcome is not None
+
+    @property
+    def listener_count(self) -> int:
+        """Subscribers still attached."""
+        return len(self._listeners)
+
+    def result(self) -> Deferred[AgentResult]:
+        """A new Deferred per call; cancelling it detaches only that caller."""
+        outcome = self.outcome
+        if isinstance(outcome, Failure):
+            return fail(outcome)
+        if outcome is not None:
+            return succeed(outcome)
+
+        def forget(d: Deferred[AgentResult]) -> None:
+            if d in self._waiters:
+                self._waiters.remove(d)
+
+        d: Deferred[AgentResult] = Deferred(forget)
+        self._waiters.append(d)
+        return d
+
+    def subscribe(self, listener: Callable[[AgentEvent], None]) -> Callable[[], None]:
+        """Deliver later events to ``listener``; the returned callable detaches it."""
+        self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def emit(self, event: AgentEvent) -> None:
+        """Give ``event`` to every subscriber; one failing listener harms no other."""
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                log.failure("run {run_id}: an event listener failed", run_id=self._run_id)
+
+    def settle(self, outcome: AgentResult | Failure, *, drop_listeners: bool = True) -> None:
+        """Record the outcome and fire every waiting Deferred with it."""
+        self.outcome = outcome
+        if drop_listeners:
+            self._listeners.clear()
+        waiters, self._waiters = self._waiters, []
+        for d in waiters:
+            if isinstance(outcome, Failure):
+                d.errback(outcome)
+            else:
+                d.callback(outcome)
