@@ -1,0 +1,192 @@
+"""Parser and applier for OpenClaw's ``apply_patch`` format (pure; no I/O).
+
+::
+
+    *** Begin Patch
+    *** Add File: path        (then "+" lines)
+    *** Delete File: path
+    *** Update File: path
+    *** Move to: new/path     (optional, right after Update File)
+    @@ optional context line
+     context / -removed / +added lines
+    *** End of File           (optional: the hunk ends at the end of the file)
+    *** End Patch
+
+Hunks are located by their old lines (context + removed), searched forward
+from the previous hunk; an exact match is preferred, then one that ignores
+trailing whitespace, then surrounding whitespace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from attrs import frozen
+
+from openclaw.agents.tools.base import ToolArgumentError
+
+
+@frozen
+class Hunk:
+    """One ``@@`` section of an update."""
+
+    context: str | None
+    old: tuple[str, ...]
+    new: tuple[str, ...]
+    at_eof: bool
+
+
+@frozen
+class FileOp:
+    """One file operation: ``add`` (content), ``delete``, or ``update`` (hunks, move_to)."""
+
+    kind: str
+    path: str
+    content: str = ""
+    hunks: tuple[Hunk, ...] = ()
+    move_to: str | None = None
+
+
+class PatchError(ToolArgumentError):
+    """The patch cannot be parsed or applied; the message is for the model."""
+
+
+_ADD, _DEL, _UPD, _MOVE = (
+    "*** Add File: ",
+    "*** Delete File: ",
+    "*** Update File: ",
+    "*** Move to: ",
+)
+
+
+def parse(text: str) -> list[FileOp]:
+    """The file operations in ``text`` (``*** Begin Patch`` ... ``*** End Patch``)."""
+    lines = text.strip().replace("\r\n", "\n").split("\n")
+    if not lines or lines[0].strip() != "*** Begin Patch":
+        raise PatchError("The first line of the patch must be '*** Begin Patch'")
+    if lines[-1].strip() != "*** End Patch":
+        raise PatchError("The last line of the patch must be '*** End Patch'")
+    body = lines[1:-1]
+    ops: list[FileOp] = []
+    i = 0
+    while i < len(body):
+        line = body[i]
+        if line.startswith(_ADD):
+            path = _path(line[len(_ADD) :])
+            i += 1
+            added: list[str] = []
+            while i < len(body) and not body[i].startswith("*** "):
+                if not body[i].startswith("+"):
+                    raise PatchError(f"Add File {path}: every line must start with '+'")
+                added.append(body[i][1:])
+                i += 1
+            ops.append(FileOp("add", path, content="\n".join(added) + ("\n" if added else "")))
+        elif line.startswith(_DEL):
+            ops.append(FileOp("delete", _path(line[len(_DEL) :])))
+            i += 1
+        elif line.startswith(_UPD):
+            path = _path(line[len(_UPD) :])
+            i += 1
+            move_to = None
+            if i < len(body) and body[i].startswith(_MOVE):
+                move_to = _path(body[i][len(_MOVE) :])
+                i += 1
+            hunks, i = _hunks(body, i, path)
+            if not hunks and move_to is None:
+                raise PatchError(f"Update File {path}: no hunks")
+            ops.append(FileOp("update", path, hunks=tuple(hunks), move_to=move_to))
+        elif not line.strip():
+            i += 1
+        else:
+            raise PatchError(f"Unexpected line in patch: {line[:200]!r}")
+    if not ops:
+        raise PatchError("The patch contains no file operations")
+    return ops
+
+
+def _path(raw: str) -> str:
+    path = raw.strip()
+    if not path:
+        raise PatchError("A file operation is missing its path")
+    return path
+
+
+def _hunks(body: list[str], i: int, path: str) -> tuple[list[Hunk], int]:
+    hunks: list[Hunk] = []
+    context: str | None = None
+    old: list[str] = []
+    new: list[str] = []
+    started = False
+
+    def flush(at_eof: bool) -> None:
+        nonlocal old, new, context, started
+        if started and (old or new):
+            hunks.append(Hunk(context, tuple(old), tuple(new), at_eof))
+        old, new, context, started = [], [], None, False
+
+    while i < len(body):
+        line = body[i]
+        if line.startswith("*** End of File"):
+            flush(True)
+            i += 1
+            continue
+        if line.startswith("*** "):
+            break
+        if line.startswith("@@"):
+            flush(False)
+            started = True
+            context = line[2:].strip() or None
+        elif line.startswith("+"):
+            started = True
+            new.append(line[1:])
+        elif line.startswith("-"):
+            started = True
+            old.append(line[1:])
+        elif line.startswith(" ") or line == "":
+            started = True
+            old.append(line[1:])
+            new.append(line[1:])
+        else:
+            raise PatchError(f"Update File {path}: invalid hunk line {line[:200]!r}")
+        i += 1
+    flush(False)
+    return hunks, i
+
+
+def _find(lines: list[str], needle: tuple[str, ...], start: int, at_eof: bool) -> int:
+    """Index where ``needle`` occurs in ``lines`` at or after ``start``, else -1."""
+    norms: tuple[Callable[[str], str], ...] = (lambda s: s, str.rstrip, str.strip)
+    for norm in norms:
+        want = [norm(x) for x in needle]
+        candidates = (
+            [len(lines) - len(needle)] if at_eof else range(start, len(lines) - len(needle) + 1)
+        )
+        for pos in candidates:
+            if pos >= start and [norm(x) for x in lines[pos : pos + len(needle)]] == want:
+                return pos
+    return -1
+
+
+def apply_update(original: str, hunks: tuple[Hunk, ...], path: str) -> str:
+    """``original`` with ``hunks`` applied, or :class:`PatchError` naming the failing hunk."""
+    lines = original.split("\n")
+    trailing_newline = original.endswith("\n")
+    if trailing_newline:
+        lines = lines[:-1]
+    cursor = 0
+    for number, hunk in enumerate(hunks, start=1):
+        if hunk.context is not None:
+            found = _find(lines, (hunk.context,), cursor, False)
+            if found < 0:
+                raise PatchError(f"{path}: hunk {number}: context {hunk.context!r} not found")
+            cursor = found + (0 if hunk.old and hunk.old[0].strip() == hunk.context else 1)
+        if not hunk.old:
+            pos = len(lines) if hunk.at_eof or hunk.context is None else cursor
+        else:
+            pos = _find(lines, hunk.old, cursor, hunk.at_eof)
+            if pos < 0:
+                shown = "\n".join(hunk.old)[:500]
+                raise PatchError(f"{path}: hunk {number}: could not find the lines:\n{shown}")
+        lines[pos : pos + len(hunk.old)] = list(hunk.new)
+        cursor = pos + len(hunk.new)
+    return "\n".join(lines) + ("\n" if trailing_newline or not lines else "")

@@ -1,0 +1,273 @@
+"""``read``, ``write`` and ``edit``: workspace-confined file tools.
+
+File I/O runs through an injected :class:`BlockingRunner` (a thread pool in the
+gateway) so a slow disk never stalls the reactor. Writes are atomic: a temp
+file in the same directory, fsync'd, then renamed over the target.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from typing import Any
+
+from attrs import frozen
+from twisted.internet.defer import Deferred
+
+from openclaw.agents.tools._common import (
+    BlockingRunner,
+    guarded,
+    opt_int,
+    opt_str,
+    req_str,
+)
+from openclaw.agents.tools._paths import confine, display
+from openclaw.agents.tools.base import JSONSchema, ToolArgumentError, ToolContext, ToolResult
+
+
+@frozen
+class FileLimits:
+    """Caps shared by the file tools."""
+
+    #: ``read`` returns at most this many lines per call ...
+    read_max_lines: int = 2000
+    #: ... and at most this many bytes of text.
+    read_max_bytes: int = 50 * 1024
+    #: ``write``/``edit``/``apply_patch`` refuse content larger than this.
+    write_max_bytes: int = 10 * 1024 * 1024
+    #: ``edit`` refuses to load files larger than this.
+    edit_max_bytes: int = 10 * 1024 * 1024
+
+
+DEFAULT_FILE_LIMITS = FileLimits()
+
+
+def atomic_write(path: str, data: bytes) -> None:
+    """Replace ``path`` with ``data`` via temp file + rename (parents created)."""
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    mode = os.stat(path).st_mode & 0o7777 if os.path.exists(path) else 0o644
+    fd, tmp = tempfile.mkstemp(prefix=".openclaw-", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _decode(data: bytes, shown: str) -> str:
+    if b"\x00" in data[:8192]:
+        raise ToolArgumentError(f"{shown} looks like a binary file; read refuses binary content")
+    return data.decode("utf-8", errors="replace")
+
+
+class ReadTool:
+    """``read``: a text file's lines, paged with ``offset``/``limit``."""
+
+    name = "read"
+    description = (
+        "Read the contents of a file in the workspace. Output is capped at "
+        "2000 lines or 50KB; use offset/limit to page through large files."
+    )
+    parameters: JSONSchema = {
+        "type": "object",
+        "properties": {
+            "path": {
+                "type": "string",
+                "description": "Path to the file (relative to the workspace)",
+            },
+            "offset": {"type": "number", "description": "Line number to start from (1-indexed)"},
+            "limit": {"type": "number", "description": "Maximum number of lines to read"},
+        },
+        "required": ["path"],
+    }
+
+    def __init__(
+        self, run_blocking: BlockingRunner, limits: FileLimits = DEFAULT_FILE_LIMITS
+    ) -> None:
+        self._blocking = run_blocking
+        self._limits = limits
+
+    def run(self, arguments: Mapping[str, Any], context: ToolContext) -> Deferred[ToolResult]:
+        """Validate, then read on the blocking runner."""
+        return guarded(self.name, self._run, arguments, context)
+
+    def _run(self, args: Mapping[str, Any], context: ToolContext) -> Deferred[ToolResult]:
+        raw = req_str(args, "path", "file_path")
+        offset = opt_int(args, "offset", minimum=1) or 1
+        limit = opt_int(args, "limit", minimum=1)
+        workspace = context.workspace.path
+        limits = self._limits
+
+        def work() -> ToolResult:
+            path = confine(workspace, raw)
+            shown = display(workspace, path)
+            if not os.path.isfile(path):
+                raise ToolArgumentError(f"File not found: {shown}")
+            max_lines = min(limit or limits.read_max_lines, limits.read_max_lines)
+            out: list[str] = []
+            size = 0
+            total = 0
+            truncated_by_bytes = False
+            with open(path, "rb") as f:
+                head = f.read(8192)
+                _decode(head, shown)
+                f.seek(0)
+                for total, line in enumerate(f, start=1):
+                    if total < offset or len(out) >= max_lines or truncated_by_bytes:
+                        continue
+                    if size + len(line) > limits.read_max_bytes:
+                        truncated_by_bytes = True
+                        continue
+                    size += len(line)
+                    out.append(line.decode("utf-8", errors="replace"))
+            if offset > max(total, 1):
+                raise ToolArgumentError(
+                    f"offset {offset} is beyond the end of file ({total} lines)"
+                )
+            text = "".join(out)
+            last = offset + len(out) - 1
+            if last < total:
+                text += (
+                    f"\n\n[Showing lines {offset}-{last} of {total}. "
+                    f"Use offset={last + 1} to continue.]"
+                )
+            return ToolResult(
+                content=text,
+                details={"path": shown, "startLine": offset, "endLine": last, "totalLines": total},
+            )
+
+        return self._blocking(work)
+
+
+class WriteTool:
+    """``write``: create or overwrite a file (parent directories created)."""
+
+    name = "write"
+    description = (
+        "Write content to a file in the workspace. Creates the file if it does not "
+        "exist, overwrites it if it does, and creates parent directories."
+    )
+    parameters: JSONSchema = {
+        "type": "object",
+        "properties": {
+            "path": {
+                "type": "string",
+                "description": "Path to the file (relative to the workspace)",
+            },
+            "content": {"type": "string", "description": "Content to write"},
+        },
+        "required": ["path", "content"],
+    }
+
+    def __init__(
+        self, run_blocking: BlockingRunner, limits: FileLimits = DEFAULT_FILE_LIMITS
+    ) -> None:
+        self._blocking = run_blocking
+        self._limits = limits
+
+    def run(self, arguments: Mapping[str, Any], context: ToolContext) -> Deferred[ToolResult]:
+        """Validate, then write atomically on the blocking runner."""
+        return guarded(self.name, self._run, arguments, context)
+
+    def _run(self, args: Mapping[str, Any], context: ToolContext) -> Deferred[ToolResult]:
+        raw = req_str(args, "path", "file_path")
+        content = req_str(args, "content", max_chars=self._limits.write_max_bytes)
+        data = content.encode("utf-8")
+        if len(data) > self._limits.write_max_bytes:
+            raise ToolArgumentError(f"content is larger than {self._limits.write_max_bytes} bytes")
+        workspace = context.workspace.path
+
+        def work() -> ToolResult:
+            path = confine(workspace, raw)
+            if os.path.isdir(path):
+                raise ToolArgumentError(f"{display(workspace, path)} is a directory")
+            atomic_write(path, data)
+            confine(workspace, path)  # parents created meanwhile must not have escaped
+            shown = display(workspace, path)
+            return ToolResult(
+                content=f"Successfully wrote {len(data)} bytes to {shown}",
+                details={"path": shown, "bytes": len(data)},
+            )
+
+        return self._blocking(work)
+
+
+class EditTool:
+    """``edit``: replace one exact, unique occurrence of ``oldText`` with ``newText``."""
+
+    name = "edit"
+    description = (
+        "Edit a file by replacing exact text. oldText must match exactly (including "
+        "whitespace) and occur exactly once in the file."
+    )
+    parameters: JSONSchema = {
+        "type": "object",
+        "properties": {
+            "path": {
+                "type": "string",
+                "description": "Path to the file (relative to the workspace)",
+            },
+            "oldText": {"type": "string", "description": "Exact text to find and replace"},
+            "newText": {"type": "string", "description": "New text to replace the old text with"},
+        },
+        "required": ["path", "oldText", "newText"],
+    }
+
+    def __init__(
+        self, run_blocking: BlockingRunner, limits: FileLimits = DEFAULT_FILE_LIMITS
+    ) -> None:
+        self._blocking = run_blocking
+        self._limits = limits
+
+    def run(self, arguments: Mapping[str, Any], context: ToolContext) -> Deferred[ToolResult]:
+        """Validate, then edit on the blocking runner."""
+        return guarded(self.name, self._run, arguments, context)
+
+    def _run(self, args: Mapping[str, Any], context: ToolContext) -> Deferred[ToolResult]:
+        raw = req_str(args, "path", "file_path")
+        cap = self._limits.edit_max_bytes
+        old = req_str(args, "oldText", "old_string", max_chars=cap)
+        new = opt_str(args, "newText", "new_string", max_chars=cap)
+        if new is None:
+            raise ToolArgumentError("missing required parameter: newText")
+        if not old:
+            raise ToolArgumentError("oldText must not be empty")
+        workspace = context.workspace.path
+
+        def work() -> ToolResult:
+            path = confine(workspace, raw)
+            shown = display(workspace, path)
+            if not os.path.isfile(path):
+                raise ToolArgumentError(f"File not found: {shown}")
+            if os.path.getsize(path) > cap:
+                raise ToolArgumentError(f"{shown} is larger than {cap} bytes; edit refuses it")
+            with open(path, "rb") as f:
+                text = _decode(f.read(), shown)
+            count = text.count(old)
+            if count == 0:
+                raise ToolArgumentError(
+                    f"Could not find the exact text in {shown}. The old text must match "
+                    "exactly including all whitespace and newlines."
+                )
+            if count > 1:
+                raise ToolArgumentError(
+                    f"Found {count} occurrences of the text in {shown}. The text must be "
+                    "unique. Please provide more context to make it unique."
+                )
+            updated = text.replace(old, new, 1)
+            atomic_write(path, updated.encode("utf-8"))
+            line = text[: text.index(old)].count("\n") + 1
+            return ToolResult(
+                content=f"Successfully replaced text in {shown}.",
+                details={"path": shown, "line": line},
+            )
+
+        return self._blocking(work)

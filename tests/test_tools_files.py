@@ -1,0 +1,249 @@
+"""read / write / edit / apply_patch against real files in a temp workspace."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.python.filepath import FilePath
+from twisted.python.threadpool import ThreadPool
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from openclaw.agents.tools._common import inline_runner, thread_runner
+from openclaw.agents.tools.apply_patch import ApplyPatchTool
+from openclaw.agents.tools.base import ToolContext, ToolResult
+from openclaw.agents.tools.files import EditTool, FileLimits, ReadTool, WriteTool
+
+
+def make_context(workspace: str) -> ToolContext:
+    return ToolContext(
+        agent_id="main",
+        session_key="agent:main:main",
+        run_id="run-1",
+        tool_call_id="call-1",
+        workspace=FilePath(workspace),
+    )
+
+
+class FileToolsTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.root = os.path.realpath(self.mktemp())
+        self.ws = os.path.join(self.root, "ws")
+        os.makedirs(self.ws)
+        self.outside = os.path.join(self.root, "outside.txt")
+        with open(self.outside, "w") as f:
+            f.write("secret\n")
+        self.ctx = make_context(self.ws)
+
+    def call(self, tool: Any, **args: Any) -> ToolResult:
+        result: ToolResult = self.successResultOf(tool.run(args, self.ctx))
+        return result
+
+    def test_write_then_read_creates_parents(self) -> None:
+        """write creates parent directories; read returns the text written."""
+        res = self.call(WriteTool(inline_runner), path="notes/today.md", content="a\nb\n")
+        self.assertFalse(res.is_error, res.content)
+        self.assertIn("4 bytes", res.content)
+        with open(os.path.join(self.ws, "notes/today.md")) as f:
+            self.assertEqual(f.read(), "a\nb\n")
+        self.assertEqual(
+            self.call(ReadTool(inline_runner), path="notes/today.md").content, "a\nb\n"
+        )
+
+    def test_write_leaves_no_temp_files(self) -> None:
+        """An atomic overwrite leaves exactly the target in the directory."""
+        tool = WriteTool(inline_runner)
+        self.call(tool, path="f.txt", content="one")
+        self.call(tool, path="f.txt", content="two")
+        self.assertEqual(os.listdir(self.ws), ["f.txt"])
+
+    def test_read_paging_and_caps(self) -> None:
+        """offset/limit page by lines and a truncated read says how to continue."""
+        with open(os.path.join(self.ws, "big.txt"), "w") as f:
+            f.writelines(f"line {i}\n" for i in range(1, 101))
+        tool = ReadTool(inline_runner, FileLimits(read_max_lines=10))
+        res = self.call(tool, path="big.txt", offset=5, limit=3)
+        self.assertTrue(res.content.startswith("line 5\nline 6\nline 7\n"))
+        self.assertIn("Use offset=8 to continue", res.content)
+        res = self.call(tool, path="big.txt", limit=50)
+        self.assertIn("Showing lines 1-10 of 100", res.content)
+        self.assertTrue(self.call(tool, path="big.txt", offset=500).is_error)
+
+    def test_read_refuses_binary(self) -> None:
+        """A file with NUL bytes is refused as binary."""
+        with open(os.path.join(self.ws, "b.bin"), "wb") as f:
+            f.write(b"\x00\x01\x02")
+        self.assertIn("binary", self.call(ReadTool(inline_runner), path="b.bin").content)
+
+    def test_escapes_are_refused(self) -> None:
+        """.., absolute paths outside, ~, and symlinks leaving the workspace are refused."""
+        os.symlink(self.outside, os.path.join(self.ws, "link.txt"))
+        os.symlink(self.root, os.path.join(self.ws, "dirlink"))
+        read, write = ReadTool(inline_runner), WriteTool(inline_runner)
+        for path in ("../outside.txt", self.outside, "link.txt", "dirlink/outside.txt", "~/x"):
+            with self.subTest(path=path):
+                res = self.call(read, path=path)
+                self.assertTrue(res.is_error)
+                self.assertNotIn("secret", res.content)
+        for path in ("../evil.txt", "dirlink/evil.txt", os.path.join(self.root, "evil.txt")):
+            self.assertTrue(self.call(write, path=path, content="x").is_error)
+        self.assertFalse(os.path.exists(os.path.join(self.root, "evil.txt")))
+        with open(self.outside) as f:
+            self.assertEqual(f.read(), "secret\n")
+
+    def test_absolute_path_inside_workspace_and_inner_symlink_ok(self) -> None:
+        """An absolute path inside the workspace and a symlink staying inside are allowed."""
+        self.call(WriteTool(inline_runner), path="a.txt", content="hi")
+        os.symlink(os.path.join(self.ws, "a.txt"), os.path.join(self.ws, "alias.txt"))
+        read = ReadTool(inline_runner)
+        self.assertEqual(self.call(read, path=os.path.join(self.ws, "a.txt")).content, "hi")
+        self.assertEqual(self.call(read, path="alias.txt").content, "hi")
+
+    def test_hostile_arguments(self) -> None:
+        """Wrong types, NUL bytes, lone surrogates, huge strings, non-objects: tool errors."""
+        read, write = (
+            ReadTool(inline_runner),
+            WriteTool(inline_runner, FileLimits(write_max_bytes=10)),
+        )
+        cases: list[tuple[Any, Any]] = [
+            (read, {}),
+            (read, {"path": 5}),
+            (read, {"path": "a\x00b"}),
+            (read, {"path": "\ud800"}),
+            (read, {"path": "x" * 10_000}),
+            (read, {"path": "a.txt", "offset": "1"}),
+            (read, {"path": "a.txt", "limit": 0}),
+            (read, {"path": "a.txt", "offset": 1.5}),
+            (read, {"path": "a.txt", "limit": True}),
+            (write, {"path": "a.txt"}),
+            (write, {"path": "a.txt", "content": "x" * 11}),
+            (write, {"path": "a.txt", "content": "\udc80"}),
+            (write, {"path": "", "content": "x"}),
+        ]
+        for tool, args in cases:
+            with self.subTest(args=repr(args)[:60]):
+                res: ToolResult = self.successResultOf(tool.run(args, self.ctx))
+                self.assertTrue(res.is_error)
+        res = self.successResultOf(read.run(["not", "a", "dict"], self.ctx))  # type: ignore[arg-type]
+        self.assertTrue(res.is_error)
+
+    def test_edit_exact_unique_replacement(self) -> None:
+        """edit replaces one exact occurrence; missing or ambiguous text is an error."""
+        self.call(WriteTool(inline_runner), path="e.txt", content="alpha\nbeta\nbeta\n")
+        edit = EditTool(inline_runner)
+        res = self.call(edit, path="e.txt", oldText="alpha", newText="ALPHA")
+        self.assertFalse(res.is_error, res.content)
+        self.assertIn(
+            "Could not find", self.call(edit, path="e.txt", oldText="gamma", newText="").content
+        )
+        self.assertIn(
+            "Found 2 occurrences",
+            self.call(edit, path="e.txt", oldText="beta", newText="b").content,
+        )
+        res = self.call(edit, path="e.txt", old_string="beta\nbeta", new_string="beta")
+        self.assertFalse(res.is_error, res.content)
+        with open(os.path.join(self.ws, "e.txt")) as f:
+            self.assertEqual(f.read(), "ALPHA\nbeta\n")
+        self.assertTrue(
+            self.call(edit, path="../outside.txt", oldText="secret", newText="x").is_error
+        )
+
+
+PATCH = """*** Begin Patch
+*** Add File: new/hello.txt
++hello
++world
+*** Update File: src/app.txt
+@@ def main
+-    x = 1
++    x = 2
+*** Update File: src/old.txt
+*** Move to: src/new.txt
+@@
+ keep
+-drop
++added
+*** Update File: src/tail.txt
+@@
++last line
+*** End of File
+*** Delete File: obsolete.txt
+*** End Patch"""
+
+
+class ApplyPatchTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.ws = os.path.realpath(self.mktemp())
+        os.makedirs(os.path.join(self.ws, "src"))
+        files = {
+            "src/app.txt": "def other\n    x = 1\ndef main\n    x = 1\n",
+            "src/old.txt": "keep\ndrop\n",
+            "src/tail.txt": "first\n",
+            "obsolete.txt": "bye\n",
+        }
+        for name, text in files.items():
+            with open(os.path.join(self.ws, name), "w") as f:
+                f.write(text)
+        self.ctx = make_context(self.ws)
+        self.tool = ApplyPatchTool(inline_runner)
+
+    def read(self, name: str) -> str:
+        with open(os.path.join(self.ws, name)) as f:
+            return f.read()
+
+    def test_full_patch_applies(self) -> None:
+        """Add, update with context, move, EOF append and delete all apply together."""
+        res: ToolResult = self.successResultOf(self.tool.run({"input": PATCH}, self.ctx))
+        self.assertFalse(res.is_error, res.content)
+        self.assertEqual(self.read("new/hello.txt"), "hello\nworld\n")
+        self.assertEqual(self.read("src/app.txt"), "def other\n    x = 1\ndef main\n    x = 2\n")
+        self.assertEqual(self.read("src/new.txt"), "keep\nadded\n")
+        self.assertFalse(os.path.exists(os.path.join(self.ws, "src/old.txt")))
+        self.assertEqual(self.read("src/tail.txt"), "first\nlast line\n")
+        self.assertFalse(os.path.exists(os.path.join(self.ws, "obsolete.txt")))
+
+    def test_failed_hunk_changes_nothing(self) -> None:
+        """A hunk that does not match fails the whole patch before any write."""
+        bad = PATCH.replace("-drop", "-missing")
+        res: ToolResult = self.successResultOf(self.tool.run({"input": bad}, self.ctx))
+        self.assertTrue(res.is_error)
+        self.assertIn("could not find", res.content)
+        self.assertFalse(os.path.exists(os.path.join(self.ws, "new/hello.txt")))
+        self.assertTrue(os.path.exists(os.path.join(self.ws, "obsolete.txt")))
+
+    def test_malformed_and_escaping_patches(self) -> None:
+        """Missing markers, bad lines, existing Add targets and escaping paths are errors."""
+        for text in (
+            "nothing",
+            "*** Begin Patch\n*** End Patch",
+            "*** Begin Patch\n*** Add File: x\nno plus\n*** End Patch",
+            "*** Begin Patch\n*** Add File: obsolete.txt\n+x\n*** End Patch",
+            "*** Begin Patch\n*** Add File: ../escape.txt\n+x\n*** End Patch",
+            "*** Begin Patch\n*** Delete File: /etc/passwd\n*** End Patch",
+            "*** Begin Patch\n*** Update File: src/old.txt\n"
+            "*** Move to: ../out.txt\n@@\n keep\n*** End Patch",
+        ):
+            with self.subTest(text=text[:60]):
+                res: ToolResult = self.successResultOf(self.tool.run({"input": text}, self.ctx))
+                self.assertTrue(res.is_error)
+        self.assertFalse(os.path.exists(os.path.join(os.path.dirname(self.ws), "escape.txt")))
+
+
+class ThreadPoolTests(TestCase):
+    def test_io_runs_on_a_thread_pool(self) -> Deferred[Any]:
+        """With the thread runner, write and read complete through the reactor."""
+        from twisted.internet import reactor
+
+        pool = ThreadPool(minthreads=1, maxthreads=2)
+        pool.start()
+        self.addCleanup(pool.stop)
+        runner = thread_runner(reactor, pool)  # type: ignore[arg-type]
+        ws = os.path.realpath(self.mktemp())
+        os.makedirs(ws)
+        ctx = make_context(ws)
+
+        d = WriteTool(runner).run({"path": "t.txt", "content": "threaded"}, ctx)
+        d.addCallback(lambda _: ReadTool(runner).run({"path": "t.txt"}, ctx))
+        d.addCallback(lambda res: self.assertEqual(res.content, "threaded"))
+        return d
