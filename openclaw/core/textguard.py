@@ -1,0 +1,200 @@
+"""The one ingress rule for text: lone surrogates become U+FFFD, nesting is bounded.
+
+JSON allows ``"\\ud800"``: Python decodes it to a ``str`` holding a lone UTF-16
+surrogate, which no UTF-8 writer (socket, file, log) can encode. Rather than
+refuse such requests, every string taken from a client or the config has each
+surrogate code point replaced with U+FFFD (the replacement character), the
+same thing a UTF-8 decoder does with broken input:
+
+- valid text is untouched (lossless), so well-behaved clients never notice;
+- it never fails, so one rule fits HTTP bodies, WebSocket params and config
+  alike (headers are decoded from bytes as UTF-8 or Latin-1 and cannot carry
+  surrogates);
+- every later layer (session keys, transcripts, the index, logs, comparisons
+  of secrets) only ever sees text it can encode.
+
+The same pass bounds nesting depth: a value nested deeper than ``max_depth``
+is refused with :class:`JsonDepthError`, whose message names the JSON path
+where the limit was crossed (``tools[0].function.parameters.properties...``).
+The walk is iterative, so depth cannot exhaust the Python stack here, and it
+is skipped entirely when a cheap scan of the text proves it unnecessary (too
+few brackets to reach the limit, no surrogate and no ``\\uD8..``-``\\uDF..``
+escape).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Final
+
+#: Default nesting limit of any JSON value taken from a client.
+MAX_JSON_DEPTH: Final = 64
+#: What a lone surrogate becomes.
+REPLACEMENT: Final = "\ufffd"
+
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+#: A JSON escape that can decode to a surrogate (case-insensitive hex).
+_SURROGATE_ESCAPE: Final = re.compile(r"\\u[dD][89a-fA-F]")
+#: Path segments shown before the rest is elided.
+_MAX_PATH_SEGMENTS: Final = 12
+
+
+class JsonDepthError(ValueError):
+    """A JSON value nested deeper than allowed; ``path`` says where."""
+
+    def __init__(self, path: str, limit: int) -> None:
+        self.path = path
+        self.limit = limit
+        where = f" at `{path}`" if path else ""
+        super().__init__(f"JSON nesting is too deep{where} (limit {limit} levels)")
+
+
+def scrub_text(text: str) -> str:
+    """``text`` with every surrogate code point replaced by U+FFFD (fast for ASCII)."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub(REPLACEMENT, text)
+    return text
+
+
+def has_surrogates(text: str) -> bool:
+    """True when ``text`` cannot be encoded as UTF-8 (it holds a surrogate)."""
+    return not text.isascii() and _SURROGATE.search(text) is not None
+
+
+def _format_path(parts: list[str | int]) -> str:
+    shown = parts if len(parts) <= _MAX_PATH_SEGMENTS else parts[:_MAX_PATH_SEGMENTS]
+    out: list[str] = []
+    for part in shown:
+        if isinstance(part, int):
+            out.append(f"[{part}]")
+        else:
+            name = scrub_text(part)
+            if len(name) > 40:
+                name = name[:39] + "\u2026"
+            out.append(f".{name}" if out else name)
+    text = "".join(out)
+    if len(parts) > _MAX_PATH_SEGMENTS:
+        text += "..."
+    return text
+
+
+def _path_of(node: _Frame | None) -> list[str | int]:
+    parts: list[str | int] = []
+    while node is not None and node.key is not None:
+        parts.append(node.key)
+        node = node.parent
+    parts.reverse()
+    return parts
+
+
+class _Frame:
+    """One container on the walk, with a link to its parent (for the error path)."""
+
+    __slots__ = ("depth", "key", "parent")
+
+    def __init__(self, key: str | int | None, parent: _Frame | None, depth: int) -> None:
+        self.key = key
+        self.parent = parent
+        self.depth = depth
+
+
+def guard_value(value: Any, *, max_depth: int = MAX_JSON_DEPTH, scrub: bool = True) -> Any:
+    """``value`` (parsed JSON) with surrogates replaced and depth checked.
+
+    Containers are fixed in place (a dict whose key holds a surrogate is
+    rebuilt in place too); the returned value is ``value`` itself unless it is
+    a bare string. Raises :class:`JsonDepthError` past ``max_depth`` levels of
+    containers (the top-level object is level 1).
+    """
+    if isinstance(value, str):
+        return scrub_text(value) if scrub else value
+    if not isinstance(value, dict | list):
+        return value
+    stack: list[tuple[dict[str, Any] | list[Any], _Frame]] = [(value, _Frame(None, None, 1))]
+    if max_depth < 1:
+        raise JsonDepthError("", max_depth)
+    while stack:
+        container, frame = stack.pop()
+        child_depth = frame.depth + 1
+        if isinstance(container, list):
+            for index, item in enumerate(container):
+                if isinstance(item, str):
+                    if scrub and not item.isascii():
+                        container[index] = scrub_text(item)
+                elif isinstance(item, dict | list):
+                    child = _Frame(index, frame, child_depth)
+                    if child_depth > max_depth:
+                        raise JsonDepthError(_format_path(_path_of(child)), max_depth)
+                    stack.append((item, child))
+            continue
+        if scrub and not all(key.isascii() for key in container):
+            _scrub_keys(container)
+        for key, item in container.items():
+            if isinstance(item, str):
+                if scrub and not item.isascii():
+                    container[key] = scrub_text(item)
+            elif isinstance(item, dict | list):
+                child = _Frame(key, frame, child_depth)
+                if child_depth > max_depth:
+                    raise JsonDepthError(_format_path(_path_of(child)), max_depth)
+                stack.append((item, child))
+    return value
+
+
+def _scrub_keys(container: dict[str, Any]) -> None:
+    """Rebuild ``container`` in place with its keys scrubbed (order kept)."""
+    items = [(scrub_text(key), item) for key, item in container.items()]
+    container.clear()
+    container.update(items)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"Unexpected token {name} in JSON")
+
+
+#: One decoder for every call (``json.loads`` with options builds a new one each time).
+_DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def needs_walk(text: str, max_depth: int) -> tuple[bool, bool]:
+    """``(depth_possible, surrogates_possible)`` from a scan of the JSON text.
+
+    No more than ``max_depth`` opening brackets cannot nest deeper than
+    ``max_depth``; a surrogate is either in the text itself (bytes decoded
+    with ``surrogatepass``, as :func:`json.loads` does) or a ``\\uD800``-style
+    escape.
+    """
+    deep = text.count("[") + text.count("{") > max_depth
+    if not text.isascii() and _SURROGATE.search(text):
+        return deep, True
+    return deep, _SURROGATE_ESCAPE.search(text) is not None
+
+
+def loads(raw: bytes | str, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """``json.loads`` under the ingress rule: NaN/Infinity refused, depth bounded,
+    surrogates replaced.
+
+    Raises :class:`JsonDepthError` (a ``ValueError``) for deep values, and
+    ``ValueError`` for anything the parser refuses (``RecursionError`` from a
+    value deep enough to exhaust the parser itself becomes a JsonDepthError).
+    """
+    try:
+        if isinstance(raw, bytes | bytearray):
+            raw = bytes(raw)
+            text = raw.decode(json.detect_encoding(raw), "surrogatepass")
+        else:
+            text = raw
+        if text.startswith("\ufeff"):
+            raise ValueError("Unexpected UTF-8 BOM (decode using utf-8-sig)")
+        value = _DECODER.decode(text)
+    except RecursionError:
+        raise JsonDepthError("", max_depth) from None
+    deep, surrogates = needs_walk(text, max_depth)
+    if deep or surrogates:
+        return guard_value(value, max_depth=max_depth, scrub=surrogates)
+    return value
