@@ -162,6 +162,127 @@ class ModelsConfig:
     providers: Mapping[str, ProviderConfig] = field(default=None, converter=_frozen_mapping)
 
 
+ToolProfile = Literal["minimal", "coding", "messaging", "full"]
+ExecMode = Literal["deny", "allowlist", "ask", "auto", "full"]
+ExecSecurity = Literal["deny", "allowlist", "full"]
+ExecAsk = Literal["off", "on-miss", "always"]
+CompactionMode = Literal["default", "safeguard"]
+IdentifierPolicy = Literal["strict", "off"]
+
+
+@frozen
+class ToolPolicyConfig:
+    """One scope's tool selection (``tools`` or ``agents.list[].tools``).
+
+    ``allow`` is None when the scope sets no allow-list (everything the profile
+    selects stays); names are lower-cased and may be ``group:*`` or ``*`` globs.
+    """
+
+    profile: ToolProfile | None = None
+    allow: tuple[str, ...] | None = None
+    also_allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+
+
+@frozen
+class ApplyPatchConfig:
+    """``tools.exec.applyPatch``."""
+
+    enabled: bool = True
+    workspace_only: bool = True
+    #: Model ids allowed to use ``apply_patch``; empty means any.
+    allow_models: tuple[str, ...] = ()
+
+
+@frozen
+class ExecConfig:
+    """``tools.exec``: the shell tool's limits and approval policy keys as written.
+
+    ``mode`` and the legacy ``security``/``ask`` pair are kept as given; the
+    effective policy is computed by :func:`openclaw.agents.tools.policy.resolve_exec_policy`.
+    """
+
+    mode: ExecMode | None = None
+    security: ExecSecurity | None = None
+    ask: ExecAsk | None = None
+    #: What an unanswered approval falls back to (OpenClaw's ``askFallback``).
+    ask_fallback: ExecSecurity = "deny"
+    #: Command patterns (bare names or path globs) that run without asking.
+    allowlist: tuple[str, ...] = ()
+    #: Stdin-only filters allowed in allowlist mode; None means OpenClaw's defaults.
+    safe_bins: tuple[str, ...] | None = None
+    timeout_seconds: float = 1800.0
+    background_ms: int = 10_000
+    cleanup_ms: int = 1_800_000
+    notify_on_exit: bool = True
+    path_prepend: tuple[str, ...] = ()
+    #: How long an approval request waits for an operator before it is denied.
+    approval_timeout_seconds: float = 120.0
+    apply_patch: ApplyPatchConfig = Factory(ApplyPatchConfig)
+
+
+@frozen
+class SsrfPolicyConfig:
+    """``tools.web.fetch.ssrfPolicy``."""
+
+    dangerously_allow_private_network: bool = False
+    allowed_hostnames: tuple[str, ...] = ()
+    blocked_hostnames: tuple[str, ...] = ()
+
+
+@frozen
+class WebFetchConfig:
+    """``tools.web.fetch``."""
+
+    enabled: bool = True
+    max_chars: int = 20_000
+    max_chars_cap: int = 20_000
+    max_response_bytes: int = 750_000
+    timeout_seconds: float = 30.0
+    max_redirects: int = 3
+    readability: bool = True
+    user_agent: str | None = None
+    ssrf_policy: SsrfPolicyConfig = Factory(SsrfPolicyConfig)
+
+
+@frozen
+class LoopDetectionConfig:
+    """``tools.loopDetection``.
+
+    ``enabled`` None (unset) leaves the rolling detectors off but keeps the
+    post-compaction guard; ``False`` turns both off.
+    """
+
+    enabled: bool | None = None
+    history_size: int = 30
+    warning_threshold: int = 10
+    critical_threshold: int = 20
+    global_circuit_breaker_threshold: int = 30
+    generic_repeat: bool = True
+    known_poll_no_progress: bool = True
+    ping_pong: bool = True
+
+
+@frozen
+class AgentToolsConfig:
+    """``agents.list[].tools``: the agent's own policy layer, and the global
+    ``exec``/``loopDetection`` settings with the agent's keys applied on top."""
+
+    policy: ToolPolicyConfig = Factory(ToolPolicyConfig)
+    exec: ExecConfig = Factory(ExecConfig)
+    loop_detection: LoopDetectionConfig = Factory(LoopDetectionConfig)
+
+
+@frozen
+class ToolsConfig:
+    """``tools``."""
+
+    policy: ToolPolicyConfig = Factory(ToolPolicyConfig)
+    exec: ExecConfig = Factory(ExecConfig)
+    web_fetch: WebFetchConfig = Factory(WebFetchConfig)
+    loop_detection: LoopDetectionConfig = Factory(LoopDetectionConfig)
+
+
 @frozen
 class AgentConfig:
     """One entry of ``agents.list`` (id already normalised)."""
@@ -172,6 +293,31 @@ class AgentConfig:
     model: str | None = None
     system_prompt: str | None = None
     workspace: str | None = None
+    #: ``model.fallbacks`` of this entry: None when not set (the agent's own
+    #: primary is then strict), ``()`` when set empty (no fallback).
+    model_fallbacks: tuple[str, ...] | None = None
+    #: Per-agent bootstrap limits; None inherits ``agents.defaults``.
+    bootstrap_max_chars: int | None = None
+    bootstrap_total_max_chars: int | None = None
+    #: ``agents.list[].tools``, already merged over the global ``tools``; None
+    #: when the entry has no ``tools`` (the global settings apply as they are).
+    tools: AgentToolsConfig | None = None
+
+
+@frozen
+class CompactionConfig:
+    """``agents.defaults.compaction``: when and how a long session is summarised."""
+
+    enabled: bool = True
+    mode: CompactionMode = "safeguard"
+    #: Tokens kept free below the context window; capped at a quarter of the window.
+    reserve_tokens: int = 20_000
+    #: The recent tail kept verbatim (the cut-point budget).
+    keep_recent_tokens: int = 20_000
+    #: ``provider/model`` for summaries; None uses the session's model.
+    model: str | None = None
+    timeout_seconds: float = 180.0
+    identifier_policy: IdentifierPolicy = "strict"
 
 
 @frozen
@@ -181,6 +327,14 @@ class AgentDefaults:
     model_primary: str | None = None
     timeout_seconds: float = 600.0
     workspace: str | None = None
+    model_fallbacks: tuple[str, ...] = ()
+    bootstrap_max_chars: int = 20_000
+    bootstrap_total_max_chars: int = 60_000
+    compaction: CompactionConfig = Factory(CompactionConfig)
+    #: Parsed only (runs are not yet limited globally); None means OpenClaw's default.
+    max_concurrent: int | None = None
+    #: IANA time zone for the system prompt's date line; None uses the host's.
+    user_timezone: str | None = None
 
 
 @frozen
@@ -223,6 +377,7 @@ class Config:
     models: ModelsConfig = Factory(ModelsConfig)
     agents: AgentsConfig = Factory(AgentsConfig)
     session: SessionConfig = Factory(SessionConfig)
+    tools: ToolsConfig = Factory(ToolsConfig)
     #: Where sessions live (``$OPENCLAW_STATE_DIR``, default ``~/.openclaw``).
     state_dir: Path = Factory(lambda: Path.home() / ".openclaw")
     #: The file this was loaded from, if any.

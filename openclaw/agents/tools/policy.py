@@ -1,0 +1,375 @@
+"""Which tools a run may call, and what ``exec`` may run: OpenClaw's policy rules.
+
+Everything here is a pure function of configuration values, so the loop can
+compute the allowed set once per run, before the model call (a denied tool's
+schema is never sent). The layers, in OpenClaw's order:
+
+1. the profile (``tools.profile``, replaced by ``agents.list[].tools.profile``),
+   widened by ``alsoAllow`` of both scopes;
+2. ``tools.allow`` / ``tools.deny``;
+3. ``agents.list[].tools.allow`` / ``deny``.
+
+Each layer can only narrow what the previous one left, so a deny anywhere wins.
+Names are case-insensitive, ``*`` is a wildcard, ``group:*`` names expand to
+OpenClaw's groups and ``bash`` means ``exec``.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from fnmatch import fnmatchcase
+from typing import Final, Literal
+
+from attrs import frozen
+
+from openclaw.config.model import (
+    ExecAsk,
+    ExecConfig,
+    ExecMode,
+    ExecSecurity,
+    ToolPolicyConfig,
+    ToolProfile,
+)
+
+_CORE_GROUPS: Final[Mapping[str, tuple[str, ...]]] = {
+    "group:runtime": ("exec", "process", "code_execution"),
+    "group:fs": ("read", "write", "edit", "apply_patch"),
+    "group:sessions": (
+        "sessions", "sessions_list", "sessions_history", "sessions_search",
+        "conversations_list", "conversations_send", "conversations_turn", "sessions_send",
+        "sessions_spawn", "sessions_yield", "subagents", "session_status", "suggest_task",
+        "dismiss_task",
+    ),
+    "group:memory": ("memory_search", "memory_get"),
+    "group:web": ("web_search", "x_search", "web_fetch"),
+    "group:ui": (
+        "browser", "screen", "theme", "dashboard", "terminal", "portal", "canvas", "show_widget",
+    ),
+    "group:automation": ("heartbeat_respond", "automations", "gateway", "plugins", "openclaw"),
+    "group:messaging": ("message",),
+    "group:nodes": ("nodes", "computer"),
+    "group:agents": (
+        "agents_list", "get_goal", "create_goal", "update_goal", "progress_card", "ask_user",
+        "skill_workshop",
+    ),
+    "group:media": (
+        "view_image", "image_generate", "music_generate", "video_generate", "tts", "pdf",
+    ),
+}  # fmt: skip
+
+_NOT_OPENCLAW_GROUP: Final = frozenset(
+    {"read", "write", "edit", "apply_patch", "exec", "process", "canvas"}
+)
+#: OpenClaw's tool groups (``group:<name>``), as its tool-policy page lists them.
+TOOL_GROUPS: Final[Mapping[str, tuple[str, ...]]] = {
+    **_CORE_GROUPS,
+    "group:openclaw": tuple(
+        dict.fromkeys(
+            name
+            for members in _CORE_GROUPS.values()
+            for name in members
+            if name not in _NOT_OPENCLAW_GROUP
+        )
+    ),
+}
+
+#: Names OpenClaw accepts for another tool.
+TOOL_ALIASES: Final[Mapping[str, str]] = {
+    "bash": "exec",
+    "apply-patch": "apply_patch",
+    "cron": "automations",
+    "update_plan": "progress_card",
+}
+
+#: What each restricted profile selects (``full`` selects everything).
+PROFILES: Final[Mapping[ToolProfile, tuple[str, ...]]] = {
+    "minimal": ("session_status", "gateway"),
+    "coding": (
+        "group:fs", "group:runtime", "group:web", "group:sessions", "group:memory", "cron",
+        "gateway", "get_goal", "create_goal", "update_goal", "progress_card", "ask_user",
+        "skill_workshop", "view_image", "image_generate", "music_generate", "video_generate",
+        "theme",
+    ),
+    "messaging": (
+        "group:messaging", "sessions", "sessions_list", "sessions_history", "sessions_search",
+        "conversations_list", "conversations_send", "conversations_turn", "sessions_send",
+        "sessions_spawn", "sessions_yield", "subagents", "session_status", "gateway", "ask_user",
+        "theme",
+    ),
+}  # fmt: skip
+
+#: Names a client (request ``tools``) may never use, whatever the policy allows:
+#: OpenClaw reserves them for its own agent runtime.
+RESERVED_TOOL_NAMES: Final = frozenset({"bash", "edit", "find", "grep", "ls", "read", "write"})
+CLIENT_TOOL_CONFLICT_PREFIX: Final = "client tool name conflict:"
+
+
+def normalize_tool_name(name: str) -> str:
+    """Lower-cased, trimmed, aliases resolved (``Bash`` -> ``exec``)."""
+    folded = name.strip().lower()
+    return TOOL_ALIASES.get(folded, folded)
+
+
+def is_known_group(name: str) -> bool:
+    """Whether ``name`` is one of OpenClaw's ``group:*`` names."""
+    return name.strip().lower() in TOOL_GROUPS
+
+
+class _Matcher:
+    """A compiled list of names, globs and groups."""
+
+    def __init__(self, patterns: Iterable[str], *, write_implies_patch: bool = False) -> None:
+        self.exact: set[str] = set()
+        self.globs: list[str] = []
+        for raw in patterns:
+            name = raw.strip().lower()
+            if not name:
+                continue
+            if name in TOOL_GROUPS:
+                self.exact.update(TOOL_GROUPS[name])
+            elif "*" in name:
+                self.globs.append(name)
+            else:
+                self.exact.add(TOOL_ALIASES.get(name, name))
+        if write_implies_patch and "write" in self.exact:
+            # OpenClaw: allowing ``write`` also allows ``apply_patch`` (denying does not).
+            self.exact.add("apply_patch")
+
+    def __call__(self, tool: str) -> bool:
+        name = normalize_tool_name(tool)
+        return name in self.exact or any(fnmatchcase(name, glob) for glob in self.globs)
+
+
+@frozen
+class ToolSelection:
+    """The tools a run may call, in the order they were offered."""
+
+    allowed: tuple[str, ...]
+    #: ``"tools.allow"`` or ``"agents.list[].tools.allow"`` when that explicit
+    #: allow-list matched nothing at all: OpenClaw stops before the model call
+    #: rather than run a text-only agent by mistake.
+    empty_allowlist: str | None = None
+
+
+def select_tools(
+    available: Sequence[str],
+    global_policy: ToolPolicyConfig,
+    agent_policy: ToolPolicyConfig | None = None,
+) -> ToolSelection:
+    """Apply profile, allow/alsoAllow and deny of both scopes to ``available``."""
+    agent = agent_policy or ToolPolicyConfig()
+    profile = agent.profile or global_policy.profile
+    names = list(dict.fromkeys(available))
+    if profile is not None and profile != "full":
+        base = _Matcher(
+            [*PROFILES[profile], *global_policy.also_allow, *agent.also_allow],
+            write_implies_patch=True,
+        )
+        names = [n for n in names if base(n)]
+    empty: str | None = None
+    for scope, policy in (("tools", global_policy), ("agents.list[].tools", agent)):
+        if policy.allow is not None:
+            allow = _Matcher(policy.allow, write_implies_patch=True)
+            matched = [n for n in available if allow(n)]
+            if not matched and empty is None:
+                empty = f"{scope}.allow"
+            names = [n for n in names if allow(n)]
+        if policy.deny:
+            deny = _Matcher(policy.deny)
+            names = [n for n in names if not deny(n)]
+    return ToolSelection(allowed=tuple(names), empty_allowlist=empty)
+
+
+class ClientToolConflictError(ValueError):
+    """A request's client tools reuse a built-in tool's name (or each other's).
+
+    The HTTP layer answers 400 ``invalid_request_error`` "invalid tool
+    configuration", as OpenClaw does; the conflicting names are in the message
+    for the log.
+    """
+
+    def __init__(self, names: Sequence[str]) -> None:
+        super().__init__(f"{CLIENT_TOOL_CONFLICT_PREFIX} {', '.join(names)}")
+        self.names = tuple(names)
+
+
+def client_tool_conflicts(client_names: Sequence[str], builtin_names: Iterable[str]) -> list[str]:
+    """Client tool names that clash with the run's built-in tools, the reserved
+    names, or another client tool (compared case-insensitively, aliases resolved)."""
+    taken = {normalize_tool_name(n) for n in [*builtin_names, *RESERVED_TOOL_NAMES] if n.strip()}
+    conflicts: dict[str, None] = {}
+    seen: dict[str, str] = {}
+    for raw in client_names:
+        name = raw.strip()
+        if not name:
+            continue
+        key = normalize_tool_name(name)
+        if key in taken:
+            conflicts[name] = None
+        if key in seen:
+            conflicts[seen[key]] = None
+            conflicts[name] = None
+        else:
+            seen[key] = name
+    return list(conflicts)
+
+
+def check_client_tools(client_names: Sequence[str], builtin_names: Iterable[str]) -> None:
+    """Raise :class:`ClientToolConflictError` when :func:`client_tool_conflicts` finds any."""
+    conflicts = client_tool_conflicts(client_names, builtin_names)
+    if conflicts:
+        raise ClientToolConflictError(conflicts)
+
+
+# -- exec ---------------------------------------------------------------------------
+
+_MODES: Final[Mapping[ExecMode, tuple[ExecSecurity, ExecAsk]]] = {
+    "deny": ("deny", "off"),
+    "allowlist": ("allowlist", "off"),
+    "ask": ("allowlist", "on-miss"),
+    # No model reviewer here: misses go to a human, like ``ask``.
+    "auto": ("allowlist", "on-miss"),
+    "full": ("full", "off"),
+}
+#: OpenClaw's default stdin-only safe binaries.
+DEFAULT_SAFE_BINS: Final = ("cut", "uniq", "head", "tail", "tr", "wc")
+_ASK_RANK: Final[Mapping[ExecAsk, int]] = {"off": 0, "on-miss": 1, "always": 2}
+_SEPARATORS: Final = frozenset({"|", "||", "&&", ";", "&", "\n"})
+_ASSIGNMENT: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+ExecAction = Literal["run", "ask", "deny"]
+
+
+@frozen
+class ExecVerdict:
+    """What to do with one command, and why (the reason is for the model)."""
+
+    action: ExecAction
+    reason: str
+    #: Whether every segment matched the allowlist or the safe bins.
+    allowlisted: bool = False
+
+
+@frozen
+class ExecPolicy:
+    """The effective ``exec`` policy of one agent."""
+
+    security: ExecSecurity
+    ask: ExecAsk
+    ask_fallback: ExecSecurity = "deny"
+    allowlist: tuple[str, ...] = ()
+    safe_bins: tuple[str, ...] = DEFAULT_SAFE_BINS
+    approval_timeout_seconds: float = 120.0
+
+    def harden(self, ask: ExecAsk | None) -> ExecPolicy:
+        """A per-call ``ask`` can only make the policy stricter."""
+        if ask is None or _ASK_RANK[ask] <= _ASK_RANK[self.ask]:
+            return self
+        return ExecPolicy(
+            self.security,
+            ask,
+            self.ask_fallback,
+            self.allowlist,
+            self.safe_bins,
+            self.approval_timeout_seconds,
+        )
+
+    def evaluate(
+        self, command: str, resolve: Callable[[str], str | None] = lambda _name: None
+    ) -> ExecVerdict:
+        """Decide ``command``; ``resolve`` maps a bare program name to its path
+        (``shutil.which``) so path patterns can match it."""
+        if self.security == "deny":
+            return ExecVerdict("deny", "exec is disabled by policy (tools.exec.mode: deny)")
+        matched = self.security == "full" or _all_segments_allowed(
+            command, self.allowlist, self.safe_bins, resolve
+        )
+        if self.ask == "always":
+            return ExecVerdict("ask", "every command needs approval (ask: always)", matched)
+        if matched:
+            return ExecVerdict("run", "allowed by policy", True)
+        if self.ask == "on-miss":
+            return ExecVerdict("ask", "command is not on the exec allowlist", False)
+        return ExecVerdict(
+            "deny", "command is not on the exec allowlist (tools.exec.mode: allowlist)"
+        )
+
+    def on_unanswered(self, verdict: ExecVerdict) -> ExecVerdict:
+        """The outcome when an approval request times out or no operator can see it."""
+        if self.ask_fallback == "full" or (
+            self.ask_fallback == "allowlist" and verdict.allowlisted
+        ):
+            return ExecVerdict("run", f"approval unanswered; askFallback {self.ask_fallback}")
+        return ExecVerdict("deny", "approval was not granted in time")
+
+
+def resolve_exec_policy(config: ExecConfig) -> ExecPolicy:
+    """``tools.exec.mode`` if set, else the legacy ``security``/``ask`` pair, else
+    OpenClaw's gateway-host default (``full``, no prompts)."""
+    if config.mode is not None:
+        security, ask = _MODES[config.mode]
+    else:
+        security = config.security or "full"
+        ask = config.ask or "off"
+    safe_bins = DEFAULT_SAFE_BINS if config.safe_bins is None else config.safe_bins
+    return ExecPolicy(
+        security=security,
+        ask=ask,
+        ask_fallback=config.ask_fallback,
+        allowlist=config.allowlist,
+        safe_bins=tuple(b for b in safe_bins if b != "jq"),
+        approval_timeout_seconds=config.approval_timeout_seconds,
+    )
+
+
+def _all_segments_allowed(
+    command: str,
+    allowlist: Sequence[str],
+    safe_bins: Sequence[str],
+    resolve: Callable[[str], str | None],
+) -> bool:
+    """Every pipeline/chain segment runs an allowlisted program (or a safe bin
+    with flags only); redirections, substitutions and assignments never match."""
+    if any(token in command for token in ("`", "$(", "<(", ">(")):
+        return False
+    lexer = shlex.shlex(command, posix=True, punctuation_chars=";&|<>()")
+    lexer.whitespace_split = True
+    try:
+        tokens = list(lexer)
+    except ValueError:
+        return False
+    segments: list[list[str]] = [[]]
+    for token in tokens:
+        if token in _SEPARATORS:
+            segments.append([])
+        elif set(token) <= set("<>()&|;"):
+            return False  # redirection, subshell or an odd operator
+        else:
+            segments[-1].append(token)
+    segments = [s for s in segments if s]
+    if not segments:
+        return False
+    return all(_segment_allowed(s, allowlist, safe_bins, resolve) for s in segments)
+
+
+def _segment_allowed(
+    words: Sequence[str],
+    allowlist: Sequence[str],
+    safe_bins: Sequence[str],
+    resolve: Callable[[str], str | None],
+) -> bool:
+    program = words[0]
+    if _ASSIGNMENT.match(program):
+        return False
+    bare = "/" not in program
+    if bare and program in safe_bins and all(w.startswith("-") for w in words[1:]):
+        return True
+    path = program if not bare else resolve(program)
+    for pattern in allowlist:
+        if "/" in pattern:
+            if path is not None and fnmatchcase(path, pattern.replace("**", "*")):
+                return True
+        elif bare and fnmatchcase(program, pattern):
+            return True
+    return False
