@@ -14,7 +14,7 @@ from twisted.web.client import URI
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from openclaw.agents.prompt import IMAGE_ONLY_PLACEHOLDER
+from openclaw.gateway.http.openai_messages import IMAGE_ONLY_PLACEHOLDER
 from openclaw.agents.types import ImageInput
 from openclaw.config.model import ImagesConfig
 from openclaw.gateway.http.image_fetch import (

@@ -23,6 +23,7 @@ from twisted.internet.task import Clock
 from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
+from openclaw.agents.history import load_history
 from openclaw.sessions.store import SessionStore
 from tests.gateway_process import TOKEN, GatewayProcess, write_config
 
@@ -222,7 +223,7 @@ class CrashSafetyTests(SynchronousTestCase):
             for entry in store.list_sessions("main"):
                 messages = store.read_messages("main", entry.key, limit=1000)
                 self.assertTrue(messages, entry.key)
-                store.load_history("main", entry.session_id)
+                load_history(store, "main", entry.session_id)
                 path = sessions_dir / f"{entry.session_id}.jsonl"
                 lines = [line for line in path.read_bytes().split(b"\n") if line]
                 previous: str | None = None

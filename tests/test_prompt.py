@@ -7,7 +7,7 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from openclaw.agents.prompt import (
+from openclaw.gateway.http.openai_messages import (
     CURRENT_MARKER,
     HISTORY_MARKER,
     IMAGE_ONLY_PLACEHOLDER,

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from openclaw.sessions.entry import agent_id_for_session
 from openclaw.sessions.keys import (
     MAX_AGENT_ID_LENGTH,
     InvalidSessionKeyError,
@@ -26,7 +27,7 @@ from openclaw.sessions.keys import (
     normalize_agent_id,
     parse_agent_from_key,
 )
-from openclaw.sessions.store import SessionStore, agent_id_for_session
+from openclaw.sessions.store import SessionStore
 
 #: What a normalised id may look like: only ``a-z 0-9 _ -``, never a leading
 #: ``-``, at most 64 characters. (OpenClaw's normaliser, like this one, keeps a

@@ -19,7 +19,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from openclaw.agents.prompt import (
+from openclaw.gateway.http.openai_messages import (
     MAX_IMAGE_PARTS,
     MAX_TOTAL_IMAGE_BYTES,
     AgentPrompt,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from openclaw.agents.types import FailureKind, ProviderError
-from openclaw.redaction import redact_credentials
+from openclaw.core.redaction import redact_credentials
 
 
 class RedactionTests(SynchronousTestCase):

@@ -16,18 +16,20 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from openclaw.agents.registry import ModelResolutionError
 from openclaw.agents.run import Run
-from openclaw.agents.runtime import DuplicateRunError, Runtime, RuntimeClosedError, build_runtime
+from openclaw.agents.runtime import Runtime, build_runtime
 from openclaw.agents.types import (
     AgentEvent,
     AgentRequest,
     AgentRun,
     AssistantEvent,
     ClientTool,
+    DuplicateRunError,
     FailureKind,
     ImageInput,
     LifecycleEvent,
     ProviderError,
     RunAbortedError,
+    RuntimeClosedError,
     RunTimeoutError,
     StreamParams,
     ToolEvent,
@@ -611,7 +613,6 @@ class RuntimeApiTests(RuntimeCase):
         """default_agent_id and agent_ids come from the registry."""
         self.assertEqual(self.runtime.default_agent_id, "main")
         self.assertEqual(list(self.runtime.agent_ids), ["main", "beta"])
-        self.assertEqual(self.runtime.describe_agents()["defaultId"], "main")
 
     def test_duplicate_active_run_id(self) -> None:
         """An active run id cannot be started twice."""
@@ -664,19 +665,6 @@ class RuntimeApiTests(RuntimeCase):
         self.assertIn(MAIN, json.loads(index.read_text()))
         with self.assertRaises(RuntimeClosedError):
             self.start()
-
-    def test_reset_and_delete_abort_active_runs(self) -> None:
-        """reset_session/delete_session abort the session's runs before changing it."""
-        self.provider.add(Reply(hang=True))
-        run, _ = self.start()
-        run_due(self.clock)
-        old = run.session_id
-        fresh = self.runtime.reset_session("main", MAIN)
-        self.failureResultOf(run.result, RunAbortedError)
-        self.assertNotEqual(fresh.session_id, old)
-        self.assertTrue(self.runtime.delete_session("main", MAIN))
-        self.assertIsNone(self.runtime.store.get_session("main", MAIN))
-        self.assertEqual(self.runtime.abort_session(MAIN), [])
 
 
 class BuildRuntimeTests(SynchronousTestCase):

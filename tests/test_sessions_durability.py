@@ -25,18 +25,16 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
+from openclaw.agents.history import load_history
 from openclaw.agents.runtime import Runtime
 from openclaw.agents.types import AgentRequest, Usage
 from openclaw.config.model import AgentDefaults, AgentsConfig, Config, SessionConfig
-from openclaw.sessions import store as store_module
-from openclaw.sessions.store import (
-    InlineIO,
-    MaintenanceMode,
-    SessionStore,
-    ThreadPoolIO,
-    blocking_io_for,
-    is_stateless_session_key,
-)
+from openclaw.core import ids as ids_module
+from openclaw.sessions import fileio
+from openclaw.sessions import index as index_module
+from openclaw.sessions.entry import is_stateless_session_key
+from openclaw.sessions.fileio import InlineIO, ThreadPoolIO, atomic_write, blocking_io_for
+from openclaw.sessions.store import MaintenanceMode, SessionStore
 from openclaw.testing import Reply, ScriptedProvider, run_due
 
 _P = ParamSpec("_P")
@@ -149,7 +147,7 @@ class RecoveryTests(DurabilityCase):
         assert entry is not None
         self.assertEqual(entry.session_id, lost)
         self.assertEqual(
-            [m.content for m in after.load_history("main", lost)], ["lost?", "reply to lost?"]
+            [m.content for m in load_history(after, "main", lost)], ["lost?", "reply to lost?"]
         )
         old = after.get_session("main", "agent:main:old")
         assert old is not None
@@ -332,7 +330,7 @@ class IncrementalIndexTests(DurabilityCase):
         after the flush delay."""
         store = self.new_store(io=self.io)
         self.turn(store, KEY, "r1")
-        real = store_module.atomic_write
+        real = atomic_write
         fail = [True]
 
         def flaky(path: Path, data: bytes | Sequence[bytes], *, sync: bool = True) -> None:
@@ -340,7 +338,7 @@ class IncrementalIndexTests(DurabilityCase):
                 raise OSError(28, "No space left on device")
             real(path, data, sync=sync)
 
-        self.patch(store_module, "atomic_write", flaky)
+        self.patch(index_module, "atomic_write", flaky)
         self.clock.advance(1)
         with capturedLogs() as events:
             self.io.run_all()
@@ -586,7 +584,7 @@ class IdTests(SynchronousTestCase):
 
     def test_random_uuid4_is_a_version_4_uuid(self) -> None:
         """Canonical text, version 4, RFC 4122 variant, no repeats."""
-        ids = [store_module.random_uuid4() for _ in range(5000)]
+        ids = [ids_module.random_uuid4() for _ in range(5000)]
         self.assertEqual(len(set(ids)), len(ids))
         for text in ids[:300]:
             parsed = uuid.UUID(text)
@@ -595,19 +593,19 @@ class IdTests(SynchronousTestCase):
 
     def test_forked_child_does_not_repeat_the_parent(self) -> None:
         """A child process draws fresh randomness, not the parent's buffer."""
-        store_module.random_uuid4()  # the buffer is filled
+        ids_module.random_uuid4()  # the buffer is filled
         read_end, write_end = os.pipe()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child
             try:
-                os.write(write_end, store_module.random_uuid4().encode("ascii"))
+                os.write(write_end, ids_module.random_uuid4().encode("ascii"))
             finally:
                 os._exit(0)
         os.close(write_end)
         child = os.read(read_end, 64).decode("ascii")
         os.close(read_end)
         os.waitpid(pid, 0)
-        self.assertNotEqual(child, store_module.random_uuid4())
+        self.assertNotEqual(child, ids_module.random_uuid4())
 
 
 class LargeTurnTests(SynchronousTestCase):
@@ -636,7 +634,7 @@ class LargeTurnTests(SynchronousTestCase):
         lines = store.transcript_path("main", entry.session_id).read_bytes().split(b"\n")
         self.assertEqual(lines[-1], b"")
         self.assertEqual(len(lines), 4)  # header, user, assistant, and the final newline
-        history = store.load_history("main", entry.session_id)
+        history = load_history(store, "main", entry.session_id)
         self.assertEqual(
             [(m.role, len(m.content)) for m in history], [("user", 5), ("assistant", len(text))]
         )
@@ -655,6 +653,6 @@ class LargeTurnTests(SynchronousTestCase):
             return real_writev(fd, [first])
 
         self.patch(os, "writev", stingy)
-        store_module._writev_all(fd, [b"abcdefg", b"", b"\n", b"hij"])
+        fileio._writev_all(fd, [b"abcdefg", b"", b"\n", b"hij"])
         self.assertEqual(path.read_bytes(), b"abcdefg\nhij")
         self.assertEqual(sizes, [3, 3, 1, 1, 3])

@@ -13,17 +13,14 @@ from twisted.internet.task import Clock
 from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
+from openclaw.agents.history import load_history
 from openclaw.agents.types import ImageInput, StopReason, ToolCall, Usage
 from openclaw.config.model import FsyncPolicy
-from openclaw.sessions import store as store_module
-from openclaw.sessions.store import (
-    DEFAULT_INDEX_FLUSH_DELAY,
-    SessionStore,
-    agent_id_for_session,
-    atomic_write,
-    is_valid_session_id,
-    usage_from_disk,
-)
+from openclaw.sessions import index as index_module
+from openclaw.sessions.entry import agent_id_for_session, is_valid_session_id
+from openclaw.sessions.fileio import atomic_write
+from openclaw.sessions.store import DEFAULT_INDEX_FLUSH_DELAY, SessionStore
+from openclaw.sessions.transcript import usage_from_disk
 
 KEY = "agent:main:main"
 
@@ -201,13 +198,13 @@ class IndexTests(StoreTestCase):
         """Every change within the flush delay (1 s by default) costs one index
         write together, timed from the first change; later changes make the next."""
         writes: list[bytes] = []
-        real = store_module.atomic_write
+        real = atomic_write
 
         def counting(path: Path, data: bytes | Sequence[bytes], *, sync: bool = True) -> None:
             writes.append(data if isinstance(data, bytes) else b"".join(data))
             real(path, data, sync=sync)
 
-        self.patch(store_module, "atomic_write", counting)
+        self.patch(index_module, "atomic_write", counting)
         for n in range(5):
             self.turn(f"r{n}", "hi", "hello", key=f"agent:main:k{n}")
             self.clock.advance(0.125)
@@ -303,7 +300,7 @@ class TornLineTests(StoreTestCase):
             f.write(b'{"type":"message","id":"abc","message":{"role":"user","con')
         store = self.new_store()
         with capturedLogs() as events:
-            history = store.load_history("main", session_id)
+            history = load_history(store, "main", session_id)
         self.assertEqual(
             [(m.role, m.content) for m in history], [("user", "hi"), ("assistant", "hello")]
         )
@@ -321,7 +318,7 @@ class TornLineTests(StoreTestCase):
                 parsed.append(None)
         self.assertEqual(parsed.count(None), 1)
         self.assertEqual(len(parsed), 6)
-        history = store.load_history("main", session_id)
+        history = load_history(store, "main", session_id)
         self.assertEqual([m.content for m in history], ["hi", "hello", "more", "ok"])
 
     def test_every_earlier_session_loads_after_a_crash(self) -> None:
@@ -334,7 +331,7 @@ class TornLineTests(StoreTestCase):
             assert entry is not None
             self.assertEqual(entry.session_id, session_id)
             self.assertEqual(
-                [m.content for m in store.load_history("main", session_id)], [f"q{n}", f"a{n}"]
+                [m.content for m in load_history(store, "main", session_id)], [f"q{n}", f"a{n}"]
             )
 
     def test_long_transcript_is_read_from_its_tail(self) -> None:
@@ -342,7 +339,7 @@ class TornLineTests(StoreTestCase):
         session_id = ""
         for n in range(300):
             session_id = self.turn(f"r{n}", f"question {n} " + "x" * 300, f"answer {n}")
-        history = self.store.load_history("main", session_id, limit=4)
+        history = load_history(self.store, "main", session_id, limit=4)
         self.assertEqual(
             [m.content[:12] for m in history],
             ["question 298", "answer 298", "question 299", "answer 299"],
@@ -356,11 +353,11 @@ class HistoryTests(StoreTestCase):
         entry = self.store.ensure_session("main", KEY)
         path = self.store.transcript_path("main", entry.session_id)
         path.mkdir(parents=True)  # reading it would fail
-        self.assertEqual(self.store.load_history("main", entry.session_id), [])
+        self.assertEqual(load_history(self.store, "main", entry.session_id), [])
         path.rmdir()
         self.turn("r1", "one", "first")
         self.assertEqual(
-            [(m.role, m.content) for m in self.store.load_history("main", entry.session_id)],
+            [(m.role, m.content) for m in load_history(self.store, "main", entry.session_id)],
             [("user", "one"), ("assistant", "first")],
         )
 
@@ -373,7 +370,7 @@ class HistoryTests(StoreTestCase):
         entry = self.store.ensure_session("main", KEY)
         self.store.append_user("main", entry.session_id, run_id="r4", text="four", timestamp=9)
         self.turn("r5", "five", "fifth")
-        history = self.store.load_history("main", entry.session_id)
+        history = load_history(self.store, "main", entry.session_id)
         self.assertEqual(
             [(m.role, m.content) for m in history],
             [("user", "one"), ("assistant", "first"), ("user", "five"), ("assistant", "fifth")],
@@ -384,11 +381,11 @@ class HistoryTests(StoreTestCase):
         session_id = ""
         for n in range(5):
             session_id = self.turn(f"r{n}", f"q{n}", f"a{n}")
-        history = self.store.load_history("main", session_id, limit=4)
+        history = load_history(self.store, "main", session_id, limit=4)
         self.assertEqual([m.content for m in history], ["q3", "a3", "q4", "a4"])
-        history = self.store.load_history("main", session_id, limit=3)
+        history = load_history(self.store, "main", session_id, limit=3)
         self.assertEqual([m.content for m in history], ["q4", "a4"])
-        self.assertEqual(self.store.load_history("main", session_id, limit=0), [])
+        self.assertEqual(load_history(self.store, "main", session_id, limit=0), [])
 
     def test_tool_calls_replay_as_text(self) -> None:
         """An assistant turn that called client tools replays its calls as text lines."""
@@ -418,7 +415,7 @@ class HistoryTests(StoreTestCase):
                 }
             ],
         )
-        history = self.store.load_history("main", entry.session_id)
+        history = load_history(self.store, "main", entry.session_id)
         self.assertEqual(
             history[1].content, 'tool_call id=c1 name=get_weather arguments={"city": "Oslo"}'
         )
@@ -470,7 +467,7 @@ class HistoryTests(StoreTestCase):
         # Another writer's file is read by a store that did not create the
         # session itself (one that did knows its transcript is still empty).
         self.store.flush()
-        history = self.new_store().load_history("main", entry.session_id)
+        history = load_history(self.new_store(), "main", entry.session_id)
         self.assertEqual(
             [(m.role, m.content) for m in history],
             [("user", "hi"), ("assistant", "checking\n\ndone"), ("user", "flat")],
@@ -493,7 +490,7 @@ class HistoryTests(StoreTestCase):
             usage=Usage(),
             stop_reason="stop",
         )
-        history = self.store.load_history("main", entry.session_id)
+        history = load_history(self.store, "main", entry.session_id)
         self.assertEqual(history[0].images, (image,))
 
     def test_read_messages_display_shape(self) -> None:
@@ -540,7 +537,7 @@ class ResetDeleteTests(StoreTestCase):
         self.assertTrue(names[0].startswith(f"{old_id}.jsonl.reset.2023-11-14T22-13-20"))
         index = json.loads((directory / "sessions.json").read_text())
         self.assertEqual(index[KEY]["sessionId"], fresh.session_id)
-        self.assertEqual(self.store.load_history("main", fresh.session_id), [])
+        self.assertEqual(load_history(self.store, "main", fresh.session_id), [])
         self.assertEqual(self.store.read_messages("main", KEY, 10), [])
 
     def test_writes_to_an_archived_session_are_dropped(self) -> None:

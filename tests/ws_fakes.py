@@ -51,7 +51,7 @@ from openclaw.gateway.ws.factory import GatewayWebSocketFactory, build_ws_factor
 from openclaw.gateway.ws.handshake import b64url_encode, device_id_for, device_payload_v3
 from openclaw.gateway.ws.logbuffer import LogBuffer
 from openclaw.gateway.ws.protocol import GatewayWebSocketProtocol
-from openclaw.sessions.store import SessionEntry
+from openclaw.sessions.entry import SessionEntry
 
 TOKEN = "ws-test-token-0123456789abcdef"
 #: The clock starts here (epoch seconds), so timestamps look real.
@@ -201,6 +201,17 @@ class FakeRuntime:
     @property
     def agent_ids(self) -> Sequence[str]:
         return self._agent_ids
+
+    @property
+    def agents(self) -> Sequence[FakeAgent]:
+        return [
+            FakeAgent(agent_id, is_default=i == 0) for i, agent_id in enumerate(self._agent_ids)
+        ]
+
+    @property
+    def sessions(self) -> None:
+        """This fake keeps no sessions (tests hand the factory FakeSessions)."""
+        return None
 
     def start(self, request: AgentRequest) -> FakeRun:
         if request.agent_id not in self._agent_ids:

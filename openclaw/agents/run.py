@@ -22,6 +22,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from openclaw.agents.history import load_history
 from openclaw.agents.outcome import RunOutcome
 from openclaw.agents.providers.base import (
     ModelCall,
@@ -46,7 +47,7 @@ from openclaw.agents.types import (
     Usage,
 )
 from openclaw.sessions.lanes import Release, SessionLanes
-from openclaw.sessions.store import TranscriptStore
+from openclaw.sessions.interface import TranscriptStore
 
 log = Logger()
 
@@ -288,8 +289,8 @@ class Run:
             self._storage_agent, request.session_key, cwd=str(self._spec.workspace)
         )
         self.session_id = entry.session_id
-        history = self._store.load_history(
-            self._storage_agent, entry.session_id, self._history_limit
+        history = load_history(
+            self._store, self._storage_agent, entry.session_id, self._history_limit
         )
         self._store.append_user(
             self._storage_agent,

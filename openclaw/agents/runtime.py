@@ -19,19 +19,22 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.web.client import HTTPConnectionPool
 
-from openclaw.agents.registry import AgentRegistry, ProviderCache
+from openclaw.agents.history import DEFAULT_HISTORY_LIMIT
+from openclaw.agents.registry import AgentRegistry, AgentSpec, ProviderCache
 from openclaw.agents.run import ProviderLookup, Run
-from openclaw.agents.types import AgentRequest, AgentRun, AgentRuntime
-from openclaw.config.model import Config
-from openclaw.sessions.lanes import SessionLanes
-from openclaw.sessions.store import (
-    DEFAULT_HISTORY_LIMIT,
-    SessionEntry,
-    SessionStore,
-    TranscriptStore,
-    agent_id_for_session,
-    blocking_io_for,
+from openclaw.agents.types import (
+    AgentRequest,
+    AgentRun,
+    AgentRuntime,
+    DuplicateRunError,
+    RuntimeClosedError,
 )
+from openclaw.config.model import Config
+from openclaw.sessions.entry import agent_id_for_session
+from openclaw.sessions.fileio import blocking_io_for
+from openclaw.sessions.interface import TranscriptStore
+from openclaw.sessions.lanes import SessionLanes
+from openclaw.sessions.store import SessionStore
 
 log = Logger()
 
@@ -39,14 +42,6 @@ log = Logger()
 KEEP_FINISHED_RUNS = 1000
 #: ... and for at most this long (seconds).
 KEEP_FINISHED_SECONDS = 600.0
-
-
-class DuplicateRunError(ValueError):
-    """A run with this id is still active."""
-
-
-class RuntimeClosedError(RuntimeError):
-    """``start`` was called after ``shutdown``."""
 
 
 class Runtime:
@@ -208,28 +203,15 @@ class Runtime:
 
         return waiting.addCallback(close_pool)
 
-    # -- sessions (for the WebSocket methods) ------------------------------------
+    @property
+    def agents(self) -> Sequence[AgentSpec]:
+        """The configured agents (from the registry)."""
+        return self.registry.agents
 
-    def abort_session(self, session_key: str) -> list[str]:
-        """Cancel every active run of ``session_key``; returns their run ids."""
-        runs = self.active_runs(session_key)
-        for run in runs:
-            run.cancel()
-        return [run.run_id for run in runs]
-
-    def reset_session(self, agent_id: str, session_key: str) -> SessionEntry:
-        """Abort the session's runs, then give the key a fresh ``sessionId``."""
-        self.abort_session(session_key)
-        return self.store.reset(agent_id_for_session(session_key, agent_id), session_key)
-
-    def delete_session(self, agent_id: str, session_key: str) -> bool:
-        """Abort the session's runs, then drop it from the index (transcript archived)."""
-        self.abort_session(session_key)
-        return self.store.delete(agent_id_for_session(session_key, agent_id), session_key)
-
-    def describe_agents(self) -> dict[str, Any]:
-        """``{defaultId, mainKey, agents:[{id, name?, model?, workspace}]}``."""
-        return self.registry.describe()
+    @property
+    def sessions(self) -> TranscriptStore:
+        """The session store (``sessions.list``, ``chat.history`` read it)."""
+        return self.store
 
     # -- bookkeeping ---------------------------------------------------------------
 

@@ -8,23 +8,45 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from attrs import Factory, frozen
+from attrs import Factory, field, frozen
 from twisted.internet.defer import Deferred
 
-from openclaw.redaction import redact_credentials
+from openclaw.core.redaction import redact_credentials
+from openclaw.core.types import ImageInput, StopReason, ToolCall, Usage
+from openclaw.sessions.interface import SessionCatalog
 
-StopReason = Literal["stop", "length", "tool_calls", "content_filter", "error", "aborted"]
+__all__ = [
+    "AgentEvent",
+    "AgentInfo",
+    "AgentRequest",
+    "AgentResult",
+    "AgentRun",
+    "AgentRuntime",
+    "AssistantEvent",
+    "ClientTool",
+    "DuplicateRunError",
+    "FailureKind",
+    "ImageInput",
+    "LifecycleEvent",
+    "LifecyclePhase",
+    "ProviderError",
+    "ReplyText",
+    "RunAbortedError",
+    "RunTimeoutError",
+    "RuntimeClosedError",
+    "SessionCatalog",
+    "StopReason",
+    "StreamParams",
+    "ToolCall",
+    "ToolEvent",
+    "UnknownAgentError",
+    "Usage",
+]
+
 LifecyclePhase = Literal["start", "end", "error"]
-
-
-@frozen
-class ImageInput:
-    """An image attached to the current user turn (base64 as sent, plus its type)."""
-
-    data: str
-    mime_type: str
 
 
 @frozen
@@ -73,36 +95,6 @@ class AgentRequest:
 
 
 @frozen
-class Usage:
-    """Token usage in OpenClaw's vocabulary."""
-
-    input: int = 0
-    output: int = 0
-    cache_read: int = 0
-    cache_write: int = 0
-    total: int = 0
-
-    def as_openclaw(self) -> dict[str, int]:
-        """The ``{input, output, cacheRead, cacheWrite, total}`` shape."""
-        return {
-            "input": self.input,
-            "output": self.output,
-            "cacheRead": self.cache_read,
-            "cacheWrite": self.cache_write,
-            "total": self.total,
-        }
-
-
-@frozen
-class ToolCall:
-    """A tool call the model asked the client to run; ``arguments`` is JSON text."""
-
-    id: str
-    name: str
-    arguments: str
-
-
-@frozen
 class AgentResult:
     """The outcome of a completed turn."""
 
@@ -132,14 +124,58 @@ class LifecycleEvent:
     stop_reason: StopReason | None = None
 
 
+class ReplyText:
+    """A run's reply text, appended delta by delta and joined only when read.
+
+    ``str +=`` on an attribute copies the whole text per delta (quadratic on
+    long replies); here an append is O(1) and a consumer that never reads the
+    text so far (the HTTP stream) never pays for it.
+    """
+
+    __slots__ = ("_length", "_parts")
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []
+        self._length = 0
+
+    def __len__(self) -> int:
+        return self._length
+
+    def append(self, delta: str) -> None:
+        """Add ``delta`` at the end."""
+        self._parts.append(delta)
+        self._length += len(delta)
+
+    def __str__(self) -> str:
+        if len(self._parts) > 1:
+            self._parts = ["".join(self._parts)]
+        return self._parts[0] if self._parts else ""
+
+    def prefix(self, length: int) -> str:
+        """The first ``length`` characters (the text as it was at that length)."""
+        whole = str(self)
+        return whole if len(whole) == length else whole[:length]
+
+
 @frozen
 class AssistantEvent:
-    """New assistant text: ``delta`` is the new suffix, ``text`` the whole so far."""
+    """New assistant text: ``delta`` is the new suffix, ``text`` the whole so far.
+
+    A run passes its :class:`ReplyText` and the length it had at this event,
+    so ``text`` is built only for a consumer that reads it.
+    """
 
     run_id: str
     delta: str
-    text: str
+    _text: str | ReplyText = field(eq=False, repr=False)
     ts: int
+    _length: int = field(default=-1, eq=False, repr=False)
+
+    @property
+    def text(self) -> str:
+        """The whole reply up to and including ``delta``."""
+        text = self._text
+        return text if isinstance(text, str) else text.prefix(self._length)
 
 
 @frozen
@@ -215,6 +251,33 @@ class UnknownAgentError(KeyError):
     """No agent with that id is configured."""
 
 
+class DuplicateRunError(ValueError):
+    """A run with this id is still active."""
+
+
+class RuntimeClosedError(RuntimeError):
+    """``start`` was called after ``shutdown``."""
+
+
+class AgentInfo(Protocol):
+    """One configured agent, as ``agents.list`` and ``health`` report it."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def name(self) -> str | None: ...
+
+    @property
+    def model(self) -> str | None: ...
+
+    @property
+    def workspace(self) -> Path: ...
+
+    @property
+    def is_default(self) -> bool: ...
+
+
 class AgentRun(Protocol):
     """A started turn. Every method is safe to call after the run ended."""
 
@@ -274,6 +337,18 @@ class AgentRuntime(Protocol):
     def observe_runs(self, listener: Callable[[AgentRun], None]) -> Callable[[], None]:
         """Call ``listener`` with every run as it starts (any ingress); returns an
         unsubscribe callable. This is how WebSocket clients see HTTP runs."""
+        ...
+
+    @property
+    def agents(self) -> Sequence[AgentInfo]:
+        """The configured agents (``agents.list``, ``health``)."""
+        ...
+
+    @property
+    def sessions(self) -> SessionCatalog | None:
+        """The sessions the runs write to, as ``sessions.*`` and ``chat.history``
+        read them (any backend implementing the interface); None for a runtime
+        that keeps none."""
         ...
 
     def shutdown(self) -> Deferred[None]:

@@ -49,7 +49,7 @@ from openclaw.config.model import (
     SessionMaintenanceConfig,
     WebSocketConfig,
 )
-from openclaw.sessions.keys import normalize_agent_id
+from openclaw.core.agent_ids import normalize_agent_id
 
 CONFIG_FILENAME: Final = "openclaw.json"
 #: The placeholder token from OpenClaw's docs; a config still holding it has no token.

@@ -5,36 +5,40 @@ A canonical session key is ``agent:<agentId>:<rest>`` with ``<rest>`` lower-case
 
 from __future__ import annotations
 
-import re
 import uuid
 
-DEFAULT_AGENT_ID = "main"
-MAX_AGENT_ID_LENGTH = 64
+from openclaw.core.agent_ids import (
+    DEFAULT_AGENT_ID,
+    MAX_AGENT_ID_LENGTH,
+    is_valid_agent_id,
+    normalize_agent_id,
+)
+
+__all__ = [
+    "DEFAULT_AGENT_ID",
+    "MAX_AGENT_ID_LENGTH",
+    "MAX_SESSION_KEY_LENGTH",
+    "InvalidSessionKeyError",
+    "agent_session_key",
+    "canonical_session_key",
+    "fresh_openai_session_key",
+    "is_reserved_session_key",
+    "is_valid_agent_id",
+    "main_session_key",
+    "normalize_agent_id",
+    "openai_user_session_key",
+    "parse_agent_from_key",
+]
+
 #: Longer keys are refused: they only serve to bloat indexes and logs.
 MAX_SESSION_KEY_LENGTH = 512
 
-_VALID_AGENT_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$", re.IGNORECASE)
-_INVALID_RUN = re.compile(r"[^a-z0-9_-]+")
 _RESERVED_PREFIXES = ("subagent:", "cron:", "acp:")
 _RESERVED_AGENT_SCOPED = ("subagent", "cron", "acp", "harness")
 
 
 class InvalidSessionKeyError(ValueError):
     """A session key that may not be used by a client."""
-
-
-def is_valid_agent_id(value: str) -> bool:
-    """True when ``value`` is already a syntactically valid agent id."""
-    return bool(_VALID_AGENT_ID.match(value))
-
-
-def normalize_agent_id(value: str | None) -> str:
-    """Lower-case; replace runs of invalid characters by ``-``; empty means ``main``."""
-    raw = (value or "").strip().lower()
-    if _VALID_AGENT_ID.match(raw):
-        return raw
-    cleaned = _INVALID_RUN.sub("-", raw).strip("-")[:MAX_AGENT_ID_LENGTH].strip("-")
-    return cleaned or DEFAULT_AGENT_ID
 
 
 def agent_session_key(agent_id: str, rest: str) -> str:

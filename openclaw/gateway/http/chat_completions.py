@@ -28,7 +28,6 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import Request
 
-from openclaw.agents.prompt import MAX_TOTAL_IMAGE_BYTES
 from openclaw.agents.types import (
     AgentEvent,
     AgentResult,
@@ -42,6 +41,7 @@ from openclaw.agents.types import (
     UnknownAgentError,
 )
 from openclaw.config.model import Config
+from openclaw.core.ids import random_uuid4
 from openclaw.gateway.auth import GatewayAuth
 from openclaw.gateway.http.auth_errors import auth_failure_response
 from openclaw.gateway.http.chat_request import (
@@ -67,8 +67,8 @@ from openclaw.gateway.http.completions_format import (
 )
 from openclaw.gateway.http.errors import method_not_allowed, write_json
 from openclaw.gateway.http.image_fetch import ImageFetcher, ImageFetchError
+from openclaw.gateway.http.openai_messages import MAX_TOTAL_IMAGE_BYTES
 from openclaw.gateway.http.sse import DEFAULT_MAX_BUFFERED_BYTES, SSEStream, data_frame
-from openclaw.sessions.store import random_uuid4
 
 log = Logger()
 

@@ -17,13 +17,13 @@ from typing import Any, Literal
 
 from attrs import frozen
 
-from openclaw.agents.prompt import (
+from openclaw.agents.types import AgentRequest, ClientTool, ImageInput, StreamParams
+from openclaw.config.model import ImagesConfig
+from openclaw.gateway.http.openai_messages import (
     InvalidImageError,
     MissingUserMessageError,
     build_prompt,
 )
-from openclaw.agents.types import AgentRequest, ClientTool, ImageInput, StreamParams
-from openclaw.config.model import ImagesConfig
 from openclaw.sessions.keys import (
     InvalidSessionKeyError,
     canonical_session_key,

@@ -44,7 +44,11 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IAgentEndpointFactory, IResponse
 from zope.interface import implementer
 
-from openclaw.agents.prompt import InvalidImageError, check_image_url, sniff_image_type
+from openclaw.gateway.http.openai_messages import (
+    InvalidImageError,
+    check_image_url,
+    sniff_image_type,
+)
 from openclaw.agents.types import ImageInput
 from openclaw.config.model import ImagesConfig
 

@@ -22,15 +22,16 @@ from twisted.python.failure import Failure
 
 import twisted
 from openclaw.agents.payloads import agent_final_payload
-from openclaw.agents.runtime import DuplicateRunError, RuntimeClosedError
 from openclaw.agents.types import (
     AgentRequest,
     AgentResult,
     AgentRun,
     AgentRuntime,
+    DuplicateRunError,
     FailureKind,
     ProviderError,
     RunAbortedError,
+    RuntimeClosedError,
     RunTimeoutError,
     UnknownAgentError,
 )
@@ -55,7 +56,7 @@ from openclaw.sessions.keys import (
     normalize_agent_id,
     parse_agent_from_key,
 )
-from openclaw.sessions.store import SessionEntry
+from openclaw.sessions.entry import SessionEntry
 
 log = Logger()
 

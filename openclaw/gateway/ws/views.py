@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from openclaw.sessions.store import SessionEntry
+from openclaw.sessions.entry import SessionEntry
 
 
 @runtime_checkable

@@ -1,0 +1,135 @@
+"""What the runtime and the gateway need from session storage.
+
+:class:`TranscriptStore` is the contract; :class:`~openclaw.sessions.store.SessionStore`
+(OpenClaw's on-disk layout) is one implementation. ``agents/`` and
+``gateway/`` name only these protocols, so another backend (a store shared by
+several gateway processes) plugs in by implementing them, without changes
+there. :class:`SessionCatalog` is the part the WebSocket methods use (list,
+read, reset, delete), so their fakes need not write transcripts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from twisted.internet.defer import Deferred
+
+from openclaw.core.types import ImageInput, StopReason, ToolCall, Usage
+from openclaw.sessions.entry import SessionEntry
+
+
+@runtime_checkable
+class SessionCatalog(Protocol):
+    """Sessions as an operator sees them: listed, read, reset and deleted."""
+
+    def list_sessions(self, agent_id: str) -> Sequence[SessionEntry]:
+        """Every session of the agent, most recently updated first."""
+        ...
+
+    def get_session(self, agent_id: str, session_key: str) -> SessionEntry | None:
+        """The session under ``session_key``, if there is one."""
+        ...
+
+    def read_messages(
+        self, agent_id: str, session_key: str, limit: int = 200
+    ) -> Sequence[dict[str, Any]]:
+        """The newest ``limit`` messages, oldest first, in ``chat.history``'s shape."""
+        ...
+
+    def reset(self, agent_id: str, session_key: str) -> SessionEntry:
+        """Start the session over under a new sessionId (the old transcript is kept aside)."""
+        ...
+
+    def delete(self, agent_id: str, session_key: str) -> bool:
+        """Remove the session; False when there was none."""
+        ...
+
+    def session_path(self, agent_id: str) -> Path:
+        """Where the agent's sessions live (reported by ``sessions.list``)."""
+        ...
+
+
+@runtime_checkable
+class TranscriptStore(SessionCatalog, Protocol):
+    """Sessions (key -> current sessionId) and their append-only transcripts."""
+
+    def load_agent(self, agent_id: str) -> None:
+        """Load the agent's index now (at start-up), recovering lost entries."""
+        ...
+
+    def ensure_session(
+        self, agent_id: str, session_key: str, *, cwd: str | None = None
+    ) -> SessionEntry:
+        """The session under ``session_key``, created (new sessionId) when absent."""
+        ...
+
+    def recent_messages(
+        self, agent_id: str, session_id: str
+    ) -> Iterator[tuple[str | None, Mapping[str, Any]]]:
+        """``(run_id, message)`` for the transcript's messages, newest first, in
+        pi-agent's shape (``role``, ``content`` blocks, ``stopReason``, ...).
+        Callers stop iterating when they have enough."""
+        ...
+
+    def append_user(
+        self,
+        agent_id: str,
+        session_id: str,
+        *,
+        run_id: str,
+        text: str,
+        images: Sequence[ImageInput] = (),
+        timestamp: int,
+    ) -> None:
+        """Record the user turn; the turn stays open until :meth:`finish_turn`."""
+        ...
+
+    def finish_turn(
+        self,
+        agent_id: str,
+        session_key: str,
+        session_id: str,
+        *,
+        run_id: str,
+        text: str,
+        timestamp: int,
+        usage: Usage,
+        stop_reason: StopReason,
+        tool_calls: Sequence[ToolCall] = (),
+        error: str | None = None,
+        provider: str | None = None,
+        model: str | None = None,
+        api: str | None = None,
+        channel: str | None = None,
+    ) -> Deferred[None]:
+        """Append the assistant outcome (complete, failed or aborted) and settle it;
+        fires once the turn is durable under the fsync policy."""
+        ...
+
+    def list_sessions(self, agent_id: str) -> list[SessionEntry]:
+        """Every session of the agent, most recently updated first."""
+        ...
+
+    def message_count(self, agent_id: str, session_key: str) -> int:
+        """How many user/assistant messages the session holds."""
+        ...
+
+    def count_sessions(self, agent_id: str) -> int:
+        """How many sessions the agent has."""
+        ...
+
+    def read_messages(
+        self, agent_id: str, session_key: str, limit: int = 200
+    ) -> list[dict[str, Any]]:
+        """The newest ``limit`` messages, oldest first, in ``chat.history``'s shape."""
+        ...
+
+    def flush(self) -> None:
+        """Write every changed index now."""
+        ...
+
+    def close(self) -> Deferred[None]:
+        """Wait for pending writes, write the indexes, release IO threads."""
+        ...
