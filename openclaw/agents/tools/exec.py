@@ -1,0 +1,379 @@
+"""``exec``: run a shell command in the workspace, in its own process group.
+
+Foreground calls wait up to ``yieldMs`` and then hand the still-running
+command to the ``process`` tool (``status: "running"`` + ``sessionId``);
+``background: true`` hands it over at once. ``timeoutSeconds`` bounds the
+command's whole life, backgrounded or not. Cancelling the call's Deferred
+while it is in the foreground kills the whole process group.
+
+Policy: the :class:`~openclaw.agents.tools.exec_policy.ExecPolicy` says run,
+ask, or refuse; asking goes to the injected approver, and no answer within
+``approval_timeout`` (or no approver at all) falls back to ``askFallback``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets as _secrets
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from attrs import evolve, frozen
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError, gatherResults
+from twisted.internet.interfaces import IReactorProcess, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from openclaw.agents.tools._common import error, guarded, opt_bool, opt_int, opt_str, req_str
+from openclaw.agents.tools._paths import confine
+from openclaw.agents.tools._proc import ProcessRegistry, ProcessSession, shell_argv
+from openclaw.agents.tools.base import JSONSchema, ToolArgumentError, ToolContext, ToolResult
+from openclaw.agents.tools.exec_env import DEFAULT_PASSTHROUGH, build_env, parse_overrides
+from openclaw.agents.tools.exec_policy import (
+    ApprovalRequest,
+    ExecApprover,
+    ExecPolicy,
+    evaluate,
+    fallback_allows,
+)
+
+_log = Logger()
+
+MAX_COMMAND_CHARS = 100_000
+
+
+@frozen
+class ExecLimits:
+    """``tools.exec`` limits (OpenClaw's defaults)."""
+
+    timeout_seconds: float = 1800.0
+    yield_ms: int = 10_000
+    #: Retained output per command (head + tail), in characters.
+    max_output_chars: int = 200_000
+    #: Output returned to the model in one result (head + tail), in characters.
+    result_max_chars: int = 30_000
+    kill_grace_seconds: float = 2.0
+    approval_timeout_seconds: float = 120.0
+    #: Whether ``workdir`` must stay inside the workspace.
+    workdir_in_workspace: bool = True
+
+
+DEFAULT_EXEC_LIMITS = ExecLimits()
+
+
+class ExecReactor(IReactorProcess, IReactorTime):
+    """What exec needs from the reactor (typing only)."""
+
+
+def clip(text: str, limit: int) -> str:
+    """Head and tail of ``text`` within ``limit`` characters, with a marker."""
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]}\n\n[... {len(text) - 2 * half} characters omitted ...]\n\n{text[-half:]}"
+
+
+class ExecTool:
+    """Run shell commands (``/bin/sh -c``) for the model."""
+
+    name = "exec"
+    description = (
+        "Run a shell command in the workspace. Long commands move to the background "
+        "after yieldMs (or at once with background: true); use the process tool to "
+        "poll, read logs, write stdin or kill them."
+    )
+    parameters: JSONSchema = {
+        "type": "object",
+        "properties": {
+            "command": {"type": "string", "description": "Shell command to run"},
+            "workdir": {"type": "string", "description": "Working directory (default: workspace)"},
+            "env": {
+                "type": "object",
+                "additionalProperties": {"type": "string"},
+                "description": "Environment overrides",
+            },
+            "yieldMs": {"type": "number", "description": "Background after this many ms"},
+            "background": {"type": "boolean", "description": "Run in the background at once"},
+            "timeoutSeconds": {
+                "type": "number",
+                "description": "Kill the command after this many seconds (0 disables)",
+            },
+            "pty": {"type": "boolean", "description": "Pseudo-terminal (not supported here)"},
+            "host": {"type": "string", "enum": ["auto", "sandbox", "gateway", "node"]},
+            "ask": {"type": "string", "enum": ["off", "on-miss", "always"]},
+            "elevated": {"type": "boolean"},
+            "node": {"type": "string"},
+        },
+        "required": ["command"],
+    }
+
+    def __init__(
+        self,
+        reactor: ExecReactor,
+        registry: ProcessRegistry,
+        *,
+        policy: ExecPolicy,
+        approver: ExecApprover | None = None,
+        limits: ExecLimits = DEFAULT_EXEC_LIMITS,
+        base_env: Mapping[str, str] | None = None,
+        secrets: Iterable[str] = (),
+        env_passthrough: Iterable[str] = DEFAULT_PASSTHROUGH,
+        path_prepend: Iterable[str] = (),
+        background_enabled: bool = True,
+        setsid_path: str | None = None,
+    ) -> None:
+        self._reactor = reactor
+        self._registry = registry
+        self._policy = policy
+        self._approver = approver
+        self._limits = limits
+        self._base_env = dict(os.environ if base_env is None else base_env)
+        self._secrets = frozenset(s for s in secrets if s)
+        self._passthrough = tuple(env_passthrough)
+        self._path_prepend = tuple(path_prepend)
+        self._background_enabled = background_enabled
+        self._setsid = setsid_path
+        self._live: set[ProcessSession] = set()
+
+    def when_idle(self) -> Deferred[None]:
+        """Fires once every foreground command this tool started has ended and its
+        group is gone (cancelled calls included): for shutdown and tests."""
+        waits = [s.when_ended() for s in self._live]
+        return gatherResults(waits).addCallback(lambda _: None)
+
+    def stop_all(self) -> Deferred[None]:
+        """Terminate every foreground command (gateway shutdown)."""
+        for session in list(self._live):
+            session.terminate()
+        return self.when_idle()
+
+    def run(self, arguments: Mapping[str, Any], context: ToolContext) -> Deferred[ToolResult]:
+        """Validate, apply policy (maybe ask), then run."""
+        return guarded(self.name, self._run, arguments, context)
+
+    # -- argument handling ---------------------------------------------------------
+
+    def _run(self, args: Mapping[str, Any], context: ToolContext) -> Deferred[ToolResult]:
+        command = req_str(args, "command", max_chars=MAX_COMMAND_CHARS)
+        if not command.strip():
+            raise ToolArgumentError("command must not be empty")
+        host = opt_str(args, "host", max_chars=16) or "auto"
+        if host not in ("auto", "gateway"):
+            if host in ("sandbox", "node"):
+                raise ToolArgumentError(f"host={host} is not available on this gateway")
+            raise ToolArgumentError("host must be one of auto, sandbox, gateway, node")
+        ask = opt_str(args, "ask", max_chars=16)
+        if ask is not None and ask not in ("off", "on-miss", "always"):
+            raise ToolArgumentError("ask must be one of off, on-miss, always")
+        opt_bool(args, "elevated")
+        pty = opt_bool(args, "pty")
+        overrides = parse_overrides(args.get("env"))
+        yield_ms = opt_int(args, "yieldMs", minimum=0, maximum=86_400_000)
+        background = opt_bool(args, "background") or False
+        timeout = args.get("timeoutSeconds", args.get("timeout"))
+        if timeout is None:
+            timeout_s = self._limits.timeout_seconds
+        elif isinstance(timeout, bool) or not isinstance(timeout, int | float):
+            raise ToolArgumentError("timeoutSeconds must be a number")
+        elif not 0 <= timeout <= 7 * 86_400:
+            raise ToolArgumentError("timeoutSeconds must be between 0 and 604800")
+        else:
+            timeout_s = float(timeout)
+        cwd = self._workdir(opt_str(args, "workdir", max_chars=4096), context)
+        env = build_env(
+            self._base_env,
+            secrets=self._secrets,
+            passthrough=self._passthrough,
+            overrides=overrides,
+            path_prepend=self._path_prepend,
+        )
+        policy = self._policy
+        if ask == "always" or (ask == "on-miss" and policy.ask == "off"):
+            # per-call ask can only harden the policy
+            policy = evolve(policy, ask="always" if ask == "always" else "on-miss")
+        verdict, reason = evaluate(policy, command, env.get("PATH"))
+        warnings = ["pty is not supported here; ran without a terminal"] if pty else []
+
+        def start(_: object = None) -> Deferred[ToolResult]:
+            return self._spawn(
+                command, cwd, env, timeout_s, yield_ms, background, warnings, context
+            )
+
+        if verdict == "allow":
+            return start()
+        if verdict == "deny":
+            return _done(_denied("gateway", reason, command))
+        return self._ask(policy, command, cwd, reason, context).addCallback(
+            lambda allowed: start() if allowed is True else allowed
+        )
+
+    def _workdir(self, raw: str | None, context: ToolContext) -> str:
+        workspace = context.workspace.path
+        if raw is None or raw in ("", "."):
+            return os.path.realpath(workspace)
+        if self._limits.workdir_in_workspace:
+            path = confine(workspace, raw, name="workdir")
+        else:
+            path = os.path.realpath(raw if os.path.isabs(raw) else os.path.join(workspace, raw))
+        if not os.path.isdir(path):
+            raise ToolArgumentError(f"workdir does not exist or is not a directory: {raw}")
+        return path
+
+    # -- approvals -----------------------------------------------------------------
+
+    def _ask(
+        self, policy: ExecPolicy, command: str, cwd: str, reason: str, context: ToolContext
+    ) -> Deferred[bool | ToolResult]:
+        approval_id = _secrets.token_hex(8)
+        path = self._base_env.get("PATH")
+        if self._approver is None:
+            ok = fallback_allows(policy, command, path)
+            result: bool | ToolResult = (
+                True if ok else _denied(approval_id, "no-approval-route", command)
+            )
+            return _done(result)
+        request = ApprovalRequest(
+            id=approval_id,
+            command=command,
+            workdir=cwd,
+            agent_id=context.agent_id,
+            session_key=context.session_key,
+            run_id=context.run_id,
+            tool_call_id=context.tool_call_id,
+            reason=reason,
+        )
+        d = self._approver(request)
+        d.addTimeout(self._limits.approval_timeout_seconds, self._reactor)
+
+        def answered(allowed: bool) -> bool | ToolResult:
+            return True if allowed is True else _denied(approval_id, "user-denied", command)
+
+        def no_answer(f: Failure) -> bool | ToolResult:
+            if not isinstance(f.value, TimeoutError):
+                return f  # type: ignore[return-value]  # re-raised by Deferred
+            if fallback_allows(policy, command, path):
+                return True
+            return _denied(approval_id, "approval-timeout", command)
+
+        return d.addCallbacks(answered, no_answer)
+
+    # -- running -------------------------------------------------------------------
+
+    def _spawn(
+        self,
+        command: str,
+        cwd: str,
+        env: Mapping[str, str],
+        timeout_s: float,
+        yield_ms: int | None,
+        background: bool,
+        warnings: list[str],
+        context: ToolContext,
+    ) -> Deferred[ToolResult]:
+        session = ProcessSession(
+            self._reactor,
+            agent_id=context.agent_id,
+            command=command,
+            cwd=cwd,
+            max_output_chars=self._limits.max_output_chars,
+            kill_grace_seconds=self._limits.kill_grace_seconds,
+            on_output=context.on_update,
+        )
+        try:
+            session.start(self._reactor, shell_argv(command, self._setsid), env, timeout_s)
+        except OSError as e:
+            return _done(error(f"exec failed to start: {e.strerror or e}"))
+        _log.info(
+            "exec started pid={pid} agent={agent} run={run_id}",
+            pid=session.pid,
+            agent=context.agent_id,
+            run_id=context.run_id,
+        )
+        self._live.add(session)
+        session.when_ended().addCallback(lambda s: self._live.discard(s))
+        can_background = self._background_enabled
+        if can_background and background:
+            return _done(self._backgrounded(session, warnings))
+
+        state = {"settled": False}
+
+        def cancel(_: Deferred[ToolResult]) -> None:
+            if not state["settled"]:
+                state["settled"] = True
+                session.terminate()
+
+        result: Deferred[ToolResult] = Deferred(cancel)
+        yield_call = None
+        if can_background:
+            delay = (self._limits.yield_ms if yield_ms is None else yield_ms) / 1000.0
+            yield_call = self._reactor.callLater(
+                delay, self._yield, session, result, state, warnings
+            )
+
+        def ended(s: ProcessSession) -> None:
+            if yield_call is not None and yield_call.active():
+                yield_call.cancel()
+            if not state["settled"]:
+                state["settled"] = True
+                result.callback(self._finished(s, warnings))
+
+        session.when_ended().addCallback(ended)
+        return result
+
+    def _yield(
+        self,
+        session: ProcessSession,
+        result: Deferred[ToolResult],
+        state: dict[str, bool],
+        warnings: list[str],
+    ) -> None:
+        if not state["settled"] and session.running:
+            state["settled"] = True
+            result.callback(self._backgrounded(session, warnings))
+
+    def _backgrounded(self, session: ProcessSession, warnings: list[str]) -> ToolResult:
+        self._registry.add(session)
+        session.on_output = lambda _t: None
+        tail = clip(session.output.text(), 2000)
+        text = (
+            f"Command still running (session {session.id}, pid {session.pid}). "
+            "Use process (list/poll/log/write/kill) for follow-up."
+        )
+        if tail:
+            text += f"\n\n{tail}"
+        return ToolResult(content=text, details={**session.summary(), "warnings": warnings})
+
+    def _finished(self, session: ProcessSession, warnings: list[str]) -> ToolResult:
+        output = clip(session.output.text(), self._limits.result_max_chars)
+        details = {**session.summary(), "warnings": warnings}
+        if session.timed_out:
+            return (
+                error(f"{output}\n\nCommand timed out and was killed.".strip(), **details)
+                if output
+                else error("Command timed out and was killed.", **details)
+            )
+        text = output or "(no output)"
+        if session.exit_signal is not None:
+            text += f"\n\n(Command was terminated by signal {details['signal']})"
+        elif session.exit_code not in (0, None):
+            text += f"\n\n(Command exited with code {session.exit_code})"
+        is_error = session.exit_code != 0
+        return ToolResult(content=text, is_error=is_error, details=details)
+
+
+def _denied(approval_id: str, reason: str, command: str) -> ToolResult:
+    """OpenClaw's denial wording: the command did not run."""
+    return error(
+        f"Exec denied (gateway id={approval_id}, {reason}): {command[:200]}",
+        status="denied",
+        reason=reason,
+    )
+
+
+def _done(value: Any) -> Deferred[Any]:
+    d: Deferred[Any] = Deferred()
+    d.callback(value)
+    return d
+
+
+__all__ = ["CancelledError", "ExecLimits", "ExecTool", "clip"]

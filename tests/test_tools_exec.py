@@ -1,0 +1,283 @@
+"""exec + process against real subprocesses (real reactor, loopback nothing)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.python.filepath import FilePath
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from openclaw.agents.tools._proc import OutputBuffer, ProcessRegistry
+from openclaw.agents.tools.base import ToolContext, ToolResult
+from openclaw.agents.tools.exec import ExecLimits, ExecTool
+from openclaw.agents.tools.exec_env import build_env
+from openclaw.agents.tools.exec_policy import ApprovalRequest, ExecPolicy, evaluate
+from openclaw.agents.tools.process import ProcessTool
+
+SECRET = "gw-token-123456"
+BASE_ENV = {
+    "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+    "HOME": "/tmp",
+    "LANG": "C.UTF-8",
+    "OPENCLAW_GATEWAY_TOKEN": SECRET,
+    "OPENAI_API_KEY": "sk-provider-key",
+    "INNOCENT_NAME": SECRET,
+    "AWS_SECRET_ACCESS_KEY": "aws",
+}
+
+
+def alive(pid: int) -> bool:
+    """True if ``pid`` exists and is not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+class ExecTests(TestCase):
+    def setUp(self) -> None:
+        from twisted.internet import reactor
+
+        self.reactor = reactor
+        self.ws = os.path.realpath(self.mktemp())
+        os.makedirs(os.path.join(self.ws, "sub"))
+        self.updates: list[str] = []
+        self.ctx = ToolContext(
+            agent_id="main",
+            session_key="agent:main:main",
+            run_id="r1",
+            tool_call_id="c1",
+            workspace=FilePath(self.ws),
+            on_update=self.updates.append,
+        )
+        self.registry = ProcessRegistry(reactor)
+        self.tool = self.make()
+        self.process = ProcessTool(reactor, self.registry)
+        self.addCleanup(lambda: Deferred.fromCoroutine(self._cleanup()))
+
+    async def _cleanup(self) -> None:
+        self.tool.stop_all()
+        for d in self.registry.stop_all():
+            await d
+
+    def make(self, **kw: Any) -> ExecTool:
+        kw.setdefault("policy", ExecPolicy())
+        kw.setdefault("base_env", BASE_ENV)
+        kw.setdefault("secrets", [SECRET, "sk-provider-key"])
+        return ExecTool(self.reactor, self.registry, **kw)  # type: ignore[arg-type]
+
+    async def call(self, tool: Any, **args: Any) -> ToolResult:
+        result: ToolResult = await tool.run(args, self.ctx)
+        return result
+
+    async def test_foreground_output_and_exit_code(self) -> None:
+        """stdout and stderr are merged; a non-zero exit is an error with the code in details."""
+        res = await self.call(self.tool, command="echo out; echo err >&2; exit 3")
+        self.assertIn("out", res.content)
+        self.assertIn("err", res.content)
+        self.assertIn("exited with code 3", res.content)
+        self.assertTrue(res.is_error)
+        self.assertEqual(res.details["exitCode"], 3)
+        self.assertIn("out\n", "".join(self.updates))
+        ok = await self.call(self.tool, command="printf ok")
+        self.assertEqual(
+            (ok.content, ok.is_error, ok.details["status"]), ("ok", False, "completed")
+        )
+
+    async def test_own_process_group(self) -> None:
+        """The shell is its own process-group leader (pid == pgid), distinct from ours."""
+        res = await self.call(self.tool, command="echo $$; cut -d' ' -f5 /proc/$$/stat")
+        pid, pgid = res.content.split()
+        self.assertEqual(pid, pgid)
+        self.assertEqual(int(pid), res.details["pid"])
+        self.assertNotEqual(int(pgid), os.getpgid(0))
+        wrapped = self.make(setsid_path="")  # no util-linux setsid: the Python wrapper
+        res = await self.call(wrapped, command="echo $$; cut -d' ' -f5 /proc/$$/stat")
+        pid, pgid = res.content.split()
+        self.assertEqual(pid, pgid)
+
+    async def test_cancel_kills_the_whole_group(self) -> None:
+        """Cancelling a foreground exec kills its grandchildren too (process group gone)."""
+        seen: Deferred[None] = Deferred()
+
+        def update(text: str) -> None:
+            self.updates.append(text)
+            if "\n" in "".join(self.updates) and not seen.called:
+                seen.callback(None)
+
+        ctx = ToolContext("main", "k", "r", "c", FilePath(self.ws), on_update=update)
+        d = self.tool.run({"command": "sleep 1000 & echo $!; wait"}, ctx)
+        await seen
+        grandchild = int("".join(self.updates).split()[0])
+        self.assertTrue(alive(grandchild))
+        d.cancel()
+        failure = self.failureResultOf(d, CancelledError)
+        self.assertIsNotNone(failure)
+        await self.tool.when_idle()
+        self.assertFalse(alive(grandchild))
+
+    async def test_timeout_kills(self) -> None:
+        """timeoutSeconds kills the group; the result says it timed out."""
+        res = await self.call(self.tool, command="sleep 1000", timeoutSeconds=0.2)
+        self.assertTrue(res.is_error)
+        self.assertTrue(res.details["timedOut"])
+        self.assertIn("timed out", res.content)
+        self.assertEqual(res.details["signal"], "SIGTERM")
+
+    async def test_background_write_poll(self) -> None:
+        """background: true returns a sessionId; process write feeds stdin; poll reports exit."""
+        res = await self.call(self.tool, command="read line; echo got:$line", background=True)
+        sid = res.details["sessionId"]
+        self.assertEqual(res.details["status"], "running")
+        listed = await self.call(self.process, action="list")
+        self.assertIn(sid, listed.content)
+        await self.call(self.process, action="write", sessionId=sid, data="hello\n", eof=True)
+        session = self.registry.get("main", sid)
+        assert session is not None
+        await session.when_ended()
+        polled = await self.call(self.process, action="poll", sessionId=sid)
+        self.assertIn("got:hello", polled.content)
+        self.assertIn("exited with code 0", polled.content)
+        log = await self.call(self.process, action="log", sessionId=sid)
+        self.assertIn("got:hello", log.content)
+        other = ToolContext("other", "k", "r", "c", FilePath(self.ws))
+        hidden: ToolResult = await self.process.run({"action": "poll", "sessionId": sid}, other)
+        self.assertTrue(hidden.is_error)
+
+    async def test_yield_then_kill(self) -> None:
+        """A command outlasting yieldMs is backgrounded; process kill ends it by signal."""
+        res = await self.call(self.tool, command="echo started; sleep 1000", yieldMs=50)
+        sid = res.details["sessionId"]
+        self.assertEqual(res.details["status"], "running")
+        polled = await self.call(self.process, action="poll", sessionId=sid, timeout=5000)
+        self.assertIn("started", polled.content + res.content)
+        killed = await self.call(self.process, action="kill", sessionId=sid)
+        self.assertEqual(killed.details["signal"], "SIGTERM")
+        self.assertTrue(killed.details["killed"])
+        cleared = await self.call(self.process, action="clear", sessionId=sid)
+        self.assertFalse(cleared.is_error)
+
+    async def test_environment_never_carries_secrets(self) -> None:
+        """Token, provider keys and values equal to a secret never reach the command."""
+        res = await self.call(self.tool, command="env", env={"FOO": "bar", "LEAK": SECRET})
+        self.assertNotIn(SECRET, res.content)
+        self.assertNotIn("sk-provider-key", res.content)
+        self.assertNotIn("AWS_SECRET", res.content)
+        self.assertIn("FOO=bar", res.content)
+        self.assertIn("OPENCLAW_SHELL=exec", res.content)
+        self.assertIn("HOME=/tmp", res.content)
+        bad = await self.call(self.tool, command="env", env={"PATH": "/evil"})
+        self.assertTrue(bad.is_error)
+        bad = await self.call(self.tool, command="env", env={"LD_PRELOAD": "/x.so"})
+        self.assertTrue(bad.is_error)
+
+    async def test_workdir_confined(self) -> None:
+        """workdir resolves inside the workspace; escapes are refused before running."""
+        res = await self.call(self.tool, command="pwd", workdir="sub")
+        self.assertEqual(res.content.strip(), os.path.join(self.ws, "sub"))
+        for wd in ("..", "/", "missing"):
+            bad = await self.call(self.tool, command="touch escaped", workdir=wd)
+            self.assertTrue(bad.is_error, wd)
+        self.assertFalse(os.path.exists(os.path.join(os.path.dirname(self.ws), "escaped")))
+
+    async def test_policy_deny_and_allowlist(self) -> None:
+        """security=deny refuses everything; allowlist runs matches and refuses misses."""
+        deny = self.make(policy=ExecPolicy(security="deny"))
+        res = await self.call(deny, command="touch made")
+        self.assertTrue(res.is_error)
+        self.assertIn("Exec denied", res.content)
+        self.assertFalse(os.path.exists(os.path.join(self.ws, "made")))
+        allow = self.make(policy=ExecPolicy(security="allowlist", allowlist=("echo",)))
+        self.assertEqual((await self.call(allow, command="echo hi | wc -l")).content.strip(), "1")
+        miss = await self.call(allow, command="touch made")
+        self.assertIn("allowlist-miss", miss.content)
+        self.assertFalse(os.path.exists(os.path.join(self.ws, "made")))
+
+    async def test_approvals(self) -> None:
+        """Asked commands run on approval, are denied on refusal and on approval timeout."""
+        asked: list[ApprovalRequest] = []
+        answers = {"yes": True, "no": False}
+
+        def approver(request: ApprovalRequest) -> Deferred[bool]:
+            asked.append(request)
+            word = request.command.split()[-1]
+            return succeed(answers[word]) if word in answers else Deferred()
+
+        policy = ExecPolicy(security="allowlist", ask="on-miss")
+        tool = self.make(
+            policy=policy, approver=approver, limits=ExecLimits(approval_timeout_seconds=0.05)
+        )
+        self.assertEqual((await self.call(tool, command="echo yes")).content.strip(), "yes")
+        denied = await self.call(tool, command="echo no")
+        self.assertIn("user-denied", denied.content)
+        timed = await self.call(tool, command="echo never")
+        self.assertIn("approval-timeout", timed.content)
+        self.assertEqual(asked[0].reason, "allowlist-miss")
+        self.assertEqual(asked[0].agent_id, "main")
+        noroute = self.make(policy=policy)
+        self.assertIn("no-approval-route", (await self.call(noroute, command="echo x")).content)
+
+    async def test_hostile_arguments(self) -> None:
+        """Missing/odd arguments are tool errors, never exceptions."""
+        for args in (
+            {},
+            {"command": ""},
+            {"command": "a\x00b"},
+            {"command": "\ud800"},
+            {"command": "ls", "host": "node"},
+            {"command": "ls", "host": "evil.com"},
+            {"command": "ls", "timeoutSeconds": "x"},
+            {"command": "ls", "env": []},
+            {"command": "ls", "env": {"A B": "x"}},
+            {"command": "ls", "yieldMs": -1},
+            {"command": "x" * 200_000},
+            {"command": "ls", "background": "yes"},
+        ):
+            res: ToolResult = await self.tool.run(args, self.ctx)
+            self.assertTrue(res.is_error, repr(args)[:60])
+        pty = await self.process.run({"action": "send-keys", "sessionId": "x"}, self.ctx)
+        self.assertTrue(pty.is_error)
+        unknown = await self.process.run({"action": "poll", "sessionId": "nope"}, self.ctx)
+        self.assertIn("No session", unknown.content)
+
+
+class PolicyUnitTests(SynchronousTestCase):
+    def test_evaluate(self) -> None:
+        """Every segment must match; redirections, substitutions and env assignments miss."""
+        p = ExecPolicy(security="allowlist", allowlist=("git", "/usr/bin/*"))
+        self.assertEqual(evaluate(p, "git status && git log | head -5")[0], "allow")
+        for cmd in ("git log > out", "echo $(id)", "FOO=1 git", "git; rm -rf x", "tail file"):
+            self.assertEqual(evaluate(p, cmd, "/nonexistent")[0], "deny", cmd)
+        self.assertEqual(evaluate(ExecPolicy(ask="always"), "ls")[0], "ask")
+        self.assertEqual(evaluate(ExecPolicy(security="deny"), "ls")[0], "deny")
+
+    def test_output_buffer_keeps_head_and_tail(self) -> None:
+        """Past the cap the buffer keeps the start and the end and counts the middle."""
+        buf = OutputBuffer(20)
+        buf.feed(b"0123456789" * 5)
+        text = buf.text()
+        self.assertTrue(text.startswith("0123456789"))
+        self.assertTrue(text.endswith("0123456789"))
+        self.assertIn("30 characters omitted", text)
+        split = OutputBuffer(100)
+        self.assertEqual(split.feed("é".encode()[:1]) + split.feed("é".encode()[1:]), "é")
+
+    def test_build_env_scrubs(self) -> None:
+        """Allow-listed names pass, secret names and secret values never do."""
+        env = build_env(
+            BASE_ENV,
+            secrets=[SECRET],
+            passthrough=("PATH", "INNOCENT_NAME", "OPENAI_API_KEY", "HOME"),
+            path_prepend=["/opt/x"],
+        )
+        self.assertNotIn("INNOCENT_NAME", env)
+        self.assertNotIn("OPENAI_API_KEY", env)
+        self.assertTrue(env["PATH"].startswith("/opt/x:"))
+        self.assertEqual(env["OPENCLAW_SHELL"], "exec")
