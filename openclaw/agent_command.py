@@ -19,7 +19,6 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from openclaw.agents.payloads import agent_final_payload
 from openclaw.agents.run import ProviderLookup
 from openclaw.agents.runtime import Runtime, build_runtime
 from openclaw.agents.types import (
@@ -33,6 +32,7 @@ from openclaw.agents.types import (
     UnknownAgentError,
 )
 from openclaw.config.model import Config
+from openclaw.gateway.ws.payloads import agent_final_payload
 from openclaw.sessions.keys import (
     InvalidSessionKeyError,
     canonical_session_key,

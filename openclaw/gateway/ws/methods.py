@@ -21,7 +21,6 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 import twisted
-from openclaw.agents.payloads import agent_final_payload
 from openclaw.agents.types import (
     AgentRequest,
     AgentResult,
@@ -48,7 +47,9 @@ from openclaw.gateway.ws.frames import (
 from openclaw.gateway.ws.handshake import SCOPE_READ, SCOPE_WRITE, ClientInfo, has_scope
 from openclaw.gateway.ws.idempotency import AgentFinal, IdempotencyCache, IdempotencyEntry
 from openclaw.gateway.ws.logbuffer import LogBuffer
+from openclaw.gateway.ws.payloads import agent_final_payload
 from openclaw.gateway.ws.views import AgentsView, SessionsView
+from openclaw.sessions.entry import SessionEntry
 from openclaw.sessions.keys import (
     InvalidSessionKeyError,
     canonical_session_key,
@@ -56,7 +57,6 @@ from openclaw.sessions.keys import (
     normalize_agent_id,
     parse_agent_from_key,
 )
-from openclaw.sessions.entry import SessionEntry
 
 log = Logger()
 
