@@ -1,0 +1,270 @@
+"""The agent workspace: where it is, what it starts with, and what the prompt sees.
+
+OpenClaw's rules, from ``concepts/agent-workspace.md`` and the bootstrap docs:
+
+- location: an agent's own ``workspace``; else, for a sole agent (or the
+  default agent when no shared root is set), ``agents.defaults.workspace``,
+  then ``$OPENCLAW_WORKSPACE_DIR``, then ``<state-dir>/workspace``; other
+  agents of a roster get ``<agents.defaults.workspace>/<agentId>`` when that
+  root is set, else ``<state-dir>/workspace-<agentId>``;
+- bootstrap files, in this order: ``AGENTS.md``, ``SOUL.md``, ``IDENTITY.md``,
+  ``USER.md`` (its own 4,000-character cap), ``BOOTSTRAP.md`` (while the
+  first-run ritual is pending) and ``MEMORY.md`` (main session only);
+- blank files are skipped, a missing required file leaves a one-line marker,
+  large files are cut to ``bootstrapMaxChars`` (head and tail kept around a
+  marker) and all of them together to ``bootstrapTotalMaxChars``.
+
+Reading happens on a thread (:class:`WorkspaceLoader`): the files are capped,
+but a workspace may sit on a slow or network disk.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Final
+
+from attrs import frozen
+from twisted.internet.defer import Deferred
+
+from openclaw.agents.skills import Skill, discover_skills
+from openclaw.sessions.fileio import BlockingIO
+
+BOOTSTRAP_FILES: Final = (
+    "AGENTS.md",
+    "SOUL.md",
+    "IDENTITY.md",
+    "USER.md",
+    "BOOTSTRAP.md",
+    "MEMORY.md",
+)
+#: Files whose absence is marked in the prompt (the others are optional).
+REQUIRED_FILES: Final = frozenset({"AGENTS.md", "SOUL.md", "IDENTITY.md"})
+#: Files ``ensure_workspace`` writes (BOOTSTRAP.md only into a brand-new workspace).
+STARTER_FILES: Final = ("AGENTS.md", "SOUL.md", "IDENTITY.md", "USER.md")
+DEFAULT_MAX_CHARS: Final = 20_000
+DEFAULT_TOTAL_MAX_CHARS: Final = 60_000
+USER_MD_MAX_CHARS: Final = 4_000
+#: Bytes read from one bootstrap file at most (OpenClaw's 2 MiB read cap).
+MAX_READ_BYTES: Final = 2 * 1024 * 1024
+_HEAD_SHARE: Final = 0.7
+_TAIL_SHARE: Final = 0.2
+
+
+def resolve_workspace(
+    agent_id: str,
+    *,
+    agent_workspace: str | None,
+    defaults_workspace: str | None,
+    is_default: bool,
+    agent_count: int,
+    state_dir: Path,
+    env: Mapping[str, str],
+) -> Path:
+    """The agent's workspace directory (absolute, ``~`` expanded; may not exist yet)."""
+    if agent_workspace:
+        return _absolute(agent_workspace, env)
+    shared = defaults_workspace or None
+    if agent_count <= 1 or (is_default and shared is None):
+        if shared:
+            return _absolute(shared, env)
+        from_env = env.get("OPENCLAW_WORKSPACE_DIR", "").strip()
+        if from_env:
+            return _absolute(from_env, env)
+        return (state_dir / "workspace").absolute()
+    if shared:
+        return _absolute(shared, env) / agent_id
+    return (state_dir / f"workspace-{agent_id}").absolute()
+
+
+def _absolute(value: str, env: Mapping[str, str]) -> Path:
+    if value == "~" or value.startswith("~/"):
+        home = env.get("HOME", "").strip() or str(Path.home())
+        value = home + value[1:]
+    return Path(value).expanduser().absolute()
+
+
+@frozen
+class BootstrapFile:
+    """One bootstrap file as injected into the prompt."""
+
+    name: str
+    path: Path
+    #: What the prompt gets: the (possibly truncated) text, or the missing marker.
+    content: str
+    missing: bool = False
+    truncated: bool = False
+    #: Characters on disk (up to the read cap) and in ``content``.
+    raw_chars: int = 0
+
+
+@frozen
+class WorkspaceContext:
+    """What a run's system prompt needs from the workspace."""
+
+    workspace: Path
+    files: tuple[BootstrapFile, ...]
+    skills: tuple[Skill, ...] = ()
+
+    @property
+    def truncated(self) -> bool:
+        """Whether any file was cut (the prompt then says to read them directly)."""
+        return any(f.truncated for f in self.files)
+
+
+def missing_marker(path: Path) -> str:
+    """The line injected for a required file that does not exist."""
+    return f"[MISSING] Expected at: {path}"
+
+
+def truncate_text(text: str, limit: int, name: str) -> str:
+    """Keep the head and tail of ``text`` within ``limit`` characters, with a marker."""
+    if len(text) <= limit:
+        return text
+    marker = f"\n\n[... {name} truncated: read the file for the full content ...]\n\n"
+    room = max(limit - len(marker), 0)
+    head = int(room * _HEAD_SHARE / (_HEAD_SHARE + _TAIL_SHARE))
+    tail = room - head
+    return text[:head].rstrip() + marker + (text[-tail:].lstrip() if tail else "")
+
+
+def load_bootstrap_files(
+    workspace: Path,
+    *,
+    main_session: bool,
+    max_chars: int = DEFAULT_MAX_CHARS,
+    total_max_chars: int = DEFAULT_TOTAL_MAX_CHARS,
+) -> tuple[BootstrapFile, ...]:
+    """Read and budget the bootstrap files. Blocking: call from a thread."""
+    result: list[BootstrapFile] = []
+    remaining = total_max_chars
+    for name in BOOTSTRAP_FILES:
+        if name == "MEMORY.md" and not main_session:
+            continue
+        path = workspace / name
+        text = _read_capped(path)
+        if text is None:
+            if name in REQUIRED_FILES:
+                marker = missing_marker(path)
+                result.append(BootstrapFile(name, path, marker, missing=True))
+                remaining -= len(marker)
+            continue
+        text = text.strip()
+        if not text or remaining <= 0:
+            continue
+        cap = min(max_chars, USER_MD_MAX_CHARS) if name == "USER.md" else max_chars
+        cap = min(cap, remaining)
+        content = truncate_text(text, cap, name)
+        result.append(
+            BootstrapFile(name, path, content, truncated=content != text, raw_chars=len(text))
+        )
+        remaining -= len(content)
+    return tuple(result)
+
+
+def _read_capped(path: Path) -> str | None:
+    """The file's text (first ``MAX_READ_BYTES``), None when absent or not a file."""
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_READ_BYTES)
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return None
+    except OSError as exc:
+        return f"[unreadable: {exc.strerror or exc}]"
+    return data.decode("utf-8", errors="replace")
+
+
+def skill_roots(workspace: Path, extra: Sequence[Path] = ()) -> tuple[Path, ...]:
+    """Where skills are looked for, highest precedence first."""
+    return (workspace / "skills", workspace / ".agents" / "skills", *extra)
+
+
+def load_workspace_context(
+    workspace: Path,
+    *,
+    main_session: bool,
+    max_chars: int = DEFAULT_MAX_CHARS,
+    total_max_chars: int = DEFAULT_TOTAL_MAX_CHARS,
+    extra_skill_roots: Sequence[Path] = (),
+) -> WorkspaceContext:
+    """Bootstrap files and skills of one workspace. Blocking: call from a thread."""
+    files = load_bootstrap_files(
+        workspace, main_session=main_session, max_chars=max_chars, total_max_chars=total_max_chars
+    )
+    skills = discover_skills(skill_roots(workspace, extra_skill_roots))
+    return WorkspaceContext(workspace, files, skills)
+
+
+class WorkspaceLoader:
+    """Loads workspace context off the reactor thread.
+
+    ``io`` is where blocking reads run (the session store's
+    :class:`~openclaw.sessions.fileio.BlockingIO`, or ``InlineIO`` in tests).
+    """
+
+    def __init__(self, io: BlockingIO) -> None:
+        self._io = io
+
+    def load(
+        self,
+        workspace: Path,
+        *,
+        main_session: bool,
+        max_chars: int = DEFAULT_MAX_CHARS,
+        total_max_chars: int = DEFAULT_TOTAL_MAX_CHARS,
+        create: bool = True,
+        templates: bool = True,
+    ) -> Deferred[WorkspaceContext]:
+        """Create the workspace if needed (``create``), then read its context."""
+
+        def work() -> WorkspaceContext:
+            if create:
+                ensure_workspace(workspace, templates=templates)
+            return load_workspace_context(
+                workspace,
+                main_session=main_session,
+                max_chars=max_chars,
+                total_max_chars=total_max_chars,
+            )
+
+        return self._io.run(work)
+
+
+def template_text(name: str) -> str:
+    """A starter file shipped with the package (``openclaw/agents/templates``)."""
+    return (
+        resources.files("openclaw.agents").joinpath("templates", name).read_text(encoding="utf-8")
+    )
+
+
+def ensure_workspace(path: Path, *, templates: bool = True) -> list[Path]:
+    """Create the workspace directory and, with ``templates``, the missing starter
+    files; never overwrites. ``BOOTSTRAP.md`` is written only into a brand-new
+    workspace (none of the starter files existed). Returns the files written.
+    Blocking: call from a thread (``openclaw setup`` calls it directly)."""
+    path.mkdir(parents=True, exist_ok=True)
+    if not templates:
+        return []
+    existing = [name for name in (*STARTER_FILES, "MEMORY.md") if (path / name).exists()]
+    names = list(STARTER_FILES)
+    if not existing:
+        names.append("BOOTSTRAP.md")
+    written: list[Path] = []
+    for name in names:
+        target = path / name
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            continue
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(template_text(name))
+        written.append(target)
+    return written
+
+
+def is_main_session(session_key: str, agent_id: str, main_key: str = "main") -> bool:
+    """Whether ``session_key`` is the agent's private main session (MEMORY.md is
+    injected there only)."""
+    return session_key.strip().lower() == f"agent:{agent_id}:{main_key}".lower()

@@ -1,0 +1,236 @@
+"""Workspace location, starter files, bootstrap budgeting and skills
+(openclaw.agents.workspace, openclaw.agents.skills)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from openclaw.agents.skills import discover_skills, parse_front_matter
+from openclaw.agents.workspace import (
+    MAX_READ_BYTES,
+    USER_MD_MAX_CHARS,
+    WorkspaceContext,
+    WorkspaceLoader,
+    ensure_workspace,
+    is_main_session,
+    load_bootstrap_files,
+    missing_marker,
+    resolve_workspace,
+    template_text,
+    truncate_text,
+)
+from openclaw.sessions.fileio import InlineIO
+
+STATE = Path("/state")
+
+
+def where(agent_id: str, **kwargs: object) -> Path:
+    options: dict[str, object] = {
+        "agent_workspace": None,
+        "defaults_workspace": None,
+        "is_default": True,
+        "agent_count": 1,
+        "state_dir": STATE,
+        "env": {"HOME": "/home/u"},
+    }
+    options.update(kwargs)
+    return resolve_workspace(agent_id, **options)  # type: ignore[arg-type]
+
+
+class ResolveTests(SynchronousTestCase):
+    def test_sole_agent_defaults(self) -> None:
+        """A sole agent: <state>/workspace, then OPENCLAW_WORKSPACE_DIR, then the shared root."""
+        self.assertEqual(where("main"), Path("/state/workspace"))
+        env = {"OPENCLAW_WORKSPACE_DIR": "/ws", "HOME": "/home/u"}
+        self.assertEqual(where("main", env=env), Path("/ws"))
+        self.assertEqual(where("main", env=env, defaults_workspace="~/w"), Path("/home/u/w"))
+
+    def test_own_workspace_wins(self) -> None:
+        """An agent's own workspace is used as given (~ expanded)."""
+        self.assertEqual(where("x", agent_workspace="~/mine", agent_count=3), Path("/home/u/mine"))
+
+    def test_roster_without_shared_root(self) -> None:
+        """In a roster the default agent keeps <state>/workspace, others get workspace-<id>."""
+        self.assertEqual(where("main", agent_count=2), Path("/state/workspace"))
+        self.assertEqual(
+            where("ops", agent_count=2, is_default=False), Path("/state/workspace-ops")
+        )
+
+    def test_roster_with_shared_root(self) -> None:
+        """With agents.defaults.workspace set, unpinned roster agents get <root>/<id>."""
+        self.assertEqual(
+            where("main", agent_count=2, defaults_workspace="/root"), Path("/root/main")
+        )
+        self.assertEqual(
+            where("ops", agent_count=2, is_default=False, defaults_workspace="/root"),
+            Path("/root/ops"),
+        )
+
+
+class EnsureWorkspaceTests(SynchronousTestCase):
+    def test_new_workspace_gets_starters_and_bootstrap(self) -> None:
+        """A brand-new workspace gets the starter files and BOOTSTRAP.md."""
+        path = Path(self.mktemp()) / "ws"
+        written = ensure_workspace(path)
+        self.assertEqual(
+            sorted(p.name for p in written),
+            ["AGENTS.md", "BOOTSTRAP.md", "IDENTITY.md", "SOUL.md", "USER.md"],
+        )
+        self.assertEqual((path / "SOUL.md").read_text(), template_text("SOUL.md"))
+        self.assertIn("workspace", (path / "AGENTS.md").read_text())
+
+    def test_never_overwrites_and_no_bootstrap_for_existing(self) -> None:
+        """Existing files are kept, missing ones added, BOOTSTRAP.md not reseeded."""
+        path = Path(self.mktemp())
+        path.mkdir()
+        (path / "AGENTS.md").write_text("mine")
+        written = ensure_workspace(path)
+        self.assertEqual((path / "AGENTS.md").read_text(), "mine")
+        self.assertEqual(sorted(p.name for p in written), ["IDENTITY.md", "SOUL.md", "USER.md"])
+        self.assertFalse((path / "BOOTSTRAP.md").exists())
+        self.assertEqual(ensure_workspace(path), [])
+
+    def test_without_templates_only_the_directory(self) -> None:
+        """templates=False creates the directory alone."""
+        path = Path(self.mktemp()) / "a" / "b"
+        self.assertEqual(ensure_workspace(path, templates=False), [])
+        self.assertTrue(path.is_dir())
+        self.assertEqual(list(path.iterdir()), [])
+
+
+class BootstrapTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.ws = Path(self.mktemp())
+        self.ws.mkdir()
+
+    def write(self, name: str, text: str) -> None:
+        (self.ws / name).write_text(text, encoding="utf-8")
+
+    def test_order_markers_and_optional_files(self) -> None:
+        """Files come in OpenClaw's order; missing required ones get a marker, optional
+        ones (USER.md, BOOTSTRAP.md, MEMORY.md) are just left out; blank files skipped."""
+        self.write("USER.md", "likes tea")
+        self.write("AGENTS.md", "rules")
+        self.write("IDENTITY.md", "   \n")
+        files = load_bootstrap_files(self.ws, main_session=True)
+        self.assertEqual([f.name for f in files], ["AGENTS.md", "SOUL.md", "USER.md"])
+        soul = files[1]
+        self.assertTrue(soul.missing)
+        self.assertEqual(soul.content, missing_marker(self.ws / "SOUL.md"))
+        self.assertEqual(files[2].content, "likes tea")
+
+    def test_memory_only_in_main_session(self) -> None:
+        """MEMORY.md is injected in the main session only."""
+        self.write("MEMORY.md", "remember")
+        self.assertIn(
+            "MEMORY.md", [f.name for f in load_bootstrap_files(self.ws, main_session=True)]
+        )
+        self.assertNotIn(
+            "MEMORY.md", [f.name for f in load_bootstrap_files(self.ws, main_session=False)]
+        )
+
+    def test_per_file_truncation_keeps_head_and_tail(self) -> None:
+        """A file over bootstrapMaxChars is cut to the limit, head and tail kept."""
+        body = "HEAD" + "x" * 5000 + "TAIL"
+        self.write("AGENTS.md", body)
+        (agents,) = [
+            f
+            for f in load_bootstrap_files(self.ws, main_session=True, max_chars=1000)
+            if f.name == "AGENTS.md"
+        ]
+        self.assertTrue(agents.truncated)
+        self.assertLessEqual(len(agents.content), 1000)
+        self.assertTrue(agents.content.startswith("HEAD"))
+        self.assertTrue(agents.content.endswith("TAIL"))
+        self.assertIn("truncated", agents.content)
+        self.assertEqual(agents.raw_chars, len(body))
+
+    def test_user_md_has_its_own_cap(self) -> None:
+        """USER.md is capped at 4,000 characters whatever bootstrapMaxChars says."""
+        self.write("USER.md", "u" * 10_000)
+        (user,) = [
+            f for f in load_bootstrap_files(self.ws, main_session=True) if f.name == "USER.md"
+        ]
+        self.assertEqual(len(user.content), USER_MD_MAX_CHARS)
+        self.assertTrue(user.truncated)
+
+    def test_total_budget(self) -> None:
+        """All files together stay within bootstrapTotalMaxChars; later files are cut or dropped."""
+        for name in ("AGENTS.md", "SOUL.md", "IDENTITY.md"):
+            self.write(name, name[0] * 800)
+        self.write("MEMORY.md", "m" * 800)
+        files = load_bootstrap_files(
+            self.ws, main_session=True, max_chars=1000, total_max_chars=2000
+        )
+        self.assertLessEqual(sum(len(f.content) for f in files), 2000)
+        self.assertEqual([f.truncated for f in files], [False, False, True])
+        self.assertNotIn("MEMORY.md", [f.name for f in files])
+
+    def test_huge_file_read_is_capped(self) -> None:
+        """Only the first 2 MiB of a file are read."""
+        self.write("AGENTS.md", "a" * (MAX_READ_BYTES + 10))
+        (agents, *_rest) = load_bootstrap_files(
+            self.ws, main_session=True, max_chars=10**8, total_max_chars=10**8
+        )
+        self.assertEqual(agents.raw_chars, MAX_READ_BYTES)
+
+    def test_truncate_text_short_is_unchanged(self) -> None:
+        """Text within the limit is returned as is."""
+        self.assertEqual(truncate_text("abc", 10, "X"), "abc")
+
+    def test_loader_creates_and_reads(self) -> None:
+        """WorkspaceLoader creates a missing workspace and returns its files and skills."""
+        ws = Path(self.mktemp()) / "new"
+        skill = ws / "skills" / "group" / "hello"
+        skill.mkdir(parents=True)
+        (skill / "SKILL.md").write_text("---\nname: hello\ndescription: Say hi\n---\nbody\n")
+        result = self.successResultOf(WorkspaceLoader(InlineIO()).load(ws, main_session=True))
+        self.assertIsInstance(result, WorkspaceContext)
+        self.assertEqual(
+            [f.name for f in result.files],
+            ["AGENTS.md", "SOUL.md", "IDENTITY.md", "USER.md", "BOOTSTRAP.md"],
+        )
+        self.assertFalse(result.truncated)
+        self.assertEqual([s.name for s in result.skills], ["hello"])
+
+    def test_main_session(self) -> None:
+        """Only agent:<id>:main is the main session."""
+        self.assertTrue(is_main_session("agent:main:main", "main"))
+        self.assertFalse(is_main_session("agent:main:openai:abc", "main"))
+
+
+class SkillTests(SynchronousTestCase):
+    def test_front_matter(self) -> None:
+        """Quoted values, comments and folded blocks parse; no header gives None."""
+        meta = parse_front_matter(
+            '---\nname: "a-b"\ndescription: >\n  line one\n  line two\nmetadata:\n'
+            "  openclaw: {}\nflag: yes # note\n---\nbody"
+        )
+        self.assertEqual(meta, {"name": "a-b", "description": "line one line two", "flag": "yes"})
+        self.assertIsNone(parse_front_matter("no header"))
+        self.assertIsNone(parse_front_matter("---\nname: x\n"))
+
+    def test_discovery_rules(self) -> None:
+        """Nested skills are found, names fall back to the folder, the first root wins,
+        hidden and invalid skills are skipped, and nothing below a skill is searched."""
+        root = Path(self.mktemp())
+        second = Path(self.mktemp())
+
+        def skill(base: Path, rel: str, text: str) -> None:
+            d = base / rel
+            d.mkdir(parents=True)
+            (d / "SKILL.md").write_text(text)
+
+        skill(root, "a/deep", "---\ndescription: Deep one\n---\n")
+        skill(root, "dup", "---\nname: same\ndescription: first\n---\n")
+        skill(root, "dup/inner", "---\nname: inner\ndescription: hidden below\n---\n")
+        skill(root, "off", "---\nname: off\ndescription: x\ndisable-model-invocation: true\n---\n")
+        skill(root, "bad", "no front matter")
+        skill(second, "dup", "---\nname: same\ndescription: second\n---\n")
+        skills = discover_skills([root, second, Path("/nonexistent")])
+        self.assertEqual(
+            [(s.name, s.description) for s in skills], [("deep", "Deep one"), ("same", "first")]
+        )
+        self.assertEqual(skills[0].location, (root / "a/deep/SKILL.md").absolute())
