@@ -6,7 +6,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 CONFIG ?= conf/openclaw.json5
 
-.PHONY: run test lint typecheck unit cli-compat bench fuzz clean
+.PHONY: run test lint typecheck unit deps cli-compat bench fuzz clean
+
+# System packages the suite needs, installed from Debian when missing and we
+# are root (scripts/ensure-debian-packages.sh); add yours with +=.
+# chromium + chromium-driver: the Control UI's browser tests.
+DEBIAN_PACKAGES += chromium chromium-driver
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required, found " + sys.version.split()[0]' \
@@ -31,7 +36,10 @@ typecheck: $(STAMP)
 
 # Two pytest processes: trial-style TestCases (most of the suite) and the
 # pytest-twisted tests, which must not share a process with async trial tests.
-unit: $(STAMP)
+deps:
+	@sh scripts/ensure-debian-packages.sh $(DEBIAN_PACKAGES)
+
+unit: $(STAMP) deps
 	rm -f .coverage .coverage.*
 	$(BIN)/coverage run -m pytest -p no:twisted --ignore=tests/pytest_twisted -q tests
 	$(BIN)/coverage run -m pytest -q tests/pytest_twisted

@@ -160,7 +160,7 @@ class RealOpenClawConfigTests(SynchronousTestCase):
             "meta", "wizard", "update", "telemetry", "logging", "browser", "messages",
             "commands", "cron", "hooks", "tools", "skills", "plugins", "channels", "auth",
             "bindings", "env.shellEnv", "gateway.mode", "gateway.tailscale", "gateway.nodes",
-            "gateway.auth.allowTailscale", "gateway.controlUi.enabled",
+            "gateway.auth.allowTailscale",
             "gateway.controlUi.allowInsecureAuth", "models.mode",
             "models.providers.ollama.models[*].reasoning",
             "models.providers.ollama.models[*].input", "models.providers.ollama.models[*].cost",
@@ -181,7 +181,7 @@ class RealOpenClawConfigTests(SynchronousTestCase):
             w,
         )
         self.assertFalse([line for line in w if line.startswith("$schema")])
-        self.assertEqual(len(w), 38)
+        self.assertEqual(len(w), 37)
 
 
 class ProblemCollectionTests(SynchronousTestCase):

@@ -626,9 +626,9 @@ _IMAGES = _section(
 )
 _CORS = _section(["allowedOrigins", "maxAgeSeconds"])
 _CONTROL_UI = _section(
-    ["allowedOrigins"],
+    ["enabled", "basePath", "allowedOrigins"],
     [
-        "enabled", "basePath", "root", "allowInsecureAuth", "dangerouslyDisableDeviceAuth",
+        "root", "allowInsecureAuth", "dangerouslyDisableDeviceAuth",
         "dangerouslyAllowHostHeaderOriginFallback",
     ],
 )  # fmt: skip
@@ -746,6 +746,8 @@ def _build_gateway(r: _Reader, value: Any) -> GatewayConfig:
         http=_build_http(r, g.get("http")),
         ws=_build_ws(r, g.get("ws")),
         control_ui=ControlUiConfig(
+            enabled=r.boolean(control_ui, "enabled", "gateway.controlUi", True),
+            base_path=_read_base_path(r, control_ui),
             allowed_origins=_read_origins(r, control_ui, "gateway.controlUi"),
         ),
         trusted_proxies=tuple(proxies),
@@ -787,6 +789,30 @@ def _read_bind(r: _Reader, g: Mapping[str, Any]) -> tuple[str, str | None]:
         r.expected("gateway.customBindHost", "a host name or IP address", custom_host)
         custom_host = None
     return bind, custom_host
+
+
+def _read_base_path(r: _Reader, data: Mapping[str, Any]) -> str:
+    """``gateway.controlUi.basePath``: ``/a/b`` (letters, digits, ``.``, ``_``, ``-``
+    per segment); ``/`` and empty mean the root; trailing slashes are dropped."""
+    raw = r.string(data, "basePath", "gateway.controlUi")
+    if raw is None:
+        return ""
+    trimmed = raw.strip().rstrip("/")
+    segments = trimmed.split("/")[1:]
+    if trimmed and (
+        not trimmed.startswith("/")
+        or not all(_BASE_PATH_SEGMENT.match(s) and s not in (".", "..") for s in segments)
+    ):
+        r.expected(
+            "gateway.controlUi.basePath",
+            'a path like "/openclaw" (segments of letters, digits, ".", "_" or "-")',
+            raw,
+        )
+        return ""
+    return trimmed
+
+
+_BASE_PATH_SEGMENT = re.compile(r"^[A-Za-z0-9._-]+$")
 
 
 def _read_origins(r: _Reader, data: Mapping[str, Any], path: str) -> tuple[str, ...]:

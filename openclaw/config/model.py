@@ -95,8 +95,12 @@ class HttpConfig:
 
 @frozen
 class ControlUiConfig:
-    """``gateway.controlUi``: only its browser-origin allow-list is honoured."""
+    """``gateway.controlUi``: the browser chat served by the gateway and the
+    browser origins allowed to open the WebSocket."""
 
+    enabled: bool = True
+    #: Where the UI is served: ``""`` for ``/``, else ``/<segments>`` (no trailing slash).
+    base_path: str = ""
     allowed_origins: tuple[str, ...] = ()
 
 

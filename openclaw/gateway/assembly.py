@@ -20,6 +20,7 @@ from openclaw.gateway.http.request import GatewaySite
 from openclaw.gateway.hygiene import ConnectionLimits, PreAuthSocketLimit
 from openclaw.gateway.lifecycle import Readiness
 from openclaw.gateway.resource import GatewayRootResource
+from openclaw.gateway.ui import build_control_ui
 from openclaw.gateway.ws.factory import GatewayWebSocketFactory, build_ws_factory
 from openclaw.gateway.ws.logbuffer import LogBuffer
 
@@ -84,7 +85,12 @@ def build_gateway(
         connections=lambda: ws_factory.connections,
         client_address=auth.client_address,
     )
-    root = GatewayRootResource(http=http_app.resource(), websocket=websocket, preauth_limit=preauth)
+    root = GatewayRootResource(
+        http=http_app.resource(),
+        websocket=websocket,
+        preauth_limit=preauth,
+        control_ui=build_control_ui(config.gateway.control_ui),
+    )
     site = GatewaySite(
         root,
         http_config=http,

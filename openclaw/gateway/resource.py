@@ -20,6 +20,7 @@ from twisted.web.server import Request
 from openclaw.gateway.http.errors import write_openai_error
 from openclaw.gateway.http.request import is_websocket_upgrade
 from openclaw.gateway.hygiene import PREAUTH_REFUSAL, PreAuthSocketLimit
+from openclaw.gateway.ui import ControlUi
 
 
 class GatewayRootResource(Resource):
@@ -33,11 +34,13 @@ class GatewayRootResource(Resource):
         http: IResource,
         websocket: IResource | None,
         preauth_limit: PreAuthSocketLimit | None = None,
+        control_ui: ControlUi | None = None,
     ) -> None:
         Resource.__init__(self)
         self._http = http
         self._websocket = websocket
         self._preauth_limit = preauth_limit
+        self._control_ui = control_ui
 
     def render(self, request: Request) -> Any:
         """Hand the request to the side that serves it."""
@@ -52,6 +55,8 @@ class GatewayRootResource(Resource):
             if self._preauth_limit is not None and self._preauth_limit.exceeded(request):
                 return _refuse_upgrade(request)
             return self._websocket.render(request)
+        if self._control_ui is not None and self._control_ui.claims(request.path):
+            return self._control_ui.render(request)
         return self._http.render(request)
 
 

@@ -1,0 +1,400 @@
+// The Control UI: sign in, pick an agent and a session, chat, stop, see tools.
+
+import { ChatView } from "./chat.js";
+import { contentText } from "./dom.js";
+import { GatewayClient, gatewayUrl } from "./gateway.js";
+import { randomId } from "./ids.js";
+import { SessionList, titleFrom } from "./sessions.js";
+import { forgetSecret, loadPlace, loadSecret, saveSecret, savePlace } from "./storage.js";
+
+const $ = (id) => document.getElementById(id);
+const STATE_TEXT = {
+  offline: "Not connected",
+  connecting: "Connecting…",
+  online: "Connected",
+  reconnecting: "Reconnecting…",
+  "auth-failed": "Signed out",
+};
+const TITLE_LOOKUPS = 25;
+
+class App {
+  constructor() {
+    this.chat = new ChatView($("messages"));
+    this.sessions = new SessionList($("session-list"), (key) => this.openSession(key));
+    this.client = new GatewayClient(gatewayUrl(), {
+      onState: (state, detail) => this.showState(state, detail),
+      onEvent: (name, payload) => this.onEvent(name, payload),
+      onHello: () => this.onHello(),
+    });
+    this.agents = [];
+    this.agentId = null;
+    this.sessionKey = null;
+    this.running = null; // {runId, sessionKey} of the reply being streamed here
+    this.connectedOnce = false;
+    this.bind();
+  }
+
+  bind() {
+    $("login-form").addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      this.signIn();
+    });
+    for (const radio of document.querySelectorAll("input[name=kind]")) {
+      radio.addEventListener("change", () => {
+        const password = this.kind() === "password";
+        $("remember").disabled = password;
+        if (password) $("remember").checked = false;
+      });
+    }
+    $("sign-out").addEventListener("click", () => this.signOut());
+    $("composer").addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      this.send();
+    });
+    $("input").addEventListener("keydown", (ev) => {
+      if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing) {
+        ev.preventDefault();
+        this.send();
+      }
+    });
+    $("input").addEventListener("input", () => this.growInput());
+    document.addEventListener("keydown", (ev) => {
+      if (ev.key === "Escape" && this.running) {
+        ev.preventDefault();
+        this.stop();
+      }
+    });
+    $("stop").addEventListener("click", () => this.stop());
+    $("new-session").addEventListener("click", () => this.newSession());
+    $("reset-session").addEventListener("click", (ev) => this.confirmThen(ev.currentTarget,
+      "Really reset?", () => this.resetSession()));
+    $("delete-session").addEventListener("click", (ev) => this.confirmThen(ev.currentTarget,
+      "Really delete?", () => this.deleteSession()));
+    $("agent-select").addEventListener("change", (ev) => this.chooseAgent(ev.target.value));
+    $("toggle-sessions").addEventListener("click", () => this.toggleSidebar());
+  }
+
+  start() {
+    const saved = loadSecret();
+    if (saved) {
+      $("remember").checked = saved.remember;
+      this.connect(saved);
+    } else {
+      $("secret").focus();
+    }
+  }
+
+  kind() {
+    return document.querySelector("input[name=kind]:checked").value;
+  }
+
+  signIn() {
+    const secret = $("secret").value.trim();
+    if (!secret) {
+      this.loginError("Enter the gateway token or password.");
+      return;
+    }
+    this.connect({ kind: this.kind(), secret, remember: $("remember").checked });
+  }
+
+  async connect(credentials) {
+    this.loginError("");
+    $("login-submit").disabled = true;
+    try {
+      await this.client.connect(credentials);
+      saveSecret(credentials);
+    } catch (err) {
+      if (this.client.state === "auth-failed") {
+        forgetSecret();
+        this.loginError(authMessage(err, credentials.kind));
+        $("secret").value = "";
+        $("secret").focus();
+      } else {
+        this.loginError(`${err.message}. Is the gateway running? Retrying…`);
+      }
+    } finally {
+      $("login-submit").disabled = false;
+    }
+  }
+
+  signOut() {
+    this.client.close();
+    forgetSecret();
+    this.connectedOnce = false;
+    this.running = null;
+    $("workspace").hidden = true;
+    $("login").hidden = false;
+    $("sign-out").hidden = true;
+    document.querySelector(".agent-picker").hidden = true;
+    $("secret").value = "";
+    $("secret").focus();
+  }
+
+  loginError(text) {
+    $("login-error").textContent = text;
+    $("login-error").hidden = !text;
+  }
+
+  showState(state, detail) {
+    const pill = $("conn-state");
+    pill.dataset.state = state;
+    pill.textContent = STATE_TEXT[state] || state;
+    pill.title = detail || "";
+    const banner = $("banner");
+    if (state === "reconnecting") {
+      banner.textContent = `Connection lost: ${detail || "reconnecting"}.`;
+      banner.hidden = false;
+    } else if (state === "online") {
+      banner.hidden = true;
+    }
+    if (state === "connecting" && detail && !this.connectedOnce) this.loginError(`${detail}.`);
+    this.updateComposer();
+  }
+
+  async onHello() {
+    this.loginError("");
+    $("login").hidden = true;
+    $("workspace").hidden = false;
+    $("sign-out").hidden = false;
+    const reconnect = this.connectedOnce;
+    this.connectedOnce = true;
+    try {
+      await this.loadAgents();
+      await this.refreshSessions();
+      const place = loadPlace();
+      const key = reconnect ? this.sessionKey : place.agentId === this.agentId && place.sessionKey;
+      await this.openSession(key || this.mainKey());
+    } catch (err) {
+      this.chat.addError(`Could not load the gateway's agents and sessions: ${err.message}`);
+    }
+    if (!reconnect) $("input").focus();
+  }
+
+  async loadAgents() {
+    const result = await this.client.request("agents.list", {});
+    this.agents = result.agents || [];
+    const place = loadPlace();
+    const ids = this.agents.map((a) => a.id);
+    this.agentId = ids.includes(this.agentId) ? this.agentId
+      : ids.includes(place.agentId) ? place.agentId : result.defaultId || ids[0] || "main";
+    this.mainKeyName = result.mainKey || "main";
+    const select = $("agent-select");
+    select.replaceChildren(...this.agents.map((agent) => {
+      const option = document.createElement("option");
+      option.value = agent.id;
+      option.textContent = agent.name ? `${agent.name} (${agent.id})` : agent.id;
+      return option;
+    }));
+    select.value = this.agentId;
+    document.querySelector(".agent-picker").hidden = false;
+  }
+
+  mainKey() {
+    return `agent:${this.agentId}:${this.mainKeyName || "main"}`;
+  }
+
+  async chooseAgent(agentId) {
+    this.agentId = agentId;
+    await this.refreshSessions();
+    await this.openSession(this.mainKey());
+  }
+
+  async refreshSessions() {
+    const result = await this.client.request("sessions.list",
+      { agentId: this.agentId, includeDerivedTitles: true });
+    const rows = (result.sessions || []).filter((row) => !/:openai:/.test(row.key));
+    const provisional = this.sessions.rows.filter((row) => row.provisional
+      && !rows.some((r) => r.key === row.key) && row.key.startsWith(`agent:${this.agentId}:`));
+    this.sessions.setRows([...provisional, ...rows]);
+    this.lookUpTitles();
+  }
+
+  /** Titles come from each session's first message (fetched in the background). */
+  async lookUpTitles() {
+    for (const key of this.sessions.untitled().slice(0, TITLE_LOOKUPS)) {
+      try {
+        const history = await this.client.request("chat.history",
+          { sessionKey: key, limit: 1000, maxChars: 120 });
+        const first = (history.messages || []).find((m) => m.role === "user");
+        if (first) this.sessions.setTitle(key, contentText(first.content));
+      } catch {
+        return;
+      }
+    }
+  }
+
+  async openSession(key) {
+    this.sessionKey = key;
+    this.running = null;
+    savePlace({ agentId: this.agentId, sessionKey: key });
+    this.sessions.select(key);
+    $("session-title").textContent = this.sessions.title(key);
+    this.closeSidebar();
+    this.chat.clear();
+    this.updateComposer();
+    try {
+      const history = await this.client.request("chat.history", { sessionKey: key, limit: 200 });
+      if (this.sessionKey !== key) return;
+      this.chat.showHistory(history.messages || []);
+      const first = (history.messages || []).find((m) => m.role === "user");
+      if (first) this.setTitle(key, contentText(first.content));
+    } catch (err) {
+      if (this.sessionKey === key) this.chat.addError(`Could not load this session: ${err.message}`);
+    }
+  }
+
+  setTitle(key, text) {
+    this.sessions.setTitle(key, text);
+    if (key === this.sessionKey) $("session-title").textContent = this.sessions.title(key);
+  }
+
+  newSession() {
+    const key = `agent:${this.agentId}:webchat-${randomId().slice(0, 8)}`;
+    this.sessions.addProvisional(key);
+    this.openSession(key);
+    $("input").focus();
+  }
+
+  async resetSession() {
+    try {
+      await this.client.request("sessions.reset", { key: this.sessionKey });
+      this.sessions.titles.delete(this.sessionKey);
+      await this.refreshSessions();
+      await this.openSession(this.sessionKey);
+    } catch (err) {
+      this.chat.addError(`Reset failed: ${err.message}`);
+    }
+  }
+
+  async deleteSession() {
+    const key = this.sessionKey;
+    try {
+      await this.client.request("sessions.delete", { key });
+      this.sessions.rows = this.sessions.rows.filter((row) => row.key !== key);
+      await this.refreshSessions();
+      const next = this.sessions.rows.find((row) => row.key !== key);
+      await this.openSession(next ? next.key : this.mainKey());
+    } catch (err) {
+      this.chat.addError(`Delete failed: ${err.message}`);
+    }
+  }
+
+  async send() {
+    const input = $("input");
+    const text = input.value.trim();
+    if (!text || this.running || this.client.state !== "online") return;
+    input.value = "";
+    this.growInput();
+    const sessionKey = this.sessionKey;
+    const runId = randomId();
+    this.chat.addUser(text);
+    if (!this.sessions.titles.has(sessionKey)) this.setTitle(sessionKey, titleFrom(text));
+    this.running = { runId, sessionKey };
+    this.chat.reply(runId);
+    this.updateComposer();
+    try {
+      const ack = await this.client.request("chat.send",
+        { sessionKey, message: text, idempotencyKey: runId });
+      if (ack.runId && ack.runId !== runId && this.running && this.running.runId === runId) {
+        this.running.runId = ack.runId;
+        this.chat.replies.set(ack.runId, this.chat.reply(runId));
+      }
+    } catch (err) {
+      if (this.running && this.running.runId === runId) this.running = null;
+      this.chat.finishReply(runId, "error");
+      this.chat.addError(err.message);
+      this.updateComposer();
+    }
+  }
+
+  async stop() {
+    const run = this.running;
+    if (!run) return;
+    try {
+      await this.client.request("chat.abort", { sessionKey: run.sessionKey, runId: run.runId });
+    } catch (err) {
+      this.chat.addError(`Could not stop: ${err.message}`);
+    }
+  }
+
+  onEvent(name, payload) {
+    if (name === "chat") this.onChat(payload);
+    else if (name === "agent" && payload.stream === "tool") {
+      if (payload.sessionKey === this.sessionKey) this.chat.toolEvent(payload.data || {}, payload.runId);
+    } else if (name === "shutdown") {
+      $("banner").textContent = "The gateway is stopping; reconnecting when it is back.";
+      $("banner").hidden = false;
+    }
+  }
+
+  onChat(event) {
+    const mine = event.sessionKey === this.sessionKey;
+    const text = event.message ? contentText(event.message.content) : undefined;
+    if (!mine) {
+      if (event.state !== "delta") this.refreshSessions().catch(() => {});
+      return;
+    }
+    const runId = event.runId;
+    if (event.state === "delta") {
+      this.chat.updateReply(runId, text ?? "");
+      return;
+    }
+    this.chat.finishReply(runId, event.state, text);
+    if (event.state === "error") {
+      this.chat.addError(event.errorMessage || "The agent failed.");
+    }
+    if (this.running && this.running.runId === runId) this.running = null;
+    this.updateComposer();
+    this.refreshSessions().catch(() => {});
+  }
+
+  updateComposer() {
+    const online = this.client.state === "online";
+    $("send").hidden = Boolean(this.running);
+    $("stop").hidden = !this.running;
+    $("send").disabled = !online;
+    $("app").dataset.busy = this.running ? "true" : "false";
+  }
+
+  growInput() {
+    const input = $("input");
+    input.rows = Math.min(8, Math.max(1, input.value.split("\n").length));
+  }
+
+  confirmThen(button, question, action) {
+    if (button.dataset.armed === "true") {
+      button.dataset.armed = "false";
+      button.textContent = button.dataset.label;
+      action();
+      return;
+    }
+    button.dataset.label = button.textContent;
+    button.dataset.armed = "true";
+    button.textContent = question;
+    setTimeout(() => {
+      if (button.dataset.armed === "true") {
+        button.dataset.armed = "false";
+        button.textContent = button.dataset.label;
+      }
+    }, 4000);
+  }
+
+  toggleSidebar() {
+    const open = $("app").classList.toggle("sidebar-open");
+    $("toggle-sessions").setAttribute("aria-expanded", String(open));
+  }
+
+  closeSidebar() {
+    $("app").classList.remove("sidebar-open");
+    $("toggle-sessions").setAttribute("aria-expanded", "false");
+  }
+}
+
+function authMessage(err, kind) {
+  const code = (err.details && err.details.code) || "";
+  if (code === "AUTH_RATE_LIMITED") return "Too many failed attempts; wait a moment and try again.";
+  const what = kind === "password" ? "password" : "token";
+  return `Wrong ${what}: the gateway did not accept it (${err.message}).`;
+}
+
+new App().start();
