@@ -32,7 +32,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from bench.r1_server import QuietSite
-from openclaw.fake_upstream import FakeOpenAIUpstream, FakeReply
+from openclaw.testing import FakeOpenAIUpstream, FakeReply
 
 _MODEL = re.compile(rb'"model"\s*:\s*"([^"]*)"')
 _MARKER = re.compile(rb"bench-id-(\d+)")

@@ -20,7 +20,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.web import http
 from twisted.web.server import Request, Site
 
-from openclaw.fake_upstream import FakeOpenAIUpstream, FakeReply, FakeToolCall
+from openclaw.testing import FakeOpenAIUpstream, FakeReply, FakeToolCall
 
 #: Model name -> reply. Delays are real seconds (the fake runs on the reactor).
 PROFILES: Mapping[str, FakeReply] = {

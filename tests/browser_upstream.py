@@ -13,7 +13,7 @@ from typing import Any
 
 from twisted.web.server import Request, Site
 
-from openclaw.fake_upstream import FakeOpenAIUpstream, FakeReply
+from openclaw.testing import FakeOpenAIUpstream, FakeReply
 
 #: The text every XSS case sends back: each line would run script if rendered raw.
 XSS_REPLY = (

@@ -47,7 +47,7 @@ from twisted.trial.unittest import TestCase
 from twisted.web.http import HTTPChannel
 from twisted.web.server import Site
 
-from openclaw.fake_upstream import FakeOpenAIUpstream, FakeUpstream
+from openclaw.testing import FakeOpenAIUpstream, FakeUpstream
 from tests.gateway_process import TOKEN, GatewayProcess, write_config
 
 #: The API key the gateway's providers send to the fake upstream.

@@ -24,7 +24,7 @@ from twisted.web.server import Site
 from bench import procstat, sse_client, ws_client
 from bench.r1_server import Canned, R1Resource
 from bench.upstream_server import BenchUpstream, ProfileSpec, build_site, parse_profile
-from openclaw.fake_upstream import FakeReply
+from openclaw.testing import FakeReply
 
 T = TypeVar("T")
 

@@ -15,7 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import Site
 
 from openclaw.agents.providers.sse import SSEEvent, SSEParser
-from openclaw.fake_upstream import (
+from openclaw.testing import (
     BATCH_YIELD,
     FakeAnthropicUpstream,
     FakeOpenAIUpstream,
@@ -436,4 +436,25 @@ class FakeAnthropicUpstreamTests(SynchronousTestCase):
         self.assertEqual(
             len(re.findall(rb"text_delta", conn.body())),
             len(conn.events()) - 3,
+        )
+
+
+class DeprecatedModuleTests(SynchronousTestCase):
+    def test_old_module_name_still_works_and_warns(self) -> None:
+        """``openclaw.fake_upstream`` (the pre-package name) still gives the same
+        classes, with a DeprecationWarning pointing at openclaw.testing."""
+        import importlib
+        import sys
+        import warnings
+
+        import openclaw.testing
+
+        sys.modules.pop("openclaw.fake_upstream", None)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            old = importlib.import_module("openclaw.fake_upstream")
+        self.assertIs(old.FakeOpenAIUpstream, openclaw.testing.FakeOpenAIUpstream)
+        self.assertEqual(
+            [(w.category, "openclaw.testing" in str(w.message)) for w in caught],
+            [(DeprecationWarning, True)],
         )

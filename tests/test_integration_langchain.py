@@ -9,7 +9,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
 
-from openclaw.fake_upstream import FakeReply
+from openclaw.testing import FakeReply
 from tests import integration_support as support
 from tests.gateway_process import TOKEN
 from tests.integration_support import CLIENT_TIMEOUT

@@ -24,7 +24,7 @@ from openai.types.chat import (
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 
-from openclaw.fake_upstream import FakeReply, FakeToolCall, FakeUsage
+from openclaw.testing import FakeReply, FakeToolCall, FakeUsage
 from tests import integration_support as support
 from tests.gateway_process import TOKEN
 from tests.integration_support import CLIENT_TIMEOUT, UPSTREAM_KEY

@@ -24,7 +24,7 @@ from typing import Any
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import SynchronousTestCase
 
-from openclaw.fake_upstream import FakeReply
+from openclaw.testing import FakeReply
 from tests import integration_support as support
 from tests.gateway_process import TOKEN, GatewayProcess, write_config
 from tests.integration_support import (

@@ -28,7 +28,7 @@ from openclaw.agents.types import (
     Usage,
 )
 from openclaw.config.model import ProviderConfig
-from openclaw.fake_upstream import (
+from openclaw.testing import (
     FakeAnthropicUpstream,
     FakeReply,
     FakeToolCall,

@@ -12,7 +12,7 @@ from openclaw.agents.providers.base import ModelCall, ModelMessage, StreamOutcom
 from openclaw.agents.providers.demo import DemoProvider, DemoStream, demo_script
 from openclaw.agents.types import ClientTool, StreamParams, ToolCall, Usage
 from openclaw.config.model import ProviderConfig
-from openclaw.fake_upstream import RecordingSink
+from openclaw.testing import RecordingSink
 
 REPLY = 'Demo reply (no model configured): you said "hello there".'
 

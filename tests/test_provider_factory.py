@@ -20,7 +20,7 @@ from openclaw.agents.providers import (
 from openclaw.agents.providers.base import ModelCall, ModelMessage
 from openclaw.agents.providers.factory import CachedEndpointFactory
 from openclaw.config.model import ProviderConfig
-from openclaw.fake_upstream import RecordingSink
+from openclaw.testing import RecordingSink
 
 
 class BuildProviderTests(SynchronousTestCase):

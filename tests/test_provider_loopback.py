@@ -27,7 +27,7 @@ from openclaw.agents.providers.http import HTTPModelStream, make_pool
 from openclaw.agents.providers.openai_completions import OpenAICompletionsProvider
 from openclaw.agents.types import FailureKind, ProviderError, Usage
 from openclaw.config.model import ProviderConfig
-from openclaw.fake_upstream import (
+from openclaw.testing import (
     FakeAnthropicUpstream,
     FakeOpenAIUpstream,
     FakeReply,

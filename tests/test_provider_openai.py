@@ -32,7 +32,7 @@ from openclaw.agents.types import (
     Usage,
 )
 from openclaw.config.model import ProviderConfig
-from openclaw.fake_upstream import (
+from openclaw.testing import (
     FakeOpenAIUpstream,
     FakeReply,
     FakeToolCall,

@@ -22,7 +22,7 @@ from openclaw.config.model import (
     ProviderConfig,
     SessionConfig,
 )
-from openclaw.fake_upstream import (
+from openclaw.testing import (
     FakeAnthropicUpstream,
     FakeOpenAIUpstream,
     FakeReply,

@@ -44,9 +44,8 @@ from openclaw.config.model import (
     ProviderConfig,
     SessionConfig,
 )
-from openclaw.fake_upstream import FakeOpenAIUpstream, FakeReply, InMemoryClient
 from openclaw.gateway.assembly import build_gateway
-from openclaw.testing import make_runtime
+from openclaw.testing import FakeOpenAIUpstream, FakeReply, InMemoryClient, make_runtime
 from tests.chat_fakes import RawConnection, RawResponse
 from tests.test_hygiene import Conn
 from tests.ws_fakes import UPGRADE, client_frame, connect_params, decode_server_frames

@@ -26,7 +26,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
-from openclaw.agents.outcome import RunOutcome
+from openclaw.agents.broadcast import RunBroadcast
 from openclaw.agents.types import (
     AgentEvent,
     AgentRequest,
@@ -64,7 +64,7 @@ class FakeRun:
     def __init__(self, request: AgentRequest, clock: IReactorTime) -> None:
         self.request = request
         self._clock = clock
-        self._outcome = RunOutcome(request.run_id)
+        self._outcome = RunBroadcast(request.run_id)
         self.text_so_far = ""
         self.cancelled = 0
         self.paused = False

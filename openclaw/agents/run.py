@@ -23,7 +23,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from openclaw.agents.history import load_history
-from openclaw.agents.outcome import RunOutcome
+from openclaw.agents.broadcast import RunBroadcast
 from openclaw.agents.providers.base import (
     ModelCall,
     ModelMessage,
@@ -153,7 +153,7 @@ class Run:
         self.text = ""
         self.usage = Usage()
 
-        self._outcome = RunOutcome(request.run_id)
+        self._outcome = RunBroadcast(request.run_id)
         self._paused = False
         self._stream: ModelStream | None = None
         self._tools: dict[int, _ToolBuilder] = {}

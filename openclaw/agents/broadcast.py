@@ -1,4 +1,4 @@
-"""The subscribers of a run's events and the waiters of its result.
+"""A run's broadcast: its event subscribers, its result waiters, its outcome.
 
 Every :class:`~openclaw.agents.types.AgentRun` needs the same bookkeeping: a
 new cancellable Deferred per ``result`` access, ``subscribe`` returning an
@@ -19,7 +19,7 @@ from openclaw.agents.types import AgentEvent, AgentResult
 log = Logger()
 
 
-class RunOutcome:
+class RunBroadcast:
     """Listeners, result waiters and, once known, the outcome of one run."""
 
     def __init__(self, run_id: str) -> None:

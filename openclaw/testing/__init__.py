@@ -1,0 +1,65 @@
+"""Public fakes for trial tests of code that embeds the gateway.
+
+* :mod:`openclaw.testing.scripted`: :class:`ScriptedProvider` (a model
+  provider whose replies you script) and :func:`make_runtime` (a real runtime
+  around it), plus :func:`run_due`;
+* :mod:`openclaw.testing.upstream` and :mod:`openclaw.testing.upstream_formats`:
+  fake OpenAI-compatible and Anthropic HTTP upstreams (real ``twisted.web``
+  resources) with :class:`FakeReply` knobs;
+* :mod:`openclaw.testing.sinks`: :class:`RecordingSink` and
+  :class:`InMemoryClient` for driving a provider by hand.
+
+Every name is importable from this package; the submodules say where it lives.
+"""
+
+from __future__ import annotations
+
+from openclaw.testing.scripted import (
+    SCRIPTED_MODEL,
+    SCRIPTED_PROVIDER_ID,
+    Reply,
+    ScriptedProvider,
+    ScriptedStream,
+    ScriptedToolCall,
+    collect_events,
+    echo_reply,
+    make_runtime,
+    run_due,
+    scripted_config,
+)
+from openclaw.testing.sinks import InMemoryClient, RecordingSink
+from openclaw.testing.upstream import (
+    BATCH_YIELD,
+    FailureMode,
+    FakeReply,
+    FakeToolCall,
+    FakeUpstream,
+    FakeUsage,
+    ReceivedRequest,
+)
+from openclaw.testing.upstream_formats import FakeAnthropicUpstream, FakeOpenAIUpstream
+
+__all__ = [
+    "BATCH_YIELD",
+    "SCRIPTED_MODEL",
+    "SCRIPTED_PROVIDER_ID",
+    "FailureMode",
+    "FakeAnthropicUpstream",
+    "FakeOpenAIUpstream",
+    "FakeReply",
+    "FakeToolCall",
+    "FakeUpstream",
+    "FakeUsage",
+    "InMemoryClient",
+    "ReceivedRequest",
+    "RecordingSink",
+    "Reply",
+    "ScriptedProvider",
+    "ScriptedStream",
+    "ScriptedToolCall",
+    "collect_events",
+    "echo_reply",
+    "make_runtime",
+    "run_due",
+    "scripted_config",
+]
