@@ -8,13 +8,13 @@ How they are wired into the gateway is tested in
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.defer import CancelledError
 from twisted.internet.protocol import Protocol
 from twisted.internet.testing import StringTransport
-from twisted.logger import LogLevel, formatEvent
+from twisted.logger import ILogObserver, Logger, LogLevel, LogPublisher, formatEvent
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -25,7 +25,12 @@ from openclaw.agents.admission import (
     default_max_concurrent,
 )
 from openclaw.core.netaddr import is_unparseable, normalize_address
-from openclaw.core.secret_values import RedactingObserver, SecretValues, config_secret_values
+from openclaw.core.secret_values import (
+    RedactingObserver,
+    ScrubbingObserver,
+    SecretValues,
+    config_secret_values,
+)
 from openclaw.core.textguard import (
     MAX_JSON_DEPTH,
     REPLACEMENT,
@@ -182,6 +187,21 @@ class SecretValuesTests(SynchronousTestCase):
         self.assertIn("ValueError", text)
         self.assertEqual(seen[0]["log_level"], LogLevel.error)
         self.assertIs(seen[1], clean)
+
+    def test_scrubbing_observer_masks_for_later_observers(self) -> None:
+        """Added first to a publisher, the scrubber masks the shared event, so
+        an observer added later (the log file) never sees the secret."""
+        publisher = LogPublisher()
+        publisher.addObserver(ScrubbingObserver(self.secrets()))
+        seen: list[dict[str, Any]] = []
+        publisher.addObserver(cast(ILogObserver, seen.append))
+        log = Logger(namespace="t", observer=publisher)
+        log.warn("upstream said {text}", text="no: sk-key-abcdef")
+        log.info("nothing to hide {n}", n=3)
+        self.assertEqual(formatEvent(seen[0]), "upstream said no: [redacted]")
+        self.assertNotIn("sk-key-abcdef", repr(seen[0]))
+        self.assertEqual(seen[0]["log_level"], LogLevel.warn)
+        self.assertEqual(seen[1]["n"], 3)
 
 
 class _Conn:

@@ -125,3 +125,33 @@ class RedactingObserver:
             }
             event["log_format"] = "(log event dropped: it could not be redacted)"
         self._wrapped(event)
+
+
+@implementer(ILogObserver)
+class ScrubbingObserver:
+    """Masks secrets in each event *in place*, for the observers after it.
+
+    A log publisher calls its observers in the order they were added, with
+    one shared event dict. Added before the log file's observer (the twistd
+    plugin adds it while the service is made, before twistd starts logging),
+    it makes every later observer (the file, ``logs.tail``) see the masked
+    event only.
+    """
+
+    def __init__(self, secrets: SecretValues) -> None:
+        self._secrets = secrets
+
+    def __call__(self, event: LogEvent) -> None:
+        """Rewrite ``event`` when it carries a secret (never raises)."""
+        if not self._secrets:
+            return
+        try:
+            masked = self._secrets.redact_event(event)
+        except Exception:
+            masked = {
+                k: v for k, v in event.items() if k in ("log_level", "log_namespace", "log_time")
+            }
+            masked["log_format"] = "(log event dropped: it could not be redacted)"
+        if masked is not event:
+            event.clear()
+            event.update(masked)
