@@ -28,11 +28,18 @@ from twisted.internet.defer import (
     inlineCallbacks,
     maybeDeferred,
 )
+from twisted.internet.defer import TimeoutError as DeferredTimeoutError
 from twisted.internet.error import CannotListenError
-from twisted.internet.interfaces import IAddress, IListeningPort
+from twisted.internet.interfaces import (
+    IAddress,
+    IListeningPort,
+    IProtocolFactory,
+    IStreamServerEndpoint,
+)
 from twisted.logger import Logger, globalLogPublisher
 from twisted.python import usage
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from openclaw import __version__
 from openclaw.config import ConfigError, load_config, startup_problems
@@ -78,8 +85,12 @@ class GatewayService(MultiService):
         self._standalone = standalone
         self._stopping_by_signal = False
         self.listeners: list[IService] = []
+        self._bound: list[_RecordingEndpoint] = []
         for index, description in enumerate(self.endpoints):
             listener = strports.service(description, gateway.site, reactor=reactor)
+            # Keep the Deferred of its listen() call (the service keeps it privately).
+            recording = listener.endpoint = _RecordingEndpoint(listener.endpoint)
+            self._bound.append(recording)
             listener.setName(f"listen[{index}]:{description}")
             listener.setServiceParent(self)
             self.listeners.append(listener)
@@ -127,10 +138,7 @@ class GatewayService(MultiService):
 
     def listening(self) -> Deferred[list[IAddress]]:
         """The bound addresses, once every listener is up (port 0 resolved)."""
-        waits = [
-            getattr(listener, "_waitingForPort", None) or fail(RuntimeError("not listening"))
-            for listener in self.listeners
-        ]
+        waits = [bound.listening or fail(RuntimeError("not listening")) for bound in self._bound]
         # Each waiter is chained through a fresh Deferred so callers never
         # consume the listener's own result.
         chained = [_observe(w).addCallback(lambda port: port.getHost()) for w in waits]
@@ -167,18 +175,13 @@ class GatewayService(MultiService):
         yield DeferredList([maybeDeferred(s.stopService) for s in self.listeners])
         self.running = False
         yield gateway.ws_factory.shutdown("gateway stopping")
-        drained = gateway.site.in_flight.drained()
-        timer = self._reactor.callLater(grace, drained.cancel)
         try:
-            yield drained
-        except Exception:
+            yield gateway.site.in_flight.drained().addTimeout(grace, self._reactor)
+        except DeferredTimeoutError:
             log.warn(
                 "{count} HTTP requests still running after the grace period; cancelling",
                 count=len(gateway.site.in_flight),
             )
-        else:
-            if timer.active():
-                timer.cancel()
         yield gateway.runtime.shutdown()
         # Cancelled streams have written their error frame and [DONE]; close
         # every connection gracefully so those bytes reach the clients before
@@ -187,6 +190,25 @@ class GatewayService(MultiService):
         if gateway.log_buffer is not None:
             globalLogPublisher.removeObserver(gateway.log_buffer)
         log.info("openclaw gateway stopped")
+
+
+@implementer(IStreamServerEndpoint)
+class _RecordingEndpoint:
+    """An endpoint that keeps the Deferred of its ``listen`` call public.
+
+    ``StreamServerEndpointService`` holds that Deferred only in a private
+    attribute; wrapping its public ``endpoint`` is how :meth:`listening`
+    learns the bound port without reading it.
+    """
+
+    def __init__(self, endpoint: IStreamServerEndpoint) -> None:
+        self._endpoint = endpoint
+        #: The pending or bound port, once the service started listening.
+        self.listening: Deferred[IListeningPort] | None = None
+
+    def listen(self, protocolFactory: IProtocolFactory) -> Deferred[IListeningPort]:
+        self.listening = self._endpoint.listen(protocolFactory)
+        return self.listening
 
 
 def _observe(source: Deferred[IListeningPort]) -> Deferred[IListeningPort]:

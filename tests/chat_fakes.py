@@ -4,8 +4,8 @@
 scripts by hand (emit text, resolve, fail) and that record what the endpoint
 asked of them (the ``AgentRequest``, cancel, pause, resume).
 
-:class:`ChatHarness` wires the real endpoints into a small Klein app routed
-like the gateway's, reachable through ``StubTreq`` (a real ``Site`` over an
+:class:`ChatHarness` wires the real endpoints into the gateway's real HTTP
+app (:class:`GatewayHttpApp`), reachable through ``StubTreq`` (a real ``Site`` over an
 in-memory connection) or through :class:`RawConnection` (a real
 ``HTTPChannel`` on a ``StringTransport``, for flow control and disconnects).
 """
@@ -16,22 +16,23 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from klein import Klein
 from treq.testing import StubTreq
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.iweb import IResponse
 from twisted.web.resource import IResource
-from twisted.web.server import Request, Site
+from twisted.web.server import Site
 
-from openclaw.agents.broadcast import RunBroadcast
+from openclaw.agents.outcome import RunOutcome
 from openclaw.agents.types import (
     AgentEvent,
+    AgentInfo,
     AgentRequest,
     AgentResult,
     AgentRun,
@@ -52,12 +53,13 @@ from openclaw.config.model import (
     RateLimitConfig,
 )
 from openclaw.gateway.auth import GatewayAuth
+from openclaw.gateway.http.app import GatewayHttpApp
 from openclaw.gateway.http.chat_completions import ChatCompletionsEndpoint
 from openclaw.gateway.http.image_fetch import ImageFetcher
 from openclaw.gateway.http.models import ModelsEndpoint
 from openclaw.gateway.http.sse import DEFAULT_MAX_BUFFERED_BYTES
+from openclaw.gateway.lifecycle import Readiness
 
-ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 CHAT_PATH = "/v1/chat/completions"
 #: A real 1x1 transparent PNG.
 PNG_1X1 = bytes.fromhex(
@@ -76,7 +78,7 @@ class FakeRun:
         self.pause_calls = 0
         self.resume_calls = 0
         self.paused = False
-        self._outcome = RunBroadcast(request.run_id)
+        self._outcome = RunOutcome(request.run_id)
 
     @property
     def run_id(self) -> str:
@@ -189,6 +191,16 @@ class FakeRuntime:
         return self._agent_ids
 
     @property
+    def agents(self) -> Sequence[AgentInfo]:
+        """This fake lists no agent details (the HTTP side needs only ids)."""
+        return ()
+
+    @property
+    def sessions(self) -> None:
+        """This fake keeps no sessions."""
+        return None
+
+    @property
     def last_run(self) -> FakeRun:
         """The most recently started run."""
         return self.runs[-1]
@@ -224,23 +236,13 @@ class FakeRuntime:
         return succeed(None)
 
 
-def build_resource(chat: ChatCompletionsEndpoint, models: ModelsEndpoint) -> IResource:
-    """A Klein app routed like the gateway's (every method reaches the endpoints)."""
-    app = Klein()
-
-    @app.route(CHAT_PATH, methods=ALL_METHODS)
-    def chat_route(request: Request) -> bytes | Deferred[bytes]:
-        return chat.handle(request)
-
-    @app.route("/v1/models", methods=ALL_METHODS)
-    def models_route(request: Request) -> bytes:
-        return models.handle(request)
-
-    @app.route("/v1/models/", methods=ALL_METHODS, strict_slashes=False)
-    @app.route("/v1/models/<path:rest>", methods=ALL_METHODS)
-    def model_route(request: Request, rest: str = "") -> bytes:
-        return models.handle(request)
-
+def build_resource(
+    chat: ChatCompletionsEndpoint, models: ModelsEndpoint, clock: IReactorTime
+) -> IResource:
+    """The gateway's real HTTP app (:class:`GatewayHttpApp`) over these endpoints."""
+    readiness = Readiness()
+    readiness.mark_ready(clock)
+    app = GatewayHttpApp(readiness=readiness, clock=clock, chat_completions=chat, models=models)
     resource: IResource = app.resource()
     return resource
 
@@ -296,7 +298,7 @@ class ChatHarness:
             max_buffered_bytes=max_buffered_bytes,
         )
         self.models = ModelsEndpoint(runtime=self.runtime, auth=self.auth)
-        self.resource = build_resource(self.chat, self.models)
+        self.resource = build_resource(self.chat, self.models, self.clock)
         self.stub = StubTreq(self.resource)
 
     def request(

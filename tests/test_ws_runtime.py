@@ -57,16 +57,19 @@ class RealRuntimeTests(SynchronousTestCase):
         run_due(self.clock)
         return client.messages()
 
-    def test_views_are_the_runtime_store_and_registry(self) -> None:
-        """build_ws_factory picks runtime.store and runtime.registry (they fit the views)."""
+    def test_views_are_the_runtime_sessions_and_agents(self) -> None:
+        """build_ws_factory reads sessions from runtime.sessions and agents from the
+        runtime itself (the gateway needs nothing beyond the runtime contract)."""
         services = self.factory.services
         # Also a static check: mypy verifies both structurally fit the views.
-        views: tuple[SessionsView, AgentsView] = (self.runtime.store, self.runtime.registry)
+        views: tuple[SessionsView | None, AgentsView] = (self.runtime.sessions, self.runtime)
         self.assertEqual(views, (services.sessions, services.agents))
         self.assertIs(services.sessions, self.runtime.store)
-        self.assertIs(services.agents, self.runtime.registry)
+        self.assertEqual(
+            [a.id for a in services.agents.agents], [a.id for a in self.runtime.registry.agents]
+        )
         self.assertIsInstance(self.runtime.store, SessionsView)
-        self.assertIsInstance(self.runtime.registry, AgentsView)
+        self.assertIsInstance(self.runtime, AgentsView)
 
     def test_agent_turn_lands_in_the_transcript(self) -> None:
         """A WS agent turn streams, finishes, and shows in history, sessions and health."""

@@ -23,7 +23,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from openclaw.agents.history import load_history
-from openclaw.agents.broadcast import RunBroadcast
+from openclaw.agents.outcome import RunOutcome
 from openclaw.agents.providers.base import (
     ModelCall,
     ModelMessage,
@@ -39,6 +39,7 @@ from openclaw.agents.types import (
     AssistantEvent,
     LifecycleEvent,
     ProviderError,
+    ReplyText,
     RunAbortedError,
     RunTimeoutError,
     StopReason,
@@ -46,8 +47,8 @@ from openclaw.agents.types import (
     ToolEvent,
     Usage,
 )
-from openclaw.sessions.lanes import Release, SessionLanes
 from openclaw.sessions.interface import TranscriptStore
+from openclaw.sessions.lanes import Release, SessionLanes
 
 log = Logger()
 
@@ -68,6 +69,11 @@ def with_total(usage: Usage) -> Usage:
         cache_write=usage.cache_write,
         total=total,
     )
+
+
+def new_tool_call_id() -> str:
+    """The id of a tool call the model streamed without one (OpenAI's shape)."""
+    return f"call_{uuid.uuid4().hex[:24]}"
 
 
 def lookup_provider(providers: ProviderLookup, ref: ModelRef) -> ModelProvider:
@@ -150,10 +156,10 @@ class Run:
         self.ended_at: int | None = None
         #: The error message of a failed or timed-out run.
         self.error: str | None = None
-        self.text = ""
+        self._reply = ReplyText()
         self.usage = Usage()
 
-        self._outcome = RunBroadcast(request.run_id)
+        self._outcome = RunOutcome(request.run_id)
         self._paused = False
         self._stream: ModelStream | None = None
         self._tools: dict[int, _ToolBuilder] = {}
@@ -178,6 +184,11 @@ class Run:
     @property
     def session_key(self) -> str:
         return self.request.session_key
+
+    @property
+    def text(self) -> str:
+        """The assistant text so far."""
+        return str(self._reply)
 
     @property
     def done(self) -> bool:
@@ -320,8 +331,9 @@ class Run:
     def _on_text(self, delta: str) -> None:
         if self._ended or self.state != "running" or not delta:
             return
-        self.text += delta
-        self._emit(AssistantEvent(run_id=self.run_id, delta=delta, text=self.text, ts=self._now()))
+        reply = self._reply
+        reply.append(delta)
+        self._emit(AssistantEvent(self.run_id, delta, reply, self._now(), length=len(reply)))
 
     def _on_tool_call(
         self, index: int, call_id: str | None, name: str | None, arguments_delta: str
@@ -340,7 +352,7 @@ class Run:
         if builder.name is None:
             return
         if builder.id is None:
-            builder.id = f"call_{uuid.uuid4().hex[:24]}"
+            builder.id = new_tool_call_id()
         phase: Literal["start", "update"] = "update" if builder.started else "start"
         if phase == "update" and not arguments_delta:
             return
@@ -369,12 +381,9 @@ class Run:
         self._stream = None
         usage = with_total(outcome.usage if outcome.usage != Usage() else self.usage)
         self.usage = usage
+        # A builder has an id as soon as it has a name (see _on_tool_call).
         calls = tuple(
-            ToolCall(
-                id=b.id or f"call_{uuid.uuid4().hex[:24]}",
-                name=b.name,
-                arguments="".join(b.arguments),
-            )
+            ToolCall(id=b.id or new_tool_call_id(), name=b.name, arguments="".join(b.arguments))
             for _, b in sorted(self._tools.items())
             if b.name
         )

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol, cast
 
 from attrs import frozen
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime, ISSLTransport, ITransport
 from twisted.internet.protocol import Protocol as TwistedProtocol
 from twisted.internet.protocol import connectionDone
@@ -40,6 +40,7 @@ from twisted.web.http import HTTPChannel
 from twisted.web.iweb import IRequest
 from zope.interface import directlyProvides, providedBy
 
+from openclaw.core.drain import Drain
 from openclaw.gateway.http.errors import raw_error_response
 
 log = Logger()
@@ -76,6 +77,7 @@ class GatewayChannel(HTTPChannel):
     _awaiting_head = True
     _head_started = False
     _head_timer: IDelayedCall | None = None
+    _abort_call: IDelayedCall | None = None
     _head_bytes = 0
     _head_lines = 0
     _head_fields = 0
@@ -118,7 +120,7 @@ class GatewayChannel(HTTPChannel):
         self._awaiting_head = True
         self._head_started = False
         super().requestDone(request)
-        pending = bool(self.requests) or bool(getattr(self, "_buffer", b""))
+        pending = bool(self.requests) or _has_unparsed_bytes(self)
         transport = self.transport
         if (
             self._awaiting_head
@@ -140,6 +142,9 @@ class GatewayChannel(HTTPChannel):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         """No timer outlives the connection."""
         self._cancel_head_timer()
+        abort, self._abort_call = self._abort_call, None
+        if abort is not None and abort.active():
+            abort.cancel()
         super().connectionLost(reason)
 
     def _start_head_timer(self) -> None:
@@ -223,8 +228,19 @@ class GatewayChannel(HTTPChannel):
         if self.transport is None:
             return
         self.loseConnection()
-        if self.abortTimeout is not None and self._abortingCall is None:
-            self._abortingCall = self.callLater(self.abortTimeout, self.forceAbortClient)
+        if self.abortTimeout is not None and self._abort_call is None:
+            # Our own timer (HTTPChannel keeps its own for its idle timeout).
+            self._abort_call = self.callLater(self.abortTimeout, self.forceAbortClient)
+
+
+def _has_unparsed_bytes(channel: HTTPChannel) -> bool:
+    """Whether the channel holds bytes of a request it has not parsed yet.
+
+    The one read of a private attribute: ``LineReceiver`` keeps unparsed
+    input in ``_buffer`` and offers no accessor that does not clear it
+    (``clearLineBuffer``). Checked against Twisted 26.10.
+    """
+    return bool(getattr(channel, "_buffer", b""))
 
 
 class ConnectionCounter:
@@ -232,30 +248,26 @@ class ConnectionCounter:
 
     def __init__(self) -> None:
         self._open: set[ProtocolWrapper] = set()
-        self._waiters: list[Deferred[None]] = []
+        self._drain = Drain()
 
     def __len__(self) -> int:
         return len(self._open)
 
     def registerProtocol(self, protocol: ProtocolWrapper) -> None:
         """A connection was made (ProtocolWrapper's factory hook)."""
-        self._open.add(protocol)
+        if protocol not in self._open:
+            self._open.add(protocol)
+            self._drain.add()
 
     def unregisterProtocol(self, protocol: ProtocolWrapper) -> None:
         """A connection was lost (ProtocolWrapper's factory hook)."""
-        self._open.discard(protocol)
-        if not self._open:
-            waiters, self._waiters = self._waiters, []
-            for waiter in waiters:
-                waiter.callback(None)
+        if protocol in self._open:
+            self._open.discard(protocol)
+            self._drain.done()
 
     def when_empty(self) -> Deferred[None]:
         """Fires once no connection is open (at once if none is)."""
-        if not self._open:
-            return succeed(None)
-        waiter: Deferred[None] = Deferred()
-        self._waiters.append(waiter)
-        return waiter
+        return self._drain.drained()
 
     def close_all(self, clock: IReactorTime, timeout: float) -> Deferred[None]:
         """Close every connection, letting each flush what it has buffered (the
@@ -274,14 +286,13 @@ class ConnectionCounter:
                 if transport is not None and hasattr(transport, "abortConnection"):
                     transport.abortConnection()
 
-        timer = clock.callLater(timeout, abort_stragglers)
+        def aborted(result: object, timeout: float) -> Deferred[None]:
+            # On time: abort what is left, then wait for those to go.
+            abort_stragglers()
+            return self.when_empty()
 
-        def stop_timer(result: None) -> None:
-            if timer.active():
-                timer.cancel()
-            return result
-
-        return done.addCallback(stop_timer)
+        # typing note: onTimeoutCancel may return a Deferred (it is chained).
+        return done.addTimeout(timeout, clock, onTimeoutCancel=aborted)  # type: ignore[arg-type]
 
 
 class CountedConnection(ProtocolWrapper):

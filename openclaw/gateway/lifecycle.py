@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
+
+from openclaw.core.drain import Drain
 
 ReadinessState = Literal["starting", "ready", "stopping"]
 
@@ -37,32 +38,15 @@ class Readiness:
         return int((clock.seconds() - self._started_at) * 1000)
 
 
-class InFlight:
+class InFlight(Drain):
     """Counts unfinished HTTP requests and says when there are none left."""
 
-    def __init__(self) -> None:
-        self._count = 0
-        self._waiters: list[Deferred[None]] = []
-
-    def __len__(self) -> int:
-        return self._count
+    __slots__ = ()
 
     def started(self) -> None:
         """A request began."""
-        self._count += 1
+        self.add()
 
     def finished(self) -> None:
         """A request ended (answered or abandoned by its client)."""
-        self._count = max(0, self._count - 1)
-        if self._count == 0:
-            waiters, self._waiters = self._waiters, []
-            for waiter in waiters:
-                waiter.callback(None)
-
-    def drained(self) -> Deferred[None]:
-        """Fires once no request is in flight (at once if none is)."""
-        if self._count == 0:
-            return succeed(None)
-        waiter: Deferred[None] = Deferred()
-        self._waiters.append(waiter)
-        return waiter
+        self.done()

@@ -2,6 +2,11 @@
 
 Probes are answered here; the OpenAI-compatible endpoints are delegated to
 their own objects and exist only while ``chatCompletions.enabled`` is true.
+
+Each route declares its methods, so a wrong method is refused by routing
+(405 with ``Allow``, before authentication, as OpenClaw does); that refusal
+and every :class:`ChatRequestError` an endpoint raises are written by the
+app's error handlers, in OpenAI's error shape.
 """
 
 from __future__ import annotations
@@ -17,10 +22,13 @@ from twisted.web.server import Request
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from openclaw import __version__
+from openclaw.gateway.http.chat_request import ChatRequestError
 from openclaw.gateway.http.errors import method_not_allowed, not_found, write_json
 from openclaw.gateway.lifecycle import Readiness
 
 _PROBE_METHODS = ["GET", "HEAD"]
+_CHAT_PATH = b"/v1/chat/completions"
+_MODELS_PATH = b"/v1/models"
 
 
 class RequestHandler(Protocol):
@@ -81,16 +89,16 @@ class GatewayHttpApp:
             {"ok": True, "status": "started", "version": __version__, "uptimeMs": uptime_ms},
         )
 
-    @app.route("/v1/chat/completions", branch=False)
+    @app.route("/v1/chat/completions", methods=["POST"])
     def chat_completions(self, request: Request) -> bytes | Deferred[bytes]:
         """``POST /v1/chat/completions`` (404 while the endpoint is disabled)."""
         if self._chat_completions is None:
             return not_found(request)
         return self._chat_completions.handle(request)
 
-    @app.route("/v1/models")
-    @app.route("/v1/models/")
-    @app.route("/v1/models/<path:model_id>")
+    @app.route("/v1/models", methods=["GET"])
+    @app.route("/v1/models/", methods=["GET"])
+    @app.route("/v1/models/<path:model_id>", methods=["GET"])
     def models(self, request: Request, model_id: str | None = None) -> bytes | Deferred[bytes]:
         """``GET /v1/models`` and ``/v1/models/{id}`` (served with chat completions)."""
         if self._models is None:
@@ -103,5 +111,26 @@ class GatewayHttpApp:
 
     @app.handle_errors(MethodNotAllowed)
     def _method_not_allowed(self, request: IRequest, failure: Failure) -> bytes:
-        allowed = getattr(failure.value, "valid_methods", None) or _PROBE_METHODS
-        return method_not_allowed(cast(Request, request), ", ".join(allowed).encode("ascii"))
+        """405 with the route's methods in ``Allow`` (HEAD goes without saying
+        where GET is served: werkzeug adds it to every GET rule)."""
+        req = cast(Request, request)
+        if self._disabled(req.path):
+            return not_found(req)
+        valid = getattr(failure.value, "valid_methods", None) or _PROBE_METHODS
+        allowed = [m for m in valid if m != "HEAD" or "GET" not in valid] or valid
+        return method_not_allowed(req, ", ".join(allowed).encode("ascii"))
+
+    @app.handle_errors(ChatRequestError)
+    def _refused(self, request: IRequest, failure: Failure) -> bytes:
+        """A request an endpoint refused (bad body, unknown agent, bad image)."""
+        error = failure.value
+        assert isinstance(error, ChatRequestError)
+        return write_json(cast(Request, request), error.status, error.body())
+
+    def _disabled(self, path: bytes) -> bool:
+        """Whether ``path`` belongs to an endpoint that is switched off (404)."""
+        if path == _CHAT_PATH:
+            return self._chat_completions is None
+        if path == _MODELS_PATH or path.startswith(_MODELS_PATH + b"/"):
+            return self._models is None
+        return False

@@ -1,13 +1,13 @@
 """``POST /v1/chat/completions``: an OpenAI-compatible front for OpenClaw agents.
 
 The endpoint is a thin adapter over :class:`~openclaw.agents.types.AgentRuntime`:
-check the method and the caller, validate the body (:mod:`.chat_request`),
+check the caller, validate the body (:mod:`.chat_request`),
 start one agent run, and answer either with one ``chat.completion`` JSON body
 or with an SSE stream of ``chat.completion.chunk`` events (:mod:`.sse`).
 
-Disconnects cancel the run at once, whichever way Twisted reports them
-(``stopProducing``, the ``notifyFinish`` errback, or Klein cancelling the
-Deferred this returns); after that nothing is written. Once SSE headers are
+A client that leaves cancels the run at once through one path: Klein cancels
+the Deferred the endpoint returned (a stream's producer also learns it from
+``stopProducing``, and reports it once); after that nothing is written. Once SSE headers are
 out, failures become a ``data: {"error": ...}`` frame then ``[DONE]``, never
 an errback (which would append an HTML page to the stream).
 
@@ -20,7 +20,6 @@ twistd formats every event it is given, debug included.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred, gatherResults
 from twisted.internet.interfaces import IReactorTime
@@ -65,7 +64,7 @@ from openclaw.gateway.http.completions_format import (
     finish_reason_for,
     map_provider_error,
 )
-from openclaw.gateway.http.errors import method_not_allowed, write_json
+from openclaw.gateway.http.errors import write_json
 from openclaw.gateway.http.image_fetch import ImageFetcher, ImageFetchError
 from openclaw.gateway.http.openai_messages import MAX_TOTAL_IMAGE_BYTES
 from openclaw.gateway.http.sse import DEFAULT_MAX_BUFFERED_BYTES, SSEStream, data_frame
@@ -139,15 +138,19 @@ class AccessLog:
         self.run_id = "-"
         self._written = False
 
-    def done(self, detail: str = "") -> None:
-        """Log the answer's status (or ``detail``, such as why the run failed)."""
+    def done(self, detail: str = "", *, status: int | None = None) -> None:
+        """Log the answer's status (or ``detail``, such as why the run failed).
+
+        :param status: when the answer is not written yet (a raised refusal).
+        """
         if self._written:
             return
         self._written = True
         request = self._request
         method = (getattr(request, "method", None) or b"-").decode("latin-1")
         path = (getattr(request, "path", None) or b"-").decode("latin-1")
-        status = getattr(request, "code", None)
+        if status is None:
+            status = getattr(request, "code", None)
         ms = round((self._clock.seconds() - self._started) * 1000.0, 1)
         line = f"{method} {path} {status} {ms}ms run={self.run_id}"
         # One pre-built field: every observer formats the event again, and a
@@ -168,6 +171,17 @@ class AccessLog:
         """The client went away before the answer was complete."""
         self.done("client left; run cancelled")
 
+    def settled(self, outcome: object) -> object:
+        """Log the end of an answer given as a Deferred (its callback and errback)."""
+        if isinstance(outcome, Failure):
+            if isinstance(outcome.value, CancelledError):
+                self.left()
+            elif isinstance(outcome.value, ChatRequestError):
+                self.done(status=outcome.value.status)
+        else:
+            self.done()
+        return outcome
+
 
 def tool_choice_failure(choice: ToolChoice, result: AgentResult) -> MappedError | None:
     """A 502 when a forced ``tool_choice`` was not honoured by the agent."""
@@ -187,7 +201,7 @@ def tool_choice_failure(choice: ToolChoice, result: AgentResult) -> MappedError 
 
 
 class ChatCompletionsEndpoint:
-    """Handles every method of ``/v1/chat/completions`` (the app routes them all here)."""
+    """Answers ``POST /v1/chat/completions`` (the app's routing refuses other methods)."""
 
     def __init__(
         self,
@@ -208,29 +222,30 @@ class ChatCompletionsEndpoint:
         self._max_buffered_bytes = max_buffered_bytes
 
     def handle(self, request: Request) -> bytes | Deferred[bytes]:
-        """Answer one request: 405, 401/429, 400, or run the agent."""
+        """Answer one request: 401/429, run the agent, or raise
+        :class:`ChatRequestError` (the app writes it as a 400)."""
         access = AccessLog(self._clock, request, self._clock.seconds())
-        answer = self._handle(request, access)
+        try:
+            answer = self._handle(request, access)
+        except ChatRequestError as error:
+            access.done(status=error.status)
+            raise
         if isinstance(answer, bytes):
             access.done()
-        return answer
+            return answer
+        return answer.addBoth(access.settled)
 
     def _handle(self, request: Request, access: AccessLog) -> bytes | Deferred[bytes]:
-        if request.method != b"POST":
-            return method_not_allowed(request, b"POST")
         decision = self._auth.check_request(request)
         if not decision.ok:
             return auth_failure_response(request, decision)
-        try:
-            prepared = prepare_chat(
-                read_body(request),
-                request_headers(request),
-                agent_ids=self._runtime.agent_ids,
-                default_agent_id=self._runtime.default_agent_id,
-                images=self._settings.images,
-            )
-        except ChatRequestError as error:
-            return write_json(request, error.status, error.body())
+        prepared = prepare_chat(
+            read_body(request),
+            request_headers(request),
+            agent_ids=self._runtime.agent_ids,
+            default_agent_id=self._runtime.default_agent_id,
+            images=self._settings.images,
+        )
         completion_id = access.run_id = f"chatcmpl_{random_uuid4()}"
         if prepared.image_urls:
             return self._fetch_images_then_run(request, prepared, completion_id, access)
@@ -238,62 +253,37 @@ class ChatCompletionsEndpoint:
 
     def _fetch_images_then_run(
         self, request: Request, prepared: PreparedChat, completion_id: str, access: AccessLog
-    ) -> bytes | Deferred[bytes]:
+    ) -> Deferred[bytes]:
         """Fetch remote images (``images.allowUrl``), then start the run.
 
-        A client that leaves meanwhile cancels the fetches (through Klein's
-        cancellation of the returned Deferred), and later the run.
+        One Deferred from the fetches to the answer: a client that leaves
+        cancels it (Klein does), which cancels the fetches or, once the run
+        started, the response chained into it.
         """
         fetcher = self._image_fetcher
         if fetcher is None:
             log.warn("image URL refused: no image fetcher is configured")
-            return write_json(request, 400, _invalid_image().body())
+            raise _invalid_image()
         images = self._settings.images
-        pending: Deferred[list[ImageInput]] = _gather(
-            [fetcher.fetch(u, images) for u in prepared.image_urls]
-        )
-        current: list[Deferred[Any]] = [pending]
-        out: Deferred[bytes] = Deferred(lambda _: current[0].cancel())
+        fetching = _gather([fetcher.fetch(u, images) for u in prepared.image_urls])
 
-        def deliver(data: bytes) -> None:
-            if not out.called:
-                access.done()
-                out.callback(data)
-
-        def fetched(found: list[ImageInput]) -> None:
-            if out.called:
-                return
+        def fetched(found: list[ImageInput]) -> bytes | Deferred[bytes]:
             total = sum(_decoded_size(image) for image in (*prepared.images, *found))
             if total > MAX_TOTAL_IMAGE_BYTES:
                 log.info("images refused: {total} bytes in all", total=total)
-                deliver(write_json(request, 400, _invalid_image().body()))
-                return
-            result = self._run(request, prepared, completion_id, found, access)
-            if isinstance(result, bytes):
-                deliver(result)
-                return
-            current[0] = result
+                raise _invalid_image()
+            return self._run(request, prepared, completion_id, found, access)
 
-            def relay(data: bytes) -> None:
-                if not out.called:
-                    out.callback(data)
-
-            result.addCallback(relay)
-            result.addErrback(lambda f: None if out.called else out.errback(f))
-
-        def failed(failure: Failure) -> None:
-            if out.called or isinstance(failure.value, CancelledError):
-                return
+        def failed(failure: Failure) -> bytes | Failure:
+            if isinstance(failure.value, CancelledError):
+                return failure
             if isinstance(failure.value, ImageFetchError):
                 log.info("image URL refused: {why}", why=str(failure.value))
-                deliver(write_json(request, 400, _invalid_image().body()))
-            else:
-                log.failure("image fetch failed", failure)
-                deliver(write_error(request, INTERNAL_ERROR, run_started=False))
+                raise _invalid_image()
+            log.failure("image fetch failed", failure)
+            return write_error(request, INTERNAL_ERROR, run_started=False)
 
-        pending.addCallbacks(fetched, failed)
-        request.notifyFinish().addErrback(lambda _: access.left())
-        return out
+        return fetching.addCallbacks(fetched, failed)
 
     def _run(
         self,
@@ -306,23 +296,29 @@ class ChatCompletionsEndpoint:
         try:
             run = self._runtime.start(prepared.agent_request(completion_id, fetched))
         except UnknownAgentError:
-            return write_json(request, 400, unknown_agent_error(prepared.agent_id).body())
+            raise unknown_agent_error(prepared.agent_id) from None
         except Exception:
             log.failure("could not start run {run_id}", run_id=completion_id)
             return write_error(request, INTERNAL_ERROR, run_started=False)
         created = int(self._clock.seconds())
-        if prepared.stream:
-            return _StreamResponse(
-                request,
-                run,
-                prepared,
-                ChunkFactory(completion_id, created, prepared.model, prepared.include_usage),
-                SSEStreamFactory(
-                    self._clock, self._settings.sse_keep_alive_seconds, self._max_buffered_bytes
-                ),
-                access,
-            ).start()
-        return _JsonResponse(request, run, prepared, completion_id, created, access).start()
+        if not prepared.stream:
+            return _JsonResponse(request, run, prepared, completion_id, created, access).start()
+        response = _StreamResponse(
+            run,
+            prepared,
+            ChunkFactory(completion_id, created, prepared.model, prepared.include_usage),
+            access,
+        )
+        stream = SSEStream(
+            request,
+            clock=self._clock,
+            keep_alive_seconds=self._settings.sse_keep_alive_seconds,
+            on_pause=run.pauseProducing,
+            on_resume=run.resumeProducing,
+            on_lost=response.connection_lost,
+            max_buffered_bytes=self._max_buffered_bytes,
+        )
+        return response.start(stream)
 
 
 def _decoded_size(image: ImageInput) -> int:
@@ -349,34 +345,12 @@ def _gather(deferreds: list[Deferred[ImageInput]]) -> Deferred[list[ImageInput]]
     return gathered.addErrback(unwrap)
 
 
-class SSEStreamFactory:
-    """Builds the :class:`SSEStream` of one response (clock and limits bound)."""
-
-    def __init__(self, clock: IReactorTime, keep_alive_seconds: float, max_buffered: int) -> None:
-        self._clock = clock
-        self._keep_alive = keep_alive_seconds
-        self._max_buffered = max_buffered
-
-    def __call__(
-        self,
-        request: Request,
-        on_pause: Callable[[], None],
-        on_resume: Callable[[], None],
-        on_lost: Callable[[], None],
-    ) -> SSEStream:
-        return SSEStream(
-            request,
-            clock=self._clock,
-            keep_alive_seconds=self._keep_alive,
-            on_pause=on_pause,
-            on_resume=on_resume,
-            on_lost=on_lost,
-            max_buffered_bytes=self._max_buffered,
-        )
-
-
 class _JsonResponse:
-    """One non-streaming answer: the run's result as a ``chat.completion`` body."""
+    """One non-streaming answer: the run's result as a ``chat.completion`` body.
+
+    The Deferred it returns is the only disconnect path: Klein cancels it when
+    the client leaves, and cancelling it cancels the run.
+    """
 
     def __init__(
         self,
@@ -393,19 +367,19 @@ class _JsonResponse:
         self._prepared = prepared
         self._completion_id = completion_id
         self._created = created
-        self._gone = False
         self._result: Deferred[AgentResult] | None = None
+        #: Answered or abandoned: later outcomes of the run are ignored.
+        self._over = False
         self._out: Deferred[bytes] = Deferred(self._cancelled)
 
     def start(self) -> Deferred[bytes]:
-        self._request.notifyFinish().addErrback(self._connection_lost)
         result = self._result = self._run.result
         result.addCallbacks(self._succeeded, self._failed)
         result.addErrback(self._bug)
         return self._out
 
     def _succeeded(self, result: AgentResult) -> None:
-        if self._gone:
+        if self._over:
             return
         unmet = tool_choice_failure(self._prepared.tool_choice, result)
         if unmet is not None:
@@ -420,49 +394,41 @@ class _JsonResponse:
         self._deliver(write_json(self._request, 200, body))
 
     def _failed(self, failure: Failure) -> None:
-        if self._gone:
+        if self._over:
             return
         error, why = map_failure(failure, self._completion_id)
         self._deliver(write_error(self._request, error, run_started=True), why)
 
     def _bug(self, failure: Failure) -> None:
         log.failure("bug answering run {run_id}", failure, run_id=self._completion_id)
-        if not self._gone:
+        if not self._over:
             self._deliver(write_error(self._request, INTERNAL_ERROR, run_started=True), "bug")
 
     def _deliver(self, data: bytes, why: str = "") -> None:
-        if not self._out.called:
-            self._access.done(why)
-            self._out.callback(data)
+        self._over = True
+        self._access.done(why)
+        self._out.callback(data)
 
-    def _abandon(self) -> None:
-        if self._gone:
-            return
-        self._gone = True
+    def _cancelled(self, _: Deferred[bytes]) -> None:
+        self._over = True
         self._run.cancel()
         if self._result is not None:
             self._result.cancel()
-        self._access.left()
-
-    def _connection_lost(self, reason: Failure) -> None:
-        self._abandon()
-        if not self._out.called:
-            self._out.cancel()
-
-    def _cancelled(self, _: Deferred[bytes]) -> None:
-        self._abandon()
 
 
 class _StreamResponse:
-    """One streaming answer: run events become ``chat.completion.chunk`` frames."""
+    """One streaming answer: run events become ``chat.completion.chunk`` frames.
+
+    Each assistant event's ``delta`` is sent as it is (nothing is rebuilt from
+    the text so far); the deltas sent are joined once, at the end, to check
+    the final text extends them.
+    """
 
     def __init__(
         self,
-        request: Request,
         run: AgentRun,
         prepared: PreparedChat,
         chunks: ChunkFactory,
-        stream_factory: SSEStreamFactory,
         access: AccessLog,
     ) -> None:
         self._run = run
@@ -476,53 +442,46 @@ class _StreamResponse:
         self._hold_prose = prepared.tool_choice == "required" or isinstance(
             prepared.tool_choice, PinnedTool
         )
-        self._sent = ""
-        self._seen = ""
+        self._sent: list[str] = []
         self._unsubscribe: Callable[[], None] | None = None
         self._result: Deferred[AgentResult] | None = None
-        self._stream = stream_factory(
-            request, run.pauseProducing, run.resumeProducing, self._connection_lost
-        )
+        self._stream: SSEStream | None = None
 
-    def start(self) -> Deferred[bytes]:
-        stream = self._stream
+    def start(self, stream: SSEStream) -> Deferred[bytes]:
+        self._stream = stream
         stream.open(data_frame(self._chunks.role()))
         if stream.writable:
-            self._unsubscribe = self._run.subscribe(self._on_event)
+            if not self._hold_prose:
+                self._unsubscribe = self._run.subscribe(self._on_event)
             result = self._result = self._run.result
             result.addCallbacks(self._succeeded, self._failed)
             result.addErrback(self._bug)
         return stream.done
 
     def _on_event(self, event: AgentEvent) -> None:
-        if not isinstance(event, AssistantEvent) or not self._stream.writable:
+        stream = self._stream
+        if not isinstance(event, AssistantEvent) or stream is None or not stream.writable:
             return
-        try:
-            self._seen = event.text if event.text else self._seen + event.delta
-            if self._hold_prose or not self._seen.startswith(self._sent):
-                return
-            new = self._seen[len(self._sent) :]
-            if new:
-                self._sent = self._seen
-                self._stream.send(self._encoder.content_frame(new))
-        except Exception:
-            log.failure("bug streaming run {run_id}", run_id=self._run_id)
+        if event.delta:
+            self._sent.append(event.delta)
+            stream.send(self._encoder.content_frame(event.delta))
 
     def _succeeded(self, result: AgentResult) -> None:
         stream = self._stream
-        if not stream.writable:
+        if stream is None or not stream.writable:
             return
         self._stop_listening()
         unmet = tool_choice_failure(self._prepared.tool_choice, result)
         if unmet is not None:
-            self._fail_stream(unmet)
+            self._fail_stream(stream, unmet)
             return
         text = result.text
-        if not text.startswith(self._sent):
-            self._fail_stream(APPEND_ONLY_ERROR)
+        sent = "".join(self._sent)
+        if not text.startswith(sent):
+            self._fail_stream(stream, APPEND_ONLY_ERROR)
             return
-        if text[len(self._sent) :]:
-            stream.send(self._encoder.content_frame(text[len(self._sent) :]))
+        if text[len(sent) :]:
+            stream.send(self._encoder.content_frame(text[len(sent) :]))
         elif not text and not result.pending_tool_calls:
             stream.send(self._encoder.content_frame(EMPTY_REPLY_TEXT))
         for chunk in self._chunks.tool_calls(result.pending_tool_calls):
@@ -534,20 +493,21 @@ class _StreamResponse:
         self._access.done()
 
     def _failed(self, failure: Failure) -> None:
-        if not self._stream.writable:
+        stream = self._stream
+        if stream is None or not stream.writable:
             return
         self._stop_listening()
         error, why = map_failure(failure, self._run_id)
-        self._fail_stream(error, why)
+        self._fail_stream(stream, error, why)
 
     def _bug(self, failure: Failure) -> None:
         log.failure("bug streaming run {run_id}", failure, run_id=self._run_id)
-        if self._stream.writable:
-            self._fail_stream(INTERNAL_ERROR, "bug")
+        if self._stream is not None and self._stream.writable:
+            self._fail_stream(self._stream, INTERNAL_ERROR, "bug")
 
-    def _fail_stream(self, error: MappedError, why: str = "") -> None:
-        self._stream.send_json(error.body())
-        self._stream.close()
+    def _fail_stream(self, stream: SSEStream, error: MappedError, why: str = "") -> None:
+        stream.send_json(error.body())
+        stream.close()
         self._access.done(f"{error.status} in the stream: {why or error.message}")
 
     def _stop_listening(self) -> None:
@@ -555,7 +515,8 @@ class _StreamResponse:
         if unsubscribe is not None:
             unsubscribe()
 
-    def _connection_lost(self) -> None:
+    def connection_lost(self) -> None:
+        """The stream lost its client (however Twisted said so): cancel the run."""
         self._stop_listening()
         self._run.cancel()  # first: the upstream connection is closed right away
         if self._result is not None:

@@ -44,13 +44,13 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IAgentEndpointFactory, IResponse
 from zope.interface import implementer
 
+from openclaw.agents.types import ImageInput
+from openclaw.config.model import ImagesConfig
 from openclaw.gateway.http.openai_messages import (
     InvalidImageError,
     check_image_url,
     sniff_image_type,
 )
-from openclaw.agents.types import ImageInput
-from openclaw.config.model import ImagesConfig
 
 log = Logger()
 
@@ -215,29 +215,18 @@ class HTTPImageFetcher:
         )
 
     def fetch(self, url: str, config: ImagesConfig) -> Deferred[ImageInput]:
-        d = Deferred.fromCoroutine(self._fetch(url, config))
-        timed_out = False
-
-        def expire() -> None:
-            nonlocal timed_out
-            timed_out = True
-            d.cancel()
-
-        timer = self._clock.callLater(config.timeout_ms / 1000.0, expire)
-
-        def settled(result: object) -> object:
-            if timer.active():
-                timer.cancel()
-            return result
-
         def classify(failure: Failure) -> Failure:
-            if timed_out:
-                raise ImageFetchError(f"fetch of {url} timed out")
             if isinstance(failure.value, ImageFetchError | CancelledError):
                 return failure
             raise ImageFetchError(f"fetch of {url} failed: {failure.getErrorMessage()}")
 
-        d.addBoth(settled)
+        def timed_out(result: object, timeout: float) -> ImageInput:
+            # Whatever the cancelled request failed with (Agent wraps the
+            # CancelledError), the reason is the timeout.
+            raise ImageFetchError(f"fetch of {url} timed out")
+
+        d = Deferred.fromCoroutine(self._fetch(url, config))
+        d.addTimeout(config.timeout_ms / 1000.0, self._clock, onTimeoutCancel=timed_out)
         return d.addErrback(classify)
 
     async def _fetch(self, url: str, config: ImagesConfig) -> ImageInput:

@@ -16,7 +16,7 @@ from twisted.web.server import Request
 from openclaw.agents.types import AgentRuntime
 from openclaw.gateway.auth import GatewayAuth
 from openclaw.gateway.http.auth_errors import auth_failure_response
-from openclaw.gateway.http.errors import method_not_allowed, write_json, write_openai_error
+from openclaw.gateway.http.errors import write_json, write_openai_error
 
 MODELS_PATH = b"/v1/models"
 _BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")
@@ -49,9 +49,7 @@ class ModelsEndpoint:
         self._auth = auth
 
     def handle(self, request: Request) -> bytes:
-        """405 for anything but GET (before auth), then 401/429, then the list or one model."""
-        if request.method != b"GET":
-            return method_not_allowed(request, b"GET")
+        """401/429, then the list or one model (the app's routing answers 405)."""
         decision = self._auth.check_request(request)
         if not decision.ok:
             return auth_failure_response(request, decision)

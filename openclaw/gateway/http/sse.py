@@ -19,9 +19,12 @@ during long silent agent work. Comments are ignored by every SSE client.
 
 The stream never errbacks its ``done`` Deferred: it fires with ``b""`` after
 ``[DONE]`` is written and the producer unregistered (Klein then finishes the
-request), or is cancelled when the connection is lost (Klein cancels it; so
-does the request's ``notifyFinish`` errback). After a loss nothing is written,
-and neither ``finish`` nor ``unregisterProducer`` is called.
+request), or is cancelled when the connection is lost (Klein cancels the
+Deferred a route returns when the client leaves). The loss is reported to
+``on_lost`` once, whichever comes first: ``stopProducing`` (the transport),
+that cancellation, or the stream aborting a client that does not read.
+After a loss nothing is written, and neither ``finish`` nor
+``unregisterProducer`` is called.
 """
 
 from __future__ import annotations
@@ -35,7 +38,6 @@ from typing import Literal
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from twisted.web.server import Request
 from zope.interface import implementer
 
@@ -141,7 +143,6 @@ class SSEStream:
         self.state = "open"
         if self._send_buffer is not None:
             _limit_send_buffer(request, self._send_buffer)
-        request.notifyFinish().addErrback(self._connection_lost)
         request.registerProducer(self, True)
         self._write(first_frame)
         self._schedule_ping()
@@ -262,11 +263,6 @@ class SSEStream:
         self._queue.clear()
         self._queued_bytes = 0
         self._on_lost()
-
-    def _connection_lost(self, reason: Failure) -> None:
-        self._lose("connection lost")
-        if not self.done.called:
-            self.done.cancel()
 
     def _cancelled(self, _: Deferred[bytes]) -> None:
         self._lose("cancelled")

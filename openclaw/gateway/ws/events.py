@@ -164,6 +164,11 @@ def failure_message(failure: BaseException) -> str:
     return "agent run failed"
 
 
+def _no_outcome(result: object, timeout: float) -> None:
+    """What a timed-out ``wait`` answers."""
+    return None
+
+
 class _TrackedRun:
     """The hub's state for one run."""
 
@@ -173,7 +178,8 @@ class _TrackedRun:
         self.agent_id = run.agent_id
         self.session_key = run.session_key
         self.seq = 0
-        self.text = ""
+        #: The latest assistant event: its ``text`` is joined only when read.
+        self.last_assistant: AssistantEvent | None = None
         self.started_at: int | None = None
         self.ended_at: int | None = None
         self.lifecycle_done = False
@@ -185,6 +191,12 @@ class _TrackedRun:
         self.outcome: RunOutcome | None = None
         self.waiters: list[Deferred[RunOutcome | None]] = []
         self.unsubscribe: Callable[[], None] | None = None
+
+    @property
+    def text(self) -> str:
+        """The assistant text so far."""
+        event = self.last_assistant
+        return event.text if event is not None else ""
 
     def base(self) -> dict[str, Any]:
         return {"runId": self.run_id, "sessionKey": self.session_key, "agentId": self.agent_id}
@@ -289,36 +301,17 @@ class RunHub:
                     return succeed(done)
                 tracked = self._active.get(run_id)
         waiters = tracked.waiters if tracked is not None else self._early.setdefault(run_id, [])
-        timer: list[IDelayedCall] = []
 
-        def cancel(d: Deferred[RunOutcome | None]) -> None:
+        def forget(d: Deferred[RunOutcome | None]) -> None:
             if d in waiters:
                 waiters.remove(d)
             if not waiters and self._early.get(run_id) is waiters:
                 del self._early[run_id]
-            if timer and timer[0].active():
-                timer[0].cancel()
 
-        d: Deferred[RunOutcome | None] = Deferred(cancel)
+        d: Deferred[RunOutcome | None] = Deferred(forget)
         waiters.append(d)
-
-        def expire() -> None:
-            timer.clear()
-            if d in waiters:
-                waiters.remove(d)
-            if not waiters and self._early.get(run_id) is waiters:
-                del self._early[run_id]
-            d.callback(None)
-
-        timer.append(self._clock.callLater(max(0.0, timeout_seconds), expire))
-
-        def clear_timer(result: RunOutcome | None) -> RunOutcome | None:
-            if timer and timer[0].active():
-                timer[0].cancel()
-            return result
-
-        d.addCallback(clear_timer)
-        return d
+        # On time the wait is cancelled (which forgets it) and answers None.
+        return d.addTimeout(max(0.0, timeout_seconds), self._clock, onTimeoutCancel=_no_outcome)
 
     # -- event conversion ------------------------------------------------------
 
@@ -346,7 +339,7 @@ class RunHub:
         tracked.seq += 1
         seq = tracked.seq
         if isinstance(event, AssistantEvent):
-            tracked.text = event.text
+            tracked.last_assistant = event
             self._emit(tracked, lambda: self._assistant(tracked, event, seq))
         elif isinstance(event, LifecycleEvent):
             if event.phase == "start":

@@ -18,7 +18,6 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from openclaw import __version__
-from openclaw.agents.registry import AgentRegistry
 from openclaw.agents.types import AgentRuntime
 from openclaw.config.model import Config
 from openclaw.gateway.auth import GatewayAuth
@@ -46,6 +45,10 @@ class _ReactorTimer:
 
     Autobahn schedules its handshake, close and ping timers through txaio's
     global event loop; this keeps them on the reactor the gateway was given.
+    The one write to a private Autobahn attribute (``_batched_timer``, set in
+    ``WebSocketServerFactory.__init__``): Autobahn offers no per-factory
+    setting, and txaio's only alternative is its process-global loop.
+    Checked against Autobahn 26.10.2.
     """
 
     def __init__(self, reactor: IReactorTime) -> None:
@@ -246,15 +249,13 @@ def build_ws_factory(
 ) -> GatewayWebSocketFactory:
     """The gateway's WebSocket factory, ready to wrap in a ``WebSocketResource``.
 
-    ``sessions`` defaults to ``runtime.store`` and ``agents`` to
-    ``runtime.registry`` (else a registry built from ``config``).
+    ``sessions`` defaults to ``runtime.sessions`` and ``agents`` to the
+    runtime itself (it lists its agents).
     """
     if sessions is None:
-        store = getattr(runtime, "store", None)
-        sessions = store if isinstance(store, SessionsView) else None
+        sessions = runtime.sessions
     if agents is None:
-        registry = getattr(runtime, "registry", None)
-        agents = registry if isinstance(registry, AgentsView) else AgentRegistry(config)
+        agents = runtime
     return GatewayWebSocketFactory(
         config=config,
         runtime=runtime,
