@@ -46,6 +46,8 @@ from openclaw.config import ConfigError, load_config, startup_problems
 from openclaw.config.model import Config
 from openclaw.gateway.assembly import Gateway, build_gateway
 from openclaw.listen import ListenError, endpoint_is_loopback, listen_endpoints
+from openclaw.sessions.statelock import StateDirLockedError, StateLock
+from openclaw.workers.plan import WorkersError, resolve_worker_count, workers_problems
 
 log = Logger()
 
@@ -268,6 +270,12 @@ class Options(usage.Options):
         ],
         ["port", "p", None, "TCP port (beats $OPENCLAW_GATEWAY_PORT and gateway.port).", int],
         ["bind", "b", None, "loopback, lan or a host/IP to bind (default: gateway.bind)."],
+        [
+            "workers",
+            "w",
+            None,
+            "Worker processes sharing the port: N or auto (default: gateway.workers, 1).",
+        ],
     ]
 
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
@@ -276,6 +284,8 @@ class Options(usage.Options):
         self._env = os.environ if env is None else env
         self.config: Config | None = None
         self.endpoints: list[str] = []
+        #: Worker processes (1: this process serves, as always).
+        self.workers = 1
 
     def opt_listen(self, description: str) -> None:
         """Listen on this Twisted endpoint (e.g. tcp:18789:interface=127.0.0.1,
@@ -319,6 +329,12 @@ class Options(usage.Options):
                 "refusing to listen beyond loopback with gateway.auth.mode none "
                 "(set a token or password, or bind to loopback)"
             )
+        try:
+            self.workers = resolve_worker_count(self["workers"], config.gateway.workers)
+        except WorkersError as e:
+            problems.append(str(e))
+        else:
+            problems += workers_problems(config, self.workers, self.endpoints, self._env)
         if problems:
             _exit_with_problems(dict.fromkeys(problems))
         self.config = config
@@ -332,11 +348,25 @@ def _exit_with_problems(problems: Any) -> Any:
     raise SystemExit(1)
 
 
-def makeService(options: Options) -> GatewayService:
-    """twistd entry point: the service tree for the parsed options."""
+def makeService(options: Options) -> IService:
+    """twistd entry point: the service tree for the parsed options.
+
+    The process takes the state-directory lock first (a second gateway or
+    ``openclaw agent --local`` on the same directory stops with one line);
+    with ``--workers N`` > 1 it becomes the workers' supervisor.
+    """
     from twisted.internet import reactor
 
     assert options.config is not None
+    try:
+        lock = StateLock.acquire(options.config.state_dir, "gateway")
+    except StateDirLockedError as e:
+        _exit_with_problems([f"{e}; stop it or use another OPENCLAW_STATE_DIR"])
+    reactor.addSystemEventTrigger("after", "shutdown", lock.release)
+    if options.workers > 1:
+        from openclaw.workers.supervisor import build_supervisor
+
+        return build_supervisor(options.config, reactor, options.endpoints, options.workers)
     gateway = build_gateway(options.config, reactor)
     return GatewayService(
         config=options.config,

@@ -105,6 +105,7 @@ class MakeServiceTests(SynchronousTestCase):
         )
         service = makeService(options)
         self.assertIsInstance(service, GatewayService)
+        assert isinstance(service, GatewayService)
         listeners = list(service)
         self.assertEqual(len(listeners), 2)
         for listener in listeners:

@@ -17,7 +17,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
 import attrs
@@ -590,7 +590,7 @@ _ENV = _section(["vars"], ["shellEnv"])
 _GATEWAY = _section(
     [
         "port", "bind", "customBindHost", "auth", "http", "ws", "controlUi", "trustedProxies",
-        "shutdownGraceSeconds", "maxConnections",
+        "shutdownGraceSeconds", "maxConnections", "workers",
     ],
     [
         "mode", "remote", "tools", "tailscale", "reload", "nodes", "allowRealIpFallback",
@@ -755,7 +755,21 @@ def _build_gateway(r: _Reader, value: Any) -> GatewayConfig:
             g, "shutdownGraceSeconds", "gateway", d.shutdown_grace_seconds, allow_zero=True
         ),
         max_connections=r.integer(g, "maxConnections", "gateway", d.max_connections),
+        workers=_read_workers(r, g),
     )
+
+
+def _read_workers(r: _Reader, g: Mapping[str, Any]) -> int | Literal["auto"]:
+    """``gateway.workers``: a whole number >= 1 or ``"auto"`` (one per core)."""
+    raw = g.get("workers")
+    if raw is None:
+        return GatewayConfig().workers
+    if raw == "auto":
+        return "auto"
+    if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 1:
+        return raw
+    r.expected("gateway.workers", 'a whole number >= 1 or "auto"', raw)
+    return GatewayConfig().workers
 
 
 def _read_bind(r: _Reader, g: Mapping[str, Any]) -> tuple[str, str | None]:

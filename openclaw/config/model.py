@@ -132,6 +132,8 @@ class GatewayConfig:
     trusted_proxies: tuple[str, ...] = ()
     shutdown_grace_seconds: float = 10.0
     max_connections: int = 1024
+    #: Worker processes sharing the port (``--workers``): a count or ``"auto"`` (cores).
+    workers: int | Literal["auto"] = 1
 
 
 @frozen

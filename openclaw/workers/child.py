@@ -1,0 +1,183 @@
+"""A worker process of ``--workers N``: the gateway on sockets lent by the parent.
+
+Started by :mod:`openclaw.workers.supervisor` as
+``python -m openclaw.workers.child --index I [--config PATH] --listen-fd FD:FAMILY ...``
+with the descriptors of :mod:`openclaw.workers.control`. It loads the same
+config as the parent (the parent already reported its warnings), builds the
+gateway, adopts the listening sockets and says ``ready``; its ``/readyz``
+follows the group (``group ready`` / ``group stopping`` from the parent).
+SIGTERM drains it like a single gateway; end of file on the control pipe (the
+parent died) stops it too, so no worker outlives its supervisor.
+"""
+
+# mypy: allow-untyped-calls
+# (Service's methods are unannotated.)
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from twisted.application import internet
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.endpoints import AdoptedStreamServerEndpoint
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
+from twisted.logger import (
+    FilteringLogObserver,
+    Logger,
+    LogLevel,
+    LogLevelFilterPredicate,
+    globalLogBeginner,
+    jsonFileLogObserver,
+)
+from zope.interface import implementer
+
+from openclaw.config.model import Config
+from openclaw.gateway.assembly import Gateway, build_gateway
+from openclaw.workers import control
+from openclaw.workers.sockets import FAMILIES, describe
+
+log = Logger(namespace="openclaw.workers.child")
+
+
+class Worker:
+    """One worker: the gateway service on adopted sockets, steered by the parent."""
+
+    def __init__(
+        self,
+        *,
+        reactor: Any,
+        config: Config,
+        index: int,
+        listen_fds: Sequence[tuple[int, int]],
+        gateway_factory: Callable[[Config, Any], Gateway] = build_gateway,
+    ) -> None:
+        """
+        :param reactor: provides ``IReactorSocket``, ``IReactorTime``, ``IReactorCore``
+            and ``IReactorFDSet`` (the control pipes).
+        :param listen_fds: ``(fd, address family)`` of each socket to adopt.
+        """
+        from openclaw.service import GatewayService
+
+        self._reactor = reactor
+        self.index = index
+        self.gateway = gateway_factory(config, reactor)
+        self.service = GatewayService(
+            config=config, gateway=self.gateway, reactor=reactor, endpoints=()
+        )
+        self._ports: list[Deferred[IListeningPort]] = []
+        for fd, family in listen_fds:
+            adopted = AdoptedStreamServerEndpoint(reactor, fd, family)
+            listener = internet.StreamServerEndpointService(
+                _Recording(adopted, self._ports.append), self.gateway.site
+            )
+            listener._raiseSynchronously = True
+            listener.setName(f"adopted[{fd}]")
+            listener.setServiceParent(self.service)
+            self.service.listeners.append(listener)
+        self.control = control.ControlLines(self._heard, self._parent_gone)
+
+    def start(self) -> None:
+        """Adopt the sockets, serve, and tell the parent; ``/readyz`` waits for the group."""
+        self._reactor.addSystemEventTrigger("before", "shutdown", self.service.stopService)
+        self.service.privilegedStartService()
+        self.service.startService()
+        # GatewayService reports ready by itself; a worker is ready only with its group.
+        self.gateway.readiness.state = "starting"
+        gatherResults(self._ports).addCallback(self._serving)
+
+    def _serving(self, ports: list[IListeningPort]) -> None:
+        log.info(
+            "worker {worker} (pid {pid}) serving on {addresses}",
+            worker=self.index,
+            pid=os.getpid(),
+            addresses=", ".join(describe(port.getHost()) for port in ports),
+        )
+        self.control.say(control.READY)
+
+    def _heard(self, word: bytes) -> None:
+        readiness = self.gateway.readiness
+        if word == control.GROUP_READY and readiness.state == "starting":
+            readiness.mark_ready(self._reactor)
+        elif word == control.GROUP_STOPPING:
+            readiness.mark_stopping()
+
+    def _parent_gone(self) -> None:
+        if self._reactor.running:
+            log.warn("worker {worker}: the supervisor is gone; stopping", worker=self.index)
+            self._reactor.stop()
+
+
+@implementer(IStreamServerEndpoint)
+class _Recording:
+    """An endpoint that hands the Deferred of each ``listen`` to ``record``."""
+
+    def __init__(
+        self,
+        endpoint: IStreamServerEndpoint,
+        record: Callable[[Deferred[IListeningPort]], None],
+    ) -> None:
+        self._endpoint = endpoint
+        self._record = record
+
+    def listen(self, protocolFactory: IProtocolFactory) -> Deferred[IListeningPort]:
+        listening = self._endpoint.listen(protocolFactory)
+        self._record(listening)
+        return listening
+
+
+def _parse(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="openclaw-worker")
+    parser.add_argument("--index", type=int, required=True)
+    parser.add_argument("--config", default=None)
+    parser.add_argument("--listen-fd", action="append", default=[], dest="listen_fds")
+    return parser.parse_args(list(argv))
+
+
+def _listen_fds(values: Sequence[str]) -> list[tuple[int, int]]:
+    pairs: list[tuple[int, int]] = []
+    for value in values:
+        fd, _, family = value.partition(":")
+        pairs.append((int(fd), FAMILIES[family]))
+    return pairs
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of a worker process (wiring: the global reactor lives here)."""
+    args = _parse(sys.argv[1:] if argv is None else argv)
+    log_file = os.fdopen(control.LOG_FD, "w", buffering=1, encoding="utf-8")
+    predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)
+    globalLogBeginner.beginLoggingTo(
+        [FilteringLogObserver(jsonFileLogObserver(log_file), [predicate])],
+        redirectStandardIO=False,
+    )
+    from openclaw.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.config, env=os.environ).config
+    except ConfigError as e:
+        for problem in e.problems:
+            log.error("worker {worker}: {problem}", worker=args.index, problem=problem)
+        return 1
+    from twisted.internet import reactor, stdio
+
+    worker = Worker(
+        reactor=reactor, config=config, index=args.index, listen_fds=_listen_fds(args.listen_fds)
+    )
+    # The POSIX StandardIO takes the two descriptors (the win32 stub does not).
+    stdio.StandardIO(  # type: ignore[call-arg]
+        worker.control,
+        stdin=control.CONTROL_IN_FD,
+        stdout=control.CONTROL_OUT_FD,
+        reactor=reactor,
+    )
+    worker.start()
+    reactor.run()
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover - run as a process by the supervisor
+    sys.exit(main())

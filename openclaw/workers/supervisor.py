@@ -1,0 +1,378 @@
+"""The parent of ``--workers N``: spawn, watch, restart and drain the workers.
+
+The parent binds the listeners once (:mod:`openclaw.workers.sockets`) and
+passes them to every worker, which adopts them; the kernel spreads new
+connections over the workers that accept on the shared socket. The parent
+serves nothing itself.
+
+Group readiness: a worker says ``ready`` once it is serving. When all N have
+said it, the parent tells every worker ``group ready`` and each one's
+``/readyz`` turns 200 (until then it answers 503 ``starting``, so a probe that
+lands on the first worker up does not report a half-started group). A worker
+restarted later gets ``group ready`` as soon as it is up. On stop, the parent
+says ``group stopping`` (every ``/readyz`` turns 503 at once), then sends
+SIGTERM to each worker; they drain within ``gateway.shutdownGraceSeconds``,
+and any worker still alive ``KILL_MARGIN_SECONDS`` after that is killed.
+
+A worker that dies unasked is restarted after an exponential backoff
+(``RESTART_BASE_SECONDS`` doubling up to ``RESTART_MAX_SECONDS``; back to the
+base once a worker has lived ``STABLE_SECONDS``).
+"""
+
+# mypy: allow-untyped-calls
+# (Service's methods are unannotated and are called through super() here.)
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from attrs import define, field
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.error import CannotListenError, ProcessDone, ProcessExitedAlready
+from twisted.internet.interfaces import IDelayedCall, IProcessTransport
+from twisted.internet.protocol import ProcessProtocol
+from twisted.logger import LogEvent, Logger, LogLevel, eventFromJSON, globalLogPublisher
+from twisted.python.failure import Failure
+
+from openclaw import __version__
+from openclaw.config.model import Config
+from openclaw.workers import control
+from openclaw.workers.sockets import SharedListener, bind_listeners, close_listeners, describe
+
+log = Logger()
+
+RESTART_BASE_SECONDS = 0.5
+RESTART_MAX_SECONDS = 30.0
+STABLE_SECONDS = 30.0
+#: Past the drain grace: the workers' own connection flush, then SIGKILL.
+KILL_MARGIN_SECONDS = 10.0
+
+#: ``argv`` of worker ``index`` (its listeners are on fds 5 and up, in order).
+WorkerArgv = Callable[[int, Sequence[SharedListener]], list[str]]
+
+
+def worker_argv(config_path: str | None) -> WorkerArgv:
+    """The command line of a worker: this interpreter, ``-m openclaw.workers.child``."""
+
+    def argv(index: int, listeners: Sequence[SharedListener]) -> list[str]:
+        args = [sys.executable, "-m", "openclaw.workers.child", "--index", str(index)]
+        if config_path is not None:
+            args += ["--config", config_path]
+        for offset, listener in enumerate(listeners):
+            args += ["--listen-fd", f"{control.FIRST_LISTEN_FD + offset}:{listener.family}"]
+        return args
+
+    return argv
+
+
+@define
+class WorkerSlot:
+    """One of the N places a worker process runs in."""
+
+    index: int
+    process: IProcessTransport | None = None
+    #: The pid of the current (or last) worker process.
+    pid: int | None = None
+    protocol: WorkerProcess | None = None
+    started_at: float = 0.0
+    ready: bool = False
+    restarts: int = 0
+    #: Consecutive short-lived runs: the exponent of the restart backoff.
+    failures: int = 0
+    restart_call: IDelayedCall | None = None
+    ended: Deferred[None] | None = field(default=None)
+
+
+class WorkerProcess(ProcessProtocol):
+    """The parent's end of one worker: its control and log pipes, and its end."""
+
+    def __init__(self, supervisor: WorkerSupervisor, slot: WorkerSlot) -> None:
+        self._supervisor = supervisor
+        self._slot = slot
+        self._pending = {control.CONTROL_OUT_FD: b"", control.LOG_FD: b""}
+
+    def say(self, word: bytes) -> None:
+        """Tell the worker something on its fd 0 (ignored once it is gone)."""
+        if self.transport is not None:
+            self.transport.writeToChild(control.CONTROL_IN_FD, word + b"\n")
+
+    def childDataReceived(self, childFD: int, data: bytes) -> None:
+        """Control words on fd 3, log records on fd 4, one per line."""
+        if childFD not in self._pending:
+            return
+        *lines, self._pending[childFD] = (self._pending[childFD] + data).split(b"\n")
+        for line in lines:
+            if childFD == control.CONTROL_OUT_FD:
+                self._supervisor.worker_said(self._slot, line.strip())
+            else:
+                self._supervisor.worker_logged(self._slot, line)
+
+    def processEnded(self, reason: Failure) -> None:
+        """The worker exited (or was killed)."""
+        self._supervisor.worker_ended(self._slot, reason)
+
+
+class WorkerSupervisor(Service):
+    """Runs N workers on the shared listeners; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        reactor: Any,
+        listeners: Sequence[SharedListener],
+        count: int,
+        argv: WorkerArgv,
+        grace_seconds: float,
+        env: Mapping[str, str] | None = None,
+        observer: Callable[[LogEvent], None] | None = None,
+        standalone: bool = False,
+    ) -> None:
+        """
+        :param reactor: provides ``IReactorProcess`` and ``IReactorTime`` (and
+            ``IReactorCore`` when ``standalone``).
+        :param observer: where workers' log events are published (the global one).
+        :param standalone: run by twistd: SIGTERM/SIGINT stop the group, exit 0.
+        """
+        self._reactor = reactor
+        self.listeners = tuple(listeners)
+        self.slots = [WorkerSlot(index) for index in range(1, count + 1)]
+        self._argv = argv
+        self._grace = grace_seconds
+        self._env = dict(os.environ if env is None else env)
+        self._observer = observer if observer is not None else globalLogPublisher
+        self._standalone = standalone
+        #: ``starting`` until every worker is ready once, then ``ready``; ``stopping``.
+        self.state = "starting"
+        self._ready_waiters: list[Deferred[None]] = []
+        self._stopping_by_signal = False
+
+    # -- starting ------------------------------------------------------------------
+
+    def startService(self) -> None:
+        """Spawn every worker."""
+        super().startService()
+        for slot in self.slots:
+            self._spawn(slot)
+        if self._standalone:
+            self._reactor.callWhenRunning(self._install_signal_handlers)
+
+    def _spawn(self, slot: WorkerSlot) -> None:
+        slot.restart_call = None
+        slot.ready = False
+        slot.ended = Deferred()
+        child_fds: dict[int, int | str] = {
+            control.CONTROL_IN_FD: "w",
+            1: 1,
+            2: 2,
+            control.CONTROL_OUT_FD: "r",
+            control.LOG_FD: "r",
+        }
+        for offset, listener in enumerate(self.listeners):
+            child_fds[control.FIRST_LISTEN_FD + offset] = listener.fileno
+        argv = self._argv(slot.index, self.listeners)
+        protocol = WorkerProcess(self, slot)
+        slot.protocol = protocol
+        slot.started_at = self._reactor.seconds()
+        slot.process = self._reactor.spawnProcess(
+            protocol, argv[0], argv, env=self._env, childFDs=child_fds
+        )
+        slot.pid = slot.process.pid
+        log.info("worker {worker} started (pid {pid})", worker=slot.index, pid=slot.pid, argv=argv)
+
+    def ready(self) -> Deferred[None]:
+        """Fires once every worker has been ready (at once if that happened)."""
+        if self.state == "ready":
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._ready_waiters.append(waiter)
+        return waiter
+
+    def worker_said(self, slot: WorkerSlot, word: bytes) -> None:
+        """A control word from a worker."""
+        if word != control.READY:
+            log.warn("worker {worker} said {word!r}; ignored", worker=slot.index, word=word)
+            return
+        slot.ready = True
+        log.info("worker {worker} ready (pid {pid})", worker=slot.index, pid=slot.pid)
+        if self.state == "ready":
+            self._tell(slot, control.GROUP_READY)
+        elif self.state == "starting" and all(s.ready for s in self.slots):
+            self.state = "ready"
+            for each in self.slots:
+                self._tell(each, control.GROUP_READY)
+            log.info(
+                "openclaw gateway {version} listening on {addresses} with {count} workers",
+                version=__version__,
+                count=len(self.slots),
+                addresses=", ".join(describe(listener.address) for listener in self.listeners),
+                pids=[s.pid for s in self.slots],
+            )
+            waiters, self._ready_waiters = self._ready_waiters, []
+            for waiter in waiters:
+                waiter.callback(None)
+
+    def _tell(self, slot: WorkerSlot, word: bytes) -> None:
+        if slot.protocol is not None and slot.process is not None:
+            slot.protocol.say(word)
+
+    def worker_logged(self, slot: WorkerSlot, line: bytes) -> None:
+        """Publish one of a worker's log records as the parent's own, tagged."""
+        text = line.decode("utf-8", "replace").lstrip("\x1e").strip()
+        if not text:
+            return
+        try:
+            event = eventFromJSON(text)
+        except ValueError:
+            event = {"log_format": "{line}", "line": text, "log_level": LogLevel.info}
+        level_name = getattr(event.get("log_level"), "name", "-")
+        event["worker"] = slot.index
+        event["worker_pid"] = slot.pid
+        event["log_system"] = f"worker-{slot.index} {event.get('log_namespace', '-')}#{level_name}"
+        self._observer(event)
+
+    # -- restarting ----------------------------------------------------------------
+
+    def worker_ended(self, slot: WorkerSlot, reason: Failure) -> None:
+        """Restart a worker that died unasked; count it down while stopping."""
+        pid = slot.pid
+        lived = self._reactor.seconds() - slot.started_at
+        slot.process = None
+        slot.protocol = None
+        slot.ready = False
+        ended, slot.ended = slot.ended, None
+        status = _exit_status(reason)
+        if self.state == "stopping" or not self.running:
+            log.info(
+                "worker {worker} (pid {pid}) stopped: {status}",
+                worker=slot.index,
+                pid=pid,
+                status=status,
+            )
+        else:
+            slot.failures = 0 if lived >= STABLE_SECONDS else slot.failures + 1
+            delay = min(RESTART_MAX_SECONDS, RESTART_BASE_SECONDS * 2 ** max(0, slot.failures - 1))
+            slot.restarts += 1
+            log.warn(
+                "worker {worker} (pid {pid}) died ({status}) after {lived:.1f}s; "
+                "restart {restarts} in {delay}s",
+                worker=slot.index,
+                pid=pid,
+                status=status,
+                lived=lived,
+                restarts=slot.restarts,
+                delay=delay,
+                failures=slot.failures,
+            )
+            slot.restart_call = self._reactor.callLater(delay, self._spawn, slot)
+        if ended is not None:
+            ended.callback(None)
+
+    # -- stopping ------------------------------------------------------------------
+
+    def _install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT stop the group and exit 0 (twistd's handlers would exit 143)."""
+
+        def stop(signum: int, frame: object) -> None:
+            if self._stopping_by_signal:
+                return
+            self._stopping_by_signal = True
+            log.info("received signal {signum}, stopping the workers", signum=signum)
+            self._reactor.callFromThread(self._reactor.stop)
+
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, stop)
+
+    def stopService(self) -> Deferred[None]:
+        """Say ``group stopping``, SIGTERM every worker, wait (SIGKILL past the grace)."""
+        super().stopService()
+        self.state = "stopping"
+        close_listeners(self.listeners)
+        waits: list[Deferred[None]] = []
+        for slot in self.slots:
+            if slot.restart_call is not None and slot.restart_call.active():
+                slot.restart_call.cancel()
+            slot.restart_call = None
+            if slot.process is None or slot.ended is None:
+                continue
+            self._tell(slot, control.GROUP_STOPPING)
+            _signal(slot.process, "TERM")
+            waits.append(slot.ended)
+        log.info("stopping {count} workers (grace {grace}s)", count=len(waits), grace=self._grace)
+        deadline = self._reactor.callLater(self._grace + KILL_MARGIN_SECONDS, self._kill_all)
+        done: Deferred[None] = Deferred()
+        remaining = [len(waits)]
+
+        def one_ended(_: object) -> None:
+            remaining[0] -= 1
+            if remaining[0] == 0:
+                finish()
+
+        def finish() -> None:
+            if deadline.active():
+                deadline.cancel()
+            log.info("all workers stopped")
+            done.callback(None)
+
+        if not waits:
+            finish()
+        for wait in waits:
+            wait.addCallback(one_ended)
+        return done
+
+    def _kill_all(self) -> None:
+        for slot in self.slots:
+            if slot.process is not None:
+                log.warn(
+                    "worker {worker} (pid {pid}) still running after the grace; killing it",
+                    worker=slot.index,
+                    pid=slot.pid,
+                )
+                _signal(slot.process, "KILL")
+
+
+def _signal(process: IProcessTransport, name: str) -> None:
+    with contextlib.suppress(ProcessExitedAlready):
+        process.signalProcess(name)
+
+
+def _exit_status(reason: Failure) -> str:
+    """``exit 0``, ``exit 3`` or ``signal 9``."""
+    if isinstance(reason.value, ProcessDone):
+        return "exit 0"
+    code = getattr(reason.value, "exitCode", None)
+    sig = getattr(reason.value, "signal", None)
+    if sig is not None:
+        return f"signal {sig}"
+    return f"exit {code}"
+
+
+def build_supervisor(
+    config: Config, reactor: Any, endpoints: Sequence[str], count: int
+) -> WorkerSupervisor:
+    """twistd wiring: bind ``endpoints`` now and supervise ``count`` workers.
+
+    A bind failure exits 1 with one line, as the single-process gateway does.
+    """
+    try:
+        listeners = bind_listeners(reactor, endpoints)
+    except CannotListenError as e:
+        sys.stderr.write(
+            f"openclaw: cannot listen on {e.interface or '*'}:{e.port}: {e.socketError}\n"
+        )
+        sys.stderr.flush()
+        raise SystemExit(1) from None
+    source = str(config.source_path) if config.source_path is not None else None
+    return WorkerSupervisor(
+        reactor=reactor,
+        listeners=listeners,
+        count=count,
+        argv=worker_argv(source),
+        grace_seconds=config.gateway.shutdown_grace_seconds,
+        standalone=True,
+    )

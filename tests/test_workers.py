@@ -1,0 +1,365 @@
+"""The workers supervisor and a worker, in memory: spawning with the shared
+sockets, group readiness, restart backoff, draining, log forwarding; and the
+``--workers`` option with its refusal of the file store."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from twisted.internet.error import ProcessDone, ProcessTerminated
+from twisted.internet.interfaces import IProcessProtocol
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.logger import LogLevel, eventAsJSON
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from openclaw.config.loader import parse_config_text
+from openclaw.service import Options
+from openclaw.workers import UNSAFE_FILE_STORE_ENV, control, resolve_worker_count, workers_problems
+from openclaw.workers.child import Worker
+from openclaw.workers.sockets import SharedListener
+from openclaw.workers.supervisor import (
+    KILL_MARGIN_SECONDS,
+    RESTART_BASE_SECONDS,
+    STABLE_SECONDS,
+    WorkerSupervisor,
+)
+
+
+class FakeProcess:
+    """The parent's view of a spawned worker."""
+
+    def __init__(self, pid: int, protocol: IProcessProtocol, argv: list[str], fds: Any) -> None:
+        self.pid: int | None = pid
+        self.protocol = protocol
+        self.argv = argv
+        self.child_fds = fds
+        self.signals: list[str] = []
+        self.written: list[tuple[int, bytes]] = []
+
+    def signalProcess(self, name: str) -> None:
+        self.signals.append(name)
+
+    def writeToChild(self, fd: int, data: bytes) -> None:
+        self.written.append((fd, data))
+
+    def words(self) -> list[bytes]:
+        """Control words sent to the worker's fd 0."""
+        return [d.strip() for fd, d in self.written if fd == control.CONTROL_IN_FD]
+
+    def end(self, reason: Failure) -> None:
+        """The process exits: Twisted clears the pid, then calls processEnded."""
+        self.pid = None
+        self.protocol.processEnded(reason)
+
+
+class ProcessReactor(MemoryReactorClock):
+    """A memory reactor that records spawned processes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spawned: list[FakeProcess] = []
+
+    def spawnProcess(
+        self,
+        processProtocol: IProcessProtocol,
+        executable: str,
+        args: Sequence[str] = (),
+        env: Any = None,
+        path: Any = None,
+        uid: Any = None,
+        gid: Any = None,
+        usePTY: bool = False,
+        childFDs: Any = None,
+    ) -> FakeProcess:
+        process = FakeProcess(1000 + len(self.spawned), processProtocol, list(args), childFDs)
+        self.spawned.append(process)
+        processProtocol.makeConnection(process)  # type: ignore[arg-type]
+        return process
+
+
+class _Port:
+    """A stand-in listening port with a descriptor."""
+
+    def __init__(self, fileno: int) -> None:
+        self._fileno = fileno
+        self.stopped = False
+
+    def fileno(self) -> int:
+        return self._fileno
+
+    def getHost(self) -> Any:
+        from twisted.internet.address import IPv4Address
+
+        return IPv4Address("TCP", "127.0.0.1", 4321)
+
+    def stopListening(self) -> None:
+        self.stopped = True
+
+
+def _argv(index: int, listeners: Sequence[SharedListener]) -> list[str]:
+    return ["worker", str(index), *(str(listener.fileno) for listener in listeners)]
+
+
+def killed(signal_number: int = 9) -> Failure:
+    return Failure(ProcessTerminated(signal=signal_number))
+
+
+class SupervisorTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.reactor = ProcessReactor()
+        self.port = _Port(17)
+        self.events: list[dict[str, Any]] = []
+        self.supervisor = WorkerSupervisor(
+            reactor=self.reactor,
+            listeners=[SharedListener("tcp:0", self.port, "inet")],  # type: ignore[arg-type]
+            count=2,
+            argv=_argv,
+            grace_seconds=5.0,
+            env={"A": "1"},
+            observer=self.events.append,
+        )
+        self.supervisor.startService()
+
+    def _ready_all(self) -> None:
+        for process in self.reactor.spawned:
+            process.protocol.childDataReceived(control.CONTROL_OUT_FD, b"ready\n")
+
+    def test_spawns_with_shared_socket(self) -> None:
+        """N workers start, each with the listening socket on fd 5 and the control
+        and log pipes on fds 0, 3 and 4."""
+        self.assertEqual(len(self.reactor.spawned), 2)
+        for index, process in enumerate(self.reactor.spawned, 1):
+            self.assertEqual(process.argv, ["worker", str(index), "17"])
+            self.assertEqual(process.child_fds, {0: "w", 1: 1, 2: 2, 3: "r", 4: "r", 5: 17})
+
+    def test_group_ready_only_when_all_are(self) -> None:
+        """``group ready`` goes to every worker once the last one is up, not before."""
+        first, second = self.reactor.spawned
+        waited = self.supervisor.ready()
+        first.protocol.childDataReceived(control.CONTROL_OUT_FD, b"rea")
+        first.protocol.childDataReceived(control.CONTROL_OUT_FD, b"dy\n")
+        self.assertEqual(first.words(), [])
+        self.assertNoResult(waited)
+        self.assertEqual(self.supervisor.state, "starting")
+        second.protocol.childDataReceived(control.CONTROL_OUT_FD, b"ready\n")
+        self.assertEqual(first.words(), [b"group ready"])
+        self.assertEqual(second.words(), [b"group ready"])
+        self.assertEqual(self.supervisor.state, "ready")
+        self.successResultOf(waited)
+
+    def test_restart_with_backoff(self) -> None:
+        """A worker that dies is respawned after the base delay, then twice that if it
+        dies again quickly; a worker that lived long restarts after the base again.
+        A restarted worker is told ``group ready`` as soon as it is up."""
+        self._ready_all()
+        first = self.reactor.spawned[0]
+        first.end(killed())
+        self.assertEqual(len(self.reactor.spawned), 2)
+        self.reactor.advance(RESTART_BASE_SECONDS - 0.01)
+        self.assertEqual(len(self.reactor.spawned), 2)
+        self.reactor.advance(0.01)
+        self.assertEqual(len(self.reactor.spawned), 3)
+        again = self.reactor.spawned[2]
+        self.assertEqual(again.argv[1], "1")
+        again.protocol.childDataReceived(control.CONTROL_OUT_FD, b"ready\n")
+        self.assertEqual(again.words(), [b"group ready"])
+        again.end(killed())
+        self.reactor.advance(RESTART_BASE_SECONDS * 2 - 0.01)
+        self.assertEqual(len(self.reactor.spawned), 3)
+        self.reactor.advance(0.01)
+        self.assertEqual(len(self.reactor.spawned), 4)
+        self.reactor.advance(STABLE_SECONDS)
+        self.reactor.spawned[3].end(killed())
+        self.reactor.advance(RESTART_BASE_SECONDS)
+        self.assertEqual(len(self.reactor.spawned), 5)
+        self.assertEqual(self.supervisor.slots[0].restarts, 3)
+
+    def test_death_is_logged_with_fields(self) -> None:
+        """The restart warning carries the worker, pid, exit status and delay as fields."""
+        from twisted.logger import capturedLogs
+
+        with capturedLogs() as events:
+            self.reactor.spawned[1].end(killed(9))
+        [event] = [e for e in events if e.get("log_level") == LogLevel.warn]
+        self.assertEqual(
+            (event["worker"], event["pid"], event["status"], event["delay"]),
+            (2, 1001, "signal 9", RESTART_BASE_SECONDS),
+        )
+
+    def test_stop_drains_all(self) -> None:
+        """Stopping says ``group stopping``, sends SIGTERM, closes the parent's socket
+        and fires once every worker has exited; nothing is restarted."""
+        self._ready_all()
+        stopped = self.supervisor.stopService()
+        self.assertTrue(self.port.stopped)
+        for process in self.reactor.spawned:
+            self.assertEqual(process.words()[-1], b"group stopping")
+            self.assertEqual(process.signals, ["TERM"])
+        self.reactor.spawned[0].end(Failure(ProcessDone(0)))
+        self.assertNoResult(stopped)
+        self.reactor.spawned[1].end(Failure(ProcessDone(0)))
+        self.successResultOf(stopped)
+        self.reactor.advance(60)
+        self.assertEqual(len(self.reactor.spawned), 2)
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def test_stop_kills_after_grace(self) -> None:
+        """A worker still running past the grace (and margin) is sent SIGKILL."""
+        stopped = self.supervisor.stopService()
+        self.reactor.spawned[0].end(Failure(ProcessDone(0)))
+        self.reactor.advance(5.0 + KILL_MARGIN_SECONDS - 0.1)
+        self.assertEqual(self.reactor.spawned[1].signals, ["TERM"])
+        self.reactor.advance(0.1)
+        self.assertEqual(self.reactor.spawned[1].signals, ["TERM", "KILL"])
+        self.reactor.spawned[1].end(killed(9))
+        self.successResultOf(stopped)
+
+    def test_stop_cancels_pending_restart(self) -> None:
+        """A worker waiting for its restart is not started once the group stops."""
+        self.reactor.spawned[0].end(killed())
+        stopped = self.supervisor.stopService()
+        self.reactor.spawned[1].end(Failure(ProcessDone(0)))
+        self.successResultOf(stopped)
+        self.reactor.advance(60)
+        self.assertEqual(len(self.reactor.spawned), 2)
+
+    def test_worker_logs_published_tagged(self) -> None:
+        """A worker's JSON log records reach the parent's observer, split across
+        reads, tagged with the worker's index and pid."""
+        record = eventAsJSON(
+            {
+                "log_format": "hello {who}",
+                "who": "there",
+                "log_level": LogLevel.info,
+                "log_namespace": "openclaw.x",
+                "log_time": 1.0,
+            }
+        )
+        data = ("\x1e" + record + "\n").encode()
+        process = self.reactor.spawned[1]
+        process.protocol.childDataReceived(control.LOG_FD, data[:10])
+        self.assertEqual(self.events, [])
+        process.protocol.childDataReceived(control.LOG_FD, data[10:] + b"not json\n")
+        self.assertEqual(len(self.events), 2)
+        event, raw = self.events
+        self.assertEqual((event["who"], event["worker"], event["worker_pid"]), ("there", 2, 1001))
+        self.assertEqual(event["log_system"], "worker-2 openclaw.x#info")
+        self.assertEqual(raw["line"], "not json")
+
+
+class WorkerTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        tmp = Path(self.mktemp())
+        tmp.mkdir()
+        self.config = parse_config_text(
+            '{gateway: {auth: {mode: "token", token: "t0ken-value"}}}',
+            source="test",
+            env={},
+            state_dir=tmp,
+        ).config
+        self.reactor = MemoryReactorClock()
+        # The adopting endpoint closes the descriptor it was given (the reactor
+        # holds its own copy): hand it descriptors of our own.
+        self.fds = [os.open(os.devnull, os.O_RDONLY) for _ in range(2)]
+        self.worker = Worker(
+            reactor=self.reactor,
+            config=self.config,
+            index=2,
+            listen_fds=[(self.fds[0], socket.AF_INET), (self.fds[1], socket.AF_INET6)],
+        )
+        self.control = StringTransport()
+        self.worker.control.makeConnection(self.control)
+
+    def test_adopts_and_reports_ready(self) -> None:
+        """Start adopts every lent socket into the gateway's Site and says ``ready``,
+        while the worker's own readiness waits for the group."""
+        self.worker.start()
+        self.assertEqual(
+            [(fd, family) for fd, family, _ in self.reactor.adoptedPorts],
+            [(self.fds[0], socket.AF_INET), (self.fds[1], socket.AF_INET6)],
+        )
+        for _, _, factory in self.reactor.adoptedPorts:
+            self.assertIs(factory, self.worker.gateway.site)
+        self.assertEqual(self.control.value(), b"ready\n")
+        self.assertEqual(self.worker.gateway.readiness.state, "starting")
+
+    def test_follows_group(self) -> None:
+        """``group ready`` makes the worker ready; ``group stopping`` makes it stop
+        reporting ready."""
+        self.worker.start()
+        self.worker.control.dataReceived(b"group ready\n")
+        self.assertEqual(self.worker.gateway.readiness.state, "ready")
+        self.worker.control.dataReceived(b"group stopping\n")
+        self.assertEqual(self.worker.gateway.readiness.state, "stopping")
+
+    def test_parent_gone_stops(self) -> None:
+        """End of file on the control pipe (the parent died) stops the reactor."""
+        self.worker.start()
+        self.reactor.running = True
+        self.worker.control.connectionLost(None)
+        self.assertTrue(self.reactor.hasStopped)
+
+
+class PlanTests(SynchronousTestCase):
+    def test_count(self) -> None:
+        """--workers beats gateway.workers; auto is the number of cores; bad values fail."""
+        self.assertEqual(resolve_worker_count(None, 1), 1)
+        self.assertEqual(resolve_worker_count("3", 1), 3)
+        self.assertEqual(resolve_worker_count(None, "auto", lambda: 8), 8)
+        self.assertEqual(resolve_worker_count("auto", 4, lambda: None), 1)
+        for bad in ("0", "-2", "many"):
+            self.assertRaises(ValueError, resolve_worker_count, bad, 1)
+
+    def test_file_store_refused(self) -> None:
+        """Several workers with the file store are refused with a line that names
+        session.store "redis"; one worker, or the test escape hatch, passes."""
+        config = parse_config_text("{}", source="t", env={}, state_dir=Path("/x")).config
+        [problem] = workers_problems(config, 2, ["tcp:0"], {})
+        self.assertIn('session.store: "redis"', problem)
+        self.assertEqual(workers_problems(config, 1, ["tcp:0"], {}), [])
+        self.assertEqual(workers_problems(config, 2, ["tcp:0"], {UNSAFE_FILE_STORE_ENV: "1"}), [])
+
+    def test_tls_listener_refused(self) -> None:
+        """Only tcp, tcp6 and unix listeners can be lent to workers."""
+        config = parse_config_text("{}", source="t", env={}, state_dir=Path("/x")).config
+        problems = workers_problems(
+            config, 2, ["ssl:443:privateKey=k.pem"], {UNSAFE_FILE_STORE_ENV: "1"}
+        )
+        self.assertEqual(len(problems), 1)
+        self.assertIn("ssl:443", problems[0])
+
+    def _exit(self, tmp: Path, argv: list[str], config: dict[str, Any]) -> list[str]:
+        import io
+        import sys
+
+        path = tmp / "openclaw.json"
+        path.write_text(json.dumps(config))
+        options = Options(env={"HOME": str(tmp), "OPENCLAW_STATE_DIR": str(tmp)})
+        err = io.StringIO()
+        self.patch(sys, "stderr", err)
+        with self.assertRaises(SystemExit) as caught:
+            options.parseOptions(["--config", str(path), *argv])
+        self.assertEqual(caught.exception.code, 1)
+        return err.getvalue().splitlines()
+
+    def test_options(self) -> None:
+        """``--workers`` and ``gateway.workers`` reach the options; the refusal and a
+        bad count exit 1 with one line each."""
+        tmp = Path(self.mktemp())
+        tmp.mkdir()
+        auth = {"auth": {"mode": "token", "token": "t0ken-value"}}
+        options = Options(env={"HOME": str(tmp), "OPENCLAW_STATE_DIR": str(tmp)})
+        path = tmp / "one.json"
+        path.write_text(json.dumps({"gateway": {**auth, "workers": 1}}))
+        options.parseOptions(["--config", str(path)])
+        self.assertEqual(options.workers, 1)
+        [line] = self._exit(tmp, [], {"gateway": {**auth, "workers": 2}})
+        self.assertIn('session.store: "redis"', line)
+        [line] = self._exit(tmp, ["--workers", "zero"], {"gateway": auth})
+        self.assertIn("--workers must be", line)
