@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
 import contextlib
 import json
 import os
@@ -38,9 +37,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import attrs
-
-from fuzz.cases import SLOW_AGENTS, UPSTREAM_AGENTS, Case, Generator, HttpCase, WsCase, generate
+from fuzz.cases import SLOW_AGENTS, UPSTREAM_AGENTS, Case, HttpCase, WsCase
+from fuzz.report import POOL_LIMIT, Finding, Tally, report, scan_log
+from fuzz.surrogates import surrogate_cases
 from fuzz.wire import (
     OP_CLOSE,
     OP_TEXT,
@@ -49,7 +48,6 @@ from fuzz.wire import (
     ServerFrame,
     WireError,
     close_payload,
-    describe_client_frames,
     describe_fds,
     fd_census,
     read_frame,
@@ -58,13 +56,15 @@ from fuzz.wire import (
     rss_kib,
     ws_frame,
 )
+from fuzz.ws_cases import CaseGenerator, generate
 
 TOKEN = "fuzz-gateway-token-0123456789"
 UPSTREAM_KEY = "fuzz-upstream-key"
+#: A provider header value whose name does not look secret (the ``echo``
+#: upstream profile quotes it back in an error).
+HEADER_SECRET = "fuzz-upstream-pass-5e6f7a8b"
 #: Strings that must never appear in a response or in the gateway's log.
-SECRETS = (TOKEN, UPSTREAM_KEY, "sk-fuzz-0123456789abcdef")
-#: The provider connection pool's per-host limit (openclaw.agents.providers.http).
-POOL_LIMIT = 16
+SECRETS = (TOKEN, UPSTREAM_KEY, "sk-fuzz-0123456789abcdef", HEADER_SECRET)
 #: 5xx messages that are documented mappings of upstream or run failures.
 MAPPED_5XX = {
     "upstream provider error",
@@ -146,6 +146,7 @@ def write_config(directory: Path, upstream_port: int) -> Path:
                     "api": "openai-completions",
                     "baseUrl": f"http://127.0.0.1:{upstream_port}/v1",
                     "apiKey": UPSTREAM_KEY,
+                    "headers": {"X-Upstream-Pass": HEADER_SECRET},
                     "timeoutSeconds": 2,
                 },
                 "dead": {
@@ -164,46 +165,6 @@ def write_config(directory: Path, upstream_port: int) -> Path:
 
 
 # --- results ----------------------------------------------------------------------
-
-
-@attrs.define
-class Finding:
-    """Something that misses a target, with the request that caused it."""
-
-    what: str
-    case: Case
-    detail: str
-
-    def render(self) -> str:
-        data = self.case.data if isinstance(self.case, HttpCase) else self.case.handshake
-        shown = data[:600]
-        more = f" ... ({len(data)} bytes)" if len(data) > 600 else ""
-        text = f"- {self.what} [{self.case.kind}]: {self.detail}\n  request: {shown!r}{more}"
-        if isinstance(self.case, WsCase):
-            for frame in self.case.frames:
-                for line in describe_client_frames(frame):
-                    text += f"\n  frame: {line}"
-        return text
-
-
-@attrs.define
-class Tally:
-    """Counts of everything the fuzz run saw."""
-
-    http_requests: int = 0
-    ws_frames: int = 0
-    statuses: collections.Counter[str] = attrs.Factory(collections.Counter)
-    kinds: collections.Counter[str] = attrs.Factory(collections.Counter)
-    ws_closes: collections.Counter[str] = attrs.Factory(collections.Counter)
-    mapped_5xx: collections.Counter[str] = attrs.Factory(collections.Counter)
-    stream_errors: collections.Counter[str] = attrs.Factory(collections.Counter)
-    notes: collections.Counter[str] = attrs.Factory(collections.Counter)
-    #: The first request behind each note.
-    note_examples: dict[str, bytes] = attrs.Factory(dict)
-    unmapped: list[Finding] = attrs.Factory(list)
-    hangs: list[Finding] = attrs.Factory(list)
-    leaks: list[Finding] = attrs.Factory(list)
-    anomalies: list[Finding] = attrs.Factory(list)
 
 
 # --- running cases ------------------------------------------------------------------
@@ -568,7 +529,7 @@ def settle(
 
 async def warm_up(port: int, tally: Tally) -> None:
     """A few requests of each kind, so lazy state exists before the baseline."""
-    generator = Generator(random.Random(0), token=TOKEN, port=port)
+    generator = CaseGenerator(random.Random(0), token=TOKEN, port=port)
     cases: list[Case] = []
     for agent in ("main", "ok", "tools", "e500", "reset", "malformed", "refused"):
         for stream in (False, True):
@@ -589,109 +550,6 @@ async def warm_up(port: int, tally: Tally) -> None:
             )
     cases += [generator.ws_case() for _ in range(8)]
     await Runner(port, tally, timeout=20).run(cases * 3, POOL_LIMIT + 4)
-
-
-def report(
-    tally: Tally,
-    *,
-    seed: int,
-    elapsed: float,
-    rss: tuple[int, int],
-    fds: tuple[FdCensus, FdCensus],
-    alive: bool,
-    health: int | None,
-    log_problems: dict[str, list[str]],
-    max_rss_growth_mb: float,
-    fd_lines: list[str],
-    examples: int = 2,
-) -> tuple[str, bool]:
-    """The text report and whether every target was met."""
-    before, after = fds
-    rss_growth_mb = (rss[1] - rss[0]) / 1024
-    targets = {
-        "5xx other than mapped upstream failures: 0": not tally.unmapped,
-        "hung requests: 0": not tally.hangs,
-        "process alive and /healthz 200": alive and health == 200,
-        "open fds back to baseline (pool apart)": after.own == before.own
-        and after.upstream <= POOL_LIMIT,
-        f"RSS growth <= {max_rss_growth_mb:g} MiB": rss_growth_mb <= max_rss_growth_mb,
-        "secrets in responses or the log: 0": not tally.leaks and not log_problems["secrets"],
-    }
-    out = [
-        f"fuzz run: seed {seed}, {elapsed:.1f}s",
-        f"sent: {tally.http_requests} HTTP requests, {tally.ws_frames} WebSocket frames "
-        f"(upgrades included) = {tally.http_requests + tally.ws_frames}",
-        "cases: " + ", ".join(f"{k} {v}" for k, v in sorted(tally.kinds.items())),
-        "answers by status: " + ", ".join(f"{k}: {v}" for k, v in sorted(tally.statuses.items())),
-        "WebSocket closes by code: "
-        + ", ".join(f"{k}: {v}" for k, v in sorted(tally.ws_closes.items())),
-        "mapped upstream 5xx: "
-        + (", ".join(f"{k}: {v}" for k, v in sorted(tally.mapped_5xx.items())) or "none"),
-        "in-stream error frames: "
-        + (", ".join(f"{k}: {v}" for k, v in sorted(tally.stream_errors.items())) or "none"),
-        "notes (not targets): "
-        + (", ".join(f"{k}: {v}" for k, v in sorted(tally.notes.items())) or "none"),
-        *(f"  first '{k}': {v!r}" for k, v in sorted(tally.note_examples.items())),
-        f"RSS: {rss[0] / 1024:.1f} MiB before, {rss[1] / 1024:.1f} MiB after "
-        f"({rss_growth_mb:+.1f} MiB)",
-        f"open fds: {before.total} before, {after.total} after "
-        f"(provider pool sockets {before.upstream} -> {after.upstream}, "
-        f"client sockets {before.clients} -> {after.clients})",
-        f"process: {'alive' if alive else 'EXITED'}, /healthz {health}",
-        f"log: {len(log_problems['tracebacks'])} tracebacks, "
-        f"{len(log_problems['secrets'])} lines with secrets",
-    ]
-    for title, findings in (
-        ("UNMAPPED 5xx", tally.unmapped),
-        ("HANGS", tally.hangs),
-        ("LEAKED SECRETS", tally.leaks),
-        ("anomalies (not targets)", tally.anomalies),
-    ):
-        if findings:
-            out.append(f"{title}: {len(findings)}")
-            groups: collections.Counter[tuple[str, str]] = collections.Counter(
-                (f.what, f.case.kind) for f in findings
-            )
-            shown: collections.Counter[tuple[str, str]] = collections.Counter()
-            for finding in findings:
-                key = (finding.what, finding.case.kind)
-                shown[key] += 1
-                if shown[key] == 1:
-                    out.append(f"* {key[0]} [{key[1]}]: {groups[key]} times; first examples:")
-                if examples <= 0 or shown[key] <= examples:
-                    out.append(finding.render())
-    if log_problems["secrets"]:
-        out.append("log lines with a secret (first 3):")
-        out.extend("  " + line[:300] for line in log_problems["secrets"][:3])
-    if log_problems["tracebacks"]:
-        out.append("tracebacks in the gateway log (first of each kind):")
-        out.extend(log_problems["tracebacks"][:5])
-    if not targets["open fds back to baseline (pool apart)"]:
-        out.append("descriptors after the run:")
-        out.extend("  " + line for line in fd_lines)
-    out.append("targets:")
-    out.extend(f"  [{'ok' if met else 'MISSED'}] {name}" for name, met in targets.items())
-    return "\n".join(out), all(targets.values())
-
-
-def scan_log(path: Path) -> dict[str, list[str]]:
-    """Tracebacks (the first of each distinct exception) and lines carrying a secret."""
-    lines = path.read_text("utf-8", "replace").splitlines()
-    secrets = [line for line in lines if any(s in line for s in SECRETS)]
-    tracebacks: dict[str, str] = {}
-    for index, line in enumerate(lines):
-        if not line.strip().startswith("Traceback (most recent call last)"):
-            continue
-        block = []
-        for follow in lines[index + 1 :]:
-            if not follow.startswith(("\t", " ")) or not follow.strip():
-                break
-            block.append(follow)
-        exception = block[-1].strip() if block else "?"
-        context = lines[index - 1] if index else ""
-        shown = [context, line, *block[:6], *(["..."] if len(block) > 7 else []), *block[-1:]]
-        tracebacks.setdefault(exception, "\n".join("  " + x.strip()[:300] for x in shown))
-    return {"secrets": secrets, "tracebacks": list(tracebacks.values())}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -754,9 +612,13 @@ def main(argv: list[str] | None = None) -> int:
         before = settle(gateway.pid, port, upstream_port, None, time.monotonic() + 20)
         rss_before = rss_kib(gateway.pid)
 
-        cases = generate(args.seed, args.count, token=TOKEN, port=port)
+        # The lone-surrogate sweep (every string of every endpoint and method)
+        # runs in every fuzz run, ahead of the seeded cases.
+        sweep = surrogate_cases(CaseGenerator(random.Random(args.seed), token=TOKEN, port=port))
+        cases = sweep + generate(args.seed, args.count, token=TOKEN, port=port)
         print(
-            f"running {len(cases)} cases ({args.count}+ requests and frames), "
+            f"running {len(cases)} cases ({len(sweep)} lone-surrogate sweep cases, then "
+            f"{args.count}+ requests and frames), "
             f"concurrency {args.concurrency}",
             flush=True,
         )
@@ -782,7 +644,7 @@ def main(argv: list[str] | None = None) -> int:
             fds=(before, after),
             alive=alive,
             health=health,
-            log_problems=scan_log(work / "gateway.log"),
+            log_problems=scan_log(work / "gateway.log", SECRETS),
             max_rss_growth_mb=args.max_rss_growth_mb,
             fd_lines=fd_lines,
             examples=args.examples,

@@ -42,6 +42,11 @@ PROFILES: Mapping[str, FakeReply] = {
     "endless": FakeReply(mode="endless", chunk_delay=0.01),
     "garbage": FakeReply(error_body=b"<html>not json</html>", status=500),
 }
+#: A profile whose error quotes the request's own headers back (see ``render_POST``),
+#: as some upstreams do: configured header values must still never leak.
+ECHO_PROFILE = "echo"
+#: The configured provider header the echo profile quotes.
+ECHOED_HEADER = b"x-upstream-pass"
 
 
 class FuzzUpstream(FakeOpenAIUpstream):
@@ -58,7 +63,11 @@ class FuzzUpstream(FakeOpenAIUpstream):
         except ValueError:
             body = None
         model = body.get("model") if isinstance(body, dict) else None
-        self.reply = PROFILES.get(model if isinstance(model, str) else "", PROFILES["ok"])
+        if model == ECHO_PROFILE:
+            echoed = (request.getHeader(ECHOED_HEADER) or b"").decode("latin-1")
+            self.reply = FakeReply.failing(400, f"rejected header X-Upstream-Pass: {echoed}")
+        else:
+            self.reply = PROFILES.get(model if isinstance(model, str) else "", PROFILES["ok"])
         result = super().render_POST(request)
         self.requests.clear()
         return result

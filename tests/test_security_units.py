@@ -203,6 +203,17 @@ class SecretValuesTests(SynchronousTestCase):
         self.assertEqual(seen[0]["log_level"], LogLevel.warn)
         self.assertEqual(seen[1]["n"], 3)
 
+    def test_scrubbing_observer_replaces_lone_surrogates(self) -> None:
+        """Even with no secrets configured, an event carrying a lone surrogate
+        reaches later observers as encodable text."""
+        publisher = LogPublisher()
+        publisher.addObserver(ScrubbingObserver(SecretValues()))
+        seen: list[dict[str, Any]] = []
+        publisher.addObserver(cast(ILogObserver, seen.append))
+        Logger(namespace="t", observer=publisher).info("key {key}", key="a\ud800b")
+        self.assertEqual(formatEvent(seen[0]), f"key a{REPLACEMENT}b")
+        formatEvent(seen[0]).encode("utf-8")
+
 
 class _Conn:
     """One counted connection from ``host``."""

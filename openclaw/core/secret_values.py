@@ -22,7 +22,7 @@ from twisted.logger import ILogObserver, LogEvent, formatEvent
 from zope.interface import implementer
 
 from openclaw.core.redaction import REDACTED
-from openclaw.core.textguard import scrub_text
+from openclaw.core.textguard import has_surrogates, scrub_text
 
 #: Shorter configured values are not treated as maskable secrets.
 MIN_SECRET_CHARS: Final = 4
@@ -68,13 +68,13 @@ class SecretValues:
         return value
 
     def redact_event(self, event: LogEvent) -> LogEvent:
-        """A log event whose text is formatted, redacted and carried as plain text.
+        """``event`` itself when it is clean, else a copy whose text is formatted,
+        redacted, stripped of lone surrogates and carried as plain text.
 
         Fields and tracebacks are folded into the message first, so no
-        observer can format a secret back out of a field.
+        observer can format a secret back out of a field, and no writer meets
+        text it cannot encode.
         """
-        if self._pattern is None:
-            return event
         text = formatEvent(event)
         failure = event.get("log_failure")
         if failure is not None:
@@ -82,13 +82,12 @@ class SecretValues:
                 text = f"{text}\n{failure.getTraceback()}"
             except Exception:
                 text = f"{text}\n(unformattable traceback)"
-        if not self.contains(text):
+        if not self.contains(text) and not has_surrogates(text):
             return event
         kept = {k: v for k, v in event.items() if k.startswith("log_") and k != "log_failure"}
-        kept.pop("log_format", None)
         kept.pop("log_text", None)
         kept["log_format"] = "{redacted_text}"
-        kept["redacted_text"] = self.redact(text)
+        kept["redacted_text"] = scrub_text(self.redact(text))
         return kept
 
 
@@ -109,7 +108,8 @@ def config_secret_values(
 
 @implementer(ILogObserver)
 class RedactingObserver:
-    """Passes each event on to ``wrapped`` with configured secrets masked."""
+    """Passes each event on to ``wrapped`` with configured secrets (and lone
+    surrogates) masked."""
 
     def __init__(self, wrapped: Callable[[LogEvent], None], secrets: SecretValues) -> None:
         self._wrapped = wrapped
@@ -142,9 +142,7 @@ class ScrubbingObserver:
         self._secrets = secrets
 
     def __call__(self, event: LogEvent) -> None:
-        """Rewrite ``event`` when it carries a secret (never raises)."""
-        if not self._secrets:
-            return
+        """Rewrite ``event`` when it carries a secret or a lone surrogate (never raises)."""
         try:
             masked = self._secrets.redact_event(event)
         except Exception:
