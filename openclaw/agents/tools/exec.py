@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import os
 import secrets as _secrets
+import shutil
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from attrs import evolve, frozen
+from attrs import frozen
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError, gatherResults
 from twisted.internet.interfaces import IReactorProcess, IReactorTime
 from twisted.logger import Logger
@@ -29,13 +30,8 @@ from openclaw.agents.tools._paths import confine
 from openclaw.agents.tools._proc import ProcessRegistry, ProcessSession, shell_argv
 from openclaw.agents.tools.base import JSONSchema, ToolArgumentError, ToolContext, ToolResult
 from openclaw.agents.tools.exec_env import DEFAULT_PASSTHROUGH, build_env, parse_overrides
-from openclaw.agents.tools.exec_policy import (
-    ApprovalRequest,
-    ExecApprover,
-    ExecPolicy,
-    evaluate,
-    fallback_allows,
-)
+from openclaw.agents.tools.exec_policy import ApprovalRequest, ExecApprover
+from openclaw.agents.tools.policy import ExecPolicy, ExecVerdict
 
 _log = Logger()
 
@@ -53,7 +49,6 @@ class ExecLimits:
     #: Output returned to the model in one result (head + tail), in characters.
     result_max_chars: int = 30_000
     kill_grace_seconds: float = 2.0
-    approval_timeout_seconds: float = 120.0
     #: Whether ``workdir`` must stay inside the workspace.
     workdir_in_workspace: bool = True
 
@@ -187,11 +182,11 @@ class ExecTool:
             overrides=overrides,
             path_prepend=self._path_prepend,
         )
-        policy = self._policy
-        if ask == "always" or (ask == "on-miss" and policy.ask == "off"):
-            # per-call ask can only harden the policy
-            policy = evolve(policy, ask="always" if ask == "always" else "on-miss")
-        verdict, reason = evaluate(policy, command, env.get("PATH"))
+        policy = self._policy.harden(
+            "always" if ask == "always" else "on-miss" if ask == "on-miss" else None
+        )
+        search_path = env.get("PATH")
+        verdict = policy.evaluate(command, lambda name: shutil.which(name, path=search_path))
         warnings = ["pty is not supported here; ran without a terminal"] if pty else []
 
         def start(_: object = None) -> Deferred[ToolResult]:
@@ -199,11 +194,11 @@ class ExecTool:
                 command, cwd, env, timeout_s, yield_ms, background, warnings, context
             )
 
-        if verdict == "allow":
+        if verdict.action == "run":
             return start()
-        if verdict == "deny":
-            return _done(_denied("gateway", reason, command))
-        return self._ask(policy, command, cwd, reason, context).addCallback(
+        if verdict.action == "deny":
+            return _done(_denied("gateway", verdict.reason, command))
+        return self._ask(policy, verdict, command, cwd, context).addCallback(
             lambda allowed: start() if allowed is True else allowed
         )
 
@@ -222,16 +217,23 @@ class ExecTool:
     # -- approvals -----------------------------------------------------------------
 
     def _ask(
-        self, policy: ExecPolicy, command: str, cwd: str, reason: str, context: ToolContext
+        self,
+        policy: ExecPolicy,
+        verdict: ExecVerdict,
+        command: str,
+        cwd: str,
+        context: ToolContext,
     ) -> Deferred[bool | ToolResult]:
         approval_id = _secrets.token_hex(8)
-        path = self._base_env.get("PATH")
+
+        def unanswered(why: str) -> bool | ToolResult:
+            fallback = policy.on_unanswered(verdict)
+            if fallback.action == "run":
+                return True
+            return _denied(approval_id, f"{why}: {fallback.reason}", command)
+
         if self._approver is None:
-            ok = fallback_allows(policy, command, path)
-            result: bool | ToolResult = (
-                True if ok else _denied(approval_id, "no-approval-route", command)
-            )
-            return _done(result)
+            return _done(unanswered("no approval route"))
         request = ApprovalRequest(
             id=approval_id,
             command=command,
@@ -240,20 +242,18 @@ class ExecTool:
             session_key=context.session_key,
             run_id=context.run_id,
             tool_call_id=context.tool_call_id,
-            reason=reason,
+            reason=verdict.reason,
         )
         d = self._approver(request)
-        d.addTimeout(self._limits.approval_timeout_seconds, self._reactor)
+        d.addTimeout(policy.approval_timeout_seconds, self._reactor)
 
         def answered(allowed: bool) -> bool | ToolResult:
-            return True if allowed is True else _denied(approval_id, "user-denied", command)
+            return True if allowed is True else _denied(approval_id, "denied by operator", command)
 
         def no_answer(f: Failure) -> bool | ToolResult:
             if not isinstance(f.value, TimeoutError):
-                return f  # type: ignore[return-value]  # re-raised by Deferred
-            if fallback_allows(policy, command, path):
-                return True
-            return _denied(approval_id, "approval-timeout", command)
+                f.raiseException()
+            return unanswered("approval timed out")
 
         return d.addCallbacks(answered, no_answer)
 
@@ -364,7 +364,8 @@ class ExecTool:
 def _denied(approval_id: str, reason: str, command: str) -> ToolResult:
     """OpenClaw's denial wording: the command did not run."""
     return error(
-        f"Exec denied (gateway id={approval_id}, {reason}): {command[:200]}",
+        f"Exec denied (gateway id={approval_id}): {reason}. The command did not run: "
+        f"{command[:200]}",
         status="denied",
         reason=reason,
     )
