@@ -130,6 +130,11 @@ class ExecTool:
         self._setsid = setsid_path
         self._live: set[ProcessSession] = set()
 
+    @staticmethod
+    def default_passthrough() -> tuple[str, ...]:
+        """The gateway environment names commands get by default."""
+        return DEFAULT_PASSTHROUGH
+
     def when_idle(self) -> Deferred[None]:
         """Fires once every foreground command this tool started has ended and its
         group is gone (cancelled calls included): for shutdown and tests."""
