@@ -29,7 +29,7 @@ from twisted.web.iweb import IResponse
 from twisted.web.resource import IResource
 from twisted.web.server import Site
 
-from openclaw.agents.outcome import RunOutcome
+from openclaw.agents.broadcast import RunBroadcast
 from openclaw.agents.types import (
     AgentEvent,
     AgentInfo,
@@ -78,7 +78,7 @@ class FakeRun:
         self.pause_calls = 0
         self.resume_calls = 0
         self.paused = False
-        self._outcome = RunOutcome(request.run_id)
+        self._outcome = RunBroadcast(request.run_id)
 
     @property
     def run_id(self) -> str:

@@ -11,8 +11,8 @@ from typing import Any
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from openclaw.agent_command import AgentCommandOptions, run_agent_command
 from openclaw.agents.types import FailureKind, ProviderError, Usage
+from openclaw.cli.agent_command import AgentCommandOptions, run_agent_command
 from openclaw.config.model import (
     AgentConfig,
     AgentDefaults,

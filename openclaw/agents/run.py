@@ -22,8 +22,8 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from openclaw.agents.broadcast import RunBroadcast
 from openclaw.agents.history import load_history
-from openclaw.agents.outcome import RunOutcome
 from openclaw.agents.providers.base import (
     ModelCall,
     ModelMessage,
@@ -159,7 +159,7 @@ class Run:
         self._reply = ReplyText()
         self.usage = Usage()
 
-        self._outcome = RunOutcome(request.run_id)
+        self._outcome = RunBroadcast(request.run_id)
         self._paused = False
         self._stream: ModelStream | None = None
         self._tools: dict[int, _ToolBuilder] = {}

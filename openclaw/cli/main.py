@@ -16,12 +16,13 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from openclaw import __version__
 
 if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
+    from twisted.internet.interfaces import IReactorTime
 
     from openclaw.config.model import Config
 
@@ -128,7 +129,7 @@ def _load(path: str | None, err: TextIO) -> Config | None:
 def _agent(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """``openclaw agent``: one turn, in-process with ``--local``."""
     if not args.local:
-        from openclaw.ws_client import run_remote_agent
+        from openclaw.cli.ws_client import run_remote_agent
 
         return run_remote_agent(args, out, err)
     config = _load(args.config, err)
@@ -136,11 +137,11 @@ def _agent(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return 1
     from twisted.internet.task import react
 
-    from openclaw.agent_command import run_agent_command
+    from openclaw.cli.agent_command import run_agent_command
 
     codes: list[int] = []
 
-    def main_(reactor: Any) -> Deferred[None]:
+    def main_(reactor: IReactorTime) -> Deferred[None]:
         return run_agent_command(config, args, reactor, out, err).addCallback(codes.append)
 
     try:
@@ -156,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     if args.command == "gateway":
         if args.gateway_command == "call":
-            from openclaw.ws_client import run_gateway_call
+            from openclaw.cli.ws_client import run_gateway_call
 
             return run_gateway_call(args, sys.stdout, sys.stderr)
         return _gateway_run(args)

@@ -16,6 +16,7 @@ from typing import Any, TextIO
 
 from attrs import frozen
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -123,7 +124,7 @@ def failure_message(error: BaseException) -> str:
 def run_agent_command(
     config: Config,
     options: object,
-    reactor: Any,
+    reactor: IReactorTime,
     stdout: TextIO,
     stderr: TextIO,
     *,

@@ -19,6 +19,7 @@ from attrs import frozen
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import clientFromString
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -89,7 +90,8 @@ class _CallProtocol(WebSocketClientProtocol):
             return
         if frame.get("id") == call.connect_id:
             if not frame.get("ok"):
-                call.fail(_error_text(frame))
+                # Reported once the close handshake ends, like a response.
+                call.refusal = _error_text(frame)
                 self.sendClose()
                 return
             self._send_frame(call.request_frame())
@@ -112,6 +114,8 @@ class _CallProtocol(WebSocketClientProtocol):
         call = self.factory.call
         if call.response is not None:
             call.finish(call.response)
+        elif call.refusal is not None:
+            call.fail(call.refusal)
         else:
             call.fail(f"connection closed before a response ({code}: {reason or ''})")
 
@@ -123,7 +127,7 @@ class _CallProtocol(WebSocketClientProtocol):
 class _CallFactory(WebSocketClientFactory):
     protocol = _CallProtocol  # type: ignore[assignment]  # autobahn's factory attribute
 
-    def __init__(self, call: _Call, url: str, reactor: Any) -> None:
+    def __init__(self, call: _Call, url: str, reactor: IReactorTime) -> None:
         super().__init__(url, reactor=reactor)  # type: ignore[no-untyped-call]
         self.call = call
 
@@ -144,6 +148,8 @@ class _Call:
         self.done: Deferred[dict[str, Any]] = Deferred()
         #: The response frame, kept until the close handshake ends.
         self.response: dict[str, Any] | None = None
+        #: Why the gateway refused ``connect``, kept until the close handshake ends.
+        self.refusal: str | None = None
 
     def connect_frame(self) -> dict[str, Any]:
         auth: dict[str, str] = {}
@@ -192,7 +198,7 @@ def _error_text(frame: Mapping[str, Any]) -> str:
 
 
 def call_gateway(
-    reactor: Any,
+    reactor: IReactorTime,
     target: Target,
     method: str,
     params: Any = None,
@@ -201,7 +207,11 @@ def call_gateway(
     timeout_seconds: float = 10.0,
     scopes: list[str] | None = None,
 ) -> Deferred[dict[str, Any]]:
-    """Connect, authenticate, send one request; fires with the response frame."""
+    """Connect, authenticate, send one request; fires with the response frame.
+
+    ``reactor`` also needs ``IReactorTCP`` (and ``IReactorSSL`` for ``wss://``)
+    for the connection; only its clock is typed here.
+    """
     parsed = urlparse(target.url)
     if parsed.scheme not in ("ws", "wss") or not parsed.hostname:
         raise GatewayCallError(f"not a ws:// or wss:// URL: {target.url}")
@@ -224,13 +234,20 @@ def call_gateway(
         timeout_seconds, call.fail, f"gateway timeout after {int(timeout_seconds * 1000)}ms"
     )
 
+    def abort(proto: object) -> None:
+        # None when the connection attempt itself failed; no transport once
+        # the connection is already gone.
+        transport = getattr(proto, "transport", None)
+        if transport is not None:
+            transport.abortConnection()
+
     def cleanup(result: Any) -> Any:
         if timer.active():
             timer.cancel()
         if isinstance(result, Failure):
             # Timed out or refused: drop the connection (a clean close already
             # happened on success).
-            connecting.addCallback(lambda proto: proto.transport.abortConnection())
+            connecting.addCallback(abort)
         return result
 
     return call.done.addBoth(cleanup)
@@ -241,7 +258,7 @@ def _run(main: Any) -> int:
 
     codes: list[int] = []
 
-    def wrapped(reactor: Any) -> Deferred[None]:
+    def wrapped(reactor: IReactorTime) -> Deferred[None]:
         return Deferred.fromCoroutine(main(reactor)).addCallback(codes.append)
 
     try:
@@ -267,7 +284,7 @@ def run_gateway_call(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         err.write(f"Gateway call failed: {e}\n")
         return 1
 
-    async def main(reactor: Any) -> int:
+    async def main(reactor: IReactorTime) -> int:
         try:
             frame = await call_gateway(
                 reactor,
@@ -313,7 +330,7 @@ def run_remote_agent(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         params["timeout"] = args.timeout
     wait = (args.timeout or 600) + 30
 
-    async def main(reactor: Any) -> int:
+    async def main(reactor: IReactorTime) -> int:
         try:
             frame = await call_gateway(
                 reactor, target, "agent", params, expect_final=True, timeout_seconds=wait
