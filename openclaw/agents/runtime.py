@@ -9,7 +9,6 @@ WebSocket methods (``agents.list``, ``sessions.list``, ``chat.history``).
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +29,7 @@ from openclaw.agents.types import (
     RuntimeClosedError,
 )
 from openclaw.config.model import Config
+from openclaw.core.recent import RecentlyFinished
 from openclaw.sessions.entry import agent_id_for_session
 from openclaw.sessions.fileio import blocking_io_for
 from openclaw.sessions.interface import TranscriptStore
@@ -94,10 +94,10 @@ class Runtime:
                 log.failure("could not load the sessions of agent {agent_id}", agent_id=agent_id)
         self.lanes = SessionLanes()
         self._history_limit = history_limit
-        self._keep = keep_finished
-        self._keep_seconds = keep_finished_seconds
         self._active: dict[str, Run] = {}
-        self._finished: OrderedDict[str, tuple[float, Run]] = OrderedDict()
+        self._finished: RecentlyFinished[Run] = RecentlyFinished(
+            clock, max_entries=keep_finished, ttl_seconds=keep_finished_seconds
+        )
         self._observers: list[Callable[[AgentRun], None]] = []
         self._closed = False
         self._pool = pool
@@ -137,7 +137,7 @@ class Runtime:
             on_settled=self._settled,
         )
         self._active[run.run_id] = run
-        self._finished.pop(run.run_id, None)
+        self._finished.forget(run.run_id)
         for observer in list(self._observers):
             try:
                 observer(run)
@@ -152,9 +152,7 @@ class Runtime:
         run = self._active.get(run_id)
         if run is not None:
             return run
-        self._prune()
-        kept = self._finished.get(run_id)
-        return kept[1] if kept else None
+        return self._finished.get(run_id)
 
     def active_runs(self, session_key: str | None = None) -> Sequence[Run]:
         """Queued or running runs, in start order; optionally of one session."""
@@ -218,9 +216,7 @@ class Runtime:
     def _settled(self, run: Run) -> None:
         if self._active.get(run.run_id) is run:
             del self._active[run.run_id]
-        self._finished[run.run_id] = (self.clock.seconds(), run)
-        self._finished.move_to_end(run.run_id)
-        self._prune()
+        self._finished.remember(run.run_id, run)
         if run.status != "ok":
             # Successes are logged once by the ingress (the HTTP access line).
             log.info(
@@ -229,14 +225,6 @@ class Runtime:
                 status=run.status,
                 error=f": {run.error}" if run.error else "",
             )
-
-    def _prune(self) -> None:
-        horizon = self.clock.seconds() - self._keep_seconds
-        while self._finished:
-            run_id, (finished_at, _) = next(iter(self._finished.items()))
-            if len(self._finished) <= self._keep and finished_at >= horizon:
-                break
-            del self._finished[run_id]
 
 
 def default_providers(

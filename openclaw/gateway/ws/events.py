@@ -12,7 +12,6 @@ its own frame-level ``seq``.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any, Literal, Protocol
 
@@ -35,6 +34,7 @@ from openclaw.agents.types import (
     RunTimeoutError,
     ToolEvent,
 )
+from openclaw.core.recent import RecentlyFinished
 from openclaw.gateway.ws.frames import dumps_json
 
 log = Logger()
@@ -209,7 +209,9 @@ class RunHub:
         self._runtime = runtime
         self._clock = clock
         self._active: dict[str, _TrackedRun] = {}
-        self._finished: OrderedDict[str, RunOutcome] = OrderedDict()
+        self._finished: RecentlyFinished[RunOutcome] = RecentlyFinished(
+            clock, max_entries=MAX_FINISHED_RUNS
+        )
         self._by_session: dict[str, set[EventSink]] = {}
         self._sink_sessions: dict[EventSink, set[str]] = {}
         self._all: set[EventSink] = set()
@@ -266,7 +268,7 @@ class RunHub:
             return
         tracked = _TrackedRun(run)
         self._active[run.run_id] = tracked
-        self._finished.pop(run.run_id, None)
+        self._finished.forget(run.run_id)
         early = self._early.pop(run.run_id, None)
         if early is not None:
             # The same list object: pending waiters' cancellers still find themselves.
@@ -594,9 +596,7 @@ class RunHub:
         tracked.chat_timer = None
         tracked.outcome = outcome
         self._active.pop(tracked.run_id, None)
-        self._finished[tracked.run_id] = outcome
-        while len(self._finished) > MAX_FINISHED_RUNS:
-            self._finished.popitem(last=False)
+        self._finished.remember(tracked.run_id, outcome)
         waiters = list(tracked.waiters)
         tracked.waiters.clear()
         for waiter in waiters:
