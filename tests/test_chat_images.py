@@ -14,7 +14,6 @@ from twisted.web.client import URI
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from openclaw.gateway.http.openai_messages import IMAGE_ONLY_PLACEHOLDER
 from openclaw.agents.types import ImageInput
 from openclaw.config.model import ImagesConfig
 from openclaw.gateway.http.image_fetch import (
@@ -23,6 +22,7 @@ from openclaw.gateway.http.image_fetch import (
     PublicAddressEndpointFactory,
     is_public_address,
 )
+from openclaw.gateway.http.openai_messages import IMAGE_ONLY_PLACEHOLDER
 from tests.chat_fakes import PNG_1X1, ChatHarness, ChatTestCase, chat_body
 
 URL_IMAGES = ImagesConfig(allow_url=True, url_allowlist=("img.example.com",))

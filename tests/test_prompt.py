@@ -7,6 +7,8 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from openclaw.agents.types import ImageInput
+from openclaw.config.model import ImagesConfig
 from openclaw.gateway.http.openai_messages import (
     CURRENT_MARKER,
     HISTORY_MARKER,
@@ -20,8 +22,6 @@ from openclaw.gateway.http.openai_messages import (
     host_allowed,
     sniff_image_type,
 )
-from openclaw.agents.types import ImageInput
-from openclaw.config.model import ImagesConfig
 from tests.chat_fakes import PNG_1X1, ChatHarness, ChatTestCase, chat_body
 
 PNG_B64 = base64.b64encode(PNG_1X1).decode("ascii")

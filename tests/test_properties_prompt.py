@@ -19,6 +19,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
+from openclaw.config.model import ImagesConfig
 from openclaw.gateway.http.openai_messages import (
     MAX_IMAGE_PARTS,
     MAX_TOTAL_IMAGE_BYTES,
@@ -28,7 +29,6 @@ from openclaw.gateway.http.openai_messages import (
     build_prompt,
     sniff_image_type,
 )
-from openclaw.config.model import ImagesConfig
 from tests.chat_fakes import PNG_1X1
 
 JSON_VALUES = st.recursive(
