@@ -21,6 +21,7 @@ from openclaw.config import (
     split_model_ref,
     startup_problems,
 )
+from openclaw.config.model import AgentToolsConfig, ToolPolicyConfig
 
 NOT_HERE = "OpenClaw setting not implemented by openclaw-twisted; ignored"
 
@@ -147,9 +148,14 @@ class RealOpenClawConfigTests(SynchronousTestCase):
                     name="Work",
                     model="ollama/qwen3",
                     workspace="/home/u/.openclaw/workspace-work",
+                    tools=AgentToolsConfig(policy=ToolPolicyConfig(profile="minimal")),
                 ),
             ),
         )
+        self.assertEqual(c.agents.defaults.model_fallbacks, ("anthropic/claude-opus-4-6",))
+        self.assertEqual(c.agents.defaults.compaction.mode, "safeguard")
+        self.assertEqual(c.agents.defaults.max_concurrent, 4)
+        self.assertEqual(c.tools.policy.profile, "coding")
         self.assertEqual(startup_problems(c), [])
 
     def test_openclaw_only_keys_warn_once_each(self) -> None:
@@ -158,30 +164,25 @@ class RealOpenClawConfigTests(SynchronousTestCase):
         self.assertEqual(len(w), len(set(w)))
         for key in (
             "meta", "wizard", "update", "telemetry", "logging", "browser", "messages",
-            "commands", "cron", "hooks", "tools", "skills", "plugins", "channels", "auth",
+            "commands", "cron", "hooks", "tools.web.search", "skills", "plugins", "channels",
+            "auth",
             "bindings", "env.shellEnv", "gateway.mode", "gateway.tailscale", "gateway.nodes",
             "gateway.auth.allowTailscale",
             "gateway.controlUi.allowInsecureAuth", "models.mode",
             "models.providers.ollama.models[*].reasoning",
             "models.providers.ollama.models[*].input", "models.providers.ollama.models[*].cost",
-            "agents.defaults.models", "agents.defaults.compaction",
-            "agents.defaults.maxConcurrent", "agents.defaults.subagents",
-            "agents.defaults.heartbeat", "agents.list[*].identity", "agents.list[*].tools",
+            "agents.defaults.models", "agents.defaults.subagents",
+            "agents.defaults.heartbeat", "agents.list[*].identity",
             "session.dmScope", "session.reset",
         ):  # fmt: skip
             self.assertIn(f"{key}: {NOT_HERE}", w)
-        self.assertIn(
-            "agents.defaults.model.fallbacks: model fallbacks are not implemented by "
-            "openclaw-twisted; ignored",
-            w,
-        )
         self.assertIn(
             "gateway.http.endpoints.responses: the /v1/responses endpoint is not implemented "
             "by openclaw-twisted; ignored",
             w,
         )
         self.assertFalse([line for line in w if line.startswith("$schema")])
-        self.assertEqual(len(w), 37)
+        self.assertEqual(len(w), 33)
 
 
 class ProblemCollectionTests(SynchronousTestCase):

@@ -47,6 +47,7 @@ from openclaw.config.model import (
     RateLimitConfig,
     SessionConfig,
     SessionMaintenanceConfig,
+    ToolsConfig,
     WebSocketConfig,
 )
 from openclaw.core.agent_ids import normalize_agent_id
@@ -265,6 +266,10 @@ def startup_problems(config: Config) -> list[str]:
         ("agents.defaults.model.primary", config.agents.defaults.model_primary)
     ]
     refs += [(f"agents.list[{i}].model", a.model) for i, a in enumerate(config.agents.list)]
+    # Fallbacks are not checked here: an unusable fallback fails at run time and
+    # the turn moves on to the next candidate.
+    if config.agents.defaults.compaction.model is not None:
+        refs.append(("agents.defaults.compaction.model", config.agents.defaults.compaction.model))
     for path, ref in refs:
         if ref is None:
             continue
@@ -577,10 +582,10 @@ class _Reader:
 _NOT_HERE = "OpenClaw setting not implemented by openclaw-twisted; ignored"
 
 _TOP = _section(
-    ["gateway", "models", "agents", "session", "env"],
+    ["gateway", "models", "agents", "session", "env", "tools"],
     [
         "meta", "wizard", "diagnostics", "logging", "update", "browser", "ui", "auth",
-        "nodeHost", "tools", "bindings", "broadcast", "audio", "media", "messages",
+        "nodeHost", "bindings", "broadcast", "audio", "media", "messages",
         "commands", "approvals", "cron", "hooks", "web", "channels", "discovery",
         "canvasHost", "talk", "memory", "skills", "plugins", "telemetry", "secrets", "acp",
         "mcp", "cli", "identity", "routing", "agent",
@@ -660,14 +665,21 @@ _AGENT_COMMON_OPENCLAW = [
     "blockStreamingChunk", "typingMode", "typingIntervalSeconds", "contextPruning",
     "cliBackends", "envelopeTimezone", "repoRoot", "mediaMaxMb", "reasoningDefault",
 ]  # fmt: skip
-_DEFAULTS = _section(["model", "timeoutSeconds", "workspace"], _AGENT_COMMON_OPENCLAW)
+_DEFAULTS = _section(
+    [
+        "model", "timeoutSeconds", "workspace", "bootstrapMaxChars", "bootstrapTotalMaxChars",
+        "compaction", "maxConcurrent", "userTimezone",
+    ],
+    _AGENT_COMMON_OPENCLAW,
+)  # fmt: skip
 _AGENT = _section(
-    ["id", "default", "name", "model", "systemPrompt", "workspace"], _AGENT_COMMON_OPENCLAW
-)
-_MODEL_REF = _section(
-    ["primary"],
-    hints={"fallbacks": "model fallbacks are not implemented by openclaw-twisted; ignored"},
-)
+    [
+        "id", "default", "name", "model", "systemPrompt", "workspace", "tools",
+        "bootstrapMaxChars", "bootstrapTotalMaxChars",
+    ],
+    _AGENT_COMMON_OPENCLAW,
+)  # fmt: skip
+_MODEL_REF = _section(["primary", "fallbacks"])
 _SESSION = _section(
     ["fsync", "indexFlushMs", "maintenance"],
     [
@@ -687,13 +699,17 @@ _MAINTENANCE_MODES: Final[Mapping[str, MaintenanceMode]] = {"warn": "warn", "enf
 
 
 def _build_config(r: _Reader, data: dict[str, Any], state_dir: Path) -> Config:
+    from openclaw.config.agent_loop import build_tools
+
     root = r.section(data, "", _TOP)
     _read_file_env(r, root.get("env"))
+    tools = build_tools(r, root.get("tools"))
     return Config(
         gateway=_build_gateway(r, root.get("gateway")),
         models=_build_models(r, root.get("models")),
-        agents=_build_agents(r, root.get("agents")),
+        agents=_build_agents(r, root.get("agents"), tools),
         session=_build_session(r, root.get("session")),
+        tools=tools,
         state_dir=state_dir,
     )
 
@@ -1100,19 +1116,22 @@ def _read_model_ref(r: _Reader, value: Any, path: str) -> str | None:
     return None
 
 
-def _build_agents(r: _Reader, value: Any) -> AgentsConfig:
+def _build_agents(r: _Reader, value: Any, tools: ToolsConfig) -> AgentsConfig:
+    from openclaw.config.agent_loop import build_compaction, read_model_fallbacks, read_timezone
+
     a = r.section(value, "agents", _AGENTS)
     defaults_path = "agents.defaults"
     dd = AgentDefaults()
     defaults = r.section(a.get("defaults"), defaults_path, _DEFAULTS)
     default_model = _read_model_ref(r, defaults.get("model"), f"{defaults_path}.model")
+    default_fallbacks = read_model_fallbacks(r, defaults.get("model"), f"{defaults_path}.model")
     timeout = r.number(defaults, "timeoutSeconds", defaults_path, dd.timeout_seconds)
     workspace = _workspace(r, r.string(defaults, "workspace", defaults_path))
     agents: list[AgentConfig] = []
     first_index: dict[str, int] = {}
     defaults_seen: list[str] = []
     for index, item in enumerate(r.items(a, "list", "agents")):
-        agent = _build_agent(r, item, f"agents.list[{index}]")
+        agent = _build_agent(r, item, f"agents.list[{index}]", tools)
         if agent is None:
             continue
         if agent.id in first_index:
@@ -1134,7 +1153,19 @@ def _build_agents(r: _Reader, value: Any) -> AgentsConfig:
         )
     return AgentsConfig(
         defaults=AgentDefaults(
-            model_primary=default_model, timeout_seconds=timeout, workspace=workspace
+            model_primary=default_model,
+            timeout_seconds=timeout,
+            workspace=workspace,
+            model_fallbacks=default_fallbacks or (),
+            bootstrap_max_chars=r.integer(
+                defaults, "bootstrapMaxChars", defaults_path, dd.bootstrap_max_chars
+            ),
+            bootstrap_total_max_chars=r.integer(
+                defaults, "bootstrapTotalMaxChars", defaults_path, dd.bootstrap_total_max_chars
+            ),
+            compaction=build_compaction(r, defaults.get("compaction")),
+            max_concurrent=r.optional_integer(defaults, "maxConcurrent", defaults_path),
+            user_timezone=read_timezone(r, defaults, defaults_path),
         ),
         list=tuple(agents),
     )
@@ -1144,7 +1175,9 @@ def _workspace(r: _Reader, value: str | None) -> str | None:
     return None if value is None else str(_expand_home(value, r.process_env))
 
 
-def _build_agent(r: _Reader, value: Any, path: str) -> AgentConfig | None:
+def _build_agent(r: _Reader, value: Any, path: str, tools: ToolsConfig) -> AgentConfig | None:
+    from openclaw.config.agent_loop import build_agent_tools, read_model_fallbacks
+
     if not isinstance(value, dict):
         r.expected(path, "an object with an id", value)
         return None
@@ -1165,6 +1198,10 @@ def _build_agent(r: _Reader, value: Any, path: str) -> AgentConfig | None:
         model=_read_model_ref(r, e.get("model"), f"{path}.model"),
         system_prompt=r.string(e, "systemPrompt", path, strip=False),
         workspace=_workspace(r, r.string(e, "workspace", path)),
+        model_fallbacks=read_model_fallbacks(r, e.get("model"), f"{path}.model"),
+        bootstrap_max_chars=r.optional_integer(e, "bootstrapMaxChars", path),
+        bootstrap_total_max_chars=r.optional_integer(e, "bootstrapTotalMaxChars", path),
+        tools=build_agent_tools(r, e.get("tools"), f"{path}.tools", tools),
     )
 
 

@@ -234,6 +234,8 @@ class SsrfPolicyConfig:
     dangerously_allow_private_network: bool = False
     allowed_hostnames: tuple[str, ...] = ()
     blocked_hostnames: tuple[str, ...] = ()
+    allow_rfc2544_benchmark_range: bool = False
+    allow_ipv6_unique_local_range: bool = False
 
 
 @frozen
