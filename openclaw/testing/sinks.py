@@ -74,6 +74,7 @@ class InMemoryClient:
     the bytes; everything stays synchronous and deterministic. Real HTTP/1.1
     framing is used on both sides (``treq.testing.RequestTraversalAgent``), but
     there is no socket backpressure in memory: use a loopback port for that.
+    Needs ``treq`` (in the ``test`` extra; the gateway itself does not use it).
     """
 
     def __init__(self, resource: Resource, clock: Clock) -> None:
