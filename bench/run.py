@@ -53,6 +53,12 @@ TABLE: dict[str, list[tuple[str, str]]] = {
         ("p99_ms", "p99 ms"),
         ("cpu_ms_per_req", "server CPU ms/req"),
     ],
+    # bench/workers.py: S1 at c=16 with 1 and 2 gateway workers (issue 12).
+    "S1W": [
+        ("rps", "req/s"),
+        ("cpu_ms_per_req", "server CPU ms/req"),
+        ("busiest_worker_cpu_share", "busiest worker's CPU share"),
+    ],
     "S8": [
         ("rps", "req/s"),
         ("p50_ms", "p50 ms"),
@@ -91,7 +97,7 @@ TABLE: dict[str, list[tuple[str, str]]] = {
         ("cpu_ms_per_run", "server CPU ms/run"),
     ],
 }
-ORDER = ["S1", "S8", "S2", "S3", "S4", "S5", "S6", "S7"]
+ORDER = ["S1", "S1W", "S8", "S2", "S3", "S4", "S5", "S6", "S7"]
 TARGET_ORDER = ["R0", "R1", "GW", "OC"]
 
 
@@ -684,6 +690,10 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"{t.name} {feature}: {why}")
         sc.warm_up(bench, [t for t in targets.values() if t.name != "OC"])
         records += _rounds(bench, args.rounds, only, log)
+        if not only or "S1W" in only:
+            from bench import workers as workers_bench
+
+            records += workers_bench.s1w(bench, workdir, list(profiles), args.rounds, log)
         if openclaw:
             # Last, and stopped right after: it takes 1-2 GB and a core while idle.
             oc = _start_openclaw(bench, workdir, log)
@@ -700,6 +710,9 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     rows = summarize(records)
     verdicts = evaluate(rows, durations)
+    from bench import workers as workers_bench
+
+    verdicts += workers_bench.evaluate(rows)
     elapsed = time.monotonic() - started
     text = table(rows)
     print("\n" + text + "\n")
