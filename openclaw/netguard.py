@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from urllib.parse import urlsplit
 
 from attrs import field, frozen
+from twisted.internet._sslverify import IOpenSSLTrustRoot
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import (
     TCP4ClientEndpoint,
@@ -275,8 +276,10 @@ def pinned_endpoint(
     target: FetchTarget,
     address: IPAddress,
     timeout: float = 30.0,
+    trust_root: IOpenSSLTrustRoot | None = None,
 ) -> IStreamClientEndpoint:
-    """A client endpoint that connects to exactly ``address``; TLS verifies ``target.host``."""
+    """A client endpoint that connects to exactly ``address``; TLS verifies ``target.host``
+    (against the platform's roots, or ``trust_root`` when given)."""
     inner: IStreamClientEndpoint
     if isinstance(address, ipaddress.IPv6Address):
         # typing note: Twisted leaves TCP6ClientEndpoint.__init__ unannotated.
@@ -286,7 +289,9 @@ def pinned_endpoint(
     else:
         inner = TCP4ClientEndpoint(reactor, str(address), target.port, timeout=timeout)
     if target.scheme == "https":
-        return wrapClientTLS(optionsForClientTLS(target.host), inner)
+        if trust_root is None:
+            return wrapClientTLS(optionsForClientTLS(target.host), inner)
+        return wrapClientTLS(optionsForClientTLS(target.host, trustRoot=trust_root), inner)
     return inner
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urljoin
 
 from attrs import frozen
+from twisted.internet._sslverify import IOpenSSLTrustRoot
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import (
     IReactorPluggableNameResolver,
@@ -153,7 +154,9 @@ class WebFetchTool:
         limits: WebFetchLimits = DEFAULT_WEB_FETCH_LIMITS,
         user_agent: str = DEFAULT_USER_AGENT,
         resolver: Resolver | None = None,
+        trust_root: IOpenSSLTrustRoot | None = None,
     ) -> None:
+        self._trust_root = trust_root
         self._reactor = reactor
         self._blocking = run_blocking
         self._policy = ssrf_policy
@@ -224,7 +227,11 @@ class WebFetchTool:
             addresses = await self._resolve(target.host, target.port)
             address = netguard.pick_allowed(target.host, addresses, self._policy)
             endpoint = netguard.pinned_endpoint(
-                self._reactor, target, address, timeout=self._limits.timeout_seconds
+                self._reactor,
+                target,
+                address,
+                timeout=self._limits.timeout_seconds,
+                trust_root=self._trust_root,
             )
             # typing note: Twisted leaves usingEndpointFactory unannotated.
             agent = Agent.usingEndpointFactory(  # type: ignore[no-untyped-call]
