@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 from twisted.internet.defer import CancelledError
-from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
-from twisted.web.client import URI
-from twisted.web.error import SchemeNotSupported
 
 from openclaw.agents.providers import (
     AnthropicMessagesProvider,
@@ -18,7 +15,7 @@ from openclaw.agents.providers import (
     make_pool,
 )
 from openclaw.agents.providers.base import ModelCall, ModelMessage
-from openclaw.agents.providers.factory import CachedEndpointFactory
+from openclaw.agents.types import FailureKind, ProviderError
 from openclaw.config.model import ProviderConfig
 from openclaw.testing import RecordingSink
 
@@ -74,38 +71,50 @@ class BuildProviderTests(SynchronousTestCase):
         self.assertEqual([c for c in reactor.getDelayedCalls() if c.active()], [])
 
     def test_make_pool(self) -> None:
-        """make_pool is persistent with a short idle lifetime."""
+        """make_pool keeps idle connections per upstream for a short lifetime."""
         pool = make_pool(MemoryReactorClock(), max_per_host=4)
-        self.assertTrue(pool.persistent)
-        self.assertEqual((pool.maxPersistentPerHost, pool.cachedConnectionTimeout), (4, 30))
+        self.assertEqual((pool.max_idle_per_host, pool.idle_timeout), (4, 30.0))
+
+    def test_without_a_pool_a_provider_gets_its_own(self) -> None:
+        """build_provider with neither pool nor agent still connects (own pool)."""
+        reactor = MemoryReactorClock()
+        provider = build_provider(
+            ProviderConfig(id="local", api="openai-completions", base_url="http://127.0.0.1:9/v1"),
+            reactor,
+            None,
+        )
+        stream = provider.stream(
+            ModelCall(model="m", messages=(ModelMessage(role="user", content="x"),)),
+            RecordingSink(),
+        )
+        self.assertEqual([(h, p) for h, p, *_ in reactor.tcpClients], [("127.0.0.1", 9)])
+        stream.stopProducing()
+        self.failureResultOf(stream.done, CancelledError)
+
+    def test_invalid_base_url_fails_the_call(self) -> None:
+        """A base URL that is not http(s) fails each call with CONNECTION, not the build."""
+        reactor = MemoryReactorClock()
+        provider = build_provider(
+            ProviderConfig(id="bad", api="openai-completions", base_url="ftp://example.com/v1"),
+            reactor,
+            make_pool(reactor),
+        )
+        stream = provider.stream(
+            ModelCall(model="m", messages=(ModelMessage(role="user", content="x"),)),
+            RecordingSink(),
+        )
+        error = self.failureResultOf(stream.done, ProviderError).value
+        self.assertEqual(error.kind, FailureKind.CONNECTION)
+        self.assertIn("scheme", error.message)
+        self.assertEqual(reactor.tcpClients, [])
 
 
 class EndpointCacheTests(SynchronousTestCase):
-    """Upstream endpoints are built once per scheme, host and port."""
+    """Upstream connections are made per scheme, host and port."""
 
-    def test_one_endpoint_per_upstream(self) -> None:
-        """The same URL's host gets the same endpoint; another port another one."""
-        factory = CachedEndpointFactory(MemoryReactorClock())
-        first = factory.endpointForURI(URI.fromBytes(b"http://127.0.0.1:9/v1/chat/completions"))
-        again = factory.endpointForURI(URI.fromBytes(b"http://127.0.0.1:9/v1/messages"))
-        other = factory.endpointForURI(URI.fromBytes(b"http://127.0.0.1:10/v1"))
-        self.assertIs(first, again)
-        self.assertIsNot(first, other)
-        self.assertIsInstance(first, HostnameEndpoint)
-
-    def test_https_is_wrapped_in_tls(self) -> None:
-        """``https`` gets a TLS endpoint around TCP; other schemes are refused."""
-        factory = CachedEndpointFactory(MemoryReactorClock())
-        secure = factory.endpointForURI(URI.fromBytes(b"https://api.example.com/v1"))
-        self.assertNotIsInstance(secure, HostnameEndpoint)
-        self.assertIs(secure, factory.endpointForURI(URI.fromBytes(b"https://api.example.com/x")))
-        self.assertRaises(
-            SchemeNotSupported, factory.endpointForURI, URI.fromBytes(b"ftp://example.com/")
-        )
-
-    def test_requests_reuse_the_endpoint_and_connect_through_the_reactor(self) -> None:
+    def test_requests_connect_through_the_reactor(self) -> None:
         """Two calls through one provider connect to the configured host twice
-        (nothing answers, so nothing is pooled) through one endpoint."""
+        (nothing answers, so nothing is pooled)."""
         reactor = MemoryReactorClock()
         provider = build_provider(
             ProviderConfig(id="local", api="openai-completions", base_url="http://127.0.0.1:9/v1"),
@@ -119,6 +128,24 @@ class EndpointCacheTests(SynchronousTestCase):
             stream.stopProducing()
             self.failureResultOf(stream.done, CancelledError)
 
+    def test_https_connects_with_tls_to_port_443(self) -> None:
+        """An ``https`` base URL without a port connects to 443 (TLS itself is
+        tested against a real TLS server in tests/test_wire_pool.py)."""
+        reactor = MemoryReactorClock()
+        provider = build_provider(
+            ProviderConfig(id="o", api="openai-completions", base_url="https://127.0.0.1/v1"),
+            reactor,
+            make_pool(reactor),
+        )
+        stream = provider.stream(
+            ModelCall(model="m", messages=(ModelMessage(role="user", content="x"),)),
+            RecordingSink(),
+        )
+        [(host, port, _factory, _timeout, _bind)] = reactor.tcpClients
+        self.assertEqual((host, port), ("127.0.0.1", 443))
+        stream.stopProducing()
+        self.failureResultOf(stream.done, CancelledError)
+
     def test_pool_keeps_enough_connections_for_64_concurrent_turns(self) -> None:
         """The default pool caches at least 64 idle connections per upstream."""
-        self.assertGreaterEqual(make_pool(MemoryReactorClock()).maxPersistentPerHost, 64)
+        self.assertGreaterEqual(make_pool(MemoryReactorClock()).max_idle_per_host, 64)

@@ -17,7 +17,6 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.internet.task import Clock
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.trial.unittest import TestCase
-from twisted.web.client import Agent
 from twisted.web.server import Site
 
 from openclaw.agents.providers.anthropic_messages import AnthropicMessagesProvider
@@ -136,7 +135,7 @@ class LoopbackTests(TestCase):
         """An OpenAI provider on the real reactor (timers on ``clock`` if given)."""
         config = ProviderConfig(id="t", api="openai-completions", base_url=base_url, **kwargs)
         return OpenAICompletionsProvider(
-            config, agent=Agent(self.reactor, pool=self.pool), clock=clock or self.reactor
+            config, client=self.pool, clock=clock or self.reactor
         )
 
     @inlineCallbacks

@@ -16,9 +16,9 @@ from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
-from twisted.web.client import HTTPConnectionPool
 
 from openclaw.agents.history import DEFAULT_HISTORY_LIMIT
+from openclaw.agents.providers.pool import UpstreamPool
 from openclaw.agents.registry import AgentRegistry, AgentSpec, ProviderCache
 from openclaw.agents.run import ProviderLookup, Run
 from openclaw.agents.types import (
@@ -58,7 +58,7 @@ class Runtime:
         history_limit: int = DEFAULT_HISTORY_LIMIT,
         keep_finished: int = KEEP_FINISHED_RUNS,
         keep_finished_seconds: float = KEEP_FINISHED_SECONDS,
-        pool: HTTPConnectionPool | None = None,
+        pool: UpstreamPool | None = None,
     ) -> None:
         """
         :param config: the gateway configuration (agents, models, session, state dir).
@@ -196,7 +196,7 @@ class Runtime:
             pool, self._pool = self._pool, None
             if pool is None:
                 return succeed(None)
-            closed: Deferred[None] = pool.closeCachedConnections()  # type: ignore[no-untyped-call]  # typing note: untyped in Twisted
+            closed: Deferred[None] = pool.closeCachedConnections()
             return closed
 
         return waiting.addCallback(close_pool)
@@ -228,7 +228,7 @@ class Runtime:
 
 
 def default_providers(
-    config: Config, reactor: Any, pool: HTTPConnectionPool | None = None
+    config: Config, reactor: Any, pool: UpstreamPool | None = None
 ) -> ProviderCache:
     """Providers built from ``models.providers`` on first use (``demo`` always exists).
 
@@ -244,7 +244,7 @@ def build_runtime(
     config: Config,
     reactor: Any,
     *,
-    pool: HTTPConnectionPool | None = None,
+    pool: UpstreamPool | None = None,
     providers: ProviderLookup | None = None,
     store: TranscriptStore | None = None,
 ) -> Runtime:
@@ -256,7 +256,7 @@ def build_runtime(
     pool of its own (inline when ``reactor`` has no threads); shutdown stops
     that pool.
     """
-    owned: HTTPConnectionPool | None = None
+    owned: UpstreamPool | None = None
     if providers is None:
         if pool is None:
             from openclaw.agents.providers.http import make_pool

@@ -19,7 +19,7 @@ from twisted.web.iweb import IAgent
 
 from openclaw.agents.providers.base import ModelCall, ModelMessage, StreamOutcome, StreamSink
 from openclaw.agents.providers.errors import classify_payload, malformed_stream
-from openclaw.agents.providers.http import StreamingHTTPProvider, plain
+from openclaw.agents.providers.http import StreamingHTTPProvider, UpstreamClient, plain
 from openclaw.agents.providers.sse import SSEEvent
 from openclaw.agents.types import StopReason, Usage
 from openclaw.config.model import ProviderConfig
@@ -308,12 +308,20 @@ class _EventDecoder:
 class AnthropicMessagesProvider(StreamingHTTPProvider):
     """Streams messages from Anthropic's API (or a compatible upstream)."""
 
-    def __init__(self, config: ProviderConfig, *, agent: IAgent, clock: IReactorTime) -> None:
+    def __init__(
+        self,
+        config: ProviderConfig,
+        *,
+        clock: IReactorTime,
+        client: UpstreamClient | None = None,
+        agent: IAgent | None = None,
+    ) -> None:
         api_headers = {"anthropic-version": ANTHROPIC_VERSION}
         if config.api_key:
             api_headers["x-api-key"] = config.api_key
         super().__init__(
             config,
+            client=client,
             agent=agent,
             clock=clock,
             url=messages_url(config.base_url),

@@ -1,18 +1,18 @@
 # -*- test-case-name: tests.test_provider_openai -*-
 """Shared plumbing for HTTP model providers: one streamed POST with flow control.
 
-:class:`HTTPModelStream` sends the request through an injected
-:class:`~twisted.web.iweb.IAgent` (normally an :class:`~twisted.web.client.Agent`
-on a persistent :class:`~twisted.web.client.HTTPConnectionPool`), receives
-the body in its own :class:`~twisted.internet.protocol.Protocol` (never
-``treq.collect``, which cannot be cancelled), and hands parsed events to an
-API-specific :class:`StreamDecoder`.
+:class:`HTTPModelStream` sends the request through an :class:`UpstreamClient`
+(normally the gateway's :class:`~openclaw.agents.providers.pool.UpstreamPool`
+of persistent connections; :class:`~openclaw.agents.providers.agent_client.AgentClient`
+adapts any Twisted ``IAgent``), receives the response as
+:class:`~openclaw.agents.providers.wire.ResponseHandler` calls, and hands
+parsed events to an API-specific :class:`StreamDecoder`.
 
-Flow control: the body protocol's transport is Twisted's
-``TransportProxyProducer``; ``pauseProducing`` stops reading from the socket,
-``resumeProducing`` starts again and ``stopProducing`` closes the connection,
-so the upstream sees the client go away. Events already parsed when a pause
-arrives are held back and delivered on resume: a paused stream emits nothing.
+Flow control: the client's exchange is a push producer; ``pauseProducing``
+stops reading from the socket, ``resumeProducing`` starts again and
+``stopProducing`` closes the connection at once, so the upstream sees the
+client go away. Events already parsed when a pause arrives are held back and
+delivered on resume: a paused stream emits nothing.
 
 Timeout: ``timeout_seconds`` is an *idle* timeout. It runs from the start of
 the call and restarts whenever bytes arrive, so it bounds the connect, the
@@ -21,29 +21,23 @@ while the stream is paused (a slow consumer is not the upstream's fault).
 The total length of a run is bounded by the agent timeout in the runtime.
 
 Completion: after the terminal event (``[DONE]``, ``message_stop``) ``done``
-fires when the HTTP body ends, which is normally the same read; by then
-Twisted has returned the connection to the pool, so the next call reuses it.
-A body that does not end within :data:`DRAIN_GRACE_SECONDS` is cut off and
-the outcome delivered anyway.
+fires when the HTTP body ends, which is normally the same read; by then the
+connection is back in the pool, so the next call reuses it. A body that does
+not end within :data:`DRAIN_GRACE_SECONDS` is cut off and the outcome
+delivered anyway.
 """
 
 from __future__ import annotations
 
 import json
-import socket
 from collections import deque
 from collections.abc import Mapping
 from typing import Any, Literal, Protocol
 
-from twisted.internet.defer import CancelledError, Deferred, succeed
-from twisted.internet.interfaces import IConsumer, IDelayedCall, IPushProducer, IReactorTime
-from twisted.internet.protocol import Protocol as TwistedProtocol
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.logger import Logger
-from twisted.python.failure import Failure
-from twisted.web.client import HTTPConnectionPool, ResponseDone
-from twisted.web.http import PotentialDataLoss
-from twisted.web.http_headers import Headers
-from twisted.web.iweb import IAgent, IBodyProducer, IResponse
+from twisted.web.iweb import IAgent
 from zope.interface import implementer
 
 from openclaw.agents.providers.base import ModelCall, StreamOutcome, StreamSink
@@ -52,10 +46,11 @@ from openclaw.agents.providers.errors import (
     config_secrets,
     connection_error,
     malformed_stream,
-    response_headers,
     timeout_error,
 )
+from openclaw.agents.providers.pool import DEFAULT_MAX_IDLE_PER_HOST, UpstreamPool
 from openclaw.agents.providers.sse import SSEError, SSEEvent, SSEParser
+from openclaw.agents.providers.wire import ResponseHandler, Target, make_target
 from openclaw.agents.types import ProviderError
 from openclaw.config.model import ProviderConfig
 
@@ -91,80 +86,26 @@ class StreamDecoder(Protocol):
         ...
 
 
-#: Idle upstream connections kept per host: enough for 64 concurrent turns
-#: (and then some), so a busy gateway does not close and reopen connections.
-DEFAULT_MAX_PER_HOST = 128
+class UpstreamClient(Protocol):
+    """Sends one request; the response goes to ``handler``; the returned
+    producer pauses, resumes and aborts it."""
+
+    def request(self, target: Target, body: bytes, handler: ResponseHandler) -> IPushProducer:
+        """Start the exchange (failures, even immediate ones, reach the handler)."""
+        ...
 
 
-def make_pool(
-    reactor: IReactorTime, *, max_per_host: int = DEFAULT_MAX_PER_HOST
-) -> HTTPConnectionPool:
-    """A persistent connection pool with settings that suit model upstreams.
+#: Idle upstream connections kept per host (see :mod:`~openclaw.agents.providers.pool`).
+DEFAULT_MAX_PER_HOST = DEFAULT_MAX_IDLE_PER_HOST
 
-    Up to ``max_per_host`` idle connections per upstream are kept (active ones
-    are not limited); past that, a finished connection is closed. Cached idle
-    connections are dropped after 30 s, below the keep-alive of common
-    servers, so a POST (which Twisted does not retry) rarely lands on a
-    connection the server has just closed.
+
+def make_pool(reactor: Any, *, max_per_host: int = DEFAULT_MAX_PER_HOST) -> UpstreamPool:
+    """The gateway's persistent upstream connections (``reactor``: time, TCP, DNS).
+
+    Up to ``max_per_host`` idle connections per upstream are kept; idle
+    ones are closed after 30 s, below the keep-alive of common servers.
     """
-    pool = HTTPConnectionPool(reactor, persistent=True)  # type: ignore[no-untyped-call]  # typing note: untyped in Twisted
-    pool.maxPersistentPerHost = max_per_host
-    pool.cachedConnectionTimeout = 30
-    return pool
-
-
-@implementer(IBodyProducer)
-class _BytesProducer:
-    """A request body that is already in memory."""
-
-    def __init__(self, body: bytes) -> None:
-        self._body = body
-        self.length = len(body)
-
-    def startProducing(self, consumer: IConsumer) -> Deferred[None]:
-        consumer.write(self._body)
-        return succeed(None)
-
-    def pauseProducing(self) -> None:
-        """Nothing to pause: everything was written at once."""
-
-    def resumeProducing(self) -> None:
-        """Nothing to resume."""
-
-    def stopProducing(self) -> None:
-        """Nothing to stop."""
-
-
-_DONE = Failure(ResponseDone("response body complete"))  # type: ignore[no-untyped-call]  # typing note: untyped in Twisted
-
-
-def _value(reason: Failure) -> BaseException:
-    value = reason.value
-    return value if value is not None else Exception("unknown failure")
-
-
-class _BodyProtocol(TwistedProtocol):
-    """Forwards the response body to its :class:`HTTPModelStream`."""
-
-    def __init__(self, owner: HTTPModelStream) -> None:
-        self._owner = owner
-
-    def connectionMade(self) -> None:
-        self._owner._body_connected(self.transport)  # type: ignore[arg-type]  # typing note: a TransportProxyProducer
-
-    def dataReceived(self, data: bytes) -> None:
-        self._owner._body_data(data)
-
-    def connectionLost(self, reason: Failure = _DONE) -> None:
-        self._owner._body_end(reason.value)
-
-
-class _DiscardBody(TwistedProtocol):
-    """Receives a body nobody wants any more and closes its connection."""
-
-    def connectionMade(self) -> None:
-        if self.transport is not None:
-            self.transport.stopProducing()  # type: ignore[attr-defined]  # typing note: TransportProxyProducer
+    return UpstreamPool(reactor, max_idle_per_host=max_per_host, idle_timeout=30.0)
 
 
 @implementer(IPushProducer)
@@ -178,28 +119,26 @@ class HTTPModelStream:
     def __init__(
         self,
         *,
-        agent: IAgent,
+        client: UpstreamClient,
         clock: IReactorTime,
-        url: str,
-        headers: Mapping[str, str],
+        target: Target,
         body: bytes,
         decoder: StreamDecoder,
         timeout_seconds: float,
         provider_id: str,
         secrets: tuple[str, ...] = (),
     ) -> None:
-        self._agent = agent
+        self._client = client
         self._clock = clock
-        self._url = url
-        self._headers = headers
+        self._target = target
         self._body = body
         self._decoder = decoder
         self._timeout = timeout_seconds
         self._provider_id = provider_id
         self._secrets = secrets
         self._done: Deferred[StreamOutcome] = Deferred(lambda _d: self.stopProducing())
-        self._request_d: Deferred[IResponse] | None = None
-        self._transport: IPushProducer | None = None
+        #: The running exchange, until the response ends.
+        self._exchange: IPushProducer | None = None
         self._timer: IDelayedCall | None = None
         self._paused = False
         #: The outcome is decided (done fired or about to); later input is ignored.
@@ -211,6 +150,7 @@ class HTTPModelStream:
         self._parser = SSEParser()
         self._pending: deque[SSEEvent] = deque()
         self._eof: BaseException | None = None
+        self._ended = False
         #: Decided by a terminal event, delivered when the body ends.
         self._outcome: StreamOutcome | None = None
         self.bytes_received = 0
@@ -227,9 +167,9 @@ class HTTPModelStream:
         if self._finished or self._paused:
             return
         self._paused = True
-        if self._transport is not None:
+        if self._exchange is not None:
             self._cancel_timer()
-            self._transport.pauseProducing()
+            self._exchange.pauseProducing()
 
     def resumeProducing(self) -> None:
         """Deliver held-back events, then read from the upstream again."""
@@ -239,9 +179,9 @@ class HTTPModelStream:
         self._drain()
         if self._finished or self._paused:
             return
-        if self._transport is not None:
+        if self._exchange is not None:
             self._arm_timer()
-            self._transport.resumeProducing()
+            self._exchange.resumeProducing()
 
     def stopProducing(self) -> None:
         """Abort: close the upstream connection; ``done`` fails with CancelledError
@@ -256,59 +196,69 @@ class HTTPModelStream:
 
     def start(self) -> None:
         """Send the request; called once by the provider."""
-        headers = Headers()
-        for name, value in self._headers.items():
-            headers.setRawHeaders(name, [value])
         self._arm_timer()
         try:
-            d = self._agent.request(
-                b"POST", self._url.encode("ascii"), headers, _BytesProducer(self._body)
-            )
+            exchange = self._client.request(self._target, self._body, self)
         except Exception as exc:
-            self._fail(connection_error(exc, self._secrets))
+            self.request_failed(exc)
             return
-        self._request_d = d
-        d.addCallbacks(self._got_response, self._request_failed)
+        self._body = b""
+        if not self._ended and (not self._finished or self._outcome is not None):
+            # A client may answer synchronously (in-memory agents): a pause
+            # that came before the exchange was known is applied now.
+            self._exchange = exchange
+            if self._paused:
+                self._cancel_timer()
+                exchange.pauseProducing()
+        elif not self._ended:
+            exchange.stopProducing()  # failed or stopped while the request was being sent
 
-    def _request_failed(self, reason: Failure) -> None:
-        self._request_d = None
+    # -- ResponseHandler -----------------------------------------------------
+
+    def request_failed(self, reason: BaseException) -> None:
+        """No response: connect failed or the connection was lost before the head."""
+        self._exchange = None
+        self._ended = True
         if self._finished:
             return
-        self._fail(connection_error(_value(reason), self._secrets))
+        self._fail(connection_error(reason, self._secrets))
 
-    def _got_response(self, response: IResponse) -> None:
-        self._request_d = None
-        if self._finished:
-            response.deliverBody(_DiscardBody())
-            return
+    def response_started(self, status: int, headers: dict[str, str]) -> None:
+        """The status and headers decide how the body is read."""
         self._touch()
-        self._status = response.code
-        self._response_headers = response_headers(response)
-        if not 200 <= response.code < 300:
+        self._status = status
+        self._response_headers = headers
+        if not 200 <= status < 300:
             self._mode = "error"
         else:
-            content_type = self._response_headers.get("content-type", "").lower()
+            content_type = headers.get("content-type", "").lower()
             if "event-stream" in content_type:
                 self._mode = "sse"
             elif "json" in content_type:
                 self._mode = "json"
-        response.deliverBody(_BodyProtocol(self))
-        # deliverBody resumes the transport; re-apply a pause that came first.
-        if self._paused and self._mode != "error" and self._transport is not None:
-            self._cancel_timer()
-            self._transport.pauseProducing()
 
-    # -- body ----------------------------------------------------------------
-
-    def _body_connected(self, transport: IPushProducer) -> None:
-        self._transport = transport
-
-    def _body_data(self, data: bytes) -> None:
+    def body_data(self, data: bytes) -> None:
+        """Body bytes: parsed (SSE) or collected (JSON, error body)."""
         if self._finished:
             return
         self.bytes_received += len(data)
-        self._touch()
-        if self._mode == "sniff":
+        timer = self._timer
+        if timer is not None:
+            timer.reset(self._timeout)
+        self._feed(data)
+
+    def _feed(self, data: bytes) -> None:
+        mode = self._mode
+        if mode == "sse":
+            try:
+                events = self._parser.feed(data)
+            except SSEError as exc:
+                self._fail(malformed_stream(str(exc)))
+                return
+            if events:
+                self._pending.extend(events)
+                self._drain()
+        elif mode == "sniff":
             stripped = data.lstrip()
             if not stripped:
                 self._buffer.extend(data)
@@ -319,16 +269,8 @@ class HTTPModelStream:
             if self._buffer:
                 data = bytes(self._buffer) + data
                 self._buffer.clear()
-        if self._mode == "sse":
-            try:
-                events = self._parser.feed(data)
-            except SSEError as exc:
-                self._fail(malformed_stream(str(exc)))
-                return
-            if events:
-                self._pending.extend(events)
-                self._drain()
-        elif self._mode == "error":
+            self._feed(data)
+        elif mode == "error":
             room = MAX_ERROR_BODY - len(self._buffer)
             self._buffer.extend(data[:room])
             if len(self._buffer) >= MAX_ERROR_BODY:
@@ -338,26 +280,27 @@ class HTTPModelStream:
             if len(self._buffer) > MAX_JSON_BODY:
                 self._fail(malformed_stream(f"JSON answer larger than {MAX_JSON_BODY} bytes"))
 
-    def _body_end(self, reason: BaseException | None) -> None:
-        self._transport = None
+    def body_end(self, reason: BaseException | None) -> None:
+        """The body ended: ``None`` when complete."""
+        self._exchange = None
+        self._ended = True
         if self._finished:
             self._cancel_timer()
             self._deliver_outcome()
             return
-        clean = isinstance(reason, (ResponseDone, PotentialDataLoss))
         if self._mode == "error":
             self._fail(self._http_error())
             return
-        if self._mode in ("json", "sniff") and clean:
+        if reason is None and self._mode in ("json", "sniff"):
             self._one_shot()
             return
-        if clean:
+        if reason is None:
             try:
                 self._pending.extend(self._parser.close())
             except SSEError as exc:
                 self._fail(malformed_stream(str(exc)))
                 return
-        self._eof = reason
+        self._eof = reason if reason is not None else _CLEAN
         self._drain()
 
     def _drain(self) -> None:
@@ -378,7 +321,7 @@ class HTTPModelStream:
                 return
         if pending or self._finished or self._eof is None:
             return
-        if isinstance(self._eof, (ResponseDone, PotentialDataLoss)):
+        if self._eof is _CLEAN:
             self._complete(at_eof=True)
         else:
             self._fail(connection_error(self._eof, self._secrets))
@@ -426,19 +369,20 @@ class HTTPModelStream:
             return
         self._finished = True
         self._pending.clear()
-        if self._transport is None:
+        if self._ended:
             self._cancel_timer()
             self._done.callback(outcome)
             return
         # The terminal event came before the end of the body (the last chunk
         # is usually in the same read). Fire done at the end of the body: by
-        # then Twisted has put the connection back in the pool, so the next
-        # call reuses it. A server that never ends the body is cut off (the
-        # idle timer, now finished, is moved to the grace period: no new timer).
+        # then the connection is back in the pool, so the next call reuses
+        # it. A server that never ends the body is cut off (the idle timer,
+        # now finished, is moved to the grace period: no new timer).
         self._outcome = outcome
         if self._paused:
             self._paused = False
-            self._transport.resumeProducing()
+            if self._exchange is not None:
+                self._exchange.resumeProducing()
         grace = (
             min(self._timeout, DRAIN_GRACE_SECONDS) if self._timeout > 0 else DRAIN_GRACE_SECONDS
         )
@@ -474,12 +418,9 @@ class HTTPModelStream:
 
     def _close(self) -> None:
         self._cancel_timer()
-        request_d, self._request_d = self._request_d, None
-        if request_d is not None:
-            request_d.cancel()
-        transport, self._transport = self._transport, None
-        if transport is not None:
-            _abort(transport)
+        exchange, self._exchange = self._exchange, None
+        if exchange is not None:
+            exchange.stopProducing()
 
     # -- idle timer ----------------------------------------------------------
 
@@ -505,30 +446,8 @@ class HTTPModelStream:
         self._fail(timeout_error(self._timeout))
 
 
-def _abort(transport: IPushProducer) -> None:
-    """Close the upstream connection now (it is never reused after a stop).
-
-    The body's transport is Twisted's ``TransportProxyProducer``, whose
-    ``stopProducing`` is a graceful ``loseConnection`` that closes on a later
-    reactor pass; under load that is many milliseconds after the client left.
-    So the TCP socket it wraps is shut down at once (the upstream sees the end
-    of the stream now) and the connection aborted; anything else (TLS, test
-    transports) gets ``stopProducing``.
-    """
-    connection = getattr(transport, "_producer", None)
-    abort = getattr(connection, "abortConnection", None)
-    if not callable(abort):
-        transport.stopProducing()
-        return
-    get_handle = getattr(connection, "getHandle", None)
-    if callable(get_handle):
-        try:
-            handle = get_handle()
-            if isinstance(handle, socket.socket):
-                handle.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass  # already closed by the peer
-    abort()
+#: The body ended complete (``_eof`` marker).
+_CLEAN = Exception("response body complete")
 
 
 def plain(value: Any) -> Any:
@@ -549,28 +468,43 @@ def json_body(payload: Mapping[str, Any]) -> bytes:
 
 
 class StreamingHTTPProvider:
-    """What the HTTP providers share: a fixed URL and headers, one
-    :class:`HTTPModelStream` per call. Subclasses say how a call becomes a
-    request body and which decoder reads the answer."""
+    """What the HTTP providers share: a fixed URL and headers (validated and
+    encoded once), one :class:`HTTPModelStream` per call. Subclasses say how
+    a call becomes a request body and which decoder reads the answer.
+
+    ``client`` is the gateway's connection pool; ``agent`` (any Twisted
+    ``IAgent``) is accepted instead, for in-memory tests and embedders.
+    """
 
     def __init__(
         self,
         config: ProviderConfig,
         *,
-        agent: IAgent,
+        client: UpstreamClient | None = None,
+        agent: IAgent | None = None,
         clock: IReactorTime,
         url: str,
         api_headers: Mapping[str, str],
     ) -> None:
+        if client is None:
+            if agent is None:
+                raise TypeError("a provider needs a client or an agent")
+            from openclaw.agents.providers.agent_client import AgentClient
+
+            client = AgentClient(agent)
         self._config = config
-        self._agent = agent
+        self._client = client
         self._clock = clock
-        self._url = url
         headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
         headers.update(api_headers)
         headers.update(config.headers)
-        self._headers = headers
         self._secrets = config_secrets(config.api_key, config.headers)
+        self._target: Target | None = None
+        self._bad_target: ValueError | None = None
+        try:
+            self._target = make_target(url, headers)
+        except ValueError as exc:
+            self._bad_target = exc
 
     @property
     def provider_id(self) -> str:
@@ -587,16 +521,23 @@ class StreamingHTTPProvider:
 
     def stream(self, call: ModelCall, sink: StreamSink) -> HTTPModelStream:
         """Start the call; failures (even connect failures) arrive on ``done``."""
+        target = self._target
         stream = HTTPModelStream(
-            agent=self._agent,
+            client=self._client,
             clock=self._clock,
-            url=self._url,
-            headers=self._headers,
+            target=target if target is not None else _NOWHERE,
             body=json_body(self.request_body(call)),
             decoder=self.decoder(sink, self._secrets),
             timeout_seconds=self._config.timeout_seconds,
             provider_id=self._config.id,
             secrets=self._secrets,
         )
-        stream.start()
+        if self._bad_target is not None:
+            stream.request_failed(self._bad_target)
+        else:
+            stream.start()
         return stream
+
+
+#: Stands in for the target of a provider whose URL is invalid (never sent).
+_NOWHERE = Target("http://invalid/", "http", "invalid", 80, (), b"")

@@ -19,7 +19,7 @@ from twisted.web.iweb import IAgent
 
 from openclaw.agents.providers.base import ModelCall, ModelMessage, StreamOutcome, StreamSink
 from openclaw.agents.providers.errors import classify_payload, malformed_stream
-from openclaw.agents.providers.http import StreamingHTTPProvider, plain
+from openclaw.agents.providers.http import StreamingHTTPProvider, UpstreamClient, plain
 from openclaw.agents.providers.sse import SSEEvent
 from openclaw.agents.types import StopReason, Usage
 from openclaw.config.model import ProviderConfig
@@ -252,10 +252,18 @@ class _ChunkDecoder:
 class OpenAICompletionsProvider(StreamingHTTPProvider):
     """Streams chat completions from an OpenAI-compatible upstream."""
 
-    def __init__(self, config: ProviderConfig, *, agent: IAgent, clock: IReactorTime) -> None:
+    def __init__(
+        self,
+        config: ProviderConfig,
+        *,
+        clock: IReactorTime,
+        client: UpstreamClient | None = None,
+        agent: IAgent | None = None,
+    ) -> None:
         api_headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
         super().__init__(
             config,
+            client=client,
             agent=agent,
             clock=clock,
             url=chat_completions_url(config.base_url),
