@@ -309,6 +309,7 @@ class AgentTests(SynchronousTestCase):
                         "bootstrapTotalMaxChars": 5000,
                         "maxConcurrent": 3,
                         "userTimezone": "Europe/Berlin",
+                        "skipBootstrap": True,
                         "compaction": {
                             "enabled": False,
                             "mode": "default",
@@ -327,6 +328,7 @@ class AgentTests(SynchronousTestCase):
         d = c.config.agents.defaults
         self.assertEqual((d.bootstrap_max_chars, d.bootstrap_total_max_chars), (1000, 5000))
         self.assertEqual((d.max_concurrent, d.user_timezone), (3, "Europe/Berlin"))
+        self.assertTrue(d.skip_bootstrap)
         self.assertEqual(
             d.compaction,
             CompactionConfig(

@@ -22,7 +22,7 @@ whose only I/O is the injected ``summarize`` callable.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from attrs import frozen
@@ -225,6 +225,58 @@ def build_summary_call(
         messages=(ModelMessage(role="user", content="\n".join(body)),),
         system_prompt=system,
         stream_params=params,
+    )
+
+
+def tool_result_cap(context_window: int | None) -> int:
+    """Characters of one live tool result sent to the model (OpenClaw's auto cap):
+    16,000 below 100K tokens of context, 32,000 from 100K, 64,000 from 200K."""
+    if context_window is not None and context_window >= 200_000:
+        return 64_000
+    if context_window is not None and context_window >= 100_000:
+        return 32_000
+    return 16_000
+
+
+@frozen
+class VisibleHistory:
+    """What the model sees of a transcript after its latest compaction."""
+
+    #: The latest compaction's summary (None: never compacted).
+    summary: str | None
+    #: The ``message`` entries still shown verbatim, oldest first.
+    entries: tuple[Mapping[str, Any], ...]
+    #: The compaction entry's id, the parent of what is appended next to it.
+    compaction_id: str | None = None
+
+
+def visible_history(entries: Sequence[Mapping[str, Any]]) -> VisibleHistory:
+    """Apply the latest ``compaction`` entry to a transcript's entries (oldest first):
+    its summary, then the messages from ``firstKeptEntryId`` on (those before the
+    compaction entry and all after it). The file itself is never rewritten."""
+    last = None
+    for index in range(len(entries) - 1, -1, -1):
+        if entries[index].get("type") == "compaction":
+            last = index
+            break
+    if last is None:
+        return VisibleHistory(None, tuple(e for e in entries if e.get("type") == "message"))
+    compaction = entries[last]
+    first_kept = compaction.get("firstKeptEntryId")
+    start = last + 1
+    for index in range(last):
+        if entries[index].get("id") == first_kept:
+            start = index
+            break
+    kept = tuple(
+        e for i, e in enumerate(entries) if i >= start and i != last and e.get("type") == "message"
+    )
+    summary = compaction.get("summary")
+    entry_id = compaction.get("id")
+    return VisibleHistory(
+        summary if isinstance(summary, str) else "",
+        kept,
+        entry_id if isinstance(entry_id, str) else None,
     )
 
 

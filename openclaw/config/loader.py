@@ -668,7 +668,7 @@ _AGENT_COMMON_OPENCLAW = [
 _DEFAULTS = _section(
     [
         "model", "timeoutSeconds", "workspace", "bootstrapMaxChars", "bootstrapTotalMaxChars",
-        "compaction", "maxConcurrent", "userTimezone",
+        "compaction", "maxConcurrent", "userTimezone", "skipBootstrap",
     ],
     _AGENT_COMMON_OPENCLAW,
 )  # fmt: skip
@@ -1166,6 +1166,7 @@ def _build_agents(r: _Reader, value: Any, tools: ToolsConfig) -> AgentsConfig:
             compaction=build_compaction(r, defaults.get("compaction")),
             max_concurrent=r.optional_integer(defaults, "maxConcurrent", defaults_path),
             user_timezone=read_timezone(r, defaults, defaults_path),
+            skip_bootstrap=r.boolean(defaults, "skipBootstrap", defaults_path, False),
         ),
         list=tuple(agents),
     )

@@ -343,6 +343,8 @@ class AgentDefaults:
     max_concurrent: int | None = None
     #: IANA time zone for the system prompt's date line; None uses the host's.
     user_timezone: str | None = None
+    #: ``skipBootstrap``: create workspaces without the starter files.
+    skip_bootstrap: bool = False
 
 
 @frozen
