@@ -135,6 +135,23 @@ def _agent(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     config = _load(args.config, err)
     if config is None:
         return 1
+    from openclaw.sessions.statelock import StateDirLockedError, StateLock
+
+    try:
+        lock = StateLock.acquire(config.state_dir, "openclaw agent --local")
+    except StateDirLockedError as e:
+        gateway = e.owner is not None and e.owner.role == "gateway"
+        hint = "run without --local to send the turn through it" if gateway else "try again"
+        err.write(f"openclaw agent --local: {e}; {hint}\n")
+        return 1
+    try:
+        return _agent_local(config, args, out, err)
+    finally:
+        lock.release()
+
+
+def _agent_local(config: Config, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """One turn in this process, the state directory's lock held."""
     from twisted.internet.task import react
 
     from openclaw.cli.agent_command import run_agent_command
