@@ -16,6 +16,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from openclaw.agents.types import ImageInput
 from openclaw.config.model import ImagesConfig
+from openclaw.gateway.http import openai_messages
 from openclaw.gateway.http.image_fetch import (
     HTTPImageFetcher,
     ImageFetchError,
@@ -100,6 +101,24 @@ class EndpointFetchTests(ChatTestCase):
         reply = self.call(h, url_body(CAT, CAT, CAT))
         self.assertEqual(reply.status, 400)
         self.assertEqual(h.runtime.requests, [])
+
+    def test_inline_and_fetched_images_share_one_budget(self) -> None:
+        """An inline image's bytes count once and leave the rest of the request's
+        budget to the fetched ones (budget scaled down to 20 kB here): 13 kB inline
+        plus 8 kB fetched is refused, plus 6 kB is not."""
+        self.patch(openai_messages, "MAX_TOTAL_IMAGE_BYTES", 20_000)
+        inline = base64.b64encode(PNG_1X1 + b"\x00" * (13_000 - len(PNG_1X1))).decode()
+        for fetched_size, status in ((8_000, 400), (6_000, 200)):
+            fetched = base64.b64encode(b"\x00" * fetched_size).decode()
+            fetcher = FakeFetcher(lambda url, data=fetched: succeed(ImageInput(data, "image/png")))
+            h = ChatHarness(images=URL_IMAGES, image_fetcher=fetcher)
+            h.runtime.on_start = lambda run: run.finish("seen")
+            body = url_body(CAT)
+            body["messages"][0]["content"].append(
+                {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{inline}"}}
+            )
+            reply = self.call(h, body)
+            self.assertEqual(reply.status, status, fetched_size)
 
     def test_disconnect_cancels_fetch(self) -> None:
         """A client leaving during the fetch cancels it; no run starts."""

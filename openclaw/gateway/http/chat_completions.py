@@ -66,7 +66,6 @@ from openclaw.gateway.http.completions_format import (
 )
 from openclaw.gateway.http.errors import write_json
 from openclaw.gateway.http.image_fetch import ImageFetcher, ImageFetchError
-from openclaw.gateway.http.openai_messages import MAX_TOTAL_IMAGE_BYTES
 from openclaw.gateway.http.sse import DEFAULT_MAX_BUFFERED_BYTES, SSEStream, data_frame
 
 log = Logger()
@@ -268,9 +267,10 @@ class ChatCompletionsEndpoint:
         fetching = _gather([fetcher.fetch(u, images) for u in prepared.image_urls])
 
         def fetched(found: list[ImageInput]) -> bytes | Deferred[bytes]:
-            total = sum(_decoded_size(image) for image in (*prepared.images, *found))
-            if total > MAX_TOTAL_IMAGE_BYTES:
-                log.info("images refused: {total} bytes in all", total=total)
+            # The inline images were charged while decoding; these use what is left.
+            size = sum(_decoded_size(image) for image in found)
+            if size > prepared.image_budget:
+                log.info("images refused: {size} fetched bytes over the budget", size=size)
                 raise _invalid_image()
             return self._run(request, prepared, completion_id, found, access)
 

@@ -118,6 +118,8 @@ class PreparedChat:
     extra_system_prompt: str | None
     images: tuple[ImageInput, ...]
     image_urls: tuple[str, ...]
+    #: Decoded bytes left for the images fetched from ``image_urls``.
+    image_budget: int
     tools: tuple[ClientTool, ...]
     tool_choice: ToolChoice
     stream_params: StreamParams | None
@@ -579,6 +581,7 @@ def prepare_chat(
         extra_system_prompt="\n\n".join(extra) or None,
         images=prompt.images,
         image_urls=prompt.image_urls,
+        image_budget=prompt.image_budget,
         tools=tools,
         tool_choice=choice,
         stream_params=fields.stream_params,

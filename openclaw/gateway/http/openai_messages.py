@@ -60,6 +60,9 @@ class AgentPrompt:
     images: tuple[ImageInput, ...] = ()
     #: Non-data image URLs still to fetch (only when ``images.allowUrl`` is on).
     image_urls: tuple[str, ...] = ()
+    #: Decoded bytes the fetched images may still use (what ``images`` left of
+    #: the request's :data:`MAX_TOTAL_IMAGE_BYTES`).
+    image_budget: int = MAX_TOTAL_IMAGE_BYTES
 
 
 @frozen
@@ -156,6 +159,7 @@ def build_prompt(messages: Sequence[object] | None, images: ImagesConfig) -> Age
     entries: list[_Entry] = []
     prompt_images: tuple[ImageInput, ...] = ()
     image_urls: tuple[str, ...] = ()
+    image_budget = MAX_TOTAL_IMAGE_BYTES
 
     for index, raw in enumerate(messages):
         if not isinstance(raw, Mapping):
@@ -168,7 +172,7 @@ def build_prompt(messages: Sequence[object] | None, images: ImagesConfig) -> Age
         elif role == "user":
             text = extract_text(raw.get("content")) or ""
             if index == active_index:
-                prompt_images, image_urls = _active_images(raw.get("content"), images)
+                prompt_images, image_urls, image_budget = _active_images(raw.get("content"), images)
                 if not text and (prompt_images or image_urls):
                     text = IMAGE_ONLY_PLACEHOLDER
             if text:
@@ -207,6 +211,7 @@ def build_prompt(messages: Sequence[object] | None, images: ImagesConfig) -> Age
         extra_system_prompt="\n\n".join(system_parts) or None,
         images=prompt_images,
         image_urls=image_urls,
+        image_budget=image_budget,
     )
 
 
@@ -230,10 +235,11 @@ def _image_url_of(part: Mapping[str, Any]) -> str:
 
 def _active_images(
     content: object, config: ImagesConfig
-) -> tuple[tuple[ImageInput, ...], tuple[str, ...]]:
-    """Check and decode the ``image_url`` parts of the active user turn."""
+) -> tuple[tuple[ImageInput, ...], tuple[str, ...], int]:
+    """Check and decode the ``image_url`` parts of the active user turn; also
+    the budget the decoded ones leave for the URLs to fetch."""
     if not isinstance(content, list):
-        return (), ()
+        return (), (), MAX_TOTAL_IMAGE_BYTES
     urls = [
         _image_url_of(part)
         for part in content
@@ -251,7 +257,7 @@ def _active_images(
             decoded.append(image)
         else:
             remote.append(check_image_url(url, config))
-    return tuple(decoded), tuple(remote)
+    return tuple(decoded), tuple(remote), budget
 
 
 def decode_data_uri(url: str, config: ImagesConfig, budget: int) -> tuple[ImageInput, int]:
