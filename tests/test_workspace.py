@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from openclaw.agents.skills import discover_skills, parse_front_matter
@@ -194,6 +195,28 @@ class BootstrapTests(SynchronousTestCase):
         )
         self.assertFalse(result.truncated)
         self.assertEqual([s.name for s in result.skills], ["hello"])
+
+    def test_loader_caches_within_the_recheck_interval(self) -> None:
+        """With a clock, a context is reused for the interval, then re-read; forget()
+        drops it at once."""
+        clock = Clock()
+        loader = WorkspaceLoader(InlineIO(), clock=clock, recheck_seconds=1.0)
+        ws = Path(self.mktemp())
+        first = self.successResultOf(loader.load(ws, main_session=False, templates=False))
+        self.assertEqual([f.name for f in first.files], ["AGENTS.md", "SOUL.md", "IDENTITY.md"])
+        (ws / "AGENTS.md").write_text("rules")
+        again = self.successResultOf(loader.load(ws, main_session=False))
+        self.assertIs(again, first)
+        clock.advance(1.0)
+        fresh = self.successResultOf(loader.load(ws, main_session=False))
+        self.assertEqual(fresh.files[0].content, "rules")
+        self.assertFalse((ws / "SOUL.md").exists())  # created once, without templates
+        (ws / "AGENTS.md").write_text("changed")
+        loader.forget(ws)
+        self.assertEqual(
+            self.successResultOf(loader.load(ws, main_session=False)).files[0].content, "changed"
+        )
+        loader.forget()
 
     def test_main_session(self) -> None:
         """Only agent:<id>:main is the main session."""

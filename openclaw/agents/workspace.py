@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Final
 
 from attrs import frozen
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorTime
 
 from openclaw.agents.skills import Skill, discover_skills
 from openclaw.sessions.fileio import BlockingIO
@@ -198,14 +199,28 @@ def load_workspace_context(
 
 
 class WorkspaceLoader:
-    """Loads workspace context off the reactor thread.
+    """Loads workspace context off the reactor thread, and briefly remembers it.
 
     ``io`` is where blocking reads run (the session store's
     :class:`~openclaw.sessions.fileio.BlockingIO`, or ``InlineIO`` in tests).
+    With a ``clock``, a context is reused for ``recheck_seconds``: a busy agent
+    costs one read of its files per interval, not one per turn, and an edit
+    shows up within that interval. A workspace is created (with starter files
+    unless ``templates`` is false) the first time it is loaded.
     """
 
-    def __init__(self, io: BlockingIO) -> None:
+    def __init__(
+        self,
+        io: BlockingIO,
+        *,
+        clock: IReactorTime | None = None,
+        recheck_seconds: float = 1.0,
+    ) -> None:
         self._io = io
+        self._clock = clock
+        self._recheck = recheck_seconds
+        self._created: set[Path] = set()
+        self._cache: dict[tuple[Path, bool, int, int], tuple[float, WorkspaceContext]] = {}
 
     def load(
         self,
@@ -214,10 +229,15 @@ class WorkspaceLoader:
         main_session: bool,
         max_chars: int = DEFAULT_MAX_CHARS,
         total_max_chars: int = DEFAULT_TOTAL_MAX_CHARS,
-        create: bool = True,
         templates: bool = True,
     ) -> Deferred[WorkspaceContext]:
-        """Create the workspace if needed (``create``), then read its context."""
+        """The workspace's bootstrap files and skills (creating it on first use)."""
+        key = (workspace, main_session, max_chars, total_max_chars)
+        now = self._clock.seconds() if self._clock is not None else None
+        cached = self._cache.get(key)
+        if cached is not None and now is not None and 0 <= now - cached[0] < self._recheck:
+            return succeed(cached[1])
+        create = workspace not in self._created
 
         def work() -> WorkspaceContext:
             if create:
@@ -229,7 +249,23 @@ class WorkspaceLoader:
                 total_max_chars=total_max_chars,
             )
 
-        return self._io.run(work)
+        def remember(context: WorkspaceContext) -> WorkspaceContext:
+            self._created.add(workspace)
+            if now is not None:
+                self._cache[key] = (now, context)
+            return context
+
+        return self._io.run(work).addCallback(remember)
+
+    def forget(self, workspace: Path | None = None) -> None:
+        """Drop cached contexts (of one workspace, or all): the next load re-reads."""
+        if workspace is None:
+            self._cache.clear()
+            self._created.clear()
+            return
+        self._created.discard(workspace)
+        for key in [k for k in self._cache if k[0] == workspace]:
+            del self._cache[key]
 
 
 def template_text(name: str) -> str:
