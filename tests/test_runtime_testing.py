@@ -11,8 +11,16 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from openclaw.agents.providers.base import ModelCall, ModelMessage
-from openclaw.agents.types import AgentRequest, FailureKind, ProviderError, Usage
+from openclaw.agents.types import (
+    AgentEvent,
+    AgentRequest,
+    FailureKind,
+    ProviderError,
+    RunAbortedError,
+    Usage,
+)
 from openclaw.testing import (
+    FakeRun,
     Reply,
     ScriptedProvider,
     ScriptedToolCall,
@@ -158,3 +166,44 @@ class MakeRuntimeTests(SynchronousTestCase):
         runtime = make_runtime(clock=Clock())
         self.addCleanup(shutil.rmtree, runtime.config.state_dir, True)
         self.assertTrue(runtime.config.state_dir.is_dir())
+
+
+class FakeRunTests(SynchronousTestCase):
+    """openclaw.testing.FakeRun, the hand-driven AgentRun for adapter tests."""
+
+    def request(self) -> AgentRequest:
+        """A request for the main session."""
+        return AgentRequest(
+            agent_id="main", session_key="agent:main:main", message="hi", run_id="r1"
+        )
+
+    def test_scripted_events_and_result(self) -> None:
+        """start/say/finish reach a subscriber in order and the result carries
+        the said text; a later subscriber-less result access still works."""
+        clock = Clock()
+        clock.advance(10)
+        run = FakeRun(self.request(), clock)
+        seen: list[AgentEvent] = []
+        run.subscribe(seen.append)
+        run.start()
+        run.say("Hel")
+        run.finish("lo")
+        result = self.successResultOf(run.result)
+        self.assertEqual(result.text, "Hello")
+        self.assertEqual(
+            [type(e).__name__ for e in seen][:3],
+            ["LifecycleEvent", "AssistantEvent", "AssistantEvent"],
+        )
+        self.assertTrue(run.settled)
+        self.assertEqual((result.started_at, result.ended_at), (9750, 10000))
+
+    def test_cancel_is_recorded_and_idempotent(self) -> None:
+        """cancel fails the result with RunAbortedError once; later cancels only count."""
+        run = FakeRun(self.request(), Clock())
+        run.pauseProducing()
+        run.resumeProducing()
+        run.cancel()
+        run.cancel()
+        self.failureResultOf(run.result, RunAbortedError)
+        self.assertEqual((run.cancel_calls, run.pause_calls, run.resume_calls), (2, 1, 1))
+        self.assertFalse(run.paused)

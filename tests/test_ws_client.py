@@ -23,11 +23,11 @@ from openclaw.config.model import RateLimitConfig
 from openclaw.gateway.auth import GatewayAuth
 from openclaw.gateway.ws.factory import build_ws_factory
 from openclaw.gateway.ws.logbuffer import LogBuffer
+from openclaw.testing import FakeRun
 from tests.ws_fakes import (
     TOKEN,
     FakeAgent,
     FakeAgents,
-    FakeRun,
     FakeRuntime,
     FakeSessions,
     make_config,

@@ -36,7 +36,7 @@ class SlowConsumerTests(FlowTestCase):
         client.transport_full()
         chunk = "x" * 200
         for _ in range(12):
-            run.text(chunk)
+            run.say(chunk)
             self.h.clock.advance(0.2)  # past the chat-delta throttle: one per text
         frames = client.messages()
         sent_agent = [m for m in frames if m["payload"].get("stream") == "assistant"]
@@ -46,7 +46,7 @@ class SlowConsumerTests(FlowTestCase):
         self.assertEqual(client.protocol.coalesced, 24 - len(sent_agent) - len(sent_chat))
         self.assertLessEqual(watcher.buffered, 2 * 3000)
         client.transport_drained()
-        run.text("tail")
+        run.say("tail")
         frames = client.messages()
         (agent,) = [m["payload"] for m in frames if m["payload"].get("stream") == "assistant"]
         self.assertEqual(agent["data"]["delta"], chunk * (12 - len(sent_agent)) + "tail")
@@ -65,7 +65,7 @@ class SlowConsumerTests(FlowTestCase):
         run = self.h.runtime.runs["k"]
         client.transport_full()
         for _ in range(12):
-            run.text("y" * 200)
+            run.say("y" * 200)
         run.finish()
         frames = client.messages()
         final_chat = next(f for f in frames if f["payload"].get("state") == "final")

@@ -12,7 +12,8 @@ from openclaw.agents.types import (
     RunTimeoutError,
     ToolEvent,
 )
-from tests.ws_fakes import START, FakeRun, WsClient, WsHarness
+from openclaw.testing import FakeRun
+from tests.ws_fakes import START, WsClient, WsHarness
 
 NOW_MS = int(START * 1000)
 
@@ -59,8 +60,8 @@ class AgentTests(RunTestCase):
         self.assertEqual(run.request.timeout_seconds, 600)
         self.assertEqual(run.request.message, "hi")
         run.start()
-        run.text("Hello")
-        run.text(" from the gateway.")
+        run.say("Hello")
+        run.say(" from the gateway.")
         run.finish()
         frames = self.client.messages()
         events = [
@@ -110,9 +111,9 @@ class AgentTests(RunTestCase):
         """At most one chat delta per 150 ms per run; the next carries what accumulated."""
         self.start_agent()
         run = self.run_of("run-1")
-        run.text("a")
-        run.text("b")
-        run.text("c")
+        run.say("a")
+        run.say("b")
+        run.say("c")
         chat = [m["payload"]["deltaText"] for m in self.client.messages() if m["event"] == "chat"]
         self.assertEqual(chat, ["a"])
         self.h.clock.advance(0.15)
@@ -120,9 +121,9 @@ class AgentTests(RunTestCase):
         self.assertEqual(flushed["payload"]["deltaText"], "bc")
         self.assertEqual(flushed["payload"]["message"]["content"][0]["text"], "abc")
         self.h.clock.advance(1)
-        run.text("d")
+        run.say("d")
         self.assertEqual([m["event"] for m in self.client.messages()], ["agent", "chat"])
-        run.text("e")
+        run.say("e")
         run.fail(RunTimeoutError("slow"))
         states = [m["payload"].get("state") for m in self.client.messages() if m["type"] == "event"]
         self.assertEqual(states, [None, None, "delta", "error"])
@@ -207,7 +208,7 @@ class AgentTests(RunTestCase):
         tooled.messages()
         self.start_agent()
         run = self.run_of("run-1")
-        run._emit(ToolEvent(run_id="run-1", phase="start", name="search", tool_call_id="c1", ts=1))
+        run.emit(ToolEvent(run_id="run-1", phase="start", name="search", tool_call_id="c1", ts=1))
         self.assertEqual(self.client.messages(), [])
         (event,) = tooled.messages()
         self.assertEqual(
@@ -246,14 +247,14 @@ class IdempotencyTests(RunTestCase):
         self.start_agent()
         run = self.run_of("run-1")
         run.start()
-        run.text("par")
+        run.say("par")
         self.client.lose()
-        self.assertEqual(run.cancelled, 0)
+        self.assertEqual(run.cancel_calls, 0)
         again, _ = self.h.connect()
         repeat_id = again.request("agent", {"message": "hi", "idempotencyKey": "run-1"})
         (ack,) = self.responses(again)
         self.assertEqual((ack["id"], ack["payload"]["status"]), (repeat_id, "accepted"))
-        run.text("tial")
+        run.say("tial")
         run.finish()
         frames = again.messages()
         self.assertEqual(frames[0]["payload"]["data"]["delta"], "tial")
@@ -313,7 +314,7 @@ class ChatTests(RunTestCase):
         )
         run = self.run_of("c-1")
         self.assertEqual((run.session_key, run.request.timeout_seconds), ("agent:beta:ui", 5.0))
-        run.text("Hi")
+        run.say("Hi")
         run.finish()
         states = [m["payload"].get("state") for m in self.client.messages() if m["event"] == "chat"]
         self.assertEqual(states, ["delta", "final"])
@@ -326,13 +327,13 @@ class ChatTests(RunTestCase):
         agent_id, _ = self.start_agent()
         run = self.run_of("run-1")
         run.start()
-        run.text("half")
+        run.say("half")
         self.client.messages()
         abort_id = self.client.request(
             "chat.abort", {"sessionKey": "agent:main:main", "runId": "run-1", "agentId": "main"}
         )
         frames = self.client.messages()
-        self.assertEqual(run.cancelled, 1)
+        self.assertEqual(run.cancel_calls, 1)
         lifecycle = frames[0]["payload"]
         self.assertEqual(lifecycle["data"]["status"], "cancelled")
         self.assertTrue(lifecycle["data"]["aborted"])
@@ -360,7 +361,7 @@ class ChatTests(RunTestCase):
         self.client.request("chat.abort", {"runId": "b"})
         answer = self.responses()[-1]
         self.assertEqual(answer["payload"]["runIds"], ["b"])
-        self.assertEqual((self.run_of("a").cancelled, self.run_of("b").cancelled), (0, 1))
+        self.assertEqual((self.run_of("a").cancel_calls, self.run_of("b").cancel_calls), (0, 1))
 
     def test_abort_with_nothing_running(self) -> None:
         """Nothing to abort: aborted false, no run ids."""
@@ -373,7 +374,7 @@ class ChatTests(RunTestCase):
         self.start_agent(idempotencyKey="a", sessionKey="one")
         self.client.request("chat.abort", {"sessionKey": "two", "runId": "a"})
         self.assertFalse(self.responses()[-1]["payload"]["aborted"])
-        self.assertEqual(self.run_of("a").cancelled, 0)
+        self.assertEqual(self.run_of("a").cancel_calls, 0)
 
 
 class FanOutTests(RunTestCase):
@@ -382,9 +383,9 @@ class FanOutTests(RunTestCase):
         id_a, _ = self.start_agent(idempotencyKey="a", sessionKey="one")
         id_b, _ = self.start_agent(idempotencyKey="b", sessionKey="two")
         run_a, run_b = self.run_of("a"), self.run_of("b")
-        run_a.text("A1")
-        run_b.text("B1")
-        run_a.text("A2")
+        run_a.say("A1")
+        run_b.say("B1")
+        run_a.say("A2")
         run_b.finish("B2")
         run_a.finish()
         frames = self.client.messages()
@@ -421,7 +422,7 @@ class FanOutTests(RunTestCase):
                 channel="openai",
             )
         )
-        run.text("hey")
+        run.say("hey")
         run.finish()
         self.assertEqual(len(watcher.messages()), 4)
         self.assertEqual(len(everything.messages()), 4)
@@ -432,7 +433,7 @@ class FanOutTests(RunTestCase):
         self.start_agent()
         self.client.lose()
         run = self.run_of("run-1")
-        run.text("x")
+        run.say("x")
         run.finish()
         self.assertEqual(self.client.frames(), [])
 

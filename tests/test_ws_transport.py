@@ -189,7 +189,7 @@ class LoopbackTests(TestCase):
         self.assertEqual(ack["payload"]["runId"], "t-1")
         run = self.runtime.runs["t-1"]
         for _ in range(200):
-            run.text("chunk " * 100)
+            run.say("chunk " * 100)
         run.finish()
         final = None
         while final is None:

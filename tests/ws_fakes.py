@@ -26,16 +26,9 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
-from openclaw.agents.broadcast import RunBroadcast
 from openclaw.agents.types import (
-    AgentEvent,
     AgentRequest,
-    AgentResult,
-    AssistantEvent,
-    LifecycleEvent,
-    RunAbortedError,
     UnknownAgentError,
-    Usage,
 )
 from openclaw.config.model import (
     AgentConfig,
@@ -52,136 +45,11 @@ from openclaw.gateway.ws.handshake import b64url_encode, device_id_for, device_p
 from openclaw.gateway.ws.logbuffer import LogBuffer
 from openclaw.gateway.ws.protocol import GatewayWebSocketProtocol
 from openclaw.sessions.entry import SessionEntry
+from openclaw.testing import FakeRun
 
 TOKEN = "ws-test-token-0123456789abcdef"
 #: The clock starts here (epoch seconds), so timestamps look real.
 START = 1_795_763_204.0
-
-
-class FakeRun:
-    """An AgentRun driven by the test: ``start``, ``text``, ``finish``, ``fail``."""
-
-    def __init__(self, request: AgentRequest, clock: IReactorTime) -> None:
-        self.request = request
-        self._clock = clock
-        self._outcome = RunBroadcast(request.run_id)
-        self.text_so_far = ""
-        self.cancelled = 0
-        self.paused = False
-
-    @property
-    def run_id(self) -> str:
-        return self.request.run_id
-
-    @property
-    def agent_id(self) -> str:
-        return self.request.agent_id
-
-    @property
-    def session_key(self) -> str:
-        return self.request.session_key
-
-    @property
-    def done(self) -> bool:
-        """True once the run settled."""
-        return self._outcome.settled
-
-    @property
-    def result(self) -> Deferred[AgentResult]:
-        return self._outcome.result()
-
-    def subscribe(self, listener: Callable[[AgentEvent], None]) -> Callable[[], None]:
-        return self._outcome.subscribe(listener)
-
-    def cancel(self) -> None:
-        self.cancelled += 1
-        if not self._outcome.settled:
-            now = self._now()
-            self._settle(
-                Failure(RunAbortedError("cancelled")),
-                LifecycleEvent(
-                    run_id=self.run_id,
-                    phase="end",
-                    ts=now,
-                    started_at=now,
-                    ended_at=now,
-                    aborted=True,
-                    stop_reason="aborted",
-                ),
-            )
-
-    def pauseProducing(self) -> None:
-        self.paused = True
-
-    def resumeProducing(self) -> None:
-        self.paused = False
-
-    def _now(self) -> int:
-        return int(self._clock.seconds() * 1000)
-
-    def _emit(self, event: AgentEvent) -> None:
-        self._outcome.emit(event)
-
-    def start(self) -> None:
-        """Emit lifecycle start."""
-        now = self._now()
-        self._emit(LifecycleEvent(run_id=self.run_id, phase="start", ts=now, started_at=now))
-
-    def text(self, delta: str) -> None:
-        """Emit one assistant delta."""
-        self.text_so_far += delta
-        self._emit(
-            AssistantEvent(run_id=self.run_id, delta=delta, text=self.text_so_far, ts=self._now())
-        )
-
-    def finish(self, text: str | None = None, usage: Usage | None = None) -> None:
-        """Complete the run (with ``text`` streamed first when given)."""
-        if text:
-            self.text(text)
-        now = self._now()
-        result = AgentResult(
-            run_id=self.run_id,
-            agent_id=self.agent_id,
-            session_key=self.session_key,
-            session_id="sess-" + self.run_id,
-            text=self.text_so_far,
-            usage=usage or Usage(input=3, output=5, total=8),
-            started_at=now - 250,
-            ended_at=now,
-        )
-        self._settle(
-            result,
-            LifecycleEvent(
-                run_id=self.run_id,
-                phase="end",
-                ts=now,
-                started_at=now - 250,
-                ended_at=now,
-                stop_reason="stop",
-            ),
-        )
-
-    def fail(self, error: Exception, *, emit_lifecycle: bool = True) -> None:
-        """Fail the run with ``error``."""
-        now = self._now()
-        event = (
-            LifecycleEvent(
-                run_id=self.run_id,
-                phase="error",
-                ts=now,
-                ended_at=now,
-                error=str(error),
-                stop_reason="error",
-            )
-            if emit_lifecycle
-            else None
-        )
-        self._settle(Failure(error), event)
-
-    def _settle(self, outcome: AgentResult | Failure, event: LifecycleEvent | None) -> None:
-        if event is not None:
-            self._emit(event)
-        self._outcome.settle(outcome)
 
 
 class FakeRuntime:
@@ -230,7 +98,7 @@ class FakeRuntime:
         return [
             run
             for run in self.runs.values()
-            if not run.done and (session_key is None or run.session_key == session_key)
+            if not run.settled and (session_key is None or run.session_key == session_key)
         ]
 
     def observe_runs(self, listener: Callable[[Any], None]) -> Callable[[], None]:

@@ -6,6 +6,8 @@
 * :mod:`openclaw.testing.upstream` and :mod:`openclaw.testing.upstream_formats`:
   fake OpenAI-compatible and Anthropic HTTP upstreams (real ``twisted.web``
   resources) with :class:`FakeReply` knobs;
+* :mod:`openclaw.testing.runs`: :class:`FakeRun`, an ``AgentRun`` a test
+  drives by hand (for tests of adapters over the runtime contract);
 * :mod:`openclaw.testing.sinks`: :class:`RecordingSink` and
   :class:`InMemoryClient` for driving a provider by hand.
 
@@ -14,6 +16,7 @@ Every name is importable from this package; the submodules say where it lives.
 
 from __future__ import annotations
 
+from openclaw.testing.runs import FakeRun
 from openclaw.testing.scripted import (
     SCRIPTED_MODEL,
     SCRIPTED_PROVIDER_ID,
@@ -47,6 +50,7 @@ __all__ = [
     "FakeAnthropicUpstream",
     "FakeOpenAIUpstream",
     "FakeReply",
+    "FakeRun",
     "FakeToolCall",
     "FakeUpstream",
     "FakeUsage",
