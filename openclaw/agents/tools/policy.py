@@ -20,6 +20,7 @@ import re
 import shlex
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from fnmatch import fnmatchcase
+from functools import lru_cache
 from typing import Final, Literal
 
 from attrs import frozen
@@ -158,7 +159,19 @@ def select_tools(
     global_policy: ToolPolicyConfig,
     agent_policy: ToolPolicyConfig | None = None,
 ) -> ToolSelection:
-    """Apply profile, allow/alsoAllow and deny of both scopes to ``available``."""
+    """Apply profile, allow/alsoAllow and deny of both scopes to ``available``.
+
+    Pure, so results are cached: a run costs a lookup, not a policy evaluation.
+    """
+    return _select_tools(tuple(available), global_policy, agent_policy)
+
+
+@lru_cache(maxsize=256)
+def _select_tools(
+    available: tuple[str, ...],
+    global_policy: ToolPolicyConfig,
+    agent_policy: ToolPolicyConfig | None,
+) -> ToolSelection:
     agent = agent_policy or ToolPolicyConfig()
     profile = agent.profile or global_policy.profile
     names = list(dict.fromkeys(available))
