@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -175,6 +176,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         reactor=reactor,
     )
     worker.start()
+    # SIGINT (Ctrl-C reaches the whole process group) is the parent's to handle: it
+    # forwards SIGTERM. A second SIGTERM (the parent's, after a service manager
+    # signalled the group) must not kill a worker that has drained and is exiting:
+    # the reactor handles SIGTERM while it runs and restores SIG_IGN afterwards.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     reactor.run()
     return 0
 
