@@ -61,7 +61,7 @@ class ToolsTests(SynchronousTestCase):
         )
         self.assertEqual(c.warnings, ())
         allow = load({"tools": {"allow": []}}).config.tools.policy
-        self.assertEqual(allow.allow, ())
+        self.assertIsNone(allow.allow)  # an empty allow-list restricts nothing
 
     def test_policy_errors(self) -> None:
         """A bad profile, an unknown group and allow with alsoAllow fail with their paths."""

@@ -93,6 +93,10 @@ class SelectToolsTests(SynchronousTestCase):
         ok = select_tools(BUILTIN, ToolPolicyConfig(allow=("read",)))
         self.assertIsNone(ok.empty_allowlist)
 
+    def test_empty_allow_list_restricts_nothing(self) -> None:
+        """allow: [] means no allow-list, as in OpenClaw."""
+        self.assertEqual(select_tools(BUILTIN, ToolPolicyConfig(allow=())).allowed, BUILTIN)
+
     def test_group_openclaw_excludes_files_and_exec(self) -> None:
         """group:openclaw has the session and memory tools but not read/exec."""
         members = set(TOOL_GROUPS["group:openclaw"])

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
 
-from openclaw.config.loader import _Reader, _section, split_model_ref
+from openclaw.config.loader import split_model_ref
 from openclaw.config.model import (
     AgentToolsConfig,
     ApplyPatchConfig,
@@ -33,6 +33,7 @@ from openclaw.config.model import (
     ToolsConfig,
     WebFetchConfig,
 )
+from openclaw.config.reader import _Reader, _section
 
 _PROFILES: Final[Mapping[str, ToolProfile]] = {
     "minimal": "minimal",
@@ -166,7 +167,8 @@ def read_policy(r: _Reader, t: Mapping[str, Any], path: str) -> ToolPolicyConfig
             "cannot be set together with allow in the same scope; merge it into allow, "
             "or use profile + alsoAllow",
         )
-    allow = _tool_names(r, t, "allow", path) if t.get("allow") is not None else None
+    # As OpenClaw: an empty allow-list restricts nothing.
+    allow = _tool_names(r, t, "allow", path) or None
     return ToolPolicyConfig(
         profile=profile,
         allow=allow,

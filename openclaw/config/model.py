@@ -180,8 +180,9 @@ IdentifierPolicy = Literal["strict", "off"]
 class ToolPolicyConfig:
     """One scope's tool selection (``tools`` or ``agents.list[].tools``).
 
-    ``allow`` is None when the scope sets no allow-list (everything the profile
-    selects stays); names are lower-cased and may be ``group:*`` or ``*`` globs.
+    ``allow`` is None when the scope sets no allow-list, or an empty one
+    (everything the profile selects stays); names are lower-cased and may be
+    ``group:*`` or ``*`` globs.
     """
 
     profile: ToolProfile | None = None

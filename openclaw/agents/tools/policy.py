@@ -183,7 +183,7 @@ def _select_tools(
         names = [n for n in names if base(n)]
     empty: str | None = None
     for scope, policy in (("tools", global_policy), ("agents.list[].tools", agent)):
-        if policy.allow is not None:
+        if policy.allow:  # an empty allow-list restricts nothing (OpenClaw)
             allow = _Matcher(policy.allow, write_implies_patch=True)
             matched = [n for n in available if allow(n)]
             if not matched and empty is None:
