@@ -6,7 +6,7 @@ import ipaddress
 
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.testing import MemoryReactorClock
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from openclaw.netguard import (
     BlockedTargetError,
@@ -176,3 +176,14 @@ class ResolveAndPinTests(SynchronousTestCase):
         self.assertIsInstance(ep6, TCP6ClientEndpoint)
         ep4.connect(None)  # type: ignore[arg-type]
         self.assertEqual(reactor.tcpClients[0][:2], ("93.184.216.34", 80))
+
+
+class RealResolverTests(TestCase):
+    async def test_localhost_resolves_through_the_reactor_and_is_refused(self) -> None:
+        """The reactor's resolver path works and its loopback answers are refused."""
+        from twisted.internet import reactor
+
+        addresses = await resolve(reactor, "localhost", 80)  # type: ignore[arg-type]
+        self.assertTrue(addresses)
+        self.assertTrue(set(map(str, addresses)) <= {"127.0.0.1", "::1"}, addresses)
+        self.assertRaises(BlockedTargetError, pick_allowed, "localhost", addresses, STRICT)

@@ -105,25 +105,47 @@ class ExecTests(TestCase):
         pid, pgid = res.content.split()
         self.assertEqual(pid, pgid)
 
-    async def test_cancel_kills_the_whole_group(self) -> None:
-        """Cancelling a foreground exec kills its grandchildren too (process group gone)."""
+    async def _cancel_kills_group(self, tool: ExecTool) -> None:
+        updates: list[str] = []
         seen: Deferred[None] = Deferred()
 
         def update(text: str) -> None:
-            self.updates.append(text)
-            if "\n" in "".join(self.updates) and not seen.called:
+            updates.append(text)
+            if "\n" in "".join(updates) and not seen.called:
                 seen.callback(None)
 
         ctx = ToolContext("main", "k", "r", "c", FilePath(self.ws), on_update=update)
-        d = self.tool.run({"command": "sleep 1000 & echo $!; wait"}, ctx)
+        d = tool.run({"command": "sleep 1000 & echo $!; wait"}, ctx)
         await seen
-        grandchild = int("".join(self.updates).split()[0])
+        grandchild = int("".join(updates).split()[0])
         self.assertTrue(alive(grandchild))
         d.cancel()
-        failure = self.failureResultOf(d, CancelledError)
-        self.assertIsNotNone(failure)
-        await self.tool.when_idle()
+        self.failureResultOf(d, CancelledError)
+        await tool.when_idle()
         self.assertFalse(alive(grandchild))
+
+    async def test_cancel_kills_the_whole_group(self) -> None:
+        """Cancelling a foreground exec kills its grandchildren too (process group gone)."""
+        await self._cancel_kills_group(self.tool)
+
+    async def test_cancel_after_approval_kills_the_whole_group(self) -> None:
+        """Cancelling reaches the process even when the command ran after an approval."""
+        policy = ExecPolicy(security="allowlist", ask="always")
+        await self._cancel_kills_group(self.make(policy=policy, approver=lambda _r: succeed(True)))
+
+    async def test_cancel_while_awaiting_approval_withdraws_it(self) -> None:
+        """Cancelling while the operator has not answered cancels the approval request."""
+        withdrawn: list[str] = []
+
+        def approver(request: ApprovalRequest) -> Deferred[bool]:
+            return Deferred(lambda _d: withdrawn.append(request.id))
+
+        tool = self.make(policy=ExecPolicy(security="allowlist", ask="always"), approver=approver)
+        d = tool.run({"command": "touch never"}, self.ctx)
+        d.cancel()
+        self.failureResultOf(d, CancelledError)
+        self.assertEqual(len(withdrawn), 1)
+        self.assertFalse(os.path.exists(os.path.join(self.ws, "never")))
 
     async def test_timeout_kills(self) -> None:
         """timeoutSeconds kills the group; the result says it timed out."""

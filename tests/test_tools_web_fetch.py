@@ -133,6 +133,9 @@ class WebFetchTests(TestCase):
         self.server.redirect_to = b"/page"
         res = json.loads((await self.fetch(tool, url=f"{self.base}/redirect")).content)
         self.assertEqual(res["finalUrl"], f"{self.base}/page")
+        unicode = await self.fetch(tool, url=f"{self.base}/caf\u00e9?q=\u00fc")
+        self.assertFalse(unicode.is_error, unicode.content)
+        self.assertEqual(self.server.paths[-1], "/caf%C3%A9")
         loop = await self.fetch(tool, url=f"{self.base}/loop")
         self.assertIn("Too many redirects", loop.content)
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
 from attrs import frozen
 from twisted.internet._sslverify import IOpenSSLTrustRoot
@@ -100,6 +100,21 @@ class _Capped(Protocol):
             self._done.callback((b"".join(self._chunks), self.truncated))
         else:
             self._done.errback(reason)
+
+
+def _ascii_url(url: str, target: netguard.FetchTarget) -> bytes:
+    """``url`` as request bytes: IDNA host, percent-encoded path and query."""
+    if url.isascii():
+        return url.encode("ascii")
+    parts = urlsplit(url)
+    netloc = target.host if ":" not in target.host else f"[{target.host}]"
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    safe = "/%:@!$&'()*+,;=?~-._"
+    rebuilt = urlunsplit(
+        (parts.scheme, netloc, quote(parts.path, safe), quote(parts.query, safe), "")
+    )
+    return rebuilt.encode("ascii")
 
 
 def _stop(transport: object) -> None:
@@ -244,7 +259,8 @@ class WebFetchTool:
                     b"Accept-Language": [b"en-US,en;q=0.9"],
                 }
             )
-            response: IResponse = await agent.request(b"GET", current.encode("ascii"), headers)
+            request_url = _ascii_url(current, target)
+            response: IResponse = await agent.request(b"GET", request_url, headers)
             location = response.headers.getRawHeaders(b"location")
             if response.code in (301, 302, 303, 307, 308) and location:
                 if response.length != 0:
