@@ -53,6 +53,15 @@ class SelectToolsTests(SynchronousTestCase):
         policy = ToolPolicyConfig(profile="minimal", also_allow=("group:memory", "READ"))
         self.assertEqual(allowed(policy), {"session_status", "memory_get", "memory_search", "read"})
 
+    def test_agent_also_allow_replaces_global_also_allow(self) -> None:
+        """An agent's alsoAllow is used instead of the global one, not added to it."""
+        global_policy = ToolPolicyConfig(profile="minimal", also_allow=("read",))
+        self.assertEqual(
+            allowed(global_policy, ToolPolicyConfig(also_allow=("memory_get",))),
+            {"session_status", "memory_get"},
+        )
+        self.assertEqual(allowed(global_policy, ToolPolicyConfig()), {"session_status", "read"})
+
     def test_allow_narrows_with_groups_and_globs(self) -> None:
         """tools.allow keeps only what matches, with group:* and * wildcards."""
         policy = ToolPolicyConfig(allow=("group:fs", "sessions_*"))

@@ -5,7 +5,7 @@ compute the allowed set once per run, before the model call (a denied tool's
 schema is never sent). The layers, in OpenClaw's order:
 
 1. the profile (``tools.profile``, replaced by ``agents.list[].tools.profile``),
-   widened by ``alsoAllow`` of both scopes;
+   widened by ``alsoAllow`` (the agent's, else the global one);
 2. ``tools.allow`` / ``tools.deny``;
 3. ``agents.list[].tools.allow`` / ``deny``.
 
@@ -176,10 +176,9 @@ def _select_tools(
     profile = agent.profile or global_policy.profile
     names = list(dict.fromkeys(available))
     if profile is not None and profile != "full":
-        base = _Matcher(
-            [*PROFILES[profile], *global_policy.also_allow, *agent.also_allow],
-            write_implies_patch=True,
-        )
+        # The agent's alsoAllow replaces the global one (OpenClaw: agent ?? global).
+        also = agent.also_allow or global_policy.also_allow
+        base = _Matcher([*PROFILES[profile], *also], write_implies_patch=True)
         names = [n for n in names if base(n)]
     empty: str | None = None
     for scope, policy in (("tools", global_policy), ("agents.list[].tools", agent)):
