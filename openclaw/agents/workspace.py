@@ -50,8 +50,8 @@ DEFAULT_TOTAL_MAX_CHARS: Final = 60_000
 USER_MD_MAX_CHARS: Final = 4_000
 #: Bytes read from one bootstrap file at most (OpenClaw's 2 MiB read cap).
 MAX_READ_BYTES: Final = 2 * 1024 * 1024
-_HEAD_SHARE: Final = 0.7
-_TAIL_SHARE: Final = 0.2
+_HEAD_SHARE: Final = 0.75
+_TAIL_SHARE: Final = 0.25
 
 
 def resolve_workspace(
