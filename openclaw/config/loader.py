@@ -9,15 +9,13 @@ the caller decides where warnings go.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import json
-import math
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 import attrs
@@ -25,31 +23,25 @@ import json5
 from attrs import frozen
 
 from openclaw.config.errors import ConfigError
+from openclaw.config.gateway_keys import _build_gateway
 from openclaw.config.model import (
     AgentConfig,
     AgentDefaults,
     AgentsConfig,
-    AuthConfig,
     AuthMode,
-    ChatCompletionsConfig,
     Config,
-    ControlUiConfig,
-    CorsConfig,
     FsyncPolicy,
     GatewayConfig,
-    HttpConfig,
-    ImagesConfig,
     MaintenanceMode,
     ModelEntry,
     ModelsConfig,
     ProviderApi,
     ProviderConfig,
-    RateLimitConfig,
     SessionConfig,
     SessionMaintenanceConfig,
     ToolsConfig,
-    WebSocketConfig,
 )
+from openclaw.config.reader import _NOT_HERE, _describe, _env_value, _Reader, _section
 from openclaw.core.agent_ids import normalize_agent_id
 
 CONFIG_FILENAME: Final = "openclaw.json"
@@ -109,11 +101,6 @@ def _expand_home(value: str, env: Mapping[str, str]) -> Path:
         base = Path(home) if home else Path.home()
         return base / value[2:] if len(value) > 1 else base
     return Path(value).expanduser()
-
-
-def _env_value(env: Mapping[str, str], name: str) -> str | None:
-    value = env.get(name, "").strip()
-    return value or None
 
 
 def resolve_state_dir(env: Mapping[str, str]) -> Path:
@@ -287,299 +274,8 @@ def startup_problems(config: Config) -> list[str]:
 
 
 # --------------------------------------------------------------------------
-# Validation machinery
-
-
-@frozen
-class _Section:
-    """Which keys of one JSON object are honoured, and which are OpenClaw's only."""
-
-    honoured: frozenset[str]
-    openclaw: frozenset[str] = frozenset()
-    hints: Mapping[str, str] = attrs.field(factory=dict)
-
-
-def _section(
-    honoured: Iterable[str], openclaw: Iterable[str] = (), hints: Mapping[str, str] | None = None
-) -> _Section:
-    return _Section(frozenset(honoured), frozenset(openclaw), dict(hints or {}))
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
-def _is_secret_path(path: str) -> bool:
-    """Values under such keys are never echoed back, even when malformed."""
-    segments = [s for s in re.split(r"[.\[\]]+", path) if s and not s.isdigit()]
-    if not segments:
-        return False
-    if segments[0] == "env" or "headers" in segments:
-        return True
-    return segments[-1].lower().endswith(_SECRET_SUFFIXES)
-
-
-def _describe(path: str, value: Any) -> str:
-    """A short, safe rendering of a bad value for an error line."""
-    if path and _is_secret_path(path) and value is not None:
-        return "<redacted>"
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        shown = value if len(value) <= 80 else value[:77] + "..."
-        return json.dumps(shown)
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, list):
-        return "an array"
-    return type(value).__name__  # pragma: no cover - json5 yields only JSON types
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-class _Reader:
-    """Reads typed values out of the parsed document, collecting problems and warnings.
-
-    Every accessor returns a usable value (the default) even after recording a
-    problem, so one pass over the document finds every mistake.
-    """
-
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self.process_env = env
-        self.file_env: dict[str, str] = {}
-        self.problems: list[str] = []
-        self.warnings: list[str] = []
-
-    # -- reporting
-
-    def problem(self, path: str, message: str) -> None:
-        self.problems.append(f"{path}: {message}")
-
-    def expected(self, path: str, what: str, value: Any) -> None:
-        self.problem(path, f"expected {what}, got {_describe(path, value)}")
-
-    def warn(self, path: str, message: str, *, per_key: bool = False) -> None:
-        """Record a warning; ``per_key`` ones are given once however many entries repeat them."""
-        shown = _INDEX.sub("[*]", path) if per_key else path
-        self.warnings.append(f"{shown}: {message}")
-
-    # -- environment
-
-    def env(self, name: str) -> str | None:
-        """Process environment first, then ``env.vars`` from the file (as OpenClaw)."""
-        return _env_value(self.process_env, name) or self.file_env.get(name) or None
-
-    def substitute(self, path: str, value: str) -> str | None:
-        """Expand ``${VAR}``; None (with one problem per missing variable) if any is unset."""
-        missing: list[str] = []
-
-        def replace(match: re.Match[str]) -> str:
-            escaped, name = match.groups()
-            if escaped:
-                return "${" + name + "}"
-            found = self.env(name)
-            if found is None:
-                missing.append(name)
-                return ""
-            return found
-
-        result = _ENV_REF.sub(replace, value)
-        for name in dict.fromkeys(missing):
-            self.problem(path, f"environment variable {name} is not set (or is empty)")
-        return None if missing else result
-
-    # -- structure
-
-    def section(self, value: Any, path: str, spec: _Section) -> dict[str, Any]:
-        """The object at ``path`` (``{}`` when absent), warning about keys not honoured."""
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            self.expected(path, "an object", value)
-            return {}
-        for key in value:
-            if key in spec.honoured:
-                continue
-            key_path = _join(path, key)
-            if key == "$include":
-                self.problem(key_path, "$include is not supported; inline the included file")
-            elif key == "$schema":
-                continue
-            elif key in spec.hints:
-                self.warn(key_path, spec.hints[key], per_key=True)
-            elif key in spec.openclaw:
-                self.warn(key_path, _NOT_HERE, per_key=True)
-            else:
-                close = difflib.get_close_matches(key, sorted(spec.honoured), n=1, cutoff=0.6)
-                hint = f" (did you mean {json.dumps(close[0])}?)" if close else ""
-                self.warn(key_path, f"not recognised{hint}; ignored", per_key=True)
-        return value
-
-    def items(self, data: Mapping[str, Any], key: str, path: str) -> list[Any]:
-        value = data.get(key)
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            self.expected(_join(path, key), "an array", value)
-            return []
-        return value
-
-    # -- scalars
-
-    def string(
-        self,
-        data: Mapping[str, Any],
-        key: str,
-        path: str,
-        *,
-        required: bool = False,
-        strip: bool = True,
-    ) -> str | None:
-        """A string (``${VAR}`` substituted); empty counts as unset."""
-        key_path = _join(path, key)
-        return self.string_value(data.get(key), key_path, required=required, strip=strip)
-
-    def string_value(
-        self, value: Any, path: str, *, required: bool = False, strip: bool = True
-    ) -> str | None:
-        """Like :meth:`string`, for a value already taken out of its object."""
-        if value is None:
-            if required:
-                self.problem(path, "required, expected a non-empty string")
-            return None
-        if isinstance(value, dict) and _is_secret_path(path):
-            return self.secret_ref(value, path)
-        if not isinstance(value, str):
-            self.expected(path, "a string", value)
-            return None
-        result = self.substitute(path, value)
-        if result is None:
-            return None
-        if strip:
-            result = result.strip()
-        if not result:
-            if required:
-                self.expected(path, "a non-empty string", value)
-            return None
-        return result
-
-    def secret_ref(self, value: Mapping[str, Any], path: str) -> str | None:
-        """OpenClaw's ``{source: "env", id: "VAR"}`` SecretRef; other sources are not supported."""
-        name = value.get("id")
-        if value.get("source") != "env" or not isinstance(name, str) or not name.strip():
-            self.expected(path, 'a string or an env SecretRef {source: "env", id: "VAR"}', value)
-            return None
-        found = self.env(name.strip())
-        if found is None:
-            self.problem(path, f"environment variable {name.strip()} is not set (or is empty)")
-            return None
-        return found.strip() or None
-
-    def choice(
-        self,
-        data: Mapping[str, Any],
-        key: str,
-        path: str,
-        options: Mapping[str, Any],
-        hints: Mapping[str, str] | None = None,
-    ) -> Any:
-        """One of ``options`` (returns its typed value) or None when absent or wrong."""
-        value = data.get(key)
-        if value is None:
-            return None
-        text = value.strip() if isinstance(value, str) else None
-        if text is None or text not in options:
-            hint = (hints or {}).get(text or "", "")
-            self.expected(_join(path, key), "one of " + ", ".join(options) + hint, value)
-            return None
-        return options[text]
-
-    def boolean(self, data: Mapping[str, Any], key: str, path: str, default: bool) -> bool:
-        value = data.get(key)
-        if value is None:
-            return default
-        if not isinstance(value, bool):
-            self.expected(_join(path, key), "true or false", value)
-            return default
-        return value
-
-    def integer(
-        self,
-        data: Mapping[str, Any],
-        key: str,
-        path: str,
-        default: int,
-        *,
-        minimum: int = 1,
-        maximum: int | None = None,
-    ) -> int:
-        value = data.get(key)
-        if value is None:
-            return default
-        if maximum is not None:
-            what = f"an integer {minimum}..{maximum}"
-        else:
-            what = f"an integer >= {minimum}"
-        ok = _is_number(value) and float(value).is_integer()
-        number = int(value) if ok else 0
-        if not ok or number < minimum or (maximum is not None and number > maximum):
-            self.expected(_join(path, key), what, value)
-            return default
-        return number
-
-    def optional_integer(
-        self, data: Mapping[str, Any], key: str, path: str, *, minimum: int = 1
-    ) -> int | None:
-        if data.get(key) is None:
-            return None
-        sentinel = minimum - 1
-        value = self.integer(data, key, path, sentinel, minimum=minimum)
-        return None if value == sentinel else value
-
-    def number(
-        self,
-        data: Mapping[str, Any],
-        key: str,
-        path: str,
-        default: float,
-        *,
-        allow_zero: bool = False,
-    ) -> float:
-        value = data.get(key)
-        if value is None:
-            return default
-        if not _is_number(value) or value < 0 or (value == 0 and not allow_zero):
-            self.expected(
-                _join(path, key), "a number >= 0" if allow_zero else "a number > 0", value
-            )
-            return default
-        return float(value)
-
-    def string_items(self, data: Mapping[str, Any], key: str, path: str) -> list[tuple[int, str]]:
-        """The valid strings of an array, each with its index (for later messages)."""
-        key_path = _join(path, key)
-        result: list[tuple[int, str]] = []
-        for index, item in enumerate(self.items(data, key, path)):
-            text = self.string_value(item, f"{key_path}[{index}]", required=True)
-            if text is not None:
-                result.append((index, text))
-        return result
-
-    def string_list(self, data: Mapping[str, Any], key: str, path: str) -> tuple[str, ...]:
-        return tuple(text for _, text in self.string_items(data, key, path))
-
-
-# --------------------------------------------------------------------------
 # The schema: what is honoured, what is OpenClaw's only
 
-
-_NOT_HERE = "OpenClaw setting not implemented by openclaw-twisted; ignored"
 
 _TOP = _section(
     ["gateway", "models", "agents", "session", "env", "tools"],
@@ -592,57 +288,6 @@ _TOP = _section(
     ],
 )  # fmt: skip
 _ENV = _section(["vars"], ["shellEnv"])
-_GATEWAY = _section(
-    [
-        "port", "bind", "customBindHost", "auth", "http", "ws", "controlUi", "trustedProxies",
-        "shutdownGraceSeconds", "maxConnections", "workers",
-    ],
-    [
-        "mode", "remote", "tools", "tailscale", "reload", "nodes", "allowRealIpFallback",
-        "channelHealthCheckMinutes", "push", "discovery", "trustedProxy",
-    ],
-    {
-        "tls": "TLS is not implemented by openclaw-twisted; the gateway serves plain "
-        "HTTP/WebSocket (terminate TLS in a reverse proxy); ignored",
-    },
-)  # fmt: skip
-_AUTH = _section(["mode", "token", "password", "rateLimit"], ["allowTailscale", "trustedProxy"])
-_RATE_LIMIT = _section(["maxAttempts", "windowMs", "lockoutMs", "exemptLoopback"])
-_HTTP = _section(
-    [
-        "endpoints", "cors", "maxBodyBytes", "bodyTimeoutSeconds", "maxHeaderBytes", "maxHeaders",
-        "headersTimeoutSeconds", "keepAliveTimeoutSeconds",
-    ],
-    ["securityHeaders"],
-)  # fmt: skip
-_ENDPOINTS = _section(
-    ["chatCompletions"],
-    hints={
-        "responses": "the /v1/responses endpoint is not implemented by openclaw-twisted; ignored"
-    },
-)
-_CHAT = _section(
-    ["enabled", "sseKeepAliveSeconds", "images"],
-    ["maxImageParts", "maxTotalImageBytes", "files"],
-    {"maxBodyBytes": "not implemented per endpoint; use gateway.http.maxBodyBytes; ignored"},
-)
-_IMAGES = _section(
-    ["allowUrl", "urlAllowlist", "allowedMimes", "maxBytes", "maxRedirects", "timeoutMs"]
-)
-_CORS = _section(["allowedOrigins", "maxAgeSeconds"])
-_CONTROL_UI = _section(
-    ["enabled", "basePath", "allowedOrigins"],
-    [
-        "root", "allowInsecureAuth", "dangerouslyDisableDeviceAuth",
-        "dangerouslyAllowHostHeaderOriginFallback",
-    ],
-)  # fmt: skip
-_WS = _section(
-    [
-        "handshakeTimeoutMs", "tickIntervalMs", "pingIntervalSeconds", "pingTimeoutSeconds",
-        "maxPayload", "maxPreauthPayload", "maxBufferedBytes", "maxPreauthSocketsPerAddress",
-    ]
-)  # fmt: skip
 _MODELS = _section(["providers"], ["mode", "catalogRefresh", "bedrockDiscovery", "pricing"])
 _PROVIDER = _section(
     ["baseUrl", "apiKey", "api", "headers", "timeoutSeconds", "models", "delayMs"],
@@ -739,266 +384,6 @@ def _read_file_env(r: _Reader, value: Any) -> None:
                 r.file_env[name] = text
             else:
                 r.expected(path, "a string", text)
-
-
-def _build_gateway(r: _Reader, value: Any) -> GatewayConfig:
-    d = GatewayConfig()
-    g = r.section(value, "gateway", _GATEWAY)
-    bind, custom_host = _read_bind(r, g)
-    proxies: list[str] = []
-    for index, proxy in r.string_items(g, "trustedProxies", "gateway"):
-        try:
-            ipaddress.ip_network(proxy, strict=False)
-        except ValueError:
-            r.expected(f"gateway.trustedProxies[{index}]", "an IP address or CIDR range", proxy)
-        else:
-            proxies.append(proxy)
-    control_ui = r.section(g.get("controlUi"), "gateway.controlUi", _CONTROL_UI)
-    return GatewayConfig(
-        port=r.integer(g, "port", "gateway", d.port, minimum=1, maximum=65535),
-        bind=bind,
-        custom_bind_host=custom_host,
-        auth=_build_auth(r, g.get("auth")),
-        http=_build_http(r, g.get("http")),
-        ws=_build_ws(r, g.get("ws")),
-        control_ui=ControlUiConfig(
-            enabled=r.boolean(control_ui, "enabled", "gateway.controlUi", True),
-            base_path=_read_base_path(r, control_ui),
-            allowed_origins=_read_origins(r, control_ui, "gateway.controlUi"),
-        ),
-        trusted_proxies=tuple(proxies),
-        shutdown_grace_seconds=r.number(
-            g, "shutdownGraceSeconds", "gateway", d.shutdown_grace_seconds, allow_zero=True
-        ),
-        max_connections=r.integer(g, "maxConnections", "gateway", d.max_connections),
-        workers=_read_workers(r, g),
-    )
-
-
-def _read_workers(r: _Reader, g: Mapping[str, Any]) -> int | Literal["auto"]:
-    """``gateway.workers``: a whole number >= 1 or ``"auto"`` (one per core)."""
-    raw = g.get("workers")
-    if raw is None:
-        return GatewayConfig().workers
-    if raw == "auto":
-        return "auto"
-    if isinstance(raw, int) and not isinstance(raw, bool) and raw >= 1:
-        return raw
-    r.expected("gateway.workers", 'a whole number >= 1 or "auto"', raw)
-    return GatewayConfig().workers
-
-
-def _read_bind(r: _Reader, g: Mapping[str, Any]) -> tuple[str, str | None]:
-    default = GatewayConfig().bind
-    raw = g.get("bind")
-    bind = r.string_value(raw, "gateway.bind")
-    if bind is None:
-        if isinstance(raw, str) and not raw.strip():
-            r.expected("gateway.bind", "loopback, lan, custom or a host/IP address", raw)
-        bind = default
-    elif bind == "auto":
-        r.warn("gateway.bind", '"auto" is treated as "loopback" by openclaw-twisted')
-        bind = "loopback"
-    elif bind == "tailnet":
-        r.expected(
-            "gateway.bind",
-            "loopback, lan, custom or a host/IP address (tailnet binding is not supported)",
-            raw,
-        )
-        bind = default
-    elif bind not in _BIND_KEYWORDS and any(ch.isspace() for ch in bind):
-        r.expected("gateway.bind", "loopback, lan, custom or a host/IP address", raw)
-        bind = default
-    before = len(r.problems)
-    custom_host = r.string(g, "customBindHost", "gateway")
-    if bind == "custom" and custom_host is None and len(r.problems) == before:
-        r.problem("gateway.customBindHost", 'required when gateway.bind is "custom"')
-    if bind != "custom" and custom_host is not None:
-        r.warn("gateway.customBindHost", 'only used when gateway.bind is "custom"; ignored')
-    if custom_host is not None and any(ch.isspace() for ch in custom_host):
-        r.expected("gateway.customBindHost", "a host name or IP address", custom_host)
-        custom_host = None
-    return bind, custom_host
-
-
-def _read_base_path(r: _Reader, data: Mapping[str, Any]) -> str:
-    """``gateway.controlUi.basePath``: ``/a/b`` (letters, digits, ``.``, ``_``, ``-``
-    per segment); ``/`` and empty mean the root; trailing slashes are dropped."""
-    raw = r.string(data, "basePath", "gateway.controlUi")
-    if raw is None:
-        return ""
-    trimmed = raw.strip().rstrip("/")
-    segments = trimmed.split("/")[1:]
-    if trimmed and (
-        not trimmed.startswith("/")
-        or not all(_BASE_PATH_SEGMENT.match(s) and s not in (".", "..") for s in segments)
-    ):
-        r.expected(
-            "gateway.controlUi.basePath",
-            'a path like "/openclaw" (segments of letters, digits, ".", "_" or "-")',
-            raw,
-        )
-        return ""
-    return trimmed
-
-
-_BASE_PATH_SEGMENT = re.compile(r"^[A-Za-z0-9._-]+$")
-
-
-def _read_origins(r: _Reader, data: Mapping[str, Any], path: str) -> tuple[str, ...]:
-    """Browser origins (``scheme://host[:port]``, or ``*``), lower-cased for comparison."""
-    result: list[str] = []
-    for index, origin in r.string_items(data, "allowedOrigins", path):
-        lowered = origin.lower()
-        if lowered == "*" or _ORIGIN.match(lowered):
-            result.append(lowered)
-        else:
-            r.expected(
-                f"{path}.allowedOrigins[{index}]",
-                'an origin like "https://example.com" (no path, no trailing slash) or "*"',
-                origin,
-            )
-    return tuple(result)
-
-
-def _build_auth(r: _Reader, value: Any) -> AuthConfig:
-    a = r.section(value, "gateway.auth", _AUTH)
-    mode: AuthMode | None = r.choice(
-        a,
-        "mode",
-        "gateway.auth",
-        _AUTH_MODES,
-        {"trusted-proxy": " (trusted-proxy auth is not supported by openclaw-twisted)"},
-    )
-    token = _read_secret(r, a, "token", "OPENCLAW_GATEWAY_TOKEN")
-    password = _read_secret(r, a, "password", "OPENCLAW_GATEWAY_PASSWORD")
-    if mode is None and a.get("mode") is None:
-        if token and password:
-            r.problem(
-                "gateway.auth.mode",
-                "both a token and a password are configured; set mode to "
-                '"token" or "password" explicitly',
-            )
-        mode = "password" if password else "token"
-    return AuthConfig(
-        mode=mode or AuthConfig().mode,
-        token=token,
-        password=password,
-        rate_limit=_build_rate_limit(r, a.get("rateLimit")),
-    )
-
-
-def _read_secret(r: _Reader, auth: Mapping[str, Any], key: str, env_name: str) -> str | None:
-    """Config first, then the environment; trimmed; the documented sample counts as unset."""
-    before = len(r.problems)
-    value = r.string(auth, key, "gateway.auth")
-    if value == SAMPLE_TOKEN:
-        r.warn(f"gateway.auth.{key}", "is the documentation's sample value; counts as unset")
-        value = None
-    if value is not None or len(r.problems) != before:
-        return value
-    value = r.env(env_name)
-    if value is not None:
-        value = value.strip() or None
-    if value == SAMPLE_TOKEN:
-        r.warn(env_name, "is the documentation's sample value; counts as unset")
-        value = None
-    return value
-
-
-def _build_rate_limit(r: _Reader, value: Any) -> RateLimitConfig | None:
-    path = "gateway.auth.rateLimit"
-    if value is None:
-        return AuthConfig().rate_limit
-    if value is False:
-        return None
-    if value is True:
-        return RateLimitConfig()
-    d = RateLimitConfig()
-    if not isinstance(value, dict):
-        r.expected(path, "an object, true or false", value)
-        return d
-    rl = r.section(value, path, _RATE_LIMIT)
-    return RateLimitConfig(
-        max_attempts=r.integer(rl, "maxAttempts", path, d.max_attempts),
-        window_ms=r.integer(rl, "windowMs", path, d.window_ms),
-        lockout_ms=r.integer(rl, "lockoutMs", path, d.lockout_ms),
-        exempt_loopback=r.boolean(rl, "exemptLoopback", path, d.exempt_loopback),
-    )
-
-
-def _build_http(r: _Reader, value: Any) -> HttpConfig:
-    d = HttpConfig()
-    h = r.section(value, "gateway.http", _HTTP)
-    endpoints = r.section(h.get("endpoints"), "gateway.http.endpoints", _ENDPOINTS)
-    cors = r.section(h.get("cors"), "gateway.http.cors", _CORS)
-    return HttpConfig(
-        chat_completions=_build_chat(r, endpoints.get("chatCompletions")),
-        cors=CorsConfig(
-            allowed_origins=_read_origins(r, cors, "gateway.http.cors"),
-            max_age_seconds=r.integer(
-                cors, "maxAgeSeconds", "gateway.http.cors", d.cors.max_age_seconds, minimum=0
-            ),
-        ),
-        max_body_bytes=r.integer(h, "maxBodyBytes", "gateway.http", d.max_body_bytes),
-        body_timeout_seconds=r.number(
-            h, "bodyTimeoutSeconds", "gateway.http", d.body_timeout_seconds
-        ),
-        max_header_bytes=r.integer(h, "maxHeaderBytes", "gateway.http", d.max_header_bytes),
-        max_headers=r.integer(h, "maxHeaders", "gateway.http", d.max_headers),
-        headers_timeout_seconds=r.number(
-            h, "headersTimeoutSeconds", "gateway.http", d.headers_timeout_seconds
-        ),
-        keep_alive_timeout_seconds=r.number(
-            h, "keepAliveTimeoutSeconds", "gateway.http", d.keep_alive_timeout_seconds
-        ),
-    )
-
-
-def _build_chat(r: _Reader, value: Any) -> ChatCompletionsConfig:
-    path = "gateway.http.endpoints.chatCompletions"
-    d = ChatCompletionsConfig()
-    c = r.section(value, path, _CHAT)
-    return ChatCompletionsConfig(
-        enabled=r.boolean(c, "enabled", path, d.enabled),
-        sse_keep_alive_seconds=r.number(
-            c, "sseKeepAliveSeconds", path, d.sse_keep_alive_seconds, allow_zero=True
-        ),
-        images=_build_images(r, c.get("images")),
-    )
-
-
-def _build_images(r: _Reader, value: Any) -> ImagesConfig:
-    path = "gateway.http.endpoints.chatCompletions.images"
-    d = ImagesConfig()
-    i = r.section(value, path, _IMAGES)
-    mimes = r.string_list(i, "allowedMimes", path) if "allowedMimes" in i else d.allowed_mimes
-    return ImagesConfig(
-        allow_url=r.boolean(i, "allowUrl", path, d.allow_url),
-        url_allowlist=r.string_list(i, "urlAllowlist", path),
-        allowed_mimes=tuple(m.lower() for m in mimes),
-        max_bytes=r.integer(i, "maxBytes", path, d.max_bytes),
-        max_redirects=r.integer(i, "maxRedirects", path, d.max_redirects, minimum=0),
-        timeout_ms=r.integer(i, "timeoutMs", path, d.timeout_ms),
-    )
-
-
-def _build_ws(r: _Reader, value: Any) -> WebSocketConfig:
-    path = "gateway.ws"
-    d = WebSocketConfig()
-    w = r.section(value, path, _WS)
-    return WebSocketConfig(
-        handshake_timeout_ms=r.integer(w, "handshakeTimeoutMs", path, d.handshake_timeout_ms),
-        tick_interval_ms=r.integer(w, "tickIntervalMs", path, d.tick_interval_ms),
-        ping_interval_seconds=r.number(w, "pingIntervalSeconds", path, d.ping_interval_seconds),
-        ping_timeout_seconds=r.number(w, "pingTimeoutSeconds", path, d.ping_timeout_seconds),
-        max_payload=r.integer(w, "maxPayload", path, d.max_payload),
-        max_preauth_payload=r.integer(w, "maxPreauthPayload", path, d.max_preauth_payload),
-        max_buffered_bytes=r.integer(w, "maxBufferedBytes", path, d.max_buffered_bytes),
-        max_preauth_sockets_per_address=r.integer(
-            w, "maxPreauthSocketsPerAddress", path, d.max_preauth_sockets_per_address
-        ),
-    )
 
 
 def _build_models(r: _Reader, value: Any) -> ModelsConfig:
