@@ -15,6 +15,7 @@ from openclaw.agents.compaction import (
     auto_keep_tokens,
     build_summary_call,
     compaction_entry,
+    context_window_of,
     effective_reserve,
     estimate_message_tokens,
     estimate_tokens,
@@ -27,7 +28,7 @@ from openclaw.agents.compaction import (
 )
 from openclaw.agents.providers.base import ModelCall, ModelMessage, StreamOutcome, StreamSink
 from openclaw.agents.types import FailureKind, ImageInput, ProviderError, ToolCall, Usage
-from openclaw.config.model import CompactionConfig
+from openclaw.config.model import CompactionConfig, ModelEntry, ProviderConfig
 
 
 def msg(role: str, text: str, **kw: object) -> ModelMessage:
@@ -92,6 +93,18 @@ class EstimateTests(SynchronousTestCase):
         self.assertFalse(
             needs_compaction(history_tokens=10**9, fixed_tokens=0, context_window=1000, config=off)
         )
+
+    def test_context_window_lookup(self) -> None:
+        """The configured contextWindow of provider/model, else None."""
+        providers = {
+            "p": ProviderConfig(
+                id="p", api="demo", models=(ModelEntry("m", context_window=8192), ModelEntry("n"))
+            )
+        }
+        self.assertEqual(context_window_of(providers, "p", "m"), 8192)
+        self.assertIsNone(context_window_of(providers, "p", "n"))
+        self.assertIsNone(context_window_of(providers, "p", "x"))
+        self.assertIsNone(context_window_of(providers, "q", "m"))
 
     def test_auto_keep_leaves_room(self) -> None:
         """Automatic compaction keeps at most half of the room left after reserve and fixed."""

@@ -31,7 +31,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from openclaw.agents.providers.base import ModelCall, ModelMessage, ModelProvider, StreamOutcome
 from openclaw.agents.types import StreamParams
-from openclaw.config.model import CompactionConfig
+from openclaw.config.model import CompactionConfig, ProviderConfig
 from openclaw.core.ids import short_id
 from openclaw.core.types import Usage
 from openclaw.sessions.transcript import iso_ms
@@ -87,6 +87,19 @@ def estimate_message_tokens(message: ModelMessage) -> int:
 def estimate_tokens(messages: Sequence[ModelMessage]) -> int:
     """The estimate for a whole history."""
     return sum(estimate_message_tokens(m) for m in messages)
+
+
+def context_window_of(
+    providers: Mapping[str, ProviderConfig], provider_id: str, model_id: str
+) -> int | None:
+    """``models.providers.<id>.models[].contextWindow`` of a model, if configured."""
+    provider = providers.get(provider_id)
+    if provider is None:
+        return None
+    for entry in provider.models:
+        if entry.id == model_id:
+            return entry.context_window
+    return None
 
 
 def effective_reserve(config: CompactionConfig, context_window: int) -> int:
