@@ -168,9 +168,10 @@ def start_chrome() -> tuple[WebDriver, Path]:
     return driver, profile
 
 
-def wait_for(driver: WebDriver, condition: Callable[[WebDriver], T], what: str) -> T:
+def wait_for(driver: WebDriver, condition: Callable[[WebDriver], T | None], what: str) -> T:
     """Wait until ``condition`` is truthy (a DOM condition), failing with ``what``."""
-    result: T = WebDriverWait(driver, WAIT_SECONDS).until(condition, message=what)
+    result = WebDriverWait(driver, WAIT_SECONDS).until(condition, message=what)
+    assert result is not None  # until() returns only a truthy value
     return result
 
 
@@ -201,7 +202,12 @@ def sign_in(driver: WebDriver, secret: str = TOKEN, *, remember: bool = False) -
 
 def message_texts(driver: WebDriver, css: str = ".msg") -> list[str]:
     """The text of the conversation's items matching ``css``."""
-    return [e.text for e in driver.find_elements(By.CSS_SELECTOR, f"#messages {css}")]
+    # One script, so a list re-rendered meanwhile cannot leave a stale element.
+    texts: list[str] = driver.execute_script(
+        "return [...document.querySelectorAll(arguments[0])].map((e) => e.innerText);",
+        f"#messages {css}",
+    )
+    return texts
 
 
 def save_screenshot(driver: WebDriver, name: str) -> Path:

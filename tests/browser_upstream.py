@@ -13,7 +13,7 @@ from typing import Any
 
 from twisted.web.server import Request, Site
 
-from openclaw.testing import FakeOpenAIUpstream, FakeReply
+from openclaw.testing import FakeOpenAIUpstream, FakeReply, FakeToolCall
 
 #: The text every XSS case sends back: each line would run script if rendered raw.
 XSS_REPLY = (
@@ -38,6 +38,12 @@ SCRIPTS: dict[str, FakeReply] = {
     "code": FakeReply(text=CODE_REPLY, chunks=4),
     "slow": FakeReply(text="tick " * SLOW_WORDS, chunk_delay=0.1),
     "fail": FakeReply.failing(400, "the fake model refused this request"),
+    "tool": FakeReply(
+        text="Let me look that up.",
+        tool_calls=(
+            FakeToolCall(name="web_search", arguments='{"query": "<b>weather</b> in Paris"}'),
+        ),
+    ),
 }
 
 

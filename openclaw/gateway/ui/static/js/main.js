@@ -204,7 +204,8 @@ class App {
       { agentId: this.agentId, includeDerivedTitles: true });
     const rows = (result.sessions || []).filter((row) => !/:openai:/.test(row.key));
     const provisional = this.sessions.rows.filter((row) => row.provisional
-      && !rows.some((r) => r.key === row.key) && row.key.startsWith(`agent:${this.agentId}:`));
+      && row.key === this.sessionKey && !rows.some((r) => r.key === row.key)
+      && row.key.startsWith(`agent:${this.agentId}:`));
     this.sessions.setRows([...provisional, ...rows]);
     this.lookUpTitles();
   }
@@ -227,6 +228,7 @@ class App {
     this.sessionKey = key;
     this.running = null;
     savePlace({ agentId: this.agentId, sessionKey: key });
+    if (!this.sessions.rows.some((row) => row.key === key)) this.sessions.addProvisional(key);
     this.sessions.select(key);
     $("session-title").textContent = this.sessions.title(key);
     this.closeSidebar();

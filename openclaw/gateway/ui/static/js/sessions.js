@@ -40,11 +40,13 @@ export class SessionList {
     this.render();
   }
 
-  /** Put a session not yet in the gateway's index at the top. */
+  /** Put the open session, not yet in the gateway's index, at the top (one at a time). */
   addProvisional(key) {
-    if (!this.rows.some((row) => row.key === key)) {
-      this.rows = [{ key, updatedAt: Date.now(), provisional: true }, ...this.rows];
+    const rows = this.rows.filter((row) => !row.provisional || row.key === key);
+    if (!rows.some((row) => row.key === key)) {
+      rows.unshift({ key, updatedAt: Date.now(), provisional: true });
     }
+    this.rows = rows;
     this.render();
   }
 

@@ -1,0 +1,411 @@
+"""The Control UI in a real headless Chromium against the real ``twistd
+openclaw`` process and a scripted upstream (:mod:`tests.browser_upstream`).
+
+One browser and one gateway serve the whole class; every test starts from a
+fresh page with empty browser storage and its own chat. Waits are
+``WebDriverWait`` on DOM conditions.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any, ClassVar
+
+from selenium.common.exceptions import NoAlertPresentException
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.ui import Select
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.browser_support import (
+    TOKEN,
+    UiGateway,
+    by_id,
+    conn_state,
+    message_texts,
+    save_screenshot,
+    sign_in,
+    start_chrome,
+    visible,
+    wait_for,
+)
+
+#: The reply's state as the page shows it (see chat.js).
+_LAST_REPLY = """
+const items = document.querySelectorAll('#messages .msg.assistant');
+const last = items[items.length - 1];
+if (!last) return null;
+return {text: last.querySelector('.body').innerText,
+        html: last.querySelector('.body').innerHTML,
+        state: last.dataset.state || '',
+        streaming: last.classList.contains('streaming')};
+"""
+
+
+class ControlUiBrowserTests(SynchronousTestCase):
+    gateway: ClassVar[UiGateway]
+    driver: ClassVar[WebDriver]
+    profile: ClassVar[Path]
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.gateway = UiGateway()
+        try:
+            cls.driver, cls.profile = start_chrome()
+        except BaseException:
+            cls.gateway.close()
+            raise
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        try:
+            cls.driver.quit()
+        finally:
+            shutil.rmtree(cls.profile, ignore_errors=True)
+            cls.gateway.close()
+
+    def setUp(self) -> None:
+        if self.gateway.process is None:
+            self.gateway.start()
+        d = self.driver
+        d.set_window_size(1280, 860)
+        d.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
+        # Clear the origin's storage from a page that is not the app, so no
+        # running app can write its token back before the reload.
+        d.get(self.gateway.url + "healthz")
+        d.execute_script("sessionStorage.clear(); localStorage.clear();")
+        d.get(self.gateway.url)
+        wait_for(d, lambda d: visible(d, "secret"), "the sign-in form")
+
+    # -- helpers ---------------------------------------------------------------
+
+    def signed_in(self) -> None:
+        sign_in(self.driver)
+        wait_for(self.driver, lambda d: conn_state(d) == "online", "connected")
+        wait_for(self.driver, lambda d: visible(d, "input"), "the composer")
+
+    def new_chat(self) -> str:
+        d = self.driver
+        if visible(d, "toggle-sessions"):  # a phone: the list is a drawer
+            by_id(d, "toggle-sessions").click()
+            wait_for(d, lambda d: self.drawer_open(), "the session drawer open")
+        by_id(d, "new-session").click()
+        wait_for(d, lambda d: not message_texts(d), "an empty conversation")
+        current = d.find_element(By.CSS_SELECTOR, ".session[aria-current='true']")
+        return str(current.get_attribute("data-key"))
+
+    def drawer_open(self) -> bool:
+        return bool(
+            self.driver.execute_script(
+                "const r = document.getElementById('sidebar').getBoundingClientRect();"
+                "return r.left >= 0 && r.right > 0;"
+            )
+        )
+
+    def send(self, text: str) -> None:
+        box = by_id(self.driver, "input")
+        box.send_keys(text)
+        box.send_keys(Keys.ENTER)
+
+    def last_reply(self) -> dict[str, Any]:
+        reply: dict[str, Any] | None = self.driver.execute_script(_LAST_REPLY)
+        return reply or {"text": "", "html": "", "state": "", "streaming": False}
+
+    def finished_reply(self, needle: str) -> dict[str, Any]:
+        """Wait until the latest reply is final and contains ``needle``."""
+
+        def done(_d: WebDriver) -> dict[str, Any] | None:
+            reply = self.last_reply()
+            if reply["state"] == "final" and needle in reply["text"]:
+                return reply
+            return None
+
+        return wait_for(self.driver, done, f"a final reply containing {needle!r}")
+
+    def assert_no_alert(self) -> None:
+        try:
+            alert = self.driver.switch_to.alert
+        except NoAlertPresentException:
+            return
+        text = alert.text
+        alert.dismiss()
+        self.fail(f"an alert opened: {text!r}")
+
+    # -- tests -----------------------------------------------------------------
+
+    def test_wrong_token_is_refused_with_a_clear_message(self) -> None:
+        """A wrong token shows "Wrong token", keeps the sign-in form and stores nothing."""
+        d = self.driver
+        sign_in(d, "not-the-token")
+        error = wait_for(
+            d, lambda d: by_id(d, "login-error") if visible(d, "login-error") else None, "an error"
+        )
+        self.assertIn("Wrong token", error.text)
+        self.assertEqual(conn_state(d), "auth-failed")
+        self.assertFalse(visible(d, "workspace"))
+        stored = d.execute_script(
+            "return [sessionStorage.length, localStorage.getItem('openclaw.controlUi.secret')]"
+        )
+        self.assertEqual(stored, [0, None])
+
+    def test_sign_in_send_and_watch_the_answer_stream(self) -> None:
+        """Enter sends; the streamed answer renders Markdown and highlighted code;
+        the token is kept for this tab only (sessionStorage)."""
+        d = self.driver
+        self.signed_in()
+        self.assertEqual(
+            d.execute_script(
+                "return JSON.parse(sessionStorage.getItem('openclaw.controlUi.secret')).secret"
+            ),
+            TOKEN,
+        )
+        self.assertIsNone(
+            d.execute_script("return localStorage.getItem('openclaw.controlUi.secret')")
+        )
+        self.new_chat()
+        self.send("hello there")
+        reply = self.finished_reply("You said: hello there")
+        self.assertIn("<strong>hello there</strong>", reply["html"])
+        self.send("code please")
+        reply = self.finished_reply("Done.")
+        self.assertIn('class="hljs-keyword">def</span>', reply["html"])
+        self.assertEqual(message_texts(d, ".msg.user .body"), ["hello there", "code please"])
+        self.assertEqual(by_id(d, "session-title").text, "hello there")
+        save_screenshot(d, "control-ui-chat")
+
+    def test_shift_enter_makes_a_new_line(self) -> None:
+        """Shift+Enter adds a line to the message instead of sending it."""
+        self.signed_in()
+        self.new_chat()
+        box = by_id(self.driver, "input")
+        box.send_keys("line one")
+        box.send_keys(Keys.SHIFT, Keys.ENTER)
+        box.send_keys("line two")
+        self.assertEqual(box.get_attribute("value"), "line one\nline two")
+        self.assertEqual(message_texts(self.driver), [])
+        box.send_keys(Keys.ENTER)
+        self.finished_reply("You said: line one")
+        self.assertEqual(message_texts(self.driver, ".msg.user .body"), ["line one\nline two"])
+
+    def test_escape_stops_a_running_answer(self) -> None:
+        """Escape aborts mid-stream: the partial answer stays, marked Stopped."""
+        d = self.driver
+        self.signed_in()
+        self.new_chat()
+        self.send("slow please")
+        wait_for(
+            d,
+            lambda d: self.last_reply()["streaming"] and "tick tick" in self.last_reply()["text"],
+            "the answer streaming in",
+        )
+        self.assertTrue(visible(d, "stop"))
+        by_id(d, "input").send_keys(Keys.ESCAPE)
+        wait_for(d, lambda d: self.last_reply()["state"] == "aborted", "the answer stopped")
+        text = self.last_reply()["text"]
+        self.assertIn("tick", text)
+        self.assertLess(text.count("tick"), 400)
+        self.assertIn("Stopped", message_texts(d, ".msg.assistant")[-1])
+        wait_for(d, lambda d: visible(d, "send") and not visible(d, "stop"), "Send is back")
+
+    def test_agent_errors_appear_in_the_conversation(self) -> None:
+        """An upstream failure shows as an error item in the chat."""
+        self.signed_in()
+        self.new_chat()
+        self.send("please fail")
+        errors = wait_for(
+            self.driver, lambda d: message_texts(d, ".msg.error"), "an error in the chat"
+        )
+        self.assertIn("refused", errors[-1])
+
+    def test_sessions_are_listed_titled_and_switch_history(self) -> None:
+        """Two chats: each is titled by its first message, newest first, and
+        opening one shows its own history; reset empties one, delete removes it."""
+        d = self.driver
+        self.signed_in()
+        first = self.new_chat()
+        self.send("alpha topic")
+        self.finished_reply("You said: alpha topic")
+        second = self.new_chat()
+        self.send("beta topic")
+        self.finished_reply("You said: beta topic")
+
+        def titles(d: WebDriver) -> list[str]:
+            found: list[str] = d.execute_script(
+                "return [...document.querySelectorAll('.session .session-title')]"
+                ".map((e) => e.textContent);"
+            )
+            return found
+
+        wait_for(d, lambda d: titles(d)[:2] == ["beta topic", "alpha topic"], "both titles")
+        d.find_element(By.CSS_SELECTOR, f".session[data-key='{first}']").click()
+        wait_for(
+            d,
+            lambda d: message_texts(d, ".msg.user .body") == ["alpha topic"],
+            "the first chat's history",
+        )
+        self.assertEqual(by_id(d, "session-title").text, "alpha topic")
+        d.find_element(By.CSS_SELECTOR, f".session[data-key='{second}']").click()
+        wait_for(
+            d,
+            lambda d: message_texts(d, ".msg.user .body") == ["beta topic"],
+            "the second chat's history",
+        )
+        by_id(d, "reset-session").click()
+        by_id(d, "reset-session").click()  # confirm
+        wait_for(d, lambda d: not message_texts(d), "the reset chat is empty")
+        by_id(d, "delete-session").click()
+        by_id(d, "delete-session").click()  # confirm
+        wait_for(
+            d,
+            lambda d: not d.find_elements(By.CSS_SELECTOR, f".session[data-key='{second}']"),
+            "the deleted chat leaves the list",
+        )
+
+    def test_history_and_session_survive_a_reload(self) -> None:
+        """After a reload the page signs in again and reopens the same chat."""
+        d = self.driver
+        self.signed_in()
+        key = self.new_chat()
+        self.send("remember me")
+        self.finished_reply("You said: remember me")
+        d.refresh()
+        wait_for(d, lambda d: conn_state(d) == "online", "connected again")
+        wait_for(
+            d,
+            lambda d: message_texts(d, ".msg.user .body") == ["remember me"],
+            "the same chat's history",
+        )
+        current = d.find_element(By.CSS_SELECTOR, ".session[aria-current='true']")
+        self.assertEqual(current.get_attribute("data-key"), key)
+
+    def test_reconnects_after_the_gateway_restarts(self) -> None:
+        """Stopping the gateway shows Reconnecting; when it is back the page is
+        online again by itself and chatting works."""
+        d = self.driver
+        self.signed_in()
+        self.new_chat()
+        self.gateway.stop()
+        wait_for(d, lambda d: conn_state(d) == "reconnecting", "reconnecting state")
+        self.assertTrue(visible(d, "banner"))
+        self.gateway.start()
+        wait_for(d, lambda d: conn_state(d) == "online", "online again")
+        wait_for(d, lambda d: not visible(d, "banner"), "the banner gone")
+        self.send("after restart")
+        self.finished_reply("You said: after restart")
+
+    def test_untrusted_markup_executes_nothing(self) -> None:
+        """<script>, <img onerror>, javascript: links, raw HTML handlers, iframes
+        and SVG scripts in a reply (and in the user's own text) run nothing,
+        live or from history after a reload."""
+        d = self.driver
+        self.signed_in()
+        self.new_chat()
+        self.send("xss <img src=x onerror=\"window.__xss='user'\"> <script>window.__xss=1</script>")
+        self.finished_reply("XSS probe end")
+        for phase in ("live", "history"):
+            if phase == "history":
+                d.refresh()
+                wait_for(d, lambda d: "XSS probe end" in self.last_reply()["text"], "history")
+            self.assert_no_alert()
+            self.assertIsNone(d.execute_script("return window.__xss"), phase)
+            found = d.execute_script(
+                """
+                const root = document.getElementById('messages');
+                const bad = [];
+                for (const el of root.querySelectorAll('*')) {
+                  for (const a of el.attributes) {
+                    if (/^on/i.test(a.name) || /javascript:/i.test(a.value)) bad.push(a.name);
+                  }
+                }
+                return {bad, tags: [...root.querySelectorAll('script,img,iframe,svg,object')]
+                                   .map(e => e.tagName)};
+                """
+            )
+            self.assertEqual(found, {"bad": [], "tags": []}, phase)
+            reply = self.last_reply()
+            self.assertIn("raw html bold", reply["text"].replace("\n", " "))
+            self.assertIn("click me", reply["text"])
+            user = message_texts(d, ".msg.user .body")[-1]
+            self.assertIn("<img src=x onerror=", user)
+        links = d.find_elements(By.CSS_SELECTOR, "#messages a")
+        self.assertTrue(links)
+        for link in links:
+            self.assertIsNone(link.get_attribute("href"))
+            link.click()
+        self.assert_no_alert()
+        self.assertIsNone(d.execute_script("return window.__xss"))
+
+    def test_tool_activity_is_shown_collapsed(self) -> None:
+        """A tool call streams in as a collapsed box with its name; opening it
+        shows the arguments as text (markup in them is not rendered)."""
+        d = self.driver
+        self.signed_in()
+        self.new_chat()
+        self.send("use a tool")
+        box = wait_for(
+            d,
+            lambda d: d.execute_script(
+                "const t = document.querySelector('#messages details.tool');"
+                "return t && {open: t.open, name: t.querySelector('.tool-name').textContent,"
+                "state: t.dataset.state || '', args: t.querySelector('.tool-args').textContent,"
+                "bold: t.querySelectorAll('b').length};"
+            ),
+            "a tool box",
+        )
+        self.assertEqual((box["open"], box["name"]), (False, "web_search"))
+        self.assertFalse(
+            d.find_element(By.CSS_SELECTOR, "#messages details.tool .tool-args").is_displayed()
+        )
+        d.find_element(By.CSS_SELECTOR, "#messages details.tool summary").click()
+        args = d.find_element(By.CSS_SELECTOR, "#messages details.tool .tool-args")
+        wait_for(d, lambda d: args.is_displayed(), "the arguments shown")
+        self.assertIn('"query": "<b>weather</b> in Paris"', args.text)
+        self.assertEqual(box["bold"], 0)
+        wait_for(d, lambda d: self.last_reply()["state"] == "final", "the turn ended")
+
+    def test_agent_choice_scopes_sessions(self) -> None:
+        """Choosing another agent lists its sessions and chats with it."""
+        d = self.driver
+        self.signed_in()
+        Select(by_id(d, "agent-select")).select_by_value("helper")
+        wait_for(
+            d,
+            lambda d: str(
+                d.find_element(By.CSS_SELECTOR, ".session[aria-current='true']").get_attribute(
+                    "data-key"
+                )
+            ).startswith("agent:helper:"),
+            "the helper agent's main session",
+        )
+        self.send("hi helper")
+        self.finished_reply("You said: hi helper")
+        keys = [e.get_attribute("data-key") for e in d.find_elements(By.CSS_SELECTOR, ".session")]
+        self.assertTrue(keys)
+        self.assertTrue(all(str(k).startswith("agent:helper:") for k in keys), keys)
+
+    def test_phone_sized_screen_and_dark_mode(self) -> None:
+        """At 390x844 nothing scrolls sideways, the session list is a drawer
+        behind a button, and chatting works; dark mode switches the colours."""
+        d = self.driver
+        d.set_window_size(390, 844)
+        d.execute_cdp_cmd(
+            "Emulation.setEmulatedMedia",
+            {"features": [{"name": "prefers-color-scheme", "value": "dark"}]},
+        )
+        self.signed_in()
+        self.new_chat()
+        self.send("small screen")
+        self.finished_reply("You said: small screen")
+        width = d.execute_script("return [document.documentElement.scrollWidth, innerWidth]")
+        self.assertLessEqual(width[0], width[1])
+        self.assertTrue(visible(d, "toggle-sessions"))
+        self.assertTrue(visible(d, "send"))
+        background = d.execute_script("return getComputedStyle(document.body).backgroundColor")
+        self.assertEqual(background, "rgb(17, 19, 23)")
+        save_screenshot(d, "control-ui-phone-dark")
+        self.assertFalse(self.drawer_open())
+        by_id(d, "toggle-sessions").click()
+        wait_for(d, lambda d: self.drawer_open(), "the session drawer open")
+        self.assertEqual(by_id(d, "toggle-sessions").get_attribute("aria-expanded"), "true")
