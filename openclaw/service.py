@@ -34,6 +34,9 @@ from twisted.internet.interfaces import (
     IAddress,
     IListeningPort,
     IProtocolFactory,
+    IReactorCore,
+    IReactorFromThreads,
+    IReactorTime,
     IStreamServerEndpoint,
 )
 from twisted.logger import Logger, globalLogPublisher
@@ -74,7 +77,7 @@ class GatewayService(MultiService):
         *,
         config: Config,
         gateway: Gateway,
-        reactor: Any,
+        reactor: IReactorCore,
         endpoints: Sequence[str],
         standalone: bool = False,
     ) -> None:
@@ -83,6 +86,8 @@ class GatewayService(MultiService):
         self.gateway = gateway
         self.endpoints = tuple(endpoints)
         self._reactor = reactor
+        #: The same reactor's timers (drain grace, connection flush, readiness).
+        self._clock = IReactorTime(reactor)
         #: Run by twistd/twist: own the process (signals, exit status).
         self._standalone = standalone
         self._stopping_by_signal = False
@@ -112,7 +117,7 @@ class GatewayService(MultiService):
             self._bind_failed(e)
         if self.gateway.log_buffer is not None:
             globalLogPublisher.addObserver(self.gateway.log_buffer)
-        self.gateway.readiness.mark_ready(self._reactor)
+        self.gateway.readiness.mark_ready(self._clock)
         if self._standalone:
             # "listening on" is the ready line scripts wait for: only say it
             # once SIGTERM is ours, or an early SIGTERM would kill us with 143.
@@ -132,7 +137,7 @@ class GatewayService(MultiService):
                 return
             self._stopping_by_signal = True
             log.info("received signal {signum}, stopping", signum=signum)
-            self._reactor.callFromThread(self._reactor.stop)
+            IReactorFromThreads(self._reactor).callFromThread(self._reactor.stop)
 
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, stop)
@@ -178,7 +183,7 @@ class GatewayService(MultiService):
         self.running = False
         yield gateway.ws_factory.shutdown("gateway stopping")
         try:
-            yield gateway.site.in_flight.drained().addTimeout(grace, self._reactor)
+            yield gateway.site.in_flight.drained().addTimeout(grace, self._clock)
         except DeferredTimeoutError:
             log.warn(
                 "{count} HTTP requests still running after the grace period; cancelling",
@@ -188,7 +193,7 @@ class GatewayService(MultiService):
         # Cancelled streams have written their error frame and [DONE]; close
         # every connection gracefully so those bytes reach the clients before
         # the reactor stops (it would drop unflushed buffers).
-        yield gateway.site.connections.close_all(self._reactor, CONNECTION_FLUSH_SECONDS)
+        yield gateway.site.connections.close_all(self._clock, CONNECTION_FLUSH_SECONDS)
         if gateway.log_buffer is not None:
             globalLogPublisher.removeObserver(gateway.log_buffer)
         log.info("openclaw gateway stopped")
@@ -230,7 +235,7 @@ def _observe(source: Deferred[IListeningPort]) -> Deferred[IListeningPort]:
 
 def build_service(
     config: Config,
-    reactor: Any,
+    reactor: IReactorCore,
     *,
     endpoints: Sequence[str] | None = None,
     env: Mapping[str, str] | None = None,
@@ -248,7 +253,7 @@ def build_service(
             env=os.environ if env is None else env,
             gateway=config.gateway,
         )
-    gateway = build_gateway(config, reactor)
+    gateway = build_gateway(config, IReactorTime(reactor))
     return GatewayService(config=config, gateway=gateway, reactor=reactor, endpoints=endpoints)
 
 

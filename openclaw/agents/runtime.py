@@ -10,7 +10,7 @@ WebSocket methods (``agents.list``, ``sessions.list``, ``chat.history``).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -228,7 +228,7 @@ class Runtime:
 
 
 def default_providers(
-    config: Config, reactor: Any, pool: UpstreamPool | None = None
+    config: Config, reactor: IReactorTime, pool: UpstreamPool | None = None
 ) -> ProviderCache:
     """Providers built from ``models.providers`` on first use (``demo`` always exists).
 
@@ -242,7 +242,7 @@ def default_providers(
 
 def build_runtime(
     config: Config,
-    reactor: Any,
+    reactor: IReactorTime,
     *,
     pool: UpstreamPool | None = None,
     providers: ProviderLookup | None = None,

@@ -3,10 +3,9 @@ gateway package (everything else receives its collaborators)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from attrs import frozen
 from autobahn.twisted.resource import WebSocketResource
+from twisted.internet.interfaces import IReactorTime
 
 from openclaw.agents.types import AgentRuntime
 from openclaw.config.model import Config
@@ -41,7 +40,7 @@ class Gateway:
 
 def build_gateway(
     config: Config,
-    reactor: Any,
+    reactor: IReactorTime,
     *,
     runtime: AgentRuntime | None = None,
     log_buffer: LogBuffer | None = None,
@@ -134,7 +133,9 @@ def connection_limits(config: Config) -> ConnectionLimits:
     )
 
 
-def build_resource(config: Config, runtime: AgentRuntime, reactor: Any) -> GatewayRootResource:
+def build_resource(
+    config: Config, runtime: AgentRuntime, reactor: IReactorTime
+) -> GatewayRootResource:
     """The root resource alone, to mount at a path of an embedder's own ``Site``.
 
     It reports ready at once (the embedder's site is already serving). The

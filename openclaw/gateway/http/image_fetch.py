@@ -29,6 +29,8 @@ from twisted.internet.interfaces import (
     IAddress,
     IProtocol,
     IProtocolFactory,
+    IReactorPluggableNameResolver,
+    IReactorTCP,
     IReactorTime,
     IResolutionReceiver,
     IStreamClientEndpoint,
@@ -83,7 +85,7 @@ def is_public_address(host: str) -> bool:
 Resolver = Callable[[str, int], Deferred[list[str]]]
 
 
-def reactor_resolver(reactor: Any) -> Resolver:
+def reactor_resolver(reactor: IReactorPluggableNameResolver) -> Resolver:
     """Resolve host names with the reactor's pluggable name resolver."""
 
     def resolve(host: str, port: int) -> Deferred[list[str]]:
@@ -112,7 +114,7 @@ def reactor_resolver(reactor: Any) -> Resolver:
 class _CheckedEndpoint:
     """Resolve, refuse non-public addresses, connect to the checked one."""
 
-    def __init__(self, reactor: Any, uri: URI, resolve: Resolver) -> None:
+    def __init__(self, reactor: IReactorTCP, uri: URI, resolve: Resolver) -> None:
         self._reactor = reactor
         self._uri = uri
         self._resolve = resolve
@@ -149,9 +151,10 @@ class _CheckedEndpoint:
 class PublicAddressEndpointFactory:
     """Endpoints that only ever connect to globally routable addresses."""
 
-    def __init__(self, reactor: Any, *, resolve: Resolver | None = None) -> None:
+    def __init__(self, reactor: IReactorTCP, *, resolve: Resolver | None = None) -> None:
+        """:param resolve: default: the reactor's name resolver."""
         self._reactor = reactor
-        self._resolve = resolve or reactor_resolver(reactor)
+        self._resolve = resolve or reactor_resolver(IReactorPluggableNameResolver(reactor))
 
     def endpointForURI(self, uri: URI) -> IStreamClientEndpoint:
         return _CheckedEndpoint(self._reactor, uri, self._resolve)
@@ -206,13 +209,15 @@ class HTTPImageFetcher:
     public addresses; tests pass an in-memory agent.
     """
 
-    def __init__(self, reactor: Any, *, agent: IAgent | None = None) -> None:
-        self._clock: IReactorTime = reactor
-        # typing note: Agent.usingEndpointFactory is unannotated.
-        using_endpoints: Any = Agent.usingEndpointFactory
-        self._agent: IAgent = agent or using_endpoints(
-            reactor, PublicAddressEndpointFactory(reactor)
-        )
+    def __init__(self, reactor: IReactorTime, *, agent: IAgent | None = None) -> None:
+        """:param reactor: the fetch timeouts; without ``agent`` also TCP and
+        name resolution."""
+        self._clock = reactor
+        if agent is None:
+            # typing note: Agent.usingEndpointFactory is unannotated.
+            using_endpoints: Any = Agent.usingEndpointFactory
+            agent = using_endpoints(reactor, PublicAddressEndpointFactory(IReactorTCP(reactor)))
+        self._agent: IAgent = agent
 
     def fetch(self, url: str, config: ImagesConfig) -> Deferred[ImageInput]:
         def classify(failure: Failure) -> Failure:
