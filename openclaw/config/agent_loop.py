@@ -15,7 +15,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
 
-from openclaw.config.loader import split_model_ref
 from openclaw.config.model import (
     AgentToolsConfig,
     ApplyPatchConfig,
@@ -126,6 +125,12 @@ _COMPACTION = _section(
         "memoryFlush", "reserveTokensFloor",
     ],
 )  # fmt: skip
+
+
+def _is_model_ref(ref: str) -> bool:
+    """``provider/model`` with both parts non-empty (the loader's rule)."""
+    provider, sep, model = ref.strip().partition("/")
+    return bool(sep and provider.strip() and model.strip())
 
 
 def build_tools(r: _Reader, value: Any) -> ToolsConfig:
@@ -321,7 +326,7 @@ def build_compaction(r: _Reader, value: Any) -> CompactionConfig:
     mode: CompactionMode | None = r.choice(c, "mode", path, _COMPACTION_MODES)
     policy: IdentifierPolicy | None = r.choice(c, "identifierPolicy", path, _IDENTIFIER_POLICIES)
     model = r.string(c, "model", path)
-    if model is not None and split_model_ref(model) is None:
+    if model is not None and not _is_model_ref(model):
         r.expected(f"{path}.model", "a model reference like provider/model", model)
         model = None
     return CompactionConfig(
@@ -341,7 +346,7 @@ def read_model_fallbacks(r: _Reader, value: Any, path: str) -> tuple[str, ...] |
         return None
     refs: list[str] = []
     for index, ref in r.string_items(value, "fallbacks", path):
-        if split_model_ref(ref) is None:
+        if not _is_model_ref(ref):
             r.expected(f"{path}.fallbacks[{index}]", "a model reference like provider/model", ref)
             continue
         refs.append(ref)

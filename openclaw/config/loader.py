@@ -22,6 +22,13 @@ import attrs
 import json5
 from attrs import frozen
 
+from openclaw.config.agent_loop import (
+    build_agent_tools,
+    build_compaction,
+    build_tools,
+    read_model_fallbacks,
+    read_timezone,
+)
 from openclaw.config.errors import ConfigError
 from openclaw.config.gateway_keys import _build_gateway
 from openclaw.config.model import (
@@ -344,8 +351,6 @@ _MAINTENANCE_MODES: Final[Mapping[str, MaintenanceMode]] = {"warn": "warn", "enf
 
 
 def _build_config(r: _Reader, data: dict[str, Any], state_dir: Path) -> Config:
-    from openclaw.config.agent_loop import build_tools
-
     root = r.section(data, "", _TOP)
     _read_file_env(r, root.get("env"))
     tools = build_tools(r, root.get("tools"))
@@ -502,8 +507,6 @@ def _read_model_ref(r: _Reader, value: Any, path: str) -> str | None:
 
 
 def _build_agents(r: _Reader, value: Any, tools: ToolsConfig) -> AgentsConfig:
-    from openclaw.config.agent_loop import build_compaction, read_model_fallbacks, read_timezone
-
     a = r.section(value, "agents", _AGENTS)
     defaults_path = "agents.defaults"
     dd = AgentDefaults()
@@ -562,8 +565,6 @@ def _workspace(r: _Reader, value: str | None) -> str | None:
 
 
 def _build_agent(r: _Reader, value: Any, path: str, tools: ToolsConfig) -> AgentConfig | None:
-    from openclaw.config.agent_loop import build_agent_tools, read_model_fallbacks
-
     if not isinstance(value, dict):
         r.expected(path, "an object with an id", value)
         return None
