@@ -19,6 +19,7 @@ from twisted.web.iweb import IAgent
 
 from openclaw.agents.providers.base import ModelCall, ModelMessage, StreamOutcome, StreamSink
 from openclaw.agents.providers.errors import classify_payload, malformed_stream
+from openclaw.agents.providers.fastjson import loads
 from openclaw.agents.providers.http import StreamingHTTPProvider, UpstreamClient, plain
 from openclaw.agents.providers.sse import SSEEvent
 from openclaw.agents.types import StopReason, Usage
@@ -168,7 +169,7 @@ class _EventDecoder:
 
     def event(self, event: SSEEvent) -> bool:
         try:
-            payload = json.loads(event.data)
+            payload = loads(event.data)
         except ValueError:
             raise malformed_stream("upstream sent a stream event that is not JSON") from None
         if not isinstance(payload, dict):
@@ -182,11 +183,11 @@ class _EventDecoder:
             self._block_stop(payload)
         elif kind == "message_start":
             message = payload.get("message")
-            if isinstance(message, Mapping):
+            if isinstance(message, dict):
                 self._add_usage(message.get("usage"))
         elif kind == "message_delta":
             delta = payload.get("delta")
-            if isinstance(delta, Mapping):
+            if isinstance(delta, dict):
                 reason = delta.get("stop_reason")
                 if isinstance(reason, str) and reason:
                     self._stop_reason = reason
@@ -200,7 +201,7 @@ class _EventDecoder:
         return False
 
     def _add_usage(self, raw: Any) -> None:
-        if not isinstance(raw, Mapping):
+        if not isinstance(raw, dict):
             return
         for key, field in (
             ("input_tokens", "input"),
@@ -224,7 +225,7 @@ class _EventDecoder:
     def _block_start(self, payload: Mapping[str, Any]) -> None:
         index = payload.get("index")
         block = payload.get("content_block")
-        if not isinstance(block, Mapping) or not isinstance(index, int):
+        if not isinstance(block, dict) or not isinstance(index, int):
             return
         if block.get("type") == "text":
             text = block.get("text")
@@ -234,7 +235,7 @@ class _EventDecoder:
             ordinal = len(self._tools)
             start_input = block.get("input")
             self._tools[index] = _ToolBlock(
-                ordinal, start_input if isinstance(start_input, Mapping) else {}
+                ordinal, start_input if isinstance(start_input, dict) else {}
             )
             call_id = block.get("id")
             name = block.get("name")
@@ -247,7 +248,7 @@ class _EventDecoder:
 
     def _block_delta(self, payload: Mapping[str, Any]) -> None:
         delta = payload.get("delta")
-        if not isinstance(delta, Mapping):
+        if not isinstance(delta, dict):
             return
         delta_type = delta.get("type")
         if delta_type == "text_delta":
@@ -269,7 +270,7 @@ class _EventDecoder:
             self._sink.on_tool_call(tool.ordinal, None, None, json.dumps(plain(tool.start_input)))
 
     def one_shot(self, payload: Any) -> None:
-        if not isinstance(payload, Mapping):
+        if not isinstance(payload, dict):
             raise malformed_stream("upstream answered with JSON that is not an object")
         if payload.get("type") == "error" or payload.get("error"):
             raise classify_payload(payload, secrets=self._secrets)
@@ -278,7 +279,7 @@ class _EventDecoder:
             raise malformed_stream("upstream answered with JSON that is not a message")
         ordinal = 0
         for block in content:
-            if not isinstance(block, Mapping):
+            if not isinstance(block, dict):
                 continue
             if block.get("type") == "text" and isinstance(block.get("text"), str) and block["text"]:
                 self._sink.on_text(block["text"])
@@ -288,7 +289,7 @@ class _EventDecoder:
                     ordinal,
                     str(block.get("id") or f"toolu_{ordinal}"),
                     str(block.get("name") or ""),
-                    json.dumps(plain(raw_input if isinstance(raw_input, Mapping) else {})),
+                    json.dumps(plain(raw_input if isinstance(raw_input, dict) else {})),
                 )
                 ordinal += 1
         reason = payload.get("stop_reason")

@@ -29,7 +29,6 @@ delivered anyway.
 
 from __future__ import annotations
 
-import json
 from collections import deque
 from collections.abc import Mapping
 from typing import Any, Literal, Protocol
@@ -48,6 +47,7 @@ from openclaw.agents.providers.errors import (
     malformed_stream,
     timeout_error,
 )
+from openclaw.agents.providers.fastjson import dumps, loads
 from openclaw.agents.providers.pool import DEFAULT_MAX_IDLE_PER_HOST, UpstreamPool
 from openclaw.agents.providers.sse import SSEError, SSEEvent, SSEParser
 from openclaw.agents.providers.wire import ResponseHandler, Target, make_target
@@ -333,7 +333,7 @@ class HTTPModelStream:
             self._fail(malformed_stream("upstream answered with an empty body"))
             return
         try:
-            payload = json.loads(raw.decode("utf-8"))
+            payload = loads(raw)
         except (UnicodeDecodeError, ValueError):
             self._fail(malformed_stream("upstream answered with neither SSE nor JSON"))
             return
@@ -459,12 +459,9 @@ def plain(value: Any) -> Any:
     return value
 
 
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-
-
 def json_body(payload: Mapping[str, Any]) -> bytes:
     """Compact UTF-8 JSON for a request body."""
-    return _ENCODER.encode(payload).encode("utf-8")
+    return dumps(payload)
 
 
 class StreamingHTTPProvider:

@@ -19,6 +19,7 @@ from twisted.web.iweb import IAgent
 
 from openclaw.agents.providers.base import ModelCall, ModelMessage, StreamOutcome, StreamSink
 from openclaw.agents.providers.errors import classify_payload, malformed_stream
+from openclaw.agents.providers.fastjson import loads
 from openclaw.agents.providers.http import StreamingHTTPProvider, UpstreamClient, plain
 from openclaw.agents.providers.sse import SSEEvent
 from openclaw.agents.types import StopReason, Usage
@@ -156,7 +157,7 @@ class _ChunkDecoder:
             self._done = True
             return True
         try:
-            payload = json.loads(data)
+            payload = loads(data)
         except ValueError:
             raise malformed_stream("upstream sent a stream frame that is not JSON") from None
         if not isinstance(payload, dict):
@@ -170,16 +171,16 @@ class _ChunkDecoder:
         choices = payload.get("choices")
         if isinstance(choices, list):
             for choice in choices:
-                if not isinstance(choice, Mapping) or choice.get("index", 0) != 0:
+                if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                     continue
                 delta = choice.get("delta")
-                if isinstance(delta, Mapping):
+                if isinstance(delta, dict):
                     self._delta(delta)
                 reason = choice.get("finish_reason")
                 if isinstance(reason, str) and reason:
                     self._finish = reason
         usage = payload.get("usage")
-        if isinstance(usage, Mapping):
+        if isinstance(usage, dict):
             self._usage = usage_from_openai(usage)
             self._sink.on_usage(self._usage)
 
@@ -190,7 +191,7 @@ class _ChunkDecoder:
         tool_calls = delta.get("tool_calls")
         if isinstance(tool_calls, list):
             for position, piece in enumerate(tool_calls):
-                if isinstance(piece, Mapping):
+                if isinstance(piece, dict):
                     self._tool_piece(position, piece)
 
     def _tool_piece(self, position: int, piece: Mapping[str, Any]) -> None:
@@ -198,9 +199,9 @@ class _ChunkDecoder:
         if not isinstance(index, int) or isinstance(index, bool):
             index = position
         function = piece.get("function")
-        function = function if isinstance(function, Mapping) else {}
+        function = function if isinstance(function, dict) else {}
         arguments = function.get("arguments")
-        if isinstance(arguments, Mapping):
+        if isinstance(arguments, dict):
             # Some servers send the arguments as an object, not JSON text.
             arguments = json.dumps(arguments)
         arguments = arguments if isinstance(arguments, str) else ""
@@ -221,21 +222,21 @@ class _ChunkDecoder:
             self._sink.on_tool_call(index, None, None, arguments)
 
     def one_shot(self, payload: Any) -> None:
-        if not isinstance(payload, Mapping):
+        if not isinstance(payload, dict):
             raise malformed_stream("upstream answered with JSON that is not an object")
         if payload.get("error"):
             raise classify_payload(payload, secrets=self._secrets)
         choices = payload.get("choices")
-        if not isinstance(choices, list) or not choices or not isinstance(choices[0], Mapping):
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             raise malformed_stream("upstream answered with JSON that is not a chat completion")
         choice = choices[0]
         message = choice.get("message")
-        if isinstance(message, Mapping):
+        if isinstance(message, dict):
             self._delta(message)
         reason = choice.get("finish_reason")
         self._finish = reason if isinstance(reason, str) and reason else "stop"
         usage = payload.get("usage")
-        if isinstance(usage, Mapping):
+        if isinstance(usage, dict):
             self._usage = usage_from_openai(usage)
             self._sink.on_usage(self._usage)
         self._done = True

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_wire_pool -*-
+# -*- test-case-name: tests.test_wire -*-
 """Persistent upstream connections, per (scheme, host, port), for model calls.
 
 :class:`UpstreamPool` hands each request an idle

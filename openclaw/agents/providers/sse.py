@@ -79,8 +79,7 @@ class SSEParser:
             if last >= 0:
                 lines = bytes(buf[:last]).split(b"\n")
                 del buf[: last + 1]
-                for line in lines:
-                    self._line(line, events)
+                self._lines(lines, events)
             if len(buf) > self._max_line:
                 raise SSEError(f"SSE line longer than {self._max_line} bytes")
             return events
@@ -101,6 +100,28 @@ class SSEParser:
         if len(buf) > self._max_line:
             raise SSEError(f"SSE line longer than {self._max_line} bytes")
         return events
+
+    def _lines(self, lines: list[bytes], events: list[SSEEvent]) -> None:
+        """Complete lines; ``data:`` lines and blank lines (nearly all of a
+        model stream) are handled inline, anything else by :meth:`_line`."""
+        if self._first and lines:
+            self._line(lines[0], events)
+            lines = lines[1:]
+        max_line = self._max_line
+        for line in lines:
+            if not line:
+                if self._data:
+                    self._dispatch(events)
+                else:
+                    self._event_type = None
+            elif line[:5] == b"data:" and len(line) <= max_line:
+                value = line[6:] if line[5:6] == b" " else line[5:]
+                self._data_size += len(value) + 1
+                if self._data_size > self._max_event:
+                    raise SSEError(f"SSE event larger than {self._max_event} bytes")
+                self._data.append(value.decode("utf-8", errors="replace"))
+            else:
+                self._line(line, events)
 
     def close(self) -> list[SSEEvent]:
         """The body ended: flush a final unterminated line and event."""
