@@ -295,6 +295,12 @@ class Run:
         stream.done.addCallbacks(self._stream_ended, self._stream_failed)
 
     def _start_stream(self) -> ModelStream:
+        """Begin the turn, then make its (first) model call."""
+        return self._call_model(self._begin_turn())
+
+    def _begin_turn(self) -> tuple[ModelMessage, ...]:
+        """Resolve the session, read its history and record the user message;
+        the conversation the model is asked to continue."""
         request = self.request
         entry = self._store.ensure_session(
             self._storage_agent, request.session_key, cwd=str(self._spec.workspace)
@@ -312,14 +318,23 @@ class Run:
             timestamp=self.started_at or self._now(),
         )
         self._user_recorded = True
+        return (
+            *history,
+            ModelMessage(role="user", content=request.message, images=request.images),
+        )
+
+    def _call_model(self, messages: tuple[ModelMessage, ...]) -> ModelStream:
+        """One model call over ``messages``, streaming into this run's sink.
+
+        The run's lifecycle (lane, timeout, recording, settling) is separate
+        from this step, so a loop of model calls can repeat it.
+        """
+        request = self.request
         ref = self.model_ref = self._registry.model_ref(self._spec.id)
         provider = lookup_provider(self._providers, ref)
         call = ModelCall(
             model=ref.model,
-            messages=(
-                *history,
-                ModelMessage(role="user", content=request.message, images=request.images),
-            ),
+            messages=messages,
             system_prompt=self._registry.system_prompt(self._spec.id, request.extra_system_prompt),
             tools=request.client_tools,
             stream_params=request.stream_params,
