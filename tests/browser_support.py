@@ -99,7 +99,7 @@ class ScriptedUpstream:
 class UiGateway:
     """The gateway (token auth, agent ``main`` on the scripted upstream) and its upstream."""
 
-    def __init__(self, **control_ui: Any) -> None:
+    def __init__(self, *, auth: dict[str, Any] | None = None, **control_ui: Any) -> None:
         self.directory = Path(tempfile.mkdtemp(prefix="openclaw-ui-"))
         self.upstream = ScriptedUpstream()
         self.port = free_port()
@@ -121,7 +121,10 @@ class UiGateway:
         gateway: dict[str, Any] = {}
         if control_ui:
             gateway["controlUi"] = control_ui
+        if auth is not None:
+            gateway["auth"] = auth
         self.config = write_config(self.directory, extra, **gateway)
+        self.base_path = str(control_ui.get("basePath", ""))
         self.process: GatewayProcess | None = None
         self.start()
 
@@ -141,7 +144,8 @@ class UiGateway:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
+        base = self.base_path.rstrip("/")
+        return f"http://127.0.0.1:{self.port}{base}/"
 
     def close(self) -> None:
         """Stop everything and remove the state directory."""
@@ -189,8 +193,11 @@ def conn_state(driver: WebDriver) -> str:
     return str(by_id(driver, "conn-state").get_attribute("data-state"))
 
 
-def sign_in(driver: WebDriver, secret: str = TOKEN, *, remember: bool = False) -> None:
+def sign_in(
+    driver: WebDriver, secret: str = TOKEN, *, remember: bool = False, kind: str = "token"
+) -> None:
     """Fill in the sign-in form and submit it."""
+    driver.find_element(By.CSS_SELECTOR, f"input[name=kind][value={kind}]").click()
     field = by_id(driver, "secret")
     field.clear()
     field.send_keys(secret)

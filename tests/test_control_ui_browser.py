@@ -150,6 +150,21 @@ class ControlUiBrowserTests(SynchronousTestCase):
         )
         self.assertEqual(stored, [0, None])
 
+    def test_unreachable_gateway_is_said_and_retried(self) -> None:
+        """Signing in while the gateway is down says so and keeps retrying; the
+        page connects by itself once the gateway is back."""
+        d = self.driver
+        self.gateway.stop()
+        sign_in(d)
+        error = wait_for(
+            d, lambda d: by_id(d, "login-error") if visible(d, "login-error") else None, "an error"
+        )
+        self.assertIn("cannot reach the gateway", error.text)
+        self.assertEqual(conn_state(d), "connecting")
+        self.gateway.start()
+        wait_for(d, lambda d: conn_state(d) == "online", "connected once it is back")
+        wait_for(d, lambda d: visible(d, "input"), "the composer")
+
     def test_sign_in_send_and_watch_the_answer_stream(self) -> None:
         """Enter sends; the streamed answer renders Markdown and highlighted code;
         the token is kept for this tab only (sessionStorage)."""
@@ -364,6 +379,16 @@ class ControlUiBrowserTests(SynchronousTestCase):
         self.assertIn('"query": "<b>weather</b> in Paris"', args.text)
         self.assertEqual(box["bold"], 0)
         wait_for(d, lambda d: self.last_reply()["state"] == "final", "the turn ended")
+        d.refresh()
+        names = wait_for(
+            d,
+            lambda d: d.execute_script(
+                "return [...document.querySelectorAll('#messages details.tool .tool-name')]"
+                ".map((e) => e.textContent);"
+            ),
+            "the tool call again, from the transcript",
+        )
+        self.assertEqual(names, ["web_search"])
 
     def test_agent_choice_scopes_sessions(self) -> None:
         """Choosing another agent lists its sessions and chats with it."""
@@ -409,3 +434,20 @@ class ControlUiBrowserTests(SynchronousTestCase):
         by_id(d, "toggle-sessions").click()
         wait_for(d, lambda d: self.drawer_open(), "the session drawer open")
         self.assertEqual(by_id(d, "toggle-sessions").get_attribute("aria-expanded"), "true")
+
+    def test_password_sign_in_under_a_base_path(self) -> None:
+        """With basePath /openclaw and password auth, the page at /openclaw/
+        signs in with the password (never stored) and chats over the WebSocket."""
+        d = self.driver
+        other = UiGateway(auth={"mode": "password", "password": "pw-for-ui"}, basePath="/openclaw")
+        self.addCleanup(other.close)
+        d.get(other.url)
+        wait_for(d, lambda d: visible(d, "secret"), "the sign-in form")
+        sign_in(d, "pw-for-ui", kind="password")
+        wait_for(d, lambda d: conn_state(d) == "online", "connected")
+        self.send("via base path")
+        self.finished_reply("You said: via base path")
+        stored = d.execute_script(
+            "return JSON.stringify({...sessionStorage}) + JSON.stringify({...localStorage})"
+        )
+        self.assertNotIn("pw-for-ui", stored)
