@@ -89,11 +89,8 @@ class App {
   }
 
   signIn() {
+    // An empty secret is allowed: a gateway with auth mode "none" needs none.
     const secret = $("secret").value.trim();
-    if (!secret) {
-      this.loginError("Enter the gateway token or password.");
-      return;
-    }
     this.connect({ kind: this.kind(), secret, remember: $("remember").checked });
   }
 
@@ -396,6 +393,9 @@ function authMessage(err, kind) {
   const code = (err.details && err.details.code) || "";
   if (code === "AUTH_RATE_LIMITED") return "Too many failed attempts; wait a moment and try again.";
   const what = kind === "password" ? "password" : "token";
+  if (code === "DEVICE_IDENTITY_REQUIRED" || /missing/.test(err.message || "")) {
+    return `This gateway needs its ${what} (${err.message}).`;
+  }
   return `Wrong ${what}: the gateway did not accept it (${err.message}).`;
 }
 
