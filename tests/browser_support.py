@@ -46,7 +46,7 @@ CHROME_FLAGS = (
     "--disable-component-update",
     "--disable-sync",
 )
-WAIT_SECONDS = 20.0
+WAIT_SECONDS = 30.0
 T = TypeVar("T")
 
 

@@ -199,7 +199,8 @@ class App {
   async refreshSessions() {
     const result = await this.client.request("sessions.list",
       { agentId: this.agentId, includeDerivedTitles: true });
-    const rows = (result.sessions || []).filter((row) => !/:openai:/.test(row.key));
+    // One-off chat-completion sessions (agent:<id>:openai:<uuid>) are nobody's conversation.
+    const rows = (result.sessions || []).filter((row) => !/:openai:[0-9a-f-]{36}$/.test(row.key));
     const provisional = this.sessions.rows.filter((row) => row.provisional
       && row.key === this.sessionKey && !rows.some((r) => r.key === row.key)
       && row.key.startsWith(`agent:${this.agentId}:`));
