@@ -134,3 +134,41 @@ class SSEParserTests(SynchronousTestCase):
         parser = SSEParser(max_line_bytes=100, max_event_bytes=250)
         with self.assertRaises(SSEError):
             parser.feed(b"data: " + b"y" * 90 + b"\n" + (b"data: " + b"y" * 90 + b"\n") * 2)
+
+
+class FastJSONTests(SynchronousTestCase):
+    """The providers' JSON helpers accept exactly what the standard library does."""
+
+    def test_loads_where_orjson_differs_from_json(self) -> None:
+        """NaN still parses (the fallback); an integer beyond 64 bits becomes a
+        float (orjson's rule; no upstream field we read is that large); non-JSON
+        raises ValueError."""
+        import json
+        import math
+
+        from openclaw.agents.providers.fastjson import loads
+
+        self.assertTrue(math.isnan(loads(b"[NaN]")[0]))
+        self.assertEqual(loads("[123456789012345678901234567890]"), [1.2345678901234568e29])
+        self.assertEqual(loads(b'{"t": "h\xc3\xa9"}'), json.loads('{"t": "h\u00e9"}'))
+        self.assertRaises(ValueError, loads, "data: nope")
+        self.assertRaises(ValueError, loads, b"\xff")
+
+    def test_dumps_is_compact_utf8_json(self) -> None:
+        """dumps gives compact, non-escaped UTF-8 and falls back for big integers."""
+        from openclaw.agents.providers.fastjson import dumps
+
+        self.assertEqual(dumps({"a": [1, "é"], "b": None}), '{"a":[1,"é"],"b":null}'.encode())
+        self.assertEqual(dumps({"n": 2**70}), b'{"n":1180591620717411303424}')
+
+    def test_data_lines_split_anywhere(self) -> None:
+        """A data-only stream fed one byte at a time gives the same events as one feed."""
+        stream = b'data: {"a": 1}\n\ndata: x\ndata: y\n\nevent: e\ndata: z\n\n'
+        whole = SSEParser().feed(stream)
+        parser = SSEParser()
+        pieces = [event for i in range(len(stream)) for event in parser.feed(stream[i : i + 1])]
+        self.assertEqual(pieces, whole)
+        self.assertEqual(
+            whole,
+            [SSEEvent(data='{"a": 1}'), SSEEvent(data="x\ny"), SSEEvent(data="z", event="e")],
+        )
