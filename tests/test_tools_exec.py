@@ -147,6 +147,17 @@ class ExecTests(TestCase):
         self.assertEqual(len(withdrawn), 1)
         self.assertFalse(os.path.exists(os.path.join(self.ws, "never")))
 
+    async def test_registry_stop_all_covers_foreground(self) -> None:
+        """Gateway shutdown (registry.stop_all) also stops commands still in the foreground."""
+        d = self.tool.run({"command": "sleep 1000"}, self.ctx)
+        ended = self.registry.stop_all()
+        self.assertEqual(len(ended), 1)
+        await ended[0]
+        res: ToolResult = await d
+        # A SIGTERM that lands between fork and exec is lost; SIGKILL follows the grace.
+        self.assertIn(res.details["signal"], ("SIGTERM", "SIGKILL"))
+        self.assertTrue(res.details["killed"])
+
     async def test_timeout_kills(self) -> None:
         """timeoutSeconds kills the group; the result says it timed out."""
         res = await self.call(self.tool, command="sleep 1000", timeoutSeconds=0.2)

@@ -12,6 +12,7 @@ outlives its command.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import os
 import secrets
 import shutil
@@ -115,6 +116,7 @@ class ProcessSession(ProcessProtocol):
         self._ended: list[Deferred[ProcessSession]] = []
         self._pending_waiters: list[Deferred[None]] = []
         self._done = False
+        self._exited = False
         self._max_pending = max_output_chars
 
     # -- lifecycle -----------------------------------------------------------------
@@ -191,6 +193,7 @@ class ProcessSession(ProcessProtocol):
 
     def processExited(self, reason: Failure) -> None:
         """The shell exited: stop whatever it left in its group, record the status."""
+        self._exited = True
         value = reason.value
         self.exit_code = getattr(value, "exitCode", None)
         self.exit_signal = getattr(value, "signal", None)
@@ -225,7 +228,14 @@ class ProcessSession(ProcessProtocol):
         try:
             os.killpg(self.pid, sig)
         except ProcessLookupError:
-            pass
+            # Right after spawn the child may not have called setsid() yet, so its
+            # group does not exist; it has no children then, so signal it alone.
+            # Until processExited the pid is unreaped, hence still ours. (A SIGTERM
+            # that lands between fork and exec can be lost; the SIGKILL after the
+            # grace period is not.)
+            if not self._exited:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, sig)
         except OSError as e:
             _log.warn("could not signal process group {pgid}: {error}", pgid=self.pid, error=e)
 
@@ -270,6 +280,12 @@ class ProcessRegistry:
         self._max_finished = max_finished
         self._sessions: dict[str, ProcessSession] = {}
         self._expiries: dict[str, IDelayedCall] = {}
+        self._foreground: set[ProcessSession] = set()
+
+    def track(self, session: ProcessSession) -> None:
+        """Know about a foreground command (not listed) so shutdown can stop it."""
+        self._foreground.add(session)
+        session.when_ended().addCallback(self._foreground.discard)
 
     def add(self, session: ProcessSession) -> None:
         """Track a backgrounded session; expire it ``ttl`` after it ends."""
@@ -305,6 +321,7 @@ class ProcessRegistry:
         """Terminate every running session and forget all (gateway shutdown); wait on
         the result."""
         running = [s for s in self._sessions.values() if s.running]
+        running += [s for s in self._foreground if s.running and s not in running]
         for session_id in list(self._sessions):
             self.remove(session_id)
         for s in running:

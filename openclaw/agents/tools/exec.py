@@ -295,6 +295,7 @@ class ExecTool:
             run_id=context.run_id,
         )
         self._live.add(session)
+        self._registry.track(session)
         session.when_ended().addCallback(lambda s: self._live.discard(s))
         can_background = self._background_enabled
         if can_background and background:
