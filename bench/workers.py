@@ -113,6 +113,10 @@ def measure(bench: sc.Bench, rounds: int, log: Callable[[str], None]) -> list[sc
                 "p99_ms": data["p99_us"] / 1000.0,
                 "cpu_ms_per_req": 1000.0 * gateway_cpu / ok if ok else None,
                 "gateway_cpu_s": gateway_cpu,
+                # The load generator and the fake upstream share the same cores:
+                # with them, 2 workers can reach at most 2g/(g+u+w) times 1 worker.
+                "upstream_cpu_ms_per_req": _per_req(usage, "upstream", ok),
+                "wrk_cpu_ms_per_req": _per_req(usage, "wrk", ok),
                 "errors": data["errors"],
             }
             if per_worker and sum(per_worker):
@@ -120,6 +124,20 @@ def measure(bench: sc.Bench, rounds: int, log: Callable[[str], None]) -> list[sc
                 record.metrics["busiest_worker_cpu_share"] = max(per_worker) / sum(per_worker)
             records.append(record)
     return records
+
+
+def _per_req(usage: dict[str, Any], name: str, ok: int) -> float | None:
+    return 1000.0 * usage[name].cpu_s / ok if ok and name in usage else None
+
+
+def ceiling(metrics: dict[str, Any], cores: int) -> float | None:
+    """The best ratio these cores allow: all of them shared by gateway, upstream, wrk."""
+    try:
+        g = metrics["cpu_ms_per_req"]["mean"]
+        others = metrics["upstream_cpu_ms_per_req"]["mean"] + metrics["wrk_cpu_ms_per_req"]["mean"]
+    except (KeyError, TypeError):
+        return None
+    return min(float(max(WORKER_COUNTS)), cores * g / (g + others)) if g else None
 
 
 def s1w(
@@ -235,6 +253,15 @@ def main(argv: list[str] | None = None) -> int:
                 else ""
             )
         )
+    for row in rows:
+        if row["variant"] == variant(1) and not row["not_run"]:
+            m = row["metrics"]
+            print(
+                f"CPU per request with 1 worker: gateway {m['cpu_ms_per_req']['mean']:.2f} ms,"
+                f" upstream {m['upstream_cpu_ms_per_req']['mean']:.2f} ms,"
+                f" wrk {m['wrk_cpu_ms_per_req']['mean']:.2f} ms; on {os.cpu_count()} cores"
+                f" the best possible ratio is {ceiling(m, os.cpu_count() or 1) or 0:.2f}x"
+            )
     [verdict] = evaluate(rows)
     print(f"{verdict['target']}: {verdict['value']} ({verdict['verdict']})")
     print(json.dumps({"loadavg_at_start": loadavg, "cpus": os.cpu_count()}))

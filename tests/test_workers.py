@@ -21,7 +21,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from openclaw.config.loader import parse_config_text
 from openclaw.service import Options
 from openclaw.workers import UNSAFE_FILE_STORE_ENV, control, resolve_worker_count, workers_problems
-from openclaw.workers.child import Worker
+from openclaw.workers.child import Worker, accept_one_per_wakeup
 from openclaw.workers.sockets import SharedListener
 from openclaw.workers.supervisor import (
     KILL_MARGIN_SECONDS,
@@ -304,6 +304,28 @@ class WorkerTests(SynchronousTestCase):
         self.reactor.running = True
         self.worker.control.connectionLost(None)
         self.assertTrue(self.reactor.hasStopped)
+
+
+class AcceptTests(SynchronousTestCase):
+    def test_one_accept_per_wakeup(self) -> None:
+        """A shared port's accept loop is held to one connection per wakeup, even
+        after Twisted raised its batch size under load; ports without one are left be."""
+
+        class Port:
+            numberAccepts = 100
+            seen: list[int] = []
+
+            def doRead(self) -> None:
+                self.seen.append(self.numberAccepts)
+                self.numberAccepts += 20  # what tcp.Port does after a full batch
+
+        port = Port()
+        accept_one_per_wakeup(port)  # type: ignore[arg-type]
+        port.doRead()
+        port.doRead()
+        self.assertEqual(port.seen, [1, 1])
+        other = object()
+        accept_one_per_wakeup(other)  # type: ignore[arg-type]
 
 
 class PlanTests(SynchronousTestCase):

@@ -91,6 +91,8 @@ class Worker:
         gatherResults(self._ports).addCallback(self._serving)
 
     def _serving(self, ports: list[IListeningPort]) -> None:
+        for port in ports:
+            accept_one_per_wakeup(port)
         log.info(
             "worker {worker} (pid {pid}) serving on {addresses}",
             worker=self.index,
@@ -110,6 +112,27 @@ class Worker:
         if self._reactor.running:
             log.warn("worker {worker}: the supervisor is gone; stopping", worker=self.index)
             self._reactor.stop()
+
+
+def accept_one_per_wakeup(port: IListeningPort) -> None:
+    """Make a shared listening port take one connection each time it is woken.
+
+    Twisted's ``tcp.Port`` (checked against 26.10) accepts up to
+    ``numberAccepts`` connections per readiness event and raises that number
+    under load. With several workers on one socket, the first worker awake
+    would then take a whole burst (all 16 keep-alive connections of a client
+    pool, leaving the other workers idle). One accept per wakeup lets every
+    woken worker take its turn, and a busy worker, woken later, takes fewer.
+    """
+    if not hasattr(port, "numberAccepts"):
+        return
+    read = port.doRead  # type: ignore[attr-defined]  # tcp.Port / unix.Port
+
+    def one_at_a_time() -> object:
+        port.numberAccepts = 1
+        return read()
+
+    port.doRead = one_at_a_time  # type: ignore[attr-defined]
 
 
 @implementer(IStreamServerEndpoint)
