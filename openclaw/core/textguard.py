@@ -46,6 +46,9 @@ class JsonDepthError(ValueError):
     def __init__(self, path: str, limit: int) -> None:
         self.path = path
         self.limit = limit
+        #: The parsed value when the parser itself succeeded (a WebSocket
+        #: frame's ``id`` can then still be answered); None otherwise.
+        self.value: Any = None
         where = f" at `{path}`" if path else ""
         super().__init__(f"JSON nesting is too deep{where} (limit {limit} levels)")
 
@@ -196,5 +199,9 @@ def loads(raw: bytes | str, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
         raise JsonDepthError("", max_depth) from None
     deep, surrogates = needs_walk(text, max_depth)
     if deep or surrogates:
-        return guard_value(value, max_depth=max_depth, scrub=surrogates)
+        try:
+            return guard_value(value, max_depth=max_depth, scrub=surrogates)
+        except JsonDepthError as exc:
+            exc.value = value
+            raise
     return value
