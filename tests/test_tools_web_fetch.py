@@ -93,6 +93,7 @@ class WebFetchTests(TestCase):
             ssrf_policy=policy,
             limits=WebFetchLimits(**limits),
             resolver=self.resolver,
+            progress_after_seconds=0.05,
         )
 
     async def fetch(self, tool: WebFetchTool, **args: Any) -> ToolResult:
@@ -104,6 +105,8 @@ class WebFetchTests(TestCase):
         tool = self.tool(SSRFPolicy(allow_private_network=True))
         res = await self.fetch(tool, url=f"{self.base}/page")
         self.assertFalse(res.is_error, res.content)
+        pending = [repr(c) for c in self.reactor.getDelayedCalls()]
+        self.assertFalse([c for c in pending if "Fetching" in c])  # progress timer cleared
         body = json.loads(res.content)
         self.assertIn("# Heading", body["text"])
         self.assertIn("**bold**", body["text"])
@@ -146,8 +149,11 @@ class WebFetchTests(TestCase):
         self.assertIn(
             "unsupported content type", (await self.fetch(tool, url=f"{self.base}/binary")).content
         )
-        hang = await self.fetch(tool, url=f"{self.base}/hang")
+        updates: list[str] = []
+        slow_ctx = ToolContext("main", "k", "r", "c", FilePath(self.mktemp()), updates.append)
+        hang: ToolResult = await tool.run({"url": f"{self.base}/hang"}, slow_ctx)
         self.assertIn("timed out", hang.content)
+        self.assertEqual(updates, ["Fetching page content..."])
         cancelled = tool.run({"url": f"{self.base}/hang"}, self.ctx)
         cancelled.cancel()
         self.failureResultOf(cancelled, CancelledError)

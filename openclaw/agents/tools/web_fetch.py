@@ -170,8 +170,10 @@ class WebFetchTool:
         user_agent: str = DEFAULT_USER_AGENT,
         resolver: Resolver | None = None,
         trust_root: IOpenSSLTrustRoot | None = None,
+        progress_after_seconds: float = 5.0,
     ) -> None:
         self._trust_root = trust_root
+        self._progress_after = progress_after_seconds
         self._reactor = reactor
         self._blocking = run_blocking
         self._policy = ssrf_policy
@@ -193,6 +195,10 @@ class WebFetchTool:
         max_chars = opt_int(args, "maxChars", minimum=100) or self._limits.max_chars
         max_chars = min(max_chars, self._limits.max_chars_cap)
         d = Deferred.fromCoroutine(self._fetch(url, mode, max_chars))
+        # OpenClaw's one public progress line for slow fetches (never page content).
+        progress = self._reactor.callLater(
+            self._progress_after, context.on_update, "Fetching page content..."
+        )
         timeout = self._limits.timeout_seconds
         d.addTimeout(
             timeout,
@@ -222,6 +228,8 @@ class WebFetchTool:
         outer: Deferred[ToolResult] = Deferred(cancel)
 
         def forward(result: ToolResult | Failure) -> None:
+            if progress.active():
+                progress.cancel()
             if outer.called:
                 return
             if cancelled:
