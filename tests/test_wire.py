@@ -291,6 +291,21 @@ class WireTests(TestCase):
         self.assertEqual((got.body, factory.connections), (b"ok", 1))
 
     @inlineCallbacks
+    def test_whole_chunks_in_one_read(self) -> Generator[Any, Any, None]:
+        """Whole chunks, an extension and the last chunk in one write arrive as
+        one body; a negative chunk size is refused."""
+        head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        good = head + b"5\r\nhello\r\n3;x=y\r\nabc\r\n1\r\n!\r\n0\r\n\r\n"
+        factory, target = self.scripted(reply(good), reply(head + b"-1\r\nx\r\n"))
+        got = yield self.send(target)
+        self.assertEqual(
+            (got.body, got.error, self.pool.idle_count(target)), (b"helloabc!", None, 1)
+        )
+        got = yield self.send(target)
+        self.assertIsInstance(got.error, ResponseBroken)
+        self.assertEqual(factory.connections, 1)
+
+    @inlineCallbacks
     def test_connection_close_and_eof_bodies(self) -> Generator[Any, Any, None]:
         """``Connection: close`` and an HTTP/1.0 body read to EOF complete but are not pooled."""
         close = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\nA"

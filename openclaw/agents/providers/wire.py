@@ -357,6 +357,25 @@ class UpstreamConnection(Protocol):
         pieces: list[bytes] = []
         pos, size = 0, len(data)
         finished = False
+        if self._chunk_state == _SIZE:
+            # Fast path: whole ``size CRLF data CRLF`` chunks (nearly every
+            # read of a model stream). Anything else (a split chunk, the last
+            # chunk, extensions, bare LF, bad input) goes to the loop below.
+            find = data.find
+            while True:
+                eol = find(b"\r\n", pos)
+                if eol < 0:
+                    break
+                try:
+                    length = int(data[pos:eol], 16)
+                except ValueError:
+                    break
+                start = eol + 2
+                end = start + length
+                if length <= 0 or data[end : end + 2] != b"\r\n":
+                    break
+                pieces.append(data[start:end])
+                pos = end + 2
         while pos < size:
             state = self._chunk_state
             if state == _DATA:
