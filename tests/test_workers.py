@@ -385,3 +385,16 @@ class PlanTests(SynchronousTestCase):
         self.assertIn('session.store: "redis"', line)
         [line] = self._exit(tmp, ["--workers", "zero"], {"gateway": auth})
         self.assertIn("--workers must be", line)
+
+    def test_gateway_run_passes_workers(self) -> None:
+        """``openclaw gateway run --workers N`` hands the flag to the twist runner."""
+        from twisted.application.twist._twist import Twist
+
+        from openclaw.cli.main import main
+
+        seen: list[list[str]] = []
+        self.patch(Twist, "main", staticmethod(seen.append))
+        self.assertEqual(main(["gateway", "run", "--workers", "auto"]), 0)
+        self.assertEqual(seen[0][-2:], ["--workers", "auto"])
+        main(["gateway", "run"])
+        self.assertNotIn("--workers", seen[1])

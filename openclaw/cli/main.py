@@ -1,6 +1,6 @@
 """The ``openclaw`` console script.
 
-- ``openclaw gateway run [--config P] [--port N] [--bind B] [--listen E ...]``: the
+- ``openclaw gateway run [--config P] [--port N] [--bind B] [--listen E ...] [--workers N]``: the
   gateway in the foreground (``twistd -n openclaw`` for people who don't know twistd);
 - ``openclaw config validate [PATH]``: print the config's problems, or ``ok``;
 - ``openclaw gateway call METHOD [--params JSON] [--url U] [--token T] [--json] [--expect-final]``:
@@ -41,6 +41,7 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--listen", action="append", default=[], help="Twisted endpoint string (repeatable)"
     )
+    run.add_argument("--workers", "-w", help="worker processes sharing the port: N or auto")
     run.add_argument(
         "--log-format", choices=["text", "json"], default="text", help="log line format"
     )
@@ -89,6 +90,8 @@ def _gateway_run(args: argparse.Namespace) -> int:
         argv += ["--bind", args.bind]
     for endpoint in args.listen:
         argv += ["--listen", endpoint]
+    if args.workers is not None:
+        argv += ["--workers", args.workers]
     Twist.main(argv)
     return 0
 
