@@ -186,6 +186,41 @@ class ExecTests(TestCase):
         hidden: ToolResult = await self.process.run({"action": "poll", "sessionId": sid}, other)
         self.assertTrue(hidden.is_error)
 
+    async def test_process_actions_on_finished_and_running_sessions(self) -> None:
+        """log pages by line; write/kill on a finished session and clear on a running one
+        are errors; remove kills and forgets."""
+        res = await self.call(self.tool, command="seq 1 300", background=True)
+        sid = res.details["sessionId"]
+        session = self.registry.get("main", sid)
+        assert session is not None
+        await session.when_ended()
+        tail = await self.call(self.process, action="log", sessionId=sid)
+        self.assertTrue(tail.content.startswith("101\n"))
+        self.assertIn("lines 100-300 of 300", tail.content)
+        page = await self.call(self.process, action="log", sessionId=sid, offset=10, limit=3)
+        self.assertEqual(
+            page.content, "11\n12\n13\n\n[lines 10-13 of 300; pass offset/limit for earlier output]"
+        )
+        rest = await self.call(self.process, action="log", sessionId=sid, offset=298)
+        self.assertTrue(rest.content.startswith("299\n300"))
+        last = await self.call(self.process, action="log", sessionId=sid, limit=2)
+        self.assertTrue(last.content.startswith("299\n300"))
+        for action in ("write", "kill"):
+            self.assertTrue((await self.call(self.process, action=action, sessionId=sid)).is_error)
+        self.assertTrue((await self.call(self.process, action="bogus", sessionId=sid)).is_error)
+        live = await self.call(self.tool, command="sleep 1000", background=True)
+        live_id = live.details["sessionId"]
+        self.assertTrue((await self.call(self.process, action="clear", sessionId=live_id)).is_error)
+        live_session = self.registry.get("main", live_id)
+        assert live_session is not None
+        removed = await self.call(self.process, action="remove", sessionId=live_id)
+        self.assertFalse(removed.is_error)
+        await live_session.when_ended()
+        self.assertIsNone(self.registry.get("main", live_id))
+        self.assertEqual(
+            (await self.call(self.process, action="list")).details["sessions"][0]["sessionId"], sid
+        )
+
     async def test_yield_then_kill(self) -> None:
         """A command outlasting yieldMs is backgrounded; process kill ends it by signal."""
         res = await self.call(self.tool, command="echo started; sleep 1000", yieldMs=50)
