@@ -59,6 +59,12 @@ def _last_user_text(body: Any) -> str:
     return ""
 
 
+def _after_tool(body: Any) -> bool:
+    messages = body.get("messages") if isinstance(body, dict) else None
+    last = messages[-1] if messages else None
+    return isinstance(last, dict) and last.get("role") == "tool"
+
+
 class ScriptedUpstream(FakeOpenAIUpstream):
     """Chooses each reply from the request's last user message."""
 
@@ -68,10 +74,14 @@ class ScriptedUpstream(FakeOpenAIUpstream):
         raw = request.content.read()
         request.content.seek(0)
         try:
-            said = _last_user_text(json.loads(raw))
+            body = json.loads(raw)
         except ValueError:
-            said = ""
+            body = None
+        said = _last_user_text(body)
         reply = next((r for key, r in SCRIPTS.items() if key in said.lower()), None)
+        if _after_tool(body):
+            # The agent ran the tool and asks again: answer, do not call it again.
+            reply = FakeReply(text="The tool has answered.", chunks=1)
         self.enqueue(reply or FakeReply(text=f"You said: **{said}**", chunks=2))
         return super().render_POST(request)
 

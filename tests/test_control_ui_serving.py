@@ -3,16 +3,19 @@ policy, fingerprinted assets, and the ``gateway.controlUi`` config keys."""
 
 from __future__ import annotations
 
+import gzip
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import treq
 from treq.testing import StubTreq
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 from twisted.web.server import Request
+from twisted.web.test.requesthelper import DummyRequest
 
 from openclaw.config.errors import ConfigError
 from openclaw.config.loader import config_from_mapping
@@ -103,6 +106,31 @@ class ServingTests(SynchronousTestCase):
         for path in ("/assets/js/main.js", "/assets/nope.0123456789.js", "/assets/"):
             response, _ = self.get(path)
             self.assertEqual(response.code, 404, path)
+
+    def test_gzip_when_the_browser_accepts_it(self) -> None:
+        """Large text assets are sent gzip-compressed to clients that accept it,
+        identical once decompressed, and plain to the others."""
+        ui = build_control_ui(ControlUiConfig())
+        assert ui is not None
+        path = b"/assets/" + ui.bundle.names["js/main.js"].encode()
+
+        def fetch(accept: bytes | None) -> tuple[DummyRequest, bytes]:
+            request = DummyRequest([])
+            setattr(request, "path", path)  # noqa: B010  # typing note: not declared on DummyRequest
+            if accept is not None:
+                request.requestHeaders.setRawHeaders(b"accept-encoding", [accept])
+            # DummyRequest has what render() uses but does not declare IRequest.
+            return request, ui.render(cast(IRequest, request))
+
+        plain, plain_body = fetch(None)
+        self.assertIsNone(plain.responseHeaders.getRawHeaders(b"content-encoding"))
+        packed, packed_body = fetch(b"br, gzip")
+        self.assertEqual(packed.responseHeaders.getRawHeaders(b"content-encoding"), [b"gzip"])
+        self.assertEqual(packed.responseHeaders.getRawHeaders(b"vary"), [b"accept-encoding"])
+        self.assertLess(len(packed_body), len(plain_body) // 2)
+        self.assertEqual(gzip.decompress(packed_body), plain_body)
+        refused, _ = fetch(b"gzip;q=0")
+        self.assertIsNone(refused.responseHeaders.getRawHeaders(b"content-encoding"))
 
     def test_etag_revalidation(self) -> None:
         """A matching If-None-Match gets 304 with no body."""

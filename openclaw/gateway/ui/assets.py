@@ -10,6 +10,7 @@ module that imports it (a bundler's content hashing, without a bundler).
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import re
 from collections.abc import Iterator, Mapping
@@ -40,6 +41,7 @@ _IMPORT = re.compile(r"""(\bfrom\s*|\bimport\s*\(?\s*)(["'])(\.{1,2}/[^"'\s]+)\2
 #: ``href="css/app.css"`` / ``src="js/app.js"`` in index.html (relative, no scheme).
 _HTML_REF = re.compile(r"""\b(href|src)="([A-Za-z0-9_./-]+\.[a-z]+)\"""")
 _HASH_CHARS = 10
+_GZIP_MIN = 1024
 
 
 class AssetError(Exception):
@@ -53,6 +55,8 @@ class Asset:
     body: bytes
     content_type: bytes
     etag: bytes
+    #: The body gzip-compressed, when that is worth it (text over 1 KiB).
+    gzipped: bytes | None = None
 
 
 @frozen
@@ -97,10 +101,18 @@ def _servable(path: Path) -> bool:
 
 def _asset(name: str, body: bytes) -> Asset:
     digest = hashlib.sha256(body).hexdigest()[:20]
+    content_type = CONTENT_TYPES[PurePosixPath(name).suffix]
+    packed = None
+    if len(body) > _GZIP_MIN and not content_type.startswith(b"image/png"):
+        # mtime=0: the same bytes on every start, so the compressed form is stable too.
+        packed = gzip.compress(body, compresslevel=9, mtime=0)
+        if len(packed) >= len(body):
+            packed = None
     return Asset(
         body=body,
-        content_type=CONTENT_TYPES[PurePosixPath(name).suffix],
+        content_type=content_type,
         etag=b'"' + digest.encode("ascii") + b'"',
+        gzipped=packed,
     )
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 
 from twisted.logger import Logger
-from twisted.web.server import Request
+from twisted.web.iweb import IRequest
 
 from openclaw.config.model import ControlUiConfig
 from openclaw.gateway.ui.assets import Asset, AssetBundle
@@ -52,6 +52,11 @@ class ControlUi:
         self._assets = self._base + b"/assets/"
 
     @property
+    def bundle(self) -> AssetBundle:
+        """The files being served."""
+        return self._bundle
+
+    @property
     def base_path(self) -> str:
         """The normalised base path (``""`` for the root)."""
         return self._base.decode("ascii")
@@ -62,7 +67,7 @@ class ControlUi:
             return True
         return path.startswith(self._assets) or path == self._base + b"/favicon.svg"
 
-    def render(self, request: Request) -> bytes:
+    def render(self, request: IRequest) -> bytes:
         """Answer a claimed path: the page, an asset, a redirect or a 404/405."""
         path = request.path
         _stamp_policy(request)
@@ -104,7 +109,7 @@ def build_control_ui(config: ControlUiConfig) -> ControlUi | None:
     return ControlUi(bundle, config.base_path)
 
 
-def _stamp_policy(request: Request) -> None:
+def _stamp_policy(request: IRequest) -> None:
     request.setHeader(
         b"content-security-policy", content_security_policy(request.getHeader(b"host"))
     )
@@ -113,18 +118,33 @@ def _stamp_policy(request: Request) -> None:
     request.setHeader(b"cross-origin-resource-policy", b"same-origin")
 
 
-def _send(request: Request, asset: Asset, cache_control: bytes) -> bytes:
+def _send(request: IRequest, asset: Asset, cache_control: bytes) -> bytes:
     request.setHeader(b"cache-control", cache_control)
     request.setHeader(b"etag", asset.etag)
+    if asset.gzipped is not None:
+        request.setHeader(b"vary", b"accept-encoding")
     if request.getHeader(b"if-none-match") == asset.etag:
         request.setResponseCode(304)
         return b""
     request.setHeader(b"content-type", asset.content_type)
-    request.setHeader(b"content-length", b"%d" % len(asset.body))
-    return b"" if request.method == b"HEAD" else asset.body
+    body = asset.body
+    if asset.gzipped is not None and _accepts_gzip(request.getHeader(b"accept-encoding")):
+        body = asset.gzipped
+        request.setHeader(b"content-encoding", b"gzip")
+    request.setHeader(b"content-length", b"%d" % len(body))
+    return b"" if request.method == b"HEAD" else body
 
 
-def _plain(request: Request, body: bytes) -> bytes:
+def _accepts_gzip(header: bytes | None) -> bool:
+    """``gzip`` is listed in Accept-Encoding and not refused with ``q=0``."""
+    for item in (header or b"").lower().split(b","):
+        name, _, params = item.strip().partition(b";")
+        if name.strip() == b"gzip":
+            return params.replace(b" ", b"") not in (b"q=0", b"q=0.0", b"q=0.00", b"q=0.000")
+    return False
+
+
+def _plain(request: IRequest, body: bytes) -> bytes:
     request.setHeader(b"content-type", b"text/plain; charset=utf-8")
     request.setHeader(b"content-length", b"%d" % len(body))
     return body
