@@ -386,10 +386,14 @@ class GatewayValidationTests(SynchronousTestCase):
             parse("{frobnicate: 1}").warnings, ("frobnicate: not recognised; ignored",)
         )
 
-    def test_tls_warning_says_plain_http(self) -> None:
-        """TLS settings are ignored with a warning that says what that means."""
+    def test_tls_warning_points_at_ssl_listeners(self) -> None:
+        """gateway.tls is ignored with a warning that names what does serve TLS
+        (an ssl: listener, as docs/deployment.md shows), not a claim that TLS
+        is impossible."""
         (line,) = parse("{gateway: {tls: {enabled: true}}}").warnings
-        self.assertIn("serves plain HTTP/WebSocket", line)
+        self.assertIn("--listen ssl:", line)
+        self.assertNotIn("not implemented", line)
+
 
 
 class ProviderValidationTests(SynchronousTestCase):

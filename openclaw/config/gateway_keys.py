@@ -18,6 +18,8 @@ from openclaw.config.model import (
     GatewayConfig,
     HttpConfig,
     ImagesConfig,
+    MetricsConfig,
+
     ProviderApi,
     RateLimitConfig,
     WebSocketConfig,
@@ -65,15 +67,17 @@ _SECRET_SUFFIXES: Final = (
 _GATEWAY = _section(
     [
         "port", "bind", "customBindHost", "auth", "http", "ws", "controlUi", "trustedProxies",
-        "shutdownGraceSeconds", "maxConnections", "workers",
+        "shutdownGraceSeconds", "maxConnections", "workers", "drainSeconds",
     ],
+
     [
         "mode", "remote", "tools", "tailscale", "reload", "nodes", "allowRealIpFallback",
         "channelHealthCheckMinutes", "push", "discovery", "trustedProxy",
     ],
     {
-        "tls": "TLS is not implemented by openclaw-twisted; the gateway serves plain "
-        "HTTP/WebSocket (terminate TLS in a reverse proxy); ignored",
+        "tls": "not read by openclaw-twisted: serve TLS with --listen ssl:... (see "
+        "docs/deployment.md, TLS without a proxy) or from a reverse proxy; ignored",
+
     },
 )  # fmt: skip
 _AUTH = _section(["mode", "token", "password", "rateLimit"], ["allowTailscale", "trustedProxy"])
@@ -86,11 +90,13 @@ _HTTP = _section(
     ["securityHeaders"],
 )  # fmt: skip
 _ENDPOINTS = _section(
-    ["chatCompletions"],
+    ["chatCompletions", "metrics"],
     hints={
         "responses": "the /v1/responses endpoint is not implemented by openclaw-twisted; ignored"
     },
 )
+_METRICS = _section(["enabled", "auth"])
+
 _CHAT = _section(
     ["enabled", "sseKeepAliveSeconds", "images"],
     ["maxImageParts", "maxTotalImageBytes", "files"],
@@ -146,7 +152,9 @@ def _build_gateway(r: _Reader, value: Any) -> GatewayConfig:
         ),
         max_connections=r.integer(g, "maxConnections", "gateway", d.max_connections),
         workers=_read_workers(r, g),
+        drain_seconds=r.number(g, "drainSeconds", "gateway", d.drain_seconds, allow_zero=True),
     )
+
 
 
 def _read_workers(r: _Reader, g: Mapping[str, Any]) -> int | Literal["auto"]:
@@ -301,15 +309,28 @@ def _build_rate_limit(r: _Reader, value: Any) -> RateLimitConfig | None:
     )
 
 
+def _build_metrics(r: _Reader, value: Any) -> MetricsConfig:
+    path = "gateway.http.endpoints.metrics"
+    m = r.section(value, path, _METRICS)
+    auth = r.choice(m, "auth", path, {"gateway": "gateway", "none": "none"})
+    return MetricsConfig(
+        enabled=r.boolean(m, "enabled", path, False),
+        auth=auth if auth is not None else "gateway",
+    )
+
+
 def _build_http(r: _Reader, value: Any) -> HttpConfig:
+
     d = HttpConfig()
     h = r.section(value, "gateway.http", _HTTP)
     endpoints = r.section(h.get("endpoints"), "gateway.http.endpoints", _ENDPOINTS)
     cors = r.section(h.get("cors"), "gateway.http.cors", _CORS)
     return HttpConfig(
         chat_completions=_build_chat(r, endpoints.get("chatCompletions")),
+        metrics=_build_metrics(r, endpoints.get("metrics")),
         cors=CorsConfig(
             allowed_origins=_read_origins(r, cors, "gateway.http.cors"),
+
             max_age_seconds=r.integer(
                 cors, "maxAgeSeconds", "gateway.http.cors", d.cors.max_age_seconds, minimum=0
             ),

@@ -71,7 +71,17 @@ class ChatCompletionsConfig:
 
 
 @frozen
+class MetricsConfig:
+    """``gateway.http.endpoints.metrics``: ``GET /metrics`` (Prometheus text)."""
+
+    enabled: bool = False
+    #: ``gateway``: the gateway's token/password; ``none``: open (a scrape network).
+    auth: Literal["gateway", "none"] = "gateway"
+
+
+@frozen
 class CorsConfig:
+
     """``gateway.http.cors``: off unless origins are listed."""
 
     allowed_origins: tuple[str, ...] = ()
@@ -84,7 +94,9 @@ class HttpConfig:
 
     chat_completions: ChatCompletionsConfig = Factory(ChatCompletionsConfig)
     cors: CorsConfig = Factory(CorsConfig)
+    metrics: MetricsConfig = Factory(MetricsConfig)
     max_body_bytes: int = MAX_BODY_BYTES
+
     body_timeout_seconds: float = 30.0
     max_header_bytes: int = 32 * 1024
     max_headers: int = 100
@@ -134,6 +146,10 @@ class GatewayConfig:
     max_connections: int = 1024
     #: Worker processes sharing the port (``--workers``): a count or ``"auto"`` (cores).
     workers: int | Literal["auto"] = 1
+    #: After SIGTERM, seconds ``/readyz`` answers 503 (new work refused) while
+    #: the listener stays open, before the shutdown grace starts.
+    drain_seconds: float = 0.0
+
 
 
 @frozen
