@@ -1,4 +1,4 @@
-"""Agents from configuration: ids, default agent, system prompts, model references."""
+"""Agents from configuration: ids, default agent, workspaces, model references."""
 
 from __future__ import annotations
 
@@ -137,121 +137,30 @@ class WorkspaceTests(SynchronousTestCase):
             AgentRegistry(config()).get("main").workspace, Path("/nonexistent/state/workspace")
         )
 
+    def test_roster_under_a_shared_root(self) -> None:
+        """With agents.defaults.workspace and several agents, each agent without its
+        own workspace gets <root>/<agentId> (OpenClaw's roster rule)."""
+        registry = AgentRegistry(
+            config(
+                AgentConfig(id="a"),
+                AgentConfig(id="b"),
+                defaults=AgentDefaults(workspace="/shared"),
+            ),
+            env={},
+        )
+        self.assertEqual(registry.get("a").workspace, Path("/shared/a"))
+        self.assertEqual(registry.get("b").workspace, Path("/shared/b"))
+
+    def test_workspace_dir_from_the_environment(self) -> None:
+        """A sole agent without a configured workspace uses OPENCLAW_WORKSPACE_DIR."""
+        registry = AgentRegistry(config(), env={"OPENCLAW_WORKSPACE_DIR": "/from/env"})
+        self.assertEqual(registry.get("main").workspace, Path("/from/env"))
+
     def test_tilde_is_expanded(self) -> None:
         """A ~ in a workspace path is the user's home."""
         self.patch(os, "environ", {**os.environ, "HOME": "/home/tester"})
         registry = AgentRegistry(config(AgentConfig(id="a", workspace="~/ws")))
         self.assertEqual(registry.get("a").workspace, Path("/home/tester/ws"))
-
-
-class SystemPromptTests(SynchronousTestCase):
-    def setUp(self) -> None:
-        self.workspace = Path(self.mktemp())
-        self.workspace.mkdir()
-
-    def registry(
-        self, prompt: str | None = "You are Main.", max_bytes: int = 64 * 1024
-    ) -> AgentRegistry:
-        return AgentRegistry(
-            config(AgentConfig(id="main", system_prompt=prompt, workspace=str(self.workspace))),
-            bootstrap_max_bytes=max_bytes,
-        )
-
-    def test_prompt_then_bootstrap_files_then_extra(self) -> None:
-        """The agent's prompt, then AGENTS.md, SOUL.md, IDENTITY.md, USER.md (those
-        present, in that order, under their names), then the request's extra prompt."""
-        (self.workspace / "USER.md").write_text("The user is Ada.\n")
-        (self.workspace / "AGENTS.md").write_text("Be brief.")
-        (self.workspace / "NOTES.md").write_text("not a bootstrap file")
-        prompt = self.registry().system_prompt("main", "Answer in French.")
-        assert prompt is not None
-        self.assertEqual(
-            prompt,
-            "You are Main.\n\n# Project Context\n\nThe following workspace files are loaded:"
-            "\n\n## AGENTS.md\n\nBe brief.\n\n## USER.md\n\nThe user is Ada."
-            "\n\nAnswer in French.",
-        )
-
-    def test_nothing_configured_means_no_prompt(self) -> None:
-        """No prompt, no files (missing workspace is fine), no extra: None."""
-        registry = AgentRegistry(config(AgentConfig(id="main", workspace="/does/not/exist")))
-        self.assertIsNone(registry.system_prompt("main"))
-        self.assertEqual(registry.system_prompt("main", " extra "), "extra")
-
-    def test_files_are_capped(self) -> None:
-        """A bootstrap file larger than the cap contributes only its start."""
-        (self.workspace / "SOUL.md").write_text("a" * 100)
-        with capturedLogs() as events:
-            prompt = self.registry(prompt=None, max_bytes=10).system_prompt("main")
-        assert prompt is not None
-        self.assertIn("## SOUL.md\n\n" + "a" * 10 + "\n\n[... truncated ...]", prompt)
-        self.assertNotIn("a" * 11, prompt)
-        self.assertTrue(any(e["log_level"] == LogLevel.warn for e in events))
-
-    def test_files_are_cached_by_mtime(self) -> None:
-        """A file is re-read only when its mtime or size changes."""
-        soul = self.workspace / "SOUL.md"
-        soul.write_text("old")
-        os.utime(soul, ns=(1_000_000_000, 1_000_000_000))
-        registry = self.registry(prompt=None)
-        self.assertIn("old", registry.system_prompt("main") or "")
-        soul.write_text("new")
-        os.utime(soul, ns=(1_000_000_000, 1_000_000_000))
-        self.assertIn("old", registry.system_prompt("main") or "")
-        os.utime(soul, ns=(2_000_000_000, 2_000_000_000))
-        self.assertIn("new", registry.system_prompt("main") or "")
-        soul.unlink()
-        self.assertIsNone(registry.system_prompt("main"))
-
-
-class ClockedPromptTests(SynchronousTestCase):
-    """With a clock, the bootstrap files are looked at once per recheck interval."""
-
-    def setUp(self) -> None:
-        self.workspace = Path(self.mktemp())
-        self.workspace.mkdir()
-        self.clock = Clock()
-        self.clock.advance(1000)
-        self.registry = AgentRegistry(
-            config(AgentConfig(id="main", system_prompt="Base.", workspace=str(self.workspace))),
-            clock=self.clock,
-            recheck_seconds=1.0,
-        )
-
-    def test_files_are_not_looked_at_within_the_interval(self) -> None:
-        """An edit shows up only once the interval has passed; the extra prompt
-        still applies to every call."""
-        soul = self.workspace / "SOUL.md"
-        soul.write_text("old")
-        self.assertEqual(
-            self.registry.system_prompt("main", "Extra."),
-            "Base.\n\n# Project Context\n\nThe following workspace files are loaded:"
-            "\n\n## SOUL.md\n\nold\n\nExtra.",
-        )
-        soul.write_text("brand new")
-        prompt = self.registry.system_prompt("main", "Other.")
-        assert prompt is not None
-        self.assertIn("## SOUL.md\n\nold", prompt)
-        self.assertTrue(prompt.endswith("Other."))
-        self.clock.advance(1.0)
-        self.assertIn("## SOUL.md\n\nbrand new", self.registry.system_prompt("main") or "")
-
-    def test_removed_file_disappears_after_the_interval(self) -> None:
-        """A deleted bootstrap file leaves the prompt at the next recheck."""
-        (self.workspace / "USER.md").write_text("Ada")
-        self.assertIn("Ada", self.registry.system_prompt("main") or "")
-        (self.workspace / "USER.md").unlink()
-        self.clock.advance(0.5)
-        self.assertIn("Ada", self.registry.system_prompt("main") or "")
-        self.clock.advance(0.5)
-        self.assertEqual(self.registry.system_prompt("main"), "Base.")
-
-    def test_clock_going_back_rechecks(self) -> None:
-        """A clock that moved backwards does not pin a stale prompt."""
-        self.assertEqual(self.registry.system_prompt("main"), "Base.")
-        (self.workspace / "AGENTS.md").write_text("Be brief.")
-        self.clock.rightNow -= 10
-        self.assertIn("Be brief.", self.registry.system_prompt("main") or "")
 
 
 class ModelTests(SynchronousTestCase):

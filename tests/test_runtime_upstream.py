@@ -84,10 +84,12 @@ class OpenAIUpstreamTests(UpstreamCase):
         first, second = (r.body for r in self.fake.requests)
         self.assertEqual(first["model"], "llama3.2")
         self.assertTrue(first["stream"])
+        system, *rest = second["messages"]
+        self.assertEqual(system["role"], "system")
+        self.assertIn("You are terse.", system["content"])
         self.assertEqual(
-            [(m["role"], m["content"]) for m in second["messages"]],
+            [(m["role"], m["content"]) for m in rest],
             [
-                ("system", "You are terse."),
                 ("user", "Capital of France?"),
                 ("assistant", "Paris."),
                 ("user", "What did I ask?"),

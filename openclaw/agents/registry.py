@@ -1,12 +1,12 @@
-"""Agents from configuration: ids, the default agent, prompts and models.
+"""Agents from configuration: ids, the default agent, workspaces and models.
 
 OpenClaw's rules: ids in ``agents.list`` are normalised and de-duplicated;
 the default agent is the first entry with ``default: true``, else the first
-entry, else ``main``; no list means a single agent ``main``. An agent's
-system prompt is its ``systemPrompt``, then the workspace bootstrap files
-(``AGENTS.md``, ``SOUL.md``, ``IDENTITY.md``, ``USER.md``), then the request's
-extra system prompt. Its model is ``provider/model``: the agent's ``model``,
-else ``agents.defaults.model.primary``.
+entry, else ``main``; no list means a single agent ``main``. Its workspace
+follows :func:`~openclaw.agents.workspace.resolve_workspace`; its model is
+``provider/model``: the agent's ``model``, else
+``agents.defaults.model.primary`` (fallbacks: :mod:`openclaw.agents.fallback`).
+The system prompt is built per run (:mod:`openclaw.agents.turn`).
 """
 
 from __future__ import annotations
@@ -16,26 +16,19 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from attrs import frozen
-from twisted.internet.interfaces import IReactorTime
+from attrs import field, frozen
 from twisted.logger import Logger
 
 from openclaw.agents.providers.base import ModelProvider
 from openclaw.agents.types import FailureKind, ProviderError, UnknownAgentError
+from openclaw.agents.workspace import resolve_workspace
 from openclaw.config.model import AgentConfig, Config, ProviderConfig
 from openclaw.sessions.keys import DEFAULT_AGENT_ID, normalize_agent_id
 
 log = Logger()
 
-#: Workspace files injected into the system prompt, in this order.
-BOOTSTRAP_FILES = ("AGENTS.md", "SOUL.md", "IDENTITY.md", "USER.md")
-#: Bytes read from each bootstrap file at most.
-BOOTSTRAP_MAX_BYTES = 64 * 1024
 #: The provider id that always exists, offline.
 DEMO_PROVIDER_ID = "demo"
-#: With a clock, an agent's bootstrap files are looked at (``stat``) at most
-#: this often; an edit shows up in the prompt within this many seconds.
-BOOTSTRAP_RECHECK_SECONDS = 1.0
 
 
 @frozen
@@ -51,6 +44,8 @@ class AgentSpec:
     workspace: Path
     is_default: bool
     timeout_seconds: float
+    #: The ``agents.list`` entry (a synthetic one for the implicit ``main``).
+    entry: AgentConfig = field(factory=lambda: AgentConfig(id=DEFAULT_AGENT_ID), eq=False)
 
     def describe(self) -> dict[str, Any]:
         """The ``agents.list`` entry shape (``id``, ``name``, ``model``, ``workspace``)."""
@@ -104,36 +99,15 @@ def parse_model_ref(ref: str, providers: Mapping[str, ProviderConfig]) -> ModelR
     )
 
 
-@frozen
-class _CachedFile:
-    mtime_ns: int
-    size: int
-    text: str
-
-
 class AgentRegistry:
     """The configured agents and how to build their prompts and pick their models."""
 
-    def __init__(
-        self,
-        config: Config,
-        *,
-        bootstrap_max_bytes: int = BOOTSTRAP_MAX_BYTES,
-        clock: IReactorTime | None = None,
-        recheck_seconds: float = BOOTSTRAP_RECHECK_SECONDS,
-    ) -> None:
+    def __init__(self, config: Config, *, env: Mapping[str, str] | None = None) -> None:
         """
-        :param clock: when given, each agent's prompt (its bootstrap files) is
-            rebuilt at most every ``recheck_seconds`` instead of on every call,
-            so a turn costs no ``stat`` calls (the runtime passes its reactor).
+        :param env: the environment workspace paths are resolved in
+            (``OPENCLAW_WORKSPACE_DIR``, ``HOME``); default ``os.environ``.
         """
         self._config = config
-        self._max_bytes = bootstrap_max_bytes
-        self._files: dict[Path, _CachedFile] = {}
-        self._clock = clock
-        self._recheck = recheck_seconds
-        #: agent id -> (when it was built, the prompt without the request's extra)
-        self._prompts: dict[str, tuple[float, str | None]] = {}
         self._model_refs: dict[str, ModelRef] = {}
         defaults = config.agents.defaults
         entries: dict[str, AgentConfig] = {}
@@ -155,28 +129,28 @@ class AgentRegistry:
                 agent_id=flagged[0],
             )
         self._default = flagged[0] if flagged else next(iter(entries))
+        environ = os.environ if env is None else env
         self._specs = {
             agent_id: AgentSpec(
                 id=agent_id,
                 name=entry.name,
                 model=entry.model or defaults.model_primary,
                 system_prompt=entry.system_prompt,
-                workspace=self._workspace(
-                    entry.workspace or defaults.workspace, agent_id, agent_id == self._default
+                workspace=resolve_workspace(
+                    agent_id,
+                    agent_workspace=entry.workspace,
+                    defaults_workspace=defaults.workspace,
+                    is_default=agent_id == self._default,
+                    agent_count=len(entries),
+                    state_dir=Path(config.state_dir),
+                    env=environ,
                 ),
                 is_default=agent_id == self._default,
                 timeout_seconds=defaults.timeout_seconds,
+                entry=entry,
             )
             for agent_id, entry in entries.items()
         }
-
-    def _workspace(self, configured: str | None, agent_id: str, is_default: bool) -> Path:
-        """The configured workspace (``~`` expanded), else OpenClaw's implicit one:
-        ``<state>/workspace`` for the default agent, ``<state>/workspace-<id>``."""
-        if configured:
-            return Path(os.path.expanduser(configured))
-        suffix = "workspace" if is_default else f"workspace-{agent_id}"
-        return Path(self._config.state_dir) / suffix
 
     @property
     def default_agent_id(self) -> str:
@@ -232,67 +206,6 @@ class AgentRegistry:
         if cfg is not None:
             return cfg.api
         return "demo" if provider_id == DEMO_PROVIDER_ID else None
-
-    def system_prompt(self, agent_id: str, extra: str | None = None) -> str | None:
-        """The agent's system prompt, bootstrap files and ``extra``, or None if all empty."""
-        spec = self.get(agent_id)
-        clock = self._clock
-        if clock is None:
-            base = self._build_prompt(spec)
-        else:
-            now = clock.seconds()
-            cached = self._prompts.get(spec.id)
-            if cached is not None and 0 <= now - cached[0] < self._recheck:
-                base = cached[1]
-            else:
-                base = self._build_prompt(spec)
-                self._prompts[spec.id] = (now, base)
-        extra = extra.strip() if extra else None
-        if base and extra:
-            return f"{base}\n\n{extra}"
-        return base or extra or None
-
-    def _build_prompt(self, spec: AgentSpec) -> str | None:
-        """The agent's own prompt and its bootstrap files (re-read when changed)."""
-        parts: list[str] = []
-        if spec.system_prompt and spec.system_prompt.strip():
-            parts.append(spec.system_prompt.strip())
-        files = [(name, self._read_bootstrap(spec.workspace / name)) for name in BOOTSTRAP_FILES]
-        present = [(name, text) for name, text in files if text]
-        if present:
-            lines = ["# Project Context", "", "The following workspace files are loaded:"]
-            for name, text in present:
-                lines += ["", f"## {name}", "", text]
-            parts.append("\n".join(lines))
-        return "\n\n".join(parts) if parts else None
-
-    def _read_bootstrap(self, path: Path) -> str | None:
-        """The file's text (capped), re-read only when its mtime or size changes."""
-        try:
-            st = path.stat()
-        except OSError:
-            self._files.pop(path, None)
-            return None
-        cached = self._files.get(path)
-        if cached is not None and (cached.mtime_ns, cached.size) == (st.st_mtime_ns, st.st_size):
-            return cached.text
-        try:
-            with path.open("rb") as f:
-                data = f.read(self._max_bytes + 1)
-        except OSError as exc:
-            log.warn("cannot read {path}: {error}", path=str(path), error=str(exc))
-            return None
-        truncated = len(data) > self._max_bytes
-        text = data[: self._max_bytes].decode("utf-8", errors="replace").strip()
-        if truncated:
-            log.warn(
-                "{path} is larger than {limit} bytes; only its start is used",
-                path=str(path),
-                limit=self._max_bytes,
-            )
-            text += "\n\n[... truncated ...]"
-        self._files[path] = _CachedFile(st.st_mtime_ns, st.st_size, text)
-        return text or None
 
 
 ProviderBuilder = Callable[[ProviderConfig], ModelProvider]

@@ -1,9 +1,11 @@
-"""One agent turn: queued in its session lane, streamed from a provider, recorded.
+"""One agent turn: queued in its session lane, run as an agent loop, recorded.
 
 A :class:`Run` is created by the runtime and returned at once. On the next
 reactor turn (so the caller can subscribe first) it waits for its session
 lane, then: emits lifecycle ``start``; resolves the session and its history;
-appends the user message; streams the model call; and finally records the
+appends the user message; loads the agent's workspace and renders its
+system prompt; runs the :class:`~openclaw.agents.loop.TurnLoop` (model calls
+and built-in tools until the model answers); and finally records the
 assistant outcome (complete, failed or aborted) and waits until the store
 reports it durable before it emits lifecycle ``end``/``error`` and fires
 ``result``. Whatever happens, it settles exactly once, and it releases its
@@ -12,26 +14,35 @@ lane after the transcript is written.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Literal
 
-from attrs import define, evolve, field
+from attrs import evolve, frozen
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from openclaw.agents.broadcast import RunBroadcast
-from openclaw.agents.history import load_history
-from openclaw.agents.providers.base import (
-    ModelCall,
-    ModelMessage,
-    ModelProvider,
-    ModelStream,
-    StreamOutcome,
+from openclaw.agents.fallback import FallbackChain, candidate_models
+from openclaw.agents.history import History, read_history
+from openclaw.agents.loop import (
+    LoopDeps,
+    ProviderLookup,
+    TurnLoop,
+    TurnOutcome,
+    lookup_provider,
 )
-from openclaw.agents.registry import AgentRegistry, AgentSpec, ModelRef, ModelResolutionError
+from openclaw.agents.model_step import new_tool_call_id, with_total
+from openclaw.agents.registry import (
+    AgentRegistry,
+    AgentSpec,
+    ModelRef,
+    ModelResolutionError,
+    parse_model_ref,
+)
+from openclaw.agents.toolbox import AgentTools, Toolbox
+from openclaw.agents.turn import PromptMaker
 from openclaw.agents.types import (
     AgentEvent,
     AgentRequest,
@@ -44,78 +55,42 @@ from openclaw.agents.types import (
     RunTimeoutError,
     StopReason,
     ToolCall,
-    ToolEvent,
     Usage,
 )
+from openclaw.agents.workspace import WorkspaceContext
+from openclaw.config.model import Config
 from openclaw.sessions.interface import TranscriptStore
 from openclaw.sessions.lanes import Release, SessionLanes
+
+__all__ = [
+    "ProviderLookup",
+    "Run",
+    "RunServices",
+    "lookup_provider",
+    "new_tool_call_id",
+    "with_total",
+]
 
 log = Logger()
 
 RunState = Literal["queued", "running", "done"]
 RunStatus = Literal["ok", "error", "aborted", "timeout"]
-ProviderLookup = Mapping[str, ModelProvider] | Callable[[str], ModelProvider]
 
 
-def with_total(usage: Usage) -> Usage:
-    """Fill ``total`` when the provider left it at 0."""
-    if usage.total:
-        return usage
-    total = usage.input + usage.output + usage.cache_read + usage.cache_write
-    return Usage(
-        input=usage.input,
-        output=usage.output,
-        cache_read=usage.cache_read,
-        cache_write=usage.cache_write,
-        total=total,
-    )
+@frozen
+class RunServices:
+    """What every run of a runtime shares."""
 
-
-def new_tool_call_id() -> str:
-    """The id of a tool call the model streamed without one (OpenAI's shape)."""
-    return f"call_{uuid.uuid4().hex[:24]}"
-
-
-def lookup_provider(providers: ProviderLookup, ref: ModelRef) -> ModelProvider:
-    """The provider for ``ref``; a ModelResolutionError names the missing id."""
-    try:
-        if callable(providers):
-            return providers(ref.provider)
-        return providers[ref.provider]
-    except KeyError:
-        raise ModelResolutionError(
-            f"unknown model provider {ref.provider!r} (model {ref}); add it to models.providers",
-            code="unknown_provider",
-        ) from None
-
-
-@define
-class _ToolBuilder:
-    """A tool call assembled from streamed pieces."""
-
-    index: int
-    id: str | None = None
-    name: str | None = None
-    arguments: list[str] = field(factory=list)
-    started: bool = False
-
-
-class _Sink:
-    """The :class:`StreamSink` handed to the provider; forwards into the run."""
-
-    def __init__(self, run: Run) -> None:
-        self._run = run
-
-    def on_text(self, delta: str) -> None:
-        self._run._on_text(delta)
-
-    def on_tool_call(
-        self, index: int, call_id: str | None, name: str | None, arguments_delta: str
-    ) -> None:
-        self._run._on_tool_call(index, call_id, name, arguments_delta)
-
-    def on_usage(self, usage: Usage) -> None:
-        self._run._on_usage(usage)
+    clock: IReactorTime
+    config: Config
+    registry: AgentRegistry
+    store: TranscriptStore
+    providers: ProviderLookup
+    lanes: SessionLanes
+    toolbox: Toolbox
+    prompts: PromptMaker
+    history_limit: int
+    max_steps: int
 
 
 class Run:
@@ -127,23 +102,17 @@ class Run:
         *,
         spec: AgentSpec,
         storage_agent_id: str,
-        clock: IReactorTime,
-        registry: AgentRegistry,
-        store: TranscriptStore,
-        providers: ProviderLookup,
-        lanes: SessionLanes,
-        history_limit: int,
+        services: RunServices,
+        tools: AgentTools,
         on_settled: Callable[[Run], None],
     ) -> None:
         self.request = request
         self._spec = spec
         self._storage_agent = storage_agent_id
-        self._clock = clock
-        self._registry = registry
-        self._store = store
-        self._providers = providers
-        self._lanes = lanes
-        self._history_limit = history_limit
+        self._services = services
+        self._clock = services.clock
+        self._store = services.store
+        self._tools = tools
         self._on_settled = on_settled
 
         self.state: RunState = "queued"
@@ -161,8 +130,9 @@ class Run:
 
         self._outcome = RunBroadcast(request.run_id)
         self._paused = False
-        self._stream: ModelStream | None = None
-        self._tools: dict[int, _ToolBuilder] = {}
+        self._loop: TurnLoop | None = None
+        self._preparing: Deferred[WorkspaceContext] | None = None
+        self._history: History | None = None
         self._user_recorded = False
         self._release: Release | None = None
         self._exec_call: IDelayedCall | None = None
@@ -187,7 +157,7 @@ class Run:
 
     @property
     def text(self) -> str:
-        """The assistant text so far."""
+        """The assistant text so far (of every step of the turn)."""
         return str(self._reply)
 
     @property
@@ -205,24 +175,25 @@ class Run:
         return self._outcome.subscribe(listener)
 
     def cancel(self) -> None:
-        """Abort: the provider stream is stopped and the turn recorded as aborted."""
+        """Abort: the model stream and any running tool are stopped, the turn
+        recorded as aborted."""
         if not self._ended:
             self._abort(RunAbortedError("run aborted"), status="aborted")
 
     def pauseProducing(self) -> None:
-        """Stop the upstream (or start it paused, if it has not started yet)."""
+        """Hold the model stream and the next model call (or start paused)."""
         if self._ended or self._paused:
             return
         self._paused = True
-        if self._stream is not None:
-            self._stream.pauseProducing()
+        if self._loop is not None:
+            self._loop.pause()
 
     def resumeProducing(self) -> None:
         if self._ended or not self._paused:
             return
         self._paused = False
-        if self._stream is not None:
-            self._stream.resumeProducing()
+        if self._loop is not None:
+            self._loop.resume()
 
     @property
     def paused(self) -> bool:
@@ -236,11 +207,12 @@ class Run:
 
     def _queue(self) -> None:
         """Join the session lane (FIFO); runs once, from the runtime."""
-        release = self._lanes.try_acquire(self.request.session_key)
+        lanes = self._services.lanes
+        release = lanes.try_acquire(self.request.session_key)
         if release is not None:
             self._granted(release)
             return
-        wait = self._lanes.acquire(self.request.session_key)
+        wait = lanes.acquire(self.request.session_key)
         self._lane_wait = wait
         wait.addCallbacks(self._granted, self._lane_failed)
 
@@ -276,38 +248,25 @@ class Run:
         if self._has_ended():
             return
         try:
-            stream = self._start_stream()
-        except ProviderError as e:
-            self._fail(_failure(e))
-            return
+            self._begin_turn()
         except Exception as e:
             log.failure("run {run_id} could not start", run_id=self.run_id)
             self._fail(_failure(e))
             return
-        if self._has_ended():
-            # A listener cancelled the run while the provider was starting.
-            stream.done.addErrback(lambda _: None)
-            _stop_quietly(stream)
-            return
-        self._stream = stream
-        if self._paused:
-            stream.pauseProducing()
-        stream.done.addCallbacks(self._stream_ended, self._stream_failed)
+        preparing = self._preparing = self._services.prompts.workspace(
+            self._spec, self.request.session_key
+        )
+        preparing.addCallbacks(self._prepared, self._prepare_failed)
 
-    def _start_stream(self) -> ModelStream:
-        """Begin the turn, then make its (first) model call."""
-        return self._call_model(self._begin_turn())
-
-    def _begin_turn(self) -> tuple[ModelMessage, ...]:
-        """Resolve the session, read its history and record the user message;
-        the conversation the model is asked to continue."""
+    def _begin_turn(self) -> None:
+        """Resolve the session, read its history and record the user message."""
         request = self.request
         entry = self._store.ensure_session(
             self._storage_agent, request.session_key, cwd=str(self._spec.workspace)
         )
         self.session_id = entry.session_id
-        history = load_history(
-            self._store, self._storage_agent, entry.session_id, self._history_limit
+        self._history = read_history(
+            self._store, self._storage_agent, entry.session_id, self._services.history_limit
         )
         self._store.append_user(
             self._storage_agent,
@@ -318,30 +277,80 @@ class Run:
             timestamp=self.started_at or self._now(),
         )
         self._user_recorded = True
-        return (
-            *history,
-            ModelMessage(role="user", content=request.message, images=request.images),
+
+    def _prepare_failed(self, failure: Failure) -> None:
+        self._preparing = None
+        if self._ended or isinstance(failure.value, CancelledError):
+            return
+        log.failure("run {run_id}: the workspace could not be loaded", failure, run_id=self.run_id)
+        self._fail(failure)
+
+    def _prepared(self, context: WorkspaceContext) -> None:
+        """Render the prompt, then run the loop."""
+        self._preparing = None
+        if self._ended:
+            return
+        services = self._services
+        try:
+            if self._tools.empty_allowlist is not None:
+                raise ModelResolutionError(
+                    f"{self._tools.empty_allowlist} matches no tool this gateway has; "
+                    "fix the allow-list (the agent would run without tools)",
+                    code="tool_policy_empty",
+                )
+            candidates = candidate_models(services.config.agents.defaults, self._spec.entry)
+            if not candidates:
+                services.registry.model_ref(self._spec.id)  # raises model_not_configured
+            chain = FallbackChain(candidates)
+            primary: ModelRef | None = None
+            try:
+                primary = self.model_ref = parse_model_ref(
+                    chain.current, services.config.models.providers
+                )
+            except ProviderError:
+                primary = None  # the loop reports it (or falls back)
+            prompt = services.prompts.render(
+                self._spec,
+                self.request,
+                context,
+                self._tools,
+                primary,
+                services.config.agents.defaults.model_primary,
+            )
+        except ProviderError as e:
+            self._fail(_failure(e))
+            return
+        except Exception as e:
+            log.failure("run {run_id} could not start", run_id=self.run_id)
+            self._fail(_failure(e))
+            return
+        assert self.session_id is not None and self._history is not None
+        loop = self._loop = TurnLoop(
+            self.request,
+            LoopDeps(
+                clock=self._clock,
+                config=services.config,
+                registry=services.registry,
+                store=self._store,
+                providers=services.providers,
+                storage_agent=self._storage_agent,
+                session_id=self.session_id,
+                workspace=context.workspace,
+                max_steps=services.max_steps,
+            ),
+            system_prompt=prompt,
+            tools=self._tools,
+            history=self._history,
+            chain=chain,
+            on_text=self._on_text,
+            emit=self._emit,
         )
+        self._history = None
+        if self._paused:
+            loop.pause()
+        loop.start().addCallbacks(self._turn_ended, self._turn_failed)
 
-    def _call_model(self, messages: tuple[ModelMessage, ...]) -> ModelStream:
-        """One model call over ``messages``, streaming into this run's sink.
-
-        The run's lifecycle (lane, timeout, recording, settling) is separate
-        from this step, so a loop of model calls can repeat it.
-        """
-        request = self.request
-        ref = self.model_ref = self._registry.model_ref(self._spec.id)
-        provider = lookup_provider(self._providers, ref)
-        call = ModelCall(
-            model=ref.model,
-            messages=messages,
-            system_prompt=self._registry.system_prompt(self._spec.id, request.extra_system_prompt),
-            tools=request.client_tools,
-            stream_params=request.stream_params,
-        )
-        return provider.stream(call, _Sink(self))
-
-    # -- sink --------------------------------------------------------------------
+    # -- the loop's output -----------------------------------------------------------
 
     def _on_text(self, delta: str) -> None:
         if self._ended or self.state != "running" or not delta:
@@ -350,74 +359,22 @@ class Run:
         reply.append(delta)
         self._emit(AssistantEvent(self.run_id, delta, reply, self._now(), length=len(reply)))
 
-    def _on_tool_call(
-        self, index: int, call_id: str | None, name: str | None, arguments_delta: str
-    ) -> None:
-        if self._ended or self.state != "running":
-            return
-        builder = self._tools.get(index)
-        if builder is None:
-            builder = self._tools[index] = _ToolBuilder(index=index)
-        if call_id and builder.id is None:
-            builder.id = call_id
-        if name and builder.name is None:
-            builder.name = name
-        if arguments_delta:
-            builder.arguments.append(arguments_delta)
-        if builder.name is None:
-            return
-        if builder.id is None:
-            builder.id = new_tool_call_id()
-        phase: Literal["start", "update"] = "update" if builder.started else "start"
-        if phase == "update" and not arguments_delta:
-            return
-        builder.started = True
-        self._emit(
-            ToolEvent(
-                run_id=self.run_id,
-                phase=phase,
-                name=builder.name,
-                tool_call_id=builder.id,
-                ts=self._now(),
-                arguments="".join(builder.arguments),
-            )
-        )
-
-    def _on_usage(self, usage: Usage) -> None:
-        if not self._ended and self.state == "running":
-            self.usage = usage
-
     # -- endings -------------------------------------------------------------------
 
-    def _stream_ended(self, outcome: StreamOutcome) -> None:
+    def _turn_ended(self, outcome: TurnOutcome) -> None:
         if self._ended:
             return
         self._ended = True
-        self._stream = None
-        usage = with_total(outcome.usage if outcome.usage != Usage() else self.usage)
-        self.usage = usage
-        # A builder has an id as soon as it has a name (see _on_tool_call).
-        calls = tuple(
-            ToolCall(id=b.id or new_tool_call_id(), name=b.name, arguments="".join(b.arguments))
-            for _, b in sorted(self._tools.items())
-            if b.name
-        )
-        stop: StopReason = outcome.stop_reason
-        if calls and stop == "stop":
-            stop = "tool_calls"
+        ref = self._loop_model_of(self._loop)
+        self._loop = None
+        self.usage = usage = outcome.usage
         now = self._now()
-        for call in calls:
-            self._emit(
-                ToolEvent(
-                    run_id=self.run_id,
-                    phase="end",
-                    name=call.name,
-                    tool_call_id=call.id,
-                    ts=now,
-                    arguments=call.arguments,
-                )
-            )
-        recorded = self._record(stop, tool_calls=calls)
+        recorded = self._record(
+            outcome.stop_reason,
+            text=outcome.text,
+            tool_calls=outcome.tool_calls,
+            results=tuple(r.transcript_message(now) for r in outcome.results),
+        )
         result = AgentResult(
             run_id=self.run_id,
             agent_id=self._spec.id,
@@ -425,8 +382,8 @@ class Run:
             session_id=self.session_id or "",
             text=self.text,
             usage=usage,
-            stop_reason=stop,
-            pending_tool_calls=calls,
+            stop_reason=outcome.stop_reason,
+            pending_tool_calls=outcome.pending,
             started_at=self.started_at or now,
             ended_at=now,
         )
@@ -439,20 +396,19 @@ class Run:
                 ts=now,
                 started_at=self.started_at,
                 ended_at=now,
-                stop_reason=stop,
+                stop_reason=outcome.stop_reason,
+                provider=ref.provider if ref else None,
+                model=ref.model if ref else None,
             ),
             status="ok",
         )
 
-    def _stream_failed(self, failure: Failure) -> None:
+    def _turn_failed(self, failure: Failure) -> None:
         if self._ended:
             return
-        self._stream = None
         if isinstance(failure.value, CancelledError):
             self._abort(RunAbortedError("model stream was cancelled"), status="aborted")
             return
-        if not isinstance(failure.value, ProviderError):
-            log.failure("run {run_id}: model stream failed", failure, run_id=self.run_id)
         self._fail(failure)
 
     def _fail(self, failure: Failure) -> None:
@@ -463,7 +419,11 @@ class Run:
             if isinstance(error, ProviderError)
             else (str(error) or type(error).__name__)
         )
-        recorded = self._record("error", error=message)
+        loop, self._loop = self._loop, None
+        ref = self._loop_model_of(loop)
+        if loop is not None:
+            self.usage = loop.usage
+        recorded = self._record("error", text=loop.step_text if loop else "", error=message)
         now = self._now()
         self._settle_after(
             recorded,
@@ -476,10 +436,17 @@ class Run:
                 ended_at=now,
                 error=message,
                 stop_reason="error",
+                provider=ref.provider if ref else None,
+                model=ref.model if ref else None,
             ),
             status="error",
             error=message,
         )
+
+    def _loop_model_of(self, loop: TurnLoop | None) -> ModelRef | None:
+        if loop is not None and loop.model_ref is not None:
+            self.model_ref = loop.model_ref
+        return self.model_ref
 
     def _timed_out(self, seconds: float) -> None:
         self._timeout_call = None
@@ -494,11 +461,18 @@ class Run:
         if self._exec_call is not None and self._exec_call.active():
             self._exec_call.cancel()
         self._exec_call = None
-        stream, self._stream = self._stream, None
+        preparing, self._preparing = self._preparing, None
+        if preparing is not None:
+            preparing.cancel()
+        loop, self._loop = self._loop, None
+        step_text = ""
+        if loop is not None:
+            step_text = loop.step_text
+            self.usage = loop.usage
+            self._loop_model_of(loop)
+            loop.cancel()
         message = str(error)
-        if stream is not None:
-            _stop_quietly(stream)
-        recorded = self._record("aborted", error=message)
+        recorded = self._record("aborted", text=step_text, error=message)
         now = self._now()
         timed_out = status == "timeout"
         self._settle_after(
@@ -519,7 +493,13 @@ class Run:
         )
 
     def _record(
-        self, stop: StopReason, *, tool_calls: tuple[ToolCall, ...] = (), error: str | None = None
+        self,
+        stop: StopReason,
+        *,
+        text: str,
+        tool_calls: tuple[ToolCall, ...] = (),
+        results: tuple[dict[str, object], ...] = (),
+        error: str | None = None,
     ) -> Deferred[None]:
         """Append the assistant outcome to the transcript (only if the turn began).
 
@@ -536,7 +516,7 @@ class Run:
                 self.request.session_key,
                 self.session_id,
                 run_id=self.run_id,
-                text=self.text,
+                text=text,
                 timestamp=self._now(),
                 usage=self.usage,
                 stop_reason=stop,
@@ -544,8 +524,9 @@ class Run:
                 error=error,
                 provider=ref.provider if ref else None,
                 model=ref.model if ref else None,
-                api=self._api_of(ref),
+                api=self._services.registry.provider_api(ref.provider) if ref else None,
                 channel=self.request.channel,
+                results=results,
             )
         except Exception:
             log.failure("run {run_id}: could not record the turn", run_id=self.run_id)
@@ -557,11 +538,6 @@ class Run:
             )
 
         return written.addErrback(unsynced)
-
-    def _api_of(self, ref: ModelRef | None) -> str | None:
-        if ref is None:
-            return None
-        return self._registry.provider_api(ref.provider)
 
     def _settle_after(
         self,
@@ -600,10 +576,10 @@ class Run:
         self._timeout_call = None
         self._emit(event)
         self._outcome.settle(outcome)
-        # Kept for agent.wait: drop what can be large (base64 images, tool state).
+        # Kept for agent.wait: drop what can be large (base64 images, history).
         if self.request.images:
             self.request = evolve(self.request, images=())
-        self._tools.clear()
+        self._history = None
         release, self._release = self._release, None
         if release is not None:
             release()
@@ -620,10 +596,3 @@ class Run:
 
 def _failure(error: BaseException) -> Failure:
     return Failure(error)  # type: ignore[no-untyped-call]  # typing note: untyped in Twisted
-
-
-def _stop_quietly(stream: ModelStream) -> None:
-    try:
-        stream.stopProducing()
-    except Exception:
-        log.failure("a model stream failed to stop")

@@ -10,7 +10,7 @@ WebSocket methods (``agents.list``, ``sessions.list``, ``chat.history``).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -18,9 +18,14 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from openclaw.agents.history import DEFAULT_HISTORY_LIMIT
+from openclaw.agents.loop import DEFAULT_MAX_STEPS
 from openclaw.agents.providers.pool import UpstreamPool
 from openclaw.agents.registry import AgentRegistry, AgentSpec, ProviderCache
-from openclaw.agents.run import ProviderLookup, Run
+from openclaw.agents.run import ProviderLookup, Run, RunServices
+from openclaw.agents.toolbox import Toolbox, check_client_tools
+from openclaw.agents.tools._proc import ProcessRegistry
+from openclaw.agents.tools.catalog import CatalogReactor, ToolServices
+from openclaw.agents.turn import PromptMaker
 from openclaw.agents.types import (
     AgentRequest,
     AgentRun,
@@ -31,7 +36,7 @@ from openclaw.agents.types import (
 from openclaw.config.model import Config
 from openclaw.core.recent import RecentlyFinished
 from openclaw.sessions.entry import agent_id_for_session
-from openclaw.sessions.fileio import blocking_io_for
+from openclaw.sessions.fileio import BlockingIO, InlineIO, blocking_io_for
 from openclaw.sessions.interface import TranscriptStore
 from openclaw.sessions.lanes import SessionLanes
 from openclaw.sessions.store import SessionStore
@@ -59,6 +64,9 @@ class Runtime:
         keep_finished: int = KEEP_FINISHED_RUNS,
         keep_finished_seconds: float = KEEP_FINISHED_SECONDS,
         pool: UpstreamPool | None = None,
+        tool_services: ToolServices | None = None,
+        io: BlockingIO | None = None,
+        max_steps: int = DEFAULT_MAX_STEPS,
     ) -> None:
         """
         :param config: the gateway configuration (agents, models, session, state dir).
@@ -73,11 +81,16 @@ class Runtime:
         :param history_limit: stored messages sent to the model per turn, at most.
         :param pool: an HTTP connection pool the runtime owns: its cached
             connections are closed on shutdown.
+        :param tool_services: what the built-in tools run on (reactor, process
+            registry, sessions view, approver, secrets); None: agents have no
+            built-in tools (:func:`build_runtime` always passes them).
+        :param io: where workspace files are read (default inline).
+        :param max_steps: model calls one turn may make at most.
         """
         self.config = config
         self.clock = clock
         self.providers = providers
-        self.registry = registry if registry is not None else AgentRegistry(config, clock=clock)
+        self.registry = registry if registry is not None else AgentRegistry(config)
         self.store: TranscriptStore = (
             store
             if store is not None
@@ -101,6 +114,20 @@ class Runtime:
         self._observers: list[Callable[[AgentRun], None]] = []
         self._closed = False
         self._pool = pool
+        self.toolbox = Toolbox(config, tool_services)
+        self._io = io
+        self._services = RunServices(
+            clock=clock,
+            config=config,
+            registry=self.registry,
+            store=self.store,
+            providers=providers,
+            lanes=self.lanes,
+            toolbox=self.toolbox,
+            prompts=PromptMaker(config, clock=clock, io=io if io is not None else InlineIO()),
+            history_limit=history_limit,
+            max_steps=max_steps,
+        )
 
     # -- AgentRuntime ------------------------------------------------------------
 
@@ -115,7 +142,8 @@ class Runtime:
     def start(self, request: AgentRequest) -> Run:
         """Queue a turn and return its run at once.
 
-        Raises UnknownAgentError, DuplicateRunError (run id still active) or
+        Raises UnknownAgentError, DuplicateRunError (run id still active),
+        ClientToolConflictError (a client tool named like a built-in one) or
         RuntimeClosedError (after shutdown). Nothing reaches the provider
         before the next reactor turn, so the caller can subscribe first.
         """
@@ -124,16 +152,14 @@ class Runtime:
         spec = self.registry.get(request.agent_id)
         if request.run_id in self._active:
             raise DuplicateRunError(f"run {request.run_id!r} is already active")
+        tools = self.toolbox.for_agent(spec.id, spec.entry)
+        check_client_tools(request.client_tools, tools)
         run = Run(
             request,
             spec=spec,
             storage_agent_id=agent_id_for_session(request.session_key, spec.id),
-            clock=self.clock,
-            registry=self.registry,
-            store=self.store,
-            providers=self.providers,
-            lanes=self.lanes,
-            history_limit=self._history_limit,
+            services=self._services,
+            tools=tools,
             on_settled=self._settled,
         )
         self._active[run.run_id] = run
@@ -190,6 +216,7 @@ class Runtime:
             # One more reactor turn, so what the runs' consumers wrote when they
             # settled (last SSE frames, [DONE]) leaves before anything closes.
             waiting.addCallback(lambda _: deferLater(self.clock, 0, lambda: None))
+        waiting.addCallback(lambda _: self._stop_tools())
         waiting.addCallback(lambda _: self.store.close())
 
         def close_pool(_: object) -> Deferred[None]:
@@ -210,6 +237,17 @@ class Runtime:
     def sessions(self) -> TranscriptStore:
         """The session store (``sessions.list``, ``chat.history`` read it)."""
         return self.store
+
+    def _stop_tools(self) -> Deferred[None]:
+        """Terminate background commands (``exec`` with ``background``) and
+        release the tools' IO threads."""
+        services = self.toolbox.services
+        ended: list[Deferred[object]] = []
+        if services is not None:
+            ended = [d.addCallback(lambda _: None) for d in services.registry.stop_all()]
+        if self._io is not None:
+            self._io.stop()
+        return DeferredList(ended, consumeErrors=True).addCallback(lambda _: None)
 
     # -- bookkeeping ---------------------------------------------------------------
 
@@ -273,7 +311,50 @@ def build_runtime(
             max_entries=config.session.maintenance.max_entries,
             maintenance=config.session.maintenance.mode,
         )
-    return Runtime(config, clock=reactor, providers=providers, store=store, pool=owned)
+    io = blocking_io_for(reactor)
+    tools = default_tool_services(config, reactor, store, io)
+    return Runtime(
+        config,
+        clock=reactor,
+        providers=providers,
+        store=store,
+        pool=owned,
+        tool_services=tools,
+        io=io,
+    )
+
+
+def config_secrets(config: Config) -> frozenset[str]:
+    """Values a tool's environment and output must never carry: the gateway's
+    token and password, provider API keys and header values."""
+    values: set[str] = set()
+    auth = config.gateway.auth
+    for value in (auth.token, auth.password):
+        if value:
+            values.add(value)
+    for provider in config.models.providers.values():
+        if provider.api_key:
+            values.add(provider.api_key)
+        values.update(v for v in provider.headers.values() if v)
+    return frozenset(values)
+
+
+def default_tool_services(
+    config: Config, reactor: IReactorTime, store: TranscriptStore, io: BlockingIO
+) -> ToolServices:
+    """The built-in tools' dependencies on the gateway's reactor.
+
+    ``reactor`` is the real reactor (it also spawns processes and resolves
+    names); a test ``Clock`` gets tools whose file operations work and whose
+    ``exec`` / ``web_fetch`` fail when called.
+    """
+    return ToolServices(
+        reactor=cast(CatalogReactor, reactor),
+        registry=ProcessRegistry(reactor),
+        run_blocking=lambda work: io.run(work),
+        sessions=store,
+        secrets=config_secrets(config),
+    )
 
 
 if TYPE_CHECKING:

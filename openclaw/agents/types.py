@@ -21,12 +21,14 @@ from openclaw.sessions.interface import SessionCatalog
 __all__ = [
     "AgentEvent",
     "AgentInfo",
+    "AgentLoopError",
     "AgentRequest",
     "AgentResult",
     "AgentRun",
     "AgentRuntime",
     "AssistantEvent",
     "ClientTool",
+    "ClientToolConflictError",
     "DuplicateRunError",
     "FailureKind",
     "ImageInput",
@@ -42,6 +44,7 @@ __all__ = [
     "StreamParams",
     "ToolCall",
     "ToolEvent",
+    "ToolPhase",
     "UnknownAgentError",
     "Usage",
 ]
@@ -122,6 +125,9 @@ class LifecycleEvent:
     error: str | None = None
     aborted: bool = False
     stop_reason: StopReason | None = None
+    #: Which model answered (``end``/``error``): the fallback chain's last one.
+    provider: str | None = None
+    model: str | None = None
 
 
 class ReplyText:
@@ -178,16 +184,31 @@ class AssistantEvent:
         return text if isinstance(text, str) else text.prefix(self._length)
 
 
+ToolPhase = Literal["start", "update", "result"]
+
+
 @frozen
 class ToolEvent:
-    """A tool call observed in the model output."""
+    """A built-in tool call the run executes: ``start`` (with its arguments),
+    ``update`` (partial output so far), ``result`` (the outcome; OpenClaw's
+    terminal phase name on the wire)."""
 
     run_id: str
-    phase: Literal["start", "update", "end"]
+    phase: ToolPhase
     name: str
     tool_call_id: str
     ts: int
+    #: The raw JSON arguments the model sent (``start``).
     arguments: str | None = None
+    #: The arguments parsed (``start``; None when they were not a JSON object).
+    args: Mapping[str, Any] | None = None
+    #: The output so far (``update``).
+    partial_result: str | None = None
+    #: The text the model reads next (``result``).
+    result: str | None = None
+    is_error: bool = False
+    #: Structured facts for observers (exit code, path, bytes...); never sent to the model.
+    meta: Mapping[str, Any] | None = None
 
 
 AgentEvent = LifecycleEvent | AssistantEvent | ToolEvent
@@ -249,6 +270,25 @@ class RunAbortedError(Exception):
 
 class UnknownAgentError(KeyError):
     """No agent with that id is configured."""
+
+
+class AgentLoopError(Exception):
+    """The agent loop stopped the turn: the step limit was reached, or a tool
+    loop persisted after a warning (``tools.loopDetection``). The message says
+    which, for the client."""
+
+
+class ClientToolConflictError(ValueError):
+    """A request's client tools reuse a built-in tool's name (or each other's).
+
+    Raised by ``AgentRuntime.start``; the HTTP layer answers 400
+    ``invalid_request_error`` "invalid tool configuration" (OpenClaw's answer),
+    the WebSocket layer ``INVALID_REQUEST``. ``names`` are for the log.
+    """
+
+    def __init__(self, names: Sequence[str]) -> None:
+        super().__init__(f"client tool name conflict: {', '.join(names)}")
+        self.names = tuple(names)
 
 
 class DuplicateRunError(ValueError):

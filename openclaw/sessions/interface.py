@@ -103,9 +103,38 @@ class TranscriptStore(SessionCatalog, Protocol):
         model: str | None = None,
         api: str | None = None,
         channel: str | None = None,
+        results: Sequence[Mapping[str, Any]] = (),
     ) -> Deferred[None]:
-        """Append the assistant outcome (complete, failed or aborted) and settle it;
-        fires once the turn is durable under the fsync policy."""
+        """Append the assistant outcome (complete, failed or aborted), then
+        ``results`` (``toolResult`` messages answering some of its tool calls),
+        and settle the turn; fires once it is durable under the fsync policy."""
+        ...
+
+    def recent_entries(self, agent_id: str, session_id: str) -> Iterator[Mapping[str, Any]]:
+        """The transcript's ``message`` and ``compaction`` entries (OpenClaw's JSONL
+        shape: ``type``, ``id``, ``parentId``, ``runId``, ``message`` / ``summary``,
+        ``firstKeptEntryId``...), newest first. Callers stop iterating when they
+        have enough."""
+        ...
+
+    def append_messages(
+        self,
+        agent_id: str,
+        session_id: str,
+        *,
+        run_id: str,
+        messages: Sequence[Mapping[str, Any]],
+        timestamp: int,
+    ) -> Deferred[None]:
+        """Append messages (pi-agent's shape) to a turn still open (an assistant
+        step that called tools, ``toolResult`` messages), without closing it."""
+        ...
+
+    def append_entry(
+        self, agent_id: str, session_id: str, entry: Mapping[str, Any]
+    ) -> Deferred[None]:
+        """Append a whole entry of another type (a ``compaction`` entry): the
+        store keeps its ``id`` and sets ``parentId`` to the transcript's last entry."""
         ...
 
     def list_sessions(self, agent_id: str) -> list[SessionEntry]:

@@ -38,6 +38,9 @@ from openclaw.sessions.writes import WriteQueue
 log = Logger()
 
 _CACHE_SIZE = 1024
+#: The ``run_id`` under which :meth:`TranscriptJournal.append` takes a whole
+#: entry (``type`` other than ``message``) instead of a message.
+RAW_ENTRY = "\x00entry"
 _Key = tuple[str, str]
 
 
@@ -160,15 +163,21 @@ class TranscriptJournal:
             header_line = state.header = session_header(session_id, first_ts, state.cwd, state.key)
         chunks: list[bytes] = []
         for run_id, ts, message in messages:
-            entry_id = short_id()
-            entry = {
-                "type": "message",
-                "id": entry_id,
-                "parentId": state.last_id,
-                "timestamp": iso_ms(ts),
-                "runId": run_id,
-                "message": message,
-            }
+            if run_id == RAW_ENTRY:
+                # A whole entry of another type (compaction): linked into the chain.
+                entry = {**message, "parentId": state.last_id}
+                entry_id = str(entry.get("id") or short_id())
+                entry["id"] = entry_id
+            else:
+                entry_id = short_id()
+                entry = {
+                    "type": "message",
+                    "id": entry_id,
+                    "parentId": state.last_id,
+                    "timestamp": iso_ms(ts),
+                    "runId": run_id,
+                    "message": message,
+                }
             chunks.extend(line_pieces(entry))
             state.last_id = entry_id
         check_torn = not state.checked
@@ -237,6 +246,19 @@ class TranscriptJournal:
                 continue
             run_id = entry.get("runId") or message.get("runId")
             yield (run_id if isinstance(run_id, str) else None), message
+
+    def recent_entries(self, agent: str, session_id: str) -> Iterator[Mapping[str, Any]]:
+        """The transcript's ``message`` and ``compaction`` entries, newest first,
+        with their ids (reads at most :data:`MAX_TAIL_BYTES` of its tail, lazily)."""
+        state = self._states.get((agent, session_id))
+        if state is not None and state.empty:
+            return
+        path = state.path if state is not None and state.path is not None else None
+        if path is None:
+            path = self._path_of(agent, session_id)
+        for entry in read_backwards(path, MAX_TAIL_BYTES, self.report_bad_line):
+            if entry.get("type") in ("message", "compaction"):
+                yield entry
 
     def display(self, agent: str, session_id: str, limit: int) -> list[dict[str, Any]]:
         """The last ``limit`` user/assistant messages, oldest first, in

@@ -42,7 +42,7 @@ from openclaw.sessions.index import (
     over_cap,
     recover_lost_entries,
 )
-from openclaw.sessions.journal import TranscriptJournal, log_failure
+from openclaw.sessions.journal import RAW_ENTRY, TranscriptJournal, log_failure
 from openclaw.sessions.transcript import (
     FAILED_STOPS,
     assistant_message,
@@ -405,8 +405,10 @@ class SessionStore:
         model: str | None = None,
         api: str | None = None,
         channel: str | None = None,
+        results: Sequence[Mapping[str, Any]] = (),
     ) -> Deferred[None]:
-        """Append the assistant outcome and update the index entry.
+        """Append the assistant outcome (then ``results``, the ``toolResult``
+        messages answering some of its calls) and update the index entry.
 
         The Deferred fires once the lines are written and (policy ``turn``)
         synced, on the IO executor: report the turn only then. Failed and
@@ -426,8 +428,10 @@ class SessionStore:
             api=api,
         )
         try:
+            lines = [(run_id, timestamp, message)]
+            lines += [(run_id, timestamp, dict(result)) for result in results]
             written = self._journal.append(
-                agent, session_id, [(run_id, timestamp, message)], sync=self._sync, now=self._now()
+                agent, session_id, lines, sync=self._sync, now=self._now()
             )
         finally:
             self._close_turn(agent, session_id)
@@ -456,6 +460,44 @@ class SessionStore:
     ) -> Iterator[tuple[str | None, Mapping[str, Any]]]:
         """``(run_id, message)`` for the transcript's messages, newest first."""
         return self._journal.recent_messages(normalize_agent_id(agent_id), session_id)
+
+    def recent_entries(self, agent_id: str, session_id: str) -> Iterator[Mapping[str, Any]]:
+        """The transcript's ``message`` and ``compaction`` entries, newest first."""
+        return self._journal.recent_entries(normalize_agent_id(agent_id), session_id)
+
+    def append_messages(
+        self,
+        agent_id: str,
+        session_id: str,
+        *,
+        run_id: str,
+        messages: Sequence[Mapping[str, Any]],
+        timestamp: int,
+    ) -> Deferred[None]:
+        """Append messages of an open turn (an assistant step with tool calls,
+        ``toolResult`` messages) in one write, without closing the turn."""
+        agent = normalize_agent_id(agent_id)
+        return self._journal.append(
+            agent,
+            session_id,
+            [(run_id, timestamp, dict(message)) for message in messages],
+            sync=False,
+            now=self._now(),
+        )
+
+    def append_entry(
+        self, agent_id: str, session_id: str, entry: Mapping[str, Any]
+    ) -> Deferred[None]:
+        """Append a whole entry of another type (a ``compaction`` entry); the store
+        sets its ``parentId`` to the transcript's last entry and keeps its ``id``."""
+        agent = normalize_agent_id(agent_id)
+        return self._journal.append(
+            agent,
+            session_id,
+            [(RAW_ENTRY, self._now(), dict(entry))],
+            sync=self._sync,
+            now=self._now(),
+        )
 
     def read_messages(
         self, agent_id: str, session_key: str, limit: int = 200

@@ -29,10 +29,12 @@ from twisted.web.server import Request
 
 from openclaw.agents.types import (
     AgentEvent,
+    AgentLoopError,
     AgentResult,
     AgentRun,
     AgentRuntime,
     AssistantEvent,
+    ClientToolConflictError,
     ImageInput,
     ProviderError,
     RunAbortedError,
@@ -121,6 +123,8 @@ def map_failure(failure: Failure, run_id: str) -> tuple[MappedError, str]:
         return RUN_TIMEOUT_ERROR, "run timed out"
     if isinstance(error, RunAbortedError):
         return RUN_ABORTED_ERROR, "run aborted"
+    if isinstance(error, AgentLoopError):
+        return MappedError(500, str(error), "api_error", "agent_loop_stopped"), "agent loop stopped"
     log.failure("run {run_id} failed", failure, run_id=run_id)
     return INTERNAL_ERROR, "run failed"
 
@@ -297,6 +301,10 @@ class ChatCompletionsEndpoint:
             run = self._runtime.start(prepared.agent_request(completion_id, fetched))
         except UnknownAgentError:
             raise unknown_agent_error(prepared.agent_id) from None
+        except ClientToolConflictError as e:
+            # OpenClaw's answer; the clashing names are only logged.
+            log.info("run {run_id} refused: {error}", run_id=completion_id, error=str(e))
+            raise ChatRequestError("invalid tool configuration") from None
         except Exception:
             log.failure("could not start run {run_id}", run_id=completion_id)
             return write_error(request, INTERNAL_ERROR, run_started=False)

@@ -428,6 +428,10 @@ class RunHub:
                 data["status"] = "cancelled"
             if event.error is not None:
                 data["error"] = event.error
+            if event.model is not None:
+                # Which model answered (after a fallback, not the configured primary).
+                data["provider"] = event.provider
+                data["model"] = event.model
         return OutboundEvent(
             "agent",
             {**tracked.base(), "stream": "lifecycle", "data": data, "seq": seq, "ts": event.ts},
@@ -441,8 +445,18 @@ class RunHub:
             "name": event.name,
             "toolCallId": event.tool_call_id,
         }
-        if event.arguments is not None:
-            data["args"] = event.arguments
+        if event.phase == "start":
+            # OpenClaw sends the parsed arguments; the raw text when they were not JSON.
+            if event.args is not None:
+                data["args"] = dict(event.args)
+            elif event.arguments is not None:
+                data["args"] = event.arguments
+        elif event.phase == "update":
+            data["partialResult"] = event.partial_result
+        else:
+            data["result"] = event.result
+            data["isError"] = event.is_error
+            data["meta"] = dict(event.meta) if event.meta else {}
         return OutboundEvent(
             "agent",
             {**tracked.base(), "stream": "tool", "data": data, "seq": seq, "ts": event.ts},

@@ -1,0 +1,574 @@
+"""The agent loop of one turn: model call, tool calls, results, next call.
+
+:class:`TurnLoop` repeats a step until the model answers without calling a
+built-in tool:
+
+1. held while a consumer is paused (backpressure holds the *next* model
+   call, not only the current stream);
+2. compaction first when the history would not fit the model's context
+   window (and once more, then a retry, when the upstream says it overflowed);
+3. a model call on the fallback chain's current model; a fallback-worthy
+   failure before any text reached the client retries the step on the next
+   model (completed tools are not replayed);
+4. the step's built-in calls run in order (:mod:`~openclaw.agents.tool_runner`),
+   the assistant step and the ``toolResult`` messages go to the transcript,
+   and the results to the next call.
+
+Client tools end the turn with their calls pending (the built-in calls of
+the same step run first). A step limit and the run's timeout (the run's
+business) bound the loop; :meth:`TurnLoop.cancel` stops the model stream,
+the running tool and any compaction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+from attrs import frozen
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.python.filepath import FilePath
+
+from openclaw.agents.compaction import (
+    CompactionResult,
+    Compactor,
+    auto_keep_tokens,
+    context_window_of,
+    estimate_text_tokens,
+    estimate_tokens,
+    needs_compaction,
+    stream_to_text,
+    tool_result_cap,
+)
+from openclaw.agents.fallback import FallbackChain
+from openclaw.agents.history import History, normalise_history
+from openclaw.agents.model_step import ModelStep, StepOutcome, add_usage
+from openclaw.agents.providers.base import ModelCall, ModelMessage, ModelProvider
+from openclaw.agents.registry import AgentRegistry, ModelRef, ModelResolutionError, parse_model_ref
+from openclaw.agents.tool_runner import BatchOutcome, ToolBatch, ToolOutcome
+from openclaw.agents.toolbox import AgentTools
+from openclaw.agents.tools.base import ToolContext
+from openclaw.agents.types import (
+    AgentEvent,
+    AgentLoopError,
+    AgentRequest,
+    FailureKind,
+    ProviderError,
+    StopReason,
+    ToolCall,
+    Usage,
+)
+from openclaw.config.model import Config
+from openclaw.sessions.interface import TranscriptStore
+from openclaw.sessions.transcript import assistant_message
+
+log = Logger()
+
+#: Model calls one turn may make at most (OpenClaw documents no limit; a run
+#: timeout alone would let a looping model burn tokens for hours).
+DEFAULT_MAX_STEPS: Final = 50
+#: Text between the replies of two steps, so the client's append-only text reads well.
+STEP_SEPARATOR: Final = "\n\n"
+
+ProviderLookup = Mapping[str, ModelProvider] | Callable[[str], ModelProvider]
+
+
+def lookup_provider(providers: ProviderLookup, ref: ModelRef) -> ModelProvider:
+    """The provider for ``ref``; an unknown one is a MODEL_NOT_FOUND failure, so a
+    fallback chain moves on to its next model."""
+    try:
+        if callable(providers):
+            return providers(ref.provider)
+        return providers[ref.provider]
+    except KeyError:
+        raise ModelResolutionError(
+            f"unknown model provider {ref.provider!r} (model {ref}); add it to models.providers",
+            code="unknown_provider",
+        ) from None
+
+
+@frozen
+class LoopDeps:
+    """What a turn's loop uses, shared with the run."""
+
+    clock: IReactorTime
+    config: Config
+    registry: AgentRegistry
+    store: TranscriptStore
+    providers: ProviderLookup
+    storage_agent: str
+    session_id: str
+    workspace: Path
+    max_steps: int = DEFAULT_MAX_STEPS
+
+
+@frozen
+class TurnOutcome:
+    """How the turn ended (without error)."""
+
+    stop_reason: StopReason
+    #: The last step's text (the final assistant message's).
+    text: str
+    usage: Usage
+    #: The last step's calls: recorded with the final assistant message.
+    tool_calls: tuple[ToolCall, ...] = ()
+    #: The client tool calls the client must answer.
+    pending: tuple[ToolCall, ...] = ()
+    #: Built-in calls of that last step, answered (recorded after it).
+    results: tuple[ToolOutcome, ...] = ()
+
+
+class TurnLoop:
+    """Steps of one turn; :meth:`start` once."""
+
+    def __init__(
+        self,
+        request: AgentRequest,
+        deps: LoopDeps,
+        *,
+        system_prompt: str,
+        tools: AgentTools,
+        history: History,
+        chain: FallbackChain,
+        on_text: Callable[[str], None],
+        emit: Callable[[AgentEvent], None],
+    ) -> None:
+        self._request = request
+        self._deps = deps
+        self._system_prompt = system_prompt
+        self._tools = tools
+        self._history = history
+        self._history_messages = list(history.messages)
+        self._turn: list[ModelMessage] = [
+            ModelMessage(role="user", content=request.message, images=request.images)
+        ]
+        self._chain = chain
+        self._on_text = on_text
+        self._emit = emit
+        self._detector = tools.new_loop_detector()
+        self._client_names = {t.name for t in request.client_tools}
+        self._model_tools = (*tools.schemas, *request.client_tools)
+        self._steps = 0
+        self._usage = Usage()
+        self._any_text = False
+        self._overflow_retried = False
+        self._paused = False
+        self._waiting = False
+        self._cancelled = False
+        self._step: ModelStep | None = None
+        self._failed_text = ""
+        self._step_spoke = False
+        self._batch: ToolBatch | None = None
+        self._compacting: Deferred[CompactionResult | None] | None = None
+        self.model_ref: ModelRef | None = None
+        self._done: Deferred[TurnOutcome] = Deferred()
+
+    # -- control ------------------------------------------------------------------
+
+    def start(self) -> Deferred[TurnOutcome]:
+        """Run the turn; fires with its outcome or fails (ProviderError, AgentLoopError)."""
+        self._next_step()
+        return self._done
+
+    @property
+    def step_text(self) -> str:
+        """The text of the step in progress, or of the step that just failed
+        (recorded with the failed or aborted turn)."""
+        return self._step.text if self._step is not None else self._failed_text
+
+    @property
+    def usage(self) -> Usage:
+        return self._usage
+
+    def pause(self) -> None:
+        """Hold the stream, and the next model call until :meth:`resume`."""
+        self._paused = True
+        if self._step is not None:
+            self._step.stream.pauseProducing()
+
+    def resume(self) -> None:
+        self._paused = False
+        if self._step is not None:
+            self._step.stream.resumeProducing()
+        if self._waiting:
+            self._waiting = False
+            self._next_step()
+
+    def cancel(self) -> None:
+        """Stop the model stream, the running tool and any compaction."""
+        if self._cancelled:
+            return
+        self._cancelled = True
+        step, self._step = self._step, None
+        if step is not None:
+            self._failed_text = step.text
+            step.close()
+            step.done.addErrback(lambda _: None)
+            try:
+                step.stream.stopProducing()
+            except Exception:
+                log.failure("a model stream failed to stop")
+        batch, self._batch = self._batch, None
+        if batch is not None:
+            batch.cancel()
+        compacting, self._compacting = self._compacting, None
+        if compacting is not None:
+            compacting.cancel()
+        if not self._done.called:
+            self._done.errback(CancelledError("turn cancelled"))
+
+    # -- steps --------------------------------------------------------------------
+
+    def _now(self) -> int:
+        return int(self._deps.clock.seconds() * 1000)
+
+    def _finish(self, outcome: TurnOutcome) -> None:
+        if not self._cancelled and not self._done.called:
+            self._done.callback(outcome)
+
+    def _fail(self, error: BaseException | None) -> None:
+        if error is None:
+            error = AgentLoopError("the turn failed")
+        if not self._cancelled and not self._done.called:
+            self._done.errback(Failure(error))  # type: ignore[no-untyped-call]  # typing note: untyped in Twisted
+
+    def _next_step(self) -> None:
+        if self._cancelled or self._done.called:
+            return
+        if self._paused:
+            self._waiting = True
+            return
+        if self._steps >= self._deps.max_steps:
+            self._fail(
+                AgentLoopError(
+                    f"the agent made {self._steps} model calls without a final answer "
+                    "(the turn's step limit)"
+                )
+            )
+            return
+        if self._compaction_due():
+            self._compact(then=self._call_model)
+            return
+        self._call_model()
+
+    def _messages(self) -> tuple[ModelMessage, ...]:
+        return (*normalise_history(self._history_messages), *self._turn)
+
+    def _call_model(self) -> None:
+        if self._cancelled:
+            return
+        try:
+            ref = parse_model_ref(self._chain.current, self._deps.config.models.providers)
+            self.model_ref = ref
+            provider = lookup_provider(self._deps.providers, ref)
+            call = ModelCall(
+                model=ref.model,
+                messages=self._messages(),
+                system_prompt=self._system_prompt,
+                tools=self._model_tools,
+                stream_params=self._request.stream_params,
+            )
+            separator = self._any_text
+            self._step_spoke = False
+            self._steps += 1
+            step = ModelStep(provider, call, lambda delta: self._text(delta, separator))
+        except ProviderError as e:
+            self._model_failed(e)
+            return
+        except Exception as e:
+            log.failure("run {run_id}: the model call could not start", run_id=self._run_id)
+            self._fail(e)
+            return
+        self._step = step
+        if self._paused:
+            step.stream.pauseProducing()
+        step.done.addCallbacks(
+            lambda outcome: self._step_ended(step, outcome),
+            lambda failure: self._step_failed(step, failure),
+        )
+
+    @property
+    def _run_id(self) -> str:
+        return self._request.run_id
+
+    def _text(self, delta: str, separator: bool) -> None:
+        if self._cancelled:
+            return
+        if separator and not self._step_spoke:
+            # The step's first text: set it apart from the previous step's.
+            self._on_text(STEP_SEPARATOR)
+        self._step_spoke = True
+        self._any_text = True
+        self._chain.note_output()
+        self._on_text(delta)
+
+    def _step_failed(self, step: ModelStep, failure: Failure) -> None:
+        if self._step is not step or self._cancelled:
+            return
+        self._step = None
+        self._failed_text = step.text
+        step.close()
+        error = failure.value
+        if isinstance(error, CancelledError):
+            self._fail(error)
+            return
+        if not isinstance(error, ProviderError):
+            log.failure("run {run_id}: model stream failed", failure, run_id=self._run_id)
+            self._fail(error)
+            return
+        self._model_failed(error)
+
+    def _model_failed(self, error: ProviderError) -> None:
+        if (
+            error.kind is FailureKind.CONTEXT_OVERFLOW
+            and not self._overflow_retried
+            and not self._chain.output_sent
+        ):
+            self._overflow_retried = True
+            self._steps -= 1
+            log.info("run {run_id}: context overflow; compacting and retrying", run_id=self._run_id)
+            self._compact(then=self._retry_after_compaction, force=True)
+            return
+        failed_model = self._chain.current
+        nxt = self._chain.advance(error)
+        if nxt is None:
+            self._fail(error)
+            return
+        log.warn(
+            "run {run_id}: model {model} failed ({kind}); falling back to {next}",
+            run_id=self._run_id,
+            model=failed_model,
+            kind=error.kind.value,
+            next=nxt,
+        )
+        self._steps -= 1
+        self._call_model()
+
+    def _retry_after_compaction(self) -> None:
+        self._detector.arm_post_compaction()
+        self._call_model()
+
+    def _step_ended(self, step: ModelStep, outcome: StepOutcome) -> None:
+        if self._step is not step or self._cancelled:
+            return
+        self._step = None
+        self._usage = add_usage(self._usage, outcome.usage)
+        calls = outcome.tool_calls
+        if not calls:
+            self._finish(TurnOutcome(outcome.stop_reason, outcome.text, self._usage))
+            return
+        client = tuple(c for c in calls if c.name in self._client_names)
+        builtin = tuple(c for c in calls if c.name not in self._client_names)
+        if not builtin:
+            self._finish(
+                TurnOutcome("tool_calls", outcome.text, self._usage, calls, pending=client)
+            )
+            return
+        if not client:
+            self._record_step(outcome, calls)
+        batch = self._batch = ToolBatch(
+            builtin,
+            run_id=self._run_id,
+            tools=self._tools.tools,
+            detector=self._detector,
+            context_for=self._context_for,
+            emit=self._emit,
+            clock=self._deps.clock,
+            result_cap=tool_result_cap(self._context_window()),
+        )
+        batch.run().addCallbacks(
+            lambda done: self._batch_done(batch, outcome, client, done),
+            lambda failure: self._batch_failed(batch, failure),
+        )
+
+    def _batch_failed(self, batch: ToolBatch, failure: Failure) -> None:
+        if self._batch is batch:
+            self._batch = None
+            self._fail(failure.value)
+
+    def _batch_done(
+        self,
+        batch: ToolBatch,
+        outcome: StepOutcome,
+        client: tuple[ToolCall, ...],
+        done: BatchOutcome,
+    ) -> None:
+        if self._batch is not batch or self._cancelled:
+            return
+        self._batch = None
+        if client:
+            self._finish(
+                TurnOutcome(
+                    "tool_calls",
+                    outcome.text,
+                    self._usage,
+                    outcome.tool_calls,
+                    pending=client,
+                    results=done.results,
+                )
+            )
+            return
+        self._record_results(done.results)
+        if done.abort is not None:
+            self._fail(AgentLoopError(done.abort))
+            return
+        self._turn.append(
+            ModelMessage(role="assistant", content=outcome.text, tool_calls=outcome.tool_calls)
+        )
+        for result in done.results:
+            self._turn.append(
+                ModelMessage(role="tool", content=result.content, tool_call_id=result.call.id)
+            )
+        self._next_step()
+
+    def _context_for(self, call: ToolCall, on_update: Callable[[str], None]) -> ToolContext:
+        return ToolContext(
+            agent_id=self._deps.storage_agent,
+            session_key=self._request.session_key,
+            run_id=self._run_id,
+            tool_call_id=call.id,
+            workspace=FilePath(str(self._deps.workspace)),
+            on_update=on_update,
+        )
+
+    # -- transcript -----------------------------------------------------------------
+
+    def _record_step(self, outcome: StepOutcome, calls: Sequence[ToolCall]) -> None:
+        ref = self.model_ref
+        message = assistant_message(
+            text=outcome.text,
+            timestamp=self._now(),
+            usage=outcome.usage,
+            stop_reason="tool_calls",
+            tool_calls=calls,
+            error=None,
+            provider=ref.provider if ref else None,
+            model=ref.model if ref else None,
+            api=self._deps.registry.provider_api(ref.provider) if ref else None,
+        )
+        self._append([message])
+
+    def _record_results(self, results: Sequence[ToolOutcome]) -> None:
+        now = self._now()
+        self._append([r.transcript_message(now) for r in results])
+
+    def _append(self, messages: list[dict[str, Any]]) -> None:
+        if not messages:
+            return
+        deps = self._deps
+        try:
+            written = deps.store.append_messages(
+                deps.storage_agent,
+                deps.session_id,
+                run_id=self._run_id,
+                messages=messages,
+                timestamp=self._now(),
+            )
+        except Exception:
+            log.failure("run {run_id}: could not record a tool step", run_id=self._run_id)
+            return
+        written.addErrback(
+            lambda f: log.failure(
+                "run {run_id}: writing a tool step failed", f, run_id=self._run_id
+            )
+        )
+
+    # -- compaction -----------------------------------------------------------------
+
+    def _context_window(self) -> int | None:
+        ref = self.model_ref
+        if ref is None:
+            try:
+                ref = parse_model_ref(self._chain.current, self._deps.config.models.providers)
+            except ProviderError:
+                return None
+        return context_window_of(self._deps.config.models.providers, ref.provider, ref.model)
+
+    def _fixed_tokens(self) -> int:
+        schemas = json.dumps(
+            [{"name": t.name, "description": t.description, "parameters": t.parameters}
+             for t in self._model_tools],
+            default=str,
+        )  # fmt: skip
+        return (
+            estimate_text_tokens(self._system_prompt)
+            + estimate_text_tokens(schemas)
+            + estimate_tokens(self._turn)
+        )
+
+    def _compaction_due(self) -> bool:
+        if not self._history.entries:
+            return False
+        return needs_compaction(
+            history_tokens=estimate_tokens(self._history_messages),
+            fixed_tokens=self._fixed_tokens(),
+            context_window=self._context_window(),
+            config=self._deps.config.agents.defaults.compaction,
+        )
+
+    def _compact(self, *, then: Callable[[], None], force: bool = False) -> None:
+        """Summarise the older history, record the compaction, then go on (also
+        when nothing could be compacted: the model call reports what it must)."""
+        deps = self._deps
+        config = deps.config.agents.defaults.compaction
+        window = self._context_window()
+        try:
+            ref = parse_model_ref(config.model or self._chain.current, deps.config.models.providers)
+            provider = lookup_provider(deps.providers, ref)
+        except ProviderError as e:
+            self._fail(e)
+            return
+        keep = None
+        if window and not force:
+            keep = auto_keep_tokens(config, window, self._fixed_tokens())
+        elif window:
+            keep = min(config.keep_recent_tokens, window // 4)
+        compactor = Compactor(lambda call: stream_to_text(provider, call), deps.clock)
+        compacting = self._compacting = compactor.compact(
+            self._history.entries,
+            model=ref.model,
+            config=config,
+            parent_id=None,
+            previous_summary=self._history.summary,
+            run_id=self._run_id,
+            keep_recent_tokens=keep,
+        )
+
+        def compacted(result: CompactionResult | None) -> None:
+            if self._compacting is not compacting:
+                return
+            self._compacting = None
+            if result is not None:
+                self._apply_compaction(result)
+            then()
+
+        def failed(failure: Failure) -> None:
+            if self._compacting is not compacting:
+                return
+            self._compacting = None
+            log.failure("run {run_id}: compaction failed", failure, run_id=self._run_id)
+            then()
+
+        compacting.addCallbacks(compacted, failed)
+
+    def _apply_compaction(self, result: CompactionResult) -> None:
+        deps = self._deps
+        log.info(
+            "run {run_id}: compacted history {before} -> {after} tokens",
+            run_id=self._run_id,
+            before=result.tokens_before,
+            after=result.tokens_after,
+        )
+        self._history_messages = list(result.messages)
+        self._history = History(list(result.messages), [], result.summary)
+        try:
+            deps.store.append_entry(deps.storage_agent, deps.session_id, result.entry).addErrback(
+                lambda f: log.failure("writing a compaction entry failed", f)
+            )
+        except Exception:
+            log.failure("run {run_id}: could not record the compaction", run_id=self._run_id)
