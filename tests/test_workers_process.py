@@ -13,9 +13,11 @@ import functools
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -227,6 +229,62 @@ class WorkersProcessTests(SynchronousTestCase):
         self.assertIn("all workers stopped", gateway.text)
         for pid in pids:
             self.assertRaises(ProcessLookupError, os.kill, pid, 0)
+
+    def test_unix_listener(self) -> None:
+        """Workers share a UNIX socket too; on stop no worker trips over the socket
+        file (the parent removes it once) and the group exits 0."""
+        short = Path(tempfile.mkdtemp(prefix="oc-"))  # socket paths are short
+        self.addCleanup(shutil.rmtree, short, True)
+        path = short / "gw.sock"
+        log = self.tmp / "unix.log"
+        env = {**os.environ, "OPENCLAW_STATE_DIR": str(self.state), "HOME": str(self.state)}
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [
+                    str(VENV_BIN / "twistd"),
+                    "--nodaemon",
+                    "--pidfile=",
+                    "openclaw",
+                    "--config",
+                    str(self.config),
+                    "--workers",
+                    "2",
+                    "--listen",
+                    f"unix:{path}",
+                ],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+        def kill_if_running() -> None:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+        self.addCleanup(kill_if_running)
+
+        def ready() -> bool | None:
+            try:
+                with socket.socket(socket.AF_UNIX) as sock:
+                    sock.settimeout(10)
+                    sock.connect(str(path))
+                    sock.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    answer = b""
+                    while chunk := sock.recv(65536):
+                        answer += chunk
+            except OSError:
+                return None
+            return True if answer.startswith(b"HTTP/1.1 200") else None
+
+        poll(ready, timeout=60, what="ready on the UNIX socket")
+        process.send_signal(signal.SIGTERM)
+        self.assertEqual(process.wait(timeout=60), 0)
+        text = log.read_text()
+        self.assertIn(f"listening on {path} with 2 workers", text)
+        self.assertNotIn("Traceback", text)
+        self.assertNotIn("Unhandled", text)
+        self.assertFalse(path.exists())
 
     def test_file_store_refused(self) -> None:
         """Without a shared session store, ``--workers 2`` exits 1 with one line that

@@ -16,6 +16,7 @@ parent died) stops it too, so no worker outlives its supervisor.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import signal
 import sys
@@ -23,6 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from twisted.application import internet
+from twisted.internet import tcp, unix
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.endpoints import AdoptedStreamServerEndpoint
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
@@ -93,6 +95,7 @@ class Worker:
     def _serving(self, ports: list[IListeningPort]) -> None:
         for port in ports:
             accept_one_per_wakeup(port)
+            leave_socket_file(port)
         log.info(
             "worker {worker} (pid {pid}) serving on {addresses}",
             worker=self.index,
@@ -133,6 +136,18 @@ def accept_one_per_wakeup(port: IListeningPort) -> None:
         return read()
 
     port.doRead = one_at_a_time  # type: ignore[attr-defined]
+
+
+def leave_socket_file(port: IListeningPort) -> None:
+    """A worker's UNIX listening port must not remove the socket's file when it stops.
+
+    The parent created the file and removes it when the group stops; Twisted's
+    ``unix.Port.connectionLost`` (checked against 26.10) would unlink it from
+    every worker, the second one failing with ``FileNotFoundError``. The rest of
+    that method is ``tcp.Port``'s, which is what runs instead.
+    """
+    if isinstance(port, unix.Port):
+        port.connectionLost = functools.partial(tcp.Port.connectionLost, port)  # type: ignore[method-assign]
 
 
 @implementer(IStreamServerEndpoint)
