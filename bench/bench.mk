@@ -5,6 +5,8 @@
 #   make bench BENCH_ARGS="--quick"     # small sizes, one minute: tries the harness
 #   make bench BENCH_ARGS="--only S1,S2 --rounds 1"
 #   BENCH_OPENCLAW=1 make bench         # also the real OpenClaw gateway (bench/openclaw_real.sh)
+#   BENCH_LITELLM=1 make bench          # also the LiteLLM proxy in every round (bench/litellm_real.sh;
+#                                       # litellm[proxy] in its own virtualenv under .cache/)
 #
 # wrk drives the request/response scenarios (S1, S8). It is found on PATH, or
 # installed from Debian's package `wrk` with apt-get when we are root (or have

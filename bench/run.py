@@ -11,6 +11,7 @@ process come from ``/proc``.
 
 ``python -m bench.run [--quick] [--rounds N] [--only S1,S2]``;
 ``BENCH_OPENCLAW=1`` adds the real OpenClaw gateway (see bench/openclaw_real.sh);
+``BENCH_LITELLM=1`` adds the LiteLLM proxy to every round (see bench/litellm_bench.py);
 ``BENCH_PROFILE=/tmp/gw.prof`` runs the gateway under cProfile and saves the stats
 there (read them with ``python -m bench.profile_top /tmp/gw.prof``).
 """
@@ -98,7 +99,7 @@ TABLE: dict[str, list[tuple[str, str]]] = {
     ],
 }
 ORDER = ["S1", "S1W", "S8", "S2", "S3", "S4", "S5", "S6", "S7"]
-TARGET_ORDER = ["R0", "R1", "GW", "OC"]
+TARGET_ORDER = ["R0", "R1", "GW", "LL", "OC"]
 
 
 @attrs.define
@@ -204,12 +205,16 @@ def gateway_config(
 
 
 def _http(
-    method: str, url: str, body: dict[str, Any] | None = None, timeout: float = 30.0
+    method: str,
+    url: str,
+    body: dict[str, Any] | None = None,
+    timeout: float = 30.0,
+    token: str = TOKEN,
 ) -> tuple[int, bytes]:
     data = None if body is None else json.dumps(body).encode("utf-8")
     request = urllib.request.Request(url, data=data, method=method)
     request.add_header("Content-Type", "application/json")
-    request.add_header("Authorization", f"Bearer {TOKEN}")
+    request.add_header("Authorization", f"Bearer {token}")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.read()
@@ -502,7 +507,7 @@ def evaluate(rows: Sequence[dict[str, Any]], durations: sc.Durations) -> list[di
 def table(rows: Sequence[dict[str, Any]]) -> str:
     """The results as a Markdown table (also readable in a terminal)."""
     present = [t for t in TARGET_ORDER if any(r["target"] == t for r in rows)]
-    ratio_cols = [(t, ref) for t in ("GW", "OC") if t in present for ref in ("R0", "R1")]
+    ratio_cols = [(t, ref) for t in ("GW", "LL", "OC") if t in present for ref in ("R0", "R1")]
     header = ["scenario", "metric", *present, *(f"{t}/{ref}" for t, ref in ratio_cols)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     seen: list[tuple[str, str]] = []
@@ -541,7 +546,13 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
                 cpu_cells.append("")
                 continue
             cpu = row["cpu_s"]
-            server = {"R0": "upstream", "R1": "r1", "GW": "gateway", "OC": "openclaw"}[t]
+            server = {
+                "R0": "upstream",
+                "R1": "r1",
+                "GW": "gateway",
+                "LL": "litellm",
+                "OC": "openclaw",
+            }[t]
             parts = [fmt(cpu.get(server))]
             parts.append(fmt(cpu.get("upstream")) if server != "upstream" else "-")
             parts.append(fmt(cpu.get("wrk", cpu.get("client"))))
@@ -626,6 +637,7 @@ def main(argv: list[str] | None = None) -> int:
     only = {s.strip().upper() for s in args.only.split(",") if s.strip()}
     durations = sc.Durations.quick() if args.quick else sc.Durations()
     openclaw = os.environ.get("BENCH_OPENCLAW") == "1"
+    litellm = os.environ.get("BENCH_LITELLM") == "1"
     _raise_fd_limit()
     # SIGTERM (a CI timeout, kill) still stops every process started here.
     signal.signal(signal.SIGTERM, lambda _sig, _frame: sys.exit(143))
@@ -677,6 +689,14 @@ def main(argv: list[str] | None = None) -> int:
         gw = _start_gateway(bench, workdir, list(profiles), log, args.fsync)
         if gw is not None:
             procs.append(gw)
+        if litellm:
+            from bench.litellm_bench import start_litellm
+
+            ll = start_litellm(bench, workdir, log)
+            if isinstance(ll, Proc):
+                procs.append(ll)
+            else:
+                records.append(sc.Record("S1", "c=1", "LL", 1, not_run=f"not run: {ll}"))
         # S6 "after start": idle, before any request (the probes come next).
         time.sleep(1.0)
         if not only or "S6" in only:
@@ -790,8 +810,8 @@ def _start_gateway(
 def _rounds(
     bench: sc.Bench, rounds: int, only: set[str], log: Callable[[str], None]
 ) -> list[sc.Record]:
-    targets = [bench.targets[t] for t in ("R0", "R1", "GW") if t in bench.targets]
-    r0_gw = [t for t in targets if t.name in ("R0", "GW")]
+    targets = [bench.targets[t] for t in ("R0", "R1", "GW", "LL") if t in bench.targets]
+    r0_gw = [t for t in targets if t.name in ("R0", "GW", "LL")]
     gw = [t for t in targets if t.name == "GW"]
     records: list[sc.Record] = []
 
