@@ -9,6 +9,7 @@ fresh profile. Waits are ``WebDriverWait`` on DOM conditions, never sleeps.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import selectors
@@ -136,6 +137,12 @@ class UiGateway:
             extra_args=("--listen", f"tcp:{self.port}:interface=127.0.0.1"),
         )
 
+    def set_token(self, token: str) -> None:
+        """Change the token in the config (takes effect at the next start)."""
+        config = json.loads(self.config.read_text())
+        config["gateway"]["auth"] = {"mode": "token", "token": token}
+        self.config.write_text(json.dumps(config))
+
     def stop(self) -> None:
         """Stop the gateway (SIGTERM: a graceful shutdown)."""
         if self.process is not None:
@@ -157,7 +164,7 @@ class UiGateway:
             shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def start_chrome() -> tuple[WebDriver, Path]:
+def start_chrome() -> tuple[webdriver.Chrome, Path]:
     """A headless Chromium with a fresh profile (returned for cleanup)."""
     profile = Path(tempfile.mkdtemp(prefix="openclaw-chrome-"))
     options = webdriver.ChromeOptions()

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from selenium.common.exceptions import NoAlertPresentException
+from selenium.webdriver import Chrome
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -32,6 +33,8 @@ from tests.browser_support import (
     wait_for,
 )
 
+#: Where the page keeps the token (see storage.js).
+KEY = "openclaw.controlUi.secret"
 #: The reply's state as the page shows it (see chat.js).
 _LAST_REPLY = """
 const items = document.querySelectorAll('#messages .msg.assistant');
@@ -46,7 +49,7 @@ return {text: last.querySelector('.body').innerText,
 
 class ControlUiBrowserTests(SynchronousTestCase):
     gateway: ClassVar[UiGateway]
-    driver: ClassVar[WebDriver]
+    driver: ClassVar[Chrome]
     profile: ClassVar[Path]
 
     @classmethod
@@ -309,6 +312,25 @@ class ControlUiBrowserTests(SynchronousTestCase):
         wait_for(d, lambda d: not visible(d, "banner"), "the banner gone")
         self.send("after restart")
         self.finished_reply("You said: after restart")
+
+    def test_a_changed_token_after_a_restart_asks_to_sign_in_again(self) -> None:
+        """When the gateway comes back with another token, the page stops
+        retrying, forgets the old token and shows the sign-in form with why."""
+        d = self.driver
+        self.signed_in()
+        self.gateway.stop()
+        self.gateway.set_token("a-new-token")
+        self.addCleanup(self.gateway.stop)
+        self.addCleanup(self.gateway.set_token, TOKEN)
+        self.gateway.start()
+        error = wait_for(
+            d, lambda d: by_id(d, "login-error") if visible(d, "login-error") else None, "an error"
+        )
+        self.assertIn("no longer accepts", error.text)
+        self.assertFalse(visible(d, "workspace"))
+        self.assertIsNone(d.execute_script("return sessionStorage.getItem(arguments[0])", KEY))
+        sign_in(d, "a-new-token")
+        wait_for(d, lambda d: conn_state(d) == "online", "signed in with the new token")
 
     def test_untrusted_markup_executes_nothing(self) -> None:
         """<script>, <img onerror>, javascript: links, raw HTML handlers, iframes

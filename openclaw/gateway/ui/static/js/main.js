@@ -145,6 +145,11 @@ class App {
       banner.hidden = true;
     }
     if (state === "connecting" && detail && !this.connectedOnce) this.loginError(`${detail}.`);
+    if (state === "auth-failed" && this.connectedOnce) {
+      // The gateway came back with another secret: ask for the new one.
+      this.signOut();
+      this.loginError(`The gateway no longer accepts the saved secret (${detail}).`);
+    }
     this.updateComposer();
   }
 
