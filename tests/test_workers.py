@@ -21,7 +21,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from openclaw.config.loader import parse_config_text
 from openclaw.service import Options
 from openclaw.workers import UNSAFE_FILE_STORE_ENV, control, resolve_worker_count, workers_problems
-from openclaw.workers.child import Worker, accept_one_per_wakeup
+from openclaw.workers.child import TracebackAsText, Worker, accept_one_per_wakeup
 from openclaw.workers.sockets import SharedListener
 from openclaw.workers.supervisor import (
     KILL_MARGIN_SECONDS,
@@ -251,6 +251,26 @@ class SupervisorTests(SynchronousTestCase):
         self.assertEqual((event["who"], event["worker"], event["worker_pid"]), ("there", 2, 1001))
         self.assertEqual(event["log_system"], "worker-2 openclaw.x#info")
         self.assertEqual(raw["line"], "not json")
+
+    def test_failure_reaches_parent_as_text(self) -> None:
+        """A worker's logged failure arrives at the parent with its traceback as text
+        (a Failure itself does not survive JSON)."""
+        import io
+
+        from twisted.logger import Logger, formatEvent, jsonFileLogObserver
+
+        out = io.StringIO()
+        logger = Logger(observer=TracebackAsText(jsonFileLogObserver(out)))
+        try:
+            1 / 0  # noqa: B018
+        except ZeroDivisionError:
+            logger.failure("request {rid} broke", rid="r1")
+        self.reactor.spawned[0].protocol.childDataReceived(control.LOG_FD, out.getvalue().encode())
+        [event] = self.events
+        text = formatEvent(event)
+        self.assertIn("request r1 broke", text)
+        self.assertIn("ZeroDivisionError", text)
+        self.assertIn("Traceback", text)
 
 
 class WorkerTests(SynchronousTestCase):

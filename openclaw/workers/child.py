@@ -30,6 +30,8 @@ from twisted.internet.endpoints import AdoptedStreamServerEndpoint
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
 from twisted.logger import (
     FilteringLogObserver,
+    ILogObserver,
+    LogEvent,
     Logger,
     LogLevel,
     LogLevelFilterPredicate,
@@ -168,6 +170,26 @@ class _Recording:
         return listening
 
 
+@implementer(ILogObserver)
+class TracebackAsText:
+    """Puts a failure's traceback into the event as text before it goes out as JSON.
+
+    A ``Failure`` does not survive the trip to the parent (its frames and
+    exception become "unpersistable"); its formatted traceback does.
+    """
+
+    def __init__(self, observer: ILogObserver) -> None:
+        self._observer = observer
+
+    def __call__(self, event: LogEvent) -> None:
+        failure = event.get("log_failure")
+        if failure is not None:
+            event = {k: v for k, v in event.items() if k != "log_failure"}
+            event["log_format"] = (event.get("log_format") or "") + "\n{worker_traceback}"
+            event["worker_traceback"] = failure.getTraceback()
+        self._observer(event)
+
+
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="openclaw-worker")
     parser.add_argument("--index", type=int, required=True)
@@ -189,9 +211,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(sys.argv[1:] if argv is None else argv)
     log_file = os.fdopen(control.LOG_FD, "w", buffering=1, encoding="utf-8")
     predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)
+    to_parent = TracebackAsText(jsonFileLogObserver(log_file))
     globalLogBeginner.beginLoggingTo(
-        [FilteringLogObserver(jsonFileLogObserver(log_file), [predicate])],
-        redirectStandardIO=False,
+        [FilteringLogObserver(to_parent, [predicate])], redirectStandardIO=False
     )
     from openclaw.config import ConfigError, load_config
 
