@@ -406,6 +406,9 @@ class ControlUiBrowserTests(SynchronousTestCase):
         self.assertIn('"query": "<b>weather</b> in Paris"', args.text)
         self.assertEqual(box["bold"], 0)
         wait_for(d, lambda d: self.last_reply()["state"] == "final", "the turn ended")
+        status = d.find_element(By.CSS_SELECTOR, "#messages details.tool .tool-status").text
+        self.assertIn(status, ("done", "failed"))
+        save_screenshot(d, "control-ui-tool")
         d.refresh()
         names = wait_for(
             d,

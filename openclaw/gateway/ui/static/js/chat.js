@@ -106,7 +106,7 @@ export class ChatView {
     if (state === "error" && !reply.text) reply.item.remove();
   }
 
-  /** An agent "tool" stream event: phase start | update | end. */
+  /** An agent "tool" stream event: phase start | update | result (or end). */
   toolEvent(data, runId = undefined) {
     const id = data.toolCallId || `${data.name}-${this.tools.size}`;
     let tool = this.tools.get(id);
@@ -128,7 +128,9 @@ export class ChatView {
     if (data.args !== undefined) tool.args.textContent = prettyValue(data.args);
     const result = data.result ?? data.partialResult;
     if (result !== undefined) tool.result.textContent = prettyValue(result);
-    if (data.phase === "end") {
+    // OpenClaw names the terminal phase "result"; "end" closes a call the model
+    // asked for without the gateway running it.
+    if (data.phase === "result" || data.phase === "end") {
       tool.status.textContent = data.isError ? "failed" : "done";
       tool.box.dataset.state = data.isError ? "error" : "done";
     }
