@@ -1,0 +1,270 @@
+"""The WebSocket methods that start, wait for and abort agent runs:
+``agent``, ``agent.wait``, ``chat.send`` and ``chat.abort``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from openclaw.agents.types import (
+    AgentRequest,
+    AgentResult,
+    AgentRun,
+    DuplicateRunError,
+    FailureKind,
+    ProviderError,
+    RunAbortedError,
+    RuntimeClosedError,
+    RunTimeoutError,
+    UnknownAgentError,
+)
+from openclaw.gateway.ws.calls import (
+    DEFAULT_WAIT_MS,
+    MAX_IDEMPOTENCY_KEY_LENGTH,
+    MAX_WAIT_MS,
+    CallContext,
+    known_agent,
+    optional_int,
+    optional_number,
+    optional_str,
+    required_str,
+    resolve_session,
+)
+from openclaw.gateway.ws.events import RunOutcome, failure_message
+from openclaw.gateway.ws.frames import AGENT_TIMEOUT, UNAVAILABLE, RequestError, invalid_params
+from openclaw.gateway.ws.idempotency import AgentFinal, IdempotencyEntry
+from openclaw.gateway.ws.payloads import agent_final_payload
+from openclaw.sessions.keys import main_session_key
+
+log = Logger()
+
+# -- agent runs ---------------------------------------------------------------------
+
+
+def build_agent_final(entry: IdempotencyEntry, outcome: AgentResult | Failure) -> AgentFinal:
+    """The ``agent`` method's final response for a run's outcome."""
+    run_id = entry.run_id
+    if isinstance(outcome, Failure):
+        error = outcome.value
+        if isinstance(error, RunAbortedError | CancelledError):
+            return AgentFinal(
+                payload={
+                    "runId": run_id,
+                    "status": "aborted",
+                    "summary": "aborted",
+                    "result": {"payloads": []},
+                }
+            )
+        message = failure_message(error)  # type: ignore[arg-type]  # a Failure's value is an exception
+        if isinstance(error, RunTimeoutError):
+            return AgentFinal(
+                error=RequestError(
+                    AGENT_TIMEOUT,
+                    message,
+                    payload={"runId": run_id, "status": "timeout", "summary": message},
+                )
+            )
+        retryable = None
+        retry_after_ms = None
+        if isinstance(error, ProviderError):
+            retryable = error.kind in (
+                FailureKind.RATE_LIMIT,
+                FailureKind.OVERLOADED,
+                FailureKind.SERVER_ERROR,
+                FailureKind.TIMEOUT,
+                FailureKind.CONNECTION,
+            )
+            if error.retry_after_seconds is not None:
+                retry_after_ms = int(error.retry_after_seconds * 1000)
+        return AgentFinal(
+            error=RequestError(
+                UNAVAILABLE,
+                message,
+                retryable=retryable,
+                retry_after_ms=retry_after_ms,
+                payload={"runId": run_id, "status": "error", "summary": message},
+            )
+        )
+    payload = agent_final_payload(outcome)
+    payload["runId"] = run_id
+    return AgentFinal(payload=payload)
+
+
+def _final_payload(final: AgentFinal) -> Any:
+    if final.error is not None:
+        raise final.error
+    return final.payload
+
+
+def _start_run(
+    ctx: CallContext,
+    *,
+    method: str,
+    key: str,
+    agent_id: str,
+    session_key: str,
+    message: str,
+    extra_system_prompt: str | None,
+    timeout_seconds: float | None,
+    ack: Callable[[AgentRun], dict[str, Any]],
+) -> IdempotencyEntry:
+    """Start (or, for a run id already active, attach to) the run of ``key``."""
+    services = ctx.services
+    ctx.connection.subscribe(session_key)
+    request = AgentRequest(
+        agent_id=agent_id,
+        session_key=session_key,
+        message=message,
+        run_id=key,
+        extra_system_prompt=extra_system_prompt,
+        timeout_seconds=timeout_seconds,
+    )
+    try:
+        run = services.runtime.start(request)
+    except UnknownAgentError:
+        raise invalid_params(method, f'unknown agent id "{agent_id}"') from None
+    except RuntimeClosedError:
+        raise RequestError(UNAVAILABLE, "gateway stopping", retryable=True) from None
+    except DuplicateRunError:
+        # The key outlived its cache entry while its run is still going: attach.
+        active = services.runtime.get_run(key)
+        if active is None:
+            raise invalid_params(method, f"run {key} is already active") from None
+        run = active
+        ctx.connection.subscribe(run.session_key)
+    else:
+        log.info(
+            "{method} run {run_id} started on {session_key} by {conn_id}",
+            method=method,
+            run_id=run.run_id,
+            session_key=session_key,
+            conn_id=ctx.connection.conn_id,
+        )
+    services.hub.track(run)
+    return services.idempotency.begin(key, run, ack(run), build_agent_final)
+
+
+def agent(ctx: CallContext, params: Mapping[str, Any]) -> Deferred[Any]:
+    method = "agent"
+    services = ctx.services
+    message = required_str(params, "message", method)
+    key = required_str(params, "idempotencyKey", method, max_len=MAX_IDEMPOTENCY_KEY_LENGTH)
+    timeout = optional_number(params, "timeout", method, minimum=0, maximum=MAX_WAIT_MS / 1000)
+    agent_hint = optional_str(params, "agentId", method)
+    raw_session = optional_str(params, "sessionKey", method)
+    extra = optional_str(params, "extraSystemPrompt", method)
+    existing = services.idempotency.get(key)
+    if existing is not None:
+        ctx.connection.subscribe(existing.run.session_key)
+        if existing.final is None:
+            ctx.ack(existing.ack)
+        return existing.wait().addCallback(_final_payload)
+    if raw_session is not None:
+        agent_id, session_key = resolve_session(services, method, raw_session, agent_hint)
+    else:
+        agent_id = (
+            known_agent(services, agent_hint, method)
+            if agent_hint
+            else services.agents.default_agent_id
+        )
+        session_key = main_session_key(agent_id)
+
+    def ack(run: AgentRun) -> dict[str, Any]:
+        return {
+            "runId": run.run_id,
+            "sessionKey": run.session_key,
+            "agentId": run.agent_id,
+            "status": "accepted",
+            "acceptedAt": services.now_ms(),
+        }
+
+    entry = _start_run(
+        ctx,
+        method=method,
+        key=key,
+        agent_id=agent_id,
+        session_key=session_key,
+        message=message,
+        extra_system_prompt=extra,
+        timeout_seconds=timeout or None,
+        ack=ack,
+    )
+    ctx.ack(entry.ack)
+    return entry.wait().addCallback(_final_payload)
+
+
+def agent_wait(ctx: CallContext, params: Mapping[str, Any]) -> Deferred[Any]:
+    method = "agent.wait"
+    run_id = required_str(params, "runId", method, max_len=MAX_IDEMPOTENCY_KEY_LENGTH)
+    timeout_ms = optional_int(params, "timeoutMs", method, minimum=0, maximum=MAX_WAIT_MS)
+    wait_ms = DEFAULT_WAIT_MS if timeout_ms is None else timeout_ms
+
+    def report(outcome: RunOutcome | None) -> dict[str, Any]:
+        if outcome is None:
+            return {"runId": run_id, "status": "timeout"}
+        return outcome.as_wait_payload()
+
+    return ctx.services.hub.wait(run_id, wait_ms / 1000).addCallback(report)
+
+
+def chat_send(ctx: CallContext, params: Mapping[str, Any]) -> dict[str, Any]:
+    method = "chat.send"
+    services = ctx.services
+    raw_session = required_str(params, "sessionKey", method)
+    message = required_str(params, "message", method)
+    key = required_str(params, "idempotencyKey", method, max_len=MAX_IDEMPOTENCY_KEY_LENGTH)
+    timeout_ms = optional_int(params, "timeoutMs", method, minimum=0, maximum=MAX_WAIT_MS)
+    existing = services.idempotency.get(key)
+    if existing is not None:
+        ctx.connection.subscribe(existing.run.session_key)
+        return {
+            "runId": existing.run_id,
+            "status": "in_flight" if existing.final is None else "ok",
+        }
+    agent_id, session_key = resolve_session(services, method, raw_session)
+    entry = _start_run(
+        ctx,
+        method=method,
+        key=key,
+        agent_id=agent_id,
+        session_key=session_key,
+        message=message,
+        extra_system_prompt=None,
+        timeout_seconds=timeout_ms / 1000 if timeout_ms else None,
+        ack=lambda run: {"runId": run.run_id, "status": "started"},
+    )
+    return entry.ack
+
+
+def chat_abort(ctx: CallContext, params: Mapping[str, Any]) -> dict[str, Any]:
+    method = "chat.abort"
+    services = ctx.services
+    raw_session = optional_str(params, "sessionKey", method)
+    run_id = optional_str(params, "runId", method)
+    if raw_session is None and run_id is None:
+        raise invalid_params(method, "must have required property 'sessionKey'")
+    session_key = None
+    if raw_session is not None:
+        _, session_key = resolve_session(
+            services, method, raw_session, optional_str(params, "agentId", method)
+        )
+        ctx.connection.subscribe(session_key)
+    runs = [
+        run
+        for run in services.runtime.active_runs(session_key)
+        if run_id is None or run.run_id == run_id
+    ]
+    aborted = []
+    for run in runs:
+        services.hub.mark_rpc_abort(run.run_id)
+        run.cancel()
+        aborted.append(run.run_id)
+        log.info(
+            "run {run_id} aborted by {conn_id}", run_id=run.run_id, conn_id=ctx.connection.conn_id
+        )
+    return {"ok": True, "aborted": bool(aborted), "runIds": aborted}

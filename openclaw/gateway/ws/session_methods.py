@@ -1,0 +1,169 @@
+"""The WebSocket methods over stored sessions: ``chat.history`` and
+``sessions.list/reset/delete/subscribe``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from twisted.logger import Logger
+
+from openclaw.gateway.ws.calls import (
+    DEFAULT_HISTORY_LIMIT,
+    MAX_HISTORY_LIMIT,
+    MAX_SESSIONS_LISTED,
+    CallContext,
+    GatewayServices,
+    known_agent,
+    optional_int,
+    optional_str,
+    required_str,
+    resolve_session,
+    session_store,
+)
+from openclaw.gateway.ws.frames import INVALID_REQUEST, RequestError, invalid_params
+from openclaw.sessions.entry import SessionEntry
+
+log = Logger()
+
+# -- sessions -----------------------------------------------------------------------
+
+
+def _truncate_message(message: dict[str, Any], max_chars: int) -> dict[str, Any]:
+    content = message.get("content")
+    if isinstance(content, str):
+        if len(content) > max_chars:
+            return {**message, "content": content[:max_chars], "truncated": True}
+        return message
+    if isinstance(content, list):
+        changed = False
+        blocks: list[Any] = []
+        for block in content:
+            text = block.get("text") if isinstance(block, dict) else None
+            if isinstance(text, str) and len(text) > max_chars:
+                blocks.append({**block, "text": text[:max_chars]})
+                changed = True
+            else:
+                blocks.append(block)
+        if changed:
+            return {**message, "content": blocks, "truncated": True}
+    return message
+
+
+def chat_history(ctx: CallContext, params: Mapping[str, Any]) -> dict[str, Any]:
+    method = "chat.history"
+    services = ctx.services
+    raw_session = required_str(params, "sessionKey", method)
+    limit = optional_int(params, "limit", method, minimum=1, maximum=MAX_HISTORY_LIMIT)
+    max_chars = optional_int(params, "maxChars", method, minimum=1, maximum=10_000_000)
+    agent_id, session_key = resolve_session(services, method, raw_session)
+    store = session_store(services)
+    entry = store.get_session(agent_id, session_key)
+    messages = list(store.read_messages(agent_id, session_key, limit or DEFAULT_HISTORY_LIMIT))
+    if max_chars is not None:
+        messages = [_truncate_message(m, max_chars) for m in messages]
+    ctx.connection.subscribe(session_key)
+    return {
+        "sessionKey": session_key,
+        "agentId": agent_id,
+        "sessionId": entry.session_id if entry is not None else None,
+        "messages": messages,
+    }
+
+
+def _session_json(entry: SessionEntry) -> dict[str, Any]:
+    out = entry.to_json()
+    out.setdefault("kind", "direct")
+    return out
+
+
+def sessions_list(ctx: CallContext, params: Mapping[str, Any]) -> dict[str, Any]:
+    method = "sessions.list"
+    services = ctx.services
+    agent_hint = optional_str(params, "agentId", method)
+    limit = optional_int(params, "limit", method, minimum=1, maximum=MAX_SESSIONS_LISTED)
+    store = session_store(services)
+    agent_ids: Sequence[str] = (
+        [known_agent(services, agent_hint, method)] if agent_hint else services.runtime.agent_ids
+    )
+    entries: list[SessionEntry] = []
+    for agent_id in agent_ids:
+        entries.extend(store.list_sessions(agent_id))
+    entries.sort(key=lambda e: e.updated_at, reverse=True)
+    cap = limit or MAX_SESSIONS_LISTED
+    shown = entries[:cap]
+    path_agent = agent_ids[0] if agent_hint else services.agents.default_agent_id
+    return {
+        "ts": services.now_ms(),
+        "path": str(store.session_path(path_agent)),
+        "count": len(shown),
+        "totalCount": len(entries),
+        "limitApplied": cap,
+        "hasMore": len(entries) > cap,
+        "sessions": [_session_json(e) for e in shown],
+    }
+
+
+def _session_key_param(params: Mapping[str, Any], method: str) -> str:
+    if params.get("key") is None and params.get("sessionKey") is not None:
+        return required_str(params, "sessionKey", method)
+    return required_str(params, "key", method)
+
+
+def _refuse_if_busy(services: GatewayServices, session_key: str) -> None:
+    if services.runtime.active_runs(session_key):
+        raise RequestError(
+            INVALID_REQUEST,
+            f"session {session_key} has an active run; abort it first (chat.abort)",
+            details={"code": "SESSION_BUSY"},
+        )
+
+
+def sessions_reset(ctx: CallContext, params: Mapping[str, Any]) -> dict[str, Any]:
+    method = "sessions.reset"
+    services = ctx.services
+    agent_id, session_key = resolve_session(services, method, _session_key_param(params, method))
+    store = session_store(services)
+    _refuse_if_busy(services, session_key)
+    entry = store.reset(agent_id, session_key)
+    log.info(
+        "session {session_key} reset by {conn_id}",
+        session_key=session_key,
+        conn_id=ctx.connection.conn_id,
+    )
+    return {"ok": True, "key": session_key, "entry": _session_json(entry)}
+
+
+def sessions_delete(ctx: CallContext, params: Mapping[str, Any]) -> dict[str, Any]:
+    method = "sessions.delete"
+    services = ctx.services
+    agent_id, session_key = resolve_session(services, method, _session_key_param(params, method))
+    store = session_store(services)
+    _refuse_if_busy(services, session_key)
+    deleted = store.delete(agent_id, session_key)
+    log.info(
+        "session {session_key} deleted by {conn_id}",
+        session_key=session_key,
+        conn_id=ctx.connection.conn_id,
+    )
+    return {"ok": True, "key": session_key, "deleted": bool(deleted)}
+
+
+def sessions_subscribe(ctx: CallContext, params: Mapping[str, Any]) -> dict[str, Any]:
+    """This gateway's extension: follow sessions (or every run) without calling them."""
+    method = "sessions.subscribe"
+    keys_raw = params.get("keys", [])
+    every = params.get("all", False)
+    if not isinstance(every, bool):
+        raise invalid_params(method, "property 'all' must be a boolean")
+    if not isinstance(keys_raw, list) or not all(isinstance(k, str) for k in keys_raw):
+        raise invalid_params(method, "property 'keys' must be an array of strings")
+    if len(keys_raw) > 256:
+        raise invalid_params(method, "property 'keys' must have at most 256 items")
+    keys = [resolve_session(ctx.services, method, k)[1] for k in keys_raw]
+    for key in keys:
+        ctx.connection.subscribe(key)
+    if every:
+        ctx.connection.subscribe_all()
+    return {"ok": True, "all": every, "keys": keys}
