@@ -25,7 +25,8 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def start_litellm(bench: sc.Bench, workdir: str, log: Callable[[str], None]) -> Proc | str:
-    """Start the proxy and probe it; the Proc, or why it could not start."""
+    """Start the proxy and probe it; the Proc, or why it could not start (a str:
+    ``bench.run`` runs as ``__main__``, so its ``Proc`` is another class object)."""
     script = os.path.join(_HERE, "litellm_real.sh")
     state = os.path.join(workdir, "ll-state")
     os.makedirs(state)

@@ -693,10 +693,10 @@ def main(argv: list[str] | None = None) -> int:
             from bench.litellm_bench import start_litellm
 
             ll = start_litellm(bench, workdir, log)
-            if isinstance(ll, Proc):
-                procs.append(ll)
-            else:
+            if isinstance(ll, str):
                 records.append(sc.Record("S1", "c=1", "LL", 1, not_run=f"not run: {ll}"))
+            else:
+                procs.append(ll)
         # S6 "after start": idle, before any request (the probes come next).
         time.sleep(1.0)
         if not only or "S6" in only:
