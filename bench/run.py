@@ -507,7 +507,13 @@ def evaluate(rows: Sequence[dict[str, Any]], durations: sc.Durations) -> list[di
 def table(rows: Sequence[dict[str, Any]]) -> str:
     """The results as a Markdown table (also readable in a terminal)."""
     present = [t for t in TARGET_ORDER if any(r["target"] == t for r in rows)]
-    ratio_cols = [(t, ref) for t in ("GW", "LL", "OC") if t in present for ref in ("R0", "R1")]
+    ratio_cols = [
+        (t, ref)
+        for t in ("GW", "LL", "OC")
+        if t in present
+        for ref in ("R0", "R1")
+        if ref in present
+    ]
     header = ["scenario", "metric", *present, *(f"{t}/{ref}" for t, ref in ratio_cols)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     seen: list[tuple[str, str]] = []
