@@ -31,6 +31,7 @@ class App {
     this.sessionKey = null;
     this.running = null; // {runId, sessionKey} of the reply being streamed here
     this.connectedOnce = false;
+    this.titleTried = new Set(); // sessions whose first message was already looked up
     this.bind();
   }
 
@@ -215,7 +216,9 @@ class App {
 
   /** Titles come from each session's first message (fetched in the background). */
   async lookUpTitles() {
-    for (const key of this.sessions.untitled().slice(0, TITLE_LOOKUPS)) {
+    const keys = this.sessions.untitled().filter((key) => !this.titleTried.has(key));
+    for (const key of keys.slice(0, TITLE_LOOKUPS)) {
+      this.titleTried.add(key);
       try {
         const history = await this.client.request("chat.history",
           { sessionKey: key, limit: 1000, maxChars: 120 });
@@ -264,6 +267,7 @@ class App {
     try {
       await this.client.request("sessions.reset", { key: this.sessionKey });
       this.sessions.titles.delete(this.sessionKey);
+      this.titleTried.delete(this.sessionKey);
       await this.refreshSessions();
       await this.openSession(this.sessionKey);
     } catch (err) {
