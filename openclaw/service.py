@@ -389,3 +389,4 @@ __all__ = [
     "build_service",
     "makeService",
 ]
+    reactor.callWhenRunning(lock.record_owner)  # the pid after twistd's daemonizing fork

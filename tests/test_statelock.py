@@ -4,12 +4,16 @@ with one line instead of corrupting the session index."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
@@ -22,6 +26,8 @@ from openclaw.sessions.statelock import (
     read_owner,
 )
 from tests.gateway_process import VENV_BIN, GatewayProcess, write_config
+
+T = TypeVar("T")
 
 
 def dead_pid() -> int:
@@ -176,3 +182,51 @@ class StateLockProcessTests(SynchronousTestCase):
         second.wait_for_output(rf"took over the stale state lock of gateway pid {owner.pid}")
         self.assertEqual(second.stop(), 0)
         self.assertFalse(lock_path(self.state).exists())
+
+    def test_daemonized_gateway_records_its_own_pid(self) -> None:
+        """Run as a daemon (twistd without -n), the gateway's lock names the daemon's
+        pid, not the pid of the process that forked it."""
+        pidfile = self.tmp / "twistd.pid"
+        logfile = self.tmp / "twistd.log"
+        result = self._command(
+            str(VENV_BIN / "twistd"),
+            f"--pidfile={pidfile}",
+            f"--logfile={logfile}",
+            "openclaw",
+            "--config",
+            str(self.config),
+            "--listen",
+            "tcp:0:interface=127.0.0.1",
+        )
+        self.assertEqual(result.returncode, 0, result.stderr)
+        daemon = int(_wait_for(lambda: pidfile.read_text().strip() or None))
+        self.addCleanup(_terminate, daemon)
+
+        def owner_is_daemon() -> bool | None:
+            owner = read_owner(lock_path(self.state))
+            return True if owner is not None and owner.pid == daemon else None
+
+        _wait_for(owner_is_daemon)
+        _terminate(daemon)
+        _wait_for(lambda: None if pid_alive(daemon) else True)
+        self.assertFalse(lock_path(self.state).exists())
+
+
+def _wait_for(check: Callable[[], T | None], timeout: float = 30.0) -> T:
+    """Poll ``check`` until it returns something (bounded)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = check()
+        except OSError:
+            value = None
+        if value is not None:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.05)
+
+
+def _terminate(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)

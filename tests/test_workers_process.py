@@ -230,6 +230,25 @@ class WorkersProcessTests(SynchronousTestCase):
         for pid in pids:
             self.assertRaises(ProcessLookupError, os.kill, pid, 0)
 
+    def test_workers_stop_when_parent_killed(self) -> None:
+        """If the supervisor is SIGKILLed its workers notice the closed control pipe
+        and exit instead of serving on as orphans."""
+        gateway = self._start()
+        pids = self._workers(gateway)
+        gateway.kill()
+
+        def gone() -> bool | None:
+            for pid in pids:
+                try:
+                    stat = Path(f"/proc/{pid}/stat").read_text()
+                except FileNotFoundError:
+                    continue
+                if stat.rsplit(")", 1)[1].split()[0] != "Z":  # a zombie has exited
+                    return None
+            return True
+
+        poll(gone, what="the orphaned workers to exit")
+
     def test_unix_listener(self) -> None:
         """Workers share a UNIX socket too; on stop no worker trips over the socket
         file (the parent removes it once) and the group exits 0."""

@@ -86,9 +86,10 @@ def pid_alive(pid: int) -> bool:
 class StateLock:
     """A held lock on one state directory; :meth:`release` gives it up."""
 
-    def __init__(self, state_dir: Path, path: Path, fd: int) -> None:
+    def __init__(self, state_dir: Path, path: Path, fd: int, role: str) -> None:
         self.state_dir = state_dir
         self.path = path
+        self.role = role
         self._fd: int | None = fd
 
     @property
@@ -133,12 +134,20 @@ class StateLock:
                 alive="exited" if not pid_alive(previous.pid) else "no longer holding it",
                 state_dir=str(state),
             )
+        lock = cls(state, path, fd, role)
+        lock.record_owner()
+        return lock
+
+    def record_owner(self) -> None:
+        """Write this process as the owner (again after a daemonizing fork: the
+        lock stays held across it, the pid changes)."""
+        if self._fd is None:
+            return
         record = json.dumps(
-            {"pid": os.getpid(), "role": role, "createdAt": int(time.time() * 1000)}
+            {"pid": os.getpid(), "role": self.role, "createdAt": int(time.time() * 1000)}
         ).encode("utf-8")
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, record, 0)
-        return cls(state, path, fd)
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, record, 0)
 
     def release(self) -> None:
         """Remove the lock file and unlock; idempotent."""
