@@ -367,6 +367,7 @@ def makeService(options: Options) -> IService:
         lock = StateLock.acquire(options.config.state_dir, "gateway")
     except StateDirLockedError as e:
         _exit_with_problems([f"{e}; stop it or use another OPENCLAW_STATE_DIR"])
+    reactor.callWhenRunning(lock.record_owner)  # the pid after twistd's daemonizing fork
     reactor.addSystemEventTrigger("after", "shutdown", lock.release)
     if options.workers > 1:
         from openclaw.workers.supervisor import build_supervisor
@@ -389,4 +390,3 @@ __all__ = [
     "build_service",
     "makeService",
 ]
-    reactor.callWhenRunning(lock.record_owner)  # the pid after twistd's daemonizing fork
