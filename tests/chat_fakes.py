@@ -29,6 +29,7 @@ from twisted.web.iweb import IResponse
 from twisted.web.resource import IResource
 from twisted.web.server import Site
 
+from openclaw.agents.approvals import ApprovalBroker
 from openclaw.agents.broadcast import RunBroadcast
 from openclaw.agents.types import (
     AgentEvent,
@@ -37,6 +38,7 @@ from openclaw.agents.types import (
     AgentResult,
     AgentRun,
     AssistantEvent,
+    CompactionReport,
     LifecycleEvent,
     RunAbortedError,
     ToolCall,
@@ -181,6 +183,19 @@ class FakeRuntime:
         self.on_start: Callable[[FakeRun], None] | None = None
         #: Raised by ``start`` when set.
         self.start_error: Exception | None = None
+        #: A real approval broker (exec.approval.* tests drive it directly).
+        self.approvals = ApprovalBroker(Clock())
+        #: ``(agent_id, session_key)`` of each compact_session call.
+        self.compactions: list[tuple[str, str]] = []
+        #: What compact_session answers.
+        self.compaction_report = CompactionReport(False, reason="fake runtime")
+
+    def compact_session(
+        self, agent_id: str, session_key: str, *, focus: str | None = None
+    ) -> Deferred[CompactionReport]:
+        """Record the call and answer :attr:`compaction_report`."""
+        self.compactions.append((agent_id, session_key))
+        return succeed(self.compaction_report)
 
     @property
     def default_agent_id(self) -> str:

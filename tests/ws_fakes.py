@@ -26,8 +26,10 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 
+from openclaw.agents.approvals import ApprovalBroker
 from openclaw.agents.types import (
     AgentRequest,
+    CompactionReport,
     UnknownAgentError,
 )
 from openclaw.config.model import (
@@ -61,6 +63,19 @@ class FakeRuntime:
         self.runs: dict[str, FakeRun] = {}
         self.started: list[FakeRun] = []
         self._observers: list[Callable[[Any], None]] = []
+        #: A real approval broker (exec.approval.* tests drive it directly).
+        self.approvals = ApprovalBroker(clock)
+        #: ``(agent_id, session_key)`` of each compact_session call.
+        self.compactions: list[tuple[str, str]] = []
+        #: What compact_session answers.
+        self.compaction_report = CompactionReport(False, reason="fake runtime")
+
+    def compact_session(
+        self, agent_id: str, session_key: str, *, focus: str | None = None
+    ) -> Deferred[CompactionReport]:
+        """Record the call and answer :attr:`compaction_report`."""
+        self.compactions.append((agent_id, session_key))
+        return succeed(self.compaction_report)
 
     @property
     def default_agent_id(self) -> str:

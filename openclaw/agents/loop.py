@@ -23,7 +23,7 @@ the running tool and any compaction.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -36,20 +36,19 @@ from twisted.python.filepath import FilePath
 
 from openclaw.agents.compaction import (
     CompactionResult,
-    Compactor,
     auto_keep_tokens,
     context_window_of,
     estimate_text_tokens,
     estimate_tokens,
     needs_compaction,
-    stream_to_text,
     tool_result_cap,
 )
 from openclaw.agents.fallback import FallbackChain
 from openclaw.agents.history import History, normalise_history
 from openclaw.agents.model_step import ModelStep, StepOutcome, add_usage
-from openclaw.agents.providers.base import ModelCall, ModelMessage, ModelProvider
-from openclaw.agents.registry import AgentRegistry, ModelRef, ModelResolutionError, parse_model_ref
+from openclaw.agents.providers.base import ModelCall, ModelMessage
+from openclaw.agents.registry import AgentRegistry, ModelRef, parse_model_ref
+from openclaw.agents.session_compaction import ProviderLookup, SessionCompactor, lookup_provider
 from openclaw.agents.tool_runner import BatchOutcome, ToolBatch, ToolOutcome
 from openclaw.agents.toolbox import AgentTools
 from openclaw.agents.tools.base import ToolContext
@@ -75,22 +74,6 @@ DEFAULT_MAX_STEPS: Final = 50
 #: Text between the replies of two steps, so the client's append-only text reads well.
 STEP_SEPARATOR: Final = "\n\n"
 
-ProviderLookup = Mapping[str, ModelProvider] | Callable[[str], ModelProvider]
-
-
-def lookup_provider(providers: ProviderLookup, ref: ModelRef) -> ModelProvider:
-    """The provider for ``ref``; an unknown one is a MODEL_NOT_FOUND failure, so a
-    fallback chain moves on to its next model."""
-    try:
-        if callable(providers):
-            return providers(ref.provider)
-        return providers[ref.provider]
-    except KeyError:
-        raise ModelResolutionError(
-            f"unknown model provider {ref.provider!r} (model {ref}); add it to models.providers",
-            code="unknown_provider",
-        ) from None
-
 
 @frozen
 class LoopDeps:
@@ -104,6 +87,7 @@ class LoopDeps:
     storage_agent: str
     session_id: str
     workspace: Path
+    compactor: SessionCompactor
     max_steps: int = DEFAULT_MAX_STEPS
 
 
@@ -514,29 +498,20 @@ class TurnLoop:
     def _compact(self, *, then: Callable[[], None], force: bool = False) -> None:
         """Summarise the older history, record the compaction, then go on (also
         when nothing could be compacted: the model call reports what it must)."""
-        deps = self._deps
-        config = deps.config.agents.defaults.compaction
+        config = self._deps.config.agents.defaults.compaction
         window = self._context_window()
-        try:
-            ref = parse_model_ref(config.model or self._chain.current, deps.config.models.providers)
-            provider = lookup_provider(deps.providers, ref)
-        except ProviderError as e:
-            self._fail(e)
-            return
         keep = None
         if window and not force:
             keep = auto_keep_tokens(config, window, self._fixed_tokens())
         elif window:
             keep = min(config.keep_recent_tokens, window // 4)
-        compactor = Compactor(lambda call: stream_to_text(provider, call), deps.clock)
-        compacting = self._compacting = compactor.compact(
-            self._history.entries,
-            model=ref.model,
-            config=config,
-            parent_id=None,
-            previous_summary=self._history.summary,
-            run_id=self._run_id,
+        compacting = self._compacting = self._deps.compactor.compact(
+            self._deps.storage_agent,
+            self._deps.session_id,
+            self._history,
+            model=self._chain.current,
             keep_recent_tokens=keep,
+            run_id=self._run_id,
         )
 
         def compacted(result: CompactionResult | None) -> None:
@@ -544,7 +519,8 @@ class TurnLoop:
                 return
             self._compacting = None
             if result is not None:
-                self._apply_compaction(result)
+                self._history_messages = list(result.messages)
+                self._history = History(list(result.messages), [], result.summary)
             then()
 
         def failed(failure: Failure) -> None:
@@ -555,20 +531,3 @@ class TurnLoop:
             then()
 
         compacting.addCallbacks(compacted, failed)
-
-    def _apply_compaction(self, result: CompactionResult) -> None:
-        deps = self._deps
-        log.info(
-            "run {run_id}: compacted history {before} -> {after} tokens",
-            run_id=self._run_id,
-            before=result.tokens_before,
-            after=result.tokens_after,
-        )
-        self._history_messages = list(result.messages)
-        self._history = History(list(result.messages), [], result.summary)
-        try:
-            deps.store.append_entry(deps.storage_agent, deps.session_id, result.entry).addErrback(
-                lambda f: log.failure("writing a compaction entry failed", f)
-            )
-        except Exception:
-            log.failure("run {run_id}: could not record the compaction", run_id=self._run_id)

@@ -26,13 +26,7 @@ from twisted.python.failure import Failure
 from openclaw.agents.broadcast import RunBroadcast
 from openclaw.agents.fallback import FallbackChain, candidate_models
 from openclaw.agents.history import History, read_history
-from openclaw.agents.loop import (
-    LoopDeps,
-    ProviderLookup,
-    TurnLoop,
-    TurnOutcome,
-    lookup_provider,
-)
+from openclaw.agents.loop import LoopDeps, TurnLoop, TurnOutcome
 from openclaw.agents.model_step import new_tool_call_id, with_total
 from openclaw.agents.registry import (
     AgentRegistry,
@@ -41,6 +35,7 @@ from openclaw.agents.registry import (
     ModelResolutionError,
     parse_model_ref,
 )
+from openclaw.agents.session_compaction import ProviderLookup, SessionCompactor, lookup_provider
 from openclaw.agents.toolbox import AgentTools, Toolbox
 from openclaw.agents.turn import PromptMaker
 from openclaw.agents.types import (
@@ -89,6 +84,7 @@ class RunServices:
     lanes: SessionLanes
     toolbox: Toolbox
     prompts: PromptMaker
+    compactor: SessionCompactor
     history_limit: int
     max_steps: int
 
@@ -336,6 +332,7 @@ class Run:
                 storage_agent=self._storage_agent,
                 session_id=self.session_id,
                 workspace=context.workspace,
+                compactor=services.compactor,
                 max_steps=services.max_steps,
             ),
             system_prompt=prompt,

@@ -10,18 +10,23 @@ WebSocket methods (``agents.list``, ``sessions.list``, ``chat.history``).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
-from openclaw.agents.history import DEFAULT_HISTORY_LIMIT
+from openclaw.agents.approvals import ApprovalBroker
+from openclaw.agents.compaction import CompactionResult
+from openclaw.agents.fallback import candidate_models
+from openclaw.agents.history import DEFAULT_HISTORY_LIMIT, read_history
 from openclaw.agents.loop import DEFAULT_MAX_STEPS
 from openclaw.agents.providers.pool import UpstreamPool
 from openclaw.agents.registry import AgentRegistry, AgentSpec, ProviderCache
 from openclaw.agents.run import ProviderLookup, Run, RunServices
+from openclaw.agents.session_compaction import SessionCompactor
 from openclaw.agents.toolbox import Toolbox, check_client_tools
 from openclaw.agents.tools._proc import ProcessRegistry
 from openclaw.agents.tools.catalog import CatalogReactor, ToolServices
@@ -30,6 +35,7 @@ from openclaw.agents.types import (
     AgentRequest,
     AgentRun,
     AgentRuntime,
+    CompactionReport,
     DuplicateRunError,
     RuntimeClosedError,
 )
@@ -38,7 +44,7 @@ from openclaw.core.recent import RecentlyFinished
 from openclaw.sessions.entry import agent_id_for_session
 from openclaw.sessions.fileio import BlockingIO, InlineIO, blocking_io_for
 from openclaw.sessions.interface import TranscriptStore
-from openclaw.sessions.lanes import SessionLanes
+from openclaw.sessions.lanes import Release, SessionLanes
 from openclaw.sessions.store import SessionStore
 
 log = Logger()
@@ -67,6 +73,7 @@ class Runtime:
         tool_services: ToolServices | None = None,
         io: BlockingIO | None = None,
         max_steps: int = DEFAULT_MAX_STEPS,
+        approvals: ApprovalBroker | None = None,
     ) -> None:
         """
         :param config: the gateway configuration (agents, models, session, state dir).
@@ -86,6 +93,8 @@ class Runtime:
             built-in tools (:func:`build_runtime` always passes them).
         :param io: where workspace files are read (default inline).
         :param max_steps: model calls one turn may make at most.
+        :param approvals: the exec approval broker the tools' approver is (so
+            operator clients see and answer its requests); default a new one.
         """
         self.config = config
         self.clock = clock
@@ -115,6 +124,13 @@ class Runtime:
         self._closed = False
         self._pool = pool
         self.toolbox = Toolbox(config, tool_services)
+        self._approvals = (
+            approvals
+            if approvals is not None
+            else ApprovalBroker(
+                clock, expires_after_seconds=config.tools.exec.approval_timeout_seconds
+            )
+        )
         self._io = io
         self._services = RunServices(
             clock=clock,
@@ -125,6 +141,7 @@ class Runtime:
             lanes=self.lanes,
             toolbox=self.toolbox,
             prompts=PromptMaker(config, clock=clock, io=io if io is not None else InlineIO()),
+            compactor=SessionCompactor(config, clock=clock, store=self.store, providers=providers),
             history_limit=history_limit,
             max_steps=max_steps,
         )
@@ -197,6 +214,48 @@ class Runtime:
                 self._observers.remove(listener)
 
         return stop
+
+    @property
+    def approvals(self) -> ApprovalBroker:
+        """Pending exec approvals (``exec.approval.*`` over the WebSocket)."""
+        return self._approvals
+
+    def compact_session(
+        self, agent_id: str, session_key: str, *, focus: str | None = None
+    ) -> Deferred[CompactionReport]:
+        """Compact the session now, in its lane (after any run on it).
+
+        Raises UnknownAgentError; fails with ProviderError (no model, or the
+        summary call failed) or CompactionError.
+        """
+        spec = self.registry.get(agent_id)
+        storage = agent_id_for_session(session_key, spec.id)
+        candidates = candidate_models(self.config.agents.defaults, spec.entry)
+        if not candidates:
+            self.registry.model_ref(spec.id)  # raises model_not_configured
+        waiting = self.lanes.acquire(session_key)
+
+        def compact(release: Release) -> Deferred[CompactionReport]:
+            def done(result: CompactionResult | None) -> CompactionReport:
+                if result is None:
+                    return CompactionReport(False, reason="nothing older to summarise")
+                return CompactionReport(True, result.tokens_before, result.tokens_after)
+
+            def released(outcome: CompactionResult | Failure | None) -> Any:
+                release()
+                return outcome
+
+            entry = self.store.get_session(storage, session_key)
+            if entry is None:
+                release()
+                return succeed(CompactionReport(False, reason="no such session"))
+            history = read_history(self.store, storage, entry.session_id, self._history_limit)
+            compacting = self._services.compactor.compact(
+                storage, entry.session_id, history, model=candidates[0], focus=focus
+            )
+            return compacting.addBoth(released).addCallback(done)
+
+        return waiting.addCallback(compact)
 
     def shutdown(self) -> Deferred[None]:
         """Refuse new runs, abort active ones (recorded as aborted), then close
@@ -312,7 +371,10 @@ def build_runtime(
             maintenance=config.session.maintenance.mode,
         )
     io = blocking_io_for(reactor)
-    tools = default_tool_services(config, reactor, store, io)
+    approvals = ApprovalBroker(
+        reactor, expires_after_seconds=config.tools.exec.approval_timeout_seconds
+    )
+    tools = default_tool_services(config, reactor, store, io, approvals)
     return Runtime(
         config,
         clock=reactor,
@@ -321,6 +383,7 @@ def build_runtime(
         pool=owned,
         tool_services=tools,
         io=io,
+        approvals=approvals,
     )
 
 
@@ -340,7 +403,11 @@ def config_secrets(config: Config) -> frozenset[str]:
 
 
 def default_tool_services(
-    config: Config, reactor: IReactorTime, store: TranscriptStore, io: BlockingIO
+    config: Config,
+    reactor: IReactorTime,
+    store: TranscriptStore,
+    io: BlockingIO,
+    approvals: ApprovalBroker | None = None,
 ) -> ToolServices:
     """The built-in tools' dependencies on the gateway's reactor.
 
@@ -353,6 +420,7 @@ def default_tool_services(
         registry=ProcessRegistry(reactor),
         run_blocking=lambda work: io.run(work),
         sessions=store,
+        approver=approvals,
         secrets=config_secrets(config),
     )
 

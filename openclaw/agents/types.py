@@ -26,10 +26,16 @@ __all__ = [
     "AgentResult",
     "AgentRun",
     "AgentRuntime",
+    "ApprovalDecision",
+    "ApprovalEvent",
     "AssistantEvent",
     "ClientTool",
     "ClientToolConflictError",
+    "CompactionReport",
     "DuplicateRunError",
+    "ExecApprovalRequested",
+    "ExecApprovalResolved",
+    "ExecApprovals",
     "FailureKind",
     "ImageInput",
     "LifecycleEvent",
@@ -299,6 +305,69 @@ class RuntimeClosedError(RuntimeError):
     """``start`` was called after ``shutdown``."""
 
 
+@frozen
+class CompactionReport:
+    """What ``AgentRuntime.compact_session`` did (``sessions.compact``'s answer)."""
+
+    compacted: bool
+    tokens_before: int | None = None
+    tokens_after: int | None = None
+    #: Why nothing was compacted (no session, nothing older to summarise).
+    reason: str | None = None
+
+
+ApprovalDecision = Literal["allow-once", "allow-always", "deny"]
+
+
+@frozen
+class ExecApprovalRequested:
+    """An ``exec`` command waits for an operator (``exec.approval.requested``)."""
+
+    id: str
+    command: str
+    cwd: str
+    agent_id: str
+    session_key: str
+    run_id: str
+    tool_call_id: str
+    #: Why approval is needed (the policy's words).
+    reason: str
+    created_at_ms: int
+    expires_at_ms: int
+
+
+@frozen
+class ExecApprovalResolved:
+    """A pending approval was answered, timed out or withdrawn
+    (``exec.approval.resolved``)."""
+
+    id: str
+    decision: ApprovalDecision
+    ts: int
+    #: ``operator`` (answered), ``timeout`` / ``cancelled`` (withdrawn: denied).
+    source: str = "operator"
+
+
+ApprovalEvent = ExecApprovalRequested | ExecApprovalResolved
+
+
+class ExecApprovals(Protocol):
+    """The runtime's pending exec approvals, as operator clients see them."""
+
+    def observe(self, listener: Callable[[ApprovalEvent], None]) -> Callable[[], None]:
+        """Call ``listener`` with every later request and resolution; returns an
+        unsubscribe callable. Without observers, requests are unanswered at once."""
+        ...
+
+    def pending(self) -> Sequence[ExecApprovalRequested]:
+        """Requests still waiting, oldest first."""
+        ...
+
+    def resolve(self, approval_id: str, decision: ApprovalDecision) -> bool:
+        """Answer a pending request; False when there is none with that id."""
+        ...
+
+
 class AgentInfo(Protocol):
     """One configured agent, as ``agents.list`` and ``health`` report it."""
 
@@ -389,6 +458,18 @@ class AgentRuntime(Protocol):
         """The sessions the runs write to, as ``sessions.*`` and ``chat.history``
         read them (any backend implementing the interface); None for a runtime
         that keeps none."""
+        ...
+
+    def compact_session(
+        self, agent_id: str, session_key: str, *, focus: str | None = None
+    ) -> Deferred[CompactionReport]:
+        """Summarise the session's older history now (``sessions.compact``), after
+        any run on it; raises UnknownAgentError, fails with ProviderError."""
+        ...
+
+    @property
+    def approvals(self) -> ExecApprovals:
+        """Pending exec approvals (``exec.approval.*``)."""
         ...
 
     def shutdown(self) -> Deferred[None]:

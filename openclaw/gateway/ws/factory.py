@@ -18,15 +18,17 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from openclaw import __version__
-from openclaw.agents.types import AgentRuntime
+from openclaw.agents.types import AgentRuntime, ApprovalEvent
 from openclaw.config.model import Config
 from openclaw.gateway.auth import GatewayAuth
 from openclaw.gateway.origins import origin_allowed, origin_key
-from openclaw.gateway.ws.events import RunHub
+from openclaw.gateway.ws.events import OutboundEvent, RunHub
 from openclaw.gateway.ws.frames import PROTOCOL_VERSION
+from openclaw.gateway.ws.handshake import has_scope
 from openclaw.gateway.ws.idempotency import IdempotencyCache
 from openclaw.gateway.ws.logbuffer import LogBuffer
 from openclaw.gateway.ws.methods import METHODS, GatewayServices
+from openclaw.gateway.ws.methods_loop import SCOPE_APPROVALS, approval_event
 from openclaw.gateway.ws.protocol import GatewayWebSocketProtocol
 from openclaw.gateway.ws.views import AgentsView, SessionsView
 from openclaw.sessions.keys import main_session_key
@@ -103,6 +105,8 @@ class GatewayWebSocketFactory(WebSocketServerFactory):
         )
         self.hub = RunHub(runtime, reactor)
         self.hub.start()
+        # Exec approval requests go to every operator client allowed to answer.
+        self._stop_approvals = runtime.approvals.observe(self._approval_event)
         self._connections: set[GatewayWebSocketProtocol] = set()
         self._ready: set[GatewayWebSocketProtocol] = set()
         self._tick_call: IDelayedCall | None = None
@@ -152,6 +156,13 @@ class GatewayWebSocketFactory(WebSocketServerFactory):
     def origin_allowed(self, origin: str, host: str | None, client_address: str) -> bool:
         """Browser origins: the allow-list, the gateway's own origin, or loopback to loopback."""
         return origin_allowed(origin, host, client_address, self._allowed_origins)
+
+    def _approval_event(self, event: ApprovalEvent) -> None:
+        name, payload = approval_event(event)
+        outbound = OutboundEvent(name, payload, run_id="")
+        for conn in list(self._ready):
+            if has_scope(conn.scopes, SCOPE_APPROVALS):
+                conn.deliver(outbound)
 
     # -- tick ----------------------------------------------------------------------------
 
@@ -224,6 +235,7 @@ class GatewayWebSocketFactory(WebSocketServerFactory):
         self.stopping = True
         self._cancel_tick()
         self.hub.stop()
+        self._stop_approvals()
         conns = list(self._connections)
         if not conns:
             return succeed(None)

@@ -1,0 +1,111 @@
+"""Compacting one session: summarise its older history, record the entry.
+
+Used by the loop (automatically when the next call would not fit, and once
+more when the upstream reports a context overflow) and by the runtime for
+the WebSocket ``sessions.compact`` method. The summary is written by the
+session's model (or ``agents.defaults.compaction.model``); the transcript
+gets OpenClaw's ``compaction`` entry and is never rewritten.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from openclaw.agents.compaction import CompactionResult, Compactor, stream_to_text
+from openclaw.agents.history import History
+from openclaw.agents.providers.base import ModelProvider
+from openclaw.agents.registry import ModelRef, ModelResolutionError, parse_model_ref
+from openclaw.config.model import Config
+from openclaw.sessions.interface import TranscriptStore
+
+log = Logger()
+
+ProviderLookup = Mapping[str, ModelProvider] | Callable[[str], ModelProvider]
+
+
+def lookup_provider(providers: ProviderLookup, ref: ModelRef) -> ModelProvider:
+    """The provider for ``ref``; an unknown one is a MODEL_NOT_FOUND failure, so a
+    fallback chain moves on to its next model."""
+    try:
+        if callable(providers):
+            return providers(ref.provider)
+        return providers[ref.provider]
+    except KeyError:
+        raise ModelResolutionError(
+            f"unknown model provider {ref.provider!r} (model {ref}); add it to models.providers",
+            code="unknown_provider",
+        ) from None
+
+
+class SessionCompactor:
+    """Compacts sessions of one runtime."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: IReactorTime,
+        store: TranscriptStore,
+        providers: ProviderLookup,
+    ) -> None:
+        self._config = config
+        self._clock = clock
+        self._store = store
+        self._providers = providers
+
+    def compact(
+        self,
+        storage_agent: str,
+        session_id: str,
+        history: History,
+        *,
+        model: str,
+        keep_recent_tokens: int | None = None,
+        focus: str | None = None,
+        run_id: str | None = None,
+    ) -> Deferred[CompactionResult | None]:
+        """Summarise ``history`` with ``model`` (``provider/model``; the
+        configured compaction model wins) and append the compaction entry.
+
+        Fires with None when there was nothing older to summarise; fails with
+        ProviderError / CompactionError (the transcript is then unchanged).
+        Cancelling it cancels the summary's model call.
+        """
+        config = self._config.agents.defaults.compaction
+        try:
+            ref = parse_model_ref(config.model or model, self._config.models.providers)
+            provider = lookup_provider(self._providers, ref)
+        except Exception as e:
+            return fail(Failure(e))  # type: ignore[no-untyped-call]  # typing note: untyped in Twisted
+        compactor = Compactor(lambda call: stream_to_text(provider, call), self._clock)
+        compacting = compactor.compact(
+            history.entries,
+            model=ref.model,
+            config=config,
+            parent_id=None,
+            previous_summary=history.summary,
+            focus=focus,
+            run_id=run_id,
+            keep_recent_tokens=keep_recent_tokens,
+        )
+
+        def record(result: CompactionResult | None) -> CompactionResult | None:
+            if result is None:
+                return None
+            log.info(
+                "compacted session {session_id}: {before} -> {after} tokens",
+                session_id=session_id,
+                before=result.tokens_before,
+                after=result.tokens_after,
+            )
+            self._store.append_entry(storage_agent, session_id, result.entry).addErrback(
+                lambda f: log.failure("writing a compaction entry failed", f)
+            )
+            return result
+
+        return compacting.addCallback(record)

@@ -1,0 +1,124 @@
+"""Compaction in the agent loop: before a call that would not fit, after an
+upstream context overflow, and by hand (sessions.compact)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from attrs import evolve
+
+from openclaw.agents.compaction import SUMMARY_PREFIX
+from openclaw.agents.types import FailureKind, ProviderError
+from openclaw.config.model import ModelEntry, ModelsConfig, ProviderConfig
+from openclaw.testing import Reply, run_due, scripted_config
+from tests.agent_loop_support import MAIN, LoopCase
+
+#: Tokens the scripted model's window holds (about four characters each).
+WINDOW = 20_000
+BIG = "word " * 6_000  # ~7,500 tokens
+
+
+class CompactionCase(LoopCase):
+    def setUp(self) -> None:
+        super().setUp()
+        provider = ProviderConfig(
+            id="scripted",
+            api="openai-completions",
+            models=(ModelEntry(id="test-model", context_window=WINDOW),),
+        )
+        config = evolve(
+            scripted_config(self.state_dir),
+            models=ModelsConfig(providers={"scripted": provider}),
+        )
+        self.make_runtime(config)
+
+    def turn(self, message: str, run_id: str) -> str:
+        run, _ = self.start(message, run_id=run_id)
+        run_due(self.clock)
+        text: str = self.successResultOf(run.result).text
+        return text
+
+    def compactions(self) -> list[dict[str, Any]]:
+        return [e for e in self.entries() if e["type"] == "compaction"]
+
+
+class AutomaticCompactionTests(CompactionCase):
+    def test_history_that_would_not_fit_is_summarised_first(self) -> None:
+        """Before a call whose history exceeds the window less the reserve, the older
+        turns are summarised by the model, the transcript gets a compaction entry,
+        and this call and later ones see the summary instead of those turns."""
+        self.provider.add("one", "SUMMARY OF OLD TURNS", "two", "three")
+        self.turn("first " + BIG, "r1")
+        self.assertEqual(self.compactions(), [])
+        self.assertEqual(self.turn("second " + BIG, "r2"), "two")
+        (entry,) = self.compactions()
+        self.assertEqual(entry["summary"], "SUMMARY OF OLD TURNS")
+        self.assertIsInstance(entry["firstKeptEntryId"], str)
+        before, after = entry["tokensBefore"], entry["tokensAfter"]
+        assert isinstance(before, int) and isinstance(after, int)
+        self.assertGreater(before, after)
+        summary_call = self.provider.calls[1]
+        self.assertEqual(summary_call.tools, ())
+        self.assertIn("first word", summary_call.messages[0].content)
+        second = self.provider.calls[2]
+        self.assertTrue(second.messages[0].content.startswith(SUMMARY_PREFIX))
+        self.assertNotIn("first word", " ".join(m.content for m in second.messages))
+        # The next turn replays the compacted view from the transcript.
+        self.assertEqual(self.turn("third", "r3"), "three")
+        third = self.provider.calls[3]
+        self.assertTrue(third.messages[0].content.startswith(SUMMARY_PREFIX))
+        self.assertNotIn("first word", " ".join(m.content for m in third.messages))
+        self.assertEqual(third.messages[-1].content, "third")
+
+    def test_context_overflow_compacts_and_retries_once(self) -> None:
+        """An upstream context overflow: compact, then retry the call once."""
+        overflow = ProviderError(FailureKind.CONTEXT_OVERFLOW, "prompt is too long", status=400)
+        self.provider.add("one", Reply.failure(overflow), "SUMMARY", "after retry")
+        self.turn("first " + BIG, "r1")
+        self.assertEqual(self.turn("second", "r2"), "after retry")
+        self.assertEqual(len(self.compactions()), 1)
+        retried = self.provider.calls[3]
+        self.assertTrue(retried.messages[0].content.startswith(SUMMARY_PREFIX))
+
+    def test_second_overflow_is_reported(self) -> None:
+        """If the retried call overflows again, the run fails with that error."""
+        overflow = ProviderError(FailureKind.CONTEXT_OVERFLOW, "prompt is too long", status=400)
+        self.provider.add("one", Reply.failure(overflow), "SUMMARY", Reply.failure(overflow))
+        self.turn("first " + BIG, "r1")
+        run, _ = self.start("second", run_id="r2")
+        run_due(self.clock)
+        error = self.failureResultOf(run.result, ProviderError).value
+        self.assertIs(error.kind, FailureKind.CONTEXT_OVERFLOW)
+
+
+class ManualCompactionTests(LoopCase):
+    def turn(self, message: str, run_id: str) -> str:
+        run, _ = self.start(message, run_id=run_id)
+        run_due(self.clock)
+        text: str = self.successResultOf(run.result).text
+        return text
+
+    def test_compact_session_by_hand(self) -> None:
+        """compact_session summarises the older history now (keeping the newest
+        keepRecentTokens verbatim) and reports the tokens."""
+        self.provider.add("one", "two", "three", "HAND SUMMARY")
+        for n in range(3):
+            self.turn(f"turn{n} " + BIG, f"r{n}")
+        compacting = self.runtime.compact_session("main", MAIN)
+        run_due(self.clock)
+        report = self.successResultOf(compacting)
+        self.assertTrue(report.compacted)
+        self.assertGreater(report.tokens_before or 0, report.tokens_after or 0)
+        (entry,) = [e for e in self.entries() if e["type"] == "compaction"]
+        self.assertEqual(entry["summary"], "HAND SUMMARY")
+        self.assertIn("turn0 word", self.provider.calls[-1].messages[0].content)
+
+    def test_nothing_to_compact(self) -> None:
+        """A session without older history, or no session at all, is not compacted."""
+        report = self.successResultOf(self.runtime.compact_session("main", "agent:main:none"))
+        self.assertEqual((report.compacted, report.reason), (False, "no such session"))
+        self.turn("hi", "r1")
+        compacting = self.runtime.compact_session("main", MAIN)
+        run_due(self.clock)
+        report = self.successResultOf(compacting)
+        self.assertFalse(report.compacted)

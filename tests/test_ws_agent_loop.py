@@ -1,0 +1,119 @@
+"""WebSocket side of the agent loop: exec approvals and sessions.compact."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from openclaw.agents.approvals import ApprovalBroker
+from openclaw.agents.tools.exec_policy import ApprovalRequest
+from openclaw.agents.types import CompactionReport
+from tests.test_ws_methods import MethodTestCase
+
+
+def ask(broker: Any, approval_id: str = "ap1") -> Deferred[bool]:
+    """What the exec tool does: ask the runtime's approver."""
+    request = ApprovalRequest(
+        id=approval_id,
+        command="rm -rf build",
+        workdir="/ws",
+        agent_id="main",
+        session_key="agent:main:main",
+        run_id="run-1",
+        tool_call_id="call-1",
+        reason="command is not on the exec allowlist",
+    )
+    answer: Deferred[bool] = broker(request)
+    return answer
+
+
+class ExecApprovalTests(MethodTestCase):
+    def events(self, name: str, client: Any = None) -> list[Any]:
+        frames = (client or self.client).messages()
+        return [f for f in frames if f.get("type") == "event" and f.get("event") == name]
+
+    def test_request_event_and_resolve(self) -> None:
+        """An approval request reaches the operator as exec.approval.requested with
+        the command and session; exec.approval.resolve allow-once lets it run."""
+        answer = ask(self.h.runtime.approvals)
+        (event,) = self.events("exec.approval.requested")
+        payload = event["payload"]
+        self.assertEqual(payload["id"], "ap1")
+        self.assertEqual(payload["request"]["command"], "rm -rf build")
+        self.assertEqual(payload["request"]["sessionKey"], "agent:main:main")
+        self.assertGreater(payload["expiresAtMs"], payload["createdAtMs"])
+        self.assertEqual(self.ok("exec.approval.list")["approvals"][0]["id"], "ap1")
+        result = self.ok("exec.approval.resolve", {"id": "ap1", "decision": "allow-once"})
+        self.assertEqual(result, {"ok": True, "id": "ap1", "decision": "allow-once"})
+        self.assertIs(self.successResultOf(answer), True)
+        self.assertEqual(self.ok("exec.approval.list")["approvals"], [])
+
+    def test_deny_and_unknown_ids(self) -> None:
+        """deny answers False (and is broadcast as resolved); an unknown id or a bad
+        decision is INVALID_REQUEST."""
+        answer = ask(self.h.runtime.approvals)
+        self.client.messages()
+        self.error("exec.approval.resolve", {"id": "ap1", "decision": "maybe"})
+        self.ok("exec.approval.resolve", {"id": "ap1", "decision": "deny"})
+        self.assertIs(self.successResultOf(answer), False)
+        self.assertIn(
+            "unknown", self.error("exec.approval.resolve", {"id": "ap1", "decision": "deny"})
+        )
+
+    def test_withdrawn_request_is_resolved_as_denied(self) -> None:
+        """When the exec tool stops waiting (timeout, run cancelled), operators see
+        the request resolved as denied with source expired."""
+        answer = ask(self.h.runtime.approvals)
+        self.client.messages()
+        answer.cancel()
+        self.failureResultOf(answer)
+        (event,) = self.events("exec.approval.resolved")
+        self.assertEqual(event["payload"]["decision"], "deny")
+        self.assertEqual(event["payload"]["source"], "expired")
+
+    def test_read_only_clients_neither_see_nor_answer(self) -> None:
+        """A client without operator.approvals gets no event and may not resolve."""
+        reader, _ = self.h.connect(scopes=["operator.read"])
+        reader.messages()
+        ask(self.h.runtime.approvals)
+        self.assertEqual(self.events("exec.approval.requested", reader), [])
+        answer = self.call("exec.approval.resolve", {"id": "ap1", "decision": "allow-once"}, reader)
+        self.assertFalse(answer["ok"])
+
+
+class SessionsCompactTests(MethodTestCase):
+    def test_compact_reaches_the_runtime(self) -> None:
+        """sessions.compact {key} compacts through the runtime and answers OpenClaw's shape."""
+        self.h.runtime.compaction_report = CompactionReport(True, 5000, 900)
+        payload = self.ok("sessions.compact", {"key": "main"})
+        self.assertEqual(
+            payload,
+            {
+                "ok": True,
+                "key": "agent:main:main",
+                "compacted": True,
+                "result": {"tokensBefore": 5000, "tokensAfter": 900},
+            },
+        )
+        self.assertEqual(self.h.runtime.compactions, [("main", "agent:main:main")])
+
+    def test_nothing_to_compact_and_bad_params(self) -> None:
+        """compacted false carries the reason; a missing key or maxLines is refused."""
+        payload = self.ok("sessions.compact", {"key": "agent:beta:x"})
+        self.assertEqual(payload["compacted"], False)
+        self.assertEqual(payload["reason"], "fake runtime")
+        self.error("sessions.compact", {})
+        self.error("sessions.compact", {"key": "main", "maxLines": 10})
+
+
+class BrokerTests(SynchronousTestCase):
+    def test_without_operators_a_request_is_unanswered_at_once(self) -> None:
+        """With no operator client observing, nobody could answer: the request fails
+        at once with TimeoutError, which the exec tool treats as unanswered
+        (askFallback decides)."""
+        broker = ApprovalBroker(Clock())
+        self.failureResultOf(ask(broker), TimeoutError)
+        self.assertEqual(broker.pending(), [])
