@@ -39,6 +39,9 @@ from openclaw.agents.types import (
     AgentRun,
     AssistantEvent,
     CompactionReport,
+    EmbeddingRequest,
+    EmbeddingResult,
+    EmbeddingsUnavailableError,
     LifecycleEvent,
     RunAbortedError,
     ToolCall,
@@ -244,6 +247,10 @@ class FakeRuntime:
 
     def observe_runs(self, listener: Callable[[AgentRun], None]) -> Callable[[], None]:
         return lambda: None
+
+    def embed(self, request: EmbeddingRequest) -> Deferred[EmbeddingResult]:
+        """This fake has no embedding provider."""
+        raise EmbeddingsUnavailableError("the fake runtime embeds nothing")
 
     def shutdown(self) -> Deferred[None]:
         for run in self.runs:

@@ -176,13 +176,10 @@ class RealOpenClawConfigTests(SynchronousTestCase):
             "session.dmScope", "session.reset",
         ):  # fmt: skip
             self.assertIn(f"{key}: {NOT_HERE}", w)
-        self.assertIn(
-            "gateway.http.endpoints.responses: the /v1/responses endpoint is not implemented "
-            "by openclaw-twisted; ignored",
-            w,
-        )
+        self.assertFalse([line for line in w if "endpoints.responses" in line])
+        self.assertFalse(self.loaded.config.gateway.http.responses.enabled)
         self.assertFalse([line for line in w if line.startswith("$schema")])
-        self.assertEqual(len(w), 33)
+        self.assertEqual(len(w), 32)
 
 
 class ProblemCollectionTests(SynchronousTestCase):

@@ -29,6 +29,9 @@ from twisted.python.failure import Failure
 from openclaw.agents.approvals import ApprovalBroker
 from openclaw.agents.types import (
     AgentRequest,
+    EmbeddingRequest,
+    EmbeddingResult,
+    EmbeddingsUnavailableError,
     CompactionReport,
     UnknownAgentError,
 )
@@ -129,6 +132,10 @@ class FakeRuntime:
     def observer_count(self) -> int:
         """How many observers are registered."""
         return len(self._observers)
+
+    def embed(self, request: EmbeddingRequest) -> Deferred[EmbeddingResult]:
+        """This fake has no embedding provider."""
+        raise EmbeddingsUnavailableError("the fake runtime embeds nothing")
 
     def shutdown(self) -> Deferred[None]:
         for run in list(self.runs.values()):

@@ -294,7 +294,9 @@ class Run:
                     "fix the allow-list (the agent would run without tools)",
                     code="tool_policy_empty",
                 )
-            candidates = candidate_models(services.config.agents.defaults, self._spec.entry)
+            candidates = candidate_models(
+                services.config.agents.defaults, self._spec.entry, self.request.model_override
+            )
             if not candidates:
                 services.registry.model_ref(self._spec.id)  # raises model_not_configured
             chain = FallbackChain(candidates)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
+from attrs import evolve
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
@@ -21,8 +22,10 @@ from twisted.python.failure import Failure
 from openclaw.agents.approvals import ApprovalBroker
 from openclaw.agents.compaction import CompactionResult
 from openclaw.agents.fallback import candidate_models
+from openclaw.agents.embeddings import Embedder
 from openclaw.agents.history import DEFAULT_HISTORY_LIMIT, read_history
 from openclaw.agents.loop import DEFAULT_MAX_STEPS
+from openclaw.agents.model_override import resolve_override
 from openclaw.agents.providers.pool import UpstreamPool
 from openclaw.agents.registry import AgentRegistry, AgentSpec, ProviderCache
 from openclaw.agents.run import ProviderLookup, Run, RunServices
@@ -37,6 +40,8 @@ from openclaw.agents.types import (
     AgentRuntime,
     CompactionReport,
     DuplicateRunError,
+    EmbeddingRequest,
+    EmbeddingResult,
     RuntimeClosedError,
 )
 from openclaw.config.model import Config
@@ -123,6 +128,7 @@ class Runtime:
         self._observers: list[Callable[[AgentRun], None]] = []
         self._closed = False
         self._pool = pool
+        self._embedder: Embedder | None = None
         self.toolbox = Toolbox(config, tool_services)
         self._approvals = (
             approvals
@@ -167,6 +173,9 @@ class Runtime:
         if self._closed:
             raise RuntimeClosedError("the agent runtime is shut down")
         spec = self.registry.get(request.agent_id)
+        if request.model_override is not None:  # x-openclaw-model: UnknownModelError
+            ref = resolve_override(self.config, self.registry, spec.id, request.model_override)
+            request = evolve(request, model_override=str(ref))
         if request.run_id in self._active:
             raise DuplicateRunError(f"run {request.run_id!r} is already active")
         tools = self.toolbox.for_agent(spec.id, spec.entry)
@@ -189,6 +198,14 @@ class Runtime:
         if not run.done:
             run._queue()
         return run
+
+    def embed(self, request: EmbeddingRequest) -> Deferred[EmbeddingResult]:
+        """``/v1/embeddings``: the agent's embedding provider (see agents.embeddings)."""
+        if self._embedder is None:
+            self._embedder = Embedder(
+                self.config, self.registry, reactor=self.clock, pool=self._pool
+            )
+        return self._embedder.embed(request)
 
     def get_run(self, run_id: str) -> Run | None:
         """An active run, or one finished within the retention window."""

@@ -33,6 +33,9 @@ __all__ = [
     "ClientToolConflictError",
     "CompactionReport",
     "DuplicateRunError",
+    "EmbeddingRequest",
+    "EmbeddingResult",
+    "EmbeddingsUnavailableError",
     "ExecApprovalRequested",
     "ExecApprovalResolved",
     "ExecApprovals",
@@ -52,6 +55,7 @@ __all__ = [
     "ToolEvent",
     "ToolPhase",
     "UnknownAgentError",
+    "UnknownModelError",
     "Usage",
 ]
 
@@ -101,6 +105,9 @@ class AgentRequest:
     channel: str = "webchat"
     #: Overrides the agent's configured timeout when set.
     timeout_seconds: float | None = None
+    #: ``provider/model`` (or a bare model id of the agent's provider) that
+    #: replaces the agent's model for this turn (``x-openclaw-model``).
+    model_override: str | None = None
 
 
 @frozen
@@ -297,6 +304,48 @@ class ClientToolConflictError(ValueError):
         self.names = tuple(names)
 
 
+class UnknownModelError(ValueError):
+    """A per-request model override names a model this gateway does not offer.
+
+    Raised by ``AgentRuntime.start`` and ``AgentRuntime.embed`` before anything
+    runs; the message (OpenClaw's words) names the model and the agent.
+    """
+
+    def __init__(self, model: str, agent_id: str) -> None:
+        super().__init__(f"Model '{model}' is not allowed for agent '{agent_id}'.")
+        self.model = model
+        self.agent_id = agent_id
+
+
+@frozen
+class EmbeddingRequest:
+    """Texts (or token arrays) to embed with an agent's embedding provider."""
+
+    agent_id: str
+    inputs: tuple[str | tuple[int, ...], ...]
+    #: Requested vector size (passed to the provider), else its default.
+    dimensions: int | None = None
+    #: ``base64``: each vector as little-endian float32 bytes, base64-encoded.
+    encoding_format: Literal["float", "base64"] = "float"
+    #: ``provider/model`` (or a bare model id) instead of the agent's embedding model.
+    model_override: str | None = None
+
+
+@frozen
+class EmbeddingResult:
+    """One vector per input, in input order, and what the provider counted."""
+
+    model: str
+    vectors: tuple[tuple[float, ...] | str, ...]
+    prompt_tokens: int = 0
+    total_tokens: int = 0
+
+
+class EmbeddingsUnavailableError(Exception):
+    """The agent has no usable embedding provider (a configuration problem);
+    the message says what is missing and is safe to show."""
+
+
 class DuplicateRunError(ValueError):
     """A run with this id is still active."""
 
@@ -437,6 +486,12 @@ class AgentRuntime(Protocol):
 
     def get_run(self, run_id: str) -> AgentRun | None:
         """A run still active, or recently finished (kept for ``agent.wait``)."""
+        ...
+
+    def embed(self, request: EmbeddingRequest) -> Deferred[EmbeddingResult]:
+        """Embed texts with the agent's embedding provider. Raises
+        UnknownAgentError, UnknownModelError or EmbeddingsUnavailableError at
+        once; the Deferred fails with ProviderError (cancel it to abort)."""
         ...
 
     def active_runs(self, session_key: str | None = None) -> Sequence[AgentRun]:

@@ -19,9 +19,10 @@ from openclaw.config.model import (
     HttpConfig,
     ImagesConfig,
     MetricsConfig,
-
     ProviderApi,
     RateLimitConfig,
+    ResponsesConfig,
+    ResponsesFilesConfig,
     WebSocketConfig,
 )
 from openclaw.config.reader import _Reader, _section
@@ -90,9 +91,18 @@ _HTTP = _section(
     ["securityHeaders"],
 )  # fmt: skip
 _ENDPOINTS = _section(
-    ["chatCompletions", "metrics"],
-    hints={
-        "responses": "the /v1/responses endpoint is not implemented by openclaw-twisted; ignored"
+    ["chatCompletions", "responses", "metrics"],
+)
+_RESPONSES = _section(
+    ["enabled", "sseKeepAliveSeconds", "maxUrlParts", "files", "images"],
+    hints={"maxBodyBytes": "not implemented per endpoint; use gateway.http.maxBodyBytes; ignored"},
+)
+_FILES = _section(
+    ["allowedMimes", "maxBytes", "maxChars"],
+    ["maxRedirects", "timeoutMs", "urlAllowlist"],
+    {
+        "allowUrl": "URL-sourced input_file parts are not supported by openclaw-twisted; ignored",
+        "pdf": "PDF input is not supported by openclaw-twisted; ignored",
     },
 )
 _METRICS = _section(["enabled", "auth"])
@@ -327,6 +337,7 @@ def _build_http(r: _Reader, value: Any) -> HttpConfig:
     cors = r.section(h.get("cors"), "gateway.http.cors", _CORS)
     return HttpConfig(
         chat_completions=_build_chat(r, endpoints.get("chatCompletions")),
+        responses=_build_responses(r, endpoints.get("responses")),
         metrics=_build_metrics(r, endpoints.get("metrics")),
         cors=CorsConfig(
             allowed_origins=_read_origins(r, cors, "gateway.http.cors"),
@@ -363,9 +374,39 @@ def _build_chat(r: _Reader, value: Any) -> ChatCompletionsConfig:
     )
 
 
-def _build_images(r: _Reader, value: Any) -> ImagesConfig:
-    path = "gateway.http.endpoints.chatCompletions.images"
-    d = ImagesConfig()
+def _build_responses(r: _Reader, value: Any) -> ResponsesConfig:
+    path = "gateway.http.endpoints.responses"
+    d = ResponsesConfig()
+    c = r.section(value, path, _RESPONSES)
+    return ResponsesConfig(
+        enabled=r.boolean(c, "enabled", path, d.enabled),
+        sse_keep_alive_seconds=r.number(
+            c, "sseKeepAliveSeconds", path, d.sse_keep_alive_seconds, allow_zero=True
+        ),
+        max_url_parts=r.integer(c, "maxUrlParts", path, d.max_url_parts, minimum=0),
+        files=_build_files(r, c.get("files"), f"{path}.files"),
+        images=_build_images(r, c.get("images"), f"{path}.images", d.images),
+    )
+
+
+def _build_files(r: _Reader, value: Any, path: str) -> ResponsesFilesConfig:
+    d = ResponsesFilesConfig()
+    f = r.section(value, path, _FILES)
+    mimes = r.string_list(f, "allowedMimes", path) if "allowedMimes" in f else d.allowed_mimes
+    return ResponsesFilesConfig(
+        allowed_mimes=tuple(m.lower() for m in mimes),
+        max_bytes=r.integer(f, "maxBytes", path, d.max_bytes),
+        max_chars=r.integer(f, "maxChars", path, d.max_chars),
+    )
+
+
+def _build_images(
+    r: _Reader,
+    value: Any,
+    path: str = "gateway.http.endpoints.chatCompletions.images",
+    d: ImagesConfig | None = None,
+) -> ImagesConfig:
+    d = d or ImagesConfig()
     i = r.section(value, path, _IMAGES)
     mimes = r.string_list(i, "allowedMimes", path) if "allowedMimes" in i else d.allowed_mimes
     return ImagesConfig(

@@ -31,6 +31,7 @@ from openclaw.config.agent_loop import (
 )
 from openclaw.config.errors import ConfigError
 from openclaw.config.gateway_keys import _build_gateway
+from openclaw.config.memory import build_memory_search
 from openclaw.config.model import (
     AgentConfig,
     AgentDefaults,
@@ -285,12 +286,12 @@ def startup_problems(config: Config) -> list[str]:
 
 
 _TOP = _section(
-    ["gateway", "models", "agents", "session", "env", "tools"],
+    ["gateway", "models", "agents", "session", "env", "tools", "memory"],
     [
         "meta", "wizard", "diagnostics", "logging", "update", "browser", "ui", "auth",
         "nodeHost", "bindings", "broadcast", "audio", "media", "messages",
         "commands", "approvals", "cron", "hooks", "web", "channels", "discovery",
-        "canvasHost", "talk", "memory", "skills", "plugins", "telemetry", "secrets", "acp",
+        "canvasHost", "talk", "skills", "plugins", "telemetry", "secrets", "acp",
         "mcp", "cli", "identity", "routing", "agent",
     ],
 )  # fmt: skip
@@ -360,6 +361,7 @@ def _build_config(r: _Reader, data: dict[str, Any], state_dir: Path) -> Config:
         agents=_build_agents(r, root.get("agents"), tools),
         session=_build_session(r, root.get("session")),
         tools=tools,
+        memory_search=build_memory_search(r, root.get("memory")),
         state_dir=state_dir,
     )
 

@@ -79,6 +79,35 @@ class MetricsConfig:
     auth: Literal["gateway", "none"] = "gateway"
 
 
+#: Image types ``/v1/responses`` takes by default (HEIC/HEIF are not converted here).
+RESPONSES_IMAGE_MIMES = ("image/jpeg", "image/png", "image/gif", "image/webp")
+#: File types ``input_file`` takes by default (text only: PDFs are not parsed here).
+RESPONSES_FILE_MIMES = ("text/plain", "text/markdown", "text/html", "text/csv", "application/json")
+
+
+@frozen
+class ResponsesFilesConfig:
+    """``gateway.http.endpoints.responses.files``: ``input_file`` limits."""
+
+    allowed_mimes: tuple[str, ...] = RESPONSES_FILE_MIMES
+    max_bytes: int = 5 * 1024 * 1024
+    max_chars: int = 60_000
+
+
+@frozen
+class ResponsesConfig:
+    """``gateway.http.endpoints.responses`` (``POST /v1/responses``)."""
+
+    enabled: bool = False
+    sse_keep_alive_seconds: float = 15.0
+    #: URL-sourced ``input_image`` parts per request, at most.
+    max_url_parts: int = 8
+    files: ResponsesFilesConfig = Factory(ResponsesFilesConfig)
+    images: ImagesConfig = Factory(
+        lambda: ImagesConfig(allow_url=True, allowed_mimes=RESPONSES_IMAGE_MIMES)
+    )
+
+
 @frozen
 class CorsConfig:
 
@@ -93,6 +122,7 @@ class HttpConfig:
     """``gateway.http``."""
 
     chat_completions: ChatCompletionsConfig = Factory(ChatCompletionsConfig)
+    responses: ResponsesConfig = Factory(ResponsesConfig)
     cors: CorsConfig = Factory(CorsConfig)
     metrics: MetricsConfig = Factory(MetricsConfig)
     max_body_bytes: int = MAX_BODY_BYTES
@@ -175,6 +205,26 @@ class ProviderConfig:
     models: tuple[ModelEntry, ...] = ()
     #: Only for ``api: "demo"``: pause between streamed tokens.
     delay_ms: float = 0.0
+
+
+@frozen
+class MemorySearchConfig:
+    """``memory.search``: the embedding provider (``/v1/embeddings``).
+
+    ``provider`` is ``openai``, ``openai-compatible`` (with ``remote.baseUrl``),
+    ``demo``, or a ``models.providers`` id; None picks ``demo`` for an agent
+    on the demo provider, else ``openai`` (OpenClaw's default).
+    """
+
+    provider: str | None = None
+    model: str | None = None
+    output_dimensionality: int | None = None
+    #: ``remote.baseUrl`` / ``remote.apiKey`` / ``remote.headers``.
+    remote_base_url: str | None = None
+    remote_api_key: str | None = None
+    remote_headers: Mapping[str, str] = field(default=None, converter=_frozen_mapping)
+    #: ``OPENAI_API_KEY``, for provider ``openai`` without a configured key.
+    openai_api_key: str | None = field(default=None, repr=False)
 
 
 @frozen
@@ -405,6 +455,7 @@ class Config:
     agents: AgentsConfig = Factory(AgentsConfig)
     session: SessionConfig = Factory(SessionConfig)
     tools: ToolsConfig = Factory(ToolsConfig)
+    memory_search: MemorySearchConfig = Factory(MemorySearchConfig)
     #: Where sessions live (``$OPENCLAW_STATE_DIR``, default ``~/.openclaw``).
     state_dir: Path = Factory(lambda: Path.home() / ".openclaw")
     #: The file this was loaded from, if any.

@@ -13,9 +13,11 @@ from openclaw.gateway.auth import GatewayAuth
 from openclaw.gateway.http.app import GatewayHttpApp
 from openclaw.gateway.http.chat_completions import ChatCompletionsEndpoint
 from openclaw.gateway.http.cors import BrowserOriginGuard, CorsPolicy
+from openclaw.gateway.http.embeddings import EmbeddingsEndpoint
 from openclaw.gateway.http.image_fetch import HTTPImageFetcher
 from openclaw.gateway.http.models import ModelsEndpoint
 from openclaw.gateway.http.request import GatewaySite
+from openclaw.gateway.http.responses import ResponsesEndpoint
 from openclaw.gateway.hygiene import ConnectionLimits, PreAuthSocketLimit
 from openclaw.gateway.lifecycle import Readiness
 from openclaw.gateway.resource import GatewayRootResource
@@ -66,9 +68,18 @@ def build_gateway(
         chat = ChatCompletionsEndpoint(
             config=config, runtime=runtime, auth=auth, clock=reactor, image_fetcher=fetcher
         )
+    responses = responses_endpoint(config, runtime, auth, reactor)
+    embeddings = None
+    if chat is not None or responses is not None:  # OpenClaw serves these with either
         models = ModelsEndpoint(runtime=runtime, auth=auth)
+        embeddings = EmbeddingsEndpoint(runtime=runtime, auth=auth, clock=reactor)
     http_app = GatewayHttpApp(
-        readiness=readiness, clock=reactor, chat_completions=chat, models=models
+        readiness=readiness,
+        clock=reactor,
+        chat_completions=chat,
+        models=models,
+        responses=responses,
+        embeddings=embeddings,
     )
     ws_factory = build_ws_factory(
         config=config,
@@ -118,6 +129,22 @@ def build_gateway(
         root=root,
         site=site,
         log_buffer=log_buffer,
+    )
+
+
+def responses_endpoint(
+    config: Config, runtime: AgentRuntime, auth: GatewayAuth, reactor: IReactorTime
+) -> ResponsesEndpoint | None:
+    """``POST /v1/responses`` when ``gateway.http.endpoints.responses.enabled``."""
+    settings = config.gateway.http.responses
+    if not settings.enabled:
+        return None
+    return ResponsesEndpoint(
+        settings=settings,
+        runtime=runtime,
+        auth=auth,
+        clock=reactor,
+        image_fetcher=HTTPImageFetcher(reactor) if settings.images.allow_url else None,
     )
 
 

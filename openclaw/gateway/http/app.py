@@ -23,12 +23,19 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from openclaw import __version__
 from openclaw.gateway.http.chat_request import ChatRequestError
-from openclaw.gateway.http.errors import method_not_allowed, not_found, write_json
+from openclaw.gateway.http.errors import (
+    disabled_not_found,
+    method_not_allowed,
+    not_found,
+    write_json,
+)
 from openclaw.gateway.lifecycle import Readiness
 
 _PROBE_METHODS = ["GET", "HEAD"]
 _CHAT_PATH = b"/v1/chat/completions"
 _MODELS_PATH = b"/v1/models"
+_RESPONSES_PATH = b"/v1/responses"
+_EMBEDDINGS_PATH = b"/v1/embeddings"
 
 
 class RequestHandler(Protocol):
@@ -49,11 +56,15 @@ class GatewayHttpApp:
         clock: IReactorTime,
         chat_completions: RequestHandler | None = None,
         models: RequestHandler | None = None,
+        responses: RequestHandler | None = None,
+        embeddings: RequestHandler | None = None,
     ) -> None:
         self._readiness = readiness
         self._clock = clock
         self._chat_completions = chat_completions
         self._models = models
+        self._responses = responses
+        self._embeddings = embeddings
 
     def resource(self) -> Any:
         """The Klein resource for these routes."""
@@ -93,8 +104,22 @@ class GatewayHttpApp:
     def chat_completions(self, request: Request) -> bytes | Deferred[bytes]:
         """``POST /v1/chat/completions`` (404 while the endpoint is disabled)."""
         if self._chat_completions is None:
-            return not_found(request)
+            return disabled_not_found(request)
         return self._chat_completions.handle(request)
+
+    @app.route("/v1/responses", methods=["POST"])
+    def responses(self, request: Request) -> bytes | Deferred[bytes]:
+        """``POST /v1/responses`` (``gateway.http.endpoints.responses.enabled``)."""
+        if self._responses is None:
+            return disabled_not_found(request)
+        return self._responses.handle(request)
+
+    @app.route("/v1/embeddings", methods=["POST"])
+    def embeddings(self, request: Request) -> bytes | Deferred[bytes]:
+        """``POST /v1/embeddings`` (served with chat completions or responses)."""
+        if self._embeddings is None:
+            return disabled_not_found(request)
+        return self._embeddings.handle(request)
 
     @app.route("/v1/models", methods=["GET"])
     @app.route("/v1/models/", methods=["GET"])
@@ -102,7 +127,7 @@ class GatewayHttpApp:
     def models(self, request: Request, model_id: str | None = None) -> bytes | Deferred[bytes]:
         """``GET /v1/models`` and ``/v1/models/{id}`` (served with chat completions)."""
         if self._models is None:
-            return not_found(request)
+            return disabled_not_found(request)
         return self._models.handle(request)
 
     @app.handle_errors(NotFound)
@@ -115,7 +140,7 @@ class GatewayHttpApp:
         where GET is served: werkzeug adds it to every GET rule)."""
         req = cast(Request, request)
         if self._disabled(req.path):
-            return not_found(req)
+            return disabled_not_found(req)
         valid = getattr(failure.value, "valid_methods", None) or _PROBE_METHODS
         allowed = [m for m in valid if m != "HEAD" or "GET" not in valid] or valid
         return method_not_allowed(req, ", ".join(allowed).encode("ascii"))
@@ -133,4 +158,8 @@ class GatewayHttpApp:
             return self._chat_completions is None
         if path == _MODELS_PATH or path.startswith(_MODELS_PATH + b"/"):
             return self._models is None
+        if path == _RESPONSES_PATH:
+            return self._responses is None
+        if path == _EMBEDDINGS_PATH:
+            return self._embeddings is None
         return False

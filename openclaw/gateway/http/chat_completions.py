@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from attrs import evolve
 from twisted.internet.defer import CancelledError, Deferred, gatherResults
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -40,6 +41,7 @@ from openclaw.agents.types import (
     RunAbortedError,
     RunTimeoutError,
     UnknownAgentError,
+    UnknownModelError,
 )
 from openclaw.config.model import Config
 from openclaw.core.ids import random_uuid4
@@ -68,6 +70,7 @@ from openclaw.gateway.http.completions_format import (
 )
 from openclaw.gateway.http.errors import write_json
 from openclaw.gateway.http.image_fetch import ImageFetcher, ImageFetchError
+from openclaw.gateway.http.model_header import model_error, model_override
 from openclaw.gateway.http.sse import DEFAULT_MAX_BUFFERED_BYTES, SSEStream, data_frame
 
 log = Logger()
@@ -242,13 +245,17 @@ class ChatCompletionsEndpoint:
         decision = self._auth.check_request(request)
         if not decision.ok:
             return auth_failure_response(request, decision)
+        headers = request_headers(request)
         prepared = prepare_chat(
             read_body(request),
-            request_headers(request),
+            headers,
             agent_ids=self._runtime.agent_ids,
             default_agent_id=self._runtime.default_agent_id,
             images=self._settings.images,
         )
+        override = model_override(headers)
+        if override is not None:
+            prepared = evolve(prepared, model_override=override)
         completion_id = access.run_id = f"chatcmpl_{random_uuid4()}"
         if prepared.image_urls:
             return self._fetch_images_then_run(request, prepared, completion_id, access)
@@ -268,11 +275,11 @@ class ChatCompletionsEndpoint:
             log.warn("image URL refused: no image fetcher is configured")
             raise _invalid_image()
         images = self._settings.images
-        fetching = _gather([fetcher.fetch(u, images) for u in prepared.image_urls])
+        fetching = gather_images([fetcher.fetch(u, images) for u in prepared.image_urls])
 
         def fetched(found: list[ImageInput]) -> bytes | Deferred[bytes]:
             # The inline images were charged while decoding; these use what is left.
-            size = sum(_decoded_size(image) for image in found)
+            size = sum(decoded_size(image) for image in found)
             if size > prepared.image_budget:
                 log.info("images refused: {size} fetched bytes over the budget", size=size)
                 raise _invalid_image()
@@ -301,6 +308,8 @@ class ChatCompletionsEndpoint:
             run = self._runtime.start(prepared.agent_request(completion_id, fetched))
         except UnknownAgentError:
             raise unknown_agent_error(prepared.agent_id) from None
+        except UnknownModelError as e:
+            raise model_error(e) from None
         except ClientToolConflictError as e:
             # OpenClaw's answer; the clashing names are only logged.
             log.info("run {run_id} refused: {error}", run_id=completion_id, error=str(e))
@@ -329,7 +338,7 @@ class ChatCompletionsEndpoint:
         return response.start(stream)
 
 
-def _decoded_size(image: ImageInput) -> int:
+def decoded_size(image: ImageInput) -> int:
     """Bytes a base64 image decodes to."""
     return len(image.data) * 3 // 4 - image.data[-2:].count("=")
 
@@ -340,7 +349,7 @@ def _invalid_image() -> ChatRequestError:
     )
 
 
-def _gather(deferreds: list[Deferred[ImageInput]]) -> Deferred[list[ImageInput]]:
+def gather_images(deferreds: list[Deferred[ImageInput]]) -> Deferred[list[ImageInput]]:
     """All results in order, or the first failure (the others are cancelled)."""
     gathered: Deferred[list[ImageInput]] = gatherResults(deferreds, consumeErrors=True)
 

@@ -123,6 +123,8 @@ class PreparedChat:
     tools: tuple[ClientTool, ...]
     tool_choice: ToolChoice
     stream_params: StreamParams | None
+    #: ``x-openclaw-model``: the backend model for this request only.
+    model_override: str | None = None
 
     def agent_request(self, run_id: str, fetched_images: Sequence[ImageInput] = ()) -> AgentRequest:
         """The runtime request for this chat (``fetched_images`` from image URLs)."""
@@ -136,6 +138,7 @@ class PreparedChat:
             client_tools=self.tools,
             stream_params=self.stream_params,
             channel=self.channel,
+            model_override=self.model_override,
         )
 
 

@@ -86,6 +86,14 @@ def not_found(request: Request) -> bytes:
     return write_openai_error(request, 404, "Not Found", "invalid_request_error", code="not_found")
 
 
+def disabled_not_found(request: Request) -> bytes:
+    """OpenClaw's answer for a switched-off endpoint: plain-text ``Not Found``."""
+    request.setResponseCode(404)
+    request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+    request.setHeader(b"content-length", b"9")
+    return b"Not Found"
+
+
 def method_not_allowed(request: Request, allow: bytes) -> bytes:
     """405 with ``Allow``, decided before authentication (as OpenClaw does)."""
     request.setHeader(b"allow", allow)

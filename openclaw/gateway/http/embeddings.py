@@ -1,0 +1,195 @@
+# -*- test-case-name: tests.test_embeddings_endpoint -*-
+"""``POST /v1/embeddings``: vectors from the selected agent's embedding provider.
+
+``model`` is an agent target, exactly as on chat completions (``openclaw``,
+``openclaw/<agentId>``, ...); ``x-openclaw-model`` picks the embedding model
+for one request. ``input`` is a string, an array of strings, a token array or
+an array of token arrays (token arrays are passed to upstreams that take
+them); ``dimensions`` and ``encoding_format`` (``float`` or ``base64``) are
+passed through. The answer is OpenAI's ``list`` of ``embedding`` objects with
+``usage``; failures are OpenAI errors (provider failures mapped as chat maps
+them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
+from twisted.web.server import Request
+
+from openclaw.agents.types import (
+    AgentRuntime,
+    EmbeddingRequest,
+    EmbeddingResult,
+    EmbeddingsUnavailableError,
+    UnknownAgentError,
+    UnknownModelError,
+)
+from openclaw.gateway.auth import GatewayAuth
+from openclaw.gateway.http.auth_errors import auth_failure_response
+from openclaw.gateway.http.chat_completions import (
+    AccessLog,
+    map_failure,
+    read_body,
+    request_headers,
+    write_error,
+)
+from openclaw.gateway.http.chat_request import (
+    AGENT_HEADERS,
+    DEFAULT_MODEL,
+    MAX_SAFE_INTEGER,
+    ChatRequestError,
+    resolve_agent,
+    unknown_agent_error,
+)
+from openclaw.gateway.http.errors import write_json
+from openclaw.gateway.http.model_header import model_error, model_override
+from openclaw.gateway.http.responses_request import parse_body
+
+#: Inputs per request, at most (OpenAI's own limit).
+MAX_INPUTS = 2048
+INVALID_INPUT_MESSAGE = (
+    "`input` must be a non-empty string, an array of strings, or an array of token arrays."
+)
+
+
+def _token_array(value: object) -> tuple[int, ...] | None:
+    if not isinstance(value, list) or not value:
+        return None
+    if all(
+        isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_SAFE_INTEGER for v in value
+    ):
+        return tuple(value)
+    return None
+
+
+def parse_inputs(value: object) -> tuple[str | tuple[int, ...], ...]:
+    """``input`` as strings and token arrays; 400 for anything else."""
+    if isinstance(value, str) and value:
+        return (value,)
+    tokens = _token_array(value)
+    if tokens is not None:
+        return (tokens,)
+    if isinstance(value, list) and 0 < len(value) <= MAX_INPUTS:
+        items: list[str | tuple[int, ...]] = []
+        for item in value:
+            single = item if isinstance(item, str) and item else _token_array(item)
+            if single is None:
+                break
+            items.append(single)
+        else:
+            return tuple(items)
+    raise ChatRequestError(INVALID_INPUT_MESSAGE, param="input")
+
+
+def parse_embedding_request(
+    body: Mapping[str, Any],
+    headers: Mapping[str, str],
+    *,
+    agent_ids: Sequence[str],
+    default_agent_id: str,
+) -> tuple[str, EmbeddingRequest]:
+    """``(model as sent, request)``; ChatRequestError on refusal."""
+    override = model_override(headers)
+    model = body.get("model")
+    if model is not None and not isinstance(model, str):
+        raise ChatRequestError("model: Expected string", param="model")
+    model = model.strip() if model and model.strip() else DEFAULT_MODEL
+    header_agent = next((headers[h] for h in AGENT_HEADERS if headers.get(h, "").strip()), None)
+    agent_id = resolve_agent(
+        model, header_agent, agent_ids=agent_ids, default_agent_id=default_agent_id
+    )
+    inputs = parse_inputs(body.get("input"))
+    dimensions = body.get("dimensions")
+    if dimensions is not None and (
+        not isinstance(dimensions, int) or isinstance(dimensions, bool) or dimensions < 1
+    ):
+        raise ChatRequestError("`dimensions` must be a positive integer.", param="dimensions")
+    encoding = body.get("encoding_format")
+    if encoding not in (None, "float", "base64"):
+        raise ChatRequestError(
+            "`encoding_format` must be `float` or `base64`.", param="encoding_format"
+        )
+    fmt: Literal["float", "base64"] = "base64" if encoding == "base64" else "float"
+    request = EmbeddingRequest(
+        agent_id=agent_id,
+        inputs=inputs,
+        dimensions=dimensions,
+        encoding_format=fmt,
+        model_override=override,
+    )
+    return model, request
+
+
+def embeddings_json(model: str, result: EmbeddingResult) -> dict[str, Any]:
+    """OpenAI's answer: one ``embedding`` object per input, in order, and usage."""
+    return {
+        "object": "list",
+        "data": [
+            {
+                "object": "embedding",
+                "index": index,
+                "embedding": vector if isinstance(vector, str) else list(vector),
+            }
+            for index, vector in enumerate(result.vectors)
+        ],
+        "model": model,
+        "usage": {"prompt_tokens": result.prompt_tokens, "total_tokens": result.total_tokens},
+    }
+
+
+class EmbeddingsEndpoint:
+    """Answers ``POST /v1/embeddings`` (served while chat completions or responses are)."""
+
+    def __init__(self, *, runtime: AgentRuntime, auth: GatewayAuth, clock: IReactorTime) -> None:
+        self._runtime = runtime
+        self._auth = auth
+        self._clock = clock
+
+    def handle(self, request: Request) -> bytes | Deferred[bytes]:
+        """401/429, embed, or raise :class:`ChatRequestError` (a 400)."""
+        access = AccessLog(self._clock, request, self._clock.seconds())
+        decision = self._auth.check_request(request)
+        if not decision.ok:
+            access.done()
+            return auth_failure_response(request, decision)
+        try:
+            model, embedding = parse_embedding_request(
+                parse_body(read_body(request)),
+                request_headers(request),
+                agent_ids=self._runtime.agent_ids,
+                default_agent_id=self._runtime.default_agent_id,
+            )
+            try:
+                pending = self._runtime.embed(embedding)
+            except UnknownAgentError:
+                raise unknown_agent_error(embedding.agent_id) from None
+            except UnknownModelError as error:
+                raise model_error(error) from None
+            except EmbeddingsUnavailableError as error:
+                raise ChatRequestError(str(error), code="embeddings_unavailable") from None
+        except ChatRequestError as error:
+            access.done(status=error.status)
+            raise
+
+        def answered(result: EmbeddingResult) -> bytes:
+            return write_json(request, 200, embeddings_json(model, result))
+
+        def failed(failure: Failure) -> bytes | Failure:
+            if isinstance(failure.value, CancelledError):
+                return failure
+            if isinstance(failure.value, EmbeddingsUnavailableError):
+                return write_json(
+                    request,
+                    400,
+                    ChatRequestError(str(failure.value), code="embeddings_unavailable").body(),
+                )
+            error, why = map_failure(failure, "-")
+            access.done(why, status=error.status)
+            return write_error(request, error, run_started=False)
+
+        return pending.addCallbacks(answered, failed).addBoth(access.settled)

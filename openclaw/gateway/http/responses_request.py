@@ -1,0 +1,448 @@
+# -*- test-case-name: tests.test_responses_request -*-
+"""Parse and validate a ``POST /v1/responses`` request (OpenResponses).
+
+:func:`prepare_response` turns the body and headers into a
+:class:`PreparedResponse` or raises :class:`ChatRequestError` (status plus the
+OpenAI error object). Agent, session and tool rules are the chat endpoint's
+(:mod:`.chat_request`); ``input`` items are rewritten into chat messages and
+rendered by the same code (:func:`~.openai_messages.build_prompt`), so both
+endpoints give an agent the same turn for the same conversation.
+
+Items: ``message`` (roles ``system``/``developer`` join the system prompt;
+``user``/``assistant`` with ``input_text``/``output_text``/``input_image``/
+``input_file`` parts), ``function_call`` (an earlier client tool call) and
+``function_call_output`` (its result). ``reasoning`` and ``item_reference``
+are accepted and ignored. ``input_file`` text goes into the system prompt as
+untrusted external content, never into the session transcript.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from attrs import frozen
+
+from openclaw.agents.types import AgentRequest, ClientTool, ImageInput, StreamParams
+from openclaw.config.model import ResponsesConfig
+from openclaw.core.ids import random_uuid4
+from openclaw.core.textguard import loads
+from openclaw.gateway.http.chat_request import (
+    AGENT_HEADERS,
+    CHANNEL_HEADER,
+    DEFAULT_MODEL,
+    SESSION_HEADER,
+    ChatRequestError,
+    PinnedTool,
+    ToolChoice,
+    parse_fields,
+    resolve_agent,
+    resolve_channel,
+    resolve_session_key,
+    tool_choice_prompt,
+)
+from openclaw.gateway.http.model_header import model_override
+from openclaw.gateway.http.openai_messages import (
+    InvalidImageError,
+    MissingUserMessageError,
+    build_prompt,
+)
+from openclaw.sessions.keys import agent_session_key
+
+INVALID_IMAGE_MESSAGE = "Invalid input_image content in `input`."
+INVALID_FILE_MESSAGE = "Invalid input_file content in `input`."
+MISSING_INPUT_MESSAGE = "Missing user message in `input`."
+#: The session-key segment of this endpoint (chat completions uses ``openai``).
+SESSION_PREFIX = "openresponses"
+#: Fields checked for their JSON type (null always means absent).
+_TYPES: tuple[tuple[str, str, type | tuple[type, ...]], ...] = (
+    ("instructions", "string", str),
+    ("previous_response_id", "string", str),
+    ("metadata", "object", dict),
+)
+
+
+@frozen
+class PreparedResponse:
+    """A validated request, ready to become an :class:`AgentRequest`."""
+
+    model: str
+    stream: bool
+    agent_id: str
+    session_key: str
+    #: What routed the session, so ``previous_response_id`` can be scope-checked.
+    header_session_key: str | None
+    user: str | None
+    channel: str
+    message: str
+    extra_system_prompt: str | None
+    images: tuple[ImageInput, ...]
+    image_urls: tuple[str, ...]
+    image_budget: int
+    tools: tuple[ClientTool, ...]
+    tool_choice: ToolChoice
+    stream_params: StreamParams | None
+    model_override: str | None
+    instructions: str | None
+    previous_response_id: str | None
+    metadata: Mapping[str, Any]
+    #: The request's ``tools`` and ``tool_choice`` as sent (echoed in the response).
+    tools_json: tuple[Mapping[str, Any], ...]
+    tool_choice_json: object
+
+    def agent_request(
+        self,
+        run_id: str,
+        fetched_images: Sequence[ImageInput] = (),
+        session_key: str | None = None,
+    ) -> AgentRequest:
+        """The runtime request (``session_key`` replaces the routed one, for
+        ``previous_response_id``)."""
+        return AgentRequest(
+            agent_id=self.agent_id,
+            session_key=session_key or self.session_key,
+            message=self.message,
+            run_id=run_id,
+            extra_system_prompt=self.extra_system_prompt,
+            images=(*self.images, *fetched_images),
+            client_tools=self.tools,
+            stream_params=self.stream_params,
+            channel=self.channel,
+            model_override=self.model_override,
+        )
+
+
+def parse_body(raw: bytes) -> dict[str, Any]:
+    """The body as a JSON object through the ingress rule (empty is ``{}``)."""
+    if not raw.strip():
+        return {}
+    try:
+        body = loads(raw)
+    except ValueError as exc:  # JsonDepthError included
+        raise ChatRequestError(str(exc), code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise ChatRequestError("Expected object, received " + type(body).__name__)
+    return body
+
+
+def _check_types(body: Mapping[str, Any]) -> None:
+    for name, expected, kind in _TYPES:
+        value = body.get(name)
+        if value is not None and not isinstance(value, kind):
+            raise ChatRequestError(f"{name}: Expected {expected}", param=name)
+    value = body.get("input")
+    if value is not None and not isinstance(value, str | list):
+        raise ChatRequestError("input: Expected string or array", param="input")
+
+
+def _chat_fields(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields the chat endpoint's checks understand, under its names."""
+    fields: dict[str, Any] = {
+        name: body.get(name) for name in ("model", "stream", "user", "temperature", "top_p")
+    }
+    fields["max_completion_tokens"] = body.get("max_output_tokens")
+    return fields
+
+
+def _tools_error(reason: str, param: str = "tools") -> ChatRequestError:
+    return ChatRequestError(f"Invalid tools/tool_choice: {reason}", param=param)
+
+
+def parse_tools(body: Mapping[str, Any]) -> tuple[tuple[ClientTool, ...], ToolChoice]:
+    """Flat Responses tools (``{type: "function", name, ...}``) and ``tool_choice``.
+
+    ``"none"`` removes the tools before the model call; a pinned or required
+    choice narrows them, as on the chat endpoint.
+    """
+    raw_tools = body.get("tools")
+    tools: list[ClientTool] = []
+    if raw_tools is not None:
+        if not isinstance(raw_tools, list):
+            raise _tools_error("tools must be an array")
+        for raw in raw_tools:
+            if not isinstance(raw, Mapping):
+                raise _tools_error("each tool must be an object")
+            if raw.get("type") != "function":
+                raise _tools_error("only function tools are supported")
+            name = raw.get("name")
+            if not isinstance(name, str) or not name.strip():
+                raise _tools_error("tool.name is required")
+            description, parameters, strict = (
+                raw.get("description"),
+                raw.get("parameters"),
+                raw.get("strict"),
+            )
+            tools.append(
+                ClientTool(
+                    name=name.strip(),
+                    description=description if isinstance(description, str) else None,
+                    parameters=dict(parameters) if isinstance(parameters, Mapping) else None,
+                    strict=strict if isinstance(strict, bool) else None,
+                )
+            )
+    choice = _parse_choice(body.get("tool_choice"))
+    if choice == "none":
+        return (), "none"
+    if choice == "required" and not tools:
+        raise _tools_error("tool_choice=required but no tools were provided", "tool_choice")
+    if isinstance(choice, PinnedTool):
+        pinned = [tool for tool in tools if tool.name == choice.name]
+        if not pinned:
+            raise _tools_error(f"tool_choice requested unknown tool: {choice.name}", "tool_choice")
+        return tuple(pinned[:1]), choice
+    return tuple(tools), choice
+
+
+def _parse_choice(raw: object) -> ToolChoice:
+    if raw is None or raw == "auto":
+        return "auto"
+    if raw in ("none", "required"):
+        return "none" if raw == "none" else "required"
+    if not isinstance(raw, Mapping):
+        raise _tools_error("unsupported tool_choice type", "tool_choice")
+    name = raw.get("name")
+    if raw.get("type") != "function":
+        raise _tools_error(f"tool_choice {raw.get('type')} is not supported", "tool_choice")
+    if not isinstance(name, str) or not name.strip():
+        raise _tools_error("tool_choice.name is required", "tool_choice")
+    return PinnedTool(name.strip())
+
+
+# --- input items -> chat messages ----------------------------------------------------
+
+
+def _image_part(part: Mapping[str, Any]) -> dict[str, Any]:
+    """An ``input_image`` (OpenAI's ``image_url`` or OpenClaw's ``source``) as a
+    chat ``image_url`` part."""
+    url = part.get("image_url")
+    if isinstance(url, Mapping):
+        url = url.get("url")
+    source = part.get("source")
+    if isinstance(source, Mapping):
+        if source.get("type") == "url":
+            url = source.get("url")
+        elif source.get("type") == "base64":
+            media, data = source.get("media_type"), source.get("data")
+            if isinstance(media, str) and isinstance(data, str):
+                url = f"data:{media};base64,{data}"
+    if not isinstance(url, str) or not url.strip():
+        raise InvalidImageError("input_image without an image_url or source")
+    return {"type": "image_url", "image_url": {"url": url.strip()}}
+
+
+def _decode_text(data: bytes, declared: str | None) -> str:
+    """File bytes as text: a declared charset, a BOM, UTF-8, else Windows-1252."""
+    if declared:
+        try:
+            return data.decode(declared)
+        except (LookupError, UnicodeDecodeError):
+            pass
+    for bom, encoding in (
+        (codecs.BOM_UTF8, "utf-8-sig"),
+        (codecs.BOM_UTF16_LE, "utf-16"),
+        (codecs.BOM_UTF16_BE, "utf-16"),
+    ):
+        if data.startswith(bom):
+            return data.decode(encoding, "replace")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("cp1252", "replace")
+
+
+def file_block(part: Mapping[str, Any], config: ResponsesConfig, index: int) -> str:
+    """One ``input_file`` (base64 source) as an untrusted-content block, or
+    ValueError saying why it is refused (the client gets one generic message)."""
+    source = part.get("source")
+    if isinstance(source, Mapping):
+        kind, media, data = source.get("type"), source.get("media_type"), source.get("data")
+        filename = source.get("filename") or part.get("filename")
+    else:  # OpenAI's shape: file_data is a data: URI
+        kind, filename = "base64", part.get("filename")
+        header, _, data = str(part.get("file_data") or "").partition(",")
+        media = header.removeprefix("data:").split(";")[0] or None
+    if kind != "base64":
+        raise ValueError("only base64 input_file sources are supported")
+    if not isinstance(data, str) or not data.strip():
+        raise ValueError("input_file without data")
+    mime, _, params = str(media or "text/plain").partition(";")
+    mime = mime.strip().lower()
+    if mime not in config.files.allowed_mimes:
+        raise ValueError(f"input_file type {mime!r} is not allowed")
+    if len(data) * 3 // 4 > config.files.max_bytes + 3:
+        raise ValueError("input_file is larger than files.maxBytes")
+    try:
+        raw = base64.b64decode("".join(data.split()), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(f"invalid base64: {exc}") from None
+    if len(raw) > config.files.max_bytes:
+        raise ValueError("input_file is larger than files.maxBytes")
+    charset = params.partition("charset=")[2].strip() or None
+    text = _decode_text(raw, charset)
+    if len(text) > config.files.max_chars:
+        text = text[: config.files.max_chars] + "\n[... truncated ...]"
+    name = filename if isinstance(filename, str) and filename.strip() else f"file-{index + 1}"
+    marker = f"file-{index + 1}"
+    return "\n".join(
+        [
+            f'<<<EXTERNAL_UNTRUSTED_CONTENT id="{marker}">>>',
+            "Source: External",
+            f"File: {name.strip()} ({mime})",
+            "---",
+            text,
+            f'<<<END_EXTERNAL_UNTRUSTED_CONTENT id="{marker}">>>',
+        ]
+    )
+
+
+def _content(raw: object, files: list[Mapping[str, Any]]) -> object:
+    """A message's content with Responses parts turned into chat parts."""
+    if not isinstance(raw, list):
+        return raw
+    parts: list[object] = []
+    for part in raw:
+        if not isinstance(part, Mapping):
+            continue
+        kind = part.get("type")
+        if kind in ("input_text", "output_text", "text") and isinstance(part.get("text"), str):
+            parts.append({"type": "text", "text": part["text"]})
+        elif kind == "input_image":
+            parts.append(_image_part(part))
+        elif kind == "input_file":
+            files.append(part)
+    return parts
+
+
+def to_chat_messages(input_value: object, files: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """``input`` as chat messages (``input_file`` parts are collected in ``files``)."""
+    if isinstance(input_value, str):
+        return [{"role": "user", "content": input_value}]
+    messages: list[dict[str, Any]] = []
+    for item in input_value if isinstance(input_value, list) else ():
+        if not isinstance(item, Mapping):
+            continue
+        kind = item.get("type")
+        if kind == "function_call":
+            arguments = item.get("arguments")
+            call = {
+                "id": str(item.get("call_id") or item.get("id") or ""),
+                "type": "function",
+                "function": {
+                    "name": str(item.get("name") or ""),
+                    "arguments": arguments if isinstance(arguments, str) else json.dumps(arguments),
+                },
+            }
+            messages.append({"role": "assistant", "content": "", "tool_calls": [call]})
+        elif kind == "function_call_output":
+            output = item.get("output")
+            content = output if isinstance(output, str) else _content(output, files)
+            messages.append(
+                {"role": "tool", "tool_call_id": item.get("call_id"), "content": content or ""}
+            )
+        elif kind in (None, "message") and isinstance(item.get("role"), str):
+            messages.append({"role": item["role"], "content": _content(item.get("content"), files)})
+    return messages
+
+
+# --- the whole pipeline ------------------------------------------------------------
+
+
+def _route(
+    agent_id: str,
+    headers: Mapping[str, str],
+    user: str | None,
+    known: Sequence[str],
+) -> tuple[str, str, str | None]:
+    """``(agent_id, session_key, header key)``: the chat endpoint's rules, with
+    this endpoint's own prefix for ``user`` and stateless sessions."""
+    header_key = headers.get(SESSION_HEADER)
+    if header_key is not None and header_key.strip():
+        agent_id, key = resolve_session_key(agent_id, header_key, None, known=known)
+        return agent_id, key, header_key.strip()
+    if user is not None:
+        return agent_id, agent_session_key(agent_id, f"{SESSION_PREFIX}-user:{user}"), None
+    return agent_id, agent_session_key(agent_id, f"{SESSION_PREFIX}:{random_uuid4()}"), None
+
+
+def prepare_response(
+    raw_body: bytes,
+    headers: Mapping[str, str],
+    *,
+    agent_ids: Sequence[str],
+    default_agent_id: str,
+    config: ResponsesConfig,
+) -> PreparedResponse:
+    """Validate in OpenClaw's order (body, model override, fields, agent and
+    session, tools, images and files, a turn to answer); ChatRequestError on refusal."""
+    body = parse_body(raw_body)
+    override = model_override(headers)
+    _check_types(body)
+    try:
+        fields = parse_fields(_chat_fields(body))
+    except ChatRequestError as error:
+        if error.param != "max_completion_tokens":
+            raise
+        raise ChatRequestError(
+            "max_output_tokens must be a positive safe integer", param="max_output_tokens"
+        ) from None
+    header_agent = next((headers[h] for h in AGENT_HEADERS if headers.get(h, "").strip()), None)
+    agent_id = resolve_agent(
+        fields.model, header_agent, agent_ids=agent_ids, default_agent_id=default_agent_id
+    )
+    agent_id, session_key, header_key = _route(
+        agent_id, headers, fields.user, [*agent_ids, default_agent_id]
+    )
+    tools, choice = parse_tools(body)
+    files: list[Mapping[str, Any]] = []
+    try:
+        messages = to_chat_messages(body.get("input"), files)
+        prompt = build_prompt(messages, config.images)
+    except InvalidImageError:
+        raise ChatRequestError(INVALID_IMAGE_MESSAGE, param="input", code="invalid_image") from None
+    except MissingUserMessageError:
+        raise ChatRequestError(MISSING_INPUT_MESSAGE, param="input") from None
+    if len(prompt.image_urls) > config.max_url_parts:
+        raise ChatRequestError(INVALID_IMAGE_MESSAGE, param="input", code="too_many_url_parts")
+    try:
+        blocks = [file_block(part, config, i) for i, part in enumerate(files)]
+    except ValueError:
+        raise ChatRequestError(INVALID_FILE_MESSAGE, param="input", code="invalid_file") from None
+    instructions = body.get("instructions")
+    extra = [
+        part
+        for part in (
+            instructions.strip() if isinstance(instructions, str) else None,
+            prompt.extra_system_prompt,
+            *blocks,
+            tool_choice_prompt(choice),
+        )
+        if part
+    ]
+    raw_tools = body.get("tools")
+    return PreparedResponse(
+        model=fields.model if fields.model else DEFAULT_MODEL,
+        stream=fields.stream,
+        agent_id=agent_id,
+        session_key=session_key,
+        header_session_key=header_key,
+        user=fields.user,
+        channel=resolve_channel(headers.get(CHANNEL_HEADER)),
+        message=prompt.message,
+        extra_system_prompt="\n\n".join(extra) or None,
+        images=prompt.images,
+        image_urls=prompt.image_urls,
+        image_budget=prompt.image_budget,
+        tools=tools,
+        tool_choice=choice,
+        stream_params=fields.stream_params,
+        model_override=override,
+        instructions=instructions if isinstance(instructions, str) else None,
+        previous_response_id=body.get("previous_response_id") or None,
+        metadata=body.get("metadata") or {},
+        tools_json=tuple(t for t in raw_tools or () if isinstance(t, Mapping)),
+        tool_choice_json=body.get("tool_choice") or "auto",
+    )
