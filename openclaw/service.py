@@ -39,6 +39,7 @@ from twisted.internet.interfaces import (
     IReactorTime,
     IStreamServerEndpoint,
 )
+from twisted.internet.task import deferLater
 from twisted.logger import Logger, globalLogPublisher
 from twisted.python import usage
 from twisted.python.failure import Failure
@@ -46,8 +47,13 @@ from zope.interface import implementer
 
 from openclaw import __version__
 from openclaw.config import ConfigError, load_config, startup_problems
+from openclaw.config.live import ReloadResult
 from openclaw.config.model import Config
+from openclaw.config.secret_values import configured_secrets
+from openclaw.core.logformat import SecretScrubber
 from openclaw.gateway.assembly import Gateway, build_gateway
+from openclaw.gateway.http.metrics_endpoint import scrape_site
+from openclaw.gateway.startup_report import log_startup
 from openclaw.listen import ListenError, endpoint_is_loopback, listen_endpoints
 from openclaw.sessions.statelock import StateDirLockedError, StateLock
 from openclaw.workers.plan import WorkersError, resolve_worker_count, workers_problems
@@ -80,11 +86,21 @@ class GatewayService(MultiService):
         reactor: IReactorCore,
         endpoints: Sequence[str],
         standalone: bool = False,
+        metrics_endpoints: Sequence[str] = (),
+        scrubber: SecretScrubber | None = None,
     ) -> None:
+        """
+        :param metrics_endpoints: listeners serving only ``GET /metrics``
+            (``--metrics-listen``), without the gateway's auth.
+        :param scrubber: the log observer masking secrets; a reload adds the
+            new config's secrets to it.
+        """
         super().__init__()
         self.config = config
         self.gateway = gateway
         self.endpoints = tuple(endpoints)
+        self._scrubber = scrubber
+
         self._reactor = reactor
         #: The same reactor's timers (drain grace, connection flush, readiness).
         self._clock = IReactorTime(reactor)
@@ -101,6 +117,13 @@ class GatewayService(MultiService):
             listener.setName(f"listen[{index}]:{description}")
             listener.setServiceParent(self)
             self.listeners.append(listener)
+        for index, description in enumerate(metrics_endpoints):
+            scrape = strports.service(description, metrics_site(gateway, reactor), reactor=reactor)
+            recording = scrape.endpoint = _RecordingEndpoint(scrape.endpoint)
+            self._bound.append(recording)
+            scrape.setName(f"metrics[{index}]:{description}")
+            scrape.setServiceParent(self)
+            self.listeners.append(scrape)
 
     def privilegedStartService(self) -> None:
         """Bind every endpoint now, so a bind failure stops start-up."""
@@ -117,7 +140,9 @@ class GatewayService(MultiService):
             self._bind_failed(e)
         if self.gateway.log_buffer is not None:
             globalLogPublisher.addObserver(self.gateway.log_buffer)
+        log_startup(self.config, self.gateway.runtime.agents)
         self.gateway.readiness.mark_ready(self._clock)
+
         if self._standalone:
             # "listening on" is the ready line scripts wait for: only say it
             # once SIGTERM is ours, or an early SIGTERM would kill us with 143.
@@ -139,9 +164,40 @@ class GatewayService(MultiService):
             log.info("received signal {signum}, stopping", signum=signum)
             IReactorFromThreads(self._reactor).callFromThread(self._reactor.stop)
 
+        def hangup(signum: int, frame: object) -> None:
+            log.info("received SIGHUP, reloading the config")
+            IReactorFromThreads(self._reactor).callFromThread(self.reload)
+
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, stop)
+        signal.signal(signal.SIGHUP, hangup)
         self.listening().addCallback(self._log_listening)
+
+    def reload(self) -> ReloadResult:
+        """Re-read the config file and apply it to new work (SIGHUP,
+        ``openclaw gateway reload``); an invalid file is refused and logged."""
+        live = self.gateway.live
+        if live is None:
+            return ReloadResult(ok=False, problems=("this gateway has no live config",))
+        result = live.reload(check=self._reload_problems)
+        if result.ok:
+            self.config = live.current
+            if self._scrubber is not None:
+                self._scrubber.add(configured_secrets(live.current))
+        if self.gateway.metrics is not None:
+            self.gateway.metrics.config_reloads.labels("ok" if result.ok else "refused").inc()
+        return result
+
+    def _reload_problems(self, config: Config) -> list[str]:
+        """What the listeners already bound make unacceptable in a new config."""
+        if config.gateway.auth.mode == "none" and not all(
+            endpoint_is_loopback(e) for e in self.endpoints
+        ):
+            return [
+                "gateway.auth.mode none is refused while listening beyond loopback "
+                "(set a token or password, or bind to loopback)"
+            ]
+        return []
 
     def listening(self) -> Deferred[list[IAddress]]:
         """The bound addresses, once every listener is up (port 0 resolved)."""
@@ -177,8 +233,18 @@ class GatewayService(MultiService):
         """Drain and stop, in the order the class docstring gives."""
         gateway = self.gateway
         gateway.readiness.mark_stopping()
+        drain = self.config.gateway.drain_seconds
+        if drain > 0 and self.running:
+            # /readyz says 503 and new requests are refused while the
+            # listener stays open, so load balancers notice and move away.
+            log.info(
+                "draining for {seconds}s: /readyz answers 503, new requests get 503",
+                seconds=drain,
+            )
+            yield deferLater(self._clock, drain, lambda: None)
         grace = self.config.gateway.shutdown_grace_seconds
         log.info("openclaw gateway stopping (grace {grace}s)", grace=grace)
+
         yield DeferredList([maybeDeferred(s.stopService) for s in self.listeners])
         self.running = False
         yield gateway.ws_factory.shutdown("gateway stopping")
@@ -216,6 +282,12 @@ class _RecordingEndpoint:
     def listen(self, protocolFactory: IProtocolFactory) -> Deferred[IListeningPort]:
         self.listening = self._endpoint.listen(protocolFactory)
         return self.listening
+
+
+def metrics_site(gateway: Gateway, reactor: IReactorCore) -> IProtocolFactory:
+    """The ``--metrics-listen`` site: the gateway's metrics, nothing else."""
+    assert gateway.metrics is not None
+    return scrape_site(gateway.metrics, IReactorTime(reactor))
 
 
 def _observe(source: Deferred[IListeningPort]) -> Deferred[IListeningPort]:
@@ -286,7 +358,9 @@ class Options(usage.Options):
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
         super().__init__()
         self["listen"] = []
+        self["metrics-listen"] = []
         self._env = os.environ if env is None else env
+
         self.config: Config | None = None
         self.endpoints: list[str] = []
         #: Worker processes (1: this process serves, as always).
@@ -298,6 +372,11 @@ class Options(usage.Options):
         --port and --bind."""
         self["listen"].append(description)
 
+    def opt_metrics_listen(self, description: str) -> None:
+        """Serve GET /metrics (no auth) on this Twisted endpoint too, e.g.
+        tcp:9464:interface=127.0.0.1; repeatable."""
+        self["metrics-listen"].append(description)
+
     def postOptions(self) -> None:
         """Load the config and decide the endpoints; config problems exit 1."""
         port = self["port"]
@@ -306,7 +385,9 @@ class Options(usage.Options):
         try:
             loaded = load_config(self["config"], env=self._env)
         except ConfigError as e:
-            _exit_with_problems(e.problems)
+            # A near-miss key ("did you mean") often explains the problem.
+            _exit_with_problems([*e.problems, *(f"warning: {w}" for w in e.warnings)])
+
         for warning in loaded.warnings:
             log.warn("config: {warning}", warning=warning)
         config = loaded.config
@@ -369,6 +450,10 @@ def makeService(options: Options) -> IService:
         _exit_with_problems([f"{e}; stop it or use another OPENCLAW_STATE_DIR"])
     reactor.callWhenRunning(lock.record_owner)  # the pid after twistd's daemonizing fork
     reactor.addSystemEventTrigger("after", "shutdown", lock.release)
+    # First observer of the global publisher: every later one (the log file,
+    # logs.tail) sees events with the configured secrets masked.
+    scrubber = SecretScrubber(configured_secrets(options.config))
+    globalLogPublisher.addObserver(scrubber)
     if options.workers > 1:
         from openclaw.workers.supervisor import build_supervisor
 
@@ -380,6 +465,8 @@ def makeService(options: Options) -> IService:
         reactor=reactor,
         endpoints=options.endpoints,
         standalone=True,
+        metrics_endpoints=options["metrics-listen"],
+        scrubber=scrubber,
     )
 
 

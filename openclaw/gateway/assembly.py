@@ -3,23 +3,30 @@ gateway package (everything else receives its collaborators)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from attrs import frozen
 from autobahn.twisted.resource import WebSocketResource
 from twisted.internet.interfaces import IReactorTime
 
 from openclaw.agents.types import AgentRuntime
+from openclaw.config.live import LiveConfig
 from openclaw.config.model import Config
+from openclaw.core.metrics import Metrics
 from openclaw.gateway.auth import GatewayAuth
 from openclaw.gateway.http.app import GatewayHttpApp
 from openclaw.gateway.http.chat_completions import ChatCompletionsEndpoint
 from openclaw.gateway.http.cors import BrowserOriginGuard, CorsPolicy
 from openclaw.gateway.http.embeddings import EmbeddingsEndpoint
 from openclaw.gateway.http.image_fetch import HTTPImageFetcher
+from openclaw.gateway.http.metrics_endpoint import MetricsEndpoint
 from openclaw.gateway.http.models import ModelsEndpoint
 from openclaw.gateway.http.request import GatewaySite
 from openclaw.gateway.http.responses import ResponsesEndpoint
 from openclaw.gateway.hygiene import ConnectionLimits, PreAuthSocketLimit
 from openclaw.gateway.lifecycle import Readiness
+from openclaw.gateway.live import LiveGateway
+from openclaw.gateway.observability import RequestObserver, RunMetrics
 from openclaw.gateway.resource import GatewayRootResource
 from openclaw.gateway.ui import build_control_ui
 from openclaw.gateway.ws.factory import GatewayWebSocketFactory, build_ws_factory
@@ -38,6 +45,10 @@ class Gateway:
     root: GatewayRootResource
     site: GatewaySite
     log_buffer: LogBuffer | None
+    #: Every Prometheus metric of this gateway (its own registry).
+    metrics: Metrics | None = None
+    #: The config new work starts with; a reload replaces it.
+    live: LiveConfig | None = None
 
 
 def build_gateway(
@@ -46,6 +57,8 @@ def build_gateway(
     *,
     runtime: AgentRuntime | None = None,
     log_buffer: LogBuffer | None = None,
+    metrics: Metrics | None = None,
+    live: LiveConfig | None = None,
 ) -> Gateway:
     """Build the runtime (unless given), the HTTP and WebSocket sides and the Site."""
     if runtime is None:
@@ -57,30 +70,16 @@ def build_gateway(
     http = config.gateway.http
     auth = GatewayAuth(config.gateway.auth, reactor, config.gateway.trusted_proxies)
     readiness = Readiness()
-    chat = None
-    models = None
-    if config.gateway.http.chat_completions.enabled:
-        fetcher = (
-            HTTPImageFetcher(reactor)
-            if config.gateway.http.chat_completions.images.allow_url
-            else None
-        )
-        chat = ChatCompletionsEndpoint(
-            config=config, runtime=runtime, auth=auth, clock=reactor, image_fetcher=fetcher
-        )
-    responses = responses_endpoint(config, runtime, auth, reactor)
-    embeddings = None
-    if chat is not None or responses is not None:  # OpenClaw serves these with either
-        models = ModelsEndpoint(runtime=runtime, auth=auth)
-        embeddings = EmbeddingsEndpoint(runtime=runtime, auth=auth, clock=reactor)
-    http_app = GatewayHttpApp(
-        readiness=readiness,
-        clock=reactor,
-        chat_completions=chat,
-        models=models,
-        responses=responses,
-        embeddings=embeddings,
-    )
+    if metrics is None:
+        metrics = Metrics()
+
+    def http_resource(current: Config) -> Any:
+        app = build_http_app(
+            current, runtime=runtime, auth=auth, readiness=readiness, reactor=reactor,
+            metrics=metrics,
+        )  # fmt: skip
+        return app.resource()
+
     ws_factory = build_ws_factory(
         config=config,
         runtime=runtime,
@@ -96,7 +95,7 @@ def build_gateway(
         client_address=auth.client_address,
     )
     root = GatewayRootResource(
-        http=http_app.resource(),
+        http=http_resource(config),
         websocket=websocket,
         preauth_limit=preauth,
         control_ui=build_control_ui(config.gateway.control_ui),
@@ -120,6 +119,23 @@ def build_gateway(
             else None
         ),
     )
+    site.observer = RequestObserver(
+        clock=reactor,
+        metrics=metrics,
+        client_address=auth.client_address,
+        control_ui=root.claims_ui,
+    )
+    site.drain = readiness
+    metrics.http_in_flight.set_function(lambda: len(site.in_flight))
+    metrics.ws_connections.set_function(lambda: len(ws_factory.connections))
+    RunMetrics(metrics, reactor).attach(runtime)
+    if live is None:
+        live = LiveConfig(config)
+    live.subscribe(
+        LiveGateway(
+            auth=auth, root=root, site=site, runtime=runtime, http_resource=http_resource
+        ).apply
+    )
     return Gateway(
         config=config,
         runtime=runtime,
@@ -129,6 +145,51 @@ def build_gateway(
         root=root,
         site=site,
         log_buffer=log_buffer,
+        metrics=metrics,
+        live=live,
+    )
+
+
+def build_http_app(
+    config: Config,
+    *,
+    runtime: AgentRuntime,
+    auth: GatewayAuth,
+    readiness: Readiness,
+    reactor: IReactorTime,
+    metrics: Metrics,
+) -> GatewayHttpApp:
+    """The HTTP routes for ``config`` (built again on every reload)."""
+    http = config.gateway.http
+    chat = None
+    models = None
+    if config.gateway.http.chat_completions.enabled:
+        fetcher = (
+            HTTPImageFetcher(reactor)
+            if config.gateway.http.chat_completions.images.allow_url
+            else None
+        )
+        chat = ChatCompletionsEndpoint(
+            config=config, runtime=runtime, auth=auth, clock=reactor, image_fetcher=fetcher
+        )
+    responses = responses_endpoint(config, runtime, auth, reactor)
+    embeddings = None
+    if chat is not None or responses is not None:  # OpenClaw serves these with either
+        models = ModelsEndpoint(runtime=runtime, auth=auth)
+        embeddings = EmbeddingsEndpoint(runtime=runtime, auth=auth, clock=reactor)
+    metrics_endpoint = (
+        MetricsEndpoint(metrics, None if http.metrics.auth == "none" else auth)
+        if http.metrics.enabled
+        else None
+    )
+    return GatewayHttpApp(
+        readiness=readiness,
+        clock=reactor,
+        chat_completions=chat,
+        models=models,
+        responses=responses,
+        embeddings=embeddings,
+        metrics=metrics_endpoint,
     )
 
 

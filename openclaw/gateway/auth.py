@@ -166,10 +166,24 @@ class GatewayAuth:
         trusted_proxies: Sequence[str] = (),
     ) -> None:
         self.config = config
+        self._clock = clock
         self._trusted = tuple(_parse_network(p) for p in trusted_proxies)
         self.limiter = (
             FailedAuthLimiter(config.rate_limit, clock) if config.rate_limit is not None else None
         )
+
+    def reconfigure(self, config: AuthConfig, trusted_proxies: Sequence[str]) -> None:
+        """A reloaded config: the new secret counts from the next check on
+        (a rotated token: the old one is refused at once). The failed-attempt
+        history is kept unless the limits themselves changed."""
+        self._trusted = tuple(_parse_network(p) for p in trusted_proxies)
+        if config.rate_limit != self.config.rate_limit:
+            self.limiter = (
+                FailedAuthLimiter(config.rate_limit, self._clock)
+                if config.rate_limit is not None
+                else None
+            )
+        self.config = config
 
     @property
     def mode(self) -> str:

@@ -307,6 +307,22 @@ class CountedConnection(ProtocolWrapper):
         # typing note: ProtocolWrapper only calls registerProtocol and
         # unregisterProtocol on its factory, which the counter provides.
         super().__init__(cast("WrappingFactory[Any]", counter), wrapped)
+        self._lost_callbacks: list[Callable[[], None]] = []
+
+    def on_lost(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once the connection is gone (a WebSocket's
+        closing access line: the upgraded request itself never finishes)."""
+        self._lost_callbacks.append(callback)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """Run the :meth:`on_lost` callbacks after the wrapped protocol's own."""
+        super().connectionLost(reason)
+        callbacks, self._lost_callbacks = self._lost_callbacks, []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                log.failure("a connection-lost callback failed")
 
     def makeConnection(self, transport: ITransport) -> None:
         """Look like the transport, except for ``ISSLTransport``.

@@ -31,6 +31,11 @@ class Readiness:
         """Shutting down: load balancers should stop sending requests."""
         self.state = "stopping"
 
+    @property
+    def draining(self) -> bool:
+        """True once stopping: new work is refused (503), probes still answer."""
+        return self.state == "stopping"
+
     def uptime_ms(self, clock: IReactorTime) -> int:
         """Milliseconds since the gateway became ready (0 before)."""
         if self._started_at is None:

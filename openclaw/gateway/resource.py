@@ -42,6 +42,16 @@ class GatewayRootResource(Resource):
         self._preauth_limit = preauth_limit
         self._control_ui = control_ui
 
+    def replace_http(self, http: IResource, control_ui: ControlUi | None) -> None:
+        """Route new requests to these (a config reload); requests already
+        dispatched finish on the resources they started with."""
+        self._http = http
+        self._control_ui = control_ui
+
+    def claims_ui(self, path: bytes) -> bool:
+        """Whether ``path`` is the Control UI's (for the route label)."""
+        return self._control_ui is not None and self._control_ui.claims(path)
+
     def render(self, request: Request) -> Any:
         """Hand the request to the side that serves it."""
         try:

@@ -58,6 +58,7 @@ class GatewayHttpApp:
         models: RequestHandler | None = None,
         responses: RequestHandler | None = None,
         embeddings: RequestHandler | None = None,
+        metrics: RequestHandler | None = None,
     ) -> None:
         self._readiness = readiness
         self._clock = clock
@@ -65,6 +66,7 @@ class GatewayHttpApp:
         self._models = models
         self._responses = responses
         self._embeddings = embeddings
+        self._metrics = metrics
 
     def resource(self) -> Any:
         """The Klein resource for these routes."""
@@ -99,6 +101,13 @@ class GatewayHttpApp:
             200,
             {"ok": True, "status": "started", "version": __version__, "uptimeMs": uptime_ms},
         )
+
+    @app.route("/metrics", methods=_PROBE_METHODS)
+    def metrics(self, request: Request) -> bytes | Deferred[bytes]:
+        """``GET /metrics`` (404 unless ``endpoints.metrics.enabled``)."""
+        if self._metrics is None:
+            return not_found(request)
+        return self._metrics.handle(request)
 
     @app.route("/v1/chat/completions", methods=["POST"])
     def chat_completions(self, request: Request) -> bytes | Deferred[bytes]:
@@ -162,4 +171,6 @@ class GatewayHttpApp:
             return self._responses is None
         if path == _EMBEDDINGS_PATH:
             return self._embeddings is None
+        if path == b"/metrics":
+            return self._metrics is None
         return False

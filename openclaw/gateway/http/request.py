@@ -20,7 +20,9 @@ Both are applied here, before a request reaches any resource.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+from typing import Protocol as TypingProtocol
 
 from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 from twisted.internet.protocol import Protocol
@@ -56,6 +58,28 @@ __all__ = [
     "choose_request_id",
     "is_websocket_upgrade",
 ]
+
+
+#: Paths still answered while the gateway drains (probes and the scrape).
+DRAIN_EXEMPT = frozenset(
+    {b"/health", b"/healthz", b"/ready", b"/readyz", b"/startupz", b"/metrics"}
+)
+
+
+class RequestHook(TypingProtocol):
+    """Sees every dispatched request (metrics, access log): see
+    :class:`openclaw.gateway.observability.RequestObserver`."""
+
+    def started(self, request: Request, *, upgrade: bool = False) -> None: ...
+
+    def stream_started(self) -> Callable[[], None]: ...
+
+
+class DrainState(TypingProtocol):
+    """Whether new work is refused (``/readyz`` already says 503)."""
+
+    @property
+    def draining(self) -> bool: ...
 
 
 def is_websocket_upgrade(request: Request) -> bool:
@@ -111,7 +135,12 @@ class GatewaySite(Site):
         #: Open connections, HTTP and WebSocket.
         self.connections = ConnectionCounter()
         self._saturated = False
+        #: Metrics and the access line (set by the assembly).
+        self.observer: RequestHook | None = None
+        #: While it says ``draining``, requests other than probes get 503.
+        self.drain: DrainState | None = None
         # Twisted's per-request access log line is noise next to our own
+
         # structured logs; turn it off.
         self.noisy = False
 
@@ -152,6 +181,23 @@ class GatewayRequest(Request):
     _rejected: bool = False
     _received: int = 0
     _body_timer: IDelayedCall | None = None
+    _first_write = True
+
+    def write(self, data: bytes) -> None:
+        """On the first write, tell the observer when the answer is a stream
+        (the gauge of open SSE streams)."""
+        if self._first_write:
+            self._first_write = False
+            site = self._site()
+            kind = self.responseHeaders.getRawHeaders(b"content-type", [b""])[0]
+            if (
+                site is not None
+                and site.observer is not None
+                and kind.startswith(b"text/event-stream")
+            ):
+                ended = site.observer.stream_started()
+                self.notifyFinish().addBoth(lambda _: ended())
+        super().write(data)
 
     def _site(self) -> GatewaySite | None:
         site = getattr(self.channel, "site", None)
@@ -214,11 +260,37 @@ class GatewayRequest(Request):
             self.write(write_openai_error(self, 401, "Unauthorized", "unauthorized"))
             self.finish()
             return
-        if site is not None and not is_websocket_upgrade(self):
+        upgrade = is_websocket_upgrade(self)
+        if site is not None and not upgrade:
             # An upgraded request never finishes: Autobahn takes the transport.
             site.in_flight.started()
             self.notifyFinish().addBoth(lambda _: site.in_flight.finished())
+        if site is not None and site.observer is not None:
+            site.observer.started(self, upgrade=upgrade)
+        if (
+            site is not None
+            and site.drain is not None
+            and site.drain.draining
+            and self.path not in DRAIN_EXEMPT
+        ):
+            self._refuse_while_draining()
+            return
         super().process()
+
+    def _refuse_while_draining(self) -> None:
+        """503 + ``Retry-After``: the load balancer should already be moving away."""
+        self.setHeader(b"retry-after", b"5")
+        self.setHeader(b"connection", b"close")
+        self.write(
+            write_openai_error(
+                self,
+                503,
+                "The gateway is shutting down; retry on another instance.",
+                "api_error",
+                code="draining",
+            )
+        )
+        self.finish()
 
     def connectionLost(self, reason: object) -> None:
         """Stop the body timer when the client goes away mid-body."""

@@ -1,0 +1,190 @@
+"""The configuration a running gateway uses *now*, and reloading it.
+
+:class:`LiveConfig` holds the current :class:`~openclaw.config.model.Config`
+and tells its subscribers when a reload replaced it. Components that must
+follow a reload (auth, the HTTP endpoints, the runtime) subscribe; work
+already under way keeps the values it started with, because a ``Config`` is
+immutable and a new one is a new object.
+
+:meth:`LiveConfig.reload` re-reads the file the gateway started from. A file
+that does not validate (or that :func:`startup_problems` refuses, or that the
+caller's own check refuses) is rejected with every problem listed and the
+current config stays.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+
+import attrs
+from attrs import frozen
+from twisted.logger import Logger
+
+from openclaw.config.errors import ConfigError
+from openclaw.config.loader import load_config, startup_problems
+from openclaw.config.model import Config
+
+log = Logger()
+
+#: Settings a reload cannot change in a running process (they shape its sockets
+#: and state directory); a changed value is reported, and applies at restart.
+_RESTART_ONLY: tuple[tuple[str, Callable[[Config], object]], ...] = (
+    ("gateway.port", lambda c: c.gateway.port),
+    ("gateway.bind", lambda c: (c.gateway.bind, c.gateway.custom_bind_host)),
+    ("gateway.workers", lambda c: c.gateway.workers),
+    ("gateway.maxConnections", lambda c: c.gateway.max_connections),
+    ("gateway.ws", lambda c: c.gateway.ws),
+    ("session", lambda c: c.session),
+    ("state dir", lambda c: c.state_dir),
+)
+
+
+@frozen
+class ReloadResult:
+    """What a reload did."""
+
+    ok: bool
+    #: Why it was refused (empty when ``ok``).
+    problems: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    #: Top-level areas that changed (``gateway.auth``, ``agents``...).
+    changed: tuple[str, ...] = ()
+    #: Changed settings that apply only after a restart.
+    restart_needed: tuple[str, ...] = ()
+    path: str | None = None
+
+
+class LiveConfig:
+    """The current configuration, replaced as a whole on reload."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        path: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        """
+        :param path: what ``--config`` said (None: the usual search, as at start).
+        """
+        self._current = config
+        self._path = path if path is not None else _path_of(config)
+        self._env = env
+        self._subscribers: list[Callable[[Config], None]] = []
+
+    @property
+    def current(self) -> Config:
+        """The configuration new work starts with."""
+        return self._current
+
+    def subscribe(self, subscriber: Callable[[Config], None]) -> Callable[[], None]:
+        """Call ``subscriber`` with each new config; returns the unsubscribe callable."""
+        self._subscribers.append(subscriber)
+
+        def stop() -> None:
+            if subscriber in self._subscribers:
+                self._subscribers.remove(subscriber)
+
+        return stop
+
+    def replace(self, config: Config) -> None:
+        """Make ``config`` current and tell every subscriber (a failing one is
+        logged; the others still run)."""
+        self._current = config
+        for subscriber in list(self._subscribers):
+            try:
+                subscriber(config)
+            except Exception:
+                log.failure(
+                    "applying the reloaded config failed in {subscriber}", subscriber=subscriber
+                )
+
+    def reload(self, check: Callable[[Config], list[str]] | None = None) -> ReloadResult:
+        """Re-read the file; apply it when it is valid, else keep the current one.
+
+        :param check: more reasons to refuse (the service's: auth ``none``
+            beyond loopback).
+        """
+        env = os.environ if self._env is None else self._env
+        try:
+            loaded = load_config(self._path, env=env)
+        except ConfigError as e:
+            return self._refused(list(e.problems), e.warnings)
+        new = loaded.config
+        if self._path is None and new.source_path is not None:
+            self._path = str(new.source_path)
+        problems = list(startup_problems(_as_loopback(new)))
+        if check is not None:
+            problems += check(new)
+        if problems:
+            return self._refused(problems, loaded.warnings)
+        old = self._current
+        restart = tuple(name for name, get in _RESTART_ONLY if get(old) != get(new))
+        changed = _changed(old, new)
+        for warning in loaded.warnings:
+            log.warn("config: {warning}", warning=warning)
+        for name in restart:
+            log.warn("config reload: {setting} changed; it applies after a restart", setting=name)
+        self.replace(new)
+        log.info(
+            "config reloaded from {path}: {changed}",
+            path=self.path_text,
+            changed=", ".join(changed) or "no changes",
+        )
+        return ReloadResult(
+            ok=True,
+            warnings=loaded.warnings,
+            changed=changed,
+            restart_needed=restart,
+            path=self.path_text,
+        )
+
+    @property
+    def path_text(self) -> str:
+        """The file reloads read (or what the search would find)."""
+        if self._path is not None:
+            return self._path
+        return str(_path_of(self._current) or "(no config file; defaults)")
+
+    def _refused(self, problems: list[str], warnings: tuple[str, ...]) -> ReloadResult:
+        log.error(
+            "config reload refused, keeping the running config ({count} problems)",
+            count=len(problems),
+        )
+        for problem in problems:
+            log.error("config reload: {problem}", problem=problem)
+        return ReloadResult(
+            ok=False, problems=tuple(problems), warnings=warnings, path=self.path_text
+        )
+
+
+def _path_of(config: Config) -> str | None:
+    return str(config.source_path) if config.source_path is not None else None
+
+
+def _as_loopback(config: Config) -> Config:
+    """``startup_problems`` without its bind check: the listeners are not
+    rebound by a reload (the service checks what it actually listens on)."""
+    return attrs.evolve(config, gateway=attrs.evolve(config.gateway, bind="loopback"))
+
+
+def _changed(old: Config, new: Config) -> tuple[str, ...]:
+    """Names of the areas that differ (no values: they may be secrets)."""
+    areas: list[str] = []
+    for field in attrs.fields(Config):
+        if field.name in ("source_path",):
+            continue
+        a, b = getattr(old, field.name), getattr(new, field.name)
+        if a == b:
+            continue
+        if field.name == "gateway":
+            for sub in attrs.fields(type(a)):
+                if getattr(a, sub.name) != getattr(b, sub.name):
+                    areas.append(f"gateway.{sub.name}")
+        else:
+            areas.append(field.name)
+    return tuple(areas)
+
+
+__all__ = ["LiveConfig", "ReloadResult"]

@@ -1,0 +1,128 @@
+"""Log output for operators: flat JSON lines, and secret scrubbing that follows reloads.
+
+* :func:`flat_json_observer` writes one JSON object per event with exactly
+  ``time``, ``level``, ``logger``, ``message`` and the event's own fields (an
+  access line's ``client``, ``status``...). None of Twisted's ``log_*``
+  internals (format strings, logger objects, source instances) appear; a
+  failure becomes a ``traceback`` field.
+* :class:`SecretScrubber` masks every configured secret in each event before
+  any later observer sees it (added to the global publisher first, as
+  :class:`~openclaw.core.secret_values.ScrubbingObserver`), and can be told
+  the secrets of a reloaded config: an old token stays masked as well.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from twisted.logger import FileLogObserver, ILogObserver, LogEvent, formatEvent
+from zope.interface import implementer
+
+from openclaw.core.secret_values import SecretValues
+from openclaw.core.textguard import scrub_text
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def flat_event(event: LogEvent) -> dict[str, Any]:
+    """The event as one flat JSON-able object."""
+    when = event.get("log_time")
+    stamp = (
+        datetime.fromtimestamp(when, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        if isinstance(when, int | float)
+        else None
+    )
+    level = event.get("log_level")
+    out: dict[str, Any] = {
+        "time": stamp,
+        "level": getattr(level, "name", "info"),
+        "logger": event.get("log_namespace") or "-",
+        "message": scrub_text(formatEvent(event)),
+    }
+    for key, value in event.items():
+        if key.startswith("log_") or key in out or key in ("format", "message", "isError"):
+            continue
+        out[key] = _jsonable(value)
+    failure = event.get("log_failure")
+    if failure is not None:
+        try:
+            out["traceback"] = scrub_text(failure.getTraceback())
+        except Exception:
+            out["traceback"] = "(unformattable traceback)"
+    return out
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, _SCALARS):
+        return scrub_text(value) if isinstance(value, str) else value
+    if isinstance(value, bytes):
+        return scrub_text(value.decode("utf-8", "replace"))
+    if isinstance(value, list | tuple) and all(isinstance(v, _SCALARS) for v in value):
+        return [_jsonable(v) for v in value]
+    return scrub_text(str(value))
+
+
+def format_json_line(event: LogEvent) -> str:
+    """One line: the flat object, then a newline."""
+    return json.dumps(flat_event(event), ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+def flat_json_observer(out: IO[Any]) -> FileLogObserver:
+    """A file observer writing :func:`format_json_line` lines (a
+    ``fileLogObserverFactory`` for ``twist``, and twistd's ``--logger``)."""
+    return FileLogObserver(out, format_json_line)
+
+
+@implementer(ILogObserver)
+class SecretScrubber:
+    """Masks configured secrets in each event, in place, for the observers after it."""
+
+    def __init__(self, secrets: SecretValues) -> None:
+        self._secrets = secrets
+
+    def add(self, secrets: SecretValues) -> None:
+        """Mask these too (a reload: rotated-out secrets stay masked)."""
+        self._secrets = SecretValues(self._secrets.values + secrets.values)
+
+    def __call__(self, event: LogEvent) -> None:
+        """Rewrite ``event`` when it carries a secret (never raises)."""
+        try:
+            masked = self._secrets.redact_event(event)
+        except Exception:
+            masked = {
+                k: v for k, v in event.items() if k in ("log_level", "log_namespace", "log_time")
+            }
+            masked["log_format"] = "(log event dropped: it could not be redacted)"
+        if masked is not event:
+            event.clear()
+            event.update(masked)
+            return
+        # Fields the format string does not use still reach a JSON line.
+        secrets = self._secrets
+        if not secrets:
+            return
+        for key, value in list(event.items()):
+            if not key.startswith("log_") and isinstance(value, str) and secrets.contains(value):
+                event[key] = secrets.redact(value)
+
+
+def json_logger() -> Callable[[LogEvent], None]:
+    """For ``twistd --logger openclaw.core.logformat.json_logger``: JSON lines on stdout."""
+    import sys
+
+    return flat_json_observer(sys.stdout)
+
+
+__all__ = [
+    "SecretScrubber",
+    "flat_event",
+    "flat_json_observer",
+    "format_json_line",
+    "json_logger",
+]
