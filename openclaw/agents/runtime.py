@@ -21,8 +21,8 @@ from twisted.python.failure import Failure
 
 from openclaw.agents.approvals import ApprovalBroker
 from openclaw.agents.compaction import CompactionResult
-from openclaw.agents.fallback import candidate_models
 from openclaw.agents.embeddings import Embedder
+from openclaw.agents.fallback import candidate_models
 from openclaw.agents.history import DEFAULT_HISTORY_LIMIT, read_history
 from openclaw.agents.loop import DEFAULT_MAX_STEPS
 from openclaw.agents.model_override import resolve_override
