@@ -306,6 +306,36 @@ class WireTests(TestCase):
         self.assertEqual(factory.connections, 1)
 
     @inlineCallbacks
+    def test_protocol_violations_fail_and_close(self) -> Generator[Any, Any, None]:
+        """Not HTTP/1.x, 101, an unknown transfer-encoding, a bad Content-Length
+        or an endless head fail the request with ResponseBroken, each on a
+        connection that is then closed; 204 is an empty success; bytes after a
+        complete response close that connection instead of pooling it."""
+        bad = [
+            b"SSH-2.0-nope\r\n\r\n",
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1e3\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nX-Long: " + b"a" * 70_000,
+        ]
+        extra = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA"
+        scripts = [reply(raw) for raw in bad]
+        factory, target = self.scripted(
+            *scripts, reply(b"HTTP/1.1 204 No Content\r\n\r\n"), reply(extra)
+        )
+        for _ in bad:
+            got = yield self.send(target)
+            self.assertIsInstance(got.failed, ResponseBroken)
+            self.assertEqual(self.pool.idle_count(target), 0)
+        got = yield self.send(target)
+        self.assertEqual(
+            (got.status, got.body, got.error, self.pool.idle_count(target)), (204, b"", None, 1)
+        )
+        got = yield self.send(target)
+        self.assertEqual((got.body, got.error, self.pool.idle_count(target)), (b"ok", None, 0))
+        self.assertEqual(factory.connections, len(bad) + 1)
+
+    @inlineCallbacks
     def test_connection_close_and_eof_bodies(self) -> Generator[Any, Any, None]:
         """``Connection: close`` and an HTTP/1.0 body read to EOF complete but are not pooled."""
         close = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\nA"
