@@ -134,9 +134,7 @@ class LoopbackTests(TestCase):
     def openai(self, base_url: str, clock: Any = None, **kwargs: Any) -> OpenAICompletionsProvider:
         """An OpenAI provider on the real reactor (timers on ``clock`` if given)."""
         config = ProviderConfig(id="t", api="openai-completions", base_url=base_url, **kwargs)
-        return OpenAICompletionsProvider(
-            config, client=self.pool, clock=clock or self.reactor
-        )
+        return OpenAICompletionsProvider(config, client=self.pool, clock=clock or self.reactor)
 
     @inlineCallbacks
     def test_stream_and_connection_reuse(self) -> Any:
