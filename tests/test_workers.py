@@ -25,6 +25,7 @@ from openclaw.workers.child import TracebackAsText, Worker, accept_one_per_wakeu
 from openclaw.workers.sockets import SharedListener
 from openclaw.workers.supervisor import (
     KILL_MARGIN_SECONDS,
+    MAX_LINE_BYTES,
     RESTART_BASE_SECONDS,
     STABLE_SECONDS,
     WorkerSupervisor,
@@ -251,6 +252,17 @@ class SupervisorTests(SynchronousTestCase):
         self.assertEqual((event["who"], event["worker"], event["worker_pid"]), ("there", 2, 1001))
         self.assertEqual(event["log_system"], "worker-2 openclaw.x#info")
         self.assertEqual(raw["line"], "not json")
+
+    def test_runaway_line_bounded(self) -> None:
+        """A worker's output without newlines is not buffered without bound: past
+        MAX_LINE_BYTES it is passed on as it is."""
+        process = self.reactor.spawned[0]
+        chunk = b"x" * (MAX_LINE_BYTES // 2 + 1)
+        process.protocol.childDataReceived(control.LOG_FD, chunk)
+        self.assertEqual(self.events, [])
+        process.protocol.childDataReceived(control.LOG_FD, chunk)
+        [event] = self.events
+        self.assertEqual(len(event["line"]), 2 * len(chunk))
 
     def test_failure_reaches_parent_as_text(self) -> None:
         """A worker's logged failure arrives at the parent with its traceback as text

@@ -52,6 +52,8 @@ RESTART_MAX_SECONDS = 30.0
 STABLE_SECONDS = 30.0
 #: Past the drain grace: the workers' own connection flush, then SIGKILL.
 KILL_MARGIN_SECONDS = 10.0
+#: A worker's line (log record or control word) is held until its newline up to this.
+MAX_LINE_BYTES = 1024 * 1024
 
 #: ``argv`` of worker ``index`` (its listeners are on fds 5 and up, in order).
 WorkerArgv = Callable[[int, Sequence[SharedListener]], list[str]]
@@ -106,7 +108,11 @@ class WorkerProcess(ProcessProtocol):
         """Control words on fd 3, log records on fd 4, one per line."""
         if childFD not in self._pending:
             return
-        *lines, self._pending[childFD] = (self._pending[childFD] + data).split(b"\n")
+        *lines, rest = (self._pending[childFD] + data).split(b"\n")
+        if len(rest) > MAX_LINE_BYTES:  # a runaway line: pass it on in pieces
+            lines.append(rest)
+            rest = b""
+        self._pending[childFD] = rest
         for line in lines:
             if childFD == control.CONTROL_OUT_FD:
                 self._supervisor.worker_said(self._slot, line.strip())
