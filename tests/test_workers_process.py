@@ -305,6 +305,40 @@ class WorkersProcessTests(SynchronousTestCase):
         self.assertNotIn("Unhandled", text)
         self.assertFalse(path.exists())
 
+    def test_port_in_use(self) -> None:
+        """A port that cannot be bound stops the supervisor at once: exit 1, one line,
+        no worker started."""
+        taken = socket.socket()
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "OPENCLAW_STATE_DIR": str(self.state), "HOME": str(self.state)}
+        result = subprocess.run(
+            [
+                str(VENV_BIN / "twistd"),
+                "--nodaemon",
+                "--pidfile=",
+                "openclaw",
+                "--config",
+                str(self.config),
+                "--workers",
+                "2",
+                "--listen",
+                f"tcp:{port}:interface=127.0.0.1",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        self.assertEqual(result.returncode, 1)
+        lines = result.stderr.strip().splitlines()
+        self.assertEqual(len(lines), 1, result.stderr)
+        self.assertIn(f"cannot listen on 127.0.0.1:{port}", lines[0])
+        self.assertNotIn("worker 1 started", result.stdout)
+
     def test_file_store_refused(self) -> None:
         """Without a shared session store, ``--workers 2`` exits 1 with one line that
         names session.store "redis"."""
