@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -34,6 +35,8 @@ def start_litellm(bench: sc.Bench, workdir: str, log: Callable[[str], None]) -> 
     env = dict(
         os.environ, LL_STATE=state, LL_UPSTREAM_PORT=str(bench.upstream_port), LL_MASTER_KEY=key
     )
+    # The virtualenv is made from the interpreter running the bench (any 3.11+).
+    env.setdefault("BENCH_LITELLM_PYTHON", sys.executable)
     log("LiteLLM: installing (first time: a few minutes) and starting")
     try:
         proc = start_process("litellm", ["bash", script, "run"], workdir, env=env, timeout=1200)
