@@ -502,6 +502,12 @@ class TargetTests(TestCase):
         self.assertRaises(ValueError, make_target, "http://h/", {"X": "a\r\nEvil: 1"})
         self.assertRaises(ValueError, make_target, "http://h/", {"Bad Name": "v"})
 
+    def test_ipv6_literal(self) -> None:
+        """An IPv6 literal keeps its brackets in Host and is connected to without them."""
+        target = make_target("http://[::1]:8080/v1/chat/completions", {})
+        self.assertEqual(target.key, ("http", "::1", 8080))
+        self.assertIn(b"\r\nHost: [::1]:8080\r\n", target.head)
+
     def test_default_ports_and_framing_headers(self) -> None:
         """Default ports per scheme; caller-supplied framing headers are dropped."""
         target = make_target("https://api.example.com/v1/messages?x=1", {"Content-Length": "9"})
