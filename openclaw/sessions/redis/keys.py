@@ -1,0 +1,65 @@
+"""The Redis key schema: every key the backend uses is named here.
+
+``<p>`` is the prefix (default ``openclaw:``), so several gateways (or
+tests) can share one Redis database:
+
+* ``<p>idx:<agent>``: hash, session key -> the ``sessions.json`` entry (JSON);
+* ``<p>tx:<agent>:<sessionId>``: list, the transcript's JSONL lines (header first);
+* ``<p>arch:<agent>:<sessionId>.jsonl.<why>.<time>``: an archived transcript
+  (reset/deleted), renamed from its ``tx`` key as OpenClaw renames the file;
+* ``<p>lane:<h>`` / ``<p>laneq:<h>`` / ``<p>laneq:<h>:w:<ticket>``: a session
+  lane's lock (``<fence>:<owner>``, with a TTL), its FIFO queue of waiting
+  tickets, and each waiter's heartbeat; ``<h>`` hashes the session key so
+  no key text reaches a key name;
+* ``<p>fence`` / ``<p>ticket``: the counters fencing tokens and tickets come from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from attrs import frozen
+
+DEFAULT_PREFIX = "openclaw:"
+
+
+def key_hash(session_key: str) -> str:
+    """A fixed-length name for ``session_key`` (any text, even lone surrogates)."""
+    data = session_key.encode("utf-8", "surrogatepass")
+    return hashlib.sha1(data).hexdigest()  # a name, not a secret
+
+
+@frozen
+class KeySchema:
+    """Key names under one prefix."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    def index(self, agent: str) -> str:
+        return f"{self.prefix}idx:{agent}"
+
+    def transcript(self, agent: str, session_id: str) -> str:
+        return f"{self.prefix}tx:{agent}:{session_id}"
+
+    def transcript_prefix(self) -> str:
+        """What a script prepends to ``<agent>:<sessionId>`` to name a transcript."""
+        return f"{self.prefix}tx:"
+
+    def archived(self, agent: str, name: str) -> str:
+        return f"{self.prefix}arch:{agent}:{name}"
+
+    def lock(self, session_key: str) -> str:
+        return f"{self.prefix}lane:{key_hash(session_key)}"
+
+    def queue(self, session_key: str) -> str:
+        return f"{self.prefix}laneq:{key_hash(session_key)}"
+
+    def fence_counter(self) -> str:
+        return f"{self.prefix}fence"
+
+    def ticket_counter(self) -> str:
+        return f"{self.prefix}ticket"
+
+    def agents(self) -> str:
+        """Set of agent ids that have an index (export walks it)."""
+        return f"{self.prefix}agents"

@@ -1,0 +1,264 @@
+"""Session lanes across processes and machines.
+
+:class:`RedisLanes` keeps the in-process lanes (:class:`SessionLanes`: FIFO
+within this process, no Redis traffic for waiters here) and adds a Redis
+lock per session key on top, so one run at a time holds a session across
+every gateway sharing the Redis:
+
+* the lock has a TTL and is renewed (a ``LoopingCall`` on the injected
+  clock) while the run lives: a killed holder's lane is free again within
+  the TTL;
+* processes wait in FIFO order of their tickets (a waiter that died is
+  dropped from the head of the queue once its heartbeat expires);
+* each grant carries a fencing token (:class:`LeaseBook`) that the store
+  sends with every transcript write; Redis refuses a write whose token no
+  longer holds the lane (:mod:`.scripts`).
+
+Stateless chat-completion keys (``agent:<id>:openai:<uuid>``) are never
+addressed twice, so they use the in-process lane only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from openclaw.sessions.entry import is_stateless_session_key
+from openclaw.sessions.lanes import Release, SessionLanes
+from openclaw.sessions.redis.client import RedisCommands
+from openclaw.sessions.redis.keys import KeySchema
+from openclaw.sessions.redis.scripts import ACQUIRE, RELEASE, RENEW
+
+log = Logger()
+
+#: Seconds a lane lock lives without renewal (a killed holder's lane frees after it).
+DEFAULT_LOCK_TTL = 15.0
+#: Seconds between two attempts of a process waiting for a lane another one holds.
+DEFAULT_POLL_INTERVAL = 0.02
+
+
+class LeaseBook:
+    """The fencing tokens of the lanes this process holds, by session key."""
+
+    def __init__(self) -> None:
+        self._tokens: dict[str, str] = {}
+
+    def token(self, session_key: str) -> str | None:
+        """The token to fence writes of ``session_key`` with (None: not held here)."""
+        return self._tokens.get(session_key)
+
+    def held(self, session_key: str, token: str) -> None:
+        self._tokens[session_key] = token
+
+    def dropped(self, session_key: str, token: str) -> None:
+        if self._tokens.get(session_key) == token:
+            del self._tokens[session_key]
+
+    def __len__(self) -> int:
+        return len(self._tokens)
+
+
+class RedisLanes(SessionLanes):
+    """:class:`SessionLanes` whose keys are also locked in Redis (see module doc)."""
+
+    def __init__(
+        self,
+        client: RedisCommands,
+        clock: IReactorTime,
+        *,
+        owner: str,
+        schema: KeySchema | None = None,
+        leases: LeaseBook | None = None,
+        ttl_seconds: float = DEFAULT_LOCK_TTL,
+        poll_seconds: float = DEFAULT_POLL_INTERVAL,
+        on_granted: Callable[[str], Deferred[None]] | None = None,
+    ) -> None:
+        """
+        :param owner: this process' id, recorded in lock values (for operators).
+        :param on_granted: called with the key once the lane is held, before
+            the holder gets it (the store reads the session's newest state).
+        """
+        super().__init__()
+        self._client = client
+        self._clock = clock
+        self._owner = owner
+        self._schema = schema if schema is not None else KeySchema()
+        self.leases = leases if leases is not None else LeaseBook()
+        self._ttl_ms = max(1, int(ttl_seconds * 1000))
+        self._renew_every = ttl_seconds / 3
+        self._poll = poll_seconds
+        self._on_granted = on_granted
+
+    def try_acquire(self, key: str) -> Release | None:
+        """Only stateless keys can be granted without asking Redis."""
+        if is_stateless_session_key(key):
+            return super().try_acquire(key)
+        return None
+
+    def acquire(self, key: str) -> Deferred[Release]:
+        """Fire once this process' lane and then the Redis lock for ``key`` are
+        held (fails with RedisUnavailableError when Redis cannot be asked)."""
+        local = super().acquire(key)
+        if is_stateless_session_key(key):
+            return local
+        waiter = _DistributedWait(self, key, local)
+        return waiter.result
+
+    # -- used by _DistributedWait ------------------------------------------------
+
+    def _try_lock(self, key: str, ticket: str) -> Deferred[Any]:
+        schema = self._schema
+        return self._client.run_script(
+            ACQUIRE,
+            [
+                schema.lock(key),
+                schema.queue(key),
+                schema.fence_counter(),
+                schema.ticket_counter(),
+            ],
+            [ticket, self._owner, self._ttl_ms],
+        )
+
+    def _unlock(self, key: str, token: str, ticket: str) -> None:
+        schema = self._schema
+        if not self._client.connected:
+            return  # the lock expires within its TTL
+        d = self._client.run_script(RELEASE, [schema.lock(key), schema.queue(key)], [token, ticket])
+        d.addErrback(lambda f: log.warn("could not release lane: {why}", why=str(f.value)))
+
+    def _renewer(self, key: str, token: str) -> LoopingCall:
+        lock = self._schema.lock(key)
+
+        def renew() -> Deferred[None] | None:
+            if not self._client.connected:
+                return None
+
+            def checked(still_held: Any) -> None:
+                if str(still_held) != "1":
+                    log.warn("lost the lane of session {key} (its lock expired)", key=key)
+                    self.leases.dropped(key, token)
+
+            d = self._client.run_script(RENEW, [lock], [token, self._ttl_ms])
+            d.addCallback(checked)
+            d.addErrback(lambda f: log.warn("could not renew a lane: {why}", why=str(f.value)))
+            return d
+
+        call = LoopingCall(renew)
+        call.clock = self._clock
+        call.start(self._renew_every, now=False).addErrback(
+            lambda f: log.failure("lane renewal stopped", f)
+        )
+        return call
+
+
+class _DistributedWait:
+    """One acquisition: the local lane, then the Redis lock (retried while held
+    elsewhere), then the store's read of the session."""
+
+    def __init__(self, lanes: RedisLanes, key: str, local: Deferred[Release]) -> None:
+        self._lanes = lanes
+        self._key = key
+        self._local_wait: Deferred[Release] | None = local
+        self._local: Release | None = None
+        self._ticket = ""
+        self._retry: IDelayedCall | None = None
+        self._busy: Deferred[Any] | None = None
+        self._done = False
+        self.result: Deferred[Release] = Deferred(self._cancel)
+        local.addCallbacks(self._got_local, self._fail)
+
+    def _got_local(self, release: Release) -> None:
+        self._local_wait = None
+        self._local = release
+        self._attempt()
+
+    def _attempt(self) -> None:
+        self._retry = None
+        if self._done:
+            return
+        busy = self._busy = self._lanes._try_lock(self._key, self._ticket)
+        busy.addCallbacks(self._answered, self._fail)
+
+    def _answered(self, reply: Any) -> None:
+        self._busy = None
+        granted, value = int(reply[0]), str(reply[1])
+        if self._done:
+            if granted:  # cancelled while the grant was on its way
+                self._lanes._unlock(self._key, value, "")
+            return
+        if not granted:
+            self._ticket = value
+            self._retry = self._lanes._clock.callLater(self._lanes._poll, self._attempt)
+            return
+        token = value
+        lanes = self._lanes
+        lanes.leases.held(self._key, token)
+        renewer = lanes._renewer(self._key, token)
+        local = self._local
+        self._local = None
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if released:
+                return
+            released = True
+            if renewer.running:
+                renewer.stop()
+            lanes.leases.dropped(self._key, token)
+            lanes._unlock(self._key, token, "")
+            if local is not None:
+                local()
+
+        ready = lanes._on_granted(self._key) if lanes._on_granted else succeed(None)
+
+        def hand_over(_: object) -> None:
+            if self._done:
+                release()
+                return
+            self._done = True
+            self.result.callback(release)
+
+        def unreadable(failure: Failure) -> None:
+            release()
+            self._fail(failure)
+
+        ready.addCallbacks(hand_over, unreadable)
+
+    def _fail(self, failure: Failure) -> None:
+        self._busy = None
+        if self._done:
+            return
+        self._done = True
+        self._give_back()
+        if isinstance(failure.value, CancelledError) and self.result.called:
+            return
+        self.result.errback(failure)
+
+    def _give_back(self) -> None:
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retry = None
+        if self._ticket:
+            self._lanes._unlock(self._key, "", self._ticket)
+            self._ticket = ""
+        local, self._local = self._local, None
+        if local is not None:
+            local()
+        if self._local_wait is not None:
+            wait, self._local_wait = self._local_wait, None
+            wait.cancel()
+
+    def _cancel(self, _: Deferred[Release]) -> None:
+        """The caller gave up waiting: leave the queues (a grant in flight is
+        released as soon as it arrives)."""
+        if self._done:
+            return
+        self._done = True
+        self._give_back()

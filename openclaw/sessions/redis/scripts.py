@@ -1,0 +1,172 @@
+"""The Lua scripts: each runs atomically in Redis, so a check and the write
+it guards cannot be separated by another client's command.
+
+Lane lock (:data:`ACQUIRE`, :data:`RENEW`, :data:`RELEASE`): the lock value is
+``<fence>:<owner>``, where ``<fence>`` comes from one ever-increasing counter,
+so every grant has a token no earlier grant had. Waiters queue FIFO by
+ticket; a waiter whose heartbeat expired (its process died) is dropped from
+the head of the queue, so a dead waiter cannot block the lane.
+
+Transcript writes (:data:`APPEND`) carry the writer's token: the script
+appends only while the lock still holds exactly that token. A holder that
+stalled past its TTL (or was killed and its lane taken over) writes nothing:
+it cannot interleave with, or corrupt, the next holder's turn.
+"""
+
+from __future__ import annotations
+
+from openclaw.sessions.redis.client import LuaScript
+
+#: KEYS: lock, queue, fence counter, ticket counter.
+#: ARGV: ticket ('' for a new one), owner, ttl ms.
+#: Returns {1, token} when granted, else {0, ticket}.
+ACQUIRE = LuaScript(
+    "acquire",
+    """
+local ticket = ARGV[1]
+local ttl = tonumber(ARGV[3])
+if ticket == '' then
+  ticket = tostring(redis.call('INCR', KEYS[4]))
+end
+if redis.call('ZSCORE', KEYS[2], ticket) == false then
+  redis.call('ZADD', KEYS[2], tonumber(ticket), ticket)
+end
+redis.call('SET', KEYS[2] .. ':w:' .. ticket, '1', 'PX', ttl)
+redis.call('PEXPIRE', KEYS[2], ttl * 4)
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return {0, ticket}
+end
+while true do
+  local head = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
+  if head == ticket then break end
+  if redis.call('EXISTS', KEYS[2] .. ':w:' .. head) == 1 then
+    return {0, ticket}
+  end
+  redis.call('ZREM', KEYS[2], head)
+end
+redis.call('ZREM', KEYS[2], ticket)
+redis.call('DEL', KEYS[2] .. ':w:' .. ticket)
+local token = tostring(redis.call('INCR', KEYS[3])) .. ':' .. ARGV[2]
+redis.call('SET', KEYS[1], token, 'PX', ttl)
+return {1, token}
+""",
+)
+
+#: KEYS: lock. ARGV: token, ttl ms. Returns 1 while the token holds, else 0.
+RENEW = LuaScript(
+    "renew",
+    """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+""",
+)
+
+#: KEYS: lock, queue. ARGV: token, ticket ('' when none).
+#: Deletes the lock if the token still holds it; forgets the ticket.
+RELEASE = LuaScript(
+    "release",
+    """
+if ARGV[2] ~= '' then
+  redis.call('ZREM', KEYS[2], ARGV[2])
+  redis.call('DEL', KEYS[2] .. ':w:' .. ARGV[2])
+end
+if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+""",
+)
+
+#: KEYS: lock ('' name allowed when unfenced), transcript list, index hash, agents set.
+#: ARGV: token ('' = no fence), session key, sessionId, index entry JSON
+#: ('' = leave the index), mode ('create' | 'update'), header line, agent, lines...
+#: Appends ``lines`` (and the header first when the list is new) and sets the
+#: index entry, or nothing at all: error ``FENCED`` when the token no longer
+#: holds the lane, ``STALE`` when the session was reset or deleted meanwhile.
+APPEND = LuaScript(
+    "append",
+    """
+if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return redis.error_reply('FENCED the session lane was lost to another holder')
+end
+local current = redis.call('HGET', KEYS[3], ARGV[2])
+if current then
+  local ok, decoded = pcall(cjson.decode, current)
+  if ok and type(decoded) == 'table' and decoded['sessionId'] ~= ARGV[3] then
+    return redis.error_reply('STALE the session was reset')
+  end
+elseif ARGV[5] ~= 'create' then
+  return redis.error_reply('STALE the session was deleted')
+end
+if redis.call('EXISTS', KEYS[2]) == 0 and ARGV[6] ~= '' then
+  redis.call('RPUSH', KEYS[2], ARGV[6])
+end
+if #ARGV > 7 then
+  redis.call('RPUSH', KEYS[2], unpack(ARGV, 8))
+end
+if ARGV[4] ~= '' then
+  redis.call('HSET', KEYS[3], ARGV[2], ARGV[4])
+  redis.call('SADD', KEYS[4], ARGV[7])
+end
+return redis.call('LLEN', KEYS[2])
+""",
+)
+
+#: KEYS: index hashes of every agent. ARGV: session key, transcript key prefix,
+#: agent ids (same order as KEYS), max lines.
+#: Returns, per agent: entry JSON (or '') then the newest ``max`` transcript
+#: lines (a list) and the transcript's length.
+READ_SESSION = LuaScript(
+    "read_session",
+    """
+local out = {}
+local limit = tonumber(ARGV[3 + #KEYS])
+for i, index in ipairs(KEYS) do
+  local entry = redis.call('HGET', index, ARGV[1])
+  if entry then
+    local ok, decoded = pcall(cjson.decode, entry)
+    local sid = ok and type(decoded) == 'table' and decoded['sessionId']
+    if type(sid) == 'string' then
+      local tx = ARGV[2] .. ARGV[2 + i] .. ':' .. sid
+      table.insert(out, entry)
+      table.insert(out, redis.call('LRANGE', tx, -limit, -1))
+      table.insert(out, redis.call('LLEN', tx))
+    else
+      table.insert(out, entry)
+      table.insert(out, {})
+      table.insert(out, 0)
+    end
+  else
+    table.insert(out, '')
+    table.insert(out, {})
+    table.insert(out, 0)
+  end
+end
+return out
+""",
+)
+
+#: KEYS: index hash, old transcript, archive name, agents set.
+#: ARGV: session key, new entry JSON ('' = delete the entry), agent.
+#: Archives the old transcript (renamed, as OpenClaw renames the file) and
+#: replaces or removes the index entry. Returns 1 when an entry was there.
+REPLACE = LuaScript(
+    "replace",
+    """
+local had = redis.call('HEXISTS', KEYS[1], ARGV[1])
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('RENAME', KEYS[2], KEYS[3])
+end
+if ARGV[2] == '' then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+else
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  redis.call('SADD', KEYS[4], ARGV[3])
+end
+return had
+""",
+)

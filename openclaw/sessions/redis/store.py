@@ -1,0 +1,506 @@
+"""Sessions and transcripts in Redis: the :class:`TranscriptStore` several
+gateway processes share (``session.store: "redis"``).
+
+The runtime reads a session synchronously (``ensure_session``, history),
+so each process mirrors what it needs:
+
+* an agent's index (``sessions.json``'s entries) is read whole at start-up
+  and by :meth:`RedisSessionStore.refresh_agent` (``sessions.list``);
+* one session (its entry and its transcript's newest lines) is read by
+  :meth:`RedisSessionStore.refresh_session` when its lane is granted
+  (:class:`~.lanes.RedisLanes` calls it), so the turn sees every turn other
+  processes finished before, and by ``chat.history``.
+
+Writes go to Redis as they happen, each in one atomic script fenced by the
+lane's token (:mod:`.scripts`): a turn's lines and its index update land
+together or not at all. ``finish_turn`` fires when Redis has them (their
+durability is Redis' ``appendonly``/``appendfsync``: docs/deployment.md).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from openclaw.core.agent_ids import normalize_agent_id
+from openclaw.core.ids import random_uuid4
+from openclaw.core.types import ImageInput, StopReason, ToolCall, Usage
+from openclaw.sessions.entry import SessionEntry, is_valid_session_id, updated_at
+from openclaw.sessions.journal import RAW_ENTRY
+from openclaw.sessions.redis.client import RedisCommands
+from openclaw.sessions.redis.keys import KeySchema
+from openclaw.sessions.redis.lanes import LeaseBook
+from openclaw.sessions.redis.scripts import APPEND, READ_SESSION, REPLACE
+from openclaw.sessions.redis.transcript import (
+    DEFAULT_TAIL_LINES,
+    CachedTranscript,
+    decode_lines,
+    encode_line,
+)
+from openclaw.sessions.transcript import (
+    FAILED_STOPS,
+    archive_suffix,
+    assistant_message,
+    session_header,
+    user_message,
+)
+
+log = Logger()
+
+#: Transcripts kept in this process' memory (least recently used go first).
+DEFAULT_CACHED_TRANSCRIPTS = 4096
+_TOKEN_FIELDS = ("inputTokens", "outputTokens", "totalTokens", "contextTokens")
+
+
+class RedisSessionStore:
+    """The :class:`~openclaw.sessions.interface.TranscriptStore` over Redis."""
+
+    def __init__(
+        self,
+        client: RedisCommands,
+        *,
+        clock: IReactorTime,
+        state_dir: Path,
+        schema: KeySchema | None = None,
+        leases: LeaseBook | None = None,
+        tail_lines: int = DEFAULT_TAIL_LINES,
+        cached_transcripts: int = DEFAULT_CACHED_TRANSCRIPTS,
+    ) -> None:
+        """
+        :param leases: the lanes' fencing tokens (writes of a session whose lane
+            this process holds are fenced with its token).
+        :param state_dir: only for :meth:`session_path` (what ``sessions.list``
+            reports) and export.
+        """
+        self._client = client
+        self._clock = clock
+        self.state_dir = Path(state_dir)
+        self._schema = schema if schema is not None else KeySchema()
+        self.leases = leases if leases is not None else LeaseBook()
+        self._tail = tail_lines
+        self._cache_size = cached_transcripts
+        self._indexes: dict[str, dict[str, dict[str, Any]]] = {}
+        self._tx: OrderedDict[tuple[str, str], CachedTranscript] = OrderedDict()
+        #: (agent, sessionId) -> the key, cwd it is used under (for the header).
+        self._opened: dict[tuple[str, str], tuple[str, str | None]] = {}
+        #: Sessions made here whose index entry is not in Redis yet.
+        self._unsaved: set[tuple[str, str]] = set()
+        self._pending: set[Deferred[Any]] = set()
+
+    # -- reading Redis into the mirror ---------------------------------------------
+
+    def load_agent(self, agent_id: str) -> None:
+        """Know the agent; its index is read in the background."""
+        agent = normalize_agent_id(agent_id)
+        if agent not in self._indexes:
+            self._indexes[agent] = {}
+            self.refresh_agent(agent).addErrback(
+                lambda f: log.warn(
+                    "could not read the sessions of agent {agent_id}: {why}",
+                    agent_id=agent,
+                    why=str(f.value),
+                )
+            )
+
+    def refresh_agent(self, agent_id: str) -> Deferred[None]:
+        """Read the agent's whole index from Redis into the mirror."""
+        agent = normalize_agent_id(agent_id)
+        self._indexes.setdefault(agent, {})
+
+        def got(flat: Any) -> None:
+            entries: dict[str, dict[str, Any]] = {}
+            items = list(flat or [])
+            for key, raw in zip(items[::2], items[1::2], strict=True):
+                parsed = _json_object(raw)
+                if parsed is not None:
+                    entries[str(key)] = parsed
+            index = self._indexes[agent]
+            for key in [k for k in index if (agent, k) not in self._unsaved_keys()]:
+                if key not in entries:
+                    del index[key]
+            index.update(entries)
+
+        return self._client.execute("HGETALL", self._schema.index(agent)).addCallback(got)
+
+    def _unsaved_keys(self) -> set[tuple[str, str]]:
+        out: set[tuple[str, str]] = set()
+        for agent, session_id in self._unsaved:
+            for key, raw in self._indexes.get(agent, {}).items():
+                if raw.get("sessionId") == session_id:
+                    out.add((agent, key))
+        return out
+
+    def refresh_session(self, session_key: str) -> Deferred[None]:
+        """Read ``session_key``'s entry and newest transcript lines, in every
+        known agent, in one round trip."""
+        agents = sorted(self._indexes)
+        if not agents:
+            return succeed(None)
+        schema = self._schema
+        d = self._client.run_script(
+            READ_SESSION,
+            [schema.index(agent) for agent in agents],
+            [session_key, schema.transcript_prefix(), *agents, self._tail],
+        )
+
+        def got(reply: Any) -> None:
+            for i, agent in enumerate(agents):
+                raw, lines, length = reply[3 * i], reply[3 * i + 1], reply[3 * i + 2]
+                index = self._indexes.setdefault(agent, {})
+                entry = _json_object(raw) if raw else None
+                if entry is None:
+                    current = index.get(session_key)
+                    if current is None or (agent, str(current.get("sessionId"))) not in (
+                        self._unsaved
+                    ):
+                        index.pop(session_key, None)
+                    continue
+                index[session_key] = entry
+                session_id = str(entry.get("sessionId", ""))
+                self._unsaved.discard((agent, session_id))
+                self._remember(
+                    agent, session_id, CachedTranscript(decode_lines(lines or []), int(length))
+                )
+
+        return d.addCallback(got)
+
+    def _remember(self, agent: str, session_id: str, transcript: CachedTranscript) -> None:
+        key = (agent, session_id)
+        self._tx[key] = transcript
+        self._tx.move_to_end(key)
+        while len(self._tx) > self._cache_size:
+            self._tx.popitem(last=False)
+
+    def _transcript(self, agent: str, session_id: str) -> CachedTranscript:
+        key = (agent, session_id)
+        cached = self._tx.get(key)
+        if cached is None:
+            cached = CachedTranscript([], 0)
+            self._remember(agent, session_id, cached)
+        else:
+            self._tx.move_to_end(key)
+        return cached
+
+    # -- catalog --------------------------------------------------------------------
+
+    def _now(self) -> int:
+        return int(self._clock.seconds() * 1000)
+
+    def session_path(self, agent_id: str) -> Path:
+        """Where ``openclaw sessions export`` writes the agent's index."""
+        agent = normalize_agent_id(agent_id)
+        return self.state_dir / "agents" / agent / "sessions" / "sessions.json"
+
+    def _entry(self, agent: str, key: str, raw: Mapping[str, Any]) -> SessionEntry:
+        extra = {k: v for k, v in raw.items() if k not in ("sessionId", "updatedAt")}
+        return SessionEntry(
+            key=key,
+            agent_id=agent,
+            session_id=str(raw.get("sessionId", "")),
+            updated_at=updated_at(raw),
+            extra=extra,
+        )
+
+    def _index(self, agent_id: str) -> dict[str, dict[str, Any]]:
+        agent = normalize_agent_id(agent_id)
+        index = self._indexes.get(agent)
+        if index is None:
+            self.load_agent(agent)
+            index = self._indexes[agent]
+        return index
+
+    def get_session(self, agent_id: str, session_key: str) -> SessionEntry | None:
+        agent = normalize_agent_id(agent_id)
+        raw = self._index(agent).get(session_key)
+        if raw is None or not is_valid_session_id(str(raw.get("sessionId", ""))):
+            return None
+        return self._entry(agent, session_key, raw)
+
+    def list_sessions(self, agent_id: str) -> list[SessionEntry]:
+        agent = normalize_agent_id(agent_id)
+        entries = [
+            self._entry(agent, key, raw)
+            for key, raw in self._index(agent).items()
+            if is_valid_session_id(str(raw.get("sessionId", "")))
+        ]
+        entries.sort(key=lambda e: e.updated_at, reverse=True)
+        return entries
+
+    def count_sessions(self, agent_id: str) -> int:
+        return len(self._index(agent_id))
+
+    def ensure_session(
+        self, agent_id: str, session_key: str, *, cwd: str | None = None
+    ) -> SessionEntry:
+        """The session under ``session_key`` (as last read from Redis), or a new
+        one, saved with its first transcript line."""
+        agent = normalize_agent_id(agent_id)
+        index = self._index(agent)
+        raw = index.get(session_key)
+        if raw is None or not is_valid_session_id(str(raw.get("sessionId", ""))):
+            raw = {"sessionId": random_uuid4(), "updatedAt": self._now()}
+            index[session_key] = raw
+            self._unsaved.add((agent, raw["sessionId"]))
+            self._remember(agent, raw["sessionId"], CachedTranscript([], 0))
+        entry = self._entry(agent, session_key, raw)
+        self._opened[(agent, entry.session_id)] = (session_key, cwd)
+        return entry
+
+    def reset(self, agent_id: str, session_key: str) -> SessionEntry:
+        """A fresh sessionId; the old transcript is renamed ``.reset.<time>``."""
+        agent = normalize_agent_id(agent_id)
+        index = self._index(agent)
+        now = self._now()
+        old = index.get(session_key)
+        fresh: dict[str, Any] = {}
+        if old is not None:
+            fresh = {k: v for k, v in old.items() if k not in _TOKEN_FIELDS}
+        fresh.update(sessionId=random_uuid4(), updatedAt=now)
+        index[session_key] = fresh
+        self._replace(agent, session_key, old, fresh, "reset", now)
+        return self._entry(agent, session_key, fresh)
+
+    def delete(self, agent_id: str, session_key: str) -> bool:
+        """Remove the entry; the transcript is renamed ``.deleted.<time>``."""
+        agent = normalize_agent_id(agent_id)
+        old = self._index(agent).pop(session_key, None)
+        if old is None:
+            return False
+        self._replace(agent, session_key, old, None, "deleted", self._now())
+        return True
+
+    def _replace(
+        self,
+        agent: str,
+        session_key: str,
+        old: Mapping[str, Any] | None,
+        fresh: Mapping[str, Any] | None,
+        why: str,
+        now: int,
+    ) -> None:
+        old_id = str(old.get("sessionId", "")) if old is not None else ""
+        self._tx.pop((agent, old_id), None)
+        self._unsaved.discard((agent, old_id))
+        schema = self._schema
+        name = f"{old_id}.jsonl.{why}.{archive_suffix(now)}"
+        d = self._client.run_script(
+            REPLACE,
+            [
+                schema.index(agent),
+                schema.transcript(agent, old_id or "-"),
+                schema.archived(agent, name),
+                schema.agents(),
+            ],
+            [session_key, encode_line(fresh) if fresh is not None else "", agent],
+        )
+        self._track(d, f"{why} of a session")
+
+    # -- transcripts --------------------------------------------------------------------
+
+    def _write(
+        self,
+        agent: str,
+        session_id: str,
+        messages: Sequence[tuple[str, int, Mapping[str, Any]]],
+        *,
+        index_entry: Mapping[str, Any] | None = None,
+    ) -> Deferred[None]:
+        """Append ``messages`` (and set the index entry) in one fenced script."""
+        key, cwd = self._opened.get((agent, session_id), ("", None))
+        if not key:
+            for candidate, raw in self._indexes.get(agent, {}).items():
+                if raw.get("sessionId") == session_id:
+                    key = candidate
+                    break
+        transcript = self._transcript(agent, session_id)
+        first_ts = messages[0][1] if messages else self._now()
+        header = ""
+        if transcript.length == 0:
+            header = session_header(session_id, first_ts, cwd, key or None).decode("utf-8")
+            header = header.rstrip("\n")
+        lines = transcript.build(messages)
+        creating = (agent, session_id) in self._unsaved
+        if creating and index_entry is None:
+            index_entry = self._indexes.get(agent, {}).get(key)
+        token = self.leases.token(key) if key else None
+        schema = self._schema
+        d = self._client.run_script(
+            APPEND,
+            [
+                schema.lock(key or session_id),
+                schema.transcript(agent, session_id),
+                schema.index(agent),
+                schema.agents(),
+            ],
+            [
+                token or "",
+                key,
+                session_id,
+                encode_line(index_entry) if index_entry is not None else "",
+                "create" if creating else "update",
+                header,
+                agent,
+                *lines,
+            ],
+        )
+
+        def saved(_: object) -> None:
+            self._unsaved.discard((agent, session_id))
+
+        def refused(failure: Failure) -> Failure:
+            # Nothing was written: forget what this process assumed it holds.
+            self._tx.pop((agent, session_id), None)
+            return failure
+
+        d.addCallbacks(saved, refused)
+        return d
+
+    def _track(self, d: Deferred[Any], what: str) -> None:
+        self._pending.add(d)
+
+        def done(result: object) -> None:
+            self._pending.discard(d)
+            if isinstance(result, Failure):
+                log.warn("session store: {what} failed: {why}", what=what, why=str(result.value))
+
+        d.addBoth(done)
+
+    def append_user(
+        self,
+        agent_id: str,
+        session_id: str,
+        *,
+        run_id: str,
+        text: str,
+        images: Sequence[ImageInput] = (),
+        timestamp: int,
+    ) -> None:
+        agent = normalize_agent_id(agent_id)
+        message = user_message(text, images, timestamp)
+        self._track(
+            self._write(agent, session_id, [(run_id, timestamp, message)]),
+            "appending a user message",
+        )
+
+    def finish_turn(
+        self,
+        agent_id: str,
+        session_key: str,
+        session_id: str,
+        *,
+        run_id: str,
+        text: str,
+        timestamp: int,
+        usage: Usage,
+        stop_reason: StopReason,
+        tool_calls: Sequence[ToolCall] = (),
+        error: str | None = None,
+        provider: str | None = None,
+        model: str | None = None,
+        api: str | None = None,
+        channel: str | None = None,
+        results: Sequence[Mapping[str, Any]] = (),
+    ) -> Deferred[None]:
+        """Append the outcome (and ``results``) and update the index entry in one
+        script; fires once Redis holds them."""
+        agent = normalize_agent_id(agent_id)
+        message = assistant_message(
+            text=text,
+            timestamp=timestamp,
+            usage=usage,
+            stop_reason=stop_reason,
+            tool_calls=tool_calls,
+            error=error,
+            provider=provider,
+            model=model,
+            api=api,
+        )
+        lines: list[tuple[str, int, Mapping[str, Any]]] = [(run_id, timestamp, message)]
+        lines += [(run_id, timestamp, dict(result)) for result in results]
+        index = self._index(agent)
+        raw = index.get(session_key)
+        entry: dict[str, Any] | None = None
+        if raw is not None and raw.get("sessionId") == session_id:
+            raw["updatedAt"] = timestamp
+            if stop_reason not in FAILED_STOPS:
+                raw.update(
+                    inputTokens=usage.input, outputTokens=usage.output, totalTokens=usage.total
+                )
+            if model is not None:
+                raw["model"] = model
+            if provider is not None:
+                raw["modelProvider"] = provider
+            if channel is not None:
+                raw["lastChannel"] = channel
+            entry = raw
+        return self._write(agent, session_id, lines, index_entry=entry)
+
+    def append_messages(
+        self,
+        agent_id: str,
+        session_id: str,
+        *,
+        run_id: str,
+        messages: Sequence[Mapping[str, Any]],
+        timestamp: int,
+    ) -> Deferred[None]:
+        agent = normalize_agent_id(agent_id)
+        return self._write(
+            agent, session_id, [(run_id, timestamp, dict(message)) for message in messages]
+        )
+
+    def append_entry(
+        self, agent_id: str, session_id: str, entry: Mapping[str, Any]
+    ) -> Deferred[None]:
+        agent = normalize_agent_id(agent_id)
+        return self._write(agent, session_id, [(RAW_ENTRY, self._now(), dict(entry))])
+
+    def recent_messages(
+        self, agent_id: str, session_id: str
+    ) -> Iterator[tuple[str | None, Mapping[str, Any]]]:
+        return self._transcript(normalize_agent_id(agent_id), session_id).recent_messages()
+
+    def recent_entries(self, agent_id: str, session_id: str) -> Iterator[Mapping[str, Any]]:
+        return self._transcript(normalize_agent_id(agent_id), session_id).recent_entries()
+
+    def read_messages(
+        self, agent_id: str, session_key: str, limit: int = 200
+    ) -> list[dict[str, Any]]:
+        entry = self.get_session(agent_id, session_key)
+        if entry is None or limit <= 0:
+            return []
+        return self._transcript(entry.agent_id, entry.session_id).display(limit)
+
+    def message_count(self, agent_id: str, session_key: str) -> int:
+        entry = self.get_session(agent_id, session_key)
+        if entry is None:
+            return 0
+        return self._transcript(entry.agent_id, entry.session_id).count()
+
+    def flush(self) -> None:
+        """Nothing to do: every change is sent to Redis as it happens."""
+
+    def when_idle(self) -> Deferred[None]:
+        """Fires when every write sent so far has been answered."""
+        pending = list(self._pending)
+        return DeferredList(pending, consumeErrors=True).addCallback(lambda _: None)
+
+    def close(self) -> Deferred[None]:
+        """Wait for the writes in flight (the connection belongs to the backend)."""
+        return self.when_idle()
+
+
+def _json_object(raw: Any) -> dict[str, Any] | None:
+    try:
+        parsed = json.loads(raw)
+    except (TypeError, ValueError):
+        return None
+    return parsed if isinstance(parsed, dict) else None

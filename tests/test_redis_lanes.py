@@ -1,0 +1,322 @@
+"""Session lanes and fenced transcript writes on a real ``redis-server``.
+
+Two :class:`RedisLanes` (each with its own connection and owner id) stand for
+two gateway processes. Lock renewal runs on a ``Clock`` the test advances;
+Redis traffic runs on the real reactor. Waits are bounded polls of a
+condition or Deferreds, never sleeps.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.task import Clock, deferLater
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from openclaw.core.types import Usage
+from openclaw.sessions.lanes import Release
+from openclaw.sessions.redis.client import (
+    RedisCommandError,
+    RedisUnavailableError,
+    TxRedisClient,
+    open_client,
+)
+from openclaw.sessions.redis.keys import KeySchema
+from openclaw.sessions.redis.lanes import RedisLanes
+from openclaw.sessions.redis.store import RedisSessionStore
+from openclaw.sessions.redis.url import RedisUrlError, parse_redis_url
+from tests.redis_support import RedisServer
+
+KEY = "agent:main:main"
+
+
+async def until(check: Any, what: str, timeout: float = 5.0) -> None:
+    """Yield to the reactor until ``check()`` is true (bounded)."""
+    waited = 0.0
+    while not check():
+        if waited > timeout:
+            raise AssertionError(f"timed out waiting for {what}")
+        await deferLater(reactor, 0.005, lambda: None)
+        waited += 0.005
+
+
+class RedisUrlTests(SynchronousTestCase):
+    """``gateway.redis.url`` forms."""
+
+    def test_tcp_tls_and_db(self) -> None:
+        """redis:// and rediss:// give host, port, db and TLS."""
+        url = parse_redis_url("rediss://user:pw@cache.internal:6380/3")
+        self.assertEqual(
+            (url.host, url.port, url.db, url.tls, url.username, url.password),
+            ("cache.internal", 6380, 3, True, "user", "pw"),
+        )
+        plain = parse_redis_url("redis://127.0.0.1")
+        self.assertEqual((plain.port, plain.db, plain.tls), (6379, 0, False))
+
+    def test_unix_socket_forms(self) -> None:
+        """unix:// and redis+unix:// take a path, ?db= and ?password=."""
+        url = parse_redis_url("unix:///run/redis.sock?db=2")
+        self.assertEqual((url.path, url.db, url.is_unix), ("/run/redis.sock", 2, True))
+        other = parse_redis_url("redis+unix:///tmp/r.sock?db=1&password=x")
+        self.assertEqual((other.path, other.db, other.password), ("/tmp/r.sock", 1, "x"))
+
+    def test_password_from_env_is_never_shown(self) -> None:
+        """${VAR} is expanded; redacted() and repr() hide the password."""
+        url = parse_redis_url("redis://:${REDIS_PW}@h:1/0", {"REDIS_PW": "hunter2"})
+        self.assertEqual(url.password, "hunter2")
+        self.assertNotIn("hunter2", url.redacted())
+        self.assertNotIn("hunter2", repr(url))
+
+    def test_bad_urls(self) -> None:
+        """Unknown schemes, unset variables and relative socket paths are refused."""
+        for text in ("http://h", "redis://:${NOPE}@h", "unix://relative.sock", "redis:///0"):
+            self.assertRaises(RedisUrlError, parse_redis_url, text, {})
+
+
+class RedisLaneTests(TestCase):
+    """Lanes across two 'processes' on one Redis."""
+
+    server: RedisServer
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.server = RedisServer()
+        cls.server.start()
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.server.cleanup()
+
+    def setUp(self) -> Deferred[None]:  # type: ignore[override]  # trial waits for it
+        self.server.command("FLUSHALL")
+        self.clients: list[TxRedisClient] = []
+        self.a = self.client()
+        self.b = self.client()
+        return ensureDeferred(self._connected())
+
+    async def _connected(self) -> None:
+        for client in self.clients:
+            await client.wait_connected(5)
+
+    def client(self) -> TxRedisClient:
+        client = open_client(reactor, parse_redis_url(self.server.url))
+        self.clients.append(client)
+        self.addCleanup(client.close)
+        return client
+
+    def lanes(self, client: TxRedisClient, owner: str, **kw: Any) -> RedisLanes:
+        kw.setdefault("ttl_seconds", 5.0)
+        return RedisLanes(client, kw.pop("clock", reactor), owner=owner, poll_seconds=0.005, **kw)
+
+    async def test_one_holder_at_a_time_fifo(self) -> None:
+        """A second process waits while the first holds the lane; waiters are
+        served in the order they asked, across processes."""
+        la, lb = self.lanes(self.a, "A"), self.lanes(self.b, "B")
+        order: list[str] = []
+        release_a = await la.acquire(KEY)
+        wait_b = lb.acquire(KEY)
+        await until(
+            lambda: self.server.command("ZCARD", KeySchema().queue(KEY)) == b":1\r\n", "B queued"
+        )
+        wait_a2 = la.acquire(KEY)
+
+        def note(release: Release, who: str) -> Release:
+            order.append(who)
+            return release
+
+        wait_b.addCallback(note, "B")
+        wait_a2.addCallback(note, "A2")
+        await deferLater(reactor, 0.05, lambda: None)
+        self.assertEqual(order, [])
+        release_a()
+        release_b = await wait_b
+        self.assertEqual(order, ["B"])
+        release_b()
+        (await wait_a2)()
+        self.assertEqual(order, ["B", "A2"])
+
+    async def test_fencing_refuses_a_stalled_holder(self) -> None:
+        """A holder whose lock expired (no renewal: its clock never ran) cannot
+        write once another process holds the lane; the new holder's lines are
+        the only ones after the takeover."""
+        stalled = Clock()
+        la = self.lanes(self.a, "A", clock=stalled, ttl_seconds=0.2)
+        lb = self.lanes(self.b, "B")
+        sa = RedisSessionStore(self.a, clock=reactor, state_dir=Path("/x"), leases=la.leases)
+        sb = RedisSessionStore(self.b, clock=reactor, state_dir=Path("/x"), leases=lb.leases)
+        for store in (sa, sb):
+            store.load_agent("main")
+        await la.acquire(KEY)
+        entry = sa.ensure_session("main", KEY)
+        await sa.append_messages(
+            "main",
+            entry.session_id,
+            run_id="r1",
+            messages=[{"role": "user", "content": "one"}],
+            timestamp=1,
+        )
+        release_b = await lb.acquire(KEY)  # granted once A's lock expired
+        await sb.refresh_session(KEY)
+        with self.assertRaises(RedisCommandError) as caught:
+            await sa.append_messages(
+                "main",
+                entry.session_id,
+                run_id="r1",
+                messages=[{"role": "user", "content": "late"}],
+                timestamp=2,
+            )
+        self.assertIn("FENCED", str(caught.exception))
+        entry_b = sb.ensure_session("main", KEY)
+        self.assertEqual(entry_b.session_id, entry.session_id)
+        await sb.append_messages(
+            "main",
+            entry.session_id,
+            run_id="r2",
+            messages=[{"role": "user", "content": "two"}],
+            timestamp=3,
+        )
+        release_b()
+        lines = self.transcript(entry.session_id)
+        texts = [line["message"]["content"] for line in lines if line["type"] == "message"]
+        self.assertEqual(texts, ["one", "two"])
+
+    def transcript(self, session_id: str) -> list[dict[str, Any]]:
+        raw = self.server.command("LRANGE", KeySchema().transcript("main", session_id), "0", "-1")
+        return [json.loads(part) for part in raw.split(b"\r\n")[2::2] if part.startswith(b"{")]
+
+    async def test_renewal_keeps_the_lock_and_stops_on_release(self) -> None:
+        """Advancing the injected clock renews the lock's TTL while held; after
+        release nothing renews it (the key is gone)."""
+        clock = Clock()
+        la = self.lanes(self.a, "A", clock=clock, ttl_seconds=3.0)
+        lock = KeySchema().lock(KEY)
+        release = await la.acquire(KEY)
+        self.server.command("PEXPIRE", lock, "100")  # as if time had passed
+        clock.advance(1.0)  # ttl/3: a renewal
+        await until(lambda: int(self.server.command("PTTL", lock)[1:-2]) > 1000, "renewed TTL")
+        release()
+        await until(lambda: self.server.command("EXISTS", lock) == b":0\r\n", "lock released")
+        clock.advance(1.0)
+        await deferLater(reactor, 0.02, lambda: None)
+        self.assertEqual(self.server.command("EXISTS", lock), b":0\r\n")
+
+    async def test_renewal_notices_a_lost_lock(self) -> None:
+        """When the lock no longer holds our token, renewal drops the lease, so
+        later writes are not sent as if the lane were ours."""
+        clock = Clock()
+        la = self.lanes(self.a, "A", clock=clock)
+        await la.acquire(KEY)
+        self.assertIsNotNone(la.leases.token(KEY))
+        self.server.command("SET", KeySchema().lock(KEY), "999:someone-else")
+        clock.advance(5.0 / 3)
+        await until(lambda: la.leases.token(KEY) is None, "lease dropped")
+
+    async def test_killed_holder_frees_the_lane_within_ttl(self) -> None:
+        """A holder whose connection dies without releasing (SIGKILL) blocks the
+        lane only until its lock's TTL runs out."""
+        la = self.lanes(self.a, "A", clock=Clock(), ttl_seconds=0.3)
+        lb = self.lanes(self.b, "B")
+        await la.acquire(KEY)
+        await self.a.close()
+        release = await lb.acquire(KEY)
+        release()
+
+    async def test_cancelled_waiter_leaves_the_queue(self) -> None:
+        """Cancelling a waiting acquisition removes its ticket: the next waiter
+        gets the lane when the holder releases."""
+        la, lb = self.lanes(self.a, "A"), self.lanes(self.b, "B")
+        lc = self.lanes(self.client(), "C")
+        await self.clients[-1].wait_connected(5)
+        release = await la.acquire(KEY)
+        gone = lb.acquire(KEY)
+        gone.addErrback(lambda f: None)
+        await until(
+            lambda: self.server.command("ZCARD", KeySchema().queue(KEY)) == b":1\r\n", "B queued"
+        )
+        nxt = lc.acquire(KEY)
+        gone.cancel()
+        release()
+        (await nxt)()
+
+    async def test_unavailable_redis_fails_at_once(self) -> None:
+        """With the connection gone for good, acquiring fails with
+        RedisUnavailableError instead of waiting."""
+        la = self.lanes(self.a, "A")
+        await self.a.close()
+        with self.assertRaises(RedisUnavailableError):
+            await la.acquire(KEY)
+        self.assertEqual(len(la), 0)
+
+    async def test_history_continues_across_processes(self) -> None:
+        """A turn finished by one process is what the next process reads when
+        its lane is granted, then both turns are in order in Redis."""
+        la, lb = self.lanes(self.a, "A"), self.lanes(self.b, "B")
+        sa = RedisSessionStore(self.a, clock=reactor, state_dir=Path("/x"), leases=la.leases)
+        sb = RedisSessionStore(self.b, clock=reactor, state_dir=Path("/x"), leases=lb.leases)
+        la._on_granted = sa.refresh_session
+        lb._on_granted = sb.refresh_session
+        for store in (sa, sb):
+            store.load_agent("main")
+        for n, (lanes, store) in enumerate([(la, sa), (lb, sb), (la, sa)]):
+            release = await lanes.acquire(KEY)
+            entry = store.ensure_session("main", KEY)
+            seen = [
+                m["content"]
+                for _, m in store.recent_messages("main", entry.session_id)
+                if m["role"] == "user"
+            ]
+            self.assertEqual(seen, [f"q{i}" for i in reversed(range(n))])
+            store.append_user("main", entry.session_id, run_id=f"r{n}", text=f"q{n}", timestamp=n)
+            await store.finish_turn(
+                "main",
+                KEY,
+                entry.session_id,
+                run_id=f"r{n}",
+                text=f"a{n}",
+                timestamp=n,
+                usage=Usage(input=1, output=2, total=3),
+                stop_reason="stop",
+            )
+            release()
+        await sa.refresh_agent("main")
+        [listed] = sa.list_sessions("main")
+        self.assertEqual(listed.extra.get("totalTokens"), 3)
+        self.assertEqual(sa.message_count("main", KEY), 6)
+
+    async def test_reset_elsewhere_makes_late_writes_stale(self) -> None:
+        """After another process resets the session, a write to the old
+        sessionId is refused (STALE) and the old transcript is archived."""
+        la = self.lanes(self.a, "A")
+        sa = RedisSessionStore(self.a, clock=reactor, state_dir=Path("/x"), leases=la.leases)
+        sb = RedisSessionStore(self.b, clock=reactor, state_dir=Path("/x"))
+        for store in (sa, sb):
+            store.load_agent("main")
+        la._on_granted = sa.refresh_session
+        self.addCleanup(await la.acquire(KEY))
+        old = sa.ensure_session("main", KEY)
+        await sa.append_messages(
+            "main",
+            old.session_id,
+            run_id="r",
+            messages=[{"role": "user", "content": "x"}],
+            timestamp=1,
+        )
+        await sb.refresh_session(KEY)
+        fresh = sb.reset("main", KEY)
+        await sb.when_idle()
+        self.assertNotEqual(fresh.session_id, old.session_id)
+        with self.assertRaises(RedisCommandError) as caught:
+            await sa.append_messages(
+                "main",
+                old.session_id,
+                run_id="r",
+                messages=[{"role": "user", "content": "y"}],
+                timestamp=2,
+            )
+        self.assertIn("STALE", str(caught.exception))
+        keys = self.server.command("KEYS", "openclaw:arch:*")
+        self.assertIn(f"{old.session_id}.jsonl.reset.".encode(), keys)
