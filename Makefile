@@ -12,6 +12,8 @@ CONFIG ?= conf/openclaw.json5
 # are root (scripts/ensure-debian-packages.sh); add yours with +=.
 # chromium + chromium-driver: the Control UI's browser tests.
 DEBIAN_PACKAGES += chromium chromium-driver
+# the Redis session store's tests (issue 12) start a real redis-server
+DEBIAN_PACKAGES += redis-server
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required, found " + sys.version.split()[0]' \
