@@ -119,6 +119,9 @@ def measure(bench: sc.Bench, rounds: int, log: Callable[[str], None]) -> list[sc
                 "wrk_cpu_ms_per_req": _per_req(usage, "wrk", ok),
                 "errors": data["errors"],
             }
+            if per_worker:
+                # The parent serves nothing; it forwards the workers' log lines.
+                record.metrics["supervisor_cpu_ms_per_req"] = _per_req(usage, target.server, ok)
             if per_worker and sum(per_worker):
                 # 1/N when the kernel spreads the load evenly over the N workers.
                 record.metrics["busiest_worker_cpu_share"] = max(per_worker) / sum(per_worker)
@@ -249,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
             " ms/req"
             + (
                 f", busiest worker {m['busiest_worker_cpu_share']['mean']:.0%} of workers' CPU"
+                f", supervisor {m['supervisor_cpu_ms_per_req']['mean']:.2f} ms/req"
                 if "busiest_worker_cpu_share" in m
                 else ""
             )

@@ -21,7 +21,12 @@ from twisted.trial.unittest import SynchronousTestCase
 from openclaw.config.loader import parse_config_text
 from openclaw.service import Options
 from openclaw.workers import UNSAFE_FILE_STORE_ENV, control, resolve_worker_count, workers_problems
-from openclaw.workers.child import TracebackAsText, Worker, accept_one_per_wakeup
+from openclaw.workers.child import (
+    FlushWhenUrgent,
+    TracebackAsText,
+    Worker,
+    accept_one_per_wakeup,
+)
 from openclaw.workers.sockets import SharedListener
 from openclaw.workers.supervisor import (
     KILL_MARGIN_SECONDS,
@@ -338,6 +343,22 @@ class WorkerTests(SynchronousTestCase):
         self.assertTrue(self.reactor.hasStopped)
 
 
+class FlushTests(SynchronousTestCase):
+    def test_flush_after_warnings_only(self) -> None:
+        """The buffered log pipe is flushed right after a warning or an error, not
+        after every info record."""
+        seen: list[dict[str, Any]] = []
+        flushes: list[int] = []
+        observer = FlushWhenUrgent(seen.append, lambda: flushes.append(len(seen)))
+        observer({"log_level": LogLevel.info})
+        observer({"log_level": LogLevel.debug})
+        self.assertEqual(flushes, [])
+        observer({"log_level": LogLevel.warn})
+        observer({"log_level": LogLevel.error})
+        observer({})
+        self.assertEqual(flushes, [3, 4])
+
+
 class AcceptTests(SynchronousTestCase):
     def test_one_accept_per_wakeup(self) -> None:
         """A shared port's accept loop is held to one connection per wakeup, even
@@ -419,13 +440,23 @@ class PlanTests(SynchronousTestCase):
         self.assertIn("--workers must be", line)
 
     def test_gateway_run_passes_workers(self) -> None:
-        """``openclaw gateway run --workers N`` hands the flag to the twist runner."""
-        from twisted.application.twist._twist import Twist
-
+        """``openclaw gateway run --workers N`` hands the flag to the gateway's options."""
         from openclaw.cli.main import main
 
         seen: list[list[str]] = []
-        self.patch(Twist, "main", staticmethod(seen.append))
+        try:  # the runner of openclaw gateway run (being split out of cli/main.py)
+            from openclaw.cli import gateway_run  # type: ignore[attr-defined, unused-ignore]
+        except ImportError:
+            from twisted.application.twist._twist import Twist
+
+            self.patch(Twist, "main", staticmethod(seen.append))
+        else:
+
+            def run(argv: Sequence[str], log_format: str) -> int:
+                seen.append(list(argv))
+                return 0
+
+            self.patch(gateway_run, "run_gateway", run)
         self.assertEqual(main(["gateway", "run", "--workers", "auto"]), 0)
         self.assertEqual(seen[0][-2:], ["--workers", "auto"])
         main(["gateway", "run"])
