@@ -139,26 +139,45 @@ class RunAdmission:
 
 
 class GatedLanes(SessionLanes):
-    """Session lanes whose holders also hold one of the global run slots."""
+    """Session lanes whose holders also hold one of the global run slots.
 
-    def __init__(self, admission: RunAdmission) -> None:
+    It wraps the lanes it is given (in-process ones by default; a shared
+    store's lanes when several workers serialise sessions together), so the
+    global cap composes with any lane implementation.
+    """
+
+    def __init__(self, admission: RunAdmission, lanes: SessionLanes | None = None) -> None:
         super().__init__()
         self.admission = admission
+        self.inner = lanes if lanes is not None else SessionLanes()
 
     def try_acquire(self, key: str) -> Release | None:
         """Both the session's lane and a slot, now, or neither."""
-        if self.is_busy(key):
+        if self.inner.is_busy(key):
             return None
         slot = self.admission.try_acquire()
         if slot is None:
             return None
-        lane = super().try_acquire(key)
-        assert lane is not None
+        lane = self.inner.try_acquire(key)
+        if lane is None:  # pragma: no cover - taken by another process meanwhile
+            slot()
+            return None
         return _both(lane, slot)
 
     def acquire(self, key: str) -> Deferred[Release]:
         """The session's lane first (FIFO), then a slot; cancel works at either step."""
-        return _GatedAcquisition(super().acquire(key), self.admission).result
+        return _GatedAcquisition(self.inner.acquire(key), self.admission).result
+
+    def is_busy(self, key: str) -> bool:
+        """True while some holder has the session's lane."""
+        return self.inner.is_busy(key)
+
+    def queued(self, key: str) -> int:
+        """Acquisitions waiting behind the session's current holder."""
+        return self.inner.queued(key)
+
+    def __len__(self) -> int:
+        return len(self.inner)
 
 
 class _GatedAcquisition:
