@@ -96,16 +96,23 @@ class ProbeTests(SynchronousTestCase):
         self.assertEqual(json.loads(body)["error"]["type"], "invalid_request_error")
 
     def test_unknown_path_and_disabled_endpoints_are_404(self) -> None:
-        """Unknown paths and the disabled OpenAI endpoints are JSON 404s."""
+        """Unknown paths are JSON 404s; the disabled OpenAI endpoints answer
+        OpenClaw's plain-text ``Not Found``."""
+        response, body = self._get("/nope", "GET")
+        self.assertEqual(response.code, 404)
+        error = json.loads(body)["error"]
+        self.assertEqual(set(error), {"message", "type", "param", "code"})
         for path, method in (
-            ("/nope", "GET"),
             ("/v1/chat/completions", "POST"),
             ("/v1/models", "GET"),
+            ("/v1/responses", "POST"),
+            ("/v1/embeddings", "POST"),
         ):
             response, body = self._get(path, method)
-            self.assertEqual(response.code, 404, path)
-            error = json.loads(body)["error"]
-            self.assertEqual(set(error), {"message", "type", "param", "code"})
+            self.assertEqual((response.code, body), (404, b"Not Found"), path)
+            self.assertEqual(
+                response.headers.getRawHeaders(b"content-type"), [b"text/plain; charset=utf-8"]
+            )
 
     def test_websocket_upgrade_goes_to_the_websocket_side_on_any_path(self) -> None:
         """Upgrade: websocket requests reach the WebSocket resource whatever the path."""

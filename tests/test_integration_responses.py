@@ -25,6 +25,7 @@ from tests import integration_support as support
 from tests.gateway_process import TOKEN
 from tests.integration_support import AUTH, CLIENT_TIMEOUT, UPSTREAM_KEY
 
+AGENT_PROMPT = "You are Zed, the agent under test."
 WEATHER: list[FunctionToolParam] = [
     {
         "type": "function",
@@ -80,7 +81,7 @@ class ResponsesIntegrationTests(support.GatewayTestCase):
             "agents": {
                 "list": [
                     {"id": "main", "default": True, "model": "demo/echo"},
-                    {"id": "up", "model": "fake/gpt-fake"},
+                    {"id": "up", "model": "fake/gpt-fake", "systemPrompt": AGENT_PROMPT},
                 ]
             },
         }
@@ -255,6 +256,33 @@ class ResponsesIntegrationTests(support.GatewayTestCase):
 
         error = await support.in_thread(unknown)
         self.assertIn("Model 'fake/nope' is not allowed for agent 'main'.", str(error))
+
+    async def test_client_system_text_is_added_to_the_agent_prompt(self) -> None:
+        """The agent's own system prompt is always sent; a client's system message
+        (chat) or instructions (responses) are added to it, never replace it."""
+        self.fake.reply = FakeReply(text="ok")
+
+        def run() -> None:
+            client = self.client()
+            client.chat.completions.create(
+                model="openclaw/up",
+                messages=[
+                    {"role": "system", "content": "Answer in French."},
+                    {"role": "user", "content": "hi"},
+                ],
+            )
+            client.responses.create(
+                model="openclaw/up", instructions="Answer in German.", input="hi"
+            )
+
+        await support.in_thread(run)
+        chat, responses = self.fake.requests[-2:]
+        for sent, added in ((chat, "Answer in French."), (responses, "Answer in German.")):
+            system = sent.body["messages"][0]
+            self.assertEqual(system["role"], "system")
+            self.assertIn(AGENT_PROMPT, system["content"])
+            self.assertIn(added, system["content"])
+            self.assertLess(system["content"].index(AGENT_PROMPT), system["content"].index(added))
 
     async def test_langchain(self) -> None:
         """ChatOpenAI(use_responses_api=True) invokes and streams; OpenAIEmbeddings embeds."""

@@ -97,11 +97,18 @@ class RetrieveTests(ChatTestCase):
             self.assertEqual(reply.json(), model(model_id))
 
     def test_not_found(self) -> None:
-        """An unknown id: 404 ``Model '<id>' not found.`` with ``model_not_found``."""
-        reply = self.call(ChatHarness(), method="GET", path="/v1/models/gpt-4o")
-        error = self.assertError(reply, 404, "Model 'gpt-4o' not found.")
+        """A well-formed id of an unknown agent: 404 ``Model '<id>' not found.``;
+        an id that is no agent target at all: 400 ``Invalid model id.``"""
+        h = ChatHarness()
+        reply = self.call(h, method="GET", path="/v1/models/openclaw%2Fzeta")
+        error = self.assertError(reply, 404, "Model 'openclaw/zeta' not found.")
         self.assertEqual(error["code"], "model_not_found")
         self.assertEqual(error["param"], "model")
+        self.assertError(
+            self.call(h, method="GET", path="/v1/models/gpt-4o"), 400, "Invalid model id."
+        )
+        reply = self.call(h, method="GET", path="/v1/models/agent:beta")
+        self.assertEqual(reply.status, 200)
 
     def test_bad_ids(self) -> None:
         """Missing id, broken escapes, non-UTF-8 and control characters: 400."""

@@ -136,6 +136,7 @@ def build_gateway(
             auth=auth, root=root, site=site, runtime=runtime, http_resource=http_resource
         ).apply
     )
+    site.body_auth = auth.check_request
     return Gateway(
         config=config,
         runtime=runtime,

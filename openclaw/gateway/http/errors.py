@@ -24,9 +24,11 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 #: Reason phrases of the answers written straight to the transport.
 _REASONS = {
     400: b"Bad Request",
+    401: b"Unauthorized",
     408: b"Request Timeout",
     413: b"Payload Too Large",
     414: b"URI Too Long",
+    429: b"Too Many Requests",
     431: b"Request Header Fields Too Large",
     503: b"Service Unavailable",
 }

@@ -16,6 +16,7 @@ from twisted.web.server import Request
 from openclaw.agents.types import AgentRuntime
 from openclaw.gateway.auth import GatewayAuth
 from openclaw.gateway.http.auth_errors import auth_failure_response
+from openclaw.gateway.http.chat_request import ChatRequestError, resolve_agent
 from openclaw.gateway.http.errors import write_json, write_openai_error
 
 MODELS_PATH = b"/v1/models"
@@ -78,7 +79,16 @@ class ModelsEndpoint:
             or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in stripped)
         ):
             return _bad_request(request, "Invalid model id.")
-        if stripped not in model_ids(self._runtime):
+        try:  # an agent-target form (OpenClaw's 400 otherwise) of a configured agent
+            resolve_agent(
+                stripped,
+                None,
+                agent_ids=self._runtime.agent_ids,
+                default_agent_id=self._runtime.default_agent_id,
+            )
+        except ChatRequestError as error:
+            if error.code == "invalid_model":
+                return _bad_request(request, "Invalid model id.")
             return write_openai_error(
                 request,
                 404,

@@ -33,6 +33,8 @@ from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
 from openclaw.config.model import HttpConfig
+from openclaw.gateway.auth import AuthDecision
+from openclaw.gateway.http.auth_errors import RATE_LIMITED_MESSAGE
 from openclaw.gateway.http.cors import BrowserOriginGuard, CorsPolicy
 from openclaw.gateway.http.errors import (
     SECURITY_HEADERS,
@@ -139,6 +141,10 @@ class GatewaySite(Site):
         self.observer: RequestHook | None = None
         #: While it says ``draining``, requests other than probes get 503.
         self.drain: DrainState | None = None
+        #: Authentication decided before a body is refused for its size: an
+        #: unauthenticated oversized request gets 401 (or 429), not 413, as
+        #: OpenClaw answers it. The assembly sets ``GatewayAuth.check_request``.
+        self.body_auth: Callable[[Request], AuthDecision] | None = None
         # Twisted's per-request access log line is noise next to our own
 
         # structured logs; turn it off.
@@ -306,6 +312,27 @@ class GatewayRequest(Request):
         self._body_timer = None
         self._reject(408, "Request body timeout")
 
+    def _refusal(self, status: int, message: str, request_id: bytes) -> bytes:
+        """The refusal of a body; for a too-large one, a failed authentication
+        is answered instead (OpenClaw decides authentication first)."""
+        site = self._site()
+        if status == 413 and site is not None and site.body_auth is not None:
+            decision = site.body_auth(self)
+            if decision.reason == "rate_limited":
+                retry = str(decision.retry_after_seconds).encode("ascii")
+                return raw_error_response(
+                    429,
+                    RATE_LIMITED_MESSAGE,
+                    request_id=request_id,
+                    error_type="rate_limited",
+                    extra_headers=[(b"retry-after", retry)],
+                )
+            if not decision.ok:
+                return raw_error_response(
+                    401, "Unauthorized", request_id=request_id, error_type="unauthorized"
+                )
+        return raw_error_response(status, message, request_id=request_id)
+
     def _reject(self, status: int, message: str) -> None:
         """Answer before dispatch, straight on the transport, and close."""
         if self._rejected:
@@ -326,6 +353,6 @@ class GatewayRequest(Request):
             message=message,
             request_id=request_id.decode("ascii"),
         )
-        channel.transport.write(raw_error_response(status, message, request_id=request_id))
+        channel.transport.write(self._refusal(status, message, request_id))
         assert isinstance(channel, HTTPChannel)
         channel.loseConnection()
