@@ -434,6 +434,16 @@ def _exit_with_problems(problems: Any) -> Any:
     raise SystemExit(1)
 
 
+def _check_redis(config: Config) -> None:
+    """``session.store: "redis"``: Redis must answer now, or exit 1 with one line."""
+    from openclaw.sessions.redis.backend import RedisConfigError, probe, redis_url
+
+    try:
+        probe(redis_url(config))
+    except (RedisConfigError, ConnectionError) as e:
+        _exit_with_problems([str(e)])
+
+
 def makeService(options: Options) -> IService:
     """twistd entry point: the service tree for the parsed options.
 
@@ -448,6 +458,8 @@ def makeService(options: Options) -> IService:
         lock = StateLock.acquire(options.config.state_dir, "gateway")
     except StateDirLockedError as e:
         _exit_with_problems([f"{e}; stop it or use another OPENCLAW_STATE_DIR"])
+    if options.config.session.store == "redis":
+        _check_redis(options.config)
     reactor.callWhenRunning(lock.record_owner)  # the pid after twistd's daemonizing fork
     reactor.addSystemEventTrigger("after", "shutdown", lock.release)
     # First observer of the global publisher: every later one (the log file,

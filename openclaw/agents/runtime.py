@@ -79,6 +79,7 @@ class Runtime:
         io: BlockingIO | None = None,
         max_steps: int = DEFAULT_MAX_STEPS,
         approvals: ApprovalBroker | None = None,
+        lanes: SessionLanes | None = None,
     ) -> None:
         """
         :param config: the gateway configuration (agents, models, session, state dir).
@@ -119,7 +120,8 @@ class Runtime:
                 self.store.load_agent(agent_id)
             except OSError:
                 log.failure("could not load the sessions of agent {agent_id}", agent_id=agent_id)
-        self.lanes = SessionLanes()
+        # Session lanes (default in-process; the Redis backend's span processes).
+        self.lanes = lanes if lanes is not None else SessionLanes()
         self._history_limit = history_limit
         self._active: dict[str, Run] = {}
         self._finished: RecentlyFinished[Run] = RecentlyFinished(
@@ -377,6 +379,12 @@ def build_runtime(
 
             pool = owned = make_pool(reactor)
         providers = default_providers(config, reactor, pool)
+    lanes: SessionLanes | None = None
+    if store is None and config.session.store == "redis":
+        from openclaw.sessions.redis.backend import build_redis_backend
+
+        backend = build_redis_backend(config, reactor)
+        store, lanes = backend.store, backend.lanes
     if store is None:
         store = SessionStore(
             config.state_dir,
@@ -401,6 +409,7 @@ def build_runtime(
         tool_services=tools,
         io=io,
         approvals=approvals,
+        lanes=lanes,
     )
 
 

@@ -21,6 +21,7 @@ from openclaw.config.model import (
     MetricsConfig,
     ProviderApi,
     RateLimitConfig,
+    RedisConfig,
     ResponsesConfig,
     ResponsesFilesConfig,
     WebSocketConfig,
@@ -68,7 +69,7 @@ _SECRET_SUFFIXES: Final = (
 _GATEWAY = _section(
     [
         "port", "bind", "customBindHost", "auth", "http", "ws", "controlUi", "trustedProxies",
-        "shutdownGraceSeconds", "maxConnections", "workers", "drainSeconds",
+        "shutdownGraceSeconds", "maxConnections", "workers", "drainSeconds", "redis",
     ],
 
     [
@@ -163,6 +164,26 @@ def _build_gateway(r: _Reader, value: Any) -> GatewayConfig:
         max_connections=r.integer(g, "maxConnections", "gateway", d.max_connections),
         workers=_read_workers(r, g),
         drain_seconds=r.number(g, "drainSeconds", "gateway", d.drain_seconds, allow_zero=True),
+        redis=_read_redis(r, g),
+    )
+
+
+_REDIS = _section(["url", "keyPrefix", "lockTtlSeconds"])
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+unix://")
+
+
+def _read_redis(r: _Reader, g: Mapping[str, Any]) -> RedisConfig:
+    """``gateway.redis``: where ``session.store: "redis"`` keeps the shared state."""
+    d = RedisConfig()
+    section = r.section(g.get("redis"), "gateway.redis", _REDIS)
+    url = r.string(section, "url", "gateway.redis")
+    if url is not None and not url.lower().startswith(_REDIS_SCHEMES):
+        r.expected("gateway.redis.url", "a redis://, rediss:// or unix:// URL", "(not shown)")
+        url = None
+    return RedisConfig(
+        url=url,
+        key_prefix=r.string(section, "keyPrefix", "gateway.redis") or d.key_prefix,
+        lock_ttl_seconds=r.number(section, "lockTtlSeconds", "gateway.redis", d.lock_ttl_seconds),
     )
 
 

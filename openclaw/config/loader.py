@@ -15,7 +15,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
 import attrs
@@ -334,10 +334,10 @@ _AGENT = _section(
 )  # fmt: skip
 _MODEL_REF = _section(["primary", "fallbacks"])
 _SESSION = _section(
-    ["fsync", "indexFlushMs", "maintenance"],
+    ["fsync", "indexFlushMs", "maintenance", "store"],
     [
         "scope", "dmScope", "mainKey", "reset", "resetByType", "resetByChannel",
-        "resetTriggers", "idleMinutes", "store", "typingIntervalSeconds", "typingMode",
+        "resetTriggers", "idleMinutes", "typingIntervalSeconds", "typingMode",
         "identityLinks", "sendPolicy", "agentToAgent", "parentForkMaxTokens",
     ],
 )  # fmt: skip
@@ -601,6 +601,7 @@ def _build_session(r: _Reader, value: Any) -> SessionConfig:
     m = r.section(s.get("maintenance"), "session.maintenance", _MAINTENANCE)
     mode: MaintenanceMode | None = r.choice(m, "mode", "session.maintenance", _MAINTENANCE_MODES)
     return SessionConfig(
+        store=_read_store(r, s),
         fsync=fsync or d.fsync,
         index_flush_ms=r.integer(s, "indexFlushMs", "session", d.index_flush_ms, minimum=0),
         maintenance=SessionMaintenanceConfig(
@@ -610,6 +611,22 @@ def _build_session(r: _Reader, value: Any) -> SessionConfig:
             ),
         ),
     )
+
+
+def _read_store(r: _Reader, s: Mapping[str, Any]) -> Literal["file", "redis"]:
+    """``session.store``: ``"redis"`` (shared state) or ``"file"``; OpenClaw's
+    value (a path template for ``sessions.json``) is not read here."""
+    raw = s.get("store")
+    if raw is None or raw == "file":
+        return "file"
+    if raw == "redis":
+        return "redis"
+    r.warn(
+        "session.store",
+        'only "file" and "redis" are read by openclaw-twisted (sessions stay in the '
+        "state dir's OpenClaw layout); ignored",
+    )
+    return "file"
 
 
 # Keep the names callers may want for messages and CLI help.

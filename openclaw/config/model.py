@@ -161,6 +161,18 @@ class WebSocketConfig:
 
 
 @frozen
+class RedisConfig:
+    """``gateway.redis``: the Redis that ``session.store: "redis"`` shares."""
+
+    #: ``redis://``, ``rediss://``, ``unix:///path?db=N`` (``${VAR}`` expanded).
+    url: str | None = field(default=None, repr=False)  # may carry a password
+    #: Prefix of every key, so several gateways can share one database.
+    key_prefix: str = "openclaw:"
+    #: Seconds a session lane's lock outlives a holder that stopped renewing it.
+    lock_ttl_seconds: float = 15.0
+
+
+@frozen
 class GatewayConfig:
     """``gateway``: where and how the gateway listens."""
 
@@ -179,6 +191,7 @@ class GatewayConfig:
     #: After SIGTERM, seconds ``/readyz`` answers 503 (new work refused) while
     #: the listener stays open, before the shutdown grace starts.
     drain_seconds: float = 0.0
+    redis: RedisConfig = Factory(RedisConfig)
 
 
 
@@ -443,6 +456,9 @@ class SessionConfig:
     #: Index changes within this window are written together (a crash loses at
     #: most this much of the index; transcripts recover it at start-up).
     index_flush_ms: int = 1000
+    #: ``"file"`` (OpenClaw's layout under the state dir) or ``"redis"``
+    #: (shared by every process on ``gateway.redis.url``).
+    store: Literal["file", "redis"] = "file"
     maintenance: SessionMaintenanceConfig = Factory(SessionMaintenanceConfig)
 
 

@@ -45,10 +45,9 @@ def resolve_worker_count(
 def shares_sessions(config: Config) -> bool:
     """Whether the configured session store can be shared by several processes.
 
-    Only the file store exists so far, and it cannot: the Redis store will.
+    The file store cannot; the Redis store (``session.store: "redis"``) is made for it.
     """
-    store = getattr(config.session, "store", "file")
-    return store not in (None, "file")
+    return config.session.store == "redis"
 
 
 def workers_problems(

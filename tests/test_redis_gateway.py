@@ -1,0 +1,247 @@
+"""Two real gateway processes (``twistd -n openclaw``) on one real Redis.
+
+Any request may go to either instance: a session alternating between them
+keeps one continuous history, two turns sent at once to different instances
+on one session run one after the other, and an instance killed with SIGKILL
+while holding a session's lane blocks it only until the lock's TTL. Also the
+start-up check: an unreachable Redis stops the gateway with one line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import itertools
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from openclaw.sessions.redis.keys import KeySchema
+from tests.gateway_process import TOKEN, VENV_BIN, GatewayProcess, write_config
+from tests.redis_support import RedisServer
+
+T = TypeVar("T")
+LOCK_TTL = 1.5
+
+
+def poll(check: Callable[[], T | None], timeout: float = 15.0, what: str = "condition") -> T:
+    """Call ``check`` until it returns something other than None (bounded)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value is not None:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def chat(port: int, key: str, text: str, *, stream: bool = False) -> tuple[int, Any]:
+    """A chat completion on session ``key``; the JSON body, or the SSE text."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        body = {
+            "model": "openclaw/main",
+            "stream": stream,
+            "messages": [{"role": "user", "content": text}],
+        }
+        conn.request(
+            "POST",
+            "/v1/chat/completions",
+            body=json.dumps(body),
+            headers={
+                "Authorization": f"Bearer {TOKEN}",
+                "Content-Type": "application/json",
+                "x-openclaw-session-key": key,
+            },
+        )
+        response = conn.getresponse()
+        raw = response.read()
+        return response.status, (raw.decode() if stream else json.loads(raw))
+    finally:
+        conn.close()
+
+
+def gateway_config(directory: Path, redis_url: str, delay_ms: int = 0) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    return write_config(
+        directory,
+        {
+            "session": {"store": "redis"},
+            "models": {"providers": {"demo": {"api": "demo", "delayMs": delay_ms}}},
+            "agents": {
+                "defaults": {"maxConcurrent": 64},
+                "list": [{"id": "main", "default": True, "model": "demo/echo"}],
+            },
+        },
+        redis={"url": redis_url, "lockTtlSeconds": LOCK_TTL},
+    )
+
+
+class TwoInstancesTests(SynchronousTestCase):
+    """Instances A and B share one Redis."""
+
+    server: ClassVar[RedisServer]
+    a: ClassVar[GatewayProcess]
+    b: ClassVar[GatewayProcess]
+    root: ClassVar[Path]
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.server = RedisServer()
+        cls.server.start()
+        cls.root = cls.server.directory / "gateways"
+        cls.a = cls.start("a", delay_ms=15)
+        cls.b = cls.start("b", delay_ms=15)
+
+    @classmethod
+    def start(cls, name: str, delay_ms: int) -> GatewayProcess:
+        config = gateway_config(cls.root / name, cls.server.url, delay_ms)
+        state = cls.root / name / "state"
+        state.mkdir(exist_ok=True)
+        return GatewayProcess(config, state)
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        for gateway in (cls.a, cls.b):
+            gateway.stop()
+        cls.server.cleanup()
+
+    def transcript(self, key: str) -> list[dict[str, Any]]:
+        """The session's transcript entries as stored in Redis (header skipped)."""
+        schema = KeySchema()
+        raw = self.server.command("HGET", schema.index("main"), f"agent:main:{key}")
+        entry = json.loads(raw.split(b"\r\n")[1])
+        lines = self.server.command(
+            "LRANGE", schema.transcript("main", entry["sessionId"]), "0", "-1"
+        )
+        parsed = [json.loads(p) for p in lines.split(b"\r\n") if p.startswith(b"{")]
+        return [p for p in parsed if p.get("type") == "message"]
+
+    def test_history_continues_across_instances(self) -> None:
+        """Turns alternating between A and B form one transcript: each turn's
+        prompt includes every earlier turn, and the parent chain is unbroken."""
+        key = "alternating"
+        prompt_tokens: list[int] = []
+        for n in range(6):
+            port = (self.a if n % 2 == 0 else self.b).port
+            status, body = chat(port, key, f"question {n}")
+            self.assertEqual(status, 200, body)
+            self.assertIn(f"question {n}", body["choices"][0]["message"]["content"])
+            prompt_tokens.append(body["usage"]["prompt_tokens"])
+        self.assertEqual(prompt_tokens, sorted(set(prompt_tokens)))
+        entries = self.transcript(key)
+        roles = [e["message"]["role"] for e in entries]
+        self.assertEqual(roles, ["user", "assistant"] * 6)
+        users = [e["message"]["content"] for e in entries if e["message"]["role"] == "user"]
+        self.assertEqual(users, [f"question {n}" for n in range(6)])
+        for parent, child in itertools.pairwise(entries):
+            self.assertEqual(child["parentId"], parent["id"])
+
+    def test_concurrent_turns_on_one_session_never_interleave(self) -> None:
+        """Turns sent at the same moment to A and B on one session run one at a
+        time: the transcript is user/assistant pairs, each answering its own
+        question."""
+        key = "contended"
+        words = " ".join(f"w{i}" for i in range(20))
+        results: list[tuple[int, Any]] = []
+
+        def send(port: int, n: int) -> None:
+            results.append(chat(port, key, f"turn {n} {words}", stream=True))
+
+        threads = [
+            threading.Thread(target=send, args=((self.a, self.b)[n % 2].port, n)) for n in range(6)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        self.assertEqual([status for status, _ in results], [200] * 6)
+        self.assertTrue(all(text.rstrip().endswith("data: [DONE]") for _, text in results))
+        entries = self.transcript(key)
+        self.assertEqual([e["message"]["role"] for e in entries], ["user", "assistant"] * 6)
+        for question, answer in zip(entries[::2], entries[1::2], strict=True):
+            self.assertEqual(question["runId"], answer["runId"])
+            asked = question["message"]["content"].split()[1]
+            said = answer["message"]["content"][0]["text"]
+            self.assertIn(f"turn {asked} ", said)
+
+    def test_sigkill_of_the_lane_holder_frees_the_lane_within_ttl(self) -> None:
+        """An instance killed mid-turn holds its session's lane only until the
+        lock's TTL; the next turn (on another instance) is answered and the
+        transcript keeps every turn that was answered."""
+        key = "killed-holder"
+        status, _ = chat(self.a.port, key, "before the crash")
+        self.assertEqual(status, 200)
+        victim = self.start("victim", delay_ms=200)
+        try:
+            thread = threading.Thread(
+                target=lambda: _swallow(
+                    lambda: chat(victim.port, key, " ".join(["slow"] * 50), stream=True)
+                )
+            )
+            thread.start()
+            lock = KeySchema().lock(f"agent:main:{key}")
+            poll(
+                lambda: True if self.server.command("EXISTS", lock) == b":1\r\n" else None,
+                what="the victim to hold the lane",
+            )
+            victim.kill()
+            thread.join(30)
+        finally:
+            victim.ensure_stopped()
+        started = time.monotonic()
+        status, body = chat(self.b.port, key, "after the crash")
+        waited = time.monotonic() - started
+        self.assertEqual(status, 200, body)
+        self.assertLess(waited, LOCK_TTL + 5)
+        entries = self.transcript(key)
+        answered = [
+            e["message"]["content"][0]["text"]
+            for e in entries
+            if e["message"]["role"] == "assistant"
+        ]
+        self.assertEqual(len(answered), 2)
+        self.assertIn("before the crash", answered[0])
+        self.assertIn("after the crash", answered[1])
+
+
+def _swallow(call: Callable[[], object]) -> None:
+    with contextlib.suppress(OSError, http.client.HTTPException):
+        call()  # the victim dies mid-stream: that is the point
+
+
+class StartupTests(SynchronousTestCase):
+    """The start-up check."""
+
+    def test_unreachable_redis_exits_1_with_one_line(self) -> None:
+        """With nothing listening at gateway.redis.url the gateway exits 1 and
+        says why in one line (no traceback, no password)."""
+        root = Path(self.mktemp())
+        missing = root / "nothing.sock"
+        config = gateway_config(root, f"unix://{missing}?db=0&password=sekrit")
+        result = subprocess.run(
+            [
+                str(VENV_BIN / "twistd"),
+                "--nodaemon",
+                "--pidfile=",
+                "openclaw",
+                "--config",
+                str(config),
+            ],
+            env={"OPENCLAW_STATE_DIR": str(root), "HOME": str(root), "PATH": "/usr/bin:/bin"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        self.assertEqual(len(lines), 1, result.stderr)
+        self.assertIn("cannot reach Redis", lines[0])
+        self.assertNotIn("sekrit", result.stderr + result.stdout)
