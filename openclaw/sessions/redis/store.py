@@ -73,10 +73,12 @@ class RedisSessionStore:
         leases: LeaseBook | None = None,
         tail_lines: int = DEFAULT_TAIL_LINES,
         cached_transcripts: int = DEFAULT_CACHED_TRANSCRIPTS,
+        owns_client: bool = False,
     ) -> None:
         """
         :param leases: the lanes' fencing tokens (writes of a session whose lane
             this process holds are fenced with its token).
+        :param owns_client: :meth:`close` also closes the connection.
         :param state_dir: only for :meth:`session_path` (what ``sessions.list``
             reports) and export.
         """
@@ -94,6 +96,7 @@ class RedisSessionStore:
         #: Sessions made here whose index entry is not in Redis yet.
         self._unsaved: set[tuple[str, str]] = set()
         self._pending: set[Deferred[Any]] = set()
+        self._owns_client = owns_client
 
     # -- reading Redis into the mirror ---------------------------------------------
 
@@ -494,8 +497,11 @@ class RedisSessionStore:
         return DeferredList(pending, consumeErrors=True).addCallback(lambda _: None)
 
     def close(self) -> Deferred[None]:
-        """Wait for the writes in flight (the connection belongs to the backend)."""
-        return self.when_idle()
+        """Wait for the writes in flight, then close the connection if ours."""
+        idle = self.when_idle()
+        if self._owns_client:
+            idle.addCallback(lambda _: self._client.close())
+        return idle
 
 
 def _json_object(raw: Any) -> dict[str, Any] | None:
