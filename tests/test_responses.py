@@ -22,17 +22,20 @@ from twisted.web.iweb import IResponse
 from openclaw.agents.types import (
     ClientToolConflictError,
     FailureKind,
+    ImageInput,
     ProviderError,
     ToolCall,
     UnknownModelError,
     Usage,
 )
-from openclaw.config.model import AuthConfig, ResponsesConfig
+from openclaw.config.model import AuthConfig, ImagesConfig, ResponsesConfig
 from openclaw.gateway.auth import GatewayAuth
 from openclaw.gateway.http.app import GatewayHttpApp
+from openclaw.gateway.http.image_fetch import ImageFetcher, ImageFetchError
 from openclaw.gateway.http.responses import ResponsesEndpoint
 from openclaw.gateway.lifecycle import Readiness
 from tests.chat_fakes import FakeRuntime, RawConnection
+from tests.test_responses_request import PNG_B64
 
 PATH = "/v1/responses"
 TOKEN = "unit-token"
@@ -48,6 +51,7 @@ class Harness:
         keep_alive: float = 15.0,
         max_buffered_bytes: int = 1024 * 1024,
         enabled: bool = True,
+        image_fetcher: ImageFetcher | None = None,
     ) -> None:
         self.clock = Clock()
         self.clock.advance(1_700_000_000)
@@ -59,6 +63,7 @@ class Harness:
             auth=self.auth,
             clock=self.clock,
             max_buffered_bytes=max_buffered_bytes,
+            image_fetcher=image_fetcher,
         )
         readiness = Readiness()
         readiness.mark_ready(self.clock)
@@ -321,6 +326,60 @@ class RoutingTests(EndpointTestCase):
         status, body, _ = self.reply(h, {"input": 3})
         self.assertEqual((status, body["error"]["param"]), (400, "input"))
         self.assertEqual(h.runtime.runs, [])
+
+
+class ImageFetchTests(EndpointTestCase):
+    """URL images are fetched before the run; a client leaving cancels the fetch."""
+
+    def test_fetched_images_reach_the_run(self) -> None:
+        """The fetched image is passed to the agent with the inline ones."""
+        fetcher = _Fetcher()
+        h = Harness(image_fetcher=fetcher)
+        content = [
+            {"type": "input_text", "text": "look"},
+            {"type": "input_image", "image_url": "https://img.example/a.png"},
+        ]
+        h.post({"input": [{"role": "user", "content": content}]})
+        self.assertEqual(fetcher.urls, ["https://img.example/a.png"])
+        self.assertEqual(h.runtime.runs, [])
+        fetcher.pending[0].callback(ImageInput(data=PNG_B64, mime_type="image/png"))
+        self.assertEqual(len(h.runtime.last_run.request.images), 1)
+
+    def test_refused_fetch_is_400(self) -> None:
+        """A fetch the guard refuses is the generic image 400 and starts nothing."""
+        fetcher = _Fetcher()
+        h = Harness(image_fetcher=fetcher)
+        part = {"type": "input_image", "image_url": "https://img.example/a.png"}
+        d = h.post({"input": [{"role": "user", "content": [part]}]})
+        fetcher.pending[0].errback(ImageFetchError("private address"))
+        h.stub.flush()
+        self.assertEqual(self.successResultOf(d).code, 400)
+        self.assertEqual(h.runtime.runs, [])
+
+    def test_disconnect_cancels_the_fetch(self) -> None:
+        """Leaving while the image downloads cancels it; no run starts."""
+        fetcher = _Fetcher()
+        h = Harness(image_fetcher=fetcher)
+        part = {"type": "input_image", "image_url": "https://img.example/a.png"}
+        conn = h.raw({"input": [{"role": "user", "content": [part]}]})
+        conn.disconnect(stop_producer=False)
+        self.assertTrue(fetcher.cancelled)
+        self.assertEqual(h.runtime.runs, [])
+
+
+class _Fetcher:
+    """An ImageFetcher whose downloads the test completes by hand."""
+
+    def __init__(self) -> None:
+        self.urls: list[str] = []
+        self.pending: list[Deferred[ImageInput]] = []
+        self.cancelled = False
+
+    def fetch(self, url: str, config: ImagesConfig) -> Deferred[ImageInput]:
+        self.urls.append(url)
+        d: Deferred[ImageInput] = Deferred(lambda _: setattr(self, "cancelled", True))
+        self.pending.append(d)
+        return d
 
 
 class StreamTests(SynchronousTestCase):

@@ -12,6 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
+from openclaw.agents.types import UnknownModelError
 from openclaw.config.model import AuthConfig, HttpConfig, RateLimitConfig
 from openclaw.gateway.auth import GatewayAuth
 from openclaw.gateway.http.request import GatewaySite
@@ -131,3 +132,29 @@ class ToolChoiceNoneTests(ChatTestCase):
         tools = [{"type": "function", "name": "get_weather"}]
         h.post({"input": "x", "tools": tools, "tool_choice": "none"})
         self.assertEqual(h.runtime.last_run.request.client_tools, ())
+
+
+class ModelHeaderTests(ChatTestCase):
+    """``x-openclaw-model`` on chat completions (shared-secret callers)."""
+
+    def test_override_reaches_the_run(self) -> None:
+        """The header's model is carried to the agent request."""
+        h = ChatHarness()
+        h.request("POST", body=chat_body(), headers={"x-openclaw-model": "demo/fast"})
+        self.assertEqual(h.runtime.last_run.request.model_override, "demo/fast")
+        h.request("POST", body=chat_body())
+        self.assertIsNone(h.runtime.last_run.request.model_override)
+
+    def test_unknown_and_malformed(self) -> None:
+        """A model the runtime does not offer is a 400 naming it; ``openai/`` is malformed."""
+        h = ChatHarness()
+        h.runtime.start_error = UnknownModelError("nope/m", "main")
+        reply = self.call(h, chat_body(), headers={"x-openclaw-model": "nope/m"})
+        self.assertEqual(reply.status, 400)
+        self.assertEqual(
+            reply.json()["error"]["message"], "Model 'nope/m' is not allowed for agent 'main'."
+        )
+        reply = self.call(ChatHarness(), chat_body(), headers={"x-openclaw-model": "openai/"})
+        self.assertEqual(
+            (reply.status, reply.json()["error"]["message"]), (400, "Invalid `x-openclaw-model`.")
+        )

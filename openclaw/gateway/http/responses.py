@@ -200,6 +200,9 @@ class ResponsesEndpoint:
         except Exception:
             log.failure("could not start run {run_id}", run_id=response_id)
             return write_error(request, INTERNAL_ERROR, run_started=False)
+        # What the site's access line reports for this request (observability).
+        request.openclaw_run_id = response_id  # type: ignore[attr-defined]
+        request.openclaw_agent_id = run.agent_id  # type: ignore[attr-defined]
         self._scopes.remember(
             response_id,
             _Scope(prepared.agent_id, run.session_key, prepared.user, prepared.header_session_key),
