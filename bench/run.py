@@ -39,6 +39,7 @@ from typing import Any
 import attrs
 
 from bench import scenarios as sc
+from bench import tool_turn
 from bench.report import (
     ORDER,
     TABLE,
@@ -50,6 +51,11 @@ from bench.report import (
     targets_table,
 )
 from bench.wrk import find_wrk
+
+# bench/tool_turn.py (issue 11): a tool-using turn's gateway CPU next to a plain turn's.
+TABLE.setdefault(tool_turn.SCENARIO, tool_turn.TABLE_ROWS)
+if tool_turn.SCENARIO not in ORDER:
+    ORDER.append(tool_turn.SCENARIO)
 
 # The report's names are re-exported: tests and bench.workers use them from here.
 __all__ = [
@@ -380,6 +386,8 @@ def main(argv: list[str] | None = None) -> int:
             from bench import workers as workers_bench
 
             records += workers_bench.s1w(bench, workdir, list(profiles), args.rounds, log)
+        if not only or "T1" in only:
+            records += tool_turn.t1(workdir, args.rounds, log)
         if openclaw:
             # Last, and stopped right after: it takes 1-2 GB and a core while idle.
             oc = _start_openclaw(bench, workdir, log)

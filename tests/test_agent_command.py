@@ -20,7 +20,7 @@ from openclaw.config.model import (
     Config,
     SessionConfig,
 )
-from openclaw.testing import Reply, ScriptedProvider, make_runtime, run_due
+from openclaw.testing import Reply, ScriptedProvider, ScriptedToolCall, make_runtime, run_due
 
 
 class AgentCommandTests(SynchronousTestCase):
@@ -80,6 +80,20 @@ class AgentCommandTests(SynchronousTestCase):
         self.assertEqual(codes, [0])
         self.assertEqual(self.stdout.getvalue(), "Hello from the model\n")
         self.assertEqual(self.stderr.getvalue(), "")
+
+    def test_tool_activity_goes_to_stderr(self) -> None:
+        """A turn that calls a built-in tool: stderr shows the call and its outcome,
+        stdout only the reply; the file is in the agent's workspace."""
+        write = ScriptedToolCall(
+            name="write", arguments='{"path": "n.md", "content": "x"}', id="c1"
+        )
+        self.provider.add(Reply(tool_calls=(write,)), Reply.text("Saved."))
+        self.assertEqual(self.run_command(AgentCommandOptions(message="save")), 0)
+        self.assertEqual(self.stdout.getvalue(), "Saved.\n")
+        lines = self.stderr.getvalue().splitlines()
+        self.assertEqual(lines[0], '[tool] write {"path": "n.md", "content": "x"}')
+        self.assertTrue(lines[1].startswith("[tool] write ok: "), lines)
+        self.assertEqual((self.config.state_dir / "workspace" / "n.md").read_text(), "x")
 
     def test_json_prints_the_final_result_object(self) -> None:
         """--json prints OpenClaw's final agent payload and nothing while streaming."""

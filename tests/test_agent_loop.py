@@ -130,6 +130,21 @@ class ToolLoopTests(LoopCase):
         self.assertEqual(tool_message.role, "tool")
         self.assertIn("outside", tool_message.content.lower())
 
+    def test_private_address_fetch_is_refused(self) -> None:
+        """web_fetch of a loopback URL is refused before any connection: the model
+        reads why, and the turn goes on."""
+        self.provider.add(
+            Reply(tool_calls=(call("web_fetch", "c1", url="http://127.0.0.1:8080/admin"),)),
+            Reply.text("That address is off limits."),
+        )
+        run, events = self.start()
+        run_due(self.clock)
+        self.assertEqual(self.successResultOf(run.result).text, "That address is off limits.")
+        self.assertEqual(tool_events(events)[-1], ("result", "web_fetch", True))
+        refusal = self.provider.calls[1].messages[-1].content
+        self.assertIn("127.0.0.1", refusal)
+        self.assertIn("blocked", refusal.lower())
+
     def test_malformed_arguments_are_a_tool_error(self) -> None:
         """Arguments that are not JSON are answered with an error the model can read."""
         self.provider.add(

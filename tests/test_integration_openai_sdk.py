@@ -587,7 +587,10 @@ class OpenAISDKTests(support.GatewayTestCase):
                 model="openclaw", messages=user("second"), user="Dis-Co"
             )
         )
-        self.assertEqual(self.fake.requests[1].body["messages"], user("second"))
+        # The agent's system prompt, then only the new turn (the aborted one is not replayed).
+        system, *rest = self.fake.requests[1].body["messages"]
+        self.assertEqual(system["role"], "system")
+        self.assertEqual(rest, user("second"))
         messages = self.transcript("agent:main:openai-user:dis-co")
         self.assertEqual(
             [(m["role"], m.get("stopReason")) for m in messages],

@@ -30,6 +30,7 @@ from openclaw.agents.types import (
     ProviderError,
     RunAbortedError,
     RunTimeoutError,
+    ToolEvent,
     UnknownAgentError,
 )
 from openclaw.config.model import Config
@@ -105,6 +106,20 @@ def resolve_target(runtime: Runtime, options: AgentCommandOptions) -> tuple[str,
         key = main_session_key(agent_id)
     runtime.registry.get(agent_id)
     return agent_id, key
+
+
+def tool_activity_line(event: ToolEvent, limit: int = 200) -> str:
+    """``[tool] read {"path": ...}`` / ``[tool] read ok: <first line>`` for stderr."""
+    if event.phase == "start":
+        detail = event.arguments or ""
+    else:
+        status = "error" if event.is_error else "ok"
+        first = (event.result or "").strip().splitlines()
+        detail = f"{status}: {first[0]}" if first else status
+    detail = " ".join(detail.split())
+    if len(detail) > limit:
+        detail = detail[: limit - 1] + "\u2026"
+    return f"[tool] {event.name} {detail}".rstrip()
 
 
 def failure_message(error: BaseException) -> str:
@@ -190,6 +205,10 @@ def run_agent_command(
             stdout.flush()
             wrote_text[0] = True
             wrote_text[1] = event.text.endswith("\n")
+        elif isinstance(event, ToolEvent) and event.phase != "update":
+            # Tool activity goes to stderr, so stdout stays the reply alone.
+            stderr.write(tool_activity_line(event) + "\n")
+            stderr.flush()
 
     run.subscribe(on_event)
 

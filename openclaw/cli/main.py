@@ -7,7 +7,9 @@
   one request over the gateway's WebSocket protocol;
 - ``openclaw agent -m TEXT [--agent ID] [--session-key K] [--json] [--timeout S] [--local]``:
   one agent turn, in-process through the same runtime as the gateway with ``--local``,
-  else through a running gateway.
+  else through a running gateway;
+- ``openclaw setup [--config P]``: create the state directory and every agent's workspace
+  with its starter files.
 """
 
 from __future__ import annotations
@@ -74,6 +76,9 @@ def _build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--config", "-c", help="JSON5 config file")
     agent.add_argument("--url", help="gateway ws:// URL (without --local)")
     agent.add_argument("--token", help="gateway token (without --local)")
+
+    setup = commands.add_parser("setup", help="create the state directory and agent workspaces")
+    setup.add_argument("--config", "-c", help="JSON5 config file")
     return parser
 
 
@@ -185,6 +190,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _config_validate(args, sys.stdout, sys.stderr)
     if args.command == "agent":
         return _agent(args, sys.stdout, sys.stderr)
+    if args.command == "setup":
+        config = _load(args.config, sys.stderr)
+        if config is None:
+            return 1
+        from openclaw.cli.setup_command import run_setup
+
+        return run_setup(config, args.config, sys.stdout)
     raise AssertionError(args.command)  # pragma: no cover
 
 

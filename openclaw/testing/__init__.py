@@ -16,6 +16,7 @@ Every name is importable from this package; the submodules say where it lives.
 
 from __future__ import annotations
 
+from openclaw.testing.conversations import ToolConversation, tool_results
 from openclaw.testing.runs import FakeRun
 from openclaw.testing.scripted import (
     SCRIPTED_MODEL,
@@ -61,9 +62,11 @@ __all__ = [
     "ScriptedProvider",
     "ScriptedStream",
     "ScriptedToolCall",
+    "ToolConversation",
     "collect_events",
     "echo_reply",
     "make_runtime",
     "run_due",
     "scripted_config",
+    "tool_results",
 ]

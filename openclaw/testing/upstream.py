@@ -358,6 +358,9 @@ class FakeUpstream(Resource):
         self.clock = clock
         #: The reply used when the queue is empty.
         self.reply = reply or FakeReply()
+        #: When set (and the queue is empty), picks the reply from the request:
+        #: a scripted multi-step conversation (:mod:`openclaw.testing.conversations`).
+        self.responder: Callable[[ReceivedRequest], FakeReply] | None = None
         #: When set, requests without this key get a 401.
         self.api_key = api_key
         #: With no delay, write at most this much per reactor turn.
@@ -468,7 +471,12 @@ class FakeUpstream(Resource):
                 401,
                 self._error_json(401, "invalid api key", "authentication_error", "invalid_api_key"),
             )
-        reply = self._queue.popleft() if self._queue else self.reply
+        if self._queue:
+            reply = self._queue.popleft()
+        elif self.responder is not None:
+            reply = self.responder(self.requests[-1])
+        else:
+            reply = self.reply
         serial = next(self._serial)
         if reply.mode == "reset_before_headers":
             _abort(request)

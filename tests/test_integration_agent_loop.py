@@ -1,0 +1,189 @@
+"""The agent loop in the real ``twistd openclaw`` process, driven through the
+``openai`` SDK and raw sockets, against a scripted multi-step fake model."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from openai import OpenAI
+from twisted.internet.task import deferLater
+from twisted.internet.threads import deferToThread
+
+from openclaw.testing import FakeReply, FakeToolCall, ToolConversation
+from tests import integration_support as support
+from tests.gateway_process import TOKEN
+from tests.integration_support import CLIENT_TIMEOUT
+
+_T = TypeVar("_T")
+
+#: How long a test waits for a condition in the other process at most.
+DEADLINE = 15.0
+POLL = 0.02
+
+
+def tool(name: str, call_id: str, **arguments: Any) -> FakeToolCall:
+    return FakeToolCall(name, json.dumps(arguments), id=call_id)
+
+
+def process_gone(pid: int) -> bool:
+    """True when ``pid`` no longer runs (gone, or a zombie awaiting its reaper)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+class AgentLoopProcessTests(support.GatewayTestCase):
+    """One gateway whose only agent uses the fake upstream."""
+
+    @classmethod
+    def gateway_config(cls, port: int) -> dict[str, Any]:
+        return {
+            "models": {"providers": {"fake": support.openai_provider(port)}},
+            "agents": {"list": [{"id": "main", "default": True, "model": "fake/gpt-fake"}]},
+        }
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.client = OpenAI(
+            base_url=f"{self.gateway.base_url}/v1",
+            api_key=TOKEN,
+            max_retries=0,
+            timeout=CLIENT_TIMEOUT,
+        )
+        self.addCleanup(self.client.close)
+
+    @property
+    def workspace(self) -> Path:
+        return self.gateway.directory / "state" / "workspace"
+
+    async def call(self, function: Callable[[], _T]) -> _T:
+        return await deferToThread(function)
+
+    async def until(self, condition: Callable[[], bool], what: str) -> None:
+        """Wait (polling the other process's effects) until ``condition`` holds."""
+        waited = 0.0
+        while not condition():
+            if waited > DEADLINE:
+                raise AssertionError(f"timed out waiting for {what}")
+            await deferLater(self.reactor, POLL, lambda: None)
+            waited += POLL
+
+    def transcript(self, user: str) -> list[dict[str, Any]]:
+        sessions = self.gateway.directory / "state" / "agents" / "main" / "sessions"
+        key = f"agent:main:openai-user:{user}"
+        for path in sessions.glob("*.jsonl"):
+            lines = [json.loads(line) for line in path.read_text().splitlines()]
+            if lines and lines[0].get("sessionKey") == key:
+                return [line["message"] for line in lines if line.get("type") == "message"]
+        raise AssertionError(f"no transcript for {key}")
+
+    async def test_write_then_read_back_through_the_sdk(self) -> None:
+        """The model writes notes/today.md, reads it back and answers: the SDK gets
+        the answer, the file is in the agent's workspace, the model saw the file's
+        text as the read result, and the transcript holds both calls and results."""
+        conversation = ToolConversation(
+            FakeReply(
+                text="",
+                tool_calls=(tool("write", "w1", path="notes/today.md", content="Buy milk."),),
+            ),
+            FakeReply(text="", tool_calls=(tool("read", "r1", path="notes/today.md"),)),
+            FakeReply(text="Your note says: Buy milk."),
+        )
+        self.fake.responder = conversation
+        completion = await self.call(
+            lambda: self.client.chat.completions.create(
+                model="openclaw",
+                messages=[{"role": "user", "content": "Save and read my note."}],
+                user="notes",
+            )
+        )
+        self.assertEqual(completion.choices[0].message.content, "Your note says: Buy milk.")
+        self.assertEqual(completion.choices[0].finish_reason, "stop")
+        self.assertEqual((self.workspace / "notes" / "today.md").read_text(), "Buy milk.")
+        self.assertEqual(conversation.answered, [0, 1, 2])
+        self.assertEqual(conversation.results["r1"], "Buy milk.")
+        first = self.fake.requests[0].body
+        offered = [t["function"]["name"] for t in first["tools"]]
+        self.assertIn("write", offered)
+        self.assertIn("exec", offered)
+        self.assertIn(str(self.workspace), first["messages"][0]["content"])
+        messages = self.transcript("notes")
+        self.assertEqual(
+            [(m["role"], m.get("toolName")) for m in messages],
+            [
+                ("user", None),
+                ("assistant", None),
+                ("toolResult", "write"),
+                ("assistant", None),
+                ("toolResult", "read"),
+                ("assistant", None),
+            ],
+        )
+        self.assertEqual(messages[1]["content"][0]["type"], "toolCall")
+        self.assertEqual(messages[4]["content"], [{"type": "text", "text": "Buy milk."}])
+
+    async def test_streamed_text_of_every_step_is_append_only(self) -> None:
+        """Streaming: the text of each step reaches the client, in order, in one
+        append-only stream that ends with finish_reason stop."""
+        self.fake.responder = ToolConversation(
+            FakeReply(text="Listing files.", tool_calls=(tool("exec", "e1", command="ls"),)),
+            FakeReply(text="Done."),
+        )
+        stream = await self.call(
+            lambda: list(
+                self.client.chat.completions.create(
+                    model="openclaw",
+                    messages=[{"role": "user", "content": "what is here?"}],
+                    stream=True,
+                    user="stream",
+                )
+            )
+        )
+        text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+        self.assertEqual(text, "Listing files.\n\nDone.")
+        finishes = [
+            c.choices[0].finish_reason for c in stream if c.choices and c.choices[0].finish_reason
+        ]
+        self.assertEqual(finishes, ["stop"])
+        # The built-in calls are the gateway's business: no tool_calls reach the client.
+        self.assertTrue(all(c.choices[0].delta.tool_calls is None for c in stream if c.choices))
+
+    async def test_disconnect_during_a_long_exec_kills_its_process_group(self) -> None:
+        """A client that hangs up while the agent's exec runs a long command: the
+        command's process group is killed (the background sleep is gone), and the
+        turn is recorded as aborted."""
+        pid_file = self.workspace / "sleep.pid"
+        command = "sleep 300 & echo $! > sleep.pid; wait"
+        self.fake.responder = ToolConversation(
+            FakeReply(text="Working.", tool_calls=(tool("exec", "e1", command=command),)),
+            FakeReply(text="never"),
+        )
+        client = await self.raw(
+            {
+                "model": "openclaw",
+                "stream": True,
+                "user": "long",
+                "messages": [{"role": "user", "content": "run it"}],
+            }
+        )
+        await client.wait_for(b"Working.")
+        await self.until(
+            lambda: pid_file.exists() and pid_file.read_text().strip() != "", "the pid"
+        )
+        pid = int(pid_file.read_text())
+        self.assertFalse(process_gone(pid))
+        client.abort()
+        await client.closed
+        await self.until(lambda: process_gone(pid), f"process {pid} to end")
+        await self.until(
+            lambda: any(m.get("stopReason") == "aborted" for m in self.transcript("long")),
+            "the aborted turn on disk",
+        )
+        self.assertEqual(self.fake.request_count, 1)
+        os.unlink(pid_file)

@@ -1,0 +1,60 @@
+"""``openclaw setup``: directories and workspaces created, nothing overwritten."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from openclaw.cli.setup_command import run_setup
+from openclaw.config.model import AgentConfig, AgentDefaults, AgentsConfig, Config
+
+
+class SetupTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.root = Path(self.mktemp()).absolute()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OPENCLAW_")}
+        env["OPENCLAW_STATE_DIR"] = str(self.root / "state")
+        self.patch(os, "environ", env)
+
+    def config(self, *agents: AgentConfig, skip: bool = False) -> Config:
+        return Config(
+            agents=AgentsConfig(defaults=AgentDefaults(skip_bootstrap=skip), list=agents),
+            state_dir=self.root / "state",
+        )
+
+    def test_creates_state_dir_and_workspace_with_starter_files(self) -> None:
+        """A fresh machine: the state directory and the main agent's workspace are
+        created with the starter files, and each is printed."""
+        out = io.StringIO()
+        self.assertEqual(run_setup(self.config(), None, out), 0)
+        workspace = self.root / "state" / "workspace"
+        self.assertEqual(
+            sorted(p.name for p in workspace.iterdir()),
+            ["AGENTS.md", "BOOTSTRAP.md", "IDENTITY.md", "SOUL.md", "USER.md"],
+        )
+        text = out.getvalue()
+        self.assertIn(f"created {self.root / 'state'}/", text)
+        self.assertIn(f"workspace of agent main: {workspace}/ (created)", text)
+        self.assertIn("  wrote AGENTS.md", text)
+
+    def test_second_run_keeps_edits(self) -> None:
+        """Running setup again overwrites nothing and writes no file."""
+        run_setup(self.config(), None, io.StringIO())
+        agents = self.root / "state" / "workspace" / "AGENTS.md"
+        agents.write_text("mine")
+        out = io.StringIO()
+        run_setup(self.config(), None, out)
+        self.assertEqual(agents.read_text(), "mine")
+        self.assertNotIn("wrote", out.getvalue())
+        self.assertIn("(exists)", out.getvalue())
+
+    def test_every_agent_and_skip_bootstrap(self) -> None:
+        """Each configured agent gets its workspace; skipBootstrap writes no files."""
+        out = io.StringIO()
+        run_setup(self.config(AgentConfig(id="a"), AgentConfig(id="b"), skip=True), None, out)
+        self.assertTrue((self.root / "state" / "workspace").is_dir())
+        self.assertTrue((self.root / "state" / "workspace-b").is_dir())
+        self.assertEqual(list((self.root / "state" / "workspace-b").iterdir()), [])
