@@ -266,10 +266,15 @@ class StateDirContainmentTests(SynchronousTestCase):
 
     def assert_contained(self, gw: _Gateway) -> None:
         """Nothing beside the state dir; inside it only the OpenClaw layout with
-        valid agent ids and uuid transcript names."""
+        valid agent ids and uuid transcript names, and the configured agent's
+        workspace (OpenClaw's default, <state>/workspace) with its starter files."""
         self.assertEqual(sorted(p.name for p in gw.root.iterdir()), ["state"])
         for path in gw.state_dir.rglob("*"):
             rel = path.relative_to(gw.state_dir).parts
+            if rel[0] == "workspace":
+                self.assertLessEqual(len(rel), 2, str(path))
+                self.assertRegex(rel[-1], r"^(workspace|[A-Z]+\.md)$", str(path))
+                continue
             self.assertEqual(rel[0], "agents", str(path))
             if len(rel) >= 2:
                 self.assertRegex(rel[1], _AGENT_DIR)
