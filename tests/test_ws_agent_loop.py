@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from attrs import evolve
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -11,7 +12,13 @@ from twisted.trial.unittest import SynchronousTestCase
 from openclaw.agents.approvals import ApprovalBroker
 from openclaw.agents.tools.exec_policy import ApprovalRequest
 from openclaw.agents.types import CompactionReport
+from openclaw.gateway.auth import GatewayAuth
+from openclaw.gateway.ws.factory import build_ws_factory
+from openclaw.gateway.ws.logbuffer import LogBuffer
+from openclaw.testing import Reply, run_due
+from tests.agent_loop_support import LoopCase, call
 from tests.test_ws_methods import MethodTestCase
+from tests.ws_fakes import TOKEN, WsConnector, make_config
 
 
 def ask(broker: Any, approval_id: str = "ap1") -> Deferred[bool]:
@@ -117,3 +124,54 @@ class BrokerTests(SynchronousTestCase):
         broker = ApprovalBroker(Clock())
         self.failureResultOf(ask(broker), TimeoutError)
         self.assertEqual(broker.pending(), [])
+
+
+class RealLoopOverWebSocketTests(LoopCase):
+    """A WS ``agent`` run on the real runtime with built-in tools."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        config = evolve(self.runtime.config, gateway=make_config().gateway)
+        self.make_runtime(config)
+        self.factory = build_ws_factory(
+            config=config,
+            runtime=self.runtime,
+            auth=GatewayAuth(config.gateway.auth, self.clock),
+            reactor=self.clock,
+            log_buffer=LogBuffer(),
+            started_at_ms=int(self.clock.seconds() * 1000),
+        )
+        self.h = WsConnector(self.factory, self.clock)
+        self.addCleanup(self.h.cleanup)
+
+    def test_tool_events_in_openclaws_shape_and_none_in_chat(self) -> None:
+        """A tool-events client sees stream "tool" start then result with OpenClaw's
+        data fields; chat events carry only text; the lifecycle end names the model."""
+        client, _ = self.h.connect(token=TOKEN, caps=["tool-events"])
+        self.provider.add(
+            Reply(tool_calls=(call("write", "c1", path="a.txt", content="hi"),)),
+            Reply.text("Saved."),
+        )
+        client.request("agent", {"message": "save", "idempotencyKey": "k1"})
+        run_due(self.clock)
+        self.clock.advance(1)
+        frames = client.messages()
+        events = [f for f in frames if f.get("type") == "event"]
+        tools = [e["payload"]["data"] for e in events if e["payload"].get("stream") == "tool"]
+        self.assertEqual([t["phase"] for t in tools], ["start", "result"])
+        self.assertEqual(tools[0]["args"], {"path": "a.txt", "content": "hi"})
+        self.assertEqual((tools[0]["name"], tools[0]["toolCallId"]), ("write", "c1"))
+        self.assertIs(tools[1]["isError"], False)
+        self.assertIn("a.txt", tools[1]["result"])
+        self.assertIsInstance(tools[1]["meta"], dict)
+        chat = [e["payload"] for e in events if e["event"] == "chat"]
+        self.assertTrue(chat)
+        self.assertNotIn("toolCall", str(chat))
+        end = [
+            e["payload"]["data"]
+            for e in events
+            if e["payload"].get("stream") == "lifecycle" and e["payload"]["data"]["phase"] == "end"
+        ]
+        self.assertEqual((end[0]["provider"], end[0]["model"]), ("scripted", "test-model"))
+        final = [f for f in frames if f.get("type") == "res" and f["payload"].get("status") == "ok"]
+        self.assertEqual(len(final), 1)
