@@ -15,6 +15,7 @@ from openclaw.agents.types import (
     ProviderError,
 )
 from openclaw.config.model import (
+    AgentConfig,
     AgentDefaults,
     LoopDetectionConfig,
     ToolPolicyConfig,
@@ -382,3 +383,30 @@ class TranscriptSessionTests(LoopCase):
         self.successResultOf(run.result)
         status = self.provider.calls[1].messages[-1].content
         self.assertIn(MAIN, json.dumps(json.loads(status)) if status.startswith("{") else status)
+
+
+class ReconfigureTests(LoopCase):
+    def test_new_runs_use_the_new_config(self) -> None:
+        """reconfigure: the next run offers only what the new tool policy allows and
+        follows the new agent prompt; a run already going keeps its own."""
+        self.provider.add(Reply(chunks=("one",), delay=5), "two")
+        running, _ = self.start(run_id="r1")
+        run_due(self.clock)
+        config = evolve(
+            self.runtime.config,
+            tools=ToolsConfig(policy=ToolPolicyConfig(deny=("group:runtime",))),
+            agents=evolve(
+                self.runtime.config.agents,
+                list=(AgentConfig(id="main", system_prompt="You are Reloaded."),),
+            ),
+        )
+        self.runtime.reconfigure(config)
+        self.clock.advance(5)
+        self.assertEqual(self.successResultOf(running.result).text, "one")
+        later, _ = self.start(run_id="r2")
+        run_due(self.clock)
+        self.successResultOf(later.result)
+        first, second = self.provider.calls
+        self.assertIn("exec", [t.name for t in first.tools])
+        self.assertNotIn("exec", [t.name for t in second.tools])
+        self.assertIn("You are Reloaded.", second.system_prompt or "")

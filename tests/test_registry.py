@@ -234,3 +234,22 @@ class ProviderCacheTests(SynchronousTestCase):
         )
         with self.assertRaises(KeyError):
             cache("missing")
+
+    def test_with_config_keeps_unchanged_providers(self) -> None:
+        """A reload reuses providers whose settings did not change and rebuilds the
+        changed ones; a provider no longer configured is gone."""
+
+        def build(cfg: ProviderConfig) -> ScriptedProvider:
+            return ScriptedProvider(clock=Clock(), provider_id=cfg.id)
+
+        a = ProviderConfig(id="a", api="openai-completions", base_url="http://a")
+        b = ProviderConfig(id="b", api="openai-completions", base_url="http://b")
+        cache = ProviderCache(config(providers={"a": a, "b": b}), build)
+        old_a, old_b = cache("a"), cache("b")
+        b2 = ProviderConfig(id="b", api="openai-completions", base_url="http://b2")
+        fresh = cache.with_config(config(providers={"a": a, "b": b2}))
+        self.assertIs(fresh("a"), old_a)
+        self.assertIsNot(fresh("b"), old_b)
+        gone = cache.with_config(config(providers={"b": b}))
+        with self.assertRaises(KeyError):
+            gone("a")

@@ -223,6 +223,15 @@ class ProviderCache:
         self._build = build
         self._built: dict[str, ModelProvider] = {}
 
+    def with_config(self, config: Config) -> ProviderCache:
+        """A cache for ``config`` with the same builder (a reload): providers whose
+        settings did not change are reused, with their connections."""
+        fresh = ProviderCache(config, self._build)
+        for provider_id, provider in self._built.items():
+            if config.models.providers.get(provider_id) == self._providers.get(provider_id):
+                fresh._built[provider_id] = provider
+        return fresh
+
     def __call__(self, provider_id: str) -> ModelProvider:
         """The provider named ``provider_id``; KeyError when it is not configured."""
         provider = self._built.get(provider_id)

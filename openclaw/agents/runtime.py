@@ -140,6 +140,7 @@ class Runtime:
             )
         )
         self._io = io
+        self._prompt_io: BlockingIO = io if io is not None else InlineIO()
         self._services = RunServices(
             clock=clock,
             config=config,
@@ -148,7 +149,7 @@ class Runtime:
             providers=providers,
             lanes=self.lanes,
             toolbox=self.toolbox,
-            prompts=PromptMaker(config, clock=clock, io=io if io is not None else InlineIO()),
+            prompts=PromptMaker(config, clock=clock, io=self._prompt_io),
             compactor=SessionCompactor(config, clock=clock, store=self.store, providers=providers),
             history_limit=history_limit,
             max_steps=max_steps,
@@ -233,6 +234,37 @@ class Runtime:
                 self._observers.remove(listener)
 
         return stop
+
+    def reconfigure(self, config: Config) -> None:
+        """Serve the runs started from now on with ``config`` (a reload): agents,
+        models, providers, tool policy, compaction and prompts. Running runs keep
+        what they started with; the state directory and the session store stay."""
+        registry = AgentRegistry(config)
+        providers = self.providers
+        if isinstance(providers, ProviderCache):
+            providers = providers.with_config(config)
+        tool_services = self.toolbox.services
+        if tool_services is not None:
+            tool_services = evolve(tool_services, secrets=config_secrets(config))
+        toolbox = Toolbox(config, tool_services)
+        self.config, self.registry, self.providers, self.toolbox = (
+            config,
+            registry,
+            providers,
+            toolbox,
+        )
+        self._services = evolve(
+            self._services,
+            config=config,
+            registry=registry,
+            providers=providers,
+            toolbox=toolbox,
+            prompts=PromptMaker(config, clock=self.clock, io=self._prompt_io),
+            compactor=SessionCompactor(
+                config, clock=self.clock, store=self.store, providers=providers
+            ),
+        )
+        log.info("agents reconfigured: {agent_ids}", agent_ids=", ".join(registry.agent_ids))
 
     @property
     def approvals(self) -> ApprovalBroker:
