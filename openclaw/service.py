@@ -100,6 +100,8 @@ class GatewayService(MultiService):
         self.gateway = gateway
         self.endpoints = tuple(endpoints)
         self._scrubber = scrubber
+        # ``gateway.reload`` over the WebSocket does what SIGHUP does.
+        gateway.ws_factory.services.reload = self.reload
 
         self._reactor = reactor
         #: The same reactor's timers (drain grace, connection flush, readiness).

@@ -31,9 +31,12 @@ class ConfigValidateTests(SynchronousTestCase):
         self.home.mkdir()
 
     def test_sample_config_is_ok(self) -> None:
-        """The sample config validates: prints ok, exit 0."""
-        result = openclaw(["config", "validate", str(REPO / "conf" / "openclaw.json5")], self.home)
-        self.assertEqual((result.returncode, result.stdout), (0, "ok\n"), result.stderr)
+        """The sample config validates: names the file, prints ok, exit 0."""
+        sample = REPO / "conf" / "openclaw.json5"
+        result = openclaw(["config", "validate", str(sample)], self.home)
+        self.assertEqual(
+            (result.returncode, result.stdout), (0, f"checked {sample}\nok\n"), result.stderr
+        )
 
     def test_problems_one_per_line(self) -> None:
         """Each problem on its own line naming its key path; exit 1."""

@@ -147,7 +147,7 @@ class MetricsEndpointTests(SynchronousTestCase):
         h.request(b"BREW", b"/healthz")
         text = scrape(h)
         self.assertEqual(
-            sample(text, "openclaw_http_requests_total", route="/v1/models/{id}", status="404"),
+            sample(text, "openclaw_http_requests_total", route="/v1/models/{id}", method="GET"),
             1.0,
         )
         self.assertEqual(sample(text, "openclaw_http_requests_total", route="other"), 1.0)

@@ -45,8 +45,22 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--workers", "-w", help="worker processes sharing the port: N or auto")
     run.add_argument(
-        "--log-format", choices=["text", "json"], default="text", help="log line format"
+        "--log-format",
+        choices=["text", "json"],
+        default="text",
+        help="log lines: text, or one flat JSON object per line",
     )
+    run.add_argument(
+        "--metrics-listen",
+        action="append",
+        default=[],
+        help="also serve GET /metrics (no auth) here, e.g. tcp:9464:interface=127.0.0.1",
+    )
+
+    reload = gateway_commands.add_parser(
+        "reload", help="make a running gateway re-read its config (like SIGHUP)"
+    )
+    _add_target_options(reload)
 
     call = gateway_commands.add_parser("call", help="call one gateway WebSocket method")
     call.add_argument("method", help="method name, e.g. health, agents.list, agent")
@@ -66,7 +80,19 @@ def _build_parser() -> argparse.ArgumentParser:
     validate = config_commands.add_parser("validate", help="check a config file")
     validate.add_argument("path", nargs="?", help="config file (default: the usual search)")
 
+    status = commands.add_parser("status", help="what a running gateway reports")
+    _add_target_options(status)
+    status.add_argument("--json", action="store_true", help="print the payloads as JSON")
+
+    doctor = commands.add_parser("doctor", help="check config, directories, providers, port")
+    doctor.add_argument("--config", "-c", help="JSON5 config file")
+    doctor.add_argument(
+        "--listen", action="append", default=[], help="an ssl: endpoint whose files to check"
+    )
+    doctor.add_argument("--offline", action="store_true", help="skip the provider checks")
+
     agent = commands.add_parser("agent", help="run one agent turn")
+
     agent.add_argument("-m", "--message", required=True, help="the user message")
     agent.add_argument("--agent", dest="agent_id", help="agent id (default: the default agent)")
     agent.add_argument("--session-key", help="session key (default: the agent's main session)")
@@ -82,11 +108,22 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_target_options(parser: argparse.ArgumentParser) -> None:
+    """Where a running gateway is and how to authenticate (as for ``gateway call``)."""
+    parser.add_argument("--url", help="ws://host:port (default: $OPENCLAW_GATEWAY_URL or config)")
+    parser.add_argument("--token", help="gateway token (default: $OPENCLAW_GATEWAY_TOKEN)")
+    parser.add_argument("--password", help="gateway password")
+    parser.add_argument("--config", "-c", help="JSON5 config file (for URL and token)")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait")
+
+
 def _gateway_run(args: argparse.Namespace) -> int:
     """Run the ``openclaw`` plugin in the foreground under ``twist``."""
-    from twisted.application.twist._twist import Twist
+    from openclaw.cli.gateway_run import run_gateway
 
-    argv = ["twist", "--log-format", args.log_format, "openclaw"]
+    argv: list[str] = []
+    for endpoint in args.metrics_listen:
+        argv += ["--metrics-listen", endpoint]
     if args.config:
         argv += ["--config", args.config]
     if args.port is not None:
@@ -97,19 +134,36 @@ def _gateway_run(args: argparse.Namespace) -> int:
         argv += ["--listen", endpoint]
     if args.workers is not None:
         argv += ["--workers", args.workers]
-    Twist.main(argv)
-    return 0
+    return run_gateway(argv, args.log_format)
+
+
+def _gateway_reload(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """``openclaw gateway reload``: the ``gateway.reload`` method (admin scope)."""
+    from openclaw.cli.reload_command import run_reload
+
+    return run_reload(args, out, err)
 
 
 def _config_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Name the file checked (or say none exists), every problem, every warning
+    (a "did you mean" hint too when there are errors), then ``ok`` or exit 1."""
     from openclaw.config import ConfigError, load_config, startup_problems
+    from openclaw.config.loader import resolve_config_path
 
+    path, _ = resolve_config_path(args.path, os.environ)
     try:
         loaded = load_config(args.path, env=os.environ)
     except ConfigError as e:
+        out.write(f"checked {path}\n")
         for problem in e.problems:
             err.write(f"{problem}\n")
+        for warning in e.warnings:
+            err.write(f"warning: {warning}\n")
         return 1
+    if path.exists():
+        out.write(f"checked {path}\n")
+    else:
+        out.write(f"no config file at {path}; checked the defaults\n")
     for warning in loaded.warnings:
         err.write(f"warning: {warning}\n")
     problems = startup_problems(loaded.config)
@@ -117,7 +171,8 @@ def _config_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         err.write(f"{problem}\n")
     if problems:
         return 1
-    out.write("ok\n")
+    count = len(loaded.warnings)
+    out.write(f"ok ({count} warning{'s' if count != 1 else ''})\n" if count else "ok\n")
     return 0
 
 
@@ -143,6 +198,7 @@ def _agent(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     config = _load(args.config, err)
     if config is None:
         return 1
+    config = _out_of_the_box(config, err)
     from openclaw.sessions.statelock import StateDirLockedError, StateLock
 
     try:
@@ -156,6 +212,24 @@ def _agent(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return _agent_local(config, args, out, err)
     finally:
         lock.release()
+
+
+#: What ``agent --local`` answers with when no config file names a model.
+DEMO_MODEL = "demo/echo"
+
+
+def _out_of_the_box(config: Config, err: TextIO) -> Config:
+    """With no config file and no model anywhere, use the offline demo model
+    (the README's first command must work before any setup)."""
+    if config.source_path is not None or config.agents.defaults.model_primary:
+        return config
+    if any(agent.model for agent in config.agents.list):
+        return config
+    import attrs
+
+    err.write(f"openclaw: no config file; using the offline demo model {DEMO_MODEL}\n")
+    defaults = attrs.evolve(config.agents.defaults, model_primary=DEMO_MODEL)
+    return attrs.evolve(config, agents=attrs.evolve(config.agents, defaults=defaults))
 
 
 def _agent_local(config: Config, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -185,11 +259,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             from openclaw.cli.ws_client import run_gateway_call
 
             return run_gateway_call(args, sys.stdout, sys.stderr)
+        if args.gateway_command == "reload":
+            return _gateway_reload(args, sys.stdout, sys.stderr)
         return _gateway_run(args)
+
     if args.command == "config":
         return _config_validate(args, sys.stdout, sys.stderr)
     if args.command == "agent":
         return _agent(args, sys.stdout, sys.stderr)
+    if args.command == "status":
+        from openclaw.cli.status import run_status
+
+        return run_status(args, sys.stdout, sys.stderr)
+    if args.command == "doctor":
+        from openclaw.cli.doctor import run_doctor
+
+        return run_doctor(args, sys.stdout, sys.stderr)
+
     if args.command == "setup":
         config = _load(args.config, sys.stderr)
         if config is None:

@@ -253,7 +253,14 @@ def call_gateway(
     return call.done.addBoth(cleanup)
 
 
+def run_main(main: Any) -> int:
+    """Run ``main(reactor)`` (a coroutine function returning the exit status)
+    under ``react``; the status it returns, or 1."""
+    return _run(main)
+
+
 def _run(main: Any) -> int:
+
     from twisted.internet.task import react
 
     codes: list[int] = []

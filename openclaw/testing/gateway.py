@@ -31,6 +31,7 @@ from twisted.internet.interfaces import IProtocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 
+from openclaw.config.live import LiveConfig
 from openclaw.config.model import (
     AuthConfig,
     ChatCompletionsConfig,
@@ -146,15 +147,20 @@ class GatewayHarness:
         *,
         provider: ScriptedProvider | None = None,
         clock: MemoryReactorClock | None = None,
+        live: LiveConfig | None = None,
     ) -> GatewayHarness:
-        """:func:`http_test_config` (or ``config``) on a ready gateway."""
+        """:func:`http_test_config` (or ``config``) on a ready gateway.
+
+        :param live: the holder a reload replaces the config of (default: one
+            around ``config``, reloading from ``config.source_path``).
+        """
         clock = clock or MemoryReactorClock()
         if config is None:
             config = http_test_config(state_dir)
         if provider is None:
             provider = ScriptedProvider(clock=clock)
         runtime = make_runtime(config, clock=clock, providers={SCRIPTED_PROVIDER_ID: provider})
-        gateway = build_gateway(config, clock, runtime=runtime)
+        gateway = build_gateway(config, clock, runtime=runtime, live=live)
         gateway.readiness.mark_ready(clock)
         return cls(clock=clock, gateway=gateway, provider=provider)
 

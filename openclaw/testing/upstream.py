@@ -363,6 +363,9 @@ class FakeUpstream(Resource):
         self.responder: Callable[[ReceivedRequest], FakeReply] | None = None
         #: When set, requests without this key get a 401.
         self.api_key = api_key
+        #: What ``GET .../models`` lists (``openclaw doctor`` asks).
+        self.model_ids: tuple[str, ...] = ("fake-model",)
+
         #: With no delay, write at most this much per reactor turn.
         self.batch_bytes = batch_bytes
         #: Pause between batches (see :data:`BATCH_YIELD`).
@@ -438,6 +441,24 @@ class FakeUpstream(Resource):
             d.callback(None)
 
     # -- request handling ----------------------------------------------------
+
+    def render_GET(self, request: Request) -> bytes:
+        """``GET .../models``: the model list (401 without the key), as both
+        OpenAI and Anthropic shape it (``data[].id``); 404 elsewhere."""
+        path = (request.path or b"").decode("latin-1")
+        request.setHeader(b"content-type", b"application/json")
+        if not path.endswith("/models"):
+            request.setResponseCode(404)
+            return self._error_json(404, "not found", None, None)
+        headers = {k.decode("latin-1").lower(): v[0].decode("latin-1")
+                   for k, v in request.requestHeaders.getAllRawHeaders()}  # fmt: skip
+        if self.api_key is not None and not self._authorized(headers):
+            request.setResponseCode(401)
+            return self._error_json(
+                401, "invalid api key", "authentication_error", "invalid_api_key"
+            )
+        data = [{"id": m, "object": "model", "type": "model"} for m in self.model_ids]
+        return _dumps({"object": "list", "data": data})
 
     def render_POST(self, request: Request) -> bytes | int:
         """Record the request, then answer as the current reply says."""

@@ -11,6 +11,7 @@ from attrs import define, frozen
 from twisted.internet.interfaces import IReactorTime
 
 from openclaw.agents.types import AgentRuntime
+from openclaw.config.live import ReloadResult
 from openclaw.config.model import Config
 from openclaw.gateway.ws.events import RunHub
 from openclaw.gateway.ws.frames import UNAVAILABLE, RequestError, invalid_params
@@ -71,6 +72,9 @@ class GatewayServices:
     started_at_ms: int
     version: str
     connection_count: Callable[[], int]
+    #: Re-read and apply the config file (``gateway.reload``); set by the
+    #: service, None for an embedded gateway.
+    reload: Callable[[], ReloadResult] | None = None
 
     def now_ms(self) -> int:
         """The injected clock's time in epoch milliseconds."""

@@ -34,8 +34,9 @@ from openclaw.agents.types import (
     RunTimeoutError,
     UnknownAgentError,
 )
+from openclaw.config.live import ReloadResult
 from openclaw.config.model import Config
-from openclaw.gateway.ws import methods_loop
+from openclaw.gateway.ws import methods_loop, ops_methods
 from openclaw.gateway.ws.events import RunHub, RunOutcome, failure_message
 from openclaw.gateway.ws.frames import (
     AGENT_TIMEOUT,
@@ -45,7 +46,13 @@ from openclaw.gateway.ws.frames import (
     RequestError,
     invalid_params,
 )
-from openclaw.gateway.ws.handshake import SCOPE_READ, SCOPE_WRITE, ClientInfo, has_scope
+from openclaw.gateway.ws.handshake import (
+    SCOPE_ADMIN,
+    SCOPE_READ,
+    SCOPE_WRITE,
+    ClientInfo,
+    has_scope,
+)
 from openclaw.gateway.ws.idempotency import AgentFinal, IdempotencyCache, IdempotencyEntry
 from openclaw.gateway.ws.logbuffer import LogBuffer
 from openclaw.gateway.ws.methods_loop import SCOPE_APPROVALS
@@ -108,6 +115,9 @@ class GatewayServices:
     started_at_ms: int
     version: str
     connection_count: Callable[[], int]
+    #: Re-read and apply the config file (``gateway.reload``); set by the
+    #: service, None for an embedded gateway.
+    reload: Callable[[], ReloadResult] | None = None
 
     def now_ms(self) -> int:
         """The injected clock's time in epoch milliseconds."""
@@ -786,6 +796,7 @@ METHODS: Mapping[str, MethodSpec] = _table(
     MethodSpec("exec.approval.resolve", methods_loop.exec_approval_resolve, SCOPE_APPROVALS),
     MethodSpec("exec.approval.list", methods_loop.exec_approval_list, SCOPE_APPROVALS),
     MethodSpec("logs.tail", _logs_tail, SCOPE_READ),
+    MethodSpec("gateway.reload", ops_methods.gateway_reload, SCOPE_ADMIN),
 )
 _CONNECT = MethodSpec("connect", _connect_again, None)
 

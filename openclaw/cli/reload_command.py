@@ -1,0 +1,62 @@
+"""``openclaw gateway reload``: ask a running gateway to re-read its config.
+
+The ``gateway.reload`` method (scope ``operator.admin``) does what SIGHUP
+does; this prints what changed, what needs a restart, or why the file was
+refused (the gateway then keeps running with its old config).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any, TextIO
+
+from twisted.internet.interfaces import IReactorTime
+
+from openclaw.cli.ws_client import GatewayCallError, call_gateway, resolve_target, run_main
+
+
+def run_reload(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Call ``gateway.reload``; exit 1 when it was refused or unreachable."""
+    try:
+        target = resolve_target(
+            url=args.url,
+            token=args.token,
+            password=args.password,
+            env=os.environ,
+            config_path=args.config,
+        )
+    except GatewayCallError as e:
+        err.write(f"openclaw gateway reload: {e}\n")
+        return 1
+
+    async def main(reactor: IReactorTime) -> int:
+        try:
+            frame = await call_gateway(
+                reactor,
+                target,
+                "gateway.reload",
+                {},
+                timeout_seconds=args.timeout,
+                scopes=["operator.admin"],
+            )
+        except GatewayCallError as e:
+            err.write(f"openclaw gateway reload: {e}\n")
+            return 1
+        if not frame.get("ok"):
+            error: Any = frame.get("error") or {}
+            err.write(f"openclaw gateway reload: {error.get('message') or 'refused'}\n")
+            return 1
+        payload: Any = frame.get("payload") or {}
+        changed = ", ".join(payload.get("changed") or []) or "nothing changed"
+        out.write(f"reloaded {payload.get('path')}: {changed}\n")
+        for setting in payload.get("restartNeeded") or []:
+            out.write(f"  {setting} changed: applies after a restart\n")
+        for warning in payload.get("warnings") or []:
+            err.write(f"warning: {warning}\n")
+        return 0
+
+    return run_main(main)
+
+
+__all__ = ["run_reload"]

@@ -1,0 +1,226 @@
+"""Access lines for every request and WebSocket connection, flat JSON log
+lines, secrets kept out of both, and the start-up report."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import attrs
+from twisted.logger import (
+    ILogObserver,
+    LogEvent,
+    Logger,
+    LogPublisher,
+    formatEvent,
+    globalLogPublisher,
+)
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
+
+from openclaw.config.model import AgentConfig, ChatCompletionsConfig
+from openclaw.core.logformat import SecretScrubber, flat_event, flat_json_observer
+from openclaw.core.secret_values import SecretValues
+from openclaw.gateway.startup_report import log_startup
+from openclaw.testing.gateway import TEST_TOKEN, GatewayHarness, http_test_config
+
+CHAT = {"model": "openclaw", "messages": [{"role": "user", "content": "hi"}]}
+
+
+@implementer(ILogObserver)
+class Collector:
+    """Keeps the events of one namespace (every event when None)."""
+
+    def __init__(self, namespace: str | None = None) -> None:
+        self.namespace = namespace
+        self.events: list[LogEvent] = []
+
+    def __call__(self, event: LogEvent) -> None:
+        if self.namespace is None or event.get("log_namespace") == self.namespace:
+            self.events.append(event)
+
+    def lines(self) -> list[str]:
+        return [formatEvent(e) for e in self.events]
+
+    def attach(self, case: SynchronousTestCase) -> Collector:
+        """Observe the global publisher for the rest of ``case``."""
+        globalLogPublisher.addObserver(self)
+        case.addCleanup(globalLogPublisher.removeObserver, self)
+        return self
+
+
+def access_events(case: SynchronousTestCase) -> list[LogEvent]:
+    return Collector("openclaw.access").attach(case).events
+
+
+class AccessLineTests(SynchronousTestCase):
+    def test_every_request_gets_one_line_with_its_fields(self) -> None:
+        """A probe gets an access line with client, method, path (no query),
+        status, bytes, duration, agent, run id and user agent."""
+        events = access_events(self)
+        h = GatewayHarness.create(self.mktemp())
+        h.request(b"GET", b"/healthz?token=sekrit", headers={"User-Agent": "probe/1.0"})
+        (event,) = events
+        self.assertEqual(event["client"], "127.0.0.1")
+        self.assertEqual(event["method"], "GET")
+        self.assertEqual(event["path"], "/healthz")
+        self.assertEqual(event["status"], 200)
+        self.assertGreater(event["bytes"], 0)
+        self.assertEqual(event["duration_ms"], 0.0)
+        self.assertEqual(event["agent"], "-")
+        self.assertEqual(event["run_id"], "-")
+        self.assertEqual(event["user_agent"], "probe/1.0")
+        line = formatEvent(event)
+        self.assertIn('"GET /healthz" 200', line)
+        self.assertNotIn("sekrit", line)
+
+    def test_real_client_behind_a_trusted_proxy(self) -> None:
+        """Through a trusted proxy the line names the forwarded client and the proxy."""
+        events = access_events(self)
+        base = self.mktemp()
+        config = http_test_config(base)
+        config = attrs.evolve(
+            config, gateway=attrs.evolve(config.gateway, trusted_proxies=("10.0.0.1",))
+        )
+        h = GatewayHarness.create(base, config)
+        h.request(b"GET", b"/readyz", headers={"X-Forwarded-For": "203.0.113.9"}, peer="10.0.0.1")
+        h.request(b"GET", b"/readyz", headers={"X-Forwarded-For": "203.0.113.9"}, peer="10.0.0.2")
+        self.assertEqual([e["client"] for e in events], ["203.0.113.9", "10.0.0.2"])
+        self.assertEqual(events[0]["peer"], "10.0.0.1")
+        self.assertIn("203.0.113.9 via 10.0.0.1", formatEvent(events[0]))
+
+    def test_chat_completion_line_carries_the_agent_and_timing(self) -> None:
+        """A completion's line names the agent header and its duration on the clock."""
+        events = access_events(self)
+        h = GatewayHarness.create(self.mktemp())
+        h.request(
+            b"POST",
+            b"/v1/chat/completions",
+            body=CHAT,
+            token=TEST_TOKEN,
+            headers={"x-openclaw-agent-id": "main"},
+        )
+        h.advance(0.25)
+        chat = [e for e in events if e["path"] == "/v1/chat/completions"]
+        self.assertEqual(len(chat), 1)
+        self.assertEqual(chat[0]["status"], 200)
+        self.assertEqual(chat[0]["agent"], "main")
+
+    def test_websocket_connection_gets_an_open_and_a_close_line(self) -> None:
+        """An upgrade is logged when handed over and again when the connection ends."""
+        events = access_events(self)
+        h = GatewayHarness.create(self.mktemp())
+        conn = h.request(
+            b"GET",
+            b"/",
+            headers={
+                "Upgrade": "websocket",
+                "Connection": "Upgrade",
+                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+                "Sec-WebSocket-Version": "13",
+                "User-Agent": "ws-client/2",
+            },
+        )
+        self.assertIn(b"101", conn.raw().split(b"\r\n")[0])
+        h.advance(3.0)
+        conn.close()
+        notes = [formatEvent(e) for e in events]
+        self.assertEqual(len(notes), 2, notes)
+        self.assertTrue(notes[0].endswith("(websocket open)"))
+        self.assertIn("3000.0ms", notes[1])
+        self.assertTrue(notes[1].endswith("(websocket closed)"))
+        self.assertEqual(events[1]["user_agent"], "ws-client/2")
+
+
+class JsonLineTests(SynchronousTestCase):
+    def _lines(
+        self, *events: LogEvent, secrets: SecretValues | None = None
+    ) -> list[dict[str, object]]:
+        out = io.StringIO()
+        publisher = LogPublisher()
+        if secrets is not None:
+            publisher.addObserver(SecretScrubber(secrets))
+        publisher.addObserver(flat_json_observer(out))
+        for event in events:
+            publisher(event)
+        return [json.loads(line) for line in out.getvalue().splitlines()]
+
+    def test_one_flat_object_per_event_without_twisted_internals(self) -> None:
+        """time, level, logger, message and the event's own fields; no log_* keys."""
+        collector = Collector()
+        collected = collector.events
+        log = Logger(namespace="openclaw.test", observer=collector)
+        log.info("run {run_id} done", run_id="r-1", tokens=12)
+        (line,) = self._lines(*collected)
+        self.assertEqual(line["level"], "info")
+        self.assertEqual(line["logger"], "openclaw.test")
+        self.assertEqual(line["message"], "run r-1 done")
+        self.assertEqual(line["run_id"], "r-1")
+        self.assertEqual(line["tokens"], 12)
+        self.assertTrue(str(line["time"]).endswith("Z"))
+        self.assertFalse([k for k in line if k.startswith("log_")])
+
+    def test_failures_become_a_traceback_field(self) -> None:
+        """log.failure gives level critical and the traceback as a string field."""
+        collector = Collector()
+        collected = collector.events
+        log = Logger(namespace="t", observer=collector)
+        try:
+            raise ValueError("bad thing")
+        except ValueError:
+            log.failure("it broke", Failure())
+        (line,) = self._lines(*collected)
+        self.assertEqual(line["level"], "critical")
+        self.assertIn("ValueError: bad thing", str(line["traceback"]))
+
+    def test_secrets_are_masked_in_messages_and_in_fields(self) -> None:
+        """A configured secret never reaches a JSON line, whether it is in the
+        formatted message or only in a field the format does not use."""
+        collector = Collector()
+        collected = collector.events
+        log = Logger(namespace="t", observer=collector)
+        log.info("token is {token}", token=TEST_TOKEN)
+        log.info("request", user_agent=f"curl {TEST_TOKEN}")
+        lines = self._lines(*collected, secrets=SecretValues([TEST_TOKEN]))
+        text = json.dumps(lines)
+        self.assertNotIn(TEST_TOKEN, text)
+        self.assertIn("[redacted]", str(lines[0]["message"]))
+        self.assertEqual(lines[1]["user_agent"], "curl [redacted]")
+
+    def test_rotated_secrets_stay_masked(self) -> None:
+        """After a reload adds the new secrets, old and new are both masked."""
+        scrubber = SecretScrubber(SecretValues(["old-secret-value-1234"]))
+        scrubber.add(SecretValues(["new-secret-value-5678"]))
+        event: LogEvent = {"log_format": "{a} {b}", "a": "old-secret-value-1234"}
+        event["b"] = "new-secret-value-5678"
+        scrubber(event)
+        self.assertEqual(formatEvent(event), "[redacted] [redacted]")
+
+    def test_flat_event_makes_odd_values_json_safe(self) -> None:
+        """Bytes, objects and non-finite floats become strings."""
+        flat = flat_event({"log_format": "x", "b": b"\xff", "o": object(), "f": float("nan")})
+        json.dumps(flat, allow_nan=False)
+
+
+class StartupReportTests(SynchronousTestCase):
+    def test_startup_lines_name_config_agents_and_endpoints(self) -> None:
+        """The report names the config file, each agent with its model, the
+        endpoints, and how to switch on a disabled chat endpoint."""
+        collector = Collector().attach(self)
+        base = self.mktemp()
+        config = attrs.evolve(http_test_config(base), source_path=Path("/etc/openclaw.json5"))
+        off = attrs.evolve(
+            config.gateway.http, chat_completions=ChatCompletionsConfig(enabled=False)
+        )
+        config = attrs.evolve(config, gateway=attrs.evolve(config.gateway, http=off))
+        h = GatewayHarness.create(base, attrs.evolve(config, agents=attrs.evolve(
+            config.agents, list=(AgentConfig(id="main", model="scripted/test-model"),)
+        )))  # fmt: skip
+        log_startup(config, h.gateway.runtime.agents)
+        text = "\n".join(collector.lines())
+        self.assertIn("config file: /etc/openclaw.json5", text)
+        self.assertIn("agent main (default): model", text)
+        self.assertIn("endpoints: /healthz, /readyz", text)
+        self.assertIn("gateway.http.endpoints.chatCompletions.enabled: true", text)

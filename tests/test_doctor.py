@@ -1,0 +1,248 @@
+"""`openclaw doctor`: one line per check with a fix, and an exit status that
+says whether anything failed. Providers are checked against the fake
+upstreams on loopback."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web.server import Site
+
+from openclaw.cli.doctor import (
+    Check,
+    check_directory,
+    check_port,
+    check_provider,
+    check_tls,
+    check_token,
+    wanted_models,
+)
+from openclaw.config.model import (
+    AgentDefaults,
+    AgentsConfig,
+    AuthConfig,
+    Config,
+    GatewayConfig,
+    ProviderConfig,
+)
+from openclaw.testing import FakeAnthropicUpstream, FakeOpenAIUpstream
+
+KEY = "sk-test-0123456789abcdef"
+
+
+def with_auth(**auth: Any) -> Config:
+    return Config(gateway=GatewayConfig(auth=AuthConfig(**auth)))
+
+
+class OfflineCheckTests(SynchronousTestCase):
+    def test_directory_permissions(self) -> None:
+        """0700 is ok; group/other access warns; world-writable fails; a missing
+        directory whose parent is writable is created on first use."""
+        base = Path(self.mktemp())
+        base.mkdir(mode=0o700)
+        base.chmod(0o700)
+        self.assertEqual(check_directory("state dir", base).status, "ok")
+        base.chmod(0o755)
+        warned = check_directory("state dir", base)
+        self.assertEqual(warned.status, "warn")
+        self.assertIn(f"chmod 0700 {base}", warned.line())
+        base.chmod(0o777)
+        self.assertEqual(check_directory("state dir", base).status, "FAIL")
+        base.chmod(0o700)
+        self.assertEqual(check_directory("ws", base / "new", create_hint=True).status, "ok")
+        self.assertEqual(check_directory("ws", base / "a" / "b").status, "FAIL")
+
+    def test_token_strength(self) -> None:
+        """Missing, well-known and short tokens fail, medium ones warn, long random ones pass."""
+        self.assertEqual(check_token(with_auth(mode="token")).status, "FAIL")
+        weak = check_token(with_auth(mode="token", token="dev-token-change-me"))
+        self.assertEqual(weak.status, "FAIL")
+        self.assertIn("openssl rand -hex 32", weak.line())
+        self.assertEqual(check_token(with_auth(mode="token", token="abcdef123")).status, "FAIL")
+        self.assertEqual(
+            check_token(with_auth(mode="token", token="abcdefgh12345678xy")).status, "warn"
+        )
+        self.assertEqual(
+            check_token(with_auth(mode="token", token="3f9c0a7be41d2c6855aa90f1b7c3de24")).status,
+            "ok",
+        )
+        self.assertEqual(check_token(with_auth(mode="none")).status, "warn")
+
+    def test_port_in_use_is_reported(self) -> None:
+        """A port another socket holds is reported with what to do; a free one is ok."""
+        with socket.socket() as held:
+            held.bind(("127.0.0.1", 0))
+            held.listen(1)
+            port = held.getsockname()[1]
+            busy = check_port("127.0.0.1", port)
+        self.assertEqual(busy.status, "warn")
+        self.assertIn("openclaw status", busy.line())
+        self.assertEqual(check_port("127.0.0.1", port).status, "ok")
+
+    def test_tls_files(self) -> None:
+        """An ssl: listener's key and certificate: a matching valid pair is ok, a
+        missing file and a mismatched key fail."""
+        base = Path(self.mktemp())
+        base.mkdir()
+        key, cert = _pair(base, "a")
+        other_key, _ = _pair(base, "b")
+        good = check_tls([f"ssl:8443:privateKey={key}:certKey={cert}", "tcp:1"])
+        self.assertEqual([c.status for c in good], ["ok"])
+        missing = check_tls([f"ssl:8443:privateKey={base / 'nope.pem'}:certKey={cert}"])
+        self.assertEqual(missing[0].status, "FAIL")
+        mismatched = check_tls([f"ssl:8443:privateKey={other_key}:certKey={cert}"])
+        self.assertEqual(mismatched[0].status, "FAIL")
+        self.assertIn("does not match", mismatched[0].detail)
+
+    def test_wanted_models_per_provider(self) -> None:
+        """The models agents refer to, grouped by provider."""
+        config = Config(
+            agents=AgentsConfig(
+                defaults=AgentDefaults(model_primary="p/m1", model_fallbacks=("q/m2", "p/m1"))
+            )
+        )
+        self.assertEqual(dict(wanted_models(config)), {"p": ["m1"], "q": ["m2"]})
+
+    def test_line_shape(self) -> None:
+        """ok lines carry no fix; others end with it."""
+        self.assertEqual(Check("ok", "port", "free", "x").line(), "ok   port: free")
+        self.assertEqual(Check("FAIL", "a", "b", "c").line(), "FAIL a: b -> fix: c")
+
+
+def _pair(base: Path, name: str) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=90))
+        .sign(key, hashes.SHA256())
+    )
+    key_path, cert_path = base / f"{name}.key", base / f"{name}.crt"
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_path.chmod(0o600)
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return key_path, cert_path
+
+
+class ProviderCheckTests(TestCase):
+    """Against real fake upstreams on 127.0.0.1 (the real reactor)."""
+
+    def _serve(self, upstream: FakeOpenAIUpstream | FakeAnthropicUpstream) -> str:
+        real: Any = reactor
+        port = real.listenTCP(0, Site(upstream), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        return f"http://127.0.0.1:{port.getHost().port}"
+
+    def _check(self, provider: ProviderConfig, wanted: list[str]) -> Deferred[Check]:
+        return ensureDeferred(check_provider(reactor, provider.id, provider, wanted))
+
+    async def test_openai_upstream_ok_when_key_and_models_match(self) -> None:
+        """Reachable, key accepted, the agent's model listed: ok."""
+        upstream = FakeOpenAIUpstream(reactor, api_key=KEY)
+        upstream.model_ids = ("gpt-test", "other")
+        base = self._serve(upstream)
+        provider = ProviderConfig(
+            id="up", api="openai-completions", base_url=base + "/v1", api_key=KEY
+        )
+        check = await self._check(provider, ["gpt-test"])
+        self.assertEqual(check.status, "ok", check.line())
+        self.assertIn("2 models listed", check.detail)
+
+    async def test_wrong_key_fails(self) -> None:
+        """A 401 from the upstream: FAIL, fix names the apiKey."""
+        base = self._serve(FakeOpenAIUpstream(reactor, api_key=KEY))
+        provider = ProviderConfig(
+            id="up", api="openai-completions", base_url=base + "/v1", api_key="sk-wrong-key-xx"
+        )
+        check = await self._check(provider, [])
+        self.assertEqual(check.status, "FAIL")
+        self.assertIn("apiKey", check.line())
+        self.assertNotIn("sk-wrong-key-xx", check.line())
+
+    async def test_missing_model_warns(self) -> None:
+        """The agent's model is not in the upstream's list: warn."""
+        base = self._serve(FakeAnthropicUpstream(reactor, api_key=KEY))
+        provider = ProviderConfig(id="ant", api="anthropic-messages", base_url=base, api_key=KEY)
+        check = await self._check(provider, ["claude-nope"])
+        self.assertEqual(check.status, "warn")
+        self.assertIn("claude-nope not listed", check.detail)
+
+    async def test_unreachable_fails(self) -> None:
+        """Nothing listening: FAIL with the reason."""
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        provider = ProviderConfig(
+            id="gone", api="openai-completions", base_url=f"http://127.0.0.1:{port}/v1"
+        )
+        check = await self._check(provider, [])
+        self.assertEqual(check.status, "FAIL")
+        self.assertIn("not reachable", check.detail)
+
+
+class DoctorCommandTests(SynchronousTestCase):
+    def test_exit_status_and_one_line_per_check(self) -> None:
+        """`openclaw doctor` on a config with a weak token and an unreachable
+        provider: names the config path, one line per check, exit 1."""
+        home = Path(self.mktemp()).resolve()
+        home.mkdir()
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            dead = s.getsockname()[1]
+        config = home / "gw.json"
+        config.write_text(
+            json.dumps(
+                {
+                    "gateway": {"auth": {"token": "short"}, "port": 1},
+                    "models": {
+                        "providers": {
+                            "up": {
+                                "api": "openai-completions",
+                                "baseUrl": f"http://127.0.0.1:{dead}/v1",
+                            }
+                        }
+                    },
+                    "agents": {"defaults": {"model": {"primary": "up/m"}}},
+                }
+            )
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OPENCLAW_")}
+        env |= {"HOME": str(home), "OPENCLAW_STATE_DIR": str(home / "state")}
+        result = subprocess.run(
+            [sys.executable, "-c", "import sys; from openclaw.cli import main; sys.exit(main())",
+             "doctor", "--config", str(config)],
+            env=env, cwd=home, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        self.assertEqual(result.returncode, 1, result.stdout + result.stderr)
+        lines = result.stdout.splitlines()
+        self.assertEqual(lines[0], f"ok   config: {config} is valid")
+        self.assertTrue(any(line.startswith("FAIL auth:") for line in lines))
+        self.assertTrue(any(line.startswith("FAIL provider up:") for line in lines))
+        self.assertRegex(lines[-1], r"^\d+ failed, \d+ warnings$")
+        self.assertEqual(result.stderr, "")

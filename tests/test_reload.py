@@ -1,0 +1,196 @@
+"""Reloading the config of a running gateway: what changes for new requests,
+what running streams keep, and what an invalid file does."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from openclaw.config import load_config
+from openclaw.config.live import LiveConfig
+from openclaw.service import GatewayService
+from openclaw.testing import Reply, ScriptedProvider
+from openclaw.testing.gateway import GatewayHarness
+from tests.test_access_log import Collector
+
+OLD_TOKEN = "old-token-aaaaaaaaaaaaaaaaaaaaaaaa"
+NEW_TOKEN = "new-token-bbbbbbbbbbbbbbbbbbbbbbbb"
+CHAT = {"model": "openclaw", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def write_config(path: Path, *, token: str = OLD_TOKEN, chat: bool = True, **extra: Any) -> None:
+    document: dict[str, Any] = {
+        "gateway": {
+            "auth": {"mode": "token", "token": token},
+            "http": {"endpoints": {"chatCompletions": {"enabled": chat}}},
+        },
+        "models": {
+            "providers": {
+                "scripted": {"api": "openai-completions", "baseUrl": "http://127.0.0.1:9/v1"}
+            }
+        },
+        "agents": {"defaults": {"model": {"primary": "scripted/test-model"}}},
+        "session": {"fsync": "never"},
+    }
+    for key, value in extra.items():
+        document[key] = value
+    path.write_text(json.dumps(document))
+
+
+class Fixture:
+    """A gateway started from a config file, with a slow scripted model."""
+
+    def __init__(self, case: SynchronousTestCase) -> None:
+        base = Path(case.mktemp())
+        base.mkdir()
+        self.path = base / "openclaw.json"
+        write_config(self.path)
+        env = {"OPENCLAW_STATE_DIR": str(base / "state"), "HOME": str(base)}
+        config = load_config(str(self.path), env=env).config
+        self.live = LiveConfig(config, path=str(self.path), env=env)
+        self.harness = GatewayHarness.create(base, config, live=self.live)
+        self.provider: ScriptedProvider = self.harness.provider
+        self.service = GatewayService(
+            config=config,
+            gateway=self.harness.gateway,
+            reactor=self.harness.clock,
+            endpoints=[],
+        )
+
+    def chat(self, token: str, *, stream: bool = False) -> Any:
+        body = {**CHAT, "stream": stream}
+        return self.harness.request(b"POST", b"/v1/chat/completions", body=body, token=token)
+
+
+class capture_logs:
+    """The formatted log lines from now on (a live view)."""
+
+    def __init__(self, case: SynchronousTestCase) -> None:
+        self._collector = Collector().attach(case)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._collector.lines())
+
+
+class TokenRotationTests(SynchronousTestCase):
+    def test_rotated_token_applies_to_new_requests_while_a_stream_runs_on(self) -> None:
+        """The issue's acceptance: a stream started with the old token keeps
+        running to [DONE]; after the reload the old token is refused (401) and
+        the new one accepted for the next request."""
+        f = Fixture(self)
+        f.provider.add(Reply.text("one ", "two ", "three", delay=1.0))
+        stream = f.chat(OLD_TOKEN, stream=True)
+        f.harness.run_due()
+        f.harness.advance(1.0)
+        self.assertIn(b"one", stream.raw())
+        self.assertNotIn(b"[DONE]", stream.raw())
+
+        write_config(f.path, token=NEW_TOKEN)
+        result = f.service.reload()
+        self.assertTrue(result.ok, result.problems)
+        self.assertIn("gateway.auth", result.changed)
+
+        self.assertEqual(f.chat(OLD_TOKEN).response()[0], 401)
+        fresh = f.chat(NEW_TOKEN)
+        f.harness.advance(5.0)
+        self.assertEqual(fresh.response()[0], 200)
+        f.harness.advance(5.0)
+        body = stream.response()[2]
+        self.assertIn(b"three", body)
+        self.assertTrue(body.rstrip().endswith(b"data: [DONE]"))
+        self.assertEqual(f.service.config.gateway.auth.token, NEW_TOKEN)
+
+
+class ReloadTests(SynchronousTestCase):
+    def test_endpoint_switch_takes_effect_for_new_requests(self) -> None:
+        """Chat completions switched off by a reload answer 404; on again, 200."""
+        f = Fixture(self)
+        write_config(f.path, chat=False)
+        self.assertTrue(f.service.reload().ok)
+        self.assertEqual(f.chat(OLD_TOKEN).response()[0], 404)
+        write_config(f.path, chat=True)
+        self.assertTrue(f.service.reload().ok)
+        exchange = f.chat(OLD_TOKEN)
+        f.harness.run_due()
+        self.assertEqual(exchange.response()[0], 200)
+
+    def test_invalid_config_is_refused_and_the_old_one_kept(self) -> None:
+        """A file that does not validate: every problem is logged, the reload is
+        refused, the running config and token still work."""
+        f = Fixture(self)
+        logs = capture_logs(self)
+        f.path.write_text('{gateway: {port: "many", auth: {mode: "token", token: "x"}}}')
+        result = f.service.reload()
+        self.assertFalse(result.ok)
+        self.assertTrue(any("gateway.port" in p for p in result.problems))
+        self.assertTrue(any("config reload refused" in line for line in logs))
+        self.assertTrue(any("gateway.port" in line for line in logs))
+        exchange = f.chat(OLD_TOKEN)
+        f.harness.run_due()
+        self.assertEqual(exchange.response()[0], 200)
+        self.assertEqual(f.live.current.gateway.auth.token, OLD_TOKEN)
+
+    def test_config_that_cannot_start_is_refused(self) -> None:
+        """A model naming an unknown provider passes parsing but not the start
+        checks: refused like a syntax error."""
+        f = Fixture(self)
+        write_config(f.path, agents={"defaults": {"model": {"primary": "nowhere/x"}}})
+        result = f.service.reload()
+        self.assertFalse(result.ok)
+        self.assertTrue(any("nowhere" in p for p in result.problems), result.problems)
+
+    def test_unparseable_file_is_refused(self) -> None:
+        """Broken JSON5 is refused with its position."""
+        f = Fixture(self)
+        f.path.write_text("{gateway: ")
+        result = f.service.reload()
+        self.assertFalse(result.ok)
+        self.assertIn("invalid JSON5", result.problems[0])
+
+    def test_settings_that_need_a_restart_are_reported(self) -> None:
+        """A changed port is reported as needing a restart; the rest applies."""
+        f = Fixture(self)
+        logs = capture_logs(self)
+        document = json.loads(f.path.read_text())
+        document["gateway"]["port"] = 19999
+        f.path.write_text(json.dumps(document))
+        result = f.service.reload()
+        self.assertTrue(result.ok)
+        self.assertEqual(result.restart_needed, ("gateway.port",))
+        self.assertTrue(any("applies after a restart" in line for line in logs))
+
+    def test_metrics_count_reloads(self) -> None:
+        """openclaw_config_reloads_total counts applied and refused reloads."""
+        f = Fixture(self)
+        f.service.reload()
+        f.path.write_text("{")
+        f.service.reload()
+        metrics = f.harness.gateway.metrics
+        assert metrics is not None
+        get = metrics.registry.get_sample_value
+        self.assertEqual(get("openclaw_config_reloads_total", {"result": "ok"}), 1.0)
+        self.assertEqual(get("openclaw_config_reloads_total", {"result": "refused"}), 1.0)
+
+    def test_subscribers_see_each_new_config(self) -> None:
+        """LiveConfig tells subscribers about a replacement; one that fails is
+        logged and the others still run; unsubscribing stops the calls."""
+        f = Fixture(self)
+        seen: list[str | None] = []
+
+        def broken(config: object) -> None:
+            raise RuntimeError("boom")
+
+        stop = f.live.subscribe(lambda c: seen.append(c.gateway.auth.token))
+        f.live.subscribe(broken)
+        write_config(f.path, token=NEW_TOKEN)
+        self.assertTrue(f.live.reload().ok)
+        self.assertEqual(seen, [NEW_TOKEN])
+        stop()
+        write_config(f.path, token=OLD_TOKEN)
+        f.live.reload()
+        self.assertEqual(seen, [NEW_TOKEN])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 2)

@@ -1,0 +1,122 @@
+"""Reload, status and metrics against a real `twistd -n openclaw`: SIGHUP
+rotates the token, `openclaw gateway reload` and `openclaw status` talk to it
+over the WebSocket, the startup lines say what it serves, and a second
+`--metrics-listen` port is scraped without a token."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.gateway_process import TOKEN, GatewayProcess, write_config
+
+NEW_TOKEN = "rotated-token-0123456789abcdef012345"
+CLI = [sys.executable, "-c", "import sys; from openclaw.cli import main; sys.exit(main())"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+def get(url: str, token: str | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url)
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+class RunningGatewayTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.base = Path(self.mktemp()).resolve()
+        self.base.mkdir()
+        self.metrics_port = free_port()
+        self.config = write_config(
+            self.base, http={"endpoints": {"chatCompletions": {"enabled": True}}}
+        )
+        self.gateway = GatewayProcess(
+            self.config,
+            self.base / "state",
+            extra_args=("--metrics-listen", f"tcp:{self.metrics_port}:interface=127.0.0.1"),
+        )
+        self.addCleanup(self.gateway.ensure_stopped)
+
+    def cli(self, *args: str, token: str = TOKEN) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OPENCLAW_")}
+        env["HOME"] = str(self.base)
+        return subprocess.run(
+            [*CLI, *args, "--url", f"ws://127.0.0.1:{self.gateway.port}", "--token", token],
+            env=env,
+            cwd=self.base,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    def test_sighup_rotates_the_token(self) -> None:
+        """SIGHUP after the file changed: the old token is refused, the new one
+        accepted; the log says what changed."""
+        models = f"{self.gateway.base_url}/v1/models"
+        self.assertEqual(get(models, TOKEN)[0], 200)
+        document = json.loads(self.config.read_text())
+        document["gateway"]["auth"]["token"] = NEW_TOKEN
+        self.config.write_text(json.dumps(document))
+        self.gateway.process.send_signal(signal.SIGHUP)
+        self.gateway.wait_for_output("config reloaded from")
+        self.assertEqual(get(models, TOKEN)[0], 401)
+        self.assertEqual(get(models, NEW_TOKEN)[0], 200)
+        self.assertNotIn(NEW_TOKEN, self.gateway.text)
+
+    def test_cli_reload_status_and_a_refused_reload(self) -> None:
+        """`openclaw gateway reload` applies a change and says what changed; a
+        broken file is refused (exit 1) and the gateway keeps serving;
+        `openclaw status` reports version, uptime, agents and runs."""
+        document = json.loads(self.config.read_text())
+        document["gateway"]["http"]["endpoints"]["chatCompletions"]["enabled"] = False
+        self.config.write_text(json.dumps(document))
+        reloaded = self.cli("gateway", "reload")
+        self.assertEqual(reloaded.returncode, 0, reloaded.stderr)
+        self.assertIn("gateway.http", reloaded.stdout)
+        self.assertEqual(get(f"{self.gateway.base_url}/v1/models", TOKEN)[0], 404)
+
+        self.config.write_text("{gateway: ")
+        refused = self.cli("gateway", "reload")
+        self.assertEqual(refused.returncode, 1)
+        self.assertIn("refused", refused.stderr)
+        self.assertIn("invalid JSON5", refused.stderr)
+        self.assertEqual(get(f"{self.gateway.base_url}/healthz")[0], 200)
+
+        status = self.cli("status")
+        self.assertEqual(status.returncode, 0, status.stderr)
+        self.assertIn("openclaw-twisted", status.stdout)
+        self.assertIn("uptime:", status.stdout)
+        self.assertIn("active runs: 0", status.stdout)
+        self.assertIn("- main (default)", status.stdout)
+
+    def test_startup_lines_and_the_separate_metrics_port(self) -> None:
+        """The log names the config file, the agent and the endpoints; the
+        --metrics-listen port answers /metrics without a token."""
+        text = self.gateway.text
+        self.assertIn(f"config file: {self.config}", text)
+        self.assertIn("agent main (default): model demo/echo", text)
+        self.assertIn("endpoints: /healthz, /readyz, /v1/chat/completions", text)
+        get(f"{self.gateway.base_url}/healthz")
+        status, body = get(f"http://127.0.0.1:{self.metrics_port}/metrics")
+        self.assertEqual(status, 200)
+        self.assertIn(b'openclaw_http_requests_total{method="GET",route="/healthz"', body)
+        self.assertIn(b"process_cpu_seconds_total", body)
