@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import Request
 
@@ -31,13 +32,6 @@ from openclaw.agents.types import (
 )
 from openclaw.gateway.auth import GatewayAuth
 from openclaw.gateway.http.auth_errors import auth_failure_response
-from openclaw.gateway.http.chat_completions import (
-    AccessLog,
-    map_failure,
-    read_body,
-    request_headers,
-    write_error,
-)
 from openclaw.gateway.http.chat_request import (
     AGENT_HEADERS,
     DEFAULT_MODEL,
@@ -49,6 +43,15 @@ from openclaw.gateway.http.chat_request import (
 from openclaw.gateway.http.errors import write_json
 from openclaw.gateway.http.model_header import model_error, model_override
 from openclaw.gateway.http.responses_request import parse_body
+from openclaw.gateway.http.run_support import (
+    AccessLog,
+    map_failure,
+    read_body,
+    request_headers,
+    write_error,
+)
+
+log = Logger()
 
 #: Inputs per request, at most (OpenAI's own limit).
 MAX_INPUTS = 2048
@@ -152,7 +155,7 @@ class EmbeddingsEndpoint:
 
     def handle(self, request: Request) -> bytes | Deferred[bytes]:
         """401/429, embed, or raise :class:`ChatRequestError` (a 400)."""
-        access = AccessLog(self._clock, request, self._clock.seconds())
+        access = AccessLog(self._clock, request, self._clock.seconds(), log)
         decision = self._auth.check_request(request)
         if not decision.ok:
             access.done()
