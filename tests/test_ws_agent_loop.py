@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from attrs import evolve
@@ -15,7 +16,7 @@ from openclaw.agents.types import CompactionReport
 from openclaw.gateway.auth import GatewayAuth
 from openclaw.gateway.ws.factory import build_ws_factory
 from openclaw.gateway.ws.logbuffer import LogBuffer
-from openclaw.testing import Reply, run_due
+from openclaw.testing import Reply, ScriptedProvider, run_due
 from tests.agent_loop_support import LoopCase, call
 from tests.test_ws_methods import MethodTestCase
 from tests.ws_fakes import TOKEN, WsConnector, make_config
@@ -131,8 +132,11 @@ class RealLoopOverWebSocketTests(LoopCase):
 
     def setUp(self) -> None:
         super().setUp()
+        self.serve()
+
+    def serve(self, **runtime_options: Any) -> None:
         config = evolve(self.runtime.config, gateway=make_config().gateway)
-        self.make_runtime(config)
+        self.make_runtime(config, **runtime_options)
         self.factory = build_ws_factory(
             config=config,
             runtime=self.runtime,
@@ -175,3 +179,16 @@ class RealLoopOverWebSocketTests(LoopCase):
         self.assertEqual((end[0]["provider"], end[0]["model"]), ("scripted", "test-model"))
         final = [f for f in frames if f.get("type") == "res" and f["payload"].get("status") == "ok"]
         self.assertEqual(len(final), 1)
+
+    def test_loop_error_reaches_the_client_in_words(self) -> None:
+        """A model that never stops calling tools: the agent method's final answer
+        says the step limit stopped it (not a bare "agent run failed")."""
+        self.provider = ScriptedProvider(
+            clock=self.clock, fallback=lambda _c: Reply(tool_calls=(call("read", "c", path="x"),))
+        )
+        self.serve(max_steps=2)
+        client, _ = self.h.connect(token=TOKEN)
+        client.request("agent", {"message": "loop", "idempotencyKey": "k2"})
+        run_due(self.clock)
+        final = [f for f in client.messages() if f.get("type") == "res"][-1]
+        self.assertIn("2 model calls", json.dumps(final))

@@ -23,6 +23,7 @@ from twisted.python.failure import Failure
 
 from openclaw.agents.types import (
     AgentEvent,
+    AgentLoopError,
     AgentResult,
     AgentRun,
     AgentRuntime,
@@ -161,6 +162,8 @@ def failure_message(failure: BaseException) -> str:
         return str(failure) or "agent run timed out"
     if isinstance(failure, RunAbortedError):
         return "agent run aborted"
+    if isinstance(failure, AgentLoopError):
+        return str(failure)  # our own words: the step limit or a persisted tool loop
     return "agent run failed"
 
 
@@ -509,7 +512,7 @@ class RunHub:
             status = "timeout"
         else:
             status = "error"
-        if status == "error" and not isinstance(error, ProviderError):
+        if status == "error" and not isinstance(error, ProviderError | AgentLoopError):
             log.failure("agent run {run_id} failed", failure, run_id=tracked.run_id)
         message = failure_message(error)  # type: ignore[arg-type]  # a Failure's value is an exception
         outcome = RunOutcome(
