@@ -118,6 +118,33 @@ class ReloadTests(SynchronousTestCase):
         f.harness.run_due()
         self.assertEqual(exchange.response()[0], 200)
 
+    def test_new_agent_serves_the_next_request(self) -> None:
+        """An agent added to the file answers after the reload (the runtime is
+        reconfigured), and the access line names it; before, it is unknown."""
+        f = Fixture(self)
+        headers = {"x-openclaw-agent-id": "ops"}
+        before = f.harness.request(
+            b"POST", b"/v1/chat/completions", body=CHAT, token=OLD_TOKEN, headers=headers
+        )
+        f.harness.run_due()
+        self.assertNotEqual(before.response()[0], 200)
+        write_config(
+            f.path,
+            agents={
+                "defaults": {"model": {"primary": "scripted/test-model"}},
+                "list": [{"id": "main", "default": True}, {"id": "ops"}],
+            },
+        )
+        result = f.service.reload()
+        self.assertTrue(result.ok, result.problems)
+        self.assertIn("agents", result.changed)
+        after = f.harness.request(
+            b"POST", b"/v1/chat/completions", body=CHAT, token=OLD_TOKEN, headers=headers
+        )
+        f.harness.run_due()
+        self.assertEqual(after.response()[0], 200, after.raw())
+        self.assertIn("ops", [agent.id for agent in f.harness.gateway.runtime.agents])
+
     def test_invalid_config_is_refused_and_the_old_one_kept(self) -> None:
         """A file that does not validate: every problem is logged, the reload is
         refused, the running config and token still work."""
