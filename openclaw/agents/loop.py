@@ -23,9 +23,9 @@ the running tool and any compaction.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 from attrs import frozen
 from twisted.internet.defer import CancelledError, Deferred
@@ -52,6 +52,7 @@ from openclaw.agents.session_compaction import ProviderLookup, SessionCompactor,
 from openclaw.agents.tool_runner import BatchOutcome, ToolBatch, ToolOutcome
 from openclaw.agents.toolbox import AgentTools
 from openclaw.agents.tools.base import ToolContext
+from openclaw.agents.turn_record import StepRecorder
 from openclaw.agents.types import (
     AgentEvent,
     AgentLoopError,
@@ -64,7 +65,6 @@ from openclaw.agents.types import (
 )
 from openclaw.config.model import Config
 from openclaw.sessions.interface import TranscriptStore
-from openclaw.sessions.transcript import assistant_message
 
 log = Logger()
 
@@ -151,6 +151,14 @@ class TurnLoop:
         self._compacting: Deferred[CompactionResult | None] | None = None
         self.model_ref: ModelRef | None = None
         self._done: Deferred[TurnOutcome] = Deferred()
+        self._recorder = StepRecorder(
+            store=deps.store,
+            registry=deps.registry,
+            clock=deps.clock,
+            storage_agent=deps.storage_agent,
+            session_id=deps.session_id,
+            run_id=request.run_id,
+        )
 
     # -- control ------------------------------------------------------------------
 
@@ -354,7 +362,7 @@ class TurnLoop:
             )
             return
         if not client:
-            self._record_step(outcome, calls)
+            self._recorder.step(outcome.text, outcome.usage, calls, self.model_ref)
         batch = self._batch = ToolBatch(
             builtin,
             run_id=self._run_id,
@@ -397,7 +405,7 @@ class TurnLoop:
                 )
             )
             return
-        self._record_results(done.results)
+        self._recorder.results(done.results)
         if done.abort is not None:
             self._fail(AgentLoopError(done.abort))
             return
@@ -418,48 +426,6 @@ class TurnLoop:
             tool_call_id=call.id,
             workspace=FilePath(str(self._deps.workspace)),
             on_update=on_update,
-        )
-
-    # -- transcript -----------------------------------------------------------------
-
-    def _record_step(self, outcome: StepOutcome, calls: Sequence[ToolCall]) -> None:
-        ref = self.model_ref
-        message = assistant_message(
-            text=outcome.text,
-            timestamp=self._now(),
-            usage=outcome.usage,
-            stop_reason="tool_calls",
-            tool_calls=calls,
-            error=None,
-            provider=ref.provider if ref else None,
-            model=ref.model if ref else None,
-            api=self._deps.registry.provider_api(ref.provider) if ref else None,
-        )
-        self._append([message])
-
-    def _record_results(self, results: Sequence[ToolOutcome]) -> None:
-        now = self._now()
-        self._append([r.transcript_message(now) for r in results])
-
-    def _append(self, messages: list[dict[str, Any]]) -> None:
-        if not messages:
-            return
-        deps = self._deps
-        try:
-            written = deps.store.append_messages(
-                deps.storage_agent,
-                deps.session_id,
-                run_id=self._run_id,
-                messages=messages,
-                timestamp=self._now(),
-            )
-        except Exception:
-            log.failure("run {run_id}: could not record a tool step", run_id=self._run_id)
-            return
-        written.addErrback(
-            lambda f: log.failure(
-                "run {run_id}: writing a tool step failed", f, run_id=self._run_id
-            )
         )
 
     # -- compaction -----------------------------------------------------------------

@@ -17,27 +17,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Literal
 
-from attrs import evolve, frozen
+from attrs import evolve
 from twisted.internet.defer import CancelledError, Deferred, succeed
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from openclaw.agents.broadcast import RunBroadcast
-from openclaw.agents.fallback import FallbackChain, candidate_models
 from openclaw.agents.history import History, read_history
 from openclaw.agents.loop import LoopDeps, TurnLoop, TurnOutcome
 from openclaw.agents.model_step import new_tool_call_id, with_total
 from openclaw.agents.registry import (
-    AgentRegistry,
     AgentSpec,
     ModelRef,
-    ModelResolutionError,
-    parse_model_ref,
 )
-from openclaw.agents.session_compaction import ProviderLookup, SessionCompactor, lookup_provider
-from openclaw.agents.toolbox import AgentTools, Toolbox
-from openclaw.agents.turn import PromptMaker
+from openclaw.agents.session_compaction import ProviderLookup, lookup_provider
+from openclaw.agents.toolbox import AgentTools
+from openclaw.agents.turn import RunServices, plan_turn
 from openclaw.agents.types import (
     AgentEvent,
     AgentRequest,
@@ -53,9 +49,7 @@ from openclaw.agents.types import (
     Usage,
 )
 from openclaw.agents.workspace import WorkspaceContext
-from openclaw.config.model import Config
-from openclaw.sessions.interface import TranscriptStore
-from openclaw.sessions.lanes import Release, SessionLanes
+from openclaw.sessions.lanes import Release
 
 __all__ = [
     "ProviderLookup",
@@ -70,23 +64,6 @@ log = Logger()
 
 RunState = Literal["queued", "running", "done"]
 RunStatus = Literal["ok", "error", "aborted", "timeout"]
-
-
-@frozen
-class RunServices:
-    """What every run of a runtime shares."""
-
-    clock: IReactorTime
-    config: Config
-    registry: AgentRegistry
-    store: TranscriptStore
-    providers: ProviderLookup
-    lanes: SessionLanes
-    toolbox: Toolbox
-    prompts: PromptMaker
-    compactor: SessionCompactor
-    history_limit: int
-    max_steps: int
 
 
 class Run:
@@ -288,33 +265,7 @@ class Run:
             return
         services = self._services
         try:
-            if self._tools.empty_allowlist is not None:
-                raise ModelResolutionError(
-                    f"{self._tools.empty_allowlist} matches no tool this gateway has; "
-                    "fix the allow-list (the agent would run without tools)",
-                    code="tool_policy_empty",
-                )
-            candidates = candidate_models(
-                services.config.agents.defaults, self._spec.entry, self.request.model_override
-            )
-            if not candidates:
-                services.registry.model_ref(self._spec.id)  # raises model_not_configured
-            chain = FallbackChain(candidates)
-            primary: ModelRef | None = None
-            try:
-                primary = self.model_ref = parse_model_ref(
-                    chain.current, services.config.models.providers
-                )
-            except ProviderError:
-                primary = None  # the loop reports it (or falls back)
-            prompt = services.prompts.render(
-                self._spec,
-                self.request,
-                context,
-                self._tools,
-                primary,
-                services.config.agents.defaults.model_primary,
-            )
+            plan = plan_turn(services, self._spec, self.request, self._tools, context)
         except ProviderError as e:
             self._fail(_failure(e))
             return
@@ -322,6 +273,7 @@ class Run:
             log.failure("run {run_id} could not start", run_id=self.run_id)
             self._fail(_failure(e))
             return
+        self.model_ref = plan.primary
         assert self.session_id is not None and self._history is not None
         loop = self._loop = TurnLoop(
             self.request,
@@ -337,10 +289,10 @@ class Run:
                 compactor=services.compactor,
                 max_steps=services.max_steps,
             ),
-            system_prompt=prompt,
+            system_prompt=plan.system_prompt,
             tools=self._tools,
             history=self._history,
-            chain=chain,
+            chain=plan.chain,
             on_text=self._on_text,
             emit=self._emit,
         )

@@ -1,32 +1,44 @@
-"""What a turn knows before its first model call: the agent's system prompt.
+"""What a turn knows before its first model call: its models and system prompt.
 
 :class:`PromptMaker` loads the agent's workspace (created on first use, with
 the starter files unless ``agents.defaults.skipBootstrap``), its bootstrap
 files (``MEMORY.md`` in the main session only, OpenClaw's truncation limits)
 and skills, and renders OpenClaw's prompt structure around the tools the run
 offers. A client's system/developer text is the prompt's extra section; it
-never replaces the agent's own prompt.
+never replaces the agent's own prompt. :func:`plan_turn` puts a turn's
+models (the fallback chain) and prompt together.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+from attrs import frozen
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
-from openclaw.agents.registry import AgentSpec, ModelRef
+from openclaw.agents.fallback import FallbackChain, candidate_models
+from openclaw.agents.registry import (
+    AgentRegistry,
+    AgentSpec,
+    ModelRef,
+    ModelResolutionError,
+    parse_model_ref,
+)
+from openclaw.agents.session_compaction import ProviderLookup, SessionCompactor
 from openclaw.agents.system_prompt import (
     RuntimeInfo,
     build_system_prompt,
     host_facts,
     tool_summaries,
 )
-from openclaw.agents.toolbox import AgentTools
-from openclaw.agents.types import AgentRequest
+from openclaw.agents.toolbox import AgentTools, Toolbox
+from openclaw.agents.types import AgentRequest, ProviderError
 from openclaw.agents.workspace import WorkspaceContext, WorkspaceLoader, is_main_session
 from openclaw.config.model import Config
 from openclaw.sessions.fileio import BlockingIO
+from openclaw.sessions.interface import TranscriptStore
+from openclaw.sessions.lanes import SessionLanes
 
 
 class PromptMaker:
@@ -99,3 +111,63 @@ class PromptMaker:
             extra_system_prompt=request.extra_system_prompt,
             timezone=self._config.agents.defaults.user_timezone,
         )
+
+
+@frozen
+class RunServices:
+    """What every run of a runtime shares (swapped whole by a reload)."""
+
+    clock: IReactorTime
+    config: Config
+    registry: AgentRegistry
+    store: TranscriptStore
+    providers: ProviderLookup
+    lanes: SessionLanes
+    toolbox: Toolbox
+    prompts: PromptMaker
+    compactor: SessionCompactor
+    history_limit: int
+    max_steps: int
+
+
+@frozen
+class TurnPlan:
+    """A turn's models and prompt."""
+
+    chain: FallbackChain
+    #: The first model, when it parses (else the loop reports it, or falls back).
+    primary: ModelRef | None
+    system_prompt: str
+
+
+def plan_turn(
+    services: RunServices,
+    spec: AgentSpec,
+    request: AgentRequest,
+    tools: AgentTools,
+    context: WorkspaceContext,
+) -> TurnPlan:
+    """The fallback chain and the system prompt of one turn.
+
+    Raises ModelResolutionError (a ProviderError) when no model is configured,
+    or when an explicit tool allow-list matches no tool at all (OpenClaw stops
+    rather than run the agent without tools by mistake).
+    """
+    if tools.empty_allowlist is not None:
+        raise ModelResolutionError(
+            f"{tools.empty_allowlist} matches no tool this gateway has; "
+            "fix the allow-list (the agent would run without tools)",
+            code="tool_policy_empty",
+        )
+    defaults = services.config.agents.defaults
+    candidates = candidate_models(defaults, spec.entry, request.model_override)
+    if not candidates:
+        services.registry.model_ref(spec.id)  # raises model_not_configured
+    chain = FallbackChain(candidates)
+    primary: ModelRef | None
+    try:
+        primary = parse_model_ref(chain.current, services.config.models.providers)
+    except ProviderError:
+        primary = None
+    prompt = services.prompts.render(spec, request, context, tools, primary, defaults.model_primary)
+    return TurnPlan(chain, primary, prompt)
