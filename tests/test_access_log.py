@@ -23,6 +23,7 @@ from zope.interface import implementer
 from openclaw.config.model import AgentConfig, ChatCompletionsConfig
 from openclaw.core.logformat import SecretScrubber, flat_event, flat_json_observer
 from openclaw.core.secret_values import SecretValues
+from openclaw.gateway.http.request import RequestHook
 from openclaw.gateway.startup_report import log_startup
 from openclaw.testing.gateway import TEST_TOKEN, GatewayHarness, http_test_config
 
@@ -107,6 +108,30 @@ class AccessLineTests(SynchronousTestCase):
         self.assertEqual(len(chat), 1)
         self.assertEqual(chat[0]["status"], 200)
         self.assertEqual(chat[0]["agent"], "main")
+        self.assertTrue(chat[0]["run_id"].startswith("chatcmpl"), chat[0]["run_id"])
+
+    def test_endpoint_detail_is_appended(self) -> None:
+        """What an endpoint sets as openclaw_detail ends the line in parentheses."""
+        events = access_events(self)
+        h = GatewayHarness.create(self.mktemp())
+        exchange = h.connect()
+        site_request: list[object] = []
+        observer = h.gateway.site.observer
+        assert observer is not None
+        original: RequestHook = observer
+
+        class Spy:
+            def started(self, request: object, *, upgrade: bool = False) -> None:
+                site_request.append(request)
+                request.openclaw_detail = "upstream rate limited"  # type: ignore[attr-defined]
+                original.started(request, upgrade=upgrade)  # type: ignore[arg-type]  # a Request
+
+            def stream_started(self) -> object:
+                return original.stream_started()
+
+        h.gateway.site.observer = Spy()  # type: ignore[assignment]
+        exchange.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertTrue(formatEvent(events[-1]).endswith("(upstream rate limited)"))
 
     def test_websocket_connection_gets_an_open_and_a_close_line(self) -> None:
         """An upgrade is logged when handed over and again when the connection ends."""

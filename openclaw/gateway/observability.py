@@ -13,6 +13,9 @@
 The access line carries the client address (the real one behind
 ``gateway.trustedProxies``), method, path without its query (a query may
 carry a secret), status, bytes, duration, agent, run id and user agent.
+Endpoints add what only they know as request attributes:
+``openclaw_agent_id``, ``openclaw_run_id`` and ``openclaw_detail`` (why a
+run failed, shown in parentheses).
 """
 
 from __future__ import annotations
@@ -131,8 +134,11 @@ class RequestObserver:
             route = route_template(path, self._control_ui)
             metrics.request_done(route, request.method.decode("latin-1"), status, seconds)
         if self._access_log:
-            left = isinstance(result, Failure)
-            self._line(request, status, request.sentLength, seconds, "client left" if left else "")
+            # An endpoint may say why a run ended (``request.openclaw_detail``).
+            note = getattr(request, "openclaw_detail", None) or ""
+            if isinstance(result, Failure):
+                note = f"{note}; client left" if note else "client left"
+            self._line(request, status, request.sentLength, seconds, note)
 
     def _websocket(self, request: Request, begun: float) -> None:
         """Log the upgrade and, through the connection counter, its end."""
