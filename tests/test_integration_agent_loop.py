@@ -7,9 +7,12 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
+from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from openai import OpenAI
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 
@@ -187,3 +190,128 @@ class AgentLoopProcessTests(support.GatewayTestCase):
         )
         self.assertEqual(self.fake.request_count, 1)
         os.unlink(pid_file)
+
+
+class _Operator(WebSocketClientProtocol):
+    """An operator client that answers every exec approval with ``factory.decision``."""
+
+    factory: _OperatorFactory
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        frame = json.loads(payload)
+        if frame.get("event") == "connect.challenge":
+            self._send_frame(
+                {
+                    "type": "req",
+                    "id": "c1",
+                    "method": "connect",
+                    "params": {
+                        "minProtocol": 4,
+                        "maxProtocol": 4,
+                        "auth": {"token": TOKEN},
+                        "client": {"id": "cli", "version": "t", "platform": "linux", "mode": "cli"},
+                        "role": "operator",
+                        "scopes": ["operator.admin"],
+                    },
+                }
+            )
+        elif frame.get("id") == "c1" and not self.factory.ready.called:
+            self.factory.ready.callback(None)
+        elif frame.get("event") == "exec.approval.requested":
+            self.factory.requests.append(frame["payload"])
+            approval = frame["payload"]["id"]
+            params = {"id": approval, "decision": self.factory.decision}
+            self._send_frame(
+                {"type": "req", "id": "r1", "method": "exec.approval.resolve", "params": params}
+            )
+        elif frame.get("id") == "r1":
+            self.factory.answers.append(frame)
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        if not self.factory.closed.called:
+            self.factory.closed.callback(None)
+
+    def _send_frame(self, frame: dict[str, Any]) -> None:
+        self.sendMessage(json.dumps(frame).encode(), isBinary=False)
+
+
+class _OperatorFactory(WebSocketClientFactory):
+    def __init__(self, url: str, reactor: Any, decision: str) -> None:
+        super().__init__(url, reactor=reactor)
+        self.protocol = _Operator
+        self.decision = decision
+        self.requests: list[dict[str, Any]] = []
+        self.answers: list[dict[str, Any]] = []
+        self.ready: Deferred[None] = Deferred()
+        self.closed: Deferred[None] = Deferred()
+
+
+class ExecApprovalProcessTests(support.GatewayTestCase):
+    """A gateway whose exec policy asks an operator (tools.exec.mode "ask")."""
+
+    @classmethod
+    def gateway_config(cls, port: int) -> dict[str, Any]:
+        return {
+            "models": {"providers": {"fake": support.openai_provider(port)}},
+            "agents": {"list": [{"id": "main", "default": True, "model": "fake/gpt-fake"}]},
+            "tools": {"exec": {"mode": "ask"}},
+        }
+
+    async def operator(self, decision: str) -> _OperatorFactory:
+        factory = _OperatorFactory(f"ws://127.0.0.1:{self.gateway.port}/", self.reactor, decision)
+        endpoint = TCP4ClientEndpoint(self.reactor, "127.0.0.1", self.gateway.port)
+        protocol = cast(_Operator, await endpoint.connect(factory))
+
+        async def close() -> None:
+            protocol.sendClose()
+            await factory.closed
+
+        self.addCleanup(close)
+        await factory.ready
+        return factory
+
+    async def turn(self, user: str) -> str:
+        client = OpenAI(
+            base_url=f"{self.gateway.base_url}/v1",
+            api_key=TOKEN,
+            max_retries=0,
+            timeout=CLIENT_TIMEOUT,
+        )
+        self.addCleanup(client.close)
+        completion = await deferToThread(
+            lambda: client.chat.completions.create(
+                model="openclaw", messages=[{"role": "user", "content": "touch it"}], user=user
+            )
+        )
+        return completion.choices[0].message.content or ""
+
+    async def test_operator_approves_over_the_websocket(self) -> None:
+        """The command waits for an operator: the WS client gets
+        exec.approval.requested with the command, answers allow-once through
+        exec.approval.resolve, and the command runs."""
+        operator = await self.operator("allow-once")
+        conversation = ToolConversation(
+            FakeReply(text="", tool_calls=(tool("exec", "e1", command="touch approved.txt"),)),
+            FakeReply(text="Done."),
+        )
+        self.fake.responder = conversation
+        self.assertEqual(await self.turn("approve"), "Done.")
+        (request,) = operator.requests
+        self.assertEqual(request["request"]["command"], "touch approved.txt")
+        self.assertEqual(request["request"]["sessionKey"], "agent:main:openai-user:approve")
+        self.assertTrue(operator.answers[0]["ok"])
+        workspace = self.gateway.directory / "state" / "workspace"
+        self.assertTrue((workspace / "approved.txt").exists())
+
+    async def test_operator_denies(self) -> None:
+        """deny: the command does not run and the model reads that it was denied."""
+        operator = await self.operator("deny")
+        conversation = ToolConversation(
+            FakeReply(text="", tool_calls=(tool("exec", "e2", command="touch denied.txt"),)),
+            FakeReply(text="It was refused."),
+        )
+        self.fake.responder = conversation
+        self.assertEqual(await self.turn("deny"), "It was refused.")
+        self.assertEqual(len(operator.requests), 1)
+        self.assertIn("denied", conversation.results["e2"].lower())
+        self.assertFalse((self.gateway.directory / "state" / "workspace" / "denied.txt").exists())
