@@ -9,7 +9,6 @@ property test checks.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -19,7 +18,10 @@ from attrs import frozen
 
 from openclaw.agents.types import AgentRequest, ClientTool, ImageInput, StreamParams
 from openclaw.config.model import ImagesConfig
+from openclaw.core import textguard
+from openclaw.core.textguard import MAX_JSON_DEPTH, JsonDepthError
 from openclaw.gateway.http.openai_messages import (
+    AgentPrompt,
     InvalidImageError,
     MissingUserMessageError,
     build_prompt,
@@ -153,18 +155,16 @@ def unknown_agent_error(agent: str, *, param: str | None = None) -> ChatRequestE
 # --- step 4: the body -------------------------------------------------------
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"Unexpected token {name} in JSON")
-
-
-def parse_json_body(raw: bytes) -> object:
-    """The body as JSON (an empty body is ``{}``); 400 with the parser's message."""
+def parse_json_body(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> object:
+    """The body as JSON (an empty body is ``{}``) under the text ingress rule
+    (lone surrogates become U+FFFD, depth bounded); 400 with the parser's
+    message, or with the path where the nesting got too deep."""
     if not raw.strip():
         return {}
     try:
-        return json.loads(raw, parse_constant=_reject_constant)
-    except RecursionError:
-        raise ChatRequestError("JSON nesting is too deep", code="invalid_json") from None
+        return textguard.loads(raw, max_depth=max_depth)
+    except JsonDepthError as exc:
+        raise ChatRequestError(str(exc), code="invalid_json") from None
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, int too long
         raise ChatRequestError(str(exc), code="invalid_json") from None
 
@@ -545,12 +545,13 @@ def prepare_chat(
     agent_ids: Sequence[str],
     default_agent_id: str,
     images: ImagesConfig,
+    max_json_depth: int = MAX_JSON_DEPTH,
 ) -> PreparedChat:
     """Steps 4 to 16 of OpenClaw's order of checks; ChatRequestError on refusal.
 
     ``headers`` maps lower-case header names to their (last) value.
     """
-    body = parse_json_body(raw_body)
+    body = parse_json_body(raw_body, max_json_depth)
     fields = parse_fields(body)
     assert isinstance(body, Mapping)
     header_agent = next((headers[h] for h in AGENT_HEADERS if headers.get(h, "").strip()), None)
@@ -572,7 +573,29 @@ def prepare_chat(
         raise ChatRequestError(MISSING_USER_MESSAGE, param="messages") from None
     except RecursionError:
         raise ChatRequestError("`messages` is nested too deeply.", param="messages") from None
-    extra = [part for part in (prompt.extra_system_prompt, tool_choice_prompt(choice)) if part]
+    return prepared_turn(
+        fields,
+        agent_id=agent_id,
+        session_key=session_key,
+        headers=headers,
+        prompt=prompt,
+        tools=(tools, choice),
+        extra=(prompt.extra_system_prompt, tool_choice_prompt(choice)),
+    )
+
+
+def prepared_turn(
+    fields: _Fields,
+    *,
+    agent_id: str,
+    session_key: str,
+    headers: Mapping[str, str],
+    prompt: AgentPrompt,
+    tools: tuple[tuple[ClientTool, ...], ToolChoice],
+    extra: Sequence[str | None],
+) -> PreparedChat:
+    """The validated turn, as every OpenAI-style endpoint hands it to the runtime
+    (``extra``: the parts of the extra system prompt, blank ones skipped)."""
     return PreparedChat(
         model=fields.model,
         stream=fields.stream,
@@ -581,11 +604,11 @@ def prepare_chat(
         session_key=session_key,
         channel=resolve_channel(headers.get(CHANNEL_HEADER)),
         message=prompt.message,
-        extra_system_prompt="\n\n".join(extra) or None,
+        extra_system_prompt="\n\n".join(part for part in extra if part) or None,
         images=prompt.images,
         image_urls=prompt.image_urls,
         image_budget=prompt.image_budget,
-        tools=tools,
-        tool_choice=choice,
+        tools=tools[0],
+        tool_choice=tools[1],
         stream_params=fields.stream_params,
     )
