@@ -21,7 +21,9 @@ complete or the client left.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Required, TypedDict
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -38,7 +40,6 @@ from openclaw.agents.types import (
     AssistantEvent,
     ClientToolConflictError,
     ImageInput,
-    RunQueueFullError,
     UnknownAgentError,
     UnknownModelError,
 )
@@ -47,6 +48,7 @@ from openclaw.gateway.auth import GatewayAuth
 from openclaw.gateway.http.chat_request import (
     ChatRequestError,
     PinnedTool,
+    PreparedChat,
     ToolChoice,
     unknown_agent_error,
 )
@@ -56,7 +58,7 @@ from openclaw.gateway.http.completions_format import (
     INTERNAL_ERROR,
     MappedError,
 )
-from openclaw.gateway.http.errors import write_json, write_openai_error
+from openclaw.gateway.http.errors import write_json
 from openclaw.gateway.http.image_fetch import ImageFetcher, ImageFetchError
 from openclaw.gateway.http.model_header import model_error
 from openclaw.gateway.http.run_support import (
@@ -72,6 +74,28 @@ from openclaw.gateway.http.sse import DEFAULT_MAX_BUFFERED_BYTES, SSEStream
 log = Logger()
 
 Answer = bytes | Deferred[bytes]
+
+
+@contextmanager
+def runtime_refusals(agent_id: str) -> Iterator[None]:
+    """The runtime's refusals of a request as OpenClaw's 400s: an agent that is
+    not configured, a model (``x-openclaw-model``) it does not offer."""
+    try:
+        yield
+    except UnknownAgentError:
+        raise unknown_agent_error(agent_id) from None
+    except UnknownModelError as e:
+        raise model_error(e) from None
+
+
+class EndpointParts(TypedDict, total=False):
+    """What every run endpoint is built from (keyword arguments)."""
+
+    runtime: Required[AgentRuntime]
+    auth: Required[GatewayAuth]
+    clock: Required[IReactorTime]
+    image_fetcher: ImageFetcher | None
+    max_buffered_bytes: int
 
 
 class AgentEndpoint:
@@ -116,18 +140,18 @@ class AgentEndpoint:
     def _with_images(
         self,
         request: Request,
-        urls: Sequence[str],
+        turn: PreparedChat,
         config: ImagesConfig,
-        budget: int,
         invalid: Callable[[], ChatRequestError],
         then: Callable[[Sequence[ImageInput]], Answer],
     ) -> Answer:
-        """Fetch the URL images (if any), then ``then(images)``.
+        """Fetch the turn's URL images (if any), then ``then(images)``.
 
         One Deferred from the fetches to the answer: a client that leaves
         cancels it (Klein does), which cancels the fetches or, once the run
         started, the answer chained into it. A refused image is ``invalid()``.
         """
+        urls, budget = turn.image_urls, turn.image_budget
         if not urls:
             return then(())
         fetcher = self._image_fetcher
@@ -160,26 +184,14 @@ class AgentEndpoint:
         when the request is at fault)."""
         run_id = agent_request.run_id
         try:
-            run = self._runtime.start(agent_request)
-        except UnknownAgentError:
-            raise unknown_agent_error(agent_request.agent_id) from None
-        except UnknownModelError as e:
-            raise model_error(e) from None
+            with runtime_refusals(agent_request.agent_id):
+                run = self._runtime.start(agent_request)
+        except ChatRequestError:
+            raise
         except ClientToolConflictError as e:
             # OpenClaw's answer; the clashing names are only logged.
             log.info("run {run_id} refused: {error}", run_id=run_id, error=str(e))
             raise ChatRequestError("invalid tool configuration") from None
-        except RunQueueFullError as full:
-            # agents.defaults.maxConcurrent runs and a full queue: try again later.
-            log.warn("run {run_id} refused: {reason}", run_id=run_id, reason=str(full))
-            request.setHeader(b"retry-after", full.retry_after_header.encode("ascii"))
-            return write_openai_error(
-                request,
-                429,
-                "Too many agent runs in progress",
-                "rate_limit_error",
-                code="too_many_runs",
-            )
         except Exception:
             log.failure("could not start run {run_id}", run_id=run_id)
             return write_error(request, INTERNAL_ERROR, run_started=False)
