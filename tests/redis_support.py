@@ -28,11 +28,16 @@ def free_port() -> int:
 class RedisServer:
     """One ``redis-server`` process: :meth:`start`, :meth:`stop`, :meth:`start` again."""
 
-    def __init__(self, *, tcp: bool = False, password: str | None = None) -> None:
+    def __init__(
+        self, *, tcp: bool = False, password: str | None = None, persist: bool = False
+    ) -> None:
+        """:param persist: ``appendonly yes`` + ``appendfsync always`` (what the
+        deployment doc recommends), so data survives a restart."""
         self.directory = Path(tempfile.mkdtemp(prefix="oc-redis-"))
         self.socket_path = self.directory / "redis.sock"
         self.port = free_port() if tcp else 0
         self.password = password
+        self.persist = persist
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -53,7 +58,9 @@ class RedisServer:
             "--save",
             "",
             "--appendonly",
-            "no",
+            "yes" if self.persist else "no",
+            "--appendfsync",
+            "always",
             "--dir",
             str(self.directory),
         ]

@@ -49,6 +49,7 @@ from openclaw.agents.types import (
     Usage,
 )
 from openclaw.agents.workspace import WorkspaceContext
+from openclaw.core.unavailable import SharedStateUnavailableError
 from openclaw.sessions.lanes import Release
 
 __all__ = [
@@ -198,9 +199,12 @@ class Run:
         # Begin on a later reactor turn: the caller of start() subscribes first.
         self._exec_call = self._clock.callLater(0, self._execute)
 
-    def _lane_failed(self, failure: Failure) -> Failure | None:
+    def _lane_failed(self, failure: Failure) -> None:
         self._lane_wait = None
-        return None if isinstance(failure.value, CancelledError) else failure
+        if isinstance(failure.value, CancelledError) or self._ended:
+            return
+        # Shared lanes can fail (their store is unreachable): the run ends failed.
+        self._fail(failure)
 
     def _execute(self) -> None:
         self._exec_call = None
@@ -451,11 +455,12 @@ class Run:
         tool_calls: tuple[ToolCall, ...] = (),
         results: tuple[dict[str, object], ...] = (),
         error: str | None = None,
-    ) -> Deferred[None]:
+    ) -> Deferred[SharedStateUnavailableError | None]:
         """Append the assistant outcome to the transcript (only if the turn began).
 
         Fires once the store reports the lines durable (never fails: a store
-        error is logged and the run settles all the same).
+        error is logged and the run settles all the same; with the shared store
+        unreachable it fires with that error, and the run settles as failed).
         """
         if not self._user_recorded or self.session_id is None:
             return succeed(None)
@@ -483,16 +488,25 @@ class Run:
             log.failure("run {run_id}: could not record the turn", run_id=self.run_id)
             return succeed(None)
 
-        def unsynced(failure: Failure) -> None:
+        def unsynced(failure: Failure) -> SharedStateUnavailableError | None:
+            if isinstance(failure.value, SharedStateUnavailableError):
+                # The shared store went away: the answer is not saved, so the
+                # run must not end as a success (see _settle_after).
+                log.warn(
+                    "run {run_id}: turn not saved: {why}", run_id=self.run_id, why=failure.value
+                )
+                return failure.value
             log.failure(
                 "run {run_id}: could not write the turn to disk", failure, run_id=self.run_id
             )
+            return None
 
-        return written.addErrback(unsynced)
+        stored: Deferred[SharedStateUnavailableError | None] = written.addCallback(lambda _: None)
+        return stored.addErrback(unsynced)
 
     def _settle_after(
         self,
-        recorded: Deferred[None],
+        recorded: Deferred[SharedStateUnavailableError | None],
         outcome: AgentResult | Failure,
         event: LifecycleEvent,
         *,
@@ -502,7 +516,12 @@ class Run:
         """Settle once the transcript is written (at once when it already is), so
         nobody is told of a turn the disk does not hold yet."""
 
-        def settle(_: object) -> None:
+        def settle(stored: object) -> None:
+            if isinstance(stored, SharedStateUnavailableError) and status == "ok":
+                message = "the turn could not be saved: the session store is unavailable"
+                failed = evolve(event, phase="error", error=message, stop_reason="error")
+                self._settle(_failure(stored), failed, status="error", error=message)
+                return
             self._settle(outcome, event, status=status, error=error)
 
         def bug(failure: Failure) -> None:

@@ -162,3 +162,17 @@ class TranscriptStore(SessionCatalog, Protocol):
     def close(self) -> Deferred[None]:
         """Wait for pending writes, write the indexes, release IO threads."""
         ...
+
+
+@runtime_checkable
+class SharedCatalog(Protocol):
+    """A catalog other processes write too (the Redis store): what it shows is
+    what it last read, so the WebSocket methods refresh it before reading."""
+
+    def refresh_session(self, session_key: str) -> Deferred[None]:
+        """Re-read ``session_key``'s entry and newest transcript lines."""
+        ...
+
+    def refresh_agent(self, agent_id: str) -> Deferred[None]:
+        """Re-read the agent's whole index."""
+        ...

@@ -63,6 +63,10 @@ class SessionLanes:
         lane.busy = True
         return self._releaser(key)
 
+    def check_available(self) -> None:
+        """Raise SharedStateUnavailableError when no lane can be granted now
+        (a shared backend is unreachable); in-process lanes always can."""
+
     def is_busy(self, key: str) -> bool:
         """True while some holder has the lane."""
         lane = self._lanes.get(key)

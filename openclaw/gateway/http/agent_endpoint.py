@@ -21,9 +21,7 @@ complete or the client left.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from typing import Required, TypedDict
+from collections.abc import Callable, Sequence
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -44,11 +42,11 @@ from openclaw.agents.types import (
     UnknownModelError,
 )
 from openclaw.config.model import ImagesConfig
+from openclaw.core.unavailable import SharedStateUnavailableError
 from openclaw.gateway.auth import GatewayAuth
 from openclaw.gateway.http.chat_request import (
     ChatRequestError,
     PinnedTool,
-    PreparedChat,
     ToolChoice,
     unknown_agent_error,
 )
@@ -56,6 +54,7 @@ from openclaw.gateway.http.completions_format import (
     APPEND_ONLY_ERROR,
     EMPTY_REPLY_TEXT,
     INTERNAL_ERROR,
+    STATE_UNAVAILABLE_ERROR,
     MappedError,
 )
 from openclaw.gateway.http.errors import write_json
@@ -74,28 +73,6 @@ from openclaw.gateway.http.sse import DEFAULT_MAX_BUFFERED_BYTES, SSEStream
 log = Logger()
 
 Answer = bytes | Deferred[bytes]
-
-
-@contextmanager
-def runtime_refusals(agent_id: str) -> Iterator[None]:
-    """The runtime's refusals of a request as OpenClaw's 400s: an agent that is
-    not configured, a model (``x-openclaw-model``) it does not offer."""
-    try:
-        yield
-    except UnknownAgentError:
-        raise unknown_agent_error(agent_id) from None
-    except UnknownModelError as e:
-        raise model_error(e) from None
-
-
-class EndpointParts(TypedDict, total=False):
-    """What every run endpoint is built from (keyword arguments)."""
-
-    runtime: Required[AgentRuntime]
-    auth: Required[GatewayAuth]
-    clock: Required[IReactorTime]
-    image_fetcher: ImageFetcher | None
-    max_buffered_bytes: int
 
 
 class AgentEndpoint:
@@ -140,18 +117,18 @@ class AgentEndpoint:
     def _with_images(
         self,
         request: Request,
-        turn: PreparedChat,
+        urls: Sequence[str],
         config: ImagesConfig,
+        budget: int,
         invalid: Callable[[], ChatRequestError],
         then: Callable[[Sequence[ImageInput]], Answer],
     ) -> Answer:
-        """Fetch the turn's URL images (if any), then ``then(images)``.
+        """Fetch the URL images (if any), then ``then(images)``.
 
         One Deferred from the fetches to the answer: a client that leaves
         cancels it (Klein does), which cancels the fetches or, once the run
         started, the answer chained into it. A refused image is ``invalid()``.
         """
-        urls, budget = turn.image_urls, turn.image_budget
         if not urls:
             return then(())
         fetcher = self._image_fetcher
@@ -184,14 +161,17 @@ class AgentEndpoint:
         when the request is at fault)."""
         run_id = agent_request.run_id
         try:
-            with runtime_refusals(agent_request.agent_id):
-                run = self._runtime.start(agent_request)
-        except ChatRequestError:
-            raise
+            run = self._runtime.start(agent_request)
+        except UnknownAgentError:
+            raise unknown_agent_error(agent_request.agent_id) from None
+        except UnknownModelError as e:
+            raise model_error(e) from None
         except ClientToolConflictError as e:
             # OpenClaw's answer; the clashing names are only logged.
             log.info("run {run_id} refused: {error}", run_id=run_id, error=str(e))
             raise ChatRequestError("invalid tool configuration") from None
+        except SharedStateUnavailableError:
+            return write_error(request, STATE_UNAVAILABLE_ERROR, run_started=False)
         except Exception:
             log.failure("could not start run {run_id}", run_id=run_id)
             return write_error(request, INTERNAL_ERROR, run_started=False)

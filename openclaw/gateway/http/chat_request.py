@@ -20,7 +20,6 @@ from attrs import frozen
 from openclaw.agents.types import AgentRequest, ClientTool, ImageInput, StreamParams
 from openclaw.config.model import ImagesConfig
 from openclaw.gateway.http.openai_messages import (
-    AgentPrompt,
     InvalidImageError,
     MissingUserMessageError,
     build_prompt,
@@ -573,29 +572,7 @@ def prepare_chat(
         raise ChatRequestError(MISSING_USER_MESSAGE, param="messages") from None
     except RecursionError:
         raise ChatRequestError("`messages` is nested too deeply.", param="messages") from None
-    return prepared_turn(
-        fields,
-        agent_id=agent_id,
-        session_key=session_key,
-        headers=headers,
-        prompt=prompt,
-        tools=(tools, choice),
-        extra=(prompt.extra_system_prompt, tool_choice_prompt(choice)),
-    )
-
-
-def prepared_turn(
-    fields: _Fields,
-    *,
-    agent_id: str,
-    session_key: str,
-    headers: Mapping[str, str],
-    prompt: AgentPrompt,
-    tools: tuple[tuple[ClientTool, ...], ToolChoice],
-    extra: Sequence[str | None],
-) -> PreparedChat:
-    """The validated turn, as every OpenAI-style endpoint hands it to the runtime
-    (``extra``: the parts of the extra system prompt, blank ones skipped)."""
+    extra = [part for part in (prompt.extra_system_prompt, tool_choice_prompt(choice)) if part]
     return PreparedChat(
         model=fields.model,
         stream=fields.stream,
@@ -604,11 +581,11 @@ def prepared_turn(
         session_key=session_key,
         channel=resolve_channel(headers.get(CHANNEL_HEADER)),
         message=prompt.message,
-        extra_system_prompt="\n\n".join(part for part in extra if part) or None,
+        extra_system_prompt="\n\n".join(extra) or None,
         images=prompt.images,
         image_urls=prompt.image_urls,
         image_budget=prompt.image_budget,
-        tools=tools[0],
-        tool_choice=tools[1],
+        tools=tools,
+        tool_choice=choice,
         stream_params=fields.stream_params,
     )

@@ -359,6 +359,14 @@ def map_provider_error(error: ProviderError) -> MappedError:
 RUN_TIMEOUT_ERROR = MappedError(504, "agent run timed out", "api_error", "timeout")
 RUN_ABORTED_ERROR = MappedError(503, "agent run was aborted", "api_error", "aborted")
 INTERNAL_ERROR = MappedError(500, "internal error", "api_error")
+#: The shared session store (Redis) is unreachable: try again shortly.
+STATE_UNAVAILABLE_ERROR = MappedError(
+    503,
+    "the session store is unavailable; retry shortly",
+    "api_error",
+    "session_store_unavailable",
+    retry_after_seconds=1,
+)
 APPEND_ONLY_ERROR = MappedError(
     500,
     "Assistant output cannot be represented as an append-only response stream.",

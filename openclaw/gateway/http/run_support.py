@@ -19,11 +19,13 @@ from openclaw.agents.types import (
     RunAbortedError,
     RunTimeoutError,
 )
+from openclaw.core.unavailable import SharedStateUnavailableError
 from openclaw.gateway.http.chat_request import ChatRequestError, PinnedTool, ToolChoice
 from openclaw.gateway.http.completions_format import (
     INTERNAL_ERROR,
     RUN_ABORTED_ERROR,
     RUN_TIMEOUT_ERROR,
+    STATE_UNAVAILABLE_ERROR,
     MappedError,
     map_provider_error,
 )
@@ -84,6 +86,8 @@ def map_failure(failure: Failure, run_id: str) -> tuple[MappedError, str]:
         return RUN_ABORTED_ERROR, "run aborted"
     if isinstance(error, AgentLoopError):
         return MappedError(500, str(error), "api_error", "agent_loop_stopped"), "agent loop stopped"
+    if isinstance(error, SharedStateUnavailableError):
+        return STATE_UNAVAILABLE_ERROR, "session store unavailable"
     log.failure("run {run_id} failed", failure, run_id=run_id)
     return INTERNAL_ERROR, "run failed"
 

@@ -19,11 +19,11 @@ from openclaw.agents.types import (
     FailureKind,
     ProviderError,
     RunAbortedError,
-    RunQueueFullError,
     RuntimeClosedError,
     RunTimeoutError,
     UnknownAgentError,
 )
+from openclaw.core.unavailable import SharedStateUnavailableError
 from openclaw.gateway.ws.calls import (
     DEFAULT_WAIT_MS,
     MAX_IDEMPOTENCY_KEY_LENGTH,
@@ -131,13 +131,12 @@ def _start_run(
         raise invalid_params(method, f'unknown agent id "{agent_id}"') from None
     except RuntimeClosedError:
         raise RequestError(UNAVAILABLE, "gateway stopping", retryable=True) from None
-    except RunQueueFullError as full:
-        # agents.defaults.maxConcurrent runs and a full queue: try again later.
+    except SharedStateUnavailableError as e:
         raise RequestError(
             UNAVAILABLE,
-            "too many agent runs in progress",
+            "session store unavailable",
             retryable=True,
-            retry_after_ms=full.retry_after_ms,
+            retry_after_ms=e.retry_after_ms,
         ) from None
     except DuplicateRunError:
         # The key outlived its cache entry while its run is still going: attach.

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.logger import Logger
 
 from openclaw.gateway.ws.calls import (
@@ -24,6 +25,7 @@ from openclaw.gateway.ws.calls import (
 )
 from openclaw.gateway.ws.frames import INVALID_REQUEST, RequestError, invalid_params
 from openclaw.sessions.entry import SessionEntry
+from openclaw.sessions.interface import SharedCatalog
 
 log = Logger()
 
@@ -51,7 +53,9 @@ def _truncate_message(message: dict[str, Any], max_chars: int) -> dict[str, Any]
     return message
 
 
-def chat_history(ctx: CallContext, params: Mapping[str, Any]) -> dict[str, Any]:
+def chat_history(
+    ctx: CallContext, params: Mapping[str, Any]
+) -> dict[str, Any] | Deferred[dict[str, Any]]:
     method = "chat.history"
     services = ctx.services
     raw_session = required_str(params, "sessionKey", method)
@@ -59,6 +63,17 @@ def chat_history(ctx: CallContext, params: Mapping[str, Any]) -> dict[str, Any]:
     max_chars = optional_int(params, "maxChars", method, minimum=1, maximum=10_000_000)
     agent_id, session_key = resolve_session(services, method, raw_session)
     store = session_store(services)
+    if isinstance(store, SharedCatalog):  # another process may have written it
+        return store.refresh_session(session_key).addCallback(
+            lambda _: _history(ctx, agent_id, session_key, limit, max_chars)
+        )
+    return _history(ctx, agent_id, session_key, limit, max_chars)
+
+
+def _history(
+    ctx: CallContext, agent_id: str, session_key: str, limit: int | None, max_chars: int | None
+) -> dict[str, Any]:
+    store = session_store(ctx.services)
     entry = store.get_session(agent_id, session_key)
     messages = list(store.read_messages(agent_id, session_key, limit or DEFAULT_HISTORY_LIMIT))
     if max_chars is not None:
@@ -78,7 +93,9 @@ def _session_json(entry: SessionEntry) -> dict[str, Any]:
     return out
 
 
-def sessions_list(ctx: CallContext, params: Mapping[str, Any]) -> dict[str, Any]:
+def sessions_list(
+    ctx: CallContext, params: Mapping[str, Any]
+) -> dict[str, Any] | Deferred[dict[str, Any]]:
     method = "sessions.list"
     services = ctx.services
     agent_hint = optional_str(params, "agentId", method)
@@ -87,6 +104,17 @@ def sessions_list(ctx: CallContext, params: Mapping[str, Any]) -> dict[str, Any]
     agent_ids: Sequence[str] = (
         [known_agent(services, agent_hint, method)] if agent_hint else services.runtime.agent_ids
     )
+    if isinstance(store, SharedCatalog):  # other processes add sessions too
+        refreshed = gatherResults([store.refresh_agent(a) for a in agent_ids], consumeErrors=True)
+        return refreshed.addCallback(lambda _: _listed(ctx, agent_hint, agent_ids, limit))
+    return _listed(ctx, agent_hint, agent_ids, limit)
+
+
+def _listed(
+    ctx: CallContext, agent_hint: str | None, agent_ids: Sequence[str], limit: int | None
+) -> dict[str, Any]:
+    services = ctx.services
+    store = session_store(services)
     entries: list[SessionEntry] = []
     for agent_id in agent_ids:
         entries.extend(store.list_sessions(agent_id))

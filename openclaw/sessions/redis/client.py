@@ -26,6 +26,7 @@ from twisted.internet.ssl import optionsForClientTLS
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from openclaw.core.unavailable import SharedStateUnavailableError
 from openclaw.sessions.redis.url import RedisUrl
 
 log = Logger()
@@ -34,7 +35,7 @@ log = Logger()
 DEFAULT_REPLY_TIMEOUT = 10.0
 
 
-class RedisUnavailableError(ConnectionError):
+class RedisUnavailableError(SharedStateUnavailableError):
     """Redis cannot be reached now (the gateway answers 503 and retries later)."""
 
 
@@ -60,6 +61,11 @@ class RedisCommands(Protocol):
     @property
     def connected(self) -> bool:
         """True while a connection to Redis is up."""
+        ...
+
+    @property
+    def lost(self) -> bool:
+        """True while commands fail at once (the connection was up and is gone)."""
         ...
 
     def execute(self, *args: str | int | float | bytes) -> Deferred[Any]:
@@ -112,6 +118,12 @@ class TxRedisClient:
     @property
     def connected(self) -> bool:
         return bool(self._factory.size) and not self._factory.stopped
+
+    @property
+    def lost(self) -> bool:
+        """True when the connection is down after having been up (or closed):
+        commands fail now. Before the first connection commands wait."""
+        return not self.connected and (self._ever_connected or self._factory.stopped)
 
     def wait_connected(self, timeout: float) -> Deferred[None]:
         """Fires once the first connection is up; fails with

@@ -31,7 +31,7 @@ from twisted.python.failure import Failure
 
 from openclaw.sessions.entry import is_stateless_session_key
 from openclaw.sessions.lanes import Release, SessionLanes
-from openclaw.sessions.redis.client import RedisCommands
+from openclaw.sessions.redis.client import RedisCommands, RedisUnavailableError
 from openclaw.sessions.redis.keys import KeySchema
 from openclaw.sessions.redis.scripts import ACQUIRE, RELEASE, RENEW
 
@@ -94,6 +94,11 @@ class RedisLanes(SessionLanes):
         self._renew_every = ttl_seconds / 3
         self._poll = poll_seconds
         self._on_granted = on_granted
+
+    def check_available(self) -> None:
+        """Refuse new runs at once while Redis is unreachable (503 / UNAVAILABLE)."""
+        if self._client.lost:
+            raise RedisUnavailableError("the session store (Redis) is unreachable")
 
     def try_acquire(self, key: str) -> Release | None:
         """Only stateless keys can be granted without asking Redis."""
