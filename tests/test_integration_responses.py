@@ -288,25 +288,18 @@ class ResponsesIntegrationTests(support.GatewayTestCase):
         """ChatOpenAI(use_responses_api=True) invokes and streams; OpenAIEmbeddings embeds."""
 
         def run() -> tuple[Any, str, list[list[float]], list[float]]:
-            chat = ChatOpenAI(
-                model="openclaw",
-                base_url=f"{self.gateway.base_url}/v1",
-                api_key=SecretStr(TOKEN),
-                use_responses_api=True,
-                max_retries=0,
-                timeout=CLIENT_TIMEOUT,
-            )
+            common: dict[str, Any] = {
+                "model": "openclaw",
+                "base_url": f"{self.gateway.base_url}/v1",
+                "api_key": SecretStr(TOKEN),
+                "max_retries": 0,
+            }
+            chat = ChatOpenAI(**common, use_responses_api=True, timeout=CLIENT_TIMEOUT)
             answer = chat.invoke("hi there")
             streamed = "".join(
                 str(c.text) if hasattr(c, "text") else str(c.content) for c in chat.stream("count")
             )
-            embeddings = OpenAIEmbeddings(
-                model="openclaw",
-                base_url=f"{self.gateway.base_url}/v1",
-                api_key=SecretStr(TOKEN),
-                check_embedding_ctx_length=False,
-                max_retries=0,
-            )
+            embeddings = OpenAIEmbeddings(**common, check_embedding_ctx_length=False)
             return (
                 answer,
                 streamed,

@@ -23,6 +23,11 @@ from tests.chat_fakes import PNG_1X1
 PNG_B64 = base64.b64encode(PNG_1X1).decode("ascii")
 
 
+def user_turn(*parts: dict[str, Any]) -> dict[str, Any]:
+    """A body whose input is one user message of ``parts``."""
+    return {"input": [{"role": "user", "content": list(parts)}]}
+
+
 def prepare(
     body: object, headers: dict[str, str] | None = None, config: ResponsesConfig | None = None
 ) -> PreparedResponse:
@@ -48,22 +53,22 @@ class RequestTests(SynchronousTestCase):
     def test_string_input(self) -> None:
         """A string input is the user turn; the session is a fresh openresponses one."""
         p = prepare({"model": "openclaw", "input": "hi"})
-        self.assertEqual(p.message, "hi")
-        self.assertEqual(p.agent_id, "main")
-        self.assertRegex(p.session_key, r"^agent:main:openresponses:[0-9a-f-]{36}$")
-        self.assertFalse(p.stream)
-        self.assertIsNone(p.extra_system_prompt)
+        self.assertEqual(p.turn.message, "hi")
+        self.assertEqual(p.turn.agent_id, "main")
+        self.assertRegex(p.turn.session_key, r"^agent:main:openresponses:[0-9a-f-]{36}$")
+        self.assertFalse(p.turn.stream)
+        self.assertIsNone(p.turn.extra_system_prompt)
 
     def test_user_session_and_agent_target(self) -> None:
         """``user`` gives a stable per-user session; ``openclaw/beta`` picks the agent."""
         p = prepare({"model": "openclaw/beta", "input": "hi", "user": "Alice"})
-        self.assertEqual(p.session_key, "agent:beta:openresponses-user:alice")
+        self.assertEqual(p.turn.session_key, "agent:beta:openresponses-user:alice")
         self.assertEqual(p.user, "Alice")
 
     def test_session_header_wins(self) -> None:
         """The session header is canonicalised under the agent, as on chat completions."""
         p = prepare({"input": "hi", "user": "u"}, {"x-openclaw-session-key": "my-chat"})
-        self.assertEqual(p.session_key, "agent:main:my-chat")
+        self.assertEqual(p.turn.session_key, "agent:main:my-chat")
         self.assertEqual(p.header_session_key, "my-chat")
 
     def test_items_render_history(self) -> None:
@@ -91,9 +96,9 @@ class RequestTests(SynchronousTestCase):
                 ],
             }
         )
-        self.assertIn("Assistant: Rome.", p.message)
-        self.assertTrue(p.message.endswith("User: And\nFrance?"))
-        self.assertEqual(p.extra_system_prompt, "Be brief.\n\nSpeak French.")
+        self.assertIn("Assistant: Rome.", p.turn.message)
+        self.assertTrue(p.turn.message.endswith("User: And\nFrance?"))
+        self.assertEqual(p.turn.extra_system_prompt, "Be brief.\n\nSpeak French.")
         self.assertEqual(p.instructions, "Be brief.")
 
     def test_function_call_output_is_the_turn(self) -> None:
@@ -107,10 +112,10 @@ class RequestTests(SynchronousTestCase):
                 ]
             }
         )
-        self.assertIn("tool_call id=call_1 name=w arguments={}", p.message)
-        self.assertTrue(p.message.endswith("Tool:call_1: "))
+        self.assertIn("tool_call id=call_1 name=w arguments={}", p.turn.message)
+        self.assertTrue(p.turn.message.endswith("Tool:call_1: "))
         only = prepare({"input": [{"type": "function_call_output", "call_id": "c", "output": "7"}]})
-        self.assertEqual(only.message, "Tool:c: 7")
+        self.assertEqual(only.turn.message, "Tool:c: 7")
 
     def test_sampling_and_metadata(self) -> None:
         """max_output_tokens, temperature, top_p reach the model; metadata is kept."""
@@ -127,9 +132,11 @@ class RequestTests(SynchronousTestCase):
                 "truncation": "auto",
             }
         )
-        self.assertEqual(p.stream_params, StreamParams(max_tokens=50, temperature=0.5, top_p=0.9))
+        self.assertEqual(
+            p.turn.stream_params, StreamParams(max_tokens=50, temperature=0.5, top_p=0.9)
+        )
         self.assertEqual(dict(p.metadata), {"k": "v"})
-        self.assertTrue(p.stream)
+        self.assertTrue(p.turn.stream)
         self.assertEqual(p.previous_response_id, "resp_1")
 
     def test_model_override_header(self) -> None:
@@ -139,92 +146,59 @@ class RequestTests(SynchronousTestCase):
 
     def test_images(self) -> None:
         """input_image as a data URL or a base64 source is decoded; URLs are kept to fetch."""
+        base64_source = {"type": "base64", "media_type": "image/png", "data": PNG_B64}
         p = prepare(
-            {
-                "input": [
-                    {
-                        "role": "user",
-                        "content": [
-                            {"type": "input_text", "text": "look"},
-                            {
-                                "type": "input_image",
-                                "image_url": f"data:image/png;base64,{PNG_B64}",
-                            },
-                            {
-                                "type": "input_image",
-                                "source": {
-                                    "type": "base64",
-                                    "media_type": "image/png",
-                                    "data": PNG_B64,
-                                },
-                            },
-                            {
-                                "type": "input_image",
-                                "source": {"type": "url", "url": "https://img.example/a.png"},
-                            },
-                        ],
-                    }
-                ]
-            }
+            user_turn(
+                {"type": "input_text", "text": "look"},
+                {"type": "input_image", "image_url": f"data:image/png;base64,{PNG_B64}"},
+                {"type": "input_image", "source": base64_source},
+                {
+                    "type": "input_image",
+                    "source": {"type": "url", "url": "https://img.example/a.png"},
+                },
+            )
         )
-        self.assertEqual(p.message, "look")
-        self.assertEqual([i.mime_type for i in p.images], ["image/png", "image/png"])
-        self.assertEqual(p.image_urls, ("https://img.example/a.png",))
+        self.assertEqual(p.turn.message, "look")
+        self.assertEqual([i.mime_type for i in p.turn.images], ["image/png", "image/png"])
+        self.assertEqual(p.turn.image_urls, ("https://img.example/a.png",))
 
     def test_file_goes_to_system_prompt(self) -> None:
         """A text input_file is wrapped as untrusted content in the system prompt only."""
         data = base64.b64encode("Hello, Wörld".encode()).decode()
+        source = {
+            "type": "base64",
+            "media_type": "text/plain",
+            "data": data,
+            "filename": "hello.txt",
+        }
         p = prepare(
-            {
-                "input": [
-                    {
-                        "role": "user",
-                        "content": [
-                            {"type": "input_text", "text": "summarise"},
-                            {
-                                "type": "input_file",
-                                "source": {
-                                    "type": "base64",
-                                    "media_type": "text/plain",
-                                    "data": data,
-                                    "filename": "hello.txt",
-                                },
-                            },
-                        ],
-                    }
-                ]
-            }
+            user_turn(
+                {"type": "input_text", "text": "summarise"},
+                {"type": "input_file", "source": source},
+            )
         )
-        self.assertEqual(p.message, "summarise")
-        assert p.extra_system_prompt is not None
-        self.assertIn('<<<EXTERNAL_UNTRUSTED_CONTENT id="file-1">>>', p.extra_system_prompt)
-        self.assertIn("Source: External", p.extra_system_prompt)
-        self.assertIn("Hello, Wörld", p.extra_system_prompt)
-        self.assertIn("File: hello.txt (text/plain)", p.extra_system_prompt)
+        self.assertEqual(p.turn.message, "summarise")
+        assert p.turn.extra_system_prompt is not None
+        self.assertIn('<<<EXTERNAL_UNTRUSTED_CONTENT id="file-1">>>', p.turn.extra_system_prompt)
+        self.assertIn("Source: External", p.turn.extra_system_prompt)
+        self.assertIn("Hello, Wörld", p.turn.extra_system_prompt)
+        self.assertIn("File: hello.txt (text/plain)", p.turn.extra_system_prompt)
 
     def test_file_limits(self) -> None:
         """Files over maxBytes, of a refused type, or by URL are a 400; text is cut at maxChars."""
         config = ResponsesConfig(files=ResponsesFilesConfig(max_bytes=10, max_chars=4))
 
         def with_file(source: dict[str, Any]) -> dict[str, Any]:
-            return {
-                "input": [
-                    {
-                        "role": "user",
-                        "content": [
-                            {"type": "input_file", "source": source},
-                            {"type": "input_text", "text": "x"},
-                        ],
-                    }
-                ]
-            }
+            return user_turn(
+                {"type": "input_file", "source": source}, {"type": "input_text", "text": "x"}
+            )
 
         small = base64.b64encode(b"abcdefgh").decode()
         p = prepare(
             with_file({"type": "base64", "media_type": "text/plain", "data": small}), config=config
         )
-        assert p.extra_system_prompt is not None
-        self.assertIn("abcd\n[... truncated ...]", p.extra_system_prompt)
+        assert p.turn.extra_system_prompt is not None
+        self.assertIn("abcd\n[... truncated ...]", p.turn.extra_system_prompt)
         big = base64.b64encode(b"x" * 11).decode()
         for source in (
             {"type": "base64", "media_type": "text/plain", "data": big},
@@ -242,22 +216,22 @@ class RequestTests(SynchronousTestCase):
             {"type": "function", "name": "b", "strict": True},
         ]
         p = prepare({"input": "hi", "tools": tools})
-        self.assertEqual([t.name for t in p.tools], ["a", "b"])
-        self.assertEqual(p.tools[0].parameters, {"type": "object"})
+        self.assertEqual([t.name for t in p.turn.tools], ["a", "b"])
+        self.assertEqual(p.turn.tools[0].parameters, {"type": "object"})
         pinned = prepare(
             {"input": "hi", "tools": tools, "tool_choice": {"type": "function", "name": "b"}}
         )
-        self.assertEqual([t.name for t in pinned.tools], ["b"])
-        self.assertEqual(pinned.tool_choice, PinnedTool("b"))
-        self.assertIn("You must call the b tool", pinned.extra_system_prompt or "")
+        self.assertEqual([t.name for t in pinned.turn.tools], ["b"])
+        self.assertEqual(pinned.turn.tool_choice, PinnedTool("b"))
+        self.assertIn("You must call the b tool", pinned.turn.extra_system_prompt or "")
         none = prepare({"input": "hi", "tools": tools, "tool_choice": "none"})
-        self.assertEqual(none.tools, ())
+        self.assertEqual(none.turn.tools, ())
         self.assertEqual(len(none.tools_json), 2)
 
     def test_surrogates_are_replaced(self) -> None:
         """A lone surrogate in the body becomes U+FFFD (the ingress rule)."""
         p = prepare(b'{"input": "a\\ud800b"}')
-        self.assertEqual(p.message, "a\ufffdb")
+        self.assertEqual(p.turn.message, "a\ufffdb")
 
 
 class RefusalTests(SynchronousTestCase):

@@ -20,6 +20,7 @@ from attrs import frozen
 from openclaw.agents.types import AgentRequest, ClientTool, ImageInput, StreamParams
 from openclaw.config.model import ImagesConfig
 from openclaw.gateway.http.openai_messages import (
+    AgentPrompt,
     InvalidImageError,
     MissingUserMessageError,
     build_prompt,
@@ -572,7 +573,22 @@ def prepare_chat(
         raise ChatRequestError(MISSING_USER_MESSAGE, param="messages") from None
     except RecursionError:
         raise ChatRequestError("`messages` is nested too deeply.", param="messages") from None
-    extra = [part for part in (prompt.extra_system_prompt, tool_choice_prompt(choice)) if part]
+    extra = (prompt.extra_system_prompt, tool_choice_prompt(choice))
+    return prepared_turn(fields, (agent_id, session_key), headers, prompt, (tools, choice), extra)
+
+
+def prepared_turn(
+    fields: _Fields,
+    route: tuple[str, str],
+    headers: Mapping[str, str],
+    prompt: AgentPrompt,
+    tools: tuple[tuple[ClientTool, ...], ToolChoice],
+    extra: Sequence[str | None],
+) -> PreparedChat:
+    """The validated turn, as every OpenAI-style endpoint hands it to the runtime
+    (``route``: agent id and session key; ``extra``: the parts of the extra
+    system prompt, blank ones skipped)."""
+    agent_id, session_key = route
     return PreparedChat(
         model=fields.model,
         stream=fields.stream,
@@ -581,11 +597,11 @@ def prepare_chat(
         session_key=session_key,
         channel=resolve_channel(headers.get(CHANNEL_HEADER)),
         message=prompt.message,
-        extra_system_prompt="\n\n".join(extra) or None,
+        extra_system_prompt="\n\n".join(part for part in extra if part) or None,
         images=prompt.images,
         image_urls=prompt.image_urls,
         image_budget=prompt.image_budget,
-        tools=tools,
-        tool_choice=choice,
+        tools=tools[0],
+        tool_choice=tools[1],
         stream_params=fields.stream_params,
     )

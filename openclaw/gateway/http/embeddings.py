@@ -16,9 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import Request
 
@@ -27,10 +26,9 @@ from openclaw.agents.types import (
     EmbeddingRequest,
     EmbeddingResult,
     EmbeddingsUnavailableError,
-    UnknownAgentError,
-    UnknownModelError,
 )
 from openclaw.gateway.auth import GatewayAuth
+from openclaw.gateway.http.agent_endpoint import AgentEndpoint, Answer, runtime_refusals
 from openclaw.gateway.http.auth_errors import auth_failure_response
 from openclaw.gateway.http.chat_request import (
     AGENT_HEADERS,
@@ -38,10 +36,9 @@ from openclaw.gateway.http.chat_request import (
     MAX_SAFE_INTEGER,
     ChatRequestError,
     resolve_agent,
-    unknown_agent_error,
 )
 from openclaw.gateway.http.errors import write_json
-from openclaw.gateway.http.model_header import model_error, model_override
+from openclaw.gateway.http.model_header import model_override
 from openclaw.gateway.http.responses_request import parse_body
 from openclaw.gateway.http.run_support import (
     AccessLog,
@@ -50,8 +47,6 @@ from openclaw.gateway.http.run_support import (
     request_headers,
     write_error,
 )
-
-log = Logger()
 
 #: Inputs per request, at most (OpenAI's own limit).
 MAX_INPUTS = 2048
@@ -118,14 +113,7 @@ def parse_embedding_request(
             "`encoding_format` must be `float` or `base64`.", param="encoding_format"
         )
     fmt: Literal["float", "base64"] = "base64" if encoding == "base64" else "float"
-    request = EmbeddingRequest(
-        agent_id=agent_id,
-        inputs=inputs,
-        dimensions=dimensions,
-        encoding_format=fmt,
-        model_override=override,
-    )
-    return model, request
+    return model, EmbeddingRequest(agent_id, inputs, dimensions, fmt, override)
 
 
 def embeddings_json(model: str, result: EmbeddingResult) -> dict[str, Any]:
@@ -145,39 +133,28 @@ def embeddings_json(model: str, result: EmbeddingResult) -> dict[str, Any]:
     }
 
 
-class EmbeddingsEndpoint:
+class EmbeddingsEndpoint(AgentEndpoint):
     """Answers ``POST /v1/embeddings`` (served while chat completions or responses are)."""
 
     def __init__(self, *, runtime: AgentRuntime, auth: GatewayAuth, clock: IReactorTime) -> None:
-        self._runtime = runtime
-        self._auth = auth
-        self._clock = clock
+        super().__init__(runtime=runtime, auth=auth, clock=clock, keep_alive_seconds=0)
 
-    def handle(self, request: Request) -> bytes | Deferred[bytes]:
+    def _answer(self, request: Request, access: AccessLog) -> Answer:
         """401/429, embed, or raise :class:`ChatRequestError` (a 400)."""
-        access = AccessLog(self._clock, request, self._clock.seconds(), log)
         decision = self._auth.check_request(request)
         if not decision.ok:
-            access.done()
             return auth_failure_response(request, decision)
+        model, embedding = parse_embedding_request(
+            parse_body(read_body(request)),
+            request_headers(request),
+            agent_ids=self._runtime.agent_ids,
+            default_agent_id=self._runtime.default_agent_id,
+        )
         try:
-            model, embedding = parse_embedding_request(
-                parse_body(read_body(request)),
-                request_headers(request),
-                agent_ids=self._runtime.agent_ids,
-                default_agent_id=self._runtime.default_agent_id,
-            )
-            try:
+            with runtime_refusals(embedding.agent_id):
                 pending = self._runtime.embed(embedding)
-            except UnknownAgentError:
-                raise unknown_agent_error(embedding.agent_id) from None
-            except UnknownModelError as error:
-                raise model_error(error) from None
-            except EmbeddingsUnavailableError as error:
-                raise ChatRequestError(str(error), code="embeddings_unavailable") from None
-        except ChatRequestError as error:
-            access.done(status=error.status)
-            raise
+        except EmbeddingsUnavailableError as error:
+            raise ChatRequestError(str(error), code="embeddings_unavailable") from None
 
         def answered(result: EmbeddingResult) -> bytes:
             return write_json(request, 200, embeddings_json(model, result))
@@ -185,14 +162,8 @@ class EmbeddingsEndpoint:
         def failed(failure: Failure) -> bytes | Failure:
             if isinstance(failure.value, CancelledError):
                 return failure
-            if isinstance(failure.value, EmbeddingsUnavailableError):
-                return write_json(
-                    request,
-                    400,
-                    ChatRequestError(str(failure.value), code="embeddings_unavailable").body(),
-                )
             error, why = map_failure(failure, "-")
             access.done(why, status=error.status)
             return write_error(request, error, run_started=False)
 
-        return pending.addCallbacks(answered, failed).addBoth(access.settled)
+        return pending.addCallbacks(answered, failed)

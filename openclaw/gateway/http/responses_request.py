@@ -25,26 +25,25 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from attrs import frozen
+from attrs import evolve, frozen
 
-from openclaw.agents.types import AgentRequest, ClientTool, ImageInput, StreamParams
+from openclaw.agents.types import AgentRequest, ClientTool, ImageInput
 from openclaw.config.model import ResponsesConfig
 from openclaw.core.ids import random_uuid4
 from openclaw.core.textguard import loads
 from openclaw.gateway.http.chat_request import (
     AGENT_HEADERS,
-    CHANNEL_HEADER,
-    DEFAULT_MODEL,
     SESSION_HEADER,
     ChatRequestError,
-    PinnedTool,
+    PreparedChat,
     ToolChoice,
     parse_fields,
+    prepared_turn,
     resolve_agent,
-    resolve_channel,
     resolve_session_key,
     tool_choice_prompt,
 )
+from openclaw.gateway.http.chat_request import parse_tools as parse_chat_tools
 from openclaw.gateway.http.model_header import model_override
 from openclaw.gateway.http.openai_messages import (
     InvalidImageError,
@@ -68,25 +67,13 @@ _TYPES: tuple[tuple[str, str, type | tuple[type, ...]], ...] = (
 
 @frozen
 class PreparedResponse:
-    """A validated request, ready to become an :class:`AgentRequest`."""
+    """A validated request: the agent turn (in the chat endpoint's terms) and
+    what only the Responses API has."""
 
-    model: str
-    stream: bool
-    agent_id: str
-    session_key: str
+    turn: PreparedChat
     #: What routed the session, so ``previous_response_id`` can be scope-checked.
     header_session_key: str | None
     user: str | None
-    channel: str
-    message: str
-    extra_system_prompt: str | None
-    images: tuple[ImageInput, ...]
-    image_urls: tuple[str, ...]
-    image_budget: int
-    tools: tuple[ClientTool, ...]
-    tool_choice: ToolChoice
-    stream_params: StreamParams | None
-    model_override: str | None
     instructions: str | None
     previous_response_id: str | None
     metadata: Mapping[str, Any]
@@ -102,18 +89,8 @@ class PreparedResponse:
     ) -> AgentRequest:
         """The runtime request (``session_key`` replaces the routed one, for
         ``previous_response_id``)."""
-        return AgentRequest(
-            agent_id=self.agent_id,
-            session_key=session_key or self.session_key,
-            message=self.message,
-            run_id=run_id,
-            extra_system_prompt=self.extra_system_prompt,
-            images=(*self.images, *fetched_images),
-            client_tools=self.tools,
-            stream_params=self.stream_params,
-            channel=self.channel,
-            model_override=self.model_override,
-        )
+        request = self.turn.agent_request(run_id, fetched_images)
+        return evolve(request, session_key=session_key) if session_key else request
 
 
 def parse_body(raw: bytes) -> dict[str, Any]:
@@ -148,68 +125,33 @@ def _chat_fields(body: Mapping[str, Any]) -> dict[str, Any]:
     return fields
 
 
-def _tools_error(reason: str, param: str = "tools") -> ChatRequestError:
-    return ChatRequestError(f"Invalid tools/tool_choice: {reason}", param=param)
+_FUNCTION_KEYS = ("name", "description", "parameters", "strict")
 
 
 def parse_tools(body: Mapping[str, Any]) -> tuple[tuple[ClientTool, ...], ToolChoice]:
-    """Flat Responses tools (``{type: "function", name, ...}``) and ``tool_choice``.
-
-    ``"none"`` removes the tools before the model call; a pinned or required
-    choice narrows them, as on the chat endpoint.
-    """
-    raw_tools = body.get("tools")
-    tools: list[ClientTool] = []
-    if raw_tools is not None:
-        if not isinstance(raw_tools, list):
-            raise _tools_error("tools must be an array")
-        for raw in raw_tools:
-            if not isinstance(raw, Mapping):
-                raise _tools_error("each tool must be an object")
-            if raw.get("type") != "function":
-                raise _tools_error("only function tools are supported")
-            name = raw.get("name")
-            if not isinstance(name, str) or not name.strip():
-                raise _tools_error("tool.name is required")
-            description, parameters, strict = (
-                raw.get("description"),
-                raw.get("parameters"),
-                raw.get("strict"),
-            )
-            tools.append(
-                ClientTool(
-                    name=name.strip(),
-                    description=description if isinstance(description, str) else None,
-                    parameters=dict(parameters) if isinstance(parameters, Mapping) else None,
-                    strict=strict if isinstance(strict, bool) else None,
-                )
-            )
-    choice = _parse_choice(body.get("tool_choice"))
-    if choice == "none":
-        return (), "none"
-    if choice == "required" and not tools:
-        raise _tools_error("tool_choice=required but no tools were provided", "tool_choice")
-    if isinstance(choice, PinnedTool):
-        pinned = [tool for tool in tools if tool.name == choice.name]
-        if not pinned:
-            raise _tools_error(f"tool_choice requested unknown tool: {choice.name}", "tool_choice")
-        return tuple(pinned[:1]), choice
-    return tuple(tools), choice
-
-
-def _parse_choice(raw: object) -> ToolChoice:
-    if raw is None or raw == "auto":
-        return "auto"
-    if raw in ("none", "required"):
-        return "none" if raw == "none" else "required"
-    if not isinstance(raw, Mapping):
-        raise _tools_error("unsupported tool_choice type", "tool_choice")
-    name = raw.get("name")
-    if raw.get("type") != "function":
-        raise _tools_error(f"tool_choice {raw.get('type')} is not supported", "tool_choice")
-    if not isinstance(name, str) or not name.strip():
-        raise _tools_error("tool_choice.name is required", "tool_choice")
-    return PinnedTool(name.strip())
+    """Flat Responses tools (``{type: "function", name, ...}``) and ``tool_choice``
+    (``{type: "function", name}``), checked by the chat endpoint's rules after
+    nesting them as chat does (``"none"`` removes the tools before the model
+    call; a pinned or required choice narrows them)."""
+    tools = body.get("tools")
+    if isinstance(tools, list):
+        tools = [
+            {
+                "type": tool.get("type"),
+                "function": {k: tool[k] for k in _FUNCTION_KEYS if k in tool},
+            }
+            if isinstance(tool, Mapping)
+            else tool
+            for tool in tools
+        ]
+    choice = body.get("tool_choice")
+    if isinstance(choice, Mapping) and choice.get("type") == "function":
+        choice = {"type": "function", "function": {"name": choice.get("name")}}
+    try:
+        return parse_chat_tools({"tools": tools, "tool_choice": choice})
+    except ChatRequestError as error:  # name the fields as this API has them
+        error.message = error.message.replace(".function.name", ".name")
+        raise
 
 
 # --- input items -> chat messages ----------------------------------------------------
@@ -412,34 +354,18 @@ def prepare_response(
     except ValueError:
         raise ChatRequestError(INVALID_FILE_MESSAGE, param="input", code="invalid_file") from None
     instructions = body.get("instructions")
-    extra = [
-        part
-        for part in (
-            instructions.strip() if isinstance(instructions, str) else None,
-            prompt.extra_system_prompt,
-            *blocks,
-            tool_choice_prompt(choice),
-        )
-        if part
-    ]
+    extra = (
+        instructions.strip() if isinstance(instructions, str) else None,
+        prompt.extra_system_prompt,
+        *blocks,
+        tool_choice_prompt(choice),
+    )
+    turn = prepared_turn(fields, (agent_id, session_key), headers, prompt, (tools, choice), extra)
     raw_tools = body.get("tools")
     return PreparedResponse(
-        model=fields.model if fields.model else DEFAULT_MODEL,
-        stream=fields.stream,
-        agent_id=agent_id,
-        session_key=session_key,
+        turn=evolve(turn, model_override=override),
         header_session_key=header_key,
         user=fields.user,
-        channel=resolve_channel(headers.get(CHANNEL_HEADER)),
-        message=prompt.message,
-        extra_system_prompt="\n\n".join(extra) or None,
-        images=prompt.images,
-        image_urls=prompt.image_urls,
-        image_budget=prompt.image_budget,
-        tools=tools,
-        tool_choice=choice,
-        stream_params=fields.stream_params,
-        model_override=override,
         instructions=instructions if isinstance(instructions, str) else None,
         previous_response_id=body.get("previous_response_id") or None,
         metadata=body.get("metadata") or {},
