@@ -21,7 +21,9 @@ complete or the client left.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Required, TypedDict
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -47,6 +49,7 @@ from openclaw.gateway.auth import GatewayAuth
 from openclaw.gateway.http.chat_request import (
     ChatRequestError,
     PinnedTool,
+    PreparedChat,
     ToolChoice,
     unknown_agent_error,
 )
@@ -73,6 +76,28 @@ from openclaw.gateway.http.sse import DEFAULT_MAX_BUFFERED_BYTES, SSEStream
 log = Logger()
 
 Answer = bytes | Deferred[bytes]
+
+
+@contextmanager
+def runtime_refusals(agent_id: str) -> Iterator[None]:
+    """The runtime's refusals of a request as OpenClaw's 400s: an agent that is
+    not configured, a model (``x-openclaw-model``) it does not offer."""
+    try:
+        yield
+    except UnknownAgentError:
+        raise unknown_agent_error(agent_id) from None
+    except UnknownModelError as e:
+        raise model_error(e) from None
+
+
+class EndpointParts(TypedDict, total=False):
+    """What every run endpoint is built from (keyword arguments)."""
+
+    runtime: Required[AgentRuntime]
+    auth: Required[GatewayAuth]
+    clock: Required[IReactorTime]
+    image_fetcher: ImageFetcher | None
+    max_buffered_bytes: int
 
 
 class AgentEndpoint:
@@ -117,18 +142,18 @@ class AgentEndpoint:
     def _with_images(
         self,
         request: Request,
-        urls: Sequence[str],
+        turn: PreparedChat,
         config: ImagesConfig,
-        budget: int,
         invalid: Callable[[], ChatRequestError],
         then: Callable[[Sequence[ImageInput]], Answer],
     ) -> Answer:
-        """Fetch the URL images (if any), then ``then(images)``.
+        """Fetch the turn's URL images (if any), then ``then(images)``.
 
         One Deferred from the fetches to the answer: a client that leaves
         cancels it (Klein does), which cancels the fetches or, once the run
         started, the answer chained into it. A refused image is ``invalid()``.
         """
+        urls, budget = turn.image_urls, turn.image_budget
         if not urls:
             return then(())
         fetcher = self._image_fetcher
@@ -161,11 +186,10 @@ class AgentEndpoint:
         when the request is at fault)."""
         run_id = agent_request.run_id
         try:
-            run = self._runtime.start(agent_request)
-        except UnknownAgentError:
-            raise unknown_agent_error(agent_request.agent_id) from None
-        except UnknownModelError as e:
-            raise model_error(e) from None
+            with runtime_refusals(agent_request.agent_id):
+                run = self._runtime.start(agent_request)
+        except ChatRequestError:
+            raise
         except ClientToolConflictError as e:
             # OpenClaw's answer; the clashing names are only logged.
             log.info("run {run_id} refused: {error}", run_id=run_id, error=str(e))

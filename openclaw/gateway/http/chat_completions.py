@@ -17,16 +17,21 @@ formats every event it is given, debug included.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Unpack
 
 from attrs import evolve
-from twisted.internet.interfaces import IReactorTime
 from twisted.web.server import Request
 
-from openclaw.agents.types import AgentResult, AgentRun, AgentRuntime, ImageInput
+from openclaw.agents.types import AgentResult, AgentRun, ImageInput
 from openclaw.config.model import Config
 from openclaw.core.ids import random_uuid4
-from openclaw.gateway.auth import GatewayAuth
-from openclaw.gateway.http.agent_endpoint import AgentEndpoint, Answer, JsonAnswer, StreamAnswer
+from openclaw.gateway.http.agent_endpoint import (
+    AgentEndpoint,
+    Answer,
+    EndpointParts,
+    JsonAnswer,
+    StreamAnswer,
+)
 from openclaw.gateway.http.auth_errors import auth_failure_response
 from openclaw.gateway.http.chat_request import ChatRequestError, PreparedChat, prepare_chat
 from openclaw.gateway.http.completions_format import (
@@ -36,7 +41,6 @@ from openclaw.gateway.http.completions_format import (
     completion_json,
     finish_reason_for,
 )
-from openclaw.gateway.http.image_fetch import ImageFetcher
 from openclaw.gateway.http.model_header import model_override
 from openclaw.gateway.http.run_support import (
     AccessLog,
@@ -48,7 +52,7 @@ from openclaw.gateway.http.run_support import (
     tool_choice_failure,
     write_error,
 )
-from openclaw.gateway.http.sse import DEFAULT_MAX_BUFFERED_BYTES, data_frame
+from openclaw.gateway.http.sse import data_frame
 
 __all__ = [
     "AccessLog",
@@ -66,25 +70,10 @@ __all__ = [
 class ChatCompletionsEndpoint(AgentEndpoint):
     """Answers ``POST /v1/chat/completions`` (the app's routing refuses other methods)."""
 
-    def __init__(
-        self,
-        *,
-        config: Config,
-        runtime: AgentRuntime,
-        auth: GatewayAuth,
-        clock: IReactorTime,
-        image_fetcher: ImageFetcher | None = None,
-        max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES,
-    ) -> None:
+    def __init__(self, *, config: Config, **parts: Unpack[EndpointParts]) -> None:
+        """``parts``: runtime, auth, clock, image_fetcher, max_buffered_bytes."""
         self._settings = config.gateway.http.chat_completions
-        super().__init__(
-            runtime=runtime,
-            auth=auth,
-            clock=clock,
-            keep_alive_seconds=self._settings.sse_keep_alive_seconds,
-            image_fetcher=image_fetcher,
-            max_buffered_bytes=max_buffered_bytes,
-        )
+        super().__init__(keep_alive_seconds=self._settings.sse_keep_alive_seconds, **parts)
 
     def _answer(self, request: Request, access: AccessLog) -> Answer:
         """401/429, run the agent, or raise :class:`ChatRequestError` (a 400)."""
@@ -105,9 +94,8 @@ class ChatCompletionsEndpoint(AgentEndpoint):
         completion_id = access.run_id = f"chatcmpl_{random_uuid4()}"
         return self._with_images(
             request,
-            prepared.image_urls,
+            prepared,
             self._settings.images,
-            prepared.image_budget,
             _invalid_image,
             lambda fetched: self._run(request, prepared, completion_id, fetched, access),
         )

@@ -21,22 +21,26 @@ continuity that survives restarts).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Unpack
 
 from attrs import frozen
-from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.server import Request
 
-from openclaw.agents.types import AgentResult, AgentRun, AgentRuntime, ImageInput
+from openclaw.agents.types import AgentResult, AgentRun, ImageInput
 from openclaw.config.model import ResponsesConfig
 from openclaw.core.ids import random_uuid4
 from openclaw.core.recent import RecentlyFinished
-from openclaw.gateway.auth import GatewayAuth
-from openclaw.gateway.http.agent_endpoint import AgentEndpoint, Answer, JsonAnswer, StreamAnswer
+from openclaw.gateway.http.agent_endpoint import (
+    AgentEndpoint,
+    Answer,
+    EndpointParts,
+    JsonAnswer,
+    StreamAnswer,
+)
 from openclaw.gateway.http.auth_errors import auth_failure_response
 from openclaw.gateway.http.chat_request import ChatRequestError
 from openclaw.gateway.http.completions_format import MappedError
-from openclaw.gateway.http.image_fetch import ImageFetcher
 from openclaw.gateway.http.responses_format import ResponseEvents, ResponseShell, result_status
 from openclaw.gateway.http.responses_request import (
     INVALID_IMAGE_MESSAGE,
@@ -44,7 +48,6 @@ from openclaw.gateway.http.responses_request import (
     prepare_response,
 )
 from openclaw.gateway.http.run_support import AccessLog, read_body, request_headers
-from openclaw.gateway.http.sse import DEFAULT_MAX_BUFFERED_BYTES
 
 log = Logger()
 
@@ -67,27 +70,12 @@ class _Scope:
 class ResponsesEndpoint(AgentEndpoint):
     """Answers ``POST /v1/responses`` (the app's routing refuses other methods)."""
 
-    def __init__(
-        self,
-        *,
-        settings: ResponsesConfig,
-        runtime: AgentRuntime,
-        auth: GatewayAuth,
-        clock: IReactorTime,
-        image_fetcher: ImageFetcher | None = None,
-        max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES,
-    ) -> None:
-        super().__init__(
-            runtime=runtime,
-            auth=auth,
-            clock=clock,
-            keep_alive_seconds=settings.sse_keep_alive_seconds,
-            image_fetcher=image_fetcher,
-            max_buffered_bytes=max_buffered_bytes,
-        )
+    def __init__(self, *, settings: ResponsesConfig, **parts: Unpack[EndpointParts]) -> None:
+        """``parts``: runtime, auth, clock, image_fetcher, max_buffered_bytes."""
+        super().__init__(keep_alive_seconds=settings.sse_keep_alive_seconds, **parts)
         self._settings = settings
         self._scopes: RecentlyFinished[_Scope] = RecentlyFinished(
-            clock, max_entries=KEEP_RESPONSES, ttl_seconds=KEEP_RESPONSE_SECONDS
+            self._clock, max_entries=KEEP_RESPONSES, ttl_seconds=KEEP_RESPONSE_SECONDS
         )
 
     def _answer(self, request: Request, access: AccessLog) -> Answer:
@@ -105,9 +93,8 @@ class ResponsesEndpoint(AgentEndpoint):
         response_id = access.run_id = f"resp_{random_uuid4().replace('-', '')}"
         return self._with_images(
             request,
-            prepared.image_urls,
+            prepared.turn,
             self._settings.images,
-            prepared.image_budget,
             _invalid_image,
             lambda fetched: self._run(request, prepared, response_id, fetched, access),
         )
@@ -119,14 +106,14 @@ class ResponsesEndpoint(AgentEndpoint):
         if scope is None:
             if previous:
                 log.info("previous_response_id {id} is unknown here; routed as new", id=previous)
-            return prepared.session_key
+            return prepared.turn.session_key
         if (scope.agent_id, scope.user, scope.header_session_key) != (
-            prepared.agent_id,
+            prepared.turn.agent_id,
             prepared.user,
             prepared.header_session_key,
         ):
             log.info("previous_response_id {id} is out of scope; routed as new", id=previous)
-            return prepared.session_key
+            return prepared.turn.session_key
         return scope.session_key
 
     def _run(
@@ -137,19 +124,20 @@ class ResponsesEndpoint(AgentEndpoint):
         fetched: Sequence[ImageInput],
         access: AccessLog,
     ) -> Answer:
+        turn = prepared.turn
         session_key = self._session_for(prepared)
         run = self._start(request, prepared.agent_request(response_id, fetched, session_key))
         if isinstance(run, bytes):
             return run
         self._scopes.remember(
             response_id,
-            _Scope(prepared.agent_id, run.session_key, prepared.user, prepared.header_session_key),
+            _Scope(turn.agent_id, run.session_key, prepared.user, prepared.header_session_key),
         )
-        params = prepared.stream_params
+        params = turn.stream_params
         shell = ResponseShell(
             response_id=response_id,
             created_at=int(self._clock.seconds()),
-            model=prepared.model,
+            model=turn.model,
             instructions=prepared.instructions,
             previous_response_id=prepared.previous_response_id,
             metadata=prepared.metadata,
@@ -160,8 +148,8 @@ class ResponsesEndpoint(AgentEndpoint):
             tools=prepared.tools_json,
             tool_choice=prepared.tool_choice_json,
         )
-        if not prepared.stream:
-            return JsonAnswer(request, run, prepared.tool_choice, access, shell.completed).start()
+        if not turn.stream:
+            return JsonAnswer(request, run, turn.tool_choice, access, shell.completed).start()
         answer = _ResponsesStream(run, prepared, ResponseEvents(shell), access)
         return self._stream(request, run, answer)
 
@@ -177,7 +165,7 @@ class _ResponsesStream(StreamAnswer):
     def __init__(
         self, run: AgentRun, prepared: PreparedResponse, events: ResponseEvents, access: AccessLog
     ) -> None:
-        super().__init__(run, prepared.tool_choice, access)
+        super().__init__(run, prepared.turn.tool_choice, access)
         self._events = events
 
     def opening(self) -> list[bytes]:
