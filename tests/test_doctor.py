@@ -4,7 +4,9 @@ upstreams on loopback."""
 
 from __future__ import annotations
 
+import argparse
 import datetime
+import io
 import json
 import os
 import socket
@@ -29,6 +31,8 @@ from openclaw.cli.doctor import (
     check_provider,
     check_tls,
     check_token,
+    offline_checks,
+    run_doctor,
     wanted_models,
 )
 from openclaw.config.model import (
@@ -246,3 +250,56 @@ class DoctorCommandTests(SynchronousTestCase):
         self.assertTrue(any(line.startswith("FAIL provider up:") for line in lines))
         self.assertRegex(lines[-1], r"^\d+ failed, \d+ warnings$")
         self.assertEqual(result.stderr, "")
+
+
+class OfflineReportTests(SynchronousTestCase):
+    def _config(self, document: dict[str, Any]) -> tuple[Path, dict[str, str]]:
+        home = Path(self.mktemp()).resolve()
+        home.mkdir(mode=0o700)
+        path = home / "gw.json"
+        path.write_text(json.dumps(document))
+        state = home / "state"
+        state.mkdir(mode=0o700)
+        return path, {"HOME": str(home), "OPENCLAW_STATE_DIR": str(state)}
+
+    def test_offline_run_reports_every_check_and_exit_status(self) -> None:
+        """--offline: config, state dir, workspace, auth, port lines and a
+        summary; exit 0 when nothing failed."""
+        path, env = self._config(
+            {"gateway": {"auth": {"token": "3f9c0a7be41d2c6855aa90f1b7c3de24"}, "port": 1}}
+        )
+        checks, config = offline_checks(str(path), env, [])
+        self.assertIsNotNone(config)
+        names = [c.name for c in checks]
+        self.assertEqual(names[:2], ["config", "state dir"])
+        self.assertIn("auth", names)
+        self.assertIn("port", names)
+        self.assertTrue(any(n.startswith("workspace ") for n in names))
+        self.assertFalse([c for c in checks if c.status == "FAIL"], [c.line() for c in checks])
+
+    def test_invalid_config_fails_with_its_problems_and_hints(self) -> None:
+        """A config that does not load: each problem and each "did you mean" is a line."""
+        path, env = self._config(
+            {"gateway": {"port": "x", "http": {"endpoints": {"chatCompletion": {}}}}}
+        )
+        checks, config = offline_checks(str(path), env, [])
+        self.assertIsNone(config)
+        lines = [c.line() for c in checks]
+        self.assertTrue(any(line.startswith("FAIL config: gateway.port") for line in lines))
+        self.assertTrue(any('did you mean "chatCompletions"' in line for line in lines))
+
+    def test_run_doctor_offline_exit_status(self) -> None:
+        """run_doctor --offline: one line per check, the summary, exit 1 on a failure."""
+        path, env = self._config({"gateway": {"auth": {"token": "short"}}})
+        out, err = io.StringIO(), io.StringIO()
+        args = argparse.Namespace(config=str(path), listen=[], offline=True)
+        saved = dict(os.environ)
+        # Cleanups run last-in first-out: clear, then restore.
+        self.addCleanup(os.environ.update, saved)
+        self.addCleanup(os.environ.clear)
+        os.environ.update(env)
+        code = run_doctor(args, out, err)
+        self.assertEqual(code, 1)
+        lines = out.getvalue().splitlines()
+        self.assertTrue(lines[-1].startswith("1 failed"), lines)
+        self.assertTrue(any(line.startswith("FAIL auth:") for line in lines))

@@ -13,7 +13,13 @@ from typing import Any, TextIO
 
 from twisted.internet.interfaces import IReactorTime
 
-from openclaw.cli.ws_client import GatewayCallError, call_gateway, resolve_target, run_main
+from openclaw.cli.ws_client import (
+    GatewayCallError,
+    Target,
+    call_gateway,
+    resolve_target,
+    run_main,
+)
 
 
 def run_reload(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -31,32 +37,35 @@ def run_reload(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return 1
 
     async def main(reactor: IReactorTime) -> int:
-        try:
-            frame = await call_gateway(
-                reactor,
-                target,
-                "gateway.reload",
-                {},
-                timeout_seconds=args.timeout,
-                scopes=["operator.admin"],
-            )
-        except GatewayCallError as e:
-            err.write(f"openclaw gateway reload: {e}\n")
-            return 1
-        if not frame.get("ok"):
-            error: Any = frame.get("error") or {}
-            err.write(f"openclaw gateway reload: {error.get('message') or 'refused'}\n")
-            return 1
-        payload: Any = frame.get("payload") or {}
-        changed = ", ".join(payload.get("changed") or []) or "nothing changed"
-        out.write(f"reloaded {payload.get('path')}: {changed}\n")
-        for setting in payload.get("restartNeeded") or []:
-            out.write(f"  {setting} changed: applies after a restart\n")
-        for warning in payload.get("warnings") or []:
-            err.write(f"warning: {warning}\n")
-        return 0
+        return await request_reload(reactor, target, args.timeout, out, err)
 
     return run_main(main)
 
 
-__all__ = ["run_reload"]
+async def request_reload(
+    reactor: IReactorTime, target: Target, timeout: float, out: TextIO, err: TextIO
+) -> int:
+    """Call ``gateway.reload`` at ``target`` and print what it did; the exit status."""
+    try:
+        frame = await call_gateway(
+            reactor, target, "gateway.reload", {}, timeout_seconds=timeout,
+            scopes=["operator.admin"],
+        )  # fmt: skip
+    except GatewayCallError as e:
+        err.write(f"openclaw gateway reload: {e}\n")
+        return 1
+    if not frame.get("ok"):
+        error: Any = frame.get("error") or {}
+        err.write(f"openclaw gateway reload: {error.get('message') or 'refused'}\n")
+        return 1
+    payload: Any = frame.get("payload") or {}
+    changed = ", ".join(payload.get("changed") or []) or "nothing changed"
+    out.write(f"reloaded {payload.get('path')}: {changed}\n")
+    for setting in payload.get("restartNeeded") or []:
+        out.write(f"  {setting} changed: applies after a restart\n")
+    for warning in payload.get("warnings") or []:
+        err.write(f"warning: {warning}\n")
+    return 0
+
+
+__all__ = ["request_reload", "run_reload"]

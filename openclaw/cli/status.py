@@ -68,19 +68,26 @@ def run_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return 1
 
     async def main(reactor: IReactorTime) -> int:
-        try:
-            status = await _payload(reactor, target, "status", args.timeout)
-            agents = await _payload(reactor, target, "agents.list", args.timeout)
-        except GatewayCallError as e:
-            err.write(f"openclaw status: {e}\n")
-            return 1
-        if args.json:
-            out.write(json.dumps({"url": target.url, "status": status, "agents": agents}) + "\n")
-        else:
-            out.write("\n".join(summary_lines(status, agents, target.url)) + "\n")
-        return 0
+        return await report_status(reactor, target, args.timeout, args.json, out, err)
 
     return run_main(main)
+
+
+async def report_status(
+    reactor: IReactorTime, target: Target, timeout: float, as_json: bool, out: TextIO, err: TextIO
+) -> int:
+    """Ask the gateway at ``target`` and print the report; the exit status."""
+    try:
+        status = await _payload(reactor, target, "status", timeout)
+        agents = await _payload(reactor, target, "agents.list", timeout)
+    except GatewayCallError as e:
+        err.write(f"openclaw status: {e}\n")
+        return 1
+    if as_json:
+        out.write(json.dumps({"url": target.url, "status": status, "agents": agents}) + "\n")
+    else:
+        out.write("\n".join(summary_lines(status, agents, target.url)) + "\n")
+    return 0
 
 
 async def _payload(reactor: IReactorTime, target: Target, method: str, timeout: float) -> Any:
@@ -92,4 +99,4 @@ async def _payload(reactor: IReactorTime, target: Target, method: str, timeout: 
     return payload if isinstance(payload, dict) else {}
 
 
-__all__ = ["format_uptime", "run_status", "summary_lines"]
+__all__ = ["format_uptime", "report_status", "run_status", "summary_lines"]
