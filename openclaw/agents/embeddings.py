@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from attrs import Factory, frozen
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 
 from openclaw.agents.providers.errors import (
@@ -427,7 +427,7 @@ class Embedder:
         try:
             upstream = make_target(target.url, target.headers)
         except ValueError as exc:
-            return fail(EmbeddingsUnavailableError(f"embedding provider URL: {exc}"))
+            raise EmbeddingsUnavailableError(f"embedding provider URL: {exc}") from None
         if self._pool is None:
             self._pool = UpstreamPool(self._reactor)
         call = _Call(self._reactor, request, target)
