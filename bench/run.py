@@ -38,8 +38,8 @@ from typing import Any
 
 import attrs
 
+from bench import redis_bench, tool_turn
 from bench import scenarios as sc
-from bench import tool_turn
 from bench.report import (
     ORDER,
     TABLE,
@@ -56,6 +56,10 @@ from bench.wrk import find_wrk
 TABLE.setdefault(tool_turn.SCENARIO, tool_turn.TABLE_ROWS)
 if tool_turn.SCENARIO not in ORDER:
     ORDER.append(tool_turn.SCENARIO)
+# bench/redis_bench.py (issue 12): S8 on the file store and on the Redis store.
+TABLE.setdefault(redis_bench.SCENARIO, redis_bench.TABLE_ROWS)
+if redis_bench.SCENARIO not in ORDER:
+    ORDER.insert(ORDER.index("S8") + 1 if "S8" in ORDER else len(ORDER), redis_bench.SCENARIO)
 
 # The report's names are re-exported: tests and bench.workers use them from here.
 __all__ = [
@@ -386,6 +390,8 @@ def main(argv: list[str] | None = None) -> int:
             from bench import workers as workers_bench
 
             records += workers_bench.s1w(bench, workdir, list(profiles), args.rounds, log)
+        if not only or redis_bench.SCENARIO in only:
+            records += redis_bench.s8r(bench, workdir, list(profiles), args.rounds, log)
         if not only or "T1" in only:
             records += tool_turn.t1(workdir, args.rounds, log)
         if openclaw:

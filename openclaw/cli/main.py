@@ -10,6 +10,8 @@
   else through a running gateway;
 - ``openclaw setup [--config P]``: create the state directory and every agent's workspace
   with its starter files.
+- ``openclaw sessions export --to DIR`` / ``openclaw sessions import --from DIR``: OpenClaw's
+  on-disk session layout from / into the Redis store.
 """
 
 from __future__ import annotations
@@ -105,6 +107,10 @@ def _build_parser() -> argparse.ArgumentParser:
 
     setup = commands.add_parser("setup", help="create the state directory and agent workspaces")
     setup.add_argument("--config", "-c", help="JSON5 config file")
+
+    from openclaw.cli.sessions_cmd import add_parser as add_sessions_parser
+
+    add_sessions_parser(commands)  # sessions export|import (the Redis store)
     return parser
 
 
@@ -276,6 +282,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_doctor(args, sys.stdout, sys.stderr)
 
+    if args.command == "sessions":
+        from openclaw.cli.sessions_cmd import run_sessions
+
+        return run_sessions(args, sys.stdout, sys.stderr)
     if args.command == "setup":
         config = _load(args.config, sys.stderr)
         if config is None:
