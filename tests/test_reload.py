@@ -145,6 +145,27 @@ class ReloadTests(SynchronousTestCase):
         self.assertEqual(after.response()[0], 200, after.raw())
         self.assertIn("ops", [agent.id for agent in f.harness.gateway.runtime.agents])
 
+    def test_switch_to_auth_none_keeps_foreign_pages_out(self) -> None:
+        """Reloaded into auth mode none (loopback), the browser-origin guard comes
+        with it: a request from a foreign page is refused, a plain client is served."""
+        f = Fixture(self)
+        document = json.loads(f.path.read_text())
+        document["gateway"]["auth"] = {"mode": "none"}
+        f.path.write_text(json.dumps(document))
+        self.assertTrue(f.service.reload().ok)
+        foreign = f.harness.request(
+            b"POST",
+            b"/v1/chat/completions",
+            body=CHAT,
+            headers={"Origin": "https://evil.example"},
+        )
+        self.assertEqual(foreign.response()[0], 401)
+        plain = f.harness.request(b"POST", b"/v1/chat/completions", body=CHAT)
+        f.harness.run_due()
+        self.assertEqual(plain.response()[0], 200)
+        services = f.harness.gateway.ws_factory.services
+        self.assertEqual(services.config.gateway.auth.mode, "none")
+
     def test_invalid_config_is_refused_and_the_old_one_kept(self) -> None:
         """A file that does not validate: every problem is logged, the reload is
         refused, the running config and token still work."""

@@ -35,6 +35,19 @@ _RESTART_ONLY: tuple[tuple[str, Callable[[Config], object]], ...] = (
     ("gateway.workers", lambda c: c.gateway.workers),
     ("gateway.maxConnections", lambda c: c.gateway.max_connections),
     ("gateway.ws", lambda c: c.gateway.ws),
+    (
+        "gateway.http header limits and keep-alive",
+        lambda c: (
+            c.gateway.http.max_header_bytes,
+            c.gateway.http.max_headers,
+            c.gateway.http.headers_timeout_seconds,
+            c.gateway.http.keep_alive_timeout_seconds,
+        ),
+    ),
+    (
+        "gateway.controlUi.allowedOrigins (WebSocket origin check)",
+        lambda c: c.gateway.control_ui.allowed_origins,
+    ),
     ("session", lambda c: c.session),
     ("state dir", lambda c: c.state_dir),
 )

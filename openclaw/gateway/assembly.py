@@ -133,7 +133,12 @@ def build_gateway(
         live = LiveConfig(config)
     live.subscribe(
         LiveGateway(
-            auth=auth, root=root, site=site, runtime=runtime, http_resource=http_resource
+            auth=auth,
+            root=root,
+            site=site,
+            runtime=runtime,
+            http_resource=http_resource,
+            ws_services=ws_factory.services,
         ).apply
     )
     site.body_auth = auth.check_request

@@ -28,12 +28,18 @@ from twisted.web.resource import IResource
 
 from openclaw.config.model import Config
 from openclaw.gateway.auth import GatewayAuth
-from openclaw.gateway.http.cors import CorsPolicy
+from openclaw.gateway.http.cors import BrowserOriginGuard, CorsPolicy
 from openclaw.gateway.http.request import GatewaySite
 from openclaw.gateway.resource import GatewayRootResource
 from openclaw.gateway.ui import build_control_ui
 
 log = Logger()
+
+
+class ConfigReader(Protocol):
+    """Something that reads ``config`` per call (the WebSocket methods' services)."""
+
+    config: Config
 
 
 @runtime_checkable
@@ -55,15 +61,19 @@ class LiveGateway:
         site: GatewaySite,
         runtime: object,
         http_resource: Callable[[Config], IResource],
+        ws_services: ConfigReader | None = None,
     ) -> None:
         """
         :param http_resource: the Klein resource of the HTTP routes for a config.
+        :param ws_services: the WebSocket methods' services (``models.list``
+            reads the providers from their ``config``).
         """
         self._auth = auth
         self._root = root
         self._site = site
         self._runtime = runtime
         self._http_resource = http_resource
+        self._ws_services = ws_services
 
     def apply(self, config: Config) -> None:
         """Serve new work with ``config`` (runtime first: new endpoints may name new agents)."""
@@ -77,6 +87,17 @@ class LiveGateway:
         self._site.cors = CorsPolicy.from_origins(
             gateway.http.cors.allowed_origins, max_age_seconds=gateway.http.cors.max_age_seconds
         )
+        # Mode none: a foreign web page must not be able to drive agents.
+        self._site.origin_guard = (
+            BrowserOriginGuard.from_origins(
+                gateway.control_ui.allowed_origins + gateway.http.cors.allowed_origins,
+                self._auth.client_address,
+            )
+            if gateway.auth.mode == "none"
+            else None
+        )
+        if self._ws_services is not None:
+            self._ws_services.config = config
         self._root.replace_http(self._http_resource(config), build_control_ui(gateway.control_ui))
 
 
