@@ -157,7 +157,12 @@ def gateway_config(
         "gateway": {
             "bind": "loopback",
             "auth": {"mode": "token", "token": TOKEN},
-            "http": {"endpoints": {"chatCompletions": {"enabled": True}}},
+            # Every benchmark client connects from one loopback address (S3: 1000
+            # streams at once): no per-address connection cap.
+            "http": {
+                "endpoints": {"chatCompletions": {"enabled": True}},
+                "maxConnectionsPerAddress": 0,
+            },
             # S7 opens 100 WebSocket connections from one loopback address at
             # once; the default pre-auth cap (16 per address) is for hostile clients.
             "ws": {"maxPreauthSocketsPerAddress": 256},
@@ -172,9 +177,11 @@ def gateway_config(
             }
         },
         "agents": {
+            # Measure the gateway, not OpenClaw's default run cap (8 on 2 CPUs).
+            "defaults": {"maxConcurrent": 4096},
             "list": [
                 {"id": p, "default": i == 0, "model": f"fake/{p}"} for i, p in enumerate(profiles)
-            ]
+            ],
         },
     }
     if fsync is not None:

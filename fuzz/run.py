@@ -77,6 +77,11 @@ MAPPED_5XX = {
 }
 _MAPPED_5XX_PATTERNS = (
     re.compile(r"^tool_choice required a .+ tool call, but the agent did not produce one$"),
+    # The agent loop's own stop (code agent_loop_stopped): the "tools" upstream
+    # answers every call with a tool call, so the turn meets its step limit.
+    re.compile(
+        r"^the agent made \d+ model calls without a final answer \(the turn's step limit\)$"
+    ),
 )
 #: Documented 503s of the connection limits (gateway/hygiene.py): not failures,
 #: though the fuzzer's bounded concurrency should stay under them.

@@ -159,7 +159,8 @@ class LimiterTests(SynchronousTestCase):
 
 class ForwardedForTests(SynchronousTestCase):
     def test_forwarded_for_only_from_trusted_proxies(self) -> None:
-        """X-Forwarded-For names the client only when the peer is a trusted proxy."""
+        """X-Forwarded-For names the client only when the peer is a trusted proxy;
+        a hop that is no address is its own key, never the proxy's."""
         auth = GatewayAuth(
             AuthConfig(mode="token", token="t"), Clock(), trusted_proxies=["10.0.0.0/8"]
         )
@@ -171,7 +172,8 @@ class ForwardedForTests(SynchronousTestCase):
             auth.client_address(_request(peer="203.0.113.9", xff=b"198.51.100.7")), "203.0.113.9"
         )
         self.assertEqual(
-            auth.client_address(_request(peer="10.1.1.1", xff=b"not-an-ip")), "10.1.1.1"
+            auth.client_address(_request(peer="10.1.1.1", xff=b"not-an-ip")),
+            "unparseable:not-an-ip",
         )
 
     def test_client_address_for_peer_and_header(self) -> None:

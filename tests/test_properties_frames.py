@@ -8,6 +8,7 @@ documented shape (an ``error`` event or an error ``res``) that encode to JSON.
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
 
@@ -15,6 +16,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
+from openclaw.core.textguard import guard_value
 from openclaw.gateway.ws.frames import (
     INVALID_REQUEST,
     MAX_METHOD_LENGTH,
@@ -32,7 +34,11 @@ from openclaw.gateway.ws.frames import (
 FRAME_ERROR_PREFIXES = ("malformed frame: ", "invalid frame: ", "invalid ")
 
 JSON_SCALARS = (
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12)
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12)
 )
 JSON_VALUES = st.recursive(
     JSON_SCALARS,
@@ -157,6 +163,8 @@ class FrameParserPropertyTests(SynchronousTestCase):
         """JSON objects: accepted exactly when type, id, method and params are usable;
         a usable id is kept on the error so it gets a ``res``."""
         outcome = self.parse(json.dumps(frame).encode())
+        # The text ingress rule: the gateway sees lone surrogates as U+FFFD.
+        frame = guard_value(copy.deepcopy(frame))
         raw_id = frame.get("id")
         usable_id = isinstance(raw_id, str) and 0 < len(raw_id) <= MAX_REQUEST_ID_LENGTH
         method = frame.get("method")

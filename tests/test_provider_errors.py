@@ -196,12 +196,13 @@ class OtherClassifierTests(SynchronousTestCase):
         self.assertIn("resolve", connection_error(DNSLookupError("x")).message)
 
     def test_config_secrets(self) -> None:
-        """The API key and credential-like header values are secrets; other
-        header values are not."""
+        """The API key and every configured header value are secrets, whatever
+        the header is called (longest first, so one containing another is
+        masked whole)."""
         secrets = config_secrets(
-            "sk-1", {"api-key": "az-1", "X-Auth-Token": "tok", "X-Title": "openclaw"}
+            "sk-1", {"api-key": "az-1", "X-Auth-Token": "tok", "X-Upstream-Pass": "openclaw"}
         )
-        self.assertEqual(secrets, ("sk-1", "az-1", "tok"))
+        self.assertEqual(secrets, ("openclaw", "sk-1", "az-1", "tok"))
         self.assertEqual(config_secrets(None, {}), ())
 
     def test_redact_ignores_short_or_missing_secrets(self) -> None:

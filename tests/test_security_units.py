@@ -18,12 +18,8 @@ from twisted.logger import ILogObserver, Logger, LogLevel, LogPublisher, formatE
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from openclaw.agents.admission import (
-    GatedLanes,
-    RunAdmission,
-    RunQueueFullError,
-    default_max_concurrent,
-)
+from openclaw.agents.admission import GatedLanes, RunAdmission, default_max_concurrent
+from openclaw.agents.types import RunQueueFullError
 from openclaw.core.netaddr import is_unparseable, normalize_address
 from openclaw.core.secret_values import (
     RedactingObserver,

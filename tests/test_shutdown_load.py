@@ -195,7 +195,11 @@ class ShutdownUnderLoadTests(TestCase):
         """The gateway, with its output drained on a thread (200 streams log a lot)."""
         config = write_config(
             self.dir,
-            extra={"models": {"providers": {"demo": {"api": "demo", "delayMs": DELAY_MS}}}},
+            extra={
+                "models": {"providers": {"demo": {"api": "demo", "delayMs": DELAY_MS}}},
+                # Every stream runs at once (run admission is tested elsewhere).
+                "agents": {"defaults": {"maxConcurrent": STREAMS}},
+            },
             shutdownGraceSeconds=GRACE_SECONDS,
         )
         gateway = GatewayProcess(config, self.state)

@@ -407,10 +407,11 @@ class ErrorFrameTests(MethodTestCase):
         self.assertEqual(self.h.runtime.started, [])
 
     def test_lone_surrogate_in_a_method_name(self) -> None:
-        """Odd but valid JSON text is answered, not fatal to the connection."""
+        """Odd but valid JSON text is answered (the lone surrogate as U+FFFD,
+        the ingress rule), not fatal to the connection."""
         self.client.send_text('{"type":"req","id":"8:x","method":"\\ud800"}')
         (answer,) = self.client.messages()
-        self.assertEqual(answer["error"]["message"], "unknown method: \ud800")
+        self.assertEqual(answer["error"]["message"], "unknown method: \ufffd")
         self.assertTrue(self.ok("health")["ok"])
 
     def test_params_that_are_not_an_object(self) -> None:

@@ -15,7 +15,6 @@ back. Waiting for a slot while holding the lane keeps the session FIFO.
 
 from __future__ import annotations
 
-import math
 import os
 from collections import deque
 from typing import Final
@@ -23,6 +22,7 @@ from typing import Final
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.python.failure import Failure
 
+from openclaw.agents.types import RunQueueFullError
 from openclaw.sessions.lanes import Release, SessionLanes
 
 #: OpenClaw's floor for the CPU-derived default of ``maxConcurrent``.
@@ -39,25 +39,6 @@ def default_max_concurrent(cpus: int | None = None) -> int:
         affinity = getattr(os, "sched_getaffinity", None)
         cpus = len(affinity(0)) if affinity is not None else (os.cpu_count() or 1)
     return max(MIN_DEFAULT_CONCURRENT, cpus * 4)
-
-
-class RunQueueFullError(Exception):
-    """Too many runs are running or queued; try again after ``retry_after_seconds``."""
-
-    def __init__(self, retry_after_seconds: float, limit: int) -> None:
-        super().__init__(f"too many agent runs in progress ({limit} running or queued)")
-        self.retry_after_seconds = retry_after_seconds
-        self.limit = limit
-
-    @property
-    def retry_after_ms(self) -> int:
-        """``retryAfterMs`` for a WebSocket error."""
-        return max(1, math.ceil(self.retry_after_seconds * 1000))
-
-    @property
-    def retry_after_header(self) -> str:
-        """``Retry-After`` for HTTP: whole seconds, at least 1."""
-        return str(max(1, math.ceil(self.retry_after_seconds)))
 
 
 class RunAdmission:

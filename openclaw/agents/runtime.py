@@ -19,6 +19,7 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from openclaw.agents.admission import GatedLanes, RunAdmission, default_max_concurrent
 from openclaw.agents.approvals import ApprovalBroker
 from openclaw.agents.compaction import CompactionResult
 from openclaw.agents.embeddings import Embedder
@@ -120,8 +121,16 @@ class Runtime:
                 self.store.load_agent(agent_id)
             except OSError:
                 log.failure("could not load the sessions of agent {agent_id}", agent_id=agent_id)
-        # Session lanes (default in-process; the Redis backend's span processes).
-        self.lanes = lanes if lanes is not None else SessionLanes()
+        # Session lanes (default in-process; the Redis backend's span processes),
+        # whose holders also hold one of OpenClaw's global run slots
+        # (agents.defaults.maxConcurrent), with a bounded queue behind them.
+        self.admission = RunAdmission(
+            max_concurrent=config.agents.defaults.max_concurrent or default_max_concurrent(),
+            max_queued=config.gateway.max_queued_runs,
+        )
+        self.lanes: SessionLanes = GatedLanes(
+            self.admission, lanes if lanes is not None else SessionLanes()
+        )
         self._history_limit = history_limit
         self._active: dict[str, Run] = {}
         self._finished: RecentlyFinished[Run] = RecentlyFinished(
@@ -169,7 +178,8 @@ class Runtime:
         """Queue a turn and return its run at once.
 
         Raises UnknownAgentError, DuplicateRunError (run id still active),
-        ClientToolConflictError (a client tool named like a built-in one) or
+        ClientToolConflictError (a client tool named like a built-in one),
+        RunQueueFullError (maxConcurrent runs plus a full queue) or
         RuntimeClosedError (after shutdown). Nothing reaches the provider
         before the next reactor turn, so the caller can subscribe first.
         """
@@ -182,6 +192,7 @@ class Runtime:
             request = evolve(request, model_override=str(ref))
         if request.run_id in self._active:
             raise DuplicateRunError(f"run {request.run_id!r} is already active")
+        self.admission.check(len(self._active))
         tools = self.toolbox.for_agent(spec.id, spec.entry)
         check_client_tools(request.client_tools, tools)
         run = Run(

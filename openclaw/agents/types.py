@@ -7,6 +7,7 @@ The HTTP endpoint, the WebSocket methods and the CLI are adapters over
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -46,6 +47,7 @@ __all__ = [
     "ProviderError",
     "ReplyText",
     "RunAbortedError",
+    "RunQueueFullError",
     "RunTimeoutError",
     "RuntimeClosedError",
     "SessionCatalog",
@@ -415,6 +417,26 @@ class ExecApprovals(Protocol):
     def resolve(self, approval_id: str, decision: ApprovalDecision) -> bool:
         """Answer a pending request; False when there is none with that id."""
         ...
+
+
+class RunQueueFullError(Exception):
+    """Too many runs are running or queued (``agents.defaults.maxConcurrent``
+    plus ``gateway.maxQueuedRuns``); try again after ``retry_after_seconds``."""
+
+    def __init__(self, retry_after_seconds: float, limit: int) -> None:
+        super().__init__(f"too many agent runs in progress ({limit} running or queued)")
+        self.retry_after_seconds = retry_after_seconds
+        self.limit = limit
+
+    @property
+    def retry_after_ms(self) -> int:
+        """``retryAfterMs`` for a WebSocket error."""
+        return max(1, math.ceil(self.retry_after_seconds * 1000))
+
+    @property
+    def retry_after_header(self) -> str:
+        """``Retry-After`` for HTTP: whole seconds, at least 1."""
+        return str(max(1, math.ceil(self.retry_after_seconds)))
 
 
 class AgentInfo(Protocol):

@@ -69,7 +69,8 @@ _SECRET_SUFFIXES: Final = (
 _GATEWAY = _section(
     [
         "port", "bind", "customBindHost", "auth", "http", "ws", "controlUi", "trustedProxies",
-        "shutdownGraceSeconds", "maxConnections", "workers", "drainSeconds", "redis",
+        "shutdownGraceSeconds", "maxConnections", "workers",
+        "maxJsonDepth", "maxQueuedRuns", "drainSeconds", "redis",
     ],
 
     [
@@ -87,7 +88,8 @@ _RATE_LIMIT = _section(["maxAttempts", "windowMs", "lockoutMs", "exemptLoopback"
 _HTTP = _section(
     [
         "endpoints", "cors", "maxBodyBytes", "bodyTimeoutSeconds", "maxHeaderBytes", "maxHeaders",
-        "headersTimeoutSeconds", "keepAliveTimeoutSeconds",
+        "headersTimeoutSeconds", "keepAliveTimeoutSeconds", "maxConnectionsPerAddress",
+        "reservedConnections", "lightAddressConnections", "unauthenticatedIdleTimeoutSeconds",
     ],
     ["securityHeaders"],
 )  # fmt: skip
@@ -162,6 +164,10 @@ def _build_gateway(r: _Reader, value: Any) -> GatewayConfig:
             g, "shutdownGraceSeconds", "gateway", d.shutdown_grace_seconds, allow_zero=True
         ),
         max_connections=r.integer(g, "maxConnections", "gateway", d.max_connections),
+        max_json_depth=r.integer(
+            g, "maxJsonDepth", "gateway", d.max_json_depth, minimum=8, maximum=512
+        ),
+        max_queued_runs=r.integer(g, "maxQueuedRuns", "gateway", d.max_queued_runs, minimum=0),
         workers=_read_workers(r, g),
         drain_seconds=r.number(g, "drainSeconds", "gateway", d.drain_seconds, allow_zero=True),
         redis=_read_redis(r, g),
@@ -378,6 +384,21 @@ def _build_http(r: _Reader, value: Any) -> HttpConfig:
         ),
         keep_alive_timeout_seconds=r.number(
             h, "keepAliveTimeoutSeconds", "gateway.http", d.keep_alive_timeout_seconds
+        ),
+        max_connections_per_address=r.integer(
+            h, "maxConnectionsPerAddress", "gateway.http", d.max_connections_per_address, minimum=0
+        ),
+        reserved_connections=r.integer(
+            h, "reservedConnections", "gateway.http", d.reserved_connections, minimum=0
+        ),
+        light_address_connections=r.integer(
+            h, "lightAddressConnections", "gateway.http", d.light_address_connections
+        ),
+        unauthenticated_idle_timeout_seconds=r.number(
+            h,
+            "unauthenticatedIdleTimeoutSeconds",
+            "gateway.http",
+            d.unauthenticated_idle_timeout_seconds,
         ),
     )
 

@@ -51,8 +51,11 @@ from openclaw.config.model import (
 )
 from openclaw.config.reader import _NOT_HERE, _describe, _env_value, _Reader, _section
 from openclaw.core.agent_ids import normalize_agent_id
+from openclaw.core.textguard import guard_value
 
 CONFIG_FILENAME: Final = "openclaw.json"
+#: Nesting a config file may have (far beyond any real one; bounds the walk).
+CONFIG_MAX_DEPTH: Final = 256
 #: The placeholder token from OpenClaw's docs; a config still holding it has no token.
 SAMPLE_TOKEN: Final = "change-me-to-a-long-random-token"
 #: The provider that needs no configuration (offline, deterministic stand-in).
@@ -167,7 +170,8 @@ def parse_config_text(
         data: Any = {}
     else:
         try:
-            data = json5.loads(text)
+            # The text ingress rule: lone surrogates (a "\ud800" escape) become U+FFFD.
+            data = guard_value(json5.loads(text), max_depth=CONFIG_MAX_DEPTH)
         except ValueError as e:
             raise ConfigError([_json5_problem(source, str(e))]) from None
         except RecursionError:

@@ -133,6 +133,15 @@ class HttpConfig:
     #: From connecting (or a new request's first byte) to the end of its headers.
     headers_timeout_seconds: float = 10.0
     keep_alive_timeout_seconds: float = 60.0
+    #: Open connections (HTTP and WebSocket) from one client address; 0: no cap.
+    max_connections_per_address: int = 256
+    #: The last slots of ``gateway.maxConnections`` go only to addresses holding
+    #: fewer than ``light_address_connections`` connections; 0: no reserve.
+    reserved_connections: int = 64
+    light_address_connections: int = 8
+    #: A kept-alive connection that never carried an authenticated request is
+    #: closed after this long idle (authenticated ones: ``keep_alive_timeout_seconds``).
+    unauthenticated_idle_timeout_seconds: float = 5.0
 
 
 @frozen
@@ -186,6 +195,10 @@ class GatewayConfig:
     trusted_proxies: tuple[str, ...] = ()
     shutdown_grace_seconds: float = 10.0
     max_connections: int = 1024
+    #: Nesting depth of any JSON value taken from a client (HTTP bodies, WebSocket frames).
+    max_json_depth: int = 64
+    #: Runs waiting for a slot beyond ``agents.defaults.maxConcurrent``; more are refused.
+    max_queued_runs: int = 1000
     #: Worker processes sharing the port (``--workers``): a count or ``"auto"`` (cores).
     workers: int | Literal["auto"] = 1
     #: After SIGTERM, seconds ``/readyz`` answers 503 (new work refused) while

@@ -23,6 +23,7 @@ from openclaw.config.model import (
     FsyncPolicy,
     ProviderApi,
 )
+from openclaw.core.textguard import scrub_text
 
 CONFIG_FILENAME: Final = "openclaw.json"
 #: The placeholder token from OpenClaw's docs; a config still holding it has no token.
@@ -154,7 +155,9 @@ class _Reader:
 
     def env(self, name: str) -> str | None:
         """Process environment first, then ``env.vars`` from the file (as OpenClaw)."""
-        return _env_value(self.process_env, name) or self.file_env.get(name) or None
+        found = _env_value(self.process_env, name) or self.file_env.get(name) or None
+        # Undecodable environment bytes arrive as lone surrogates: same rule as JSON.
+        return scrub_text(found) if found is not None else None
 
     def substitute(self, path: str, value: str) -> str | None:
         """Expand ``${VAR}``; None (with one problem per missing variable) if any is unset."""

@@ -12,8 +12,11 @@ from twisted.internet.interfaces import IReactorTime
 from openclaw.agents.types import AgentRuntime
 from openclaw.config.live import LiveConfig
 from openclaw.config.model import Config
+from openclaw.config.secret_values import configured_secrets
 from openclaw.core.metrics import Metrics
+from openclaw.core.textguard import scrub_text
 from openclaw.gateway.auth import GatewayAuth
+from openclaw.gateway.conn_limits import AddressLimits
 from openclaw.gateway.http.app import GatewayHttpApp
 from openclaw.gateway.http.chat_completions import ChatCompletionsEndpoint
 from openclaw.gateway.http.cors import BrowserOriginGuard, CorsPolicy
@@ -30,7 +33,7 @@ from openclaw.gateway.observability import RequestObserver, RunMetrics
 from openclaw.gateway.resource import GatewayRootResource
 from openclaw.gateway.ui import build_control_ui
 from openclaw.gateway.ws.factory import GatewayWebSocketFactory, build_ws_factory
-from openclaw.gateway.ws.logbuffer import LogBuffer
+from openclaw.gateway.ws.logbuffer import LogBuffer, format_log_line
 
 
 @frozen
@@ -66,7 +69,11 @@ def build_gateway(
 
         runtime = build_runtime(config, reactor)
     if log_buffer is None:
-        log_buffer = LogBuffer()
+        # logs.tail never shows a configured secret or a lone surrogate.
+        secrets = configured_secrets(config)
+        log_buffer = LogBuffer(
+            formatter=lambda event: scrub_text(secrets.redact(format_log_line(event)))
+        )
     http = config.gateway.http
     auth = GatewayAuth(config.gateway.auth, reactor, config.gateway.trusted_proxies)
     readiness = Readiness()
@@ -118,6 +125,13 @@ def build_gateway(
             if config.gateway.auth.mode == "none"
             else None
         ),
+        address_limits=AddressLimits(
+            max_per_address=http.max_connections_per_address,
+            reserved=http.reserved_connections,
+            light_threshold=http.light_address_connections,
+        ),
+        # Trusted proxies carry many clients; their budgets are per client.
+        exempt_address=auth.is_trusted_proxy,
     )
     site.observer = RequestObserver(
         clock=reactor,
@@ -224,6 +238,7 @@ def connection_limits(config: Config) -> ConnectionLimits:
         headers_timeout_seconds=http.headers_timeout_seconds,
         keep_alive_timeout_seconds=http.keep_alive_timeout_seconds,
         max_connections=config.gateway.max_connections,
+        unauthenticated_idle_seconds=http.unauthenticated_idle_timeout_seconds,
     )
 
 

@@ -24,6 +24,8 @@ from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
 from openclaw.config.model import AuthConfig, RateLimitConfig
+from openclaw.core.netaddr import is_unparseable, normalize_address, parse_address
+from openclaw.gateway.hygiene import mark_authenticated
 
 log = Logger()
 
@@ -36,8 +38,9 @@ DecisionReason = Literal["ok", "missing", "mismatch", "rate_limited"]
 
 def secrets_equal(given: str, expected: str) -> bool:
     """Constant-time comparison of two secrets of any length."""
-    a = hmac.new(_HMAC_KEY, given.encode("utf-8"), hashlib.sha256).digest()
-    b = hmac.new(_HMAC_KEY, expected.encode("utf-8"), hashlib.sha256).digest()
+    # surrogatepass: a lone surrogate (from a "\ud800" escape) must not crash the check.
+    a = hmac.new(_HMAC_KEY, given.encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
+    b = hmac.new(_HMAC_KEY, expected.encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
     return hmac.compare_digest(a, b)
 
 
@@ -61,13 +64,8 @@ def is_loopback(address: str) -> bool:
     """True for 127.0.0.0/8, ::1, IPv4-mapped loopback and UNIX sockets."""
     if address == "unix":
         return True
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped.is_loopback
-    return ip.is_loopback
+    ip = parse_address(address)
+    return ip is not None and ip.is_loopback
 
 
 @frozen
@@ -205,16 +203,18 @@ class GatewayAuth:
 
         The header counts only when the peer is a trusted proxy; walking from
         the nearest hop outwards, the first untrusted address is the client.
+        Every address is normalised (:func:`normalize_address`), so spellings
+        of one client share one budget; a hop that is not an address becomes
+        its own ``unparseable:`` key (never the proxy's, which may be exempt).
         """
-        if not forwarded_for or not self._is_trusted_proxy(peer_host):
-            return peer_host
-        hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
+        peer = normalize_address(peer_host)
+        if not forwarded_for or not self._is_trusted_proxy(peer):
+            return peer
+        hops = [normalize_address(h) for h in forwarded_for.split(",") if h.strip()]
         for hop in reversed(hops):
-            if not _valid_ip(hop):
-                return peer_host
-            if not self._is_trusted_proxy(hop):
+            if is_unparseable(hop) or not self._is_trusted_proxy(hop):
                 return hop
-        return hops[0] if hops else peer_host
+        return hops[0] if hops else peer
 
     def check(
         self,
@@ -251,9 +251,17 @@ class GatewayAuth:
     def check_request(self, request: IRequest) -> AuthDecision:
         """HTTP: the Bearer credential is offered as both token and password."""
         credential = parse_bearer(request.getHeader(b"authorization"))
-        return self.check(
+        decision = self.check(
             token=credential, password=credential, client_address=self.client_address(request)
         )
+        if decision.ok:
+            # Its connection keeps the normal keep-alive timeout (hygiene).
+            mark_authenticated(request)
+        return decision
+
+    def is_trusted_proxy(self, address: str) -> bool:
+        """True when ``address`` (a normalised key) is in ``gateway.trustedProxies``."""
+        return self._is_trusted_proxy(address)
 
     def _is_trusted_proxy(self, address: str) -> bool:
         if not self._trusted:
@@ -263,14 +271,6 @@ class GatewayAuth:
         except ValueError:
             return False
         return any(ip in network for network in self._trusted)
-
-
-def _valid_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
 
 
 def _parse_network(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:

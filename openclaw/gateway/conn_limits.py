@@ -24,7 +24,6 @@ per-client limits behind them still apply).
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from typing import Final, cast
 
@@ -37,13 +36,21 @@ from twisted.protocols.policies import ProtocolWrapper
 
 from openclaw.core.netaddr import normalize_address
 from openclaw.gateway.http.errors import raw_error_response
-from openclaw.gateway.hygiene import ConnectionCounter
+from openclaw.gateway.hygiene import ConnectionCounter, mark_authenticated, was_authenticated
 
 log = Logger()
 
+__all__ = [
+    "PER_ADDRESS_REFUSAL",
+    "AddressCounter",
+    "AddressLimits",
+    "RefusedAddress",
+    "address_key",
+    "mark_authenticated",
+    "was_authenticated",
+]
+
 PER_ADDRESS_REFUSAL: Final = "Too many connections from this address"
-#: The attribute a request carries once it passed authentication.
-AUTHENTICATED_ATTRIBUTE: Final = "openclaw_authenticated"
 
 
 @frozen
@@ -53,7 +60,6 @@ class AddressLimits:
     max_per_address: int = 256
     reserved: int = 64
     light_threshold: int = 8
-    unauthenticated_idle_seconds: float = 5.0
 
 
 def address_key(addr: object) -> str:
@@ -61,18 +67,6 @@ def address_key(addr: object) -> str:
     if isinstance(addr, IPv4Address | IPv6Address):
         return normalize_address(addr.host)
     return "unix"
-
-
-def mark_authenticated(request: object) -> None:
-    """Record on a request that it passed authentication (its connection then
-    keeps the normal keep-alive timeout)."""
-    with contextlib.suppress(AttributeError):  # a request that takes no attributes
-        setattr(request, AUTHENTICATED_ATTRIBUTE, True)
-
-
-def was_authenticated(request: object) -> bool:
-    """True when :func:`mark_authenticated` was called for ``request``."""
-    return getattr(request, AUTHENTICATED_ATTRIBUTE, False) is True
 
 
 class AddressCounter(ConnectionCounter):
@@ -105,7 +99,8 @@ class AddressCounter(ConnectionCounter):
         """
         limits = self.address_limits
         key = address_key(addr)
-        if self._exempt(key):
+        if key == "unix" or self._exempt(key):
+            # Local sockets are guarded by file permissions; proxies carry many clients.
             return None
         held = self.open_from(key)
         if limits.max_per_address and held >= limits.max_per_address:

@@ -15,6 +15,9 @@ it has been authenticated.
 - :class:`PreAuthSocketLimit` caps the WebSocket connections one client
   address may hold before they authenticate (OpenClaw's
   ``503 Too many unauthenticated sockets``).
+- A kept-alive connection that never carried an authenticated request gets a
+  shorter idle timeout (:func:`mark_authenticated`); per-address connection
+  budgets are in :mod:`openclaw.gateway.conn_limits`.
 
 Every timer runs on the clock the Site was given.
 """
@@ -25,6 +28,7 @@ Every timer runs on the clock the Site was given.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol, cast
 
@@ -63,6 +67,25 @@ class ConnectionLimits:
     keep_alive_timeout_seconds: float = 60.0
     #: Open connections (HTTP and WebSocket); more are answered 503 and closed.
     max_connections: int = 1024
+    #: An idle kept-alive connection that never carried an authenticated
+    #: request is closed after this long (None: the keep-alive timeout).
+    unauthenticated_idle_seconds: float | None = None
+
+
+#: The attribute a request carries once it passed authentication.
+AUTHENTICATED_ATTRIBUTE = "openclaw_authenticated"
+
+
+def mark_authenticated(request: object) -> None:
+    """Record that ``request`` passed authentication: its connection then keeps
+    the normal keep-alive timeout instead of the unauthenticated one."""
+    with contextlib.suppress(AttributeError):  # a request that takes no attributes
+        setattr(request, AUTHENTICATED_ATTRIBUTE, True)
+
+
+def was_authenticated(request: object) -> bool:
+    """True once :func:`mark_authenticated` was called for ``request``."""
+    return getattr(request, AUTHENTICATED_ATTRIBUTE, False) is True
 
 
 class GatewayChannel(HTTPChannel):
@@ -82,6 +105,7 @@ class GatewayChannel(HTTPChannel):
     _head_lines = 0
     _head_fields = 0
     _refused = False
+    _authenticated = False
 
     def configure(self, limits: ConnectionLimits, clock: IReactorTime) -> None:
         """Apply ``limits`` (Twisted's own checks get the same numbers, as a backstop)."""
@@ -116,10 +140,22 @@ class GatewayChannel(HTTPChannel):
         super().allHeadersReceived()
 
     def requestDone(self, request: Any) -> None:
-        """Between requests only the idle timeout applies, until the next byte."""
+        """Between requests only the idle timeout applies, until the next byte;
+        it is the short one until some request on the connection authenticated."""
         self._awaiting_head = True
         self._head_started = False
+        if was_authenticated(request):
+            self._authenticated = True
         super().requestDone(request)
+        short = self.limits.unauthenticated_idle_seconds
+        if (
+            short is not None
+            and not self._authenticated
+            and self.persistent
+            and self.timeOut is not None
+            and short < self.timeOut
+        ):
+            self.setTimeout(short)
         pending = bool(self.requests) or _has_unparsed_bytes(self)
         transport = self.transport
         if (

@@ -58,15 +58,15 @@ _TYPE_KINDS: Mapping[str, FailureKind] = {
 }
 
 
-_SECRET_HEADER = re.compile(r"key|auth|token|secret|cookie", re.IGNORECASE)
-
-
 def config_secrets(api_key: str | None, headers: Mapping[str, str]) -> tuple[str, ...]:
-    """What must never appear in an error message: the API key and the values
-    of configured headers that look like credentials."""
+    """What must never appear in an error message: the API key and the value of
+    every configured header, whatever it is called (``X-Upstream-Pass`` is as
+    secret as ``Authorization``). Values under 4 characters are left alone
+    (see :data:`openclaw.core.secret_values.MIN_SECRET_CHARS`)."""
     found = [api_key] if api_key else []
-    found += [value for name, value in headers.items() if _SECRET_HEADER.search(name) and value]
-    return tuple(found)
+    found += [value for value in headers.values() if value]
+    # Longest first, so a secret containing another is masked whole.
+    return tuple(sorted(dict.fromkeys(found), key=len, reverse=True))
 
 
 def redact(text: str, secrets: Iterable[str | None] = ()) -> str:

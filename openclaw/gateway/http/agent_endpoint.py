@@ -40,6 +40,7 @@ from openclaw.agents.types import (
     AssistantEvent,
     ClientToolConflictError,
     ImageInput,
+    RunQueueFullError,
     UnknownAgentError,
     UnknownModelError,
 )
@@ -60,7 +61,7 @@ from openclaw.gateway.http.completions_format import (
     STATE_UNAVAILABLE_ERROR,
     MappedError,
 )
-from openclaw.gateway.http.errors import write_json
+from openclaw.gateway.http.errors import write_json, write_openai_error
 from openclaw.gateway.http.image_fetch import ImageFetcher, ImageFetchError
 from openclaw.gateway.http.model_header import model_error
 from openclaw.gateway.http.run_support import (
@@ -196,6 +197,17 @@ class AgentEndpoint:
             raise ChatRequestError("invalid tool configuration") from None
         except SharedStateUnavailableError:
             return write_error(request, STATE_UNAVAILABLE_ERROR, run_started=False)
+        except RunQueueFullError as full:
+            # agents.defaults.maxConcurrent runs and a full queue: try again later.
+            log.warn("run {run_id} refused: {reason}", run_id=run_id, reason=str(full))
+            request.setHeader(b"retry-after", full.retry_after_header.encode("ascii"))
+            return write_openai_error(
+                request,
+                429,
+                "Too many agent runs in progress",
+                "rate_limit_error",
+                code="too_many_runs",
+            )
         except Exception:
             log.failure("could not start run {run_id}", run_id=run_id)
             return write_error(request, INTERNAL_ERROR, run_started=False)

@@ -73,6 +73,7 @@ class ChatCompletionsEndpoint(AgentEndpoint):
     def __init__(self, *, config: Config, **parts: Unpack[EndpointParts]) -> None:
         """``parts``: runtime, auth, clock, image_fetcher, max_buffered_bytes."""
         self._settings = config.gateway.http.chat_completions
+        self._max_json_depth = config.gateway.max_json_depth
         super().__init__(keep_alive_seconds=self._settings.sse_keep_alive_seconds, **parts)
 
     def _answer(self, request: Request, access: AccessLog) -> Answer:
@@ -87,6 +88,7 @@ class ChatCompletionsEndpoint(AgentEndpoint):
             agent_ids=self._runtime.agent_ids,
             default_agent_id=self._runtime.default_agent_id,
             images=self._settings.images,
+            max_json_depth=self._max_json_depth,
         )
         override = model_override(headers)
         if override is not None:

@@ -9,7 +9,6 @@ property test checks.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -19,6 +18,8 @@ from attrs import frozen
 
 from openclaw.agents.types import AgentRequest, ClientTool, ImageInput, StreamParams
 from openclaw.config.model import ImagesConfig
+from openclaw.core import textguard
+from openclaw.core.textguard import MAX_JSON_DEPTH, JsonDepthError
 from openclaw.gateway.http.openai_messages import (
     AgentPrompt,
     InvalidImageError,
@@ -154,18 +155,16 @@ def unknown_agent_error(agent: str, *, param: str | None = None) -> ChatRequestE
 # --- step 4: the body -------------------------------------------------------
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"Unexpected token {name} in JSON")
-
-
-def parse_json_body(raw: bytes) -> object:
-    """The body as JSON (an empty body is ``{}``); 400 with the parser's message."""
+def parse_json_body(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> object:
+    """The body as JSON (an empty body is ``{}``) under the text ingress rule
+    (lone surrogates become U+FFFD, depth bounded); 400 with the parser's
+    message, or with the path where the nesting got too deep."""
     if not raw.strip():
         return {}
     try:
-        return json.loads(raw, parse_constant=_reject_constant)
-    except RecursionError:
-        raise ChatRequestError("JSON nesting is too deep", code="invalid_json") from None
+        return textguard.loads(raw, max_depth=max_depth)
+    except JsonDepthError as exc:
+        raise ChatRequestError(str(exc), code="invalid_json") from None
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, int too long
         raise ChatRequestError(str(exc), code="invalid_json") from None
 
@@ -546,12 +545,13 @@ def prepare_chat(
     agent_ids: Sequence[str],
     default_agent_id: str,
     images: ImagesConfig,
+    max_json_depth: int = MAX_JSON_DEPTH,
 ) -> PreparedChat:
     """Steps 4 to 16 of OpenClaw's order of checks; ChatRequestError on refusal.
 
     ``headers`` maps lower-case header names to their (last) value.
     """
-    body = parse_json_body(raw_body)
+    body = parse_json_body(raw_body, max_json_depth)
     fields = parse_fields(body)
     assert isinstance(body, Mapping)
     header_agent = next((headers[h] for h in AGENT_HEADERS if headers.get(h, "").strip()), None)

@@ -46,6 +46,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IAgentEndpointFactory, IResponse
 from zope.interface import implementer
 
+from openclaw import netguard
 from openclaw.agents.types import ImageInput
 from openclaw.config.model import ImagesConfig
 from openclaw.gateway.http.openai_messages import (
@@ -72,14 +73,11 @@ class ImageFetcher(Protocol):
 
 
 def is_public_address(host: str) -> bool:
-    """True for globally routable unicast addresses (IPv4-mapped IPv6 unwrapped)."""
-    try:
-        ip = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
+    """True for globally routable unicast addresses, as the one SSRF guard
+    (:mod:`openclaw.netguard`) classifies them: IPv6 forms that embed an IPv4
+    address (mapped, NAT64, 6to4, compatible, translated) count as that IPv4."""
+    ip = netguard.parse_address(host)
+    return ip is not None and netguard.classify(ip) is None
 
 
 Resolver = Callable[[str, int], Deferred[list[str]]]

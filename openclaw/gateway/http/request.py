@@ -34,6 +34,7 @@ from twisted.web.server import Request, Site
 
 from openclaw.config.model import HttpConfig
 from openclaw.gateway.auth import AuthDecision
+from openclaw.gateway.conn_limits import AddressCounter, AddressLimits, RefusedAddress
 from openclaw.gateway.http.auth_errors import RATE_LIMITED_MESSAGE
 from openclaw.gateway.http.cors import BrowserOriginGuard, CorsPolicy
 from openclaw.gateway.http.errors import (
@@ -107,6 +108,8 @@ class GatewaySite(Site):
         limits: ConnectionLimits | None = None,
         cors: CorsPolicy | None = None,
         origin_guard: BrowserOriginGuard | None = None,
+        address_limits: AddressLimits | None = None,
+        exempt_address: Callable[[str], bool] = lambda address: False,
         **kwargs: Any,
     ) -> None:
         """
@@ -117,6 +120,9 @@ class GatewaySite(Site):
         :param cors: default: from ``http_config.cors.allowedOrigins``.
         :param origin_guard: refuse requests from foreign browser origins
             (give one when ``gateway.auth.mode`` is ``none``).
+        :param address_limits: per-address connection cap and reserved share
+            (default: none beyond the global cap).
+        :param exempt_address: addresses those rules skip (trusted proxies).
         :param kwargs: for ``Site`` (``reactor`` defaults to ``clock``).
         """
         self.limits = limits if limits is not None else ConnectionLimits()
@@ -135,7 +141,15 @@ class GatewaySite(Site):
         #: Requests being answered; graceful shutdown waits for it to drain.
         self.in_flight = InFlight()
         #: Open connections, HTTP and WebSocket.
-        self.connections = ConnectionCounter()
+        self.connections: ConnectionCounter = (
+            AddressCounter(
+                address_limits,
+                max_connections=self.limits.max_connections,
+                exempt=exempt_address,
+            )
+            if address_limits is not None
+            else ConnectionCounter()
+        )
         self._saturated = False
         #: Metrics and the access line (set by the assembly).
         self.observer: RequestHook | None = None
@@ -153,7 +167,8 @@ class GatewaySite(Site):
     # typing note: Twisted narrows the return type to its HTTP/2-capable proxy;
     # any IProtocol is what a listening port needs.
     def buildProtocol(self, addr: IAddress | None) -> Protocol | None:  # type: ignore[override]
-        """A counted :class:`GatewayChannel`, or a 503 refusal past the cap."""
+        """A counted :class:`GatewayChannel`, or a 503 refusal past the cap
+        (the listener's, or the peer address's share of it)."""
         if len(self.connections) >= self.limits.max_connections:
             if not self._saturated:
                 self._saturated = True
@@ -167,6 +182,10 @@ class GatewaySite(Site):
         if self._saturated:
             self._saturated = False
             log.info("below the connection cap again")
+        if isinstance(self.connections, AddressCounter) and self.connections.refusal(addr):
+            refused = RefusedAddress()
+            refused.factory = self
+            return refused
         channel = super().buildProtocol(addr)
         assert isinstance(channel, GatewayChannel)
         channel.configure(self.limits, self.clock)

@@ -15,6 +15,9 @@ from typing import Any, Final
 
 from attrs import frozen
 
+from openclaw.core import textguard
+from openclaw.core.textguard import MAX_JSON_DEPTH, JsonDepthError
+
 # Error codes of OpenClaw's protocol (``error-codes.ts``).
 INVALID_REQUEST: Final = "INVALID_REQUEST"
 UNAVAILABLE: Final = "UNAVAILABLE"
@@ -103,29 +106,33 @@ class RequestFrame:
     params: Mapping[str, Any]
 
 
-def parse_request(payload: bytes) -> RequestFrame:
+def parse_request(payload: bytes, max_depth: int = MAX_JSON_DEPTH) -> RequestFrame:
     """Parse one client text message into a request, or raise FrameError.
 
+    The text ingress rule applies (:mod:`openclaw.core.textguard`): lone
+    surrogates become U+FFFD and nesting past ``max_depth`` is refused with
+    the path (answered with a ``res`` when the frame's ``id`` is usable).
     ``params`` may be absent or null (``openclaw health`` sends none). Params
     that are present but not an object are left to the method to refuse, so
     the client still gets a ``res`` for its id; here they become ``{}`` plus
     a marker the dispatcher checks.
     """
     try:
-        text = payload.decode("utf-8")
-        data = json.loads(text)
-    except (UnicodeDecodeError, ValueError) as e:
+        data = textguard.loads(payload, max_depth=max_depth)
+    except JsonDepthError as e:
+        # A 1 KB "[[[[..." frame nests past Python's limit, and deep params
+        # would crash whatever encodes them later: refuse it like any other
+        # malformed frame instead of closing the connection with 1011.
+        parsed = e.value
+        raise FrameError(
+            f"malformed frame: {_short(str(e))}",
+            _request_id(parsed) if isinstance(parsed, dict) else None,
+        ) from None
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, NaN
         raise FrameError(f"malformed frame: {_short(str(e))}") from None
-    except RecursionError:
-        # A 1 KB "[[[[..." frame nests past Python's limit; refuse it like any
-        # other malformed frame instead of closing the connection with 1011.
-        raise FrameError("malformed frame: nested too deeply") from None
     if not isinstance(data, dict):
         raise FrameError("malformed frame: expected a JSON object")
-    raw_id = data.get("id")
-    request_id = (
-        raw_id if isinstance(raw_id, str) and 0 < len(raw_id) <= MAX_REQUEST_ID_LENGTH else None
-    )
+    request_id = _request_id(data)
     if data.get("type") != "req":
         raise FrameError('invalid frame: type must be "req"', request_id)
     if request_id is None:
@@ -139,6 +146,14 @@ def parse_request(payload: bytes) -> RequestFrame:
     if not isinstance(params, dict):
         raise FrameError(f"invalid {method} params: params must be an object", request_id)
     return RequestFrame(id=request_id, method=method, params=params)
+
+
+def _request_id(data: Mapping[str, Any]) -> str | None:
+    """The frame's ``id`` when it is usable as the answer's id."""
+    raw_id = data.get("id")
+    if isinstance(raw_id, str) and 0 < len(raw_id) <= MAX_REQUEST_ID_LENGTH:
+        return raw_id
+    return None
 
 
 def _short(text: str, limit: int = 160) -> str:

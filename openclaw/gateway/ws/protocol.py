@@ -65,8 +65,11 @@ if TYPE_CHECKING:
 CLOSE_PROTOCOL_ERROR = 1002
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_SERVICE_RESTART = 1012
-#: Requests one connection may have in flight before new ones are refused.
+#: Requests (and runs they started) one connection may have in flight before
+#: new ones are refused.
 MAX_PENDING_REQUESTS = 256
+#: Methods whose answer comes before the run they start has ended.
+_RUN_ACK_METHODS = frozenset({"chat.send"})
 #: A close reason is at most 123 bytes of UTF-8.
 _MAX_CLOSE_REASON = 123
 
@@ -132,6 +135,9 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
         self._seq = 0
         self._handshake_timer: IDelayedCall | None = None
         self._pending: set[Deferred[Any]] = set()
+        #: Runs started by methods answered before the run ends (``chat.send``),
+        #: counted with the pending requests against MAX_PENDING_REQUESTS.
+        self._runs: set[str] = set()
         self._skipped: dict[tuple[str, str], str] = {}
         self._closed: list[Deferred[None]] = []
         self.watcher = SendBufferWatcher()
@@ -390,7 +396,7 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
             )
             return
         try:
-            frame = parse_request(payload)
+            frame = parse_request(payload, self.factory.config.gateway.max_json_depth)
         except FrameError as e:
             self._reject_handshake(
                 e.request_id,
@@ -468,7 +474,7 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
             )
             return
         try:
-            frame = parse_request(payload)
+            frame = parse_request(payload, self.factory.config.gateway.max_json_depth)
         except FrameError as e:
             if e.request_id is not None:
                 self._send_response(
@@ -477,7 +483,7 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
             else:
                 self._send_event("error", {"code": INVALID_REQUEST, "message": e.message})
             return
-        if len(self._pending) >= MAX_PENDING_REQUESTS:
+        if len(self._pending) + len(self._runs) >= MAX_PENDING_REQUESTS:
             self._send_response(
                 response_error(
                     frame.id,
@@ -490,6 +496,22 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
             )
             return
         self._call(frame.id, frame.method, frame.params)
+
+    def _track_run(self, payload: Any) -> None:
+        """Count a run this connection started (and was answered for at once)
+        against its in-flight limit until the run ends."""
+        run_id = payload.get("runId") if isinstance(payload, dict) else None
+        if not isinstance(run_id, str) or run_id in self._runs:
+            return
+        run = self.factory.services.runtime.get_run(run_id)
+        if run is None:
+            return
+        self._runs.add(run_id)
+
+        def ended(_: object) -> None:
+            self._runs.discard(run_id)
+
+        run.result.addBoth(ended)
 
     def _call(self, request_id: str, method: str, params: Mapping[str, Any]) -> None:
         ctx = CallContext(
@@ -508,6 +530,8 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
 
         def answered(payload: Any) -> None:
             self._send_response(response_ok(request_id, payload))
+            if method in _RUN_ACK_METHODS:
+                self._track_run(payload)
 
         def failed(failure: Failure) -> None:
             error = failure.value

@@ -19,6 +19,7 @@ from openclaw.agents.types import (
     FailureKind,
     ProviderError,
     RunAbortedError,
+    RunQueueFullError,
     RuntimeClosedError,
     RunTimeoutError,
     UnknownAgentError,
@@ -131,6 +132,14 @@ def _start_run(
         raise invalid_params(method, f'unknown agent id "{agent_id}"') from None
     except RuntimeClosedError:
         raise RequestError(UNAVAILABLE, "gateway stopping", retryable=True) from None
+    except RunQueueFullError as full:
+        # agents.defaults.maxConcurrent runs and a full queue: try again later.
+        raise RequestError(
+            UNAVAILABLE,
+            "too many agent runs in progress",
+            retryable=True,
+            retry_after_ms=full.retry_after_ms,
+        ) from None
     except SharedStateUnavailableError as e:
         raise RequestError(
             UNAVAILABLE,
