@@ -27,7 +27,12 @@ from twisted.application import internet
 from twisted.internet import tcp, unix
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.endpoints import AdoptedStreamServerEndpoint
-from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
+from twisted.internet.interfaces import (
+    IListeningPort,
+    IProtocolFactory,
+    IReactorFromThreads,
+    IStreamServerEndpoint,
+)
 from twisted.logger import (
     FilteringLogObserver,
     ILogObserver,
@@ -268,6 +273,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # the reactor handles SIGTERM while it runs and restores SIG_IGN afterwards.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # SIGHUP (forwarded by the parent): re-read the config, as a single gateway does.
+    threads = IReactorFromThreads(reactor)
+    signal.signal(
+        signal.SIGHUP, lambda signum, frame: threads.callFromThread(worker.service.reload)
+    )
     reactor.run()
     log_file.flush()
     return 0

@@ -291,8 +291,19 @@ class WorkerSupervisor(Service):
             log.info("received signal {signum}, stopping the workers", signum=signum)
             self._reactor.callFromThread(self._reactor.stop)
 
+        def hangup(signum: int, frame: object) -> None:
+            log.info("received SIGHUP, asking every worker to reload the config")
+            self._reactor.callFromThread(self._signal_all, "HUP")
+
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, stop)
+        signal.signal(signal.SIGHUP, hangup)
+
+    def _signal_all(self, name: str) -> None:
+        """Send every running worker ``SIG<name>`` (SIGHUP: each reloads its config)."""
+        for slot in self.slots:
+            if slot.process is not None and slot.ended is not None and not slot.ended.called:
+                _signal(slot.process, name)
 
     def stopService(self) -> Deferred[None]:
         """Say ``group stopping``, SIGTERM every worker, wait (SIGKILL past the grace)."""
