@@ -20,7 +20,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
-from openclaw.config.model import AgentConfig, ChatCompletionsConfig
+from openclaw.config.model import AgentConfig, ChatCompletionsConfig, CorsConfig
 from openclaw.core.logformat import SecretScrubber, flat_event, flat_json_observer
 from openclaw.core.secret_values import SecretValues
 from openclaw.gateway.http.request import RequestHook
@@ -110,6 +110,46 @@ class AccessLineTests(SynchronousTestCase):
         self.assertEqual(chat[0]["agent"], "main")
         self.assertTrue(chat[0]["run_id"].startswith("chatcmpl"), chat[0]["run_id"])
 
+    def test_preflight_and_foreign_origin_refusals_are_logged(self) -> None:
+        """A CORS preflight and a refused foreign-origin request (auth none) get
+        their lines and are counted like any request."""
+        events = access_events(self)
+        base = self.mktemp()
+        config = http_test_config(base, metrics=True)
+        gateway = attrs.evolve(
+            config.gateway,
+            auth=attrs.evolve(config.gateway.auth, mode="none"),
+            http=attrs.evolve(
+                config.gateway.http,
+                cors=CorsConfig(allowed_origins=("https://app.example",)),
+            ),
+        )
+        h = GatewayHarness.create(base, attrs.evolve(config, gateway=gateway))
+        h.request(
+            b"OPTIONS",
+            b"/v1/chat/completions",
+            headers={
+                "Origin": "https://app.example",
+                "Access-Control-Request-Method": "POST",
+            },
+        )
+        h.request(
+            b"POST", b"/v1/chat/completions", body=CHAT, headers={"Origin": "https://evil.example"}
+        )
+        self.assertEqual(
+            [(e["method"], e["status"]) for e in events], [("OPTIONS", 204), ("POST", 401)]
+        )
+
+    def test_refused_upgrade_is_logged_with_its_status(self) -> None:
+        """An upgrade refused while draining is one line with 503, not "websocket open"."""
+        events = access_events(self)
+        h = GatewayHarness.create(self.mktemp())
+        h.gateway.readiness.mark_stopping()
+        h.request(b"GET", b"/", headers={"Upgrade": "websocket", "Connection": "Upgrade"})
+        h.run_due()
+        self.assertEqual([e["status"] for e in events], [503])
+        self.assertNotIn("websocket", formatEvent(events[0]))
+
     def test_endpoint_detail_is_appended(self) -> None:
         """What an endpoint sets as openclaw_detail ends the line in parentheses."""
         events = access_events(self)
@@ -149,6 +189,7 @@ class AccessLineTests(SynchronousTestCase):
             },
         )
         self.assertIn(b"101", conn.raw().split(b"\r\n")[0])
+        h.run_due()
         h.advance(3.0)
         conn.close()
         notes = [formatEvent(e) for e in events]

@@ -270,12 +270,16 @@ class GatewayRequest(Request):
             self.setHeader(name, value)
         self.setHeader(b"x-request-id", self.request_id)
         site = self._site()
+        upgrade = is_websocket_upgrade(self)
+        if site is not None and site.observer is not None:
+            # First, so preflights and refusals are counted and logged too.
+            site.observer.started(self, upgrade=upgrade)
         if site is not None and site.cors.apply(self):
             return
         if (
             site is not None
             and site.origin_guard is not None
-            and not is_websocket_upgrade(self)  # the WebSocket side checks its own
+            and not upgrade  # the WebSocket side checks its own
             and not site.origin_guard.allows(self)
         ):
             log.info(
@@ -285,13 +289,10 @@ class GatewayRequest(Request):
             self.write(write_openai_error(self, 401, "Unauthorized", "unauthorized"))
             self.finish()
             return
-        upgrade = is_websocket_upgrade(self)
         if site is not None and not upgrade:
             # An upgraded request never finishes: Autobahn takes the transport.
             site.in_flight.started()
             self.notifyFinish().addBoth(lambda _: site.in_flight.finished())
-        if site is not None and site.observer is not None:
-            site.observer.started(self, upgrade=upgrade)
         if (
             site is not None
             and site.drain is not None
