@@ -8,6 +8,7 @@ client's handshake, final-response wait and failures are covered directly.
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 from autobahn.twisted.resource import WebSocketResource
@@ -18,7 +19,14 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.server import Site
 
-from openclaw.cli.ws_client import GatewayCallError, Target, call_gateway, resolve_target
+from openclaw.agents.types import ToolEvent
+from openclaw.cli.ws_client import (
+    GatewayCallError,
+    Target,
+    call_gateway,
+    print_tool_event,
+    resolve_target,
+)
 from openclaw.config.model import RateLimitConfig
 from openclaw.gateway.auth import GatewayAuth
 from openclaw.gateway.ws.factory import build_ws_factory
@@ -90,6 +98,39 @@ class CallGatewayTests(TestCase):
         payloads = frame["payload"]["result"]["payloads"]
         self.assertEqual(payloads[0]["text"], "Hello from the agent")
         self.assertEqual(self.runtime.started[0].request.message, "hi")
+
+    @inlineCallbacks
+    def test_tool_events_reach_a_tool_events_client(self) -> Any:
+        """With caps ["tool-events"] the run's tool events reach ``on_event``, and the
+        remote agent command's formatter turns them into stderr lines."""
+
+        def answer(run: FakeRun) -> None:
+            def go() -> None:
+                run.start()
+                run.emit(ToolEvent(run.run_id, "start", "read", "c1", 1, args={"path": "a.md"}))
+                run.emit(ToolEvent(run.run_id, "result", "read", "c1", 2, result="hello\nmore"))
+                run.finish("done")
+
+            self.reactor.callLater(0, go)
+
+        self.runtime.observe_runs(answer)
+        events: list[dict[str, Any]] = []
+        frame = yield call_gateway(
+            self.reactor,
+            Target(self.url, token=TOKEN),
+            "agent",
+            {"message": "hi", "idempotencyKey": "cli-2"},
+            expect_final=True,
+            caps=["tool-events"],
+            on_event=events.append,
+        )
+        self.assertTrue(frame["ok"])
+        err = io.StringIO()
+        for event in events:
+            print_tool_event(event, err)
+        self.assertEqual(
+            err.getvalue().splitlines(), ['[tool] read {"path": "a.md"}', "[tool] read ok: hello"]
+        )
 
     @inlineCallbacks
     def test_wrong_token_is_a_call_error(self) -> Any:

@@ -11,7 +11,7 @@ import argparse
 import json
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 from urllib.parse import urlparse
 
@@ -85,6 +85,8 @@ class _CallProtocol(WebSocketClientProtocol):
         if frame.get("type") == "event":
             if frame.get("event") == "connect.challenge":
                 self._send_frame(call.connect_frame())
+            elif call.on_event is not None:
+                call.on_event(frame)
             return
         if frame.get("type") != "res":
             return
@@ -136,8 +138,18 @@ class _Call:
     """State of one gateway call; ``done`` fires with the response frame."""
 
     def __init__(
-        self, target: Target, method: str, params: Any, *, expect_final: bool, scopes: list[str]
+        self,
+        target: Target,
+        method: str,
+        params: Any,
+        *,
+        expect_final: bool,
+        scopes: list[str],
+        caps: Sequence[str] = (),
+        on_event: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
+        self.caps = list(caps)
+        self.on_event = on_event
         self.target = target
         self.method = method
         self.params = params
@@ -171,7 +183,7 @@ class _Call:
                     "mode": "cli",
                     "instanceId": str(uuid.uuid4()),
                 },
-                "caps": [],
+                "caps": self.caps,
                 "auth": auth,
                 "role": "operator",
                 "scopes": self.scopes,
@@ -206,8 +218,13 @@ def call_gateway(
     expect_final: bool = False,
     timeout_seconds: float = 10.0,
     scopes: list[str] | None = None,
+    caps: Sequence[str] = (),
+    on_event: Callable[[dict[str, Any]], None] | None = None,
 ) -> Deferred[dict[str, Any]]:
     """Connect, authenticate, send one request; fires with the response frame.
+
+    ``caps`` are declared in ``connect`` (``tool-events`` asks for tool
+    streams); ``on_event`` gets every event frame after the challenge.
 
     ``reactor`` also needs ``IReactorTCP`` (and ``IReactorSSL`` for ``wss://``)
     for the connection; only its clock is typed here.
@@ -221,6 +238,8 @@ def call_gateway(
         {} if params is None else params,
         expect_final=expect_final,
         scopes=scopes or ["operator.read", "operator.write"],
+        caps=caps,
+        on_event=on_event,
     )
     factory = _CallFactory(call, target.url, reactor)
     factory.setProtocolOptions(perMessageCompressionOffers=[])  # type: ignore[no-untyped-call]
@@ -340,7 +359,14 @@ def run_remote_agent(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     async def main(reactor: IReactorTime) -> int:
         try:
             frame = await call_gateway(
-                reactor, target, "agent", params, expect_final=True, timeout_seconds=wait
+                reactor,
+                target,
+                "agent",
+                params,
+                expect_final=True,
+                timeout_seconds=wait,
+                caps=["tool-events"],
+                on_event=lambda event: print_tool_event(event, err),
             )
         except GatewayCallError as e:
             err.write(f"openclaw agent: {e}\n")
@@ -360,3 +386,28 @@ def run_remote_agent(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return 0 if payload.get("status") in ("ok", "completed", None) else 1
 
     return _run(main)
+
+
+def print_tool_event(frame: Mapping[str, Any], err: TextIO) -> None:
+    """A tool event of the run as one stderr line (as ``openclaw agent --local``)."""
+    payload = frame.get("payload")
+    if frame.get("event") != "agent" or not isinstance(payload, Mapping):
+        return
+    data = payload.get("data")
+    if payload.get("stream") != "tool" or not isinstance(data, Mapping):
+        return
+    phase = data.get("phase")
+    if phase == "start":
+        args = data.get("args")
+        detail = args if isinstance(args, str) else json.dumps(args)
+    elif phase == "result":
+        first = str(data.get("result") or "").strip().splitlines()
+        status = "error" if data.get("isError") else "ok"
+        detail = f"{status}: {first[0]}" if first else status
+    else:
+        return
+    detail = " ".join(str(detail).split())
+    if len(detail) > 200:
+        detail = detail[:199] + "\u2026"
+    err.write(f"[tool] {data.get('name')} {detail}".rstrip() + "\n")
+    err.flush()
