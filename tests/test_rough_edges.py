@@ -15,8 +15,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
 from openclaw.gateway.assembly import build_gateway
-from openclaw.testing import make_runtime
-from openclaw.testing.gateway import TEST_TOKEN, http_test_config
+from openclaw.testing import TEST_TOKEN, http_test_config, make_runtime
 
 REPO = Path(__file__).resolve().parent.parent
 OPENCLAW = [sys.executable, "-c", "import sys; from openclaw.cli import main; sys.exit(main())"]

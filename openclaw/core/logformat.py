@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import IO, Any
@@ -114,8 +115,6 @@ class SecretScrubber:
 
 def json_logger() -> Callable[[LogEvent], None]:
     """For ``twistd --logger openclaw.core.logformat.json_logger``: JSON lines on stdout."""
-    import sys
-
     return flat_json_observer(sys.stdout)
 
 

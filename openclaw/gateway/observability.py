@@ -63,6 +63,8 @@ _ROUTES: dict[bytes, str] = {
     )
 }
 _MODEL_PREFIX = b"/v1/models/"
+#: The route label of accepted WebSocket upgrades (any path).
+_ROUTES[b"websocket"] = "websocket"
 _AGENT_HEADERS = (b"x-openclaw-agent-id", b"x-openclaw-agent")
 _MAX_FIELD = 200
 
@@ -141,21 +143,33 @@ class RequestObserver:
             self._line(request, status, request.sentLength, seconds, note)
 
     def _websocket(self, request: Request, begun: float) -> None:
-        """Log the upgrade and, through the connection counter, its end."""
+        """An upgrade: refused, it finishes like any request (its status is
+        logged and counted); accepted, Autobahn owns the connection from the
+        same reactor turn on: one line then, and one when it closes."""
+        request.notifyFinish().addBoth(self._finished, request, begun)
+        # The channel's transport (the counted connection) before Autobahn takes it.
+        channel: Any = request.channel
+        transport = getattr(channel, "transport", None)
+        self._clock.callLater(0, self._upgraded, request, begun, transport)
+
+    def _upgraded(self, request: Request, begun: float, transport: object) -> None:
+        if request.finished or getattr(request, "_disconnected", False):
+            return  # refused (503, 400...): already logged by _finished
         metrics = self._metrics
         if metrics is not None:
             metrics.ws_connections_total.inc()
-        if self._access_log:
-            self._line(request, 101, 0, 0.0, "websocket open")
-        channel: Any = request.channel
-        transport = getattr(channel, "transport", None)
+            metrics.request_done(route_template(b"websocket"), "GET", 101, 0.0)
+        if not self._access_log:
+            return
+        self._line(request, 101, 0, self._clock.seconds() - begun, "websocket open")
         watch = getattr(transport, "on_lost", None)
-        if watch is not None and self._access_log:
-            watch(
-                lambda: self._line(
-                    request, 101, 0, self._clock.seconds() - begun, "websocket closed"
-                )
-            )
+        if watch is not None:
+
+            def closed() -> None:
+                seconds = self._clock.seconds() - begun
+                self._line(request, 101, 0, seconds, "websocket closed")
+
+            watch(closed)
 
     def _line(self, request: Request, status: int, sent: int, seconds: float, note: str) -> None:
         peer = request.getClientAddress()

@@ -9,7 +9,11 @@
 * :mod:`openclaw.testing.runs`: :class:`FakeRun`, an ``AgentRun`` a test
   drives by hand (for tests of adapters over the runtime contract);
 * :mod:`openclaw.testing.sinks`: :class:`RecordingSink` and
-  :class:`InMemoryClient` for driving a provider by hand.
+  :class:`InMemoryClient` for driving a provider by hand;
+* :mod:`openclaw.testing.gateway`: :func:`http_test_config` (chat
+  completions on, :data:`TEST_TOKEN` as the gateway token) and
+  :class:`GatewayHarness` (the real gateway and Site over in-memory
+  connections), for HTTP-level tests.
 
 Every name is importable from this package; the submodules say where it lives.
 """
@@ -17,6 +21,7 @@ Every name is importable from this package; the submodules say where it lives.
 from __future__ import annotations
 
 from openclaw.testing.conversations import ToolConversation, tool_results
+from openclaw.testing.gateway import TEST_TOKEN, Exchange, GatewayHarness, http_test_config
 from openclaw.testing.runs import FakeRun
 from openclaw.testing.scripted import (
     SCRIPTED_MODEL,
@@ -47,6 +52,8 @@ __all__ = [
     "BATCH_YIELD",
     "SCRIPTED_MODEL",
     "SCRIPTED_PROVIDER_ID",
+    "TEST_TOKEN",
+    "Exchange",
     "FailureMode",
     "FakeAnthropicUpstream",
     "FakeOpenAIUpstream",
@@ -55,6 +62,7 @@ __all__ = [
     "FakeToolCall",
     "FakeUpstream",
     "FakeUsage",
+    "GatewayHarness",
     "InMemoryClient",
     "ReceivedRequest",
     "RecordingSink",
@@ -65,6 +73,7 @@ __all__ = [
     "ToolConversation",
     "collect_events",
     "echo_reply",
+    "http_test_config",
     "make_runtime",
     "run_due",
     "scripted_config",
