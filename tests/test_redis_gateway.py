@@ -25,6 +25,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from openclaw.sessions.redis.keys import KeySchema
 from tests.gateway_process import TOKEN, VENV_BIN, GatewayProcess, write_config
 from tests.redis_support import RedisServer
+from tests.ws_sync_client import SyncWsClient
 
 T = TypeVar("T")
 LOCK_TTL = 1.5
@@ -210,6 +211,73 @@ class TwoInstancesTests(SynchronousTestCase):
         self.assertEqual(len(answered), 2)
         self.assertIn("before the crash", answered[0])
         self.assertIn("after the crash", answered[1])
+
+    def client(self, gateway: GatewayProcess) -> SyncWsClient:
+        ws = SyncWsClient(gateway.port)
+        self.addCleanup(ws.close)
+        return ws
+
+    def test_events_of_a_run_on_one_instance_reach_clients_of_the_other(self) -> None:
+        """A WebSocket client on B following a session receives the agent and
+        chat events of a turn that instance A runs (HTTP there)."""
+        key = "agent:main:watched"
+        watcher = self.client(self.b)
+        subscribed = watcher.request("sessions.subscribe", {"keys": [key]})
+        self.assertTrue(subscribed["ok"], subscribed)
+        status, _ = chat(self.a.port, "watched", "seen from afar")
+        self.assertEqual(status, 200)
+        final = watcher.wait_event(
+            lambda f: f.get("event") == "chat" and f["payload"].get("state") == "final"
+        )
+        self.assertEqual(final["payload"]["sessionKey"], key)
+        self.assertIn("seen from afar", json.dumps(final["payload"]))
+        ended = watcher.wait_event(
+            lambda f: (
+                f.get("event") == "agent"
+                and f["payload"].get("stream") == "lifecycle"
+                and f["payload"]["data"].get("phase") == "end"
+            )
+        )
+        self.assertEqual(ended["payload"]["runId"], final["payload"]["runId"])
+
+    def test_agent_wait_answers_on_either_instance(self) -> None:
+        """agent.wait on B reports a run A ran, whether it ended before or
+        while B waits."""
+        starter, waiter = self.client(self.a), self.client(self.b)
+        words = " ".join(["long"] * 40)
+        ack = starter.request(
+            "agent", {"message": words, "sessionKey": "waited", "idempotencyKey": "wait-1"}
+        )
+        self.assertTrue(ack["ok"], ack)
+        run_id = ack["payload"]["runId"]
+        waited = waiter.request("agent.wait", {"runId": run_id, "timeoutMs": 10000})
+        self.assertEqual(waited["payload"]["status"], "ok", waited)
+        again = self.client(self.b).request("agent.wait", {"runId": run_id, "timeoutMs": 10})
+        self.assertEqual(again["payload"]["status"], "ok", again)
+
+    def test_chat_abort_on_one_instance_stops_a_run_on_the_other(self) -> None:
+        """While A runs a turn, B refuses sessions.reset (SESSION_BUSY), and
+        chat.abort on B aborts that turn."""
+        key = "agent:main:aborted"
+        runner, aborter = self.client(self.a), self.client(self.b)
+        sent = runner.request(
+            "chat.send",
+            {"sessionKey": key, "message": " ".join(["slow"] * 400), "idempotencyKey": "ab-1"},
+        )
+        self.assertTrue(sent["ok"], sent)
+        run_id = sent["payload"]["runId"]
+        runner.wait_event(
+            lambda f: f.get("event") == "chat" and f["payload"].get("state") == "delta"
+        )
+        busy = aborter.request("sessions.reset", {"key": key})
+        self.assertFalse(busy["ok"], busy)
+        self.assertEqual(busy["error"]["details"]["code"], "SESSION_BUSY")
+        aborted = aborter.request("chat.abort", {"sessionKey": key})
+        self.assertEqual(aborted["payload"], {"ok": True, "aborted": True, "runIds": [run_id]})
+        ended = runner.wait_event(
+            lambda f: f.get("event") == "chat" and f["payload"].get("state") == "aborted"
+        )
+        self.assertEqual(ended["payload"]["runId"], run_id)
 
 
 def _swallow(call: Callable[[], object]) -> None:

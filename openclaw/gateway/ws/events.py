@@ -12,10 +12,10 @@ its own frame-level ``seq``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, Protocol
 
-from attrs import frozen
+from attrs import asdict, frozen
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
@@ -36,6 +36,7 @@ from openclaw.agents.types import (
     ToolEvent,
 )
 from openclaw.core.recent import RecentlyFinished
+from openclaw.core.relay import LocalRelay, RunRelay
 from openclaw.gateway.ws.frames import dumps_json
 
 log = Logger()
@@ -90,6 +91,32 @@ class OutboundEvent:
         if self._json is None:
             self._json = _json(self.payload)
         return self._json
+
+    def to_wire(self) -> dict[str, Any]:
+        """The event as plain JSON values (sent to other gateway instances)."""
+        return {
+            "n": self.name,
+            "p": self.payload,
+            "r": self.run_id,
+            "dk": list(self.delta_key) if self.delta_key else None,
+            "d": self.delta,
+            "x": self.terminal,
+            "tl": self.tool,
+        }
+
+    @classmethod
+    def from_wire(cls, wire: Mapping[str, Any]) -> OutboundEvent:
+        """An event another instance sent (see :meth:`to_wire`)."""
+        key = wire.get("dk")
+        return cls(
+            str(wire["n"]),
+            dict(wire["p"]),
+            run_id=str(wire["r"]),
+            delta_key=(str(key[0]), str(key[1])) if key else None,
+            delta=str(wire.get("d") or ""),
+            terminal=bool(wire.get("x")),
+            tool=bool(wire.get("tl")),
+        )
 
     def payload_json_with_prefix(self, skipped: str) -> bytes:
         """The payload with ``skipped`` text put in front of this delta."""
@@ -208,9 +235,14 @@ class _TrackedRun:
 class RunHub:
     """Tracks runs and delivers their events to interested connections."""
 
-    def __init__(self, runtime: AgentRuntime, clock: IReactorTime) -> None:
+    def __init__(
+        self, runtime: AgentRuntime, clock: IReactorTime, relay: RunRelay | None = None
+    ) -> None:
+        """:param relay: the runs of other gateway instances (a shared store's);
+        by default there are none."""
         self._runtime = runtime
         self._clock = clock
+        self._relay: RunRelay = relay if relay is not None else LocalRelay()
         self._active: dict[str, _TrackedRun] = {}
         self._finished: RecentlyFinished[RunOutcome] = RecentlyFinished(
             clock, max_entries=MAX_FINISHED_RUNS
@@ -227,33 +259,43 @@ class RunHub:
         """Begin observing every run the runtime starts."""
         if self._stop_observing is None:
             self._stop_observing = self._runtime.observe_runs(self.track)
+            self._relay.attach(self)
 
     def stop(self) -> None:
         """Stop observing; runs already tracked still finish normally."""
         if self._stop_observing is not None:
             stop, self._stop_observing = self._stop_observing, None
             stop()
+            self._relay.detach()
 
     # -- interest ------------------------------------------------------------
 
     def subscribe(self, sink: EventSink, session_key: str) -> None:
         """Deliver the runs of ``session_key`` to ``sink`` from now on."""
+        if not self._by_session.get(session_key):
+            self._relay.watch(session_key)
         self._by_session.setdefault(session_key, set()).add(sink)
         self._sink_sessions.setdefault(sink, set()).add(session_key)
 
     def subscribe_all(self, sink: EventSink) -> None:
         """Deliver every run to ``sink``."""
+        if not self._all:
+            self._relay.watch(None)
         self._all.add(sink)
 
     def forget(self, sink: EventSink) -> None:
         """Drop every subscription of a closed connection."""
-        self._all.discard(sink)
+        if sink in self._all:
+            self._all.discard(sink)
+            if not self._all:
+                self._relay.unwatch(None)
         for key in self._sink_sessions.pop(sink, set()):
             sinks = self._by_session.get(key)
             if sinks is not None:
                 sinks.discard(sink)
                 if not sinks:
                     del self._by_session[key]
+                    self._relay.unwatch(key)
 
     def _sinks_for(self, session_key: str) -> Iterable[EventSink]:
         scoped = self._by_session.get(session_key)
@@ -271,6 +313,7 @@ class RunHub:
             return
         tracked = _TrackedRun(run)
         self._active[run.run_id] = tracked
+        self._relay.run_started(run.run_id, run.session_key)
         self._finished.forget(run.run_id)
         early = self._early.pop(run.run_id, None)
         if early is not None:
@@ -306,6 +349,11 @@ class RunHub:
                     return succeed(done)
                 tracked = self._active.get(run_id)
         waiters = tracked.waiters if tracked is not None else self._early.setdefault(run_id, [])
+        if tracked is None:
+            # Perhaps another instance ran it: it may have ended already.
+            self._relay.outcome(run_id).addCallback(
+                lambda found: self.remote_finished(run_id, found) if found else None
+            )
 
         def forget(d: Deferred[RunOutcome | None]) -> None:
             if d in waiters:
@@ -322,9 +370,21 @@ class RunHub:
 
     def _emit(self, tracked: _TrackedRun, events: Callable[[], list[OutboundEvent]]) -> None:
         sinks = self._sinks_for(tracked.session_key)
-        if not sinks:
+        remote = self._relay.wants(tracked.session_key)
+        if not sinks and not remote:
             return
         built = events()
+        if remote:
+            self._relay.publish(tracked.session_key, [event.to_wire() for event in built])
+        self._deliver(tracked.session_key, tracked.run_id, sinks, built)
+
+    def _deliver(
+        self,
+        session_key: str,
+        run_id: str,
+        sinks: Iterable[EventSink],
+        built: Sequence[OutboundEvent],
+    ) -> None:
         for sink in sinks:
             for event in built:
                 if event.tool and not sink.wants_tool_events:
@@ -335,7 +395,7 @@ class RunHub:
                     log.failure(
                         "delivering {event} of run {run_id}",
                         event=event.name,
-                        run_id=tracked.run_id,
+                        run_id=run_id,
                     )
 
     def _on_event(self, tracked: _TrackedRun, event: AgentEvent) -> None:
@@ -602,7 +662,7 @@ class RunHub:
             tracked.unsubscribe()
             tracked.unsubscribe = None
         sinks = self._sinks_for(tracked.session_key)
-        if sinks:
+        if sinks or self._relay.wants(tracked.session_key):
             self._emit(tracked, build)
         elif not tracked.lifecycle_done:
             # Keep the per-run seq honest even when nobody listens.
@@ -614,11 +674,61 @@ class RunHub:
         tracked.outcome = outcome
         self._active.pop(tracked.run_id, None)
         self._finished.remember(tracked.run_id, outcome)
+        self._relay.run_finished(tracked.run_id, tracked.session_key, asdict(outcome))
         waiters = list(tracked.waiters)
         tracked.waiters.clear()
         for waiter in waiters:
             if not waiter.called:
                 waiter.callback(outcome)
+
+    # -- other instances (the relay) -------------------------------------------------
+
+    def remote_events(self, session_key: str, events: Sequence[Mapping[str, Any]]) -> None:
+        """Events of a run another instance runs, for this instance's clients."""
+        sinks = self._sinks_for(session_key)
+        if not sinks:
+            return
+        try:
+            built = [OutboundEvent.from_wire(event) for event in events]
+        except (KeyError, TypeError, ValueError, IndexError):
+            log.warn("ignoring malformed events relayed for session {key}", key=session_key)
+            return
+        if built:
+            self._deliver(session_key, built[0].run_id, sinks, built)
+
+    def remote_finished(self, run_id: str, outcome: Mapping[str, Any]) -> None:
+        """A run of another instance ended: answer this instance's waiters."""
+        if run_id in self._active or self._finished.get(run_id) is not None:
+            return
+        try:
+            ended = RunOutcome(**outcome)
+        except TypeError:
+            return
+        waiters = self._early.pop(run_id, None)
+        self._finished.remember(run_id, ended)
+        for waiter in list(waiters or ()):
+            if not waiter.called:
+                waiter.callback(ended)
+
+    def remote_abort(self, session_key: str | None, run_id: str | None) -> Sequence[str]:
+        """Another instance's ``chat.abort``: abort the matching runs here."""
+        aborted = []
+        for run in self._runtime.active_runs(session_key):
+            if run_id is None or run.run_id == run_id:
+                self.mark_rpc_abort(run.run_id)
+                run.cancel()
+                aborted.append(run.run_id)
+        return aborted
+
+    def abort_elsewhere(
+        self, session_key: str | None, run_id: str | None
+    ) -> Deferred[Sequence[str]]:
+        """Ask the other instances to abort matching runs; fires with their ids."""
+        return self._relay.abort(session_key, run_id)
+
+    def busy_elsewhere(self, session_key: str) -> Deferred[bool]:
+        """Whether another instance runs a turn on ``session_key``."""
+        return self._relay.busy_elsewhere(session_key)
 
 
 def _assistant_message(text: str, timestamp: int) -> dict[str, Any]:

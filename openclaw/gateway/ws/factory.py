@@ -20,6 +20,7 @@ from twisted.logger import Logger
 from openclaw import __version__
 from openclaw.agents.types import AgentRuntime, ApprovalEvent
 from openclaw.config.model import Config
+from openclaw.core.relay import ProvidesRunRelay
 from openclaw.gateway.auth import GatewayAuth
 from openclaw.gateway.origins import origin_allowed, origin_key
 from openclaw.gateway.ws.events import OutboundEvent, RunHub
@@ -103,7 +104,10 @@ class GatewayWebSocketFactory(WebSocketServerFactory):
             failByDrop=False,
             perMessageCompressionAccept=lambda offers: None,
         )
-        self.hub = RunHub(runtime, reactor)
+        # A shared session store (Redis) relays runs between gateway instances.
+        store = runtime.sessions
+        relay = store.run_relay if isinstance(store, ProvidesRunRelay) else None
+        self.hub = RunHub(runtime, reactor, relay)
         self.hub.start()
         # Exec approval requests go to every operator client allowed to answer.
         self._stop_approvals = runtime.approvals.observe(self._approval_event)

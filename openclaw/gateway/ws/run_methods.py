@@ -4,10 +4,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -258,7 +258,7 @@ def chat_send(ctx: CallContext, params: Mapping[str, Any]) -> dict[str, Any]:
     return entry.ack
 
 
-def chat_abort(ctx: CallContext, params: Mapping[str, Any]) -> dict[str, Any]:
+def chat_abort(ctx: CallContext, params: Mapping[str, Any]) -> Deferred[dict[str, Any]]:
     method = "chat.abort"
     services = ctx.services
     raw_session = optional_str(params, "sessionKey", method)
@@ -284,4 +284,12 @@ def chat_abort(ctx: CallContext, params: Mapping[str, Any]) -> dict[str, Any]:
         log.info(
             "run {run_id} aborted by {conn_id}", run_id=run.run_id, conn_id=ctx.connection.conn_id
         )
-    return {"ok": True, "aborted": bool(aborted), "runIds": aborted}
+
+    def answer(elsewhere: Sequence[str]) -> dict[str, Any]:
+        ids = [*aborted, *elsewhere]
+        return {"ok": True, "aborted": bool(ids), "runIds": ids}
+
+    if run_id is not None and aborted:
+        return succeed(answer(()))
+    # The run may be another gateway instance's (a shared session store).
+    return services.hub.abort_elsewhere(session_key, run_id).addCallback(answer)

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred, gatherResults
@@ -141,19 +141,42 @@ def _session_key_param(params: Mapping[str, Any], method: str) -> str:
 
 def _refuse_if_busy(services: GatewayServices, session_key: str) -> None:
     if services.runtime.active_runs(session_key):
-        raise RequestError(
-            INVALID_REQUEST,
-            f"session {session_key} has an active run; abort it first (chat.abort)",
-            details={"code": "SESSION_BUSY"},
-        )
+        raise _busy(session_key)
 
 
-def sessions_reset(ctx: CallContext, params: Mapping[str, Any]) -> dict[str, Any]:
+def _busy(session_key: str) -> RequestError:
+    return RequestError(
+        INVALID_REQUEST,
+        f"session {session_key} has an active run; abort it first (chat.abort)",
+        details={"code": "SESSION_BUSY"},
+    )
+
+
+def _when_idle_everywhere(
+    services: GatewayServices, session_key: str, then: Callable[[], dict[str, Any]]
+) -> Deferred[dict[str, Any]]:
+    """``then()`` unless another gateway instance runs a turn on the session."""
+
+    def checked(busy: bool) -> dict[str, Any]:
+        if busy:
+            raise _busy(session_key)
+        return then()
+
+    return services.hub.busy_elsewhere(session_key).addCallback(checked)
+
+
+def sessions_reset(ctx: CallContext, params: Mapping[str, Any]) -> Deferred[dict[str, Any]]:
     method = "sessions.reset"
     services = ctx.services
     agent_id, session_key = resolve_session(services, method, _session_key_param(params, method))
     store = session_store(services)
     _refuse_if_busy(services, session_key)
+    return _when_idle_everywhere(
+        services, session_key, lambda: _reset(ctx, store, agent_id, session_key)
+    )
+
+
+def _reset(ctx: CallContext, store: Any, agent_id: str, session_key: str) -> dict[str, Any]:
     entry = store.reset(agent_id, session_key)
     log.info(
         "session {session_key} reset by {conn_id}",
@@ -163,12 +186,18 @@ def sessions_reset(ctx: CallContext, params: Mapping[str, Any]) -> dict[str, Any
     return {"ok": True, "key": session_key, "entry": _session_json(entry)}
 
 
-def sessions_delete(ctx: CallContext, params: Mapping[str, Any]) -> dict[str, Any]:
+def sessions_delete(ctx: CallContext, params: Mapping[str, Any]) -> Deferred[dict[str, Any]]:
     method = "sessions.delete"
     services = ctx.services
     agent_id, session_key = resolve_session(services, method, _session_key_param(params, method))
     store = session_store(services)
     _refuse_if_busy(services, session_key)
+    return _when_idle_everywhere(
+        services, session_key, lambda: _delete(ctx, store, agent_id, session_key)
+    )
+
+
+def _delete(ctx: CallContext, store: Any, agent_id: str, session_key: str) -> dict[str, Any]:
     deleted = store.delete(agent_id, session_key)
     log.info(
         "session {session_key} deleted by {conn_id}",

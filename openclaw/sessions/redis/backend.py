@@ -18,9 +18,15 @@ from twisted.internet.interfaces import IReactorTime
 
 from openclaw.config.model import Config
 from openclaw.core.ids import short_id
-from openclaw.sessions.redis.client import RedisUnavailableError, TxRedisClient, open_client
+from openclaw.sessions.redis.client import (
+    RedisUnavailableError,
+    TxRedisClient,
+    open_client,
+    open_subscriber,
+)
 from openclaw.sessions.redis.keys import KeySchema
 from openclaw.sessions.redis.lanes import LeaseBook, RedisLanes
+from openclaw.sessions.redis.relay import RedisRunRelay
 from openclaw.sessions.redis.store import RedisSessionStore
 from openclaw.sessions.redis.url import RedisUrl, RedisUrlError, parse_redis_url
 
@@ -73,6 +79,17 @@ def build_redis_backend(config: Config, reactor: IReactorTime) -> RedisBackend:
         owns_client=True,
     )
     owner = instance_id()
+    channel = schema.bus(url.db)
+    store.run_relay = RedisRunRelay(
+        client,
+        reactor,
+        owner=owner,
+        channel=channel,
+        schema=schema,
+        subscribe=lambda on_message, on_subscribed: open_subscriber(
+            reactor, url, channel, on_message, on_subscribed
+        ),
+    )
     lanes = RedisLanes(
         client,
         reactor,

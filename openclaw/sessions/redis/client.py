@@ -16,6 +16,7 @@ what the gateway needs on top:
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from attrs import frozen
@@ -230,3 +231,65 @@ def open_client(
     client = TxRedisClient(factory, reactor)
     factory.startConnecting(endpoint_for(reactor, url, connect_timeout))
     return client
+
+
+class Subscription(Protocol):
+    """A pub/sub connection (see :func:`open_subscriber`)."""
+
+    def close(self) -> Deferred[None]:
+        """Stop reconnecting and close the connection."""
+        ...
+
+
+class _SubscriberHandle:
+    def __init__(self, factory: Any) -> None:
+        self._factory = factory
+
+    def close(self) -> Deferred[None]:
+        d: Deferred[None] = self._factory.disconnect()
+        return d.addCallback(lambda _: None)
+
+
+def open_subscriber(
+    reactor: IReactorTime,
+    url: RedisUrl,
+    channel: str,
+    on_message: Callable[[str], None],
+    on_subscribed: Callable[[], None],
+    *,
+    connect_timeout: float = 5.0,
+) -> Subscription:
+    """A connection subscribed to ``channel`` (again after every reconnect,
+    then ``on_subscribed()``); each message's text goes to ``on_message``."""
+    import txredisapi
+
+    class _Subscriber(txredisapi.SubscriberProtocol):  # type: ignore[misc]  # untyped base
+        def connectionMade(self) -> Any:
+            ready = super().connectionMade()
+            ready.addCallback(lambda _: self.subscribe([channel]))
+            ready.addCallback(lambda _: on_subscribed())
+            ready.addErrback(lambda f: log.warn("Redis subscribe failed: {why}", why=f.value))
+            return ready
+
+        def messageReceived(self, pattern: Any, name: Any, message: Any) -> None:
+            try:
+                on_message(message.decode("utf-8") if isinstance(message, bytes) else message)
+            except Exception:
+                log.failure("handling a Redis pub/sub message")
+
+    factory = txredisapi.RedisFactory(
+        url.redacted() + "#sub",
+        None,
+        1,
+        isLazy=True,
+        handler=txredisapi.ConnectionHandler,
+        charset="utf-8",
+        password=url.password,
+        convertNumbers=False,
+        username=url.username,
+    )
+    factory.protocol = _Subscriber
+    factory.maxDelay = 2.0
+    factory.initialDelay = 0.2
+    factory.startConnecting(endpoint_for(reactor, url, connect_timeout))
+    return _SubscriberHandle(factory)

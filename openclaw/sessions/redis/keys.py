@@ -11,7 +11,10 @@ tests) can share one Redis database:
   lane's lock (``<fence>:<owner>``, with a TTL), its FIFO queue of waiting
   tickets, and each waiter's heartbeat; ``<h>`` hashes the session key so
   no key text reaches a key name;
-* ``<p>fence`` / ``<p>ticket``: the counters fencing tokens and tickets come from.
+* ``<p>fence`` / ``<p>ticket``: the counters fencing tokens and tickets come from;
+* ``<p>runs`` / ``<p>run:<h>`` / ``<p>inst:<id>``: active runs, finished runs'
+  outcomes, and each instance's heartbeat (:mod:`.relay`); ``<p><db>:bus`` is
+  the instances' pub/sub channel.
 """
 
 from __future__ import annotations
@@ -59,6 +62,25 @@ class KeySchema:
 
     def ticket_counter(self) -> str:
         return f"{self.prefix}ticket"
+
+    def runs(self) -> str:
+        """Hash of active runs: run id -> ``{"k": session key, "o": instance}``."""
+        return f"{self.prefix}runs"
+
+    def run_outcome(self, run_id: str) -> str:
+        """How a run ended (``agent.wait`` on another instance), kept a while."""
+        return f"{self.prefix}run:{key_hash(run_id)}"
+
+    def instance(self, owner: str) -> str:
+        """An instance's heartbeat (its runs count as active only while it lives)."""
+        return f"{self.instance_prefix()}{owner}"
+
+    def instance_prefix(self) -> str:
+        return f"{self.prefix}inst:"
+
+    def bus(self, db: int) -> str:
+        """The pub/sub channel of the instances (channels ignore the database)."""
+        return f"{self.prefix}{db}:bus"
 
     def agents(self) -> str:
         """Set of agent ids that have an index (export walks it)."""

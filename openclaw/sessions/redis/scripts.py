@@ -170,3 +170,37 @@ end
 return had
 """,
 )
+
+#: KEYS: runs hash, outcome key. ARGV: run id, outcome JSON, ttl s, channel, message.
+#: Forgets the active run, keeps its outcome for ``agent.wait``, tells everyone.
+FINISH_RUN = LuaScript(
+    "finish_run",
+    """
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[2], ARGV[2], 'EX', tonumber(ARGV[3]))
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return 1
+""",
+)
+
+#: KEYS: runs hash. ARGV: instance key prefix.
+#: Active runs of live instances, flat: run id, session key, owner, ...; runs
+#: whose instance stopped heartbeating are forgotten.
+LIST_RUNS = LuaScript(
+    "list_runs",
+    """
+local flat = redis.call('HGETALL', KEYS[1])
+local out = {}
+for i = 1, #flat, 2 do
+  local ok, run = pcall(cjson.decode, flat[i + 1])
+  if ok and type(run) == 'table' and redis.call('EXISTS', ARGV[1] .. tostring(run['o'])) == 1 then
+    table.insert(out, flat[i])
+    table.insert(out, tostring(run['k']))
+    table.insert(out, tostring(run['o']))
+  else
+    redis.call('HDEL', KEYS[1], flat[i])
+  end
+end
+return out
+""",
+)

@@ -32,6 +32,7 @@ from twisted.python.failure import Failure
 
 from openclaw.core.agent_ids import normalize_agent_id
 from openclaw.core.ids import random_uuid4
+from openclaw.core.relay import LocalRelay, RunRelay
 from openclaw.core.types import ImageInput, StopReason, ToolCall, Usage
 from openclaw.sessions.entry import SessionEntry, is_valid_session_id, updated_at
 from openclaw.sessions.journal import RAW_ENTRY
@@ -97,6 +98,8 @@ class RedisSessionStore:
         self._unsaved: set[tuple[str, str]] = set()
         self._pending: set[Deferred[Any]] = set()
         self._owns_client = owns_client
+        #: Runs across the instances sharing this Redis (set by the backend).
+        self.run_relay: RunRelay = LocalRelay()
 
     # -- reading Redis into the mirror ---------------------------------------------
 
@@ -499,6 +502,7 @@ class RedisSessionStore:
     def close(self) -> Deferred[None]:
         """Wait for the writes in flight, then close the connection if ours."""
         idle = self.when_idle()
+        self.run_relay.detach()
         if self._owns_client:
             idle.addCallback(lambda _: self._client.close())
         return idle

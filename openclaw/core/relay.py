@@ -1,0 +1,129 @@
+"""The seam between one process' runs and the runs of the others.
+
+A gateway alone sees every run it has to report: :class:`LocalRelay` (the
+default) knows no other process. With a shared backend (the Redis store),
+a :class:`RunRelay` carries what the WebSocket layer needs across
+processes: events of runs to clients watching their session elsewhere, how
+a run ended (``agent.wait``), aborts (``chat.abort``), and whether a session
+is busy anywhere (``sessions.reset``). Only plain values cross it (run ids,
+session keys, JSON-ready mappings), so any layer may implement it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from twisted.internet.defer import Deferred, succeed
+
+
+class RelaySink(Protocol):
+    """What a relay delivers to this process (the WebSocket run hub)."""
+
+    def remote_events(self, session_key: str, events: Sequence[Mapping[str, Any]]) -> None:
+        """Events of a run another process runs, for local clients of ``session_key``."""
+        ...
+
+    def remote_finished(self, run_id: str, outcome: Mapping[str, Any]) -> None:
+        """A run another process ran has ended (``agent.wait``'s answer)."""
+        ...
+
+    def remote_abort(self, session_key: str | None, run_id: str | None) -> Sequence[str]:
+        """Another process was asked to abort runs: abort the matching local
+        ones; returns their ids."""
+        ...
+
+
+class RunRelay(Protocol):
+    """Runs across processes (see the module docstring)."""
+
+    def attach(self, sink: RelaySink) -> None:
+        """Start delivering to ``sink``."""
+        ...
+
+    def detach(self) -> None:
+        """Stop delivering (shutdown)."""
+        ...
+
+    def watch(self, session_key: str | None) -> None:
+        """A local client follows ``session_key`` (None: every session)."""
+        ...
+
+    def unwatch(self, session_key: str | None) -> None:
+        """The last local client of ``session_key`` (None: of every session) left."""
+        ...
+
+    def wants(self, session_key: str) -> bool:
+        """Whether another process has clients following ``session_key``."""
+        ...
+
+    def publish(self, session_key: str, events: Sequence[Mapping[str, Any]]) -> None:
+        """Send events of a local run to the other processes' clients."""
+        ...
+
+    def run_started(self, run_id: str, session_key: str) -> None:
+        """A local run started (other processes can abort it and wait for it)."""
+        ...
+
+    def run_finished(self, run_id: str, session_key: str, outcome: Mapping[str, Any]) -> None:
+        """A local run ended with ``outcome`` (kept for others' ``agent.wait``)."""
+        ...
+
+    def outcome(self, run_id: str) -> Deferred[Mapping[str, Any] | None]:
+        """How a run of another process ended, if it has (None: unknown or running)."""
+        ...
+
+    def abort(self, session_key: str | None, run_id: str | None) -> Deferred[Sequence[str]]:
+        """Ask the other processes to abort matching runs; fires with their ids."""
+        ...
+
+    def busy_elsewhere(self, session_key: str) -> Deferred[bool]:
+        """Whether another process runs a turn on ``session_key`` now."""
+        ...
+
+
+@runtime_checkable
+class ProvidesRunRelay(Protocol):
+    """A session store that comes with a relay (the Redis store)."""
+
+    @property
+    def run_relay(self) -> RunRelay:
+        """The relay of the processes sharing this store."""
+        ...
+
+
+class LocalRelay:
+    """The single-process relay: nobody else to tell or ask."""
+
+    def attach(self, sink: RelaySink) -> None:
+        """Nothing ever arrives."""
+
+    def detach(self) -> None:
+        """Nothing to stop."""
+
+    def watch(self, session_key: str | None) -> None:
+        """Nobody else to tell."""
+
+    def unwatch(self, session_key: str | None) -> None:
+        """Nobody else to tell."""
+
+    def wants(self, session_key: str) -> bool:
+        return False
+
+    def publish(self, session_key: str, events: Sequence[Mapping[str, Any]]) -> None:
+        """Nobody else to send to."""
+
+    def run_started(self, run_id: str, session_key: str) -> None:
+        """Nobody else to tell."""
+
+    def run_finished(self, run_id: str, session_key: str, outcome: Mapping[str, Any]) -> None:
+        """Nobody else to tell."""
+
+    def outcome(self, run_id: str) -> Deferred[Mapping[str, Any] | None]:
+        return succeed(None)
+
+    def abort(self, session_key: str | None, run_id: str | None) -> Deferred[Sequence[str]]:
+        return succeed(())
+
+    def busy_elsewhere(self, session_key: str) -> Deferred[bool]:
+        return succeed(False)

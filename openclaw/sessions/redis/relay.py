@@ -1,0 +1,255 @@
+"""Runs across instances over Redis: the :class:`~openclaw.core.relay.RunRelay`
+of the Redis store.
+
+* Active runs are in a hash (run id -> session key, owner instance); an
+  instance heartbeats a key while it lives, so the runs of a killed one stop
+  counting once its heartbeat expires.
+* A run's outcome is kept (10 minutes) when it ends and announced on the
+  instances' pub/sub channel: ``agent.wait`` on any instance answers.
+* ``chat.abort`` on one instance is announced on the channel; the instance
+  running the turn aborts it.
+* Events of a run are published only while another instance has a client
+  following that session (instances announce what their clients follow, and
+  ask each other again after a reconnect), so unwatched runs cost nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from openclaw.core.relay import RelaySink
+from openclaw.sessions.entry import is_stateless_session_key
+from openclaw.sessions.redis.client import RedisCommands, Subscription
+from openclaw.sessions.redis.keys import KeySchema
+from openclaw.sessions.redis.scripts import FINISH_RUN, LIST_RUNS
+
+log = Logger()
+
+#: Seconds a finished run's outcome stays readable by ``agent.wait``.
+OUTCOME_TTL = 600
+#: Seconds between an instance's heartbeats (it counts as gone after three missed).
+HEARTBEAT_SECONDS = 5.0
+_ALL = "*"
+
+SubscriberFactory = Callable[[Callable[[str], None], Callable[[], None]], Subscription]
+
+
+class RedisRunRelay:
+    """The relay of the instances sharing one Redis (see module docstring)."""
+
+    def __init__(
+        self,
+        client: RedisCommands,
+        clock: IReactorTime,
+        *,
+        owner: str,
+        channel: str,
+        subscribe: SubscriberFactory,
+        schema: KeySchema | None = None,
+        heartbeat_seconds: float = HEARTBEAT_SECONDS,
+    ) -> None:
+        """
+        :param subscribe: ``(on_message, on_subscribed) -> Subscription``: opens
+            the pub/sub connection on ``channel`` (the backend binds the URL).
+        """
+        self._client = client
+        self._clock = clock
+        self._owner = owner
+        self._channel = channel
+        self._subscribe = subscribe
+        self._schema = schema if schema is not None else KeySchema()
+        self._heartbeat_seconds = heartbeat_seconds
+        self._sink: RelaySink | None = None
+        self._subscription: Subscription | None = None
+        self._beat: LoopingCall | None = None
+        #: What this instance's clients follow (session keys, ``*``: all).
+        self._mine: set[str] = set()
+        #: What the other instances' clients follow, by instance.
+        self._theirs: dict[str, set[str]] = {}
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def attach(self, sink: RelaySink) -> None:
+        if self._sink is not None:
+            return
+        self._sink = sink
+        self._subscription = self._subscribe(self._received, self._subscribed)
+        beat = self._beat = LoopingCall(self._heartbeat)
+        beat.clock = self._clock
+        beat.start(self._heartbeat_seconds, now=True).addErrback(
+            lambda f: log.failure("instance heartbeat stopped", f)
+        )
+
+    def detach(self) -> None:
+        self._sink = None
+        if self._beat is not None and self._beat.running:
+            self._beat.stop()
+        self._beat = None
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None:
+            subscription.close().addErrback(lambda f: None)
+        if self._client.connected:
+            self._quiet(self._client.execute("DEL", self._schema.instance(self._owner)))
+
+    def _heartbeat(self) -> None:
+        if self._client.lost:
+            return
+        ttl = max(1, int(self._heartbeat_seconds * 3))
+        key = self._schema.instance(self._owner)
+        self._quiet(self._client.execute("SET", key, "1", "EX", ttl))
+
+    def _quiet(self, d: Deferred[Any]) -> None:
+        d.addErrback(lambda f: log.debug("relay command failed: {why}", why=str(f.value)))
+
+    # -- the channel -----------------------------------------------------------------
+
+    def _send(self, message: Mapping[str, Any]) -> None:
+        if self._client.lost:
+            return
+        text = json.dumps({**message, "o": self._owner}, separators=(",", ":"))
+        self._quiet(self._client.execute("PUBLISH", self._channel, text))
+
+    def _subscribed(self) -> None:
+        """(Re)subscribed: learn again what the others follow, tell ours."""
+        self._send({"t": "hello"})
+        self._announce()
+
+    def _announce(self) -> None:
+        self._send({"t": "watching", "k": sorted(self._mine)})
+
+    def _received(self, text: str) -> None:
+        try:
+            message = json.loads(text)
+        except ValueError:
+            return
+        if not isinstance(message, dict):
+            return
+        origin = message.get("o")
+        if origin == self._owner or not isinstance(origin, str):
+            return
+        kind = message.get("t")
+        sink = self._sink
+        if kind == "hello":
+            self._theirs.pop(origin, None)
+            self._announce()
+        elif kind == "watching":
+            self._theirs[origin] = {str(k) for k in message.get("k") or ()}
+        elif kind == "watch":
+            keys = self._theirs.setdefault(origin, set())
+            key = str(message.get("k"))
+            if message.get("on"):
+                keys.add(key)
+            else:
+                keys.discard(key)
+        elif sink is None:
+            return
+        elif kind == "ev":
+            sink.remote_events(str(message.get("k")), message.get("e") or ())
+        elif kind == "done":
+            outcome = message.get("x")
+            if isinstance(outcome, dict):
+                sink.remote_finished(str(message.get("r")), outcome)
+        elif kind == "abort":
+            sink.remote_abort(message.get("k"), message.get("r"))
+
+    # -- RunRelay ------------------------------------------------------------------
+
+    def watch(self, session_key: str | None) -> None:
+        key = _ALL if session_key is None else session_key
+        if key not in self._mine:
+            self._mine.add(key)
+            self._send({"t": "watch", "k": key, "on": True})
+
+    def unwatch(self, session_key: str | None) -> None:
+        key = _ALL if session_key is None else session_key
+        if key in self._mine:
+            self._mine.discard(key)
+            self._send({"t": "watch", "k": key, "on": False})
+
+    def wants(self, session_key: str) -> bool:
+        return any(session_key in keys or _ALL in keys for keys in self._theirs.values())
+
+    def publish(self, session_key: str, events: Sequence[Mapping[str, Any]]) -> None:
+        self._send({"t": "ev", "k": session_key, "e": list(events)})
+
+    def run_started(self, run_id: str, session_key: str) -> None:
+        if is_stateless_session_key(session_key) or self._client.lost:
+            return  # one-off chat completions: nobody waits for or aborts them elsewhere
+        entry = json.dumps({"k": session_key, "o": self._owner}, separators=(",", ":"))
+        self._quiet(self._client.execute("HSET", self._schema.runs(), run_id, entry))
+
+    def run_finished(self, run_id: str, session_key: str, outcome: Mapping[str, Any]) -> None:
+        if is_stateless_session_key(session_key) or self._client.lost:
+            return
+        payload = json.dumps(dict(outcome), separators=(",", ":"))
+        message = json.dumps(
+            {"t": "done", "r": run_id, "x": dict(outcome), "o": self._owner},
+            separators=(",", ":"),
+        )
+        self._quiet(
+            self._client.run_script(
+                FINISH_RUN,
+                [self._schema.runs(), self._schema.run_outcome(run_id)],
+                [run_id, payload, OUTCOME_TTL, self._channel, message],
+            )
+        )
+
+    def outcome(self, run_id: str) -> Deferred[Mapping[str, Any] | None]:
+        if self._client.lost:
+            return succeed(None)
+
+        def parsed(raw: Any) -> Mapping[str, Any] | None:
+            try:
+                value = json.loads(raw) if raw else None
+            except ValueError:
+                return None
+            return value if isinstance(value, dict) else None
+
+        d = self._client.execute("GET", self._schema.run_outcome(run_id))
+        return d.addCallback(parsed).addErrback(lambda f: None)
+
+    def _remote_runs(self) -> Deferred[list[tuple[str, str]]]:
+        """``(run id, session key)`` of the other live instances' active runs."""
+        d = self._client.run_script(
+            LIST_RUNS, [self._schema.runs()], [self._schema.instance_prefix()]
+        )
+
+        def pairs(flat: Any) -> list[tuple[str, str]]:
+            items = list(flat or [])
+            return [
+                (str(items[i]), str(items[i + 1]))
+                for i in range(0, len(items) - 2, 3)
+                if str(items[i + 2]) != self._owner
+            ]
+
+        return d.addCallback(pairs)
+
+    def abort(self, session_key: str | None, run_id: str | None) -> Deferred[Sequence[str]]:
+        if self._client.lost:
+            return succeed(())
+
+        def ask(runs: list[tuple[str, str]]) -> Sequence[str]:
+            ids = [
+                rid
+                for rid, key in runs
+                if (session_key is None or key == session_key) and (run_id is None or rid == run_id)
+            ]
+            if ids:
+                self._send({"t": "abort", "k": session_key, "r": run_id})
+            return ids
+
+        return self._remote_runs().addCallback(ask)
+
+    def busy_elsewhere(self, session_key: str) -> Deferred[bool]:
+        if self._client.lost:
+            return succeed(False)
+        return self._remote_runs().addCallback(
+            lambda runs: any(key == session_key for _, key in runs)
+        )
