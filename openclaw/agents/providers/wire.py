@@ -30,10 +30,17 @@ from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from openclaw.core.delivery import DELIVERY
+
 #: A response head (status line and headers, interim ones included) larger than this is refused.
 MAX_HEAD_BYTES = 64 * 1024
 #: A chunk-size or trailer line longer than this is refused.
 MAX_CHUNK_LINE = 4096
+#: Bytes read from an upstream socket per reactor turn (Twisted reads 64 KiB).
+#: A read is parsed and delivered in one go (a 64 KiB read of small chunks
+#: is about 400 events); smaller reads bound the work one busy stream does
+#: per turn, so a new request's first byte does not wait behind it.
+READ_SIZE = 4 * 1024
 
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,15}")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -144,6 +151,15 @@ def abort_transport(transport: ITransport | None) -> None:
         transport.loseConnection()
 
 
+def _limit_reads(transport: ITransport | None) -> None:
+    """Make ``transport`` (or, under TLS, the TCP connection below it) read
+    at most :data:`READ_SIZE` bytes per reactor turn."""
+    below = getattr(transport, "transport", None)  # TLSMemoryBIOProtocol wraps TCP
+    target = below if below is not None else transport
+    if isinstance(getattr(target, "bufferSize", None), int):
+        setattr(target, "bufferSize", READ_SIZE)  # noqa: B010  # not in ITransport
+
+
 class UpstreamConnection(Protocol):
     """One HTTP/1.1 connection to an upstream, serving one exchange at a time.
 
@@ -212,18 +228,25 @@ class UpstreamConnection(Protocol):
 
     def connectionMade(self) -> None:
         self.connected = True
+        _limit_reads(self.transport)
 
     def dataReceived(self, data: bytes) -> None:
-        state = self._state
-        if state == _BODY:
-            self._body(data)
-        elif state == _HEAD:
-            self._received = True
-            self._head(data)
-        elif state == _IDLE:
-            # Bytes nobody asked for: the connection's framing is lost.
-            self._state = _CLOSED
-            abort_transport(self.transport)
+        # One delivery batch per read: the SSE writers of every event it
+        # carries write once, when it ends.
+        DELIVERY.begin()
+        try:
+            state = self._state
+            if state == _BODY:
+                self._body(data)
+            elif state == _HEAD:
+                self._received = True
+                self._head(data)
+            elif state == _IDLE:
+                # Bytes nobody asked for: the connection's framing is lost.
+                self._state = _CLOSED
+                abort_transport(self.transport)
+        finally:
+            DELIVERY.end()
 
     def connectionLost(self, reason: Failure = _CLOSED_CLEANLY) -> None:
         self.connected = False
@@ -357,26 +380,31 @@ class UpstreamConnection(Protocol):
         pieces: list[bytes] = []
         pos, size = 0, len(data)
         finished = False
-        if self._chunk_state == _SIZE:
-            # Fast path: whole ``size CRLF data CRLF`` chunks (nearly every
-            # read of a model stream). Anything else (a split chunk, the last
-            # chunk, extensions, bare LF, bad input) goes to the loop below.
-            find = data.find
-            while True:
-                eol = find(b"\r\n", pos)
-                if eol < 0:
-                    break
-                try:
-                    length = int(data[pos:eol], 16)
-                except ValueError:
-                    break
-                start = eol + 2
-                end = start + length
-                if length <= 0 or data[end : end + 2] != b"\r\n":
-                    break
-                pieces.append(data[start:end])
-                pos = end + 2
-        while pos < size:
+        find = data.find
+        while True:
+            if self._chunk_state == _SIZE:
+                # Fast path: whole ``size CRLF data CRLF`` chunks (nearly every
+                # chunk of a model stream). Anything else (a split chunk, the
+                # last chunk, extensions, bare LF, bad input) goes to the steps
+                # below, which come back here once a chunk is complete (a read
+                # that starts inside a chunk would otherwise take the slow
+                # steps for every chunk after it).
+                while True:
+                    eol = find(b"\r\n", pos)
+                    if eol < 0:
+                        break
+                    try:
+                        length = int(data[pos:eol], 16)
+                    except ValueError:
+                        break
+                    start = eol + 2
+                    end = start + length
+                    if length <= 0 or data[end : end + 2] != b"\r\n":
+                        break
+                    pieces.append(data[start:end])
+                    pos = end + 2
+            if pos >= size:
+                break
             state = self._chunk_state
             if state == _DATA:
                 take = min(self._left, size - pos)
@@ -399,7 +427,7 @@ class UpstreamConnection(Protocol):
                     return
                 self._chunk_state = _SIZE
                 continue
-            eol = data.find(b"\n", pos)
+            eol = find(b"\n", pos)
             if eol < 0:
                 self._buf = data[pos:]
                 if len(self._buf) > MAX_CHUNK_LINE:

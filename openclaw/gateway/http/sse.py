@@ -13,9 +13,17 @@ written before it asked us to pause (it pauses at 64 KiB). A source that keeps
 producing past the bound despite the pause gets the connection aborted rather
 than unbounded memory.
 
+Frames that arrive together are written together: inside a delivery batch
+(:mod:`openclaw.core.delivery`: the upstream connection opens one around each
+socket read) frames are held and written as one ``request.write`` when the
+batch ends, still in the same reactor turn. Outside a batch a frame is
+written at once.
+
 Keep-alive: while nothing has been written for ``keep_alive_seconds`` an SSE
 comment ``: ping`` is sent, so idle-timeout proxies keep the stream open
 during long silent agent work. Comments are ignored by every SSE client.
+A write only notes its time; the ping timer, when it fires, moves itself to
+``keep_alive_seconds`` after the last write (no timer reset per write).
 
 The stream never errbacks its ``done`` Deferred: it fires with ``b""`` after
 ``[DONE]`` is written and the producer unregistered (Klein then finishes the
@@ -40,6 +48,8 @@ from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTim
 from twisted.logger import Logger
 from twisted.web.server import Request
 from zope.interface import implementer
+
+from openclaw.core.delivery import DELIVERY, DeliveryBatch
 
 log = Logger()
 
@@ -95,12 +105,18 @@ class SSEStream:
         on_lost: Callable[[], None],
         max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES,
         send_buffer_bytes: int | None = DEFAULT_SEND_BUFFER_BYTES,
+        batch: DeliveryBatch = DELIVERY,
     ) -> None:
         """
         :param send_buffer_bytes: the connection's ``SO_SNDBUF`` while
             streaming (None: leave the kernel's autotuning alone).
+        :param batch: the delivery batch whose end flushes held frames.
         """
         self._request = request
+        self._batch = batch
+        #: Frames of the current delivery batch, written when it ends.
+        self._held: list[bytes] = []
+        self._last_write = 0.0
         self._send_buffer = send_buffer_bytes
         self._clock = clock
         self._keep_alive = keep_alive_seconds
@@ -162,6 +178,7 @@ class SSEStream:
         if self.state != "open":
             return
         self._write(DONE_FRAME)
+        self._flush_held()
         self.state = "closing"
         self._cancel_ping()
         self._finish_if_drained()
@@ -173,6 +190,10 @@ class SSEStream:
         if self.state in ("finished", "lost") or self._paused:
             return
         self._paused = True
+        held, self._held = self._held, []
+        for frame in held:  # written before the pause: they go first
+            self._queue.append(frame)
+            self._queued_bytes += len(frame)
         if not self._source_paused:
             self._source_paused = True
             self._on_pause()
@@ -203,13 +224,28 @@ class SSEStream:
             if self._queued_bytes > self._max_buffered:
                 self._overflow()
             return
+        if self._batch.open:
+            held = self._held
+            if not held:
+                self._batch.defer(self._flush_held)
+            held.append(data)
+            return
         self._write_now(data)
 
     def _write_now(self, data: bytes) -> None:
         self.bytes_written += len(data)
+        self._last_write = self._clock.seconds()
         self._request.write(data)
-        if self._ping is not None and self._ping.active():
-            self._ping.reset(self._keep_alive)
+
+    def _flush_held(self) -> None:
+        """The delivery ended (or the stream closes): write its frames at once."""
+        held = self._held
+        if not held:
+            return
+        self._held = []
+        if self.state in ("finished", "lost"):
+            return
+        self._write_now(held[0] if len(held) == 1 else b"".join(held))
 
     def _flush(self) -> None:
         while self._queue and not self._paused and self.state not in ("finished", "lost"):
@@ -218,7 +254,7 @@ class SSEStream:
             self._write_now(data)
 
     def _finish_if_drained(self) -> None:
-        if self.state != "closing" or self._queue or self._paused:
+        if self.state != "closing" or self._queue or self._paused or self._held:
             return
         self.state = "finished"
         self._request.unregisterProducer()
@@ -231,6 +267,10 @@ class SSEStream:
     def _send_ping(self) -> None:
         self._ping = None
         if self.state != "open":
+            return
+        idle = self._clock.seconds() - self._last_write
+        if idle < self._keep_alive:  # written since: wait out the rest of the period
+            self._ping = self._clock.callLater(self._keep_alive - idle, self._send_ping)
             return
         if not self._paused:
             self._write_now(PING_FRAME)
@@ -262,6 +302,7 @@ class SSEStream:
         self._cancel_ping()
         self._queue.clear()
         self._queued_bytes = 0
+        self._held = []
         self._on_lost()
 
     def _cancelled(self, _: Deferred[bytes]) -> None:
