@@ -392,7 +392,6 @@ class GatewayValidationTests(SynchronousTestCase):
         self.assertNotIn("not implemented", line)
 
 
-
 class ProviderValidationTests(SynchronousTestCase):
     """``models.providers.<id>``."""
 

@@ -193,7 +193,6 @@ def _read_redis(r: _Reader, g: Mapping[str, Any]) -> RedisConfig:
     )
 
 
-
 def _read_workers(r: _Reader, g: Mapping[str, Any]) -> int | Literal["auto"]:
     """``gateway.workers``: a whole number >= 1 or ``"auto"`` (one per core)."""
     raw = g.get("workers")
@@ -368,7 +367,6 @@ def _build_http(r: _Reader, value: Any) -> HttpConfig:
         metrics=_build_metrics(r, endpoints.get("metrics")),
         cors=CorsConfig(
             allowed_origins=_read_origins(r, cors, "gateway.http.cors"),
-
             max_age_seconds=r.integer(
                 cors, "maxAgeSeconds", "gateway.http.cors", d.cors.max_age_seconds, minimum=0
             ),

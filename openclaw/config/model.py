@@ -110,7 +110,6 @@ class ResponsesConfig:
 
 @frozen
 class CorsConfig:
-
     """``gateway.http.cors``: off unless origins are listed."""
 
     allowed_origins: tuple[str, ...] = ()
@@ -205,7 +204,6 @@ class GatewayConfig:
     #: the listener stays open, before the shutdown grace starts.
     drain_seconds: float = 0.0
     redis: RedisConfig = Factory(RedisConfig)
-
 
 
 @frozen
