@@ -37,7 +37,6 @@ from zope.interface import implementer
 from openclaw import netguard
 from openclaw.agents.tools._common import BlockingRunner, error, guarded, opt_int, opt_str, req_str
 from openclaw.agents.tools.base import JSONSchema, ToolArgumentError, ToolContext, ToolResult
-from openclaw.agents.tools.html_extract import extract
 
 DEFAULT_USER_AGENT = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -312,6 +311,9 @@ class WebFetchTool:
             not media and text.lstrip()[:15].lower().startswith(("<!doctype", "<html"))
         ):
             extractor = "markdownify" if mode == "markdown" else "beautifulsoup"
+            # bs4 and markdownify (4 MB of an idle gateway) load with the first HTML page.
+            from openclaw.agents.tools.html_extract import extract
+
             text, title = await self._blocking(lambda: extract(text, mode))
         elif media.startswith("text/") or media in ("application/json", "application/xml", ""):
             extractor = "raw"
