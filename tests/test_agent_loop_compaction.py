@@ -90,6 +90,20 @@ class AutomaticCompactionTests(CompactionCase):
         error = self.failureResultOf(run.result, ProviderError).value
         self.assertIs(error.kind, FailureKind.CONTEXT_OVERFLOW)
 
+    def test_a_stuck_summary_times_out_and_the_turn_goes_on(self) -> None:
+        """A summary call that never ends is given up after compaction.timeoutSeconds
+        (180 s): nothing is recorded and the turn's model call goes ahead."""
+        self.provider.add("one", Reply(hang=True), "two")
+        self.turn("first " + BIG, "r1")
+        run, _ = self.start("second " + BIG, run_id="r2")
+        run_due(self.clock)
+        self.assertEqual(len(self.provider.calls), 2)
+        self.clock.advance(180)
+        run_due(self.clock)
+        self.assertEqual(self.successResultOf(run.result).text, "two")
+        self.assertEqual(self.compactions(), [])
+        self.assertTrue(self.provider.streams[1].stopped)
+
 
 class ManualCompactionTests(LoopCase):
     def turn(self, message: str, run_id: str) -> str:

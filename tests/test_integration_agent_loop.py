@@ -315,3 +315,15 @@ class ExecApprovalProcessTests(support.GatewayTestCase):
         self.assertEqual(len(operator.requests), 1)
         self.assertIn("denied", conversation.results["e2"].lower())
         self.assertFalse((self.gateway.directory / "state" / "workspace" / "denied.txt").exists())
+
+    async def test_no_operator_connected_means_unanswered(self) -> None:
+        """With no operator client connected nobody could answer: the request is
+        unanswered at once and askFallback (deny) applies; the command does not run."""
+        conversation = ToolConversation(
+            FakeReply(text="", tool_calls=(tool("exec", "e3", command="touch nobody.txt"),)),
+            FakeReply(text="Nobody approved it."),
+        )
+        self.fake.responder = conversation
+        self.assertEqual(await self.turn("nobody"), "Nobody approved it.")
+        self.assertIn("Exec denied", conversation.results["e3"])
+        self.assertFalse((self.gateway.directory / "state" / "workspace" / "nobody.txt").exists())

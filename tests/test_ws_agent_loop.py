@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from attrs import evolve
+from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -92,6 +93,19 @@ class ExecApprovalTests(MethodTestCase):
         self.assertFalse(answer["ok"])
 
 
+class ReadOnlyOperatorTests(MethodTestCase):
+    scopes = ("operator.read",)
+
+    def test_only_read_only_clients_means_unanswered(self) -> None:
+        """With no connected client holding operator.approvals, the request is
+        unanswered at once (the exec policy's askFallback decides) and nobody
+        gets the event."""
+        self.client.messages()
+        self.failureResultOf(ask(self.h.runtime.approvals), defer.TimeoutError)
+        events = [f for f in self.client.messages() if f.get("type") == "event"]
+        self.assertEqual([e for e in events if e["event"].startswith("exec.")], [])
+
+
 class SessionsCompactTests(MethodTestCase):
     def test_compact_reaches_the_runtime(self) -> None:
         """sessions.compact {key} compacts through the runtime and answers OpenClaw's shape."""
@@ -123,7 +137,18 @@ class BrokerTests(SynchronousTestCase):
         at once with TimeoutError, which the exec tool treats as unanswered
         (askFallback decides)."""
         broker = ApprovalBroker(Clock())
-        self.failureResultOf(ask(broker), TimeoutError)
+        self.failureResultOf(ask(broker), defer.TimeoutError)
+        self.assertEqual(broker.pending(), [])
+        seen: list[Any] = []
+
+        def reached_nobody(event: Any) -> bool:
+            """A gateway with no operator client connected."""
+            seen.append(event)
+            return False
+
+        broker.observe(reached_nobody)
+        self.failureResultOf(ask(broker, "ap2"), defer.TimeoutError)
+        self.assertEqual([e.id for e in seen], ["ap2"])
         self.assertEqual(broker.pending(), [])
 
 

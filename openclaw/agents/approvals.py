@@ -6,9 +6,10 @@
 clients) and waits for :meth:`ApprovalBroker.resolve` (the
 ``exec.approval.resolve`` method). The exec tool bounds the wait with the
 policy's approval timeout and cancels it when the run is cancelled; either
-way the request is withdrawn and observers see it resolved as denied. With
-no observer at all nobody could answer, so the request is unanswered at
-once (the policy's ``askFallback`` decides).
+way the request is withdrawn and observers see it resolved as denied. When
+no operator client could see it, nobody could answer, so the request is
+unanswered at once (the policy's ``askFallback`` decides): an observer returns True when
+the event reached a client that can answer it.
 
 ``allow-always`` is accepted and treated as ``allow-once``: this gateway
 keeps no persistent approval list.
@@ -19,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from attrs import frozen
+from twisted.internet import defer
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -53,7 +55,7 @@ class ApprovalBroker:
         self._clock = clock
         self._expires = expires_after_seconds
         self._pending: dict[str, _Pending] = {}
-        self._observers: list[Callable[[ApprovalEvent], None]] = []
+        self._observers: list[Callable[[ApprovalEvent], bool | None]] = []
 
     def _now(self) -> int:
         return int(self._clock.seconds() * 1000)
@@ -62,9 +64,6 @@ class ApprovalBroker:
 
     def __call__(self, request: ApprovalRequest) -> Deferred[bool]:
         """Ask the operators; fires True (run once) or False (denied)."""
-        if not self._observers:
-            # No operator client could see it: unanswered, as on a timeout.
-            return fail(Failure(TimeoutError("no operator client is connected")))  # type: ignore[no-untyped-call]  # typing note: untyped in Twisted
         now = self._now()
         event = ExecApprovalRequested(
             id=request.id,
@@ -80,12 +79,17 @@ class ApprovalBroker:
         )
         answer: Deferred[bool] = Deferred(lambda _d: self._withdraw(request.id))
         self._pending[request.id] = _Pending(event, answer)
+        if not self._notify(event):
+            # No operator client could see it: unanswered, as on a timeout
+            # (Twisted's TimeoutError, as Deferred.addTimeout raises it).
+            del self._pending[request.id]
+            refusal = defer.TimeoutError("no operator client is connected")
+            return fail(Failure(refusal))  # type: ignore[no-untyped-call]  # typing note: untyped in Twisted
         log.info(
             "exec approval {approval_id} requested for run {run_id}",
             approval_id=request.id,
             run_id=request.run_id,
         )
-        self._notify(event)
         return answer
 
     def _withdraw(self, approval_id: str) -> None:
@@ -95,7 +99,7 @@ class ApprovalBroker:
 
     # -- ExecApprovals -----------------------------------------------------------------
 
-    def observe(self, listener: Callable[[ApprovalEvent], None]) -> Callable[[], None]:
+    def observe(self, listener: Callable[[ApprovalEvent], bool | None]) -> Callable[[], None]:
         self._observers.append(listener)
 
         def stop() -> None:
@@ -118,9 +122,12 @@ class ApprovalBroker:
         pending.answer.callback(decision != "deny")
         return True
 
-    def _notify(self, event: ApprovalEvent) -> None:
+    def _notify(self, event: ApprovalEvent) -> bool:
+        """Tell every observer; True when one says the event reached an operator."""
+        reached = False
         for observer in list(self._observers):
             try:
-                observer(event)
+                reached = bool(observer(event)) or reached
             except Exception:
                 log.failure("an approval observer failed")
+        return reached

@@ -3,21 +3,17 @@
 :class:`TurnLoop` repeats a step until the model answers without calling a
 built-in tool:
 
-1. held while a consumer is paused (backpressure holds the *next* model
-   call, not only the current stream);
-2. compaction first when the history would not fit the model's context
-   window (and once more, then a retry, when the upstream says it overflowed);
-3. a model call on the fallback chain's current model; a fallback-worthy
-   failure before any text reached the client retries the step on the next
-   model (completed tools are not replayed);
-4. the step's built-in calls run in order (:mod:`~openclaw.agents.tool_runner`),
-   the assistant step and the ``toolResult`` messages go to the transcript,
-   and the results to the next call.
+1. held while a consumer is paused (backpressure holds the next call too);
+2. compaction first when the history would not fit the context window (and
+   once more, then a retry, when the upstream says it overflowed);
+3. a model call on the fallback chain's current model (a fallback-worthy
+   failure before any text reached the client retries on the next model);
+4. the step's built-in calls run in order (:mod:`~openclaw.agents.tool_runner`)
+   and their results, recorded, go to the next call.
 
-Client tools end the turn with their calls pending (the built-in calls of
-the same step run first). A step limit and the run's timeout (the run's
-business) bound the loop; :meth:`TurnLoop.cancel` stops the model stream,
-the running tool and any compaction.
+Client tools end the turn with their calls pending (built-in calls of the same
+step run first). A step limit and the run's timeout bound the loop;
+:meth:`TurnLoop.cancel` stops the stream, the running tool and any compaction.
 """
 
 from __future__ import annotations
@@ -28,6 +24,7 @@ from pathlib import Path
 from typing import Final
 
 from attrs import frozen
+from twisted.internet import defer
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -35,6 +32,7 @@ from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
 
 from openclaw.agents.compaction import (
+    CompactionError,
     CompactionResult,
     auto_keep_tokens,
     context_window_of,
@@ -493,7 +491,15 @@ class TurnLoop:
             if self._compacting is not compacting:
                 return
             self._compacting = None
-            log.failure("run {run_id}: compaction failed", failure, run_id=self._run_id)
+            error = failure.value
+            if isinstance(error, ProviderError | CompactionError | defer.TimeoutError):
+                log.warn(
+                    "run {run_id}: compaction failed ({error}); going on without it",
+                    run_id=self._run_id,
+                    error=str(error) or type(error).__name__,
+                )
+            else:
+                log.failure("run {run_id}: compaction failed", failure, run_id=self._run_id)
             then()
 
         compacting.addCallbacks(compacted, failed)

@@ -73,7 +73,8 @@ class SessionCompactor:
         configured compaction model wins) and append the compaction entry.
 
         Fires with None when there was nothing older to summarise; fails with
-        ProviderError / CompactionError (the transcript is then unchanged).
+        ProviderError / CompactionError, or TimeoutError after
+        ``compaction.timeoutSeconds`` (the transcript is then unchanged).
         Cancelling it cancels the summary's model call.
         """
         config = self._config.agents.defaults.compaction
@@ -108,4 +109,7 @@ class SessionCompactor:
             )
             return result
 
+        if config.timeout_seconds > 0:
+            # compaction.timeoutSeconds: a stuck summary call must not hold the turn.
+            compacting.addTimeout(config.timeout_seconds, self._clock)
         return compacting.addCallback(record)

@@ -405,9 +405,11 @@ ApprovalEvent = ExecApprovalRequested | ExecApprovalResolved
 class ExecApprovals(Protocol):
     """The runtime's pending exec approvals, as operator clients see them."""
 
-    def observe(self, listener: Callable[[ApprovalEvent], None]) -> Callable[[], None]:
+    def observe(self, listener: Callable[[ApprovalEvent], bool | None]) -> Callable[[], None]:
         """Call ``listener`` with every later request and resolution; returns an
-        unsubscribe callable. Without observers, requests are unanswered at once."""
+        unsubscribe callable. The listener returns True when the event reached a
+        client that can answer it; a request no listener delivered is unanswered
+        at once."""
         ...
 
     def pending(self) -> Sequence[ExecApprovalRequested]:

@@ -161,12 +161,16 @@ class GatewayWebSocketFactory(WebSocketServerFactory):
         """Browser origins: the allow-list, the gateway's own origin, or loopback to loopback."""
         return origin_allowed(origin, host, client_address, self._allowed_origins)
 
-    def _approval_event(self, event: ApprovalEvent) -> None:
+    def _approval_event(self, event: ApprovalEvent) -> bool:
+        """Send it to every ready operator client allowed to answer; whether any was."""
         name, payload = approval_event(event)
         outbound = OutboundEvent(name, payload, run_id="")
+        reached = False
         for conn in list(self._ready):
             if has_scope(conn.scopes, SCOPE_APPROVALS):
                 conn.deliver(outbound)
+                reached = True
+        return reached
 
     # -- tick ----------------------------------------------------------------------------
 
