@@ -29,10 +29,10 @@ from twisted.python.failure import Failure
 from openclaw.agents.approvals import ApprovalBroker
 from openclaw.agents.types import (
     AgentRequest,
+    CompactionReport,
     EmbeddingRequest,
     EmbeddingResult,
     EmbeddingsUnavailableError,
-    CompactionReport,
     UnknownAgentError,
 )
 from openclaw.config.model import (
