@@ -369,7 +369,13 @@ async def settled_census(gateway: SharedGateway, upstream: ServedUpstream | None
     deadline = time.monotonic() + SETTLE_SECONDS
     while True:
         result: Census = await deferToThread(probed_census, gateway.port, gateway.pid)
-        busy = [name for name in result.others if name.startswith(state)]
+        # The state-directory lock is held open for the life of the process
+        # by design (openclaw.sessions.statelock); anything else is work.
+        busy = [
+            name
+            for name in result.others
+            if name.startswith(state) and not name.endswith("/state.lock")
+        ]
         if not busy:
             return result
         if time.monotonic() > deadline:
