@@ -94,6 +94,30 @@ def _limit_send_buffer(request: Request, size: int) -> None:
 class SSEStream:
     """One ``text/event-stream`` response with flow control and keep-alives."""
 
+    # One per open stream: no instance dict (S3 holds a thousand of them).
+    __slots__ = (
+        "__weakref__",
+        "_batch",
+        "_clock",
+        "_held",
+        "_keep_alive",
+        "_last_write",
+        "_max_buffered",
+        "_on_lost",
+        "_on_pause",
+        "_on_resume",
+        "_paused",
+        "_ping",
+        "_queue",
+        "_queued_bytes",
+        "_request",
+        "_send_buffer",
+        "_source_paused",
+        "bytes_written",
+        "done",
+        "state",
+    )
+
     def __init__(
         self,
         request: Request,
