@@ -22,7 +22,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from openclaw.sessions.redis.keys import KeySchema
 from tests.gateway_process import TOKEN, GatewayProcess
 from tests.redis_support import RedisServer
-from tests.test_redis_gateway import gateway_config
+from tests.test_redis_gateway import gateway_config, start_draining
 
 T = TypeVar("T")
 
@@ -80,16 +80,7 @@ class RedisOutageTests(SynchronousTestCase):
         state.mkdir()
         self.gateway = GatewayProcess(config, state)
         self.addCleanup(self.gateway.ensure_stopped)
-        # Read its log as it comes: a full pipe would stall the gateway.
-        threading.Thread(target=self._drain, daemon=True).start()
-
-    def _drain(self) -> None:
-        deadline = time.monotonic() + 300
-        try:
-            while self.gateway._read_line(deadline) is not None:
-                pass
-        except (TimeoutError, OSError, ValueError):
-            pass
+        start_draining(self.gateway)
 
     def transcript_users(self, key: str) -> list[str]:
         schema = KeySchema()

@@ -69,6 +69,19 @@ def chat(port: int, key: str, text: str, *, stream: bool = False) -> tuple[int, 
         conn.close()
 
 
+def start_draining(gateway: GatewayProcess) -> None:
+    """Read the gateway's log as it comes (a daemon thread): a pipe nobody
+    reads fills up and stalls the gateway's writes, and with them the gateway."""
+
+    def drain() -> None:
+        deadline = time.monotonic() + 600
+        with contextlib.suppress(TimeoutError, OSError, ValueError):
+            while gateway._read_line(deadline) is not None:
+                pass
+
+    threading.Thread(target=drain, daemon=True).start()
+
+
 def gateway_config(directory: Path, redis_url: str, delay_ms: int = 0) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     return write_config(
@@ -82,6 +95,14 @@ def gateway_config(directory: Path, redis_url: str, delay_ms: int = 0) -> Path:
             },
         },
         redis={"url": redis_url, "lockTtlSeconds": LOCK_TTL},
+        # Failed-auth budget per client, shared by the instances; the tests name
+        # their clients with X-Forwarded-For from this trusted proxy.
+        auth={
+            "mode": "token",
+            "token": TOKEN,
+            "rateLimit": {"maxAttempts": 4, "windowMs": 60000, "lockoutMs": 60000},
+        },
+        trustedProxies=["127.0.0.1"],
     )
 
 
@@ -106,7 +127,9 @@ class TwoInstancesTests(SynchronousTestCase):
         config = gateway_config(cls.root / name, cls.server.url, delay_ms)
         state = cls.root / name / "state"
         state.mkdir(exist_ok=True)
-        return GatewayProcess(config, state)
+        gateway = GatewayProcess(config, state)
+        start_draining(gateway)
+        return gateway
 
     @classmethod
     def tearDownClass(cls) -> None:
@@ -278,6 +301,41 @@ class TwoInstancesTests(SynchronousTestCase):
             lambda f: f.get("event") == "chat" and f["payload"].get("state") == "aborted"
         )
         self.assertEqual(ended["payload"]["runId"], run_id)
+
+    def test_failed_auth_budget_is_shared(self) -> None:
+        """Failures of one client spread over A and B add up: at the limit both
+        instances refuse it (429 + Retry-After), even with the right token;
+        another client is unaffected."""
+
+        def models(port: int, token: str, client: str) -> tuple[int, str | None]:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            try:
+                conn.request(
+                    "GET",
+                    "/v1/models",
+                    headers={"Authorization": f"Bearer {token}", "X-Forwarded-For": client},
+                )
+                response = conn.getresponse()
+                response.read()
+                return response.status, response.getheader("retry-after")
+            finally:
+                conn.close()
+
+        attacker, bystander = "203.0.113.9", "203.0.113.10"
+        for port in (self.a.port, self.b.port, self.a.port, self.b.port):
+            self.assertEqual(models(port, "wrong", attacker)[0], 401)
+        for port in (self.a.port, self.b.port):
+            # No credential: neither a failure nor a success, so polling with it
+            # changes nothing; the lockout answers it 429 once it is in place.
+
+            def refused(port: int = port) -> tuple[int, str | None] | None:
+                answer = models(port, "", attacker)
+                return answer if answer[0] == 429 else None
+
+            _, retry = poll(refused, what="the shared lockout")
+            self.assertIsNotNone(retry)
+            self.assertEqual(models(port, TOKEN, attacker)[0], 429)
+        self.assertEqual(models(self.b.port, TOKEN, bystander)[0], 200)
 
 
 def _swallow(call: Callable[[], object]) -> None:

@@ -127,3 +127,42 @@ class LocalRelay:
 
     def busy_elsewhere(self, session_key: str) -> Deferred[bool]:
         return succeed(False)
+
+
+class LockoutSink(Protocol):
+    """The failed-auth limiter, as the other instances reach it."""
+
+    def lock(self, key: str, for_ms: int) -> None:
+        """Lock ``key`` out for ``for_ms`` (its failures across instances reached the limit)."""
+        ...
+
+    def clear(self, key: str) -> None:
+        """``key`` authenticated somewhere: forget its failures and lockout."""
+        ...
+
+
+class AuthPeers(Protocol):
+    """Failed authentications counted across instances (one budget per client)."""
+
+    def attach_limiter(self, sink: LockoutSink) -> None:
+        """Deliver lockouts decided elsewhere to ``sink``."""
+        ...
+
+    def failed(self, key: str, *, window_ms: int, max_attempts: int, lockout_ms: int) -> None:
+        """Count a failure of ``key``; at ``max_attempts`` within the window every
+        instance locks it out for ``lockout_ms``."""
+        ...
+
+    def succeeded(self, key: str) -> None:
+        """``key`` authenticated after failing: clear it everywhere."""
+        ...
+
+
+@runtime_checkable
+class ProvidesAuthPeers(Protocol):
+    """A session store whose instances share the failed-auth budget (Redis)."""
+
+    @property
+    def auth_peers(self) -> AuthPeers:
+        """The instances' shared failed-auth counter."""
+        ...

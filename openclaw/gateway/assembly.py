@@ -14,6 +14,7 @@ from openclaw.config.live import LiveConfig
 from openclaw.config.model import Config
 from openclaw.config.secret_values import configured_secrets
 from openclaw.core.metrics import Metrics
+from openclaw.core.relay import ProvidesAuthPeers
 from openclaw.core.textguard import scrub_text
 from openclaw.gateway.auth import GatewayAuth
 from openclaw.gateway.conn_limits import AddressLimits
@@ -75,7 +76,10 @@ def build_gateway(
             formatter=lambda event: scrub_text(secrets.redact(format_log_line(event)))
         )
     http = config.gateway.http
-    auth = GatewayAuth(config.gateway.auth, reactor, config.gateway.trusted_proxies)
+    # A shared session store (Redis) shares the failed-auth budget between instances.
+    store = runtime.sessions
+    peers = store.auth_peers if isinstance(store, ProvidesAuthPeers) else None
+    auth = GatewayAuth(config.gateway.auth, reactor, config.gateway.trusted_proxies, peers)
     readiness = Readiness()
     if metrics is None:
         metrics = Metrics()

@@ -25,6 +25,7 @@ from twisted.web.iweb import IRequest
 
 from openclaw.config.model import AuthConfig, RateLimitConfig
 from openclaw.core.netaddr import is_unparseable, normalize_address, parse_address
+from openclaw.core.relay import AuthPeers
 from openclaw.gateway.hygiene import mark_authenticated
 
 log = Logger()
@@ -92,11 +93,28 @@ class FailedAuthLimiter:
     first, and stale keys are pruned as they are touched.
     """
 
-    def __init__(self, config: RateLimitConfig, clock: IReactorTime) -> None:
+    def __init__(
+        self, config: RateLimitConfig, clock: IReactorTime, peers: AuthPeers | None = None
+    ) -> None:
+        """:param peers: other gateway instances sharing the budget (a shared
+        store's); their lockouts apply here too."""
         self._config = config
         self._clock = clock
         self._failures: OrderedDict[str, deque[float]] = OrderedDict()
         self._locked_until: dict[str, float] = {}
+        self._peers = peers
+        if peers is not None:
+            peers.attach_limiter(self)
+
+    def lock(self, key: str, for_ms: int) -> None:
+        """Another instance locked ``key`` out (its failures there and here)."""
+        self._failures.pop(key, None)
+        self._locked_until[key] = self._now_ms() + for_ms
+
+    def clear(self, key: str) -> None:
+        """``key`` authenticated on another instance."""
+        self._failures.pop(key, None)
+        self._locked_until.pop(key, None)
 
     def _now_ms(self) -> float:
         return self._clock.seconds() * 1000.0
@@ -125,6 +143,14 @@ class FailedAuthLimiter:
             attempts.popleft()
         attempts.append(now)
         self._failures[key] = attempts
+        if self._peers is not None:
+            config = self._config
+            self._peers.failed(
+                key,
+                window_ms=config.window_ms,
+                max_attempts=config.max_attempts,
+                lockout_ms=config.lockout_ms,
+            )
         if len(attempts) >= self._config.max_attempts:
             self._locked_until[key] = now + self._config.lockout_ms
             del self._failures[key]
@@ -132,9 +158,11 @@ class FailedAuthLimiter:
         self._prune(now)
 
     def reset(self, key: str) -> None:
-        """A success clears the key's history."""
-        self._failures.pop(key, None)
+        """A success clears the key's history (everywhere, if it had one)."""
+        had = self._failures.pop(key, None)
         self._locked_until.pop(key, None)
+        if had and self._peers is not None:
+            self._peers.succeeded(key)
 
     def __len__(self) -> int:
         return len(self._failures) + len(self._locked_until)
@@ -162,12 +190,17 @@ class GatewayAuth:
         config: AuthConfig,
         clock: IReactorTime,
         trusted_proxies: Sequence[str] = (),
+        peers: AuthPeers | None = None,
     ) -> None:
+        """:param peers: other gateway instances sharing the failed-auth budget."""
         self.config = config
         self._clock = clock
         self._trusted = tuple(_parse_network(p) for p in trusted_proxies)
+        self._peers = peers
         self.limiter = (
-            FailedAuthLimiter(config.rate_limit, clock) if config.rate_limit is not None else None
+            FailedAuthLimiter(config.rate_limit, clock, peers)
+            if config.rate_limit is not None
+            else None
         )
 
     def reconfigure(self, config: AuthConfig, trusted_proxies: Sequence[str]) -> None:
@@ -177,7 +210,7 @@ class GatewayAuth:
         self._trusted = tuple(_parse_network(p) for p in trusted_proxies)
         if config.rate_limit != self.config.rate_limit:
             self.limiter = (
-                FailedAuthLimiter(config.rate_limit, self._clock)
+                FailedAuthLimiter(config.rate_limit, self._clock, self._peers)
                 if config.rate_limit is not None
                 else None
             )

@@ -80,7 +80,7 @@ def build_redis_backend(config: Config, reactor: IReactorTime) -> RedisBackend:
     )
     owner = instance_id()
     channel = schema.bus(url.db)
-    store.run_relay = RedisRunRelay(
+    store.run_relay = store.auth_peers = RedisRunRelay(
         client,
         reactor,
         owner=owner,

@@ -82,6 +82,10 @@ class KeySchema:
         """The pub/sub channel of the instances (channels ignore the database)."""
         return f"{self.prefix}{db}:bus"
 
+    def auth_failures(self, key: str) -> str:
+        """Failed authentications of one client (the limiter's key, hashed)."""
+        return f"{self.prefix}authfail:{key_hash(key)}"
+
     def agents(self) -> str:
         """Set of agent ids that have an index (export walks it)."""
         return f"{self.prefix}agents"

@@ -24,11 +24,11 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from openclaw.core.relay import RelaySink
+from openclaw.core.relay import LockoutSink, RelaySink
 from openclaw.sessions.entry import is_stateless_session_key
 from openclaw.sessions.redis.client import RedisCommands, Subscription
 from openclaw.sessions.redis.keys import KeySchema
-from openclaw.sessions.redis.scripts import FINISH_RUN, LIST_RUNS
+from openclaw.sessions.redis.scripts import AUTH_FAILED, FINISH_RUN, LIST_RUNS
 
 log = Logger()
 
@@ -67,6 +67,8 @@ class RedisRunRelay:
         self._schema = schema if schema is not None else KeySchema()
         self._heartbeat_seconds = heartbeat_seconds
         self._sink: RelaySink | None = None
+        self._limiter: LockoutSink | None = None
+        self._failures = 0
         self._subscription: Subscription | None = None
         self._beat: LoopingCall | None = None
         #: What this instance's clients follow (session keys, ``*``: all).
@@ -77,9 +79,18 @@ class RedisRunRelay:
     # -- lifecycle -------------------------------------------------------------------
 
     def attach(self, sink: RelaySink) -> None:
-        if self._sink is not None:
+        if self._sink is None:
+            self._sink = sink
+            self._start()
+
+    def attach_limiter(self, sink: LockoutSink) -> None:
+        """Deliver lockouts decided on other instances to ``sink`` (AuthPeers)."""
+        self._limiter = sink
+        self._start()
+
+    def _start(self) -> None:
+        if self._subscription is not None:
             return
-        self._sink = sink
         self._subscription = self._subscribe(self._received, self._subscribed)
         beat = self._beat = LoopingCall(self._heartbeat)
         beat.clock = self._clock
@@ -89,6 +100,7 @@ class RedisRunRelay:
 
     def detach(self) -> None:
         self._sink = None
+        self._limiter = None
         if self._beat is not None and self._beat.running:
             self._beat.stop()
         self._beat = None
@@ -148,6 +160,8 @@ class RedisRunRelay:
                 keys.add(key)
             else:
                 keys.discard(key)
+        elif kind in ("lock", "unlock"):
+            self._lockout(message)
         elif sink is None:
             return
         elif kind == "ev":
@@ -253,3 +267,41 @@ class RedisRunRelay:
         return self._remote_runs().addCallback(
             lambda runs: any(key == session_key for _, key in runs)
         )
+
+    # -- AuthPeers -------------------------------------------------------------------
+
+    def _lockout(self, message: Mapping[str, Any]) -> None:
+        limiter, key = self._limiter, message.get("k")
+        if limiter is None or not isinstance(key, str):
+            return
+        if message.get("t") == "lock":
+            limiter.lock(key, int(message.get("ms") or 0))
+        else:
+            limiter.clear(key)
+
+    def failed(self, key: str, *, window_ms: int, max_attempts: int, lockout_ms: int) -> None:
+        if self._client.lost:
+            return  # each instance still limits on its own
+        self._failures += 1
+        now = int(self._clock.seconds() * 1000)
+        lock = json.dumps(
+            {"t": "lock", "k": key, "ms": lockout_ms, "o": self._owner}, separators=(",", ":")
+        )
+        d = self._client.run_script(
+            AUTH_FAILED,
+            [self._schema.auth_failures(key)],
+            [now, window_ms, max_attempts, f"{self._owner}:{self._failures}", self._channel, lock],
+        )
+
+        def reached(locked: Any) -> None:
+            if str(locked) == "1" and self._limiter is not None:
+                self._limiter.lock(key, lockout_ms)  # our own message is not delivered to us
+
+        d.addCallback(reached)
+        self._quiet(d)
+
+    def succeeded(self, key: str) -> None:
+        if self._client.lost:
+            return
+        self._quiet(self._client.execute("DEL", self._schema.auth_failures(key)))
+        self._send({"t": "unlock", "k": key})

@@ -204,3 +204,23 @@ end
 return out
 """,
 )
+
+#: KEYS: the client's failures (sorted set). ARGV: now ms, window ms, max attempts,
+#: member, channel, lock message. Counts a failure within the sliding window;
+#: at the limit forgets them and announces the lockout (returns 1).
+AUTH_FAILED = LuaScript(
+    "auth_failed",
+    """
+local now = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+redis.call('ZADD', KEYS[1], now, ARGV[4])
+redis.call('PEXPIRE', KEYS[1], window)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
+  redis.call('DEL', KEYS[1])
+  redis.call('PUBLISH', ARGV[5], ARGV[6])
+  return 1
+end
+return 0
+""",
+)

@@ -32,7 +32,7 @@ from twisted.python.failure import Failure
 
 from openclaw.core.agent_ids import normalize_agent_id
 from openclaw.core.ids import random_uuid4
-from openclaw.core.relay import LocalRelay, RunRelay
+from openclaw.core.relay import AuthPeers, LocalRelay, RunRelay
 from openclaw.core.types import ImageInput, StopReason, ToolCall, Usage
 from openclaw.sessions.entry import SessionEntry, is_valid_session_id, updated_at
 from openclaw.sessions.journal import RAW_ENTRY
@@ -100,6 +100,8 @@ class RedisSessionStore:
         self._owns_client = owns_client
         #: Runs across the instances sharing this Redis (set by the backend).
         self.run_relay: RunRelay = LocalRelay()
+        #: The instances' shared failed-auth budget (set by the backend).
+        self.auth_peers: AuthPeers | None = None
 
     # -- reading Redis into the mirror ---------------------------------------------
 
