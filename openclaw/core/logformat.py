@@ -6,9 +6,8 @@
   internals (format strings, logger objects, source instances) appear; a
   failure becomes a ``traceback`` field.
 * :class:`SecretScrubber` masks every configured secret in each event before
-  any later observer sees it (added to the global publisher first, as
-  :class:`~openclaw.core.secret_values.ScrubbingObserver`), and can be told
-  the secrets of a reloaded config: an old token stays masked as well.
+  any later observer sees it (added to the global publisher first), and can
+  be told the secrets of a reloaded config: an old token stays masked as well.
 """
 
 from __future__ import annotations

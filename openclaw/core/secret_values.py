@@ -15,11 +15,10 @@ or ``on`` everywhere would garble every message while protecting nothing.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-from twisted.logger import ILogObserver, LogEvent, formatEvent
-from zope.interface import implementer
+from twisted.logger import LogEvent, formatEvent
 
 from openclaw.core.redaction import REDACTED
 from openclaw.core.textguard import has_surrogates, scrub_text
@@ -104,52 +103,3 @@ def config_secret_values(
         values.append(api_key)
         values.extend(headers.values())
     return SecretValues(values)
-
-
-@implementer(ILogObserver)
-class RedactingObserver:
-    """Passes each event on to ``wrapped`` with configured secrets (and lone
-    surrogates) masked."""
-
-    def __init__(self, wrapped: Callable[[LogEvent], None], secrets: SecretValues) -> None:
-        self._wrapped = wrapped
-        self._secrets = secrets
-
-    def __call__(self, event: LogEvent) -> None:
-        """Observe one event (never raises: it runs inside the publisher)."""
-        try:
-            event = self._secrets.redact_event(event)
-        except Exception:
-            event = {
-                k: v for k, v in event.items() if k in ("log_level", "log_namespace", "log_time")
-            }
-            event["log_format"] = "(log event dropped: it could not be redacted)"
-        self._wrapped(event)
-
-
-@implementer(ILogObserver)
-class ScrubbingObserver:
-    """Masks secrets in each event *in place*, for the observers after it.
-
-    A log publisher calls its observers in the order they were added, with
-    one shared event dict. Added before the log file's observer (the twistd
-    plugin adds it while the service is made, before twistd starts logging),
-    it makes every later observer (the file, ``logs.tail``) see the masked
-    event only.
-    """
-
-    def __init__(self, secrets: SecretValues) -> None:
-        self._secrets = secrets
-
-    def __call__(self, event: LogEvent) -> None:
-        """Rewrite ``event`` when it carries a secret or a lone surrogate (never raises)."""
-        try:
-            masked = self._secrets.redact_event(event)
-        except Exception:
-            masked = {
-                k: v for k, v in event.items() if k in ("log_level", "log_namespace", "log_time")
-            }
-            masked["log_format"] = "(log event dropped: it could not be redacted)"
-        if masked is not event:
-            event.clear()
-            event.update(masked)
