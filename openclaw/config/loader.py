@@ -30,13 +30,12 @@ from openclaw.config.agent_loop import (
     read_timezone,
 )
 from openclaw.config.errors import ConfigError
-from openclaw.config.gateway_keys import _build_gateway
+from openclaw.config.gateway_keys import _AUTH_MODES, SAMPLE_TOKEN, _build_gateway
 from openclaw.config.memory import build_memory_search
 from openclaw.config.model import (
     AgentConfig,
     AgentDefaults,
     AgentsConfig,
-    AuthMode,
     Config,
     FsyncPolicy,
     GatewayConfig,
@@ -56,41 +55,19 @@ from openclaw.core.textguard import guard_value
 CONFIG_FILENAME: Final = "openclaw.json"
 #: Nesting a config file may have (far beyond any real one; bounds the walk).
 CONFIG_MAX_DEPTH: Final = 256
-#: The placeholder token from OpenClaw's docs; a config still holding it has no token.
-SAMPLE_TOKEN: Final = "change-me-to-a-long-random-token"
 #: The provider that needs no configuration (offline, deterministic stand-in).
 BUILTIN_PROVIDERS: Final = frozenset({"demo"})
 
-_AUTH_MODES: Final[Mapping[str, AuthMode]] = {
-    "none": "none",
-    "token": "token",
-    "password": "password",
-}
 _PROVIDER_APIS: Final[Mapping[str, ProviderApi]] = {
     "openai-completions": "openai-completions",
     "anthropic-messages": "anthropic-messages",
     "demo": "demo",
 }
 _FSYNC: Final[Mapping[str, FsyncPolicy]] = {"turn": "turn", "never": "never"}
-_BIND_KEYWORDS: Final = frozenset({"loopback", "lan", "custom"})
 _COMPAT_HINT: Final = ' (use "openai-completions" with an OpenAI-compatible baseUrl)'
 _API_HINTS: Final = {"openai-responses": _COMPAT_HINT, "ollama": _COMPAT_HINT}
 
-# `${VAR}` (upper-case names only, as OpenClaw); `$${VAR}` is a literal `${VAR}`.
-_ENV_REF: Final = re.compile(r"\$(\$?)\{([A-Z_][A-Z0-9_]*)\}")
 _JSON5_ERROR: Final = re.compile(r"^<string>:(\d+) (.*?)(?: at column (\d+))?$", re.DOTALL)
-_INDEX: Final = re.compile(r"\[\d+\]")
-_ORIGIN: Final = re.compile(r"^[a-z][a-z0-9+.-]*://[^/\s?#]+$")
-_SECRET_SUFFIXES: Final = (
-    "token",
-    "password",
-    "secret",
-    "key",
-    "authorization",
-    "cookie",
-    "credential",
-    "credentials",
-)
 
 
 @frozen

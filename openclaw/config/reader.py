@@ -18,39 +18,11 @@ from typing import Any, Final
 import attrs
 from attrs import frozen
 
-from openclaw.config.model import (
-    AuthMode,
-    FsyncPolicy,
-    ProviderApi,
-)
 from openclaw.core.textguard import scrub_text
-
-CONFIG_FILENAME: Final = "openclaw.json"
-#: The placeholder token from OpenClaw's docs; a config still holding it has no token.
-SAMPLE_TOKEN: Final = "change-me-to-a-long-random-token"
-#: The provider that needs no configuration (offline, deterministic stand-in).
-BUILTIN_PROVIDERS: Final = frozenset({"demo"})
-
-_AUTH_MODES: Final[Mapping[str, AuthMode]] = {
-    "none": "none",
-    "token": "token",
-    "password": "password",
-}
-_PROVIDER_APIS: Final[Mapping[str, ProviderApi]] = {
-    "openai-completions": "openai-completions",
-    "anthropic-messages": "anthropic-messages",
-    "demo": "demo",
-}
-_FSYNC: Final[Mapping[str, FsyncPolicy]] = {"turn": "turn", "never": "never"}
-_BIND_KEYWORDS: Final = frozenset({"loopback", "lan", "custom"})
-_COMPAT_HINT: Final = ' (use "openai-completions" with an OpenAI-compatible baseUrl)'
-_API_HINTS: Final = {"openai-responses": _COMPAT_HINT, "ollama": _COMPAT_HINT}
 
 # `${VAR}` (upper-case names only, as OpenClaw); `$${VAR}` is a literal `${VAR}`.
 _ENV_REF: Final = re.compile(r"\$(\$?)\{([A-Z_][A-Z0-9_]*)\}")
-_JSON5_ERROR: Final = re.compile(r"^<string>:(\d+) (.*?)(?: at column (\d+))?$", re.DOTALL)
 _INDEX: Final = re.compile(r"\[\d+\]")
-_ORIGIN: Final = re.compile(r"^[a-z][a-z0-9+.-]*://[^/\s?#]+$")
 _SECRET_SUFFIXES: Final = (
     "token",
     "password",
