@@ -21,7 +21,9 @@ from openclaw.agents.types import StopReason, ToolCall, Usage
 
 
 def new_tool_call_id() -> str:
-    """The id of a tool call the model streamed without one (OpenAI's shape)."""
+    """The id of a tool call the model streamed without one (OpenAI's shape).
+
+    The one generator: providers pass ``None`` for a missing id."""
     return f"call_{uuid.uuid4().hex[:24]}"
 
 

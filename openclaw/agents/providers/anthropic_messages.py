@@ -241,7 +241,8 @@ class _EventDecoder:
             name = block.get("name")
             self._sink.on_tool_call(
                 ordinal,
-                call_id if isinstance(call_id, str) else f"toolu_{ordinal}",
+                # No id (never seen from Anthropic): the run names the call.
+                call_id if isinstance(call_id, str) and call_id else None,
                 name if isinstance(name, str) else "",
                 "",
             )

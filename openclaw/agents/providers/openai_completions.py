@@ -10,7 +10,6 @@ ignores ``stream`` and answers one ``chat.completion`` JSON is accepted too.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -208,13 +207,12 @@ class _ChunkDecoder:
         if index not in self._tools:
             self._tools.add(index)
             call_id = piece.get("id")
-            if not isinstance(call_id, str) or not call_id:
-                # llama.cpp and older Ollama builds omit the id.
-                call_id = f"call_{uuid.uuid4().hex[:24]}"
             name = function.get("name")
+            # llama.cpp and older Ollama builds omit the id: the run names the
+            # call (agents.model_step.new_tool_call_id, the one generator).
             self._sink.on_tool_call(
                 index,
-                call_id,
+                call_id if isinstance(call_id, str) and call_id else None,
                 name if isinstance(name, str) else "",
                 arguments,
             )
