@@ -337,6 +337,39 @@ class TwoInstancesTests(SynchronousTestCase):
             self.assertEqual(models(port, TOKEN, attacker)[0], 429)
         self.assertEqual(models(self.b.port, TOKEN, bystander)[0], 200)
 
+    def test_idempotency_key_resent_to_the_other_instance_runs_once(self) -> None:
+        """An ``agent`` request resent (same idempotencyKey) to B while A runs
+        it attaches to A's run: B answers with that run's final result, and
+        the transcript holds the turn once; chat.send likewise."""
+        first, second = self.client(self.a), self.client(self.b)
+        params = {
+            "message": "once only " + "x " * 30,
+            "sessionKey": "idem",
+            "idempotencyKey": "k-1",
+        }
+        sent = first.send("agent", params)
+        resent = second.send("agent", params)
+        final_a = first.response(sent, final=True)
+        final_b = second.response(resent, final=True)
+        self.assertEqual(final_a["payload"]["status"], "ok", final_a)
+        self.assertEqual(final_b["payload"]["status"], "ok", final_b)
+        self.assertEqual(final_b["payload"]["runId"], "k-1")
+        text_a = final_a["payload"]["result"]["payloads"][0]["text"]
+        self.assertEqual(final_b["payload"]["result"]["payloads"][0]["text"], text_a)
+        chat_params = {"sessionKey": "idem", "message": "again", "idempotencyKey": "k-2"}
+        started = first.request("chat.send", chat_params)
+        self.assertEqual(started["payload"]["status"], "started")
+        attached = second.request("chat.send", chat_params)
+        self.assertEqual(attached["payload"]["runId"], "k-2")
+        self.assertIn(attached["payload"]["status"], ("in_flight", "ok"))
+        first.request("agent.wait", {"runId": "k-2", "timeoutMs": 10000})
+        users = [
+            e["message"]["content"]
+            for e in self.transcript("idem")
+            if e["message"]["role"] == "user"
+        ]
+        self.assertEqual(users, [params["message"], "again"])
+
 
 def _swallow(call: Callable[[], object]) -> None:
     with contextlib.suppress(OSError, http.client.HTTPException):

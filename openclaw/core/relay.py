@@ -81,6 +81,11 @@ class RunRelay(Protocol):
         """Whether another process runs a turn on ``session_key`` now."""
         ...
 
+    def claim(self, run_id: str) -> Deferred[bool]:
+        """Claim an idempotency key for a run here: False when another process
+        already started (or finished) the run of that key."""
+        ...
+
 
 @runtime_checkable
 class ProvidesRunRelay(Protocol):
@@ -127,6 +132,9 @@ class LocalRelay:
 
     def busy_elsewhere(self, session_key: str) -> Deferred[bool]:
         return succeed(False)
+
+    def claim(self, run_id: str) -> Deferred[bool]:
+        return succeed(True)
 
 
 class LockoutSink(Protocol):

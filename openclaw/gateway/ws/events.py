@@ -12,6 +12,7 @@ its own frame-level ``seq``.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, Protocol
 
@@ -92,32 +93,6 @@ class OutboundEvent:
             self._json = _json(self.payload)
         return self._json
 
-    def to_wire(self) -> dict[str, Any]:
-        """The event as plain JSON values (sent to other gateway instances)."""
-        return {
-            "n": self.name,
-            "p": self.payload,
-            "r": self.run_id,
-            "dk": list(self.delta_key) if self.delta_key else None,
-            "d": self.delta,
-            "x": self.terminal,
-            "tl": self.tool,
-        }
-
-    @classmethod
-    def from_wire(cls, wire: Mapping[str, Any]) -> OutboundEvent:
-        """An event another instance sent (see :meth:`to_wire`)."""
-        key = wire.get("dk")
-        return cls(
-            str(wire["n"]),
-            dict(wire["p"]),
-            run_id=str(wire["r"]),
-            delta_key=(str(key[0]), str(key[1])) if key else None,
-            delta=str(wire.get("d") or ""),
-            terminal=bool(wire.get("x")),
-            tool=bool(wire.get("tl")),
-        )
-
     def payload_json_with_prefix(self, skipped: str) -> bytes:
         """The payload with ``skipped`` text put in front of this delta."""
         payload = dict(self.payload)
@@ -128,6 +103,13 @@ class OutboundEvent:
             data["delta"] = skipped + self.delta
             payload["data"] = data
         return _json(payload)
+
+
+def event_to_wire(event: OutboundEvent) -> dict[str, Any]:
+    """An event as plain JSON values (relayed to other gateway instances)."""
+    key = event.delta_key
+    return {"n": event.name, "p": event.payload, "r": event.run_id, "dk": key,
+            "d": event.delta, "x": event.terminal, "tl": event.tool}  # fmt: skip
 
 
 class EventSink(Protocol):
@@ -253,13 +235,17 @@ class RunHub:
         self._early: dict[str, list[Deferred[RunOutcome | None]]] = {}
         self._stop_observing: Callable[[], None] | None = None
 
+    @property
+    def relay(self) -> RunRelay:
+        """The runs of the other gateway instances (aborts, claims, busy checks)."""
+        return self._relay
+
     # -- lifecycle ---------------------------------------------------------
 
     def start(self) -> None:
         """Begin observing every run the runtime starts."""
         if self._stop_observing is None:
             self._stop_observing = self._runtime.observe_runs(self.track)
-            self._relay.attach(self)
 
     def stop(self) -> None:
         """Stop observing; runs already tracked still finish normally."""
@@ -351,9 +337,7 @@ class RunHub:
         waiters = tracked.waiters if tracked is not None else self._early.setdefault(run_id, [])
         if tracked is None:
             # Perhaps another instance ran it: it may have ended already.
-            self._relay.outcome(run_id).addCallback(
-                lambda found: self.remote_finished(run_id, found) if found else None
-            )
+            self._relay.outcome(run_id).addCallback(self._found_elsewhere, run_id)
 
         def forget(d: Deferred[RunOutcome | None]) -> None:
             if d in waiters:
@@ -375,7 +359,7 @@ class RunHub:
             return
         built = events()
         if remote:
-            self._relay.publish(tracked.session_key, [event.to_wire() for event in built])
+            self._relay.publish(tracked.session_key, [event_to_wire(event) for event in built])
         self._deliver(tracked.session_key, tracked.run_id, sinks, built)
 
     def _deliver(
@@ -681,54 +665,27 @@ class RunHub:
             if not waiter.called:
                 waiter.callback(outcome)
 
-    # -- other instances (the relay) -------------------------------------------------
+    # -- other instances (used by .relayed) -----------------------------------------
 
-    def remote_events(self, session_key: str, events: Sequence[Mapping[str, Any]]) -> None:
-        """Events of a run another instance runs, for this instance's clients."""
+    def deliver_relayed(self, session_key: str, built: Sequence[OutboundEvent]) -> None:
+        """Deliver events of another instance's run to this instance's clients."""
         sinks = self._sinks_for(session_key)
-        if not sinks:
-            return
-        try:
-            built = [OutboundEvent.from_wire(event) for event in events]
-        except (KeyError, TypeError, ValueError, IndexError):
-            log.warn("ignoring malformed events relayed for session {key}", key=session_key)
-            return
-        if built:
+        if sinks and built:
             self._deliver(session_key, built[0].run_id, sinks, built)
 
-    def remote_finished(self, run_id: str, outcome: Mapping[str, Any]) -> None:
+    def _found_elsewhere(self, found: Mapping[str, Any] | None, run_id: str) -> None:
+        if found:
+            with contextlib.suppress(TypeError):
+                self.finished_elsewhere(run_id, RunOutcome(**found))
+
+    def finished_elsewhere(self, run_id: str, ended: RunOutcome) -> None:
         """A run of another instance ended: answer this instance's waiters."""
         if run_id in self._active or self._finished.get(run_id) is not None:
             return
-        try:
-            ended = RunOutcome(**outcome)
-        except TypeError:
-            return
-        waiters = self._early.pop(run_id, None)
         self._finished.remember(run_id, ended)
-        for waiter in list(waiters or ()):
+        for waiter in list(self._early.pop(run_id, None) or ()):
             if not waiter.called:
                 waiter.callback(ended)
-
-    def remote_abort(self, session_key: str | None, run_id: str | None) -> Sequence[str]:
-        """Another instance's ``chat.abort``: abort the matching runs here."""
-        aborted = []
-        for run in self._runtime.active_runs(session_key):
-            if run_id is None or run.run_id == run_id:
-                self.mark_rpc_abort(run.run_id)
-                run.cancel()
-                aborted.append(run.run_id)
-        return aborted
-
-    def abort_elsewhere(
-        self, session_key: str | None, run_id: str | None
-    ) -> Deferred[Sequence[str]]:
-        """Ask the other instances to abort matching runs; fires with their ids."""
-        return self._relay.abort(session_key, run_id)
-
-    def busy_elsewhere(self, session_key: str) -> Deferred[bool]:
-        """Whether another instance runs a turn on ``session_key``."""
-        return self._relay.busy_elsewhere(session_key)
 
 
 def _assistant_message(text: str, timestamp: int) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from twisted.logger import Logger
 from openclaw import __version__
 from openclaw.agents.types import AgentRuntime, ApprovalEvent
 from openclaw.config.model import Config
-from openclaw.core.relay import ProvidesRunRelay
+from openclaw.core.relay import ProvidesRunRelay, RunRelay
 from openclaw.gateway.auth import GatewayAuth
 from openclaw.gateway.origins import origin_allowed, origin_key
 from openclaw.gateway.ws.events import OutboundEvent, RunHub
@@ -31,6 +31,7 @@ from openclaw.gateway.ws.logbuffer import LogBuffer
 from openclaw.gateway.ws.methods import METHODS, GatewayServices
 from openclaw.gateway.ws.methods_loop import SCOPE_APPROVALS, approval_event
 from openclaw.gateway.ws.protocol import GatewayWebSocketProtocol
+from openclaw.gateway.ws.relayed import RelayedRuns
 from openclaw.gateway.ws.views import AgentsView, SessionsView
 from openclaw.sessions.keys import main_session_key
 
@@ -106,9 +107,11 @@ class GatewayWebSocketFactory(WebSocketServerFactory):
         )
         # A shared session store (Redis) relays runs between gateway instances.
         store = runtime.sessions
-        relay = store.run_relay if isinstance(store, ProvidesRunRelay) else None
+        relay: RunRelay | None = store.run_relay if isinstance(store, ProvidesRunRelay) else None
         self.hub = RunHub(runtime, reactor, relay)
         self.hub.start()
+        if relay is not None:
+            relay.attach(RelayedRuns(self.hub, runtime))
         # Exec approval requests go to every operator client allowed to answer.
         self._stop_approvals = runtime.approvals.observe(self._approval_event)
         self._connections: set[GatewayWebSocketProtocol] = set()

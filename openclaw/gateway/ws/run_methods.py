@@ -41,6 +41,7 @@ from openclaw.gateway.ws.events import RunOutcome, failure_message
 from openclaw.gateway.ws.frames import AGENT_TIMEOUT, UNAVAILABLE, RequestError, invalid_params
 from openclaw.gateway.ws.idempotency import AgentFinal, IdempotencyEntry
 from openclaw.gateway.ws.payloads import agent_final_payload
+from openclaw.gateway.ws.relayed import REMOTE_FINAL_WAIT_SECONDS, remote_agent_final
 from openclaw.sessions.keys import main_session_key
 
 log = Logger()
@@ -166,6 +167,11 @@ def _start_run(
     return services.idempotency.begin(key, run, ack(run), build_agent_final)
 
 
+def ack_for(run_id: str, session_key: str, agent_id: str) -> dict[str, Any]:
+    """The ``agent`` method's ack (without ``acceptedAt``)."""
+    return {"runId": run_id, "sessionKey": session_key, "agentId": agent_id, "status": "accepted"}
+
+
 def agent(ctx: CallContext, params: Mapping[str, Any]) -> Deferred[Any]:
     method = "agent"
     services = ctx.services
@@ -193,26 +199,32 @@ def agent(ctx: CallContext, params: Mapping[str, Any]) -> Deferred[Any]:
 
     def ack(run: AgentRun) -> dict[str, Any]:
         return {
-            "runId": run.run_id,
-            "sessionKey": run.session_key,
-            "agentId": run.agent_id,
-            "status": "accepted",
+            **ack_for(run.run_id, run.session_key, run.agent_id),
             "acceptedAt": services.now_ms(),
         }
 
-    entry = _start_run(
-        ctx,
-        method=method,
-        key=key,
-        agent_id=agent_id,
-        session_key=session_key,
-        message=message,
-        extra_system_prompt=extra,
-        timeout_seconds=timeout or None,
-        ack=ack,
-    )
-    ctx.ack(entry.ack)
-    return entry.wait().addCallback(_final_payload)
+    def start(mine: bool) -> Deferred[Any]:
+        if not mine:  # another gateway instance runs this key's turn: follow it
+            ctx.connection.subscribe(session_key)
+            ctx.ack({**ack_for(key, session_key, agent_id), "acceptedAt": services.now_ms()})
+            waiting = services.hub.wait(key, REMOTE_FINAL_WAIT_SECONDS)
+            return waiting.addCallback(lambda outcome: remote_agent_final(key, outcome))
+        entry = _start_run(
+            ctx,
+            method=method,
+            key=key,
+            agent_id=agent_id,
+            session_key=session_key,
+            message=message,
+            extra_system_prompt=extra,
+            timeout_seconds=timeout or None,
+            ack=ack,
+        )
+        ctx.ack(entry.ack)
+        return entry.wait().addCallback(_final_payload)
+
+    # With a shared store the key may already be another instance's run.
+    return services.hub.relay.claim(key).addCallback(start)
 
 
 def agent_wait(ctx: CallContext, params: Mapping[str, Any]) -> Deferred[Any]:
@@ -229,7 +241,9 @@ def agent_wait(ctx: CallContext, params: Mapping[str, Any]) -> Deferred[Any]:
     return ctx.services.hub.wait(run_id, wait_ms / 1000).addCallback(report)
 
 
-def chat_send(ctx: CallContext, params: Mapping[str, Any]) -> dict[str, Any]:
+def chat_send(
+    ctx: CallContext, params: Mapping[str, Any]
+) -> dict[str, Any] | Deferred[dict[str, Any]]:
     method = "chat.send"
     services = ctx.services
     raw_session = required_str(params, "sessionKey", method)
@@ -244,18 +258,28 @@ def chat_send(ctx: CallContext, params: Mapping[str, Any]) -> dict[str, Any]:
             "status": "in_flight" if existing.final is None else "ok",
         }
     agent_id, session_key = resolve_session(services, method, raw_session)
-    entry = _start_run(
-        ctx,
-        method=method,
-        key=key,
-        agent_id=agent_id,
-        session_key=session_key,
-        message=message,
-        extra_system_prompt=None,
-        timeout_seconds=timeout_ms / 1000 if timeout_ms else None,
-        ack=lambda run: {"runId": run.run_id, "status": "started"},
-    )
-    return entry.ack
+
+    def start(mine: bool) -> dict[str, Any] | Deferred[dict[str, Any]]:
+        if not mine:  # another gateway instance runs this key's turn: follow it
+            ctx.connection.subscribe(session_key)
+            return services.hub.relay.outcome(key).addCallback(
+                lambda ended: {"runId": key, "status": "in_flight" if ended is None else "ok"}
+            )
+        entry = _start_run(
+            ctx,
+            method=method,
+            key=key,
+            agent_id=agent_id,
+            session_key=session_key,
+            message=message,
+            extra_system_prompt=None,
+            timeout_seconds=timeout_ms / 1000 if timeout_ms else None,
+            ack=lambda run: {"runId": run.run_id, "status": "started"},
+        )
+        return entry.ack
+
+    # With a shared store the key may already be another instance's run.
+    return services.hub.relay.claim(key).addCallback(start)
 
 
 def chat_abort(ctx: CallContext, params: Mapping[str, Any]) -> Deferred[dict[str, Any]]:
@@ -292,4 +316,4 @@ def chat_abort(ctx: CallContext, params: Mapping[str, Any]) -> Deferred[dict[str
     if run_id is not None and aborted:
         return succeed(answer(()))
     # The run may be another gateway instance's (a shared session store).
-    return services.hub.abort_elsewhere(session_key, run_id).addCallback(answer)
+    return services.hub.relay.abort(session_key, run_id).addCallback(answer)

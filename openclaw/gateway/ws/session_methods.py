@@ -162,7 +162,7 @@ def _when_idle_everywhere(
             raise _busy(session_key)
         return then()
 
-    return services.hub.busy_elsewhere(session_key).addCallback(checked)
+    return services.hub.relay.busy_elsewhere(session_key).addCallback(checked)
 
 
 def sessions_reset(ctx: CallContext, params: Mapping[str, Any]) -> Deferred[dict[str, Any]]:

@@ -82,6 +82,10 @@ class KeySchema:
         """The pub/sub channel of the instances (channels ignore the database)."""
         return f"{self.prefix}{db}:bus"
 
+    def run_claim(self, run_id: str) -> str:
+        """Which instance started the run of an idempotency key."""
+        return f"{self.prefix}claim:{key_hash(run_id)}"
+
     def auth_failures(self, key: str) -> str:
         """Failed authentications of one client (the limiter's key, hashed)."""
         return f"{self.prefix}authfail:{key_hash(key)}"

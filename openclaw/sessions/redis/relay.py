@@ -28,7 +28,7 @@ from openclaw.core.relay import LockoutSink, RelaySink
 from openclaw.sessions.entry import is_stateless_session_key
 from openclaw.sessions.redis.client import RedisCommands, Subscription
 from openclaw.sessions.redis.keys import KeySchema
-from openclaw.sessions.redis.scripts import AUTH_FAILED, FINISH_RUN, LIST_RUNS
+from openclaw.sessions.redis.scripts import AUTH_FAILED, CLAIM_RUN, FINISH_RUN, LIST_RUNS
 
 log = Logger()
 
@@ -267,6 +267,14 @@ class RedisRunRelay:
         return self._remote_runs().addCallback(
             lambda runs: any(key == session_key for _, key in runs)
         )
+
+    def claim(self, run_id: str) -> Deferred[bool]:
+        if self._client.lost:
+            return succeed(True)  # starting fails anyway (the store is unreachable)
+        d = self._client.run_script(
+            CLAIM_RUN, [self._schema.run_claim(run_id)], [self._owner, OUTCOME_TTL]
+        )
+        return d.addCallback(lambda mine: str(mine) == "1")
 
     # -- AuthPeers -------------------------------------------------------------------
 

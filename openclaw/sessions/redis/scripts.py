@@ -224,3 +224,18 @@ end
 return 0
 """,
 )
+
+#: KEYS: the claim. ARGV: owner, ttl s. 1 when the claim is (or already was)
+#: this owner's, 0 when another instance holds it.
+CLAIM_RUN = LuaScript(
+    "claim_run",
+    """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', tonumber(ARGV[2])) then
+  return 1
+end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return 1
+end
+return 0
+""",
+)
