@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable
 from typing import ParamSpec, TypeVar
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 
+from openclaw.core.drain import Drain
 from openclaw.sessions.fileio import BlockingIO, InlineIO
 
 _P = ParamSpec("_P")
@@ -25,24 +26,19 @@ class WriteQueue:
     def __init__(self, io: BlockingIO) -> None:
         self._io = io
         #: Writes submitted and not finished yet.
-        self._pending = 0
-        self._idle_waiters: list[Deferred[None]] = []
+        self._pending = Drain()
         #: Per key, fires when its last submitted write has finished.
         self._tails: dict[Hashable, Deferred[None]] = {}
 
     def run(self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> Deferred[_T]:
         """Run ``fn`` on the executor, counted so :meth:`when_idle` can wait for it."""
-        self._pending += 1
+        self._pending.add()
         d = self._io.run(fn, *args, **kwargs)
         d.addBoth(self._settled)
         return d
 
     def _settled(self, result: object) -> object:
-        self._pending -= 1
-        if self._pending == 0 and self._idle_waiters:
-            waiters, self._idle_waiters = self._idle_waiters, []
-            for waiter in waiters:
-                waiter.callback(None)
+        self._pending.done()
         return result
 
     def busy(self, key: Hashable) -> bool:
@@ -58,7 +54,7 @@ class WriteQueue:
         **kwargs: _P.kwargs,
     ) -> Deferred[_T]:
         """Run ``fn`` after every write submitted earlier for the same ``key``."""
-        self._pending += 1
+        self._pending.add()
         before = self._tails.get(key)
         done: Deferred[None] = Deferred()
         self._tails[key] = done
@@ -82,11 +78,7 @@ class WriteQueue:
 
     def when_idle(self) -> Deferred[None]:
         """Fires when no write is in flight."""
-        if self._pending == 0:
-            return succeed(None)
-        waiter: Deferred[None] = Deferred()
-        self._idle_waiters.append(waiter)
-        return waiter
+        return self._pending.drained()
 
     def stop(self) -> None:
         """Release the executor's threads; later calls run inline."""
