@@ -376,6 +376,48 @@ def _swallow(call: Callable[[], object]) -> None:
         call()  # the victim dies mid-stream: that is the point
 
 
+class WorkersOnRedisTests(SynchronousTestCase):
+    """``--workers 2`` is allowed with the Redis store, and its workers share sessions."""
+
+    def test_two_workers_share_sessions(self) -> None:
+        """Both workers serve one port; a session's turns, whichever worker
+        takes them, form one transcript."""
+        server = RedisServer()
+        server.start()
+        self.addCleanup(server.cleanup)
+        root = server.directory / "workers"
+        config = gateway_config(root, server.url)
+        state = root / "state"
+        state.mkdir()
+        gateway = GatewayProcess(config, state, extra_args=("--workers", "2"))
+        self.addCleanup(gateway.ensure_stopped)
+        start_draining(gateway)
+
+        def ready() -> bool | None:
+            conn = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=5)
+            try:
+                conn.request("GET", "/readyz")
+                return True if conn.getresponse().status == 200 else None
+            except OSError:
+                return None
+            finally:
+                conn.close()
+
+        poll(ready, what="both workers ready")
+        prompt_tokens = []
+        for n in range(6):
+            status, body = chat(gateway.port, "workers", f"turn {n}")
+            self.assertEqual(status, 200, body)
+            prompt_tokens.append(body["usage"]["prompt_tokens"])
+        self.assertEqual(prompt_tokens, sorted(set(prompt_tokens)))  # each turn saw the last
+        schema = KeySchema()
+        raw = server.command("HGET", schema.index("main"), "agent:main:workers")
+        entry = json.loads(raw.split(b"\r\n")[1])
+        lines = server.command("LLEN", schema.transcript("main", entry["sessionId"]))
+        self.assertEqual(lines, b":13\r\n")  # the header and 6 user/assistant pairs
+        self.assertEqual(gateway.stop(), 0)
+
+
 class StartupTests(SynchronousTestCase):
     """The start-up check."""
 
