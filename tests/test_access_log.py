@@ -8,10 +8,12 @@ import json
 from pathlib import Path
 
 import attrs
+from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import (
     ILogObserver,
     LogEvent,
     Logger,
+    LogLevel,
     LogPublisher,
     formatEvent,
     globalLogPublisher,
@@ -20,11 +22,13 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
+from openclaw.agents.types import FailureKind, ProviderError
 from openclaw.config.model import AgentConfig, ChatCompletionsConfig, CorsConfig
 from openclaw.core.logformat import SecretScrubber, flat_event, flat_json_observer
 from openclaw.core.secret_values import SecretValues
 from openclaw.gateway.http.request import RequestHook
 from openclaw.gateway.startup_report import log_startup
+from openclaw.testing import Reply, ScriptedProvider
 from openclaw.testing.gateway import TEST_TOKEN, GatewayHarness, http_test_config
 
 CHAT = {"model": "openclaw", "messages": [{"role": "user", "content": "hi"}]}
@@ -198,6 +202,91 @@ class AccessLineTests(SynchronousTestCase):
         self.assertIn("3000.0ms", notes[1])
         self.assertTrue(notes[1].endswith("(websocket closed)"))
         self.assertEqual(events[1]["user_agent"], "ws-client/2")
+
+
+class RunLineTests(SynchronousTestCase):
+    """A run endpoint's request gets the site's one line, with what the run adds."""
+
+    def chat_line(self, h: GatewayHarness, events: list[LogEvent]) -> LogEvent:
+        """The one access line of the chat request (the endpoint writes none of its own)."""
+        lines = [e for e in events if e.get("path") == "/v1/chat/completions"]
+        self.assertEqual(len(lines), 1, lines)
+        return lines[0]
+
+    def everything(self) -> list[LogEvent]:
+        """Every log event for the rest of the test."""
+        return Collector().attach(self).events
+
+    def test_one_line_for_an_answer(self) -> None:
+        """A successful completion logs one info line naming its run id, with
+        no note, and nothing at all from the endpoint's own module."""
+        events = self.everything()
+        h = GatewayHarness.create(self.mktemp())
+        exchange = h.request(b"POST", b"/v1/chat/completions", body=CHAT, token=TEST_TOKEN)
+        h.run_due()
+        line = self.chat_line(h, [e for e in events if e.get("log_namespace") == "openclaw.access"])
+        self.assertEqual(line["log_level"], LogLevel.info)
+        self.assertEqual((line["status"], line["run_id"]), (200, exchange.json()["id"]))
+        self.assertTrue(formatEvent(line).endswith(f'run={line["run_id"]} ua="-"'))
+        self.assertEqual(
+            [e for e in events if e.get("log_namespace", "").startswith("openclaw.gateway.http")],
+            [],
+        )
+
+    def test_refusal_is_logged_with_its_status(self) -> None:
+        """A request refused before any run: one line, its status, no run id."""
+        events = access_events(self)
+        h = GatewayHarness.create(self.mktemp())
+        h.request(b"POST", b"/v1/chat/completions", body={"messages": "nope"}, token=TEST_TOKEN)
+        line = self.chat_line(h, events)
+        self.assertEqual((line["status"], line["run_id"]), (400, "-"))
+
+    def test_failed_run_says_why(self) -> None:
+        """An upstream failure: the line has the mapped status and the failure kind."""
+        events = access_events(self)
+        base = self.mktemp()
+        clock = MemoryReactorClock()
+        error = ProviderError(FailureKind.SERVER_ERROR, "boom", status=500)
+        provider = ScriptedProvider([Reply.failure(error)], clock=clock)
+        h = GatewayHarness.create(base, provider=provider, clock=clock)
+        exchange = h.request(b"POST", b"/v1/chat/completions", body=CHAT, token=TEST_TOKEN)
+        h.run_due()
+        line = self.chat_line(h, events)
+        self.assertEqual(line["status"], exchange.response()[0])
+        self.assertTrue(formatEvent(line).endswith("(upstream server_error 500)"))
+
+    def test_stream_logged_once_at_its_end(self) -> None:
+        """A stream's line is written when it ends, not when it starts."""
+        events = access_events(self)
+        clock = MemoryReactorClock()
+        provider = ScriptedProvider([Reply.text("hi", " there", delay=1.0)], clock=clock)
+        h = GatewayHarness.create(self.mktemp(), provider=provider, clock=clock)
+        exchange = h.request(
+            b"POST", b"/v1/chat/completions", body={**CHAT, "stream": True}, token=TEST_TOKEN
+        )
+        h.advance(0.5)
+        self.assertIn(b"text/event-stream", exchange.raw())
+        self.assertEqual([e for e in events if e.get("path") == "/v1/chat/completions"], [])
+        for _ in range(4):
+            h.advance(1.0)
+        self.assertIn(b"[DONE]", exchange.raw())
+        line = self.chat_line(h, events)
+        self.assertEqual(line["status"], 200)
+        self.assertNotIn("(", formatEvent(line).rpartition('ua="-"')[2])
+
+    def test_client_that_left_is_logged_once(self) -> None:
+        """A client leaving mid-run: one line saying so, and the run is cancelled."""
+        events = access_events(self)
+        clock = MemoryReactorClock()
+        provider = ScriptedProvider([Reply(hang=True)], clock=clock)
+        h = GatewayHarness.create(self.mktemp(), provider=provider, clock=clock)
+        exchange = h.request(b"POST", b"/v1/chat/completions", body=CHAT, token=TEST_TOKEN)
+        h.run_due()
+        exchange.close()
+        h.advance(1.0)
+        line = self.chat_line(h, events)
+        self.assertTrue(formatEvent(line).endswith("(client left)"), formatEvent(line))
+        self.assertTrue(h.provider.streams[0].stopped)
 
 
 class JsonLineTests(SynchronousTestCase):

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from typing import Any
 
 from twisted.internet.defer import CancelledError
-from twisted.logger import LogLevel, capturedLogs, formatEvent
 
 from openclaw.agents.types import (
     FailureKind,
@@ -326,75 +324,3 @@ class DisconnectTests(ChatTestCase):
         self.assertTrue(conn.response().complete)
         conn.disconnect()
         self.assertEqual(h.runtime.last_run.cancel_calls, 0)
-
-
-def access_lines(events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The endpoint's log events."""
-    return [e for e in events if e.get("log_namespace") == "openclaw.gateway.http.chat_completions"]
-
-
-class AccessLogTests(ChatTestCase):
-    """One ``info`` line per request, written when the outcome is known."""
-
-    def test_one_line_for_an_answer(self) -> None:
-        """A successful request logs exactly one info line with method, path,
-        status, milliseconds and run id, and nothing at debug level."""
-        h = ChatHarness()
-        h.runtime.on_start = lambda run: run.finish("hello")
-        with capturedLogs() as events:
-            reply = self.call(h, chat_body())
-        lines = access_lines(events)
-        self.assertEqual(len(lines), 1, lines)
-        line = lines[0]
-        self.assertEqual(line["log_level"], LogLevel.info)
-        self.assertEqual(
-            (line["method"], line["path"], line["status"], line["run_id"]),
-            ("POST", "/v1/chat/completions", 200, reply.json()["id"]),
-        )
-        self.assertIsInstance(line["ms"], float)
-        self.assertEqual(
-            formatEvent(line), f"POST /v1/chat/completions 200 {line['ms']}ms run={line['run_id']}"
-        )
-        self.assertEqual([e for e in events if e["log_level"] == LogLevel.debug], [])
-
-    def test_refusal_is_logged_with_its_status(self) -> None:
-        """A request refused before any run: one line, its status, no run id."""
-        with capturedLogs() as events:
-            self.call(ChatHarness(), {"messages": "nope"})
-        [line] = access_lines(events)
-        self.assertEqual((line["status"], line["run_id"]), (400, "-"))
-
-    def test_failed_run_says_why(self) -> None:
-        """An upstream failure: the line has the mapped status and the failure kind."""
-        h = ChatHarness()
-        h.runtime.on_start = lambda run: run.fail(
-            ProviderError(FailureKind.SERVER_ERROR, "boom", status=500)
-        )
-        with capturedLogs() as events:
-            reply = self.call(h, chat_body())
-        [line] = access_lines(events)
-        self.assertEqual(line["status"], reply.status)
-        self.assertEqual(line["detail"], "upstream server_error 500")
-
-    def test_stream_logged_once_at_its_end(self) -> None:
-        """A stream's line is written when it ends, not when it starts."""
-        h = ChatHarness()
-        with capturedLogs() as events:
-            client = self.stream(h, chat_body(stream=True))
-            h.runtime.last_run.say("hi")
-            self.assertEqual(access_lines(events), [])
-            h.runtime.last_run.finish()
-            self.assertEqual(client.events()[-1], "[DONE]")
-        [line] = access_lines(events)
-        self.assertEqual((line["status"], line["detail"]), (200, ""))
-
-    def test_client_that_left_is_logged_once(self) -> None:
-        """A client leaving mid-run: one line saying so, however the loss is reported."""
-        h = ChatHarness()
-        conn = h.raw()
-        with capturedLogs() as events:
-            conn.send(chat_body())
-            conn.disconnect()
-            h.runtime.last_run.finish("too late")
-        [line] = access_lines(events)
-        self.assertEqual(line["detail"], "client left; run cancelled")

@@ -2,7 +2,7 @@
 
 ``/v1/chat/completions`` and ``/v1/responses`` are one adapter over
 :class:`~openclaw.agents.types.AgentRuntime` with two vocabularies. This module
-is the adapter: :class:`AgentEndpoint` (the access line, URL images fetched
+is the adapter: :class:`AgentEndpoint` (the run's part of the access line, URL images fetched
 before the run, starting the run and mapping why it could not start, the SSE
 stream), :class:`JsonAnswer` (a settled run as one body) and
 :class:`StreamAnswer` (run events as SSE frames, with the checks every stream
@@ -14,9 +14,9 @@ A client that leaves cancels the run through one path: Klein cancels the
 Deferred the endpoint returned (a stream's producer also learns it from
 ``stopProducing`` and reports it once); after that nothing is written.
 
-Logging: one access line per request at ``info`` (method, path, status,
-milliseconds, run id, and why a run failed), written when the answer is
-complete or the client left.
+Logging: the site writes one access line per request
+(:mod:`openclaw.gateway.observability`); an endpoint leaves the run id, the
+agent and why a run failed on the request for it (:class:`.run_support.RunNote`).
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ from openclaw.gateway.http.errors import write_json, write_openai_error
 from openclaw.gateway.http.image_fetch import ImageFetcher, ImageFetchError
 from openclaw.gateway.http.model_header import model_error
 from openclaw.gateway.http.run_support import (
-    AccessLog,
+    RunNote,
     decoded_size,
     gather_images,
     map_failure,
@@ -120,23 +120,12 @@ class AgentEndpoint:
         self._keep_alive = keep_alive_seconds
         self._image_fetcher = image_fetcher
         self._max_buffered_bytes = max_buffered_bytes
-        #: The access line is logged under the endpoint's own module.
-        self._access_log = Logger(namespace=type(self).__module__)
 
     def handle(self, request: Request) -> Answer:
         """Answer one request, or raise :class:`ChatRequestError` (the app writes it)."""
-        access = AccessLog(self._clock, request, self._clock.seconds(), self._access_log)
-        try:
-            answer = self._answer(request, access)
-        except ChatRequestError as error:
-            access.done(status=error.status)
-            raise
-        if isinstance(answer, bytes):
-            access.done()
-            return answer
-        return answer.addBoth(access.settled)
+        return self._answer(request, RunNote(request))
 
-    def _answer(self, request: Request, access: AccessLog) -> Answer:
+    def _answer(self, request: Request, access: RunNote) -> Answer:
         """Authenticate, parse and run (the endpoint's own part)."""
         raise NotImplementedError
 
@@ -242,7 +231,7 @@ class JsonAnswer:
         request: Request,
         run: AgentRun,
         tool_choice: ToolChoice,
-        access: AccessLog,
+        access: RunNote,
         render: Callable[[AgentResult], object],
     ) -> None:
         self._request = request
@@ -302,7 +291,7 @@ class StreamAnswer:
     them.
     """
 
-    def __init__(self, run: AgentRun, tool_choice: ToolChoice, access: AccessLog) -> None:
+    def __init__(self, run: AgentRun, tool_choice: ToolChoice, access: RunNote) -> None:
         self._run = run
         self._tool_choice = tool_choice
         self._access = access
@@ -382,7 +371,6 @@ class StreamAnswer:
         for frame in self.closing(result, text):
             stream.send(frame)
         stream.close()
-        self._access.done()
 
     def _failed(self, failure: Failure) -> None:
         stream = self._stream
@@ -398,9 +386,10 @@ class StreamAnswer:
             self._fail_stream(self._stream, INTERNAL_ERROR, "bug")
 
     def _fail_stream(self, stream: SSEStream, error: MappedError, why: str = "") -> None:
+        # Noted first: closing the stream finishes the request (and writes its line).
+        self._access.done(f"{error.status} in the stream: {why or error.message}")
         stream.send(self.failure(error))
         stream.close()
-        self._access.done(f"{error.status} in the stream: {why or error.message}")
 
     def _stop_listening(self) -> None:
         unsubscribe, self._unsubscribe = self._unsubscribe, None
@@ -413,4 +402,3 @@ class StreamAnswer:
         self._run.cancel()  # first: the upstream connection is closed right away
         if self._result is not None:
             self._result.cancel()
-        self._access.left()

@@ -4,14 +4,14 @@ The endpoint is a thin adapter over :class:`~openclaw.agents.types.AgentRuntime`
 check the caller, validate the body (:mod:`.chat_request`),
 start one agent run, and answer either with one ``chat.completion`` JSON body
 or with an SSE stream of ``chat.completion.chunk`` events (:mod:`.sse`).
-What it shares with ``/v1/responses`` (starting the run, images, the access
-line, disconnects, the stream's checks) is :mod:`.agent_endpoint`; this module
+What it shares with ``/v1/responses`` (starting the run, images, the run's
+part of the access line, disconnects, the stream's checks) is :mod:`.agent_endpoint`; this module
 is the chat vocabulary.
 
 Once SSE headers are out, failures become a ``data: {"error": ...}`` frame
 then ``[DONE]``, never an errback (which would append an HTML page to the
-stream). Nothing but the access line is logged on the success path: twistd
-formats every event it is given, debug included.
+stream). Nothing is logged on the success path (the site writes the access
+line): twistd formats every event it is given, debug included.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from openclaw.gateway.http.completions_format import (
 )
 from openclaw.gateway.http.model_header import model_override
 from openclaw.gateway.http.run_support import (
-    AccessLog,
+    RunNote,
     decoded_size,
     gather_images,
     map_failure,
@@ -55,8 +55,8 @@ from openclaw.gateway.http.run_support import (
 from openclaw.gateway.http.sse import data_frame
 
 __all__ = [
-    "AccessLog",
     "ChatCompletionsEndpoint",
+    "RunNote",
     "decoded_size",
     "gather_images",
     "map_failure",
@@ -76,7 +76,7 @@ class ChatCompletionsEndpoint(AgentEndpoint):
         self._max_json_depth = config.gateway.max_json_depth
         super().__init__(keep_alive_seconds=self._settings.sse_keep_alive_seconds, **parts)
 
-    def _answer(self, request: Request, access: AccessLog) -> Answer:
+    def _answer(self, request: Request, access: RunNote) -> Answer:
         """401/429, run the agent, or raise :class:`ChatRequestError` (a 400)."""
         decision = self._auth.check_request(request)
         if not decision.ok:
@@ -108,7 +108,7 @@ class ChatCompletionsEndpoint(AgentEndpoint):
         prepared: PreparedChat,
         completion_id: str,
         fetched: Sequence[ImageInput],
-        access: AccessLog,
+        access: RunNote,
     ) -> Answer:
         run = self._start(request, prepared.agent_request(completion_id, fetched))
         if isinstance(run, bytes):
@@ -140,7 +140,7 @@ class _ChatStream(StreamAnswer):
     then tool-call chunks, the finish chunk and (with ``include_usage``) usage."""
 
     def __init__(
-        self, run: AgentRun, prepared: PreparedChat, chunks: ChunkFactory, access: AccessLog
+        self, run: AgentRun, prepared: PreparedChat, chunks: ChunkFactory, access: RunNote
     ) -> None:
         super().__init__(run, prepared.tool_choice, access)
         self._chunks = chunks

@@ -41,7 +41,7 @@ from openclaw.gateway.http.errors import write_json
 from openclaw.gateway.http.model_header import model_override
 from openclaw.gateway.http.responses_request import parse_body
 from openclaw.gateway.http.run_support import (
-    AccessLog,
+    RunNote,
     map_failure,
     read_body,
     request_headers,
@@ -139,7 +139,7 @@ class EmbeddingsEndpoint(AgentEndpoint):
     def __init__(self, *, runtime: AgentRuntime, auth: GatewayAuth, clock: IReactorTime) -> None:
         super().__init__(runtime=runtime, auth=auth, clock=clock, keep_alive_seconds=0)
 
-    def _answer(self, request: Request, access: AccessLog) -> Answer:
+    def _answer(self, request: Request, access: RunNote) -> Answer:
         """401/429, embed, or raise :class:`ChatRequestError` (a 400)."""
         decision = self._auth.check_request(request)
         if not decision.ok:
@@ -163,7 +163,7 @@ class EmbeddingsEndpoint(AgentEndpoint):
             if isinstance(failure.value, CancelledError):
                 return failure
             error, why = map_failure(failure, "-")
-            access.done(why, status=error.status)
+            access.done(why)
             return write_error(request, error, run_started=False)
 
         return pending.addCallbacks(answered, failed)

@@ -47,7 +47,7 @@ from openclaw.gateway.http.responses_request import (
     PreparedResponse,
     prepare_response,
 )
-from openclaw.gateway.http.run_support import AccessLog, read_body, request_headers
+from openclaw.gateway.http.run_support import RunNote, read_body, request_headers
 
 log = Logger()
 
@@ -78,7 +78,7 @@ class ResponsesEndpoint(AgentEndpoint):
             self._clock, max_entries=KEEP_RESPONSES, ttl_seconds=KEEP_RESPONSE_SECONDS
         )
 
-    def _answer(self, request: Request, access: AccessLog) -> Answer:
+    def _answer(self, request: Request, access: RunNote) -> Answer:
         """401/429, run the agent, or raise :class:`ChatRequestError` (a 400)."""
         decision = self._auth.check_request(request)
         if not decision.ok:
@@ -122,7 +122,7 @@ class ResponsesEndpoint(AgentEndpoint):
         prepared: PreparedResponse,
         response_id: str,
         fetched: Sequence[ImageInput],
-        access: AccessLog,
+        access: RunNote,
     ) -> Answer:
         turn = prepared.turn
         session_key = self._session_for(prepared)
@@ -163,7 +163,7 @@ class _ResponsesStream(StreamAnswer):
     the first text, then its done events, the function calls, and the end."""
 
     def __init__(
-        self, run: AgentRun, prepared: PreparedResponse, events: ResponseEvents, access: AccessLog
+        self, run: AgentRun, prepared: PreparedResponse, events: ResponseEvents, access: RunNote
     ) -> None:
         super().__init__(run, prepared.turn.tool_choice, access)
         self._events = events

@@ -1,12 +1,11 @@
 """Small pieces every OpenAI-compatible endpoint uses: headers and body of the
 request, OpenAI error answers, the mapping of run failures, the forced
-``tool_choice`` check, URL image fetches, and the one access line per request.
+``tool_choice`` check, URL image fetches, and what a run adds to the access line.
 """
 
 from __future__ import annotations
 
-from twisted.internet.defer import CancelledError, Deferred, gatherResults
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import Request
@@ -20,7 +19,7 @@ from openclaw.agents.types import (
     RunTimeoutError,
 )
 from openclaw.core.unavailable import SharedStateUnavailableError
-from openclaw.gateway.http.chat_request import ChatRequestError, PinnedTool, ToolChoice
+from openclaw.gateway.http.chat_request import PinnedTool, ToolChoice
 from openclaw.gateway.http.completions_format import (
     INTERNAL_ERROR,
     RUN_ABORTED_ERROR,
@@ -127,64 +126,31 @@ def gather_images(deferreds: list[Deferred[ImageInput]]) -> Deferred[list[ImageI
     return gathered.addErrback(unwrap)
 
 
-class AccessLog:
-    """Writes the one ``info`` line of a request once its outcome is known."""
+class RunNote:
+    """What an endpoint adds to its request's access line.
 
-    __slots__ = ("_clock", "_log", "_request", "_started", "_written", "run_id")
+    The line itself is written once per request by the site's request hook
+    (:class:`~openclaw.gateway.observability.RequestObserver`) when the request
+    finishes; the endpoint only leaves the run id and why a run failed on the
+    request (``openclaw_run_id``, ``openclaw_detail``) before that.
+    """
 
-    def __init__(
-        self, clock: IReactorTime, request: Request, started: float, logger: Logger = log
-    ) -> None:
-        """
-        :param logger: whose namespace the line is logged under (the endpoint's).
-        """
-        self._clock = clock
-        self._log = logger
+    __slots__ = ("_request",)
+
+    def __init__(self, request: Request) -> None:
         self._request = request
-        self._started = started
-        self.run_id = "-"
-        self._written = False
 
-    def done(self, detail: str = "", *, status: int | None = None) -> None:
-        """Log the answer's status (or ``detail``, such as why the run failed).
+    @property
+    def run_id(self) -> str:
+        """The run (or response) id the line names, ``-`` before there is one."""
+        return str(getattr(self._request, "openclaw_run_id", None) or "-")
 
-        :param status: when the answer is not written yet (a raised refusal).
-        """
-        if self._written:
-            return
-        self._written = True
-        request = self._request
-        method = (getattr(request, "method", None) or b"-").decode("latin-1")
-        path = (getattr(request, "path", None) or b"-").decode("latin-1")
-        if status is None:
-            status = getattr(request, "code", None)
-        ms = round((self._clock.seconds() - self._started) * 1000.0, 1)
-        line = f"{method} {path} {status} {ms}ms run={self.run_id}"
-        # One pre-built field: every observer formats the event again, and a
-        # format string with one field is what costs least to format.
-        self._log.info(
-            "{access}",
-            access=f"{line} ({detail})" if detail else line,
-            method=method,
-            path=path,
-            status=status,
-            ms=ms,
-            run_id=self.run_id,
-            detail=detail,
-            request_id=bytes(getattr(request, "request_id", b"")).decode("ascii", "replace"),
-        )
+    @run_id.setter
+    def run_id(self, run_id: str) -> None:
+        self._request.openclaw_run_id = run_id  # type: ignore[attr-defined]
 
-    def left(self) -> None:
-        """The client went away before the answer was complete."""
-        self.done("client left; run cancelled")
-
-    def settled(self, outcome: object) -> object:
-        """Log the end of an answer given as a Deferred (its callback and errback)."""
-        if isinstance(outcome, Failure):
-            if isinstance(outcome.value, CancelledError):
-                self.left()
-            elif isinstance(outcome.value, ChatRequestError):
-                self.done(status=outcome.value.status)
-        else:
-            self.done()
-        return outcome
+    def done(self, detail: str = "") -> None:
+        """Say why the run ended (call before the answer finishes the request;
+        the first reason given wins, an empty one adds nothing)."""
+        if detail and not getattr(self._request, "openclaw_detail", None):
+            self._request.openclaw_detail = detail  # type: ignore[attr-defined]
