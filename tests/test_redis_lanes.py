@@ -9,6 +9,7 @@ condition or Deferreds, never sleeps.
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -320,3 +321,38 @@ class RedisLaneTests(TestCase):
         self.assertIn("STALE", str(caught.exception))
         keys = self.server.command("KEYS", "openclaw:arch:*")
         self.assertIn(f"{old.session_id}.jsonl.reset.".encode(), keys)
+
+    async def test_stateless_sessions_are_capped(self) -> None:
+        """One-off chat-completion sessions past the cap (plus a tenth, at least
+        one) are dropped oldest first, entry and transcript, in Redis and in the
+        process' mirror; named sessions are never dropped."""
+        store = RedisSessionStore(self.a, clock=reactor, state_dir=Path("/x"), max_stateless=3)
+        store.load_agent("main")
+        named = store.ensure_session("main", KEY)
+        await store.append_messages(
+            "main", named.session_id, run_id="n", messages=[{"role": "user", "content": "keep"}],
+            timestamp=1,
+        )  # fmt: skip
+        ids = []
+        for n in range(6):
+            key = f"agent:main:openai:{uuid.UUID(int=n)}"
+            entry = store.ensure_session("main", key)
+            ids.append(entry.session_id)
+            await store.append_messages(
+                "main", entry.session_id, run_id=f"r{n}",
+                messages=[{"role": "user", "content": str(n)}], timestamp=10 + n,
+            )  # fmt: skip
+        schema = KeySchema()
+        # Cuts come in batches: the 5th session (over 3 + 1) dropped the 2 oldest.
+        self.assertEqual(self.server.command("HLEN", schema.index("main")), b":5\r\n")
+        for dropped in ids[:2]:
+            self.assertEqual(
+                self.server.command("EXISTS", schema.transcript("main", dropped)), b":0\r\n"
+            )
+        self.assertEqual(
+            self.server.command("EXISTS", schema.transcript("main", named.session_id)), b":1\r\n"
+        )
+        self.assertEqual(store.count_sessions("main"), 4)  # the named one and the newest 3
+        self.assertEqual(
+            self.server.command("EXISTS", schema.transcript("main", ids[2])), b":1\r\n"
+        )

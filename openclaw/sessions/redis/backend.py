@@ -77,6 +77,7 @@ def build_redis_backend(config: Config, reactor: IReactorTime) -> RedisBackend:
         schema=schema,
         leases=leases,
         owns_client=True,
+        max_stateless=config.session.maintenance.max_entries,
     )
     owner = instance_id()
     channel = schema.bus(url.db)

@@ -82,6 +82,10 @@ class KeySchema:
         """The pub/sub channel of the instances (channels ignore the database)."""
         return f"{self.prefix}{db}:bus"
 
+    def stateless(self, agent: str) -> str:
+        """An agent's stateless (one-off chat completion) sessions, oldest first."""
+        return f"{self.prefix}stateless:{agent}"
+
     def run_claim(self, run_id: str) -> str:
         """Which instance started the run of an idempotency key."""
         return f"{self.prefix}claim:{key_hash(run_id)}"

@@ -28,7 +28,13 @@ from openclaw.core.relay import LockoutSink, RelaySink
 from openclaw.sessions.entry import is_stateless_session_key
 from openclaw.sessions.redis.client import RedisCommands, Subscription
 from openclaw.sessions.redis.keys import KeySchema
-from openclaw.sessions.redis.scripts import AUTH_FAILED, CLAIM_RUN, FINISH_RUN, LIST_RUNS
+from openclaw.sessions.redis.scripts import (
+    AUTH_FAILED,
+    CLAIM_RUN,
+    FINISH_RUN,
+    LIST_RUNS,
+    START_RUN,
+)
 
 log = Logger()
 
@@ -197,7 +203,7 @@ class RedisRunRelay:
         if is_stateless_session_key(session_key) or self._client.lost:
             return  # one-off chat completions: nobody waits for or aborts them elsewhere
         entry = json.dumps({"k": session_key, "o": self._owner}, separators=(",", ":"))
-        self._quiet(self._client.execute("HSET", self._schema.runs(), run_id, entry))
+        self._quiet(self._client.run_script(START_RUN, [self._schema.runs()], [run_id, entry]))
 
     def run_finished(self, run_id: str, session_key: str, outcome: Mapping[str, Any]) -> None:
         if is_stateless_session_key(session_key) or self._client.lost:

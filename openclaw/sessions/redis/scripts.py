@@ -81,9 +81,14 @@ return 0
 """,
 )
 
-#: KEYS: lock ('' name allowed when unfenced), transcript list, index hash, agents set.
+#: KEYS: lock ('' name allowed when unfenced), transcript list, index hash, agents set,
+#: the agent's stateless sessions (sorted set).
 #: ARGV: token ('' = no fence), session key, sessionId, index entry JSON
-#: ('' = leave the index), mode ('create' | 'update'), header line, agent, lines...
+#: ('' = leave the index), mode ('create' | 'update'), header line, agent,
+#: stateless cap (0: not a stateless session), now ms, the agent's transcript
+#: key prefix, lines...
+#: Creating a stateless session past the cap (plus a tenth) drops the oldest
+#: ones (entry and transcript), as the file store's maintenance does.
 #: Appends ``lines`` (and the header first when the list is new) and sets the
 #: index entry, or nothing at all: error ``FENCED`` when the token no longer
 #: holds the lane, ``STALE`` when the session was reset or deleted meanwhile.
@@ -105,12 +110,30 @@ end
 if redis.call('EXISTS', KEYS[2]) == 0 and ARGV[6] ~= '' then
   redis.call('RPUSH', KEYS[2], ARGV[6])
 end
-if #ARGV > 7 then
-  redis.call('RPUSH', KEYS[2], unpack(ARGV, 8))
+if #ARGV > 10 then
+  redis.call('RPUSH', KEYS[2], unpack(ARGV, 11))
 end
 if ARGV[4] ~= '' then
   redis.call('HSET', KEYS[3], ARGV[2], ARGV[4])
   redis.call('SADD', KEYS[4], ARGV[7])
+end
+local cap = tonumber(ARGV[8])
+if cap > 0 and ARGV[5] == 'create' then
+  redis.call('ZADD', KEYS[5], tonumber(ARGV[9]), ARGV[2])
+  local count = redis.call('ZCARD', KEYS[5])
+  if count > cap + math.max(1, math.floor(cap / 10)) then
+    for _, old in ipairs(redis.call('ZRANGE', KEYS[5], 0, count - cap - 1)) do
+      local raw = redis.call('HGET', KEYS[3], old)
+      if raw then
+        local ok, decoded = pcall(cjson.decode, raw)
+        if ok and type(decoded) == 'table' and type(decoded['sessionId']) == 'string' then
+          redis.call('DEL', ARGV[10] .. decoded['sessionId'])
+        end
+        redis.call('HDEL', KEYS[3], old)
+      end
+      redis.call('ZREM', KEYS[5], old)
+    end
+  end
 end
 return redis.call('LLEN', KEYS[2])
 """,
@@ -237,5 +260,15 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
   return 1
 end
 return 0
+""",
+)
+
+#: KEYS: runs hash. ARGV: run id, ``{"k": session key, "o": instance}``.
+#: (A script rather than a bare HSET so every command the gateway sends in a
+#: turn is one ``EVALSHA``: the benchmark counts round trips that way.)
+START_RUN = LuaScript(
+    "start_run",
+    """
+return redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 """,
 )

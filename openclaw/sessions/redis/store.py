@@ -34,7 +34,12 @@ from openclaw.core.agent_ids import normalize_agent_id
 from openclaw.core.ids import random_uuid4
 from openclaw.core.relay import AuthPeers, LocalRelay, RunRelay
 from openclaw.core.types import ImageInput, StopReason, ToolCall, Usage
-from openclaw.sessions.entry import SessionEntry, is_valid_session_id, updated_at
+from openclaw.sessions.entry import (
+    SessionEntry,
+    is_stateless_session_key,
+    is_valid_session_id,
+    updated_at,
+)
 from openclaw.sessions.journal import RAW_ENTRY
 from openclaw.sessions.redis.client import RedisCommands
 from openclaw.sessions.redis.keys import KeySchema
@@ -59,6 +64,8 @@ log = Logger()
 #: Transcripts kept in this process' memory (least recently used go first).
 DEFAULT_CACHED_TRANSCRIPTS = 4096
 _TOKEN_FIELDS = ("inputTokens", "outputTokens", "totalTokens", "contextTokens")
+#: OpenClaw's ``session.maintenance.maxEntries`` default.
+DEFAULT_MAX_STATELESS = 500
 
 
 class RedisSessionStore:
@@ -75,11 +82,15 @@ class RedisSessionStore:
         tail_lines: int = DEFAULT_TAIL_LINES,
         cached_transcripts: int = DEFAULT_CACHED_TRANSCRIPTS,
         owns_client: bool = False,
+        max_stateless: int = DEFAULT_MAX_STATELESS,
     ) -> None:
         """
         :param leases: the lanes' fencing tokens (writes of a session whose lane
             this process holds are fenced with its token).
         :param owns_client: :meth:`close` also closes the connection.
+        :param max_stateless: stateless chat-completion sessions kept per agent
+            (``session.maintenance.maxEntries``; the oldest are dropped, in
+            Redis and in this process' mirror). 0 = no cap.
         :param state_dir: only for :meth:`session_path` (what ``sessions.list``
             reports) and export.
         """
@@ -98,6 +109,9 @@ class RedisSessionStore:
         self._unsaved: set[tuple[str, str]] = set()
         self._pending: set[Deferred[Any]] = set()
         self._owns_client = owns_client
+        self._max_stateless = max_stateless
+        #: Stateless keys in the mirror, oldest first, per agent (capped).
+        self._stateless: dict[str, OrderedDict[str, None]] = {}
         #: Runs across the instances sharing this Redis (set by the backend).
         self.run_relay: RunRelay = LocalRelay()
         #: The instances' shared failed-auth budget (set by the backend).
@@ -260,7 +274,25 @@ class RedisSessionStore:
             self._remember(agent, raw["sessionId"], CachedTranscript([], 0))
         entry = self._entry(agent, session_key, raw)
         self._opened[(agent, entry.session_id)] = (session_key, cwd)
+        if is_stateless_session_key(session_key):
+            self._forget_old_stateless(agent, session_key, index)
         return entry
+
+    def _forget_old_stateless(
+        self, agent: str, session_key: str, index: dict[str, dict[str, Any]]
+    ) -> None:
+        """Keep this process' mirror of one-off sessions bounded (Redis drops
+        them past the same cap)."""
+        recent = self._stateless.setdefault(agent, OrderedDict())
+        recent[session_key] = None
+        recent.move_to_end(session_key)
+        while self._max_stateless and len(recent) > self._max_stateless:
+            old, _ = recent.popitem(last=False)
+            raw = index.pop(old, None)
+            if raw is not None:
+                old_id = str(raw.get("sessionId", ""))
+                self._opened.pop((agent, old_id), None)
+                self._tx.pop((agent, old_id), None)
 
     def reset(self, agent_id: str, session_key: str) -> SessionEntry:
         """A fresh sessionId; the old transcript is renamed ``.reset.<time>``."""
@@ -347,6 +379,7 @@ class RedisSessionStore:
                 schema.transcript(agent, session_id),
                 schema.index(agent),
                 schema.agents(),
+                schema.stateless(agent),
             ],
             [
                 token or "",
@@ -356,6 +389,9 @@ class RedisSessionStore:
                 "create" if creating else "update",
                 header,
                 agent,
+                self._max_stateless if is_stateless_session_key(key) else 0,
+                self._now(),
+                schema.transcript(agent, ""),
                 *lines,
             ],
         )
