@@ -23,13 +23,14 @@ from openclaw.config.model import Config
 from openclaw.core.relay import ProvidesRunRelay, RunRelay
 from openclaw.gateway.auth import GatewayAuth
 from openclaw.gateway.origins import origin_allowed, origin_key
-from openclaw.gateway.ws.events import OutboundEvent, RunHub
+from openclaw.gateway.ws.events import RunHub
 from openclaw.gateway.ws.frames import PROTOCOL_VERSION
 from openclaw.gateway.ws.handshake import has_scope
 from openclaw.gateway.ws.idempotency import IdempotencyCache
 from openclaw.gateway.ws.logbuffer import LogBuffer
 from openclaw.gateway.ws.methods import METHODS, GatewayServices
 from openclaw.gateway.ws.methods_loop import SCOPE_APPROVALS, approval_event
+from openclaw.gateway.ws.outbound import OutboundEvent
 from openclaw.gateway.ws.protocol import GatewayWebSocketProtocol
 from openclaw.gateway.ws.relayed import RelayedRuns
 from openclaw.gateway.ws.views import AgentsView, SessionsView

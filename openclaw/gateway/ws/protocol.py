@@ -32,7 +32,6 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from openclaw.gateway.ws.events import OutboundEvent
 from openclaw.gateway.ws.frames import (
     INVALID_REQUEST,
     UNAVAILABLE,
@@ -57,6 +56,7 @@ from openclaw.gateway.ws.handshake import (
     verify_device,
 )
 from openclaw.gateway.ws.methods import CallContext, dispatch
+from openclaw.gateway.ws.outbound import OutboundEvent
 
 if TYPE_CHECKING:
     from openclaw.gateway.ws.factory import GatewayWebSocketFactory

@@ -14,8 +14,9 @@ from typing import Any
 from twisted.logger import Logger
 
 from openclaw.agents.types import AgentRuntime
-from openclaw.gateway.ws.events import OutboundEvent, RunHub, RunOutcome
+from openclaw.gateway.ws.events import RunHub
 from openclaw.gateway.ws.frames import AGENT_TIMEOUT, UNAVAILABLE, RequestError
+from openclaw.gateway.ws.outbound import OutboundEvent, RunOutcome
 
 log = Logger()
 

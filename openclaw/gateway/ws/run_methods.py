@@ -37,9 +37,9 @@ from openclaw.gateway.ws.calls import (
     required_str,
     resolve_session,
 )
-from openclaw.gateway.ws.events import RunOutcome, failure_message
 from openclaw.gateway.ws.frames import AGENT_TIMEOUT, UNAVAILABLE, RequestError, invalid_params
 from openclaw.gateway.ws.idempotency import AgentFinal, IdempotencyEntry
+from openclaw.gateway.ws.outbound import RunOutcome, failure_message
 from openclaw.gateway.ws.payloads import agent_final_payload
 from openclaw.gateway.ws.relayed import REMOTE_FINAL_WAIT_SECONDS, remote_agent_final
 from openclaw.sessions.keys import main_session_key
