@@ -1,9 +1,9 @@
 """The config reader: walks the JSON5 document, checks each value's type and
 range, collects problems and OpenClaw-only warnings (one line each).
 
-The section builders (:mod:`.loader`, :mod:`.gateway_keys`, :mod:`.agent_loop`)
-read every key through a :class:`_Reader`, so a wrong value is reported with
-its dotted path and never raises half way.
+The section builders (:mod:`.loader`, :mod:`.gateway_keys`, :mod:`.models_keys`,
+:mod:`.agent_loop`) read every key through a :class:`_Reader`, so a wrong value
+is reported with its dotted path and never raises half way.
 """
 
 from __future__ import annotations
