@@ -16,9 +16,11 @@ from hypothesis import strategies as st
 from openclaw.agents.types import StreamParams
 from openclaw.config.model import ImagesConfig, RateLimitConfig
 from openclaw.gateway.http.chat_request import (
-    ChatRequestError,
     PreparedChat,
     prepare_chat,
+)
+from openclaw.gateway.http.errors import (
+    ChatRequestError,
 )
 from tests.chat_fakes import PNG_1X1, ChatHarness, ChatTestCase, chat_body, token_auth
 

@@ -24,9 +24,11 @@ from openclaw.gateway.http.chat_request import (
     INVALID_MODEL_MESSAGE,
     MISSING_USER_MESSAGE,
     RESERVED_SESSION_MESSAGE,
-    ChatRequestError,
     PreparedChat,
     prepare_chat,
+)
+from openclaw.gateway.http.errors import (
+    ChatRequestError,
 )
 from openclaw.sessions.keys import is_reserved_session_key
 

@@ -10,7 +10,12 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from openclaw.agents.types import StreamParams
 from openclaw.config.model import ImagesConfig, ResponsesConfig, ResponsesFilesConfig
-from openclaw.gateway.http.chat_request import ChatRequestError, PinnedTool
+from openclaw.gateway.http.client_tools import (
+    PinnedTool,
+)
+from openclaw.gateway.http.errors import (
+    ChatRequestError,
+)
 from openclaw.gateway.http.responses_request import (
     INVALID_FILE_MESSAGE,
     INVALID_IMAGE_MESSAGE,

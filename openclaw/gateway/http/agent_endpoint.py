@@ -48,11 +48,12 @@ from openclaw.config.model import ImagesConfig
 from openclaw.core.unavailable import SharedStateUnavailableError
 from openclaw.gateway.auth import GatewayAuth
 from openclaw.gateway.http.chat_request import (
-    ChatRequestError,
-    PinnedTool,
     PreparedChat,
-    ToolChoice,
     unknown_agent_error,
+)
+from openclaw.gateway.http.client_tools import (
+    PinnedTool,
+    ToolChoice,
 )
 from openclaw.gateway.http.completions_format import (
     APPEND_ONLY_ERROR,
@@ -61,7 +62,11 @@ from openclaw.gateway.http.completions_format import (
     STATE_UNAVAILABLE_ERROR,
     MappedError,
 )
-from openclaw.gateway.http.errors import write_json, write_openai_error
+from openclaw.gateway.http.errors import (
+    ChatRequestError,
+    write_json,
+    write_openai_error,
+)
 from openclaw.gateway.http.image_fetch import ImageFetcher, ImageFetchError
 from openclaw.gateway.http.model_header import model_error
 from openclaw.gateway.http.run_support import (

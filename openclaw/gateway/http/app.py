@@ -22,8 +22,8 @@ from twisted.web.server import Request
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from openclaw import __version__
-from openclaw.gateway.http.chat_request import ChatRequestError
 from openclaw.gateway.http.errors import (
+    ChatRequestError,
     disabled_not_found,
     method_not_allowed,
     not_found,

@@ -33,13 +33,19 @@ from openclaw.gateway.http.agent_endpoint import (
     StreamAnswer,
 )
 from openclaw.gateway.http.auth_errors import auth_failure_response
-from openclaw.gateway.http.chat_request import ChatRequestError, PreparedChat, prepare_chat
+from openclaw.gateway.http.chat_request import (
+    PreparedChat,
+    prepare_chat,
+)
 from openclaw.gateway.http.completions_format import (
     ChunkEncoder,
     ChunkFactory,
     MappedError,
     completion_json,
     finish_reason_for,
+)
+from openclaw.gateway.http.errors import (
+    ChatRequestError,
 )
 from openclaw.gateway.http.model_header import model_override
 from openclaw.gateway.http.run_support import (

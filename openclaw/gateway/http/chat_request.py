@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 from attrs import frozen
 
@@ -20,6 +20,8 @@ from openclaw.agents.types import AgentRequest, ClientTool, ImageInput, StreamPa
 from openclaw.config.model import ImagesConfig
 from openclaw.core import textguard
 from openclaw.core.textguard import MAX_JSON_DEPTH, JsonDepthError
+from openclaw.gateway.http.client_tools import ToolChoice, parse_tools, tool_choice_prompt
+from openclaw.gateway.http.errors import ChatRequestError
 from openclaw.gateway.http.openai_messages import (
     AgentPrompt,
     InvalidImageError,
@@ -53,7 +55,6 @@ RESERVED_SESSION_MESSAGE = (
 )
 INVALID_IMAGE_MESSAGE = "Invalid image_url content in `messages`."
 MISSING_USER_MESSAGE = "Missing user message in `messages`."
-REQUIRED_TOOL_PROMPT = "You must call one of the available tools before responding."
 
 #: The longest ``user`` accepted (the session key built from it has the same cap).
 MAX_USER_LENGTH = 512
@@ -63,47 +64,6 @@ MAX_ECHOED_AGENT_CHARS = 64
 _MODEL_AGENT = re.compile(r"^(?:openclaw/|openclaw:|agent:)([a-z0-9][a-z0-9_-]{0,63})$", re.I)
 _CHANNEL = re.compile(r"^[a-z0-9][a-z0-9_.:-]{0,63}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-class ChatRequestError(Exception):
-    """A request the endpoint refuses: status plus the OpenAI error fields."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int = 400,
-        error_type: str = "invalid_request_error",
-        param: str | None = None,
-        code: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.error_type = error_type
-        self.param = param
-        self.code = code
-
-    def body(self) -> dict[str, Any]:
-        """The ``{"error": {...}}`` object."""
-        return {
-            "error": {
-                "message": self.message,
-                "type": self.error_type,
-                "param": self.param,
-                "code": self.code,
-            }
-        }
-
-
-@frozen
-class PinnedTool:
-    """``tool_choice: {"type": "function", "function": {"name": ...}}``."""
-
-    name: str
-
-
-ToolChoice = Literal["auto", "none", "required"] | PinnedTool
 
 
 @frozen
@@ -446,93 +406,6 @@ def resolve_channel(header: str | None) -> str:
     """``x-openclaw-message-channel`` normalised (lower-case), else ``webchat``."""
     value = (header or "").strip().lower()
     return value if _CHANNEL.match(value) else DEFAULT_CHANNEL
-
-
-# --- step 14: client tools -------------------------------------------------------
-
-
-def _tools_error(reason: str) -> ChatRequestError:
-    return ChatRequestError(f"Invalid tools/tool_choice: {reason}", param="tools")
-
-
-def _choice_error(reason: str) -> ChatRequestError:
-    return ChatRequestError(f"Invalid tools/tool_choice: {reason}", param="tool_choice")
-
-
-def parse_tools(body: Mapping[str, Any]) -> tuple[tuple[ClientTool, ...], ToolChoice]:
-    """``tools`` and ``tool_choice`` as client tools plus the enforced choice."""
-    raw_tools = body.get("tools")
-    tools: list[ClientTool] = []
-    if raw_tools is not None:
-        if not isinstance(raw_tools, list):
-            raise _tools_error("tools must be an array")
-        for raw in raw_tools:
-            tools.append(_parse_tool(raw))
-    choice = _parse_choice(body.get("tool_choice"))
-    if choice == "none":
-        return (), "none"
-    if choice == "required" and not tools:
-        raise _choice_error("tool_choice=required but no tools were provided")
-    if isinstance(choice, PinnedTool):
-        pinned = [tool for tool in tools if tool.name == choice.name]
-        if not pinned:
-            raise _choice_error(f"tool_choice requested unknown tool: {choice.name}")
-        return tuple(pinned[:1]), choice
-    return tuple(tools), choice
-
-
-def _parse_tool(raw: object) -> ClientTool:
-    if not isinstance(raw, Mapping):
-        raise _tools_error("each tool must be an object")
-    if raw.get("type") != "function":
-        raise _tools_error("only function tools are supported")
-    function = raw.get("function")
-    if not isinstance(function, Mapping):
-        raise _tools_error("tool.function is required")
-    name = function.get("name")
-    if not isinstance(name, str) or not name.strip():
-        raise _tools_error("tool.function.name is required")
-    description = function.get("description")
-    parameters = function.get("parameters")
-    strict = function.get("strict")
-    return ClientTool(
-        name=name.strip(),
-        description=description if isinstance(description, str) else None,
-        parameters=dict(parameters) if isinstance(parameters, Mapping) else None,
-        strict=strict if isinstance(strict, bool) else None,
-    )
-
-
-def _parse_choice(raw: object) -> ToolChoice:
-    if raw is None or raw == "auto":
-        return "auto"
-    if raw == "none":
-        return "none"
-    if raw == "required":
-        return "required"
-    if isinstance(raw, str):
-        raise _choice_error("unsupported tool_choice type")
-    if not isinstance(raw, Mapping):
-        raise _choice_error("tool_choice must be a string or object")
-    kind = raw.get("type")
-    if kind == "function":
-        function = raw.get("function")
-        name = function.get("name") if isinstance(function, Mapping) else None
-        if not isinstance(name, str) or not name.strip():
-            raise _choice_error("tool_choice.function.name is required")
-        return PinnedTool(name.strip())
-    if kind in ("allowed_tools", "custom"):
-        raise _choice_error(f"tool_choice {kind} is not supported")
-    raise _choice_error("unsupported tool_choice type")
-
-
-def tool_choice_prompt(choice: ToolChoice) -> str | None:
-    """The instruction appended to the extra system prompt for a forced choice."""
-    if choice == "required":
-        return REQUIRED_TOOL_PROMPT
-    if isinstance(choice, PinnedTool):
-        return f"You must call the {choice.name} tool before responding."
-    return None
 
 
 # --- the whole pipeline --------------------------------------------------------

@@ -34,10 +34,12 @@ from openclaw.gateway.http.chat_request import (
     AGENT_HEADERS,
     DEFAULT_MODEL,
     MAX_SAFE_INTEGER,
-    ChatRequestError,
     resolve_agent,
 )
-from openclaw.gateway.http.errors import write_json
+from openclaw.gateway.http.errors import (
+    ChatRequestError,
+    write_json,
+)
 from openclaw.gateway.http.model_header import model_override
 from openclaw.gateway.http.responses_request import parse_body
 from openclaw.gateway.http.run_support import (

@@ -53,6 +53,30 @@ def openai_error(
     return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
 
 
+class ChatRequestError(Exception):
+    """A request the endpoint refuses: status plus the OpenAI error fields."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 400,
+        error_type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.error_type = error_type
+        self.param = param
+        self.code = code
+
+    def body(self) -> dict[str, Any]:
+        """The ``{"error": {...}}`` object."""
+        return openai_error(self.message, self.error_type, param=self.param, code=self.code)
+
+
 def json_bytes(body: object) -> bytes:
     """Compact UTF-8 JSON, the one encoding used for every HTTP body we write."""
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

@@ -12,7 +12,9 @@ import re
 from collections.abc import Mapping
 
 from openclaw.agents.types import UnknownModelError
-from openclaw.gateway.http.chat_request import ChatRequestError
+from openclaw.gateway.http.errors import (
+    ChatRequestError,
+)
 
 MODEL_HEADER = "x-openclaw-model"
 INVALID_MODEL_HEADER_MESSAGE = "Invalid `x-openclaw-model`."

@@ -16,8 +16,14 @@ from twisted.web.server import Request
 from openclaw.agents.types import AgentRuntime
 from openclaw.gateway.auth import GatewayAuth
 from openclaw.gateway.http.auth_errors import auth_failure_response
-from openclaw.gateway.http.chat_request import ChatRequestError, resolve_agent
-from openclaw.gateway.http.errors import write_json, write_openai_error
+from openclaw.gateway.http.chat_request import (
+    resolve_agent,
+)
+from openclaw.gateway.http.errors import (
+    ChatRequestError,
+    write_json,
+    write_openai_error,
+)
 
 MODELS_PATH = b"/v1/models"
 _BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")

@@ -39,8 +39,10 @@ from openclaw.gateway.http.agent_endpoint import (
     StreamAnswer,
 )
 from openclaw.gateway.http.auth_errors import auth_failure_response
-from openclaw.gateway.http.chat_request import ChatRequestError
 from openclaw.gateway.http.completions_format import MappedError
+from openclaw.gateway.http.errors import (
+    ChatRequestError,
+)
 from openclaw.gateway.http.responses_format import ResponseEvents, ResponseShell, result_status
 from openclaw.gateway.http.responses_request import (
     INVALID_IMAGE_MESSAGE,

@@ -34,16 +34,22 @@ from openclaw.core.textguard import loads
 from openclaw.gateway.http.chat_request import (
     AGENT_HEADERS,
     SESSION_HEADER,
-    ChatRequestError,
     PreparedChat,
-    ToolChoice,
     parse_fields,
     prepared_turn,
     resolve_agent,
     resolve_session_key,
+)
+from openclaw.gateway.http.client_tools import (
+    ToolChoice,
     tool_choice_prompt,
 )
-from openclaw.gateway.http.chat_request import parse_tools as parse_chat_tools
+from openclaw.gateway.http.client_tools import (
+    parse_tools as parse_chat_tools,
+)
+from openclaw.gateway.http.errors import (
+    ChatRequestError,
+)
 from openclaw.gateway.http.model_header import model_override
 from openclaw.gateway.http.openai_messages import (
     InvalidImageError,

@@ -19,7 +19,10 @@ from openclaw.agents.types import (
     RunTimeoutError,
 )
 from openclaw.core.unavailable import SharedStateUnavailableError
-from openclaw.gateway.http.chat_request import PinnedTool, ToolChoice
+from openclaw.gateway.http.client_tools import (
+    PinnedTool,
+    ToolChoice,
+)
 from openclaw.gateway.http.completions_format import (
     INTERNAL_ERROR,
     RUN_ABORTED_ERROR,
