@@ -8,7 +8,6 @@ refused (the gateway then keeps running with its old config).
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any, TextIO
 
 from twisted.internet.interfaces import IReactorTime
@@ -17,23 +16,15 @@ from openclaw.cli.ws_client import (
     GatewayCallError,
     Target,
     call_gateway,
-    resolve_target,
     run_main,
+    target_from_args,
 )
 
 
 def run_reload(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Call ``gateway.reload``; exit 1 when it was refused or unreachable."""
-    try:
-        target = resolve_target(
-            url=args.url,
-            token=args.token,
-            password=args.password,
-            env=os.environ,
-            config_path=args.config,
-        )
-    except GatewayCallError as e:
-        err.write(f"openclaw gateway reload: {e}\n")
+    target = target_from_args(args, err, "openclaw gateway reload")
+    if target is None:
         return 1
 
     async def main(reactor: IReactorTime) -> int:

@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from typing import Any, TextIO
 
 from twisted.internet.interfaces import IReactorTime
 
-from openclaw.cli.ws_client import GatewayCallError, Target, call_gateway, resolve_target, run_main
+from openclaw.cli.ws_client import (
+    GatewayCallError,
+    Target,
+    call_gateway,
+    run_main,
+    target_from_args,
+)
 
 
 def format_uptime(ms: int) -> str:
@@ -55,16 +60,8 @@ def summary_lines(status: dict[str, Any], agents: dict[str, Any], url: str) -> l
 
 def run_status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """``openclaw status [--json] [--url U] [--token T]``."""
-    try:
-        target = resolve_target(
-            url=args.url,
-            token=args.token,
-            password=args.password,
-            env=os.environ,
-            config_path=args.config,
-        )
-    except GatewayCallError as e:
-        err.write(f"openclaw status: {e}\n")
+    target = target_from_args(args, err, "openclaw status")
+    if target is None:
         return 1
 
     async def main(reactor: IReactorTime) -> int:

@@ -68,6 +68,22 @@ def resolve_target(
     return Target(url=url, token=token, password=password)
 
 
+def target_from_args(args: argparse.Namespace, err: TextIO, prefix: str) -> Target | None:
+    """The gateway a command's ``--url``/``--token``/``--password``/``--config``
+    name (see :func:`resolve_target`); None once ``<prefix>: why`` is on ``err``."""
+    try:
+        return resolve_target(
+            url=getattr(args, "url", None),
+            token=getattr(args, "token", None),
+            password=getattr(args, "password", None),
+            env=os.environ,
+            config_path=args.config,
+        )
+    except GatewayCallError as e:
+        err.write(f"{prefix}: {e}\n")
+        return None
+
+
 class _CallProtocol(WebSocketClientProtocol):
     """Handshake, one request, then close."""
 
@@ -299,15 +315,11 @@ def run_gateway_call(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """``openclaw gateway call METHOD``."""
     try:
         params = json.loads(args.params) if args.params else {}
-        target = resolve_target(
-            url=args.url,
-            token=args.token,
-            password=args.password,
-            env=os.environ,
-            config_path=args.config,
-        )
-    except (ValueError, GatewayCallError) as e:
+    except ValueError as e:
         err.write(f"Gateway call failed: {e}\n")
+        return 1
+    target = target_from_args(args, err, "Gateway call failed")
+    if target is None:
         return 1
 
     async def main(reactor: IReactorTime) -> int:
@@ -336,16 +348,8 @@ def run_gateway_call(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def run_remote_agent(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """``openclaw agent -m TEXT`` against a running gateway."""
-    try:
-        target = resolve_target(
-            url=getattr(args, "url", None),
-            token=getattr(args, "token", None),
-            password=None,
-            env=os.environ,
-            config_path=args.config,
-        )
-    except GatewayCallError as e:
-        err.write(f"openclaw agent: {e}\n")
+    target = target_from_args(args, err, "openclaw agent")
+    if target is None:
         return 1
     params: dict[str, Any] = {"message": args.message, "idempotencyKey": str(uuid.uuid4())}
     if args.session_key:
