@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from openclaw.agents.types import AgentInfo
 from openclaw.sessions.entry import SessionEntry
 
 
@@ -43,25 +44,6 @@ class SessionsView(Protocol):
     def session_path(self, agent_id: str) -> Path:
         """The agent's ``sessions.json``."""
         ...
-
-
-class AgentInfo(Protocol):
-    """One configured agent, as ``agents.list`` and ``health`` report it."""
-
-    @property
-    def id(self) -> str: ...
-
-    @property
-    def name(self) -> str | None: ...
-
-    @property
-    def model(self) -> str | None: ...
-
-    @property
-    def workspace(self) -> Path: ...
-
-    @property
-    def is_default(self) -> bool: ...
 
 
 @runtime_checkable
