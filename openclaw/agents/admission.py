@@ -23,7 +23,7 @@ from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.python.failure import Failure
 
 from openclaw.agents.types import RunQueueFullError
-from openclaw.sessions.lanes import Release, SessionLanes
+from openclaw.sessions.lanes import Release, SessionLanes, once
 
 #: OpenClaw's floor for the CPU-derived default of ``maxConcurrent``.
 MIN_DEFAULT_CONCURRENT: Final = 8
@@ -98,16 +98,7 @@ class RunAdmission:
         return waiter
 
     def _releaser(self) -> Release:
-        released = False
-
-        def release() -> None:
-            nonlocal released
-            if released:
-                return
-            released = True
-            self._hand_over()
-
-        return release
+        return once(self._hand_over)
 
     def _hand_over(self) -> None:
         while self._waiting:
@@ -207,16 +198,11 @@ class _GatedAcquisition:
 
 def _both(first: Release, second: Release) -> Release:
     """One release callable for two holds (idempotent)."""
-    released = False
 
     def release() -> None:
-        nonlocal released
-        if released:
-            return
-        released = True
         try:
             first()
         finally:
             second()
 
-    return release
+    return once(release)

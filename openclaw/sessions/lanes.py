@@ -16,6 +16,21 @@ from twisted.internet.defer import Deferred, succeed
 Release = Callable[[], None]
 
 
+def once(action: Callable[[], None]) -> Release:
+    """A release that runs ``action`` the first time it is called only (every
+    release a lane hands out may be called twice: by the run and by a cleanup)."""
+    done = False
+
+    def release() -> None:
+        nonlocal done
+        if done:
+            return
+        done = True
+        action()
+
+    return release
+
+
 class _Lane:
     """One key's state: whether a holder runs, and who waits behind it."""
 
@@ -82,16 +97,7 @@ class SessionLanes:
         return len(self._lanes)
 
     def _releaser(self, key: str) -> Release:
-        released = False
-
-        def release() -> None:
-            nonlocal released
-            if released:
-                return
-            released = True
-            self._hand_over(key)
-
-        return release
+        return once(lambda: self._hand_over(key))
 
     def _hand_over(self, key: str) -> None:
         lane = self._lanes.get(key)
