@@ -13,14 +13,14 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 
-from openclaw.agents.tools._common import BlockingRunner, guarded, req_str
+from openclaw.agents.tools._common import req_str
 from openclaw.agents.tools._patch import PatchError, apply_update, parse
 from openclaw.agents.tools._paths import confine, display
 from openclaw.agents.tools.base import JSONSchema, ToolContext, ToolResult
-from openclaw.agents.tools.files import DEFAULT_FILE_LIMITS, FileLimits, atomic_write
+from openclaw.agents.tools.files import FileTool, atomic_write
 
 
-class ApplyPatchTool:
+class ApplyPatchTool(FileTool):
     """Apply a ``*** Begin Patch`` ... ``*** End Patch`` document to the workspace."""
 
     name = "apply_patch"
@@ -40,16 +40,6 @@ class ApplyPatchTool:
         },
         "required": ["input"],
     }
-
-    def __init__(
-        self, run_blocking: BlockingRunner, limits: FileLimits = DEFAULT_FILE_LIMITS
-    ) -> None:
-        self._blocking = run_blocking
-        self._limits = limits
-
-    def run(self, arguments: Mapping[str, Any], context: ToolContext) -> Deferred[ToolResult]:
-        """Parse, confine, apply in memory, then write."""
-        return guarded(self.name, self._run, arguments, context)
 
     def _run(self, args: Mapping[str, Any], context: ToolContext) -> Deferred[ToolResult]:
         text = req_str(args, "input", "patch", max_chars=self._limits.write_max_bytes)

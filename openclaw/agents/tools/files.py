@@ -68,7 +68,28 @@ def _decode(data: bytes, shown: str) -> str:
     return data.decode("utf-8", errors="replace")
 
 
-class ReadTool:
+class FileTool:
+    """What the workspace file tools share: the blocking runner their disk work
+    runs on, the size caps, and arguments checked by :func:`guarded` (a bad
+    argument or an ``OSError`` becomes an error result, not a failed run)."""
+
+    name = ""
+
+    def __init__(
+        self, run_blocking: BlockingRunner, limits: FileLimits = DEFAULT_FILE_LIMITS
+    ) -> None:
+        self._blocking = run_blocking
+        self._limits = limits
+
+    def run(self, arguments: Mapping[str, Any], context: ToolContext) -> Deferred[ToolResult]:
+        """Validate, then do the work (the tool's ``_run``)."""
+        return guarded(self.name, self._run, arguments, context)
+
+    def _run(self, args: Mapping[str, Any], context: ToolContext) -> Deferred[ToolResult]:
+        raise NotImplementedError
+
+
+class ReadTool(FileTool):
     """``read``: a text file's lines, paged with ``offset``/``limit``."""
 
     name = "read"
@@ -88,16 +109,6 @@ class ReadTool:
         },
         "required": ["path"],
     }
-
-    def __init__(
-        self, run_blocking: BlockingRunner, limits: FileLimits = DEFAULT_FILE_LIMITS
-    ) -> None:
-        self._blocking = run_blocking
-        self._limits = limits
-
-    def run(self, arguments: Mapping[str, Any], context: ToolContext) -> Deferred[ToolResult]:
-        """Validate, then read on the blocking runner."""
-        return guarded(self.name, self._run, arguments, context)
 
     def _run(self, args: Mapping[str, Any], context: ToolContext) -> Deferred[ToolResult]:
         raw = req_str(args, "path", "file_path")
@@ -147,7 +158,7 @@ class ReadTool:
         return self._blocking(work)
 
 
-class WriteTool:
+class WriteTool(FileTool):
     """``write``: create or overwrite a file (parent directories created)."""
 
     name = "write"
@@ -166,16 +177,6 @@ class WriteTool:
         },
         "required": ["path", "content"],
     }
-
-    def __init__(
-        self, run_blocking: BlockingRunner, limits: FileLimits = DEFAULT_FILE_LIMITS
-    ) -> None:
-        self._blocking = run_blocking
-        self._limits = limits
-
-    def run(self, arguments: Mapping[str, Any], context: ToolContext) -> Deferred[ToolResult]:
-        """Validate, then write atomically on the blocking runner."""
-        return guarded(self.name, self._run, arguments, context)
 
     def _run(self, args: Mapping[str, Any], context: ToolContext) -> Deferred[ToolResult]:
         raw = req_str(args, "path", "file_path")
@@ -200,7 +201,7 @@ class WriteTool:
         return self._blocking(work)
 
 
-class EditTool:
+class EditTool(FileTool):
     """``edit``: replace one exact, unique occurrence of ``oldText`` with ``newText``."""
 
     name = "edit"
@@ -220,16 +221,6 @@ class EditTool:
         },
         "required": ["path", "oldText", "newText"],
     }
-
-    def __init__(
-        self, run_blocking: BlockingRunner, limits: FileLimits = DEFAULT_FILE_LIMITS
-    ) -> None:
-        self._blocking = run_blocking
-        self._limits = limits
-
-    def run(self, arguments: Mapping[str, Any], context: ToolContext) -> Deferred[ToolResult]:
-        """Validate, then edit on the blocking runner."""
-        return guarded(self.name, self._run, arguments, context)
 
     def _run(self, args: Mapping[str, Any], context: ToolContext) -> Deferred[ToolResult]:
         raw = req_str(args, "path", "file_path")
