@@ -29,21 +29,20 @@ from twisted.web.iweb import IResponse
 from twisted.web.resource import IResource
 from twisted.web.server import Site
 
+from openclaw import testing
 from openclaw.agents.approvals import ApprovalBroker
-from openclaw.agents.broadcast import RunBroadcast
 from openclaw.agents.types import (
-    AgentEvent,
     AgentInfo,
     AgentRequest,
     AgentResult,
     AgentRun,
-    AssistantEvent,
     CompactionReport,
     EmbeddingRequest,
     EmbeddingResult,
     EmbeddingsUnavailableError,
     LifecycleEvent,
     RunAbortedError,
+    StopReason,
     ToolCall,
     UnknownAgentError,
     Usage,
@@ -73,105 +72,55 @@ PNG_1X1 = bytes.fromhex(
 )
 
 
-class FakeRun:
-    """A scriptable :class:`AgentRun` that records how it was driven."""
+class FakeRun(testing.FakeRun):
+    """:class:`openclaw.testing.FakeRun` as the HTTP tests drive it: events at
+    ``ts`` 0, ``finish`` does not say its text first, ``cancel`` emits no
+    lifecycle event, and listeners stay attached after the outcome (the tests
+    check that the endpoint detaches itself)."""
 
     def __init__(self, request: AgentRequest) -> None:
-        self.request = request
-        self.text = ""
-        self.cancel_calls = 0
-        self.pause_calls = 0
-        self.resume_calls = 0
-        self.paused = False
-        self._outcome = RunBroadcast(request.run_id)
-
-    @property
-    def run_id(self) -> str:
-        return self.request.run_id
-
-    @property
-    def agent_id(self) -> str:
-        return self.request.agent_id
-
-    @property
-    def session_key(self) -> str:
-        return self.request.session_key
-
-    @property
-    def settled(self) -> bool:
-        """True once the run resolved or failed."""
-        return self._outcome.settled
-
-    @property
-    def listener_count(self) -> int:
-        """Subscribers still attached."""
-        return self._outcome.listener_count
-
-    @property
-    def result(self) -> Deferred[AgentResult]:
-        return self._outcome.result()
-
-    def subscribe(self, listener: Callable[[AgentEvent], None]) -> Callable[[], None]:
-        return self._outcome.subscribe(listener)
-
-    def emit(self, event: AgentEvent) -> None:
-        """Deliver one event to every subscriber."""
-        self._outcome.emit(event)
-
-    def say(self, delta: str) -> None:
-        """Emit an assistant event adding ``delta`` to the reply."""
-        self.text += delta
-        self.emit(AssistantEvent(self.run_id, delta, self.text, 0))
+        super().__init__(request, Clock())
 
     def finish(
         self,
         text: str | None = None,
-        *,
         usage: Usage | None = None,
-        stop_reason: Any = "stop",
+        *,
+        stop_reason: StopReason = "stop",
         tool_calls: Sequence[ToolCall] = (),
     ) -> None:
         """Resolve the run (text defaults to what was said)."""
-        self.emit(LifecycleEvent(self.run_id, "end", 0))
-        self._settle(
-            AgentResult(
-                run_id=self.run_id,
-                agent_id=self.agent_id,
-                session_key=self.session_key,
-                session_id="session-1",
-                text=self.text if text is None else text,
-                usage=usage or Usage(),
-                stop_reason=stop_reason,
-                pending_tool_calls=tuple(tool_calls),
-            )
+        result = AgentResult(
+            run_id=self.run_id,
+            agent_id=self.agent_id,
+            session_key=self.session_key,
+            session_id="session-1",
+            text=self.text if text is None else text,
+            usage=usage or Usage(),
+            stop_reason=stop_reason,
+            pending_tool_calls=tuple(tool_calls),
         )
+        self._settle(result, LifecycleEvent(self.run_id, "end", 0))
 
-    def fail(self, error: BaseException) -> None:
-        """Fail the run with ``error``."""
-        self.emit(LifecycleEvent(self.run_id, "error", 0, error=str(error)))
-        self._settle(Failure(error))
+    def fail(self, error: BaseException, *, emit_lifecycle: bool = True) -> None:
+        """Fail the run with ``error`` (any exception: tests fail runs with odd ones)."""
+        event = LifecycleEvent(self.run_id, "error", 0, error=str(error))
+        self._settle(Failure(error), event if emit_lifecycle else None)
 
-    def _settle(self, outcome: AgentResult | Failure) -> None:
-        if self._outcome.settled:
+    def cancel(self) -> None:
+        """Count the call; the result fails with RunAbortedError."""
+        self.cancel_calls += 1
+        self._settle(Failure(RunAbortedError("cancelled")), None)
+
+    def _settle(self, outcome: AgentResult | Failure, event: LifecycleEvent | None) -> None:
+        if self.settled:
             return
-        # Subscribers stay attached, so tests can see whether the endpoint
-        # detached itself.
-        self._outcome.settle(outcome, drop_listeners=False)
+        if event is not None:
+            self.emit(event)
+        self._broadcast.settle(outcome, drop_listeners=False)
         if isinstance(outcome, Failure):
             # Like a real run: the failure is "handled" by whoever observes it.
             outcome.cleanFailure()
-
-    def cancel(self) -> None:
-        self.cancel_calls += 1
-        self._settle(Failure(RunAbortedError("cancelled")))
-
-    def pauseProducing(self) -> None:
-        self.pause_calls += 1
-        self.paused = True
-
-    def resumeProducing(self) -> None:
-        self.resume_calls += 1
-        self.paused = False
 
 
 class FakeRuntime:
