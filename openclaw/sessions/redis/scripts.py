@@ -140,34 +140,42 @@ return redis.call('LLEN', KEYS[2])
 )
 
 #: KEYS: index hashes of every agent. ARGV: session key, transcript key prefix,
-#: agent ids (same order as KEYS), max lines.
-#: Returns, per agent: entry JSON (or '') then the newest ``max`` transcript
-#: lines (a list) and the transcript's length.
+#: agent ids (same order as KEYS), max lines, then per agent the sessionId and
+#: transcript length the caller already holds ('' and 0: none).
+#: Returns, per agent: entry JSON (or ''), transcript lines (only those past
+#: the held length when the caller holds that session's transcript, else the
+#: newest ``max``), the transcript's length, and 1 if the lines are only the new ones.
 READ_SESSION = LuaScript(
     "read_session",
     """
 local out = {}
-local limit = tonumber(ARGV[3 + #KEYS])
+local n = #KEYS
+local limit = tonumber(ARGV[3 + n])
 for i, index in ipairs(KEYS) do
+  local held_sid = ARGV[3 + n + 2 * i - 1]
+  local held_len = tonumber(ARGV[3 + n + 2 * i])
   local entry = redis.call('HGET', index, ARGV[1])
+  local lines, len, fresh = {}, 0, 0
   if entry then
     local ok, decoded = pcall(cjson.decode, entry)
     local sid = ok and type(decoded) == 'table' and decoded['sessionId']
     if type(sid) == 'string' then
       local tx = ARGV[2] .. ARGV[2 + i] .. ':' .. sid
-      table.insert(out, entry)
-      table.insert(out, redis.call('LRANGE', tx, -limit, -1))
-      table.insert(out, redis.call('LLEN', tx))
-    else
-      table.insert(out, entry)
-      table.insert(out, {})
-      table.insert(out, 0)
+      len = redis.call('LLEN', tx)
+      if sid == held_sid and held_len > 0 and len >= held_len and len - held_len <= limit then
+        lines = redis.call('LRANGE', tx, held_len, -1)
+        fresh = 1
+      else
+        lines = redis.call('LRANGE', tx, -limit, -1)
+      end
     end
   else
-    table.insert(out, '')
-    table.insert(out, {})
-    table.insert(out, 0)
+    entry = ''
   end
+  table.insert(out, entry)
+  table.insert(out, lines)
+  table.insert(out, len)
+  table.insert(out, fresh)
 end
 return out
 """,

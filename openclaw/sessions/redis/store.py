@@ -167,15 +167,21 @@ class RedisSessionStore:
         if not agents:
             return succeed(None)
         schema = self._schema
+        held: list[str | int] = []
+        for agent in agents:
+            current = self._indexes[agent].get(session_key)
+            sid = str(current.get("sessionId", "")) if current is not None else ""
+            cached = self._tx.get((agent, sid)) if sid else None
+            held += [sid, cached.length] if cached is not None and cached.known else ["", 0]
         d = self._client.run_script(
             READ_SESSION,
             [schema.index(agent) for agent in agents],
-            [session_key, schema.transcript_prefix(), *agents, self._tail],
+            [session_key, schema.transcript_prefix(), *agents, self._tail, *held],
         )
 
         def got(reply: Any) -> None:
             for i, agent in enumerate(agents):
-                raw, lines, length = reply[3 * i], reply[3 * i + 1], reply[3 * i + 2]
+                raw, lines, length, fresh = reply[4 * i : 4 * i + 4]
                 index = self._indexes.setdefault(agent, {})
                 entry = _json_object(raw) if raw else None
                 if entry is None:
@@ -188,9 +194,14 @@ class RedisSessionStore:
                 index[session_key] = entry
                 session_id = str(entry.get("sessionId", ""))
                 self._unsaved.discard((agent, session_id))
-                self._remember(
-                    agent, session_id, CachedTranscript(decode_lines(lines or []), int(length))
-                )
+                cached = self._tx.get((agent, session_id))
+                if str(fresh) == "1" and cached is not None and cached.known:
+                    # Only what other processes appended since we last held it.
+                    cached.extend(decode_lines(lines or []), int(length), self._tail)
+                    self._tx.move_to_end((agent, session_id))
+                else:
+                    transcript = CachedTranscript(decode_lines(lines or []), int(length))
+                    self._remember(agent, session_id, transcript)
 
         return d.addCallback(got)
 
@@ -205,7 +216,7 @@ class RedisSessionStore:
         key = (agent, session_id)
         cached = self._tx.get(key)
         if cached is None:
-            cached = CachedTranscript([], 0)
+            cached = CachedTranscript([], 0, known=False)
             self._remember(agent, session_id, cached)
         else:
             self._tx.move_to_end(key)
@@ -366,6 +377,7 @@ class RedisSessionStore:
         if transcript.length == 0:
             header = session_header(session_id, first_ts, cwd, key or None).decode("utf-8")
             header = header.rstrip("\n")
+            transcript.length = 1  # the header line, written with the first lines
         lines = transcript.build(messages)
         creating = (agent, session_id) in self._unsaved
         if creating and index_entry is None:

@@ -41,11 +41,27 @@ def decode_lines(raw: Sequence[Any]) -> list[dict[str, Any]]:
 class CachedTranscript:
     """The newest entries of one transcript (oldest first) and the chain's tail."""
 
-    def __init__(self, entries: list[dict[str, Any]], length: int) -> None:
+    def __init__(self, entries: list[dict[str, Any]], length: int, *, known: bool = True) -> None:
+        """:param known: False for a stand-in made without reading Redis (its
+        ``length`` is not the list's, so it is never extended, only replaced)."""
+        self.known = known
         self.entries = entries
         #: Lines the Redis list holds (including any not read into ``entries``).
         self.length = length
         self.last_id: str | None = None
+        for entry in reversed(entries):
+            entry_id = entry.get("id")
+            if isinstance(entry_id, str) and entry.get("type") != "session":
+                self.last_id = entry_id
+                break
+
+    def extend(self, entries: list[dict[str, Any]], length: int, keep: int) -> None:
+        """Add lines other processes appended (the list is now ``length`` long);
+        keep at most the newest ``keep`` entries."""
+        self.entries.extend(entries)
+        if len(self.entries) > keep:
+            del self.entries[: len(self.entries) - keep]
+        self.length = length
         for entry in reversed(entries):
             entry_id = entry.get("id")
             if isinstance(entry_id, str) and entry.get("type") != "session":
