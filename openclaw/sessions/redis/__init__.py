@@ -11,7 +11,10 @@ Redis (``gateway.redis.url``), so any instance can serve any request:
 * :mod:`.lanes`: :class:`~.lanes.RedisLanes`, session lanes across processes
   (FIFO, a lock with a TTL renewed while the run lives, a fencing token);
 * :mod:`.store`: :class:`~.store.RedisSessionStore`, the
-  :class:`~openclaw.sessions.interface.TranscriptStore` over Redis;
+  :class:`~openclaw.sessions.interface.TranscriptStore` over Redis, reading
+  through this process' mirror (:mod:`.mirror`, :mod:`.transcript`);
+* :mod:`.relay`: runs, events and the failed-auth budget across instances;
+* :mod:`.backend`: building all of it from the config, the start-up probe;
 * :mod:`.export`: OpenClaw's on-disk layout to and from Redis.
 
 Importing this package does not import ``txredisapi`` (which installs the

@@ -2,7 +2,7 @@
 gateway processes share (``session.store: "redis"``).
 
 The runtime reads a session synchronously (``ensure_session``, history),
-so each process mirrors what it needs:
+so each process mirrors what it needs (:mod:`.mirror`, the base class):
 
 * an agent's index (``sessions.json``'s entries) is read whole at start-up
   and by :meth:`RedisSessionStore.refresh_agent` (``sessions.list``);
@@ -19,13 +19,12 @@ durability is Redis' ``appendonly``/``appendfsync``: docs/deployment.md).
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -44,11 +43,11 @@ from openclaw.sessions.journal import RAW_ENTRY
 from openclaw.sessions.redis.client import RedisCommands
 from openclaw.sessions.redis.keys import KeySchema
 from openclaw.sessions.redis.lanes import LeaseBook
-from openclaw.sessions.redis.scripts import APPEND, READ_SESSION, REPLACE
+from openclaw.sessions.redis.mirror import SessionMirror
+from openclaw.sessions.redis.scripts import APPEND, REPLACE
 from openclaw.sessions.redis.transcript import (
     DEFAULT_TAIL_LINES,
     CachedTranscript,
-    decode_lines,
     encode_line,
 )
 from openclaw.sessions.transcript import (
@@ -68,7 +67,7 @@ _TOKEN_FIELDS = ("inputTokens", "outputTokens", "totalTokens", "contextTokens")
 DEFAULT_MAX_STATELESS = 500
 
 
-class RedisSessionStore:
+class RedisSessionStore(SessionMirror):
     """The :class:`~openclaw.sessions.interface.TranscriptStore` over Redis."""
 
     def __init__(
@@ -116,111 +115,6 @@ class RedisSessionStore:
         self.run_relay: RunRelay = LocalRelay()
         #: The instances' shared failed-auth budget (set by the backend).
         self.auth_peers: AuthPeers | None = None
-
-    # -- reading Redis into the mirror ---------------------------------------------
-
-    def load_agent(self, agent_id: str) -> None:
-        """Know the agent; its index is read in the background."""
-        agent = normalize_agent_id(agent_id)
-        if agent not in self._indexes:
-            self._indexes[agent] = {}
-            self.refresh_agent(agent).addErrback(
-                lambda f: log.warn(
-                    "could not read the sessions of agent {agent_id}: {why}",
-                    agent_id=agent,
-                    why=str(f.value),
-                )
-            )
-
-    def refresh_agent(self, agent_id: str) -> Deferred[None]:
-        """Read the agent's whole index from Redis into the mirror."""
-        agent = normalize_agent_id(agent_id)
-        self._indexes.setdefault(agent, {})
-
-        def got(flat: Any) -> None:
-            entries: dict[str, dict[str, Any]] = {}
-            items = list(flat or [])
-            for key, raw in zip(items[::2], items[1::2], strict=True):
-                parsed = _json_object(raw)
-                if parsed is not None:
-                    entries[str(key)] = parsed
-            index = self._indexes[agent]
-            for key in [k for k in index if (agent, k) not in self._unsaved_keys()]:
-                if key not in entries:
-                    del index[key]
-            index.update(entries)
-
-        return self._client.execute("HGETALL", self._schema.index(agent)).addCallback(got)
-
-    def _unsaved_keys(self) -> set[tuple[str, str]]:
-        out: set[tuple[str, str]] = set()
-        for agent, session_id in self._unsaved:
-            for key, raw in self._indexes.get(agent, {}).items():
-                if raw.get("sessionId") == session_id:
-                    out.add((agent, key))
-        return out
-
-    def refresh_session(self, session_key: str) -> Deferred[None]:
-        """Read ``session_key``'s entry and newest transcript lines, in every
-        known agent, in one round trip."""
-        agents = sorted(self._indexes)
-        if not agents:
-            return succeed(None)
-        schema = self._schema
-        held: list[str | int] = []
-        for agent in agents:
-            current = self._indexes[agent].get(session_key)
-            sid = str(current.get("sessionId", "")) if current is not None else ""
-            cached = self._tx.get((agent, sid)) if sid else None
-            held += [sid, cached.length] if cached is not None and cached.known else ["", 0]
-        d = self._client.run_script(
-            READ_SESSION,
-            [schema.index(agent) for agent in agents],
-            [session_key, schema.transcript_prefix(), *agents, self._tail, *held],
-        )
-
-        def got(reply: Any) -> None:
-            for i, agent in enumerate(agents):
-                raw, lines, length, fresh = reply[4 * i : 4 * i + 4]
-                index = self._indexes.setdefault(agent, {})
-                entry = _json_object(raw) if raw else None
-                if entry is None:
-                    current = index.get(session_key)
-                    if current is None or (agent, str(current.get("sessionId"))) not in (
-                        self._unsaved
-                    ):
-                        index.pop(session_key, None)
-                    continue
-                index[session_key] = entry
-                session_id = str(entry.get("sessionId", ""))
-                self._unsaved.discard((agent, session_id))
-                cached = self._tx.get((agent, session_id))
-                if str(fresh) == "1" and cached is not None and cached.known:
-                    # Only what other processes appended since we last held it.
-                    cached.extend(decode_lines(lines or []), int(length), self._tail)
-                    self._tx.move_to_end((agent, session_id))
-                else:
-                    transcript = CachedTranscript(decode_lines(lines or []), int(length))
-                    self._remember(agent, session_id, transcript)
-
-        return d.addCallback(got)
-
-    def _remember(self, agent: str, session_id: str, transcript: CachedTranscript) -> None:
-        key = (agent, session_id)
-        self._tx[key] = transcript
-        self._tx.move_to_end(key)
-        while len(self._tx) > self._cache_size:
-            self._tx.popitem(last=False)
-
-    def _transcript(self, agent: str, session_id: str) -> CachedTranscript:
-        key = (agent, session_id)
-        cached = self._tx.get(key)
-        if cached is None:
-            cached = CachedTranscript([], 0, known=False)
-            self._remember(agent, session_id, cached)
-        else:
-            self._tx.move_to_end(key)
-        return cached
 
     # -- catalog --------------------------------------------------------------------
 
@@ -288,22 +182,6 @@ class RedisSessionStore:
         if is_stateless_session_key(session_key):
             self._forget_old_stateless(agent, session_key, index)
         return entry
-
-    def _forget_old_stateless(
-        self, agent: str, session_key: str, index: dict[str, dict[str, Any]]
-    ) -> None:
-        """Keep this process' mirror of one-off sessions bounded (Redis drops
-        them past the same cap)."""
-        recent = self._stateless.setdefault(agent, OrderedDict())
-        recent[session_key] = None
-        recent.move_to_end(session_key)
-        while self._max_stateless and len(recent) > self._max_stateless:
-            old, _ = recent.popitem(last=False)
-            raw = index.pop(old, None)
-            if raw is not None:
-                old_id = str(raw.get("sessionId", ""))
-                self._opened.pop((agent, old_id), None)
-                self._tx.pop((agent, old_id), None)
 
     def reset(self, agent_id: str, session_key: str) -> SessionEntry:
         """A fresh sessionId; the old transcript is renamed ``.reset.<time>``."""
@@ -556,11 +434,3 @@ class RedisSessionStore:
         if self._owns_client:
             idle.addCallback(lambda _: self._client.close())
         return idle
-
-
-def _json_object(raw: Any) -> dict[str, Any] | None:
-    try:
-        parsed = json.loads(raw)
-    except (TypeError, ValueError):
-        return None
-    return parsed if isinstance(parsed, dict) else None
