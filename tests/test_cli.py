@@ -49,6 +49,19 @@ class ConfigValidateTests(SynchronousTestCase):
         for key in ("gateway.port", "gateway.bind", "agents.list[0].id"):
             self.assertTrue(any(line.startswith(key) for line in lines), (key, lines))
 
+    def test_config_option_names_the_file(self) -> None:
+        """``--config PATH`` (as doctor, agent and gateway take it) checks that
+        file like the positional PATH does; naming two files is refused."""
+        bad = self.home / "bad.json5"
+        bad.write_text("{gateway: {port: 0}}")
+        result = openclaw(["config", "validate", "--config", str(bad)], self.home)
+        self.assertEqual((result.returncode, result.stdout), (1, f"checked {bad}\n"), result.stderr)
+        self.assertTrue(result.stderr.startswith("gateway.port"), result.stderr)
+        sample = REPO / "conf" / "openclaw.json5"
+        both = openclaw(["config", "validate", str(sample), "-c", str(bad)], self.home)
+        self.assertEqual(both.returncode, 2, both.stderr)
+        self.assertIn("give the file once", both.stderr)
+
     def test_missing_explicit_file(self) -> None:
         """A named file that does not exist is an error."""
         result = openclaw(["config", "validate", str(self.home / "nope.json5")], self.home)

@@ -81,6 +81,8 @@ def _build_parser() -> argparse.ArgumentParser:
     config_commands = config.add_subparsers(dest="config_command", required=True)
     validate = config_commands.add_parser("validate", help="check a config file")
     validate.add_argument("path", nargs="?", help="config file (default: the usual search)")
+    # Every other command names its file with --config; accept it here too.
+    validate.add_argument("--config", "-c", dest="config_option", help="config file (same as PATH)")
 
     status = commands.add_parser("status", help="what a running gateway reports")
     _add_target_options(status)
@@ -156,9 +158,13 @@ def _config_validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from openclaw.config import ConfigError, load_config, startup_problems
     from openclaw.config.loader import resolve_config_path
 
-    path, _ = resolve_config_path(args.path, os.environ)
+    if args.path is not None and args.config_option is not None and args.path != args.config_option:
+        err.write("openclaw config validate: give the file once (PATH or --config)\n")
+        return 2
+    named = args.path if args.path is not None else args.config_option
+    path, _ = resolve_config_path(named, os.environ)
     try:
-        loaded = load_config(args.path, env=os.environ)
+        loaded = load_config(named, env=os.environ)
     except ConfigError as e:
         out.write(f"checked {path}\n")
         for problem in e.problems:
