@@ -16,7 +16,7 @@ what the gateway needs on top:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from attrs import frozen
@@ -75,7 +75,7 @@ class RedisCommands(Protocol):
         ...
 
     def run_script(
-        self, script: LuaScript, keys: list[str], args: list[str | int | float]
+        self, script: LuaScript, keys: Sequence[str], args: Sequence[str | int | float]
     ) -> Deferred[Any]:
         """Run a Lua script atomically (``EVALSHA``, loading it when needed)."""
         ...
@@ -159,7 +159,7 @@ class TxRedisClient:
         return d.addErrback(_translate)
 
     def run_script(
-        self, script: LuaScript, keys: list[str], args: list[str | int | float]
+        self, script: LuaScript, keys: Sequence[str], args: Sequence[str | int | float]
     ) -> Deferred[Any]:
         sha = script.sha
         if sha in self._loaded:

@@ -33,7 +33,8 @@ from openclaw.sessions.entry import is_stateless_session_key
 from openclaw.sessions.lanes import Release, SessionLanes
 from openclaw.sessions.redis.client import RedisCommands, RedisUnavailableError
 from openclaw.sessions.redis.keys import KeySchema
-from openclaw.sessions.redis.scripts import ACQUIRE, RELEASE, RENEW
+from openclaw.sessions.redis.mirror import SessionRead
+from openclaw.sessions.redis.scripts import ACQUIRE, ACQUIRE_READ, RELEASE, RENEW
 
 log = Logger()
 
@@ -78,11 +79,15 @@ class RedisLanes(SessionLanes):
         ttl_seconds: float = DEFAULT_LOCK_TTL,
         poll_seconds: float = DEFAULT_POLL_INTERVAL,
         on_granted: Callable[[str], Deferred[None]] | None = None,
+        read_plan: Callable[[str], SessionRead | None] | None = None,
     ) -> None:
         """
         :param owner: this process' id, recorded in lock values (for operators).
         :param on_granted: called with the key once the lane is held, before
             the holder gets it (the store reads the session's newest state).
+        :param read_plan: the store's read of a session, run inside the acquire
+            script when the lane is granted (saves a round trip); ``on_granted``
+            is then not called.
         """
         super().__init__()
         self._client = client
@@ -94,6 +99,7 @@ class RedisLanes(SessionLanes):
         self._renew_every = ttl_seconds / 3
         self._poll = poll_seconds
         self._on_granted = on_granted
+        self._read_plan = read_plan
 
     def check_available(self) -> None:
         """Refuse new runs at once while Redis is unreachable (503 / UNAVAILABLE)."""
@@ -117,18 +123,19 @@ class RedisLanes(SessionLanes):
 
     # -- used by _DistributedWait ------------------------------------------------
 
-    def _try_lock(self, key: str, ticket: str) -> Deferred[Any]:
+    def _try_lock(self, key: str, ticket: str) -> tuple[Deferred[Any], SessionRead | None]:
         schema = self._schema
-        return self._client.run_script(
-            ACQUIRE,
-            [
-                schema.lock(key),
-                schema.queue(key),
-                schema.fence_counter(),
-                schema.ticket_counter(),
-            ],
-            [ticket, self._owner, self._ttl_ms],
-        )
+        keys = [
+            schema.lock(key),
+            schema.queue(key),
+            schema.fence_counter(),
+            schema.ticket_counter(),
+        ]
+        args: list[str | int | float] = [ticket, self._owner, self._ttl_ms]
+        plan = self._read_plan(key) if self._read_plan is not None else None
+        if plan is None:
+            return self._client.run_script(ACQUIRE, keys, args), None
+        return self._client.run_script(ACQUIRE_READ, keys + plan.keys, [*args, *plan.args]), plan
 
     def _unlock(self, key: str, token: str, ticket: str) -> None:
         schema = self._schema
@@ -187,10 +194,11 @@ class _DistributedWait:
         self._retry = None
         if self._done:
             return
-        busy = self._busy = self._lanes._try_lock(self._key, self._ticket)
-        busy.addCallbacks(self._answered, self._fail)
+        busy, plan = self._lanes._try_lock(self._key, self._ticket)
+        self._busy = busy
+        busy.addCallbacks(self._answered, self._fail, callbackArgs=(plan,))
 
-    def _answered(self, reply: Any) -> None:
+    def _answered(self, reply: Any, plan: SessionRead | None) -> None:
         self._busy = None
         granted, value = int(reply[0]), str(reply[1])
         if self._done:
@@ -221,7 +229,19 @@ class _DistributedWait:
             if local is not None:
                 local()
 
-        ready = lanes._on_granted(self._key) if lanes._on_granted else succeed(None)
+        if plan is not None:  # the session was read by the acquire script
+            try:
+                plan.apply(reply[2:])
+            except Exception as e:
+                log.failure("reading session {key} on its lane grant", key=self._key)
+                release()
+                self._fail(Failure(e))  # type: ignore[no-untyped-call]  # unannotated in Twisted
+                return
+            ready: Deferred[None] = succeed(None)
+        elif lanes._on_granted is not None:
+            ready = lanes._on_granted(self._key)
+        else:
+            ready = succeed(None)
 
         def hand_over(_: object) -> None:
             if self._done:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
+from attrs import frozen
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
@@ -23,6 +25,16 @@ from openclaw.sessions.redis.scripts import READ_SESSION
 from openclaw.sessions.redis.transcript import CachedTranscript, decode_lines
 
 log = Logger()
+
+
+@frozen
+class SessionRead:
+    """One read of a session: the script's KEYS and ARGV, and what to do with
+    its reply."""
+
+    keys: list[str]
+    args: list[str | int]
+    apply: Callable[[Any], None]
 
 
 class SessionMirror:
@@ -86,11 +98,21 @@ class SessionMirror:
         return out
 
     def refresh_session(self, session_key: str) -> Deferred[None]:
-        """Read ``session_key``'s entry and newest transcript lines, in every
+        """Read ``session_key``'s entry and new transcript lines, in every
         known agent, in one round trip."""
+        plan = self.read_plan(session_key)
+        if plan is None:
+            return succeed(None)
+        d = self._client.run_script(READ_SESSION, plan.keys, plan.args)
+        return d.addCallback(plan.apply)
+
+    def read_plan(self, session_key: str) -> SessionRead | None:
+        """What reading ``session_key`` sends (``READ_SESSION``'s KEYS and ARGV)
+        and how its reply updates the mirror; None before any agent is known.
+        The lanes run it inside their acquire script (one trip per grant)."""
         agents = sorted(self._indexes)
         if not agents:
-            return succeed(None)
+            return None
         schema = self._schema
         held: list[str | int] = []
         for agent in agents:
@@ -98,37 +120,33 @@ class SessionMirror:
             sid = str(current.get("sessionId", "")) if current is not None else ""
             cached = self._tx.get((agent, sid)) if sid else None
             held += [sid, cached.length] if cached is not None and cached.known else ["", 0]
-        d = self._client.run_script(
-            READ_SESSION,
-            [schema.index(agent) for agent in agents],
-            [session_key, schema.transcript_prefix(), *agents, self._tail, *held],
+        return SessionRead(
+            keys=[schema.index(agent) for agent in agents],
+            args=[session_key, schema.transcript_prefix(), *agents, self._tail, *held],
+            apply=lambda reply: self._read(session_key, agents, reply),
         )
 
-        def got(reply: Any) -> None:
-            for i, agent in enumerate(agents):
-                raw, lines, length, fresh = reply[4 * i : 4 * i + 4]
-                index = self._indexes.setdefault(agent, {})
-                entry = _json_object(raw) if raw else None
-                if entry is None:
-                    current = index.get(session_key)
-                    if current is None or (agent, str(current.get("sessionId"))) not in (
-                        self._unsaved
-                    ):
-                        index.pop(session_key, None)
-                    continue
-                index[session_key] = entry
-                session_id = str(entry.get("sessionId", ""))
-                self._unsaved.discard((agent, session_id))
-                cached = self._tx.get((agent, session_id))
-                if str(fresh) == "1" and cached is not None and cached.known:
-                    # Only what other processes appended since we last held it.
-                    cached.extend(decode_lines(lines or []), int(length), self._tail)
-                    self._tx.move_to_end((agent, session_id))
-                else:
-                    transcript = CachedTranscript(decode_lines(lines or []), int(length))
-                    self._remember(agent, session_id, transcript)
-
-        return d.addCallback(got)
+    def _read(self, session_key: str, agents: list[str], reply: Any) -> None:
+        for i, agent in enumerate(agents):
+            raw, lines, length, fresh = reply[4 * i : 4 * i + 4]
+            index = self._indexes.setdefault(agent, {})
+            entry = _json_object(raw) if raw else None
+            if entry is None:
+                current = index.get(session_key)
+                if current is None or (agent, str(current.get("sessionId"))) not in self._unsaved:
+                    index.pop(session_key, None)
+                continue
+            index[session_key] = entry
+            session_id = str(entry.get("sessionId", ""))
+            self._unsaved.discard((agent, session_id))
+            cached = self._tx.get((agent, session_id))
+            if str(fresh) == "1" and cached is not None and cached.known:
+                # Only what other processes appended since we last held it.
+                cached.extend(decode_lines(lines or []), int(length), self._tail)
+                self._tx.move_to_end((agent, session_id))
+            else:
+                transcript = CachedTranscript(decode_lines(lines or []), int(length))
+                self._remember(agent, session_id, transcript)
 
     def _remember(self, agent: str, session_id: str, transcript: CachedTranscript) -> None:
         key = (agent, session_id)

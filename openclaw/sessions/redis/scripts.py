@@ -145,40 +145,55 @@ return redis.call('LLEN', KEYS[2])
 #: Returns, per agent: entry JSON (or ''), transcript lines (only those past
 #: the held length when the caller holds that session's transcript, else the
 #: newest ``max``), the transcript's length, and 1 if the lines are only the new ones.
-READ_SESSION = LuaScript(
-    "read_session",
-    """
-local out = {}
-local n = #KEYS
-local limit = tonumber(ARGV[3 + n])
-for i, index in ipairs(KEYS) do
-  local held_sid = ARGV[3 + n + 2 * i - 1]
-  local held_len = tonumber(ARGV[3 + n + 2 * i])
-  local entry = redis.call('HGET', index, ARGV[1])
-  local lines, len, fresh = {}, 0, 0
-  if entry then
-    local ok, decoded = pcall(cjson.decode, entry)
-    local sid = ok and type(decoded) == 'table' and decoded['sessionId']
-    if type(sid) == 'string' then
-      local tx = ARGV[2] .. ARGV[2 + i] .. ':' .. sid
-      len = redis.call('LLEN', tx)
-      if sid == held_sid and held_len > 0 and len >= held_len and len - held_len <= limit then
-        lines = redis.call('LRANGE', tx, held_len, -1)
-        fresh = 1
-      else
-        lines = redis.call('LRANGE', tx, -limit, -1)
+# The session read as a Lua function over KEYS/ARGV from offsets, shared by
+# READ_SESSION and ACQUIRE_READ (a lane grant that reads in the same trip).
+_READ_FUNCTION = """
+local function read_session(kb, ab, n)
+  local out = {}
+  local limit = tonumber(ARGV[ab + 3 + n])
+  for i = 1, n do
+    local index = KEYS[kb + i]
+    local held_sid = ARGV[ab + 3 + n + 2 * i - 1]
+    local held_len = tonumber(ARGV[ab + 3 + n + 2 * i])
+    local entry = redis.call('HGET', index, ARGV[ab + 1])
+    local lines, len, fresh = {}, 0, 0
+    if entry then
+      local ok, decoded = pcall(cjson.decode, entry)
+      local sid = ok and type(decoded) == 'table' and decoded['sessionId']
+      if type(sid) == 'string' then
+        local tx = ARGV[ab + 2] .. ARGV[ab + 2 + i] .. ':' .. sid
+        len = redis.call('LLEN', tx)
+        if sid == held_sid and held_len > 0 and len >= held_len and len - held_len <= limit then
+          lines = redis.call('LRANGE', tx, held_len, -1)
+          fresh = 1
+        else
+          lines = redis.call('LRANGE', tx, -limit, -1)
+        end
       end
+    else
+      entry = ''
     end
-  else
-    entry = ''
+    table.insert(out, entry)
+    table.insert(out, lines)
+    table.insert(out, len)
+    table.insert(out, fresh)
   end
-  table.insert(out, entry)
-  table.insert(out, lines)
-  table.insert(out, len)
-  table.insert(out, fresh)
+  return out
 end
-return out
-""",
+"""
+
+READ_SESSION = LuaScript("read_session", _READ_FUNCTION + "return read_session(0, 0, #KEYS)\n")
+
+#: :data:`ACQUIRE`, and once granted :data:`READ_SESSION` in the same script.
+#: KEYS: lock, queue, fence counter, ticket counter, the agents' index hashes.
+#: ARGV: ticket, owner, ttl ms, then READ_SESSION's ARGV.
+#: Returns {1, token, <READ_SESSION's reply>...} or {0, ticket}.
+ACQUIRE_READ = LuaScript(
+    "acquire_read",
+    _READ_FUNCTION
+    + ACQUIRE.source.replace(
+        "return {1, token}", "return {1, token, unpack(read_session(4, 3, #KEYS - 4))}"
+    ),
 )
 
 #: KEYS: index hash, old transcript, archive name, agents set.
