@@ -295,18 +295,6 @@ def pinned_endpoint(
     return inner
 
 
-def describe_blocked_ranges() -> Iterable[str]:
-    """Human-readable list of refused ranges, for docs and error help."""
-    for net4, reason in _BLOCKED_V4:
-        yield f"{net4} ({reason})"
-    for net6, reason in _BLOCKED_V6:
-        yield f"{net6} ({reason})"
-    for net6, form in _LOW32_EMBEDDING:
-        yield f"{net6} ({form}: classified by the embedded IPv4 address)"
-    yield f"{_SIXTOFOUR} (6to4: classified by the embedded IPv4 address)"
-    yield f"{_TEREDO} (Teredo: classified by the client IPv4 address)"
-
-
 __all__ = [
     "BlockedTargetError",
     "FetchTarget",

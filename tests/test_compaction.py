@@ -23,8 +23,6 @@ from openclaw.agents.compaction import (
     plan_compaction,
     render_transcript,
     stream_to_text,
-    tool_result_cap,
-    visible_history,
 )
 from openclaw.agents.providers.base import ModelCall, ModelMessage, StreamOutcome, StreamSink
 from openclaw.agents.types import FailureKind, ImageInput, ProviderError, ToolCall, Usage
@@ -184,50 +182,6 @@ class SummaryCallTests(SynchronousTestCase):
         self.assertIn("Assistant called exec({}) [id c]", text)
         self.assertIn("tool output shortened", text)
         self.assertLess(len(text), 3000)
-
-
-class VisibleHistoryTests(SynchronousTestCase):
-    def test_never_compacted(self) -> None:
-        """Without a compaction entry every message is visible (other entries are not)."""
-        raw = [{"type": "session"}, {"type": "message", "id": "a"}, {"type": "custom", "id": "b"}]
-        seen = visible_history(raw)
-        self.assertIsNone(seen.summary)
-        self.assertEqual([e["id"] for e in seen.entries], ["a"])
-
-    def test_latest_compaction_applies(self) -> None:
-        """The latest compaction's summary, then messages from firstKeptEntryId on."""
-        raw = [
-            {"type": "session"},
-            {"type": "message", "id": "m1"},
-            {"type": "message", "id": "m2"},
-            {"type": "compaction", "id": "c1", "summary": "old", "firstKeptEntryId": "m2"},
-            {"type": "message", "id": "m3"},
-            {"type": "message", "id": "m4"},
-            {"type": "compaction", "id": "c2", "summary": "new", "firstKeptEntryId": "m4"},
-            {"type": "message", "id": "m5"},
-        ]
-        seen = visible_history(raw)
-        self.assertEqual(seen.summary, "new")
-        self.assertEqual(seen.compaction_id, "c2")
-        self.assertEqual([e["id"] for e in seen.entries], ["m4", "m5"])
-
-    def test_unknown_first_kept(self) -> None:
-        """A firstKeptEntryId that is not found keeps only what follows the compaction."""
-        raw: list[dict[str, object]] = [
-            {"type": "message", "id": "m1"},
-            {"type": "compaction", "id": "c", "summary": 5, "firstKeptEntryId": "zz"},
-            {"type": "message", "id": "m2"},
-        ]
-        seen = visible_history(raw)
-        self.assertEqual(seen.summary, "")
-        self.assertEqual([e["id"] for e in seen.entries], ["m2"])
-
-    def test_tool_result_cap(self) -> None:
-        """Tool results are capped by the model's context size, as OpenClaw does."""
-        self.assertEqual(tool_result_cap(None), 16_000)
-        self.assertEqual(tool_result_cap(99_999), 16_000)
-        self.assertEqual(tool_result_cap(100_000), 32_000)
-        self.assertEqual(tool_result_cap(200_000), 64_000)
 
 
 class EntryTests(SynchronousTestCase):

@@ -251,48 +251,6 @@ def tool_result_cap(context_window: int | None) -> int:
     return 16_000
 
 
-@frozen
-class VisibleHistory:
-    """What the model sees of a transcript after its latest compaction."""
-
-    #: The latest compaction's summary (None: never compacted).
-    summary: str | None
-    #: The ``message`` entries still shown verbatim, oldest first.
-    entries: tuple[Mapping[str, Any], ...]
-    #: The compaction entry's id, the parent of what is appended next to it.
-    compaction_id: str | None = None
-
-
-def visible_history(entries: Sequence[Mapping[str, Any]]) -> VisibleHistory:
-    """Apply the latest ``compaction`` entry to a transcript's entries (oldest first):
-    its summary, then the messages from ``firstKeptEntryId`` on (those before the
-    compaction entry and all after it). The file itself is never rewritten."""
-    last = None
-    for index in range(len(entries) - 1, -1, -1):
-        if entries[index].get("type") == "compaction":
-            last = index
-            break
-    if last is None:
-        return VisibleHistory(None, tuple(e for e in entries if e.get("type") == "message"))
-    compaction = entries[last]
-    first_kept = compaction.get("firstKeptEntryId")
-    start = last + 1
-    for index in range(last):
-        if entries[index].get("id") == first_kept:
-            start = index
-            break
-    kept = tuple(
-        e for i, e in enumerate(entries) if i >= start and i != last and e.get("type") == "message"
-    )
-    summary = compaction.get("summary")
-    entry_id = compaction.get("id")
-    return VisibleHistory(
-        summary if isinstance(summary, str) else "",
-        kept,
-        entry_id if isinstance(entry_id, str) else None,
-    )
-
-
 def summary_message(summary: str) -> ModelMessage:
     """How a compaction summary is shown to the model on later turns."""
     return ModelMessage(role="user", content=f"{SUMMARY_PREFIX}\n\n{summary.strip()}")

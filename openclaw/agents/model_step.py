@@ -92,11 +92,6 @@ class ModelStep:
         """The text streamed so far."""
         return "".join(self._text)
 
-    @property
-    def has_output(self) -> bool:
-        """Whether any text was streamed (and so may have reached a client)."""
-        return bool(self._text)
-
     def close(self) -> None:
         """Ignore anything the stream still delivers (the step was abandoned)."""
         self._closed = True

@@ -113,11 +113,6 @@ def normalize_tool_name(name: str) -> str:
     return TOOL_ALIASES.get(folded, folded)
 
 
-def is_known_group(name: str) -> bool:
-    """Whether ``name`` is one of OpenClaw's ``group:*`` names."""
-    return name.strip().lower() in TOOL_GROUPS
-
-
 class _Matcher:
     """A compiled list of names, globs and groups."""
 
