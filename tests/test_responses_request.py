@@ -248,9 +248,11 @@ class RefusalTests(SynchronousTestCase):
         return error
 
     def test_json_and_shape(self) -> None:
-        """Broken JSON, a non-object, deep nesting: 400 with the parser's message."""
+        """Broken JSON, a non-object (named by its JSON type, as on chat), deep
+        nesting: 400 with the parser's message."""
         self.assertEqual(self.refused(b"{nope").code, "invalid_json")
-        self.assertIn("Expected object", self.refused(b"[1]").message)
+        self.assertEqual(self.refused(b"[1]").message, "Expected object, received array")
+        self.assertEqual(self.refused(b"null").message, "Expected object, received null")
         self.assertIn(
             "too deep", self.refused(b'{"input": ' + b"[" * 100 + b"]" * 100 + b"}").message
         )

@@ -132,7 +132,8 @@ def parse_json_body(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> object:
 # --- steps 6-10: fields -------------------------------------------------------
 
 
-def _type_name(value: object) -> str:
+def json_type_name(value: object) -> str:
+    """The JSON name of a parsed value's type, for "Expected X, received Y"."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -189,14 +190,15 @@ def _check_types(body: Mapping[str, Any]) -> None:
         value = body.get(name)
         if value is not None and not check(value):
             raise ChatRequestError(
-                f"{name}: Expected {expected}, received {_type_name(value)}", param=name
+                f"{name}: Expected {expected}, received {json_type_name(value)}", param=name
             )
     options = body.get("stream_options")
     if isinstance(options, Mapping):
         include = options.get("include_usage")
         if include is not None and not isinstance(include, bool):
             raise ChatRequestError(
-                f"stream_options.include_usage: Expected boolean, received {_type_name(include)}",
+                "stream_options.include_usage: Expected boolean, received "
+                + json_type_name(include),
                 param="stream_options",
             )
 
@@ -310,7 +312,7 @@ class _Fields:
 def parse_fields(body: object) -> _Fields:
     """Steps 6 to 10 of OpenClaw's checks, plus ``n`` (only 1 is supported)."""
     if not isinstance(body, Mapping):
-        raise ChatRequestError(f"Expected object, received {_type_name(body)}")
+        raise ChatRequestError(f"Expected object, received {json_type_name(body)}")
     _check_types(body)
     n = body.get("n")
     if n is not None and n != 1:

@@ -35,6 +35,7 @@ from openclaw.gateway.http.chat_request import (
     AGENT_HEADERS,
     SESSION_HEADER,
     PreparedChat,
+    json_type_name,
     parse_fields,
     prepared_turn,
     resolve_agent,
@@ -108,7 +109,7 @@ def parse_body(raw: bytes) -> dict[str, Any]:
     except ValueError as exc:  # JsonDepthError included
         raise ChatRequestError(str(exc), code="invalid_json") from None
     if not isinstance(body, dict):
-        raise ChatRequestError("Expected object, received " + type(body).__name__)
+        raise ChatRequestError(f"Expected object, received {json_type_name(body)}")
     return body
 
 
