@@ -36,11 +36,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-# Two pytest processes: trial-style TestCases (most of the suite) and the
-# pytest-twisted tests, which must not share a process with async trial tests.
 deps:
 	@sh scripts/ensure-debian-packages.sh $(DEBIAN_PACKAGES)
 
+# Two pytest processes: trial-style TestCases (most of the suite) and the
+# pytest-twisted tests, which must not share a process with async trial tests.
 unit: $(STAMP) deps
 	rm -f .coverage .coverage.*
 	$(BIN)/coverage run -m pytest -p no:twisted --ignore=tests/pytest_twisted -q tests
