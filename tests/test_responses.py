@@ -269,6 +269,23 @@ class RoutingTests(EndpointTestCase):
         h.post({"input": "y", "previous_response_id": run1.run_id})
         self.assertEqual(h.runtime.last_run.request.session_key, run1.session_key)
 
+    def test_previous_response_id_continues_a_fresh_session_in_another_process(self) -> None:
+        """A fresh session's response id works where it was never seen (another
+        worker or instance on a shared store, or after a restart), in scope only:
+        with a ``user``, the session header or another agent it is routed as new."""
+        first, other = Harness(), Harness()
+        first.post({"input": "x"})
+        run1 = first.runtime.last_run
+        other.post({"input": "y", "previous_response_id": run1.run_id})
+        self.assertEqual(other.runtime.last_run.request.session_key, run1.session_key)
+        for body, headers in (
+            ({"user": "ann"}, {}),
+            ({}, {"x-openclaw-session-key": "mine"}),
+            ({"model": "openclaw/beta"}, {}),
+        ):
+            other.post({"input": "y", "previous_response_id": run1.run_id, **body}, headers)
+            self.assertNotEqual(other.runtime.last_run.request.session_key, run1.session_key)
+
     def test_previous_response_id_out_of_scope(self) -> None:
         """Another agent, another user, or an unknown id: routed as new."""
         h = Harness()

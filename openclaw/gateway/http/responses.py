@@ -12,14 +12,17 @@ run, a departed client cancelling it).
 when the new request has the same agent, ``user`` and
 ``x-openclaw-session-key`` (OpenClaw's scope rule); otherwise the request is
 routed as if it were absent. Ids are remembered in memory, per process, for
-:data:`KEEP_RESPONSES` responses and :data:`KEEP_RESPONSE_SECONDS` at most:
-after a restart, or on another worker process, an id is unknown and the
-request starts a fresh session (send ``user`` or the session header for
-continuity that survives restarts).
+:data:`KEEP_RESPONSES` responses and :data:`KEEP_RESPONSE_SECONDS` at most.
+A response of a fresh session (no ``user``, no session header: the only case
+where routing alone cannot find the session again) carries that session's
+uuid in its id, so another worker, another instance on the same Redis, or the
+gateway after a restart continues it too (``user`` and the session header
+route to the same session every time anyway).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Unpack
 
@@ -46,10 +49,12 @@ from openclaw.gateway.http.errors import (
 from openclaw.gateway.http.responses_format import ResponseEvents, ResponseShell, result_status
 from openclaw.gateway.http.responses_request import (
     INVALID_IMAGE_MESSAGE,
+    SESSION_PREFIX,
     PreparedResponse,
     prepare_response,
 )
 from openclaw.gateway.http.run_support import RunNote, read_body, request_headers
+from openclaw.sessions.keys import agent_session_key
 
 log = Logger()
 
@@ -57,6 +62,32 @@ log = Logger()
 KEEP_RESPONSES = 10_000
 #: ... for at most this long (seconds).
 KEEP_RESPONSE_SECONDS = 24 * 3600.0
+
+#: A fresh session's key (``agent:<id>:openresponses:<uuid>``) ...
+_FRESH_SESSION = re.compile(rf"agent:[^:]+:{SESSION_PREFIX}:(?P<uuid>[0-9a-f-]{{36}})")
+#: ... and the id of a response that ran in one: ``resp_`` + its uuid + a nonce.
+_FRESH_RESPONSE = re.compile(r"resp_(?P<uuid>[0-9a-f]{32})[0-9a-f]{16}")
+
+
+def response_id_for(session_key: str) -> str:
+    """A new response id; for a fresh session it names the session's uuid, so
+    any process can continue it (see the module doc)."""
+    nonce = random_uuid4().replace("-", "")
+    fresh = _FRESH_SESSION.fullmatch(session_key)
+    if fresh is None:
+        return f"resp_{nonce}"
+    return f"resp_{fresh['uuid'].replace('-', '')}{nonce[:16]}"
+
+
+def fresh_session_of(agent_id: str, response_id: str) -> str | None:
+    """The fresh session of ``agent_id`` a :func:`response_id_for` id names, if any."""
+    named = _FRESH_RESPONSE.fullmatch(response_id)
+    if named is None:
+        return None
+    h = named["uuid"]
+    return agent_session_key(
+        agent_id, f"{SESSION_PREFIX}:{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    )
 
 
 @frozen
@@ -92,13 +123,14 @@ class ResponsesEndpoint(AgentEndpoint):
             default_agent_id=self._runtime.default_agent_id,
             config=self._settings,
         )
-        response_id = access.run_id = f"resp_{random_uuid4().replace('-', '')}"
+        session_key = self._session_for(prepared)
+        response_id = access.run_id = response_id_for(session_key)
         return self._with_images(
             request,
             prepared.turn,
             self._settings.images,
             _invalid_image,
-            lambda fetched: self._run(request, prepared, response_id, fetched, access),
+            lambda fetched: self._run(request, prepared, session_key, response_id, fetched, access),
         )
 
     def _session_for(self, prepared: PreparedResponse) -> str:
@@ -106,8 +138,12 @@ class ResponsesEndpoint(AgentEndpoint):
         previous = prepared.previous_response_id
         scope = self._scopes.get(previous) if previous else None
         if scope is None:
-            if previous:
-                log.info("previous_response_id {id} is unknown here; routed as new", id=previous)
+            if not previous:
+                return prepared.turn.session_key
+            fresh = fresh_session_of(prepared.turn.agent_id, previous)
+            if fresh is not None and prepared.user is None and prepared.header_session_key is None:
+                return fresh  # run here before a restart, or by another process
+            log.info("previous_response_id {id} is unknown here; routed as new", id=previous)
             return prepared.turn.session_key
         if (scope.agent_id, scope.user, scope.header_session_key) != (
             prepared.turn.agent_id,
@@ -122,12 +158,12 @@ class ResponsesEndpoint(AgentEndpoint):
         self,
         request: Request,
         prepared: PreparedResponse,
+        session_key: str,
         response_id: str,
         fetched: Sequence[ImageInput],
         access: RunNote,
     ) -> Answer:
         turn = prepared.turn
-        session_key = self._session_for(prepared)
         run = self._start(request, prepared.agent_request(response_id, fetched, session_key))
         if isinstance(run, bytes):
             return run
