@@ -24,7 +24,9 @@ class RunBroadcast:
 
     def __init__(self, run_id: str) -> None:
         self._run_id = run_id
-        self._listeners: list[Callable[[AgentEvent], None]] = []
+        #: Replaced, never mutated: ``emit`` walks the tuple it read without
+        #: copying it per event (a listener may subscribe or leave meanwhile).
+        self._listeners: tuple[Callable[[AgentEvent], None], ...] = ()
         self._waiters: list[Deferred[AgentResult]] = []
         self.outcome: AgentResult | Failure | None = None
 
@@ -56,17 +58,19 @@ class RunBroadcast:
 
     def subscribe(self, listener: Callable[[AgentEvent], None]) -> Callable[[], None]:
         """Deliver later events to ``listener``; the returned callable detaches it."""
-        self._listeners.append(listener)
+        self._listeners = (*self._listeners, listener)
 
         def unsubscribe() -> None:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
+            listeners = self._listeners
+            if listener in listeners:
+                at = listeners.index(listener)
+                self._listeners = listeners[:at] + listeners[at + 1 :]
 
         return unsubscribe
 
     def emit(self, event: AgentEvent) -> None:
         """Give ``event`` to every subscriber; one failing listener harms no other."""
-        for listener in list(self._listeners):
+        for listener in self._listeners:
             try:
                 listener(event)
             except Exception:
@@ -76,7 +80,7 @@ class RunBroadcast:
         """Record the outcome and fire every waiting Deferred with it."""
         self.outcome = outcome
         if drop_listeners:
-            self._listeners.clear()
+            self._listeners = ()
         waiters, self._waiters = self._waiters, []
         for d in waiters:
             if isinstance(outcome, Failure):

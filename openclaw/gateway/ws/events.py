@@ -271,6 +271,9 @@ class RunHub:
         seq = tracked.seq
         if isinstance(event, AssistantEvent):
             tracked.last_assistant = event
+            key = tracked.session_key
+            if not (self._all or self._by_session.get(key) or self._relay.wants(key)):
+                return  # nobody watches: what _emit would do, without its closure
             self._emit(tracked, lambda: self._assistant(tracked, event, seq))
         elif isinstance(event, LifecycleEvent):
             if event.phase == "start":
