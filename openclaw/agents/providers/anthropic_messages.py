@@ -20,7 +20,12 @@ from twisted.web.iweb import IAgent
 from openclaw.agents.providers.base import ModelCall, ModelMessage, StreamOutcome, StreamSink
 from openclaw.agents.providers.errors import classify_payload, malformed_stream
 from openclaw.agents.providers.fastjson import loads
-from openclaw.agents.providers.http import StreamingHTTPProvider, UpstreamClient, plain
+from openclaw.agents.providers.http import (
+    StreamingHTTPProvider,
+    UpstreamClient,
+    plain,
+    schema_copy,
+)
 from openclaw.agents.providers.sse import SSEEvent
 from openclaw.agents.types import StopReason, Usage
 from openclaw.config.model import ProviderConfig
@@ -118,7 +123,7 @@ def request_body(call: ModelCall) -> dict[str, Any]:
             {
                 "name": tool.name,
                 **({"description": tool.description} if tool.description else {}),
-                "input_schema": plain(tool.parameters)
+                "input_schema": schema_copy(tool.parameters)
                 if tool.parameters is not None
                 else {"type": "object", "properties": {}},
             }

@@ -19,7 +19,12 @@ from twisted.web.iweb import IAgent
 from openclaw.agents.providers.base import ModelCall, ModelMessage, StreamOutcome, StreamSink
 from openclaw.agents.providers.errors import classify_payload, malformed_stream
 from openclaw.agents.providers.fastjson import loads
-from openclaw.agents.providers.http import StreamingHTTPProvider, UpstreamClient, plain
+from openclaw.agents.providers.http import (
+    StreamingHTTPProvider,
+    UpstreamClient,
+    plain,
+    schema_copy,
+)
 from openclaw.agents.providers.sse import SSEEvent
 from openclaw.agents.types import StopReason, Usage
 from openclaw.config.model import ProviderConfig
@@ -94,7 +99,7 @@ def request_body(call: ModelCall) -> dict[str, Any]:
             if tool.description is not None:
                 function["description"] = tool.description
             if tool.parameters is not None:
-                function["parameters"] = plain(tool.parameters)
+                function["parameters"] = schema_copy(tool.parameters)
             if tool.strict is not None:
                 function["strict"] = tool.strict
             tools.append({"type": "function", "function": function})
