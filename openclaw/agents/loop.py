@@ -47,6 +47,7 @@ from openclaw.agents.model_step import ModelStep, StepOutcome, add_usage
 from openclaw.agents.providers.base import ModelCall, ModelMessage
 from openclaw.agents.registry import AgentRegistry, ModelRef, parse_model_ref
 from openclaw.agents.session_compaction import ProviderLookup, SessionCompactor, lookup_provider
+from openclaw.agents.system_prompt import SystemPrompt
 from openclaw.agents.tool_runner import BatchOutcome, ToolBatch, ToolOutcome
 from openclaw.agents.toolbox import AgentTools
 from openclaw.agents.tools.base import ToolContext
@@ -113,7 +114,7 @@ class TurnLoop:
         request: AgentRequest,
         deps: LoopDeps,
         *,
-        system_prompt: str,
+        system_prompt: SystemPrompt,
         tools: AgentTools,
         history: History,
         chain: FallbackChain,
@@ -259,7 +260,7 @@ class TurnLoop:
             call = ModelCall(
                 model=ref.model,
                 messages=self._messages(),
-                system_prompt=self._system_prompt,
+                system_prompt=self._system_prompt.text(),
                 tools=self._model_tools,
                 stream_params=self._request.stream_params,
             )
@@ -444,7 +445,7 @@ class TurnLoop:
             default=str,
         )  # fmt: skip
         return (
-            estimate_text_tokens(self._system_prompt)
+            estimate_text_tokens(self._system_prompt.text())
             + estimate_text_tokens(schemas)
             + estimate_tokens(self._turn)
         )

@@ -78,7 +78,9 @@ class ModelStep:
     def __init__(
         self, provider: ModelProvider, call: ModelCall, on_text: Callable[[str], None]
     ) -> None:
-        self.call = call
+        # The call is not kept: its system prompt and messages are the
+        # largest things an open stream would hold, and the provider has
+        # encoded them already.
         self._on_text_cb = on_text
         self._text: list[str] = []
         self._tools: dict[int, _ToolBuilder] = {}

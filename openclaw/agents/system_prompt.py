@@ -134,8 +134,57 @@ def build_system_prompt(
     skills_max_chars: int = SKILLS_PROMPT_MAX_CHARS,
 ) -> str:
     """Render the prompt. ``now`` is epoch seconds (the reactor's clock)."""
+    return system_prompt_parts(
+        runtime=runtime,
+        now=now,
+        tools=tools,
+        workspace=workspace,
+        bootstrap_files=bootstrap_files,
+        skills=skills,
+        agent_instructions=agent_instructions,
+        extra_system_prompt=extra_system_prompt,
+        timezone=timezone,
+        mode=mode,
+        skills_max_chars=skills_max_chars,
+    ).text()
+
+
+@frozen
+class SystemPrompt:
+    """A rendered prompt as its shared head and its per-run tail.
+
+    The head (everything before the date) is one string shared by every run
+    of the agent; a run holding this instead of the joined text keeps a few
+    hundred bytes of its own rather than a copy of the whole prompt (issue 16:
+    it was the largest single holder of an open stream's memory).
+    """
+
+    head: str
+    #: The date, the conversation context and the runtime line ("" in mode none).
+    tail: str = ""
+
+    def text(self) -> str:
+        """The whole prompt (built on each call: callers use it and let it go)."""
+        return f"{self.head}\n{self.tail}" if self.tail else self.head
+
+
+def system_prompt_parts(
+    *,
+    runtime: RuntimeInfo,
+    now: float,
+    tools: Sequence[PromptTool] = (),
+    workspace: str | None = None,
+    bootstrap_files: Sequence[BootstrapFile] = (),
+    skills: Sequence[Skill] = (),
+    agent_instructions: str | None = None,
+    extra_system_prompt: str | None = None,
+    timezone: str | None = None,
+    mode: PromptMode = "full",
+    skills_max_chars: int = SKILLS_PROMPT_MAX_CHARS,
+) -> SystemPrompt:
+    """:func:`build_system_prompt`, with the shared head kept apart."""
     if mode == "none":
-        return IDENTITY_LINE
+        return SystemPrompt(IDENTITY_LINE)
     minimal = mode == "minimal"
     head = _head(
         tuple(tools),
@@ -146,12 +195,14 @@ def build_system_prompt(
         minimal,
         skills_max_chars,
     )
-    lines = [head, *_date_time(now, timezone)]
+    lines = _date_time(now, timezone)
     extra = (extra_system_prompt or "").strip()
     if extra:
         lines += ["## Subagent Context" if minimal else "## Conversation Context", extra, ""]
     lines += ["## Runtime", runtime.line()]
-    return "\n".join(lines).strip() + "\n"
+    # The head starts with the identity line, the tail ends with the runtime
+    # line: joining them and stripping the whole is joining the stripped tail.
+    return SystemPrompt(head, "\n".join(lines).rstrip() + "\n")
 
 
 @lru_cache(maxsize=16)

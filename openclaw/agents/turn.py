@@ -28,8 +28,9 @@ from openclaw.agents.registry import (
 from openclaw.agents.session_compaction import ProviderLookup, SessionCompactor
 from openclaw.agents.system_prompt import (
     RuntimeInfo,
-    build_system_prompt,
+    SystemPrompt,
     host_facts,
+    system_prompt_parts,
     tool_summaries,
 )
 from openclaw.agents.toolbox import AgentTools, Toolbox
@@ -85,8 +86,8 @@ class PromptMaker:
         tools: AgentTools,
         model: ModelRef | None,
         default_model: str | None,
-    ) -> str:
-        """The system prompt for one run."""
+    ) -> SystemPrompt:
+        """The system prompt for one run (its shared head apart)."""
         host = self._host
         runtime = RuntimeInfo(
             agent_id=spec.id,
@@ -100,7 +101,7 @@ class PromptMaker:
             default_model=default_model,
             channel=request.channel,
         )
-        return build_system_prompt(
+        return system_prompt_parts(
             runtime=runtime,
             now=self._clock.seconds(),
             tools=tool_summaries(tools.tools.values()),
@@ -137,7 +138,7 @@ class TurnPlan:
     chain: FallbackChain
     #: The first model, when it parses (else the loop reports it, or falls back).
     primary: ModelRef | None
-    system_prompt: str
+    system_prompt: SystemPrompt
 
 
 def plan_turn(
