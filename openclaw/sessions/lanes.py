@@ -34,9 +34,13 @@ def once(action: Callable[[], None]) -> Release:
 class _Lane:
     """One key's state: whether a holder runs, and who waits behind it."""
 
+    __slots__ = ("busy", "waiting")
+
     def __init__(self) -> None:
         self.busy = False
-        self.waiting: deque[Deferred[Release]] = deque()
+        #: Made by the first waiter: most lanes (every stateless chat
+        #: completion has its own) never queue, and an empty deque is 600 bytes.
+        self.waiting: deque[Deferred[Release]] | None = None
 
 
 class SessionLanes:
@@ -60,10 +64,12 @@ class SessionLanes:
 
         def forget(d: Deferred[Release]) -> None:
             current = self._lanes.get(key)
-            if current is not None and d in current.waiting:
+            if current is not None and current.waiting and d in current.waiting:
                 current.waiting.remove(d)
 
         waiter: Deferred[Release] = Deferred(forget)
+        if lane.waiting is None:
+            lane.waiting = deque()
         lane.waiting.append(waiter)
         return waiter
 
@@ -90,7 +96,7 @@ class SessionLanes:
     def queued(self, key: str) -> int:
         """How many acquisitions wait behind the current holder."""
         lane = self._lanes.get(key)
-        return 0 if lane is None else len(lane.waiting)
+        return 0 if lane is None or lane.waiting is None else len(lane.waiting)
 
     def __len__(self) -> int:
         """Number of keys with a holder or waiters (idle keys are dropped)."""
@@ -103,8 +109,9 @@ class SessionLanes:
         lane = self._lanes.get(key)
         if lane is None:  # pragma: no cover - a release always has its lane
             return
-        while lane.waiting:
-            waiter = lane.waiting.popleft()
+        waiting = lane.waiting
+        while waiting:
+            waiter = waiting.popleft()
             if waiter.called:
                 continue
             waiter.callback(self._releaser(key))

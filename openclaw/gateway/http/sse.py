@@ -148,7 +148,9 @@ class SSEStream:
         self._on_resume = on_resume
         self._on_lost = on_lost
         self._max_buffered = max_buffered_bytes
-        self._queue: deque[bytes] = deque()
+        #: Made by the first pause: a stream whose client keeps up never
+        #: needs it (an empty deque is 600 bytes per open stream).
+        self._queue: deque[bytes] | None = None
         self._queued_bytes = 0
         self._paused = False
         self._source_paused = False
@@ -215,6 +217,8 @@ class SSEStream:
             return
         self._paused = True
         held, self._held = self._held, []
+        if self._queue is None:
+            self._queue = deque()
         for frame in held:  # written before the pause: they go first
             self._queue.append(frame)
             self._queued_bytes += len(frame)
@@ -243,6 +247,8 @@ class SSEStream:
 
     def _write(self, data: bytes) -> None:
         if self._paused or self._queue:
+            if self._queue is None:
+                self._queue = deque()
             self._queue.append(data)
             self._queued_bytes += len(data)
             if self._queued_bytes > self._max_buffered:
@@ -324,7 +330,7 @@ class SSEStream:
             return
         self.state = "lost"
         self._cancel_ping()
-        self._queue.clear()
+        self._queue = None
         self._queued_bytes = 0
         self._held = []
         self._on_lost()
