@@ -9,6 +9,7 @@ run and the test doubles share this one implementation.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
@@ -21,6 +22,8 @@ log = Logger()
 
 class RunBroadcast:
     """Listeners, result waiters and, once known, the outcome of one run."""
+
+    __slots__ = ("_listeners", "_run_id", "_waiters", "outcome")
 
     def __init__(self, run_id: str) -> None:
         self._run_id = run_id
@@ -48,25 +51,26 @@ class RunBroadcast:
         if outcome is not None:
             return succeed(outcome)
 
-        def forget(d: Deferred[AgentResult]) -> None:
-            if d in self._waiters:
-                self._waiters.remove(d)
-
-        d: Deferred[AgentResult] = Deferred(forget)
+        d: Deferred[AgentResult] = Deferred(self._forget)
         self._waiters.append(d)
         return d
+
+    def _forget(self, d: Deferred[AgentResult]) -> None:
+        """A waiter was cancelled (a bound method: no closure per waiter)."""
+        if d in self._waiters:
+            self._waiters.remove(d)
 
     def subscribe(self, listener: Callable[[AgentEvent], None]) -> Callable[[], None]:
         """Deliver later events to ``listener``; the returned callable detaches it."""
         self._listeners = (*self._listeners, listener)
+        # A partial is a third of a closure's size; a run has a few per stream.
+        return partial(self._unsubscribe, listener)
 
-        def unsubscribe() -> None:
-            listeners = self._listeners
-            if listener in listeners:
-                at = listeners.index(listener)
-                self._listeners = listeners[:at] + listeners[at + 1 :]
-
-        return unsubscribe
+    def _unsubscribe(self, listener: Callable[[AgentEvent], None]) -> None:
+        listeners = self._listeners
+        if listener in listeners:
+            at = listeners.index(listener)
+            self._listeners = listeners[:at] + listeners[at + 1 :]
 
     def emit(self, event: AgentEvent) -> None:
         """Give ``event`` to every subscriber; one failing listener harms no other."""

@@ -66,6 +66,25 @@ def _no_outcome(result: object, timeout: float) -> None:
 class _TrackedRun:
     """The hub's state for one run."""
 
+    __slots__ = (
+        "agent_id",
+        "chat_last",
+        "chat_pending",
+        "chat_timer",
+        "ended_at",
+        "last_assistant",
+        "lifecycle_done",
+        "outcome",
+        "rpc_abort",
+        "run",
+        "run_id",
+        "seq",
+        "session_key",
+        "started_at",
+        "unsubscribe",
+        "waiters",
+    )
+
     def __init__(self, run: AgentRun) -> None:
         self.run = run
         self.run_id = run.run_id
