@@ -138,7 +138,7 @@ class BrokerTests(SynchronousTestCase):
         (askFallback decides)."""
         broker = ApprovalBroker(Clock())
         self.failureResultOf(ask(broker), defer.TimeoutError)
-        self.assertEqual(broker.pending(), [])
+        self.assertEqual(self.successResultOf(broker.pending()), [])
         seen: list[Any] = []
 
         def reached_nobody(event: Any) -> bool:
@@ -149,7 +149,7 @@ class BrokerTests(SynchronousTestCase):
         broker.observe(reached_nobody)
         self.failureResultOf(ask(broker, "ap2"), defer.TimeoutError)
         self.assertEqual([e.id for e in seen], ["ap2"])
-        self.assertEqual(broker.pending(), [])
+        self.assertEqual(self.successResultOf(broker.pending()), [])
 
 
 class RealLoopOverWebSocketTests(LoopCase):

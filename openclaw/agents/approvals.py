@@ -11,17 +11,25 @@ no operator client could see it, nobody could answer, so the request is
 unanswered at once (the policy's ``askFallback`` decides): an observer returns True when
 the event reached a client that can answer it.
 
+With a shared session store (Redis) the instances share approvals through an
+:class:`~openclaw.core.relay.ApprovalRelay`: a request is also a shared
+pending record and an event for every instance's operators; any instance
+lists and resolves it, the first answer wins, and the instance running the
+command applies it. "Nobody could see it" then means no operator client on
+any live instance (each instance keeps its count in Redis).
+
 ``allow-always`` is accepted and treated as ``allow-once``: this gateway
 keeps no persistent approval list.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, get_args
 
 from attrs import frozen
 from twisted.internet import defer
-from twisted.internet.defer import Deferred, fail
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -33,8 +41,10 @@ from openclaw.agents.types import (
     ExecApprovalRequested,
     ExecApprovalResolved,
 )
+from openclaw.core.relay import ApprovalRelay
 
 log = Logger()
+_DECISIONS = frozenset(get_args(ApprovalDecision))
 
 
 @frozen
@@ -43,17 +53,66 @@ class _Pending:
     answer: Deferred[bool]
 
 
+def _unanswered() -> Failure:
+    # Twisted's TimeoutError, as Deferred.addTimeout raises it: the exec tool
+    # treats it as unanswered (askFallback decides).
+    refusal = defer.TimeoutError("no operator client is connected")
+    return Failure(refusal)  # type: ignore[no-untyped-call]  # typing note: untyped in Twisted
+
+
+def to_record(event: ExecApprovalRequested) -> dict[str, Any]:
+    """A request as plain JSON-ready values (what crosses instances)."""
+    return {
+        "id": event.id,
+        "command": event.command,
+        "cwd": event.cwd,
+        "agentId": event.agent_id,
+        "sessionKey": event.session_key,
+        "runId": event.run_id,
+        "toolCallId": event.tool_call_id,
+        "reason": event.reason,
+        "createdAtMs": event.created_at_ms,
+        "expiresAtMs": event.expires_at_ms,
+    }
+
+
+def from_record(record: Mapping[str, Any]) -> ExecApprovalRequested:
+    """The inverse of :func:`to_record`; KeyError/TypeError/ValueError when malformed."""
+    return ExecApprovalRequested(
+        id=str(record["id"]),
+        command=str(record["command"]),
+        cwd=str(record["cwd"]),
+        agent_id=str(record["agentId"]),
+        session_key=str(record["sessionKey"]),
+        run_id=str(record["runId"]),
+        tool_call_id=str(record["toolCallId"]),
+        reason=str(record["reason"]),
+        created_at_ms=int(record["createdAtMs"]),
+        expires_at_ms=int(record["expiresAtMs"]),
+    )
+
+
 class ApprovalBroker:
     """The runtime's :class:`~openclaw.agents.types.ExecApprovals` and the exec
     tool's :class:`~openclaw.agents.tools.exec_policy.ExecApprover`."""
 
-    def __init__(self, clock: IReactorTime, *, expires_after_seconds: float = 120.0) -> None:
+    def __init__(
+        self,
+        clock: IReactorTime,
+        *,
+        expires_after_seconds: float = 120.0,
+        relay: ApprovalRelay | None = None,
+    ) -> None:
         """
         :param expires_after_seconds: what requests announce as their expiry
             (the exec policy's approval timeout; the tool enforces it).
+        :param relay: the instances sharing approvals (a shared store); None
+            for one process.
         """
         self._clock = clock
         self._expires = expires_after_seconds
+        self._relay = relay
+        self._attached = False
         self._pending: dict[str, _Pending] = {}
         self._observers: list[Callable[[ApprovalEvent], bool | None]] = []
 
@@ -79,12 +138,27 @@ class ApprovalBroker:
         )
         answer: Deferred[bool] = Deferred(lambda _d: self._withdraw(request.id))
         self._pending[request.id] = _Pending(event, answer)
-        if not self._notify(event):
-            # No operator client could see it: unanswered, as on a timeout
-            # (Twisted's TimeoutError, as Deferred.addTimeout raises it).
-            del self._pending[request.id]
-            refusal = defer.TimeoutError("no operator client is connected")
-            return fail(Failure(refusal))  # type: ignore[no-untyped-call]  # typing note: untyped in Twisted
+        reached = self._notify(event)
+        if self._relay is None:
+            if not reached:
+                # No operator client could see it: unanswered, as on a timeout.
+                del self._pending[request.id]
+                return defer.fail(_unanswered())
+        else:
+            shared = self._relay.request(request.id, to_record(event))
+            if not reached:
+                shared.addCallbacks(
+                    lambda elsewhere: self._seen_elsewhere(request.id, elsewhere),
+                    lambda f: self._seen_elsewhere(request.id, 0, f),
+                )
+            else:
+                shared.addErrback(
+                    lambda f: log.warn(
+                        "exec approval {approval_id} not shared: {why}",
+                        approval_id=request.id,
+                        why=str(f.value),
+                    )
+                )
         log.info(
             "exec approval {approval_id} requested for run {run_id}",
             approval_id=request.id,
@@ -92,15 +166,37 @@ class ApprovalBroker:
         )
         return answer
 
+    def _seen_elsewhere(self, approval_id: str, operators: int, why: Failure | None = None) -> None:
+        """No local operator saw the request: it waits only when another
+        instance has one, else it is unanswered at once."""
+        if operators > 0 or approval_id not in self._pending:
+            return
+        if why is not None:
+            log.warn("exec approval {approval_id}: {why}", approval_id=approval_id, why=why.value)
+        pending = self._pending.pop(approval_id)
+        if self._relay is not None:
+            self._quiet(self._relay.resolve(approval_id, "deny", self._now(), "expired"))
+        pending.answer.errback(_unanswered())
+
     def _withdraw(self, approval_id: str) -> None:
         """The tool stopped waiting (timeout, run cancelled): tell the operators."""
         if self._pending.pop(approval_id, None) is not None:
-            self._notify(ExecApprovalResolved(approval_id, "deny", self._now(), "expired"))
+            now = self._now()
+            self._notify(ExecApprovalResolved(approval_id, "deny", now, "expired"))
+            if self._relay is not None:
+                self._quiet(self._relay.resolve(approval_id, "deny", now, "expired"))
+
+    def _quiet(self, d: Deferred[Any]) -> None:
+        d.addErrback(lambda f: log.warn("approval relay: {why}", why=str(f.value)))
 
     # -- ExecApprovals -----------------------------------------------------------------
 
     def observe(self, listener: Callable[[ApprovalEvent], bool | None]) -> Callable[[], None]:
         self._observers.append(listener)
+        if self._relay is not None and not self._attached:
+            # Other instances' requests matter only where operators can connect.
+            self._attached = True
+            self._relay.attach_approvals(self)
 
         def stop() -> None:
             if listener in self._observers:
@@ -108,19 +204,85 @@ class ApprovalBroker:
 
         return stop
 
-    def pending(self) -> Sequence[ExecApprovalRequested]:
-        return [p.event for p in self._pending.values()]
+    def operators_connected(self, count: int) -> None:
+        if self._relay is not None:
+            self._relay.operators(count)
 
-    def resolve(self, approval_id: str, decision: ApprovalDecision) -> bool:
-        pending = self._pending.pop(approval_id, None)
-        if pending is None:
+    def pending(self) -> Deferred[Sequence[ExecApprovalRequested]]:
+        local = [p.event for p in self._pending.values()]
+        if self._relay is None:
+            return succeed(local)
+
+        def merged(records: Sequence[Mapping[str, Any]]) -> Sequence[ExecApprovalRequested]:
+            found = {e.id: e for e in local}
+            for record in records:
+                try:
+                    event = from_record(record)
+                except (KeyError, TypeError, ValueError):
+                    continue
+                found.setdefault(event.id, event)
+            return sorted(found.values(), key=lambda e: (e.created_at_ms, e.id))
+
+        def local_only(failure: Failure) -> Sequence[ExecApprovalRequested]:
+            log.warn("exec approvals of other instances unavailable: {why}", why=failure.value)
+            return local
+
+        return self._relay.pending().addCallbacks(merged, local_only)
+
+    def resolve(self, approval_id: str, decision: ApprovalDecision) -> Deferred[bool]:
+        if self._relay is None:
+            return succeed(self._resolved_here(approval_id, decision, self._now(), "operator"))
+        now = self._now()
+
+        def won(first: bool) -> bool:
+            if not first:
+                return False
+            self._apply(approval_id, decision, now, "operator")
+            return True
+
+        def unshared(failure: Failure) -> bool | Failure:
+            # The shared store is down: this instance can still answer its own.
+            if approval_id in self._pending:
+                return self._resolved_here(approval_id, decision, now, "operator")
+            return failure
+
+        return self._relay.resolve(approval_id, decision, now, "operator").addCallbacks(
+            won, unshared
+        )
+
+    def _resolved_here(
+        self, approval_id: str, decision: ApprovalDecision, ts: int, src: str
+    ) -> bool:
+        if approval_id not in self._pending:
             return False
+        self._apply(approval_id, decision, ts, src)
+        return True
+
+    def _apply(self, approval_id: str, decision: ApprovalDecision, ts: int, source: str) -> None:
+        """Tell this instance's operators; run or deny the command if it is ours."""
         log.info(
             "exec approval {approval_id}: {decision}", approval_id=approval_id, decision=decision
         )
-        self._notify(ExecApprovalResolved(approval_id, decision, self._now()))
-        pending.answer.callback(decision != "deny")
-        return True
+        self._notify(ExecApprovalResolved(approval_id, decision, ts, source))
+        pending = self._pending.pop(approval_id, None)
+        if pending is not None:
+            pending.answer.callback(decision != "deny")
+
+    # -- ApprovalSink (other instances) ------------------------------------------------
+
+    def remote_requested(self, record: Mapping[str, Any]) -> None:
+        try:
+            event = from_record(record)
+        except (KeyError, TypeError, ValueError):
+            log.warn("ignoring a malformed exec approval from another instance")
+            return
+        if event.id not in self._pending:
+            self._notify(event)
+
+    def remote_resolved(self, approval_id: str, decision: str, ts: int, source: str) -> None:
+        if decision not in _DECISIONS:
+            return
+        self._apply(approval_id, decision, ts, source)  # type: ignore[arg-type]  # typing note: checked against _DECISIONS above
 
     def _notify(self, event: ApprovalEvent) -> bool:
         """Tell every observer; True when one says the event reached an operator."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Final
 
@@ -267,7 +268,7 @@ class TurnLoop:
             separator = self._any_text
             self._step_spoke = False
             self._steps += 1
-            step = ModelStep(provider, call, lambda delta: self._text(delta, separator))
+            step = ModelStep(provider, call, partial(self._text, separator=separator))
         except ProviderError as e:
             self._model_failed(e)
             return

@@ -47,6 +47,7 @@ from openclaw.agents.types import (
 )
 from openclaw.config.model import Config
 from openclaw.core.recent import RecentlyFinished
+from openclaw.core.relay import ApprovalRelay, ProvidesApprovalRelay
 from openclaw.sessions.entry import agent_id_for_session
 from openclaw.sessions.fileio import BlockingIO, InlineIO, blocking_io_for
 from openclaw.sessions.interface import TranscriptStore
@@ -145,7 +146,9 @@ class Runtime:
             approvals
             if approvals is not None
             else ApprovalBroker(
-                clock, expires_after_seconds=config.tools.exec.approval_timeout_seconds
+                clock,
+                expires_after_seconds=config.tools.exec.approval_timeout_seconds,
+                relay=approval_relay(self.store),
             )
         )
         self._io = io
@@ -441,7 +444,9 @@ def build_runtime(
         )
     io = blocking_io_for(reactor)
     approvals = ApprovalBroker(
-        reactor, expires_after_seconds=config.tools.exec.approval_timeout_seconds
+        reactor,
+        expires_after_seconds=config.tools.exec.approval_timeout_seconds,
+        relay=approval_relay(store),
     )
     tools = default_tool_services(config, reactor, store, io, approvals)
     return Runtime(
@@ -455,6 +460,11 @@ def build_runtime(
         approvals=approvals,
         lanes=lanes,
     )
+
+
+def approval_relay(store: object) -> ApprovalRelay | None:
+    """The instances' shared exec approvals when the store has them (Redis)."""
+    return store.approval_relay if isinstance(store, ProvidesApprovalRelay) else None
 
 
 def config_secrets(config: Config) -> frozenset[str]:

@@ -412,12 +412,18 @@ class ExecApprovals(Protocol):
         at once."""
         ...
 
-    def pending(self) -> Sequence[ExecApprovalRequested]:
-        """Requests still waiting, oldest first."""
+    def pending(self) -> Deferred[Sequence[ExecApprovalRequested]]:
+        """Requests still waiting, oldest first (every instance's, with a shared store)."""
         ...
 
-    def resolve(self, approval_id: str, decision: ApprovalDecision) -> bool:
-        """Answer a pending request; False when there is none with that id."""
+    def resolve(self, approval_id: str, decision: ApprovalDecision) -> Deferred[bool]:
+        """Answer a pending request (of any instance, with a shared store; the
+        first answer wins); False when there is none with that id."""
+        ...
+
+    def operators_connected(self, count: int) -> None:
+        """How many clients able to answer are connected here (instances sharing
+        a store count each other's before declaring a request unanswered)."""
         ...
 
 

@@ -66,9 +66,9 @@ _HTTP = _section(
     ],
     ["securityHeaders"],
 )  # fmt: skip
-_ENDPOINTS = _section(
-    ["chatCompletions", "responses", "metrics"],
-)
+_ENDPOINTS = _section(["chatCompletions", "responses", "metrics"])
+_METRICS = _section(["enabled", "auth"])
+
 _RESPONSES = _section(
     ["enabled", "sseKeepAliveSeconds", "maxUrlParts", "files", "images"],
     hints={"maxBodyBytes": "not implemented per endpoint; use gateway.http.maxBodyBytes; ignored"},
@@ -81,8 +81,6 @@ _FILES = _section(
         "pdf": "PDF input is not supported by openclaw-twisted; ignored",
     },
 )
-_METRICS = _section(["enabled", "auth"])
-
 _CHAT = _section(
     ["enabled", "sseKeepAliveSeconds", "images"],
     ["maxImageParts", "maxTotalImageBytes", "files"],

@@ -70,15 +70,6 @@ class ChatCompletionsConfig:
     images: ImagesConfig = Factory(ImagesConfig)
 
 
-@frozen
-class MetricsConfig:
-    """``gateway.http.endpoints.metrics``: ``GET /metrics`` (Prometheus text)."""
-
-    enabled: bool = False
-    #: ``gateway``: the gateway's token/password; ``none``: open (a scrape network).
-    auth: Literal["gateway", "none"] = "gateway"
-
-
 #: Image types ``/v1/responses`` takes by default (HEIC/HEIF are not converted here).
 RESPONSES_IMAGE_MIMES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 #: File types ``input_file`` takes by default (text only: PDFs are not parsed here).
@@ -106,6 +97,15 @@ class ResponsesConfig:
     images: ImagesConfig = Factory(
         lambda: ImagesConfig(allow_url=True, allowed_mimes=RESPONSES_IMAGE_MIMES)
     )
+
+
+@frozen
+class MetricsConfig:
+    """``gateway.http.endpoints.metrics``: ``GET /metrics`` (Prometheus text)."""
+
+    enabled: bool = False
+    #: ``gateway``: the gateway's token/password; ``none``: open (a scrape network).
+    auth: Literal["gateway", "none"] = "gateway"
 
 
 @frozen

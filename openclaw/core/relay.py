@@ -174,3 +174,52 @@ class ProvidesAuthPeers(Protocol):
     def auth_peers(self) -> AuthPeers:
         """The instances' shared failed-auth counter."""
         ...
+
+
+class ApprovalSink(Protocol):
+    """The exec approval broker, as the other instances reach it."""
+
+    def remote_requested(self, record: Mapping[str, Any]) -> None:
+        """Another instance's command waits for an operator (show it to ours)."""
+        ...
+
+    def remote_resolved(self, approval_id: str, decision: str, ts: int, source: str) -> None:
+        """An approval was answered or withdrawn elsewhere (apply it if it is ours)."""
+        ...
+
+
+class ApprovalRelay(Protocol):
+    """Exec approvals across instances: one shared pending record per request,
+    resolved once (the first answer wins) from any instance."""
+
+    def attach_approvals(self, sink: ApprovalSink) -> None:
+        """Deliver other instances' requests and resolutions to ``sink``."""
+        ...
+
+    def request(self, approval_id: str, record: Mapping[str, Any]) -> Deferred[int]:
+        """Share a pending request; fires with the number of operator clients
+        connected to the other live instances."""
+        ...
+
+    def resolve(self, approval_id: str, decision: str, ts: int, source: str) -> Deferred[bool]:
+        """Answer (or withdraw) a request: True when this call removed the shared
+        record (it won), False when it was already resolved, withdrawn or unknown."""
+        ...
+
+    def pending(self) -> Deferred[Sequence[Mapping[str, Any]]]:
+        """Every instance's requests still waiting."""
+        ...
+
+    def operators(self, count: int) -> None:
+        """How many clients able to answer are connected to this instance."""
+        ...
+
+
+@runtime_checkable
+class ProvidesApprovalRelay(Protocol):
+    """A session store whose instances share exec approvals (Redis)."""
+
+    @property
+    def approval_relay(self) -> ApprovalRelay:
+        """The instances' shared pending approvals."""
+        ...

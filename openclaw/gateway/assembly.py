@@ -13,6 +13,7 @@ from openclaw.agents.types import AgentRuntime
 from openclaw.config.live import LiveConfig
 from openclaw.config.model import Config
 from openclaw.config.secret_values import configured_secrets
+from openclaw.core.availability import ReportsAvailability
 from openclaw.core.metrics import Metrics
 from openclaw.core.relay import ProvidesAuthPeers
 from openclaw.core.textguard import scrub_text
@@ -81,6 +82,10 @@ def build_gateway(
     peers = store.auth_peers if isinstance(store, ProvidesAuthPeers) else None
     auth = GatewayAuth(config.gateway.auth, reactor, config.gateway.trusted_proxies, peers)
     readiness = Readiness()
+    shared: object = store
+    if isinstance(shared, ReportsAvailability):
+        # /readyz turns 503 while the shared store (Redis) is unreachable.
+        readiness.add_check(shared.unavailable_reason)
     if metrics is None:
         metrics = Metrics()
 

@@ -6,6 +6,7 @@ readiness probe needs to know whether the gateway has started or is stopping.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 from twisted.internet.interfaces import IReactorTime
@@ -21,6 +22,21 @@ class Readiness:
     def __init__(self) -> None:
         self.state: ReadinessState = "starting"
         self._started_at: float | None = None
+        self._checks: list[Callable[[], str | None]] = []
+
+    def add_check(self, check: Callable[[], str | None]) -> None:
+        """A dependency the gateway cannot serve without (the shared session
+        store): ``check`` returns None while it is available, else a reason."""
+        self._checks.append(check)
+
+    def unready_reason(self) -> str | None:
+        """Why a ready gateway should get no traffic now (a dependency is
+        down), or None. It clears by itself when the dependency recovers."""
+        for check in self._checks:
+            reason = check()
+            if reason is not None:
+                return reason
+        return None
 
     def mark_ready(self, clock: IReactorTime) -> None:
         """Listening and able to serve."""

@@ -82,9 +82,14 @@ class GatewayHttpApp:
     @app.route("/ready", methods=_PROBE_METHODS)
     @app.route("/readyz", methods=_PROBE_METHODS)
     def ready(self, request: Request) -> bytes:
-        """Readiness: 503 until the gateway has started and while it stops."""
+        """Readiness: 503 until the gateway has started, while it stops and while
+        a dependency it needs (the shared session store) is unavailable."""
         request.setHeader(b"cache-control", b"no-store")
         state = self._readiness.state
+        reason = self._readiness.unready_reason() if state == "ready" else None
+        if reason is not None:
+            body = {"ready": False, "status": "unavailable", "reason": reason}
+            return write_json(request, 503, body)
         ready = state == "ready"
         return write_json(request, 200 if ready else 503, {"ready": ready, "status": state})
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from attrs import asdict
@@ -206,7 +207,8 @@ class RunHub:
         if early is not None:
             # The same list object: pending waiters' cancellers still find themselves.
             tracked.waiters = early
-        tracked.unsubscribe = run.subscribe(lambda event: self._on_event(tracked, event))
+        # A partial, not a lambda: one Python frame fewer per event of every run.
+        tracked.unsubscribe = run.subscribe(partial(self._on_event, tracked))
         run.result.addCallbacks(
             lambda result: self._on_result(tracked, result),
             lambda failure: self._on_failure(tracked, failure),

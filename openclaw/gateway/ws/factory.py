@@ -118,6 +118,7 @@ class GatewayWebSocketFactory(WebSocketServerFactory):
         self._connections: set[GatewayWebSocketProtocol] = set()
         self._ready: set[GatewayWebSocketProtocol] = set()
         self._tick_call: IDelayedCall | None = None
+        self._operators = 0
         self.stopping = False
         self._allowed_origins = {origin_key(o) for o in config.gateway.control_ui.allowed_origins}
         self.services = GatewayServices(
@@ -153,6 +154,7 @@ class GatewayWebSocketFactory(WebSocketServerFactory):
         """A connection completed ``connect``; ticks run while any is ready."""
         self._ready.add(conn)
         self._schedule_tick()
+        self._count_operators()
 
     def connection_closed(self, conn: GatewayWebSocketProtocol) -> None:
         """A connection went away."""
@@ -160,6 +162,15 @@ class GatewayWebSocketFactory(WebSocketServerFactory):
         self._ready.discard(conn)
         if not self._ready:
             self._cancel_tick()
+        self._count_operators()
+
+    def _count_operators(self) -> None:
+        """Tell the broker how many clients here can answer approvals (instances
+        sharing a store count each other's)."""
+        count = sum(1 for c in self._ready if has_scope(c.scopes, SCOPE_APPROVALS))
+        if count != self._operators:
+            self._operators = count
+            self.services.runtime.approvals.operators_connected(count)
 
     def origin_allowed(self, origin: str, host: str | None, client_address: str) -> bool:
         """Browser origins: the allow-list, the gateway's own origin, or loopback to loopback."""

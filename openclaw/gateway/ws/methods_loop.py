@@ -26,6 +26,7 @@ from openclaw.agents.types import (
     ProviderError,
     UnknownAgentError,
 )
+from openclaw.core.unavailable import SharedStateUnavailableError
 from openclaw.gateway.ws.frames import INVALID_REQUEST, UNAVAILABLE, RequestError, invalid_params
 from openclaw.sessions.keys import (
     InvalidSessionKeyError,
@@ -99,28 +100,43 @@ def sessions_compact(ctx: CallContext, params: Mapping[str, Any]) -> Deferred[di
     return compacting.addCallbacks(answer, failed)
 
 
-def exec_approval_resolve(ctx: CallContext, params: Mapping[str, Any]) -> dict[str, Any]:
-    """Answer a pending exec approval."""
+def exec_approval_resolve(ctx: CallContext, params: Mapping[str, Any]) -> Deferred[dict[str, Any]]:
+    """Answer a pending exec approval (of any instance, with a shared store)."""
     method = "exec.approval.resolve"
     approval_id = _string(params, "id", method)
     decision = _string(params, "decision", method)
     if decision not in _DECISIONS:
         raise invalid_params(method, "decision must be allow-once, allow-always or deny")
-    if not ctx.services.runtime.approvals.resolve(approval_id, decision):  # type: ignore[arg-type]  # typing note: checked against _DECISIONS above
-        raise RequestError(INVALID_REQUEST, f"unknown or expired approval id: {approval_id}")
-    log.info(
-        "exec approval {approval_id} {decision} by {conn_id}",
-        approval_id=approval_id,
-        decision=decision,
-        conn_id=ctx.connection.conn_id,
-    )
-    return {"ok": True, "id": approval_id, "decision": decision}
+    resolving = ctx.services.runtime.approvals.resolve(approval_id, decision)  # type: ignore[arg-type]  # typing note: checked against _DECISIONS above
+
+    def answered(won: bool) -> dict[str, Any]:
+        if not won:
+            raise RequestError(INVALID_REQUEST, f"unknown or expired approval id: {approval_id}")
+        log.info(
+            "exec approval {approval_id} {decision} by {conn_id}",
+            approval_id=approval_id,
+            decision=decision,
+            conn_id=ctx.connection.conn_id,
+        )
+        return {"ok": True, "id": approval_id, "decision": decision}
+
+    return resolving.addCallbacks(answered, _unavailable)
 
 
-def exec_approval_list(ctx: CallContext, params: Mapping[str, Any]) -> dict[str, Any]:
+def exec_approval_list(ctx: CallContext, params: Mapping[str, Any]) -> Deferred[dict[str, Any]]:
     """The approvals still waiting (for a client that connected after the event)."""
-    pending = ctx.services.runtime.approvals.pending()
-    return {"approvals": [requested_payload(p) for p in pending]}
+    return ctx.services.runtime.approvals.pending().addCallback(
+        lambda pending: {"approvals": [requested_payload(p) for p in pending]}
+    )
+
+
+def _unavailable(failure: Failure) -> dict[str, Any]:
+    """The shared store could not be asked (another instance's approval)."""
+    error = failure.value
+    if isinstance(error, SharedStateUnavailableError):
+        raise RequestError(UNAVAILABLE, "exec approvals are unavailable: the shared store is down")
+    failure.raiseException()
+    raise AssertionError("unreachable")
 
 
 def requested_payload(event: ExecApprovalRequested) -> dict[str, Any]:

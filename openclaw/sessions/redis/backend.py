@@ -18,6 +18,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from openclaw.config.model import Config
 from openclaw.core.ids import short_id
+from openclaw.sessions.redis.approvals import RedisApprovalRelay
 from openclaw.sessions.redis.client import (
     RedisUnavailableError,
     TxRedisClient,
@@ -81,7 +82,7 @@ def build_redis_backend(config: Config, reactor: IReactorTime) -> RedisBackend:
     )
     owner = instance_id()
     channel = schema.bus(url.db)
-    store.run_relay = store.auth_peers = RedisRunRelay(
+    store.run_relay = store.auth_peers = bus = RedisRunRelay(
         client,
         reactor,
         owner=owner,
@@ -90,6 +91,9 @@ def build_redis_backend(config: Config, reactor: IReactorTime) -> RedisBackend:
         subscribe=lambda on_message, on_subscribed: open_subscriber(
             reactor, url, channel, on_message, on_subscribed
         ),
+    )
+    store.approval_relay = RedisApprovalRelay(
+        client, bus=bus, owner=owner, channel=channel, schema=schema
     )
     lanes = RedisLanes(
         client,

@@ -14,7 +14,9 @@ tests) can share one Redis database:
 * ``<p>fence`` / ``<p>ticket``: the counters fencing tokens and tickets come from;
 * ``<p>runs`` / ``<p>run:<h>`` / ``<p>inst:<id>``: active runs, finished runs'
   outcomes, and each instance's heartbeat (:mod:`.relay`); ``<p><db>:bus`` is
-  the instances' pub/sub channel.
+  the instances' pub/sub channel;
+* ``<p>approvals`` / ``<p>approvers``: pending exec approvals and each
+  instance's count of operator clients (:mod:`.approvals`).
 """
 
 from __future__ import annotations
@@ -93,6 +95,14 @@ class KeySchema:
     def auth_failures(self, key: str) -> str:
         """Failed authentications of one client (the limiter's key, hashed)."""
         return f"{self.prefix}authfail:{key_hash(key)}"
+
+    def approvals(self) -> str:
+        """Hash of pending exec approvals: approval id -> the request (JSON)."""
+        return f"{self.prefix}approvals"
+
+    def approvers(self) -> str:
+        """Hash: instance -> its connected operator clients able to answer approvals."""
+        return f"{self.prefix}approvers"
 
     def agents(self) -> str:
         """Set of agent ids that have an index (export walks it)."""

@@ -81,6 +81,9 @@ class RedisRunRelay:
         self._mine: set[str] = set()
         #: What the other instances' clients follow, by instance.
         self._theirs: dict[str, set[str]] = {}
+        #: Other relays on this channel (exec approvals): message kind -> handler.
+        self._handlers: dict[str, Callable[[Mapping[str, Any]], None]] = {}
+        self._resubscribed: list[Callable[[], None]] = []
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -92,6 +95,19 @@ class RedisRunRelay:
     def attach_limiter(self, sink: LockoutSink) -> None:
         """Deliver lockouts decided on other instances to ``sink`` (AuthPeers)."""
         self._limiter = sink
+        self._start()
+
+    def share_channel(
+        self,
+        kind: str,
+        handler: Callable[[Mapping[str, Any]], None],
+        on_subscribed: Callable[[], None],
+    ) -> None:
+        """Deliver other instances' messages of ``kind`` to ``handler`` (a relay
+        sharing this channel and heartbeat) and call ``on_subscribed`` after
+        every (re)subscription; starts the channel."""
+        self._handlers[kind] = handler
+        self._resubscribed.append(on_subscribed)
         self._start()
 
     def _start(self) -> None:
@@ -107,6 +123,8 @@ class RedisRunRelay:
     def detach(self) -> None:
         self._sink = None
         self._limiter = None
+        self._handlers.clear()
+        self._resubscribed.clear()
         if self._beat is not None and self._beat.running:
             self._beat.stop()
         self._beat = None
@@ -138,6 +156,8 @@ class RedisRunRelay:
         """(Re)subscribed: learn again what the others follow, tell ours."""
         self._send({"t": "hello"})
         self._announce()
+        for hook in list(self._resubscribed):
+            hook()
 
     def _announce(self) -> None:
         self._send({"t": "watching", "k": sorted(self._mine)})
@@ -154,7 +174,10 @@ class RedisRunRelay:
             return
         kind = message.get("t")
         sink = self._sink
-        if kind == "hello":
+        handler = self._handlers.get(str(kind))
+        if handler is not None:
+            handler(message)
+        elif kind == "hello":
             self._theirs.pop(origin, None)
             self._announce()
         elif kind == "watching":

@@ -30,8 +30,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from openclaw.core.agent_ids import normalize_agent_id
+from openclaw.core.availability import SHARED_STATE_UNAVAILABLE
 from openclaw.core.ids import random_uuid4
-from openclaw.core.relay import AuthPeers, LocalRelay, RunRelay
+from openclaw.core.relay import ApprovalRelay, AuthPeers, LocalRelay, RunRelay
 from openclaw.core.types import ImageInput, StopReason, ToolCall, Usage
 from openclaw.sessions.entry import (
     SessionEntry,
@@ -69,6 +70,10 @@ DEFAULT_MAX_STATELESS = 500
 
 class RedisSessionStore(SessionMirror):
     """The :class:`~openclaw.sessions.interface.TranscriptStore` over Redis."""
+
+    #: Exec approvals shared by the instances: set by the backend only (a
+    #: store without it is not ProvidesApprovalRelay, so approvals stay local).
+    approval_relay: ApprovalRelay
 
     def __init__(
         self,
@@ -418,6 +423,10 @@ class RedisSessionStore(SessionMirror):
         if entry is None:
             return 0
         return self._transcript(entry.agent_id, entry.session_id).count()
+
+    def unavailable_reason(self) -> str | None:
+        """``/readyz``'s reason while Redis is unreachable (ReportsAvailability)."""
+        return SHARED_STATE_UNAVAILABLE if self._client.lost else None
 
     def flush(self) -> None:
         """Nothing to do: every change is sent to Redis as it happens."""
