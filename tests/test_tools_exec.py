@@ -154,9 +154,15 @@ class ExecTests(TestCase):
         self.assertEqual(len(ended), 1)
         await ended[0]
         res: ToolResult = await d
-        # A SIGTERM that lands between fork and exec is lost; SIGKILL follows the grace.
-        self.assertIn(res.details["signal"], ("SIGTERM", "SIGKILL"))
+        # Signalled (SIGTERM, or SIGKILL after the grace when SIGTERM landed between
+        # fork and exec) or, when it landed in the spawned child before exec, an
+        # exit status: either way the command did not run on.
         self.assertTrue(res.details["killed"])
+        self.assertEqual(res.details["status"], "failed")
+        if res.details["signal"] is None:
+            self.assertNotIn(res.details["exitCode"], (0, None), res.details)
+        else:
+            self.assertIn(res.details["signal"], ("SIGTERM", "SIGKILL"))
 
     async def test_timeout_kills(self) -> None:
         """timeoutSeconds kills the group; the result says it timed out."""
