@@ -18,8 +18,11 @@ lists and resolves it, the first answer wins, and the instance running the
 command applies it. "Nobody could see it" then means no operator client on
 any live instance (each instance keeps its count in Redis).
 
-``allow-always`` is accepted and treated as ``allow-once``: this gateway
-keeps no persistent approval list.
+``allow-always`` runs the command and, as in OpenClaw, saves a durable grant
+in the approvals document (:class:`~openclaw.agents.tools.exec_grants.ExecGrants`,
+``<stateDir>/exec-approvals.json``) bound to the agent, the exact command and
+its working directory: the next request for it is approved at once, without
+an event, unless the effective ask mode is ``always``.
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from openclaw.agents.tools.exec_policy import ApprovalRequest
+from openclaw.agents.tools.exec_grants import ExecGrants
+from openclaw.agents.tools.exec_policy import ApprovalRequest, NoApproverError
 from openclaw.agents.types import (
     ApprovalDecision,
     ApprovalEvent,
@@ -56,7 +60,7 @@ class _Pending:
 def _unanswered() -> Failure:
     # Twisted's TimeoutError, as Deferred.addTimeout raises it: the exec tool
     # treats it as unanswered (askFallback decides).
-    refusal = defer.TimeoutError("no operator client is connected")
+    refusal = NoApproverError("no operator client is connected")
     return Failure(refusal)  # type: ignore[no-untyped-call]  # typing note: untyped in Twisted
 
 
@@ -102,16 +106,20 @@ class ApprovalBroker:
         *,
         expires_after_seconds: float = 120.0,
         relay: ApprovalRelay | None = None,
+        grants: ExecGrants | None = None,
     ) -> None:
         """
         :param expires_after_seconds: what requests announce as their expiry
             (the exec policy's approval timeout; the tool enforces it).
         :param relay: the instances sharing approvals (a shared store); None
             for one process.
+        :param grants: where ``allow-always`` answers are kept; None keeps
+            none (``allow-always`` then runs the command once).
         """
         self._clock = clock
         self._expires = expires_after_seconds
         self._relay = relay
+        self._grants = grants
         self._attached = False
         self._pending: dict[str, _Pending] = {}
         self._observers: list[Callable[[ApprovalEvent], bool | None]] = []
@@ -122,8 +130,19 @@ class ApprovalBroker:
     # -- ExecApprover ------------------------------------------------------------------
 
     def __call__(self, request: ApprovalRequest) -> Deferred[bool]:
-        """Ask the operators; fires True (run once) or False (denied)."""
+        """Ask the operators; fires True (run) or False (denied). A command
+        granted ``allow-always`` before runs without asking."""
         now = self._now()
+        if (
+            self._grants is not None
+            and request.ask != "always"
+            and self._grants.allows(request.agent_id, request.command, request.workdir)
+        ):
+            log.info(
+                "exec approval for run {run_id}: allowed by an allow-always grant",
+                run_id=request.run_id,
+            )
+            return succeed(True)
         event = ExecApprovalRequested(
             id=request.id,
             command=request.command,
@@ -266,6 +285,9 @@ class ApprovalBroker:
         self._notify(ExecApprovalResolved(approval_id, decision, ts, source))
         pending = self._pending.pop(approval_id, None)
         if pending is not None:
+            if decision == "allow-always" and self._grants is not None:
+                event = pending.event
+                self._grants.remember(event.agent_id, event.command, event.cwd, ts)
             pending.answer.callback(decision != "deny")
 
     # -- ApprovalSink (other instances) ------------------------------------------------

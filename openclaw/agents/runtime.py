@@ -34,6 +34,7 @@ from openclaw.agents.session_compaction import SessionCompactor
 from openclaw.agents.toolbox import Toolbox, check_client_tools
 from openclaw.agents.tools._proc import ProcessRegistry
 from openclaw.agents.tools.catalog import CatalogReactor, ToolServices
+from openclaw.agents.tools.exec_grants import APPROVALS_FILENAME, ExecGrants
 from openclaw.agents.turn import PromptMaker
 from openclaw.agents.types import (
     AgentRequest,
@@ -149,6 +150,7 @@ class Runtime:
                 clock,
                 expires_after_seconds=config.tools.exec.approval_timeout_seconds,
                 relay=approval_relay(self.store),
+                grants=ExecGrants(config.state_dir / APPROVALS_FILENAME),
             )
         )
         self._io = io
@@ -447,6 +449,7 @@ def build_runtime(
         reactor,
         expires_after_seconds=config.tools.exec.approval_timeout_seconds,
         relay=approval_relay(store),
+        grants=ExecGrants(config.state_dir / APPROVALS_FILENAME),
     )
     tools = default_tool_services(config, reactor, store, io, approvals)
     return Runtime(

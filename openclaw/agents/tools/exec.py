@@ -30,7 +30,7 @@ from openclaw.agents.tools._paths import confine
 from openclaw.agents.tools._proc import ProcessRegistry, ProcessSession, shell_argv
 from openclaw.agents.tools.base import JSONSchema, ToolArgumentError, ToolContext, ToolResult
 from openclaw.agents.tools.exec_env import DEFAULT_PASSTHROUGH, build_env, parse_overrides
-from openclaw.agents.tools.exec_policy import ApprovalRequest, ExecApprover
+from openclaw.agents.tools.exec_policy import ApprovalRequest, ExecApprover, NoApproverError
 from openclaw.agents.tools.policy import ExecPolicy, ExecVerdict
 
 _log = Logger()
@@ -248,6 +248,7 @@ class ExecTool:
             run_id=context.run_id,
             tool_call_id=context.tool_call_id,
             reason=verdict.reason,
+            ask=policy.ask,
         )
         d = self._approver(request)
         d.addTimeout(policy.approval_timeout_seconds, self._reactor)
@@ -258,6 +259,8 @@ class ExecTool:
         def no_answer(f: Failure) -> bool | ToolResult:
             if not isinstance(f.value, TimeoutError):
                 f.raiseException()
+            if isinstance(f.value, NoApproverError):
+                return unanswered("no operator client is connected to approve it")
             return unanswered("approval timed out")
 
         return d.addCallbacks(answered, no_answer)

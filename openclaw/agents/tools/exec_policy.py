@@ -12,7 +12,9 @@ from __future__ import annotations
 from typing import Protocol
 
 from attrs import frozen
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, TimeoutError
+
+from openclaw.config.model import ExecAsk
 
 
 @frozen
@@ -28,13 +30,21 @@ class ApprovalRequest:
     tool_call_id: str
     #: Why approval is needed (the policy's reason text).
     reason: str
+    #: The effective ask mode: with ``always`` a durable ``allow-always``
+    #: grant does not skip the question.
+    ask: ExecAsk = "on-miss"
 
 
 class ExecApprover(Protocol):
-    """Asks a human: fires True to run the command once, False to deny.
+    """Asks a human: fires True to run the command, False to deny.
 
     The exec tool cancels the Deferred when the approval times out or the run
     is cancelled; an implementation should withdraw its pending request then.
     """
 
     def __call__(self, request: ApprovalRequest) -> Deferred[bool]: ...
+
+
+class NoApproverError(TimeoutError):
+    """No operator client could see the request: unanswered at once, as on a
+    timeout (``askFallback`` decides), but the model is told why."""
