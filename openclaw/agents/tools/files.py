@@ -123,28 +123,48 @@ class ReadTool(FileTool):
             if not os.path.isfile(path):
                 raise ToolArgumentError(f"File not found: {shown}")
             max_lines = min(limit or limits.read_max_lines, limits.read_max_lines)
+            cap = limits.read_max_bytes
             out: list[str] = []
             size = 0
             total = 0
             truncated_by_bytes = False
+            # A line longer than the cap is shown cut (never read whole: a huge
+            # file without newlines must not be loaded into memory).
+            long_line, long_bytes = 0, 0
+            in_line = False
             with open(path, "rb") as f:
                 head = f.read(8192)
                 _decode(head, shown)
                 f.seek(0)
-                for total, line in enumerate(f, start=1):
+                while piece := f.readline(cap + 1):
+                    continuing, in_line = in_line, not piece.endswith(b"\n")
+                    if continuing:
+                        if long_line == total:
+                            long_bytes += len(piece)
+                        continue
+                    total += 1
                     if total < offset or len(out) >= max_lines or truncated_by_bytes:
                         continue
-                    if size + len(line) > limits.read_max_bytes:
+                    if size + len(piece) > cap:
                         truncated_by_bytes = True
+                        if not out:
+                            out.append(piece[:cap].decode("utf-8", errors="replace"))
+                            long_line, long_bytes = total, len(piece)
                         continue
-                    size += len(line)
-                    out.append(line.decode("utf-8", errors="replace"))
+                    size += len(piece)
+                    out.append(piece.decode("utf-8", errors="replace"))
             if offset > max(total, 1):
                 raise ToolArgumentError(
                     f"offset {offset} is beyond the end of file ({total} lines)"
                 )
             text = "".join(out)
             last = offset + len(out) - 1
+            if long_line:
+                text += (
+                    f"\n\n[Line {long_line} is {long_bytes} bytes, more than the {cap} byte "
+                    f"read limit: showing its first {cap} bytes. Use exec (for example "
+                    f"head -c or cut -c) to see the rest.]"
+                )
             if last < total:
                 text += (
                     f"\n\n[Showing lines {offset}-{last} of {total}. "
