@@ -180,7 +180,9 @@ class ExecToolApprovalTests(SynchronousTestCase):
         result = self.run_exec(ApprovalBroker(self.reactor), command="touch x")
         self.assertTrue(result.is_error)
         self.assertIn("no operator client is connected", result.content)
+        self.assertIn("askFallback deny", result.content)
         self.assertNotIn("timed out", result.content)
+        self.assertNotIn("in time", result.content)
 
     def test_effective_ask_mode_reaches_the_approver(self) -> None:
         """The approver learns the effective ask mode (a per-call ask: always

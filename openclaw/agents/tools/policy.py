@@ -308,7 +308,9 @@ class ExecPolicy:
             self.ask_fallback == "allowlist" and verdict.allowlisted
         ):
             return ExecVerdict("run", f"approval unanswered; askFallback {self.ask_fallback}")
-        return ExecVerdict("deny", "approval was not granted in time")
+        if self.ask_fallback == "allowlist":
+            return ExecVerdict("deny", "askFallback allowlist and the command is not on it")
+        return ExecVerdict("deny", "askFallback deny (tools.exec.askFallback)")
 
 
 def resolve_exec_policy(config: ExecConfig) -> ExecPolicy:
