@@ -51,6 +51,8 @@ USER_MD_MAX_CHARS: Final = 4_000
 #: Bytes read from one bootstrap file at most (OpenClaw's 2 MiB read cap).
 MAX_READ_BYTES: Final = 2 * 1024 * 1024
 _HEAD_SHARE: Final = 0.75
+#: A file cut to less than this is left out: its marker would be all it showed.
+MIN_TRUNCATED_CHARS: Final = 200
 _TAIL_SHARE: Final = 0.25
 
 
@@ -157,6 +159,10 @@ def load_bootstrap_files(
             continue
         cap = min(max_chars, USER_MD_MAX_CHARS) if name == "USER.md" else max_chars
         cap = min(cap, remaining)
+        if len(text) > cap and cap < MIN_TRUNCATED_CHARS:
+            # The total budget is spent: leave the file out rather than inject a
+            # truncation marker with nothing (or next to nothing) of it.
+            continue
         content = truncate_text(text, cap, name)
         result.append(
             BootstrapFile(name, path, content, truncated=content != text, raw_chars=len(text))
