@@ -123,6 +123,14 @@ class DurableAllowAlwaysTests(SynchronousTestCase):
         self.broker(request("a2", ask="always"))
         self.assertEqual(self.asked(), ["a1", "a2"])
 
+    def test_allow_always_under_ask_always_runs_once_and_saves_nothing(self) -> None:
+        """While every command must be asked (ask: always) durable approval is not
+        offered: allow-always runs the command once and saves no grant."""
+        self.assertIs(self.approve("a1", "allow-always", ask="always"), True)
+        self.assertFalse(self.path.exists())
+        self.broker(request("a2"))
+        self.assertEqual(self.asked(), ["a1", "a2"])
+
     def test_allow_once_and_deny_save_nothing(self) -> None:
         """Only allow-always is durable: after allow-once or deny the command asks again."""
         self.assertIs(self.approve("a1", "allow-once"), True)

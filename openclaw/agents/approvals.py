@@ -55,6 +55,8 @@ _DECISIONS = frozenset(get_args(ApprovalDecision))
 class _Pending:
     event: ExecApprovalRequested
     answer: Deferred[bool]
+    #: Whether allow-always may be saved (not while the ask mode is always).
+    durable: bool = True
 
 
 def _unanswered() -> Failure:
@@ -156,7 +158,7 @@ class ApprovalBroker:
             expires_at_ms=now + int(self._expires * 1000),
         )
         answer: Deferred[bool] = Deferred(lambda _d: self._withdraw(request.id))
-        self._pending[request.id] = _Pending(event, answer)
+        self._pending[request.id] = _Pending(event, answer, request.ask != "always")
         reached = self._notify(event)
         if self._relay is None:
             if not reached:
@@ -285,7 +287,7 @@ class ApprovalBroker:
         self._notify(ExecApprovalResolved(approval_id, decision, ts, source))
         pending = self._pending.pop(approval_id, None)
         if pending is not None:
-            if decision == "allow-always" and self._grants is not None:
+            if decision == "allow-always" and pending.durable and self._grants is not None:
                 event = pending.event
                 self._grants.remember(event.agent_id, event.command, event.cwd, ts)
             pending.answer.callback(decision != "deny")
