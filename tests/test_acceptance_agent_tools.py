@@ -1,4 +1,5 @@
-"""Acceptance (issue 11): hostile inputs to the built-in file tools.
+"""Acceptance (issue 11): hostile inputs to the built-in file tools, and the
+end event of a tool cut short by the run stopping.
 
 A file whose first line is longer than ``read``'s byte cap (minified JSON, a
 log without newlines) used to read as nothing with "Use offset=1 to continue"
@@ -11,14 +12,21 @@ from __future__ import annotations
 
 import os
 import tracemalloc
+from collections.abc import Mapping
 from typing import Any
 
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.task import Clock
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
+from openclaw.agents.tool_runner import ToolBatch
 from openclaw.agents.tools._common import inline_runner
 from openclaw.agents.tools.base import ToolContext, ToolResult
 from openclaw.agents.tools.files import FileLimits, ReadTool
+from openclaw.agents.tools.loop_detection import LoopDetector
+from openclaw.agents.types import ToolCall, ToolEvent
+from openclaw.config.model import LoopDetectionConfig
 
 CAP = FileLimits().read_max_bytes
 
@@ -77,3 +85,56 @@ class LongLineReadTests(SynchronousTestCase):
         self.assertLess(peak, 2_000_000)
         self.assertIn("[Line 1 is 20000000 bytes", result.content)
         self.assertNotIn("Use offset=", result.content)
+
+
+class CancelledToolEventTests(SynchronousTestCase):
+    def test_cancelled_tool_gets_its_end_event(self) -> None:
+        """A run stopped while a tool runs (timeout, abort, disconnect): the tool's
+        start event is followed by a result event (an error saying it was
+        cancelled), so a client does not show the call running forever."""
+        clock = Clock()
+        events: list[ToolEvent] = []
+        hanging = _Hanging()
+        batch = ToolBatch(
+            [ToolCall(id="c1", name="exec", arguments="{}")],
+            run_id="r",
+            tools={"exec": hanging},
+            detector=LoopDetector(LoopDetectionConfig()),
+            context_for=lambda call, on_update: ToolContext(
+                agent_id="main",
+                session_key="agent:main:main",
+                run_id="r",
+                tool_call_id=call.id,
+                workspace=FilePath(self.mktemp()),
+                on_update=on_update,
+            ),
+            emit=events.append,
+            clock=clock,
+            result_cap=1000,
+        )
+        done = batch.run()
+        batch.cancel()
+        self.failureResultOf(done, CancelledError)
+        self.assertTrue(hanging.cancelled)
+        self.assertEqual(
+            [(e.phase, e.tool_call_id) for e in events], [("start", "c1"), ("result", "c1")]
+        )
+        self.assertTrue(events[1].is_error)
+        self.assertIn("cancelled", events[1].result or "")
+
+
+class _Hanging:
+    """A tool that never answers until cancelled."""
+
+    name = "exec"
+    description = "hangs"
+    parameters: Mapping[str, Any] = {"type": "object"}
+
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    def run(self, arguments: Mapping[str, Any], context: ToolContext) -> Deferred[ToolResult]:
+        def cancel(_d: Deferred[ToolResult]) -> None:
+            self.cancelled = True
+
+        return Deferred(cancel)

@@ -148,6 +148,10 @@ class ToolBatch:
         current, self._current = self._current, None
         if current is not None:
             current.cancel()
+            # Every tool start gets its end: clients showing the call as running
+            # learn that it stopped with the run.
+            call = self._calls[len(self._results)]
+            self._answer(ToolOutcome(call, f"{call.name} was cancelled: the run stopped", True))
         if not self._done.called:
             self._done.errback(CancelledError("tool batch cancelled"))
 
