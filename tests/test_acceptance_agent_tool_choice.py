@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from openai import OpenAI
+from openai import InternalServerError, OpenAI
 from twisted.internet.threads import deferToThread
 
 from openclaw.testing import FakeReply, FakeToolCall, ToolConversation
@@ -80,6 +80,23 @@ class ForcedChoiceAfterBuiltinStepsTests(support.GatewayTestCase):
         self.assertEqual([(c.id, c.function.name) for c in calls], [("w1", "get_weather")])  # type: ignore[union-attr]  # typing note: function tool calls
         self.assert_read_ran(talk)
 
+    async def test_required_instruction_names_the_client_tools(self) -> None:
+        """The agent is told which tools the client requires: the built-in ones
+        are available too and calling only those would not meet the choice."""
+        self.fake.responder = conversation()
+        await deferToThread(
+            lambda: self.client.chat.completions.create(
+                model="openclaw", messages=ASK, tools=[WEATHER, OTHER], tool_choice="required"
+            )
+        )
+        system = self.fake.requests[0].body["messages"][0]
+        self.assertEqual(system["role"], "system")
+        self.assertIn(
+            "You must call one of these client tools before responding: get_weather, "
+            "other_tool. Other tools do not count.",
+            system["content"],
+        )
+
     async def test_pinned_after_a_builtin_step_streamed(self) -> None:
         """A pinned function choice, streamed, with prose on the built-in step: the
         stream ends with the pinned call and finish_reason tool_calls, no error."""
@@ -106,3 +123,37 @@ class ForcedChoiceAfterBuiltinStepsTests(support.GatewayTestCase):
         self.assertEqual(names, ["get_weather"])
         self.assertEqual([f for f in finishes if f], ["tool_calls"])
         self.assert_read_ran(talk)
+
+
+class EmptyAllowListTests(support.GatewayTestCase):
+    """``tools.allow`` naming no tool stops every run (as OpenClaw does): the
+    client gets a 500 that names the gateway's configuration, not a 404."""
+
+    @classmethod
+    def gateway_config(cls, port: int) -> dict[str, Any]:
+        return {
+            "models": {"providers": {"fake": support.openai_provider(port)}},
+            "agents": {"list": [{"id": "main", "default": True, "model": "fake/gpt-fake"}]},
+            "tools": {"allow": ["no_such_tool"]},
+        }
+
+    async def test_a_run_stops_with_a_500_naming_the_allow_list(self) -> None:
+        """The SDK raises InternalServerError with code tool_policy_empty and a
+        message naming tools.allow; the model is never called."""
+        client = OpenAI(
+            base_url=f"{self.gateway.base_url}/v1", api_key=TOKEN, max_retries=0, timeout=30
+        )
+        self.addCleanup(client.close)
+
+        def run() -> InternalServerError:
+            try:
+                client.chat.completions.create(model="openclaw", messages=ASK)
+            except InternalServerError as e:
+                return e
+            raise AssertionError("the run was not refused")
+
+        error = await deferToThread(run)
+        self.assertEqual(error.status_code, 500)
+        self.assertEqual(error.code, "tool_policy_empty")
+        self.assertIn("tools.allow matches no tool", error.message)
+        self.assertEqual(self.fake.requests, [])

@@ -680,11 +680,13 @@ class ToolValidationTests(ChatTestCase):
         )
 
     def test_required(self) -> None:
-        """``required`` keeps all tools and adds the instruction."""
+        """``required`` keeps all tools and adds the instruction, naming the
+        client's tools (the agent's built-in tools do not meet it)."""
         request = self.started(tools=[self.WEATHER], tool_choice="required")
         self.assertEqual(
             request.extra_system_prompt,
-            "You must call one of the available tools before responding.",
+            "You must call one of these client tools before responding: get_weather. "
+            "Other tools do not count.",
         )
 
 

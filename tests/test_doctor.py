@@ -277,6 +277,27 @@ class OfflineReportTests(SynchronousTestCase):
         self.assertTrue(any(n.startswith("workspace ") for n in names))
         self.assertFalse([c for c in checks if c.status == "FAIL"], [c.line() for c in checks])
 
+    def test_an_allow_list_matching_no_tool_fails(self) -> None:
+        """tools.allow (global or an agent's) that names no built-in tool would stop
+        every run: doctor fails it with the key; a valid allow-list passes."""
+        path, env = self._config(
+            {
+                "tools": {"allow": ["no_such_tool"]},
+                "agents": {
+                    "list": [
+                        {"id": "main", "default": True, "tools": {"allow": ["group:fs"]}},
+                        {"id": "ops", "tools": {"allow": ["nothing_*"]}},
+                    ]
+                },
+            }
+        )
+        checks, _config = offline_checks(str(path), env, [])
+        failed = {c.name: c.detail for c in checks if c.status == "FAIL"}
+        self.assertIn("tools.allow", failed)
+        self.assertIn("agents.list[ops].tools.allow", failed)
+        self.assertNotIn("agents.list[main].tools.allow", failed)
+        self.assertIn("matches no tool", failed["tools.allow"])
+
     def test_invalid_config_fails_with_its_problems_and_hints(self) -> None:
         """A config that does not load: each problem and each "did you mean" is a line."""
         path, env = self._config(

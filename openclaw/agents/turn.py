@@ -34,7 +34,7 @@ from openclaw.agents.system_prompt import (
     tool_summaries,
 )
 from openclaw.agents.toolbox import AgentTools, Toolbox
-from openclaw.agents.types import AgentRequest, ProviderError
+from openclaw.agents.types import TOOL_POLICY_EMPTY, AgentRequest, ProviderError
 from openclaw.agents.workspace import WorkspaceContext, WorkspaceLoader, is_main_session
 from openclaw.config.model import Config
 from openclaw.sessions.fileio import BlockingIO
@@ -158,7 +158,7 @@ def plan_turn(
         raise ModelResolutionError(
             f"{tools.empty_allowlist} matches no tool this gateway has; "
             "fix the allow-list (the agent would run without tools)",
-            code="tool_policy_empty",
+            code=TOOL_POLICY_EMPTY,
         )
     defaults = services.config.agents.defaults
     candidates = candidate_models(defaults, spec.entry, request.model_override)

@@ -10,7 +10,7 @@ import enum
 import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
 from attrs import Factory, field, frozen
 from twisted.internet.defer import Deferred
@@ -285,6 +285,11 @@ class RunAbortedError(Exception):
 
 class UnknownAgentError(KeyError):
     """No agent with that id is configured."""
+
+
+#: The error code of a run stopped because an explicit tool allow-list matches
+#: no tool (a configuration problem of the gateway, not of the request).
+TOOL_POLICY_EMPTY: Final = "tool_policy_empty"
 
 
 class AgentLoopError(Exception):

@@ -351,6 +351,32 @@ def workspace_checks(config: Config) -> list[Check]:
         checks.append(
             check_directory(f"workspace {agent.id}", Path(agent.workspace), create_hint=True)
         )
+    return checks + tool_policy_checks(config)
+
+
+def tool_policy_checks(config: Config) -> list[Check]:
+    """An explicit ``tools.allow`` that names no built-in tool stops every run of
+    the agents it applies to (as OpenClaw does): say so before the first request."""
+    from openclaw.agents.tools.catalog import BUILTIN_TOOLS
+    from openclaw.agents.tools.policy import select_tools
+    from openclaw.config.model import ToolPolicyConfig
+
+    checks = []
+    scopes = [("tools", None)] + [
+        (f"agents.list[{a.id}].tools", a.tools.policy) for a in config.agents.list if a.tools
+    ]
+    for scope, agent_policy in scopes:
+        # Each allow-list on its own (an allow-list matches, or not, by itself).
+        policy = config.tools.policy if agent_policy is None else ToolPolicyConfig()
+        if select_tools(BUILTIN_TOOLS, policy, agent_policy).empty_allowlist is not None:
+            checks.append(
+                Check(
+                    "FAIL",
+                    f"{scope}.allow",
+                    f"{scope}.allow matches no tool, so every run it applies to stops",
+                    "name tools or groups that exist (docs/tools.md), or remove the allow-list",
+                )
+            )
     return checks
 
 

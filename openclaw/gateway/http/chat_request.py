@@ -448,7 +448,7 @@ def prepare_chat(
         raise ChatRequestError(MISSING_USER_MESSAGE, param="messages") from None
     except RecursionError:
         raise ChatRequestError("`messages` is nested too deeply.", param="messages") from None
-    extra = (prompt.extra_system_prompt, tool_choice_prompt(choice))
+    extra = (prompt.extra_system_prompt, tool_choice_prompt(choice, tools))
     return prepared_turn(fields, (agent_id, session_key), headers, prompt, (tools, choice), extra)
 
 

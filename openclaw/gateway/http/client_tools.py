@@ -8,7 +8,7 @@ is checked against the run's result (:func:`.run_support.tool_choice_failure`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from attrs import frozen
@@ -104,10 +104,21 @@ def _parse_choice(raw: object) -> ToolChoice:
     raise _choice_error("unsupported tool_choice type")
 
 
-def tool_choice_prompt(choice: ToolChoice) -> str | None:
-    """The instruction appended to the extra system prompt for a forced choice."""
+def tool_choice_prompt(choice: ToolChoice, tools: Sequence[ClientTool] = ()) -> str | None:
+    """The instruction appended to the extra system prompt for a forced choice.
+
+    ``required`` names the client's tools: the agent's built-in tools are
+    available too, and a model that calls one of those and then answers in
+    prose has not met the client's requirement.
+    """
     if choice == "required":
-        return REQUIRED_TOOL_PROMPT
+        if not tools:
+            return REQUIRED_TOOL_PROMPT
+        names = ", ".join(tool.name for tool in tools)
+        return (
+            f"You must call one of these client tools before responding: {names}. "
+            "Other tools do not count."
+        )
     if isinstance(choice, PinnedTool):
         return f"You must call the {choice.name} tool before responding."
     return None

@@ -365,7 +365,7 @@ def prepare_response(
         instructions.strip() if isinstance(instructions, str) else None,
         prompt.extra_system_prompt,
         *blocks,
-        tool_choice_prompt(choice),
+        tool_choice_prompt(choice, tools),
     )
     turn = prepared_turn(fields, (agent_id, session_key), headers, prompt, (tools, choice), extra)
     raw_tools = body.get("tools")

@@ -11,6 +11,7 @@ from twisted.python.failure import Failure
 from twisted.web.server import Request
 
 from openclaw.agents.types import (
+    TOOL_POLICY_EMPTY,
     AgentLoopError,
     AgentResult,
     ImageInput,
@@ -80,6 +81,9 @@ def map_failure(failure: Failure, run_id: str) -> tuple[MappedError, str]:
     Unexpected failures are logged here with their traceback.
     """
     error = failure.value
+    if isinstance(error, ProviderError) and error.code == TOOL_POLICY_EMPTY:
+        # The gateway's own configuration, not the client's model choice.
+        return MappedError(500, str(error), "api_error", TOOL_POLICY_EMPTY), "tool policy empty"
     if isinstance(error, ProviderError):
         return map_provider_error(error), f"upstream {error.kind.value} {error.status}"
     if isinstance(error, RunTimeoutError):
