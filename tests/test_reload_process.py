@@ -20,6 +20,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from openclaw.workers import UNSAFE_FILE_STORE_ENV
 from tests.gateway_process import TOKEN, GatewayProcess, write_config
+from tests.ws_sync_client import SyncWsClient
 
 NEW_TOKEN = "rotated-token-0123456789abcdef012345"
 CLI = [sys.executable, "-c", "import sys; from openclaw.cli import main; sys.exit(main())"]
@@ -145,6 +146,34 @@ class WorkersReloadTests(SynchronousTestCase):
         while gateway.text.count("config reloaded from") < 2:
             # typing note: the helper's line reader, to count lines (not just find one).
             self.assertIsNotNone(gateway._read_line(deadline), gateway.text)
+        models = f"{gateway.base_url}/v1/models"
+        for _ in range(6):
+            self.assertEqual(get(models, TOKEN)[0], 401)
+            self.assertEqual(get(models, NEW_TOKEN)[0], 200)
+
+    def test_gateway_reload_over_the_websocket_reloads_every_worker(self) -> None:
+        """gateway.reload reaches one worker; that worker answers, and the parent
+        has the other worker reload too: no connection accepts the old token."""
+        os.environ[UNSAFE_FILE_STORE_ENV] = "1"
+        self.addCleanup(os.environ.pop, UNSAFE_FILE_STORE_ENV, None)
+        base = Path(self.mktemp()).resolve()
+        base.mkdir()
+        config = write_config(base)
+        gateway = GatewayProcess(config, base / "state", extra_args=("--workers", "2"))
+        self.addCleanup(gateway.ensure_stopped)
+        gateway.wait_for_output("with 2 workers")
+        client = SyncWsClient(gateway.port)
+        self.addCleanup(client.close)
+        document = json.loads(config.read_text())
+        document["gateway"]["auth"]["token"] = NEW_TOKEN
+        config.write_text(json.dumps(document))
+        answer = client.request("gateway.reload")
+        self.assertTrue(answer["ok"], answer)
+        deadline = time.monotonic() + 30
+        while gateway.text.count("config reloaded from") < 2:
+            # typing note: the helper's line reader, to count lines (not just find one).
+            self.assertIsNotNone(gateway._read_line(deadline), gateway.text)
+        self.assertIn("reloading the others", gateway.text)
         models = f"{gateway.base_url}/v1/models"
         for _ in range(6):
             self.assertEqual(get(models, TOKEN)[0], 401)

@@ -45,6 +45,7 @@ from twisted.logger import (
 )
 from zope.interface import implementer
 
+from openclaw.config.live import ReloadResult
 from openclaw.config.model import Config
 from openclaw.gateway.assembly import Gateway, build_gateway
 from openclaw.workers import control
@@ -92,6 +93,16 @@ class Worker:
             listener.setServiceParent(self.service)
             self.service.listeners.append(listener)
         self.control = control.ControlLines(self._heard, self._parent_gone)
+        # gateway.reload over the WebSocket reaches one worker: it answers with its
+        # own reload, and the parent has the other workers reload too.
+        self.gateway.ws_factory.services.reload = self.reload_group
+
+    def reload_group(self) -> ReloadResult:
+        """Reload here; when the new config was taken, tell the parent."""
+        result = self.service.reload()
+        if result.ok:
+            self.control.say(control.RELOADED)
+        return result
 
     def start(self) -> None:
         """Adopt the sockets, serve, and tell the parent; ``/readyz`` waits for the group."""

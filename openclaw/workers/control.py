@@ -4,7 +4,7 @@ File descriptors of a worker process (set up by the parent's ``childFDs``):
 
 - 0: control, parent -> worker (``group ready``, ``group stopping``);
 - 1, 2: the parent's own stdout/stderr (interpreter tracebacks before logging starts);
-- 3: control, worker -> parent (``ready``);
+- 3: control, worker -> parent (``ready``, ``reloaded``);
 - 4: log events, worker -> parent, one JSON record per line (``jsonFileLogObserver``),
   which the parent publishes to its own observers (so ``--logfile``, JSON logs
   and the like apply to every worker);
@@ -27,6 +27,9 @@ FIRST_LISTEN_FD = 5
 
 #: Worker -> parent: listening and serving.
 READY = b"ready"
+#: Worker -> parent: it reloaded its config (``gateway.reload`` over the
+#: WebSocket); the parent asks every other worker to reload too.
+RELOADED = b"reloaded"
 #: Parent -> worker: every worker is ready (sent again to restarted workers).
 GROUP_READY = b"group ready"
 #: Parent -> worker: the group is shutting down.

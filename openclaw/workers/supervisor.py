@@ -201,6 +201,11 @@ class WorkerSupervisor(Service):
 
     def worker_said(self, slot: WorkerSlot, word: bytes) -> None:
         """A control word from a worker."""
+        if word == control.RELOADED:
+            # gateway.reload reached one worker: the group's config is one config.
+            log.info("worker {worker} reloaded the config; reloading the others", worker=slot.index)
+            self._signal_all("HUP", but=slot)
+            return
         if word != control.READY:
             log.warn("worker {worker} said {word!r}; ignored", worker=slot.index, word=word)
             return
@@ -299,9 +304,12 @@ class WorkerSupervisor(Service):
             signal.signal(signum, stop)
         signal.signal(signal.SIGHUP, hangup)
 
-    def _signal_all(self, name: str) -> None:
-        """Send every running worker ``SIG<name>`` (SIGHUP: each reloads its config)."""
+    def _signal_all(self, name: str, but: WorkerSlot | None = None) -> None:
+        """Send every running worker (``but`` one) ``SIG<name>`` (SIGHUP: each
+        reloads its config)."""
         for slot in self.slots:
+            if slot is but:
+                continue
             if slot.process is not None and slot.ended is not None and not slot.ended.called:
                 _signal(slot.process, name)
 
