@@ -13,7 +13,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,53 +23,27 @@ from openclaw.sessions.redis.keys import KeySchema
 from tests.gateway_process import GatewayProcess, write_config
 from tests.redis_support import RedisServer
 from tests.test_redis_gateway import chat, poll, start_draining
+from tests.threaded_model import Frame, ScriptedModel, serve, text_of
 from tests.ws_sync_client import SyncWsClient
 
 COMMAND = "uname -s"
 
 
-def _chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-    body = {
-        "id": "chatcmpl-approvals",
-        "object": "chat.completion.chunk",
-        "created": 0,
-        "model": "scripted",
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-    }
-    return b"data: " + json.dumps(body).encode() + b"\n\n"
+class _ScriptedModel(ScriptedModel):
+    """Calls ``exec`` once, then repeats the tool result as its answer."""
 
-
-class _ScriptedModel(BaseHTTPRequestHandler):
-    """An OpenAI-compatible model that calls ``exec`` once, then repeats the
-    tool result as its answer."""
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("content-length") or 0)
-        request = json.loads(self.rfile.read(length))
+    def reply(self, request: dict[str, Any]) -> list[Frame]:
         results = [m for m in request.get("messages", []) if m.get("role") == "tool"]
         if results:
-            content = results[-1].get("content")
-            if isinstance(content, list):
-                content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-            frames = [_chunk({"role": "assistant", "content": f"tool said: {content}"}, None)]
-            frames.append(_chunk({}, "stop"))
-        else:
-            call = {
-                "index": 0,
-                "id": "call-exec",
-                "type": "function",
-                "function": {"name": "exec", "arguments": json.dumps({"command": COMMAND})},
-            }
-            frames = [_chunk({"role": "assistant", "tool_calls": [call]}), _chunk({}, "tool_calls")]
-        body = b"".join(frames) + b"data: [DONE]\n\n"
-        self.send_response(200)
-        self.send_header("content-type", "text/event-stream")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet."""
+            said = text_of(results[-1].get("content"))
+            return [({"role": "assistant", "content": f"tool said: {said}"}, None), ({}, "stop")]
+        call = {
+            "index": 0,
+            "id": "call-exec",
+            "type": "function",
+            "function": {"name": "exec", "arguments": json.dumps({"command": COMMAND})},
+        }
+        return [({"role": "assistant", "tool_calls": [call]}, None), ({}, "tool_calls")]
 
 
 def _gateway_config(directory: Path, redis_url: str, model_port: int) -> Path:
@@ -119,8 +93,7 @@ class _Instances(SynchronousTestCase):
     def setUpClass(cls) -> None:
         cls.server = RedisServer()
         cls.server.start()
-        cls.model = ThreadingHTTPServer(("127.0.0.1", 0), _ScriptedModel)
-        threading.Thread(target=cls.model.serve_forever, daemon=True).start()
+        cls.model = serve(_ScriptedModel)
         cls.gateways = {}
         try:
             for name in cls.names:

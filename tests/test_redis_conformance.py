@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import socket
 import threading
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -29,42 +28,17 @@ from twisted.trial.unittest import SynchronousTestCase
 from tests.gateway_process import TOKEN, GatewayProcess, write_config
 from tests.redis_support import RedisServer
 from tests.test_redis_gateway import start_draining
+from tests.threaded_model import Frame, ScriptedModel, serve, text_of
 
 
-class _HistoryModel(BaseHTTPRequestHandler):
-    """An OpenAI-compatible model whose answer lists the user messages it got."""
+class _HistoryModel(ScriptedModel):
+    """Answers with the user messages it was sent."""
 
-    def do_POST(self) -> None:
-        length = int(self.headers.get("content-length") or 0)
-        request = json.loads(self.rfile.read(length))
-        said = []
-        for message in request.get("messages", []):
-            if message.get("role") != "user":
-                continue
-            content = message.get("content")
-            if isinstance(content, list):
-                content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-            said.append(str(content))
-        text = "heard: " + " | ".join(said)
-        frames = [
-            {"choices": [{"index": 0, "delta": {"role": "assistant", "content": text}}]},
-            {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
-        ]
-        body = b"".join(
-            b"data: "
-            + json.dumps({"id": "c", "object": "chat.completion.chunk", "model": "m", **f}).encode()
-            + b"\n\n"
-            for f in frames
-        )
-        body += b"data: [DONE]\n\n"
-        self.send_response(200)
-        self.send_header("content-type", "text/event-stream")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet."""
+    def reply(self, request: dict[str, Any]) -> list[Frame]:
+        messages = request.get("messages", [])
+        users = [text_of(m.get("content")) for m in messages if m.get("role") == "user"]
+        text = "heard: " + " | ".join(users)
+        return [({"role": "assistant", "content": text}, None), ({}, "stop")]
 
 
 class RoundRobin:
@@ -111,8 +85,7 @@ class BalancedInstancesTests(SynchronousTestCase):
     def setUpClass(cls) -> None:
         cls.server = RedisServer()
         cls.server.start()
-        cls.model = ThreadingHTTPServer(("127.0.0.1", 0), _HistoryModel)
-        threading.Thread(target=cls.model.serve_forever, daemon=True).start()
+        cls.model = serve(_HistoryModel)
         cls.gateways = []
         try:
             for name in ("a", "b"):

@@ -126,10 +126,8 @@ class RunningGatewayTests(SynchronousTestCase):
 
 
 class WorkersReloadTests(SynchronousTestCase):
-    def test_sighup_to_the_supervisor_reloads_every_worker(self) -> None:
-        """With --workers 2, SIGHUP to the parent is forwarded: both workers
-        reload, and no connection (whichever worker takes it) accepts the old
-        token any more."""
+    def two_workers(self) -> tuple[GatewayProcess, Path]:
+        """A gateway with --workers 2 (the file store allowed), ready; its config file."""
         os.environ[UNSAFE_FILE_STORE_ENV] = "1"
         self.addCleanup(os.environ.pop, UNSAFE_FILE_STORE_ENV, None)
         base = Path(self.mktemp()).resolve()
@@ -138,6 +136,13 @@ class WorkersReloadTests(SynchronousTestCase):
         gateway = GatewayProcess(config, base / "state", extra_args=("--workers", "2"))
         self.addCleanup(gateway.ensure_stopped)
         gateway.wait_for_output("with 2 workers")
+        return gateway, config
+
+    def test_sighup_to_the_supervisor_reloads_every_worker(self) -> None:
+        """With --workers 2, SIGHUP to the parent is forwarded: both workers
+        reload, and no connection (whichever worker takes it) accepts the old
+        token any more."""
+        gateway, config = self.two_workers()
         document = json.loads(config.read_text())
         document["gateway"]["auth"]["token"] = NEW_TOKEN
         config.write_text(json.dumps(document))
@@ -154,14 +159,7 @@ class WorkersReloadTests(SynchronousTestCase):
     def test_gateway_reload_over_the_websocket_reloads_every_worker(self) -> None:
         """gateway.reload reaches one worker; that worker answers, and the parent
         has the other worker reload too: no connection accepts the old token."""
-        os.environ[UNSAFE_FILE_STORE_ENV] = "1"
-        self.addCleanup(os.environ.pop, UNSAFE_FILE_STORE_ENV, None)
-        base = Path(self.mktemp()).resolve()
-        base.mkdir()
-        config = write_config(base)
-        gateway = GatewayProcess(config, base / "state", extra_args=("--workers", "2"))
-        self.addCleanup(gateway.ensure_stopped)
-        gateway.wait_for_output("with 2 workers")
+        gateway, config = self.two_workers()
         client = SyncWsClient(gateway.port)
         self.addCleanup(client.close)
         document = json.loads(config.read_text())
