@@ -265,11 +265,13 @@ def census(pid: int, exclude_peer_port: int | None = None) -> Census:
     others: list[str] = []
     fds = 0
     for entry in os.listdir(fd_dir):
-        fds += 1
         try:
             target = os.readlink(fd_dir / entry)
         except FileNotFoundError:
+            # Closed between the listing and now (a store write finishing on its
+            # IO thread): not open, so not counted.
             continue
+        fds += 1
         if target.startswith("socket:["):
             sockets.add(target[len("socket:[") : -1])
         else:
