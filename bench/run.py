@@ -158,10 +158,13 @@ def gateway_config(
             "bind": "loopback",
             "auth": {"mode": "token", "token": TOKEN},
             # Every benchmark client connects from one loopback address (S3: 1000
-            # streams at once): no per-address connection cap.
+            # streams at once): no per-address connection cap, and no share of
+            # gateway.maxConnections (1024) kept for other addresses (by default
+            # the last 64 slots are, so one address gets at most 960).
             "http": {
                 "endpoints": {"chatCompletions": {"enabled": True}},
                 "maxConnectionsPerAddress": 0,
+                "reservedConnections": 0,
             },
             # S7 opens 100 WebSocket connections from one loopback address at
             # once; the default pre-auth cap (16 per address) is for hostile clients.
