@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -85,6 +86,19 @@ def _text(value: bytes | None) -> str:
     if not value:
         return "-"
     return value[:_MAX_FIELD].decode("latin-1").replace('"', "'")
+
+
+def _path_text(path: bytes) -> str:
+    """The path percent-decoded, so a secret a client encoded (``%74oken``) is
+    still seen and masked by the log's secret scrubber; bytes that are not
+    printable ASCII (controls, spaces, quotes, non-ASCII) are written as
+    ``%XX`` so the line cannot be broken or coloured from outside."""
+    if not path:
+        return "-"
+    decoded = unquote_to_bytes(path[:_MAX_FIELD])
+    return "".join(
+        chr(byte) if 0x21 <= byte <= 0x7E and byte != 0x22 else f"%{byte:02X}" for byte in decoded
+    )
 
 
 class RequestObserver:
@@ -183,7 +197,7 @@ class RequestObserver:
             "client": client,
             "peer": peer_host,
             "method": request.method.decode("latin-1"),
-            "path": _text(request.path),
+            "path": _path_text(request.path),
             "status": status,
             "bytes": sent,
             "duration_ms": round(seconds * 1000.0, 1),
