@@ -62,6 +62,8 @@ from openclaw.sessions.keys import agent_session_key
 INVALID_IMAGE_MESSAGE = "Invalid input_image content in `input`."
 INVALID_FILE_MESSAGE = "Invalid input_file content in `input`."
 MISSING_INPUT_MESSAGE = "Missing user message in `input`."
+#: The turn text of a user message with files and no text (OpenClaw's).
+FILE_ONLY_MESSAGE = "User sent file(s) with no text."
 #: The session-key segment of this endpoint (chat completions uses ``openai``).
 SESSION_PREFIX = "openresponses"
 #: Fields checked for their JSON type (null always means absent).
@@ -118,6 +120,13 @@ def _check_types(body: Mapping[str, Any]) -> None:
         value = body.get(name)
         if value is not None and not isinstance(value, kind):
             raise ChatRequestError(f"{name}: Expected {expected}", param=name)
+    metadata = body.get("metadata")
+    for key, item in metadata.items() if isinstance(metadata, dict) else ():
+        if not isinstance(item, str):
+            raise ChatRequestError(
+                f"metadata.{key}: Expected string, received {json_type_name(item)}",
+                param="metadata",
+            )
     value = body.get("input")
     if value is not None and not isinstance(value, str | list):
         raise ChatRequestError("input: Expected string or array", param="input")
@@ -249,7 +258,8 @@ def file_block(part: Mapping[str, Any], config: ResponsesConfig, index: int) -> 
 
 
 def _content(raw: object, files: list[Mapping[str, Any]]) -> object:
-    """A message's content with Responses parts turned into chat parts."""
+    """A message's content with Responses parts turned into chat parts
+    (``input_file`` parts are collected in ``files``)."""
     if not isinstance(raw, list):
         return raw
     parts: list[object] = []
@@ -266,11 +276,24 @@ def _content(raw: object, files: list[Mapping[str, Any]]) -> object:
     return parts
 
 
+def _only_files(content: object, files: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether converted user content (chat parts) has files but no text and no image."""
+    if not files or not isinstance(content, list):
+        return False
+    texts = [str(part.get("text") or "") for part in content if part.get("type") == "text"]
+    images = [part for part in content if part.get("type") == "image_url"]
+    return not images and not "".join(texts).strip()
+
+
 def to_chat_messages(input_value: object, files: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """``input`` as chat messages (``input_file`` parts are collected in ``files``)."""
+    """``input`` as chat messages; ``files`` gets the ``input_file`` parts of the
+    active turn only (the last user message, unless a tool result follows it), as
+    OpenClaw reads media: earlier files are neither injected again nor checked."""
     if isinstance(input_value, str):
         return [{"role": "user", "content": input_value}]
     messages: list[dict[str, Any]] = []
+    active: int | None = None
+    active_files: list[Mapping[str, Any]] = []
     for item in input_value if isinstance(input_value, list) else ():
         if not isinstance(item, Mapping):
             continue
@@ -288,12 +311,20 @@ def to_chat_messages(input_value: object, files: list[Mapping[str, Any]]) -> lis
             messages.append({"role": "assistant", "content": "", "tool_calls": [call]})
         elif kind == "function_call_output":
             output = item.get("output")
-            content = output if isinstance(output, str) else _content(output, files)
+            content = output if isinstance(output, str) else _content(output, [])
             messages.append(
                 {"role": "tool", "tool_call_id": item.get("call_id"), "content": content or ""}
             )
+            active, active_files = None, []  # a tool result's turn has no media
         elif kind in (None, "message") and isinstance(item.get("role"), str):
-            messages.append({"role": item["role"], "content": _content(item.get("content"), files)})
+            found: list[Mapping[str, Any]] = []
+            content = _content(item.get("content"), found)
+            if item["role"] == "user":
+                active, active_files = len(messages), found
+            messages.append({"role": item["role"], "content": content})
+    if active is not None and _only_files(messages[active]["content"], active_files):
+        messages[active]["content"] = [{"type": "text", "text": FILE_ONLY_MESSAGE}]
+    files.extend(active_files)
     return messages
 
 
