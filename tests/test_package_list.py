@@ -17,8 +17,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 class PackageListTests(SynchronousTestCase):
     def test_every_package_is_listed(self) -> None:
-        """The ``packages`` list names exactly the directories of ``openclaw``
-        that have an ``__init__.py`` (plus the Twisted plugin namespace)."""
+        """The ``packages`` list names every directory of ``openclaw`` that has an
+        ``__init__.py``; anything else it names (besides the Twisted plugin
+        namespace) is an existing data-only directory (no Python in it)."""
         listed = set(
             tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
         )
@@ -27,4 +28,7 @@ class PackageListTests(SynchronousTestCase):
             for init in (ROOT / "openclaw").rglob("__init__.py")
         }
         self.assertEqual(sorted(on_disk - listed), [])
-        self.assertEqual(sorted(listed - on_disk - {"twisted.plugins"}), [])
+        for name in sorted(listed - on_disk - {"twisted.plugins"}):
+            directory = ROOT.joinpath(*name.split("."))
+            self.assertTrue(directory.is_dir(), f"{name} is listed but does not exist")
+            self.assertEqual(list(directory.glob("*.py")), [], f"{name} has Python but no __init__")
