@@ -10,7 +10,8 @@ from zope.interface import implementer
 
 from openclaw.core.logformat import SecretScrubber
 from openclaw.core.secret_values import SecretValues
-from openclaw.testing.gateway import TEST_TOKEN, GatewayHarness
+from openclaw.testing.gateway import TEST_TOKEN, GatewayHarness, http_test_config
+from tests.test_metrics import sample
 
 
 def _access(case: SynchronousTestCase, path: bytes) -> LogEvent:
@@ -51,3 +52,72 @@ class EncodedPathSecretTests(SynchronousTestCase):
         for raw in ("\x1b", "\x00", "\n"):
             self.assertNotIn(raw, line)
         self.assertEqual(event["path"], "/a%1B[31mb%00c%0Ad")
+
+
+def _events(case: SynchronousTestCase) -> list[LogEvent]:
+    events: list[LogEvent] = []
+
+    @implementer(ILogObserver)
+    def keep(event: LogEvent) -> None:
+        if event.get("log_namespace") == "openclaw.access":
+            events.append(dict(event))
+
+    globalLogPublisher.addObserver(keep)
+    case.addCleanup(globalLogPublisher.removeObserver, keep)
+    return events
+
+
+class RefusalAccessLineTests(SynchronousTestCase):
+    """Requests refused before dispatch (413, 431, a malformed head) still get
+    their access line and are counted, so an operator sees a flood of them."""
+
+    def _harness(self) -> GatewayHarness:
+        base = self.mktemp()
+        config = http_test_config(base, metrics=True)
+        return GatewayHarness.create(base, config)
+
+    def _count(self, h: GatewayHarness, **labels: str) -> float | None:
+        body = h.request(b"GET", b"/metrics", token=TEST_TOKEN).response()[2].decode()
+        return sample(body, "openclaw_http_requests_total", **labels)
+
+    def test_oversized_body_gets_an_access_line_and_a_count(self) -> None:
+        """A declared Content-Length over the limit: 413, one access line with
+        the method and path, and the 413 counted for its route."""
+        events = _events(self)
+        h = self._harness()
+        exchange = h.connect()
+        exchange.send(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+            b"Authorization: Bearer " + TEST_TOKEN.encode() + b"\r\n"
+            b"User-Agent: big/1\r\nContent-Length: 900000000\r\n\r\n"
+        )
+        self.assertEqual(exchange.response()[0], 413)
+        (event,) = [e for e in events if e["status"] == 413]
+        self.assertEqual((event["method"], event["path"]), ("POST", "/v1/chat/completions"))
+        self.assertEqual(event["user_agent"], "big/1")
+        self.assertGreater(event["bytes"], 0)
+        self.assertEqual(
+            self._count(h, route="/v1/chat/completions", method="POST", status="413"), 1.0
+        )
+
+    def test_too_many_headers_gets_an_access_line_and_a_count(self) -> None:
+        """Past gateway.http.maxHeaders: 431, logged and counted."""
+        events = _events(self)
+        h = self._harness()
+        exchange = h.connect()
+        fields = b"".join(b"X-%d: a\r\n" % i for i in range(500))
+        exchange.send(b"GET /healthz?token=x HTTP/1.1\r\nHost: x\r\n" + fields + b"\r\n")
+        self.assertEqual(exchange.response()[0], 431)
+        (event,) = [e for e in events if e["status"] == 431]
+        self.assertEqual((event["method"], event["path"]), ("GET", "/healthz"))
+        self.assertEqual(self._count(h, route="/healthz", status="431"), 1.0)
+
+    def test_malformed_head_gets_an_access_line(self) -> None:
+        """A head Twisted itself rejects (a header without a colon): 400, logged."""
+        events = _events(self)
+        h = self._harness()
+        exchange = h.connect()
+        exchange.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n")
+        self.assertIn(b" 400 ", exchange.raw().split(b"\r\n")[0] + b" ")
+        (event,) = [e for e in events if e["status"] == 400]
+        self.assertEqual(event["path"], "/healthz")

@@ -254,8 +254,22 @@ class GatewayChannel(HTTPChannel):
             status=status,
             message=message,
         )
-        transport.write(raw_error_response(status, message, code=code))
+        answer = raw_error_response(status, message, code=code)
+        transport.write(answer)
+        self._report_refusal(status, len(answer))
         self._close()
+
+    def _respondToBadRequestAndDisconnect(self) -> None:
+        """Twisted's own 400 for a head it cannot parse: logged and counted too."""
+        super()._respondToBadRequestAndDisconnect()
+        self._report_refusal(400, len(b"HTTP/1.1 400 Bad Request\r\n\r\n"))
+
+    def _report_refusal(self, status: int, sent: int) -> None:
+        """Give a request refused before dispatch its access line and count."""
+        observer = getattr(getattr(self, "site", None), "observer", None)
+        refused = getattr(observer, "refused", None)
+        if refused is not None:
+            refused(self, status, sent, self.requests[-1] if self.requests else None)
 
     def _close(self) -> None:
         """Close (after pending output), and abort if the peer does not let go."""

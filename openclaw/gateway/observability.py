@@ -156,6 +156,45 @@ class RequestObserver:
                 note = f"{note}; client left" if note else "client left"
             self._line(request, status, request.sentLength, seconds, note)
 
+    def refused(
+        self, channel: object, status: int, sent: int, request: Request | None = None
+    ) -> None:
+        """A request answered straight on the transport before dispatch (413,
+        431, 408, a head Twisted could not parse): counted and logged like any
+        other, from what the channel parsed so far (no forwarded client: the
+        head may be incomplete, so the line names the socket peer)."""
+        command: bytes | None = getattr(channel, "_command", None)
+        raw_path: bytes | None = getattr(channel, "_path", None)
+        path = raw_path.split(b"?", 1)[0] if raw_path else b""
+        method = command.decode("latin-1") if command else "-"
+        if self._metrics is not None:
+            route = route_template(path, self._control_ui)
+            self._metrics.request_done(route, method, status, 0.0)
+        if not self._access_log:
+            return
+        transport = getattr(channel, "transport", None)
+        peer = transport.getPeer() if transport is not None else None
+        host = getattr(peer, "host", None) or "unix"
+        agent = _first_header(request, _AGENT_HEADERS) if request is not None else "-"
+        agent_text = request.getHeader(b"user-agent") if request is not None else None
+        fields = {
+            "client": host,
+            "peer": host,
+            "method": method,
+            "path": _path_text(path),
+            "status": status,
+            "bytes": sent,
+            "duration_ms": 0.0,
+            "agent": agent,
+            "run_id": "-",
+            "user_agent": _text(agent_text),
+        }
+        line = (
+            f'{host} "{method} {fields["path"]}" {status} {sent}B 0.0ms agent={agent} '
+            f'run=- ua="{fields["user_agent"]}" (refused before dispatch)'
+        )
+        log.info("{access}", access=line, **fields)
+
     def _websocket(self, request: Request, begun: float) -> None:
         """An upgrade: refused, it finishes like any request (its status is
         logged and counted); accepted, Autobahn owns the connection from the

@@ -77,6 +77,10 @@ class RequestHook(TypingProtocol):
 
     def stream_started(self) -> Callable[[], None]: ...
 
+    def refused(
+        self, channel: object, status: int, sent: int, request: Request | None = None
+    ) -> None: ...
+
 
 class DrainState(TypingProtocol):
     """Whether new work is refused (``/readyz`` already says 503)."""
@@ -373,6 +377,10 @@ class GatewayRequest(Request):
             message=message,
             request_id=request_id.decode("ascii"),
         )
-        channel.transport.write(self._refusal(status, message, request_id))
+        answer = self._refusal(status, message, request_id)
+        channel.transport.write(answer)
+        site = self._site()
+        if site is not None and site.observer is not None:
+            site.observer.refused(channel, status, len(answer), self)
         assert isinstance(channel, HTTPChannel)
         channel.loseConnection()
