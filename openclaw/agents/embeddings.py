@@ -60,6 +60,11 @@ DEFAULT_OPENAI_MODEL = "text-embedding-3-small"
 DEMO_MODEL = "demo-embedding"
 #: The demo's vector size when the request and the config name none.
 DEMO_DIMENSIONS = 256
+#: The largest demo vector (OpenAI's largest model's size).
+DEMO_MAX_DIMENSIONS = 3072
+#: Numbers one demo request may ask for (inputs x dimensions): 2048 inputs of the
+#: default size. The demo runs on the reactor thread, so this bounds its pause.
+DEMO_MAX_NUMBERS = 2048 * DEMO_DIMENSIONS
 #: An upstream answer larger than this is refused (4096 vectors of 3072 floats as JSON fit).
 MAX_RESPONSE_BYTES = 256 * 1024 * 1024
 #: Seconds without an answer before an embeddings call fails.
@@ -122,9 +127,33 @@ def _encoded(vector: tuple[float, ...] | str, encoding: str) -> tuple[float, ...
     return decode_base64(vector) if isinstance(vector, str) else vector
 
 
+class EmbeddingRequestError(ValueError):
+    """A request the embedding provider will not take; ``param`` names the field."""
+
+    def __init__(self, message: str, param: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
 def demo_embeddings(request: EmbeddingRequest, target: EmbeddingTarget) -> EmbeddingResult:
-    """The demo provider's answer (pure: same request, same vectors)."""
+    """The demo provider's answer (pure: same request, same vectors).
+
+    Raises :class:`EmbeddingRequestError` past the demo's size limits: it
+    computes on the reactor thread, so an unbounded ``dimensions`` would stall
+    the whole gateway.
+    """
     dimensions = target.dimensions or DEMO_DIMENSIONS
+    if dimensions > DEMO_MAX_DIMENSIONS:
+        raise EmbeddingRequestError(
+            f"`dimensions` must be at most {DEMO_MAX_DIMENSIONS} for the demo embedding provider.",
+            "dimensions",
+        )
+    if dimensions * len(request.inputs) > DEMO_MAX_NUMBERS:
+        raise EmbeddingRequestError(
+            f"The demo embedding provider returns at most {DEMO_MAX_NUMBERS} numbers "
+            "per request (inputs times `dimensions`).",
+            "dimensions",
+        )
     vectors = tuple(
         _encoded(demo_vector(_input_text(item), dimensions), request.encoding_format)
         for item in request.inputs

@@ -21,6 +21,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 from twisted.web.server import Request
 
+from openclaw.agents.embeddings import EmbeddingRequestError
 from openclaw.agents.types import (
     AgentRuntime,
     EmbeddingRequest,
@@ -157,6 +158,8 @@ class EmbeddingsEndpoint(AgentEndpoint):
                 pending = self._runtime.embed(embedding)
         except EmbeddingsUnavailableError as error:
             raise ChatRequestError(str(error), code="embeddings_unavailable") from None
+        except EmbeddingRequestError as error:
+            raise ChatRequestError(str(error), param=error.param) from None
 
         def answered(result: EmbeddingResult) -> bytes:
             return write_json(request, 200, embeddings_json(model, result))
