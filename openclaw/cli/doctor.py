@@ -310,22 +310,28 @@ def offline_checks(
     from openclaw.config.loader import resolve_config_path
 
     path, _ = resolve_config_path(config_path, env)
+    path = path.absolute()
+    edit = f"edit {path}" if path.exists() else f"create it: openclaw setup --config {path}"
     checks: list[Check] = []
     try:
         loaded = load_config(config_path, env=env)
     except ConfigError as e:
         for problem in e.problems:
-            checks.append(Check("FAIL", "config", problem, f"edit {path}"))
+            checks.append(Check("FAIL", "config", problem, edit))
         for warning in e.warnings:
-            checks.append(Check("warn", "config", warning, f"edit {path}"))
+            checks.append(Check("warn", "config", warning, edit))
         return checks, None
     config = loaded.config
-    where = str(path) if path.exists() else f"no file at {path}; defaults used"
-    checks.append(Check("ok", "config", f"{where} is valid"))
+    problems = startup_problems(config)
+    if not path.exists():
+        # Not "valid": a new user must learn there is no file (and how to make one).
+        checks.append(Check("warn", "config", f"no file at {path}; defaults used", edit))
+    elif not problems:
+        checks.append(Check("ok", "config", f"{path} is valid"))
     for warning in loaded.warnings:
-        checks.append(Check("warn", "config", warning, f"edit {path}"))
-    for problem in startup_problems(config):
-        checks.append(Check("FAIL", "config", problem, f"edit {path}"))
+        checks.append(Check("warn", "config", warning, edit))
+    for problem in problems:
+        checks.append(Check("FAIL", "config", problem, edit))
     checks.append(check_directory("state dir", config.state_dir, create_hint=True))
     checks += workspace_checks(config)
     checks.append(check_token(config))
