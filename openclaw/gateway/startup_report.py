@@ -22,10 +22,11 @@ def enabled_endpoints(config: Config) -> list[str]:
     http = config.gateway.http
     names = ["/healthz", "/readyz"]
     if http.chat_completions.enabled:
-        names += ["/v1/chat/completions", "/v1/models"]
-    responses = getattr(http, "responses", None)  # issue 13's endpoint, when present
-    if responses is not None and responses.enabled:
+        names.append("/v1/chat/completions")
+    if http.responses.enabled:
         names.append("/v1/responses")
+    if http.chat_completions.enabled or http.responses.enabled:  # served with either
+        names += ["/v1/models", "/v1/embeddings"]
     if http.metrics.enabled:
         names.append("/metrics" + (" (no auth)" if http.metrics.auth == "none" else ""))
     if config.gateway.control_ui.enabled:
