@@ -46,7 +46,12 @@ from openclaw.gateway.http.completions_format import MappedError
 from openclaw.gateway.http.errors import (
     ChatRequestError,
 )
-from openclaw.gateway.http.responses_format import ResponseEvents, ResponseShell, result_status
+from openclaw.gateway.http.responses_format import (
+    ResponseEvents,
+    ResponseShell,
+    message_phase,
+    result_status,
+)
 from openclaw.gateway.http.responses_request import (
     INVALID_IMAGE_MESSAGE,
     SESSION_PREFIX,
@@ -218,7 +223,8 @@ class _ResponsesStream(StreamAnswer):
     def closing(self, result: AgentResult, text: str) -> list[bytes]:
         events = self._events
         status = result_status(result)
-        frames = events.close_message(text, status) if events.message_open else []
+        phase = message_phase(result)
+        frames = events.close_message(text, status, phase) if events.message_open else []
         frames += events.function_calls(result.pending_tool_calls)
         frames.append(events.finished(status, result.usage))
         return frames

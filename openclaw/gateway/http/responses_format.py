@@ -27,6 +27,9 @@ from openclaw.gateway.http.completions_format import (
 from openclaw.gateway.http.sse import data_frame
 
 Status = Literal["in_progress", "completed", "incomplete", "failed"]
+#: An assistant message's role in the turn: narration before client tool calls,
+#: or the answer (OpenClaw's and OpenAI's ``phase``).
+Phase = Literal["commentary", "final_answer"]
 
 
 def new_item_id(prefix: str) -> str:
@@ -58,15 +61,26 @@ def text_part(text: str) -> dict[str, Any]:
     return {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
 
 
-def message_item(item_id: str, text: str, status: Status = "completed") -> dict[str, Any]:
-    """An assistant ``message`` output item (no parts while it is in progress)."""
-    return {
+def message_item(
+    item_id: str, text: str, status: Status = "completed", phase: Phase | None = None
+) -> dict[str, Any]:
+    """An assistant ``message`` output item (no parts while it is in progress;
+    ``phase`` once it is known, at the end)."""
+    item: dict[str, Any] = {
         "id": item_id,
         "type": "message",
         "status": status,
         "role": "assistant",
         "content": [] if status == "in_progress" else [text_part(text)],
     }
+    if phase is not None:
+        item["phase"] = phase
+    return item
+
+
+def message_phase(result: AgentResult) -> Phase:
+    """``commentary`` when the reply comes with client tool calls, else ``final_answer``."""
+    return "commentary" if result.pending_tool_calls else "final_answer"
 
 
 def function_call_item(
@@ -154,7 +168,7 @@ class ResponseShell:
         output: list[dict[str, Any]] = []
         if result.text or not result.pending_tool_calls:
             text = result.text or EMPTY_REPLY_TEXT
-            output.append(message_item(new_item_id("msg"), text, status))
+            output.append(message_item(new_item_id("msg"), text, status, message_phase(result)))
         output.extend(
             function_call_item(new_item_id("fc"), call) for call in result.pending_tool_calls
         )
@@ -233,11 +247,11 @@ class ResponseEvents:
             + b"}\n\n"
         )
 
-    def close_message(self, text: str, status: Status) -> list[bytes]:
+    def close_message(self, text: str, status: Status, phase: Phase | None = None) -> list[bytes]:
         """``output_text.done``, ``content_part.done`` and ``output_item.done``."""
         assert self._message_id is not None
         ids = {"item_id": self._message_id, "output_index": self._message_index, "content_index": 0}
-        item = message_item(self._message_id, text, status)
+        item = message_item(self._message_id, text, status, phase)
         self.output[self._message_index] = item
         return [
             self._event("response.output_text.done", **ids, text=text, logprobs=[]),
