@@ -9,13 +9,24 @@ network that cannot hold a secret; or served on a listener of its own
 
 from __future__ import annotations
 
-from twisted.internet.interfaces import IReactorTime
+from typing import Final
+
+from twisted.internet.interfaces import IAddress, IProtocolFactory, IReactorTime
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+from twisted.web.http import Request as HTTPRequest
+from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
 from openclaw.core.metrics import CONTENT_TYPE, Metrics
 from openclaw.gateway.auth import GatewayAuth
 from openclaw.gateway.http.auth_errors import auth_failure_response
+from openclaw.gateway.observability import RequestObserver
+
+#: Open connections the scrape port accepts (a scraper needs one or two).
+SCRAPE_MAX_CONNECTIONS: Final = 32
+#: Seconds a scrape connection may sit idle or half-sent before it is closed.
+SCRAPE_IDLE_TIMEOUT: Final = 30
 
 
 class MetricsEndpoint:
@@ -42,11 +53,13 @@ class _ScrapeResource(Resource):
 
     isLeaf = True
 
-    def __init__(self, endpoint: MetricsEndpoint) -> None:
+    def __init__(self, endpoint: MetricsEndpoint, observer: RequestObserver) -> None:
         Resource.__init__(self)
         self._endpoint = endpoint
+        self._observer = observer
 
     def render_GET(self, request: Request) -> bytes:
+        self._observer.started(request)
         if request.path != b"/metrics":
             request.setResponseCode(404)
             request.setHeader(b"content-type", b"text/plain; charset=utf-8")
@@ -56,12 +69,38 @@ class _ScrapeResource(Resource):
     render_HEAD = render_GET
 
 
-def scrape_site(metrics: Metrics, reactor: IReactorTime) -> Site:
+class _ScrapeSite(Site):
+    """A Site whose requests are logged by the gateway's access line only."""
+
+    def log(self, request: HTTPRequest) -> None:
+        """Twisted's combined-format line is replaced by ``openclaw.access``."""
+
+
+class _Capped(WrappingFactory):
+    """At most :data:`SCRAPE_MAX_CONNECTIONS` open connections; more are closed at once."""
+
+    noisy = False
+
+    def buildProtocol(self, addr: IAddress | None) -> ProtocolWrapper | None:  # type: ignore[override]  # None refuses, as Factory allows
+        if len(self.protocols) >= SCRAPE_MAX_CONNECTIONS:
+            return None
+        return super().buildProtocol(addr)
+
+
+def _peer(request: IRequest) -> str:
+    return str(getattr(request.getClientAddress(), "host", None) or "unix")
+
+
+def scrape_site(metrics: Metrics, reactor: IReactorTime) -> IProtocolFactory:
     """A Site serving only ``GET /metrics``, without auth (``--metrics-listen``:
-    whoever can reach that address may scrape)."""
-    site = Site(_ScrapeResource(MetricsEndpoint(metrics, None)), reactor=reactor)
+    whoever can reach that address may scrape). Being unauthenticated, it
+    caps its connections and closes idle or half-sent ones quickly: the
+    process's file descriptors are shared with the gateway."""
+    observer = RequestObserver(clock=reactor, metrics=None, client_address=_peer)
+    resource = _ScrapeResource(MetricsEndpoint(metrics, None), observer)
+    site = _ScrapeSite(resource, reactor=reactor, timeout=SCRAPE_IDLE_TIMEOUT)  # type: ignore[no-untyped-call]  # Twisted
     site.noisy = False
-    return site
+    return _Capped(site)  # type: ignore[no-untyped-call]  # Twisted
 
 
-__all__ = ["MetricsEndpoint", "scrape_site"]
+__all__ = ["SCRAPE_IDLE_TIMEOUT", "SCRAPE_MAX_CONNECTIONS", "MetricsEndpoint", "scrape_site"]

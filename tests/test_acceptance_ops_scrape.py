@@ -1,0 +1,71 @@
+"""Acceptance (issues 14 and 17): the ``--metrics-listen`` scrape port has no
+auth, so it must not let one client hold connections (and the process's file
+descriptors) forever, and its requests get the gateway's own access line."""
+
+from __future__ import annotations
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
+
+from openclaw.core.metrics import Metrics
+from openclaw.gateway.http.metrics_endpoint import SCRAPE_MAX_CONNECTIONS, scrape_site
+
+
+def _connect(site: object, clock: MemoryReactorClock) -> StringTransport:
+    protocol = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))  # type: ignore[attr-defined]
+    transport = StringTransport()
+    if protocol is None:
+        transport.loseConnection()
+        return transport
+    protocol.makeConnection(transport)
+    return transport
+
+
+class ScrapePortTests(SynchronousTestCase):
+    def test_half_sent_head_is_closed(self) -> None:
+        """A connection that sends part of a head and stops is closed within
+        seconds (Twisted's default would keep it for 12 hours)."""
+        clock = MemoryReactorClock()
+        site = scrape_site(Metrics(process=False), clock)
+        protocol = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+        assert protocol is not None
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(b"GET /metrics HTTP/1.1\r\n")
+        clock.advance(31)
+        self.assertTrue(transport.disconnecting)
+
+    def test_connections_are_capped(self) -> None:
+        """Past SCRAPE_MAX_CONNECTIONS open connections, new ones are refused."""
+        clock = MemoryReactorClock()
+        site = scrape_site(Metrics(process=False), clock)
+        transports = [_connect(site, clock) for _ in range(SCRAPE_MAX_CONNECTIONS + 5)]
+        open_ = [t for t in transports if not t.disconnecting]
+        self.assertEqual(len(open_), SCRAPE_MAX_CONNECTIONS)
+
+    def test_scrape_gets_an_openclaw_access_line(self) -> None:
+        """A scrape is logged under openclaw.access with its fields, and not
+        again by Twisted's legacy combined-format line."""
+        events: list[LogEvent] = []
+
+        @implementer(ILogObserver)
+        def keep(event: LogEvent) -> None:
+            events.append(dict(event))
+
+        globalLogPublisher.addObserver(keep)
+        self.addCleanup(globalLogPublisher.removeObserver, keep)
+        clock = MemoryReactorClock()
+        site = scrape_site(Metrics(process=False), clock)
+        protocol = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
+        assert protocol is not None
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 200"))
+        access = [e for e in events if e.get("log_namespace") == "openclaw.access"]
+        self.assertEqual([(e["path"], e["status"]) for e in access], [("/metrics", 200)])
+        legacy = [e for e in events if "GET /metrics HTTP/1.1" in str(e.get("message", ""))]
+        self.assertEqual(legacy, [])
