@@ -190,6 +190,7 @@ class ResponsesEndpoint(AgentEndpoint):
             top_p=params.top_p if params else None,
             tools=prepared.tools_json,
             tool_choice=prepared.tool_choice_json,
+            text_format=prepared.text_format_json,
         )
         if not turn.stream:
             return JsonAnswer(request, run, turn.tool_choice, access, shell.completed).start()

@@ -124,6 +124,8 @@ class ResponseShell:
     top_p: float | None = None
     tools: Sequence[Any] = ()
     tool_choice: object = "auto"
+    #: ``text.format`` as requested (None: plain text).
+    text_format: Any = None
 
     def response(
         self,
@@ -152,7 +154,7 @@ class ResponseShell:
             "reasoning": None,
             "store": False,
             "temperature": self.temperature,
-            "text": {"format": {"type": "text"}},
+            "text": {"format": self.text_format or {"type": "text"}},
             "tool_choice": self.tool_choice,
             "tools": list(self.tools),
             "top_p": self.top_p,

@@ -89,6 +89,8 @@ class PreparedResponse:
     #: The request's ``tools`` and ``tool_choice`` as sent (echoed in the response).
     tools_json: tuple[Mapping[str, Any], ...]
     tool_choice_json: object
+    #: The request's ``text.format`` as sent (echoed), None for plain text.
+    text_format_json: Mapping[str, Any] | None = None
 
     def agent_request(
         self,
@@ -132,12 +134,48 @@ def _check_types(body: Mapping[str, Any]) -> None:
         raise ChatRequestError("input: Expected string or array", param="input")
 
 
+_SCHEMA_KEYS = ("name", "description", "schema", "strict")
+
+
+def text_format(body: Mapping[str, Any]) -> dict[str, Any] | None:
+    """``text.format`` as the chat ``response_format`` the providers send (None
+    for plain text); ChatRequestError (``param: "text"``) when malformed."""
+    text = body.get("text")
+    if text is None:
+        return None
+    if not isinstance(text, Mapping):
+        raise ChatRequestError(
+            f"text: Expected object, received {json_type_name(text)}", param="text"
+        )
+    fmt = text.get("format")
+    if fmt is None:
+        return None
+    kind = fmt.get("type") if isinstance(fmt, Mapping) else None
+    if not isinstance(fmt, Mapping) or kind not in ("text", "json_object", "json_schema"):
+        raise ChatRequestError(
+            "Invalid text.format: text.format.type must be text, json_object, or json_schema",
+            param="text",
+        )
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return {"type": "json_object"}
+    name, schema = fmt.get("name"), fmt.get("schema")
+    if not isinstance(name, str) or not name.strip() or not isinstance(schema, Mapping):
+        raise ChatRequestError(
+            "Invalid text.format: json_schema needs a `name` and a `schema` object",
+            param="text",
+        )
+    return {"type": "json_schema", "json_schema": {k: fmt[k] for k in _SCHEMA_KEYS if k in fmt}}
+
+
 def _chat_fields(body: Mapping[str, Any]) -> dict[str, Any]:
     """The fields the chat endpoint's checks understand, under its names."""
     fields: dict[str, Any] = {
         name: body.get(name) for name in ("model", "stream", "user", "temperature", "top_p")
     }
     fields["max_completion_tokens"] = body.get("max_output_tokens")
+    fields["response_format"] = text_format(body)
     return fields
 
 
@@ -409,4 +447,5 @@ def prepare_response(
         metadata=body.get("metadata") or {},
         tools_json=tuple(t for t in raw_tools or () if isinstance(t, Mapping)),
         tool_choice_json=body.get("tool_choice") or "auto",
+        text_format_json=body["text"]["format"] if text_format(body) else None,
     )
