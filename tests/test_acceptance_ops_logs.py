@@ -121,3 +121,18 @@ class RefusalAccessLineTests(SynchronousTestCase):
         self.assertIn(b" 400 ", exchange.raw().split(b"\r\n")[0] + b" ")
         (event,) = [e for e in events if e["status"] == 400]
         self.assertEqual(event["path"], "/healthz")
+
+
+class ReasonPhraseTests(SynchronousTestCase):
+    def test_429_has_its_reason_phrase(self) -> None:
+        """Twisted has no phrase for 429, so answers said "429 Unknown Status";
+        the gateway's requests name it "Too Many Requests"."""
+        from twisted.web.test.requesthelper import DummyChannel
+
+        from openclaw.gateway.http.request import GatewayRequest
+
+        request = GatewayRequest(DummyChannel())
+        request.setResponseCode(429)
+        self.assertEqual(request.code_message, b"Too Many Requests")
+        request.setResponseCode(418, b"Teapot")
+        self.assertEqual(request.code_message, b"Teapot")

@@ -10,7 +10,7 @@ import json
 import re
 import uuid
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Final
 
 from twisted.web.server import Request
 
@@ -22,7 +22,8 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"referrer-policy", b"no-referrer"),
 )
 #: Reason phrases of the answers written straight to the transport.
-_REASONS = {
+#: Reason phrases for the statuses the gateway answers (Twisted lacks 429, 431).
+REASON_PHRASES: Final = {
     400: b"Bad Request",
     401: b"Unauthorized",
     408: b"Request Timeout",
@@ -145,7 +146,7 @@ def raw_error_response(
     the connection cap.
     """
     body = json_bytes(openai_error(message, error_type, code=code))
-    head = [b"HTTP/1.1 %d %s" % (status, _REASONS.get(status, b"Error"))]
+    head = [b"HTTP/1.1 %d %s" % (status, REASON_PHRASES.get(status, b"Error"))]
     head += [name + b": " + value for name, value in SECURITY_HEADERS]
     head += [name + b": " + value for name, value in extra_headers]
     head += [

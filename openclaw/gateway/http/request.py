@@ -38,6 +38,7 @@ from openclaw.gateway.conn_limits import AddressCounter, AddressLimits, RefusedA
 from openclaw.gateway.http.auth_errors import RATE_LIMITED_MESSAGE
 from openclaw.gateway.http.cors import BrowserOriginGuard, CorsPolicy
 from openclaw.gateway.http.errors import (
+    REASON_PHRASES,
     SECURITY_HEADERS,
     choose_request_id,
     raw_error_response,
@@ -211,6 +212,12 @@ class GatewayRequest(Request):
     _received: int = 0
     _body_timer: IDelayedCall | None = None
     _first_write = True
+
+    def setResponseCode(self, code: int, message: bytes | None = None) -> None:
+        """Fill in the reason phrases Twisted lacks (429 and 431 said "Unknown Status")."""
+        if message is None:
+            message = REASON_PHRASES.get(code)
+        super().setResponseCode(code, message)
 
     def write(self, data: bytes) -> None:
         """On the first write, tell the observer when the answer is a stream
