@@ -136,3 +136,27 @@ class ReasonPhraseTests(SynchronousTestCase):
         self.assertEqual(request.code_message, b"Too Many Requests")
         request.setResponseCode(418, b"Teapot")
         self.assertEqual(request.code_message, b"Teapot")
+
+
+class LegacyLoggerNameTests(SynchronousTestCase):
+    def test_legacy_twisted_events_do_not_show_an_internal_namespace(self) -> None:
+        """Events from twisted.python.log (e.g. "Site starting on 18789") come
+        with Twisted's internal namespace ``log_legacy``; the JSON line names
+        the logger ``twisted`` instead, so no ``log_*`` internal shows."""
+        from twisted.python import log as legacy
+
+        from openclaw.core.logformat import flat_event
+
+        events: list[LogEvent] = []
+
+        @implementer(ILogObserver)
+        def keep(event: LogEvent) -> None:
+            events.append(dict(event))
+
+        globalLogPublisher.addObserver(keep)
+        self.addCleanup(globalLogPublisher.removeObserver, keep)
+        legacy.msg("GatewaySite starting on 1234")
+        (event,) = [e for e in events if "starting on 1234" in formatEvent(e)]
+        line = flat_event(event)
+        self.assertEqual(line["logger"], "twisted")
+        self.assertEqual(line["message"], "GatewaySite starting on 1234")

@@ -40,7 +40,7 @@ def flat_event(event: LogEvent) -> dict[str, Any]:
     out: dict[str, Any] = {
         "time": stamp,
         "level": getattr(level, "name", "info"),
-        "logger": event.get("log_namespace") or "-",
+        "logger": _logger_name(event.get("log_namespace")),
         "message": scrub_text(formatEvent(event)),
     }
     for key, value in event.items():
@@ -54,6 +54,14 @@ def flat_event(event: LogEvent) -> dict[str, Any]:
         except Exception:
             out["traceback"] = "(unformattable traceback)"
     return out
+
+
+def _logger_name(namespace: object) -> str:
+    """The event's namespace; Twisted's internal ``log_legacy`` (events from
+    ``twisted.python.log``) is shown as ``twisted``."""
+    if not isinstance(namespace, str) or not namespace:
+        return "-"
+    return "twisted" if namespace == "log_legacy" else namespace
 
 
 def _jsonable(value: Any) -> Any:
