@@ -119,6 +119,8 @@ class GatewayService(MultiService):
             listener.setName(f"listen[{index}]:{description}")
             listener.setServiceParent(self)
             self.listeners.append(listener)
+        #: Listeners from this index on serve only the metrics (logged as such).
+        self._scrape_from = len(self._bound)
         for index, description in enumerate(metrics_endpoints):
             scrape = strports.service(description, metrics_site(gateway, reactor), reactor=reactor)
             recording = scrape.endpoint = _RecordingEndpoint(scrape.endpoint)
@@ -210,10 +212,13 @@ class GatewayService(MultiService):
         return gatherResults(chained)
 
     def _log_listening(self, addresses: list[IAddress]) -> None:
-        for address in addresses:
+        for index, address in enumerate(addresses):
             host = getattr(address, "host", None)
             port = getattr(address, "port", None)
             where = f"{host}:{port}" if host is not None else str(getattr(address, "name", address))
+            if index >= self._scrape_from:
+                log.info("metrics (GET /metrics, no auth) listening on {address}", address=where)
+                continue
             log.info(
                 "openclaw gateway {version} listening on {address}",
                 version=__version__,

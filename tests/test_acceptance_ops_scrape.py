@@ -69,3 +69,31 @@ class ScrapePortTests(SynchronousTestCase):
         self.assertEqual([(e["path"], e["status"]) for e in access], [("/metrics", 200)])
         legacy = [e for e in events if "GET /metrics HTTP/1.1" in str(e.get("message", ""))]
         self.assertEqual(legacy, [])
+
+
+class ScrapeStartupLineTests(SynchronousTestCase):
+    def test_the_metrics_listener_is_named_as_such_at_start(self) -> None:
+        """The start-up lines tell the unauthenticated scrape port apart from
+        the gateway's own listener (both said "openclaw gateway ... listening on")."""
+        import re
+        import urllib.request
+        from pathlib import Path
+
+        from tests.gateway_process import GatewayProcess, write_config
+
+        base = Path(self.mktemp()).resolve()
+        base.mkdir()
+        gateway = GatewayProcess(
+            write_config(base),
+            base / "state",
+            extra_args=("--metrics-listen", "tcp:0:interface=127.0.0.1"),
+        )
+        self.addCleanup(gateway.ensure_stopped)
+        line = gateway.wait_for_output(r"metrics \(GET /metrics, no auth\) listening on", 15)
+        match = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+        assert match is not None
+        port = int(match.group(1))
+        self.assertNotEqual(port, gateway.port)
+        self.assertNotIn(f"openclaw gateway 0.1.0 listening on 127.0.0.1:{port}", gateway.text)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+            self.assertEqual(answer.status, 200)
