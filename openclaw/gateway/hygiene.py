@@ -421,6 +421,11 @@ class _WebSocketConnection(Protocol):
     def client_address(self) -> str: ...
 
 
+#: Addresses remembered as already warned about (bounded: many addresses only
+#: cost a repeated warning).
+_MAX_WARNED = 4096
+
+
 class PreAuthSocketLimit:
     """At most ``max_per_address`` unauthenticated WebSocket connections per client.
 
@@ -443,6 +448,8 @@ class PreAuthSocketLimit:
         self.max_per_address = max_per_address
         self._connections = connections
         self._client_address = client_address
+        #: Addresses warned about since they last got in (one line per episode).
+        self._warned: set[str] = set()
 
     def unauthenticated(self, address: str) -> int:
         """Open connections from ``address`` that have not authenticated."""
@@ -456,9 +463,16 @@ class PreAuthSocketLimit:
         """True when one more unauthenticated socket from this client is too many."""
         address = self._client_address(request)
         if self.unauthenticated(address) < self.max_per_address:
+            self._warned.discard(address)
             return False
-        log.warn(
-            "refused WebSocket upgrade from {address}: too many unauthenticated sockets",
-            address=address,
-        )
+        if address not in self._warned:
+            # Each refusal has its access line; the warning is once per episode.
+            if len(self._warned) >= _MAX_WARNED:
+                self._warned.clear()
+            self._warned.add(address)
+            log.warn(
+                "refused WebSocket upgrade from {address}: too many unauthenticated sockets"
+                " (further refusals are in the access log)",
+                address=address,
+            )
         return True
