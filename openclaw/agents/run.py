@@ -442,6 +442,8 @@ class Run:
                 error=message if timed_out else None,
                 aborted=True,
                 stop_reason="aborted",
+                provider=self.model_ref.provider if self.model_ref else None,
+                model=self.model_ref.model if self.model_ref else None,
             ),
             status=status,
             error=message if timed_out else None,
