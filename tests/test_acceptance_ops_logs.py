@@ -16,15 +16,7 @@ from tests.test_metrics import sample
 
 def _access(case: SynchronousTestCase, path: bytes) -> LogEvent:
     """The access event of one request to ``path``, after the secret scrubber."""
-    events: list[LogEvent] = []
-
-    @implementer(ILogObserver)
-    def keep(event: LogEvent) -> None:
-        if event.get("log_namespace") == "openclaw.access":
-            events.append(dict(event))
-
-    globalLogPublisher.addObserver(keep)
-    case.addCleanup(globalLogPublisher.removeObserver, keep)
+    events = _events(case)
     h = GatewayHarness.create(case.mktemp())
     h.request(b"GET", path)
     (event,) = events
@@ -55,6 +47,7 @@ class EncodedPathSecretTests(SynchronousTestCase):
 
 
 def _events(case: SynchronousTestCase) -> list[LogEvent]:
+    """Collects the ``openclaw.access`` events published while ``case`` runs."""
     events: list[LogEvent] = []
 
     @implementer(ILogObserver)
