@@ -46,6 +46,7 @@ from openclaw.agents.providers.wire import Target, make_target
 from openclaw.agents.registry import DEMO_PROVIDER_ID, AgentRegistry, ModelResolutionError
 from openclaw.agents.types import (
     EmbeddingRequest,
+    EmbeddingRequestError,
     EmbeddingResult,
     EmbeddingsUnavailableError,
     UnknownModelError,
@@ -125,14 +126,6 @@ def _encoded(vector: tuple[float, ...] | str, encoding: str) -> tuple[float, ...
     if encoding == "base64":
         return vector if isinstance(vector, str) else encode_base64(vector)
     return decode_base64(vector) if isinstance(vector, str) else vector
-
-
-class EmbeddingRequestError(ValueError):
-    """A request the embedding provider will not take; ``param`` names the field."""
-
-    def __init__(self, message: str, param: str) -> None:
-        super().__init__(message)
-        self.param = param
 
 
 def demo_embeddings(request: EmbeddingRequest, target: EmbeddingTarget) -> EmbeddingResult:

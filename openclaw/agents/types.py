@@ -353,6 +353,14 @@ class EmbeddingsUnavailableError(Exception):
     the message says what is missing and is safe to show."""
 
 
+class EmbeddingRequestError(ValueError):
+    """A request the embedding provider will not take; ``param`` names the field."""
+
+    def __init__(self, message: str, param: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
 class DuplicateRunError(ValueError):
     """A run with this id is still active."""
 

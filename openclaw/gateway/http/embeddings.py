@@ -21,10 +21,10 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 from twisted.web.server import Request
 
-from openclaw.agents.embeddings import EmbeddingRequestError
 from openclaw.agents.types import (
     AgentRuntime,
     EmbeddingRequest,
+    EmbeddingRequestError,
     EmbeddingResult,
     EmbeddingsUnavailableError,
 )
