@@ -123,9 +123,13 @@ class BodyTests(ChatTestCase):
         self.assertEqual(reply.status, 400)
 
     def test_invalid_utf8_is_400(self) -> None:
-        """Bytes that are not UTF-8 JSON: 400."""
+        """Bytes that are not UTF-8 JSON: 400 saying so in plain words (where the
+        first bad byte is), not Python's codec message."""
         reply = self.call(ChatHarness(), b'{"model": "\xff\xfe"}')
         self.assertEqual(reply.status, 400)
+        self.assertEqual(
+            reply.error["message"], "The request body is not valid UTF-8 (byte 0xff at offset 11)."
+        )
 
     def test_empty_body_is_missing_user_message(self) -> None:
         """An empty body is ``{}``, so the answer is the missing-message 400."""

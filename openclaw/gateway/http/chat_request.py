@@ -125,7 +125,13 @@ def parse_json_body(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> object:
         return textguard.loads(raw, max_depth=max_depth)
     except JsonDepthError as exc:
         raise ChatRequestError(str(exc), code="invalid_json") from None
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, int too long
+    except UnicodeDecodeError as exc:
+        raise ChatRequestError(
+            f"The request body is not valid UTF-8 (byte 0x{exc.object[exc.start]:02x} at offset "
+            f"{exc.start}).",
+            code="invalid_json",
+        ) from None
+    except ValueError as exc:  # JSONDecodeError, int too long
         raise ChatRequestError(str(exc), code="invalid_json") from None
 
 
