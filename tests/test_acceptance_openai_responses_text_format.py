@@ -14,10 +14,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
-from openclaw.config.model import ResponsesConfig
 from openclaw.testing import TEST_TOKEN, GatewayHarness, Reply, http_test_config
 
 SCHEMA = {
@@ -34,10 +32,7 @@ class TextFormatTests(SynchronousTestCase):
     def setUp(self) -> None:
         """A gateway with /v1/responses enabled."""
         state = self.mktemp()
-        config = http_test_config(state)
-        http = attrs.evolve(config.gateway.http, responses=ResponsesConfig(enabled=True))
-        config = attrs.evolve(config, gateway=attrs.evolve(config.gateway, http=http))
-        self.h = GatewayHarness.create(state, config)
+        self.h = GatewayHarness.create(state, http_test_config(state, responses=True))
 
     def post(self, **body: Any) -> tuple[int, Any]:
         """POST a responses request; the status and the JSON answer."""

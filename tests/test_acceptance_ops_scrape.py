@@ -4,7 +4,10 @@ descriptors) forever, and its requests get the gateway's own access line."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.internet.address import IPv4Address
+from twisted.internet.interfaces import IProtocolFactory
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
@@ -14,14 +17,19 @@ from openclaw.core.metrics import Metrics
 from openclaw.gateway.http.metrics_endpoint import SCRAPE_MAX_CONNECTIONS, scrape_site
 
 
-def _connect(site: object, clock: MemoryReactorClock) -> StringTransport:
-    protocol = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))  # type: ignore[attr-defined]
+def _connect(site: IProtocolFactory) -> tuple[Any, StringTransport]:
+    """One loopback connection to ``site``: its protocol (None: refused) and transport."""
+    protocol = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
     transport = StringTransport()
     if protocol is None:
         transport.loseConnection()
-        return transport
-    protocol.makeConnection(transport)
-    return transport
+    else:
+        protocol.makeConnection(transport)
+    return protocol, transport
+
+
+def _scrape_site(clock: MemoryReactorClock) -> IProtocolFactory:
+    return scrape_site(Metrics(process=False), clock)
 
 
 class ScrapePortTests(SynchronousTestCase):
@@ -29,20 +37,15 @@ class ScrapePortTests(SynchronousTestCase):
         """A connection that sends part of a head and stops is closed within
         seconds (Twisted's default would keep it for 12 hours)."""
         clock = MemoryReactorClock()
-        site = scrape_site(Metrics(process=False), clock)
-        protocol = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
-        assert protocol is not None
-        transport = StringTransport()
-        protocol.makeConnection(transport)
+        protocol, transport = _connect(_scrape_site(clock))
         protocol.dataReceived(b"GET /metrics HTTP/1.1\r\n")
         clock.advance(31)
         self.assertTrue(transport.disconnecting)
 
     def test_connections_are_capped(self) -> None:
         """Past SCRAPE_MAX_CONNECTIONS open connections, new ones are refused."""
-        clock = MemoryReactorClock()
-        site = scrape_site(Metrics(process=False), clock)
-        transports = [_connect(site, clock) for _ in range(SCRAPE_MAX_CONNECTIONS + 5)]
+        site = _scrape_site(MemoryReactorClock())
+        transports = [_connect(site)[1] for _ in range(SCRAPE_MAX_CONNECTIONS + 5)]
         open_ = [t for t in transports if not t.disconnecting]
         self.assertEqual(len(open_), SCRAPE_MAX_CONNECTIONS)
 
@@ -57,12 +60,7 @@ class ScrapePortTests(SynchronousTestCase):
 
         globalLogPublisher.addObserver(keep)
         self.addCleanup(globalLogPublisher.removeObserver, keep)
-        clock = MemoryReactorClock()
-        site = scrape_site(Metrics(process=False), clock)
-        protocol = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 1))
-        assert protocol is not None
-        transport = StringTransport()
-        protocol.makeConnection(transport)
+        protocol, transport = _connect(_scrape_site(MemoryReactorClock()))
         protocol.dataReceived(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
         self.assertTrue(transport.value().startswith(b"HTTP/1.1 200"))
         access = [e for e in events if e.get("log_namespace") == "openclaw.access"]

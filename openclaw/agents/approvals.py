@@ -173,13 +173,7 @@ class ApprovalBroker:
                     lambda f: self._seen_elsewhere(request.id, 0, f),
                 )
             else:
-                shared.addErrback(
-                    lambda f: log.warn(
-                        "exec approval {approval_id} not shared: {why}",
-                        approval_id=request.id,
-                        why=str(f.value),
-                    )
-                )
+                self._quiet(shared)
         log.info(
             "exec approval {approval_id} requested for run {run_id}",
             approval_id=request.id,

@@ -20,6 +20,7 @@ run failed, shown in parentheses).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -88,6 +89,10 @@ def _text(value: bytes | None) -> str:
     return value[:_MAX_FIELD].decode("latin-1").replace('"', "'")
 
 
+#: A path with only printable ASCII, no quote and no ``%`` escape.
+_PLAIN_PATH = re.compile(rb"[\x21\x23-\x24\x26-\x7e]+")
+
+
 def _path_text(path: bytes) -> str:
     """The path percent-decoded, so a secret a client encoded (``%74oken``) is
     still seen and masked by the log's secret scrubber; bytes that are not
@@ -95,6 +100,8 @@ def _path_text(path: bytes) -> str:
     ``%XX`` so the line cannot be broken or coloured from outside."""
     if not path:
         return "-"
+    if _PLAIN_PATH.fullmatch(path):  # the usual path: nothing to decode or escape
+        return path[:_MAX_FIELD].decode("ascii")
     decoded = unquote_to_bytes(path[:_MAX_FIELD])
     return "".join(
         chr(byte) if 0x21 <= byte <= 0x7E and byte != 0x22 else f"%{byte:02X}" for byte in decoded
@@ -175,25 +182,19 @@ class RequestObserver:
         transport = getattr(channel, "transport", None)
         peer = transport.getPeer() if transport is not None else None
         host = getattr(peer, "host", None) or "unix"
-        agent = _first_header(request, _AGENT_HEADERS) if request is not None else "-"
-        agent_text = request.getHeader(b"user-agent") if request is not None else None
-        fields = {
-            "client": host,
-            "peer": host,
-            "method": method,
-            "path": _path_text(path),
-            "status": status,
-            "bytes": sent,
-            "duration_ms": 0.0,
-            "agent": agent,
-            "run_id": "-",
-            "user_agent": _text(agent_text),
-        }
-        line = (
-            f'{host} "{method} {fields["path"]}" {status} {sent}B 0.0ms agent={agent} '
-            f'run=- ua="{fields["user_agent"]}" (refused before dispatch)'
+        _access_line(
+            client=host,
+            peer=host,
+            method=method,
+            path=path,
+            status=status,
+            sent=sent,
+            seconds=0.0,
+            agent=_first_header(request, _AGENT_HEADERS) if request is not None else "-",
+            run_id="-",
+            user_agent=request.getHeader(b"user-agent") if request is not None else None,
+            note="refused before dispatch",
         )
-        log.info("{access}", access=line, **fields)
 
     def _websocket(self, request: Request, begun: float) -> None:
         """An upgrade: refused, it finishes like any request (its status is
@@ -226,30 +227,56 @@ class RequestObserver:
 
     def _line(self, request: Request, status: int, sent: int, seconds: float, note: str) -> None:
         peer = request.getClientAddress()
-        peer_host = getattr(peer, "host", None) or "unix"
-        client = self._client_address(request)
-        agent = getattr(request, "openclaw_agent_id", None) or _first_header(
-            request, _AGENT_HEADERS
+        _access_line(
+            client=self._client_address(request),
+            peer=getattr(peer, "host", None) or "unix",
+            method=request.method.decode("latin-1"),
+            path=request.path,
+            status=status,
+            sent=sent,
+            seconds=seconds,
+            agent=getattr(request, "openclaw_agent_id", None)
+            or _first_header(request, _AGENT_HEADERS),
+            run_id=getattr(request, "openclaw_run_id", None) or "-",
+            user_agent=request.getHeader(b"user-agent"),
+            note=note,
         )
-        run_id = getattr(request, "openclaw_run_id", None) or "-"
-        fields = {
-            "client": client,
-            "peer": peer_host,
-            "method": request.method.decode("latin-1"),
-            "path": _path_text(request.path),
-            "status": status,
-            "bytes": sent,
-            "duration_ms": round(seconds * 1000.0, 1),
-            "agent": agent,
-            "run_id": run_id,
-            "user_agent": _text(request.getHeader(b"user-agent")),
-        }
-        via = f" via {peer_host}" if client != peer_host else ""
-        line = (
-            f'{client}{via} "{fields["method"]} {fields["path"]}" {status} {sent}B '
-            f'{fields["duration_ms"]}ms agent={agent} run={run_id} ua="{fields["user_agent"]}"'
-        )
-        log.info("{access}", access=f"{line} ({note})" if note else line, **fields)
+
+
+def _access_line(
+    *,
+    client: str,
+    peer: str,
+    method: str,
+    path: bytes,
+    status: int,
+    sent: int,
+    seconds: float,
+    agent: str,
+    run_id: str,
+    user_agent: bytes | None,
+    note: str,
+) -> None:
+    """Write one ``openclaw.access`` line with its fields (every request's,
+    dispatched or refused before dispatch)."""
+    fields = {
+        "client": client,
+        "peer": peer,
+        "method": method,
+        "path": _path_text(path),
+        "status": status,
+        "bytes": sent,
+        "duration_ms": round(seconds * 1000.0, 1),
+        "agent": agent,
+        "run_id": run_id,
+        "user_agent": _text(user_agent),
+    }
+    via = f" via {peer}" if client != peer else ""
+    line = (
+        f'{client}{via} "{method} {fields["path"]}" {status} {sent}B '
+        f'{fields["duration_ms"]}ms agent={agent} run={run_id} ua="{fields["user_agent"]}"'
+    )
+    log.info("{access}", access=f"{line} ({note})" if note else line, **fields)
 
 
 def _first_header(request: Request, names: tuple[bytes, ...]) -> str:

@@ -39,6 +39,7 @@ from openclaw.config.model import (
     GatewayConfig,
     HttpConfig,
     MetricsConfig,
+    ResponsesConfig,
 )
 from openclaw.gateway.assembly import Gateway, build_gateway
 from openclaw.testing.scripted import (
@@ -60,9 +61,11 @@ def http_test_config(
     token: str = TEST_TOKEN,
     model: str = SCRIPTED_MODEL,
     metrics: bool = False,
+    responses: bool = False,
 ) -> Config:
     """:func:`scripted_config` with ``/v1/chat/completions`` on and token auth
-    (``Authorization: Bearer <token>``); ``metrics`` also serves ``/metrics``."""
+    (``Authorization: Bearer <token>``); ``metrics`` also serves ``/metrics``,
+    ``responses`` also ``/v1/responses``."""
     base = scripted_config(state_dir, model=model)
     return attrs.evolve(
         base,
@@ -71,6 +74,7 @@ def http_test_config(
             http=HttpConfig(
                 chat_completions=ChatCompletionsConfig(enabled=True),
                 metrics=MetricsConfig(enabled=metrics),
+                responses=ResponsesConfig(enabled=responses),
             ),
         ),
     )
