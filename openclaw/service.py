@@ -101,7 +101,7 @@ class GatewayService(MultiService):
         self.endpoints = tuple(endpoints)
         self._scrubber = scrubber
         # ``gateway.reload`` over the WebSocket does what SIGHUP does.
-        gateway.ws_factory.services.reload = self.reload
+        gateway.websocket.services.reload = self.reload
 
         self._reactor = reactor
         #: The same reactor's timers (drain grace, connection flush, readiness).
@@ -254,7 +254,7 @@ class GatewayService(MultiService):
 
         yield DeferredList([maybeDeferred(s.stopService) for s in self.listeners])
         self.running = False
-        yield gateway.ws_factory.shutdown("gateway stopping")
+        yield gateway.websocket.shutdown("gateway stopping")
         try:
             yield gateway.site.in_flight.drained().addTimeout(grace, self._clock)
         except DeferredTimeoutError:

@@ -8,7 +8,6 @@ import json
 from typing import Any
 
 from attrs import evolve
-from autobahn.twisted.resource import WebSocketResource
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
@@ -331,12 +330,12 @@ class WebSocketCountTests(SynchronousTestCase):
         self.gateway, self.clock = _ws_gateway(self)
         self.limit = PreAuthSocketLimit(
             max_per_address=2,
-            connections=lambda: self.gateway.ws_factory.connections,
+            connections=lambda: self.gateway.websocket.connections,
             client_address=self.gateway.auth.client_address,
         )
         root = GatewayRootResource(
             http=Resource(),
-            websocket=WebSocketResource(self.gateway.ws_factory),
+            websocket=self.gateway.websocket.resource(),
             preauth_limit=self.limit,
         )
         self.site = GatewaySite(root, http_config=HttpConfig(), clock=self.clock)
@@ -360,12 +359,12 @@ class WebSocketCountTests(SynchronousTestCase):
         conn, head = self.upgrade()
         self.assertTrue(head.startswith(b"HTTP/1.1 101 "), head)
         self.assertEqual(len(self.site.connections), 1)
-        self.assertEqual(len(self.gateway.ws_factory.connections), 1)
+        self.assertEqual(len(self.gateway.websocket.connections), 1)
         self.clock.advance(5)
         self.assertEqual(len(self.site.connections), 1)
         conn.lose()
         self.assertEqual(len(self.site.connections), 0)
-        self.assertEqual(len(self.gateway.ws_factory.connections), 0)
+        self.assertEqual(len(self.gateway.websocket.connections), 0)
 
     def test_unauthenticated_sockets_per_address_are_capped(self) -> None:
         """The third unauthenticated socket from one address is refused with
@@ -378,7 +377,7 @@ class WebSocketCountTests(SynchronousTestCase):
         self.assertEqual(_status(head3), 503)
         self.assertIn(b"Too many unauthenticated sockets", head3)
         self.assertTrue(third.closing)
-        self.assertEqual(len(self.gateway.ws_factory.connections), 2)
+        self.assertEqual(len(self.gateway.websocket.connections), 2)
         _, other = self.upgrade(peer="10.0.0.7")
         self.assertEqual(_status(other), 101)
         # The first socket completes connect: no longer unauthenticated.

@@ -163,7 +163,7 @@ class ReloadTests(SynchronousTestCase):
         plain = f.harness.request(b"POST", b"/v1/chat/completions", body=CHAT)
         f.harness.run_due()
         self.assertEqual(plain.response()[0], 200)
-        services = f.harness.gateway.ws_factory.services
+        services = f.harness.gateway.websocket.services
         self.assertEqual(services.config.gateway.auth.mode, "none")
 
     def test_invalid_config_is_refused_and_the_old_one_kept(self) -> None:

@@ -177,7 +177,7 @@ class TLSTests(TestCase):
 
     @inlineCallbacks
     def _stop(self) -> Any:
-        yield self.gateway.ws_factory.shutdown()
+        yield self.gateway.websocket.shutdown()
         yield self.gateway.site.connections.when_empty()
         yield self.port.stopListening()
         yield self.runtime.shutdown()

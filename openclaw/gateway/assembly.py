@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 from attrs import frozen
-from autobahn.twisted.resource import WebSocketResource
 from twisted.internet.interfaces import IReactorTime
 
 from openclaw.agents.types import AgentRuntime
@@ -34,8 +33,8 @@ from openclaw.gateway.live import LiveGateway
 from openclaw.gateway.observability import RequestObserver, RunMetrics
 from openclaw.gateway.resource import GatewayRootResource
 from openclaw.gateway.ui import build_control_ui
-from openclaw.gateway.ws.factory import GatewayWebSocketFactory, build_ws_factory
 from openclaw.gateway.ws.logbuffer import LogBuffer, format_log_line
+from openclaw.gateway.ws.server import WebSocketGateway, build_ws_gateway
 
 
 @frozen
@@ -46,7 +45,8 @@ class Gateway:
     runtime: AgentRuntime
     auth: GatewayAuth
     readiness: Readiness
-    ws_factory: GatewayWebSocketFactory
+    #: The WebSocket side (Autobahn itself loads on the first upgrade).
+    websocket: WebSocketGateway
     root: GatewayRootResource
     site: GatewaySite
     log_buffer: LogBuffer | None
@@ -96,7 +96,7 @@ def build_gateway(
         )  # fmt: skip
         return app.resource()
 
-    ws_factory = build_ws_factory(
+    websocket = build_ws_gateway(
         config=config,
         runtime=runtime,
         auth=auth,
@@ -104,15 +104,14 @@ def build_gateway(
         log_buffer=log_buffer,
         started_at_ms=int(reactor.seconds() * 1000),
     )
-    websocket = WebSocketResource(ws_factory)  # type: ignore[no-untyped-call]  # autobahn
     preauth = PreAuthSocketLimit(
         max_per_address=config.gateway.ws.max_preauth_sockets_per_address,
-        connections=lambda: ws_factory.connections,
+        connections=lambda: websocket.connections,
         client_address=auth.client_address,
     )
     root = GatewayRootResource(
         http=http_resource(config),
-        websocket=websocket,
+        websocket=websocket.resource(),
         preauth_limit=preauth,
         control_ui=build_control_ui(config.gateway.control_ui),
     )
@@ -150,7 +149,7 @@ def build_gateway(
     )
     site.drain = readiness
     metrics.http_in_flight.set_function(lambda: len(site.in_flight))
-    metrics.ws_connections.set_function(lambda: len(ws_factory.connections))
+    metrics.ws_connections.set_function(lambda: len(websocket.connections))
     RunMetrics(metrics, reactor).attach(runtime)
     if live is None:
         live = LiveConfig(config)
@@ -161,7 +160,7 @@ def build_gateway(
             site=site,
             runtime=runtime,
             http_resource=http_resource,
-            ws_services=ws_factory.services,
+            ws_services=websocket.services,
         ).apply
     )
     site.body_auth = auth.check_request
@@ -170,7 +169,7 @@ def build_gateway(
         runtime=runtime,
         auth=auth,
         readiness=readiness,
-        ws_factory=ws_factory,
+        websocket=websocket,
         root=root,
         site=site,
         log_buffer=log_buffer,

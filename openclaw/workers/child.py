@@ -95,7 +95,7 @@ class Worker:
         self.control = control.ControlLines(self._heard, self._parent_gone)
         # gateway.reload over the WebSocket reaches one worker: it answers with its
         # own reload, and the parent has the other workers reload too.
-        self.gateway.ws_factory.services.reload = self.reload_group
+        self.gateway.websocket.services.reload = self.reload_group
 
     def reload_group(self) -> ReloadResult:
         """Reload here; when the new config was taken, tell the parent."""

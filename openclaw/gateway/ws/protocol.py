@@ -60,6 +60,7 @@ from openclaw.gateway.ws.outbound import OutboundEvent
 
 if TYPE_CHECKING:
     from openclaw.gateway.ws.factory import GatewayWebSocketFactory
+    from openclaw.gateway.ws.server import WebSocketGateway
 
 #: Close codes this protocol uses (RFC 6455 §7.4.1).
 CLOSE_PROTOCOL_ERROR = 1002
@@ -122,6 +123,11 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
     _log = Logger()
     factory: GatewayWebSocketFactory
 
+    @property
+    def gateway(self) -> WebSocketGateway:
+        """What every connection shares (hub, services, auth, config)."""
+        return self.factory.gateway
+
     def __init__(self) -> None:
         super().__init__()
         self.conn_id = str(uuid.uuid4())
@@ -163,12 +169,12 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
     def subscribe(self, session_key: str) -> None:
         """Deliver the runs of ``session_key`` to this connection."""
         if self.phase == "ready":
-            self.factory.hub.subscribe(self, session_key)
+            self.gateway.hub.subscribe(self, session_key)
 
     def subscribe_all(self) -> None:
         """Deliver every run to this connection."""
         if self.phase == "ready":
-            self.factory.hub.subscribe_all(self)
+            self.gateway.hub.subscribe_all(self)
 
     # -- transport --------------------------------------------------------------------
 
@@ -193,13 +199,13 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
         try:
             # Behind a trusted proxy the client is named by X-Forwarded-For, so
             # the auth limiter keys on the real client, not the proxy.
-            self.client_address = self.factory.auth.client_address_for(
+            self.client_address = self.gateway.auth.client_address_for(
                 self.client_address, request.headers.get("x-forwarded-for")
             )
-            if self.factory.stopping:
+            if self.gateway.stopping:
                 raise _deny(ConnectionDeny.SERVICE_UNAVAILABLE, "gateway stopping")
             origin = request.headers.get("origin")
-            if origin is not None and not self.factory.origin_allowed(
+            if origin is not None and not self.gateway.origin_allowed(
                 origin, request.headers.get("host"), self.client_address
             ):
                 self._log.warn(
@@ -208,7 +214,7 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
                     origin=origin,
                 )
                 raise _deny(ConnectionDeny.FORBIDDEN, "origin not allowed")
-            self.factory.connection_opening(self)
+            self.gateway.connection_opening(self)
         except ConnectionDeny:
             raise
         except Exception:
@@ -224,12 +230,12 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
                 encode(
                     event_frame(
                         "connect.challenge",
-                        {"nonce": self._nonce, "ts": self.factory.now_ms()},
+                        {"nonce": self._nonce, "ts": self.gateway.now_ms()},
                     )
                 )
             )
-            timeout = self.factory.config.gateway.ws.handshake_timeout_ms / 1000
-            self._handshake_timer = self.factory.reactor.callLater(timeout, self._handshake_expired)
+            timeout = self.gateway.config.gateway.ws.handshake_timeout_ms / 1000
+            self._handshake_timer = self.gateway.reactor.callLater(timeout, self._handshake_expired)
         except Exception:
             self._log.failure("onOpen failed")
             self.dropConnection(abort=True)
@@ -247,8 +253,8 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
         for d in pending:
             d.cancel()
         self._skipped.clear()
-        self.factory.hub.forget(self)
-        self.factory.connection_closed(self)
+        self.gateway.hub.forget(self)
+        self.gateway.connection_closed(self)
         if was_ready:
             self._log.info(
                 "ws {conn_id} closed (code {code}, clean {clean})",
@@ -291,7 +297,7 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
         except PayloadExceededError:
             return False
         self.watcher.wrote(len(data) + 10)
-        limit = self.factory.config.gateway.ws.max_buffered_bytes
+        limit = self.gateway.config.gateway.ws.max_buffered_bytes
         if self.watcher.buffered > 2 * limit:
             self._log.warn(
                 "ws {conn_id}: slow consumer ({buffered} bytes buffered); closing",
@@ -325,7 +331,7 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
         self._write_frame(encode(event_frame(name, payload, self._next_seq())))
 
     def _over_limit(self) -> bool:
-        return self.watcher.buffered > self.factory.config.gateway.ws.max_buffered_bytes
+        return self.watcher.buffered > self.gateway.config.gateway.ws.max_buffered_bytes
 
     def deliver(self, event: OutboundEvent) -> None:
         """Send a run event, coalescing deltas while this client is slow."""
@@ -396,7 +402,7 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
             )
             return
         try:
-            frame = parse_request(payload, self.factory.config.gateway.max_json_depth)
+            frame = parse_request(payload, self.gateway.config.gateway.max_json_depth)
         except FrameError as e:
             self._reject_handshake(
                 e.request_id,
@@ -430,15 +436,15 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
     def _authenticate(self, frame: RequestFrame) -> ConnectParams:
         params = parse_connect_params(frame.params)
         check_protocol(params)
-        decision = self.factory.auth.check(
+        decision = self.gateway.auth.check(
             token=params.token, password=params.password, client_address=self.client_address
         )
         if not decision.ok:
             raise auth_failure(
-                decision, self.factory.auth.mode, has_device=params.device is not None
+                decision, self.gateway.auth.mode, has_device=params.device is not None
             )
         self.device = verify_device(
-            params, challenge_nonce=self._nonce, now_ms=self.factory.now_ms()
+            params, challenge_nonce=self._nonce, now_ms=self.gateway.now_ms()
         )
         return params
 
@@ -449,12 +455,12 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
         self._client = params.client
         self._scopes = granted_scopes(params)
         self._caps = params.caps
-        limit = self.factory.config.gateway.ws.max_payload
+        limit = self.gateway.config.gateway.ws.max_payload
         self.maxMessagePayloadSize = limit
         self.maxFramePayloadSize = limit
-        self._write_frame(encode(response_ok(frame.id, self.factory.hello_payload(self))))
+        self._write_frame(encode(response_ok(frame.id, self.gateway.hello_payload(self))))
         self.phase = "ready"
-        self.factory.connection_ready(self)
+        self.gateway.connection_ready(self)
         self._log.info(
             "ws {conn_id} connected from {address}: client {client_id}/{client_mode} "
             "{client_version}{device}",
@@ -474,7 +480,7 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
             )
             return
         try:
-            frame = parse_request(payload, self.factory.config.gateway.max_json_depth)
+            frame = parse_request(payload, self.gateway.config.gateway.max_json_depth)
         except FrameError as e:
             if e.request_id is not None:
                 self._send_response(
@@ -503,7 +509,7 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
         run_id = payload.get("runId") if isinstance(payload, dict) else None
         if not isinstance(run_id, str) or run_id in self._runs:
             return
-        run = self.factory.services.runtime.get_run(run_id)
+        run = self.gateway.services.runtime.get_run(run_id)
         if run is None:
             return
         self._runs.add(run_id)
@@ -518,7 +524,7 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
             request_id=request_id,
             method=method,
             connection=self,
-            services=self.factory.services,
+            services=self.gateway.services,
             ack=lambda payload: self._send_response(response_ok(request_id, payload)),
         )
         try:

@@ -1,0 +1,142 @@
+"""The idle gateway does not import what only a first use needs (issue 16, S6).
+
+A child process builds the service exactly as ``twistd openclaw`` does
+(``Options`` then ``makeService``), starts it on the real reactor, asks
+``/readyz`` over a real socket and reports which of the lazily loaded
+modules are in ``sys.modules``. A second child then makes one request of
+each kind and checks they load and work.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from twisted.trial.unittest import SynchronousTestCase
+
+#: Loaded on the first WebSocket upgrade (Autobahn with WAMP, CBOR, NVX: ~6 MB).
+WEBSOCKET_MODULES = (
+    "autobahn",
+    "txaio",
+    "cbor2",
+    "openclaw.gateway.ws.factory",
+    "openclaw.gateway.ws.protocol",
+)
+LAZY_MODULES = WEBSOCKET_MODULES
+
+#: Run in the child: start the service, GET /readyz, optionally upgrade to a
+#: WebSocket, print what was asked and the lazy modules present.
+_CHILD = r"""
+import json, socket, sys, threading
+
+from twisted.internet import reactor
+
+from openclaw.service import Options, makeService
+
+config, upgrade, watched = sys.argv[1], sys.argv[2] == "upgrade", json.loads(sys.argv[3])
+options = Options()
+options.parseOptions(["--config", config, "--listen", "tcp:0:interface=127.0.0.1"])
+service = makeService(options)
+service.privilegedStartService()
+service.startService()
+result = {}
+
+
+def ask(port, request):
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        return sock.recv(65536).split(b"\r\n", 1)[0].decode("latin-1")
+
+
+def client(port):
+    result["readyz"] = ask(port, b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    if upgrade:
+        result["upgrade"] = ask(
+            port,
+            b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        )
+    reactor.callFromThread(done)
+
+
+def done():
+    result["loaded"] = sorted(name for name in watched if name in sys.modules)
+    result["server_loaded"] = "openclaw.gateway.ws.server" in sys.modules
+    print(json.dumps(result))
+    reactor.stop()
+
+
+service.listening().addCallback(
+    lambda addresses: threading.Thread(target=client, args=(addresses[0].port,)).start()
+)
+reactor.run()
+"""
+
+
+def _config(directory: Path) -> Path:
+    """The benchmark's shape: token auth, chat completions, an OpenAI-style
+    upstream that is never called, two agents."""
+    config = {
+        "gateway": {
+            "bind": "loopback",
+            "auth": {"mode": "token", "token": "lazy-test-token"},
+            "http": {"endpoints": {"chatCompletions": {"enabled": True}}},
+        },
+        "models": {
+            "providers": {
+                "fake": {
+                    "api": "openai-completions",
+                    "baseUrl": "http://127.0.0.1:9/v1",
+                    "models": [{"id": "s1"}, {"id": "s2"}],
+                }
+            }
+        },
+        "agents": {
+            "list": [
+                {"id": "s1", "default": True, "model": "fake/s1"},
+                {"id": "s2", "model": "fake/s2"},
+            ]
+        },
+    }
+    path = directory / "openclaw.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+class IdleImportsTests(SynchronousTestCase):
+    def _start(self, mode: str) -> dict[str, Any]:
+        directory = Path(self.mktemp())
+        state = directory / "state"
+        state.mkdir(parents=True)
+        env = dict(os.environ, OPENCLAW_STATE_DIR=str(state), HOME=str(state))
+        env.pop("OPENCLAW_GATEWAY_TOKEN", None)
+        done = subprocess.run(
+            [sys.executable, "-c", _CHILD, str(_config(directory)), mode, json.dumps(LAZY_MODULES)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        self.assertEqual(done.returncode, 0, done.stderr)
+        result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+        return result
+
+    def test_idle_gateway_leaves_first_use_modules_unloaded(self) -> None:
+        """A started gateway that answered /readyz has none of the lazy modules
+        loaded (its WebSocket state is there, only Autobahn is not)."""
+        result = self._start("idle")
+        self.assertEqual(result["readyz"], "HTTP/1.1 200 OK")
+        self.assertTrue(result["server_loaded"])
+        self.assertEqual(result["loaded"], [])
+
+    def test_first_upgrade_loads_the_websocket_stack(self) -> None:
+        """The first upgrade request loads Autobahn and gets its 101 answer."""
+        result = self._start("upgrade")
+        self.assertEqual(result["upgrade"], "HTTP/1.1 101 Switching Protocols")
+        for name in WEBSOCKET_MODULES:
+            self.assertIn(name, result["loaded"])
