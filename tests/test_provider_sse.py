@@ -146,7 +146,7 @@ class FastJSONTests(SynchronousTestCase):
         import json
         import math
 
-        from openclaw.agents.providers.fastjson import loads
+        from openclaw.core.fastjson import loads
 
         self.assertTrue(math.isnan(loads(b"[NaN]")[0]))
         self.assertEqual(loads("[123456789012345678901234567890]"), [1.2345678901234568e29])
@@ -156,7 +156,7 @@ class FastJSONTests(SynchronousTestCase):
 
     def test_dumps_is_compact_utf8_json(self) -> None:
         """dumps gives compact, non-escaped UTF-8 and falls back for big integers."""
-        from openclaw.agents.providers.fastjson import dumps
+        from openclaw.core.fastjson import dumps
 
         self.assertEqual(dumps({"a": [1, "é"], "b": None}), '{"a":[1,"é"],"b":null}'.encode())
         self.assertEqual(dumps({"n": 2**70}), b'{"n":1180591620717411303424}')

@@ -39,7 +39,7 @@ from openclaw.agents.providers.errors import (
     malformed_stream,
     timeout_error,
 )
-from openclaw.agents.providers.fastjson import dumps, loads
+from openclaw.core.fastjson import dumps, loads
 from openclaw.agents.providers.openai_completions import DEFAULT_BASE_URL
 from openclaw.agents.providers.pool import UpstreamPool
 from openclaw.agents.providers.wire import Target, make_target

@@ -30,7 +30,7 @@ _KEY: Final = re.compile(r"^([A-Za-z][A-Za-z0-9_-]*)\s*:\s*(.*)$")
 _TRUE: Final = frozenset({"true", "yes", "on"})
 
 
-@frozen
+@frozen(cache_hash=True)  # a key of the prompt head's cache, hashed per run
 class Skill:
     """One skill the model may load."""
 

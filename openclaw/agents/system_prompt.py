@@ -47,7 +47,7 @@ class _Described(Protocol):
     def description(self) -> str: ...
 
 
-@frozen
+@frozen(cache_hash=True)  # a key of the prompt head's cache, hashed per run
 class PromptTool:
     """A tool as the Tooling section lists it."""
 
@@ -367,11 +367,18 @@ def _bootstrap_sections(files: Sequence[BootstrapFile]) -> list[str]:
 
 
 def _date_time(now: float, timezone: str | None) -> list[str]:
+    # The line shows minutes: every run of the same minute shares it.
+    return list(_date_lines(int(now // 60), timezone))
+
+
+@lru_cache(maxsize=4)
+def _date_lines(minute: int, timezone: str | None) -> tuple[str, ...]:
+    now = minute * 60
     zone = resolve_timezone(timezone)
     local = datetime.fromtimestamp(now, tz=zone)
     name = str(zone) if not isinstance(zone, ZoneInfo) else zone.key
-    return [
+    return (
         "## Current Date & Time",
         f"{local.strftime('%A, %Y-%m-%d %H:%M')} ({name}, UTC{local.strftime('%z')})",
         "",
-    ]
+    )

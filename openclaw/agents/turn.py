@@ -27,6 +27,7 @@ from openclaw.agents.registry import (
 )
 from openclaw.agents.session_compaction import ProviderLookup, SessionCompactor
 from openclaw.agents.system_prompt import (
+    PromptTool,
     RuntimeInfo,
     SystemPrompt,
     host_facts,
@@ -61,6 +62,8 @@ class PromptMaker:
         self._clock = clock
         self._loader = WorkspaceLoader(io, clock=clock)
         self._host = dict(host_facts() if host is None else host)
+        #: Tool lines per agent's tool set (a Toolbox keeps one per agent).
+        self._summaries: dict[int, tuple[AgentTools, tuple[PromptTool, ...]]] = {}
 
     @property
     def loader(self) -> WorkspaceLoader:
@@ -104,7 +107,7 @@ class PromptMaker:
         return system_prompt_parts(
             runtime=runtime,
             now=self._clock.seconds(),
-            tools=tool_summaries(tools.tools.values()),
+            tools=self._tool_lines(tools),
             workspace=str(context.workspace),
             bootstrap_files=context.files,
             skills=context.skills,
@@ -112,6 +115,21 @@ class PromptMaker:
             extra_system_prompt=request.extra_system_prompt,
             timezone=self._config.agents.defaults.user_timezone,
         )
+
+    def _tool_lines(self, tools: AgentTools) -> tuple[PromptTool, ...]:
+        """The prompt's tool lines, computed once per tool set."""
+        known = self._summaries.get(id(tools))
+        if known is not None and known[0] is tools:
+            return known[1]
+        lines = tool_summaries(tools.tools.values())
+        if len(self._summaries) >= _MAX_TOOL_SETS:
+            self._summaries.clear()
+        self._summaries[id(tools)] = (tools, lines)
+        return lines
+
+
+#: Tool sets whose prompt lines are kept (one per agent; a reload makes new ones).
+_MAX_TOOL_SETS = 256
 
 
 @frozen

@@ -89,7 +89,7 @@ def _absolute(value: str, env: Mapping[str, str]) -> Path:
     return Path(value).expanduser().absolute()
 
 
-@frozen
+@frozen(cache_hash=True)  # a key of the prompt head's cache, hashed per run
 class BootstrapFile:
     """One bootstrap file as injected into the prompt."""
 

@@ -48,6 +48,11 @@ def random_uuid4() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+def random_hex(nbytes: int) -> str:
+    """``2 * nbytes`` random hex digits (request ids; ``uuid4().hex`` costs a syscall)."""
+    return _RANDOM.take(nbytes).hex()
+
+
 def short_id() -> str:
     """8 hex digits (a transcript entry id, as OpenClaw writes them)."""
     return _RANDOM.take(4).hex()

@@ -16,6 +16,7 @@ still counting every failure behind it.
 from __future__ import annotations
 
 import ipaddress
+from functools import lru_cache
 from typing import Final
 
 #: Prefix of the key an unparseable address gets.
@@ -24,11 +25,23 @@ UNPARSEABLE_PREFIX: Final = "unparseable:"
 MAX_UNPARSEABLE_CHARS: Final = 64
 
 
-def parse_address(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+#: Longer values (no address is) are parsed every time rather than remembered.
+_CACHED_CHARS: Final = 80
+_IP = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def parse_address(value: str) -> _IP | None:
     """The IP address ``value`` names (ports, brackets, zone ids tolerated), or None.
 
     IPv4-mapped IPv6 addresses are returned as their IPv4 address.
     """
+    # The same few peers send every request (several lookups each): parse once.
+    if len(value) <= _CACHED_CHARS:
+        return _parse_cached(value)
+    return _parse(value)
+
+
+def _parse(value: str) -> _IP | None:
     text = value.strip()
     if not text:
         return None
@@ -61,6 +74,12 @@ def parse_address(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address |
 def normalize_address(value: str) -> str:
     """The canonical key for ``value``: an address in its compressed lower-case
     form (IPv4 for IPv4-mapped), ``unix`` kept, else ``unparseable:<value>``."""
+    if len(value) <= _CACHED_CHARS:
+        return _normalize_cached(value)
+    return _normalize(value)
+
+
+def _normalize(value: str) -> str:
     if value == "unix":
         return value
     ip = parse_address(value)
@@ -68,6 +87,10 @@ def normalize_address(value: str) -> str:
         return str(ip)
     shown = "".join(ch if ch.isprintable() else "?" for ch in value.strip()[:MAX_UNPARSEABLE_CHARS])
     return UNPARSEABLE_PREFIX + shown
+
+
+_parse_cached = lru_cache(maxsize=4096)(_parse)
+_normalize_cached = lru_cache(maxsize=4096)(_normalize)
 
 
 def is_unparseable(key: str) -> bool:

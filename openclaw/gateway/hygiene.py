@@ -34,7 +34,13 @@ from typing import Any, Protocol, cast
 
 from attrs import frozen
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall, IReactorTime, ISSLTransport, ITransport
+from twisted.internet.interfaces import (
+    IAddress,
+    IDelayedCall,
+    IReactorTime,
+    ISSLTransport,
+    ITransport,
+)
 from twisted.internet.protocol import Protocol as TwistedProtocol
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
@@ -106,6 +112,15 @@ class GatewayChannel(HTTPChannel):
     _head_fields = 0
     _refused = False
     _authenticated = False
+
+    _host: IAddress | None = None
+
+    def getHost(self) -> IAddress:
+        """The local address, asked of the socket once per connection (Twisted's
+        ``Request`` asks on every request: a ``getsockname`` each)."""
+        if self._host is None:
+            self._host = super().getHost()
+        return self._host
 
     def configure(self, limits: ConnectionLimits, clock: IReactorTime) -> None:
         """Apply ``limits`` (Twisted's own checks get the same numbers, as a backstop)."""

@@ -5,14 +5,13 @@ A canonical session key is ``agent:<agentId>:<rest>`` with ``<rest>`` lower-case
 
 from __future__ import annotations
 
-import uuid
-
 from openclaw.core.agent_ids import (
     DEFAULT_AGENT_ID,
     MAX_AGENT_ID_LENGTH,
     is_valid_agent_id,
     normalize_agent_id,
 )
+from openclaw.core.ids import random_uuid4
 
 __all__ = [
     "DEFAULT_AGENT_ID",
@@ -53,7 +52,7 @@ def openai_user_session_key(agent_id: str, user: str) -> str:
 
 def fresh_openai_session_key(agent_id: str) -> str:
     """A new stateless key for a request that names no session."""
-    return agent_session_key(agent_id, f"openai:{uuid.uuid4()}")
+    return agent_session_key(agent_id, f"openai:{random_uuid4()}")
 
 
 def main_session_key(agent_id: str, main_key: str = "main") -> str:

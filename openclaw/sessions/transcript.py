@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from openclaw.core.fastjson import dumps
 from openclaw.core.types import ImageInput, StopReason, ToolCall, Usage
 
 #: Transcript line format version (pi-agent's session header ``version``).
@@ -27,7 +28,6 @@ TRANSCRIPT_VERSION = 3
 #: Never read more than this much of a transcript's tail for one request.
 MAX_TAIL_BYTES = 32 * 1024 * 1024
 _CHUNK = 64 * 1024
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 _ASCII_ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))
 #: Stop reasons of turns that did not complete (history replay skips them).
 FAILED_STOPS = frozenset({"error", "aborted"})
@@ -51,9 +51,8 @@ def encode_json(value: object) -> bytes:
     no UTF-8 form) makes the whole value fall back to ``\\uXXXX`` escapes, which
     every JSON reader turns back into the same ``str``.
     """
-    text = _ENCODER.encode(value)
     try:
-        return text.encode("utf-8")
+        return dumps(value)
     except UnicodeEncodeError:
         return _ASCII_ENCODER.encode(value).encode("ascii")
 

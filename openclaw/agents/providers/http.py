@@ -47,7 +47,7 @@ from openclaw.agents.providers.errors import (
     malformed_stream,
     timeout_error,
 )
-from openclaw.agents.providers.fastjson import dumps, loads
+from openclaw.core.fastjson import dumps, loads
 from openclaw.agents.providers.pool import DEFAULT_MAX_IDLE_PER_HOST, UpstreamPool
 from openclaw.agents.providers.sse import SSEError, SSEEvent, SSEParser
 from openclaw.agents.providers.wire import ResponseHandler, Target, make_target

@@ -18,7 +18,7 @@ from twisted.web.iweb import IAgent
 
 from openclaw.agents.providers.base import ModelCall, ModelMessage, StreamOutcome, StreamSink
 from openclaw.agents.providers.errors import classify_payload, malformed_stream
-from openclaw.agents.providers.fastjson import loads
+from openclaw.core.fastjson import loads
 from openclaw.agents.providers.http import (
     StreamingHTTPProvider,
     UpstreamClient,

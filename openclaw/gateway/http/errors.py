@@ -6,13 +6,14 @@ Every JSON error the gateway writes is ``{"error": {"message", "type", "param",
 
 from __future__ import annotations
 
-import json
 import re
-import uuid
 from collections.abc import Iterable
 from typing import Any, Final
 
 from twisted.web.server import Request
+
+from openclaw.core.fastjson import dumps
+from openclaw.core.ids import random_hex
 
 JSON_CONTENT_TYPE = b"application/json; charset=utf-8"
 
@@ -40,7 +41,7 @@ def choose_request_id(supplied: bytes | None) -> bytes:
     """Echo a well-formed client ``x-request-id``; otherwise make a fresh one."""
     if supplied is not None and _SANE_REQUEST_ID.match(supplied):
         return supplied
-    return b"req_" + uuid.uuid4().hex.encode("ascii")
+    return b"req_" + random_hex(16).encode("ascii")
 
 
 def openai_error(
@@ -80,7 +81,7 @@ class ChatRequestError(Exception):
 
 def json_bytes(body: object) -> bytes:
     """Compact UTF-8 JSON, the one encoding used for every HTTP body we write."""
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return dumps(body)
 
 
 def write_json(request: Request, status: int, body: object) -> bytes:

@@ -37,7 +37,6 @@ After a loss nothing is written, and neither ``finish`` nor
 
 from __future__ import annotations
 
-import json
 import socket
 from collections import deque
 from collections.abc import Callable
@@ -50,6 +49,7 @@ from twisted.web.server import Request
 from zope.interface import implementer
 
 from openclaw.core.delivery import DELIVERY, DeliveryBatch
+from openclaw.core.fastjson import dumps
 
 log = Logger()
 
@@ -66,14 +66,10 @@ DEFAULT_SEND_BUFFER_BYTES = 32 * 1024
 StreamState = Literal["new", "open", "closing", "finished", "lost"]
 
 
-#: Compact UTF-8 JSON as every HTTP body is encoded (``errors.json_bytes``),
-#: without building an encoder per call.
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-
-
 def data_frame(obj: object) -> bytes:
-    """One SSE event: ``data: <compact JSON>`` and a blank line."""
-    return b"data: " + _ENCODER.encode(obj).encode("utf-8") + b"\n\n"
+    """One SSE event: ``data: <compact JSON>`` (as ``errors.json_bytes``
+    encodes every HTTP body) and a blank line."""
+    return b"data: " + dumps(obj) + b"\n\n"
 
 
 def _limit_send_buffer(request: Request, size: int) -> None:

@@ -1,5 +1,6 @@
-# -*- test-case-name: tests.test_provider_sse -*-
-"""JSON on the upstream hot path: orjson, with the standard library as fallback.
+# -*- test-case-name: tests.test_provider_sse,tests.test_sessions_surrogates -*-
+"""JSON on the hot paths (upstream chunks, transcripts, answers): orjson, with
+the standard library as fallback.
 
 Parsing a stream chunk with ``orjson`` takes about a fifth of ``json.loads``
 (1.1-1.7 us against 6.8 us for a 170-byte chat completion chunk, measured
