@@ -355,63 +355,68 @@ class IncrementalIndexTests(DurabilityCase):
 
 class BackgroundSyncTests(DurabilityCase):
     def test_finish_turn_fires_after_the_write_and_sync(self) -> None:
-        """Under fsync "turn" the transcript is written and fdatasync'ed on the IO
-        executor, and finish_turn's Deferred fires only after both."""
+        """Under fsync "turn" the lines are appended at once and only the
+        fdatasync waits on the IO executor; finish_turn's Deferred fires after
+        the sync."""
         synced: list[int] = []
         self.patch(os, "fdatasync", synced.append)
         store = self.new_store(fsync="turn", io=self.io)
         session_id, done = self.turn(store, KEY, "r1")
         self.assertNoResult(done)
         path = store.transcript_path("main", session_id)
-        self.assertFalse(path.exists())
-        self.assertEqual(self.io.run_all(), 2)
-        self.successResultOf(done)
         self.assertEqual(len(path.read_text().splitlines()), 3)
+        self.assertEqual(synced, [])
+        self.assertEqual(self.io.run_all(), 1)
+        self.successResultOf(done)
         self.assertEqual(len(synced), 1)
 
     def test_fsync_never_writes_without_syncing(self) -> None:
-        """Under fsync "never" the Deferred fires once the lines are written, and
-        nothing is synced."""
+        """Under fsync "never" a turn's lines are written at once, without the
+        IO executor and without a sync."""
         synced: list[int] = []
         self.patch(os, "fdatasync", synced.append)
         store = self.new_store(fsync="never", io=self.io)
-        _, done = self.turn(store, KEY, "r1")
-        self.assertNoResult(done)
-        self.io.run_all()
+        session_id, done = self.turn(store, KEY, "r1")
         self.successResultOf(done)
+        self.assertEqual(self.io.queue, [])
+        path = store.transcript_path("main", session_id)
+        self.assertEqual(len(path.read_text().splitlines()), 3)
         self.assertEqual(synced, [])
 
-    def test_writes_to_one_transcript_are_serialised(self) -> None:
-        """A transcript's second write reaches the executor only when its first
-        has finished (so a pool can never reorder them); other transcripts'
-        writes go at once."""
-        store = self.new_store(io=self.io)
-        one = store.ensure_session("main", "agent:main:one")
+    def test_writes_behind_a_pending_sync_wait_for_it(self) -> None:
+        """While a transcript's sync is queued, its next write queues behind it
+        (so a pool can never reorder them); another transcript's write goes
+        at once."""
+        self.patch(os, "fdatasync", lambda fd: None)
+        store = self.new_store(fsync="turn", io=self.io)
+        one_id, done = self.turn(store, "agent:main:one", "a")
+        self.assertEqual(len(self.io.queue), 1)  # one's sync
+        store.append_user("main", one_id, run_id="b", text="2", timestamp=2)
+        self.assertEqual(len(self.io.queue), 1)  # b waits for the sync
         two = store.ensure_session("main", "agent:main:two")
-        store.append_user("main", one.session_id, run_id="a", text="1", timestamp=1)
-        store.append_user("main", one.session_id, run_id="b", text="2", timestamp=2)
         store.append_user("main", two.session_id, run_id="c", text="3", timestamp=3)
-        self.assertEqual(len(self.io.queue), 2)
-        d, call = self.io.queue.pop(0)
-        d.callback(call())
-        self.assertEqual(len(self.io.queue), 2)
+        self.assertEqual(len(self.io.queue), 1)
+        two_lines = store.transcript_path("main", two.session_id).read_text().splitlines()
+        self.assertEqual([json.loads(line).get("runId") for line in two_lines], [None, "c"])
         self.io.run_all()
-        lines = store.transcript_path("main", one.session_id).read_text().splitlines()
-        self.assertEqual([json.loads(line).get("runId") for line in lines], [None, "a", "b"])
+        self.successResultOf(done)
+        lines = store.transcript_path("main", one_id).read_text().splitlines()
+        self.assertEqual([json.loads(line).get("runId") for line in lines], [None, "a", "a", "b"])
 
     def test_reset_renames_after_the_pending_append(self) -> None:
-        """Resetting a session whose append is still queued archives the
-        transcript after that append lands, never leaving a stray file."""
-        store = self.new_store(io=self.io)
-        entry = store.ensure_session("main", KEY)
-        store.append_user("main", entry.session_id, run_id="r1", text="hi", timestamp=1)
+        """Resetting a session whose write is still queued (its sync) archives
+        the transcript after that write lands, never leaving a stray file."""
+        self.patch(os, "fdatasync", lambda fd: None)
+        store = self.new_store(fsync="turn", io=self.io)
+        session_id, _ = self.turn(store, KEY, "r1")
         fresh = store.reset("main", KEY)
+        self.assertIn(f"{session_id}.jsonl", self.names(store))
         self.io.run_all()
         names = self.names(store)
-        self.assertNotIn(f"{entry.session_id}.jsonl", names)
-        archived = [n for n in names if n.startswith(f"{entry.session_id}.jsonl.reset.")]
+        self.assertNotIn(f"{session_id}.jsonl", names)
+        archived = [n for n in names if n.startswith(f"{session_id}.jsonl.reset.")]
         self.assertEqual(len(archived), 1)
-        self.assertNotEqual(fresh.session_id, entry.session_id)
+        self.assertNotEqual(fresh.session_id, session_id)
 
     def test_run_result_waits_for_the_sync_and_holds_the_lane(self) -> None:
         """A run reports its result only once its transcript is synced, and the

@@ -110,9 +110,27 @@ def write_transcript(
     """Append the lines ``body`` (pieces of bytes) to a transcript (an IO
     thread's work); returns True when a torn last line had to be closed first.
 
+    See :func:`append_lines`; with ``sync`` the data is ``fdatasync``ed
+    before returning.
+    """
+    fd, torn = append_lines(path, header, body, check_torn)
+    if sync:
+        sync_and_close(fd)
+    else:
+        os.close(fd)
+    return torn
+
+
+def append_lines(
+    path: Path, header: bytes, body: Sequence[bytes], check_torn: bool
+) -> tuple[int, bool]:
+    """Append ``body`` to a transcript and return its still open descriptor
+    (the caller closes it, or has :func:`sync_and_close` do it) and whether a
+    torn last line had to be closed first.
+
     A new (empty) file gets ``header`` first; with ``check_torn`` a last line
     without its newline (a crash mid-write) is ended so it cannot swallow
-    ``body``. With ``sync`` the data is ``fdatasync``ed before returning.
+    ``body``.
     """
     flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
     try:
@@ -129,11 +147,18 @@ def write_transcript(
             torn = True
             body = [b"\n", *body]
         _writev_all(fd, body)
-        if sync:
-            os.fdatasync(fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, torn
+
+
+def sync_and_close(fd: int) -> None:
+    """``fdatasync`` then close ``fd`` (an IO thread's work: it waits on the disk)."""
+    try:
+        os.fdatasync(fd)
     finally:
         os.close(fd)
-    return torn
 
 
 def rename_all(moves: Sequence[tuple[Path, Path]]) -> None:

@@ -11,18 +11,19 @@ lane guarantees its previous turn is on disk.
 from __future__ import annotations
 
 import json
+import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from attrs import define
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from openclaw.core.ids import short_id
-from openclaw.sessions.fileio import rename_all, write_transcript
+from openclaw.sessions.fileio import append_lines, rename_all, sync_and_close, write_transcript
 from openclaw.sessions.transcript import (
     MAX_TAIL_BYTES,
     archive_suffix,
@@ -182,9 +183,7 @@ class TranscriptJournal:
             state.last_id = entry_id
         check_torn = not state.checked
         state.checked = True
-        written = self._writes.serial(
-            key, write_transcript, path, header_line, chunks, check_torn, sync
-        )
+        written = self._submit(key, path, header_line, chunks, check_torn, sync)
 
         def torn(was_torn: bool) -> None:
             if was_torn:
@@ -194,6 +193,36 @@ class TranscriptJournal:
                 )
 
         return written.addCallback(torn)
+
+    def _submit(
+        self,
+        key: tuple[str, str],
+        path: Path,
+        header: bytes,
+        chunks: list[bytes],
+        check_torn: bool,
+        sync: bool,
+    ) -> Deferred[bool]:
+        """Write the lines: the append here (a page-cache write, like the log
+        file's), only the sync on the IO executor, since it waits on the disk.
+
+        A thread per append used to cost more than the append: a wake-up, and
+        the worker taking the GIL back after each of its five system calls
+        while the reactor was busy (issue 16). Behind writes still queued for
+        the same transcript, the whole write queues after them instead.
+        """
+        if self._writes.busy(key):
+            return self._writes.serial(
+                key, write_transcript, path, header, chunks, check_torn, sync
+            )
+        try:
+            fd, torn = append_lines(path, header, chunks, check_torn)
+        except Exception:
+            return fail()
+        if not sync:
+            os.close(fd)
+            return succeed(torn)
+        return self._writes.serial(key, sync_and_close, fd).addCallback(lambda _: torn)
 
     def archive(self, agent: str, session_id: str, why: str, now: int) -> None:
         """Rename the transcript ``<id>.jsonl.<why>.<time>`` (after any append
@@ -227,7 +256,11 @@ class TranscriptJournal:
             else:
                 moves.append(move)
         if moves:
-            self._writes.run(rename_all, moves).addErrback(log_failure, "archiving transcripts")
+            # Renames are metadata operations (no sync): done here, like archive().
+            try:
+                rename_all(moves)
+            except OSError:
+                log.failure("archiving transcripts")
 
     def recent_messages(
         self, agent: str, session_id: str
