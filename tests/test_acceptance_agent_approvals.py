@@ -27,9 +27,10 @@ from twisted.trial.unittest import SynchronousTestCase
 from openclaw.agents.approvals import ApprovalBroker
 from openclaw.agents.tools._proc import ProcessRegistry
 from openclaw.agents.tools.base import ToolContext, ToolResult
-from openclaw.agents.tools.exec import ExecReactor, ExecTool
+from openclaw.agents.tools.exec import ExecTool
 from openclaw.agents.tools.exec_grants import APPROVALS_FILENAME, ExecGrants, fingerprint
 from openclaw.agents.tools.exec_policy import ApprovalRequest
+from openclaw.agents.tools.limits import ExecReactor
 from openclaw.agents.tools.policy import ExecPolicy
 from openclaw.agents.types import ApprovalEvent, ExecApprovalRequested
 from openclaw.config.model import ExecAsk

@@ -23,7 +23,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from openclaw.agents.tool_runner import ToolBatch
 from openclaw.agents.tools._common import inline_runner
 from openclaw.agents.tools.base import ToolContext, ToolResult
-from openclaw.agents.tools.files import FileLimits, ReadTool
+from openclaw.agents.tools.files import ReadTool
+from openclaw.agents.tools.limits import FileLimits
 from openclaw.agents.tools.loop_detection import LoopDetector
 from openclaw.agents.types import ToolCall, ToolEvent
 from openclaw.config.model import LoopDetectionConfig

@@ -3,8 +3,9 @@
 A child process builds the service exactly as ``twistd openclaw`` does
 (``Options`` then ``makeService``), starts it on the real reactor, asks
 ``/readyz`` over a real socket and reports which of the lazily loaded
-modules are in ``sys.modules``. A second child then makes one request of
-each kind and checks they load and work.
+modules are in ``sys.modules``. Other children check that the first use
+loads them and works: a WebSocket upgrade, a config written in JSON5. (The
+tools are built at an agent's first run: tests/test_tools_catalog.py.)
 """
 
 from __future__ import annotations
@@ -26,7 +27,19 @@ WEBSOCKET_MODULES = (
     "openclaw.gateway.ws.factory",
     "openclaw.gateway.ws.protocol",
 )
-LAZY_MODULES = WEBSOCKET_MODULES
+#: Loaded when an agent's tools are first built (its first run).
+TOOL_MODULES = (
+    "openclaw.agents.tools.apply_patch",
+    "openclaw.agents.tools.exec",
+    "openclaw.agents.tools.files",
+    "openclaw.agents.tools.memory",
+    "openclaw.agents.tools.process",
+    "openclaw.agents.tools.sessions",
+    "openclaw.agents.tools.web_fetch",
+)
+#: The JSON5 parser: only for a config that is not plain JSON.
+CONFIG_MODULES = ("json5",)
+LAZY_MODULES = WEBSOCKET_MODULES + TOOL_MODULES + CONFIG_MODULES
 
 #: Run in the child: start the service, GET /readyz, optionally upgrade to a
 #: WebSocket, print what was asked and the lazy modules present.
@@ -78,7 +91,7 @@ reactor.run()
 """
 
 
-def _config(directory: Path) -> Path:
+def _config(directory: Path, json5: bool) -> Path:
     """The benchmark's shape: token auth, chat completions, an OpenAI-style
     upstream that is never called, two agents."""
     config = {
@@ -104,19 +117,22 @@ def _config(directory: Path) -> Path:
         },
     }
     path = directory / "openclaw.json"
-    path.write_text(json.dumps(config))
+    text = json.dumps(config, indent=1)
+    # A comment makes it JSON5 that the standard JSON parser refuses.
+    path.write_text("// the benchmark's gateway\n" + text if json5 else text)
     return path
 
 
 class IdleImportsTests(SynchronousTestCase):
-    def _start(self, mode: str) -> dict[str, Any]:
+    def _start(self, mode: str, json5: bool = False) -> dict[str, Any]:
         directory = Path(self.mktemp())
         state = directory / "state"
         state.mkdir(parents=True)
         env = dict(os.environ, OPENCLAW_STATE_DIR=str(state), HOME=str(state))
         env.pop("OPENCLAW_GATEWAY_TOKEN", None)
+        config = _config(directory, json5)
         done = subprocess.run(
-            [sys.executable, "-c", _CHILD, str(_config(directory)), mode, json.dumps(LAZY_MODULES)],
+            [sys.executable, "-c", _CHILD, str(config), mode, json.dumps(LAZY_MODULES)],
             capture_output=True,
             text=True,
             env=env,
@@ -140,3 +156,10 @@ class IdleImportsTests(SynchronousTestCase):
         self.assertEqual(result["upgrade"], "HTTP/1.1 101 Switching Protocols")
         for name in WEBSOCKET_MODULES:
             self.assertIn(name, result["loaded"])
+
+    def test_json5_config_loads_the_json5_parser(self) -> None:
+        """A config with JSON5 syntax (a comment) is parsed by json5 and the
+        gateway starts; plain JSON never needed it (the idle test above)."""
+        result = self._start("idle", json5=True)
+        self.assertEqual(result["readyz"], "HTTP/1.1 200 OK")
+        self.assertEqual(result["loaded"], ["json5"])

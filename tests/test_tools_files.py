@@ -13,7 +13,8 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from openclaw.agents.tools._common import inline_runner, thread_runner
 from openclaw.agents.tools.apply_patch import ApplyPatchTool
 from openclaw.agents.tools.base import ToolContext, ToolResult
-from openclaw.agents.tools.files import EditTool, FileLimits, ReadTool, WriteTool
+from openclaw.agents.tools.files import EditTool, ReadTool, WriteTool
+from openclaw.agents.tools.limits import FileLimits
 
 
 def make_context(workspace: str) -> ToolContext:

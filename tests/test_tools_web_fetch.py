@@ -14,7 +14,8 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from openclaw.agents.tools._common import inline_runner
 from openclaw.agents.tools.base import ToolContext, ToolResult
-from openclaw.agents.tools.web_fetch import WebFetchLimits, WebFetchTool
+from openclaw.agents.tools.limits import WebFetchLimits
+from openclaw.agents.tools.web_fetch import WebFetchTool
 from openclaw.netguard import IPAddress, SSRFPolicy
 
 PAGE = b"""<!doctype html><html><head><title>Hello page</title>

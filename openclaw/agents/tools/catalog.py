@@ -11,40 +11,31 @@ view, approver, secrets) come in :class:`ToolServices`, shared by all agents.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from attrs import Factory, field, frozen
 
 from openclaw.agents.tools._common import BlockingRunner, inline_runner
 from openclaw.agents.tools._proc import ProcessRegistry
-from openclaw.agents.tools.apply_patch import ApplyPatchTool
 from openclaw.agents.tools.base import Tool
-from openclaw.agents.tools.exec import DEFAULT_EXEC_LIMITS, ExecLimits, ExecReactor, ExecTool
 from openclaw.agents.tools.exec_policy import ExecApprover
-from openclaw.agents.tools.files import (
+from openclaw.agents.tools.limits import (
+    DEFAULT_EXEC_LIMITS,
     DEFAULT_FILE_LIMITS,
-    EditTool,
-    FileLimits,
-    ReadTool,
-    WriteTool,
-)
-from openclaw.agents.tools.memory import MemoryGetTool, MemorySearchTool
-from openclaw.agents.tools.policy import TOOL_GROUPS, ExecPolicy, resolve_exec_policy
-from openclaw.agents.tools.process import ProcessTool
-from openclaw.agents.tools.sessions import (
-    SessionsHistoryTool,
-    SessionsListTool,
-    SessionStatusTool,
-    SessionsView,
-)
-from openclaw.agents.tools.web_fetch import (
     DEFAULT_USER_AGENT,
     DEFAULT_WEB_FETCH_LIMITS,
+    ExecLimits,
+    ExecReactor,
+    FileLimits,
     WebFetchLimits,
     WebFetchReactor,
-    WebFetchTool,
 )
+from openclaw.agents.tools.policy import TOOL_GROUPS, ExecPolicy, resolve_exec_policy
 from openclaw.config.model import ExecConfig, WebFetchConfig
 from openclaw.netguard import SSRFPolicy
+
+if TYPE_CHECKING:
+    from openclaw.agents.tools.sessions import SessionsView
 
 #: The built-in tools this gateway implements, in the order offered to the model.
 BUILTIN_TOOLS: tuple[str, ...] = (
@@ -144,7 +135,23 @@ def settings_from_config(exec_config: ExecConfig, web_fetch: WebFetchConfig) -> 
 
 
 def build_tools(settings: ToolSettings, services: ToolServices) -> dict[str, Tool]:
-    """One agent's built-in tools by name (disabled or unwired ones left out)."""
+    """One agent's built-in tools by name (disabled or unwired ones left out).
+
+    The implementations are imported here, at an agent's first run, not when
+    the gateway starts: an idle gateway does not hold them (issue 16).
+    """
+    from openclaw.agents.tools.apply_patch import ApplyPatchTool
+    from openclaw.agents.tools.exec import ExecTool
+    from openclaw.agents.tools.files import EditTool, ReadTool, WriteTool
+    from openclaw.agents.tools.memory import MemoryGetTool, MemorySearchTool
+    from openclaw.agents.tools.process import ProcessTool
+    from openclaw.agents.tools.sessions import (
+        SessionsHistoryTool,
+        SessionsListTool,
+        SessionStatusTool,
+    )
+    from openclaw.agents.tools.web_fetch import WebFetchTool
+
     blocking = services.run_blocking
     limits = settings.file_limits
     tools: dict[str, Tool] = {

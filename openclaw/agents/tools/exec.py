@@ -19,9 +19,7 @@ import shutil
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from attrs import frozen
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError, gatherResults
-from twisted.internet.interfaces import IReactorProcess, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -31,33 +29,12 @@ from openclaw.agents.tools._proc import ProcessRegistry, ProcessSession, shell_a
 from openclaw.agents.tools.base import JSONSchema, ToolArgumentError, ToolContext, ToolResult
 from openclaw.agents.tools.exec_env import DEFAULT_PASSTHROUGH, build_env, parse_overrides
 from openclaw.agents.tools.exec_policy import ApprovalRequest, ExecApprover, NoApproverError
+from openclaw.agents.tools.limits import DEFAULT_EXEC_LIMITS, ExecLimits, ExecReactor
 from openclaw.agents.tools.policy import ExecPolicy, ExecVerdict
 
 _log = Logger()
 
 MAX_COMMAND_CHARS = 100_000
-
-
-@frozen
-class ExecLimits:
-    """``tools.exec`` limits (OpenClaw's defaults)."""
-
-    timeout_seconds: float = 1800.0
-    yield_ms: int = 10_000
-    #: Retained output per command (head + tail), in characters.
-    max_output_chars: int = 200_000
-    #: Output returned to the model in one result (head + tail), in characters.
-    result_max_chars: int = 30_000
-    kill_grace_seconds: float = 2.0
-    #: Whether ``workdir`` must stay inside the workspace.
-    workdir_in_workspace: bool = True
-
-
-DEFAULT_EXEC_LIMITS = ExecLimits()
-
-
-class ExecReactor(IReactorProcess, IReactorTime):
-    """What exec needs from the reactor (typing only)."""
 
 
 def clip(text: str, limit: int) -> str:
@@ -386,4 +363,4 @@ def _done(value: Any) -> Deferred[Any]:
     return d
 
 
-__all__ = ["CancelledError", "ExecLimits", "ExecTool", "clip"]
+__all__ = ["CancelledError", "ExecTool", "clip"]

@@ -12,7 +12,6 @@ import tempfile
 from collections.abc import Mapping
 from typing import Any
 
-from attrs import frozen
 from twisted.internet.defer import Deferred
 
 from openclaw.agents.tools._common import (
@@ -24,23 +23,7 @@ from openclaw.agents.tools._common import (
 )
 from openclaw.agents.tools._paths import confine, display
 from openclaw.agents.tools.base import JSONSchema, ToolArgumentError, ToolContext, ToolResult
-
-
-@frozen
-class FileLimits:
-    """Caps shared by the file tools."""
-
-    #: ``read`` returns at most this many lines per call ...
-    read_max_lines: int = 2000
-    #: ... and at most this many bytes of text.
-    read_max_bytes: int = 50 * 1024
-    #: ``write``/``edit``/``apply_patch`` refuse content larger than this.
-    write_max_bytes: int = 10 * 1024 * 1024
-    #: ``edit`` refuses to load files larger than this.
-    edit_max_bytes: int = 10 * 1024 * 1024
-
-
-DEFAULT_FILE_LIMITS = FileLimits()
+from openclaw.agents.tools.limits import DEFAULT_FILE_LIMITS, FileLimits
 
 
 def atomic_write(path: str, data: bytes) -> None:

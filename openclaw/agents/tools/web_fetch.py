@@ -17,13 +17,9 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
-from attrs import frozen
 from twisted.internet._sslverify import IOpenSSLTrustRoot
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.interfaces import (
-    IReactorPluggableNameResolver,
-    IReactorTCP,
-    IReactorTime,
     IStreamClientEndpoint,
 )
 from twisted.internet.protocol import Protocol, connectionDone
@@ -37,30 +33,14 @@ from zope.interface import implementer
 from openclaw import netguard
 from openclaw.agents.tools._common import BlockingRunner, error, guarded, opt_int, opt_str, req_str
 from openclaw.agents.tools.base import JSONSchema, ToolArgumentError, ToolContext, ToolResult
-
-DEFAULT_USER_AGENT = (
-    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/131.0 Safari/537.36"
+from openclaw.agents.tools.limits import (
+    DEFAULT_USER_AGENT,
+    DEFAULT_WEB_FETCH_LIMITS,
+    WebFetchLimits,
+    WebFetchReactor,
 )
+
 Resolver = Callable[[str, int], Deferred[list[netguard.IPAddress]]]
-
-
-@frozen
-class WebFetchLimits:
-    """``tools.web.fetch`` limits (OpenClaw's defaults)."""
-
-    max_chars: int = 20_000
-    max_chars_cap: int = 20_000
-    max_response_bytes: int = 750_000
-    timeout_seconds: float = 30.0
-    max_redirects: int = 3
-
-
-DEFAULT_WEB_FETCH_LIMITS = WebFetchLimits()
-
-
-class WebFetchReactor(IReactorTCP, IReactorTime, IReactorPluggableNameResolver):
-    """What web_fetch needs from the reactor (typing only)."""
 
 
 @implementer(IAgentEndpointFactory)
