@@ -39,7 +39,6 @@ from openclaw.agents.providers.errors import (
     malformed_stream,
     timeout_error,
 )
-from openclaw.core.fastjson import dumps, loads
 from openclaw.agents.providers.openai_completions import DEFAULT_BASE_URL
 from openclaw.agents.providers.pool import UpstreamPool
 from openclaw.agents.providers.wire import Target, make_target
@@ -52,6 +51,7 @@ from openclaw.agents.types import (
     UnknownModelError,
 )
 from openclaw.config.model import Config, MemorySearchConfig, ProviderConfig
+from openclaw.core.fastjson import dumps, loads
 
 #: ``memory.search.provider`` values that are not ``models.providers`` ids.
 OPENAI = "openai"

@@ -52,6 +52,7 @@ from openclaw.agents.system_prompt import SystemPrompt
 from openclaw.agents.tool_runner import BatchOutcome, ToolBatch, ToolOutcome
 from openclaw.agents.toolbox import AgentTools
 from openclaw.agents.tools.base import ToolContext
+from openclaw.agents.tools.loop_detection import LoopDetector
 from openclaw.agents.turn_record import StepRecorder
 from openclaw.agents.types import (
     AgentEvent,
@@ -134,7 +135,9 @@ class TurnLoop:
         self._chain = chain
         self._on_text = on_text
         self._emit = emit
-        self._detector = tools.new_loop_detector()
+        #: Made on first use: most turns call no tool (its history is a
+        #: 600-byte deque per open stream).
+        self._loop_detector: LoopDetector | None = None
         self._client_names = {t.name for t in request.client_tools}
         self._model_tools = (*tools.schemas, *request.client_tools)
         self._steps = 0
@@ -161,6 +164,13 @@ class TurnLoop:
         )
 
     # -- control ------------------------------------------------------------------
+
+    @property
+    def _detector(self) -> LoopDetector:
+        detector = self._loop_detector
+        if detector is None:
+            detector = self._loop_detector = self._tools.new_loop_detector()
+        return detector
 
     def start(self) -> Deferred[TurnOutcome]:
         """Run the turn; fires with its outcome or fails (ProviderError, AgentLoopError)."""

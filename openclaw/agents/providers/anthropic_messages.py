@@ -19,7 +19,6 @@ from twisted.web.iweb import IAgent
 
 from openclaw.agents.providers.base import ModelCall, ModelMessage, StreamOutcome, StreamSink
 from openclaw.agents.providers.errors import classify_payload, malformed_stream
-from openclaw.core.fastjson import loads
 from openclaw.agents.providers.http import (
     StreamingHTTPProvider,
     UpstreamClient,
@@ -29,6 +28,7 @@ from openclaw.agents.providers.http import (
 from openclaw.agents.providers.sse import SSEEvent
 from openclaw.agents.types import StopReason, Usage
 from openclaw.config.model import ProviderConfig
+from openclaw.core.fastjson import loads
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 ANTHROPIC_VERSION = "2023-06-01"

@@ -47,12 +47,12 @@ from openclaw.agents.providers.errors import (
     malformed_stream,
     timeout_error,
 )
-from openclaw.core.fastjson import dumps, loads
 from openclaw.agents.providers.pool import DEFAULT_MAX_IDLE_PER_HOST, UpstreamPool
 from openclaw.agents.providers.sse import SSEError, SSEEvent, SSEParser
 from openclaw.agents.providers.wire import ResponseHandler, Target, make_target
 from openclaw.agents.types import ProviderError
 from openclaw.config.model import ProviderConfig
+from openclaw.core.fastjson import dumps, loads
 
 log = Logger()
 
@@ -148,7 +148,9 @@ class HTTPModelStream:
         self._response_headers: dict[str, str] = {}
         self._buffer = bytearray()
         self._parser = SSEParser()
-        self._pending: deque[SSEEvent] = deque()
+        #: Parsed events not handed to the decoder yet (paused); None when empty:
+        #: an empty deque still holds a 600-byte block, per open stream.
+        self._pending: deque[SSEEvent] | None = None
         self._eof: BaseException | None = None
         self._ended = False
         #: Decided by a terminal event, delivered when the body ends.
@@ -256,7 +258,7 @@ class HTTPModelStream:
                 self._fail(malformed_stream(str(exc)))
                 return
             if events:
-                self._pending.extend(events)
+                self._queue(events)
                 self._drain()
         elif mode == "sniff":
             stripped = data.lstrip()
@@ -296,12 +298,18 @@ class HTTPModelStream:
             return
         if reason is None:
             try:
-                self._pending.extend(self._parser.close())
+                self._queue(self._parser.close())
             except SSEError as exc:
                 self._fail(malformed_stream(str(exc)))
                 return
         self._eof = reason if reason is not None else _CLEAN
         self._drain()
+
+    def _queue(self, events: list[SSEEvent]) -> None:
+        if self._pending is None:
+            self._pending = deque(events)
+        else:
+            self._pending.extend(events)
 
     def _drain(self) -> None:
         pending = self._pending
@@ -319,6 +327,8 @@ class HTTPModelStream:
             if terminal:
                 self._complete(at_eof=False)
                 return
+        if not pending:
+            self._pending = None
         if pending or self._finished or self._eof is None:
             return
         if self._eof is _CLEAN:
@@ -368,7 +378,7 @@ class HTTPModelStream:
             self._finish(exc)
             return
         self._finished = True
-        self._pending.clear()
+        self._pending = None
         if self._ended:
             self._cancel_timer()
             self._done.callback(outcome)
@@ -411,7 +421,7 @@ class HTTPModelStream:
         if self._finished:
             return
         self._finished = True
-        self._pending.clear()
+        self._pending = None
         self._cancel_timer()
         self._close()
         self._done.errback(reason)

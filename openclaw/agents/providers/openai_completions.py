@@ -18,7 +18,6 @@ from twisted.web.iweb import IAgent
 
 from openclaw.agents.providers.base import ModelCall, ModelMessage, StreamOutcome, StreamSink
 from openclaw.agents.providers.errors import classify_payload, malformed_stream
-from openclaw.core.fastjson import loads
 from openclaw.agents.providers.http import (
     StreamingHTTPProvider,
     UpstreamClient,
@@ -28,6 +27,7 @@ from openclaw.agents.providers.http import (
 from openclaw.agents.providers.sse import SSEEvent
 from openclaw.agents.types import StopReason, Usage
 from openclaw.config.model import ProviderConfig
+from openclaw.core.fastjson import loads
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
