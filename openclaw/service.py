@@ -52,7 +52,6 @@ from openclaw.config.model import Config
 from openclaw.config.secret_values import configured_secrets
 from openclaw.core.logformat import SecretScrubber
 from openclaw.gateway.assembly import Gateway, build_gateway
-from openclaw.gateway.http.metrics_endpoint import scrape_site
 from openclaw.gateway.startup_report import log_startup
 from openclaw.listen import ListenError, endpoint_is_loopback, listen_endpoints
 from openclaw.sessions.statelock import StateDirLockedError, StateLock
@@ -292,9 +291,11 @@ class _RecordingEndpoint:
 
 
 def metrics_site(gateway: Gateway, reactor: IReactorCore) -> IProtocolFactory:
-    """The ``--metrics-listen`` site: the gateway's metrics, nothing else."""
-    assert gateway.metrics is not None
-    return scrape_site(gateway.metrics, IReactorTime(reactor))
+    """The ``--metrics-listen`` site: the gateway's metrics, nothing else (they
+    count from start-up whatever ``endpoints.metrics`` says)."""
+    from openclaw.gateway.http.metrics_endpoint import scrape_site
+
+    return scrape_site(gateway.enable_metrics(), IReactorTime(reactor))
 
 
 def _observe(source: Deferred[IListeningPort]) -> Deferred[IListeningPort]:

@@ -212,13 +212,13 @@ class ReloadTests(SynchronousTestCase):
         self.assertTrue(any("applies after a restart" in line for line in logs))
 
     def test_metrics_count_reloads(self) -> None:
-        """openclaw_config_reloads_total counts applied and refused reloads."""
+        """openclaw_config_reloads_total counts applied and refused reloads
+        (of a gateway serving metrics: --metrics-listen enables them too)."""
         f = Fixture(self)
+        metrics = f.harness.gateway.enable_metrics()
         f.service.reload()
         f.path.write_text("{")
         f.service.reload()
-        metrics = f.harness.gateway.metrics
-        assert metrics is not None
         get = metrics.registry.get_sample_value
         self.assertEqual(get("openclaw_config_reloads_total", {"result": "ok"}), 1.0)
         self.assertEqual(get("openclaw_config_reloads_total", {"result": "refused"}), 1.0)

@@ -3,6 +3,7 @@ gateway package (everything else receives its collaborators)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from attrs import frozen
@@ -23,7 +24,6 @@ from openclaw.gateway.http.chat_completions import ChatCompletionsEndpoint
 from openclaw.gateway.http.cors import BrowserOriginGuard, CorsPolicy
 from openclaw.gateway.http.embeddings import EmbeddingsEndpoint
 from openclaw.gateway.http.image_fetch import HTTPImageFetcher
-from openclaw.gateway.http.metrics_endpoint import MetricsEndpoint
 from openclaw.gateway.http.models import ModelsEndpoint
 from openclaw.gateway.http.request import GatewaySite
 from openclaw.gateway.http.responses import ResponsesEndpoint
@@ -50,10 +50,44 @@ class Gateway:
     root: GatewayRootResource
     site: GatewaySite
     log_buffer: LogBuffer | None
-    #: Every Prometheus metric of this gateway (its own registry).
-    metrics: Metrics | None = None
+    #: Where this gateway's metrics are made and wired (see :attr:`metrics`).
+    metrics_slot: MetricsSlot
     #: The config new work starts with; a reload replaces it.
     live: LiveConfig | None = None
+
+    @property
+    def metrics(self) -> Metrics | None:
+        """Every Prometheus metric of this gateway (its own registry), or None
+        while nothing serves them (``endpoints.metrics`` off, no ``--metrics-listen``)."""
+        return self.metrics_slot.current
+
+    def enable_metrics(self) -> Metrics:
+        """The gateway's metrics, counting from now on if they were not yet
+        (``--metrics-listen`` serves them whatever the config says)."""
+        return self.metrics_slot.get()
+
+
+class MetricsSlot:
+    """The gateway's :class:`Metrics`, made when something first serves them.
+
+    Counting every request has no reader while ``/metrics`` is off, and
+    ``prometheus_client`` (0.7 MB of an idle process, issue 16) then need not
+    be imported at all. A reload that turns the endpoint on makes them then:
+    counters start at that moment, which Prometheus reads as a counter reset.
+    """
+
+    def __init__(self, wire: Callable[[Metrics], None]) -> None:
+        """:param wire: connects new metrics to the gateway (gauges, run
+        events, the request observer)."""
+        self._wire = wire
+        self.current: Metrics | None = None
+
+    def get(self) -> Metrics:
+        """The metrics, made and wired now if they were not yet."""
+        if self.current is None:
+            self.current = Metrics()
+            self._wire(self.current)
+        return self.current
 
 
 def build_gateway(
@@ -86,13 +120,33 @@ def build_gateway(
     if isinstance(shared, ReportsAvailability):
         # /readyz turns 503 while the shared store (Redis) is unreachable.
         readiness.add_check(shared.unavailable_reason)
-    if metrics is None:
+
+    def wire(new: Metrics) -> None:
+        new.http_in_flight.set_function(lambda: len(site.in_flight))
+        new.ws_connections.set_function(lambda: len(websocket.connections))
+        RunMetrics(new, reactor).attach(runtime)
+        # Requests already dispatched finish on the observer they started with.
+        site.observer = request_observer(new)
+
+    def request_observer(counting: Metrics | None) -> RequestObserver:
+        return RequestObserver(
+            clock=reactor,
+            metrics=counting,
+            client_address=auth.client_address,
+            control_ui=root.claims_ui,
+        )
+
+    slot = MetricsSlot(wire)
+    if metrics is None and config.gateway.http.metrics.enabled:
         metrics = Metrics()
+    # Wired below, once the site exists.
+    slot.current = metrics
 
     def http_resource(current: Config) -> Any:
+        enabled = current.gateway.http.metrics.enabled
         app = build_http_app(
             current, runtime=runtime, auth=auth, readiness=readiness, reactor=reactor,
-            metrics=metrics,
+            metrics=slot.get() if enabled else slot.current,
         )  # fmt: skip
         return app.resource()
 
@@ -141,16 +195,10 @@ def build_gateway(
         # Trusted proxies carry many clients; their budgets are per client.
         exempt_address=auth.is_trusted_proxy,
     )
-    site.observer = RequestObserver(
-        clock=reactor,
-        metrics=metrics,
-        client_address=auth.client_address,
-        control_ui=root.claims_ui,
-    )
+    site.observer = request_observer(None)
     site.drain = readiness
-    metrics.http_in_flight.set_function(lambda: len(site.in_flight))
-    metrics.ws_connections.set_function(lambda: len(websocket.connections))
-    RunMetrics(metrics, reactor).attach(runtime)
+    if metrics is not None:
+        wire(metrics)
     if live is None:
         live = LiveConfig(config)
     live.subscribe(
@@ -173,7 +221,7 @@ def build_gateway(
         root=root,
         site=site,
         log_buffer=log_buffer,
-        metrics=metrics,
+        metrics_slot=slot,
         live=live,
     )
 
@@ -185,9 +233,10 @@ def build_http_app(
     auth: GatewayAuth,
     readiness: Readiness,
     reactor: IReactorTime,
-    metrics: Metrics,
+    metrics: Metrics | None,
 ) -> GatewayHttpApp:
-    """The HTTP routes for ``config`` (built again on every reload)."""
+    """The HTTP routes for ``config`` (built again on every reload); ``metrics``
+    must be given when ``endpoints.metrics`` is on."""
     http = config.gateway.http
     chat = None
     models = None
@@ -205,11 +254,12 @@ def build_http_app(
     if chat is not None or responses is not None:  # OpenClaw serves these with either
         models = ModelsEndpoint(runtime=runtime, auth=auth)
         embeddings = EmbeddingsEndpoint(runtime=runtime, auth=auth, clock=reactor)
-    metrics_endpoint = (
-        MetricsEndpoint(metrics, None if http.metrics.auth == "none" else auth)
-        if http.metrics.enabled
-        else None
-    )
+    metrics_endpoint = None
+    if http.metrics.enabled:
+        assert metrics is not None, "endpoints.metrics is on: build_gateway makes the metrics"
+        from openclaw.gateway.http.metrics_endpoint import MetricsEndpoint
+
+        metrics_endpoint = MetricsEndpoint(metrics, None if http.metrics.auth == "none" else auth)
     return GatewayHttpApp(
         readiness=readiness,
         clock=reactor,
