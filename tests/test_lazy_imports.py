@@ -19,13 +19,16 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-#: Loaded on the first WebSocket upgrade (Autobahn with WAMP, CBOR, NVX: ~6 MB).
+#: Loaded on the first WebSocket upgrade (Autobahn with WAMP, CBOR, NVX: ~6 MB)
+#: and with it the method table and the connect checks.
 WEBSOCKET_MODULES = (
     "autobahn",
     "txaio",
     "cbor2",
     "openclaw.gateway.ws.factory",
     "openclaw.gateway.ws.protocol",
+    "openclaw.gateway.ws.methods",
+    "openclaw.gateway.ws.handshake",
 )
 #: Loaded when an agent's tools are first built (its first run).
 TOOL_MODULES = (

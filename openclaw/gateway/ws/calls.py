@@ -5,7 +5,7 @@ gateway's services, the method spec, and checked access to params.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from attrs import define, frozen
 from twisted.internet.interfaces import IReactorTime
@@ -15,7 +15,6 @@ from openclaw.config.live import ReloadResult
 from openclaw.config.model import Config
 from openclaw.gateway.ws.events import RunHub
 from openclaw.gateway.ws.frames import UNAVAILABLE, RequestError, invalid_params
-from openclaw.gateway.ws.handshake import ClientInfo
 from openclaw.gateway.ws.idempotency import IdempotencyCache
 from openclaw.gateway.ws.logbuffer import LogBuffer
 from openclaw.gateway.ws.views import AgentsView, SessionsView
@@ -25,6 +24,9 @@ from openclaw.sessions.keys import (
     normalize_agent_id,
     parse_agent_from_key,
 )
+
+if TYPE_CHECKING:
+    from openclaw.gateway.ws.handshake import ClientInfo
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 256
 #: ``agent.wait`` waits this long by default, and never longer than the cap.

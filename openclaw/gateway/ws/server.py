@@ -9,7 +9,10 @@ are tracked for a later ``agent.wait`` and approvals need an observer.
 Autobahn (with its WAMP, CBOR and NVX modules, about 6 MB of an idle
 process) is imported only when the first upgrade request arrives:
 :meth:`WebSocketGateway.resource` is a stand-in that builds the Autobahn
-factory (:mod:`openclaw.gateway.ws.factory`) on first use.
+factory (:mod:`openclaw.gateway.ws.factory`) on first use. The method table
+and the ``connect`` checks (``methods``, ``handshake``) load with the first
+connection too; what runs without one (the hub, approvals with nobody to
+ask) does not need them.
 """
 
 from __future__ import annotations
@@ -28,13 +31,11 @@ from openclaw.config.model import Config
 from openclaw.core.relay import ProvidesRunRelay, RunRelay
 from openclaw.gateway.auth import GatewayAuth
 from openclaw.gateway.origins import origin_allowed, origin_key
+from openclaw.gateway.ws.calls import GatewayServices
 from openclaw.gateway.ws.events import RunHub
 from openclaw.gateway.ws.frames import PROTOCOL_VERSION
-from openclaw.gateway.ws.handshake import has_scope
 from openclaw.gateway.ws.idempotency import IdempotencyCache
 from openclaw.gateway.ws.logbuffer import LogBuffer
-from openclaw.gateway.ws.methods import METHODS, GatewayServices
-from openclaw.gateway.ws.methods_loop import SCOPE_APPROVALS, approval_event
 from openclaw.gateway.ws.outbound import OutboundEvent
 from openclaw.gateway.ws.relayed import RelayedRuns
 from openclaw.gateway.ws.views import AgentsView, SessionsView
@@ -148,6 +149,9 @@ class WebSocketGateway:
     def _count_operators(self) -> None:
         """Tell the broker how many clients here can answer approvals (instances
         sharing a store count each other's)."""
+        from openclaw.gateway.ws.handshake import has_scope
+        from openclaw.gateway.ws.methods_loop import SCOPE_APPROVALS
+
         count = sum(1 for c in self._ready if has_scope(c.scopes, SCOPE_APPROVALS))
         if count != self._operators:
             self._operators = count
@@ -159,6 +163,11 @@ class WebSocketGateway:
 
     def _approval_event(self, event: ApprovalEvent) -> bool:
         """Send it to every ready operator client allowed to answer; whether any was."""
+        if not self._ready:
+            return False
+        from openclaw.gateway.ws.handshake import has_scope
+        from openclaw.gateway.ws.methods_loop import SCOPE_APPROVALS, approval_event
+
         name, payload = approval_event(event)
         outbound = OutboundEvent(name, payload, run_id="")
         reached = False
@@ -191,6 +200,8 @@ class WebSocketGateway:
 
     def hello_payload(self, conn: GatewayWebSocketProtocol) -> dict[str, Any]:
         """The ``hello-ok`` payload for a freshly authenticated connection."""
+        from openclaw.gateway.ws.methods import METHODS
+
         ws = self.config.gateway.ws
         default = self.services.agents.default_agent_id
         auth: dict[str, Any] = {
