@@ -15,18 +15,10 @@ dict lookup and a lock-protected add (measured in docs/operations.md).
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
-from prometheus_client.gc_collector import GCCollector
-from prometheus_client.platform_collector import PlatformCollector
-from prometheus_client.process_collector import ProcessCollector
+if TYPE_CHECKING:
+    from prometheus_client import Counter, Histogram
 
 #: What ``GET /metrics`` answers with: the classic text format every
 #: Prometheus version reads (what ``generate_latest`` writes).
@@ -62,6 +54,13 @@ class Metrics:
         :param process: also export ``process_*``, ``python_info`` and
             ``python_gc_*`` (off for tests that compare whole expositions).
         """
+        # Imported here: a gateway that serves no metrics never makes a
+        # Metrics, and never loads prometheus_client (0.7 MB, issue 16).
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+        from prometheus_client.gc_collector import GCCollector
+        from prometheus_client.platform_collector import PlatformCollector
+        from prometheus_client.process_collector import ProcessCollector
+
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         ns = namespace
@@ -178,6 +177,8 @@ class Metrics:
 
     def render(self) -> bytes:
         """The exposition in Prometheus' text format."""
+        from prometheus_client import generate_latest
+
         return generate_latest(self.registry)
 
 
