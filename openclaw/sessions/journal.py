@@ -256,11 +256,8 @@ class TranscriptJournal:
             else:
                 moves.append(move)
         if moves:
-            # Renames are metadata operations (no sync): done here, like archive().
-            try:
-                rename_all(moves)
-            except OSError:
-                log.failure("archiving transcripts")
+            # Maintenance drops sessions in batches (a tenth of the cap): one job.
+            self._writes.run(rename_all, moves).addErrback(log_failure, "archiving transcripts")
 
     def recent_messages(
         self, agent: str, session_id: str
