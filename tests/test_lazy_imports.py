@@ -42,7 +42,9 @@ TOOL_MODULES = (
 )
 #: The JSON5 parser: only for a config that is not plain JSON.
 CONFIG_MODULES = ("json5",)
-LAZY_MODULES = WEBSOCKET_MODULES + TOOL_MODULES + CONFIG_MODULES
+#: Endpoints that are off (here /v1/responses) are not imported.
+HTTP_MODULES = ("openclaw.gateway.http.responses",)
+LAZY_MODULES = WEBSOCKET_MODULES + TOOL_MODULES + CONFIG_MODULES + HTTP_MODULES
 
 #: Run in the child: start the service, GET /readyz, optionally upgrade to a
 #: WebSocket, print what was asked and the lazy modules present.

@@ -4,7 +4,7 @@ gateway package (everything else receives its collaborators)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from attrs import frozen
 from twisted.internet.interfaces import IReactorTime
@@ -20,13 +20,8 @@ from openclaw.core.textguard import scrub_text
 from openclaw.gateway.auth import GatewayAuth
 from openclaw.gateway.conn_limits import AddressLimits
 from openclaw.gateway.http.app import GatewayHttpApp
-from openclaw.gateway.http.chat_completions import ChatCompletionsEndpoint
 from openclaw.gateway.http.cors import BrowserOriginGuard, CorsPolicy
-from openclaw.gateway.http.embeddings import EmbeddingsEndpoint
-from openclaw.gateway.http.image_fetch import HTTPImageFetcher
-from openclaw.gateway.http.models import ModelsEndpoint
 from openclaw.gateway.http.request import GatewaySite
-from openclaw.gateway.http.responses import ResponsesEndpoint
 from openclaw.gateway.hygiene import ConnectionLimits, PreAuthSocketLimit
 from openclaw.gateway.lifecycle import Readiness
 from openclaw.gateway.live import LiveGateway
@@ -35,6 +30,10 @@ from openclaw.gateway.resource import GatewayRootResource
 from openclaw.gateway.ui import build_control_ui
 from openclaw.gateway.ws.logbuffer import LogBuffer, format_log_line
 from openclaw.gateway.ws.server import WebSocketGateway, build_ws_gateway
+
+if TYPE_CHECKING:
+    from openclaw.gateway.http.image_fetch import HTTPImageFetcher
+    from openclaw.gateway.http.responses import ResponsesEndpoint
 
 
 @frozen
@@ -236,13 +235,19 @@ def build_http_app(
     metrics: Metrics | None,
 ) -> GatewayHttpApp:
     """The HTTP routes for ``config`` (built again on every reload); ``metrics``
-    must be given when ``endpoints.metrics`` is on."""
+    must be given when ``endpoints.metrics`` is on.
+
+    Each endpoint's module is imported when the endpoint is on: an idle
+    gateway does not hold the ones it does not serve (issue 16).
+    """
     http = config.gateway.http
     chat = None
     models = None
     if config.gateway.http.chat_completions.enabled:
+        from openclaw.gateway.http.chat_completions import ChatCompletionsEndpoint
+
         fetcher = (
-            HTTPImageFetcher(reactor)
+            image_fetcher(reactor)
             if config.gateway.http.chat_completions.images.allow_url
             else None
         )
@@ -252,6 +257,9 @@ def build_http_app(
     responses = responses_endpoint(config, runtime, auth, reactor)
     embeddings = None
     if chat is not None or responses is not None:  # OpenClaw serves these with either
+        from openclaw.gateway.http.embeddings import EmbeddingsEndpoint
+        from openclaw.gateway.http.models import ModelsEndpoint
+
         models = ModelsEndpoint(runtime=runtime, auth=auth)
         embeddings = EmbeddingsEndpoint(runtime=runtime, auth=auth, clock=reactor)
     metrics_endpoint = None
@@ -278,13 +286,22 @@ def responses_endpoint(
     settings = config.gateway.http.responses
     if not settings.enabled:
         return None
+    from openclaw.gateway.http.responses import ResponsesEndpoint
+
     return ResponsesEndpoint(
         settings=settings,
         runtime=runtime,
         auth=auth,
         clock=reactor,
-        image_fetcher=HTTPImageFetcher(reactor) if settings.images.allow_url else None,
+        image_fetcher=image_fetcher(reactor) if settings.images.allow_url else None,
     )
+
+
+def image_fetcher(reactor: IReactorTime) -> HTTPImageFetcher:
+    """The fetcher of remote ``image_url`` images (``images.allowUrl``)."""
+    from openclaw.gateway.http.image_fetch import HTTPImageFetcher
+
+    return HTTPImageFetcher(reactor)
 
 
 def connection_limits(config: Config) -> ConnectionLimits:
