@@ -15,6 +15,7 @@ import ipaddress
 import math
 from collections import OrderedDict, deque
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Literal
 
 from attrs import frozen
@@ -39,10 +40,16 @@ DecisionReason = Literal["ok", "missing", "mismatch", "rate_limited"]
 
 def secrets_equal(given: str, expected: str) -> bool:
     """Constant-time comparison of two secrets of any length."""
+    return hmac.compare_digest(_digest(given), _expected_digest(expected))
+
+
+def _digest(secret: str) -> bytes:
     # surrogatepass: a lone surrogate (from a "\ud800" escape) must not crash the check.
-    a = hmac.new(_HMAC_KEY, given.encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
-    b = hmac.new(_HMAC_KEY, expected.encode("utf-8", "surrogatepass"), hashlib.sha256).digest()
-    return hmac.compare_digest(a, b)
+    return hmac.digest(_HMAC_KEY, secret.encode("utf-8", "surrogatepass"), hashlib.sha256)
+
+
+#: The configured secret's digest, made once (not on every request).
+_expected_digest = lru_cache(maxsize=16)(_digest)
 
 
 def parse_bearer(header: str | bytes | None) -> str | None:
