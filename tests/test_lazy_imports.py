@@ -44,7 +44,10 @@ TOOL_MODULES = (
 CONFIG_MODULES = ("json5",)
 #: Endpoints that are off (here /v1/responses) are not imported.
 HTTP_MODULES = ("openclaw.gateway.http.responses",)
-LAZY_MODULES = WEBSOCKET_MODULES + TOOL_MODULES + CONFIG_MODULES + HTTP_MODULES
+#: Metrics exist only while /metrics or --metrics-listen serves them; zoneinfo
+#: only for a configured time zone.
+METRICS_MODULES = ("prometheus_client", "zoneinfo")
+LAZY_MODULES = WEBSOCKET_MODULES + TOOL_MODULES + CONFIG_MODULES + HTTP_MODULES + METRICS_MODULES
 
 #: Run in the child: start the service, GET /readyz, optionally upgrade to a
 #: WebSocket, print what was asked and the lazy modules present.
