@@ -43,7 +43,7 @@ TOOL_MODULES = (
 #: The JSON5 parser: only for a config that is not plain JSON.
 CONFIG_MODULES = ("json5",)
 #: Endpoints that are off (here /v1/responses) are not imported.
-HTTP_MODULES = ("openclaw.gateway.http.responses",)
+HTTP_MODULES = ("openclaw.gateway.http.responses", "twisted.web.client")
 #: Metrics exist only while /metrics or --metrics-listen serves them; zoneinfo
 #: only for a configured time zone.
 METRICS_MODULES = ("prometheus_client", "zoneinfo")

@@ -20,7 +20,6 @@ from twisted.internet.error import (
     ConnectionLost,
     DNSLookupError,
 )
-from twisted.web.client import ResponseFailed
 from twisted.web.iweb import IResponse
 
 from openclaw.agents.types import FailureKind, ProviderError
@@ -228,6 +227,9 @@ def classify_http_error(
 
 def connection_error(reason: BaseException, secrets: Iterable[str | None] = ()) -> ProviderError:
     """A failure to connect, or a connection lost before or during the response."""
+    # Imported here: twisted.web.client is 0.4 MB an idle gateway need not hold.
+    from twisted.web.client import ResponseFailed
+
     if isinstance(reason, DNSLookupError):
         summary = "could not resolve the upstream host"
     elif isinstance(reason, ConnectError):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urljoin
 
 from twisted.internet.address import IPv4Address, IPv6Address
@@ -40,7 +40,6 @@ from twisted.internet.protocol import connectionDone
 from twisted.internet.ssl import optionsForClientTLS
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.client import URI, Agent, ResponseDone
 from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IAgentEndpointFactory, IResponse
@@ -54,6 +53,9 @@ from openclaw.gateway.http.openai_messages import (
     check_image_url,
     sniff_image_type,
 )
+
+if TYPE_CHECKING:
+    from twisted.web.client import URI
 
 log = Logger()
 
@@ -187,6 +189,8 @@ class _LimitedBody(TwistedProtocol):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self._done.called:
             return
+        from twisted.web.client import ResponseDone
+
         if isinstance(reason.value, ResponseDone | PotentialDataLoss):
             self._done.callback(b"".join(self._parts))
         else:
@@ -212,6 +216,9 @@ class HTTPImageFetcher:
         name resolution."""
         self._clock = reactor
         if agent is None:
+            # Imported here: only images.allowUrl needs an HTTP client (issue 16).
+            from twisted.web.client import Agent
+
             # typing note: Agent.usingEndpointFactory is unannotated.
             using_endpoints: Any = Agent.usingEndpointFactory
             agent = using_endpoints(reactor, PublicAddressEndpointFactory(IReactorTCP(reactor)))
