@@ -160,6 +160,19 @@ class FastJSONTests(SynchronousTestCase):
 
         self.assertEqual(dumps({"a": [1, "é"], "b": None}), '{"a":[1,"é"],"b":null}'.encode())
         self.assertEqual(dumps({"n": 2**70}), b'{"n":1180591620717411303424}')
+        self.assertEqual(dumps({1: "int key"}), b'{"1":"int key"}')
+
+    def test_dumps_writes_nan_as_null(self) -> None:
+        """NaN and infinities (which loads accepts from an upstream) are written
+        as null: the standard library's NaN is not JSON, and a transcript or an
+        answer holding it could not be read back by OpenClaw or a client."""
+        import json
+
+        from openclaw.core.fastjson import dumps
+
+        written = dumps({"a": float("nan"), "b": [float("inf"), -float("inf")]})
+        self.assertEqual(written, b'{"a":null,"b":[null,null]}')
+        self.assertEqual(json.loads(written), {"a": None, "b": [None, None]})
 
     def test_data_lines_split_anywhere(self) -> None:
         """A data-only stream fed one byte at a time gives the same events as one feed."""

@@ -403,6 +403,26 @@ class BackgroundSyncTests(DurabilityCase):
         lines = store.transcript_path("main", one_id).read_text().splitlines()
         self.assertEqual([json.loads(line).get("runId") for line in lines], [None, "a", "a", "b"])
 
+    def test_an_append_after_maintenance_drops_the_session_is_not_archived(self) -> None:
+        """Maintenance archives dropped transcripts on the IO executor; an append
+        made for such a session before that rename ran waits for it, so its line
+        lands in a new live transcript, not in the ``.deleted`` archive."""
+        store = self.new_store(io=self.io, max_entries=2, maintenance="enforce")
+        old = store.ensure_session("main", "agent:main:old")
+        for name in ("b", "c", "d"):
+            self.clock.advance(1)  # "old" stays the oldest
+            store.ensure_session("main", f"agent:main:{name}")
+        self.assertNotIn("agent:main:old", [e.key for e in store.list_sessions("main")])
+        self.assertTrue(self.io.queue)  # the archive renames, queued
+        store.append_user("main", old.session_id, run_id="late", text="hi", timestamp=5)
+        self.io.run_all()
+        live = store.transcript_path("main", old.session_id)
+        lines = [json.loads(line) for line in live.read_text().splitlines()]
+        self.assertEqual([line.get("runId") for line in lines], [None, "late"])
+        archived = [n for n in self.names(store) if n.startswith(f"{old.session_id}.jsonl.")]
+        for name in archived:
+            self.assertNotIn("late", (live.parent / name).read_text())
+
     def test_reset_renames_after_the_pending_append(self) -> None:
         """Resetting a session whose write is still queued (its sync) archives
         the transcript after that write lands, never leaving a stray file."""

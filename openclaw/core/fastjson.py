@@ -30,8 +30,15 @@ def loads(text: str | bytes) -> Any:
 
 
 def dumps(value: Any) -> bytes:
-    """Compact UTF-8 JSON (what ``json.dumps(..., ensure_ascii=False,
-    separators=(",", ":"))`` gives, encoded)."""
+    """Compact UTF-8 JSON, as ``json.dumps(..., ensure_ascii=False,
+    separators=(",", ":"))`` encodes it, with orjson's differences: ``NaN``
+    and infinities become ``null`` (the standard library writes ``NaN``, which
+    no JSON reader, OpenClaw's ``JSON.parse`` included, accepts), a float may
+    be spelled differently (``0.00001`` for ``1e-05``), and enums, dataclasses,
+    dates and UUIDs are encoded rather than refused. Integers beyond 64 bits,
+    non-string keys and text with a lone surrogate go to the standard library
+    (which raises ``UnicodeEncodeError`` for the last; callers that must write
+    anything fall back to ASCII escapes)."""
     try:
         return orjson.dumps(value)
     except TypeError:

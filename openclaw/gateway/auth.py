@@ -15,7 +15,6 @@ import ipaddress
 import math
 from collections import OrderedDict, deque
 from collections.abc import Sequence
-from functools import lru_cache
 from typing import Literal
 
 from attrs import frozen
@@ -40,16 +39,13 @@ DecisionReason = Literal["ok", "missing", "mismatch", "rate_limited"]
 
 def secrets_equal(given: str, expected: str) -> bool:
     """Constant-time comparison of two secrets of any length."""
-    return hmac.compare_digest(_digest(given), _expected_digest(expected))
+    return hmac.compare_digest(secret_digest(given), secret_digest(expected))
 
 
-def _digest(secret: str) -> bytes:
+def secret_digest(secret: str) -> bytes:
+    """What :func:`secrets_equal` compares: an HMAC-SHA256 of ``secret``."""
     # surrogatepass: a lone surrogate (from a "\ud800" escape) must not crash the check.
     return hmac.digest(_HMAC_KEY, secret.encode("utf-8", "surrogatepass"), hashlib.sha256)
-
-
-#: The configured secret's digest, made once (not on every request).
-_expected_digest = lru_cache(maxsize=16)(_digest)
 
 
 def parse_bearer(header: str | bytes | None) -> str | None:
@@ -201,6 +197,8 @@ class GatewayAuth:
     ) -> None:
         """:param peers: other gateway instances sharing the failed-auth budget."""
         self.config = config
+        #: The configured secret and its digest (see _matches).
+        self._expected: tuple[str, bytes] | None = None
         self._clock = clock
         self._trusted = tuple(_parse_network(p) for p in trusted_proxies)
         self._peers = peers
@@ -209,6 +207,14 @@ class GatewayAuth:
             if config.rate_limit is not None
             else None
         )
+
+    def _matches(self, offered: str, expected: str) -> bool:
+        """:func:`secrets_equal`, with the configured secret's digest made once
+        per configuration rather than on every request."""
+        known = self._expected
+        if known is None or known[0] is not expected:
+            known = self._expected = (expected, secret_digest(expected))
+        return hmac.compare_digest(secret_digest(offered), known[1])
 
     def reconfigure(self, config: AuthConfig, trusted_proxies: Sequence[str]) -> None:
         """A reloaded config: the new secret counts from the next check on
@@ -278,7 +284,7 @@ class GatewayAuth:
                 return AuthDecision(False, "rate_limited", locked)
         if not offered:
             return AuthDecision(False, "missing")
-        if expected is not None and secrets_equal(offered, expected):
+        if expected is not None and self._matches(offered, expected):
             if limiter is not None:
                 limiter.reset(key)
             return _OK

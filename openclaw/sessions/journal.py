@@ -220,7 +220,10 @@ class TranscriptJournal:
         except Exception:
             return fail()
         if not sync:
-            os.close(fd)
+            try:
+                os.close(fd)
+            except OSError:
+                return fail()
             return succeed(torn)
         return self._writes.serial(key, sync_and_close, fd).addCallback(lambda _: torn)
 
@@ -243,21 +246,21 @@ class TranscriptJournal:
         """Archive transcripts dropped by maintenance (``.deleted.<time>``) on the
         IO executor; appends may still follow (a dropped session is not reset)."""
         suffix = f".deleted.{archive_suffix(now)}"
+        keys: list[tuple[str, str]] = []
         moves: list[tuple[Path, Path]] = []
         for session_id in session_ids:
             key = (agent, session_id)
             self._states.pop(key, None)
             path = self._path_of(agent, session_id)
-            move = (path, path.with_name(path.name + suffix))
-            if self._writes.busy(key):  # after its last append lands
-                self._writes.serial(key, rename_all, [move]).addErrback(
-                    log_failure, "archiving a transcript"
-                )
-            else:
-                moves.append(move)
+            keys.append(key)
+            moves.append((path, path.with_name(path.name + suffix)))
         if moves:
-            # Maintenance drops sessions in batches (a tenth of the cap): one job.
-            self._writes.run(rename_all, moves).addErrback(log_failure, "archiving transcripts")
+            # Maintenance drops sessions in batches (a tenth of the cap): one job,
+            # after their writes in flight; a later append waits for it (and
+            # starts a new file), as the transcripts' ordering requires.
+            self._writes.serial_all(keys, rename_all, moves).addErrback(
+                log_failure, "archiving transcripts"
+            )
 
     def recent_messages(
         self, agent: str, session_id: str

@@ -8,10 +8,10 @@ same file reach the disk in the order they were made).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from typing import ParamSpec, TypeVar
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, gatherResults
 
 from openclaw.core.drain import Drain
 from openclaw.sessions.fileio import BlockingIO, InlineIO
@@ -54,26 +54,42 @@ class WriteQueue:
         **kwargs: _P.kwargs,
     ) -> Deferred[_T]:
         """Run ``fn`` after every write submitted earlier for the same ``key``."""
+        return self.serial_all((key,), fn, *args, **kwargs)
+
+    def serial_all(
+        self,
+        keys: Sequence[Hashable],
+        fn: Callable[_P, _T],
+        /,
+        *args: _P.args,
+        **kwargs: _P.kwargs,
+    ) -> Deferred[_T]:
+        """Run ``fn`` after every write submitted earlier for any of ``keys``;
+        later writes for any of them wait for it (a batch of renames)."""
         self._pending.add()
-        before = self._tails.get(key)
+        before = [tail for tail in (self._tails.get(key) for key in keys) if tail is not None]
         done: Deferred[None] = Deferred()
-        self._tails[key] = done
+        for key in keys:
+            self._tails[key] = done
         result: Deferred[_T] = Deferred()
 
         def start(_: object = None) -> None:
             self._io.run(fn, *args, **kwargs).chainDeferred(result)
 
         def finished(outcome: object) -> object:
-            if self._tails.get(key) is done:
-                del self._tails[key]
+            for key in keys:
+                if self._tails.get(key) is done:
+                    del self._tails[key]
             done.callback(None)
             return self._settled(outcome)
 
         result.addBoth(finished)
-        if before is None:
+        if not before:
             start()
+        elif len(before) == 1:
+            before[0].addCallback(start)
         else:
-            before.addCallback(start)
+            gatherResults(before).addCallback(start)
         return result
 
     def when_idle(self) -> Deferred[None]:
