@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol
 
-from attrs import Factory, field, frozen
+from attrs import Factory, define, field, frozen
 from twisted.internet.defer import Deferred
 
 from openclaw.core.redaction import redact_credentials
@@ -178,12 +178,15 @@ class ReplyText:
         return whole if len(whole) == length else whole[:length]
 
 
-@frozen
+@define
 class AssistantEvent:
     """New assistant text: ``delta`` is the new suffix, ``text`` the whole so far.
 
     A run passes its :class:`ReplyText` and the length it had at this event,
-    so ``text`` is built only for a consumer that reads it.
+    so ``text`` is built only for a consumer that reads it. One is made per
+    relayed chunk, so it is not frozen: a frozen attrs class sets each field
+    through ``object.__setattr__`` (1.2 against 0.6 us per event, issue 16).
+    Nobody changes one after it is emitted.
     """
 
     run_id: str

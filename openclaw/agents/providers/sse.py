@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from attrs import frozen
+from attrs import define
 
 #: Longest single line accepted (a ``data:`` line carries one JSON chunk).
 MAX_LINE_BYTES = 1024 * 1024
@@ -29,9 +29,13 @@ class SSEError(ValueError):
     """The byte stream is not acceptable SSE (a line or event is too long)."""
 
 
-@frozen
+@define
 class SSEEvent:
-    """One dispatched event: ``event`` defaults to ``message`` as in the spec."""
+    """One dispatched event: ``event`` defaults to ``message`` as in the spec.
+
+    Not frozen: one is made per upstream chunk, and a frozen attrs class sets
+    each field through ``object.__setattr__`` (twice the cost, issue 16).
+    """
 
     data: str
     event: str = "message"
