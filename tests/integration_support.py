@@ -29,6 +29,7 @@ from typing import Any, ClassVar, cast
 
 import httpx2 as httpx
 from attrs import frozen
+from openai import OpenAI
 from twisted.internet import defer
 from twisted.internet.defer import Deferred, DeferredList, gatherResults
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
@@ -66,6 +67,16 @@ def openai_provider(port: int, **extra: Any) -> dict[str, Any]:
         "apiKey": UPSTREAM_KEY,
         "models": [{"id": "gpt-fake"}],
         **extra,
+    }
+
+
+def one_fake_agent(port: int, **sections: Any) -> dict[str, Any]:
+    """Config sections for one default agent, ``main``, on the fake upstream on
+    ``port``; ``sections`` adds top-level sections (``tools``...)."""
+    return {
+        "models": {"providers": {"fake": openai_provider(port)}},
+        "agents": {"list": [{"id": "main", "default": True, "model": "fake/gpt-fake"}]},
+        **sections,
     }
 
 
@@ -446,6 +457,14 @@ class GatewayTestCase(TestCase):
         self.upstream = self.upstream_port.serve(reactor, self.fake)
         self.addCleanup(self.upstream.close)
         self.addCleanup(self.gateway.drain)
+
+    def openai_client(self, timeout: float = CLIENT_TIMEOUT) -> OpenAI:
+        """An ``openai`` SDK client on this gateway (no retries), closed at cleanup."""
+        client = OpenAI(
+            base_url=f"{self.gateway.base_url}/v1", api_key=TOKEN, max_retries=0, timeout=timeout
+        )
+        self.addCleanup(client.close)
+        return client
 
     async def raw(self, body: dict[str, Any]) -> RawClient:
         """A raw connection with one chat request sent, closed at cleanup."""

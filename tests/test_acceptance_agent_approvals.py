@@ -15,7 +15,6 @@ import stat
 from pathlib import Path
 from typing import Any, cast
 
-from openai import OpenAI
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.task import Clock
@@ -36,7 +35,6 @@ from openclaw.agents.types import ApprovalEvent, ExecApprovalRequested
 from openclaw.config.model import ExecAsk
 from openclaw.testing import FakeReply, ToolConversation
 from tests import integration_support as support
-from tests.gateway_process import TOKEN
 from tests.test_integration_agent_loop import _Operator, _OperatorFactory, tool
 
 
@@ -211,17 +209,10 @@ class AllowAlwaysProcessTests(support.GatewayTestCase):
 
     @classmethod
     def gateway_config(cls, port: int) -> dict[str, Any]:
-        return {
-            "models": {"providers": {"fake": support.openai_provider(port)}},
-            "agents": {"list": [{"id": "main", "default": True, "model": "fake/gpt-fake"}]},
-            "tools": {"exec": {"mode": "ask"}},
-        }
+        return support.one_fake_agent(port, tools={"exec": {"mode": "ask"}})
 
     async def turn(self, user: str) -> str:
-        client = OpenAI(
-            base_url=f"{self.gateway.base_url}/v1", api_key=TOKEN, max_retries=0, timeout=30
-        )
-        self.addCleanup(client.close)
+        client = self.openai_client(timeout=30)
         completion = await deferToThread(
             lambda: client.chat.completions.create(
                 model="openclaw", messages=[{"role": "user", "content": "run it"}], user=user

@@ -14,12 +14,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from openai import InternalServerError, OpenAI
+from openai import InternalServerError
 from twisted.internet.threads import deferToThread
 
 from openclaw.testing import FakeReply, FakeToolCall, ToolConversation
 from tests import integration_support as support
-from tests.gateway_process import TOKEN
 
 WEATHER: Any = {
     "type": "function",
@@ -47,17 +46,11 @@ def conversation(prose: str = "") -> ToolConversation:
 class ForcedChoiceAfterBuiltinStepsTests(support.GatewayTestCase):
     @classmethod
     def gateway_config(cls, port: int) -> dict[str, Any]:
-        return {
-            "models": {"providers": {"fake": support.openai_provider(port)}},
-            "agents": {"list": [{"id": "main", "default": True, "model": "fake/gpt-fake"}]},
-        }
+        return support.one_fake_agent(port)
 
     def setUp(self) -> None:
         super().setUp()
-        self.client = OpenAI(
-            base_url=f"{self.gateway.base_url}/v1", api_key=TOKEN, max_retries=0, timeout=30
-        )
-        self.addCleanup(self.client.close)
+        self.client = self.openai_client(timeout=30)
         workspace = self.gateway.directory / "state" / "workspace"
         workspace.mkdir(parents=True, exist_ok=True)
         (workspace / "notes.md").write_text("city: Oslo\n")
@@ -131,19 +124,12 @@ class EmptyAllowListTests(support.GatewayTestCase):
 
     @classmethod
     def gateway_config(cls, port: int) -> dict[str, Any]:
-        return {
-            "models": {"providers": {"fake": support.openai_provider(port)}},
-            "agents": {"list": [{"id": "main", "default": True, "model": "fake/gpt-fake"}]},
-            "tools": {"allow": ["no_such_tool"]},
-        }
+        return support.one_fake_agent(port, tools={"allow": ["no_such_tool"]})
 
     async def test_a_run_stops_with_a_500_naming_the_allow_list(self) -> None:
         """The SDK raises InternalServerError with code tool_policy_empty and a
         message naming tools.allow; the model is never called."""
-        client = OpenAI(
-            base_url=f"{self.gateway.base_url}/v1", api_key=TOKEN, max_retries=0, timeout=30
-        )
-        self.addCleanup(client.close)
+        client = self.openai_client(timeout=30)
 
         def run() -> InternalServerError:
             try:

@@ -4,7 +4,14 @@ control characters into a terminal or log file."""
 
 from __future__ import annotations
 
-from twisted.logger import ILogObserver, LogEvent, LogPublisher, formatEvent, globalLogPublisher
+from twisted.logger import (
+    ILogObserver,
+    LogEvent,
+    LogPublisher,
+    capturedLogs,
+    formatEvent,
+    globalLogPublisher,
+)
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
@@ -140,14 +147,7 @@ class LegacyLoggerNameTests(SynchronousTestCase):
 
         from openclaw.core.logformat import flat_event
 
-        events: list[LogEvent] = []
-
-        @implementer(ILogObserver)
-        def keep(event: LogEvent) -> None:
-            events.append(dict(event))
-
-        globalLogPublisher.addObserver(keep)
-        self.addCleanup(globalLogPublisher.removeObserver, keep)
+        events = self.enterContext(capturedLogs())
         legacy.msg("GatewaySite starting on 1234")
         (event,) = [e for e in events if "starting on 1234" in formatEvent(e)]
         line = flat_event(event)

@@ -9,9 +9,8 @@ from typing import Any
 from twisted.internet.address import IPv4Address
 from twisted.internet.interfaces import IProtocolFactory
 from twisted.internet.testing import MemoryReactorClock, StringTransport
-from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
+from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface import implementer
 
 from openclaw.core.metrics import Metrics
 from openclaw.gateway.http.metrics_endpoint import SCRAPE_MAX_CONNECTIONS, scrape_site
@@ -52,14 +51,7 @@ class ScrapePortTests(SynchronousTestCase):
     def test_scrape_gets_an_openclaw_access_line(self) -> None:
         """A scrape is logged under openclaw.access with its fields, and not
         again by Twisted's legacy combined-format line."""
-        events: list[LogEvent] = []
-
-        @implementer(ILogObserver)
-        def keep(event: LogEvent) -> None:
-            events.append(dict(event))
-
-        globalLogPublisher.addObserver(keep)
-        self.addCleanup(globalLogPublisher.removeObserver, keep)
+        events = self.enterContext(capturedLogs())
         protocol, transport = _connect(_scrape_site(MemoryReactorClock()))
         protocol.dataReceived(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
         self.assertTrue(transport.value().startswith(b"HTTP/1.1 200"))

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
-from openai import OpenAI
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.task import deferLater
@@ -19,7 +18,6 @@ from twisted.internet.threads import deferToThread
 from openclaw.testing import FakeReply, FakeToolCall, ToolConversation
 from tests import integration_support as support
 from tests.gateway_process import TOKEN
-from tests.integration_support import CLIENT_TIMEOUT
 
 _T = TypeVar("_T")
 
@@ -46,20 +44,11 @@ class AgentLoopProcessTests(support.GatewayTestCase):
 
     @classmethod
     def gateway_config(cls, port: int) -> dict[str, Any]:
-        return {
-            "models": {"providers": {"fake": support.openai_provider(port)}},
-            "agents": {"list": [{"id": "main", "default": True, "model": "fake/gpt-fake"}]},
-        }
+        return support.one_fake_agent(port)
 
     def setUp(self) -> None:
         super().setUp()
-        self.client = OpenAI(
-            base_url=f"{self.gateway.base_url}/v1",
-            api_key=TOKEN,
-            max_retries=0,
-            timeout=CLIENT_TIMEOUT,
-        )
-        self.addCleanup(self.client.close)
+        self.client = self.openai_client()
 
     @property
     def workspace(self) -> Path:
@@ -251,11 +240,7 @@ class ExecApprovalProcessTests(support.GatewayTestCase):
 
     @classmethod
     def gateway_config(cls, port: int) -> dict[str, Any]:
-        return {
-            "models": {"providers": {"fake": support.openai_provider(port)}},
-            "agents": {"list": [{"id": "main", "default": True, "model": "fake/gpt-fake"}]},
-            "tools": {"exec": {"mode": "ask"}},
-        }
+        return support.one_fake_agent(port, tools={"exec": {"mode": "ask"}})
 
     async def operator(self, decision: str) -> _OperatorFactory:
         factory = _OperatorFactory(f"ws://127.0.0.1:{self.gateway.port}/", self.reactor, decision)
@@ -271,13 +256,7 @@ class ExecApprovalProcessTests(support.GatewayTestCase):
         return factory
 
     async def turn(self, user: str) -> str:
-        client = OpenAI(
-            base_url=f"{self.gateway.base_url}/v1",
-            api_key=TOKEN,
-            max_retries=0,
-            timeout=CLIENT_TIMEOUT,
-        )
-        self.addCleanup(client.close)
+        client = self.openai_client()
         completion = await deferToThread(
             lambda: client.chat.completions.create(
                 model="openclaw", messages=[{"role": "user", "content": "touch it"}], user=user

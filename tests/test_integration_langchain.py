@@ -21,10 +21,7 @@ class LangChainTests(support.GatewayTestCase):
     @classmethod
     def gateway_config(cls, port: int) -> dict[str, Any]:
         """One agent on the fake upstream."""
-        return {
-            "models": {"providers": {"fake": support.openai_provider(port)}},
-            "agents": {"list": [{"id": "main", "default": True, "model": "fake/gpt-fake"}]},
-        }
+        return support.one_fake_agent(port)
 
     def chat(self, **kwargs: Any) -> ChatOpenAI:
         """A ChatOpenAI client on the gateway, without retries."""

@@ -15,12 +15,11 @@ from openclaw.agents.approvals import ApprovalBroker
 from openclaw.agents.tools.exec_policy import ApprovalRequest
 from openclaw.agents.types import CompactionReport
 from openclaw.gateway.auth import GatewayAuth
-from openclaw.gateway.ws.factory import build_ws_factory
 from openclaw.gateway.ws.logbuffer import LogBuffer
 from openclaw.testing import Reply, ScriptedProvider, run_due
 from tests.agent_loop_support import LoopCase, call
 from tests.test_ws_methods import MethodTestCase
-from tests.ws_fakes import TOKEN, WsConnector, make_config
+from tests.ws_fakes import TOKEN, WsConnector, build_ws_factory, make_config
 
 
 def ask(broker: Any, approval_id: str = "ap1") -> Deferred[bool]:

@@ -29,7 +29,6 @@ from openclaw.cli.ws_client import (
 )
 from openclaw.config.model import RateLimitConfig
 from openclaw.gateway.auth import GatewayAuth
-from openclaw.gateway.ws.factory import build_ws_factory
 from openclaw.gateway.ws.logbuffer import LogBuffer
 from openclaw.testing import FakeRun
 from tests.ws_fakes import (
@@ -38,6 +37,7 @@ from tests.ws_fakes import (
     FakeAgents,
     FakeRuntime,
     FakeSessions,
+    build_ws_factory,
     make_config,
 )
 

@@ -14,11 +14,10 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from openclaw.agents.types import AgentRequest
 from openclaw.gateway.auth import GatewayAuth
-from openclaw.gateway.ws.factory import build_ws_factory
 from openclaw.gateway.ws.logbuffer import LogBuffer
 from openclaw.gateway.ws.views import AgentsView, SessionsView
 from openclaw.testing import Reply, ScriptedProvider, make_runtime, run_due, scripted_config
-from tests.ws_fakes import START, TOKEN, WsClient, WsConnector, make_config
+from tests.ws_fakes import START, TOKEN, WsClient, WsConnector, build_ws_factory, make_config
 
 
 class RealRuntimeTests(SynchronousTestCase):

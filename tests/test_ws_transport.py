@@ -22,7 +22,6 @@ from twisted.web.server import Site
 
 from openclaw.config.model import RateLimitConfig
 from openclaw.gateway.auth import GatewayAuth
-from openclaw.gateway.ws.factory import build_ws_factory
 from openclaw.gateway.ws.logbuffer import LogBuffer
 from tests.ws_fakes import (
     TOKEN,
@@ -31,6 +30,7 @@ from tests.ws_fakes import (
     FakeRuntime,
     FakeSessions,
     WsHarness,
+    build_ws_factory,
     connect_params,
     make_config,
 )

@@ -45,14 +45,24 @@ from openclaw.config.model import (
     WebSocketConfig,
 )
 from openclaw.gateway.auth import GatewayAuth
-from openclaw.gateway.ws.factory import GatewayWebSocketFactory, build_ws_factory
+from openclaw.gateway.ws.factory import GatewayWebSocketFactory
 from openclaw.gateway.ws.handshake import b64url_encode, device_id_for, device_payload_v3
 from openclaw.gateway.ws.logbuffer import LogBuffer
 from openclaw.gateway.ws.protocol import GatewayWebSocketProtocol
+from openclaw.gateway.ws.server import build_ws_gateway
 from openclaw.sessions.entry import SessionEntry
 from openclaw.testing import FakeRun
 
 TOKEN = "ws-test-token-0123456789abcdef"
+
+
+def build_ws_factory(**parts: Any) -> GatewayWebSocketFactory:
+    """The WebSocket side (``build_ws_gateway``'s keywords) and its Autobahn
+    factory at once: the gateway makes the factory on the first upgrade, a
+    test needs it before."""
+    return build_ws_gateway(**parts).factory()
+
+
 #: The clock starts here (epoch seconds), so timestamps look real.
 START = 1_795_763_204.0
 

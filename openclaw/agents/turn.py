@@ -38,6 +38,7 @@ from openclaw.agents.toolbox import AgentTools, Toolbox
 from openclaw.agents.types import TOOL_POLICY_EMPTY, AgentRequest, ProviderError
 from openclaw.agents.workspace import WorkspaceContext, WorkspaceLoader, is_main_session
 from openclaw.config.model import Config
+from openclaw.core.memo import IdentityMemo
 from openclaw.sessions.fileio import BlockingIO
 from openclaw.sessions.interface import TranscriptStore
 from openclaw.sessions.lanes import SessionLanes
@@ -63,7 +64,9 @@ class PromptMaker:
         self._loader = WorkspaceLoader(io, clock=clock)
         self._host = dict(host_facts() if host is None else host)
         #: Tool lines per agent's tool set (a Toolbox keeps one per agent).
-        self._summaries: dict[int, tuple[AgentTools, tuple[PromptTool, ...]]] = {}
+        self._summaries: IdentityMemo[AgentTools, tuple[PromptTool, ...]] = IdentityMemo(
+            _MAX_TOOL_SETS
+        )
 
     @property
     def loader(self) -> WorkspaceLoader:
@@ -118,18 +121,15 @@ class PromptMaker:
 
     def _tool_lines(self, tools: AgentTools) -> tuple[PromptTool, ...]:
         """The prompt's tool lines, computed once per tool set."""
-        known = self._summaries.get(id(tools))
-        if known is not None and known[0] is tools:
-            return known[1]
-        lines = tool_summaries(tools.tools.values())
-        if len(self._summaries) >= _MAX_TOOL_SETS:
-            self._summaries.clear()
-        self._summaries[id(tools)] = (tools, lines)
-        return lines
+        return self._summaries.get(tools, _tool_summaries_of)
 
 
 #: Tool sets whose prompt lines are kept (one per agent; a reload makes new ones).
 _MAX_TOOL_SETS = 256
+
+
+def _tool_summaries_of(tools: AgentTools) -> tuple[PromptTool, ...]:
+    return tool_summaries(tools.tools.values())
 
 
 @frozen

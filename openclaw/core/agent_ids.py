@@ -7,7 +7,8 @@ the rule lives here so none of them imports another for it.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+
+from openclaw.core.memo import cache_short_text
 
 DEFAULT_AGENT_ID = "main"
 MAX_AGENT_ID_LENGTH = 64
@@ -21,24 +22,12 @@ def is_valid_agent_id(value: str) -> bool:
     return bool(_VALID_AGENT_ID.match(value))
 
 
+# About ten calls per request with the same few ids.
+@cache_short_text(2 * MAX_AGENT_ID_LENGTH, maxsize=1024)
 def normalize_agent_id(value: str | None) -> str:
     """Lower-case; replace runs of invalid characters by ``-``; empty means ``main``."""
-    # About ten calls per request with the same few ids: remember short ones
-    # (a client's long junk is not kept).
-    if value is not None and len(value) <= _CACHED_ID_CHARS:
-        return _normalize_cached(value)
-    return _normalize(value)
-
-
-_CACHED_ID_CHARS = 2 * MAX_AGENT_ID_LENGTH
-
-
-def _normalize(value: str | None) -> str:
     raw = (value or "").strip().lower()
     if _VALID_AGENT_ID.match(raw):
         return raw
     cleaned = _INVALID_RUN.sub("-", raw).strip("-")[:MAX_AGENT_ID_LENGTH].strip("-")
     return cleaned or DEFAULT_AGENT_ID
-
-
-_normalize_cached = lru_cache(maxsize=1024)(_normalize)

@@ -16,8 +16,9 @@ still counting every failure behind it.
 from __future__ import annotations
 
 import ipaddress
-from functools import lru_cache
 from typing import Final
+
+from openclaw.core.memo import cache_short_text
 
 #: Prefix of the key an unparseable address gets.
 UNPARSEABLE_PREFIX: Final = "unparseable:"
@@ -30,18 +31,13 @@ _CACHED_CHARS: Final = 80
 _IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
+# The same few peers send every request (several lookups each): parse once.
+@cache_short_text(_CACHED_CHARS, maxsize=4096)
 def parse_address(value: str) -> _IP | None:
     """The IP address ``value`` names (ports, brackets, zone ids tolerated), or None.
 
     IPv4-mapped IPv6 addresses are returned as their IPv4 address.
     """
-    # The same few peers send every request (several lookups each): parse once.
-    if len(value) <= _CACHED_CHARS:
-        return _parse_cached(value)
-    return _parse(value)
-
-
-def _parse(value: str) -> _IP | None:
     text = value.strip()
     if not text:
         return None
@@ -71,15 +67,10 @@ def _parse(value: str) -> _IP | None:
     return ip
 
 
+@cache_short_text(_CACHED_CHARS, maxsize=4096)
 def normalize_address(value: str) -> str:
     """The canonical key for ``value``: an address in its compressed lower-case
     form (IPv4 for IPv4-mapped), ``unix`` kept, else ``unparseable:<value>``."""
-    if len(value) <= _CACHED_CHARS:
-        return _normalize_cached(value)
-    return _normalize(value)
-
-
-def _normalize(value: str) -> str:
     if value == "unix":
         return value
     ip = parse_address(value)
@@ -87,10 +78,6 @@ def _normalize(value: str) -> str:
         return str(ip)
     shown = "".join(ch if ch.isprintable() else "?" for ch in value.strip()[:MAX_UNPARSEABLE_CHARS])
     return UNPARSEABLE_PREFIX + shown
-
-
-_parse_cached = lru_cache(maxsize=4096)(_parse)
-_normalize_cached = lru_cache(maxsize=4096)(_normalize)
 
 
 def is_unparseable(key: str) -> bool:

@@ -53,6 +53,7 @@ from openclaw.agents.providers.wire import ResponseHandler, Target, make_target
 from openclaw.agents.types import ProviderError
 from openclaw.config.model import ProviderConfig
 from openclaw.core.fastjson import dumps, loads
+from openclaw.core.memo import IdentityMemo
 
 log = Logger()
 
@@ -469,12 +470,10 @@ def plain(value: Any) -> Any:
     return value
 
 
-#: ``schema_copy``'s memo: ``id(source) -> (source, copy)``. The entry keeps
-#: its source alive, so an id is never reused while it is cached.
-_SCHEMA_COPIES: dict[int, tuple[object, Any]] = {}
 #: Built-in tool schemas are a few dozen objects; client tools arrive as new
 #: objects with each request, so the memo is bounded (cleared when full).
 _SCHEMA_COPIES_MAX = 128
+_SCHEMA_COPIES: IdentityMemo[Any, Any] = IdentityMemo(_SCHEMA_COPIES_MAX)
 
 
 def schema_copy(value: Any) -> Any:
@@ -484,15 +483,7 @@ def schema_copy(value: Any) -> Any:
     toolbox builds them once per agent); copying them afresh was about a tenth
     of a non-streamed turn's CPU (issue 16).
     """
-    key = id(value)
-    hit = _SCHEMA_COPIES.get(key)
-    if hit is not None and hit[0] is value:
-        return hit[1]
-    copy = plain(value)
-    if len(_SCHEMA_COPIES) >= _SCHEMA_COPIES_MAX:
-        _SCHEMA_COPIES.clear()
-    _SCHEMA_COPIES[key] = (value, copy)
-    return copy
+    return _SCHEMA_COPIES.get(value, plain)
 
 
 def json_body(payload: Mapping[str, Any]) -> bytes:

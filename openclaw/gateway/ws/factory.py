@@ -18,14 +18,9 @@ from autobahn.twisted.websocket import WebSocketServerFactory
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
-from openclaw.agents.types import AgentRuntime
-from openclaw.config.model import Config
-from openclaw.gateway.auth import GatewayAuth
-from openclaw.gateway.ws.logbuffer import LogBuffer
 from openclaw.gateway.ws.methods import GatewayServices
 from openclaw.gateway.ws.protocol import GatewayWebSocketProtocol
-from openclaw.gateway.ws.server import WebSocketGateway, build_ws_gateway
-from openclaw.gateway.ws.views import AgentsView, SessionsView
+from openclaw.gateway.ws.server import WebSocketGateway
 
 _Untyped = Callable[..., None]
 
@@ -95,33 +90,3 @@ class GatewayWebSocketFactory(WebSocketServerFactory):
     def shutdown(self, reason: str = "gateway stopping") -> Deferred[None]:
         """:meth:`WebSocketGateway.shutdown`."""
         return self.gateway.shutdown(reason)
-
-
-def build_ws_factory(
-    *,
-    config: Config,
-    runtime: AgentRuntime,
-    auth: GatewayAuth,
-    reactor: IReactorTime,
-    log_buffer: LogBuffer | None = None,
-    started_at_ms: int,
-    sessions: SessionsView | None = None,
-    agents: AgentsView | None = None,
-) -> GatewayWebSocketFactory:
-    """A :class:`WebSocketGateway` and its Autobahn factory, ready to wrap in
-    a ``WebSocketResource`` (the gateway itself builds it on the first upgrade).
-
-    ``sessions`` defaults to ``runtime.sessions`` and ``agents`` to the
-    runtime itself (it lists its agents).
-    """
-    gateway = build_ws_gateway(
-        config=config,
-        runtime=runtime,
-        auth=auth,
-        reactor=reactor,
-        log_buffer=log_buffer,
-        started_at_ms=started_at_ms,
-        sessions=sessions,
-        agents=agents,
-    )
-    return gateway.factory()
