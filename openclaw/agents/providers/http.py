@@ -87,6 +87,25 @@ class StreamDecoder(Protocol):
         ...
 
 
+class _SpentDecoder:
+    """Stands in for a finished stream's decoder. The decoder refers to the
+    sink (the model step), which refers to the stream: dropping it at the end
+    lets reference counting free the whole turn, without waiting for Python's
+    cycle collector."""
+
+    def event(self, event: SSEEvent) -> bool:
+        raise RuntimeError("the stream has finished")
+
+    def one_shot(self, payload: Any) -> None:
+        raise RuntimeError("the stream has finished")
+
+    def outcome(self, at_eof: bool) -> StreamOutcome:
+        raise RuntimeError("the stream has finished")
+
+
+_SPENT: StreamDecoder = _SpentDecoder()
+
+
 class UpstreamClient(Protocol):
     """Sends one request; the response goes to ``handler``; the returned
     producer pauses, resumes and aborts it."""
@@ -379,6 +398,7 @@ class HTTPModelStream:
             self._finish(exc)
             return
         self._finished = True
+        self._decoder = _SPENT
         self._pending = None
         if self._ended:
             self._cancel_timer()
@@ -422,6 +442,7 @@ class HTTPModelStream:
         if self._finished:
             return
         self._finished = True
+        self._decoder = _SPENT
         self._pending = None
         self._cancel_timer()
         self._close()

@@ -22,12 +22,14 @@ from twisted.web.server import Request
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from openclaw import __version__
+from openclaw.gateway.http.direct import DirectRoutes
 from openclaw.gateway.http.errors import (
     ChatRequestError,
     disabled_not_found,
     method_not_allowed,
     not_found,
     write_json,
+    write_refusal,
 )
 from openclaw.gateway.lifecycle import Readiness
 
@@ -69,8 +71,16 @@ class GatewayHttpApp:
         self._metrics = metrics
 
     def resource(self) -> Any:
-        """The Klein resource for these routes."""
-        return self.app.resource()
+        """The resource for these routes: the OpenAI POST endpoints by exact
+        path (see :mod:`openclaw.gateway.http.direct`), the rest through Klein."""
+        routes = {
+            _CHAT_PATH: self.chat_completions,
+            _RESPONSES_PATH: self.responses,
+            _EMBEDDINGS_PATH: self.embeddings,
+        }
+        return DirectRoutes(
+            {path.lstrip(b"/"): route for path, route in routes.items()}, self.app.resource()
+        )
 
     @app.route("/health", methods=_PROBE_METHODS)
     @app.route("/healthz", methods=_PROBE_METHODS)
@@ -164,7 +174,7 @@ class GatewayHttpApp:
         """A request an endpoint refused (bad body, unknown agent, bad image)."""
         error = failure.value
         assert isinstance(error, ChatRequestError)
-        return write_json(cast(Request, request), error.status, error.body())
+        return write_refusal(cast(Request, request), error)
 
     def _disabled(self, path: bytes) -> bool:
         """Whether ``path`` belongs to an endpoint that is switched off (404)."""

@@ -96,6 +96,11 @@ def write_json(request: Request, status: int, body: object) -> bytes:
     return data
 
 
+def write_refusal(request: Request, error: ChatRequestError) -> bytes:
+    """Write the response for a request an endpoint refused and return its body."""
+    return write_json(request, error.status, error.body())
+
+
 def write_openai_error(
     request: Request,
     status: int,

@@ -283,8 +283,15 @@ class SSEStream:
         if self.state != "closing" or self._queue or self._paused or self._held:
             return
         self.state = "finished"
+        self._forget_source()
         self._request.unregisterProducer()
         self.done.callback(b"")
+
+    def _forget_source(self) -> None:
+        """Drop the source's callbacks once the stream is over: the source
+        holds this stream, so keeping them would leave a reference cycle for
+        Python's cycle collector instead of freeing the request at once."""
+        self._on_pause = self._on_resume = self._on_lost = _ignore
 
     def _schedule_ping(self) -> None:
         if self._keep_alive > 0 and self.state == "open":
@@ -329,7 +336,13 @@ class SSEStream:
         self._queue = None
         self._queued_bytes = 0
         self._held = []
-        self._on_lost()
+        on_lost = self._on_lost
+        self._forget_source()
+        on_lost()
 
     def _cancelled(self, _: Deferred[bytes]) -> None:
         self._lose("cancelled")
+
+
+def _ignore() -> None:
+    """What a finished stream calls instead of its source."""
