@@ -50,6 +50,7 @@ from openclaw.config import ConfigError, load_config, startup_problems
 from openclaw.config.live import ReloadResult
 from openclaw.config.model import Config
 from openclaw.config.secret_values import configured_secrets
+from openclaw.core.gc_tuning import tune_collector_when_running
 from openclaw.core.logformat import SecretScrubber
 from openclaw.gateway.assembly import Gateway, build_gateway
 from openclaw.gateway.startup_report import log_startup
@@ -469,6 +470,7 @@ def makeService(options: Options) -> IService:
     if options.config.session.store == "redis":
         _check_redis(options.config)
     reactor.callWhenRunning(lock.record_owner)  # the pid after twistd's daemonizing fork
+    tune_collector_when_running(reactor)
     reactor.addSystemEventTrigger("after", "shutdown", lock.release)
     # First observer of the global publisher: every later one (the log file,
     # logs.tail) sees events with the configured secrets masked.

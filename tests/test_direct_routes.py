@@ -45,6 +45,7 @@ class DirectRoutesTests(SynchronousTestCase):
         self.cancelled: list[Deferred[bytes]] = []
 
     def routes(self, answer: object) -> DirectRoutes:
+        """One route that raises ``answer``, returns it, or (``"later"``) a Deferred."""
         def route(request: Request) -> bytes | Deferred[bytes]:
             self.seen.append(request)
             if isinstance(answer, BaseException):
@@ -99,6 +100,7 @@ class DirectRoutesTests(SynchronousTestCase):
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
     def test_later_answer_is_written(self) -> None:
+        """A Deferred answer is written and the response ended when it fires."""
         transport, _ = serve(self.routes("later"), post(b"/v1/chat/completions"))
         self.pending[0].callback(b"done")
         self.assertIn(b"done", transport.value())

@@ -52,7 +52,7 @@ LAZY_MODULES = WEBSOCKET_MODULES + TOOL_MODULES + CONFIG_MODULES + HTTP_MODULES 
 #: Run in the child: start the service, GET /readyz, optionally upgrade to a
 #: WebSocket, print what was asked and the lazy modules present.
 _CHILD = r"""
-import json, socket, sys, threading
+import gc, json, socket, sys, threading
 
 from twisted.internet import reactor
 
@@ -88,6 +88,7 @@ def client(port):
 def done():
     result["loaded"] = sorted(name for name in watched if name in sys.modules)
     result["server_loaded"] = "openclaw.gateway.ws.server" in sys.modules
+    result["gc"] = [gc.get_freeze_count() > 1000, gc.get_threshold()[0]]
     print(json.dumps(result))
     reactor.stop()
 
@@ -157,6 +158,12 @@ class IdleImportsTests(SynchronousTestCase):
         self.assertEqual(result["readyz"], "HTTP/1.1 200 OK")
         self.assertTrue(result["server_loaded"])
         self.assertEqual(result["loaded"], [])
+
+    def test_started_gateway_tunes_the_cycle_collector(self) -> None:
+        """Once running, the process froze its start-up objects and raised the
+        young-generation threshold (openclaw.core.gc_tuning)."""
+        result = self._start("idle")
+        self.assertEqual(result["gc"], [True, 3000])
 
     def test_first_upgrade_loads_the_websocket_stack(self) -> None:
         """The first upgrade request loads Autobahn and gets its 101 answer."""

@@ -263,6 +263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     from twisted.internet import reactor, stdio, task
 
+    from openclaw.core.gc_tuning import tune_collector_when_running
+
     flusher = task.LoopingCall(log_file.flush)
     flusher.clock = reactor
     flusher.start(LOG_FLUSH_SECONDS, now=False)
@@ -278,6 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         reactor=reactor,
     )
     worker.start()
+    tune_collector_when_running(reactor)
     # SIGINT (Ctrl-C reaches the whole process group) is the parent's to handle: it
     # forwards SIGTERM. A second SIGTERM (the parent's, after a service manager
     # signalled the group) must not kill a worker that has drained and is exiting:
