@@ -46,6 +46,7 @@ class DirectRoutesTests(SynchronousTestCase):
 
     def routes(self, answer: object) -> DirectRoutes:
         """One route that raises ``answer``, returns it, or (``"later"``) a Deferred."""
+
         def route(request: Request) -> bytes | Deferred[bytes]:
             self.seen.append(request)
             if isinstance(answer, BaseException):
