@@ -13,6 +13,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
+import openclaw.service as service_module
 from openclaw.config import parse_config_text
 from openclaw.gateway.http.request import GatewaySite
 from openclaw.service import GatewayService, Options, build_service, makeService
@@ -103,9 +104,13 @@ class MakeServiceTests(SynchronousTestCase):
         options = _options(
             tmp, ["--listen", "tcp:0:interface=127.0.0.1", "--listen", "tcp:0:interface=127.0.0.1"]
         )
+        tuned: list[object] = []
+        # The collector settings are process-wide: recorded here, not applied to the suite.
+        self.patch(service_module, "tune_collector_when_running", tuned.append)
         service = makeService(options)
         self.assertIsInstance(service, GatewayService)
         assert isinstance(service, GatewayService)
+        self.assertEqual(len(tuned), 1)
         listeners = list(service)
         self.assertEqual(len(listeners), 2)
         for listener in listeners:

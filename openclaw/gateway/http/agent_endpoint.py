@@ -10,9 +10,10 @@ makes: a forced ``tool_choice`` holds prose back, the final text must extend
 what was streamed, a failure after the headers is a frame). An endpoint
 module supplies only its request parsing and its frames.
 
-A client that leaves cancels the run through one path: Klein cancels the
-Deferred the endpoint returned (a stream's producer also learns it from
-``stopProducing`` and reports it once); after that nothing is written.
+A client that leaves cancels the run through one path: the route dispatcher
+(``direct.py``, as Klein would) cancels the Deferred the endpoint returned (a
+stream's producer also learns it from ``stopProducing`` and reports it once);
+after that nothing is written.
 
 Logging: the site writes one access line per request
 (:mod:`openclaw.gateway.observability`); an endpoint leaves the run id, the
@@ -145,7 +146,7 @@ class AgentEndpoint:
         """Fetch the turn's URL images (if any), then ``then(images)``.
 
         One Deferred from the fetches to the answer: a client that leaves
-        cancels it (Klein does), which cancels the fetches or, once the run
+        cancels it (the route dispatcher does), which cancels the fetches or, once the run
         started, the answer chained into it. A refused image is ``invalid()``.
         """
         urls, budget = turn.image_urls, turn.image_budget
@@ -227,8 +228,8 @@ class AgentEndpoint:
 class JsonAnswer:
     """A non-streaming answer: the settled run as one body (``render``).
 
-    The Deferred it returns is the only disconnect path: Klein cancels it when
-    the client leaves, and cancelling it cancels the run.
+    The Deferred it returns is the only disconnect path: the route dispatcher
+    cancels it when the client leaves, and cancelling it cancels the run.
     """
 
     def __init__(

@@ -12,7 +12,9 @@ path and answered the way Klein answers them: the same route method, the
 same refusal for a :class:`ChatRequestError`, Twisted's
 ``processingFailed`` for anything else, and the route's Deferred cancelled
 when the client leaves. Everything else goes to Klein unchanged: other
-methods (405 with ``Allow``), other spellings of the path, the probes.
+methods (405 with ``Allow``), other spellings of the path, the probes. One
+difference: Klein refuses a non-UTF-8 ``Host`` header (400) even though it
+does not route on it; these routes ignore it, as they ignore the host.
 """
 
 from __future__ import annotations
@@ -80,6 +82,8 @@ def _finish(request: Request, body: object) -> None:
     """Write the answer (what Klein does with a route's bytes) and end it."""
     if request.finished:
         return
+    if isinstance(body, str):
+        body = body.encode("utf-8")
     if isinstance(body, bytes):
         request.write(body)
     request.finish()

@@ -87,7 +87,8 @@ def json_bytes(body: object) -> bytes:
 def write_json(request: Request, status: int, body: object) -> bytes:
     """Set status, content type and length for a JSON body and return the bytes.
 
-    Klein writes the returned bytes; callers return this value from a route.
+    The route dispatcher (or Klein) writes the returned bytes; callers return
+    this value from a route.
     """
     data = json_bytes(body)
     request.setResponseCode(status)
