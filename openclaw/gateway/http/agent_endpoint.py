@@ -146,8 +146,9 @@ class AgentEndpoint:
         """Fetch the turn's URL images (if any), then ``then(images)``.
 
         One Deferred from the fetches to the answer: a client that leaves
-        cancels it (the route dispatcher does), which cancels the fetches or, once the run
-        started, the answer chained into it. A refused image is ``invalid()``.
+        cancels it (the route dispatcher does), which cancels the fetches or,
+        once the run started, the answer chained into it. A refused image is
+        ``invalid()``.
         """
         urls, budget = turn.image_urls, turn.image_budget
         if not urls:

@@ -28,8 +28,8 @@ A write only notes its time; the ping timer, when it fires, moves itself to
 The stream never errbacks its ``done`` Deferred: it fires with ``b""`` after
 ``[DONE]`` is written and the producer unregistered (the route dispatcher
 then finishes the request), or is cancelled when the connection is lost (it
-cancels the Deferred a route returns when the client leaves). The loss is reported to
-``on_lost`` once, whichever comes first: ``stopProducing`` (the transport),
+cancels the Deferred a route returns when the client leaves). The loss is
+reported to ``on_lost`` once, whichever comes first: ``stopProducing`` (the transport),
 that cancellation, or the stream aborting a client that does not read.
 After a loss nothing is written, and neither ``finish`` nor
 ``unregisterProducer`` is called.
