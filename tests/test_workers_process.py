@@ -151,7 +151,7 @@ class WorkersProcessTests(SynchronousTestCase):
 
     def test_both_workers_answer_on_one_port(self) -> None:
         """Connections to the one port are accepted by both worker processes, and
-        ``/readyz`` is 200 on either once the group is up."""
+        ``/readyz`` is 200 on either once the group is up; each tuned its collector."""
         gateway = self._start()
         pids = self._workers(gateway)
         seen: set[int] = set()
@@ -171,6 +171,9 @@ class WorkersProcessTests(SynchronousTestCase):
             for conn in held:
                 conn.close()
         self.assertEqual(seen, set(pids))
+        # Each worker tuned its own cycle collector (openclaw.core.gc_tuning).
+        for index in (1, 2):
+            gateway.wait_for_output(rf"\[worker-{index} [^\]]*\] cycle collector tuned")
         status, reply = chat(gateway.port, "hello workers")
         self.assertEqual(status, 200, reply)
         self.assertEqual(gateway.stop(), 0)

@@ -23,11 +23,14 @@ from __future__ import annotations
 import gc
 
 from twisted.internet.interfaces import IReactorCore
+from twisted.logger import Logger
 
 __all__ = ["YOUNG_THRESHOLD", "tune_collector", "tune_collector_when_running"]
 
 #: Net container allocations between two young collections (Python: 700).
 YOUNG_THRESHOLD = 3000
+
+log = Logger()
 
 
 def tune_collector() -> None:
@@ -36,6 +39,11 @@ def tune_collector() -> None:
     gc.freeze()
     _, middle, old = gc.get_threshold()
     gc.set_threshold(YOUNG_THRESHOLD, middle, old)
+    log.info(
+        "cycle collector tuned: {frozen} start-up objects frozen, young threshold {threshold}",
+        frozen=gc.get_freeze_count(),
+        threshold=YOUNG_THRESHOLD,
+    )
 
 
 def tune_collector_when_running(reactor: IReactorCore) -> None:
