@@ -443,6 +443,7 @@ def build_runtime(
             index_flush_delay=config.session.index_flush_ms / 1000,
             max_entries=config.session.maintenance.max_entries,
             maintenance=config.session.maintenance.mode,
+            archive_retention_seconds=config.session.maintenance.archive_retention_seconds,
         )
     io = blocking_io_for(reactor)
     approvals = ApprovalBroker(

@@ -317,7 +317,7 @@ _SESSION = _section(
     ],
 )  # fmt: skip
 _MAINTENANCE = _section(
-    ["mode", "maxEntries"], ["pruneAfter", "rotateBytes", "resetArchiveRetention", "maxDiskBytes"]
+    ["mode", "maxEntries", "resetArchiveRetention"], ["pruneAfter", "rotateBytes", "maxDiskBytes"]
 )
 _MAINTENANCE_MODES: Final[Mapping[str, MaintenanceMode]] = {"warn": "warn", "enforce": "enforce"}
 
@@ -480,6 +480,7 @@ def _build_session(r: _Reader, value: Any) -> SessionConfig:
             max_entries=r.integer(
                 m, "maxEntries", "session.maintenance", d.maintenance.max_entries, minimum=0
             ),
+            archive_retention_seconds=r.duration(m, "resetArchiveRetention", "session.maintenance"),
         ),
     )
 

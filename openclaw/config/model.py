@@ -457,6 +457,9 @@ class SessionMaintenanceConfig:
     mode: MaintenanceMode = "warn"
     #: 0 means no cap.
     max_entries: int = 500
+    #: ``resetArchiveRetention``: archived transcripts older than this many
+    #: seconds are deleted; None keeps them (the default, as in OpenClaw).
+    archive_retention_seconds: float | None = None
 
 
 @frozen

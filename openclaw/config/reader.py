@@ -23,6 +23,8 @@ from openclaw.core.textguard import scrub_text
 # `${VAR}` (upper-case names only, as OpenClaw); `$${VAR}` is a literal `${VAR}`.
 _ENV_REF: Final = re.compile(r"\$(\$?)\{([A-Z_][A-Z0-9_]*)\}")
 _INDEX: Final = re.compile(r"\[\d+\]")
+_DURATION: Final = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
+_DURATION_UNITS: Final = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _SECRET_SUFFIXES: Final = (
     "token",
     "password",
@@ -316,6 +318,21 @@ class _Reader:
             )
             return default
         return float(value)
+
+    def duration(self, data: Mapping[str, Any], key: str, path: str) -> float | None:
+        """A duration such as ``"30d"``, ``"12h"``, ``"90m"`` or ``"45s"`` in
+        seconds (``ms`` and ``w`` too); absent or ``false``: None."""
+        value = data.get(key)
+        if value is None or value is False:
+            return None
+        match = _DURATION.fullmatch(value.strip()) if isinstance(value, str) else None
+        seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)] if match else 0.0
+        if seconds <= 0:
+            self.expected(
+                _join(path, key), 'a duration like "30d", "12h" or "90m", or false', value
+            )
+            return None
+        return seconds
 
     def string_items(self, data: Mapping[str, Any], key: str, path: str) -> list[tuple[int, str]]:
         """The valid strings of an array, each with its index (for later messages)."""

@@ -25,6 +25,7 @@ from openclaw.config.model import FsyncPolicy
 from openclaw.core.agent_ids import normalize_agent_id
 from openclaw.core.ids import random_uuid4
 from openclaw.core.types import ImageInput, StopReason, ToolCall, Usage
+from openclaw.sessions.archive_retention import ArchiveSweeper
 from openclaw.sessions.entry import (
     SessionEntry,
     is_stateless_session_key,
@@ -74,6 +75,7 @@ class SessionStore:
         max_entries: int = DEFAULT_MAX_ENTRIES,
         maintenance: MaintenanceMode = "warn",
         io: BlockingIO | None = None,
+        archive_retention_seconds: float | None = None,
     ) -> None:
         """
         :param state_dir: the gateway state dir (``$OPENCLAW_STATE_DIR``).
@@ -89,6 +91,9 @@ class SessionStore:
             (``"warn"`` only logs). 0 = no cap.
         :param io: where blocking calls run (default: inline); the store owns
             it and stops it in :meth:`close`.
+        :param archive_retention_seconds: delete archived transcripts
+            (``*.jsonl.deleted.*``, ``*.jsonl.reset.*``) older than this; None
+            keeps them.
         """
         self.state_dir = Path(state_dir)
         self._clock = clock
@@ -106,6 +111,15 @@ class SessionStore:
         self._open: dict[tuple[str, str], int] = {}
         #: Dropped from the index while a turn was open: archived when it ends.
         self._retire_later: set[tuple[str, str]] = set()
+        self._sweeper: ArchiveSweeper | None = None
+        if archive_retention_seconds is not None:
+            self._sweeper = ArchiveSweeper(
+                self.state_dir,
+                retention_seconds=archive_retention_seconds,
+                clock=clock,
+                writes=self._writes,
+            )
+            self._sweeper.start()
 
     # -- paths ------------------------------------------------------------
 
@@ -142,6 +156,8 @@ class SessionStore:
             self.flush()
             self._writes.stop()
 
+        if self._sweeper is not None:
+            self._sweeper.stop()
         return self.when_idle().addCallback(finish)
 
     # -- index --------------------------------------------------------------
