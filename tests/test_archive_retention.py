@@ -13,6 +13,7 @@ from openclaw.config import parse_config_text
 from openclaw.config.errors import ConfigError
 from openclaw.sessions.archive_retention import (
     ArchiveSweeper,
+    SweepResult,
     archive_time_ms,
     remove_expired,
     sweep_interval,
@@ -36,23 +37,41 @@ def retention(value: str) -> float | None:
 
 class ConfigTests(SynchronousTestCase):
     def test_durations(self) -> None:
-        """Days, hours, minutes, seconds, weeks and fractions; false and absence keep archives."""
+        """OpenClaw's forms: units (any case), compound values, a bare number as
+        days; false, "" and absence keep archives."""
         self.assertEqual(retention('"30d"'), 30 * 86400)
         self.assertEqual(retention('"12h"'), 12 * 3600)
         self.assertEqual(retention('"1.5h"'), 5400)
         self.assertEqual(retention('"90m"'), 5400)
-        self.assertEqual(retention('"45s"'), 45)
+        self.assertEqual(retention('"1h30m"'), 5400)
+        self.assertEqual(retention('"45S"'), 45)
         self.assertEqual(retention('"2w"'), 14 * 86400)
+        self.assertEqual(retention("30"), 30 * 86400)
+        self.assertEqual(retention('"7"'), 7 * 86400)
         self.assertIsNone(retention("false"))
+        self.assertIsNone(retention('""'))
         config = parse_config_text("{}", source="test", env={}, state_dir=Path("state")).config
         self.assertIsNone(config.session.maintenance.archive_retention_seconds)
 
     def test_bad_values_are_refused(self) -> None:
-        """A number without a unit, zero, words and ``true`` are config errors naming the key."""
-        for bad in ("30", '"0d"', '"soon"', "true", '"30 days"'):
-            with self.assertRaises(ConfigError) as caught:
+        """Zero, negatives, words, ``true``, spaces inside and non-finite values
+        are config errors naming the key."""
+        for bad in ('"0d"', "-1", '"soon"', "true", '"30 days"', '"1e400d"', '"nan"', "[1]"):
+            with self.assertRaises(ConfigError, msg=bad) as caught:
                 retention(bad)
             self.assertIn("session.maintenance.resetArchiveRetention", str(caught.exception))
+
+    def test_redis_store_warns(self) -> None:
+        """The retention is the file store's: with the Redis store it is ignored, with a warning."""
+        text = (
+            '{gateway: {redis: {url: "redis://127.0.0.1:6379/0"}}, session: {store: "redis",'
+            ' maintenance: {resetArchiveRetention: "1d"}}}'
+        )
+        loaded = parse_config_text(text, source="test", env={}, state_dir=Path("state"))
+        self.assertTrue(
+            any("resetArchiveRetention" in w and "file store only" in w for w in loaded.warnings),
+            loaded.warnings,
+        )
 
 
 def sessions_dir(state: Path, agent: str = "main") -> Path:
@@ -91,8 +110,8 @@ class SweepTests(SynchronousTestCase):
         kept = [recent, self.main / "live.jsonl", self.main / "sessions.json", self.main / "x.txt"]
         for path in kept[1:]:
             path.write_text("{}\n")
-        removed = remove_expired(self.state, NOW_MS - HOUR_MS)
-        self.assertEqual(removed, 2)
+        result = remove_expired(self.state, NOW_MS - HOUR_MS)
+        self.assertEqual(result, SweepResult(removed=2))
         self.assertFalse(old.exists())
         self.assertFalse(old_reset.exists())
         for path in kept:
@@ -100,7 +119,29 @@ class SweepTests(SynchronousTestCase):
 
     def test_missing_state_dir_is_nothing_to_do(self) -> None:
         """A state dir without agents (a fresh gateway) sweeps to zero."""
-        self.assertEqual(remove_expired(Path(self.mktemp()), NOW_MS), 0)
+        self.assertEqual(remove_expired(Path(self.mktemp()), NOW_MS), SweepResult())
+
+    def test_an_entry_that_cannot_go_does_not_hold_back_the_rest(self) -> None:
+        """A directory with an archive's name is counted as failed and skipped;
+        every expired archive around it, in every agent, is removed."""
+        blocker = self.main / f"x.jsonl.deleted.{archive_suffix(NOW_MS - 2 * HOUR_MS)}"
+        blocker.mkdir()
+        expired = [
+            archive(d, f"a{n}", NOW_MS - 2 * HOUR_MS)
+            for n in range(20)
+            for d in (self.main, self.other)
+        ]
+        result = remove_expired(self.state, NOW_MS - HOUR_MS)
+        self.assertEqual(result, SweepResult(removed=40, failed=1))
+        self.assertTrue(blocker.is_dir())
+        self.assertFalse(any(path.exists() for path in expired))
+
+    def test_stop_ends_a_sweep(self) -> None:
+        """A sweep told to stop returns at once, having removed nothing more."""
+        expired = archive(self.main, "a", NOW_MS - 2 * HOUR_MS)
+        result = remove_expired(self.state, NOW_MS - HOUR_MS, stop=lambda: True)
+        self.assertTrue(result.stopped)
+        self.assertTrue(expired.exists())
 
     def test_sweeper_runs_now_and_every_interval(self) -> None:
         """The first sweep runs at start; archives that expire later go at a

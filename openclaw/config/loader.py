@@ -471,8 +471,15 @@ def _build_session(r: _Reader, value: Any) -> SessionConfig:
     fsync: FsyncPolicy | None = r.choice(s, "fsync", "session", _FSYNC)
     m = r.section(s.get("maintenance"), "session.maintenance", _MAINTENANCE)
     mode: MaintenanceMode | None = r.choice(m, "mode", "session.maintenance", _MAINTENANCE_MODES)
+    store = _read_store(r, s)
+    retention = r.duration(m, "resetArchiveRetention", "session.maintenance")
+    if retention is not None and store == "redis":
+        r.warn(
+            "session.maintenance.resetArchiveRetention",
+            'applies to the file store only; ignored with session.store "redis"',
+        )
     return SessionConfig(
-        store=_read_store(r, s),
+        store=store,
         fsync=fsync or d.fsync,
         index_flush_ms=r.integer(s, "indexFlushMs", "session", d.index_flush_ms, minimum=0),
         maintenance=SessionMaintenanceConfig(
@@ -480,7 +487,7 @@ def _build_session(r: _Reader, value: Any) -> SessionConfig:
             max_entries=r.integer(
                 m, "maxEntries", "session.maintenance", d.maintenance.max_entries, minimum=0
             ),
-            archive_retention_seconds=r.duration(m, "resetArchiveRetention", "session.maintenance"),
+            archive_retention_seconds=retention,
         ),
     )
 

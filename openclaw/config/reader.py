@@ -23,7 +23,8 @@ from openclaw.core.textguard import scrub_text
 # `${VAR}` (upper-case names only, as OpenClaw); `$${VAR}` is a literal `${VAR}`.
 _ENV_REF: Final = re.compile(r"\$(\$?)\{([A-Z_][A-Z0-9_]*)\}")
 _INDEX: Final = re.compile(r"\[\d+\]")
-_DURATION: Final = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
+_DURATION_PART: Final = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_DURATION: Final = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+")
 _DURATION_UNITS: Final = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _SECRET_SUFFIXES: Final = (
     "token",
@@ -320,18 +321,17 @@ class _Reader:
         return float(value)
 
     def duration(self, data: Mapping[str, Any], key: str, path: str) -> float | None:
-        """A duration such as ``"30d"``, ``"12h"``, ``"90m"`` or ``"45s"`` in
-        seconds (``ms`` and ``w`` too); absent or ``false``: None."""
+        """A duration in seconds, read as OpenClaw reads one: ``"30d"``,
+        ``"12h"``, ``"90m"``, ``"45s"``, ``"500ms"`` (``"w"`` too), compound
+        (``"1h30m"``), any case; a bare number is days. Absent, ``""`` or
+        ``false``: None."""
         value = data.get(key)
-        if value is None or value is False:
+        if value is None or value is False or value == "":
             return None
-        match = _DURATION.fullmatch(value.strip()) if isinstance(value, str) else None
-        seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)] if match else 0.0
-        if seconds <= 0:
-            self.expected(
-                _join(path, key), 'a duration like "30d", "12h" or "90m", or false', value
-            )
-            return None
+        seconds = _duration_seconds(value)
+        if seconds is None:
+            what = 'a duration like "30d", "12h" or "90m" (a bare number is days), or false'
+            self.expected(_join(path, key), what, value)
         return seconds
 
     def string_items(self, data: Mapping[str, Any], key: str, path: str) -> list[tuple[int, str]]:
@@ -349,3 +349,23 @@ class _Reader:
 
 
 _NOT_HERE = "OpenClaw setting not implemented by openclaw-twisted; ignored"
+
+
+def _duration_seconds(value: Any) -> float | None:
+    """Seconds for a duration value, or None when it is not a positive, finite one."""
+    if _is_number(value):
+        seconds = float(value) * _DURATION_UNITS["d"]
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        if _DURATION.fullmatch(text):
+            seconds = sum(
+                float(n) * _DURATION_UNITS[unit] for n, unit in _DURATION_PART.findall(text)
+            )
+        else:
+            try:
+                seconds = float(text) * _DURATION_UNITS["d"]
+            except ValueError:
+                return None
+    else:
+        return None
+    return seconds if math.isfinite(seconds) and seconds > 0 else None
