@@ -24,7 +24,7 @@ from openclaw.core.textguard import scrub_text
 _ENV_REF: Final = re.compile(r"\$(\$?)\{([A-Z_][A-Z0-9_]*)\}")
 _INDEX: Final = re.compile(r"\[\d+\]")
 _DURATION_PART: Final = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
-_DURATION: Final = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+")
+_DURATION: Final = re.compile(f"(?:{_DURATION_PART.pattern})+")
 _DURATION_UNITS: Final = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _SECRET_SUFFIXES: Final = (
     "token",

@@ -76,38 +76,49 @@ def remove_expired(
     entry that cannot be removed (a directory, no permission) is counted and
     skipped, so it cannot hold back the rest. ``stop`` is checked as it goes.
     """
-    cutoff = archive_suffix(cutoff_ms)
-    removed = failed = 0
     try:
         agents = os.scandir(state_dir / "agents")
     except FileNotFoundError:
         return SweepResult()
+    cutoff = archive_suffix(cutoff_ms)
+    removed = failed = 0
     with agents:
         for agent in agents:
-            try:
-                entries = os.scandir(Path(agent.path) / "sessions")
-            except (FileNotFoundError, NotADirectoryError):
+            swept = _sweep_directory(Path(agent.path) / "sessions", cutoff, stop)
+            removed += swept.removed
+            failed += swept.failed
+            if swept.stopped:
+                return SweepResult(removed, failed, stopped=True)
+    return SweepResult(removed, failed)
+
+
+def _sweep_directory(directory: Path, cutoff: str, stop: Callable[[], bool]) -> SweepResult:
+    """:func:`remove_expired` for one sessions directory (``cutoff``: the
+    archive suffix of the cutoff time)."""
+    removed = failed = 0
+    try:
+        entries = os.scandir(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return SweepResult()
+    except OSError:
+        return SweepResult(failed=1)
+    with entries:
+        for entry in entries:
+            name = entry.name
+            if name[-_SUFFIX_CHARS:] >= cutoff or archive_time_ms(name) is None:
                 continue
+            if stop():
+                return SweepResult(removed, failed, stopped=True)
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    failed += 1
+                else:
+                    os.unlink(entry.path)
+                    removed += 1
+            except FileNotFoundError:
+                pass
             except OSError:
                 failed += 1
-                continue
-            with entries:
-                for entry in entries:
-                    name = entry.name
-                    if name[-_SUFFIX_CHARS:] >= cutoff or archive_time_ms(name) is None:
-                        continue
-                    if stop():
-                        return SweepResult(removed, failed, stopped=True)
-                    try:
-                        if entry.is_dir(follow_symlinks=False):
-                            failed += 1
-                            continue
-                        os.unlink(entry.path)
-                        removed += 1
-                    except FileNotFoundError:
-                        continue
-                    except OSError:
-                        failed += 1
     return SweepResult(removed, failed)
 
 

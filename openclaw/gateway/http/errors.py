@@ -22,7 +22,6 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
 )
-#: Reason phrases of the answers written straight to the transport.
 #: Reason phrases for the statuses the gateway answers (Twisted lacks 429, 431).
 REASON_PHRASES: Final = {
     400: b"Bad Request",

@@ -407,6 +407,8 @@ def prepare_response(
         raise ChatRequestError(
             "max_output_tokens must be a positive safe integer", param="max_output_tokens"
         ) from None
+    params = fields.stream_params
+    asks_format = params is not None and params.response_format is not None
     header_agent = next((headers[h] for h in AGENT_HEADERS if headers.get(h, "").strip()), None)
     agent_id = resolve_agent(
         fields.model, header_agent, agent_ids=agent_ids, default_agent_id=default_agent_id
@@ -447,5 +449,6 @@ def prepare_response(
         metadata=body.get("metadata") or {},
         tools_json=tuple(t for t in raw_tools or () if isinstance(t, Mapping)),
         tool_choice_json=body.get("tool_choice") or "auto",
-        text_format_json=body["text"]["format"] if text_format(body) else None,
+        # Echoed as sent when it asks for more than plain text (parsed into the fields).
+        text_format_json=body["text"]["format"] if asks_format else None,
     )
