@@ -55,6 +55,7 @@ from openclaw.core.logformat import SecretScrubber
 from openclaw.gateway.assembly import Gateway, build_gateway
 from openclaw.gateway.startup_report import log_startup
 from openclaw.listen import ListenError, endpoint_is_loopback, listen_endpoints
+from openclaw.sessions.interface import TranscriptStore
 from openclaw.sessions.statelock import StateDirLockedError, StateLock
 from openclaw.workers.plan import WorkersError, resolve_worker_count, workers_problems
 
@@ -145,6 +146,9 @@ class GatewayService(MultiService):
         if self.gateway.log_buffer is not None:
             globalLogPublisher.addObserver(self.gateway.log_buffer)
         log_startup(self.config, self.gateway.runtime.agents)
+        sessions = self.gateway.runtime.sessions
+        if isinstance(sessions, TranscriptStore):
+            sessions.start_upkeep()  # archive retention, the disk budget
         self.gateway.readiness.mark_ready(self._clock)
 
         if self._standalone:

@@ -12,7 +12,6 @@ from twisted.trial.unittest import SynchronousTestCase
 from openclaw.config import parse_config_text
 from openclaw.config.errors import ConfigError
 from openclaw.sessions.archive_retention import (
-    ArchiveSweeper,
     SweepResult,
     archive_time_ms,
     remove_expired,
@@ -20,6 +19,7 @@ from openclaw.sessions.archive_retention import (
 )
 from openclaw.sessions.fileio import InlineIO
 from openclaw.sessions.store import SessionStore
+from openclaw.sessions.sweeper import ArchiveSweeper
 from openclaw.sessions.transcript import archive_suffix
 from openclaw.sessions.writes import WriteQueue
 from tests.gateway_process import GatewayProcess, write_config
@@ -177,6 +177,7 @@ class StoreRetentionTests(SynchronousTestCase):
         clock.advance(NOW_MS / 1000)
         state = Path(self.mktemp())
         store = SessionStore(state, clock=clock, fsync="never", archive_retention_seconds=60)
+        store.start_upkeep()
         gone = store.ensure_session("main", "agent:main:gone")
         store.append_user("main", gone.session_id, run_id="r1", text="hi", timestamp=NOW_MS)
         kept = store.ensure_session("main", "agent:main:kept")

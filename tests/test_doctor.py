@@ -298,6 +298,38 @@ class OfflineReportTests(SynchronousTestCase):
         self.assertNotIn("agents.list[main].tools.allow", failed)
         self.assertIn("matches no tool", failed["tools.allow"])
 
+    def _session_check(self, maintenance: dict[str, object], files: dict[str, int]) -> Check:
+        """The ``sessions main`` check for a state dir holding ``files`` (name -> size)."""
+        path, env = self._config({"session": {"maintenance": maintenance}})
+        directory = Path(env["OPENCLAW_STATE_DIR"]) / "agents" / "main" / "sessions"
+        directory.mkdir(parents=True)
+        for name, size in files.items():
+            (directory / name).write_bytes(b"x" * size)
+        checks, _config = offline_checks(str(path), env, [])
+        [check] = [c for c in checks if c.name == "sessions main"]
+        return check
+
+    def test_sessions_disk_use_against_the_budget(self) -> None:
+        """Each agent's sessions directory is measured against maxDiskBytes:
+        within it, over it with archives to trim, over it with live sessions
+        alone (a warning with the fix), and with no budget."""
+        archived = "a.jsonl.deleted.2026-12-07T10-00-00.000Z"
+        check = self._session_check({}, {"s.jsonl": 2048, archived: 1024})
+        self.assertEqual(
+            (check.status, check.detail), ("ok", "3.0 KiB, 1.0 KiB of it archives; budget 10.0 GiB")
+        )
+        check = self._session_check({"maxDiskBytes": "2kb"}, {"s.jsonl": 1024, archived: 2048})
+        self.assertEqual(check.status, "ok")
+        self.assertIn("over 2.0 KiB: the gateway trims archives", check.detail)
+        check = self._session_check({"maxDiskBytes": 1000}, {"s.jsonl": 1500})
+        self.assertEqual(check.status, "warn")
+        self.assertIn("live sessions alone are over maxDiskBytes (1000 B)", check.detail)
+        self.assertIn("raise session.maintenance.maxDiskBytes", check.line())
+        check = self._session_check({"maxDiskBytes": False}, {"s.jsonl": 10})
+        self.assertEqual(
+            check.detail, "10 B, 0 B of it archives; no disk budget (maxDiskBytes false)"
+        )
+
     def test_invalid_config_fails_with_its_problems_and_hints(self) -> None:
         """A config that does not load: each problem and each "did you mean" is a line."""
         path, env = self._config(

@@ -49,6 +49,7 @@ from openclaw.agents.types import (
 from openclaw.config.model import Config
 from openclaw.core.recent import RecentlyFinished
 from openclaw.core.relay import ApprovalRelay, ProvidesApprovalRelay
+from openclaw.sessions.disk_budget import DiskBudget
 from openclaw.sessions.entry import agent_id_for_session
 from openclaw.sessions.fileio import BlockingIO, InlineIO, blocking_io_for
 from openclaw.sessions.interface import TranscriptStore
@@ -435,15 +436,20 @@ def build_runtime(
         backend = build_redis_backend(config, reactor)
         store, lanes = backend.store, backend.lanes
     if store is None:
+        maintenance = config.session.maintenance
+        budget = None
+        if maintenance.max_disk_bytes is not None and maintenance.high_water_bytes is not None:
+            budget = DiskBudget(maintenance.max_disk_bytes, maintenance.high_water_bytes)
         store = SessionStore(
             config.state_dir,
             clock=reactor,
             fsync=config.session.fsync,
             io=blocking_io_for(reactor),
             index_flush_delay=config.session.index_flush_ms / 1000,
-            max_entries=config.session.maintenance.max_entries,
-            maintenance=config.session.maintenance.mode,
-            archive_retention_seconds=config.session.maintenance.archive_retention_seconds,
+            max_entries=maintenance.max_entries,
+            maintenance=maintenance.mode,
+            archive_retention_seconds=maintenance.archive_retention_seconds,
+            disk_budget=budget,
         )
     io = blocking_io_for(reactor)
     approvals = ApprovalBroker(

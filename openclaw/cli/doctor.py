@@ -18,7 +18,7 @@ import stat
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from attrs import frozen
 from twisted.internet.defer import Deferred
@@ -29,6 +29,9 @@ from twisted.web.client import Agent
 from twisted.web.http_headers import Headers
 
 from openclaw.config.model import Config, ProviderConfig
+
+if TYPE_CHECKING:
+    from openclaw.agents.registry import AgentSpec
 
 Status = Literal["ok", "warn", "FAIL"]
 
@@ -357,7 +360,51 @@ def workspace_checks(config: Config) -> list[Check]:
         checks.append(
             check_directory(f"workspace {agent.id}", Path(agent.workspace), create_hint=True)
         )
-    return checks + tool_policy_checks(config)
+    return checks + tool_policy_checks(config) + session_disk_checks(config, agents)
+
+
+def session_disk_checks(config: Config, agents: Sequence[AgentSpec]) -> list[Check]:
+    """Each agent's sessions directory against ``maxDiskBytes`` (file store)."""
+    from openclaw.sessions.disk_budget import measure
+
+    maintenance = config.session.maintenance
+    if config.session.store != "file":
+        return []
+    budget = maintenance.max_disk_bytes
+    checks = []
+    for agent in agents:
+        directory = config.state_dir / "agents" / agent.id / "sessions"
+        name = f"sessions {agent.id}"
+        use = measure(directory)
+        if use is None:
+            checks.append(Check("FAIL", name, f"cannot read {directory}", f"check {directory}"))
+            continue
+        summary = f"{_size(use.used_bytes)}, {_size(use.archived_bytes)} of it archives"
+        if budget is None:
+            checks.append(Check("ok", name, f"{summary}; no disk budget (maxDiskBytes false)"))
+        elif use.used_bytes - use.archived_bytes > budget:
+            fix = "raise session.maintenance.maxDiskBytes, or delete sessions"
+            what = f"{summary}: live sessions alone are over maxDiskBytes ({_size(budget)})"
+            checks.append(Check("warn", name, what, fix))
+        elif use.used_bytes > budget:
+            checks.append(
+                Check("ok", name, f"{summary}; over {_size(budget)}: the gateway trims archives")
+            )
+        else:
+            checks.append(Check("ok", name, f"{summary}; budget {_size(budget)}"))
+    return checks
+
+
+def _size(count: int) -> str:
+    """Bytes for a person: ``512 B``, ``3.4 MiB``, ``10.0 GiB``."""
+    if count < 1024:
+        return f"{count} B"
+    value = count / 1024
+    for unit in ("KiB", "MiB"):
+        if value < 1024:
+            return f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
 
 
 def tool_policy_checks(config: Config) -> list[Check]:

@@ -31,6 +31,7 @@ from openclaw.config.errors import ConfigError
 from openclaw.config.gateway_keys import _AUTH_MODES, SAMPLE_TOKEN, _build_gateway
 from openclaw.config.memory import build_memory_search
 from openclaw.config.model import (
+    DEFAULT_MAX_DISK_BYTES,
     AgentConfig,
     AgentDefaults,
     AgentsConfig,
@@ -41,6 +42,7 @@ from openclaw.config.model import (
     SessionConfig,
     SessionMaintenanceConfig,
     ToolsConfig,
+    default_high_water,
 )
 from openclaw.config.models_keys import _PROVIDER_APIS, _build_models
 from openclaw.config.reader import _NOT_HERE, _describe, _env_value, _Reader, _section
@@ -317,7 +319,8 @@ _SESSION = _section(
     ],
 )  # fmt: skip
 _MAINTENANCE = _section(
-    ["mode", "maxEntries", "resetArchiveRetention"], ["pruneAfter", "rotateBytes", "maxDiskBytes"]
+    ["mode", "maxEntries", "resetArchiveRetention", "maxDiskBytes", "highWaterBytes"],
+    ["pruneAfter", "rotateBytes"],
 )
 _MAINTENANCE_MODES: Final[Mapping[str, MaintenanceMode]] = {"warn": "warn", "enforce": "enforce"}
 
@@ -473,11 +476,14 @@ def _build_session(r: _Reader, value: Any) -> SessionConfig:
     mode: MaintenanceMode | None = r.choice(m, "mode", "session.maintenance", _MAINTENANCE_MODES)
     store = _read_store(r, s)
     retention = r.duration(m, "resetArchiveRetention", "session.maintenance")
-    if retention is not None and store == "redis":
-        r.warn(
-            "session.maintenance.resetArchiveRetention",
-            'applies to the file store only; ignored with session.store "redis"',
-        )
+    max_disk, high_water = _disk_budget(r, m)
+    if store == "redis":
+        for key in ("resetArchiveRetention", "maxDiskBytes", "highWaterBytes"):
+            if m.get(key) not in (None, False, ""):
+                r.warn(
+                    f"session.maintenance.{key}",
+                    'applies to the file store only; ignored with session.store "redis"',
+                )
     return SessionConfig(
         store=store,
         fsync=fsync or d.fsync,
@@ -488,8 +494,24 @@ def _build_session(r: _Reader, value: Any) -> SessionConfig:
                 m, "maxEntries", "session.maintenance", d.maintenance.max_entries, minimum=0
             ),
             archive_retention_seconds=retention,
+            max_disk_bytes=max_disk,
+            high_water_bytes=high_water,
         ),
     )
+
+
+def _disk_budget(r: _Reader, m: Mapping[str, Any]) -> tuple[int | None, int | None]:
+    """``maxDiskBytes`` and ``highWaterBytes`` as OpenClaw resolves them: the
+    budget defaults to 10 GiB, ``false`` or 0 turns it off; the target
+    defaults to 80% of it, is never above it, and 0 means the default."""
+    if m.get("highWaterBytes") is False:
+        r.expected("session.maintenance.highWaterBytes", "a size (false is not one)", False)
+    size = r.byte_size(m, "maxDiskBytes", "session.maintenance")
+    high = r.byte_size(m, "highWaterBytes", "session.maintenance")
+    max_disk = DEFAULT_MAX_DISK_BYTES if size is None else size
+    if max_disk <= 0:
+        return None, None
+    return max_disk, min(high, max_disk) if high else default_high_water(max_disk)
 
 
 def _read_store(r: _Reader, s: Mapping[str, Any]) -> Literal["file", "redis"]:

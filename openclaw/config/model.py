@@ -446,6 +446,15 @@ class AgentsConfig:
     list: tuple[AgentConfig, ...] = ()
 
 
+#: OpenClaw's ``session.maintenance.maxDiskBytes`` default: 10 GiB per agent.
+DEFAULT_MAX_DISK_BYTES = 10 << 30
+
+
+def default_high_water(max_disk_bytes: int) -> int:
+    """OpenClaw's ``highWaterBytes`` default: 80% of the budget (at least 1)."""
+    return max(1, min(max_disk_bytes, max_disk_bytes * 4 // 5))
+
+
 @frozen
 class SessionMaintenanceConfig:
     """``session.maintenance``: how many sessions an agent's index keeps.
@@ -460,6 +469,13 @@ class SessionMaintenanceConfig:
     #: ``resetArchiveRetention``: archived transcripts older than this many
     #: seconds are deleted; None keeps them (the default, as in OpenClaw).
     archive_retention_seconds: float | None = None
+    #: ``maxDiskBytes``: the per-agent sessions directory budget (None: no
+    #: budget); past it the oldest archived transcripts are deleted until the
+    #: directory is down to ``high_water_bytes``.
+    max_disk_bytes: int | None = DEFAULT_MAX_DISK_BYTES
+    #: ``highWaterBytes``: where a budget cleanup stops (OpenClaw's default:
+    #: 80% of the budget).
+    high_water_bytes: int | None = DEFAULT_MAX_DISK_BYTES * 4 // 5
 
 
 @frozen

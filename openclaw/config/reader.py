@@ -26,6 +26,14 @@ _INDEX: Final = re.compile(r"\[\d+\]")
 _DURATION_PART: Final = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _DURATION: Final = re.compile(f"(?:{_DURATION_PART.pattern})+")
 _DURATION_UNITS: Final = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_BYTE_SIZE: Final = re.compile(r"(\d+(?:\.\d+)?)([a-z]+)?")
+#: OpenClaw's size units: binary multiples, ``k``/``m``/``g``/``t`` as short forms.
+_BYTE_UNITS: Final = {
+    "b": 1, "kb": 1 << 10, "k": 1 << 10, "mb": 1 << 20, "m": 1 << 20,
+    "gb": 1 << 30, "g": 1 << 30, "tb": 1 << 40, "t": 1 << 40,
+}  # fmt: skip
+#: The largest size JavaScript counts exactly (OpenClaw refuses larger ones).
+_MAX_SAFE_INTEGER: Final = (1 << 53) - 1
 _SECRET_SUFFIXES: Final = (
     "token",
     "password",
@@ -334,6 +342,21 @@ class _Reader:
             self.expected(_join(path, key), what, value)
         return seconds
 
+    def byte_size(self, data: Mapping[str, Any], key: str, path: str) -> int | None:
+        """A size in bytes, read as OpenClaw reads one: ``"10gb"``, ``"500mb"``,
+        ``"64k"``, ``"1.5g"`` (b, kb, mb, gb, tb; binary multiples; any case)
+        or a number of bytes. Absent or ``""``: None; ``false``: 0."""
+        value = data.get(key)
+        if value is None or value == "":
+            return None
+        if value is False:
+            return 0
+        size = _byte_size(value)
+        if size is None:
+            what = 'a size like "10gb", "500mb" or 1048576 (bytes; b, kb, mb, gb, tb)'
+            self.expected(_join(path, key), what, value)
+        return size
+
     def string_items(self, data: Mapping[str, Any], key: str, path: str) -> list[tuple[int, str]]:
         """The valid strings of an array, each with its index (for later messages)."""
         key_path = _join(path, key)
@@ -349,6 +372,25 @@ class _Reader:
 
 
 _NOT_HERE = "OpenClaw setting not implemented by openclaw-twisted; ignored"
+
+
+def _byte_size(value: Any) -> int | None:
+    """Bytes for a size value (0 allowed), or None when it is not one."""
+    if _is_number(value):
+        number, unit = float(value), "b"
+        if number < 0:
+            return None
+    elif isinstance(value, str):
+        match = _BYTE_SIZE.fullmatch(value.strip().lower())
+        if match is None or (match.group(2) or "b") not in _BYTE_UNITS:
+            return None
+        number, unit = float(match.group(1)), match.group(2) or "b"
+    else:
+        return None
+    scaled = number * _BYTE_UNITS[unit]
+    if not scaled <= _MAX_SAFE_INTEGER:  # also inf (a very long digit string)
+        return None
+    return math.floor(scaled + 0.5)  # JavaScript's Math.round
 
 
 def _duration_seconds(value: Any) -> float | None:

@@ -14,24 +14,22 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 from attrs import frozen
-from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import LoopingCall
-from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 from openclaw.sessions.transcript import archive_suffix
-from openclaw.sessions.writes import WriteQueue
 
-__all__ = ["ArchiveSweeper", "SweepResult", "archive_time_ms", "remove_expired", "sweep_interval"]
-
-log = Logger()
+__all__ = [
+    "SweepResult",
+    "archive_stamp",
+    "archive_time_ms",
+    "remove_expired",
+    "sweep_directory",
+    "sweep_interval",
+]
 
 #: ``<id>.jsonl.deleted.2026-12-07T15-48-18.123Z`` (``archive_suffix``'s format).
 _ARCHIVE = re.compile(r"\.jsonl\.(?:deleted|reset)\.(\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d)\.(\d{3})Z\Z")
@@ -50,6 +48,15 @@ class SweepResult:
     failed: int = 0
     #: The sweep was told to stop before it finished.
     stopped: bool = False
+
+
+def archive_stamp(name: str) -> str | None:
+    """The time in an archive's name (``2026-12-07T15-48-18``, fixed width, so
+    it sorts as the times do); None for any other file."""
+    if ".jsonl." not in name:  # most names, cheaply
+        return None
+    match = _ARCHIVE.search(name)
+    return match.group(1) if match is not None else None
 
 
 def archive_time_ms(name: str) -> int | None:
@@ -84,7 +91,7 @@ def remove_expired(
     removed = failed = 0
     with agents:
         for agent in agents:
-            swept = _sweep_directory(Path(agent.path) / "sessions", cutoff, stop)
+            swept = sweep_directory(Path(agent.path) / "sessions", cutoff, stop)
             removed += swept.removed
             failed += swept.failed
             if swept.stopped:
@@ -92,7 +99,7 @@ def remove_expired(
     return SweepResult(removed, failed)
 
 
-def _sweep_directory(directory: Path, cutoff: str, stop: Callable[[], bool]) -> SweepResult:
+def sweep_directory(directory: Path, cutoff: str, stop: Callable[[], bool]) -> SweepResult:
     """:func:`remove_expired` for one sessions directory (``cutoff``: the
     archive suffix of the cutoff time)."""
     removed = failed = 0
@@ -125,73 +132,3 @@ def _sweep_directory(directory: Path, cutoff: str, stop: Callable[[], bool]) -> 
 def sweep_interval(retention_seconds: float) -> float:
     """Seconds between sweeps: a quarter of the retention, at most 10 minutes."""
     return max(1.0, min(retention_seconds / 4, MAX_SWEEP_INTERVAL))
-
-
-class ArchiveSweeper:
-    """Deletes expired archives every :func:`sweep_interval` on the store's IO threads."""
-
-    def __init__(
-        self,
-        state_dir: Path,
-        *,
-        retention_seconds: float,
-        clock: IReactorTime,
-        writes: WriteQueue,
-    ) -> None:
-        """
-        :param writes: the store's write queue: sweeps run on its IO threads and
-            the store's ``close`` waits for a sweep in progress.
-        """
-        self._state_dir = state_dir
-        self._retention = retention_seconds
-        self._clock = clock
-        self._writes = writes
-        self._sweeping: Deferred[SweepResult] | None = None
-        #: Set from the reactor, read by the sweep on its IO thread.
-        self._stopping = threading.Event()
-        self._loop = LoopingCall(self.sweep)
-        self._loop.clock = clock
-
-    def start(self) -> None:
-        """Sweep now and then every interval."""
-        if not self._loop.running:
-            self._loop.start(sweep_interval(self._retention), now=True)
-
-    def stop(self) -> None:
-        """No more sweeps; one in progress ends at its next entry."""
-        self._stopping.set()
-        if self._loop.running:
-            self._loop.stop()
-
-    def sweep(self) -> Deferred[SweepResult] | None:
-        """One sweep (skipped while the previous one still runs)."""
-        if self._sweeping is not None:
-            return None
-        cutoff = int((self._clock.seconds() - self._retention) * 1000)
-        sweeping = self._sweeping = self._writes.run(
-            remove_expired, self._state_dir, cutoff, self._stopping.is_set
-        )
-        sweeping.addCallback(self._swept)
-        sweeping.addErrback(self._failed)
-        return sweeping
-
-    def _swept(self, result: SweepResult) -> SweepResult:
-        self._sweeping = None
-        if result.removed:
-            log.info(
-                "deleted {count} archived transcripts older than {seconds:.0f} s",
-                count=result.removed,
-                seconds=self._retention,
-            )
-        if result.failed:
-            log.warn(
-                "could not delete {count} expired archived transcripts (not files, or no "
-                "permission); the next sweep tries again",
-                count=result.failed,
-            )
-        return result
-
-    def _failed(self, failure: Failure) -> SweepResult:
-        self._sweeping = None
-        log.failure("could not delete expired archived transcripts", failure)
-        return SweepResult()

@@ -159,6 +159,11 @@ class TranscriptStore(SessionCatalog, Protocol):
         """Write every changed index now."""
         ...
 
+    def start_upkeep(self) -> None:
+        """Begin the store's periodic upkeep (the gateway calls this when it
+        starts; a store without any does nothing)."""
+        ...
+
     def close(self) -> Deferred[None]:
         """Wait for pending writes, write the indexes, release IO threads."""
         ...

@@ -25,7 +25,7 @@ from openclaw.config.model import FsyncPolicy
 from openclaw.core.agent_ids import normalize_agent_id
 from openclaw.core.ids import random_uuid4
 from openclaw.core.types import ImageInput, StopReason, ToolCall, Usage
-from openclaw.sessions.archive_retention import ArchiveSweeper
+from openclaw.sessions.disk_budget import DiskBudget
 from openclaw.sessions.entry import (
     SessionEntry,
     is_stateless_session_key,
@@ -44,6 +44,7 @@ from openclaw.sessions.index import (
     recover_lost_entries,
 )
 from openclaw.sessions.journal import RAW_ENTRY, TranscriptJournal, log_failure
+from openclaw.sessions.sweeper import ArchiveSweeper
 from openclaw.sessions.transcript import (
     FAILED_STOPS,
     assistant_message,
@@ -76,6 +77,7 @@ class SessionStore:
         maintenance: MaintenanceMode = "warn",
         io: BlockingIO | None = None,
         archive_retention_seconds: float | None = None,
+        disk_budget: DiskBudget | None = None,
     ) -> None:
         """
         :param state_dir: the gateway state dir (``$OPENCLAW_STATE_DIR``).
@@ -94,6 +96,9 @@ class SessionStore:
         :param archive_retention_seconds: delete archived transcripts
             (``*.jsonl.deleted.*``, ``*.jsonl.reset.*``) older than this; None
             keeps them.
+        :param disk_budget: hold each agent's sessions directory to this
+            budget by deleting its oldest archived transcripts (None: no budget).
+            Both run once :meth:`start_upkeep` is called.
         """
         self.state_dir = Path(state_dir)
         self._clock = clock
@@ -112,14 +117,14 @@ class SessionStore:
         #: Dropped from the index while a turn was open: archived when it ends.
         self._retire_later: set[tuple[str, str]] = set()
         self._sweeper: ArchiveSweeper | None = None
-        if archive_retention_seconds is not None:
+        if archive_retention_seconds is not None or disk_budget is not None:
             self._sweeper = ArchiveSweeper(
                 self.state_dir,
-                retention_seconds=archive_retention_seconds,
                 clock=clock,
                 writes=self._writes,
+                retention_seconds=archive_retention_seconds,
+                budget=disk_budget,
             )
-            self._sweeper.start()
 
     # -- paths ------------------------------------------------------------
 
@@ -147,6 +152,12 @@ class SessionStore:
     def when_idle(self) -> Deferred[None]:
         """Fires when no fsync or index write is in progress."""
         return self._writes.when_idle()
+
+    def start_upkeep(self) -> None:
+        """Start deleting archives for the retention and the disk budget: now,
+        then periodically, until :meth:`close`."""
+        if self._sweeper is not None:
+            self._sweeper.start()
 
     def close(self) -> Deferred[None]:
         """Wait for pending fsyncs and index writes, write what is left of the

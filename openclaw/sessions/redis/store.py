@@ -436,6 +436,9 @@ class RedisSessionStore(SessionMirror):
         pending = list(self._pending)
         return DeferredList(pending, consumeErrors=True).addCallback(lambda _: None)
 
+    def start_upkeep(self) -> None:
+        """Nothing to do: archive retention and the disk budget are the file store's."""
+
     def close(self) -> Deferred[None]:
         """Wait for the writes in flight, then close the connection if ours."""
         idle = self.when_idle()

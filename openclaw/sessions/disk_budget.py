@@ -1,0 +1,154 @@
+"""``session.maintenance.maxDiskBytes``: a per-agent budget for the sessions
+directory, kept by deleting the oldest archived transcripts.
+
+OpenClaw measures an agent's sessions directory by the sizes of its files
+and, once they pass the budget, deletes the oldest reset and deletion archives
+until the directory is down to ``highWaterBytes``. Live transcripts and the
+index are counted but never deleted, so a directory of live sessions alone can
+stay over the budget; the caller warns about that.
+
+A directory may hold millions of archives (stateless traffic leaves one per
+request), so the cleanup does not keep one record per file: the first pass
+adds up the bytes of the archives made in each minute, which says how many
+minutes of the oldest archives must go; the second pass deletes those. The
+cleanup is exact to the minute (it may free up to one minute's archives more
+than it needed). Runs on an IO thread.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from attrs import frozen
+
+from openclaw.sessions.archive_retention import archive_stamp
+
+__all__ = ["BudgetResult", "DiskBudget", "DiskUse", "enforce_budget", "measure"]
+
+#: ``2026-12-07T15-48``: an archive stamp cut to the minute.
+_MINUTE_CHARS = len("2026-12-07T15-48")
+
+
+@frozen
+class DiskBudget:
+    """The budget and where a cleanup stops (bytes; ``0 < high_water <= max``)."""
+
+    max_bytes: int
+    high_water_bytes: int
+
+
+@frozen
+class DiskUse:
+    """A sessions directory's file bytes, and how many of them are archives."""
+
+    used_bytes: int = 0
+    archived_bytes: int = 0
+
+
+@frozen
+class BudgetResult:
+    """What one cleanup of one sessions directory found and did."""
+
+    #: The directory's bytes after the cleanup.
+    used_bytes: int = 0
+    removed: int = 0
+    freed_bytes: int = 0
+    #: Archives that could not be deleted (or a directory that could not be read).
+    failed: int = 0
+    stopped: bool = False
+
+
+def enforce_budget(
+    directory: Path, budget: DiskBudget, stop: Callable[[], bool] = lambda: False
+) -> BudgetResult:
+    """Measure ``directory`` (the sizes of its files, not of subdirectories)
+    and, past ``budget.max_bytes``, delete its oldest archives until it is at
+    or under ``budget.high_water_bytes``. ``stop`` is checked between
+    deletions."""
+    measured = _measure(directory)
+    if measured is None:
+        return BudgetResult(failed=1)
+    used, by_minute = measured
+    if used <= budget.max_bytes:
+        return BudgetResult(used_bytes=used)
+    need = used - budget.high_water_bytes
+    boundary = _boundary_minute(by_minute, need)
+    removed = freed = failed = 0
+    try:
+        entries = os.scandir(directory)
+    except OSError:
+        return BudgetResult(used_bytes=used, failed=1)
+    with entries:
+        for entry in entries:
+            stamp = archive_stamp(entry.name)
+            if stamp is None:
+                continue
+            minute = stamp[:_MINUTE_CHARS]
+            if boundary is not None and (
+                minute > boundary or (minute == boundary and freed >= need)
+            ):
+                continue
+            if stop():
+                return BudgetResult(used - freed, removed, freed, failed, stopped=True)
+            try:
+                if not entry.is_file(follow_symlinks=False):
+                    continue  # never counted: not an archive file
+                size = entry.stat(follow_symlinks=False).st_size
+                os.unlink(entry.path)
+            except FileNotFoundError:
+                continue
+            except OSError:
+                failed += 1
+                continue
+            removed += 1
+            freed += size
+    return BudgetResult(used - freed, removed, freed, failed)
+
+
+def measure(directory: Path) -> DiskUse | None:
+    """What ``directory`` holds, as the budget counts it (None: unreadable)."""
+    measured = _measure(directory)
+    if measured is None:
+        return None
+    used, by_minute = measured
+    return DiskUse(used, sum(by_minute.values()))
+
+
+def _measure(directory: Path) -> tuple[int, dict[str, int]] | None:
+    """The directory's file bytes, and its archives' bytes per minute made;
+    None when it cannot be read (a missing directory is empty)."""
+    used = 0
+    by_minute: dict[str, int] = {}
+    try:
+        entries = os.scandir(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return 0, by_minute
+    except OSError:
+        return None
+    with entries:
+        for entry in entries:
+            try:
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                size = entry.stat(follow_symlinks=False).st_size
+            except OSError:
+                continue  # deleted meanwhile
+            used += size
+            stamp = archive_stamp(entry.name)
+            if stamp is not None:
+                minute = stamp[:_MINUTE_CHARS]
+                by_minute[minute] = by_minute.get(minute, 0) + size
+    return used, by_minute
+
+
+def _boundary_minute(by_minute: dict[str, int], need: int) -> str | None:
+    """The minute whose archives, with every older one, add up to ``need``;
+    None when all of them together do not (delete them all)."""
+    total = 0
+    for minute in sorted(by_minute):
+        total += by_minute[minute]
+        if total >= need:
+            return minute
+    return None
