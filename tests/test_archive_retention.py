@@ -4,6 +4,7 @@ than the retention are deleted, live transcripts never (real files, a Clock)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from twisted.internet.task import Clock
@@ -14,12 +15,11 @@ from openclaw.config.errors import ConfigError
 from openclaw.sessions.archive_retention import (
     SweepResult,
     archive_time_ms,
-    remove_expired,
     sweep_interval,
 )
 from openclaw.sessions.fileio import InlineIO
 from openclaw.sessions.store import SessionStore
-from openclaw.sessions.sweeper import ArchiveSweeper
+from openclaw.sessions.sweeper import ArchiveSweeper, sweep_state
 from openclaw.sessions.transcript import archive_suffix
 from openclaw.sessions.writes import WriteQueue
 from tests.gateway_process import GatewayProcess, write_config
@@ -84,6 +84,13 @@ def archive(directory: Path, session_id: str, made_ms: int, why: str = "deleted"
     path = directory / f"{session_id}.jsonl.{why}.{archive_suffix(made_ms)}"
     path.write_text('{"type":"session"}\n')
     return path
+
+
+def remove_expired(
+    state: Path, cutoff_ms: int, stop: Callable[[], bool] = lambda: False
+) -> SweepResult:
+    """The retention's part of a sweeper pass (no disk budget)."""
+    return sweep_state(state, cutoff_ms, None, stop).expired
 
 
 class SweepTests(SynchronousTestCase):

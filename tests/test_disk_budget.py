@@ -3,17 +3,21 @@ sessions budget, kept by deleting the oldest archived transcripts."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
+from typing import Any
 
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
+from openclaw.agents.runtime import build_runtime
 from openclaw.config import parse_config_text
 from openclaw.config.errors import ConfigError
 from openclaw.config.model import SessionMaintenanceConfig
 from openclaw.core.types import Usage
+from openclaw.gateway import build_resource
 from openclaw.sessions.disk_budget import BudgetResult, DiskBudget, enforce_budget
 from openclaw.sessions.fileio import InlineIO
 from openclaw.sessions.store import SessionStore
@@ -89,6 +93,9 @@ class ConfigTests(SynchronousTestCase):
             "[1]",
             '"' + "9" * 400 + '"',
             '"9000tb"',
+            '"\u0661\u0660gb"',  # Arabic-Indic digits: not digits to OpenClaw
+            "1e-7",
+            "1e21",
         )
         for bad in bad_values:
             with self.assertRaises(ConfigError, msg=bad) as caught:
@@ -162,6 +169,34 @@ class EnforceTests(SynchronousTestCase):
         self.assertEqual(result, BudgetResult(used_bytes=8000, removed=5, freed_bytes=5000))
         self.assertEqual([p.exists() for p in archives], [False] * 5 + [True] * 5)
         self.assertTrue(all(p.exists() for p in keep))
+
+    def test_the_boundary_minute_gives_only_what_is_still_needed(self) -> None:
+        """Whatever order the directory lists them in, every older archive
+        goes and of the last minute needed only enough to reach the target."""
+        older = [archive(self.directory, f"o{n}", NOW_MS + n * MINUTE_MS) for n in range(19)]
+        boundary = [
+            archive(self.directory, f"b{n}", NOW_MS + 19 * MINUTE_MS + n) for n in range(100)
+        ]
+        # 119,000 bytes; budget 100,000, target 90,000: 19 older + 10 of the boundary minute.
+        result = enforce_budget(self.directory, DiskBudget(100_000, 90_000))
+        self.assertEqual(result, BudgetResult(used_bytes=90_000, removed=29, freed_bytes=29_000))
+        self.assertFalse(any(p.exists() for p in older))
+        self.assertEqual(sum(p.exists() for p in boundary), 90)
+
+    def test_unreadable_directory(self) -> None:
+        """A sessions directory that cannot be listed is reported as such,
+        nothing measured or deleted."""
+        real_scandir = os.scandir
+
+        def scandir(path: Any) -> Any:
+            if Path(path) == self.directory:
+                raise PermissionError(13, "Permission denied", str(path))
+            return real_scandir(path)
+
+        self.patch(os, "scandir", scandir)
+        self.assertEqual(
+            enforce_budget(self.directory, DiskBudget(1, 1)), BudgetResult(unreadable=True)
+        )
 
     def test_live_sessions_are_never_deleted(self) -> None:
         """When deleting every archive is not enough the directory stays over
@@ -251,6 +286,71 @@ class SweeperTests(SynchronousTestCase):
         sweeper.stop()
         self.assertEqual(clock.getDelayedCalls(), [])
 
+    def sweeper(self, state: Path, clock: Clock, budget: DiskBudget) -> ArchiveSweeper:
+        sweeper = ArchiveSweeper(state, clock=clock, writes=WriteQueue(InlineIO()), budget=budget)
+        self.addCleanup(sweeper.stop)
+        return sweeper
+
+    def test_archives_that_cannot_go_are_not_blamed_on_live_sessions(self) -> None:
+        """An archive that cannot be deleted is reported as such; the "live
+        sessions alone" warning is not given while archives remain."""
+        state = Path(self.mktemp())
+        directory = sessions_dir(state)
+        archive(directory, "stuck", NOW_MS, size=1500)
+        live(directory, "s", 1500)
+
+        def unlink(path: Any) -> None:
+            raise PermissionError(13, "Permission denied", str(path))
+
+        self.patch(os, "unlink", unlink)
+        with capturedLogs() as events:
+            self.sweeper(state, Clock(), DiskBudget(2000, 1000)).start()
+        messages = [formatEvent(e) for e in events]
+        self.assertTrue(any("could not delete 1 archived" in m for m in messages), messages)
+        self.assertFalse(any("over session.maintenance" in m for m in messages), messages)
+
+    def test_unreadable_directories_are_reported(self) -> None:
+        """An unreadable sessions directory is reported and does not reset
+        the once-only over-budget warning; an unreadable agents directory is
+        one warning per pass, not a traceback."""
+        clock = Clock()
+        state = Path(self.mktemp())
+        directory = sessions_dir(state)
+        live(directory, "s", 3000)
+        blocked: set[Path] = set()
+        real_scandir = os.scandir
+
+        def scandir(path: Any) -> Any:
+            if Path(path) in blocked:
+                raise PermissionError(13, "Permission denied", str(path))
+            return real_scandir(path)
+
+        self.patch(os, "scandir", scandir)
+        with capturedLogs() as events:
+            self.sweeper(state, clock, DiskBudget(2000, 1000)).start()
+            blocked.add(directory)
+            clock.advance(600)
+            blocked.clear()
+            clock.advance(600)
+            blocked.add(state / "agents")
+            clock.advance(600)
+        messages = [formatEvent(e) for e in events]
+        self.assertEqual(sum("over session.maintenance" in m for m in messages), 1, messages)
+        self.assertEqual(sum("cannot read its sessions directory" in m for m in messages), 1)
+        self.assertEqual(sum(f"cannot read {state / 'agents'}" in m for m in messages), 1)
+        self.assertFalse([e for e in events if e.get("log_failure")], messages)
+
+    def test_no_start_after_stop(self) -> None:
+        """A stopped sweeper (its store closed) does not start again."""
+        clock = Clock()
+        state = Path(self.mktemp())
+        old = archive(sessions_dir(state), "old", NOW_MS, size=5000)
+        sweeper = self.sweeper(state, clock, DiskBudget(1000, 1000))
+        sweeper.stop()
+        sweeper.start()
+        self.assertTrue(old.exists())
+        self.assertEqual(clock.getDelayedCalls(), [])
+
     def test_retention_and_budget_together(self) -> None:
         """With both, the retention's interval is used and both apply in one pass."""
         clock = Clock()
@@ -315,6 +415,24 @@ class StoreTests(SynchronousTestCase):
         self.assertEqual(sorted(p.name for p in directory.glob("*.jsonl")), live_before)
         self.assertLess(len(list(directory.glob("*.deleted.*"))), archived_before)
         store.close()
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+
+class EmbeddingTests(SynchronousTestCase):
+    def test_build_resource_starts_the_upkeep(self) -> None:
+        """An embedder's ``build_resource`` starts the store's upkeep (the
+        runtime alone does not); shutting the runtime down stops it."""
+        clock = Clock()
+        clock.advance(NOW_MS / 1000)
+        state = Path(self.mktemp())
+        old = archive(sessions_dir(state), "old", NOW_MS - MINUTE_MS, size=3000)
+        text = '{session: {maintenance: {maxDiskBytes: "2kb"}}}'
+        config = parse_config_text(text, source="test", env={}, state_dir=state).config
+        runtime = build_runtime(config, clock)
+        self.assertTrue(old.exists())
+        build_resource(config, runtime, clock)
+        self.assertFalse(old.exists())
+        self.successResultOf(runtime.shutdown())
         self.assertEqual(clock.getDelayedCalls(), [])
 
 

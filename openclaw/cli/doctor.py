@@ -348,7 +348,7 @@ def offline_checks(
 
 
 def workspace_checks(config: Config) -> list[Check]:
-    """Each agent's workspace directory."""
+    """Each agent's workspace directory, its tool policy and its sessions' disk use."""
     from openclaw.agents.registry import AgentRegistry
 
     checks = []

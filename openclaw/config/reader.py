@@ -23,10 +23,10 @@ from openclaw.core.textguard import scrub_text
 # `${VAR}` (upper-case names only, as OpenClaw); `$${VAR}` is a literal `${VAR}`.
 _ENV_REF: Final = re.compile(r"\$(\$?)\{([A-Z_][A-Z0-9_]*)\}")
 _INDEX: Final = re.compile(r"\[\d+\]")
-_DURATION_PART: Final = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
-_DURATION: Final = re.compile(f"(?:{_DURATION_PART.pattern})+")
+_DURATION_PART: Final = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)", re.ASCII)
+_DURATION: Final = re.compile(f"(?:{_DURATION_PART.pattern})+", re.ASCII)
 _DURATION_UNITS: Final = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_BYTE_SIZE: Final = re.compile(r"(\d+(?:\.\d+)?)([a-z]+)?")
+_BYTE_SIZE: Final = re.compile(r"(\d+(?:\.\d+)?)([a-z]+)?", re.ASCII)
 #: OpenClaw's size units: binary multiples, ``k``/``m``/``g``/``t`` as short forms.
 _BYTE_UNITS: Final = {
     "b": 1, "kb": 1 << 10, "k": 1 << 10, "mb": 1 << 20, "m": 1 << 20,
@@ -378,7 +378,8 @@ def _byte_size(value: Any) -> int | None:
     """Bytes for a size value (0 allowed), or None when it is not one."""
     if _is_number(value):
         number, unit = float(value), "b"
-        if number < 0:
+        # JavaScript writes these with an exponent, which OpenClaw refuses.
+        if number < 0 or 0 < number < 1e-6 or number >= 1e21:
             return None
     elif isinstance(value, str):
         match = _BYTE_SIZE.fullmatch(value.strip().lower())

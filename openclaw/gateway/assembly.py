@@ -30,6 +30,7 @@ from openclaw.gateway.resource import GatewayRootResource
 from openclaw.gateway.ui import build_control_ui
 from openclaw.gateway.ws.logbuffer import LogBuffer, format_log_line
 from openclaw.gateway.ws.server import WebSocketGateway, build_ws_gateway
+from openclaw.sessions.interface import TranscriptStore
 
 if TYPE_CHECKING:
     from openclaw.gateway.http.image_fetch import HTTPImageFetcher
@@ -322,11 +323,16 @@ def build_resource(
 ) -> GatewayRootResource:
     """The root resource alone, to mount at a path of an embedder's own ``Site``.
 
-    It reports ready at once (the embedder's site is already serving). The
-    WebSocket side and the HTTP routes are served from wherever it is mounted;
-    serve it from a :class:`GatewaySite` to get the body limits and headers.
-    The runtime stays the caller's to shut down.
+    It reports ready at once (the embedder's site is already serving), and
+    starts the session store's upkeep (archive retention, the disk budget)
+    as a started gateway service does. The WebSocket side and the HTTP routes
+    are served from wherever it is mounted; serve it from a
+    :class:`GatewaySite` to get the body limits and headers. The runtime
+    stays the caller's to shut down (which stops the upkeep).
     """
     gateway = build_gateway(config, reactor, runtime=runtime)
     gateway.readiness.mark_ready(reactor)
+    sessions = runtime.sessions
+    if isinstance(sessions, TranscriptStore):
+        sessions.start_upkeep()
     return gateway.root

@@ -20,13 +20,10 @@ from pathlib import Path
 
 from attrs import frozen
 
-from openclaw.sessions.transcript import archive_suffix
-
 __all__ = [
     "SweepResult",
     "archive_stamp",
     "archive_time_ms",
-    "remove_expired",
     "sweep_directory",
     "sweep_interval",
 ]
@@ -72,36 +69,15 @@ def archive_time_ms(name: str) -> int | None:
     return int(made.timestamp()) * 1000 + int(match.group(2))
 
 
-def remove_expired(
-    state_dir: Path, cutoff_ms: int, stop: Callable[[], bool] = lambda: False
-) -> SweepResult:
-    """Delete the archives made before ``cutoff_ms`` in every agent's sessions
-    directory under ``state_dir`` (an IO thread's work).
+def sweep_directory(directory: Path, cutoff: str, stop: Callable[[], bool]) -> SweepResult:
+    """Delete the archives made before ``cutoff`` (the archive suffix of the
+    cutoff time) in one sessions directory (an IO thread's work).
 
-    A name is compared as text with the cutoff's suffix first (about 0.1 us;
-    a directory may hold millions of archives) and parsed only when older. One
+    A name is compared as text with the cutoff first (about 0.1 us; a
+    directory may hold millions of archives) and parsed only when older. One
     entry that cannot be removed (a directory, no permission) is counted and
     skipped, so it cannot hold back the rest. ``stop`` is checked as it goes.
     """
-    try:
-        agents = os.scandir(state_dir / "agents")
-    except FileNotFoundError:
-        return SweepResult()
-    cutoff = archive_suffix(cutoff_ms)
-    removed = failed = 0
-    with agents:
-        for agent in agents:
-            swept = sweep_directory(Path(agent.path) / "sessions", cutoff, stop)
-            removed += swept.removed
-            failed += swept.failed
-            if swept.stopped:
-                return SweepResult(removed, failed, stopped=True)
-    return SweepResult(removed, failed)
-
-
-def sweep_directory(directory: Path, cutoff: str, stop: Callable[[], bool]) -> SweepResult:
-    """:func:`remove_expired` for one sessions directory (``cutoff``: the
-    archive suffix of the cutoff time)."""
     removed = failed = 0
     try:
         entries = os.scandir(directory)

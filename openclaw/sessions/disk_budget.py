@@ -10,9 +10,9 @@ stay over the budget; the caller warns about that.
 A directory may hold millions of archives (stateless traffic leaves one per
 request), so the cleanup does not keep one record per file: the first pass
 adds up the bytes of the archives made in each minute, which says how many
-minutes of the oldest archives must go; the second pass deletes those. The
-cleanup is exact to the minute (it may free up to one minute's archives more
-than it needed). Runs on an IO thread.
+minutes of the oldest archives must go; the second pass deletes those, and of
+the last of those minutes only as many (in directory order) as are still
+needed. So the oldest go first, exact to the minute. Runs on an IO thread.
 """
 
 from __future__ import annotations
@@ -55,9 +55,11 @@ class BudgetResult:
     used_bytes: int = 0
     removed: int = 0
     freed_bytes: int = 0
-    #: Archives that could not be deleted (or a directory that could not be read).
+    #: Archives that could not be deleted.
     failed: int = 0
     stopped: bool = False
+    #: The directory could not be read (nothing was measured or deleted).
+    unreadable: bool = False
 
 
 def enforce_budget(
@@ -69,25 +71,29 @@ def enforce_budget(
     deletions."""
     measured = _measure(directory)
     if measured is None:
-        return BudgetResult(failed=1)
+        return BudgetResult(unreadable=True)
     used, by_minute = measured
     if used <= budget.max_bytes:
         return BudgetResult(used_bytes=used)
     need = used - budget.high_water_bytes
-    boundary = _boundary_minute(by_minute, need)
-    removed = freed = failed = 0
+    boundary, older = _boundary_minute(by_minute, need)
+    # Every archive older than the boundary minute goes; of the boundary
+    # minute's (listed in no particular order), only as many as still needed.
+    boundary_need = need - older
+    removed = freed = boundary_freed = failed = 0
     try:
         entries = os.scandir(directory)
     except OSError:
-        return BudgetResult(used_bytes=used, failed=1)
+        return BudgetResult(used_bytes=used, unreadable=True)
     with entries:
         for entry in entries:
             stamp = archive_stamp(entry.name)
             if stamp is None:
                 continue
             minute = stamp[:_MINUTE_CHARS]
+            at_boundary = minute == boundary
             if boundary is not None and (
-                minute > boundary or (minute == boundary and freed >= need)
+                minute > boundary or (at_boundary and boundary_freed >= boundary_need)
             ):
                 continue
             if stop():
@@ -104,6 +110,8 @@ def enforce_budget(
                 continue
             removed += 1
             freed += size
+            if at_boundary:
+                boundary_freed += size
     return BudgetResult(used - freed, removed, freed, failed)
 
 
@@ -143,12 +151,14 @@ def _measure(directory: Path) -> tuple[int, dict[str, int]] | None:
     return used, by_minute
 
 
-def _boundary_minute(by_minute: dict[str, int], need: int) -> str | None:
-    """The minute whose archives, with every older one, add up to ``need``;
-    None when all of them together do not (delete them all)."""
-    total = 0
+def _boundary_minute(by_minute: dict[str, int], need: int) -> tuple[str | None, int]:
+    """The minute whose archives, with every older one, add up to ``need``,
+    and the bytes of the older ones; ``(None, all)`` when all of them together
+    do not (delete them all)."""
+    older = 0
     for minute in sorted(by_minute):
-        total += by_minute[minute]
-        if total >= need:
-            return minute
-    return None
+        size = by_minute[minute]
+        if older + size >= need:
+            return minute, older
+        older += size
+    return None, older

@@ -47,6 +47,8 @@ class PassResult:
     budgets: tuple[tuple[str, BudgetResult], ...] = ()
     #: Agents whose directory is within the budget (or has none to keep).
     within: tuple[str, ...] = ()
+    #: ``<state>/agents`` could not be read (no permission, not a directory).
+    unreadable: bool = False
 
 
 def sweep_state(
@@ -62,6 +64,8 @@ def sweep_state(
         agents = os.scandir(state_dir / "agents")
     except FileNotFoundError:
         return PassResult()
+    except OSError:
+        return PassResult(unreadable=True)
     cutoff = archive_suffix(cutoff_ms) if cutoff_ms is not None else None
     removed = failed = 0
     budgets: list[tuple[str, BudgetResult]] = []
@@ -78,7 +82,12 @@ def sweep_state(
             if budget is not None and not stopped:
                 kept = enforce_budget(directory, budget, stop)
                 stopped = kept.stopped
-                if kept.removed or kept.failed or kept.used_bytes > budget.max_bytes:
+                if (
+                    kept.removed
+                    or kept.failed
+                    or kept.unreadable
+                    or kept.used_bytes > budget.max_bytes
+                ):
                     budgets.append((agent.name, kept))
                 else:
                     within.append(agent.name)
@@ -127,8 +136,8 @@ class ArchiveSweeper:
         return sweep_interval(self._retention)
 
     def start(self) -> None:
-        """Sweep now and then every interval."""
-        if not self._loop.running:
+        """Sweep now and then every interval (not again once stopped)."""
+        if not self._loop.running and not self._stopping.is_set():
             self._loop.start(self.interval, now=True)
 
     def stop(self) -> None:
@@ -152,7 +161,14 @@ class ArchiveSweeper:
         return sweeping
 
     def _swept(self, result: PassResult) -> PassResult:
+        """Log what a pass did (one line per kind of outcome)."""
         self._sweeping = None
+        if result.unreadable:
+            log.warn(
+                "cannot read {path}: archived transcripts are neither expired nor held "
+                "to the disk budget until it can be read",
+                path=self._state_dir / "agents",
+            )
         expired = result.expired
         if expired.removed:
             log.info(
@@ -172,8 +188,17 @@ class ArchiveSweeper:
         return result
 
     def _report_budget(self, agent: str, kept: BudgetResult) -> None:
+        """Log one agent's budget cleanup; an agent still over the budget with
+        nothing left to delete is warned about once until it is back under."""
         budget = self._budget
         assert budget is not None  # only a pass with a budget reports one
+        if kept.unreadable:
+            log.warn(
+                "agent {agent}: cannot read its sessions directory; the disk budget is "
+                "not applied to it",
+                agent=agent,
+            )
+            return
         if kept.removed:
             log.info(
                 "agent {agent}: sessions over maxDiskBytes ({max_bytes} bytes); deleted "
@@ -191,8 +216,8 @@ class ArchiveSweeper:
                 agent=agent,
                 count=kept.failed,
             )
-        if kept.stopped:
-            return
+        if kept.stopped or kept.failed:
+            return  # archives remain: not (yet) the live sessions' doing
         if kept.used_bytes > budget.max_bytes:
             if agent not in self._over:
                 self._over.add(agent)
@@ -209,6 +234,7 @@ class ArchiveSweeper:
             self._over.discard(agent)
 
     def _failed(self, failure: Failure) -> PassResult:
+        """A pass that raised: logged; the next one runs as usual."""
         self._sweeping = None
         log.failure("could not sweep archived transcripts", failure)
         return PassResult()
