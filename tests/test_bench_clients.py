@@ -10,8 +10,11 @@ future that the traffic itself completes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import json
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any, TypeVar
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
@@ -21,7 +24,7 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import Site
 
-from bench import procstat, sse_client, ws_client
+from bench import disk_budget, procstat, sse_client, ws_client
 from bench.r1_server import Canned, R1Resource
 from bench.upstream_server import BenchUpstream, ProfileSpec, build_site, parse_profile
 from openclaw.testing import FakeReply
@@ -342,3 +345,20 @@ class ProcStatTests(SynchronousTestCase):
         self.assertGreaterEqual(usage.peak_rss_kb, held)
         self.assertGreater(procstat.hwm_kb(pid), 0)
         self.assertEqual(procstat.total_cpu([usage, usage]), 2 * usage.cpu_s)
+
+
+class DiskBudgetBenchTests(SynchronousTestCase):
+    def test_both_passes_and_cleanup(self) -> None:
+        """``python -m bench.disk_budget``: a measuring pass that deletes
+        nothing, a pass that deletes half, one JSON line each; its directory
+        is removed and ``--dir`` itself is left alone."""
+        parent = Path(self.mktemp())
+        parent.mkdir()
+        (parent / "keep.txt").write_text("mine")
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            self.assertEqual(disk_budget.main(["--files", "300", "--dir", str(parent)]), 0)
+        lines = [json.loads(line) for line in out.getvalue().splitlines()]
+        self.assertEqual([line["pass"] for line in lines], ["measure only", "delete half"])
+        self.assertEqual([line["removed"] for line in lines], [0, 150])
+        self.assertEqual([p.name for p in parent.iterdir()], ["keep.txt"])
