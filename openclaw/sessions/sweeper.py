@@ -41,7 +41,8 @@ log = Logger()
 @frozen
 class PassResult:
     """One pass over every agent: the retention's result, and the budget's
-    per agent (only where it found the directory over the budget)."""
+    per agent where there is something to report (archives deleted or not
+    deletable, an unreadable directory, or still over the budget)."""
 
     expired: SweepResult = Factory(SweepResult)
     budgets: tuple[tuple[str, BudgetResult], ...] = ()
