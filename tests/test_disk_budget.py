@@ -236,11 +236,24 @@ class EnforceTests(SynchronousTestCase):
         )
 
     def test_stop(self) -> None:
-        """A cleanup told to stop deletes nothing more."""
+        """A cleanup told to stop deletes nothing more; a long measurement
+        (thousands of files) stops part way too."""
         first = archive(self.directory, "a", NOW_MS)
         result = enforce_budget(self.directory, DiskBudget(1, 1), stop=lambda: True)
         self.assertTrue(result.stopped)
         self.assertTrue(first.exists())
+        for n in range(3000):
+            (self.directory / f"s{n}.jsonl").touch()
+        looks: list[int] = []
+
+        def stop() -> bool:
+            looks.append(1)
+            return True
+
+        self.assertEqual(
+            enforce_budget(self.directory, DiskBudget(1, 1), stop), BudgetResult(stopped=True)
+        )
+        self.assertEqual(len(looks), 1)
 
     def test_every_agent(self) -> None:
         """A pass holds each agent to its own budget and says which were within it."""

@@ -475,7 +475,7 @@ class SessionMaintenanceConfig:
     max_disk_bytes: int | None = DEFAULT_MAX_DISK_BYTES
     #: ``highWaterBytes``: where a budget cleanup stops (OpenClaw's default:
     #: 80% of the budget).
-    high_water_bytes: int | None = DEFAULT_MAX_DISK_BYTES * 4 // 5
+    high_water_bytes: int | None = default_high_water(DEFAULT_MAX_DISK_BYTES)
 
 
 @frozen
