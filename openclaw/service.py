@@ -52,10 +52,9 @@ from openclaw.config.model import Config
 from openclaw.config.secret_values import configured_secrets
 from openclaw.core.gc_tuning import tune_collector_when_running
 from openclaw.core.logformat import SecretScrubber
-from openclaw.gateway.assembly import Gateway, build_gateway
+from openclaw.gateway.assembly import Gateway, build_gateway, start_session_upkeep
 from openclaw.gateway.startup_report import log_startup
 from openclaw.listen import ListenError, endpoint_is_loopback, listen_endpoints
-from openclaw.sessions.interface import TranscriptStore
 from openclaw.sessions.statelock import StateDirLockedError, StateLock
 from openclaw.workers.plan import WorkersError, resolve_worker_count, workers_problems
 
@@ -146,9 +145,7 @@ class GatewayService(MultiService):
         if self.gateway.log_buffer is not None:
             globalLogPublisher.addObserver(self.gateway.log_buffer)
         log_startup(self.config, self.gateway.runtime.agents)
-        sessions = self.gateway.runtime.sessions
-        if isinstance(sessions, TranscriptStore):
-            sessions.start_upkeep()  # archive retention, the disk budget
+        start_session_upkeep(self.gateway.runtime)
         self.gateway.readiness.mark_ready(self._clock)
 
         if self._standalone:

@@ -23,6 +23,7 @@ from openclaw.sessions.sweeper import ArchiveSweeper, sweep_state
 from openclaw.sessions.transcript import archive_suffix
 from openclaw.sessions.writes import WriteQueue
 from tests.gateway_process import GatewayProcess, write_config
+from tests.session_files import archive, sessions_dir
 
 NOW_MS = 1_700_000_000_000
 HOUR_MS = 3_600_000
@@ -72,18 +73,6 @@ class ConfigTests(SynchronousTestCase):
             any("resetArchiveRetention" in w and "file store only" in w for w in loaded.warnings),
             loaded.warnings,
         )
-
-
-def sessions_dir(state: Path, agent: str = "main") -> Path:
-    directory = state / "agents" / agent / "sessions"
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory
-
-
-def archive(directory: Path, session_id: str, made_ms: int, why: str = "deleted") -> Path:
-    path = directory / f"{session_id}.jsonl.{why}.{archive_suffix(made_ms)}"
-    path.write_text('{"type":"session"}\n')
-    return path
 
 
 def remove_expired(

@@ -24,7 +24,9 @@ from openclaw.sessions.store import SessionStore
 from openclaw.sessions.sweeper import ArchiveSweeper, sweep_state
 from openclaw.sessions.transcript import archive_suffix
 from openclaw.sessions.writes import WriteQueue
+from tests import session_files
 from tests.gateway_process import GatewayProcess, write_config
+from tests.session_files import sessions_dir
 
 NOW_MS = 1_700_000_000_000
 MINUTE_MS = 60_000
@@ -126,22 +128,13 @@ class ConfigTests(SynchronousTestCase):
         self.assertFalse(any("maxDiskBytes" in w for w in quiet.warnings), quiet.warnings)
 
 
-def sessions_dir(state: Path, agent: str = "main") -> Path:
-    directory = state / "agents" / agent / "sessions"
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory
-
-
 def archive(directory: Path, session_id: str, made_ms: int, size: int = 1000) -> Path:
-    path = directory / f"{session_id}.jsonl.deleted.{archive_suffix(made_ms)}"
-    path.write_bytes(b"x" * size)
-    return path
+    """An archive of ``size`` bytes (1,000 unless the test says)."""
+    return session_files.archive(directory, session_id, made_ms, size=size)
 
 
 def live(directory: Path, session_id: str, size: int = 1000) -> Path:
-    path = directory / f"{session_id}.jsonl"
-    path.write_bytes(b"x" * size)
-    return path
+    return session_files.live(directory, session_id, size)
 
 
 class EnforceTests(SynchronousTestCase):

@@ -504,10 +504,8 @@ def _disk_budget(r: _Reader, m: Mapping[str, Any]) -> tuple[int | None, int | No
     """``maxDiskBytes`` and ``highWaterBytes`` as OpenClaw resolves them: the
     budget defaults to 10 GiB, ``false`` or 0 turns it off; the target
     defaults to 80% of it, is never above it, and 0 means the default."""
-    if m.get("highWaterBytes") is False:
-        r.expected("session.maintenance.highWaterBytes", "a size (false is not one)", False)
     size = r.byte_size(m, "maxDiskBytes", "session.maintenance")
-    high = r.byte_size(m, "highWaterBytes", "session.maintenance")
+    high = r.byte_size(m, "highWaterBytes", "session.maintenance", false_is_zero=False)
     max_disk = DEFAULT_MAX_DISK_BYTES if size is None else size
     if max_disk <= 0:
         return None, None

@@ -342,14 +342,17 @@ class _Reader:
             self.expected(_join(path, key), what, value)
         return seconds
 
-    def byte_size(self, data: Mapping[str, Any], key: str, path: str) -> int | None:
+    def byte_size(
+        self, data: Mapping[str, Any], key: str, path: str, *, false_is_zero: bool = True
+    ) -> int | None:
         """A size in bytes, read as OpenClaw reads one: ``"10gb"``, ``"500mb"``,
         ``"64k"``, ``"1.5g"`` (b, kb, mb, gb, tb; binary multiples; any case)
-        or a number of bytes. Absent or ``""``: None; ``false``: 0."""
+        or a number of bytes. Absent or ``""``: None; ``false``: 0 where the
+        key allows it (else refused)."""
         value = data.get(key)
         if value is None or value == "":
             return None
-        if value is False:
+        if value is False and false_is_zero:
             return 0
         size = _byte_size(value)
         if size is None:

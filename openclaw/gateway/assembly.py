@@ -332,7 +332,13 @@ def build_resource(
     """
     gateway = build_gateway(config, reactor, runtime=runtime)
     gateway.readiness.mark_ready(reactor)
+    start_session_upkeep(runtime)
+    return gateway.root
+
+
+def start_session_upkeep(runtime: AgentRuntime) -> None:
+    """Start the session store's upkeep (archive retention, the disk budget)
+    once the gateway serves; a store without upkeep is left alone."""
     sessions = runtime.sessions
     if isinstance(sessions, TranscriptStore):
         sessions.start_upkeep()
-    return gateway.root
