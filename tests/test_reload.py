@@ -199,6 +199,49 @@ class ReloadTests(SynchronousTestCase):
         self.assertFalse(result.ok)
         self.assertIn("invalid JSON5", result.problems[0])
 
+    def test_embedding_settings_apply_to_the_next_request(self) -> None:
+        """``memory.search`` changed by a reload picks the provider of the next
+        ``/v1/embeddings`` call, both ways, even once an embedding was served."""
+        f = Fixture(self)
+        body = {"model": "openclaw", "input": ["a", "b"]}
+
+        def embed() -> tuple[int, Any]:
+            exchange = f.harness.request(b"POST", b"/v1/embeddings", body=body, token=OLD_TOKEN)
+            f.harness.run_due()
+            status, _, raw = exchange.response()
+            return status, json.loads(raw)
+
+        status, answer = embed()
+        self.assertEqual(status, 400, answer)
+        self.assertEqual(answer["error"]["code"], "embeddings_unavailable")
+
+        write_config(f.path, memory={"search": {"provider": "demo"}})
+        result = f.service.reload()
+        self.assertTrue(result.ok, result.problems)
+        self.assertIn("memory.search", result.changed)
+        status, answer = embed()
+        self.assertEqual(status, 200, answer)
+        self.assertEqual(len(answer["data"]), 2)
+
+        write_config(f.path)
+        self.assertTrue(f.service.reload().ok)
+        status, answer = embed()
+        self.assertEqual(status, 400, answer)
+        self.assertEqual(answer["error"]["code"], "embeddings_unavailable")
+
+    def test_changed_areas_are_spelled_as_in_the_file(self) -> None:
+        """The reload names what changed with the file's keys, not Python's."""
+        f = Fixture(self)
+        document = json.loads(f.path.read_text())
+        document["gateway"]["trustedProxies"] = ["10.0.0.1"]
+        document["gateway"]["shutdownGraceSeconds"] = 3
+        f.path.write_text(json.dumps(document))
+        result = f.service.reload()
+        self.assertTrue(result.ok, result.problems)
+        self.assertEqual(
+            sorted(result.changed), ["gateway.shutdownGraceSeconds", "gateway.trustedProxies"]
+        )
+
     def test_settings_that_need_a_restart_are_reported(self) -> None:
         """A changed port is reported as needing a restart; the rest applies."""
         f = Fixture(self)

@@ -441,6 +441,12 @@ class Embedder:
         self._reactor = reactor
         self._pool = pool
 
+    def reconfigure(self, config: Config, registry: AgentRegistry) -> None:
+        """Serve the calls made from now on with ``config`` (a reload); calls
+        under way finish as they started, and the connection pool stays."""
+        self._config = config
+        self._registry = registry
+
     def embed(self, request: EmbeddingRequest) -> Deferred[EmbeddingResult]:
         """Embed ``request.inputs``; configuration errors are raised at once."""
         target = resolve_target(self._config, self._registry, request)

@@ -255,7 +255,7 @@ class Runtime:
 
     def reconfigure(self, config: Config) -> None:
         """Serve the runs started from now on with ``config`` (a reload): agents,
-        models, providers, tool policy, compaction and prompts. Running runs keep
+        models, providers, tool policy, compaction, prompts and embeddings. Running runs keep
         what they started with; the state directory and the session store stay."""
         registry = AgentRegistry(config)
         providers = self.providers
@@ -271,6 +271,8 @@ class Runtime:
             providers,
             toolbox,
         )
+        if self._embedder is not None:
+            self._embedder.reconfigure(config, registry)
         self._services = evolve(
             self._services,
             config=config,

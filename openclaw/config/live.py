@@ -182,8 +182,13 @@ def _as_loopback(config: Config) -> Config:
     return attrs.evolve(config, gateway=attrs.evolve(config.gateway, bind="loopback"))
 
 
+#: Fields of :class:`Config` whose config-file spelling is not their name in camelCase.
+_AREA_NAMES = {"memory_search": "memory.search", "state_dir": "state dir"}
+
+
 def _changed(old: Config, new: Config) -> tuple[str, ...]:
-    """Names of the areas that differ (no values: they may be secrets)."""
+    """The areas that differ, spelled as in the config file (``gateway.controlUi``,
+    ``memory.search``); no values, as they may be secrets."""
     areas: list[str] = []
     for field in attrs.fields(Config):
         if field.name in ("source_path",):
@@ -194,10 +199,15 @@ def _changed(old: Config, new: Config) -> tuple[str, ...]:
         if field.name == "gateway":
             for sub in attrs.fields(type(a)):
                 if getattr(a, sub.name) != getattr(b, sub.name):
-                    areas.append(f"gateway.{sub.name}")
+                    areas.append(f"gateway.{_camel(sub.name)}")
         else:
-            areas.append(field.name)
+            areas.append(_AREA_NAMES.get(field.name) or _camel(field.name))
     return tuple(areas)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
 
 
 __all__ = ["LiveConfig", "ReloadResult"]
