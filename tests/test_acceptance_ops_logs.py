@@ -100,6 +100,23 @@ class RefusalAccessLineTests(SynchronousTestCase):
             self._count(h, route="/v1/chat/completions", method="POST", status="413"), 1.0
         )
 
+    def test_oversized_body_without_credentials_is_logged_as_the_401_it_got(self) -> None:
+        """No credentials and an oversized body: the client is told 401 (auth is
+        decided first), and the access line and the count say 401, not 413."""
+        events = _events(self)
+        h = self._harness()
+        exchange = h.connect()
+        exchange.send(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 900000000\r\n\r\n"
+        )
+        self.assertEqual(exchange.response()[0], 401)
+        statuses = [e["status"] for e in events]
+        self.assertEqual(statuses, [401])
+        self.assertEqual(
+            self._count(h, route="/v1/chat/completions", method="POST", status="401"), 1.0
+        )
+        self.assertIsNone(self._count(h, route="/v1/chat/completions", method="POST", status="413"))
+
     def test_too_many_headers_gets_an_access_line_and_a_count(self) -> None:
         """Past gateway.http.maxHeaders: 431, logged and counted."""
         events = _events(self)

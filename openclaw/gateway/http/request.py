@@ -343,26 +343,29 @@ class GatewayRequest(Request):
         self._body_timer = None
         self._reject(408, "Request body timeout")
 
-    def _refusal(self, status: int, message: str, request_id: bytes) -> bytes:
-        """The refusal of a body; for a too-large one, a failed authentication
-        is answered instead (OpenClaw decides authentication first)."""
+    def _refusal(self, status: int, message: str, request_id: bytes) -> tuple[int, str, bytes]:
+        """The refusal of a body (status, message, bytes to send); for a
+        too-large one, a failed authentication is answered instead (OpenClaw
+        decides authentication first)."""
         site = self._site()
         if status == 413 and site is not None and site.body_auth is not None:
             decision = site.body_auth(self)
             if decision.reason == "rate_limited":
                 retry = str(decision.retry_after_seconds).encode("ascii")
-                return raw_error_response(
+                answer = raw_error_response(
                     429,
                     RATE_LIMITED_MESSAGE,
                     request_id=request_id,
                     error_type="rate_limited",
                     extra_headers=[(b"retry-after", retry)],
                 )
+                return 429, RATE_LIMITED_MESSAGE, answer
             if not decision.ok:
-                return raw_error_response(
+                answer = raw_error_response(
                     401, "Unauthorized", request_id=request_id, error_type="unauthorized"
                 )
-        return raw_error_response(status, message, request_id=request_id)
+                return 401, "Unauthorized", answer
+        return status, message, raw_error_response(status, message, request_id=request_id)
 
     def _reject(self, status: int, message: str) -> None:
         """Answer before dispatch, straight on the transport, and close."""
@@ -378,13 +381,14 @@ class GatewayRequest(Request):
         request_id = choose_request_id(
             self.requestHeaders.getRawHeaders(b"x-request-id", [None])[0]
         )
+        # Logged and counted with what the client is actually told.
+        status, message, answer = self._refusal(status, message, request_id)
         log.info(
             "refused request body: {status} {message}",
             status=status,
             message=message,
             request_id=request_id.decode("ascii"),
         )
-        answer = self._refusal(status, message, request_id)
         channel.transport.write(answer)
         site = self._site()
         if site is not None and site.observer is not None:
