@@ -73,6 +73,7 @@ class ReloadOverWebSocketTests(TestCase):
             refused = await self._reload(OLD_TOKEN)
             self.assertEqual(refused[0], 1)
             self.assertIn("unauthorized", refused[2].lower())
+            self.assertIn("pass the old one (--token/--password) or send SIGHUP", refused[2])
             self.assertEqual((await self._reload(NEW_TOKEN))[0], 0)
 
         return ensureDeferred(go())

@@ -44,6 +44,13 @@ async def request_reload(
         )  # fmt: skip
     except GatewayCallError as e:
         err.write(f"openclaw gateway reload: {e}\n")
+        if "unauthorized" in str(e).lower():
+            # The usual cause: the file already holds a rotated secret, which
+            # the gateway does not know until this reload.
+            err.write(
+                "  the gateway still checks the token or password it runs with: after changing"
+                " it in the file, pass the old one (--token/--password) or send SIGHUP\n"
+            )
         return 1
     if not frame.get("ok"):
         error: Any = frame.get("error") or {}
