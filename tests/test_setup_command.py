@@ -8,6 +8,7 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from openclaw.cli.doctor import check_directory
 from openclaw.cli.setup_command import run_setup
 from openclaw.config.model import AgentConfig, AgentDefaults, AgentsConfig, Config
 
@@ -39,6 +40,16 @@ class SetupTests(SynchronousTestCase):
         self.assertIn(f"created {self.root / 'state'}/", text)
         self.assertIn(f"workspace of agent main: {workspace}/ (created)", text)
         self.assertIn("  wrote AGENTS.md", text)
+
+    def test_directories_are_private_whatever_the_umask(self) -> None:
+        """Under the usual umask 022 every directory setup creates is 0700, the
+        parents included, so ``openclaw doctor`` right after has nothing to say."""
+        old = os.umask(0o022)
+        self.addCleanup(os.umask, old)
+        run_setup(self.config(), None, io.StringIO())
+        for directory in (self.root / "state", self.root / "state" / "workspace"):
+            self.assertEqual(directory.stat().st_mode & 0o777, 0o700, directory)
+            self.assertEqual(check_directory("dir", directory).status, "ok")
 
     def test_second_run_keeps_edits(self) -> None:
         """Running setup again overwrites nothing and writes no file."""

@@ -31,6 +31,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 
 from openclaw.agents.skills import Skill, discover_skills
+from openclaw.core.private_dirs import make_private_dirs
 from openclaw.sessions.fileio import BlockingIO
 
 BOOTSTRAP_FILES: Final = (
@@ -286,7 +287,7 @@ def ensure_workspace(path: Path, *, templates: bool = True) -> list[Path]:
     files; never overwrites. ``BOOTSTRAP.md`` is written only into a brand-new
     workspace (none of the starter files existed). Returns the files written.
     Blocking: call from a thread (``openclaw setup`` calls it directly)."""
-    path.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(path)
     if not templates:
         return []
     existing = [name for name in (*STARTER_FILES, "MEMORY.md") if (path / name).exists()]

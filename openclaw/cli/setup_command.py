@@ -16,6 +16,7 @@ from openclaw.agents.registry import AgentRegistry
 from openclaw.agents.workspace import ensure_workspace
 from openclaw.config.loader import resolve_config_path
 from openclaw.config.model import Config
+from openclaw.core.private_dirs import make_private_dirs
 
 
 def run_setup(config: Config, config_path: str | None, out: TextIO) -> int:
@@ -23,7 +24,7 @@ def run_setup(config: Config, config_path: str | None, out: TextIO) -> int:
     path, _explicit = resolve_config_path(config_path, os.environ)
     for directory in (path.parent, config.state_dir):
         if not directory.exists():
-            directory.mkdir(parents=True, exist_ok=True)
+            make_private_dirs(directory)
             out.write(f"created {directory}/\n")
     if not path.exists():
         out.write(f"no config file yet: write {path} (see docs/configuration.md)\n")

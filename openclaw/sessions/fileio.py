@@ -24,6 +24,8 @@ from twisted.internet.defer import Deferred, execute
 from twisted.internet.interfaces import IReactorCore, IReactorFromThreads
 from twisted.python.failure import Failure
 
+from openclaw.core.private_dirs import make_private_dirs
+
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
 
@@ -136,7 +138,7 @@ def append_lines(
     try:
         fd = os.open(path, flags, 0o600)
     except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_private_dirs(path.parent)
         fd = os.open(path, flags, 0o600)
     try:
         size = os.fstat(fd).st_size

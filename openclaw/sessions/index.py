@@ -19,6 +19,7 @@ from typing import Any
 
 from twisted.logger import Logger
 
+from openclaw.core.private_dirs import make_private_dirs
 from openclaw.sessions.entry import is_stateless_session_key, is_valid_session_id, updated_at
 from openclaw.sessions.fileio import atomic_write, read_header
 from openclaw.sessions.transcript import archive_suffix, encode_json
@@ -81,7 +82,7 @@ class AgentIndex:
         with self.lock:
             if generation <= self.written:
                 return
-            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            make_private_dirs(directory)
             atomic_write(directory / INDEX_FILE, (b"{", b",".join(pieces), b"}"), sync=sync)
             self.written = generation
 

@@ -26,6 +26,8 @@ from typing import Any
 from attrs import frozen
 from twisted.logger import Logger
 
+from openclaw.core.private_dirs import make_private_dirs
+
 log = Logger()
 
 LOCK_NAME = "state.lock"
@@ -106,7 +108,7 @@ class StateLock:
         """
         state = Path(state_dir).absolute()
         path = lock_path(state)
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_private_dirs(path.parent)
         while True:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             try:

@@ -33,6 +33,8 @@ from typing import Any
 
 from twisted.logger import Logger
 
+from openclaw.core.private_dirs import make_private_dirs
+
 log = Logger()
 
 #: Where the document lives under the state directory.
@@ -135,7 +137,7 @@ class ExecGrants:
         return data if isinstance(data, dict) else {}
 
     def _write(self, document: dict[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dirs(self.path.parent)
         temp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.tmp")
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
