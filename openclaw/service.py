@@ -216,7 +216,7 @@ class GatewayService(MultiService):
         for index, address in enumerate(addresses):
             host = getattr(address, "host", None)
             port = getattr(address, "port", None)
-            where = f"{host}:{port}" if host is not None else str(getattr(address, "name", address))
+            where = f"{host}:{port}" if host is not None else _socket_name(address)
             if index >= self._scrape_from:
                 log.info("metrics (GET /metrics, no auth) listening on {address}", address=where)
                 continue
@@ -491,6 +491,14 @@ def makeService(options: Options) -> IService:
         metrics_endpoints=options["metrics-listen"],
         scrubber=scrubber,
     )
+
+
+def _socket_name(address: IAddress) -> str:
+    """A UNIX socket's path as text (Twisted keeps it as bytes)."""
+    name = getattr(address, "name", None)
+    if isinstance(name, bytes):
+        return os.fsdecode(name)
+    return str(name if name is not None else address)
 
 
 __all__ = [

@@ -10,8 +10,10 @@ from unittest import mock
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import ILogObserver, LogEvent, formatEvent
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 
 import openclaw.service as service_module
 from openclaw.config import parse_config_text
@@ -119,6 +121,35 @@ class MakeServiceTests(SynchronousTestCase):
             self.assertIsInstance(listener.factory, GatewaySite)
             self.assertIs(listener.factory, service.gateway.site)
         self.assertFalse(service.gateway.site.displayTracebacks)
+
+    def test_unix_listener_is_logged_by_its_path(self) -> None:
+        """The start-up line names a UNIX socket by its path, not a bytes repr."""
+        from twisted.logger import globalLogPublisher
+
+        tmp = Path(self.mktemp())
+        tmp.mkdir()
+        loaded = parse_config_text(
+            '{gateway: {auth: {mode: "token", token: "t0ken-value"}}}',
+            source="test",
+            env={},
+            state_dir=tmp,
+        )
+        lines: list[str] = []
+
+        @implementer(ILogObserver)
+        def observer(event: LogEvent) -> None:
+            lines.append(formatEvent(event) or "")
+
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        service = build_service(
+            loaded.config, MemoryReactorClock(), endpoints=[f"unix:{tmp}/oc.sock"]
+        )
+        service.privilegedStartService()
+        service.startService()
+        self.addCleanup(service.stopService)
+        (line,) = [line for line in lines if "listening on" in line]
+        self.assertTrue(line.endswith(f"listening on {tmp}/oc.sock"), line)
 
     def test_build_service_with_a_memory_reactor(self) -> None:
         """build_service runs on an injected reactor: start listens there, stop drains."""
