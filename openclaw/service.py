@@ -46,6 +46,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from openclaw import __version__
+from openclaw.agents.types import AgentRuntime
 from openclaw.config import ConfigError, load_config, startup_problems
 from openclaw.config.live import ReloadResult
 from openclaw.config.model import Config
@@ -72,10 +73,13 @@ class GatewayService(MultiService):
     """The gateway: its listeners, runtime and WebSocket clients, started and
     stopped in the right order.
 
-    Stopping: readiness turns to "stopping", listeners stop accepting, WebSocket
-    clients get a ``shutdown`` event and close 1012, in-flight HTTP requests get
-    ``shutdownGraceSeconds`` to finish, then the runs still active are cancelled
-    (streams end with an error frame and ``[DONE]``) and settle on disk.
+    Stopping: readiness turns to "stopping" (``drainSeconds`` with the listener
+    still open), listeners stop accepting, new runs are refused, and in-flight
+    HTTP requests and runs (WebSocket ones too) get ``shutdownGraceSeconds`` to
+    finish; the runs still active are then cancelled (streams end with an error
+    frame and ``[DONE]``, WebSocket callers get their ``aborted`` final) and
+    settle on disk; last, WebSocket clients get a ``shutdown`` event and close
+    1012.
     """
 
     def __init__(
@@ -255,15 +259,23 @@ class GatewayService(MultiService):
 
         yield DeferredList([maybeDeferred(s.stopService) for s in self.listeners])
         self.running = False
-        yield gateway.websocket.shutdown("gateway stopping")
+        runtime = gateway.runtime
+        runtime.refuse_new_runs()
+        # WebSocket clients stay connected through the grace period so their
+        # runs can finish and answer; they are closed after the runtime stops.
         try:
-            yield gateway.site.in_flight.drained().addTimeout(grace, self._clock)
+            yield _all_settled(gateway.site.in_flight.drained(), runtime).addTimeout(
+                grace, self._clock
+            )
         except DeferredTimeoutError:
             log.warn(
-                "{count} HTTP requests still running after the grace period; cancelling",
-                count=len(gateway.site.in_flight),
+                "{requests} HTTP requests and {runs} runs still running after the grace"
+                " period; cancelling",
+                requests=len(gateway.site.in_flight),
+                runs=len(runtime.active_runs()),
             )
-        yield gateway.runtime.shutdown()
+        yield runtime.shutdown()
+        yield gateway.websocket.shutdown("gateway stopping")
         # Cancelled streams have written their error frame and [DONE]; close
         # every connection gracefully so those bytes reach the clients before
         # the reactor stops (it would drop unflushed buffers).
@@ -491,6 +503,14 @@ def makeService(options: Options) -> IService:
         metrics_endpoints=options["metrics-listen"],
         scrubber=scrubber,
     )
+
+
+def _all_settled(requests: Deferred[None], runtime: AgentRuntime) -> Deferred[None]:
+    """Fires once the in-flight HTTP requests are done and every active run
+    has settled (runs are refused meanwhile, so the set only shrinks)."""
+    runs = [run.result for run in runtime.active_runs()]
+    waits: list[Deferred[Any]] = [requests, *runs]
+    return DeferredList(waits, consumeErrors=True).addCallback(lambda _: None)
 
 
 def _socket_name(address: IAddress) -> str:

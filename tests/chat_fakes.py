@@ -201,6 +201,9 @@ class FakeRuntime:
         """This fake has no embedding provider."""
         raise EmbeddingsUnavailableError("the fake runtime embeds nothing")
 
+    def refuse_new_runs(self) -> None:
+        """Nothing to refuse: the tests start what they need."""
+
     def shutdown(self) -> Deferred[None]:
         for run in self.runs:
             run.cancel()

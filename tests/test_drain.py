@@ -9,16 +9,20 @@ from twisted.trial.unittest import SynchronousTestCase
 from openclaw.service import GatewayService
 from openclaw.testing import Reply
 from openclaw.testing.gateway import TEST_TOKEN, GatewayHarness, http_test_config
+from tests.ws_fakes import WsClient, WsConnector
 
 CHAT = {"model": "openclaw", "messages": [{"role": "user", "content": "hi"}]}
 
 
 def draining_gateway(
-    case: SynchronousTestCase, drain: float
+    case: SynchronousTestCase, drain: float, grace: float = 10.0
 ) -> tuple[GatewayHarness, GatewayService]:
     base = case.mktemp()
     config = http_test_config(base)
-    config = attrs.evolve(config, gateway=attrs.evolve(config.gateway, drain_seconds=drain))
+    config = attrs.evolve(
+        config,
+        gateway=attrs.evolve(config.gateway, drain_seconds=drain, shutdown_grace_seconds=grace),
+    )
     h = GatewayHarness.create(base, config)
     service = GatewayService(
         config=config,
@@ -96,3 +100,76 @@ class DrainTests(SynchronousTestCase):
         self.assertEqual(loaded.config.gateway.drain_seconds, 15.0)
         with self.assertRaises(ConfigError):
             parse_config_text("{gateway: {drainSeconds: -1}}", source="t", env={}, state_dir=state)
+
+
+class WebSocketGraceTests(SynchronousTestCase):
+    """A WebSocket run gets the same grace period as an HTTP request: its
+    client stays connected, gets the final answer, then ``shutdown`` and 1012."""
+
+    def _client(self, h: GatewayHarness) -> WsClient:
+        connector = WsConnector(h.gateway.websocket.factory(), h.clock)
+        client, _ = connector.connect(token=TEST_TOKEN)
+        return client
+
+    def test_a_run_that_ends_within_the_grace_answers_before_the_close(self) -> None:
+        """SIGTERM while a WebSocket ``agent`` run streams: the run finishes, its
+        final ``res`` says ok, a new run is refused meanwhile (UNAVAILABLE,
+        retryable), and only then come ``shutdown`` and close 1012."""
+        h, service = draining_gateway(self, 0.0, grace=10.0)
+        client = self._client(h)
+        h.provider.add(Reply.text("one ", "two ", "three", delay=1.0))
+        client.request("agent", {"message": "hi", "idempotencyKey": "grace-1"})
+        h.run_due()
+        stopping = service.stopService()
+        h.run_due()
+        refused_id = client.request("agent", {"message": "again", "idempotencyKey": "grace-2"})
+        h.run_due()
+        for _ in range(4):
+            h.advance(1.0)
+        frames = client.frames()
+        texts = [f.json for f in frames if f.opcode == 1]
+        refused = next(f for f in texts if f.get("id") == refused_id)
+        self.assertEqual(
+            (refused["ok"], refused["error"]["code"], refused["error"]["retryable"]),
+            (False, "UNAVAILABLE", True),
+        )
+        final = next(
+            f
+            for f in texts
+            if f.get("type") == "res" and f.get("payload", {}).get("status") == "ok"
+        )
+        self.assertEqual(final["payload"]["result"]["payloads"][0]["text"], "one two three")
+        shutdown = next(i for i, f in enumerate(texts) if f.get("event") == "shutdown")
+        self.assertLess(texts.index(final), shutdown)
+        self.assertEqual([f.close_code for f in frames if f.opcode == 8], [1012])
+        client.lose()
+        h.run_due()
+        self.successResultOf(stopping)
+
+    def test_a_run_past_the_grace_is_aborted_and_told_so(self) -> None:
+        """A run still going when the grace ends is aborted; its client gets the
+        ``aborted`` final before ``shutdown`` and 1012."""
+        h, service = draining_gateway(self, 0.0, grace=2.0)
+        client = self._client(h)
+        h.provider.add(Reply.text("one ", "two ", "three", delay=5.0))
+        client.request("agent", {"message": "hi", "idempotencyKey": "grace-3"})
+        h.run_due()
+        stopping = service.stopService()
+        h.advance(2.0)
+        h.run_due()
+        frames = client.frames()
+        texts = [f.json for f in frames if f.opcode == 1]
+        final = next(
+            f
+            for f in texts
+            if f.get("type") == "res"
+            and "status" in f["payload"]
+            and f["payload"]["status"] != "accepted"
+        )
+        self.assertEqual((final["ok"], final["payload"]["status"]), (True, "aborted"))
+        shutdown = next(i for i, f in enumerate(texts) if f.get("event") == "shutdown")
+        self.assertLess(texts.index(final), shutdown)
+        self.assertEqual([f.close_code for f in frames if f.opcode == 8], [1012])
+        client.lose()
+        h.run_due()
+        self.successResultOf(stopping)

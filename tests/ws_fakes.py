@@ -147,6 +147,9 @@ class FakeRuntime:
         """This fake has no embedding provider."""
         raise EmbeddingsUnavailableError("the fake runtime embeds nothing")
 
+    def refuse_new_runs(self) -> None:
+        """Nothing to refuse: the tests start what they need."""
+
     def shutdown(self) -> Deferred[None]:
         for run in list(self.runs.values()):
             run.cancel()

@@ -328,6 +328,10 @@ class Runtime:
 
         return waiting.addCallback(compact)
 
+    def refuse_new_runs(self) -> None:
+        """New runs raise RuntimeClosedError; those already started go on."""
+        self._closed = True
+
     def shutdown(self) -> Deferred[None]:
         """Refuse new runs, abort active ones (recorded as aborted), then close
         the store (pending syncs finish, indexes are written, IO threads end)

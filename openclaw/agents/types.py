@@ -573,6 +573,11 @@ class AgentRuntime(Protocol):
         """Pending exec approvals (``exec.approval.*``)."""
         ...
 
+    def refuse_new_runs(self) -> None:
+        """From now on :meth:`start` raises RuntimeClosedError; active runs go on
+        (a stopping gateway's grace period)."""
+        ...
+
     def shutdown(self) -> Deferred[None]:
         """Cancel every active run and wait until each has settled on disk."""
         ...
