@@ -144,6 +144,14 @@ def which(name: str) -> str | None:
     return {"git": "/usr/bin/git", "rg": "/opt/bin/rg"}.get(name)
 
 
+def in_usr_bin(name: str) -> str:
+    return f"/usr/bin/{name}"
+
+
+def in_workspace(name: str) -> str:
+    return f"/home/me/workspace/{name}"
+
+
 class ExecPolicyTests(SynchronousTestCase):
     def test_default_is_full_without_prompts(self) -> None:
         """Unset mode and legacy keys mean security full, ask off."""
@@ -198,6 +206,49 @@ class ExecPolicyTests(SynchronousTestCase):
         self.assertEqual(policy.evaluate("echo $(id)").action, "deny")
         self.assertEqual(policy.evaluate("FOO=1 git status").action, "deny")
         self.assertEqual(policy.evaluate("git 'unterminated").action, "deny")
+
+    def test_a_line_break_or_comment_never_smuggles_a_command(self) -> None:
+        """The shell runs each line on its own: a newline (or a CR, which the
+        tokenizer splits on and the shell does not) makes the command a miss,
+        with or without a comment hiding the rest of the line."""
+        policy = resolve_exec_policy(ExecConfig(mode="allowlist", allowlist=("echo", "ls")))
+        for command in (
+            "ls\ncat /etc/shadow",
+            "echo x # c\ntouch /tmp/marker",
+            "echo x\r\nid -un",
+            "echo x\rid",
+            "ls 'a\nb'",
+        ):
+            self.assertEqual(policy.evaluate(command).action, "deny", command)
+        self.assertEqual(policy.evaluate("echo x # not a command").action, "run")
+        ask = resolve_exec_policy(ExecConfig(mode="ask", allowlist=("ls",)))
+        self.assertEqual(ask.evaluate("ls\nid").action, "ask")
+
+    def test_safe_bins_refuse_flags_that_read_files(self) -> None:
+        """OpenClaw's denied flags, in long, abbreviated, ``=value`` and
+        clustered short forms; a safe bin outside /bin and /usr/bin is no
+        safe bin; awk, sed and jq never are."""
+        policy = resolve_exec_policy(
+            ExecConfig(
+                mode="allowlist",
+                allowlist=("echo",),
+                safe_bins=("wc", "tail", "sort", "grep", "sed"),
+            )
+        )
+        for command in (
+            "echo x | wc --files0-from=-",
+            "echo x | wc --files0=-",
+            "echo x | tail -f",
+            "echo x | tail -nf",
+            "echo x | tail --follow=name",
+            "echo x | sort -o",
+            "echo x | grep -rn x",
+        ):
+            self.assertEqual(policy.evaluate(command, in_usr_bin).action, "deny", command)
+        for command in ("echo x | wc -l", "echo x | tail -n5", "echo x | sort -rn"):
+            self.assertEqual(policy.evaluate(command, in_usr_bin).action, "run", command)
+        self.assertEqual(policy.evaluate("echo x | wc -l", in_workspace).action, "deny")
+        self.assertNotIn("sed", policy.safe_bins)
 
     def test_safe_bins_need_flags_only(self) -> None:
         """Safe bins run with flags but not with file operands."""

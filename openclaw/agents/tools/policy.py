@@ -16,6 +16,7 @@ OpenClaw's groups and ``bash`` means ``exec``.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -243,7 +244,28 @@ _MODES: Final[Mapping[ExecMode, tuple[ExecSecurity, ExecAsk]]] = {
 #: OpenClaw's default stdin-only safe binaries.
 DEFAULT_SAFE_BINS: Final = ("cut", "uniq", "head", "tail", "tr", "wc")
 _ASK_RANK: Final[Mapping[ExecAsk, int]] = {"off": 0, "on-miss": 1, "always": 2}
-_SEPARATORS: Final = frozenset({"|", "||", "&&", ";", "&", "\n"})
+_SEPARATORS: Final = frozenset({"|", "||", "&&", ";", "&"})
+#: Never safe bins: they can read files or run code whatever their flags (OpenClaw's rule).
+_NEVER_SAFE_BINS: Final = frozenset({"awk", "jq", "sed"})
+#: Where a safe bin must resolve to (OpenClaw's default trusted directories).
+_TRUSTED_BIN_DIRS: Final = frozenset({"/bin", "/usr/bin"})
+#: Flags that make a safe bin read a file or follow one (OpenClaw's deny list).
+_SAFE_BIN_DENIED_FLAGS: Final[Mapping[str, frozenset[str]]] = {
+    "grep": frozenset(
+        {
+            "--dereference-recursive", "--directories", "--exclude-from", "--file",
+            "--recursive", "-R", "-d", "-f", "-r",
+        }
+    ),
+    "sort": frozenset(
+        {
+            "--compress-program", "--files0-from", "--output", "--random-source",
+            "--temporary-directory", "-T", "-o",
+        }
+    ),
+    "tail": frozenset({"--follow", "--retry", "-F", "-f"}),
+    "wc": frozenset({"--files0-from"}),
+}  # fmt: skip
 _ASSIGNMENT: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 ExecAction = Literal["run", "ask", "deny"]
 
@@ -327,7 +349,7 @@ def resolve_exec_policy(config: ExecConfig) -> ExecPolicy:
         ask=ask,
         ask_fallback=config.ask_fallback,
         allowlist=config.allowlist,
-        safe_bins=tuple(b for b in safe_bins if b != "jq"),
+        safe_bins=tuple(b for b in safe_bins if b not in _NEVER_SAFE_BINS),
         approval_timeout_seconds=config.approval_timeout_seconds,
     )
 
@@ -339,11 +361,18 @@ def _all_segments_allowed(
     resolve: Callable[[str], str | None],
 ) -> bool:
     """Every pipeline/chain segment runs an allowlisted program (or a safe bin
-    with flags only); redirections, substitutions and assignments never match."""
-    if any(token in command for token in ("`", "$(", "<(", ">(")):
+    with flags only); redirections, substitutions and assignments never match.
+
+    A line break never matches: the shell runs each line as a command of its
+    own, while the tokenizer would read it as a space (``ls\\nid`` was one
+    ``ls`` segment), and a carriage return splits words for the tokenizer but
+    not for the shell. Comments are not stripped, so ``#`` hides nothing.
+    """
+    if any(token in command for token in ("`", "$(", "<(", ">(", "\n", "\r")):
         return False
     lexer = shlex.shlex(command, posix=True, punctuation_chars=";&|<>()")
     lexer.whitespace_split = True
+    lexer.commenters = ""
     try:
         tokens = list(lexer)
     except ValueError:
@@ -362,6 +391,25 @@ def _all_segments_allowed(
     return all(_segment_allowed(s, allowlist, safe_bins, resolve) for s in segments)
 
 
+def _safe_bin_call(program: str, args: Sequence[str], path: str | None) -> bool:
+    """A safe bin reads stdin only: flags, none that names a file, and the
+    program itself from a trusted directory (when it resolves at all)."""
+    if path is not None and os.path.dirname(path) not in _TRUSTED_BIN_DIRS:
+        return False
+    denied = _SAFE_BIN_DENIED_FLAGS.get(program, frozenset())
+    for arg in args:
+        if not arg.startswith("-"):
+            return False
+        if arg.startswith("--"):
+            name = arg.split("=", 1)[0]
+            # GNU tools take any unambiguous prefix: --files0 is --files0-from.
+            if any(flag.startswith(name) for flag in denied if flag.startswith("--")):
+                return False
+        elif any(f"-{letter}" in denied for letter in arg[1:]):
+            return False
+    return True
+
+
 def _segment_allowed(
     words: Sequence[str],
     allowlist: Sequence[str],
@@ -372,9 +420,9 @@ def _segment_allowed(
     if _ASSIGNMENT.match(program):
         return False
     bare = "/" not in program
-    if bare and program in safe_bins and all(w.startswith("-") for w in words[1:]):
-        return True
     path = program if not bare else resolve(program)
+    if bare and program in safe_bins and _safe_bin_call(program, words[1:], path):
+        return True
     for pattern in allowlist:
         if "/" in pattern:
             if path is not None and fnmatchcase(path, pattern.replace("**", "*")):
