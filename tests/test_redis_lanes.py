@@ -226,6 +226,22 @@ class RedisLaneTests(TestCase):
         release = await lb.acquire(KEY)
         release()
 
+    async def test_lane_given_up_during_an_outage_is_released_once_back(self) -> None:
+        """A lane released while the connection is down is released in Redis as
+        soon as it is back, not left to block the session until its TTL."""
+        clock = Clock()
+        la = self.lanes(self.a, "A", clock=clock, ttl_seconds=30.0)
+        lock = KeySchema().lock(KEY)
+        release = await la.acquire(KEY)
+        self.server.command("CLIENT", "KILL", "TYPE", "normal")
+        await until(lambda: not self.a.connected, "A disconnected")
+        release()
+        clock.advance(0.25)  # still away: kept for later
+        await until(lambda: self.a.connected, "A reconnected", timeout=10.0)
+        self.assertEqual(self.server.command("EXISTS", lock), b":1\r\n")
+        clock.advance(0.25)
+        await until(lambda: self.server.command("EXISTS", lock) == b":0\r\n", "lock released")
+
     async def test_cancelled_waiter_leaves_the_queue(self) -> None:
         """Cancelling a waiting acquisition removes its ticket: the next waiter
         gets the lane when the holder releases."""

@@ -100,6 +100,11 @@ class RedisLanes(SessionLanes):
         self._poll = poll_seconds
         self._on_granted = on_granted
         self._read_plan = read_plan
+        #: Locks given up while Redis was away: key -> (token, ticket, expiry).
+        #: Released once it answers again, so the session does not wait out
+        #: the lock's TTL after every outage.
+        self._unreleased: dict[str, tuple[str, str, float]] = {}
+        self._release_retry: IDelayedCall | None = None
 
     def check_available(self) -> None:
         """Refuse new runs at once while Redis is unreachable (503 / UNAVAILABLE)."""
@@ -138,11 +143,36 @@ class RedisLanes(SessionLanes):
         return self._client.run_script(ACQUIRE_READ, keys + plan.keys, [*args, *plan.args]), plan
 
     def _unlock(self, key: str, token: str, ticket: str) -> None:
-        schema = self._schema
         if not self._client.connected:
-            return  # the lock expires within its TTL
+            # Released when Redis is back (at worst it expires within its TTL);
+            # the release checks the token, so a late one frees nobody else's.
+            expiry = self._clock.seconds() + self._ttl_ms / 1000
+            self._unreleased[key] = (token, ticket, expiry)
+            self._retry_releases_later()
+            return
+        self._release(key, token, ticket)
+
+    def _release(self, key: str, token: str, ticket: str) -> None:
+        schema = self._schema
         d = self._client.run_script(RELEASE, [schema.lock(key), schema.queue(key)], [token, ticket])
         d.addErrback(lambda f: log.warn("could not release lane: {why}", why=str(f.value)))
+
+    def _retry_releases_later(self) -> None:
+        if self._release_retry is None or not self._release_retry.active():
+            self._release_retry = self._clock.callLater(max(self._poll, 0.25), self._retry_releases)
+
+    def _retry_releases(self) -> None:
+        self._release_retry = None
+        now = self._clock.seconds()
+        pending = {k: v for k, v in self._unreleased.items() if v[2] > now}
+        if not self._client.connected:
+            self._unreleased = pending
+            if pending:
+                self._retry_releases_later()
+            return
+        self._unreleased = {}
+        for key, (token, ticket, _) in pending.items():
+            self._release(key, token, ticket)
 
     def _renewer(self, key: str, token: str) -> LoopingCall:
         lock = self._schema.lock(key)

@@ -42,6 +42,9 @@ log = Logger()
 OUTCOME_TTL = 600
 #: Seconds between an instance's heartbeats (it counts as gone after three missed).
 HEARTBEAT_SECONDS = 5.0
+#: Finished runs whose end could not be written yet (Redis away) that are kept
+#: for the next heartbeat; beyond this many the oldest are dropped.
+MAX_PENDING_FINISHES = 10_000
 _ALL = "*"
 
 SubscriberFactory = Callable[[Callable[[str], None], Callable[[], None]], Subscription]
@@ -84,6 +87,10 @@ class RedisRunRelay:
         #: Other relays on this channel (exec approvals): message kind -> handler.
         self._handlers: dict[str, Callable[[Mapping[str, Any]], None]] = {}
         self._resubscribed: list[Callable[[], None]] = []
+        #: Run id -> FINISH_RUN keys and arguments not confirmed by Redis yet: a
+        #: run that ended while Redis was away would otherwise stay "active"
+        #: for the other instances as long as this one lives.
+        self._unfinished: dict[str, tuple[list[str], list[Any]]] = {}
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -140,6 +147,24 @@ class RedisRunRelay:
         ttl = max(1, int(self._heartbeat_seconds * 3))
         key = self._schema.instance(self._owner)
         self._quiet(self._client.execute("SET", key, "1", "EX", ttl))
+        self._write_finishes()
+
+    def _write_finishes(self) -> None:
+        """Record the ends of runs that Redis has not confirmed yet."""
+        for run_id in list(self._unfinished):
+            self._write_finish(run_id)
+
+    def _write_finish(self, run_id: str) -> None:
+        pending = self._unfinished.get(run_id)
+        if pending is None or self._client.lost:
+            return
+        keys, args = pending
+        d = self._client.run_script(FINISH_RUN, keys, args)
+        d.addCallback(self._finish_written, run_id)
+        self._quiet(d)
+
+    def _finish_written(self, _: object, run_id: str) -> None:
+        self._unfinished.pop(run_id, None)
 
     def _quiet(self, d: Deferred[Any]) -> None:
         d.addErrback(lambda f: log.debug("relay command failed: {why}", why=str(f.value)))
@@ -229,20 +254,23 @@ class RedisRunRelay:
         self._quiet(self._client.run_script(START_RUN, [self._schema.runs()], [run_id, entry]))
 
     def run_finished(self, run_id: str, session_key: str, outcome: Mapping[str, Any]) -> None:
-        if is_stateless_session_key(session_key) or self._client.lost:
+        if is_stateless_session_key(session_key):
             return
         payload = json.dumps(dict(outcome), separators=(",", ":"))
         message = json.dumps(
             {"t": "done", "r": run_id, "x": dict(outcome), "o": self._owner},
             separators=(",", ":"),
         )
-        self._quiet(
-            self._client.run_script(
-                FINISH_RUN,
-                [self._schema.runs(), self._schema.run_outcome(run_id)],
-                [run_id, payload, OUTCOME_TTL, self._channel, message],
-            )
+        # Kept until Redis confirms it (the next heartbeats retry): with Redis
+        # away, the run's entry would stay in the runs hash, and the other
+        # instances would refuse to reset or delete its session.
+        self._unfinished[run_id] = (
+            [self._schema.runs(), self._schema.run_outcome(run_id)],
+            [run_id, payload, OUTCOME_TTL, self._channel, message],
         )
+        while len(self._unfinished) > MAX_PENDING_FINISHES:
+            del self._unfinished[next(iter(self._unfinished))]
+        self._write_finish(run_id)
 
     def outcome(self, run_id: str) -> Deferred[Mapping[str, Any] | None]:
         if self._client.lost:
