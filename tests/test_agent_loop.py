@@ -233,6 +233,18 @@ class MixedToolsTests(LoopCase):
         self.assertEqual([b["name"] for b in messages[1]["content"]], ["write", "weather"])
         self.assertEqual(messages[2]["toolCallId"], "c1")
 
+        # The next turn replays the built-in call with its result, and the
+        # client call as text (its answer comes in the user's message).
+        self.provider.add(Reply.text("It is sunny."))
+        second, _ = self.start("weather: sunny", run_id="run-2")
+        run_due(self.clock)
+        self.successResultOf(second.result)
+        sent = self.provider.calls[-1].messages
+        self.assertEqual([m.role for m in sent], ["user", "assistant", "tool", "user"])
+        self.assertEqual([c.id for c in sent[1].tool_calls], ["c1"])
+        self.assertIn("tool_call id=c2 name=weather", sent[1].content)
+        self.assertEqual(sent[2].tool_call_id, "c1")
+
 
 class LoopingModelTests(LoopCase):
     def test_step_limit_ends_a_model_that_never_answers(self) -> None:

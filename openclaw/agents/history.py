@@ -64,6 +64,11 @@ def read_history(
     run_ok: dict[str, bool] = {}
     answered: set[str] = set()
     kept: list[HistoryEntry] = []
+    # Tool results newer than their run's last assistant message (a turn that
+    # ended with client tool calls pending): held until that message says
+    # whether the run completed.
+    held: list[tuple[str, Mapping[str, Any]]] = []
+    held_run: str | None = None
     summary: str | None = None
     first_kept: object = None
     for entry in store.recent_entries(agent_id, session_id):
@@ -83,6 +88,20 @@ def read_history(
             continue
         run_id = entry.get("runId") or message.get("runId")
         run_id = run_id if isinstance(run_id, str) else None
+        role = message.get("role")
+        if role == "toolResult" and run_id is not None and run_id not in run_ok:
+            if held_run != run_id:
+                held, held_run = [], run_id
+            held.append((entry_id, message))
+            continue
+        if held:
+            if run_id is not None and run_id == held_run and role == "assistant":
+                run_ok.setdefault(run_id, message.get("stopReason") not in _FAILED_STOPS)
+            for held_id, held_message in held:
+                result = _convert(held_message, held_run, run_ok, answered)
+                if result is not None and len(kept) < limit + 1:
+                    kept.append(HistoryEntry(held_id, result))
+            held, held_run = [], None
         converted = _convert(message, run_id, run_ok, answered)
         if converted is not None and len(kept) < limit + 1:
             kept.append(HistoryEntry(entry_id, converted))
