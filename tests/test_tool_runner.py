@@ -134,18 +134,32 @@ class ToolBatchTests(SynchronousTestCase):
 
         def chatty(_a: Mapping[str, Any], ctx: ToolContext) -> Deferred[ToolResult]:
             ctx.on_update("half")
-            return succeed(ToolResult("x" * 500, details={"exitCode": 0}))
+            return succeed(ToolResult("h" * 250 + "t" * 249 + "!", details={"exitCode": 0}))
 
         outcome = self.run_batch(
             self.batch(
                 [ToolCall("c1", "chatty", "{}")], {"chatty": FakeTool("chatty", chatty)}, 100
             )
         )
-        self.assertEqual(len(outcome.results[0].content), 100)
-        self.assertTrue(outcome.results[0].content.endswith("[... tool output truncated ...]"))
+        content = outcome.results[0].content
+        self.assertLessEqual(len(content), 100)
+        head, note, tail = content.split("\n")
+        self.assertEqual(
+            note, f"[... {500 - len(head) - len(tail)} characters of tool output omitted ...]"
+        )
+        self.assertTrue(head.startswith("hhh") and tail.endswith("t!"), content)
         self.assertEqual([e.phase for e in self.events], ["start", "update", "result"])
         self.assertEqual(self.events[1].partial_result, "half")
         self.assertEqual(self.events[2].meta, {"exitCode": 0})
+
+    def test_cap_text_keeps_the_end_of_a_result(self) -> None:
+        """What tools put last (read's continuation hint, exec's exit code)
+        survives the cap."""
+        hint = "\n[Showing lines 1-2000 of 5000. Use offset=2001 to continue.]"
+        capped = cap_text("line\n" * 10_000 + hint, 16_000)
+        self.assertLessEqual(len(capped), 16_000)
+        self.assertTrue(capped.startswith("line\nline\n"))
+        self.assertTrue(capped.endswith(hint))
 
     def test_cap_text_leaves_short_text_alone(self) -> None:
         """Text within the cap is returned unchanged."""

@@ -32,8 +32,8 @@ from openclaw.core.redaction import redact_credentials
 
 log = Logger()
 
-#: Appended to a tool result cut to the per-result cap.
-TRUNCATION_NOTE: Final = "\n[... tool output truncated ...]"
+#: Put where a tool result cut to the per-result cap lost its middle.
+TRUNCATION_NOTE: Final = "\n[... {omitted} characters of tool output omitted ...]\n"
 
 
 @frozen
@@ -86,10 +86,18 @@ def parse_arguments(raw: str) -> Mapping[str, Any]:
 
 
 def cap_text(text: str, cap: int) -> str:
-    """``text`` cut to ``cap`` characters (with a note saying so)."""
+    """``text`` cut to at most ``cap`` characters: its head and its tail, with a
+    note saying how much of the middle went. The tail matters as much as the
+    head: an exit code, a timeout note or ``read``'s "Use offset=..." hint is
+    at the end of a result."""
     if cap <= 0 or len(text) <= cap:
         return text
-    return text[: max(cap - len(TRUNCATION_NOTE), 0)] + TRUNCATION_NOTE
+    note = TRUNCATION_NOTE.format(omitted=len(text))  # the longest the count can be
+    budget = max(cap - len(note), 0)
+    tail = budget // 3
+    head = budget - tail
+    note = TRUNCATION_NOTE.format(omitted=len(text) - head - tail)
+    return text[:head] + note + (text[len(text) - tail :] if tail else "")
 
 
 class ToolBatch:
