@@ -38,6 +38,10 @@ SCRIPTS: dict[str, FakeReply] = {
     "code": FakeReply(text=CODE_REPLY, chunks=4),
     "slow": FakeReply(text="tick " * SLOW_WORDS, chunk_delay=0.1),
     "fail": FakeReply.failing(400, "the fake model refused this request"),
+    # A built-in tool that runs until it is killed (the CLI's Ctrl-C test).
+    "sleeper": FakeReply(
+        tool_calls=(FakeToolCall(name="exec", arguments='{"command": "sleep 3071"}'),),
+    ),
     "tool": FakeReply(
         text="Let me look that up.",
         tool_calls=(

@@ -3,14 +3,18 @@ gateway call — run as real subprocesses."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.browser_support import ScriptedUpstream
 from tests.gateway_process import TOKEN, VENV_BIN, GatewayProcess, write_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -91,6 +95,76 @@ class AgentLocalTests(SynchronousTestCase):
         payload: Any = json.loads(result.stdout)
         self.assertEqual(payload["status"], "ok")
         self.assertIn("hi", payload["result"]["payloads"][0]["text"])
+
+
+def _sleepers() -> list[int]:
+    """Pids of the ``sleep 3071`` the scripted model's exec call starts."""
+    found = subprocess.run(["pgrep", "-f", "sleep 3071"], capture_output=True, text=True)
+    return [int(pid) for pid in found.stdout.split()]
+
+
+def _kill_all(pids: list[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _wait_for(check: Any, what: str, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while (value := check()) in (None, False, []):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)  # polling a condition in another process, bounded
+    return value
+
+
+class AgentLocalInterruptTests(SynchronousTestCase):
+    def test_ctrl_c_aborts_the_turn_and_kills_its_command(self) -> None:
+        """SIGINT while a tool runs: the command's process group is killed, the
+        turn is recorded as aborted, and the CLI says so and exits 1."""
+        upstream = ScriptedUpstream()
+        self.addCleanup(upstream.stop)
+        home = Path(self.mktemp()).resolve()
+        home.mkdir()
+        config = home / "openclaw.json"
+        config.write_text(
+            json.dumps(
+                {
+                    "models": {
+                        "providers": {
+                            "fake": {
+                                "api": "openai-completions",
+                                "baseUrl": f"http://127.0.0.1:{upstream.port}/v1",
+                            }
+                        }
+                    },
+                    "agents": {"defaults": {"model": {"primary": "fake/m"}}},
+                    "session": {"fsync": "never"},
+                }
+            )
+        )
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("OPENCLAW_")}
+        clean.update({"HOME": str(home), "OPENCLAW_STATE_DIR": str(home / "state")})
+        cli = subprocess.Popen(
+            [str(VENV_BIN / "openclaw"), "agent", "--local", "-m", "sleeper", "--config",
+             str(config)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=clean,
+        )  # fmt: skip
+        self.addCleanup(_kill_all, [cli.pid])
+        pids = _wait_for(_sleepers, "the tool's command to start")
+        self.addCleanup(_kill_all, pids)
+        cli.send_signal(signal.SIGINT)
+        _, err = cli.communicate(timeout=30)
+        self.assertEqual(cli.returncode, 1, err)
+        self.assertIn("error: run aborted", err)
+        _wait_for(lambda: not set(pids) & set(_sleepers()), "the command to be killed")
+        sessions = home / "state" / "agents" / "main" / "sessions"
+        (transcript,) = sessions.glob("*.jsonl")
+        last = json.loads(transcript.read_text().splitlines()[-1])
+        self.assertEqual(last["message"]["stopReason"], "aborted")
 
 
 class RemoteTests(SynchronousTestCase):

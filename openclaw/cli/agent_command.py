@@ -145,6 +145,7 @@ def run_agent_command(
     *,
     runtime: Runtime | None = None,
     providers: ProviderLookup | None = None,
+    interrupted: Deferred[None] | None = None,
 ) -> Deferred[int]:
     """Run one turn; fires with the exit code once the transcript is settled.
 
@@ -153,9 +154,11 @@ def run_agent_command(
     :param runtime: an existing runtime (not shut down here); default: one
         built from ``config`` and shut down afterwards.
     :param providers: provider lookup for the built runtime (tests pass fakes).
+    :param interrupted: fires on Ctrl-C or SIGTERM: the run is aborted (its
+        tools' processes killed, the turn recorded as aborted) and the returned
+        Deferred fires, with 1, once that is done.
 
-    Cancelling the returned Deferred (Ctrl-C) aborts the run; the turn is
-    recorded as aborted.
+    Cancelling the returned Deferred aborts the run too, but fires at once.
     """
     opts = AgentCommandOptions.coerce(options)
     owned = runtime is None
@@ -211,6 +214,8 @@ def run_agent_command(
             stderr.flush()
 
     run.subscribe(on_event)
+    if interrupted is not None:
+        interrupted.addCallback(lambda _: run.cancel())
 
     def succeeded(result: AgentResult) -> int:
         if opts.json:

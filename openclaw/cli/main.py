@@ -26,7 +26,6 @@ from openclaw import __version__
 
 if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
-    from twisted.internet.interfaces import IReactorTime
 
     from openclaw.config.model import Config
 
@@ -246,14 +245,37 @@ def _out_of_the_box(config: Config, err: TextIO) -> Config:
 
 def _agent_local(config: Config, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """One turn in this process, the state directory's lock held."""
+    from twisted.internet.defer import Deferred
+    from twisted.internet.interfaces import IReactorCore, IReactorTime
     from twisted.internet.task import react
 
     from openclaw.cli.agent_command import run_agent_command
 
     codes: list[int] = []
 
-    def main_(reactor: IReactorTime) -> Deferred[None]:
-        return run_agent_command(config, args, reactor, out, err).addCallback(codes.append)
+    def main_(reactor: IReactorCore) -> Deferred[None]:
+        interrupted: Deferred[None] = Deferred()
+        command = run_agent_command(
+            config, args, IReactorTime(reactor), out, err, interrupted=interrupted
+        )
+        finished: Deferred[None] = Deferred()
+
+        def record(code: int) -> None:
+            codes.append(code)
+            finished.callback(None)
+
+        done = command.addCallback(record)
+
+        def stopping() -> Deferred[None] | None:
+            # Ctrl-C or SIGTERM stops the reactor: abort the turn first, and
+            # keep the reactor until its tools are killed and it is recorded.
+            if finished.called:
+                return None
+            interrupted.callback(None)
+            return finished
+
+        reactor.addSystemEventTrigger("before", "shutdown", stopping)
+        return done
 
     try:
         react(main_)
