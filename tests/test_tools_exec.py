@@ -344,6 +344,9 @@ class UnitTests(SynchronousTestCase):
         self.assertTrue(text.startswith("0123456789"))
         self.assertTrue(text.endswith("0123456789"))
         self.assertIn("30 characters omitted", text)
+        clipped = buf.clipped(10)
+        self.assertEqual(clipped, "01234\n\n[... 40 characters omitted ...]\n\n56789")
+        self.assertEqual(OutputBuffer(100).clipped(10), "")
         split = OutputBuffer(100)
         self.assertEqual(split.feed("é".encode()[:1]) + split.feed("é".encode()[1:]), "é")
 
@@ -359,3 +362,20 @@ class UnitTests(SynchronousTestCase):
         self.assertNotIn("OPENAI_API_KEY", env)
         self.assertTrue(env["PATH"].startswith("/opt/x:"))
         self.assertEqual(env["OPENCLAW_SHELL"], "exec")
+
+    def test_build_env_finds_secrets_inside_values_and_lc_names(self) -> None:
+        """A secret inside a longer value, or an ``LC_*`` name that looks like a
+        credential, does not reach the command; ordinary locale variables do."""
+        source = {
+            "PATH": "/usr/bin",
+            "LANG": f"Bearer {SECRET}",
+            "LC_ALL": "C.UTF-8",
+            "LC_LEAK": f"token={SECRET}",
+            "LC_MY_SECRET": "hunter2-hunter2",
+        }
+        env = build_env(source, secrets=[SECRET], passthrough=("PATH", "LANG"),
+                        overrides={"X": f"x{SECRET}x", "Y": "fine"})  # fmt: skip
+        self.assertEqual(env["LC_ALL"], "C.UTF-8")
+        self.assertEqual(env["Y"], "fine")
+        for name in ("LANG", "LC_LEAK", "LC_MY_SECRET", "X"):
+            self.assertNotIn(name, env)

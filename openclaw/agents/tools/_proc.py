@@ -73,6 +73,17 @@ class OutputBuffer:
             self._tail = self._tail[cut:]
         return text
 
+    def clipped(self, limit: int) -> str:
+        """Head and tail of the whole output within ``limit`` characters; the
+        marker counts everything left out, not only what was retained."""
+        if self.total <= limit:
+            return self.text()
+        half = limit // 2
+        retained = self._head + self._tail
+        head, tail = retained[:half], retained[-half:] if half else ""
+        omitted = self.total - len(head) - len(tail)
+        return f"{head}\n\n[... {omitted} characters omitted ...]\n\n{tail}"
+
     def text(self) -> str:
         """Everything retained, with a marker where output was dropped."""
         if self.omitted:

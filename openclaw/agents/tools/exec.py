@@ -320,7 +320,7 @@ class ExecTool:
     def _backgrounded(self, session: ProcessSession, warnings: list[str]) -> ToolResult:
         self._registry.add(session)
         session.on_output = lambda _t: None
-        tail = clip(session.output.text(), 2000)
+        tail = session.output.clipped(2000)
         text = (
             f"Command still running (session {session.id}, pid {session.pid}). "
             "Use process (list/poll/log/write/kill) for follow-up."
@@ -330,7 +330,7 @@ class ExecTool:
         return ToolResult(content=text, details={**session.summary(), "warnings": warnings})
 
     def _finished(self, session: ProcessSession, warnings: list[str]) -> ToolResult:
-        output = clip(session.output.text(), self._limits.result_max_chars)
+        output = session.output.clipped(self._limits.result_max_chars)
         details = {**session.summary(), "warnings": warnings}
         if session.timed_out:
             return (

@@ -1,9 +1,9 @@
 """The environment a model-run command gets: an allow-list, never the gateway's secrets.
 
 Only named variables from the gateway's environment pass (``PATH``, ``HOME``,
-locale, ...); secret-looking names are dropped even if allow-listed, and so is
-any variable whose *value* equals one of the configured secrets (gateway token
-or password, provider API keys), whatever its name. The model's ``env``
+locale, ``LC_*``); secret-looking names are dropped even if allow-listed, and so
+is any variable whose *value* is or contains one of the configured secrets
+(gateway token or password, provider API keys), whatever its name. The model's ``env``
 overrides get the same scrub and may not set ``PATH`` or loader variables.
 """
 
@@ -47,6 +47,10 @@ def is_secret_name(name: str) -> bool:
     return bool(_SECRET_NAME.search(name))
 
 
+#: Secrets at least this long are also looked for inside values.
+_MIN_CONTAINED_SECRET = 8
+
+
 def build_env(
     source: Mapping[str, str],
     *,
@@ -57,21 +61,30 @@ def build_env(
 ) -> dict[str, str]:
     """The command's environment (see the module docstring)."""
     secret_values = {s for s in secrets if s}
+
+    def leaks(value: str) -> bool:
+        # A secret inside a longer value ("Bearer <token>") leaks as much as
+        # the value alone; short secrets are matched whole (they would match
+        # inside ordinary values such as PATH).
+        return value in secret_values or any(
+            len(secret) >= _MIN_CONTAINED_SECRET and secret in value for secret in secret_values
+        )
+
     env: dict[str, str] = {}
     for name in passthrough:
         value = source.get(name)
-        if value is None or value in secret_values or is_secret_name(name):
+        if value is None or leaks(value) or is_secret_name(name):
             continue
         env[name] = value
     for name, value in source.items():
-        if name.startswith("LC_") and value not in secret_values:
+        if name.startswith("LC_") and not is_secret_name(name) and not leaks(value):
             env[name] = value
     prepend = [p for p in path_prepend if p]
     if prepend:
         env["PATH"] = ":".join([*prepend, env.get("PATH", "/usr/local/bin:/usr/bin:/bin")])
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
     for name, value in (overrides or {}).items():
-        if value in secret_values:
+        if leaks(value):
             continue
         env[name] = value
     env["OPENCLAW_SHELL"] = "exec"
