@@ -97,7 +97,8 @@ _BLOCKED_NAMES = frozenset({"localhost", "localhost.localdomain", "metadata.goog
 
 
 def _normalise_names(names: Iterable[str]) -> frozenset[str]:
-    return frozenset(n.lower().rstrip(".") for n in names)
+    # "[::1]" as in a URL names the same host as "::1".
+    return frozenset(n.lower().rstrip(".").removeprefix("[").removesuffix("]") for n in names)
 
 
 class BlockedTargetError(Exception):
@@ -212,7 +213,8 @@ def check_url(url: str, policy: SSRFPolicy) -> FetchTarget:
         raise BlockedTargetError("Invalid URL: host name is not valid") from None
     literal = parse_address(host)
     if literal is not None:
-        check_address(literal, policy)
+        # An address can be allow-listed like a name (OpenClaw's docs list "127.0.0.1").
+        check_address(literal, policy, host)
     elif (
         not policy.allow_private_network
         and host not in policy.allowed_hostnames

@@ -106,6 +106,17 @@ class ClassifyTests(SynchronousTestCase):
         )
 
 
+class AllowListedAddressTests(SynchronousTestCase):
+    def test_an_allow_listed_address_literal_passes(self) -> None:
+        """allowedHostnames lists addresses too: "127.0.0.1" and "[::1]" let a
+        URL with that literal through; other loopback addresses stay blocked."""
+        policy = SSRFPolicy(allowed_hostnames=["127.0.0.1", "[::1]"])
+        self.assertEqual(check_url("http://127.0.0.1:8080/x", policy).host, "127.0.0.1")
+        self.assertEqual(check_url("http://[::1]/x", policy).host, "::1")
+        self.assertRaises(BlockedTargetError, check_url, "http://127.0.0.2/", policy)
+        self.assertRaises(BlockedTargetError, check_url, "http://127.0.0.1/", STRICT)
+
+
 class CheckUrlTests(SynchronousTestCase):
     def test_scheme_and_shape(self) -> None:
         """Non-http(s) schemes, credentials, missing hosts and spaces are refused."""
