@@ -7,6 +7,7 @@ from typing import Any
 from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
+from openclaw.core.unavailable import SharedStateUnavailableError
 from openclaw.gateway.ws.protocol import MAX_PENDING_REQUESTS
 from tests.ws_fakes import START, WsClient, WsHarness, make_config
 
@@ -89,6 +90,24 @@ class HealthTests(MethodTestCase):
         self.assertEqual(health["agents"][0]["sessions"]["path"], "(unavailable)")
         self.assertTrue(any(e.get("log_failure") for e in events))
         self.assertTrue(self.flushLoggedErrors(OSError))
+
+
+class SharedStateDownTests(MethodTestCase):
+    def test_store_unreachable_is_a_retryable_unavailable(self) -> None:
+        """sessions.list while Redis is away: UNAVAILABLE "session store
+        unavailable", retryable with retryAfterMs, as agent and chat.send say."""
+
+        def unreachable(agent_id: str) -> Any:
+            raise SharedStateUnavailableError("the session store (Redis) is unreachable")
+
+        self.h.sessions.list_sessions = unreachable  # type: ignore[method-assign]  # inject a failure
+        answer = self.call("sessions.list")
+        self.assertFalse(answer["ok"])
+        error = answer["error"]
+        self.assertEqual(
+            (error["code"], error["message"], error["retryable"], error["retryAfterMs"]),
+            ("UNAVAILABLE", "session store unavailable", True, 1000),
+        )
 
 
 class NoStoreTests(MethodTestCase):

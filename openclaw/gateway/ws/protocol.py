@@ -32,6 +32,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from openclaw.core.unavailable import SharedStateUnavailableError
 from openclaw.gateway.ws.frames import (
     INVALID_REQUEST,
     UNAVAILABLE,
@@ -545,6 +546,15 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
                 self._send_response(response_error(request_id, error))
             elif isinstance(error, CancelledError) and self.phase == "closed":
                 return
+            elif isinstance(error, SharedStateUnavailableError):
+                # Redis away (sessions.list, chat.history...): the caller retries.
+                unavailable = RequestError(
+                    UNAVAILABLE,
+                    "session store unavailable",
+                    retryable=True,
+                    retry_after_ms=error.retry_after_ms,
+                )
+                self._send_response(response_error(request_id, unavailable))
             else:
                 self._log.failure(
                     "ws {conn_id}: method {method} failed",
