@@ -50,7 +50,16 @@ if TYPE_CHECKING:
 log = Logger()
 
 #: Events this gateway may send (``hello-ok.features.events``).
-EVENTS = ("connect.challenge", "agent", "chat", "tick", "shutdown", "error")
+EVENTS = (
+    "connect.challenge",
+    "agent",
+    "chat",
+    "tick",
+    "shutdown",
+    "error",
+    "exec.approval.requested",
+    "exec.approval.resolved",
+)
 #: The OpenClaw release whose CLI this protocol implementation was verified with.
 COMPATIBLE_OPENCLAW = "2026.9.6"
 
