@@ -25,6 +25,9 @@ XSS_REPLY = (
     "<div onmouseover=\"window.__xss='div'\">raw html <b>bold</b></div>\n\n"
     "<iframe src=\"javascript:window.__xss='iframe'\"></iframe>\n\n"
     '<svg><script>window.__xss="svg"</script></svg>\n\n'
+    '<table background="http://127.0.0.1:9/bg.png"><tr>'
+    '<td background="http://127.0.0.1:9/td.png">table cell</td></tr></table>\n\n'
+    '<a ping="http://127.0.0.1:9/ping">pinging link</a>\n\n'
     "XSS probe end"
 )
 CODE_REPLY = (

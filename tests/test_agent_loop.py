@@ -87,6 +87,14 @@ class ToolLoopTests(LoopCase):
                 ("result", "read", False),
             ],
         )
+        # chat.history shows the conversation; sessions_history's includeTools
+        # asks the store for the tool results too.
+        store = self.runtime.store
+        shown = [m["role"] for m in store.read_messages("main", MAIN, 20)]
+        self.assertEqual(shown, ["user", "assistant", "assistant", "assistant"])
+        with_tools = store.read_messages("main", MAIN, 20, include_tools=True)
+        self.assertEqual([m["role"] for m in with_tools], [m["role"] for m in messages])
+        self.assertEqual(with_tools[4]["toolName"], "read")
 
     def test_next_turn_replays_the_tool_steps(self) -> None:
         """A later turn sends the earlier turn's tool calls and results back to the

@@ -354,7 +354,8 @@ class ControlUiBrowserTests(SynchronousTestCase):
                 const bad = [];
                 for (const el of root.querySelectorAll('*')) {
                   for (const a of el.attributes) {
-                    if (/^on/i.test(a.name) || /javascript:/i.test(a.value)) bad.push(a.name);
+                    if (/^on/i.test(a.name) || /javascript:/i.test(a.value)
+                        || ['background', 'ping', 'poster'].includes(a.name)) bad.push(a.name);
                   }
                 }
                 return {bad, tags: [...root.querySelectorAll('script,img,iframe,svg,object')]

@@ -82,7 +82,9 @@ class FakeView:
     def get_session(self, agent_id: str, session_key: str) -> None:
         return None
 
-    def read_messages(self, agent_id: str, session_key: str, limit: int = 200) -> list[Any]:
+    def read_messages(
+        self, agent_id: str, session_key: str, limit: int = 200, *, include_tools: bool = False
+    ) -> list[Any]:
         return []
 
 

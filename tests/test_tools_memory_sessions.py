@@ -141,9 +141,10 @@ class FakeView:
         return next((e for e in self.entries if e.key == session_key), None)
 
     def read_messages(
-        self, agent_id: str, session_key: str, limit: int = 200
+        self, agent_id: str, session_key: str, limit: int = 200, *, include_tools: bool = False
     ) -> Sequence[dict[str, Any]]:
-        return self.messages[-limit:]
+        roles = ("user", "assistant", "toolResult") if include_tools else ("user", "assistant")
+        return [m for m in self.messages if m.get("role") in roles][-limit:]
 
 
 class SessionToolsTests(SynchronousTestCase):

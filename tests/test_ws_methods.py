@@ -271,7 +271,9 @@ class SessionMethodTests(MethodTestCase):
     def test_store_exception_is_an_internal_error(self) -> None:
         """An unexpected exception becomes UNAVAILABLE "internal error" and is logged."""
 
-        def broken(agent_id: str, session_key: str, limit: int = 200) -> list[dict[str, Any]]:
+        def broken(
+            agent_id: str, session_key: str, limit: int = 200, *, include_tools: bool = False
+        ) -> list[dict[str, Any]]:
             raise RuntimeError("kaput")
 
         self.h.sessions.read_messages = broken  # type: ignore[method-assign]  # inject a failure

@@ -184,7 +184,7 @@ class FakeSessions:
         return self.entries.get(agent_id, {}).get(session_key)
 
     def read_messages(
-        self, agent_id: str, session_key: str, limit: int = 200
+        self, agent_id: str, session_key: str, limit: int = 200, *, include_tools: bool = False
     ) -> list[dict[str, Any]]:
         return self.messages.get((agent_id, session_key), [])[-limit:]
 

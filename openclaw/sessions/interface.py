@@ -33,9 +33,10 @@ class SessionCatalog(Protocol):
         ...
 
     def read_messages(
-        self, agent_id: str, session_key: str, limit: int = 200
+        self, agent_id: str, session_key: str, limit: int = 200, *, include_tools: bool = False
     ) -> Sequence[dict[str, Any]]:
-        """The newest ``limit`` messages, oldest first, in ``chat.history``'s shape."""
+        """The newest ``limit`` messages, oldest first, in ``chat.history``'s shape
+        (user and assistant ones; tool results too with ``include_tools``)."""
         ...
 
     def reset(self, agent_id: str, session_key: str) -> SessionEntry:
@@ -150,9 +151,10 @@ class TranscriptStore(SessionCatalog, Protocol):
         ...
 
     def read_messages(
-        self, agent_id: str, session_key: str, limit: int = 200
+        self, agent_id: str, session_key: str, limit: int = 200, *, include_tools: bool = False
     ) -> list[dict[str, Any]]:
-        """The newest ``limit`` messages, oldest first, in ``chat.history``'s shape."""
+        """The newest ``limit`` messages, oldest first, in ``chat.history``'s shape
+        (user and assistant ones; tool results too with ``include_tools``)."""
         ...
 
     def flush(self) -> None:

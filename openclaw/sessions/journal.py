@@ -25,6 +25,8 @@ from twisted.python.failure import Failure
 from openclaw.core.ids import short_id
 from openclaw.sessions.fileio import append_lines, rename_all, sync_and_close, write_transcript
 from openclaw.sessions.transcript import (
+    DISPLAY_ROLES,
+    DISPLAY_ROLES_WITH_TOOLS,
     MAX_TAIL_BYTES,
     archive_suffix,
     for_display,
@@ -293,16 +295,20 @@ class TranscriptJournal:
             if entry.get("type") in ("message", "compaction"):
                 yield entry
 
-    def display(self, agent: str, session_id: str, limit: int) -> list[dict[str, Any]]:
-        """The last ``limit`` user/assistant messages, oldest first, in
-        ``chat.history``'s display shape (failed replies included)."""
+    def display(
+        self, agent: str, session_id: str, limit: int, *, include_tools: bool = False
+    ) -> list[dict[str, Any]]:
+        """The last ``limit`` user/assistant messages (tool results too with
+        ``include_tools``), oldest first, in ``chat.history``'s display shape
+        (failed replies included)."""
         out: list[dict[str, Any]] = []
         if limit <= 0:
             return out
+        roles = DISPLAY_ROLES_WITH_TOOLS if include_tools else DISPLAY_ROLES
         path = self._path_of(agent, session_id)
         for raw in read_backwards(path, MAX_TAIL_BYTES, self.report_bad_line):
             message = message_of(raw)
-            if message is None or message.get("role") not in ("user", "assistant"):
+            if message is None or message.get("role") not in roles:
                 continue
             out.append(for_display(message))
             if len(out) >= limit:

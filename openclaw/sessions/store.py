@@ -527,7 +527,7 @@ class SessionStore:
         )
 
     def read_messages(
-        self, agent_id: str, session_key: str, limit: int = 200
+        self, agent_id: str, session_key: str, limit: int = 200, *, include_tools: bool = False
     ) -> list[dict[str, Any]]:
         """The last ``limit`` transcript messages in ``chat.history``'s display shape.
 
@@ -537,7 +537,9 @@ class SessionStore:
         entry = self.get_session(agent_id, session_key)
         if entry is None:
             return []
-        return self._journal.display(entry.agent_id, entry.session_id, limit)
+        return self._journal.display(
+            entry.agent_id, entry.session_id, limit, include_tools=include_tools
+        )
 
     def message_count(self, agent_id: str, session_key: str) -> int:
         """How many user/assistant messages the session's transcript holds."""

@@ -18,7 +18,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from openclaw.core.fastjson import dumps
 from openclaw.core.types import ImageInput, StopReason, ToolCall, Usage
@@ -251,6 +251,12 @@ def message_of(entry: Mapping[str, Any]) -> dict[str, Any] | None:
     if "role" in entry:
         return dict(entry)
     return None
+
+
+#: The roles ``chat.history`` shows, and with tool results (``sessions_history``'s
+#: ``includeTools``).
+DISPLAY_ROLES: Final = frozenset({"user", "assistant"})
+DISPLAY_ROLES_WITH_TOOLS: Final = frozenset({"user", "assistant", "toolResult"})
 
 
 def for_display(message: Mapping[str, Any]) -> dict[str, Any]:

@@ -48,9 +48,10 @@ class SessionsView(Protocol):
         ...
 
     def read_messages(
-        self, agent_id: str, session_key: str, limit: int = 200
+        self, agent_id: str, session_key: str, limit: int = 200, *, include_tools: bool = False
     ) -> Sequence[dict[str, Any]]:
-        """The newest ``limit`` messages, oldest first, in ``chat.history``'s shape."""
+        """The newest ``limit`` messages, oldest first, in ``chat.history``'s shape
+        (user and assistant ones; tool results too with ``include_tools``)."""
         ...
 
 
@@ -258,8 +259,7 @@ class SessionsHistoryTool(_SessionTool):
             flags = {"contentTruncated": False, "contentRedacted": False}
             messages = [
                 _message(m, flags)
-                for m in self._view.read_messages(agent, key, limit)
-                if include_tools or m.get("role") in ("user", "assistant")
+                for m in self._view.read_messages(agent, key, limit, include_tools=include_tools)
             ]
             dropped = 0
             while messages and len(json.dumps(messages, ensure_ascii=False)) > HISTORY_BYTES:

@@ -28,9 +28,10 @@ class SessionsView(Protocol):
     def get_session(self, agent_id: str, session_key: str) -> SessionEntry | None: ...
 
     def read_messages(
-        self, agent_id: str, session_key: str, limit: int = 200
+        self, agent_id: str, session_key: str, limit: int = 200, *, include_tools: bool = False
     ) -> Sequence[dict[str, Any]]:
-        """The newest ``limit`` messages, oldest first, in ``chat.history``'s shape."""
+        """The newest ``limit`` messages, oldest first, in ``chat.history``'s shape
+        (user and assistant ones; tool results too with ``include_tools``)."""
         ...
 
     def reset(self, agent_id: str, session_key: str) -> SessionEntry:

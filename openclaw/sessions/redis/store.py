@@ -411,12 +411,13 @@ class RedisSessionStore(SessionMirror):
         return self._transcript(normalize_agent_id(agent_id), session_id).recent_entries()
 
     def read_messages(
-        self, agent_id: str, session_key: str, limit: int = 200
+        self, agent_id: str, session_key: str, limit: int = 200, *, include_tools: bool = False
     ) -> list[dict[str, Any]]:
         entry = self.get_session(agent_id, session_key)
         if entry is None or limit <= 0:
             return []
-        return self._transcript(entry.agent_id, entry.session_id).display(limit)
+        transcript = self._transcript(entry.agent_id, entry.session_id)
+        return transcript.display(limit, include_tools=include_tools)
 
     def message_count(self, agent_id: str, session_key: str) -> int:
         entry = self.get_session(agent_id, session_key)

@@ -14,7 +14,14 @@ from typing import Any
 
 from openclaw.core.ids import short_id
 from openclaw.sessions.journal import RAW_ENTRY
-from openclaw.sessions.transcript import encode_json, for_display, iso_ms, message_of
+from openclaw.sessions.transcript import (
+    DISPLAY_ROLES,
+    DISPLAY_ROLES_WITH_TOOLS,
+    encode_json,
+    for_display,
+    iso_ms,
+    message_of,
+)
 
 #: Transcript lines one read brings from Redis, at most (the newest).
 DEFAULT_TAIL_LINES = 2000
@@ -105,13 +112,14 @@ class CachedTranscript:
             if entry.get("type") in ("message", "compaction"):
                 yield entry
 
-    def display(self, limit: int) -> list[dict[str, Any]]:
+    def display(self, limit: int, *, include_tools: bool = False) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
+        roles = DISPLAY_ROLES_WITH_TOOLS if include_tools else DISPLAY_ROLES
         for entry in reversed(self.entries):
             if len(out) >= limit:
                 break
             message = message_of(entry)
-            if message is not None and message.get("role") in ("user", "assistant"):
+            if message is not None and message.get("role") in roles:
                 out.append(for_display(message))
         out.reverse()
         return out

@@ -29,7 +29,7 @@ purify.addHook("afterSanitizeAttributes", (node) => {
   if (node.tagName === "A") {
     const href = node.getAttribute("href") || "";
     if (!SAFE_URL.test(href.trim())) node.removeAttribute("href");
-    node.setAttribute("target", "_blank");
+    if (!href.trim().startsWith("#")) node.setAttribute("target", "_blank");
     node.setAttribute("rel", "noopener noreferrer nofollow");
   }
   if (node.tagName === "IMG") {
@@ -46,7 +46,10 @@ const PURIFY_OPTIONS = {
   USE_PROFILE: { html: true },
   FORBID_TAGS: ["style", "form", "input", "button", "textarea", "select", "option", "iframe",
     "svg", "math", "video", "audio", "source", "picture", "dialog", "details"],
-  FORBID_ATTR: ["style", "class", "id", "srcset", "action", "formaction"],
+  // background, poster and ping make the browser fetch a URL (an image, or a
+  // POST on click): model output must not reach third parties that way.
+  FORBID_ATTR: ["style", "class", "id", "srcset", "action", "formaction", "background", "poster",
+    "ping"],
   ALLOW_DATA_ATTR: false,
   ADD_ATTR: ["data-lang"],
   RETURN_DOM_FRAGMENT: true,
