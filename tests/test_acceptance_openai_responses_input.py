@@ -93,7 +93,7 @@ class HistoryFileTests(SynchronousTestCase):
         assert p.turn.extra_system_prompt is not None
         self.assertIn("NEW-FILE", p.turn.extra_system_prompt)
         self.assertNotIn("OLD-FILE", p.turn.extra_system_prompt)
-        self.assertIn('id="file-1"', p.turn.extra_system_prompt)
+        self.assertEqual(p.turn.extra_system_prompt.count("<<<EXTERNAL_UNTRUSTED_CONTENT id="), 1)
 
     def test_refused_file_in_history_is_ignored(self) -> None:
         """A file of an earlier message is not checked, so it cannot fail the turn."""

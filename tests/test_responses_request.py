@@ -184,7 +184,9 @@ class RequestTests(SynchronousTestCase):
         )
         self.assertEqual(p.turn.message, "summarise")
         assert p.turn.extra_system_prompt is not None
-        self.assertIn('<<<EXTERNAL_UNTRUSTED_CONTENT id="file-1">>>', p.turn.extra_system_prompt)
+        self.assertRegex(
+            p.turn.extra_system_prompt, r'<<<EXTERNAL_UNTRUSTED_CONTENT id="[0-9a-f]{16}">>>'
+        )
         self.assertIn("Source: External", p.turn.extra_system_prompt)
         self.assertIn("Hello, Wörld", p.turn.extra_system_prompt)
         self.assertIn("File: hello.txt (text/plain)", p.turn.extra_system_prompt)

@@ -109,6 +109,10 @@ class WebFetchTests(TestCase):
         pending = [repr(c) for c in self.reactor.getDelayedCalls()]
         self.assertFalse([c for c in pending if "Fetching" in c])  # progress timer cleared
         body = json.loads(res.content)
+        self.assertRegex(
+            body["text"],
+            r'^<<<EXTERNAL_UNTRUSTED_CONTENT id="[0-9a-f]{16}">>>\nSource: External\n---\n',
+        )
         self.assertIn("# Heading", body["text"])
         self.assertIn("**bold**", body["text"])
         self.assertNotIn("steal", body["text"])
@@ -125,8 +129,12 @@ class WebFetchTests(TestCase):
     async def test_caps(self) -> None:
         """maxChars truncates the text; the body cap stops the download."""
         tool = self.tool(SSRFPolicy(allow_private_network=True), max_response_bytes=1000)
-        res = json.loads((await self.fetch(tool, url=f"{self.base}/plain", maxChars=100)).content)
-        self.assertEqual((res["length"], res["truncated"]), (100, True))
+        res = json.loads((await self.fetch(tool, url=f"{self.base}/plain", maxChars=400)).content)
+        self.assertEqual((res["length"], res["truncated"]), (len(res["text"]), True))
+        self.assertEqual(res["length"], 400)  # the wrapper counts against maxChars
+        small = json.loads((await self.fetch(tool, url=f"{self.base}/plain", maxChars=100)).content)
+        body = small["text"].split("\n---\n", 1)[1].rsplit("\n<<<END_", 1)[0]
+        self.assertEqual(len(body), 50)  # at least half of maxChars is the page
         big = json.loads((await self.fetch(tool, url=f"{self.base}/big")).content)
         self.assertEqual(big["rawLength"], 1000)
         self.assertTrue(big["truncated"])

@@ -93,7 +93,7 @@ class TlsTests(TestCase):
             {"url": f"https://tls.test:{self.port_no}/"}, self.ctx
         )
         self.assertFalse(res.is_error, res.content)
-        self.assertEqual(json.loads(res.content)["text"], "secure hello tls.test")
+        self.assertIn("\n---\nsecure hello tls.test\n<<<END_", json.loads(res.content)["text"])
 
     async def test_untrusted_certificate_refused(self) -> None:
         """Against the platform's roots the self-signed certificate fails verification."""

@@ -39,6 +39,7 @@ from openclaw.agents.tools.limits import (
     WebFetchLimits,
     WebFetchReactor,
 )
+from openclaw.core.external_content import WRAPPER_CHARS, strip_template_tokens, wrap_external
 
 Resolver = Callable[[str, int], Deferred[list[netguard.IPAddress]]]
 
@@ -300,15 +301,20 @@ class WebFetchTool:
         else:
             return error(f"Web fetch: unsupported content type {media[:100]!r} at {final_url}")
         raw_length = len(text)
-        truncated = body_truncated or raw_length > max_chars
-        text = text[:max_chars]
+        # Wrapped as OpenClaw does, so the page is data to the model, not
+        # instructions. maxChars counts the wrapper, but leaves at least half
+        # of itself to the page.
+        budget = max(max_chars - WRAPPER_CHARS, max_chars // 2)
+        truncated = body_truncated or raw_length > budget
+        text = wrap_external(text[:budget])
+        title = strip_template_tokens(title[:256]) if title else None
         status = response.code
         result = {
             "url": url,
             "finalUrl": final_url,
             "status": status,
             "contentType": content_type[:256] or None,
-            "title": (title or "")[:256] or None,
+            "title": title or None,
             "extractMode": mode,
             "extractor": extractor,
             "externalContent": True,

@@ -29,6 +29,7 @@ from attrs import evolve, frozen
 
 from openclaw.agents.types import AgentRequest, ClientTool, ImageInput
 from openclaw.config.model import ResponsesConfig
+from openclaw.core.external_content import wrap_external
 from openclaw.core.ids import random_uuid4
 from openclaw.core.textguard import loads
 from openclaw.gateway.http.chat_request import (
@@ -282,17 +283,7 @@ def file_block(part: Mapping[str, Any], config: ResponsesConfig, index: int) -> 
     if len(text) > config.files.max_chars:
         text = text[: config.files.max_chars] + "\n[... truncated ...]"
     name = filename if isinstance(filename, str) and filename.strip() else f"file-{index + 1}"
-    marker = f"file-{index + 1}"
-    return "\n".join(
-        [
-            f'<<<EXTERNAL_UNTRUSTED_CONTENT id="{marker}">>>',
-            "Source: External",
-            f"File: {name.strip()} ({mime})",
-            "---",
-            text,
-            f'<<<END_EXTERNAL_UNTRUSTED_CONTENT id="{marker}">>>',
-        ]
-    )
+    return wrap_external(text, [f"File: {name.strip()} ({mime})"])
 
 
 def _content(raw: object, files: list[Mapping[str, Any]]) -> object:
