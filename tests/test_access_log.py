@@ -23,11 +23,17 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
 from openclaw.agents.types import FailureKind, ProviderError
-from openclaw.config.model import AgentConfig, ChatCompletionsConfig, CorsConfig
+from openclaw.config.model import (
+    AgentConfig,
+    ChatCompletionsConfig,
+    CorsConfig,
+    RedisConfig,
+    SessionConfig,
+)
 from openclaw.core.logformat import SecretScrubber, flat_event, flat_json_observer
 from openclaw.core.secret_values import SecretValues
 from openclaw.gateway.http.request import RequestHook
-from openclaw.gateway.startup_report import log_startup
+from openclaw.gateway.startup_report import log_startup, session_store_text
 from openclaw.testing import Reply, ScriptedProvider
 from openclaw.testing.gateway import TEST_TOKEN, GatewayHarness, http_test_config
 
@@ -360,6 +366,19 @@ class JsonLineTests(SynchronousTestCase):
 
 
 class StartupReportTests(SynchronousTestCase):
+    def test_startup_names_the_redis_store_without_its_password(self) -> None:
+        """With session.store redis the start-up names the URL (password masked)
+        and key prefix, expanding ${VAR} from the environment."""
+        config = attrs.evolve(
+            http_test_config(self.mktemp()),
+            session=SessionConfig(store="redis"),
+        )
+        redis = RedisConfig(url="redis://:${PW}@cache.internal:6380/2", key_prefix="gw1:")
+        config = attrs.evolve(config, gateway=attrs.evolve(config.gateway, redis=redis))
+        text = session_store_text(config, {"PW": "hunter2"})
+        self.assertEqual(text, "redis redis://:***@cache.internal:6380/2, key prefix 'gw1:'")
+        self.assertNotIn("hunter2", text)
+
     def test_startup_lines_name_config_agents_and_endpoints(self) -> None:
         """The report names the config file, each agent with its model, the
         endpoints, and how to switch on a disabled chat endpoint."""
@@ -376,6 +395,7 @@ class StartupReportTests(SynchronousTestCase):
         log_startup(config, h.gateway.runtime.agents)
         text = "\n".join(collector.lines())
         self.assertIn("config file: /etc/openclaw.json5", text)
+        self.assertIn(f"sessions: files under {config.state_dir / 'agents'}", text)
         self.assertIn("agent main (default): model", text)
         self.assertIn("endpoints: /healthz, /readyz", text)
         self.assertIn("gateway.http.endpoints.chatCompletions.enabled: true", text)

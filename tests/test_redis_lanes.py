@@ -16,7 +16,9 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.task import Clock, deferLater
+from twisted.logger import ILogObserver, LogEvent, LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
+from zope.interface import implementer
 
 from openclaw.core.types import Usage
 from openclaw.sessions.lanes import Release
@@ -241,6 +243,27 @@ class RedisLaneTests(TestCase):
         self.assertEqual(self.server.command("EXISTS", lock), b":1\r\n")
         clock.advance(0.25)
         await until(lambda: self.server.command("EXISTS", lock) == b":0\r\n", "lock released")
+
+    async def test_outage_is_logged_once_when_lost_and_once_when_back(self) -> None:
+        """One warning per connection names the Redis (no password) when the
+        connection goes, one when it is back."""
+        lines: list[str] = []
+
+        @implementer(ILogObserver)
+        def keep(event: LogEvent) -> None:
+            if event.get("log_level") == LogLevel.warn:
+                lines.append(formatEvent(event) or "")
+
+        globalLogPublisher.addObserver(keep)
+        self.addCleanup(globalLogPublisher.removeObserver, keep)
+        self.server.command("CLIENT", "KILL", "TYPE", "normal")
+        await until(lambda: not self.a.connected, "A disconnected")
+        await until(lambda: all(c.connected for c in self.clients), "reconnected", timeout=10.0)
+        # One of each per client (this test has two connections).
+        mine = [line for line in lines if "Redis at unix://" in line]
+        lost = [m for m in mine if "lost the connection" in m]
+        back = [m for m in mine if "reachable again" in m]
+        self.assertEqual((len(lost), len(back)), (len(self.clients), len(self.clients)), lines)
 
     async def test_cancelled_waiter_leaves_the_queue(self) -> None:
         """Cancelling a waiting acquisition removes its ticket: the next waiter

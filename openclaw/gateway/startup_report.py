@@ -7,12 +7,14 @@ off chat endpoint says how to switch it on (a new user's first 404 otherwise).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 
 from twisted.logger import Logger
 
 from openclaw.agents.types import AgentInfo
 from openclaw.config.model import Config
+from openclaw.sessions.redis.url import RedisUrlError, parse_redis_url
 
 log = Logger()
 
@@ -35,11 +37,28 @@ def enabled_endpoints(config: Config) -> list[str]:
     return names
 
 
-def log_startup(config: Config, agents: Sequence[AgentInfo]) -> None:
+def session_store_text(config: Config, env: Mapping[str, str]) -> str:
+    """Where sessions live: the directory, or Redis (password masked)."""
+    if config.session.store != "redis":
+        return f"files under {config.state_dir / 'agents'}"
+    try:
+        url = parse_redis_url(config.gateway.redis.url or "", env).redacted()
+    except RedisUrlError:
+        url = "(invalid gateway.redis.url)"
+    return f"redis {url}, key prefix {config.gateway.redis.key_prefix!r}"
+
+
+def log_startup(
+    config: Config, agents: Sequence[AgentInfo], env: Mapping[str, str] | None = None
+) -> None:
     """Log the config file, agents and endpoints (addresses are logged once bound)."""
     source = str(config.source_path) if config.source_path else "none found (defaults)"
     log.info("config file: {config_file}", config_file=source)
     log.info("state directory: {state_dir}", state_dir=str(config.state_dir))
+    log.info(
+        "sessions: {session_store}",
+        session_store=session_store_text(config, os.environ if env is None else env),
+    )
     for agent in agents:
         log.info(
             "agent {agent_id}{default}: model {model}",
@@ -55,4 +74,4 @@ def log_startup(config: Config, agents: Sequence[AgentInfo]) -> None:
         )
 
 
-__all__ = ["enabled_endpoints", "log_startup"]
+__all__ = ["enabled_endpoints", "log_startup", "session_store_text"]

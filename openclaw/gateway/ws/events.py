@@ -38,6 +38,7 @@ from openclaw.agents.types import (
 )
 from openclaw.core.recent import RecentlyFinished
 from openclaw.core.relay import LocalRelay, RunRelay
+from openclaw.core.unavailable import SharedStateUnavailableError
 from openclaw.gateway.ws.outbound import (
     EventSink,
     OutboundEvent,
@@ -462,7 +463,10 @@ class RunHub:
             status = "timeout"
         else:
             status = "error"
-        if status == "error" and not isinstance(error, ProviderError | AgentLoopError):
+        if status == "error" and isinstance(error, SharedStateUnavailableError):
+            # Expected while Redis is away (the client logs the outage once).
+            log.info("agent run {run_id} not saved: {why}", run_id=tracked.run_id, why=error)
+        elif status == "error" and not isinstance(error, ProviderError | AgentLoopError):
             log.failure("agent run {run_id} failed", failure, run_id=tracked.run_id)
         message = failure_message(error)  # type: ignore[arg-type]  # a Failure's value is an exception
         outcome = RunOutcome(

@@ -100,15 +100,43 @@ class TxRedisClient:
     """:class:`RedisCommands` over a one-connection ``txredisapi`` factory
     (one connection keeps every command of this process in order)."""
 
-    def __init__(self, factory: Any, clock: IReactorTime) -> None:
+    def __init__(self, factory: Any, clock: IReactorTime, *, name: str = "Redis") -> None:
+        """:param name: how logs call this Redis (its URL without password)."""
         self._factory = factory
         self._clock = clock
+        self._name = name
         self._loaded: set[str] = set()
         self._ever_connected = False
+        self._reported_down = False
         self._first: list[Deferred[None]] = []
         factory.deferred.addCallbacks(self._up, lambda f: None)
         #: Commands sent (a script run counts once): round trips.
         self.commands = 0
+        # One warning when the connection goes and one when it is back, so an
+        # operator sees the outage in the log, not only Twisted's retry lines.
+        add, remove = factory.addConnection, factory.delConnection
+
+        def added(conn: Any) -> None:
+            add(conn)
+            self._note_state()
+
+        def removed(conn: Any) -> None:
+            remove(conn)
+            self._note_state()
+
+        factory.addConnection, factory.delConnection = added, removed
+
+    def _note_state(self) -> None:
+        if self.connected and self._reported_down:
+            self._reported_down = False
+            log.warn("Redis at {redis} is reachable again", redis=self._name)
+        elif self.lost and not self._reported_down and not self._factory.stopped:
+            self._reported_down = True
+            log.warn(
+                "lost the connection to Redis at {redis}; new runs are refused (503) "
+                "until it is back (reconnecting)",
+                redis=self._name,
+            )
 
     def _up(self, _: object) -> None:
         self._ever_connected = True
@@ -228,7 +256,7 @@ def open_client(
     )
     factory.maxDelay = 2.0
     factory.initialDelay = 0.2
-    client = TxRedisClient(factory, reactor)
+    client = TxRedisClient(factory, reactor, name=url.redacted())
     factory.startConnecting(endpoint_for(reactor, url, connect_timeout))
     return client
 
