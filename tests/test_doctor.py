@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import attrs
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -29,6 +30,7 @@ from openclaw.cli.doctor import (
     check_directory,
     check_port,
     check_provider,
+    check_redis,
     check_tls,
     check_token,
     offline_checks,
@@ -42,8 +44,11 @@ from openclaw.config.model import (
     Config,
     GatewayConfig,
     ProviderConfig,
+    RedisConfig,
+    SessionConfig,
 )
 from openclaw.testing import FakeAnthropicUpstream, FakeOpenAIUpstream
+from tests.redis_support import RedisServer
 
 KEY = "sk-test-0123456789abcdef"
 
@@ -208,6 +213,47 @@ class ProviderCheckTests(TestCase):
         check = await self._check(provider, [])
         self.assertEqual(check.status, "FAIL")
         self.assertIn("not reachable", check.detail)
+
+
+class RedisCheckTests(TestCase):
+    """Against a real redis-server (the real reactor)."""
+
+    def _config(self, url: str | None) -> Config:
+        base = Config(session=SessionConfig(store="redis"), state_dir=Path(self.mktemp()))
+        return attrs.evolve(base, gateway=attrs.evolve(base.gateway, redis=RedisConfig(url=url)))
+
+    async def test_reachable_redis_and_its_eviction_policy(self) -> None:
+        """ok with the version and settings; an evicting policy is a warning."""
+        server = RedisServer()
+        server.start()
+        self.addCleanup(server.cleanup)
+        check = await ensureDeferred(check_redis(reactor, self._config(server.url)))
+        assert check is not None
+        self.assertEqual(check.status, "ok", check.line())
+        self.assertIn("maxmemory-policy noeviction", check.detail)
+        server.command("CONFIG", "SET", "maxmemory-policy", "allkeys-lru")
+        check = await ensureDeferred(check_redis(reactor, self._config(server.url)))
+        assert check is not None
+        self.assertEqual(check.status, "warn", check.line())
+        self.assertIn("noeviction", check.fix or "")
+
+    async def test_unreachable_or_unset_redis_fails(self) -> None:
+        """Nothing listening, or no URL: FAIL, the password never shown; the file
+        store has no Redis check."""
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        config = self._config(f"redis://:hunter2@127.0.0.1:{port}/0")
+        check = await ensureDeferred(check_redis(reactor, config))
+        assert check is not None
+        self.assertEqual(check.status, "FAIL", check.line())
+        self.assertNotIn("hunter2", check.line())
+        unset = await ensureDeferred(check_redis(reactor, self._config(None)))
+        assert unset is not None
+        self.assertEqual(unset.status, "FAIL")
+        self.assertIn("gateway.redis.url", unset.detail)
+        file_store = Config(state_dir=Path(self.mktemp()))
+        self.assertIsNone(await ensureDeferred(check_redis(reactor, file_store)))
 
 
 class DoctorCommandTests(SynchronousTestCase):

@@ -40,6 +40,8 @@ MIN_TOKEN_CHARS = 16
 GOOD_TOKEN_CHARS = 32
 _KNOWN_WEAK = frozenset({"dev-token-change-me", "changeme", "password", "secret", "token"})
 PROVIDER_TIMEOUT_SECONDS = 5.0
+#: How long the Redis check waits to connect and for each answer.
+REDIS_TIMEOUT_SECONDS = 3.0
 
 
 @frozen
@@ -277,6 +279,47 @@ class _Body(Protocol):
         self._done.callback(b"".join(self._parts))
 
 
+async def check_redis(reactor: Any, config: Config) -> Check | None:
+    """With ``session.store: "redis"``: Redis answers on ``gateway.redis.url``
+    with the credentials given, and keeps keys (``maxmemory-policy noeviction``)."""
+    if config.session.store != "redis":
+        return None
+    from openclaw.sessions.redis.backend import RedisConfigError, redis_url
+    from openclaw.sessions.redis.client import open_client
+
+    try:
+        url = redis_url(config)
+    except RedisConfigError as e:
+        return Check("FAIL", "redis", str(e), "set gateway.redis.url")
+    where = url.redacted()
+    client = open_client(reactor, url, connect_timeout=REDIS_TIMEOUT_SECONDS)
+    try:
+        await client.wait_connected(REDIS_TIMEOUT_SECONDS)
+        await client.execute("PING").addTimeout(REDIS_TIMEOUT_SECONDS, reactor)
+        info = await client.execute("INFO").addTimeout(REDIS_TIMEOUT_SECONDS, reactor)
+    except Exception as e:
+        return Check("FAIL", "redis", f"{where}: {_short(e)}", "start Redis, or fix gateway.redis")
+    finally:
+        await client.close()
+    fields = dict(
+        line.split(":", 1) for line in str(info).splitlines() if ":" in line and line[0] != "#"
+    )
+    policy = fields.get("maxmemory_policy", "?").strip()
+    version = fields.get("redis_version", "?").strip()
+    appendonly = "yes" if fields.get("aof_enabled", "0").strip() == "1" else "no"
+    summary = (
+        f"{where} answers (Redis {version}, maxmemory-policy {policy}, appendonly {appendonly})"
+    )
+    if policy not in ("noeviction", "?"):
+        return Check(
+            "warn",
+            "redis",
+            f"{summary}: an evicting policy can drop sessions and transcripts",
+            "CONFIG SET maxmemory-policy noeviction (and in redis.conf)",
+        )
+    return Check("ok", "redis", summary)
+
+
 def _read_body(response: Any) -> Deferred[bytes]:
     done: Deferred[bytes] = Deferred()
     response.deliverBody(_Body(done))
@@ -445,6 +488,10 @@ def run_doctor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         wanted = wanted_models(config)
 
         async def main(reactor: IReactorTime) -> None:
+            redis = await check_redis(reactor, config)
+            if redis is not None:
+                provider_checks.append(redis)
+                out.write(redis.line() + "\n")
             for provider_id, provider in config.models.providers.items():
                 check = await check_provider(
                     reactor, provider_id, provider, wanted.get(provider_id, [])
@@ -464,4 +511,4 @@ def run_doctor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 1 if failed else 0
 
 
-__all__ = ["Check", "check_provider", "run_doctor", "wanted_models"]
+__all__ = ["Check", "check_provider", "check_redis", "run_doctor", "wanted_models"]
