@@ -129,6 +129,22 @@ class FileToolsTests(SynchronousTestCase):
         res = self.successResultOf(read.run(["not", "a", "dict"], self.ctx))  # type: ignore[arg-type]
         self.assertTrue(res.is_error)
 
+    def test_edit_keeps_bytes_that_are_not_utf8(self) -> None:
+        """A Latin-1 file edited elsewhere keeps its other bytes as they were
+        (they used to become U+FFFD), and so does apply_patch."""
+        path = os.path.join(self.ws, "latin.txt")
+        with open(path, "wb") as f:
+            f.write(b"caf\xe9 latin1\nsecond\n")
+        res = self.call(EditTool(inline_runner), path="latin.txt", oldText="latin1", newText="x")
+        self.assertFalse(res.is_error, res.content)
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), b"caf\xe9 x\nsecond\n")
+        patch = "*** Begin Patch\n*** Update File: latin.txt\n@@\n-second\n+2nd\n*** End Patch\n"
+        res = self.call(ApplyPatchTool(inline_runner), input=patch)
+        self.assertFalse(res.is_error, res.content)
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), b"caf\xe9 x\n2nd\n")
+
     def test_edit_exact_unique_replacement(self) -> None:
         """edit replaces one exact occurrence; missing or ambiguous text is an error."""
         self.call(WriteTool(inline_runner), path="e.txt", content="alpha\nbeta\nbeta\n")

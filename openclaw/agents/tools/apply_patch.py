@@ -17,7 +17,7 @@ from openclaw.agents.tools._common import req_str
 from openclaw.agents.tools._patch import PatchError, apply_update, parse
 from openclaw.agents.tools._paths import confine, display
 from openclaw.agents.tools.base import JSONSchema, ToolContext, ToolResult
-from openclaw.agents.tools.files import FileTool, atomic_write
+from openclaw.agents.tools.files import FileTool, atomic_write, decode_for_edit, encode_edited
 
 
 class ApplyPatchTool(FileTool):
@@ -53,7 +53,7 @@ class ApplyPatchTool(FileTool):
             def current(path: str) -> str | None:
                 if path in writes:
                     data = writes[path]
-                    return None if data is None else data.decode("utf-8")
+                    return None if data is None else decode_for_edit(data)
                 if not os.path.lexists(path):
                     return None
                 if not os.path.isfile(path):
@@ -61,7 +61,7 @@ class ApplyPatchTool(FileTool):
                 if os.path.getsize(path) > cap:
                     raise PatchError(f"{display(workspace, path)} is larger than {cap} bytes")
                 with open(path, "rb") as f:
-                    return f.read().decode("utf-8", errors="replace")
+                    return decode_for_edit(f.read())
 
             summary: list[str] = []
             for op in ops:
@@ -87,10 +87,10 @@ class ApplyPatchTool(FileTool):
                         if dest != path and current(dest) is not None:
                             raise PatchError(f"Move to {op.move_to}: the file already exists")
                         writes[path] = None
-                        writes[dest] = after.encode("utf-8")
+                        writes[dest] = encode_edited(after, shown)
                         summary.append(f"M {shown} -> {display(workspace, dest)}")
                     else:
-                        writes[path] = after.encode("utf-8")
+                        writes[path] = encode_edited(after, shown)
                         summary.append(f"M {shown}")
             for path, data in writes.items():
                 if data is None:

@@ -51,6 +51,21 @@ def _decode(data: bytes, shown: str) -> str:
     return data.decode("utf-8", errors="replace")
 
 
+def decode_for_edit(data: bytes) -> str:
+    """A file's text for a tool that writes it back: bytes that are not UTF-8
+    (a Latin-1 file) come back unchanged through :func:`encode_edited`
+    instead of being replaced by U+FFFD."""
+    return data.decode("utf-8", errors="surrogateescape")
+
+
+def encode_edited(text: str, shown: str) -> bytes:
+    """The bytes of an edited text (see :func:`decode_for_edit`)."""
+    try:
+        return text.encode("utf-8", errors="surrogateescape")
+    except UnicodeEncodeError:
+        raise ToolArgumentError(f"the new text for {shown} has a lone surrogate") from None
+
+
 class FileTool:
     """What the workspace file tools share: the blocking runner their disk work
     runs on, the size caps, and arguments checked by :func:`guarded` (a bad
@@ -244,7 +259,9 @@ class EditTool(FileTool):
             if os.path.getsize(path) > cap:
                 raise ToolArgumentError(f"{shown} is larger than {cap} bytes; edit refuses it")
             with open(path, "rb") as f:
-                text = _decode(f.read(), shown)
+                data = f.read()
+            _decode(data[:8192], shown)  # refuses binary files
+            text = decode_for_edit(data)
             count = text.count(old)
             if count == 0:
                 raise ToolArgumentError(
@@ -257,7 +274,7 @@ class EditTool(FileTool):
                     "unique. Please provide more context to make it unique."
                 )
             updated = text.replace(old, new, 1)
-            atomic_write(path, updated.encode("utf-8"))
+            atomic_write(path, encode_edited(updated, shown))
             line = text[: text.index(old)].count("\n") + 1
             return ToolResult(
                 content=f"Successfully replaced text in {shown}.",
