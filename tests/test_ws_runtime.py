@@ -161,3 +161,57 @@ class RealRuntimeTests(SynchronousTestCase):
             answer["error"],
             {"code": "UNAVAILABLE", "message": "gateway stopping", "retryable": True},
         )
+
+
+class SlowDiskAbortTests(SynchronousTestCase):
+    """chat.abort on a store whose writes finish later (a real disk, threads)."""
+
+    def test_abort_answers_after_the_aborted_events(self) -> None:
+        """The lifecycle end and chat "aborted" events of the aborted run come
+        before chat.abort's response, even while the turn is still being written."""
+        from pathlib import Path
+
+        from openclaw.agents.runtime import Runtime
+        from openclaw.sessions.store import SessionStore
+        from tests.test_sessions_durability import ManualIO
+
+        clock = Clock()
+        clock.advance(START)
+        base = scripted_config(self.mktemp())
+        from attrs import evolve
+
+        config = evolve(base, gateway=make_config().gateway)
+        provider = ScriptedProvider(clock=clock)
+        io = ManualIO()
+        store = SessionStore(Path(config.state_dir), clock=clock, fsync="turn", io=io)
+        runtime = Runtime(config, clock=clock, providers={"scripted": provider}, store=store)
+        factory = build_ws_factory(
+            config=config,
+            runtime=runtime,
+            auth=GatewayAuth(config.gateway.auth, clock),
+            reactor=clock,
+            log_buffer=LogBuffer(),
+            started_at_ms=int(START * 1000),
+        )
+        connector = WsConnector(factory, clock)
+        self.addCleanup(connector.cleanup)
+        client, _ = connector.connect(token=TOKEN)
+        provider.add(Reply(chunks=("partial",), hang=True))
+        client.request("agent", {"message": "hi", "idempotencyKey": "slow-1"})
+        run_due(clock)
+        io.run_all()
+        run_due(clock)
+        client.messages()
+        abort_id = client.request("chat.abort", {"sessionKey": "agent:main:main"})
+        run_due(clock)
+        self.assertEqual(
+            [f for f in client.messages() if f.get("id") == abort_id], [], "answered too early"
+        )
+        io.run_all()  # the aborted turn reaches the disk: the run settles
+        run_due(clock)
+        frames = client.messages()
+        kinds = [f.get("event") or f.get("id") for f in frames]
+        self.assertLess(kinds.index("chat"), kinds.index(abort_id), kinds)
+        answer = frames[kinds.index(abort_id)]
+        self.assertEqual(answer["payload"], {"ok": True, "aborted": True, "runIds": ["slow-1"]})
+        self.successResultOf(runtime.shutdown())

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, DeferredList
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -45,6 +45,8 @@ from openclaw.gateway.ws.relayed import REMOTE_FINAL_WAIT_SECONDS, remote_agent_
 from openclaw.sessions.keys import main_session_key
 
 log = Logger()
+#: How long chat.abort waits for the aborted runs to settle before answering anyway.
+ABORT_SETTLE_SECONDS = 5.0
 
 # -- agent runs ---------------------------------------------------------------------
 
@@ -313,7 +315,16 @@ def chat_abort(ctx: CallContext, params: Mapping[str, Any]) -> Deferred[dict[str
         ids = [*aborted, *elsewhere]
         return {"ok": True, "aborted": bool(ids), "runIds": ids}
 
+    # Answer once the aborted runs have settled, so their lifecycle end and
+    # chat "aborted" events come before this response, as in OpenClaw (bounded:
+    # a stuck disk does not hold the caller).
+    settled: Deferred[Any] = DeferredList(
+        [run.result for run in runs], consumeErrors=True
+    ).addTimeout(ABORT_SETTLE_SECONDS, services.clock)
+    settled.addErrback(lambda _: None)
     if run_id is not None and aborted:
-        return succeed(answer(()))
+        return settled.addCallback(lambda _: answer(()))
     # The run may be another gateway instance's (a shared session store).
-    return services.hub.relay.abort(session_key, run_id).addCallback(answer)
+    return settled.addCallback(lambda _: services.hub.relay.abort(session_key, run_id)).addCallback(
+        answer
+    )
