@@ -147,6 +147,9 @@ class ControlUiBrowserTests(SynchronousTestCase):
         )
         self.assertIn("Wrong token", error.text)
         self.assertEqual(conn_state(d), "auth-failed")
+        sign_in(d, TOKEN, kind="password")  # the right secret, the wrong kind
+        wait_for(d, lambda d: "does not use a password" in by_id(d, "login-error").text, "hint")
+        self.assertIn("sign in with its token", by_id(d, "login-error").text)
         self.assertFalse(visible(d, "workspace"))
         stored = d.execute_script(
             "return [sessionStorage.length, localStorage.getItem('openclaw.controlUi.secret')]"

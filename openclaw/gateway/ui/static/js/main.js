@@ -404,7 +404,9 @@ function authMessage(err, kind) {
   if (code === "AUTH_RATE_LIMITED") return "Too many failed attempts; wait a moment and try again.";
   const what = kind === "password" ? "password" : "token";
   if (code === "DEVICE_IDENTITY_REQUIRED" || /missing/.test(err.message || "")) {
-    return `This gateway needs its ${what} (${err.message}).`;
+    // The gateway saw no credential of the kind it uses: the other kind was chosen.
+    const other = kind === "password" ? "token" : "password";
+    return `This gateway does not use a ${what}; sign in with its ${other} (${err.message}).`;
   }
   return `Wrong ${what}: the gateway did not accept it (${err.message}).`;
 }
