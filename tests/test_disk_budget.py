@@ -126,6 +126,15 @@ class ConfigTests(SynchronousTestCase):
         )
         quiet = parse_config_text(redis + "}}", source="test", env={}, state_dir=Path("state"))
         self.assertFalse(any("maxDiskBytes" in w for w in quiet.warnings), quiet.warnings)
+        # resetArchiveRetention applies on Redis too (a TTL on each archive).
+        retention = parse_config_text(
+            redis + ' maintenance: {resetArchiveRetention: "7d"}}}',
+            source="test",
+            env={},
+            state_dir=Path("state"),
+        )
+        self.assertEqual(retention.warnings, ())
+        self.assertEqual(retention.config.session.maintenance.archive_retention_seconds, 7 * 86400)
 
 
 def archive(directory: Path, session_id: str, made_ms: int, size: int = 1000) -> Path:

@@ -361,6 +361,33 @@ class RedisLaneTests(TestCase):
         keys = self.server.command("KEYS", "openclaw:arch:*")
         self.assertIn(f"{old.session_id}.jsonl.reset.".encode(), keys)
 
+    async def test_archive_retention_is_a_ttl(self) -> None:
+        """resetArchiveRetention: a reset's archived transcript expires in Redis
+        after that long; without it the archive is kept."""
+        kept = RedisSessionStore(self.a, clock=reactor, state_dir=Path("/x"))
+        ttl = RedisSessionStore(
+            self.b, clock=reactor, state_dir=Path("/x"), archive_retention_seconds=3600
+        )
+        for store, key in ((kept, "agent:main:kept"), (ttl, "agent:main:ttl")):
+            store.load_agent("main")
+            entry = store.ensure_session("main", key)
+            await store.append_messages(
+                "main",
+                entry.session_id,
+                run_id="r",
+                messages=[{"role": "user", "content": "x"}],
+                timestamp=1,
+            )
+            store.reset("main", key)
+            await store.when_idle()
+
+        archives = self.server.command("KEYS", "openclaw:arch:*").decode()
+        names = [line for line in archives.split("\r\n") if line.startswith("openclaw:arch:")]
+        self.assertEqual(len(names), 2, archives)
+        ttls = sorted(int(self.server.command("PTTL", n)[1:].strip()) for n in names)
+        self.assertEqual(ttls[0], -1)  # kept
+        self.assertTrue(3_500_000 < ttls[1] <= 3_600_000, ttls)
+
     async def test_stateless_sessions_are_capped(self) -> None:
         """One-off chat-completion sessions past the cap (plus a tenth, at least
         one) are dropped oldest first, entry and transcript, in Redis and in the

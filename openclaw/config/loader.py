@@ -478,7 +478,7 @@ def _build_session(r: _Reader, value: Any) -> SessionConfig:
     retention = r.duration(m, "resetArchiveRetention", "session.maintenance")
     max_disk, high_water = _disk_budget(r, m)
     if store == "redis":
-        for key in ("resetArchiveRetention", "maxDiskBytes", "highWaterBytes"):
+        for key in ("maxDiskBytes", "highWaterBytes"):
             if m.get(key) not in (None, False, ""):
                 r.warn(
                     f"session.maintenance.{key}",

@@ -79,6 +79,7 @@ def build_redis_backend(config: Config, reactor: IReactorTime) -> RedisBackend:
         leases=leases,
         owns_client=True,
         max_stateless=config.session.maintenance.max_entries,
+        archive_retention_seconds=config.session.maintenance.archive_retention_seconds,
     )
     owner = instance_id()
     channel = schema.bus(url.db)

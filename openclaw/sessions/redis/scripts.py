@@ -197,7 +197,8 @@ ACQUIRE_READ = LuaScript(
 )
 
 #: KEYS: index hash, old transcript, archive name, agents set.
-#: ARGV: session key, new entry JSON ('' = delete the entry), agent.
+#: ARGV: session key, new entry JSON ('' = delete the entry), agent, the
+#: archive's time to live in ms ('' = kept).
 #: Archives the old transcript (renamed, as OpenClaw renames the file) and
 #: replaces or removes the index entry. Returns 1 when an entry was there.
 REPLACE = LuaScript(
@@ -206,6 +207,9 @@ REPLACE = LuaScript(
 local had = redis.call('HEXISTS', KEYS[1], ARGV[1])
 if redis.call('EXISTS', KEYS[2]) == 1 then
   redis.call('RENAME', KEYS[2], KEYS[3])
+  if ARGV[4] and ARGV[4] ~= '' then
+    redis.call('PEXPIRE', KEYS[3], ARGV[4])
+  end
 end
 if ARGV[2] == '' then
   redis.call('HDEL', KEYS[1], ARGV[1])

@@ -87,6 +87,7 @@ class RedisSessionStore(SessionMirror):
         cached_transcripts: int = DEFAULT_CACHED_TRANSCRIPTS,
         owns_client: bool = False,
         max_stateless: int = DEFAULT_MAX_STATELESS,
+        archive_retention_seconds: float | None = None,
     ) -> None:
         """
         :param leases: the lanes' fencing tokens (writes of a session whose lane
@@ -97,9 +98,16 @@ class RedisSessionStore(SessionMirror):
             Redis and in this process' mirror). 0 = no cap.
         :param state_dir: only for :meth:`session_path` (what ``sessions.list``
             reports) and export.
+        :param archive_retention_seconds: ``resetArchiveRetention``: archived
+            transcripts expire after this long (a Redis TTL); None keeps them.
         """
         self._client = client
         self._clock = clock
+        self._archive_ttl_ms = (
+            ""
+            if archive_retention_seconds is None
+            else max(1, int(archive_retention_seconds * 1000))
+        )
         self.state_dir = Path(state_dir)
         self._schema = schema if schema is not None else KeySchema()
         self.leases = leases if leases is not None else LeaseBook()
@@ -233,7 +241,12 @@ class RedisSessionStore(SessionMirror):
                 schema.archived(agent, name),
                 schema.agents(),
             ],
-            [session_key, encode_line(fresh) if fresh is not None else "", agent],
+            [
+                session_key,
+                encode_line(fresh) if fresh is not None else "",
+                agent,
+                self._archive_ttl_ms,
+            ],
         )
         self._track(d, f"{why} of a session")
 
