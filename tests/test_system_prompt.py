@@ -73,7 +73,7 @@ class PromptTests(SynchronousTestCase):
             "## Workspace\nWorking directory: /ws",
             "# Project Context",
             "## AGENTS.md\n\nbe tidy",
-            "## Current Date & Time",
+            "## Temporal Context",
             "## Conversation Context\nYou are talking to a CLI user.",
             "## Runtime",
         )
@@ -137,9 +137,16 @@ class PromptTests(SynchronousTestCase):
     def test_date_in_the_configured_zone(self) -> None:
         """The date line uses the configured IANA zone."""
         prompt = build_system_prompt(runtime=RUNTIME, now=NOW, timezone="America/Chicago")
-        self.assertIn("Wednesday, 2025-12-31 18:00 (America/Chicago, UTC-0600)", prompt)
+        self.assertIn(
+            "## Temporal Context\nCurrent date: 2025-12-31 (Wednesday)\n"
+            "Time zone: America/Chicago (UTC-0600)\n",
+            prompt,
+        )
         utc = build_system_prompt(runtime=RUNTIME, now=NOW, timezone="UTC")
-        self.assertIn("Thursday, 2026-01-01 00:00 (UTC, UTC+0000)", utc)
+        self.assertIn("Current date: 2026-01-01 (Thursday)\nTime zone: UTC (UTC+0000)", utc)
+        # No clock: the prompt is the same all day (a provider's prompt cache holds).
+        later = build_system_prompt(runtime=RUNTIME, now=NOW + 3 * 3600, timezone="UTC")
+        self.assertEqual(later, utc)
 
     def test_unknown_zone_falls_back_to_host(self) -> None:
         """An unknown zone name does not fail: the host's zone is used."""

@@ -51,7 +51,7 @@ class SystemPromptPartsTests(SynchronousTestCase):
         for extra in (None, "  the client's own system text  "):
             head, text, whole = _parts("k", extra)
             self.assertEqual(text, whole)
-            self.assertTrue(text.startswith(head + "\n## Current Date & Time\n"))
+            self.assertTrue(text.startswith(head + "\n## Temporal Context\n"))
             self.assertTrue(text.endswith("session=k\n"))
 
     def test_mode_none_is_the_identity_line(self) -> None:

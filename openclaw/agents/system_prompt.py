@@ -369,18 +369,21 @@ def _bootstrap_sections(files: Sequence[BootstrapFile]) -> list[str]:
 
 
 def _date_time(now: float, timezone: str | None) -> list[str]:
-    # The line shows minutes: every run of the same minute shares it.
+    # Worked out once a minute; the text itself changes only at midnight.
     return list(_date_lines(int(now // 60), timezone))
 
 
 @lru_cache(maxsize=4)
 def _date_lines(minute: int, timezone: str | None) -> tuple[str, ...]:
+    """OpenClaw's temporal context: the local date and the zone, no clock, so
+    the prompt (and a provider's prompt cache) stays the same all day."""
     now = minute * 60
     zone = resolve_timezone(timezone)
     local = datetime.fromtimestamp(now, tz=zone)
     name = getattr(zone, "key", None) or str(zone)
     return (
-        "## Current Date & Time",
-        f"{local.strftime('%A, %Y-%m-%d %H:%M')} ({name}, UTC{local.strftime('%z')})",
+        "## Temporal Context",
+        f"Current date: {local.strftime('%Y-%m-%d')} ({local.strftime('%A')})",
+        f"Time zone: {name} (UTC{local.strftime('%z')})",
         "",
     )
