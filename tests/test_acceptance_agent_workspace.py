@@ -26,13 +26,15 @@ class SpentBudgetTests(SynchronousTestCase):
         files = load_bootstrap_files(
             self.ws, main_session=False, max_chars=20_000, total_max_chars=total
         )
-        return {f.name: f.content for f in files}
+        self.omitted = [f.name for f in files if f.omitted]
+        return {f.name: f.content for f in files if not f.omitted}
 
     def test_nearly_spent_budget_leaves_the_next_file_out(self) -> None:
         """AGENTS.md takes 640 of 700 characters: SOUL.md (which would get 60)
         and IDENTITY.md are left out, and the total stays within the budget."""
         files = self.load(700)
         self.assertEqual(list(files), ["AGENTS.md"])
+        self.assertEqual(self.omitted, ["SOUL.md", "IDENTITY.md"])  # named by the notice
         self.assertLessEqual(sum(len(c) for c in files.values()), 700)
 
     def test_enough_left_for_a_useful_cut(self) -> None:

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from openclaw.agents.skills import discover_skills, parse_front_matter
+from openclaw.agents.system_prompt import RuntimeInfo, build_system_prompt
 from openclaw.agents.workspace import (
     MAX_READ_BYTES,
     USER_MD_MAX_CHARS,
@@ -122,6 +124,24 @@ class BootstrapTests(SynchronousTestCase):
         self.assertEqual(soul.content, missing_marker(self.ws / "SOUL.md"))
         self.assertEqual(files[2].content, "likes tea")
 
+    def test_only_regular_files_inside_the_workspace_are_read(self) -> None:
+        """A FIFO is not waited on (it would hold an IO thread for good), a
+        symlink out of the workspace is not followed, one inside is; a
+        directory named like a file counts as missing."""
+        os.mkfifo(self.ws / "AGENTS.md")
+        outside = Path(self.mktemp())
+        outside.write_text("SECRET-OUTSIDE", encoding="utf-8")
+        (self.ws / "SOUL.md").symlink_to(outside.resolve())
+        self.write("notes.md", "who I am")
+        (self.ws / "IDENTITY.md").symlink_to("notes.md")
+        (self.ws / "USER.md").mkdir()
+        files = {f.name: f for f in load_bootstrap_files(self.ws, main_session=True)}
+        self.assertEqual(files["AGENTS.md"].content, "[not read: not a regular file]")
+        self.assertEqual(files["SOUL.md"].content, "[not read: it links outside the workspace]")
+        self.assertEqual(files["IDENTITY.md"].content, "who I am")
+        self.assertNotIn("USER.md", files)
+        self.assertNotIn("SECRET-OUTSIDE", "".join(f.content for f in files.values()))
+
     def test_memory_only_in_main_session(self) -> None:
         """MEMORY.md is injected in the main session only."""
         self.write("MEMORY.md", "remember")
@@ -166,8 +186,16 @@ class BootstrapTests(SynchronousTestCase):
             self.ws, main_session=True, max_chars=1000, total_max_chars=2000
         )
         self.assertLessEqual(sum(len(f.content) for f in files), 2000)
-        self.assertEqual([f.truncated for f in files], [False, False, True])
-        self.assertNotIn("MEMORY.md", [f.name for f in files])
+        self.assertEqual(
+            [(f.truncated, f.omitted) for f in files][:3], [(False, False)] * 2 + [(True, False)]
+        )
+        (memory,) = [f for f in files if f.name == "MEMORY.md"]
+        self.assertEqual((memory.omitted, memory.content), (True, ""))
+        # The prompt leaves it out but says so, so the model can read it.
+        prompt = build_system_prompt(runtime=RuntimeInfo(agent_id="main"), now=0,
+                                     bootstrap_files=files)  # fmt: skip
+        self.assertNotIn("## MEMORY.md", prompt)
+        self.assertIn("Left out to fit the prompt: MEMORY.md", prompt)
 
     def test_huge_file_read_is_capped(self) -> None:
         """Only the first 2 MiB of a file are read."""

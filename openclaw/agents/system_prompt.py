@@ -328,9 +328,10 @@ def _skills(skills: Sequence[Skill], max_chars: int) -> list[str]:
     return [*lines, ""]
 
 
-def _bootstrap_sections(files: Sequence[BootstrapFile]) -> list[str]:
-    if not files:
+def _bootstrap_sections(all_files: Sequence[BootstrapFile]) -> list[str]:
+    if not all_files:
         return []
+    files = [f for f in all_files if not f.omitted]
     lines: list[str] = []
     if any(f.name == "BOOTSTRAP.md" and not f.missing for f in files):
         lines += [
@@ -339,13 +340,20 @@ def _bootstrap_sections(files: Sequence[BootstrapFile]) -> list[str]:
             "follow BOOTSTRAP.md and delete it when done.",
             "",
         ]
-    if any(f.truncated for f in files):
-        lines += [
-            "## Bootstrap Context Notice",
-            "Some workspace files below were shortened to fit the prompt. Read a file "
-            "directly when you need all of it.",
-            "",
-        ]
+    omitted = [f.name for f in all_files if f.omitted]
+    if omitted or any(f.truncated for f in files):
+        lines.append("## Bootstrap Context Notice")
+        if any(f.truncated for f in files):
+            lines.append(
+                "Some workspace files below were shortened to fit the prompt. Read a file "
+                "directly when you need all of it."
+            )
+        if omitted:
+            lines.append(
+                f"Left out to fit the prompt: {', '.join(omitted)}. Read them directly "
+                "when you need them."
+            )
+        lines.append("")
     lines += [
         "## Workspace Files (injected)",
         "These files are user-editable; they are loaded below as Project Context.",

@@ -21,6 +21,7 @@ but a workspace may sit on a slow or network disk.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
@@ -100,6 +101,9 @@ class BootstrapFile:
     content: str
     missing: bool = False
     truncated: bool = False
+    #: Left out whole to keep within ``bootstrapTotalMaxChars`` (``content`` is
+    #: empty); the prompt's notice names it so the model can read it.
+    omitted: bool = False
     #: Characters on disk (up to the read cap) and in ``content``.
     raw_chars: int = 0
 
@@ -148,7 +152,7 @@ def load_bootstrap_files(
         if name == "MEMORY.md" and not main_session:
             continue
         path = workspace / name
-        text = _read_capped(path)
+        text = _read_capped(path, workspace)
         if text is None:
             if name in REQUIRED_FILES:
                 marker = missing_marker(path)
@@ -156,13 +160,14 @@ def load_bootstrap_files(
                 remaining -= len(marker)
             continue
         text = text.strip()
-        if not text or remaining <= 0:
+        if not text:
             continue
         cap = min(max_chars, USER_MD_MAX_CHARS) if name == "USER.md" else max_chars
         cap = min(cap, remaining)
         if len(text) > cap and cap < MIN_TRUNCATED_CHARS:
-            # The total budget is spent: leave the file out rather than inject a
-            # truncation marker with nothing (or next to nothing) of it.
+            # Too little room for a useful part of it: say it was left out (the
+            # notice tells the model to read it) rather than drop it silently.
+            result.append(BootstrapFile(name, path, "", omitted=True, raw_chars=len(text)))
             continue
         content = truncate_text(text, cap, name)
         result.append(
@@ -172,15 +177,32 @@ def load_bootstrap_files(
     return tuple(result)
 
 
-def _read_capped(path: Path) -> str | None:
-    """The file's text (first ``MAX_READ_BYTES``), None when absent or not a file."""
+def _read_capped(path: Path, workspace: Path) -> str | None:
+    """The file's text (first ``MAX_READ_BYTES``), None when absent.
+
+    Only a regular file inside the workspace is read (symlinks are followed
+    but must stay inside, as for the file tools). The open never blocks: a
+    FIFO named ``AGENTS.md`` would otherwise hold an IO thread for good.
+    """
     try:
-        with path.open("rb") as f:
-            data = f.read(MAX_READ_BYTES)
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        real = os.path.realpath(path)
+        root = os.path.realpath(workspace)
+        if os.path.commonpath([real, root]) != root:
+            return "[not read: it links outside the workspace]"
+        fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
         return None
     except OSError as exc:
         return f"[unreadable: {exc.strerror or exc}]"
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None if os.path.isdir(real) else "[not read: not a regular file]"
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(MAX_READ_BYTES)
+    except OSError as exc:
+        return f"[unreadable: {exc.strerror or exc}]"
+    finally:
+        os.close(fd)
     return data.decode("utf-8", errors="replace")
 
 
