@@ -179,6 +179,16 @@ class ParseTests(SynchronousTestCase):
         self.assertEqual(loaded.config.gateway.bind, "lan")
         self.assertEqual(loaded.config.session.fsync, "never")
 
+    def test_run_timeout_zero_means_none(self) -> None:
+        """agents.defaults.timeoutSeconds: 0 is OpenClaw's "no limit" (an
+        OpenClaw config with it loads); a negative value is refused."""
+        loaded = parse("{agents: {defaults: {timeoutSeconds: 0}}}")
+        self.assertEqual(loaded.config.agents.defaults.timeout_seconds, 0.0)
+        self.assertIn(
+            "agents.defaults.timeoutSeconds: expected a number >= 0, got -5",
+            problems_of(self, "{agents: {defaults: {timeoutSeconds: -5}}}"),
+        )
+
     def test_syntax_error(self) -> None:
         """Bad JSON5 is a single problem with position and reason."""
         self.assertEqual(

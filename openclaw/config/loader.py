@@ -389,7 +389,10 @@ def _build_agents(r: _Reader, value: Any, tools: ToolsConfig) -> AgentsConfig:
     defaults = r.section(a.get("defaults"), defaults_path, _DEFAULTS)
     default_model = _read_model_ref(r, defaults.get("model"), f"{defaults_path}.model")
     default_fallbacks = read_model_fallbacks(r, defaults.get("model"), f"{defaults_path}.model")
-    timeout = r.number(defaults, "timeoutSeconds", defaults_path, dd.timeout_seconds)
+    # 0 means no run timeout, as in OpenClaw.
+    timeout = r.number(
+        defaults, "timeoutSeconds", defaults_path, dd.timeout_seconds, allow_zero=True
+    )
     workspace = _workspace(r, r.string(defaults, "workspace", defaults_path))
     agents: list[AgentConfig] = []
     first_index: dict[str, int] = {}
