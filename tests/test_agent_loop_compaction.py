@@ -105,6 +105,42 @@ class AutomaticCompactionTests(CompactionCase):
         self.assertTrue(self.provider.streams[1].stopped)
 
 
+class UnknownWindowOverflowTests(LoopCase):
+    """A model with no contextWindow configured (the usual case) that refuses
+    the context."""
+
+    def turn(self, message: str, run_id: str) -> str:
+        run, _ = self.start(message, run_id=run_id)
+        run_due(self.clock)
+        text: str = self.successResultOf(run.result).text
+        return text
+
+    def test_overflow_compacts_part_of_a_small_history(self) -> None:
+        """The history is under keepRecentTokens, yet the upstream refused it:
+        the retry keeps only part of it verbatim (a summary for the rest),
+        so the second request is smaller than the refused one."""
+        overflow = ProviderError(FailureKind.CONTEXT_OVERFLOW, "too long", status=400)
+        self.provider.add("one", "two", Reply.failure(overflow), "SUMMARY", "after retry")
+        self.turn("first " + "word " * 800, "r1")
+        self.turn("second " + "word " * 800, "r2")
+        self.assertEqual(self.turn("third", "r3"), "after retry")
+        refused, summary, retried = self.provider.calls[2:5]
+        self.assertIn("first", summary.messages[-1].content)
+        self.assertTrue(retried.messages[0].content.startswith(SUMMARY_PREFIX))
+        self.assertLess(len(retried.messages), len(refused.messages))
+
+    def test_overflow_with_no_history_is_reported_at_once(self) -> None:
+        """Nothing to summarise: the overflow is the answer, not a second
+        identical request."""
+        overflow = ProviderError(FailureKind.CONTEXT_OVERFLOW, "too long", status=400)
+        self.provider.add(Reply.failure(overflow))
+        run, _ = self.start("huge first message", run_id="r1")
+        run_due(self.clock)
+        error = self.failureResultOf(run.result, ProviderError).value
+        self.assertIs(error.kind, FailureKind.CONTEXT_OVERFLOW)
+        self.assertEqual(len(self.provider.calls), 1)
+
+
 class ManualCompactionTests(LoopCase):
     def turn(self, message: str, run_id: str) -> str:
         run, _ = self.start(message, run_id=run_id)

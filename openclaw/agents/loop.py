@@ -330,12 +330,21 @@ class TurnLoop:
             error.kind is FailureKind.CONTEXT_OVERFLOW
             and not self._overflow_retried
             and not self._chain.output_sent
+            and self._history_messages
         ):
             self._overflow_retried = True
             self._steps -= 1
             log.info("run {run_id}: context overflow; compacting and retrying", run_id=self._run_id)
-            self._compact(then=self._retry_after_compaction, force=True)
+            # Nothing summarised means the same request again: report the overflow.
+            self._compact(
+                then=self._retry_after_compaction,
+                force=True,
+                unchanged=lambda: self._fall_back_or_fail(error),
+            )
             return
+        self._fall_back_or_fail(error)
+
+    def _fall_back_or_fail(self, error: ProviderError) -> None:
         failed_model = self._chain.current
         nxt = self._chain.advance(error)
         if nxt is None:
@@ -471,9 +480,16 @@ class TurnLoop:
             config=self._deps.config.agents.defaults.compaction,
         )
 
-    def _compact(self, *, then: Callable[[], None], force: bool = False) -> None:
+    def _compact(
+        self,
+        *,
+        then: Callable[[], None],
+        force: bool = False,
+        unchanged: Callable[[], None] | None = None,
+    ) -> None:
         """Summarise the older history, record the compaction, then go on (also
-        when nothing could be compacted: the model call reports what it must)."""
+        when nothing could be compacted: the model call reports what it must,
+        unless ``unchanged`` says what to do instead)."""
         config = self._deps.config.agents.defaults.compaction
         window = self._context_window()
         keep = None
@@ -481,6 +497,10 @@ class TurnLoop:
             keep = auto_keep_tokens(config, window, self._fixed_tokens())
         elif window:
             keep = min(config.keep_recent_tokens, window // 4)
+        elif force:
+            # The upstream refused the context and its size is unknown: keep at
+            # most half of the history, so the retry is smaller than the refusal.
+            keep = min(config.keep_recent_tokens, estimate_tokens(self._history_messages) // 2)
         compacting = self._compacting = self._deps.compactor.compact(
             self._deps.storage_agent,
             self._deps.session_id,
@@ -497,6 +517,9 @@ class TurnLoop:
             if result is not None:
                 self._history_messages = list(result.messages)
                 self._history = History(list(result.messages), [], result.summary)
+            elif unchanged is not None:
+                unchanged()
+                return
             then()
 
         def failed(failure: Failure) -> None:
@@ -512,6 +535,6 @@ class TurnLoop:
                 )
             else:
                 log.failure("run {run_id}: compaction failed", failure, run_id=self._run_id)
-            then()
+            (unchanged or then)()
 
         compacting.addCallbacks(compacted, failed)
