@@ -62,17 +62,16 @@ class ConfigTests(SynchronousTestCase):
                 retention(bad)
             self.assertIn("session.maintenance.resetArchiveRetention", str(caught.exception))
 
-    def test_redis_store_warns(self) -> None:
-        """The retention is the file store's: with the Redis store it is ignored, with a warning."""
+    def test_redis_store_takes_it_without_a_warning(self) -> None:
+        """With the Redis store the retention is a TTL on each archive (see
+        tests/test_redis_lanes.py), so it is read, not ignored with a warning."""
         text = (
             '{gateway: {redis: {url: "redis://127.0.0.1:6379/0"}}, session: {store: "redis",'
             ' maintenance: {resetArchiveRetention: "1d"}}}'
         )
         loaded = parse_config_text(text, source="test", env={}, state_dir=Path("state"))
-        self.assertTrue(
-            any("resetArchiveRetention" in w and "file store only" in w for w in loaded.warnings),
-            loaded.warnings,
-        )
+        self.assertEqual(loaded.warnings, ())
+        self.assertEqual(loaded.config.session.maintenance.archive_retention_seconds, 86400)
 
 
 def remove_expired(

@@ -86,6 +86,33 @@ class AuthBeforeSizeTests(SynchronousTestCase):
         self.channel.dataReceived(b"80\r\n" + b"a" * 128 + b"\r\n")
         self.assertEqual(self.answer(transport)[0], 401)
 
+    def test_unauthenticated_body_within_the_limit_is_not_read(self) -> None:
+        """No bearer and a small body still to come: 401 from the headers alone,
+        the connection closed, nothing buffered (a body is never read, nor spooled
+        to a temp file, for a sender that may not send it)."""
+        transport, sink = self.connect()
+        self.send("POST /v1/chat/completions HTTP/1.1\nHost: x\nContent-Length: 50\n")
+        status, body, _ = self.answer(transport)
+        self.assertEqual((status, body["error"]["type"]), (401, "unauthorized"))
+        self.assertTrue(transport.disconnecting)
+        self.channel.dataReceived(b"x" * 50)
+        self.assertEqual(sink.bodies, [])
+
+    def test_a_refused_body_counts_one_failed_attempt(self) -> None:
+        """The early check is the only one: a wrong bearer with a body is one
+        failed attempt, so maxAttempts 2 locks out on the second request."""
+        limit = RateLimitConfig(max_attempts=2, exempt_loopback=False)
+        auth = GatewayAuth(
+            AuthConfig(mode="token", token=TOKEN, rate_limit=limit), MemoryReactorClock()
+        )
+        head = "POST /v1/chat/completions HTTP/1.1\nHost: x\nAuthorization: Bearer bad\n"
+        statuses = []
+        for _ in range(3):
+            transport, _ = self.connect(auth)
+            self.send(head + "Content-Length: 10\n")
+            statuses.append(self.answer(transport)[0])
+        self.assertEqual(statuses, [401, 401, 429])
+
     def test_authenticated_huge_length_is_413(self) -> None:
         """The right bearer and an oversized body: 413 ``Payload too large``."""
         transport, _ = self.connect()
