@@ -82,16 +82,23 @@ def endpoint_is_loopback(description: str) -> bool:
         return True
     if kind not in ("tcp", "tcp6", "ssl"):
         return False
-    for part in _split_unescaped(rest):
-        if part.startswith("interface="):
-            host = part[len("interface=") :].replace("\\:", ":")
-            if host == "localhost":
-                return True
-            try:
-                return ipaddress.ip_address(host).is_loopback
-            except ValueError:
-                return False
-    return False
+    # Twisted keeps the last of repeated keywords: every one must be loopback
+    # ("interface=127.0.0.1:interface=0.0.0.0" listens on every address).
+    hosts = [
+        part[len("interface=") :].replace("\\:", ":")
+        for part in _split_unescaped(rest)
+        if part.startswith("interface=")
+    ]
+    return bool(hosts) and all(_is_loopback_host(host) for host in hosts)
+
+
+def _is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _split_unescaped(text: str) -> list[str]:
