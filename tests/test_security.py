@@ -367,6 +367,24 @@ class JsonBombTests(SynchronousTestCase):
             gw, b'{"model":"openclaw","messages":[],"temperature":' + b"9" * 100_000 + b"}"
         )
 
+    def test_integers_too_big_for_a_float(self) -> None:
+        """400-digit integers (past float range, short of Python's 4,300-digit
+        parse limit) in numeric fields: a 400 naming the field, no traceback."""
+        gw = _Gateway(self)
+        huge = b"9" * 400
+        for field in (b"temperature", b"top_p", b"seed", b"max_tokens",
+                      b"max_completion_tokens", b"presence_penalty"):  # fmt: skip
+            with capturedLogs() as events:
+                self.assert_cheap_400(
+                    gw,
+                    b'{"model":"openclaw","messages":[{"role":"user","content":"hi"}],"'
+                    + field
+                    + b'":'
+                    + huge
+                    + b"}",
+                )
+            self.assertNotIn("OverflowError", _log_text(events), field)
+
     def test_declared_25_mb_body_is_refused_before_reading(self) -> None:
         """A 25 MB Content-Length gets 413 at once, before one body byte is sent."""
         gw = _Gateway(self)

@@ -110,6 +110,16 @@ class SharedStateDownTests(MethodTestCase):
         )
 
 
+class HugeNumberTests(MethodTestCase):
+    def test_integers_too_big_for_a_float_are_invalid(self) -> None:
+        """A 400-digit integer where a number is expected: INVALID_REQUEST
+        naming the property, not an internal error."""
+        huge = int("9" * 400)
+        message = self.error("chat.history", {"sessionKey": "main", "limit": huge})
+        self.assertIn("limit", message)
+        self.assertIn("timeoutMs", self.error("agent.wait", {"runId": "r", "timeoutMs": huge}))
+
+
 class NoStoreTests(MethodTestCase):
     with_store = False
 

@@ -9,7 +9,6 @@ property test checks.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -213,12 +212,9 @@ def _token_cap(body: Mapping[str, Any], name: str) -> int | None:
     value = body.get(name)
     if value is None:
         return None
-    if (
-        _is_number(value)
-        and math.isfinite(value)
-        and float(value).is_integer()
-        and 1 <= value <= MAX_SAFE_INTEGER
-    ):
+    # The range first: comparing an int is exact, while float() of a
+    # 400-digit integer raises OverflowError.
+    if _is_number(value) and 1 <= value <= MAX_SAFE_INTEGER and float(value).is_integer():
         return int(value)
     raise ChatRequestError(f"{name} must be a positive safe integer", param=name)
 
@@ -273,12 +269,14 @@ def _sampling(body: Mapping[str, Any]) -> dict[str, Any]:
         value = body.get(name)
         if value is None:
             continue
-        if not (math.isfinite(value) and low <= value <= high):
+        # NaN fails both comparisons; an int is compared exactly (no float()).
+        if not low <= value <= high:
             raise ChatRequestError(message, param=name)
         values[name] = float(value)
     seed = body.get("seed")
     if seed is not None:
-        if not (math.isfinite(seed) and float(seed).is_integer()):
+        # A 64-bit signed integer, as OpenAI takes it.
+        if not (-(2**63) <= seed < 2**63 and float(seed).is_integer()):
             raise ChatRequestError("`seed` must be an integer.", param="seed")
         values["seed"] = int(seed)
     return values

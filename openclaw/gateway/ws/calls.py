@@ -147,12 +147,14 @@ def optional_number(
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise invalid_params(method, f"property '{name}' must be a number")
-    if integer and not float(value).is_integer():
-        raise invalid_params(method, f"property '{name}' must be an integer")
+    # The range first: an int compares exactly, while float() of a 400-digit
+    # integer raises OverflowError.
     if not minimum <= value <= maximum:
         raise invalid_params(
             method, f"property '{name}' must be between {minimum:g} and {maximum:g}"
         )
+    if integer and not float(value).is_integer():
+        raise invalid_params(method, f"property '{name}' must be an integer")
     return float(value)
 
 
