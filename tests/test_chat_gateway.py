@@ -54,6 +54,8 @@ class GatewayChatTests(SynchronousTestCase):
         self.assertEqual(response.status, 200)
         self.assertTrue(response.headers["x-request-id"].startswith("req_"))
         self.assertEqual(response.headers["x-content-type-options"], "nosniff")
+        # A conversation is never kept by a shared or browser cache.
+        self.assertEqual(response.headers["cache-control"], "no-store")
         self.assertIn(b'"content":"hello"', response.body)
 
     def test_errors_have_request_id(self) -> None:

@@ -21,6 +21,9 @@ JSON_CONTENT_TYPE = b"application/json; charset=utf-8"
 SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
+    # Answers carry conversations: no shared or browser cache keeps them. The
+    # Control UI's assets set their own caching over this.
+    (b"cache-control", b"no-store"),
 )
 #: Reason phrases for the statuses the gateway answers (Twisted lacks 429, 431).
 REASON_PHRASES: Final = {
