@@ -14,12 +14,13 @@ from twisted.trial.unittest import SynchronousTestCase
 from openclaw.agents.types import (
     AgentRequest,
     FailureKind,
+    LifecycleEvent,
     ProviderError,
     RunTimeoutError,
     ToolEvent,
 )
 from openclaw.config.model import MetricsConfig
-from openclaw.core.metrics import Metrics, method_label
+from openclaw.core.metrics import MAX_MODEL_LABELS, Metrics, method_label
 from openclaw.gateway.http.metrics_endpoint import scrape_site
 from openclaw.gateway.observability import RunMetrics, route_template
 from openclaw.testing import FakeRun
@@ -217,6 +218,39 @@ class RunMetricsTests(SynchronousTestCase):
 
     def value(self, metrics: Metrics, name: str, **labels: str) -> float | None:
         return metrics.registry.get_sample_value(name, labels)
+
+    def test_model_labels_are_bounded(self) -> None:
+        """Model names come from clients too (per-request overrides, the demo
+        provider's any-name models): past MAX_MODEL_LABELS distinct values the
+        label is "other", so /metrics cannot be grown without bound."""
+        metrics = Metrics(process=False)
+        clock = MemoryReactorClock()
+        watcher = RunMetrics(metrics, clock)
+        for n in range(MAX_MODEL_LABELS + 20):
+            run = FakeRun(
+                AgentRequest(
+                    run_id=f"r{n}", agent_id="main", session_key="agent:main:main", message="x"
+                ),
+                clock,
+            )
+            watcher.run_started(run)
+            run.start()
+            run.emit(
+                LifecycleEvent(run_id=f"r{n}", phase="end", ts=0, provider="demo", model=f"m{n}")
+            )
+            run.finish("done")
+        models = {
+            sample.labels["model"]
+            for family in metrics.registry.collect()
+            if family.name == "openclaw_runs"
+            for sample in family.samples
+        }
+        self.assertEqual(len(models), MAX_MODEL_LABELS + 1)
+        self.assertIn("other", models)
+        self.assertEqual(
+            self.value(metrics, "openclaw_runs_total", agent="main", model="other", outcome="ok"),
+            20.0,
+        )
 
     def test_queue_depth_then_active_then_done(self) -> None:
         """A run counts as queued until its lifecycle start (lane wait measured

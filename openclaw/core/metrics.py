@@ -39,6 +39,11 @@ SHORT_BUCKETS: Final = (
 
 #: A label value for "not known" (a run that failed before choosing a model).
 UNKNOWN: Final = "unknown"
+#: At most this many distinct model (and provider) label values; later ones
+#: count as ``other``. Per-request model overrides come from clients, and the
+#: demo provider takes any model name: unbounded labels would grow /metrics.
+MAX_MODEL_LABELS: Final = 100
+OTHER: Final = "other"
 
 
 def method_label(method: str) -> str:
@@ -48,6 +53,17 @@ def method_label(method: str) -> str:
 
 class Metrics:
     """Every metric the gateway exports, in a registry of its own."""
+
+    def bounded(self, label: str, value: str) -> str:
+        """``value`` for the label named ``label`` (``model``, ``provider``), or
+        ``other`` once :data:`MAX_MODEL_LABELS` distinct values were seen for it."""
+        seen = self._label_values.setdefault(label, set())
+        if value in seen:
+            return value
+        if len(seen) >= MAX_MODEL_LABELS:
+            return OTHER
+        seen.add(value)
+        return value
 
     def __init__(self, *, process: bool = True, namespace: str = "openclaw") -> None:
         """
@@ -61,6 +77,7 @@ class Metrics:
         from prometheus_client.platform_collector import PlatformCollector
         from prometheus_client.process_collector import ProcessCollector
 
+        self._label_values: dict[str, set[str]] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         ns = namespace

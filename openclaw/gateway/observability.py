@@ -375,7 +375,11 @@ class _RunWatch:
         model = self._model_label()
         metrics.runs.labels(self._agent, model, "ok").inc()
         usage = result.usage
-        labels = (self._agent, self._provider, self._model)
+        provider, model = (
+            metrics.bounded("provider", self._provider),
+            metrics.bounded("model_id", self._model),
+        )
+        labels = (self._agent, provider, model)
         if usage.input:
             metrics.tokens.labels(*labels, "input").inc(usage.input)
         if usage.output:
@@ -398,7 +402,7 @@ class _RunWatch:
     def _model_label(self) -> str:
         if self._model == UNKNOWN:
             return UNKNOWN
-        return f"{self._provider}/{self._model}"
+        return self._metrics.bounded("model", f"{self._provider}/{self._model}")
 
 
 __all__ = ["RequestObserver", "RunMetrics", "route_template"]
