@@ -89,6 +89,19 @@ class CorsPolicy:
             return False
         return "*" in self.allowed_origins or key in self.allowed_origins
 
+    def headers_for(self, raw_origin: bytes | None) -> list[tuple[bytes, bytes]]:
+        """The CORS headers of an ordinary (not preflight) answer to ``raw_origin``,
+        for answers written straight to the transport (a refusal before dispatch)."""
+        if not self.enabled:
+            return []
+        headers = [(b"vary", b"Origin")]
+        if raw_origin is not None and self.allows(raw_origin.decode("latin-1")):
+            headers += [
+                (b"access-control-allow-origin", raw_origin.strip()),
+                (b"access-control-expose-headers", EXPOSED_HEADERS),
+            ]
+        return headers
+
     def apply(self, request: IRequest) -> bool:
         """Stamp the CORS headers on ``request``'s response; True when the
         request was a preflight that has now been answered (204)."""

@@ -361,6 +361,8 @@ class GatewayRequest(Request):
         site = self._site()
         if decision is None and status == 413 and site is not None and site.body_auth is not None:
             decision = site.body_auth(self)
+        # Browser code from an allowed origin can read the refusal too.
+        cors = site.cors.headers_for(self.getHeader(b"origin")) if site is not None else []
         if decision is not None:
             if decision.reason == "rate_limited":
                 retry = str(decision.retry_after_seconds).encode("ascii")
@@ -369,15 +371,20 @@ class GatewayRequest(Request):
                     RATE_LIMITED_MESSAGE,
                     request_id=request_id,
                     error_type="rate_limited",
-                    extra_headers=[(b"retry-after", retry)],
+                    extra_headers=[(b"retry-after", retry), *cors],
                 )
                 return 429, RATE_LIMITED_MESSAGE, answer
             if not decision.ok:
                 answer = raw_error_response(
-                    401, "Unauthorized", request_id=request_id, error_type="unauthorized"
+                    401,
+                    "Unauthorized",
+                    request_id=request_id,
+                    error_type="unauthorized",
+                    extra_headers=cors,
                 )
                 return 401, "Unauthorized", answer
-        return status, message, raw_error_response(status, message, request_id=request_id)
+        answer = raw_error_response(status, message, request_id=request_id, extra_headers=cors)
+        return status, message, answer
 
     def _reject(self, status: int, message: str, decision: AuthDecision | None = None) -> None:
         """Answer before dispatch, straight on the transport, and close."""
