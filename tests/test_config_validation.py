@@ -413,6 +413,24 @@ class ProviderValidationTests(SynchronousTestCase):
         self.assertEqual(openai.models, (ModelEntry("gpt-4o", "GPT-4o", 128000, 4096),))
         self.assertEqual((providers["demo"].api, providers["demo"].base_url), ("demo", None))
 
+    def test_model_compat_max_tokens_field(self) -> None:
+        """compat.maxTokensField is read; the other compat keys OpenClaw knows are
+        ignored with a warning; a wrong value is a problem naming the key."""
+        loaded = parse(
+            """{models: {providers: {vllm: {api: "openai-completions", baseUrl: "http://h/v1",
+                models: [{id: "m", compat: {maxTokensField: "max_completion_tokens",
+                                            supportsStore: false}}]}}}}"""
+        )
+        (entry,) = loaded.config.models.providers["vllm"].models
+        self.assertEqual(entry.max_tokens_field, "max_completion_tokens")
+        self.assertTrue(any("supportsStore" in w for w in loaded.warnings), loaded.warnings)
+        (line,) = problems_of(
+            self,
+            """{models: {providers: {v: {api: "openai-completions", baseUrl: "http://h/v1",
+                models: [{id: "m", compat: {maxTokensField: "max_output"}}]}}}}""",
+        )
+        self.assertIn("models.providers.v.models[0].compat.maxTokensField", line)
+
     def test_unsupported_api_lists_supported(self) -> None:
         """OpenClaw's other api names are errors listing what is supported."""
         (line,) = problems_of(

@@ -31,7 +31,7 @@ from openclaw.agents.types import (
     ToolCall,
     Usage,
 )
-from openclaw.config.model import ProviderConfig
+from openclaw.config.model import ModelEntry, ProviderConfig
 from openclaw.testing import (
     FakeOpenAIUpstream,
     FakeReply,
@@ -221,6 +221,31 @@ class StreamingTests(SynchronousTestCase):
         self.assertEqual(results, [StreamOutcome("stop", sink.usages[-1])])
         self.assertEqual(h.fake.finished, 1)
         self.assertEqual(h.clock.getDelayedCalls(), [], "no timer left behind")
+
+    def test_output_cap_field_follows_the_api(self) -> None:
+        """OpenAI's own API gets max_completion_tokens (its reasoning models
+        refuse max_tokens), other servers max_tokens, and a model's
+        compat.maxTokensField decides when set."""
+        capped = ModelCall(
+            model="o4-mini",
+            messages=(ModelMessage(role="user", content="hi"),),
+            stream_params=StreamParams(max_tokens=64),
+        )
+        openai = Harness(overrides={"base_url": "https://api.openai.com/v1"})
+        openai.run(capped)
+        self.assertEqual(openai.fake.requests[0].body["max_completion_tokens"], 64)
+        self.assertNotIn("max_tokens", openai.fake.requests[0].body)
+        other = Harness()
+        other.run(capped)
+        self.assertEqual(other.fake.requests[0].body["max_tokens"], 64)
+        pinned = Harness(
+            overrides={
+                "base_url": "https://api.openai.com/v1",
+                "models": (ModelEntry(id="o4-mini", max_tokens_field="max_tokens"),),
+            }
+        )
+        pinned.run(capped)
+        self.assertEqual(pinned.fake.requests[0].body["max_tokens"], 64)
 
     def test_usage_with_cached_tokens(self) -> None:
         """prompt_tokens minus cached tokens is input; cached tokens are cache_read."""

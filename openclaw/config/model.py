@@ -214,6 +214,9 @@ class ModelEntry:
     name: str | None = None
     context_window: int | None = None
     max_tokens: int | None = None
+    #: ``compat.maxTokensField``: the request field for the output cap (None:
+    #: ``max_completion_tokens`` for OpenAI's own API, else ``max_tokens``).
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] | None = None
 
 
 @frozen

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
 from openclaw.config.model import ModelEntry, ModelsConfig, ProviderApi, ProviderConfig
@@ -25,9 +25,28 @@ _PROVIDER = _section(
     ["auth", "authHeader", "injectNumCtxForOpenAICompat", "compat", "request"],
 )
 _MODEL_ENTRY = _section(
-    ["id", "name", "contextWindow", "maxTokens"],
-    ["api", "reasoning", "input", "cost", "compat", "headers", "contextTokens", "params"],
+    ["id", "name", "contextWindow", "maxTokens", "compat"],
+    ["api", "reasoning", "input", "cost", "headers", "contextTokens", "params"],
 )
+#: A model's ``compat`` block: the one capability this gateway's requests vary by.
+_MODEL_COMPAT = _section(
+    ["maxTokensField"],
+    [
+        "supportsStore", "supportsPromptCacheKey", "supportsDeveloperRole",
+        "supportsReasoningEffort", "supportsTemperature", "supportsUsageInStreaming",
+        "supportsInstructions", "supportsTools", "supportsStrictMode", "requiresStringContent",
+        "strictMessageKeys", "visibleReasoningDetailTypes", "supportedReasoningEfforts",
+        "reasoningEffortMap", "thinkingFormat", "requiresToolResultName",
+        "requiresAssistantAfterToolResult", "requiresThinkingAsText",
+        "requiresReasoningContentOnAssistantMessages", "toolSchemaProfile",
+        "unsupportedToolSchemaKeywords", "toolCallArgumentsEncoding",
+        "requiresOpenAiAnthropicToolPayload",
+    ],
+)  # fmt: skip
+_MAX_TOKENS_FIELDS: Final = {
+    "max_tokens": "max_tokens",
+    "max_completion_tokens": "max_completion_tokens",
+}
 
 
 def _build_models(r: _Reader, value: Any) -> ModelsConfig:
@@ -129,6 +148,19 @@ def _read_model_entries(r: _Reader, p: Mapping[str, Any], path: str) -> tuple[Mo
                 name=r.string(e, "name", item_path),
                 context_window=r.optional_integer(e, "contextWindow", item_path),
                 max_tokens=r.optional_integer(e, "maxTokens", item_path),
+                max_tokens_field=_max_tokens_field(r, e.get("compat"), f"{item_path}.compat"),
             )
         )
     return tuple(entries)
+
+
+def _max_tokens_field(
+    r: _Reader, value: Any, path: str
+) -> Literal["max_tokens", "max_completion_tokens"] | None:
+    if value is None:
+        return None
+    compat = r.section(value, path, _MODEL_COMPAT)
+    field: Literal["max_tokens", "max_completion_tokens"] | None = r.choice(
+        compat, "maxTokensField", path, _MAX_TOKENS_FIELDS
+    )
+    return field

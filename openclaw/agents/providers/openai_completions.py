@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.iweb import IAgent
@@ -80,8 +81,9 @@ def _message(message: ModelMessage) -> dict[str, Any]:
     return {"role": "user", "content": parts}
 
 
-def request_body(call: ModelCall) -> dict[str, Any]:
-    """The JSON body for one streamed call (stream params only when set)."""
+def request_body(call: ModelCall, max_tokens_field: str = "max_tokens") -> dict[str, Any]:
+    """The JSON body for one streamed call (stream params only when set);
+    the output cap goes in ``max_tokens_field``."""
     messages: list[dict[str, Any]] = []
     if call.system_prompt:
         messages.append({"role": "system", "content": call.system_prompt})
@@ -116,7 +118,7 @@ def request_body(call: ModelCall) -> dict[str, Any]:
         ):
             value = getattr(params, key)
             if value is not None:
-                body[key] = value
+                body[max_tokens_field if key == "max_tokens" else key] = value
         if params.stop is not None:
             body["stop"] = list(params.stop)
         if params.response_format is not None:
@@ -276,7 +278,17 @@ class OpenAICompletionsProvider(StreamingHTTPProvider):
 
     def request_body(self, call: ModelCall) -> dict[str, Any]:
         """The JSON request for ``call``."""
-        return request_body(call)
+        return request_body(call, self._max_tokens_field(call.model))
+
+    def _max_tokens_field(self, model: str) -> str:
+        """``compat.maxTokensField`` of the model's entry; by default OpenAI's
+        own API gets ``max_completion_tokens`` (its reasoning models refuse
+        ``max_tokens``), other servers ``max_tokens``, as OpenClaw sends them."""
+        for entry in self._config.models:
+            if entry.id == model and entry.max_tokens_field is not None:
+                return entry.max_tokens_field
+        host = urlsplit(self._config.base_url or DEFAULT_BASE_URL).hostname or ""
+        return "max_completion_tokens" if host == "api.openai.com" else "max_tokens"
 
     def decoder(self, sink: StreamSink, secrets: tuple[str, ...]) -> _ChunkDecoder:
         """A decoder feeding ``sink``."""
