@@ -323,7 +323,10 @@ class RoutingTests(EndpointTestCase):
         status, body, _ = self.reply(
             h, {"input": "x", "tools": [{"type": "function", "name": "exec"}]}
         )
-        self.assertEqual((status, body["error"]["message"]), (400, "invalid tool configuration"))
+        self.assertEqual(
+            (status, body["error"]["message"], body["error"]["param"]),
+            (400, "invalid tool configuration", "tools"),
+        )
 
     def test_auth_and_disabled(self) -> None:
         """No token: 401 in OpenAI's shape; endpoint off: plain-text 404."""

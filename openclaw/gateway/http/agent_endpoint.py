@@ -190,7 +190,7 @@ class AgentEndpoint:
         except ClientToolConflictError as e:
             # OpenClaw's answer; the clashing names are only logged.
             log.info("run {run_id} refused: {error}", run_id=run_id, error=str(e))
-            raise ChatRequestError("invalid tool configuration") from None
+            raise ChatRequestError("invalid tool configuration", param="tools") from None
         except SharedStateUnavailableError:
             return write_error(request, STATE_UNAVAILABLE_ERROR, run_started=False)
         except RunQueueFullError as full:
