@@ -9,13 +9,14 @@ right secret until the lockout ends.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import ipaddress
 import math
 from collections import OrderedDict, deque
 from collections.abc import Sequence
-from typing import Literal
+from typing import Final, Literal
 
 from attrs import frozen
 from twisted.internet.address import IPv4Address, IPv6Address
@@ -73,6 +74,10 @@ def is_loopback(address: str) -> bool:
         return True
     ip = parse_address(address)
     return ip is not None and ip.is_loopback
+
+
+#: Where a request keeps its authentication decision (see ``check_request``).
+_DECISION_ATTRIBUTE: Final = "_openclaw_auth_decision"
 
 
 @frozen
@@ -298,11 +303,21 @@ class GatewayAuth:
         return AuthDecision(False, "mismatch")
 
     def check_request(self, request: IRequest) -> AuthDecision:
-        """HTTP: the Bearer credential is offered as both token and password."""
+        """HTTP: the Bearer credential is offered as both token and password.
+
+        Decided once per request: a request with a body is checked from its
+        headers (before the body is read), and the endpoint's own check gets
+        the same answer without a second comparison or failed-attempt count.
+        """
+        cached = getattr(request, _DECISION_ATTRIBUTE, None)
+        if isinstance(cached, AuthDecision):
+            return cached
         credential = parse_bearer(request.getHeader(b"authorization"))
         decision = self.check(
             token=credential, password=credential, client_address=self.client_address(request)
         )
+        with contextlib.suppress(AttributeError):  # a request that takes no attributes
+            setattr(request, _DECISION_ATTRIBUTE, decision)
         if decision.ok:
             # Its connection keeps the normal keep-alive timeout (hygiene).
             mark_authenticated(request)
