@@ -254,6 +254,25 @@ class MixedToolsTests(LoopCase):
         self.assertEqual(sent[2].tool_call_id, "c1")
 
 
+class CutOffStepTests(LoopCase):
+    def test_a_step_cut_off_by_the_output_cap_runs_no_tool(self) -> None:
+        """A step that ended for length may hold a half-written tool call: no
+        tool runs, none is returned to the client, the turn ends "length"."""
+        self.provider.add(
+            Reply(
+                chunks=("Writing it",),
+                tool_calls=(call("write", "c1", path="w.txt", content="x"),),
+                stop_reason="length",
+            )
+        )
+        run, events = self.start(client_tools=(ClientTool(name="weather"),))
+        run_due(self.clock)
+        result = self.successResultOf(run.result)
+        self.assertEqual((result.stop_reason, result.pending_tool_calls), ("length", ()))
+        self.assertFalse((self.workspace / "w.txt").exists())
+        self.assertEqual(tool_events(events), [])
+
+
 class LoopingModelTests(LoopCase):
     def test_step_limit_ends_a_model_that_never_answers(self) -> None:
         """A model that calls tools forever is stopped at the step limit with

@@ -27,7 +27,7 @@ from openclaw.agents.types import (
     ToolCall,
     Usage,
 )
-from openclaw.config.model import ProviderConfig
+from openclaw.config.model import ModelEntry, ProviderConfig
 from openclaw.testing import (
     FakeAnthropicUpstream,
     FakeReply,
@@ -261,7 +261,6 @@ class AnthropicStreamingTests(SynchronousTestCase):
                     {"name": "bare", "input_schema": {"type": "object", "properties": {}}},
                 ],
                 "temperature": 0.5,
-                "top_p": 0.8,
                 "stop_sequences": ["END"],
             },
         )
@@ -273,6 +272,53 @@ class AnthropicStreamingTests(SynchronousTestCase):
             ModelCall(model="m", messages=HELLO.messages, stream_params=StreamParams(max_tokens=9))
         )
         self.assertEqual(h.fake.requests[0].body["max_tokens"], 9)
+
+    def test_anthropic_request_rules(self) -> None:
+        """What Anthropic refuses is not sent: whitespace-only text blocks,
+        temperature outside [0, 1] or with top_p, whitespace stop sequences, and
+        a tool schema without type "object"; a failed tool's result says
+        is_error; the model's maxTokens is the default and the client's cap is
+        kept within it."""
+        model = ModelEntry(id="claude-x", max_tokens=8192)
+        h = Harness(overrides={"models": (model,)})
+        call = ModelCall(
+            model="claude-x",
+            messages=(
+                ModelMessage(role="user", content="read it"),
+                ModelMessage(
+                    role="assistant",
+                    content=" \n",
+                    tool_calls=(ToolCall(id="t1", name="read", arguments='{"path":"x"}'),),
+                ),
+                ModelMessage(role="tool", content="no such file", tool_call_id="t1", is_error=True),
+            ),
+            tools=(
+                ClientTool(name="empty", parameters={}),
+                ClientTool(name="props", parameters={"properties": {"a": {"type": "string"}}}),
+            ),
+            stream_params=StreamParams(temperature=1.5, top_p=0.5, stop=("\n", "END")),
+        )
+        h.run(call)
+        body = h.fake.requests[0].body
+        self.assertEqual(body["max_tokens"], 8192)
+        assistant = body["messages"][1]["content"]
+        self.assertEqual([b["type"] for b in assistant], ["tool_use"])
+        self.assertEqual(body["messages"][2]["content"][0]["is_error"], True)
+        self.assertEqual((body["temperature"], "top_p" in body), (1.0, False))
+        self.assertEqual(body["stop_sequences"], ["END"])
+        self.assertEqual(
+            [t["input_schema"] for t in body["tools"]],
+            [{"type": "object"}, {"type": "object", "properties": {"a": {"type": "string"}}}],
+        )
+        capped = Harness(overrides={"models": (model,)})
+        capped.run(
+            ModelCall(
+                model="claude-x",
+                messages=HELLO.messages,
+                stream_params=StreamParams(max_tokens=100_000),
+            )
+        )
+        self.assertEqual(capped.fake.requests[0].body["max_tokens"], 8192)
 
     def test_base_url_ending_in_v1(self) -> None:
         """A baseUrl that already ends in /v1 is not doubled."""

@@ -260,3 +260,23 @@ class LoopbackTests(TestCase):
         sink = RecordingSink()
         outcome = yield provider.stream(HELLO, sink).done
         self.assertEqual((sink.text, outcome.stop_reason), ("hey you", "stop"))
+
+    @inlineCallbacks
+    def test_configured_headers_replace_defaults_whatever_their_case(self) -> Any:
+        """headers: {"Anthropic-Version": ..., "X-Api-Key": ...} replace the
+        provider's defaults on the wire, whatever their case (both used to be
+        sent, the default first)."""
+        fake = FakeAnthropicUpstream(self.reactor, FakeReply(text="ok"), api_key="other-key")
+        config = ProviderConfig(
+            id="a",
+            api="anthropic-messages",
+            base_url=self.serve(fake),
+            api_key="ak-123",
+            headers={"Anthropic-Version": "2099-01-01", "X-Api-Key": "other-key"},
+        )
+        provider = build_provider(config, self.reactor, self.pool)
+        sink = RecordingSink()
+        yield provider.stream(HELLO, sink).done
+        headers = fake.requests[0].headers
+        self.assertEqual(headers["anthropic-version"], "2099-01-01")
+        self.assertEqual(headers["x-api-key"], "other-key")

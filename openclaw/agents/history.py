@@ -147,7 +147,10 @@ def _convert(
             return None
         answered.add(call_id)
         return ModelMessage(
-            role="tool", content=_text_of(message.get("content")), tool_call_id=call_id
+            role="tool",
+            content=_text_of(message.get("content")),
+            tool_call_id=call_id,
+            is_error=message.get("isError") is True,
         )
     return None
 

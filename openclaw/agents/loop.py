@@ -370,7 +370,9 @@ class TurnLoop:
         self._step = None
         self._usage = add_usage(self._usage, outcome.usage)
         calls = outcome.tool_calls
-        if not calls:
+        if not calls or outcome.stop_reason == "length":
+            # Cut off by the output cap: a tool call in this step may be half
+            # written (its arguments truncated JSON); none is run or returned.
             self._finish(TurnOutcome(outcome.stop_reason, outcome.text, self._usage))
             return
         client = tuple(c for c in calls if c.name in self._client_names)
@@ -433,7 +435,12 @@ class TurnLoop:
         )
         for result in done.results:
             self._turn.append(
-                ModelMessage(role="tool", content=result.content, tool_call_id=result.call.id)
+                ModelMessage(
+                    role="tool",
+                    content=result.content,
+                    tool_call_id=result.call.id,
+                    is_error=result.is_error,
+                )
             )
         self._next_step()
 

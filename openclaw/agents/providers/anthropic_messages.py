@@ -56,13 +56,14 @@ def messages_url(base_url: str | None) -> str:
 
 def _blocks(message: ModelMessage) -> list[dict[str, Any]]:
     if message.role == "tool":
-        return [
-            {
-                "type": "tool_result",
-                "tool_use_id": message.tool_call_id or "",
-                "content": message.content,
-            }
-        ]
+        result: dict[str, Any] = {
+            "type": "tool_result",
+            "tool_use_id": message.tool_call_id or "",
+            "content": message.content,
+        }
+        if message.is_error:
+            result["is_error"] = True
+        return [result]
     blocks: list[dict[str, Any]] = [
         {
             "type": "image",
@@ -70,7 +71,9 @@ def _blocks(message: ModelMessage) -> list[dict[str, Any]]:
         }
         for image in message.images
     ]
-    if message.content:
+    if message.content.strip():
+        # Anthropic refuses a text block of whitespace only (400), and a stored
+        # one would break every later turn of the session.
         blocks.append({"type": "text", "text": message.content})
     for call in message.tool_calls:
         try:
@@ -104,12 +107,14 @@ def _messages(messages: tuple[ModelMessage, ...]) -> list[dict[str, Any]]:
     return out
 
 
-def request_body(call: ModelCall) -> dict[str, Any]:
-    """The JSON body for one streamed Messages call."""
+def request_body(call: ModelCall, model_max_tokens: int | None = None) -> dict[str, Any]:
+    """The JSON body for one streamed Messages call. ``max_tokens`` is the
+    client's cap, within the model's ``maxTokens`` when it has one; else the
+    model's ``maxTokens``, else :data:`DEFAULT_MAX_TOKENS`."""
     params = call.stream_params
-    max_tokens = DEFAULT_MAX_TOKENS
+    max_tokens = model_max_tokens or DEFAULT_MAX_TOKENS
     if params is not None and params.max_tokens is not None:
-        max_tokens = params.max_tokens
+        max_tokens = min(params.max_tokens, model_max_tokens or params.max_tokens)
     body: dict[str, Any] = {
         "model": call.model,
         "max_tokens": max_tokens,
@@ -123,20 +128,31 @@ def request_body(call: ModelCall) -> dict[str, Any]:
             {
                 "name": tool.name,
                 **({"description": tool.description} if tool.description else {}),
-                "input_schema": schema_copy(tool.parameters)
-                if tool.parameters is not None
-                else {"type": "object", "properties": {}},
+                "input_schema": _input_schema(tool.parameters),
             }
             for tool in call.tools
         ]
     if params is not None:
+        # Anthropic takes temperature in [0, 1] and, on current models, not
+        # together with top_p (OpenClaw forwards temperature alone).
         if params.temperature is not None:
-            body["temperature"] = params.temperature
-        if params.top_p is not None:
+            body["temperature"] = min(max(params.temperature, 0.0), 1.0)
+        elif params.top_p is not None:
             body["top_p"] = params.top_p
-        if params.stop is not None:
-            body["stop_sequences"] = list(params.stop)
+        stops = [s for s in params.stop or () if s.strip()]  # whitespace-only is refused
+        if stops:
+            body["stop_sequences"] = stops
     return body
+
+
+def _input_schema(parameters: Any) -> Any:
+    """A tool's ``input_schema``: Anthropic requires ``type: "object"``."""
+    if parameters is None:
+        return {"type": "object", "properties": {}}
+    schema = schema_copy(parameters)
+    if isinstance(schema, dict) and "type" not in schema:
+        return {"type": "object", **schema}
+    return schema
 
 
 @define
@@ -337,7 +353,8 @@ class AnthropicMessagesProvider(StreamingHTTPProvider):
 
     def request_body(self, call: ModelCall) -> dict[str, Any]:
         """The JSON request for ``call``."""
-        return request_body(call)
+        cap = next((m.max_tokens for m in self._config.models if m.id == call.model), None)
+        return request_body(call, cap)
 
     def decoder(self, sink: StreamSink, secrets: tuple[str, ...]) -> _EventDecoder:
         """A decoder feeding ``sink``."""

@@ -28,6 +28,8 @@ class ModelMessage:
     tool_calls: tuple[ToolCall, ...] = ()
     #: For ``tool`` messages: the call this result answers.
     tool_call_id: str | None = None
+    #: For ``tool`` messages: the tool failed (Anthropic's ``is_error``).
+    is_error: bool = False
 
 
 @frozen

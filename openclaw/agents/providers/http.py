@@ -540,9 +540,14 @@ class StreamingHTTPProvider:
         self._config = config
         self._client = client
         self._clock = clock
-        headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
-        headers.update(api_headers)
-        headers.update(config.headers)
+        # Header names are case-insensitive: a configured "Anthropic-Version" or
+        # "X-Api-Key" replaces the default instead of being sent beside it.
+        merged: dict[str, tuple[str, str]] = {}
+        defaults = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+        for source in (defaults, api_headers, config.headers):
+            for name, value in source.items():
+                merged[name.lower()] = (name, value)
+        headers = dict(merged.values())
         self._secrets = config_secrets(config.api_key, config.headers)
         self._target: Target | None = None
         self._bad_target: ValueError | None = None
