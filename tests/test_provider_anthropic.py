@@ -320,6 +320,21 @@ class AnthropicStreamingTests(SynchronousTestCase):
         )
         self.assertEqual(capped.fake.requests[0].body["max_tokens"], 8192)
 
+    def test_prompt_caching_on_anthropics_own_api(self) -> None:
+        """On api.anthropic.com the system prompt is one text block with a cache
+        breakpoint (tools and prompt are cached across steps); a compatible
+        server gets the plain string."""
+        call = ModelCall(model="m", system_prompt="Be brief.", messages=HELLO.messages)
+        native = Harness(overrides={"base_url": "https://api.anthropic.com"})
+        native.run(call)
+        self.assertEqual(
+            native.fake.requests[0].body["system"],
+            [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
+        )
+        other = Harness()
+        other.run(call)
+        self.assertEqual(other.fake.requests[0].body["system"], "Be brief.")
+
     def test_base_url_ending_in_v1(self) -> None:
         """A baseUrl that already ends in /v1 is not doubled."""
         h = Harness(overrides={"base_url": "http://upstream.test/v1/"})

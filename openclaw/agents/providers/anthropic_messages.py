@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from attrs import define
 from twisted.internet.interfaces import IReactorTime
@@ -107,7 +108,9 @@ def _messages(messages: tuple[ModelMessage, ...]) -> list[dict[str, Any]]:
     return out
 
 
-def request_body(call: ModelCall, model_max_tokens: int | None = None) -> dict[str, Any]:
+def request_body(
+    call: ModelCall, model_max_tokens: int | None = None, *, cache_prompt: bool = False
+) -> dict[str, Any]:
     """The JSON body for one streamed Messages call. ``max_tokens`` is the
     client's cap, within the model's ``maxTokens`` when it has one; else the
     model's ``maxTokens``, else :data:`DEFAULT_MAX_TOKENS`."""
@@ -121,7 +124,14 @@ def request_body(call: ModelCall, model_max_tokens: int | None = None) -> dict[s
         "messages": _messages(call.messages),
         "stream": True,
     }
-    if call.system_prompt:
+    if call.system_prompt and cache_prompt:
+        # One cache breakpoint at the end of the system prompt: Anthropic then
+        # caches the tool schemas and the prompt (they come first) for the
+        # next steps and turns, as OpenClaw's default short retention does.
+        body["system"] = [
+            {"type": "text", "text": call.system_prompt, "cache_control": {"type": "ephemeral"}}
+        ]
+    elif call.system_prompt:
         body["system"] = call.system_prompt
     if call.tools:
         body["tools"] = [
@@ -350,11 +360,14 @@ class AnthropicMessagesProvider(StreamingHTTPProvider):
             url=messages_url(config.base_url),
             api_headers=api_headers,
         )
+        #: Anthropic's own API: prompt caching is asked for (compatible servers
+        #: may not know ``cache_control``).
+        self._native = urlsplit(messages_url(config.base_url)).hostname == "api.anthropic.com"
 
     def request_body(self, call: ModelCall) -> dict[str, Any]:
         """The JSON request for ``call``."""
         cap = next((m.max_tokens for m in self._config.models if m.id == call.model), None)
-        return request_body(call, cap)
+        return request_body(call, cap, cache_prompt=self._native)
 
     def decoder(self, sink: StreamSink, secrets: tuple[str, ...]) -> _EventDecoder:
         """A decoder feeding ``sink``."""
