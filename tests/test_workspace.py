@@ -141,6 +141,11 @@ class BootstrapTests(SynchronousTestCase):
         self.assertEqual(files["IDENTITY.md"].content, "who I am")
         self.assertNotIn("USER.md", files)
         self.assertNotIn("SECRET-OUTSIDE", "".join(f.content for f in files.values()))
+        (self.ws / "MEMORY.md").write_bytes(b"\x7fELF\x00\x00binary")
+        (memory,) = [
+            f for f in load_bootstrap_files(self.ws, main_session=True) if f.name == "MEMORY.md"
+        ]
+        self.assertEqual(memory.content, "[not read: binary file]")
 
     def test_memory_only_in_main_session(self) -> None:
         """MEMORY.md is injected in the main session only."""

@@ -203,6 +203,8 @@ def _read_capped(path: Path, workspace: Path) -> str | None:
         return f"[unreadable: {exc.strerror or exc}]"
     finally:
         os.close(fd)
+    if b"\x00" in data[:8192]:
+        return "[not read: binary file]"  # NULs have no place in a system prompt
     return data.decode("utf-8", errors="replace")
 
 
