@@ -3,7 +3,10 @@ listener stays open for gateway.drainSeconds; running streams finish."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
+from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from openclaw.service import GatewayService
@@ -111,6 +114,24 @@ class WebSocketGraceTests(SynchronousTestCase):
         client, _ = connector.connect(token=TEST_TOKEN)
         return client
 
+    def assert_answered_then_closed(
+        self,
+        h: GatewayHarness,
+        client: WsClient,
+        frames: list[Any],
+        final: dict[str, Any],
+        stopping: Deferred[None],
+    ) -> None:
+        """The run's ``final`` came before ``shutdown``, then close 1012; once
+        the client hangs up, the service has stopped."""
+        texts = [f.json for f in frames if f.opcode == 1]
+        shutdown = next(i for i, f in enumerate(texts) if f.get("event") == "shutdown")
+        self.assertLess(texts.index(final), shutdown)
+        self.assertEqual([f.close_code for f in frames if f.opcode == 8], [1012])
+        client.lose()
+        h.run_due()
+        self.successResultOf(stopping)
+
     def test_a_run_that_ends_within_the_grace_answers_before_the_close(self) -> None:
         """SIGTERM while a WebSocket ``agent`` run streams: the run finishes, its
         final ``res`` says ok, a new run is refused meanwhile (UNAVAILABLE,
@@ -139,12 +160,7 @@ class WebSocketGraceTests(SynchronousTestCase):
             if f.get("type") == "res" and f.get("payload", {}).get("status") == "ok"
         )
         self.assertEqual(final["payload"]["result"]["payloads"][0]["text"], "one two three")
-        shutdown = next(i for i, f in enumerate(texts) if f.get("event") == "shutdown")
-        self.assertLess(texts.index(final), shutdown)
-        self.assertEqual([f.close_code for f in frames if f.opcode == 8], [1012])
-        client.lose()
-        h.run_due()
-        self.successResultOf(stopping)
+        self.assert_answered_then_closed(h, client, frames, final, stopping)
 
     def test_a_run_past_the_grace_is_aborted_and_told_so(self) -> None:
         """A run still going when the grace ends is aborted; its client gets the
@@ -167,9 +183,4 @@ class WebSocketGraceTests(SynchronousTestCase):
             and f["payload"]["status"] != "accepted"
         )
         self.assertEqual((final["ok"], final["payload"]["status"]), (True, "aborted"))
-        shutdown = next(i for i, f in enumerate(texts) if f.get("event") == "shutdown")
-        self.assertLess(texts.index(final), shutdown)
-        self.assertEqual([f.close_code for f in frames if f.opcode == 8], [1012])
-        client.lose()
-        h.run_due()
-        self.successResultOf(stopping)
+        self.assert_answered_then_closed(h, client, frames, final, stopping)

@@ -17,6 +17,7 @@ from zope.interface import implementer
 
 import openclaw.service as service_module
 from openclaw.config import parse_config_text
+from openclaw.config.model import Config
 from openclaw.gateway.http.request import GatewaySite
 from openclaw.service import GatewayService, Options, build_service, makeService
 
@@ -122,10 +123,8 @@ class MakeServiceTests(SynchronousTestCase):
             self.assertIs(listener.factory, service.gateway.site)
         self.assertFalse(service.gateway.site.displayTracebacks)
 
-    def test_unix_listener_is_logged_by_its_path(self) -> None:
-        """The start-up line names a UNIX socket by its path, not a bytes repr."""
-        from twisted.logger import globalLogPublisher
-
+    def _token_config(self) -> tuple[Path, Config]:
+        """A temp state dir and a token-auth config on it."""
         tmp = Path(self.mktemp())
         tmp.mkdir()
         loaded = parse_config_text(
@@ -134,6 +133,13 @@ class MakeServiceTests(SynchronousTestCase):
             env={},
             state_dir=tmp,
         )
+        return tmp, loaded.config
+
+    def test_unix_listener_is_logged_by_its_path(self) -> None:
+        """The start-up line names a UNIX socket by its path, not a bytes repr."""
+        from twisted.logger import globalLogPublisher
+
+        tmp, config = self._token_config()
         lines: list[str] = []
 
         @implementer(ILogObserver)
@@ -142,9 +148,7 @@ class MakeServiceTests(SynchronousTestCase):
 
         globalLogPublisher.addObserver(observer)
         self.addCleanup(globalLogPublisher.removeObserver, observer)
-        service = build_service(
-            loaded.config, MemoryReactorClock(), endpoints=[f"unix:{tmp}/oc.sock"]
-        )
+        service = build_service(config, MemoryReactorClock(), endpoints=[f"unix:{tmp}/oc.sock"])
         service.privilegedStartService()
         service.startService()
         self.addCleanup(service.stopService)
@@ -153,16 +157,9 @@ class MakeServiceTests(SynchronousTestCase):
 
     def test_build_service_with_a_memory_reactor(self) -> None:
         """build_service runs on an injected reactor: start listens there, stop drains."""
-        tmp = Path(self.mktemp())
-        tmp.mkdir()
-        loaded = parse_config_text(
-            '{gateway: {auth: {mode: "token", token: "t0ken-value"}}}',
-            source="test",
-            env={},
-            state_dir=tmp,
-        )
+        _, config = self._token_config()
         reactor = MemoryReactorClock()
-        service = build_service(loaded.config, reactor, endpoints=["tcp:9999:interface=127.0.0.1"])
+        service = build_service(config, reactor, endpoints=["tcp:9999:interface=127.0.0.1"])
         service.privilegedStartService()
         service.startService()
         self.assertEqual(service.gateway.readiness.state, "ready")

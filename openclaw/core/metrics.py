@@ -54,17 +54,6 @@ def method_label(method: str) -> str:
 class Metrics:
     """Every metric the gateway exports, in a registry of its own."""
 
-    def bounded(self, label: str, value: str) -> str:
-        """``value`` for the label named ``label`` (``model``, ``provider``), or
-        ``other`` once :data:`MAX_MODEL_LABELS` distinct values were seen for it."""
-        seen = self._label_values.setdefault(label, set())
-        if value in seen:
-            return value
-        if len(seen) >= MAX_MODEL_LABELS:
-            return OTHER
-        seen.add(value)
-        return value
-
     def __init__(self, *, process: bool = True, namespace: str = "openclaw") -> None:
         """
         :param process: also export ``process_*``, ``python_info`` and
@@ -179,6 +168,17 @@ class Metrics:
         )
         self._requests: dict[tuple[str, str, int], Counter] = {}
         self._durations: dict[str, Histogram] = {}
+
+    def bounded(self, label: str, value: str) -> str:
+        """``value`` for the label named ``label`` (``model``, ``provider``), or
+        ``other`` once :data:`MAX_MODEL_LABELS` distinct values were seen for it."""
+        seen = self._label_values.setdefault(label, set())
+        if value in seen:
+            return value
+        if len(seen) >= MAX_MODEL_LABELS:
+            return OTHER
+        seen.add(value)
+        return value
 
     def request_done(self, route: str, method: str, status: int, seconds: float) -> None:
         """Count one answered HTTP request (the hot path: cached children)."""

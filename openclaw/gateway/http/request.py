@@ -250,13 +250,12 @@ class GatewayRequest(Request):
                 return
             # A body is coming when it is chunked (None) or has a length.
             if length is None or length > 0:
-                decision = site.body_auth(self) if site.body_auth is not None else None
-                if decision is not None and not decision.ok:
+                if site.body_auth is not None and not site.body_auth(self).ok:
                     # Nobody reads (or spools to disk) a body its sender may not
                     # send: answered now, from the headers (OpenClaw decides
                     # authentication before the body, too).
                     super().gotLength(0)
-                    self._reject(401, "Unauthorized", decision)
+                    self._reject(401, "Unauthorized")
                     return
                 self._body_timer = site.clock.callLater(
                     site.http_config.body_timeout_seconds, self._body_timed_out
@@ -351,15 +350,14 @@ class GatewayRequest(Request):
         self._body_timer = None
         self._reject(408, "Request body timeout")
 
-    def _refusal(
-        self, status: int, message: str, request_id: bytes, decision: AuthDecision | None
-    ) -> tuple[int, str, bytes]:
+    def _refusal(self, status: int, message: str, request_id: bytes) -> tuple[int, str, bytes]:
         """The refusal of a body (status, message, bytes to send); for a
         too-large one, a failed authentication is answered instead (OpenClaw
-        decides authentication first). ``decision``: the check already made
-        (each check counts toward the failed-attempt limit)."""
+        decides authentication first). The check is made once per request
+        (``GatewayAuth.check_request``), so asking again counts no second failure."""
         site = self._site()
-        if decision is None and status == 413 and site is not None and site.body_auth is not None:
+        decision = None
+        if status in (401, 413) and site is not None and site.body_auth is not None:
             decision = site.body_auth(self)
         # Browser code from an allowed origin can read the refusal too.
         cors = site.cors.headers_for(self.getHeader(b"origin")) if site is not None else []
@@ -386,7 +384,7 @@ class GatewayRequest(Request):
         answer = raw_error_response(status, message, request_id=request_id, extra_headers=cors)
         return status, message, answer
 
-    def _reject(self, status: int, message: str, decision: AuthDecision | None = None) -> None:
+    def _reject(self, status: int, message: str) -> None:
         """Answer before dispatch, straight on the transport, and close."""
         if self._rejected:
             return
@@ -401,7 +399,7 @@ class GatewayRequest(Request):
             self.requestHeaders.getRawHeaders(b"x-request-id", [None])[0]
         )
         # Logged and counted with what the client is actually told.
-        status, message, answer = self._refusal(status, message, request_id, decision)
+        status, message, answer = self._refusal(status, message, request_id)
         log.info(
             "refused request body: {status} {message}",
             status=status,
