@@ -145,14 +145,21 @@ class AgentLocalInterruptTests(SynchronousTestCase):
         )
         clean = {k: v for k, v in os.environ.items() if not k.startswith("OPENCLAW_")}
         clean.update({"HOME": str(home), "OPENCLAW_STATE_DIR": str(home / "state")})
-        cli = subprocess.Popen(
-            [str(VENV_BIN / "openclaw"), "agent", "--local", "-m", "sleeper", "--config",
-             str(config)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=clean,
-        )  # fmt: skip
+        # A suite started in the background by a non-interactive shell (`make
+        # test &`) runs with SIGINT ignored, and a child inherits that, so its
+        # reactor rightly leaves Ctrl-C alone; start the CLI as a terminal would.
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            cli = subprocess.Popen(
+                [str(VENV_BIN / "openclaw"), "agent", "--local", "-m", "sleeper", "--config",
+                 str(config)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=clean,
+            )  # fmt: skip
+        finally:
+            signal.signal(signal.SIGINT, previous)
         self.addCleanup(_kill_all, [cli.pid])
         pids = _wait_for(_sleepers, "the tool's command to start")
         self.addCleanup(_kill_all, pids)
