@@ -13,6 +13,10 @@ OpenClaw's rules (``concepts/model-failover.md``):
 This project adds one rule of its own, needed because its HTTP streams are
 append-only: once any of the turn's output has reached the client, a failure
 is reported instead of answered by another model.
+
+Candidates in a cooldown (:mod:`openclaw.agents.model_health`) go to the end
+of the chain, the soonest to recover first, as OpenClaw orders auth profiles:
+a turn tries them only when every other candidate has failed.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Final
 
 from attrs import frozen
 
+from openclaw.agents.model_health import Cooldown, ModelHealth
 from openclaw.agents.types import FailureKind, ProviderError
 from openclaw.config.model import AgentConfig, AgentDefaults
 
@@ -93,9 +98,19 @@ class FallbackChain:
     the failure).
     """
 
-    def __init__(self, candidates: Sequence[str]) -> None:
+    def __init__(self, candidates: Sequence[str], health: ModelHealth | None = None) -> None:
         if not candidates:
             raise ValueError("a fallback chain needs at least one model")
+        self._primary = candidates[0]
+        self._health = health
+        self._deferred: tuple[tuple[str, Cooldown], ...] = ()
+        if health is not None and len(candidates) > 1:
+            cooling = {ref: c for ref in candidates if (c := health.cooldown(ref)) is not None}
+            if cooling:
+                ready = [ref for ref in candidates if ref not in cooling]
+                later = sorted(cooling.items(), key=lambda item: item[1].until)
+                candidates = (*ready, *(ref for ref, _ in later))
+                self._deferred = tuple(later)
         self._candidates = tuple(candidates)
         self._index = 0
         self._output_sent = False
@@ -108,13 +123,18 @@ class FallbackChain:
 
     @property
     def primary(self) -> str:
-        """The model the turn started with."""
-        return self._candidates[0]
+        """The model the turn would start with, cooldowns aside."""
+        return self._primary
 
     @property
     def fell_back(self) -> bool:
-        """Whether the turn moved off its primary."""
-        return self._index > 0
+        """Whether the turn is off its primary (a failure, or its cooldown)."""
+        return self.current != self._primary
+
+    @property
+    def deferred(self) -> tuple[tuple[str, Cooldown], ...]:
+        """The candidates moved to the end for their cooldowns, soonest first."""
+        return self._deferred
 
     @property
     def attempts(self) -> tuple[FallbackAttempt, ...]:
@@ -129,6 +149,11 @@ class FallbackChain:
         """Some of the turn's output reached the client: no fallback from now on."""
         self._output_sent = True
 
+    def succeeded(self) -> None:
+        """The current model answered a call: clear its cooldown state."""
+        if self._health is not None:
+            self._health.succeeded(self.current)
+
     def advance(self, error: BaseException) -> str | None:
         """Record ``error`` for the current model and return the next one to try,
         or None when the failure must be reported."""
@@ -136,6 +161,8 @@ class FallbackChain:
             self._attempts.append(
                 FallbackAttempt(self.current, error.kind.value, error.message, error.status)
             )
+            if self._health is not None:
+                self._health.failed(self.current, error.kind)
         if self._output_sent or not is_fallback_worthy(error):
             return None
         if self._index + 1 >= len(self._candidates):

@@ -368,6 +368,7 @@ class TurnLoop:
         if self._step is not step or self._cancelled:
             return
         self._step = None
+        self._chain.succeeded()
         self._usage = add_usage(self._usage, outcome.usage)
         calls = outcome.tool_calls
         if not calls or outcome.stop_reason == "length":

@@ -26,6 +26,7 @@ from openclaw.agents.embeddings import Embedder
 from openclaw.agents.fallback import candidate_models
 from openclaw.agents.history import DEFAULT_HISTORY_LIMIT, read_history
 from openclaw.agents.loop import DEFAULT_MAX_STEPS
+from openclaw.agents.model_health import ModelHealth
 from openclaw.agents.model_override import resolve_override
 from openclaw.agents.providers.pool import UpstreamPool
 from openclaw.agents.registry import AgentRegistry, AgentSpec, ProviderCache
@@ -168,6 +169,7 @@ class Runtime:
             compactor=SessionCompactor(config, clock=clock, store=self.store, providers=providers),
             history_limit=history_limit,
             max_steps=max_steps,
+            health=ModelHealth(clock),
         )
 
     # -- AgentRuntime ------------------------------------------------------------

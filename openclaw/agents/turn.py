@@ -16,8 +16,10 @@ from collections.abc import Mapping
 from attrs import frozen
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 
 from openclaw.agents.fallback import FallbackChain, candidate_models
+from openclaw.agents.model_health import ModelHealth
 from openclaw.agents.registry import (
     AgentRegistry,
     AgentSpec,
@@ -42,6 +44,8 @@ from openclaw.core.memo import IdentityMemo
 from openclaw.sessions.fileio import BlockingIO
 from openclaw.sessions.interface import TranscriptStore
 from openclaw.sessions.lanes import SessionLanes
+
+log = Logger()
 
 
 class PromptMaker:
@@ -147,6 +151,8 @@ class RunServices:
     compactor: SessionCompactor
     history_limit: int
     max_steps: int
+    #: Cooldowns of failed models; kept across reloads (one per runtime).
+    health: ModelHealth
 
 
 @frozen
@@ -182,7 +188,16 @@ def plan_turn(
     candidates = candidate_models(defaults, spec.entry, request.model_override)
     if not candidates:
         services.registry.model_ref(spec.id)  # raises model_not_configured
-    chain = FallbackChain(candidates)
+    chain = FallbackChain(candidates, services.health)
+    for ref, cooldown in chain.deferred:
+        log.info(
+            "run {run_id}: model {model} is cooling down ({reason}, {seconds:.0f} s left); "
+            "it is tried after the others",
+            run_id=request.run_id,
+            model=ref,
+            reason=cooldown.reason,
+            seconds=max(cooldown.until - services.clock.seconds(), 0.0),
+        )
     primary: ModelRef | None
     try:
         primary = parse_model_ref(chain.current, services.config.models.providers)

@@ -1,0 +1,146 @@
+# -*- test-case-name: tests.test_model_health -*-
+"""Cooldowns: models and providers that just failed wait before the next turn tries them.
+
+OpenClaw (``concepts/model-failover.md``, "Cooldowns" and "Billing disables")
+remembers failures per auth profile; this gateway has one credential per
+provider, so a provider is its one profile. What it keeps:
+
+- a rate limit, a timeout or an unknown model cools down *that model*: 30 s,
+  doubled by each further rate limit (at most a day); 30 s, 1 min, then 5 min
+  for the others;
+- an authentication or permission failure cools down the whole provider (30 s,
+  1 min, 5 min);
+- a billing failure disables the provider for 10 min, doubled each time (at
+  most a day);
+- counts restart once a cooldown has run out or a day has passed without a
+  failure, and a model answering clears its model and provider.
+
+Overloaded servers, 5xx answers, refused requests and context overflows leave
+no trace, as in OpenClaw. Cooldowns only reorder a turn's candidates (see
+:class:`openclaw.agents.fallback.FallbackChain`); they never refuse a turn. The
+state is this process's own: it is lost on restart and not shared between
+workers or instances.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from attrs import define, field, frozen
+from twisted.internet.interfaces import IReactorTime
+
+from openclaw.agents.types import FailureKind
+
+#: Failures that cool down the model that failed (other models of the provider
+#: may still answer).
+MODEL_SCOPED: Final = frozenset(
+    {FailureKind.RATE_LIMIT, FailureKind.TIMEOUT, FailureKind.MODEL_NOT_FOUND}
+)
+#: Failures of the provider's credential: every model of it cools down.
+#: A 403 is not OpenClaw's high-confidence "key revoked" (it may be one model
+#: the account lacks), so it gets the short steps, not the 10 min disable.
+PROVIDER_SCOPED: Final = frozenset({FailureKind.AUTH, FailureKind.PERMISSION})
+#: Failures that disable the provider for longer: 10 min, doubling up to this.
+DISABLING: Final = {FailureKind.BILLING: 86_400.0}
+
+FAILURE_WINDOW_SECONDS: Final = 86_400.0
+_DISABLE_BASE_SECONDS: Final = 600.0
+_RATE_LIMIT_BASE_SECONDS: Final = 30.0
+_RATE_LIMIT_MAX_SECONDS: Final = 86_400.0
+
+
+def regular_cooldown_seconds(count: int) -> float:
+    """30 s for a first failure, 1 min for a second, then 5 min."""
+    return 30.0 if count <= 1 else 60.0 if count == 2 else 300.0
+
+
+def doubling_seconds(count: int, base: float, cap: float) -> float:
+    """``base`` doubled for each failure after the first, at most ``cap``."""
+    return min(cap, base * 2.0 ** min(max(count, 1) - 1, 32))
+
+
+@define
+class _Record:
+    """The failures of one model or one provider."""
+
+    count: int = 0
+    rate_limits: int = 0
+    until: float = 0.0
+    reason: str = ""
+    last_failure: float = 0.0
+    disabled: dict[FailureKind, int] = field(factory=dict)
+
+
+@frozen
+class Cooldown:
+    """Why a model should wait, and until when (the clock's seconds)."""
+
+    until: float
+    reason: str
+
+
+class ModelHealth:
+    """Remembers recent failures per ``provider/model`` and per provider."""
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self._clock = clock
+        self._models: dict[str, _Record] = {}
+        self._providers: dict[str, _Record] = {}
+
+    def cooldown(self, model_ref: str) -> Cooldown | None:
+        """The cooldown ``model_ref`` is in now, the longer of its own and its
+        provider's; None when it may be tried at once."""
+        now = self._clock.seconds()
+        found: Cooldown | None = None
+        for record in (self._models.get(model_ref), self._providers.get(_provider(model_ref))):
+            if (
+                record is not None
+                and record.until > now
+                and (found is None or record.until > found.until)
+            ):
+                found = Cooldown(record.until, record.reason)
+        return found
+
+    def failed(self, model_ref: str, kind: FailureKind) -> Cooldown | None:
+        """Record a failed call; returns the cooldown it started, if any."""
+        if kind in MODEL_SCOPED:
+            record = self._models.setdefault(model_ref, _Record())
+        elif kind in PROVIDER_SCOPED or kind in DISABLING:
+            record = self._providers.setdefault(_provider(model_ref), _Record())
+        else:
+            return None
+        now = self._clock.seconds()
+        if record.until <= now or now - record.last_failure > FAILURE_WINDOW_SECONDS:
+            # The last cooldown ran out: start counting again (OpenClaw keeps
+            # the rate-limit count, so a model that keeps hitting its limit
+            # waits longer each time).
+            record.count = 0
+            record.disabled.clear()
+        record.count += 1
+        record.last_failure = now
+        if kind in DISABLING:
+            record.disabled[kind] = record.disabled.get(kind, 0) + 1
+            count = record.disabled[kind]
+            seconds = doubling_seconds(count, _DISABLE_BASE_SECONDS, DISABLING[kind])
+        elif kind is FailureKind.RATE_LIMIT:
+            record.rate_limits += 1
+            seconds = doubling_seconds(
+                record.rate_limits, _RATE_LIMIT_BASE_SECONDS, _RATE_LIMIT_MAX_SECONDS
+            )
+        else:
+            seconds = regular_cooldown_seconds(record.count)
+        # A cooldown still running keeps its end (a burst of failures from
+        # turns in flight does not push it further out).
+        if record.until <= now:
+            record.until = now + seconds
+        record.reason = kind.value
+        return Cooldown(record.until, record.reason)
+
+    def succeeded(self, model_ref: str) -> None:
+        """The model answered: it and its provider are healthy again."""
+        self._models.pop(model_ref, None)
+        self._providers.pop(_provider(model_ref), None)
+
+
+def _provider(model_ref: str) -> str:
+    return model_ref.partition("/")[0]
