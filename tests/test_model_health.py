@@ -8,7 +8,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from openclaw.agents.fallback import FallbackChain
-from openclaw.agents.model_health import ModelHealth
+from openclaw.agents.model_health import Cooldown, ModelHealth
 from openclaw.agents.types import FailureKind, LifecycleEvent, ProviderError
 from openclaw.config.model import AgentDefaults
 from openclaw.testing import Reply, ScriptedProvider, run_due, scripted_config
@@ -42,6 +42,13 @@ class ModelHealthTests(SynchronousTestCase):
             waits.append(wait)
             self.clock.advance(wait)
         self.assertEqual(waits, [30.0, 60.0, 120.0, 240.0])
+
+    def test_retry_after_lengthens_a_rate_limit(self) -> None:
+        """The upstream's Retry-After counts when it is longer than the step."""
+        self.health.failed("p/a", FailureKind.RATE_LIMIT, retry_after=120.0)
+        self.assertEqual(self.remaining("p/a"), 120.0)
+        self.health.failed("p/b", FailureKind.RATE_LIMIT, retry_after=5.0)
+        self.assertEqual(self.remaining("p/b"), 30.0)
 
     def test_regular_steps_and_reset(self) -> None:
         """Timeouts within a running cooldown count up (30 s, 1 min, 5 min), and
@@ -117,10 +124,11 @@ class ChainOrderTests(SynchronousTestCase):
         self.assertEqual((chain.current, chain.deferred, chain.fell_back), ("a/one", (), False))
 
     def test_failures_and_success_are_recorded(self) -> None:
-        """advance records the failure; succeeded clears it."""
+        """advance records the failure with its Retry-After; succeeded clears it."""
         chain = FallbackChain(("a/one", "b/two"), self.health)
-        self.assertEqual(chain.advance(ProviderError(FailureKind.RATE_LIMIT, "slow")), "b/two")
-        self.assertIsNotNone(self.health.cooldown("a/one"))
+        limited = ProviderError(FailureKind.RATE_LIMIT, "slow", retry_after_seconds=90.0)
+        self.assertEqual(chain.advance(limited), "b/two")
+        self.assertEqual(self.health.cooldown("a/one"), Cooldown(90.0, "rate_limit"))
         chain.succeeded()
         self.assertIsNone(self.health.cooldown("b/two"))
         self.assertIsNotNone(self.health.cooldown("a/one"))

@@ -162,7 +162,7 @@ class FallbackChain:
                 FallbackAttempt(self.current, error.kind.value, error.message, error.status)
             )
             if self._health is not None:
-                self._health.failed(self.current, error.kind)
+                self._health.failed(self.current, error.kind, error.retry_after_seconds)
         if self._output_sent or not is_fallback_worthy(error):
             return None
         if self._index + 1 >= len(self._candidates):

@@ -6,8 +6,8 @@ remembers failures per auth profile; this gateway has one credential per
 provider, so a provider is its one profile. What it keeps:
 
 - a rate limit, a timeout or an unknown model cools down *that model*: 30 s,
-  doubled by each further rate limit (at most a day); 30 s, 1 min, then 5 min
-  for the others;
+  doubled by each further rate limit (at most a day), or the upstream's
+  ``Retry-After`` when that is longer; 30 s, 1 min, then 5 min for the others;
 - an authentication or permission failure cools down the whole provider (30 s,
   1 min, 5 min);
 - a billing failure disables the provider for 10 min, doubled each time (at
@@ -101,8 +101,14 @@ class ModelHealth:
                 found = Cooldown(record.until, record.reason)
         return found
 
-    def failed(self, model_ref: str, kind: FailureKind) -> Cooldown | None:
-        """Record a failed call; returns the cooldown it started, if any."""
+    def failed(
+        self, model_ref: str, kind: FailureKind, retry_after: float | None = None
+    ) -> Cooldown | None:
+        """Record a failed call; returns the cooldown it started, if any.
+
+        A rate limit's ``Retry-After`` (seconds) lengthens its cooldown, within
+        the rate-limit cap.
+        """
         if kind in MODEL_SCOPED:
             record = self._models.setdefault(model_ref, _Record())
         elif kind in PROVIDER_SCOPED or kind in DISABLING:
@@ -127,6 +133,8 @@ class ModelHealth:
             seconds = doubling_seconds(
                 record.rate_limits, _RATE_LIMIT_BASE_SECONDS, _RATE_LIMIT_MAX_SECONDS
             )
+            if retry_after is not None and retry_after > seconds:
+                seconds = min(retry_after, _RATE_LIMIT_MAX_SECONDS)
         else:
             seconds = regular_cooldown_seconds(record.count)
         # A cooldown still running keeps its end (a burst of failures from
