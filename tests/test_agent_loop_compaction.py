@@ -10,7 +10,7 @@ from attrs import evolve
 from openclaw.agents.compaction import SUMMARY_PREFIX
 from openclaw.agents.types import FailureKind, ProviderError
 from openclaw.config.model import ModelEntry, ModelsConfig, ProviderConfig
-from openclaw.testing import Reply, run_due, scripted_config
+from openclaw.testing import Reply, ScriptedProvider, run_due, scripted_config
 from tests.agent_loop_support import MAIN, LoopCase
 
 #: Tokens the scripted model's window holds (about four characters each).
@@ -103,6 +103,51 @@ class AutomaticCompactionTests(CompactionCase):
         self.assertEqual(self.successResultOf(run.result).text, "two")
         self.assertEqual(self.compactions(), [])
         self.assertTrue(self.provider.streams[1].stopped)
+
+
+class CompactionFallbackTests(CompactionCase):
+    """The summary call falls back like the turn's own calls (OpenClaw's
+    compaction.md: "retries that compaction attempt through the session's
+    existing model fallback chain")."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.backup = ScriptedProvider(clock=self.clock, provider_id="backup")
+        config = self.runtime.config
+        defaults = evolve(
+            config.agents.defaults,
+            model_primary="scripted/test-model",
+            model_fallbacks=("backup/b1",),
+        )
+        config = evolve(config, agents=evolve(config.agents, defaults=defaults))
+        self.make_runtime(config, providers={"backup": self.backup})
+
+    def test_a_failed_summary_is_written_by_the_fallback(self) -> None:
+        limited = ProviderError(FailureKind.RATE_LIMIT, "slow down", status=429)
+        self.provider.add("one", Reply.failure(limited), "two")
+        self.backup.add("SUMMARY BY BACKUP")
+        self.turn("first " + BIG, "r1")
+        self.assertEqual(self.turn("second " + BIG, "r2"), "two")
+        (entry,) = self.compactions()
+        self.assertEqual(entry["summary"], "SUMMARY BY BACKUP")
+        self.assertIn("first word", self.backup.calls[0].messages[0].content)
+
+    def test_an_explicit_compaction_model_is_exact(self) -> None:
+        """agents.defaults.compaction.model does not inherit the fallbacks: its
+        failure leaves the turn uncompacted."""
+        config = self.runtime.config
+        compaction = evolve(config.agents.defaults.compaction, model="scripted/test-model")
+        defaults = evolve(config.agents.defaults, compaction=compaction)
+        self.make_runtime(
+            evolve(config, agents=evolve(config.agents, defaults=defaults)),
+            providers={"backup": self.backup},
+        )
+        limited = ProviderError(FailureKind.RATE_LIMIT, "slow down", status=429)
+        self.provider.add("one", Reply.failure(limited), "two")
+        self.turn("first " + BIG, "r1")
+        self.assertEqual(self.turn("second " + BIG, "r2"), "two")
+        self.assertEqual(self.compactions(), [])
+        self.assertEqual(self.backup.calls, [])
 
 
 class UnknownWindowOverflowTests(LoopCase):

@@ -132,6 +132,11 @@ class FallbackChain:
         return self.current != self._primary
 
     @property
+    def remaining(self) -> tuple[str, ...]:
+        """The candidates after the current one (for compaction's summary)."""
+        return self._candidates[self._index + 1 :]
+
+    @property
     def deferred(self) -> tuple[tuple[str, Cooldown], ...]:
         """The candidates moved to the end for their cooldowns, soonest first."""
         return self._deferred

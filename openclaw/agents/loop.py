@@ -514,6 +514,7 @@ class TurnLoop:
             self._deps.session_id,
             self._history,
             model=self._chain.current,
+            fallbacks=self._chain.remaining,
             keep_recent_tokens=keep,
             run_id=self._run_id,
         )

@@ -324,7 +324,12 @@ class Runtime:
                 return succeed(CompactionReport(False, reason="no such session"))
             history = read_history(self.store, storage, entry.session_id, self._history_limit)
             compacting = self._services.compactor.compact(
-                storage, entry.session_id, history, model=candidates[0], focus=focus
+                storage,
+                entry.session_id,
+                history,
+                model=candidates[0],
+                fallbacks=candidates[1:],
+                focus=focus,
             )
             return compacting.addBoth(released).addCallback(done)
 

@@ -9,7 +9,7 @@ gets OpenClaw's ``compaction`` entry and is never rewritten.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.interfaces import IReactorTime
@@ -17,10 +17,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from openclaw.agents.compaction import CompactionResult, Compactor, stream_to_text
+from openclaw.agents.fallback import is_fallback_worthy
 from openclaw.agents.history import History
 from openclaw.agents.providers.base import ModelProvider
 from openclaw.agents.registry import ModelRef, ModelResolutionError, parse_model_ref
-from openclaw.config.model import Config
+from openclaw.config.model import CompactionConfig, Config
 from openclaw.sessions.interface import TranscriptStore
 
 log = Logger()
@@ -65,35 +66,58 @@ class SessionCompactor:
         history: History,
         *,
         model: str,
+        fallbacks: Sequence[str] = (),
         keep_recent_tokens: int | None = None,
         focus: str | None = None,
         run_id: str | None = None,
     ) -> Deferred[CompactionResult | None]:
-        """Summarise ``history`` with ``model`` (``provider/model``; the
-        configured compaction model wins) and append the compaction entry.
+        """Summarise ``history`` with ``model`` (``provider/model``) and append
+        the compaction entry.
 
-        Fires with None when there was nothing older to summarise; fails with
-        ProviderError / CompactionError, or TimeoutError after
-        ``compaction.timeoutSeconds`` (the transcript is then unchanged).
+        A summary call failing in a way another model might not (rate limit,
+        outage, auth...) is tried again with each of ``fallbacks`` in turn,
+        as OpenClaw does with the session's fallback chain; a configured
+        ``compaction.model`` is exact and used alone. Fires with None when
+        there was nothing older to summarise; fails with ProviderError /
+        CompactionError, or TimeoutError after ``compaction.timeoutSeconds``
+        (all attempts together; the transcript is then unchanged).
         Cancelling it cancels the summary's model call.
         """
         config = self._config.agents.defaults.compaction
-        try:
-            ref = parse_model_ref(config.model or model, self._config.models.providers)
-            provider = lookup_provider(self._providers, ref)
-        except Exception as e:
-            return fail(Failure(e))  # type: ignore[no-untyped-call]  # typing note: untyped in Twisted
-        compactor = Compactor(lambda call: stream_to_text(provider, call), self._clock)
-        compacting = compactor.compact(
-            history.entries,
-            model=ref.model,
-            config=config,
-            parent_id=None,
-            previous_summary=history.summary,
-            focus=focus,
-            run_id=run_id,
-            keep_recent_tokens=keep_recent_tokens,
-        )
+        models = (config.model,) if config.model else (model, *fallbacks)
+        current: list[Deferred[CompactionResult | None]] = []
+        compacting: Deferred[CompactionResult | None] = Deferred(lambda _: current[-1].cancel())
+
+        def attempt(index: int) -> None:
+            trying = self._summarise(
+                models[index], history, config, focus, run_id, keep_recent_tokens
+            )
+            current[:] = [trying]
+
+            def failed(failure: Failure) -> None:
+                if compacting.called:
+                    return
+                error = failure.value
+                if index + 1 < len(models) and error is not None and is_fallback_worthy(error):
+                    log.warn(
+                        "run {run_id}: the compaction summary with {model} failed ({error}); "
+                        "trying {next}",
+                        run_id=run_id,
+                        model=models[index],
+                        error=str(error),
+                        next=models[index + 1],
+                    )
+                    attempt(index + 1)
+                    return
+                compacting.errback(failure)
+
+            def done(result: CompactionResult | None) -> None:
+                if not compacting.called:
+                    compacting.callback(result)
+
+            trying.addCallbacks(done, failed)
+
+        attempt(0)
 
         def record(result: CompactionResult | None) -> CompactionResult | None:
             if result is None:
@@ -113,3 +137,30 @@ class SessionCompactor:
             # compaction.timeoutSeconds: a stuck summary call must not hold the turn.
             compacting.addTimeout(config.timeout_seconds, self._clock)
         return compacting.addCallback(record)
+
+    def _summarise(
+        self,
+        model: str,
+        history: History,
+        config: CompactionConfig,
+        focus: str | None,
+        run_id: str | None,
+        keep_recent_tokens: int | None,
+    ) -> Deferred[CompactionResult | None]:
+        """One summary attempt with ``model`` (nothing written yet)."""
+        try:
+            ref = parse_model_ref(model, self._config.models.providers)
+            provider = lookup_provider(self._providers, ref)
+        except Exception as e:
+            return fail(Failure(e))  # type: ignore[no-untyped-call]  # typing note: untyped in Twisted
+        compactor = Compactor(lambda call: stream_to_text(provider, call), self._clock)
+        return compactor.compact(
+            history.entries,
+            model=ref.model,
+            config=config,
+            parent_id=None,
+            previous_summary=history.summary,
+            focus=focus,
+            run_id=run_id,
+            keep_recent_tokens=keep_recent_tokens,
+        )
