@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from attrs import evolve
 from twisted.internet.task import Clock
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from openclaw.agents.fallback import FallbackChain
@@ -85,6 +86,16 @@ class ModelHealthTests(SynchronousTestCase):
         ):
             self.assertIsNone(self.health.failed("p/a", kind), kind)
         self.assertIsNone(self.remaining("p/a"))
+
+    def test_one_warning_per_cooldown(self) -> None:
+        """The log gets one warning when a cooldown starts, none while it runs."""
+        with capturedLogs() as events:
+            self.health.failed("p/a", FailureKind.RATE_LIMIT)
+            self.health.failed("p/a", FailureKind.RATE_LIMIT)
+        (event,) = events
+        self.assertEqual(event["log_level"], LogLevel.warn)
+        self.assertEqual((event["name"], event["seconds"]), ("p/a", 30.0))
+        self.assertIn("cooling down for 30 s after a rate_limit failure", formatEvent(event))
 
     def test_success_clears(self) -> None:
         """A model answering clears its own and its provider's cooldown."""

@@ -28,6 +28,7 @@ from typing import Final
 
 from attrs import define, field, frozen
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 
 from openclaw.agents.types import FailureKind
 
@@ -42,6 +43,8 @@ MODEL_SCOPED: Final = frozenset(
 PROVIDER_SCOPED: Final = frozenset({FailureKind.AUTH, FailureKind.PERMISSION})
 #: Failures that disable the provider for longer: 10 min, doubling up to this.
 DISABLING: Final = {FailureKind.BILLING: 86_400.0}
+
+log = Logger()
 
 FAILURE_WINDOW_SECONDS: Final = 86_400.0
 _DISABLE_BASE_SECONDS: Final = 600.0
@@ -141,6 +144,14 @@ class ModelHealth:
         # turns in flight does not push it further out).
         if record.until <= now:
             record.until = now + seconds
+            log.warn(
+                "{scope} {name} cooling down for {seconds:.0f} s after a {reason} failure; "
+                "turns with other models try those first",
+                scope="model" if kind in MODEL_SCOPED else "provider",
+                name=model_ref if kind in MODEL_SCOPED else _provider(model_ref),
+                seconds=seconds,
+                reason=kind.value,
+            )
         record.reason = kind.value
         return Cooldown(record.until, record.reason)
 

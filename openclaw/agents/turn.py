@@ -190,7 +190,7 @@ def plan_turn(
         services.registry.model_ref(spec.id)  # raises model_not_configured
     chain = FallbackChain(candidates, services.health)
     for ref, cooldown in chain.deferred:
-        log.info(
+        log.debug(
             "run {run_id}: model {model} is cooling down ({reason}, {seconds:.0f} s left); "
             "it is tried after the others",
             run_id=request.run_id,
