@@ -272,14 +272,15 @@ class RoutingTests(EndpointTestCase):
     def test_previous_response_id_continues_a_fresh_session_in_another_process(self) -> None:
         """A fresh session's response id works where it was never seen (another
         worker or instance on a shared store, or after a restart), in scope only:
-        with a ``user``, the session header or another agent it is routed as new."""
+        with the session header or another agent it is routed as new."""
         first, other = Harness(), Harness()
         first.post({"input": "x"})
         run1 = first.runtime.last_run
         other.post({"input": "y", "previous_response_id": run1.run_id})
         self.assertEqual(other.runtime.last_run.request.session_key, run1.session_key)
+        other.post({"input": "y", "previous_response_id": run1.run_id, "user": "ann"})
+        self.assertEqual(other.runtime.last_run.request.session_key, run1.session_key)
         for body, headers in (
-            ({"user": "ann"}, {}),
             ({}, {"x-openclaw-session-key": "mine"}),
             ({"model": "openclaw/beta"}, {}),
         ):
@@ -287,12 +288,25 @@ class RoutingTests(EndpointTestCase):
             self.assertNotEqual(other.runtime.last_run.request.session_key, run1.session_key)
 
     def test_previous_response_id_out_of_scope(self) -> None:
-        """Another agent, another user, or an unknown id: routed as new."""
+        """Another agent, another session header, or an unknown id: routed as new.
+        A different (or no) ``user`` continues: OpenClaw's scope is the auth
+        subject, the agent and the session header, and the remembered session
+        wins over the one ``user`` names."""
         h = Harness()
         h.post({"input": "x", "user": "ann"})
         run1 = h.runtime.last_run
         for body in (
             {"input": "y", "previous_response_id": run1.run_id, "user": "bob"},
+            {"input": "y", "previous_response_id": run1.run_id},
+        ):
+            h.post(body)
+            self.assertEqual(h.runtime.last_run.request.session_key, run1.session_key)
+        h.post(
+            {"input": "y", "previous_response_id": run1.run_id},
+            {"x-openclaw-session-key": "mine"},
+        )
+        self.assertNotEqual(h.runtime.last_run.request.session_key, run1.session_key)
+        for body in (
             {
                 "input": "y",
                 "previous_response_id": run1.run_id,

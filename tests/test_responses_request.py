@@ -215,6 +215,37 @@ class RequestTests(SynchronousTestCase):
         ):
             error = self.refused(with_file(source), config=config)
             self.assertEqual((error.message, error.param), (INVALID_FILE_MESSAGE, "input"))
+        # Bytes that are not text (an image, NULs) are refused, whatever the declared type.
+        for raw in (PNG_1X1, b"text\x00with a NUL"):
+            data = base64.b64encode(raw).decode()
+            error = self.refused(
+                with_file({"type": "base64", "media_type": "text/plain", "data": data})
+            )
+            self.assertEqual((error.message, error.code), (INVALID_FILE_MESSAGE, "invalid_file"))
+
+    def test_file_encodings(self) -> None:
+        """UTF-16 without a BOM is recognised by its zero bytes; a BOM, a declared
+        charset and Windows-1252 still decode."""
+
+        def system_prompt(data: bytes, media: str = "text/plain") -> str:
+            source = {
+                "type": "base64",
+                "media_type": media,
+                "data": base64.b64encode(data).decode(),
+            }
+            p = prepare(
+                user_turn(
+                    {"type": "input_text", "text": "x"}, {"type": "input_file", "source": source}
+                )
+            )
+            assert p.turn.extra_system_prompt is not None
+            return p.turn.extra_system_prompt
+
+        for encoding in ("utf-16-le", "utf-16-be", "utf-16"):
+            self.assertIn("hello utf16 Wörld", system_prompt("hello utf16 Wörld".encode(encoding)))
+        self.assertIn("café", system_prompt("café".encode("cp1252")))
+        self.assertIn("ключ", system_prompt("ключ".encode("koi8-r"), "text/plain; charset=koi8-r"))
+        self.assertIn("tab\there\x1b[0m", system_prompt(b"tab\there\x1b[0m"))
 
     def test_tools_and_choice(self) -> None:
         """Flat function tools; a pinned choice keeps only that tool; none drops them."""
@@ -230,6 +261,12 @@ class RequestTests(SynchronousTestCase):
         )
         self.assertEqual([t.name for t in pinned.turn.tools], ["b"])
         self.assertEqual(pinned.turn.tool_choice, PinnedTool("b"))
+        # The Chat Completions form of a pinned choice is taken too.
+        chat_style = {"type": "function", "function": {"name": "b"}}
+        self.assertEqual(
+            prepare({"input": "hi", "tools": tools, "tool_choice": chat_style}).turn.tool_choice,
+            PinnedTool("b"),
+        )
         self.assertIn("You must call the b tool", pinned.turn.extra_system_prompt or "")
         none = prepare({"input": "hi", "tools": tools, "tool_choice": "none"})
         self.assertEqual(none.turn.tools, ())
@@ -300,6 +337,15 @@ class RefusalTests(SynchronousTestCase):
             error = self.refused({"input": "x"}, headers={"x-openclaw-model": value})
             self.assertEqual(error.message, "Invalid `x-openclaw-model`.")
 
+    def test_function_call_output_must_be_text(self) -> None:
+        """A tool result that is a number, an object or missing is a 400, not an
+        empty result the agent would take as the tool's answer."""
+        for output in (123, {"a": 1}, None, True):
+            item = {"type": "function_call_output", "call_id": "c", "output": output}
+            error = self.refused({"input": [item]})
+            self.assertEqual(error.param, "input")
+            self.assertIn("function_call_output.output", error.message)
+
     def test_tools(self) -> None:
         """Chat-style nested tools, unknown pinned tools, required without tools: 400."""
         nested = {"type": "function", "function": {"name": "a"}}
@@ -329,6 +375,17 @@ class RefusalTests(SynchronousTestCase):
             ({"input": [{"role": "user", "content": [bad]}]}, None),
             ({"input": [{"role": "user", "content": [url]}]}, off),
             ({"input": [{"role": "user", "content": [url, url]}]}, few),
+            # maxUrlParts counts every message of the request, not only the turn's.
+            (
+                {
+                    "input": [
+                        {"role": "user", "content": [url]},
+                        {"role": "assistant", "content": "seen"},
+                        {"role": "user", "content": [url]},
+                    ]
+                },
+                few,
+            ),
         ):
             error = self.refused(body, config=config)
             self.assertEqual(error.message, INVALID_IMAGE_MESSAGE)

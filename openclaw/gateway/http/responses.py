@@ -101,7 +101,6 @@ class _Scope:
 
     agent_id: str
     session_key: str
-    user: str | None
     header_session_key: str | None
 
 
@@ -146,13 +145,15 @@ class ResponsesEndpoint(AgentEndpoint):
             if not previous:
                 return prepared.turn.session_key
             fresh = fresh_session_of(prepared.turn.agent_id, previous)
-            if fresh is not None and prepared.user is None and prepared.header_session_key is None:
+            if fresh is not None and prepared.header_session_key is None:
                 return fresh  # run here before a restart, or by another process
             log.info("previous_response_id {id} is unknown here; routed as new", id=previous)
             return prepared.turn.session_key
-        if (scope.agent_id, scope.user, scope.header_session_key) != (
+        # OpenClaw's scope: the agent and x-openclaw-session-key (and the auth
+        # subject, one shared secret here); the remembered session wins over
+        # the one ``user`` would pick.
+        if (scope.agent_id, scope.header_session_key) != (
             prepared.turn.agent_id,
-            prepared.user,
             prepared.header_session_key,
         ):
             log.info("previous_response_id {id} is out of scope; routed as new", id=previous)
@@ -174,7 +175,7 @@ class ResponsesEndpoint(AgentEndpoint):
             return run
         self._scopes.remember(
             response_id,
-            _Scope(turn.agent_id, run.session_key, prepared.user, prepared.header_session_key),
+            _Scope(turn.agent_id, run.session_key, prepared.header_session_key),
         )
         params = turn.stream_params
         shell = ResponseShell(

@@ -22,6 +22,7 @@ import base64
 import binascii
 import codecs
 import json
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -201,7 +202,10 @@ def parse_tools(body: Mapping[str, Any]) -> tuple[tuple[ClientTool, ...], ToolCh
         ]
     choice = body.get("tool_choice")
     if isinstance(choice, Mapping) and choice.get("type") == "function":
-        choice = {"type": "function", "function": {"name": choice.get("name")}}
+        # The flat Responses form, or the Chat Completions one (OpenClaw takes both).
+        nested = choice.get("function")
+        name = nested.get("name") if isinstance(nested, Mapping) else choice.get("name")
+        choice = {"type": "function", "function": {"name": name}}
     try:
         return parse_chat_tools({"tools": tools, "tool_choice": choice})
     except ChatRequestError as error:  # name the fields as this API has them
@@ -231,8 +235,38 @@ def _image_part(part: Mapping[str, Any]) -> dict[str, Any]:
     return {"type": "image_url", "image_url": {"url": url.strip()}}
 
 
+def _utf16_without_bom(data: bytes) -> str | None:
+    """``utf-16-le``/``-be`` when the zero bytes fall where mostly-ASCII UTF-16
+    text puts them (every other byte), else None."""
+    sample = data[:4096]
+    pairs = len(sample) // 2
+    if pairs < 2:
+        return None
+    even = sum(1 for i in range(0, pairs * 2, 2) if sample[i] == 0)
+    odd = sum(1 for i in range(1, pairs * 2, 2) if sample[i] == 0)
+    if odd >= pairs * 0.4 and even <= pairs * 0.05:
+        return "utf-16-le"
+    if even >= pairs * 0.4 and odd <= pairs * 0.05:
+        return "utf-16-be"
+    return None
+
+
 def _decode_text(data: bytes, declared: str | None) -> str:
-    """File bytes as text: a declared charset, a BOM, UTF-8, else Windows-1252."""
+    """File bytes as text: a declared charset, a BOM, UTF-16 by its zero bytes,
+    UTF-8, else Windows-1252. Raises ValueError for bytes that are not text
+    (a NUL or other C0 control left after decoding: an image, an archive...)."""
+    text = _decoded(data, declared)
+    if _BINARY.search(text):
+        raise ValueError("input_file content is binary, not text")
+    return text
+
+
+#: C0 controls other than tab, line feed, vertical tab, form feed, carriage
+#: return and escape (ANSI colours in logs).
+_BINARY = re.compile("[\x00-\x08\x0e-\x1a\x1c-\x1f]")
+
+
+def _decoded(data: bytes, declared: str | None) -> str:
     if declared:
         try:
             return data.decode(declared)
@@ -245,6 +279,9 @@ def _decode_text(data: bytes, declared: str | None) -> str:
     ):
         if data.startswith(bom):
             return data.decode(encoding, "replace")
+    utf16 = _utf16_without_bom(data)
+    if utf16 is not None:
+        return data.decode(utf16, "replace")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
@@ -340,6 +377,12 @@ def to_chat_messages(input_value: object, files: list[Mapping[str, Any]]) -> lis
             messages.append({"role": "assistant", "content": "", "tool_calls": [call]})
         elif kind == "function_call_output":
             output = item.get("output")
+            if not isinstance(output, str | list):
+                raise ChatRequestError(
+                    "Invalid `input`: function_call_output.output must be a string "
+                    "or an array of content parts.",
+                    param="input",
+                )
             content = output if isinstance(output, str) else _content(output, [])
             messages.append(
                 {"role": "tool", "tool_call_id": item.get("call_id"), "content": content or ""}
@@ -355,6 +398,20 @@ def to_chat_messages(input_value: object, files: list[Mapping[str, Any]]) -> lis
         messages[active]["content"] = [{"type": "text", "text": FILE_ONLY_MESSAGE}]
     files.extend(active_files)
     return messages
+
+
+def _url_parts(messages: Sequence[Mapping[str, Any]]) -> int:
+    """URL (not ``data:``) images in every message of the request: OpenClaw's
+    ``maxUrlParts`` counts them all, also those of earlier turns."""
+    count = 0
+    for message in messages:
+        content = message.get("content")
+        for part in content if isinstance(content, list) else ():
+            image = part.get("image_url") if isinstance(part, Mapping) else None
+            url = image.get("url") if isinstance(image, Mapping) else None
+            if isinstance(url, str) and url[:5].lower() != "data:":
+                count += 1
+    return count
 
 
 # --- the whole pipeline ------------------------------------------------------------
@@ -416,7 +473,7 @@ def prepare_response(
         raise ChatRequestError(INVALID_IMAGE_MESSAGE, param="input", code="invalid_image") from None
     except MissingUserMessageError:
         raise ChatRequestError(MISSING_INPUT_MESSAGE, param="input") from None
-    if len(prompt.image_urls) > config.max_url_parts:
+    if _url_parts(messages) > config.max_url_parts:
         raise ChatRequestError(INVALID_IMAGE_MESSAGE, param="input", code="too_many_url_parts")
     try:
         blocks = [file_block(part, config, i) for i, part in enumerate(files)]
