@@ -179,8 +179,11 @@ class DemoTests(SynchronousTestCase):
         assert isinstance(first, str)
         decoded = decode_base64(first)
         self.assertEqual(len(decoded), 8)
-        for got, want in zip(decoded, demo_vector("1,2,3", 8), strict=True):
+        for got, want in zip(decoded, demo_vector("\x00tokens:1,2,3", 8), strict=True):
             self.assertAlmostEqual(got, want, places=6)
+        # A token array is not the string of its numbers.
+        text = self.embed(request("1,2,3", dimensions=8)).vectors[0]
+        self.assertNotEqual(text, demo_vector("\x00tokens:1,2,3", 8))
         self.assertEqual((result.prompt_tokens, result.total_tokens), (5, 5))
 
 

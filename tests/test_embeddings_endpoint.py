@@ -82,7 +82,10 @@ class EmbeddingsTests(SynchronousTestCase):
         *,
         token: str | None = TOKEN,
     ) -> tuple[int, Any, dict[str, str]]:
-        """Status, body (JSON when it is) and headers."""
+        """Status, body (JSON when it is) and headers; ``model`` is ``openclaw``
+        unless the body says."""
+        if isinstance(body, dict):
+            body = {"model": "openclaw", **body}
         sent = {"content-type": ["application/json"]}
         if token is not None:
             sent["authorization"] = [f"Bearer {token}"]
@@ -134,7 +137,7 @@ class EmbeddingsTests(SynchronousTestCase):
         self.assertEqual(req.inputs, ((1, 2), (3,)))
         self.assertEqual((req.dimensions, req.encoding_format), (16, "base64"))
         self.assertEqual(req.model_override, "oa/text-embedding-3-large")
-        self.post(h, {"input": "one", "model": None})
+        self.post(h, {"input": "one"})
         self.assertEqual(h.runtime.embed_requests[-1].inputs, ("one",))
         self.post(h, {"input": [7, 8, 9]})
         self.assertEqual(h.runtime.embed_requests[-1].inputs, ((7, 8, 9),))
@@ -153,10 +156,18 @@ class EmbeddingsTests(SynchronousTestCase):
             ({"input": "a", "dimensions": 1.5}, "dimensions"),
             ({"input": "a", "encoding_format": "int8"}, "encoding_format"),
             ({"input": "a", "model": "gpt-4o"}, "model"),
+            ({"input": "a", "model": None}, "model"),
+            ({"input": "a", "model": " "}, "model"),
+            ({"input": ["a"] * 2049}, "input"),
         ):
             status, answer, _ = self.post(h, body)
             self.assertEqual((status, answer["error"]["param"]), (400, param), body)
         self.assertEqual(h.runtime.embed_requests, [])
+        # OpenClaw's messages for a missing model and too many inputs.
+        _, answer, _ = self.post(h, {"input": "a", "model": None})
+        self.assertEqual(answer["error"]["message"], "Missing `model`.")
+        _, answer, _ = self.post(h, {"input": ["a"] * 2049})
+        self.assertEqual(answer["error"]["message"], "Too many inputs (max 2048).")
 
     def test_refusals_from_the_runtime(self) -> None:
         """Unknown agent, unknown model, no embedding provider: 400 saying which."""

@@ -114,7 +114,11 @@ def decode_base64(data: str) -> tuple[float, ...]:
 
 
 def _input_text(item: str | tuple[int, ...]) -> str:
-    return item if isinstance(item, str) else ",".join(str(token) for token in item)
+    """What a demo vector is computed from; token arrays are marked so that
+    ``[1, 2, 3]`` and the string ``"1,2,3"`` differ."""
+    if isinstance(item, str):
+        return item
+    return "\x00tokens:" + ",".join(str(token) for token in item)
 
 
 def _count_tokens(item: str | tuple[int, ...]) -> int:

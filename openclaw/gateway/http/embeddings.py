@@ -33,7 +33,6 @@ from openclaw.gateway.http.agent_endpoint import AgentEndpoint, Answer, runtime_
 from openclaw.gateway.http.auth_errors import auth_failure_response
 from openclaw.gateway.http.chat_request import (
     AGENT_HEADERS,
-    DEFAULT_MODEL,
     MAX_SAFE_INTEGER,
     resolve_agent,
 )
@@ -75,7 +74,9 @@ def parse_inputs(value: object) -> tuple[str | tuple[int, ...], ...]:
     tokens = _token_array(value)
     if tokens is not None:
         return (tokens,)
-    if isinstance(value, list) and 0 < len(value) <= MAX_INPUTS:
+    if isinstance(value, list) and len(value) > MAX_INPUTS:
+        raise ChatRequestError(f"Too many inputs (max {MAX_INPUTS}).", param="input")
+    if isinstance(value, list) and value:
         items: list[str | tuple[int, ...]] = []
         for item in value:
             single = item if isinstance(item, str) and item else _token_array(item)
@@ -99,7 +100,9 @@ def parse_embedding_request(
     model = body.get("model")
     if model is not None and not isinstance(model, str):
         raise ChatRequestError("model: Expected string", param="model")
-    model = model.strip() if model and model.strip() else DEFAULT_MODEL
+    if model is None or not model.strip():
+        raise ChatRequestError("Missing `model`.", param="model")  # OpenClaw's refusal
+    model = model.strip()
     header_agent = next((headers[h] for h in AGENT_HEADERS if headers.get(h, "").strip()), None)
     agent_id = resolve_agent(
         model, header_agent, agent_ids=agent_ids, default_agent_id=default_agent_id
