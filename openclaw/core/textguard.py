@@ -16,16 +16,17 @@ same thing a UTF-8 decoder does with broken input:
 The same pass bounds nesting depth: a value nested deeper than ``max_depth``
 is refused with :class:`JsonDepthError`, whose message names the JSON path
 where the limit was crossed (``tools[0].function.parameters.properties...``).
-The walk is iterative, so depth cannot exhaust the Python stack here, and it
-is skipped entirely when a cheap scan of the text proves it unnecessary (too
-few brackets to reach the limit, no surrogate and no ``\\uD8..``-``\\uDF..``
-escape).
+For JSON text (:func:`loads`) both are done on the text, with regular
+expressions, before and after the parse; :func:`guard_value` walks values
+parsed elsewhere (the config), iteratively, so depth cannot exhaust the
+Python stack.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from itertools import accumulate
 from typing import Any, Final
 
 #: Default nesting limit of any JSON value taken from a client.
@@ -164,18 +165,58 @@ def _reject_constant(name: str) -> Any:
 _DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant)
 
 
-def needs_walk(text: str, max_depth: int) -> tuple[bool, bool]:
-    """``(depth_possible, surrogates_possible)`` from a scan of the JSON text.
+#: A JSON string literal (unrolled, so it scans in linear time; the text has
+#: parsed, so the first quote opens a string).
+_STRING_LITERAL: Final = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+#: Every byte but the four brackets (deleted with ``bytes.translate``).
+_NOT_BRACKETS: Final = bytes(c for c in range(256) if c not in b"[]{}")
+#: The depth step of each byte of a bracket skeleton.
+_DEPTH_STEP: Final = tuple(1 if c in b"[{" else -1 if c in b"]}" else 0 for c in range(256))
+#: A surrogate escape, with the run of backslashes before it (an odd run is an
+#: escape, an even one is literal backslashes), and a high surrogate's low half.
+_ESCAPED_SURROGATE: Final = re.compile(
+    r"(?<!\\)(\\++)u([dD][89abAB][0-9a-fA-F]{2})(\\u[dD][c-fC-F][0-9a-fA-F]{2})?"
+    r"|(?<!\\)(\\++)u[dD][c-fC-F][0-9a-fA-F]{2}"
+)
+#: Above this size a depth error does not walk the value for its path: the
+#: walk costs a Python step per container, and the refusal must stay cheap.
+_PATH_WALK_MAX_CHARS: Final = 1 << 20
 
-    No more than ``max_depth`` opening brackets cannot nest deeper than
-    ``max_depth``; a surrogate is either in the text itself (bytes decoded
-    with ``surrogatepass``, as :func:`json.loads` does) or a ``\\uD800``-style
-    escape.
+
+def deeper_than(text: str, max_depth: int) -> bool:
+    """Whether the (valid) JSON ``text`` nests containers deeper than ``max_depth``.
+
+    Done on the text at C speed, whatever the number of containers: string
+    literals are removed, the brackets left are the structure, and their
+    running sum is the depth.
     """
-    deep = text.count("[") + text.count("{") > max_depth
+    if text.count("[") + text.count("{") <= max_depth:
+        return False
+    skeleton = _STRING_LITERAL.sub("", text).encode("utf-8", "surrogatepass")
+    steps = map(_DEPTH_STEP.__getitem__, skeleton.translate(None, _NOT_BRACKETS))
+    return max(accumulate(steps), default=0) > max_depth
+
+
+def _escape_fixed(match: re.Match[str]) -> str:
+    high_run, high, low, low_run = match.group(1, 2, 3, 4)
+    if high_run is not None:
+        if len(high_run) % 2 == 0:  # literal backslashes, then "u" and hex
+            return f"{high_run}u{high}" + ("\\ufffd" if low else "")
+        return match.group(0) if low else high_run[:-1] + "\\ufffd"
+    if len(low_run) % 2 == 0:
+        return match.group(0)
+    return low_run[:-1] + "\\ufffd"
+
+
+def scrub_json_text(text: str) -> str:
+    """JSON ``text`` whose strings will decode without lone surrogates: raw
+    surrogate code points and lone ``\\uD800``-style escapes become U+FFFD,
+    valid escape pairs (emoji) stay."""
     if not text.isascii() and _SURROGATE.search(text):
-        return deep, True
-    return deep, _SURROGATE_ESCAPE.search(text) is not None
+        text = _SURROGATE.sub(REPLACEMENT, text)
+    if _SURROGATE_ESCAPE.search(text):
+        text = _ESCAPED_SURROGATE.sub(_escape_fixed, text)
+    return text
 
 
 def loads(raw: bytes | str, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
@@ -185,23 +226,35 @@ def loads(raw: bytes | str, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
     Raises :class:`JsonDepthError` (a ``ValueError``) for deep values, and
     ``ValueError`` for anything the parser refuses (``RecursionError`` from a
     value deep enough to exhaust the parser itself becomes a JsonDepthError).
+    The cost is the parse plus a few passes of regular expressions over the
+    text: nothing walks the parsed value, so a body of millions of tiny
+    containers cannot hold the event loop.
     """
-    try:
-        if isinstance(raw, bytes | bytearray):
-            raw = bytes(raw)
+    if isinstance(raw, bytes | bytearray):
+        raw = bytes(raw)
+        try:
             text = raw.decode(json.detect_encoding(raw), "surrogatepass")
-        else:
-            text = raw
-        if text.startswith("\ufeff"):
-            raise ValueError("Unexpected UTF-8 BOM (decode using utf-8-sig)")
+        except UnicodeDecodeError as exc:
+            raise ValueError(str(exc)) from None
+    else:
+        text = raw
+    if text.startswith("\ufeff"):
+        raise ValueError("Unexpected UTF-8 BOM (decode using utf-8-sig)")
+    text = scrub_json_text(text)
+    # Depth first, on the text: a value too deep is refused before paying for
+    # its parse (the path, for a small one, needs the parsed value).
+    too_deep = deeper_than(text, max_depth)
+    if too_deep and len(text) > _PATH_WALK_MAX_CHARS:
+        raise JsonDepthError("", max_depth)
+    try:
         value = _DECODER.decode(text)
     except RecursionError:
         raise JsonDepthError("", max_depth) from None
-    deep, surrogates = needs_walk(text, max_depth)
-    if deep or surrogates:
+    if too_deep:
         try:
-            return guard_value(value, max_depth=max_depth, scrub=surrogates)
+            guard_value(value, max_depth=max_depth, scrub=False)
         except JsonDepthError as exc:
             exc.value = value
             raise
+        raise JsonDepthError("", max_depth)  # pragma: no cover - scan and walk agree
     return value
