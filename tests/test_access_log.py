@@ -87,6 +87,21 @@ class AccessLineTests(SynchronousTestCase):
         self.assertIn('"GET /healthz" 200', line)
         self.assertNotIn("sekrit", line)
 
+    def test_control_characters_from_headers_are_escaped(self) -> None:
+        """A User-Agent or agent header carrying terminal escapes reaches the
+        line escaped: it cannot retitle, clear or colour an operator's terminal."""
+        events = access_events(self)
+        h = GatewayHarness.create(self.mktemp())
+        hostile = "\x1b]0;pwned\x07\x1b[2J\x1b[31mX\u202e"
+        h.request(b"GET", b"/healthz", headers={"User-Agent": hostile.encode("utf-8")})
+        h.request(b"POST", b"/v1/chat/completions", headers={"x-openclaw-agent-id": "\x1b[31mX"})
+        ua, agent = events[0]["user_agent"], events[1]["agent"]
+        line = formatEvent(events[0])
+        for text in (ua, agent, line):
+            self.assertFalse(any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in text), text)
+        self.assertIn("\\x1b]0;pwned\\x07", ua)
+        self.assertEqual(agent, "\\x1b[31mX")
+
     def test_real_client_behind_a_trusted_proxy(self) -> None:
         """Through a trusted proxy the line names the forwarded client and the proxy."""
         events = access_events(self)

@@ -182,6 +182,19 @@ class SecretValuesTests(SynchronousTestCase):
         self.assertEqual(seen[0]["log_level"], LogLevel.error)
         self.assertIs(seen[1], clean)
 
+    def test_scrubbing_observer_escapes_control_characters(self) -> None:
+        """Any field (a run id, a client name) reaches later observers with C0/C1
+        controls, line separators and bidi overrides escaped."""
+        publisher = LogPublisher()
+        publisher.addObserver(SecretScrubber(SecretValues()))
+        seen: list[dict[str, Any]] = []
+        publisher.addObserver(cast(ILogObserver, seen.append))
+        Logger(namespace="t", observer=publisher).info(
+            "run {run_id}", run_id="r\x1b[2J\nforged\x9b\u2028\u202e", other="ok\x00"
+        )
+        self.assertEqual(formatEvent(seen[0]), "run r\\x1b[2J\\x0aforged\\x9b\\u2028\\u202e")
+        self.assertEqual(seen[0]["other"], "ok\\x00")
+
     def test_scrubbing_observer_replaces_lone_surrogates(self) -> None:
         """Even with no secrets configured, an event carrying a lone surrogate
         reaches later observers as encodable text."""

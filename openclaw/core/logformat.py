@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -87,9 +88,31 @@ def flat_json_observer(out: IO[Any]) -> FileLogObserver:
     return FileLogObserver(out, format_json_line)
 
 
+#: What a log line must not carry raw from a client: C0 and C1 controls and DEL
+#: (terminal escapes, forged line breaks), Unicode line separators and bidi
+#: overrides (lines that read differently than they are).
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with control characters written as ``\\xNN`` / ``\\uNNNN``."""
+    if text.isprintable():
+        return text
+    return _UNSAFE.sub(_escaped, text)
+
+
 @implementer(ILogObserver)
 class SecretScrubber:
-    """Masks configured secrets in each event, in place, for the observers after it."""
+    """Masks configured secrets in each event, in place, for the observers after
+    it, and escapes control characters in its fields: any field may carry text
+    a client chose (a User-Agent, a run id, a WebSocket client name), and a
+    raw escape sequence would recolour, retitle or clear the terminal of an
+    operator reading the log, or forge a line."""
 
     def __init__(self, secrets: SecretValues) -> None:
         self._secrets = secrets
@@ -110,14 +133,14 @@ class SecretScrubber:
         if masked is not event:
             event.clear()
             event.update(masked)
-            return
         # Fields the format string does not use still reach a JSON line.
         secrets = self._secrets
-        if not secrets:
-            return
         for key, value in list(event.items()):
-            if not key.startswith("log_") and isinstance(value, str) and secrets.contains(value):
-                event[key] = secrets.redact(value)
+            if key.startswith("log_") or not isinstance(value, str):
+                continue
+            if secrets and secrets.contains(value):
+                value = secrets.redact(value)
+            event[key] = escape_controls(value)
 
 
 def json_logger() -> Callable[[LogEvent], None]:
@@ -127,6 +150,7 @@ def json_logger() -> Callable[[LogEvent], None]:
 
 __all__ = [
     "SecretScrubber",
+    "escape_controls",
     "flat_event",
     "flat_json_observer",
     "format_json_line",

@@ -43,6 +43,7 @@ from openclaw.agents.types import (
     RunTimeoutError,
     ToolEvent,
 )
+from openclaw.core.logformat import escape_controls
 from openclaw.core.metrics import UNKNOWN, Metrics
 
 log = Logger(namespace="openclaw.access")
@@ -86,7 +87,9 @@ def route_template(path: bytes, control_ui: Callable[[bytes], bool] | None = Non
 def _text(value: bytes | None) -> str:
     if not value:
         return "-"
-    return value[:_MAX_FIELD].decode("latin-1").replace('"', "'")
+    # A header a client chose: no quote (the field's delimiter) and no raw
+    # control character (a terminal escape, a forged line) in the log.
+    return escape_controls(value[:_MAX_FIELD].decode("latin-1").replace('"', "'"))
 
 
 #: A path with only printable ASCII, no quote and no ``%`` escape.

@@ -17,6 +17,8 @@ from attrs import frozen
 from twisted.logger import ILogObserver, LogEvent, formatEvent
 from zope.interface import implementer
 
+from openclaw.core.logformat import escape_controls
+
 DEFAULT_MAX_LINES = 2000
 DEFAULT_MAX_BYTES = 1024 * 1024
 #: One line never holds more than this many characters (a huge repr, a body).
@@ -61,6 +63,9 @@ def format_log_line(event: LogEvent) -> str:
     stamp = _iso(ts if isinstance(ts, int | float) else time.time())
     namespace = event.get("log_namespace") or "-"
     line = f"{stamp} {level_name} [{namespace}] {text}".replace("\r", "\\r").replace("\n", "\\n")
+    # A failure's message, or a field logged without the scrubber in front,
+    # may still carry a terminal escape: `openclaw logs` prints these lines.
+    line = escape_controls(line)
     if len(line) > MAX_LINE_CHARS:
         line = line[: MAX_LINE_CHARS - 1] + "\u2026"
     return line
