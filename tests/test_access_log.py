@@ -92,7 +92,7 @@ class AccessLineTests(SynchronousTestCase):
         line escaped: it cannot retitle, clear or colour an operator's terminal."""
         events = access_events(self)
         h = GatewayHarness.create(self.mktemp())
-        hostile = "\x1b]0;pwned\x07\x1b[2J\x1b[31mX\u202e"
+        hostile = "\x1b]0;pwned\x07\x1b[2J\x1b[31mX\x9b"
         h.request(b"GET", b"/healthz", headers={"User-Agent": hostile})
         h.request(b"POST", b"/v1/chat/completions", headers={"x-openclaw-agent-id": "\x1b[31mX"})
         ua, agent = events[0]["user_agent"], events[1]["agent"]
