@@ -121,6 +121,33 @@ class HeaderLimitTests(SynchronousTestCase):
         self.assertTrue(conn.closing)
         self.assertEqual(slow.pending, [])
 
+    def test_malformed_heads_get_a_json_400(self) -> None:
+        """What Twisted's parser refuses (a NUL in a header, a header without a
+        colon, a duplicated or signed Content-Length, a bad chunk size, an
+        unknown version) is the same JSON 400 with request id and security
+        headers as every other refusal, not a bare status line."""
+        for head in (
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n",
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n",
+            b"POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            b"POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\nhello",
+            b"POST /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            b"GET /healthz HTTP/7.3\r\nHost: x\r\n\r\n",
+        ):
+            site, _, slow = _site()
+            conn = Conn(site)
+            conn.send(head)
+            out = conn.take()
+            self.assertEqual(_status(out), 400, head)
+            self.assertIn(b"x-request-id: ", out.lower())
+            self.assertIn(b"x-content-type-options: nosniff", out.lower())
+            error = _json_body(out)["error"]
+            self.assertEqual(
+                (error["code"], error["type"]), ("malformed_request", "invalid_request_error")
+            )
+            self.assertTrue(conn.closing)
+            self.assertEqual(slow.pending, [])
+
     def test_single_line_longer_than_the_limit_without_newline(self) -> None:
         """A header line that never ends is refused once it passes the limit
         (431), not buffered forever and not silently dropped."""

@@ -275,9 +275,11 @@ class GatewayChannel(HTTPChannel):
         self._close()
 
     def _respondToBadRequestAndDisconnect(self) -> None:
-        """Twisted's own 400 for a head it cannot parse: logged and counted too."""
-        super()._respondToBadRequestAndDisconnect()
-        self._report_refusal(400, len(b"HTTP/1.1 400 Bad Request\r\n\r\n"))
+        """A head Twisted cannot parse (a NUL in a header, a bad chunk size, a
+        duplicated Content-Length...): the same JSON 400, with the request id
+        and security headers, as every other refusal (Twisted's own is a bare
+        status line), logged and counted."""
+        self._refuse(400, "Malformed HTTP request", "malformed_request")
 
     def _report_refusal(self, status: int, sent: int) -> None:
         """Give a request refused before dispatch its access line and count."""
