@@ -119,6 +119,16 @@ class SessionKeyPropertyTests(SynchronousTestCase):
             self.assertTrue(str(error))
             return None
 
+    def test_agent_prefix_without_id_or_rest_is_refused(self) -> None:
+        """``agent:rok:``, ``agent:`` and ``Agent::x`` are refused, not turned into
+        a key of the default agent (``agent:main:agent:rok:``)."""
+        for raw in ("agent:rok:", "agent:", "AGENT:", "agent::x", "agent:main:", " agent:rok: "):
+            with self.assertRaises(InvalidSessionKeyError, msg=raw) as caught:
+                canonical_session_key("main", raw)
+            self.assertIn("agent:<agentId>:<key>", str(caught.exception))
+        self.assertEqual(canonical_session_key("main", "agent:rok:x"), "agent:rok:x")
+        self.assertEqual(canonical_session_key("main", "agentx:1"), "agent:main:agentx:1")
+
     @settings(derandomize=True, max_examples=500, deadline=None)
     @given(agent_id=AGENTS, raw=TEXT)
     @example(agent_id="main", raw="agent:../../etc:passwd")

@@ -82,7 +82,8 @@ def canonical_session_key(agent_id: str, key: str) -> str:
 
     ``agent:<id>:...`` keys are kept (their own agent wins); anything else
     becomes ``agent:<agent_id>:<key>``. Raises InvalidSessionKeyError for empty,
-    oversized, control-character or reserved keys.
+    oversized, control-character or reserved keys, and for ``agent:`` keys
+    without an agent id or a rest.
     """
     stripped = key.strip()
     if not stripped:
@@ -94,6 +95,10 @@ def canonical_session_key(agent_id: str, key: str) -> str:
     owner = parse_agent_from_key(stripped)
     if owner is not None:
         canonical = agent_session_key(owner, stripped.split(":", 2)[2])
+    elif stripped[:6].lower() == "agent:":
+        # "agent:rok:" or "agent:" would otherwise run the default agent under
+        # "agent:main:agent:rok:", a key no client meant.
+        raise InvalidSessionKeyError("session key must be agent:<agentId>:<key>")
     else:
         canonical = agent_session_key(agent_id, stripped)
     # Checked again on the canonical form: trimming and lower-casing can turn
