@@ -128,6 +128,8 @@ class SessionsCompactTests(MethodTestCase):
         self.assertEqual(payload["reason"], "fake runtime")
         self.error("sessions.compact", {})
         self.error("sessions.compact", {"key": "main", "maxLines": 10})
+        for agent_id in (7, ["beta"], {"id": "beta"}):
+            self.error("sessions.compact", {"key": "main", "agentId": agent_id})
 
 
 class BrokerTests(SynchronousTestCase):

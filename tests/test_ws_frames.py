@@ -54,6 +54,13 @@ class ParseRequestTests(SynchronousTestCase):
             parse_request(b"[1,2]")
         self.assertIsNone(caught.exception.request_id)
 
+    def test_overlong_id_says_so(self) -> None:
+        """An id over the limit is refused as too long, not as missing."""
+        with self.assertRaises(FrameError) as caught:
+            parse_request(b'{"type":"req","id":"%s","method":"health"}' % (b"x" * 257))
+        self.assertIn("longer than 256 characters", caught.exception.message)
+        self.assertIsNone(caught.exception.request_id)
+
     def test_wrong_type_keeps_the_id(self) -> None:
         """A frame with an id but the wrong type can still be answered by id."""
         with self.assertRaises(FrameError) as caught:

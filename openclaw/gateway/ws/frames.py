@@ -136,6 +136,9 @@ def parse_request(payload: bytes, max_depth: int = MAX_JSON_DEPTH) -> RequestFra
     if data.get("type") != "req":
         raise FrameError('invalid frame: type must be "req"', request_id)
     if request_id is None:
+        raw_id = data.get("id")
+        if isinstance(raw_id, str) and len(raw_id) > MAX_REQUEST_ID_LENGTH:
+            raise FrameError(f"invalid frame: id is longer than {MAX_REQUEST_ID_LENGTH} characters")
         raise FrameError("invalid frame: id must be a non-empty string")
     method = data.get("method")
     if not isinstance(method, str) or not method or len(method) > MAX_METHOD_LENGTH:

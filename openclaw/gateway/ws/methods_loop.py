@@ -59,8 +59,10 @@ def sessions_compact(ctx: CallContext, params: Mapping[str, Any]) -> Deferred[di
     if params.get("maxLines") is not None:
         raise invalid_params(method, "maxLines (truncation) is not supported by this gateway")
     hint = params.get("agentId")
+    if hint is not None and not isinstance(hint, str):
+        raise invalid_params(method, "agentId must be a string")
     runtime = ctx.services.runtime
-    base = normalize_agent_id(hint) if isinstance(hint, str) and hint else runtime.default_agent_id
+    base = normalize_agent_id(hint) if hint else runtime.default_agent_id
     try:
         key = canonical_session_key(base, raw_key)
     except InvalidSessionKeyError as e:
