@@ -138,16 +138,20 @@ class SecretValuesTests(SynchronousTestCase):
             gateway_password=None,
             providers=[
                 ("sk-key-abcdef", {"X-Upstream-Pass": "hunter2-pass", "X-Flag": "1"}),
-                (None, {"Accept": "application/json"}),
+                (None, {"X-Custom": "application/json"}),
+                ("ollama", {"X-Title": "openclaw", "HTTP-Referer": "https://example.org"}),
             ],
         )
 
     def test_every_configured_value_is_masked(self) -> None:
         """Token, API key and every header value (whatever the header's name)
-        are masked; values shorter than 4 characters are not."""
+        are masked; values shorter than 4 characters are not, nor a keyless
+        server's placeholder key or a public header (OpenRouter's X-Title)."""
         secrets = self.secrets()
         text = "gw-token-123456 sk-key-abcdef hunter2-pass application/json 1"
         self.assertEqual(secrets.redact(text), "[redacted] [redacted] [redacted] [redacted] 1")
+        public = "openclaw listening; model ollama/llama3; https://example.org"
+        self.assertEqual(secrets.redact(public), public)
         self.assertEqual(
             secrets.redact_json({"e": ["hunter2-pass!"], "hunter2-pass": 3}),
             {"e": ["[redacted]!"], "[redacted]": 3},
@@ -181,6 +185,27 @@ class SecretValuesTests(SynchronousTestCase):
         self.assertIn("ValueError", text)
         self.assertEqual(seen[0]["log_level"], LogLevel.error)
         self.assertIs(seen[1], clean)
+
+    def test_redacted_events_keep_their_fields(self) -> None:
+        """An access line holding a secret keeps status, path and run id; only
+        the secret is masked, in the text and in every field."""
+        publisher = LogPublisher()
+        publisher.addObserver(SecretScrubber(self.secrets()))
+        seen: list[dict[str, Any]] = []
+        publisher.addObserver(cast(ILogObserver, seen.append))
+        Logger(namespace="openclaw.access", observer=publisher).info(
+            '"GET {path}" {status}',
+            path="/x/gw-token-123456",
+            status=404,
+            run_id="r-1",
+            extra=["hunter2-pass"],
+        )
+        (event,) = seen
+        self.assertEqual(formatEvent(event), '"GET /x/[redacted]" 404')
+        self.assertEqual((event["status"], event["run_id"]), (404, "r-1"))
+        self.assertEqual(event["path"], "/x/[redacted]")
+        self.assertEqual(event["extra"], "['[redacted]']")
+        self.assertNotIn("gw-token-123456", repr(event))
 
     def test_scrubbing_observer_escapes_control_characters(self) -> None:
         """Any field (a run id, a client name) reaches later observers with C0/C1

@@ -4,8 +4,9 @@ Shape-based masking (:mod:`openclaw.core.redaction`) catches ``sk-...`` keys
 and bearer tokens; it cannot know that the value of a provider header called
 ``X-Upstream-Pass`` is a password. :class:`SecretValues` holds the exact
 values the config declares secret (the gateway token and password, every
-provider ``apiKey`` and every provider header value, whatever the header is
-called) and masks them in error bodies, error frames, ``logs.tail``, the log
+provider ``apiKey`` but a keyless server's placeholder, and every provider
+header value, whatever the header is called, but for a few public ones such
+as OpenRouter's ``X-Title``) and masks them in error bodies, error frames, ``logs.tail``, the log
 file and transcripts.
 
 Values shorter than :data:`MIN_SECRET_CHARS` are not masked: masking ``1``
@@ -67,12 +68,15 @@ class SecretValues:
         return value
 
     def redact_event(self, event: LogEvent) -> LogEvent:
-        """``event`` itself when it is clean, else a copy whose text is formatted,
-        redacted, stripped of lone surrogates and carried as plain text.
+        """``event`` itself when it is clean, else a copy that carries no secret
+        and no lone surrogate.
 
-        Fields and tracebacks are folded into the message first, so no
-        observer can format a secret back out of a field, and no writer meets
-        text it cannot encode.
+        A plain event keeps its format and its fields, each string field
+        redacted (a non-string field whose text holds a secret becomes that
+        text, redacted), so JSON lines keep ``status``, ``path``, ``run_id``...
+        An event with a traceback, or one from the legacy ``twisted.python.log``
+        API, is folded into one redacted text instead: those are formatted in
+        ways a field-by-field pass cannot reach.
         """
         text = formatEvent(event)
         failure = event.get("log_failure")
@@ -83,11 +87,68 @@ class SecretValues:
                 text = f"{text}\n(unformattable traceback)"
         if not self.contains(text) and not has_surrogates(text):
             return event
+        if failure is None and "log_legacy" not in event and "log_text" not in event:
+            return self._redact_fields(event)
         kept = {k: v for k, v in event.items() if k.startswith("log_") and k != "log_failure"}
         kept.pop("log_text", None)
         kept["log_format"] = "{redacted_text}"
         kept["redacted_text"] = scrub_text(self.redact(text))
         return kept
+
+    def _redact_fields(self, event: LogEvent) -> LogEvent:
+        out: dict[str, Any] = {}
+        for key, value in event.items():
+            if key == "log_format" and isinstance(value, str):
+                out[key] = scrub_text(self.redact(value))
+            elif key.startswith("log_"):
+                out[key] = value
+            elif isinstance(value, str):
+                out[key] = scrub_text(self.redact(value))
+            elif isinstance(value, int | float | bool) or value is None:
+                out[key] = value
+            else:
+                try:
+                    shown = str(value)
+                except Exception:
+                    shown = "(unprintable)"
+                clean = not self.contains(shown) and not has_surrogates(shown)
+                out[key] = value if clean else scrub_text(self.redact(shown))
+        return out
+
+
+#: Provider headers that are public by design (OpenRouter's attribution, API
+#: versions, organisation ids): their values are not masked. Any other header
+#: may be a credential (``X-Upstream-Pass``), whatever it is called.
+PUBLIC_HEADERS: Final = frozenset(
+    {
+        "x-title",
+        "http-referer",
+        "referer",
+        "user-agent",
+        "accept",
+        "content-type",
+        "anthropic-version",
+        "anthropic-beta",
+        "openai-organization",
+        "openai-project",
+        "openai-beta",
+    }
+)
+#: ``apiKey`` values that keyless local servers ask for (Ollama, LM Studio,
+#: vLLM, llama.cpp): not secrets, and masking them would mask the provider's
+#: own name in every log line.
+PLACEHOLDER_KEYS: Final = frozenset(
+    {
+        "ollama",
+        "lm-studio",
+        "lmstudio",
+        "empty",
+        "none",
+        "dummy",
+        "not-needed",
+        "sk-no-key-required",
+    }
+)
 
 
 def config_secret_values(
@@ -97,9 +158,11 @@ def config_secret_values(
     providers: Iterable[tuple[str | None, Mapping[str, str]]],
 ) -> SecretValues:
     """Every configured secret: gateway token and password, each provider's
-    ``apiKey`` and the value of every header it sends upstream."""
+    ``apiKey`` (not a keyless server's placeholder) and the value of every
+    header it sends upstream (not the public ones, :data:`PUBLIC_HEADERS`)."""
     values: list[str | None] = [gateway_token, gateway_password]
     for api_key, headers in providers:
-        values.append(api_key)
-        values.extend(headers.values())
+        if api_key is not None and api_key.strip().lower() not in PLACEHOLDER_KEYS:
+            values.append(api_key)
+        values.extend(v for k, v in headers.items() if k.strip().lower() not in PUBLIC_HEADERS)
     return SecretValues(values)
