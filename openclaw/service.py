@@ -29,6 +29,7 @@ from twisted.internet.defer import (
     maybeDeferred,
 )
 from twisted.internet.defer import TimeoutError as DeferredTimeoutError
+from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import (
     IAddress,
@@ -456,6 +457,21 @@ def _exit_with_problems(problems: Any) -> Any:
     raise SystemExit(1)
 
 
+def _check_endpoints(reactor: Any, descriptions: Sequence[str]) -> None:
+    """Every ``--listen`` / ``--metrics-listen`` string must parse (an unknown
+    type, a bad port, a missing TLS key file), or exit 1 with one line each."""
+    problems = []
+    for description in descriptions:
+        try:
+            serverFromString(reactor, description)
+        except (ValueError, OSError, KeyError) as e:
+            detail = getattr(e, "strerror", None) or str(e) or type(e).__name__
+            where = getattr(e, "filename", None)
+            problems.append(f"--listen {description}: {detail}" + (f": {where}" if where else ""))
+    if problems:
+        _exit_with_problems(problems)
+
+
 def _check_redis(config: Config) -> None:
     """``session.store: "redis"``: Redis must answer now, or exit 1 with one line."""
     from openclaw.sessions.redis.backend import RedisConfigError, probe, redis_url
@@ -476,10 +492,17 @@ def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
     assert options.config is not None
+    _check_endpoints(reactor, [*options.endpoints, *options["metrics-listen"]])
     try:
         lock = StateLock.acquire(options.config.state_dir, "gateway")
     except StateDirLockedError as e:
         _exit_with_problems([f"{e}; stop it or use another OPENCLAW_STATE_DIR"])
+    except OSError as e:
+        # A file where the directory should be, a path under /proc, no permission.
+        where = e.filename or options.config.state_dir
+        _exit_with_problems(
+            [f"state directory {options.config.state_dir}: cannot use {where}: {e.strerror or e}"]
+        )
     if options.config.session.store == "redis":
         _check_redis(options.config)
     reactor.callWhenRunning(lock.record_owner)  # the pid after twistd's daemonizing fork

@@ -77,6 +77,40 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(caught.exception.code, 1)
         return err.getvalue().splitlines()
 
+    def _make_service_lines(self, options: Options) -> list[str]:
+        err = StringIO()
+        with mock.patch("sys.stderr", err), self.assertRaises(SystemExit) as caught:
+            makeService(options)
+        self.assertEqual(caught.exception.code, 1)
+        return err.getvalue().splitlines()
+
+    def test_unusable_listen_strings_are_one_line_each(self) -> None:
+        """An unknown endpoint type, a bad port or a missing TLS key: one line
+        naming the --listen value, exit 1, before anything starts."""
+        lines = self._make_service_lines(
+            _options(
+                self.tmp,
+                [
+                    "--listen", "bogus:1234",
+                    "--listen", "tcp:notaport",
+                    "--listen", "ssl:0:privateKey=/nope.pem:certKey=/nope.crt",
+                ],
+            )
+        )  # fmt: skip
+        self.assertEqual(len(lines), 3)
+        self.assertTrue(lines[0].startswith("openclaw: --listen bogus:1234: "), lines)
+        self.assertIn("tcp:notaport", lines[1])
+        self.assertIn("/nope.", lines[2])
+
+    def test_unusable_state_directory_is_one_line(self) -> None:
+        """A file where the state directory should be: one line, exit 1."""
+        blocker = self.tmp / "statefile"
+        blocker.write_text("x")
+        for state in (blocker, blocker / "sub"):
+            options = _options(self.tmp, [], OPENCLAW_STATE_DIR=str(state))
+            (line,) = self._make_service_lines(options)
+            self.assertTrue(line.startswith(f"openclaw: state directory {state}: "), line)
+
     def test_token_mode_without_token_refuses_to_start(self) -> None:
         """Token mode and no token anywhere: one clear line, exit 1."""
         lines = self._exit_lines([], {"gateway": {"auth": {"mode": "token"}}})
