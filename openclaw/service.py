@@ -236,9 +236,7 @@ class GatewayService(MultiService):
             f"openclaw: cannot listen on {error.interface or '*'}:{error.port}: {error.socketError}"
         )
         if self._standalone:
-            sys.stderr.write(message + "\n")
-            sys.stderr.flush()
-            raise SystemExit(1)
+            raise StartupFailedError(message)
         raise BindFailedError(message) from error
 
     @inlineCallbacks
@@ -447,6 +445,14 @@ class Options(usage.Options):
         if problems:
             _exit_with_problems(dict.fromkeys(problems))
         self.config = config
+
+
+class StartupFailedError(SystemExit, Exception):
+    """Start-up failed under twistd: exits with status 1, its message as the
+    one line on stderr. It is an ``Exception`` too so that twistd, when it has
+    forked a daemon, reports it to the waiting parent through its status pipe
+    (twistd catches only ``Exception`` there; a bare SystemExit left the parent
+    waiting forever)."""
 
 
 def _exit_with_problems(problems: Any) -> Any:

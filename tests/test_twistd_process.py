@@ -168,6 +168,38 @@ class TwistdProcessTests(TestCase):
         self.assertIn(str(port), lines[0])
         self.assertNotIn("Traceback", result.stdout + result.stderr)
 
+    def test_port_in_use_as_a_daemon_exits_1(self) -> None:
+        """Daemonized (no -n), a port in use reaches the launching twistd, which
+        exits 1 naming it, instead of waiting on its status pipe forever."""
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            result = subprocess.run(
+                [
+                    str(VENV_BIN / "twistd"),
+                    f"--pidfile={self.dir / 'gw.pid'}",
+                    f"--logfile={self.dir / 'gw.log'}",
+                    "openclaw",
+                    "--config",
+                    str(write_config(self.dir)),
+                    "--port",
+                    str(port),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env={
+                    "OPENCLAW_STATE_DIR": str(self.dir),
+                    "HOME": str(self.dir),
+                    "PATH": "/usr/bin:/bin",
+                },
+            )
+        self.assertEqual(result.returncode, 1)
+        self.assertIn("cannot listen", result.stderr)
+        self.assertIn("Address already in use", (self.dir / "gw.log").read_text())
+        self.assertFalse((self.dir / "gw.pid").exists())
+
     def test_three_config_mistakes_three_lines(self) -> None:
         """A config with three mistakes: three lines naming the key paths, exit 1,
         no traceback."""
