@@ -74,6 +74,11 @@ class OfflineCheckTests(SynchronousTestCase):
         base.chmod(0o700)
         self.assertEqual(check_directory("ws", base / "new", create_hint=True).status, "ok")
         self.assertEqual(check_directory("ws", base / "a" / "b").status, "FAIL")
+        # Nothing can be created under a file: FAIL, naming the file in the way.
+        (base / "file").write_text("x")
+        blocked = check_directory("ws", base / "file" / "sub", create_hint=True)
+        self.assertEqual(blocked.status, "FAIL")
+        self.assertIn(f"{base / 'file'} is not a directory", blocked.line())
 
     def test_token_strength(self) -> None:
         """Missing, well-known and short tokens fail, medium ones warn, long random ones pass."""

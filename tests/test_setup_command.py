@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from openclaw.cli.doctor import check_directory
+from openclaw.cli.main import main
 from openclaw.cli.setup_command import run_setup
+from openclaw.config import load_config
 from openclaw.config.model import AgentConfig, AgentDefaults, AgentsConfig, Config
 
 
@@ -69,3 +72,31 @@ class SetupTests(SynchronousTestCase):
         self.assertTrue((self.root / "state" / "workspace").is_dir())
         self.assertTrue((self.root / "state" / "workspace-b").is_dir())
         self.assertEqual(list((self.root / "state" / "workspace-b").iterdir()), [])
+
+
+class StarterConfigTests(SynchronousTestCase):
+    """``openclaw setup`` on a machine with no config writes one (doctor's fix
+    for a missing config is this command)."""
+
+    def setUp(self) -> None:
+        self.root = Path(self.mktemp()).absolute()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OPENCLAW_")}
+        env.update(OPENCLAW_STATE_DIR=str(self.root / "state"), HOME=str(self.root))
+        self.patch(os, "environ", env)
+
+    def test_writes_a_private_starter_config_once(self) -> None:
+        path = self.root / "etc" / "openclaw.json5"
+        out = io.StringIO()
+        self.patch(sys, "stdout", out)
+        self.assertEqual(main(["setup", "--config", str(path)]), 0)
+        self.assertIn(f"wrote {path}", out.getvalue())
+        self.assertEqual(path.stat().st_mode & 0o777, 0o600)
+        config = load_config(str(path), env=os.environ).config
+        token = config.gateway.auth.token
+        self.assertEqual((config.gateway.auth.mode, config.gateway.bind), ("token", "loopback"))
+        assert token is not None
+        self.assertGreaterEqual(len(token), 32)
+        self.assertEqual(config.agents.defaults.model_primary, "demo/echo")
+        # A second run keeps the file (and its token).
+        self.assertEqual(main(["setup", "--config", str(path)]), 0)
+        self.assertEqual(load_config(str(path), env=os.environ).config.gateway.auth.token, token)

@@ -15,6 +15,7 @@ import json
 import os
 import socket
 import stat
+import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,7 +67,17 @@ def check_directory(name: str, path: Path, *, create_hint: bool = False) -> Chec
     """Exists (or can be created), is writable, and no one else may write to it."""
     if not path.exists():
         parent = next((p for p in path.parents if p.exists()), None)
-        if create_hint and parent is not None and os.access(parent, os.W_OK):
+        if parent is not None and not parent.is_dir():
+            return Check(
+                "FAIL", name, f"{path} cannot be created: {parent} is not a directory",
+                f"move {parent} away or choose another path",
+            )  # fmt: skip
+        if parent is not None and not _can_create_in(parent):
+            return Check(
+                "FAIL", name, f"{path} cannot be created: {parent} does not allow it",
+                f"choose another path, or fix the permissions of {parent}",
+            )  # fmt: skip
+        if create_hint:
             return Check("ok", name, f"{path} (created on first use)")
         return Check("FAIL", name, f"{path} does not exist", f"mkdir -p -m 0700 {path}")
     if not path.is_dir():
@@ -83,6 +94,16 @@ def check_directory(name: str, path: Path, *, create_hint: bool = False) -> Chec
             "warn", name, f"{path} is open to other users ({mode:04o})", f"chmod 0700 {path}"
         )
     return Check("ok", name, f"{path} ({mode:04o})")
+
+
+def _can_create_in(parent: Path) -> bool:
+    """Whether a directory can really be made in ``parent`` (tried, then
+    removed): permission bits say yes for root on /proc, which refuses."""
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".openclaw-doctor-", dir=parent))
+    except OSError:
+        return False
+    return True
 
 
 def check_token(config: Config) -> Check:

@@ -315,6 +315,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_sessions(args, sys.stdout, sys.stderr)
     if args.command == "setup":
+        from openclaw.cli.setup_command import write_starter_config
+        from openclaw.config.loader import resolve_config_path
+
+        path, _ = resolve_config_path(args.config, os.environ)
+        if not path.exists():
+            try:
+                if write_starter_config(path):
+                    sys.stdout.write(f"wrote {path} (a new token; the demo model)\n")
+            except OSError as e:
+                sys.stderr.write(f"openclaw setup: cannot write {path}: {e.strerror or e}\n")
+                return 1
         config = _load(args.config, sys.stderr)
         if config is None:
             return 1
