@@ -122,3 +122,26 @@ class SessionsExportImportTests(SynchronousTestCase):
         self.assertEqual(result.returncode, 1)
         self.assertEqual(len(result.stderr.strip().splitlines()), 1, result.stderr)
         self.assertIn("cannot reach Redis", result.stderr)
+
+    def test_mistakes_are_errors(self) -> None:
+        """A missing import directory, an export of an agent with no sessions and
+        a file-store config each exit 1 with one line saying what is wrong."""
+        missing = run_cli(
+            "sessions", "import", "--from", str(self.root / "nope"), "--config", str(self.config)
+        )
+        self.assertEqual(missing.returncode, 1)
+        self.assertIn("no agents/ directory to import", missing.stderr)
+        nobody = run_cli(
+            "sessions", "export", "--to", str(self.root / "out"), "--agent", "nobody",
+            "--config", str(self.config),
+        )  # fmt: skip
+        self.assertEqual(nobody.returncode, 1)
+        self.assertIn("no sessions of agent nobody in Redis", nobody.stderr)
+        file_store = self.root / "file.json"
+        file_store.write_text("{}")
+        wrong = run_cli(
+            "sessions", "export", "--to", str(self.root / "x"), "--config", str(file_store)
+        )
+        self.assertEqual(wrong.returncode, 1)
+        self.assertIn("this config uses the file store", wrong.stderr)
+        self.assertNotIn("redis.url is not set", wrong.stderr)

@@ -40,17 +40,28 @@ def run_sessions(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     try:
         config = load_config(args.config).config
-        url = redis_url(config)
-        probe(url)
     except ConfigError as e:
         for problem in e.problems:
             err.write(f"openclaw: {problem}\n")
         return 1
+    if config.session.store != "redis":
+        err.write(
+            "openclaw: sessions export/import move sessions between a Redis store and "
+            'files; this config uses the file store (set session.store: "redis" and '
+            "gateway.redis.url)\n"
+        )
+        return 1
+    directory = Path(args.directory)
+    if args.sessions_command == "import" and not (directory / "agents").is_dir():
+        err.write(f"openclaw: {directory}: no agents/ directory to import (an export's layout)\n")
+        return 1
+    try:
+        url = redis_url(config)
+        probe(url)
     except (RedisConfigError, RedisUnavailableError) as e:
         err.write(f"openclaw: {e}\n")
         return 1
     schema = KeySchema(config.gateway.redis.key_prefix)
-    directory = Path(args.directory)
 
     def work(reactor: Any) -> Any:
         client = open_client(reactor, url)
@@ -63,6 +74,11 @@ def run_sessions(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
         def done(moved: Any) -> None:
             out.write(describe(moved, verb, directory) + "\n")
+            if args.sessions_command == "export" and args.agent is not None and not moved.sessions:
+                # A mistyped --agent: say so (an agent removed from the config
+                # but with sessions in Redis still exports).
+                err.write(f"openclaw: no sessions of agent {', '.join(args.agent)} in Redis\n")
+                raise SystemExit(1)
 
         def failed(failure: Any) -> None:
             err.write(f"openclaw: sessions {args.sessions_command} failed: {failure.value}\n")
