@@ -413,6 +413,22 @@ class ProviderValidationTests(SynchronousTestCase):
         self.assertEqual(openai.models, (ModelEntry("gpt-4o", "GPT-4o", 128000, 4096),))
         self.assertEqual((providers["demo"].api, providers["demo"].base_url), ("demo", None))
 
+    def test_credentials_in_base_url(self) -> None:
+        """user:password@ in baseUrl warns (it is never sent), and a refused URL is
+        echoed without its password."""
+        loaded = parse(
+            '{models: {providers: {p: {api: "openai-completions",'
+            ' baseUrl: "http://u:BASEURLSECRET@h/v1"}}}}'
+        )
+        (warning,) = [w for w in loaded.warnings if "baseUrl" in w]
+        self.assertIn("not sent upstream", warning)
+        with self.assertRaises(ConfigError) as caught:
+            parse(
+                '{models: {providers: {p: {api: "openai-completions", baseUrl: "ftp://u:BASEURLSECRET@h/v1"}}}}'
+            )
+        self.assertNotIn("BASEURLSECRET", " ".join(caught.exception.problems))
+        self.assertIn("ftp://u:***@h/v1", " ".join(caught.exception.problems))
+
     def test_model_compat_max_tokens_field(self) -> None:
         """compat.maxTokensField is read; the other compat keys OpenClaw knows are
         ignored with a warning; a wrong value is a problem naming the key."""

@@ -188,6 +188,19 @@ class ProviderCheckTests(TestCase):
         self.assertEqual(check.status, "ok", check.line())
         self.assertIn("2 models listed", check.detail)
 
+    async def test_credentials_in_the_url_are_neither_sent_nor_shown(self) -> None:
+        """A baseUrl with user:password@ is probed as the gateway reaches it
+        (without them) and printed without the password."""
+        upstream = FakeOpenAIUpstream(reactor, api_key=KEY)
+        upstream.model_ids = ("gpt-test",)
+        base = self._serve(upstream).replace("http://", "http://user:URLPASSSECRET@")
+        provider = ProviderConfig(
+            id="up", api="openai-completions", base_url=base + "/v1", api_key=KEY
+        )
+        check = await self._check(provider, ["gpt-test"])
+        self.assertEqual(check.status, "ok", check.line())
+        self.assertNotIn("URLPASSSECRET", check.line())
+
     async def test_wrong_key_fails(self) -> None:
         """A 401 from the upstream: FAIL, fix names the apiKey."""
         base = self._serve(FakeOpenAIUpstream(reactor, api_key=KEY))

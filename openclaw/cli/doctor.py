@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TextIO
+from urllib.parse import urlsplit, urlunsplit
 
 from attrs import frozen
 from twisted.internet.defer import Deferred
@@ -214,7 +215,14 @@ def _check_tls_pair(key_path: Path, cert_path: Path) -> Check:
 
 
 def _models_url(provider: ProviderConfig) -> str:
-    base = (provider.base_url or "").rstrip("/")
+    """``<baseUrl>/models`` as the gateway reaches it: without ``user:password@``
+    (never sent upstream, and never printed)."""
+    parts = urlsplit((provider.base_url or "").rstrip("/"))
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    base = urlunsplit(parts._replace(netloc=netloc))
     if provider.api == "anthropic-messages" and not base.endswith("/v1"):
         base += "/v1"
     return base + "/models"

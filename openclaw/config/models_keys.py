@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from openclaw.config.model import ModelEntry, ModelsConfig, ProviderApi, ProviderConfig
 from openclaw.config.reader import _Reader, _section
+from openclaw.core.redaction import url_without_password
 
 _PROVIDER_APIS: Final[Mapping[str, ProviderApi]] = {
     "openai-completions": "openai-completions",
@@ -92,7 +93,15 @@ def _build_provider(r: _Reader, pid: str, value: Any, path: str) -> ProviderConf
     if base_url is not None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            r.expected(f"{path}.baseUrl", "an http:// or https:// URL", base_url)
+            r.expected(
+                f"{path}.baseUrl", "an http:// or https:// URL", url_without_password(base_url)
+            )
+        elif parts.username is not None or parts.password is not None:
+            r.warn(
+                f"{path}.baseUrl",
+                "user:password@ in the URL is not sent upstream; put credentials in apiKey "
+                "or headers (e.g. Authorization)",
+            )
     d = ProviderConfig(id=pid, api=api)
     delay = r.number(p, "delayMs", path, d.delay_ms, allow_zero=True)
     if "delayMs" in p and api != "demo":

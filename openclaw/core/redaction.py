@@ -2,7 +2,8 @@
 
 Upstream error messages are shown to API clients, WebSocket operators, logs
 and transcripts; some upstreams quote the key they were given. Anything shaped
-like a credential (``sk-...`` keys, bearer tokens, ``api_key=...``) is masked.
+like a credential (``sk-...`` keys, bearer tokens, ``api_key=...``, a URL's
+password) is masked.
 """
 
 from __future__ import annotations
@@ -13,9 +14,18 @@ _CREDENTIAL = re.compile(
     r"(?i)(\bsk-[A-Za-z0-9_*.-]{4,}|\bbearer\s+\S+|\b(?:api[_-]?key|token)\s*[=:]\s*\S+)"
 )
 
+#: The password of a URL's ``user:password@``.
+_URL_PASSWORD = re.compile(r"(://[^/@\s:]*:)[^/@\s]+@")
+
 REDACTED = "[redacted]"
 
 
 def redact_credentials(text: str) -> str:
-    """``text`` with credential-like substrings replaced by ``[redacted]``."""
-    return _CREDENTIAL.sub(REDACTED, text)
+    """``text`` with credential-like substrings replaced by ``[redacted]``, and
+    any URL's password by ``***``."""
+    return _URL_PASSWORD.sub(r"\1***@", _CREDENTIAL.sub(REDACTED, text))
+
+
+def url_without_password(url: str) -> str:
+    """``url`` for display: ``https://user:***@host/...``."""
+    return _URL_PASSWORD.sub(r"\1***@", url)
