@@ -87,6 +87,12 @@ class ProbeTests(SynchronousTestCase):
         self.clock.advance(2)
         body = json.loads(self._get("/startupz")[1])
         self.assertEqual((body["status"], body["uptimeMs"]), ("started", 2000))
+        # OpenClaw's alias, and 503 draining once the gateway stops.
+        self.assertEqual(json.loads(self._get("/startup")[1])["status"], "started")
+        self.readiness.mark_stopping()
+        for path in ("/startup", "/startupz"):
+            response, body = self._get(path)
+            self.assertEqual((response.code, json.loads(body)["status"]), (503, "draining"))
 
     def test_probe_wrong_method(self) -> None:
         """POST to a probe is 405 with Allow in OpenAI error shape."""

@@ -57,6 +57,7 @@ _ROUTES: dict[bytes, str] = {
         "/healthz",
         "/ready",
         "/readyz",
+        "/startup",
         "/startupz",
         "/metrics",
         "/v1/chat/completions",

@@ -103,13 +103,17 @@ class GatewayHttpApp:
         ready = state == "ready"
         return write_json(request, 200 if ready else 503, {"ready": ready, "status": state})
 
+    @app.route("/startup", methods=_PROBE_METHODS)
     @app.route("/startupz", methods=_PROBE_METHODS)
     def startupz(self, request: Request) -> bytes:
-        """Start-up probe the OpenClaw CLI's ``health`` command asks first."""
+        """Start-up probe the OpenClaw CLI's ``health`` command asks first:
+        503 ``starting``, 503 ``draining`` while the gateway stops, else 200."""
         request.setHeader(b"cache-control", b"no-store")
         state = self._readiness.state
         if state == "starting":
             return write_json(request, 503, {"ok": False, "status": "starting"})
+        if state == "stopping":
+            return write_json(request, 503, {"ok": False, "status": "draining"})
         uptime_ms = self._readiness.uptime_ms(self._clock)
         return write_json(
             request,

@@ -66,7 +66,7 @@ __all__ = [
 
 #: Paths still answered while the gateway drains (probes and the scrape).
 DRAIN_EXEMPT = frozenset(
-    {b"/health", b"/healthz", b"/ready", b"/readyz", b"/startupz", b"/metrics"}
+    {b"/health", b"/healthz", b"/ready", b"/readyz", b"/startup", b"/startupz", b"/metrics"}
 )
 
 
