@@ -200,6 +200,11 @@ class ParseTests(SynchronousTestCase):
         (line,) = problems_of(self, '{gateway: {bind: "lan"')
         self.assertRegex(line, r"^test\.json5:1:\d+: invalid JSON5: Unexpected end of input$")
 
+    def test_line_break_in_a_string_is_one_line(self) -> None:
+        """A string cut by a line break: the quoted character is written \\n."""
+        (line,) = problems_of(self, '{gateway: {auth: {token: "abc\n}}}')
+        self.assertEqual(line, 'test.json5:1:30: invalid JSON5: Unexpected "\\n"')
+
     def test_top_level_must_be_object(self) -> None:
         """An array (or any non-object) at the top level is rejected."""
         self.assertEqual(

@@ -178,9 +178,11 @@ def _parse_json5(text: str) -> Any:
 
 
 def _json5_problem(source: str, message: str) -> str:
-    match = _JSON5_ERROR.match(message.strip())
+    """One line: the parser may quote the offending character, a line break too."""
+    message = message.strip().replace("\r", "\\r").replace("\n", "\\n")
+    match = _JSON5_ERROR.match(message)
     if match is None:
-        return f"{source}: invalid JSON5: {message.strip()}"
+        return f"{source}: invalid JSON5: {message}"
     line, reason, column = match.groups()
     position = f"{line}:{column}" if column else line
     return f"{source}:{position}: invalid JSON5: {reason}"
