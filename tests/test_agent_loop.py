@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from attrs import evolve
+from twisted.logger import capturedLogs, formatEvent
 
 from openclaw.agents.types import (
     AgentLoopError,
@@ -449,3 +450,16 @@ class ReconfigureTests(LoopCase):
         self.assertIn("exec", [t.name for t in first.tools])
         self.assertNotIn("exec", [t.name for t in second.tools])
         self.assertIn("You are Reloaded.", second.system_prompt or "")
+
+    def test_logs_agents_only_when_they_changed(self) -> None:
+        """A reload that changes no agent or model says nothing about agents."""
+        with capturedLogs() as events:
+            self.runtime.reconfigure(evolve(self.runtime.config, tools=ToolsConfig()))
+            self.runtime.reconfigure(
+                evolve(
+                    self.runtime.config,
+                    agents=evolve(self.runtime.config.agents, list=(AgentConfig(id="ops"),)),
+                )
+            )
+        said = [formatEvent(e) for e in events if "agents reconfigured" in formatEvent(e)]
+        self.assertEqual(said, ["agents reconfigured: ops"])

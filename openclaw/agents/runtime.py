@@ -260,6 +260,7 @@ class Runtime:
         models, providers, tool policy, compaction, prompts and embeddings. Running runs keep
         what they started with; the state directory and the session store stay."""
         registry = AgentRegistry(config)
+        agents_changed = (config.agents, config.models) != (self.config.agents, self.config.models)
         providers = self.providers
         if isinstance(providers, ProviderCache):
             providers = providers.with_config(config)
@@ -286,7 +287,8 @@ class Runtime:
                 config, clock=self.clock, store=self.store, providers=providers
             ),
         )
-        log.info("agents reconfigured: {agent_ids}", agent_ids=", ".join(registry.agent_ids))
+        if agents_changed:  # not on a reload that touched only, say, gateway.auth
+            log.info("agents reconfigured: {agent_ids}", agent_ids=", ".join(registry.agent_ids))
 
     @property
     def approvals(self) -> ApprovalBroker:
