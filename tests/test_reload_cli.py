@@ -3,8 +3,10 @@ gateway service listening on 127.0.0.1 (the real reactor)."""
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from openclaw.cli.reload_command import request_reload
+from openclaw.cli.reload_command import request_reload, run_reload
 from openclaw.cli.status import format_uptime, report_status, summary_lines
 from openclaw.cli.ws_client import Target, call_gateway
 from openclaw.config import load_config
@@ -177,3 +179,19 @@ class SummaryTests(SynchronousTestCase):
         self.assertEqual(lines[1], "uptime:      1m 1s")
         self.assertIn("  - r1 (agent main)", lines)
         self.assertIn("  - ops 'Ops'", lines)
+
+
+class UnreadableConfigTests(SynchronousTestCase):
+    def test_an_invalid_file_says_nothing_was_asked(self) -> None:
+        """The CLI finds the gateway through the config: when the file does not
+        load, it says so and that the gateway was not asked."""
+        path = Path(self.mktemp())
+        path.write_text("{gateway: {maxConnections: 'many'}}")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OPENCLAW_")}
+        self.patch(os, "environ", env)
+        err = io.StringIO()
+        args = argparse.Namespace(config=str(path), url=None, token=None, password=None, timeout=5)
+        self.assertEqual(run_reload(args, io.StringIO(), err), 1)
+        lines = err.getvalue().splitlines()
+        self.assertIn("maxConnections", lines[0])
+        self.assertIn("nothing was asked of the gateway", lines[1])

@@ -25,6 +25,10 @@ def run_reload(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Call ``gateway.reload``; exit 1 when it was refused or unreachable."""
     target = target_from_args(args, err, "openclaw gateway reload")
     if target is None:
+        err.write(
+            "  nothing was asked of the gateway (its address and secret are read from the"
+            " config); with --url and --token it reads and judges the file itself\n"
+        )
         return 1
 
     async def main(reactor: IReactorTime) -> int:
