@@ -232,10 +232,8 @@ def loads(raw: bytes | str, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """
     if isinstance(raw, bytes | bytearray):
         raw = bytes(raw)
-        try:
-            text = raw.decode(json.detect_encoding(raw), "surrogatepass")
-        except UnicodeDecodeError as exc:
-            raise ValueError(str(exc)) from None
+        # A UnicodeDecodeError (a ValueError) goes up as it is: callers word it.
+        text = raw.decode(json.detect_encoding(raw), "surrogatepass")
     else:
         text = raw
     if text.startswith("\ufeff"):
