@@ -254,6 +254,41 @@ class ReloadTests(SynchronousTestCase):
         self.assertEqual(result.restart_needed, ("gateway.port",))
         self.assertTrue(any("applies after a restart" in line for line in logs))
 
+    def test_a_reverted_restart_only_change_is_no_longer_pending(self) -> None:
+        """A restart-only change is reported; putting the running value back is not
+        (the file now matches what runs), and nothing is logged as pending."""
+        f = Fixture(self)
+        original = f.path.read_text()
+        document = json.loads(original)
+        document["gateway"]["http"]["maxHeaderBytes"] = 600
+        f.path.write_text(json.dumps(document))
+        result = f.service.reload()
+        self.assertTrue(result.ok, result.problems)
+        self.assertEqual(result.restart_needed, ("gateway.http header limits and keep-alive",))
+        logs = capture_logs(self)
+        f.path.write_text(original)
+        result = f.service.reload()
+        self.assertTrue(result.ok, result.problems)
+        self.assertEqual(result.restart_needed, ())
+        self.assertFalse(any("applies after a restart" in line for line in logs), list(logs))
+
+    def test_a_pending_restart_only_change_is_named_on_every_reload(self) -> None:
+        """Until a restart, each reload names the restart-only change still waiting,
+        also when the reload itself changed something else."""
+        f = Fixture(self)
+        document = json.loads(f.path.read_text())
+        document["gateway"]["port"] = 19999
+        f.path.write_text(json.dumps(document))
+        self.assertEqual(f.service.reload().restart_needed, ("gateway.port",))
+        document["gateway"]["auth"]["token"] = NEW_TOKEN
+        f.path.write_text(json.dumps(document))
+        logs = capture_logs(self)
+        result = f.service.reload()
+        self.assertEqual(result.changed, ("gateway.auth",))
+        self.assertEqual(result.restart_needed, ("gateway.port",))
+        self.assertTrue(any("gateway.port" in line and "after a restart" in line for line in logs))
+        self.assertEqual(f.live.running.gateway.port, 18789)
+
     def test_metrics_count_reloads(self) -> None:
         """openclaw_config_reloads_total counts applied and refused reloads
         (of a gateway serving metrics: --metrics-listen enables them too)."""

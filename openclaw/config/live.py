@@ -9,7 +9,10 @@ immutable and a new one is a new object.
 :meth:`LiveConfig.reload` re-reads the file the gateway started from. A file
 that does not validate (or that :func:`startup_problems` refuses, or that the
 caller's own check refuses) is rejected with every problem listed and the
-current config stays.
+current config stays. Settings a reload cannot apply (``_RESTART_ONLY``) are
+compared with the config the process was built with, not with the last file
+read: a reverted change is then no longer pending, and a pending one is named
+on every reload until a restart.
 """
 
 from __future__ import annotations
@@ -63,7 +66,8 @@ class ReloadResult:
     warnings: tuple[str, ...] = ()
     #: Top-level areas that changed (``gateway.auth``, ``agents``...).
     changed: tuple[str, ...] = ()
-    #: Changed settings that apply only after a restart.
+    #: Settings whose value in the file differs from the one the process runs:
+    #: they apply only after a restart (named on every reload until then).
     restart_needed: tuple[str, ...] = ()
     path: str | None = None
 
@@ -82,6 +86,8 @@ class LiveConfig:
         :param path: what ``--config`` said (None: the usual search, as at start).
         """
         self._current = config
+        #: What the process was built with: the restart-only settings in effect.
+        self._running = config
         self._path = path if path is not None else _path_of(config)
         self._env = env
         self._subscribers: list[Callable[[Config], None]] = []
@@ -90,6 +96,12 @@ class LiveConfig:
     def current(self) -> Config:
         """The configuration new work starts with."""
         return self._current
+
+    @property
+    def running(self) -> Config:
+        """The config the process was built with: its restart-only settings are
+        the ones in effect, whatever a reload read since."""
+        return self._running
 
     def subscribe(self, subscriber: Callable[[Config], None]) -> Callable[[], None]:
         """Call ``subscriber`` with each new config; returns the unsubscribe callable."""
@@ -132,13 +144,18 @@ class LiveConfig:
             problems += check(new)
         if problems:
             return self._refused(problems, loaded.warnings)
-        old = self._current
-        restart = tuple(name for name, get in _RESTART_ONLY if get(old) != get(new))
-        changed = _changed(old, new)
+        # Against what runs, not the last file read: a reverted restart-only change
+        # is no longer pending, and a pending one is named until the restart.
+        restart = tuple(name for name, get in _RESTART_ONLY if get(self._running) != get(new))
+        changed = _changed(self._current, new)
         for warning in loaded.warnings:
             log.warn("config: {warning}", warning=warning)
         for name in restart:
-            log.warn("config reload: {setting} changed; it applies after a restart", setting=name)
+            log.warn(
+                "config reload: {setting} differs from the running value; "
+                "it applies after a restart",
+                setting=name,
+            )
         self.replace(new)
         log.info(
             "config reloaded from {path}: {changed}",
