@@ -383,6 +383,9 @@ class Options(usage.Options):
         self._env = os.environ if env is None else env
 
         self.config: Config | None = None
+        #: The config file's text ``config`` was loaded from (None: no file); with
+        #: ``--workers`` the workers are handed it, not the path.
+        self.config_text: str | None = None
         self.endpoints: list[str] = []
         #: Worker processes (1: this process serves, as always).
         self.workers = 1
@@ -445,6 +448,7 @@ class Options(usage.Options):
         if problems:
             _exit_with_problems(dict.fromkeys(problems))
         self.config = config
+        self.config_text = loaded.text
 
 
 class StartupFailedError(SystemExit, Exception):
@@ -521,7 +525,9 @@ def makeService(options: Options) -> IService:
     if options.workers > 1:
         from openclaw.workers.supervisor import build_supervisor
 
-        return build_supervisor(options.config, reactor, options.endpoints, options.workers)
+        return build_supervisor(
+            options.config, options.config_text, reactor, options.endpoints, options.workers
+        )
     gateway = build_gateway(options.config, reactor)
     return GatewayService(
         config=options.config,

@@ -4,6 +4,7 @@ sockets, group readiness, restart backoff, draining, log forwarding; and the
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
@@ -18,7 +19,8 @@ from twisted.logger import LogLevel, eventAsJSON
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from openclaw.config.loader import parse_config_text
+from openclaw.config import ConfigError
+from openclaw.config.loader import load_config, parse_config_text
 from openclaw.service import Options
 from openclaw.workers import UNSAFE_FILE_STORE_ENV, control, resolve_worker_count, workers_problems
 from openclaw.workers.child import (
@@ -26,15 +28,23 @@ from openclaw.workers.child import (
     TracebackAsText,
     Worker,
     accept_one_per_wakeup,
+    load_group_config,
+    read_group_config,
 )
+from openclaw.workers.control import GroupConfig, config_report, read_config_report
 from openclaw.workers.sockets import SharedListener
 from openclaw.workers.supervisor import (
     KILL_MARGIN_SECONDS,
     MAX_LINE_BYTES,
     RESTART_BASE_SECONDS,
+    RESTART_MAX_SECONDS,
     STABLE_SECONDS,
     WorkerSupervisor,
 )
+
+#: Config texts of a group: what it started with, what a reload then accepted.
+STARTED_TEXT = '{gateway: {auth: {mode: "token", token: "started-token-0123456789"}}}'
+RELOADED_TEXT = '{gateway: {auth: {mode: "token", token: "reloaded-token-0123456789"}}}'
 
 
 class FakeProcess:
@@ -47,12 +57,22 @@ class FakeProcess:
         self.child_fds = fds
         self.signals: list[str] = []
         self.written: list[tuple[int, bytes]] = []
+        self.closed: list[int] = []
 
     def signalProcess(self, name: str) -> None:
         self.signals.append(name)
 
     def writeToChild(self, fd: int, data: bytes) -> None:
         self.written.append((fd, data))
+
+    def closeChildFD(self, fd: int) -> None:
+        self.closed.append(fd)
+
+    def handed_config(self) -> GroupConfig:
+        """The config written to the worker's config pipe, which was then closed."""
+        assert control.CONFIG_FD in self.closed
+        data = b"".join(d for fd, d in self.written if fd == control.CONFIG_FD)
+        return GroupConfig.decode(data)
 
     def words(self) -> list[bytes]:
         """Control words sent to the worker's fd 0."""
@@ -126,6 +146,7 @@ class SupervisorTests(SynchronousTestCase):
             listeners=[SharedListener("tcp:0", self.port, "inet")],  # type: ignore[arg-type]
             count=2,
             argv=_argv,
+            config=GroupConfig("/etc/openclaw.json", STARTED_TEXT, STARTED_TEXT),
             grace_seconds=5.0,
             env={"A": "1"},
             observer=self.events.append,
@@ -137,12 +158,12 @@ class SupervisorTests(SynchronousTestCase):
             process.protocol.childDataReceived(control.CONTROL_OUT_FD, b"ready\n")
 
     def test_spawns_with_shared_socket(self) -> None:
-        """N workers start, each with the listening socket on fd 5 and the control
-        and log pipes on fds 0, 3 and 4."""
+        """N workers start, each with the listening socket on fd 6, the control
+        and log pipes on fds 0, 3 and 4, and the config pipe on fd 5."""
         self.assertEqual(len(self.reactor.spawned), 2)
         for index, process in enumerate(self.reactor.spawned, 1):
             self.assertEqual(process.argv, ["worker", str(index), "17"])
-            self.assertEqual(process.child_fds, {0: "w", 1: 1, 2: 2, 3: "r", 4: "r", 5: 17})
+            self.assertEqual(process.child_fds, {0: "w", 1: 1, 2: 2, 3: "r", 4: "r", 5: "w", 6: 17})
 
     def test_group_ready_only_when_all_are(self) -> None:
         """``group ready`` goes to every worker once the last one is up, not before."""
@@ -185,6 +206,89 @@ class SupervisorTests(SynchronousTestCase):
         self.reactor.advance(RESTART_BASE_SECONDS)
         self.assertEqual(len(self.reactor.spawned), 5)
         self.assertEqual(self.supervisor.slots[0].restarts, 3)
+
+    def test_workers_are_handed_the_config_text(self) -> None:
+        """Each worker gets the group's config text on its config pipe, which is then
+        closed; argv names no config file (a worker never reads it at start)."""
+        for process in self.reactor.spawned:
+            self.assertEqual(
+                process.handed_config(),
+                GroupConfig("/etc/openclaw.json", STARTED_TEXT, STARTED_TEXT),
+            )
+            self.assertNotIn("--config", process.argv)
+
+    def test_restarted_worker_runs_the_last_accepted_reload(self) -> None:
+        """After a worker reports a reload it accepted, a restarted worker is handed
+        that text (and the one the group started with), not whatever the file holds."""
+        self._ready_all()
+        first, second = self.reactor.spawned
+        second.protocol.childDataReceived(
+            control.CONTROL_OUT_FD, config_report("/etc/openclaw.json", RELOADED_TEXT) + b"\n"
+        )
+        first.end(killed())
+        self.reactor.advance(RESTART_BASE_SECONDS)
+        restarted = self.reactor.spawned[2]
+        self.assertEqual(
+            restarted.handed_config(),
+            GroupConfig("/etc/openclaw.json", STARTED_TEXT, RELOADED_TEXT),
+        )
+
+    def test_unreadable_config_report_is_ignored_without_its_content(self) -> None:
+        """A garbled report keeps the group's config, and its bytes are not logged
+        (a config report carries secrets)."""
+        from twisted.logger import capturedLogs
+
+        process = self.reactor.spawned[0]
+        with capturedLogs() as events:
+            process.protocol.childDataReceived(control.CONTROL_OUT_FD, b"config c2VjcmV0!!\n")
+        self.assertEqual(self.supervisor.config.current, STARTED_TEXT)
+        [event] = events
+        self.assertNotIn("c2VjcmV0", json.dumps({k: str(v) for k, v in event.items()}))
+
+    def test_overlong_control_line_dropped_whole(self) -> None:
+        """A control line past MAX_LINE_BYTES is dropped up to its newline, not passed
+        on in pieces (which would be logged as unknown words); the next word counts."""
+        from twisted.logger import capturedLogs
+
+        process = self.reactor.spawned[0]
+        payload = base64.b64encode(b"secret " * (MAX_LINE_BYTES // 5))
+        with capturedLogs() as events:
+            process.protocol.childDataReceived(control.CONTROL_OUT_FD, b"config " + payload[:-7])
+            process.protocol.childDataReceived(control.CONTROL_OUT_FD, payload[-7:] + b"\nready\n")
+        self.assertTrue(self.supervisor.slots[0].ready)
+        self.assertEqual(self.supervisor.config.current, STARTED_TEXT)
+        self.assertEqual(
+            [e["log_format"] for e in events if e.get("log_level") == LogLevel.warn],
+            ["worker {worker} sent a control line over {limit} bytes; dropped"],
+        )
+
+    def test_refused_config_is_not_restarted_in_a_loop(self) -> None:
+        """A worker exiting EXIT_CONFIG_REFUSED is logged at error level with how many
+        workers still run, and restarted only after RESTART_MAX_SECONDS, or at once
+        when another worker reports a newly accepted config."""
+        from twisted.logger import capturedLogs
+
+        self._ready_all()
+        first, second = self.reactor.spawned
+        with capturedLogs() as events:
+            first.end(Failure(ProcessTerminated(exitCode=control.EXIT_CONFIG_REFUSED)))
+        [event] = [e for e in events if e.get("log_level") == LogLevel.error]
+        self.assertEqual((event["worker"], event["serving"], event["count"]), (1, 1, 2))
+        self.assertTrue(self.supervisor.slots[0].config_refused)
+        self.reactor.advance(RESTART_MAX_SECONDS - 0.1)
+        self.assertEqual(len(self.reactor.spawned), 2)
+        self.reactor.advance(0.1)
+        self.assertEqual(len(self.reactor.spawned), 3)
+        self.reactor.spawned[2].end(
+            Failure(ProcessTerminated(exitCode=control.EXIT_CONFIG_REFUSED))
+        )
+        second.protocol.childDataReceived(
+            control.CONTROL_OUT_FD, config_report("/etc/openclaw.json", RELOADED_TEXT) + b"\n"
+        )
+        self.assertEqual(len(self.reactor.spawned), 4)
+        self.assertEqual(self.reactor.spawned[3].handed_config().current, RELOADED_TEXT)
+        self.reactor.spawned[3].protocol.childDataReceived(control.CONTROL_OUT_FD, b"ready\n")
+        self.assertFalse(self.supervisor.slots[0].config_refused)
 
     def test_death_is_logged_with_fields(self) -> None:
         """The restart warning carries the worker, pid, exit status and delay as fields."""
@@ -341,6 +445,102 @@ class WorkerTests(SynchronousTestCase):
         self.reactor.running = True
         self.worker.control.connectionLost(None)
         self.assertTrue(self.reactor.hasStopped)
+
+
+class WorkerConfigTests(SynchronousTestCase):
+    """A worker runs the config its parent hands it and reports the reloads it takes."""
+
+    def setUp(self) -> None:
+        self.tmp = Path(self.mktemp()).resolve()
+        self.tmp.mkdir()
+        self.env = {"OPENCLAW_STATE_DIR": str(self.tmp / "state"), "HOME": str(self.tmp)}
+        self.path = self.tmp / "openclaw.json5"
+
+    def _worker(self, config: Any, reloaded: Any = None) -> Worker:
+        from openclaw.config.live import LiveConfig
+        from openclaw.gateway.assembly import build_gateway
+
+        worker = Worker(
+            reactor=MemoryReactorClock(),
+            config=config,
+            index=1,
+            listen_fds=[],
+            reloaded=reloaded,
+            gateway_factory=lambda c, r: build_gateway(c, r, live=LiveConfig(c, env=self.env)),
+        )
+        self.control = StringTransport()
+        worker.control.makeConnection(self.control)
+        return worker
+
+    def _accepts(self, worker: Worker, token: str) -> bool:
+        return worker.gateway.auth.check(token=token, password=None, client_address="10.0.0.9").ok
+
+    def test_reload_reports_the_accepted_config(self) -> None:
+        """A reload the worker takes is reported with the file and its text; a
+        refused one says nothing; gateway.reload then asks for the others' reload."""
+        self.path.write_text(STARTED_TEXT)
+        worker = self._worker(load_config(str(self.path), env=self.env).config)
+        self.path.write_text(RELOADED_TEXT)
+        self.assertTrue(worker.reload().ok)
+        [line] = self.control.value().splitlines()
+        self.assertEqual(read_config_report(line), (str(self.path), RELOADED_TEXT))
+        self.control.clear()
+        self.path.write_text("{ broken")
+        self.assertFalse(worker.reload().ok)
+        self.assertFalse(worker.reload_group().ok)
+        self.assertEqual(self.control.value(), b"")
+        self.path.write_text(STARTED_TEXT)
+        self.assertTrue(worker.reload_group().ok)
+        report, word = self.control.value().splitlines()
+        self.assertEqual(read_config_report(report), (str(self.path), STARTED_TEXT))
+        self.assertEqual(word, control.RELOADED)
+
+    def test_starts_on_the_groups_reloaded_config(self) -> None:
+        """Handed a reloaded config, a new worker serves with it (its token), while its
+        restart-only settings stay the ones the group started with, as in its
+        siblings: its next reload names them as waiting for a restart."""
+        reloaded_text = (
+            '{gateway: {auth: {mode: "token", token: "reloaded-token-0123456789"},'
+            " http: {maxHeaderBytes: 600}}}"
+        )
+        self.path.write_text(reloaded_text)
+        started, reloaded = load_group_config(
+            GroupConfig(str(self.path), STARTED_TEXT, reloaded_text), self.env
+        )
+        assert reloaded is not None
+        worker = self._worker(started, reloaded)
+        self.assertTrue(self._accepts(worker, "reloaded-token-0123456789"))
+        self.assertFalse(self._accepts(worker, "started-token-0123456789"))
+        self.assertIs(worker.service.config, reloaded)
+        result = worker.reload()
+        self.assertTrue(result.ok, result.problems)
+        self.assertEqual(result.changed, ())
+        self.assertEqual(result.restart_needed, ("gateway.http header limits and keep-alive",))
+
+    def test_group_config_loads_like_the_file(self) -> None:
+        """The handed text is read as the file would be: ``${VAR}`` from the
+        environment, the real path as source (for later reloads); no reload since
+        start gives no second config; no file gives the defaults."""
+        text = '{gateway: {auth: {mode: "token", token: "${OC_TEST_TOKEN}"}}}'
+        env = {**self.env, "OC_TEST_TOKEN": "from-the-environment-0123"}
+        started, reloaded = load_group_config(GroupConfig(str(self.path), text, text), env)
+        self.assertIsNone(reloaded)
+        self.assertEqual(started.gateway.auth.token, "from-the-environment-0123")
+        self.assertEqual(started.source_path, self.path)
+        defaults, none = load_group_config(GroupConfig(None, None, None), env)
+        self.assertIsNone(none)
+        self.assertIsNone(defaults.source_path)
+        with self.assertRaises(ConfigError):
+            load_group_config(GroupConfig(str(self.path), text, text), self.env)
+
+    def test_reads_the_config_pipe_to_its_end(self) -> None:
+        """The config comes on a pipe the parent closes; the worker closes its end."""
+        group = GroupConfig(str(self.path), STARTED_TEXT, RELOADED_TEXT)
+        read_end, write_end = os.pipe()
+        os.write(write_end, group.encode())
+        os.close(write_end)
+        self.assertEqual(read_group_config(read_end), group)
+        self.assertRaises(OSError, os.fstat, read_end)
 
 
 class FlushTests(SynchronousTestCase):

@@ -13,6 +13,7 @@ import functools
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -29,6 +30,9 @@ from openclaw.workers import UNSAFE_FILE_STORE_ENV
 from tests.gateway_process import TOKEN, VENV_BIN, GatewayProcess, write_config
 
 T = TypeVar("T")
+
+RELOADED_TOKEN = "reloaded-token-0123456789abcdef0123"
+UNRELOADED_TOKEN = "unreloaded-token-0123456789abcdef01"
 
 
 def poll(check: Callable[[], T | None], timeout: float = 30.0, what: str = "condition") -> T:
@@ -197,6 +201,73 @@ class WorkersProcessTests(SynchronousTestCase):
         poll(lambda: True if get(gateway.port, "/readyz")[0] == 200 else None, what="ready")
         status, reply = chat(gateway.port, "still there?")
         self.assertEqual(status, 200, reply)
+        self.assertEqual(gateway.stop(), 0)
+
+    def _status_on(self, gateway: GatewayProcess, pid: int, token: str) -> int:
+        """``GET /v1/models`` with ``token`` on a connection worker ``pid`` accepted."""
+        for _ in range(500):
+            conn = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=10)
+            try:
+                conn.connect()
+                assert conn.sock is not None
+                client_port = conn.sock.getsockname()[1]
+                if self._owner(gateway.port, client_port, [*children(gateway.process.pid)]) != pid:
+                    continue
+                conn.request("GET", "/v1/models", headers={"Authorization": f"Bearer {token}"})
+                response = conn.getresponse()
+                response.read()
+                return response.status
+            finally:
+                conn.close()
+        raise AssertionError(f"no connection reached worker {pid}")
+
+    def _replace(self, gateway: GatewayProcess, victim: int) -> int:
+        """SIGKILL one worker; the pid of the worker started in its place, once ready."""
+        before = children(gateway.process.pid)
+        os.kill(victim, signal.SIGKILL)
+
+        def replaced() -> list[int] | None:
+            now = children(gateway.process.pid)
+            return now if len(now) == 2 and victim not in now else None
+
+        [new] = set(poll(replaced, what="a replacement worker")) - set(before)
+        gateway.wait_for_output(rf"worker \d ready \(pid {new}\)")
+        return new
+
+    def _count(self, gateway: GatewayProcess, text: str, count: int) -> None:
+        deadline = time.monotonic() + 30
+        while gateway.text.count(text) < count:
+            # typing note: the helper's line reader, to count lines (not just find one).
+            self.assertIsNotNone(gateway._read_line(deadline), gateway.text)
+
+    def test_restarted_worker_runs_the_groups_config_not_the_file(self) -> None:
+        """A worker restarted after a crash runs what its siblings run: the last
+        reload they accepted, not a valid edit no reload has taken (that would split
+        the tokens between workers), nor a refused one (that would crash-loop)."""
+        gateway = self._start()
+        first, second = self._workers(gateway)
+        document = json.loads(self.config.read_text())
+        document["gateway"]["auth"]["token"] = RELOADED_TOKEN
+        self.config.write_text(json.dumps(document))
+        gateway.process.send_signal(signal.SIGHUP)
+        self._count(gateway, "config reloaded from", 2)
+        gateway.wait_for_output("accepted a reloaded config")
+        # A valid edit on disk that no reload took.
+        document["gateway"]["auth"]["token"] = UNRELOADED_TOKEN
+        self.config.write_text(json.dumps(document))
+        new = self._replace(gateway, first)
+        gateway.wait_for_output(r"\[worker-\d [^\]]*\] worker \d: running the group's reloaded")
+        self.assertEqual(self._status_on(gateway, new, RELOADED_TOKEN), 200)
+        self.assertEqual(self._status_on(gateway, new, UNRELOADED_TOKEN), 401)
+        self.assertEqual(self._status_on(gateway, new, TOKEN), 401)
+        # A refused edit: both workers keep their config, and so does a restarted one.
+        self.config.write_text("{ broken")
+        gateway.process.send_signal(signal.SIGHUP)
+        self._count(gateway, "config reload refused", 2)
+        newer = self._replace(gateway, second)
+        self.assertEqual(self._status_on(gateway, newer, RELOADED_TOKEN), 200)
+        self.assertNotIn("cannot start", gateway.text)
+        self.assertIsNone(re.search(r"worker \d: .*invalid JSON5", gateway.text))
         self.assertEqual(gateway.stop(), 0)
 
     def test_sigterm_drains_and_exits_0(self) -> None:

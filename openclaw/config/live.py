@@ -88,6 +88,8 @@ class LiveConfig:
         self._current = config
         #: What the process was built with: the restart-only settings in effect.
         self._running = config
+        #: The text the last accepted reload read (None before one, or without a file).
+        self._text: str | None = None
         self._path = path if path is not None else _path_of(config)
         self._env = env
         self._subscribers: list[Callable[[Config], None]] = []
@@ -102,6 +104,12 @@ class LiveConfig:
         """The config the process was built with: its restart-only settings are
         the ones in effect, whatever a reload read since."""
         return self._running
+
+    @property
+    def text(self) -> str | None:
+        """The file text of :attr:`current` when a reload read it (None before the
+        first accepted reload, or when no file was found)."""
+        return self._text
 
     def subscribe(self, subscriber: Callable[[Config], None]) -> Callable[[], None]:
         """Call ``subscriber`` with each new config; returns the unsubscribe callable."""
@@ -156,6 +164,7 @@ class LiveConfig:
                 "it applies after a restart",
                 setting=name,
             )
+        self._text = loaded.text
         self.replace(new)
         log.info(
             "config reloaded from {path}: {changed}",

@@ -65,6 +65,9 @@ class LoadedConfig:
 
     config: Config
     warnings: tuple[str, ...] = ()
+    #: The file's text as read (None: no file, the defaults). Kept so that a worker
+    #: restarted by ``--workers`` can be handed the text its group runs.
+    text: str | None = attrs.field(default=None, repr=False)
 
 
 # --------------------------------------------------------------------------
@@ -108,11 +111,10 @@ def load_config(path: str | None = None, *, env: Mapping[str, str] | None = None
     """Resolve, read and validate the configuration; raise ConfigError listing every problem."""
     environ: Mapping[str, str] = os.environ if env is None else env
     config_path, required = resolve_config_path(path, environ)
-    state_dir = resolve_state_dir(environ)
     if not config_path.exists():
         if required:
             raise ConfigError([f"{config_path}: config file not found"])
-        return config_from_mapping({}, env=environ, state_dir=state_dir)
+        return load_config_text(None, None, env=environ)
     if config_path.is_dir():
         raise ConfigError([f"{config_path}: is a directory, expected a JSON5 config file"])
     try:
@@ -123,8 +125,20 @@ def load_config(path: str | None = None, *, env: Mapping[str, str] | None = None
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ConfigError([f"{config_path}: not UTF-8 text (byte {e.start})"]) from None
-    loaded = parse_config_text(text, source=str(config_path), env=environ, state_dir=state_dir)
-    return attrs.evolve(loaded, config=attrs.evolve(loaded.config, source_path=config_path))
+    return load_config_text(text, config_path, env=environ)
+
+
+def load_config_text(
+    text: str | None, path: Path | None, *, env: Mapping[str, str]
+) -> LoadedConfig:
+    """Validate ``text`` as if read from the file at ``path`` (None, None: no file,
+    the defaults), with ``${VAR}`` and the state directory from ``env``."""
+    state_dir = resolve_state_dir(env)
+    if text is None:
+        return config_from_mapping({}, env=env, state_dir=state_dir)
+    source = str(path) if path is not None else "<config>"
+    loaded = parse_config_text(text, source=source, env=env, state_dir=state_dir)
+    return attrs.evolve(loaded, config=attrs.evolve(loaded.config, source_path=path), text=text)
 
 
 def parse_config_text(
@@ -548,6 +562,7 @@ __all__ = [
     "config_from_mapping",
     "is_loopback_bind",
     "load_config",
+    "load_config_text",
     "parse_config_text",
     "resolve_config_path",
     "resolve_state_dir",

@@ -1,11 +1,14 @@
 """A worker process of ``--workers N``: the gateway on sockets lent by the parent.
 
 Started by :mod:`openclaw.workers.supervisor` as
-``python -m openclaw.workers.child --index I [--config PATH] --listen-fd FD:FAMILY ...``
-with the descriptors of :mod:`openclaw.workers.control`. It loads the same
-config as the parent (the parent already reported its warnings), builds the
-gateway, adopts the listening sockets and says ``ready``; its ``/readyz``
-follows the group (``group ready`` / ``group stopping`` from the parent).
+``python -m openclaw.workers.child --index I --listen-fd FD:FAMILY ...``
+with the descriptors of :mod:`openclaw.workers.control`. It reads the group's
+config from the parent (the text the group started with, and the text of the
+last reload the workers accepted: never the file on disk, which may hold an
+edit no reload accepted), builds the gateway, adopts the listening sockets and
+says ``ready``; its ``/readyz`` follows the group (``group ready`` / ``group
+stopping`` from the parent). Its own reloads read the config file, and each one
+it accepts is reported to the parent, for the workers it starts later.
 SIGTERM drains it like a single gateway; end of file on the control pipe (the
 parent died) stops it too, so no worker outlives its supervisor.
 """
@@ -20,7 +23,8 @@ import functools
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from twisted.application import internet
@@ -46,9 +50,11 @@ from twisted.logger import (
 from zope.interface import implementer
 
 from openclaw.config.live import ReloadResult
+from openclaw.config.loader import load_config_text
 from openclaw.config.model import Config
 from openclaw.gateway.assembly import Gateway, build_gateway
 from openclaw.workers import control
+from openclaw.workers.control import GroupConfig
 from openclaw.workers.sockets import FAMILIES, describe
 
 log = Logger(namespace="openclaw.workers.child")
@@ -67,20 +73,27 @@ class Worker:
         config: Config,
         index: int,
         listen_fds: Sequence[tuple[int, int]],
+        reloaded: Config | None = None,
         gateway_factory: Callable[[Config, Any], Gateway] = build_gateway,
     ) -> None:
         """
         :param reactor: provides ``IReactorSocket``, ``IReactorTime``, ``IReactorCore``
             and ``IReactorFDSet`` (the control pipes).
+        :param config: the config the group started with (its restart-only
+            settings are the ones the group runs).
         :param listen_fds: ``(fd, address family)`` of each socket to adopt.
+        :param reloaded: the config of the group's last accepted reload, applied
+            as that reload was in the other workers (None: there was none).
         """
         from openclaw.service import GatewayService
 
         self._reactor = reactor
         self.index = index
         self.gateway = gateway_factory(config, reactor)
+        if reloaded is not None:
+            self._catch_up(reloaded)
         self.service = GatewayService(
-            config=config, gateway=self.gateway, reactor=reactor, endpoints=()
+            config=reloaded or config, gateway=self.gateway, reactor=reactor, endpoints=()
         )
         self._ports: list[Deferred[IListeningPort]] = []
         for fd, family in listen_fds:
@@ -97,9 +110,32 @@ class Worker:
         # own reload, and the parent has the other workers reload too.
         self.gateway.websocket.services.reload = self.reload_group
 
-    def reload_group(self) -> ReloadResult:
-        """Reload here; when the new config was taken, tell the parent."""
+    def _catch_up(self, reloaded: Config) -> None:
+        """Apply the group's reloaded config, as the reload did in the other workers."""
+        live = self.gateway.live
+        if live is None:  # pragma: no cover - build_gateway always makes one
+            raise RuntimeError("a worker's gateway has no live config")
+        live.replace(reloaded)
+        log.info(
+            "worker {worker}: running the group's reloaded config (from {path})",
+            worker=self.index,
+            path=live.path_text,
+        )
+
+    def reload(self) -> ReloadResult:
+        """Reload here (SIGHUP); a config taken is reported to the parent, which
+        hands it to the workers it starts from now on."""
         result = self.service.reload()
+        live = self.gateway.live
+        if result.ok and live is not None:
+            source = live.current.source_path
+            path = str(source) if source is not None else None
+            self.control.say(control.config_report(path, live.text))
+        return result
+
+    def reload_group(self) -> ReloadResult:
+        """Reload here; when the new config was taken, the parent has the others reload."""
+        result = self.reload()
         if result.ok:
             self.control.say(control.RELOADED)
         return result
@@ -229,7 +265,6 @@ class FlushWhenUrgent:
 def _parse(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="openclaw-worker")
     parser.add_argument("--index", type=int, required=True)
-    parser.add_argument("--config", default=None)
     parser.add_argument("--listen-fd", action="append", default=[], dest="listen_fds")
     return parser.parse_args(list(argv))
 
@@ -240,6 +275,35 @@ def _listen_fds(values: Sequence[str]) -> list[tuple[int, int]]:
         fd, _, family = value.partition(":")
         pairs.append((int(fd), FAMILIES[family]))
     return pairs
+
+
+def read_group_config(fd: int = control.CONFIG_FD) -> GroupConfig:
+    """The group's config, as the parent writes it on ``fd`` (read to its end, closed)."""
+    chunks: list[bytes] = []
+    try:
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return GroupConfig.decode(b"".join(chunks))
+
+
+def load_group_config(group: GroupConfig, env: Mapping[str, str]) -> tuple[Config, Config | None]:
+    """The config the group started with, and the one of its last accepted reload
+    (None: no reload changed it); ``${VAR}`` from ``env``. Raises ConfigError.
+
+    Both keep the real file as ``source_path``: this worker's own reloads read it.
+    """
+    path = Path(group.path) if group.path is not None else None
+    started = load_config_text(
+        group.started, path if group.started is not None else None, env=env
+    ).config
+    if group.current == group.started:
+        return started, None
+    current = load_config_text(
+        group.current, path if group.current is not None else None, env=env
+    ).config
+    return started, current
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -253,14 +317,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     globalLogBeginner.beginLoggingTo(
         [FilteringLogObserver(to_parent, [predicate])], redirectStandardIO=False
     )
-    from openclaw.config import ConfigError, load_config
+    from openclaw.config import ConfigError
 
     try:
-        config = load_config(args.config, env=os.environ).config
+        group = read_group_config()
+    except (OSError, ValueError) as e:
+        log.error(
+            "worker {worker}: no config from the supervisor: {error}",
+            worker=args.index,
+            error=str(e),
+        )
+        return 1
+    try:
+        config, reloaded = load_group_config(group, os.environ)
     except ConfigError as e:
         for problem in e.problems:
             log.error("worker {worker}: {problem}", worker=args.index, problem=problem)
-        return 1
+        log.error("worker {worker}: the group's config is refused; not starting", worker=args.index)
+        return control.EXIT_CONFIG_REFUSED
     from twisted.internet import reactor, stdio, task
 
     from openclaw.core.gc_tuning import tune_collector_when_running
@@ -270,7 +344,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     flusher.start(LOG_FLUSH_SECONDS, now=False)
 
     worker = Worker(
-        reactor=reactor, config=config, index=args.index, listen_fds=_listen_fds(args.listen_fds)
+        reactor=reactor,
+        config=config,
+        index=args.index,
+        listen_fds=_listen_fds(args.listen_fds),
+        reloaded=reloaded,
     )
     # The POSIX StandardIO takes the two descriptors (the win32 stub does not).
     stdio.StandardIO(  # type: ignore[call-arg]
@@ -289,9 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     # SIGHUP (forwarded by the parent): re-read the config, as a single gateway does.
     threads = IReactorFromThreads(reactor)
-    signal.signal(
-        signal.SIGHUP, lambda signum, frame: threads.callFromThread(worker.service.reload)
-    )
+    signal.signal(signal.SIGHUP, lambda signum, frame: threads.callFromThread(worker.reload))
     reactor.run()
     log_file.flush()
     return 0

@@ -17,6 +17,15 @@ and any worker still alive ``KILL_MARGIN_SECONDS`` after that is killed.
 A worker that dies unasked is restarted after an exponential backoff
 (``RESTART_BASE_SECONDS`` doubling up to ``RESTART_MAX_SECONDS``; back to the
 base once a worker has lived ``STABLE_SECONDS``).
+
+The config: workers never read the config file at start. The parent hands each
+new worker the group's :class:`~openclaw.workers.control.GroupConfig` (the text
+the group started with, and the text of the last reload a worker accepted,
+which the worker reports on its control pipe), so a restarted worker runs what
+its siblings run, not an edit on disk that no reload accepted. A worker whose
+config is refused all the same exits ``EXIT_CONFIG_REFUSED``: it is logged as
+such and retried after ``RESTART_MAX_SECONDS``, or as soon as a reload brings
+another config.
 """
 
 # mypy: allow-untyped-calls
@@ -31,6 +40,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import attrs
 from attrs import define, field
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
@@ -43,6 +53,7 @@ from twisted.python.failure import Failure
 from openclaw import __version__
 from openclaw.config.model import Config
 from openclaw.workers import control
+from openclaw.workers.control import GroupConfig
 from openclaw.workers.sockets import SharedListener, bind_listeners, close_listeners, describe
 
 log = Logger()
@@ -55,22 +66,17 @@ KILL_MARGIN_SECONDS = 10.0
 #: A worker's line (log record or control word) is held until its newline up to this.
 MAX_LINE_BYTES = 1024 * 1024
 
-#: ``argv`` of worker ``index`` (its listeners are on fds 5 and up, in order).
+#: ``argv`` of worker ``index`` (its listeners are on fds 6 and up, in order).
 WorkerArgv = Callable[[int, Sequence[SharedListener]], list[str]]
 
 
-def worker_argv(config_path: str | None) -> WorkerArgv:
-    """The command line of a worker: this interpreter, ``-m openclaw.workers.child``."""
-
-    def argv(index: int, listeners: Sequence[SharedListener]) -> list[str]:
-        args = [sys.executable, "-m", "openclaw.workers.child", "--index", str(index)]
-        if config_path is not None:
-            args += ["--config", config_path]
-        for offset, listener in enumerate(listeners):
-            args += ["--listen-fd", f"{control.FIRST_LISTEN_FD + offset}:{listener.family}"]
-        return args
-
-    return argv
+def worker_argv(index: int, listeners: Sequence[SharedListener]) -> list[str]:
+    """The command line of a worker: this interpreter, ``-m openclaw.workers.child``
+    (no config path: the config comes on ``CONFIG_FD``)."""
+    args = [sys.executable, "-m", "openclaw.workers.child", "--index", str(index)]
+    for offset, listener in enumerate(listeners):
+        args += ["--listen-fd", f"{control.FIRST_LISTEN_FD + offset}:{listener.family}"]
+    return args
 
 
 @define
@@ -85,6 +91,8 @@ class WorkerSlot:
     started_at: float = 0.0
     ready: bool = False
     restarts: int = 0
+    #: The last worker here exited because its config was refused (until one is ready).
+    config_refused: bool = False
     #: Consecutive short-lived runs: the exponent of the restart backoff.
     failures: int = 0
     restart_call: IDelayedCall | None = None
@@ -98,6 +106,9 @@ class WorkerProcess(ProcessProtocol):
         self._supervisor = supervisor
         self._slot = slot
         self._pending = {control.CONTROL_OUT_FD: b"", control.LOG_FD: b""}
+        #: Dropping an over-long control line up to its newline (never passed on in
+        #: pieces: a piece of a config report would be taken for a word, and logged).
+        self._skipping_control = False
 
     def say(self, word: bytes) -> None:
         """Tell the worker something on its fd 0 (ignored once it is gone)."""
@@ -109,15 +120,32 @@ class WorkerProcess(ProcessProtocol):
         if childFD not in self._pending:
             return
         *lines, rest = (self._pending[childFD] + data).split(b"\n")
+        if childFD == control.CONTROL_OUT_FD:
+            self._control_lines(lines, rest)
+            return
         if len(rest) > MAX_LINE_BYTES:  # a runaway line: pass it on in pieces
             lines.append(rest)
             rest = b""
         self._pending[childFD] = rest
         for line in lines:
-            if childFD == control.CONTROL_OUT_FD:
-                self._supervisor.worker_said(self._slot, line.strip())
-            else:
-                self._supervisor.worker_logged(self._slot, line)
+            self._supervisor.worker_logged(self._slot, line)
+
+    def _control_lines(self, lines: list[bytes], rest: bytes) -> None:
+        if lines and self._skipping_control:
+            lines.pop(0)  # the end of the over-long line
+            self._skipping_control = False
+        if len(rest) > MAX_LINE_BYTES or (self._skipping_control and not lines):
+            if not self._skipping_control:
+                log.warn(
+                    "worker {worker} sent a control line over {limit} bytes; dropped",
+                    worker=self._slot.index,
+                    limit=MAX_LINE_BYTES,
+                )
+            self._skipping_control = True
+            rest = b""
+        self._pending[control.CONTROL_OUT_FD] = rest
+        for line in lines:
+            self._supervisor.worker_said(self._slot, line.strip())
 
     def processEnded(self, reason: Failure) -> None:
         """The worker exited (or was killed)."""
@@ -134,6 +162,7 @@ class WorkerSupervisor(Service):
         listeners: Sequence[SharedListener],
         count: int,
         argv: WorkerArgv,
+        config: GroupConfig,
         grace_seconds: float,
         env: Mapping[str, str] | None = None,
         observer: Callable[[LogEvent], None] | None = None,
@@ -142,6 +171,7 @@ class WorkerSupervisor(Service):
         """
         :param reactor: provides ``IReactorProcess`` and ``IReactorTime`` (and
             ``IReactorCore`` when ``standalone``).
+        :param config: the config the group starts with (handed to every worker).
         :param observer: where workers' log events are published (the global one).
         :param standalone: run by twistd: SIGTERM/SIGINT stop the group, exit 0.
         """
@@ -149,6 +179,8 @@ class WorkerSupervisor(Service):
         self.listeners = tuple(listeners)
         self.slots = [WorkerSlot(index) for index in range(1, count + 1)]
         self._argv = argv
+        #: What a new worker is handed: the group's config (updated by reloads).
+        self.config = config
         self._grace = grace_seconds
         self._env = dict(os.environ if env is None else env)
         self._observer = observer if observer is not None else globalLogPublisher
@@ -178,6 +210,7 @@ class WorkerSupervisor(Service):
             2: 2,
             control.CONTROL_OUT_FD: "r",
             control.LOG_FD: "r",
+            control.CONFIG_FD: "w",
         }
         for offset, listener in enumerate(self.listeners):
             child_fds[control.FIRST_LISTEN_FD + offset] = listener.fileno
@@ -189,6 +222,10 @@ class WorkerSupervisor(Service):
             protocol, argv[0], argv, env=self._env, childFDs=child_fds
         )
         slot.pid = slot.process.pid
+        # The text of the group's config, on a pipe (nothing on disk, nothing in argv);
+        # closing it once written is the worker's end of file.
+        slot.process.writeToChild(control.CONFIG_FD, self.config.encode())
+        slot.process.closeChildFD(control.CONFIG_FD)
         log.info("worker {worker} started (pid {pid})", worker=slot.index, pid=slot.pid, argv=argv)
 
     def ready(self) -> Deferred[None]:
@@ -201,15 +238,19 @@ class WorkerSupervisor(Service):
 
     def worker_said(self, slot: WorkerSlot, word: bytes) -> None:
         """A control word from a worker."""
+        if word.startswith(control.CONFIG + b" "):
+            self._group_reloaded(slot, word)
+            return
         if word == control.RELOADED:
             # gateway.reload reached one worker: the group's config is one config.
             log.info("worker {worker} reloaded the config; reloading the others", worker=slot.index)
             self._signal_all("HUP", but=slot)
             return
         if word != control.READY:
-            log.warn("worker {worker} said {word!r}; ignored", worker=slot.index, word=word)
+            log.warn("worker {worker} said {word!r}; ignored", worker=slot.index, word=word[:64])
             return
         slot.ready = True
+        slot.config_refused = False
         log.info("worker {worker} ready (pid {pid})", worker=slot.index, pid=slot.pid)
         if self.state == "ready":
             self._tell(slot, control.GROUP_READY)
@@ -227,6 +268,32 @@ class WorkerSupervisor(Service):
             waiters, self._ready_waiters = self._ready_waiters, []
             for waiter in waiters:
                 waiter.callback(None)
+
+    def _group_reloaded(self, slot: WorkerSlot, line: bytes) -> None:
+        """A worker accepted a reload: new workers get its config from now on, and
+        one held back by a refused config is started again at once."""
+        try:
+            path, text = control.read_config_report(line)
+        except ValueError as e:
+            log.warn(
+                "worker {worker} reported its config unreadably ({error}); restarted "
+                "workers keep the previous one",
+                worker=slot.index,
+                error=str(e),
+            )
+            return
+        if (path, text) == (self.config.path, self.config.current):
+            return
+        self.config = attrs.evolve(self.config, path=path, current=text)
+        log.info(
+            "worker {worker} accepted a reloaded config; restarted workers run it too",
+            worker=slot.index,
+        )
+        for held in self.slots:
+            call = held.restart_call
+            if held.config_refused and call is not None and call.active():
+                call.cancel()
+                self._spawn(held)
 
     def _tell(self, slot: WorkerSlot, word: bytes) -> None:
         if slot.protocol is not None and slot.process is not None:
@@ -265,7 +332,10 @@ class WorkerSupervisor(Service):
                 pid=pid,
                 status=status,
             )
+        elif _exit_code(reason) == control.EXIT_CONFIG_REFUSED:
+            self._held_back(slot, pid)
         else:
+            slot.config_refused = False
             slot.failures = 0 if lived >= STABLE_SECONDS else slot.failures + 1
             delay = min(RESTART_MAX_SECONDS, RESTART_BASE_SECONDS * 2 ** max(0, slot.failures - 1))
             slot.restarts += 1
@@ -283,6 +353,24 @@ class WorkerSupervisor(Service):
             slot.restart_call = self._reactor.callLater(delay, self._spawn, slot)
         if ended is not None:
             ended.callback(None)
+
+    def _held_back(self, slot: WorkerSlot, pid: int | None) -> None:
+        """A worker refused the config it was handed: the same text would be refused
+        again, so no quick restarts; said at error level, with how many still serve."""
+        slot.config_refused = True
+        slot.restarts += 1
+        log.error(
+            "worker {worker} (pid {pid}) cannot start: the group's config is refused "
+            "(the reasons are logged above); {serving} of {count} workers running; "
+            "restart {restarts} in {delay}s, or at the next accepted reload",
+            worker=slot.index,
+            pid=pid,
+            serving=sum(1 for s in self.slots if s.process is not None),
+            count=len(self.slots),
+            restarts=slot.restarts,
+            delay=RESTART_MAX_SECONDS,
+        )
+        slot.restart_call = self._reactor.callLater(RESTART_MAX_SECONDS, self._spawn, slot)
 
     # -- stopping ------------------------------------------------------------------
 
@@ -366,6 +454,14 @@ def _signal(process: IProcessTransport, name: str) -> None:
         process.signalProcess(name)
 
 
+def _exit_code(reason: Failure) -> int | None:
+    """The exit status of a worker that exited (None: killed by a signal)."""
+    if isinstance(reason.value, ProcessDone):
+        return 0
+    code = getattr(reason.value, "exitCode", None)
+    return code if isinstance(code, int) else None
+
+
 def _exit_status(reason: Failure) -> str:
     """``exit 0``, ``exit 3`` or ``signal 9``."""
     if isinstance(reason.value, ProcessDone):
@@ -378,9 +474,12 @@ def _exit_status(reason: Failure) -> str:
 
 
 def build_supervisor(
-    config: Config, reactor: Any, endpoints: Sequence[str], count: int
+    config: Config, text: str | None, reactor: Any, endpoints: Sequence[str], count: int
 ) -> WorkerSupervisor:
     """twistd wiring: bind ``endpoints`` now and supervise ``count`` workers.
+
+    ``text`` is the config file's text as ``config`` was loaded from it (None:
+    no file): the workers are handed it, not the path.
 
     A bind failure exits 1 with one line, as the single-process gateway does.
     """
@@ -397,7 +496,8 @@ def build_supervisor(
         reactor=reactor,
         listeners=listeners,
         count=count,
-        argv=worker_argv(source),
+        argv=worker_argv,
+        config=GroupConfig(path=source, started=text, current=text),
         grace_seconds=config.gateway.shutdown_grace_seconds,
         standalone=True,
     )
