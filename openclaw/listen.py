@@ -17,6 +17,14 @@ class ListenError(ValueError):
     """A port, bind or endpoint value that cannot be used."""
 
 
+class StartupFailedError(SystemExit, Exception):
+    """Start-up failed under twistd: exits with status 1, its message as the
+    one line on stderr. It is an ``Exception`` too so that twistd, when it has
+    forked a daemon, reports it to the waiting parent through its status pipe
+    (twistd catches only ``Exception`` there; a bare SystemExit left the parent
+    waiting forever)."""
+
+
 def resolve_port(cli_port: int | None, env: Mapping[str, str], gateway: GatewayConfig) -> int:
     """Apply the port precedence."""
     if cli_port is not None:

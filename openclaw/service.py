@@ -56,7 +56,12 @@ from openclaw.core.gc_tuning import tune_collector_when_running
 from openclaw.core.logformat import SecretScrubber
 from openclaw.gateway.assembly import Gateway, build_gateway, start_session_upkeep
 from openclaw.gateway.startup_report import log_startup
-from openclaw.listen import ListenError, endpoint_is_loopback, listen_endpoints
+from openclaw.listen import (
+    ListenError,
+    StartupFailedError,
+    endpoint_is_loopback,
+    listen_endpoints,
+)
 from openclaw.sessions.statelock import StateDirLockedError, StateLock
 from openclaw.workers.plan import WorkersError, resolve_worker_count, workers_problems
 
@@ -451,14 +456,6 @@ class Options(usage.Options):
         self.config_text = loaded.text
 
 
-class StartupFailedError(SystemExit, Exception):
-    """Start-up failed under twistd: exits with status 1, its message as the
-    one line on stderr. It is an ``Exception`` too so that twistd, when it has
-    forked a daemon, reports it to the waiting parent through its status pipe
-    (twistd catches only ``Exception`` there; a bare SystemExit left the parent
-    waiting forever)."""
-
-
 def _exit_with_problems(problems: Any) -> Any:
     """One line per problem on stderr, exit status 1, no traceback."""
     for problem in problems:
@@ -526,7 +523,12 @@ def makeService(options: Options) -> IService:
         from openclaw.workers.supervisor import build_supervisor
 
         return build_supervisor(
-            options.config, options.config_text, reactor, options.endpoints, options.workers
+            options.config,
+            options.config_text,
+            reactor,
+            options.endpoints,
+            options.workers,
+            scrubber=scrubber,
         )
     gateway = build_gateway(options.config, reactor)
     return GatewayService(

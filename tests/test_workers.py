@@ -10,17 +10,26 @@ import os
 import socket
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.interfaces import IProcessProtocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
-from twisted.logger import LogLevel, eventAsJSON
+from twisted.logger import (
+    ILogObserver,
+    Logger,
+    LogLevel,
+    LogPublisher,
+    eventAsJSON,
+    formatEvent,
+)
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from openclaw.config import ConfigError
 from openclaw.config.loader import load_config, parse_config_text
+from openclaw.core.logformat import SecretScrubber
+from openclaw.core.secret_values import SecretValues
 from openclaw.service import Options
 from openclaw.workers import UNSAFE_FILE_STORE_ENV, control, resolve_worker_count, workers_problems
 from openclaw.workers.child import (
@@ -232,6 +241,37 @@ class SupervisorTests(SynchronousTestCase):
             restarted.handed_config(),
             GroupConfig("/etc/openclaw.json", STARTED_TEXT, RELOADED_TEXT),
         )
+
+    def test_a_reloaded_secret_is_masked_in_workers_records(self) -> None:
+        """The parent publishes the workers' records through its scrubber: a
+        token a reload brings in is masked there too, as a single gateway's is."""
+        scrubber = SecretScrubber(SecretValues(["started-token-0123456789"]))
+        seen: list[dict[str, Any]] = []
+        publisher = LogPublisher()
+        publisher.addObserver(scrubber)
+        publisher.addObserver(cast(ILogObserver, seen.append))
+        reactor = ProcessReactor()
+        supervisor = WorkerSupervisor(
+            reactor=reactor,
+            listeners=[SharedListener("tcp:0", _Port(18), "inet")],  # type: ignore[arg-type]
+            count=1,
+            argv=_argv,
+            config=GroupConfig("/etc/openclaw.json", STARTED_TEXT, STARTED_TEXT),
+            grace_seconds=5.0,
+            env={"OPENCLAW_STATE_DIR": self.mktemp()},
+            observer=publisher,
+            scrubber=scrubber,
+        )
+        supervisor.startService()
+        self.addCleanup(supervisor.stopService)
+        (worker,) = reactor.spawned
+        worker.protocol.childDataReceived(
+            control.CONTROL_OUT_FD, config_report("/etc/openclaw.json", RELOADED_TEXT) + b"\n"
+        )
+        Logger(namespace="t", observer=publisher).info(
+            "GET {path}", path="/x/reloaded-token-0123456789"
+        )
+        self.assertEqual(formatEvent(seen[-1]), "GET /x/[redacted]")
 
     def test_unreadable_config_report_is_ignored_without_its_content(self) -> None:
         """A garbled report keeps the group's config, and its bytes are not logged

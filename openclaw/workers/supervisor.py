@@ -38,6 +38,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -51,7 +52,12 @@ from twisted.logger import LogEvent, Logger, LogLevel, eventFromJSON, globalLogP
 from twisted.python.failure import Failure
 
 from openclaw import __version__
+from openclaw.config import ConfigError
+from openclaw.config.loader import load_config_text
 from openclaw.config.model import Config
+from openclaw.config.secret_values import configured_secrets
+from openclaw.core.logformat import SecretScrubber
+from openclaw.listen import StartupFailedError
 from openclaw.workers import control
 from openclaw.workers.control import GroupConfig
 from openclaw.workers.sockets import SharedListener, bind_listeners, close_listeners, describe
@@ -167,6 +173,7 @@ class WorkerSupervisor(Service):
         env: Mapping[str, str] | None = None,
         observer: Callable[[LogEvent], None] | None = None,
         standalone: bool = False,
+        scrubber: SecretScrubber | None = None,
     ) -> None:
         """
         :param reactor: provides ``IReactorProcess`` and ``IReactorTime`` (and
@@ -174,6 +181,8 @@ class WorkerSupervisor(Service):
         :param config: the config the group starts with (handed to every worker).
         :param observer: where workers' log events are published (the global one).
         :param standalone: run by twistd: SIGTERM/SIGINT stop the group, exit 0.
+        :param scrubber: the log observer masking secrets in the workers' records
+            (they are published here); a reload's new secrets are added to it.
         """
         self._reactor = reactor
         self.listeners = tuple(listeners)
@@ -185,6 +194,7 @@ class WorkerSupervisor(Service):
         self._env = dict(os.environ if env is None else env)
         self._observer = observer if observer is not None else globalLogPublisher
         self._standalone = standalone
+        self._scrubber = scrubber
         #: ``starting`` until every worker is ready once, then ``ready``; ``stopping``.
         self.state = "starting"
         self._ready_waiters: list[Deferred[None]] = []
@@ -285,6 +295,7 @@ class WorkerSupervisor(Service):
         if (path, text) == (self.config.path, self.config.current):
             return
         self.config = attrs.evolve(self.config, path=path, current=text)
+        self._learn_secrets(path, text)
         log.info(
             "worker {worker} accepted a reloaded config; restarted workers run it too",
             worker=slot.index,
@@ -294,6 +305,17 @@ class WorkerSupervisor(Service):
             if held.config_refused and call is not None and call.active():
                 call.cancel()
                 self._spawn(held)
+
+    def _learn_secrets(self, path: str | None, text: str | None) -> None:
+        """Mask a reloaded config's secrets (a rotated token) in the workers'
+        records too, as a single gateway's reload does."""
+        if self._scrubber is None:
+            return
+        try:
+            loaded = load_config_text(text, Path(path) if path else None, env=self._env)
+        except ConfigError:
+            return  # a worker accepted it; this process's environment may differ
+        self._scrubber.add(configured_secrets(loaded.config))
 
     def _tell(self, slot: WorkerSlot, word: bytes) -> None:
         if slot.protocol is not None and slot.process is not None:
@@ -474,7 +496,12 @@ def _exit_status(reason: Failure) -> str:
 
 
 def build_supervisor(
-    config: Config, text: str | None, reactor: Any, endpoints: Sequence[str], count: int
+    config: Config,
+    text: str | None,
+    reactor: Any,
+    endpoints: Sequence[str],
+    count: int,
+    scrubber: SecretScrubber | None = None,
 ) -> WorkerSupervisor:
     """twistd wiring: bind ``endpoints`` now and supervise ``count`` workers.
 
@@ -486,11 +513,9 @@ def build_supervisor(
     try:
         listeners = bind_listeners(reactor, endpoints)
     except CannotListenError as e:
-        sys.stderr.write(
-            f"openclaw: cannot listen on {e.interface or '*'}:{e.port}: {e.socketError}\n"
-        )
-        sys.stderr.flush()
-        raise SystemExit(1) from None
+        # Not a bare SystemExit: a daemonizing twistd must hear of it (see the class).
+        message = f"openclaw: cannot listen on {e.interface or '*'}:{e.port}: {e.socketError}"
+        raise StartupFailedError(message) from None
     source = str(config.source_path) if config.source_path is not None else None
     return WorkerSupervisor(
         reactor=reactor,
@@ -500,4 +525,5 @@ def build_supervisor(
         config=GroupConfig(path=source, started=text, current=text),
         grace_seconds=config.gateway.shutdown_grace_seconds,
         standalone=True,
+        scrubber=scrubber,
     )
