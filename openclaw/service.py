@@ -98,10 +98,14 @@ class GatewayService(MultiService):
         standalone: bool = False,
         metrics_endpoints: Sequence[str] = (),
         scrubber: SecretScrubber | None = None,
+        served_endpoints: Sequence[str] = (),
     ) -> None:
         """
         :param metrics_endpoints: listeners serving only ``GET /metrics``
             (``--metrics-listen``), without the gateway's auth.
+        :param served_endpoints: endpoints bound elsewhere whose connections this
+            service serves (a worker: the supervisor's); a reload judges them as
+            its own (auth ``none`` beyond loopback is refused).
         :param scrubber: the log observer masking secrets; a reload adds the
             new config's secrets to it.
         """
@@ -109,6 +113,7 @@ class GatewayService(MultiService):
         self.config = config
         self.gateway = gateway
         self.endpoints = tuple(endpoints)
+        self._served_endpoints = tuple(served_endpoints)
         self._scrubber = scrubber
         # ``gateway.reload`` over the WebSocket does what SIGHUP does.
         gateway.websocket.services.reload = self.reload
@@ -206,7 +211,7 @@ class GatewayService(MultiService):
     def _reload_problems(self, config: Config) -> list[str]:
         """What the listeners already bound make unacceptable in a new config."""
         if config.gateway.auth.mode == "none" and not all(
-            endpoint_is_loopback(e) for e in self.endpoints
+            endpoint_is_loopback(e) for e in (*self.endpoints, *self._served_endpoints)
         ):
             return [
                 "gateway.auth.mode none is refused while listening beyond loopback "

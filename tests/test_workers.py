@@ -49,6 +49,7 @@ from openclaw.workers.supervisor import (
     RESTART_MAX_SECONDS,
     STABLE_SECONDS,
     WorkerSupervisor,
+    worker_argv,
 )
 
 #: Config texts of a group: what it started with, what a reload then accepted.
@@ -496,7 +497,7 @@ class WorkerConfigTests(SynchronousTestCase):
         self.env = {"OPENCLAW_STATE_DIR": str(self.tmp / "state"), "HOME": str(self.tmp)}
         self.path = self.tmp / "openclaw.json5"
 
-    def _worker(self, config: Any, reloaded: Any = None) -> Worker:
+    def _worker(self, config: Any, reloaded: Any = None, serves: Any = ()) -> Worker:
         from openclaw.config.live import LiveConfig
         from openclaw.gateway.assembly import build_gateway
 
@@ -507,6 +508,7 @@ class WorkerConfigTests(SynchronousTestCase):
             listen_fds=[],
             reloaded=reloaded,
             gateway_factory=lambda c, r: build_gateway(c, r, live=LiveConfig(c, env=self.env)),
+            serves=serves,
         )
         self.control = StringTransport()
         worker.control.makeConnection(self.control)
@@ -514,6 +516,25 @@ class WorkerConfigTests(SynchronousTestCase):
 
     def _accepts(self, worker: Worker, token: str) -> bool:
         return worker.gateway.auth.check(token=token, password=None, client_address="10.0.0.9").ok
+
+    def test_auth_none_is_refused_when_the_group_listens_beyond_loopback(self) -> None:
+        """A worker judges a reload by the endpoints its parent bound: auth
+        ``none`` is refused when one of them is beyond loopback, as in a single
+        gateway (the worker has no listener of its own to look at)."""
+        self.path.write_text(STARTED_TEXT)
+        config = load_config(str(self.path), env=self.env).config
+        open_to_all = self._worker(config, serves=["tcp:18789"])
+        loopback = self._worker(config, serves=["tcp:18789:interface=127.0.0.1"])
+        self.path.write_text('{gateway: {auth: {mode: "none"}}}')
+        refused = open_to_all.reload()
+        self.assertFalse(refused.ok)
+        self.assertIn("beyond loopback", " ".join(refused.problems))
+        self.assertTrue(loopback.reload().ok)
+
+    def test_worker_argv_names_what_each_socket_serves(self) -> None:
+        listener = SharedListener("tcp:18789:interface=0.0.0.0", _Port(9), "inet")  # type: ignore[arg-type]
+        argv = worker_argv(3, [listener])
+        self.assertEqual(argv[-4:], ["--listen-fd", "6:inet", "--serves", listener.description])
 
     def test_reload_reports_the_accepted_config(self) -> None:
         """A reload the worker takes is reported with the file and its text; a

@@ -1,7 +1,7 @@
 """A worker process of ``--workers N``: the gateway on sockets lent by the parent.
 
 Started by :mod:`openclaw.workers.supervisor` as
-``python -m openclaw.workers.child --index I --listen-fd FD:FAMILY ...``
+``python -m openclaw.workers.child --index I --listen-fd FD:FAMILY --serves ENDPOINT ...``
 with the descriptors of :mod:`openclaw.workers.control`. It reads the group's
 config from the parent (the text the group started with, and the text of the
 last reload the workers accepted: never the file on disk, which may hold an
@@ -75,6 +75,7 @@ class Worker:
         listen_fds: Sequence[tuple[int, int]],
         reloaded: Config | None = None,
         gateway_factory: Callable[[Config, Any], Gateway] = build_gateway,
+        serves: Sequence[str] = (),
     ) -> None:
         """
         :param reactor: provides ``IReactorSocket``, ``IReactorTime``, ``IReactorCore``
@@ -84,6 +85,8 @@ class Worker:
         :param listen_fds: ``(fd, address family)`` of each socket to adopt.
         :param reloaded: the config of the group's last accepted reload, applied
             as that reload was in the other workers (None: there was none).
+        :param serves: the endpoint strings the parent bound those sockets from
+            (a reload to auth ``none`` is refused when one is beyond loopback).
         """
         from openclaw.service import GatewayService
 
@@ -93,7 +96,11 @@ class Worker:
         if reloaded is not None:
             self._catch_up(reloaded)
         self.service = GatewayService(
-            config=reloaded or config, gateway=self.gateway, reactor=reactor, endpoints=()
+            config=reloaded or config,
+            gateway=self.gateway,
+            reactor=reactor,
+            endpoints=(),
+            served_endpoints=serves,
         )
         self._ports: list[Deferred[IListeningPort]] = []
         for fd, family in listen_fds:
@@ -266,6 +273,7 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="openclaw-worker")
     parser.add_argument("--index", type=int, required=True)
     parser.add_argument("--listen-fd", action="append", default=[], dest="listen_fds")
+    parser.add_argument("--serves", action="append", default=[], dest="serves")
     return parser.parse_args(list(argv))
 
 
@@ -349,6 +357,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         index=args.index,
         listen_fds=_listen_fds(args.listen_fds),
         reloaded=reloaded,
+        serves=args.serves,
     )
     # The POSIX StandardIO takes the two descriptors (the win32 stub does not).
     stdio.StandardIO(  # type: ignore[call-arg]

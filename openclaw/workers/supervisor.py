@@ -82,6 +82,7 @@ def worker_argv(index: int, listeners: Sequence[SharedListener]) -> list[str]:
     args = [sys.executable, "-m", "openclaw.workers.child", "--index", str(index)]
     for offset, listener in enumerate(listeners):
         args += ["--listen-fd", f"{control.FIRST_LISTEN_FD + offset}:{listener.family}"]
+        args += ["--serves", listener.description]
     return args
 
 
