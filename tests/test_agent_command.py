@@ -112,6 +112,10 @@ class AgentCommandTests(SynchronousTestCase):
         )
         self.assertEqual(meta["stopReason"], "stop")
         self.assertTrue(meta["agentMeta"]["sessionId"])
+        # The model that answered, as in OpenClaw's agentMeta.
+        self.assertEqual(
+            (meta["agentMeta"]["provider"], meta["agentMeta"]["model"]), ("scripted", "test-model")
+        )
         self.assertTrue(payload["runId"])
 
     def test_default_session_is_the_agents_main_session(self) -> None:

@@ -52,19 +52,38 @@ class ModelHealthTests(SynchronousTestCase):
         self.assertEqual(self.remaining("p/b"), 30.0)
 
     def test_regular_steps_and_reset(self) -> None:
-        """Timeouts within a running cooldown count up (30 s, 1 min, 5 min), and
-        the count restarts once a cooldown has run out."""
+        """Timeouts in successive cooldowns step up (30 s, 1 min, 5 min); a
+        failure while one runs keeps its end; a day without failures restarts."""
         self.health.failed("p/a", FailureKind.TIMEOUT)
         self.clock.advance(10)
         self.health.failed("p/a", FailureKind.TIMEOUT)
-        # A cooldown still running keeps its end.
         self.assertEqual(self.remaining("p/a"), 20.0)
-        self.clock.advance(20)
+        waits = [30.0]
+        for _ in range(3):
+            self.clock.advance(self.remaining("p/a") or 0)
+            self.health.failed("p/a", FailureKind.TIMEOUT)
+            waits.append(self.remaining("p/a") or 0)
+        self.assertEqual(waits, [30.0, 60.0, 300.0, 300.0])
+        self.clock.advance(86_401)
         self.health.failed("p/a", FailureKind.TIMEOUT)
         self.assertEqual(self.remaining("p/a"), 30.0)
 
+    def test_a_burst_counts_once(self) -> None:
+        """Eight turns failing with 429 at once are one cooldown: the next one,
+        after it ends, is 1 min, not 30 s doubled eight times; a longer
+        Retry-After seen meanwhile still extends the running one."""
+        for _ in range(8):
+            self.health.failed("p/a", FailureKind.RATE_LIMIT)
+        self.assertEqual(self.remaining("p/a"), 30.0)
+        self.health.failed("p/a", FailureKind.RATE_LIMIT, retry_after=45.0)
+        self.assertEqual(self.remaining("p/a"), 45.0)
+        self.clock.advance(45)
+        self.health.failed("p/a", FailureKind.RATE_LIMIT)
+        self.assertEqual(self.remaining("p/a"), 60.0)
+
     def test_auth_and_billing_cool_down_the_provider(self) -> None:
-        """Auth: every model of the provider, 30 s; billing: 10 min, then 20 min."""
+        """Auth: every model of the provider, 30 s; billing: 10 min, then 20 min
+        for the next billing failure after the first disable ended."""
         self.health.failed("p/a", FailureKind.AUTH)
         self.assertEqual((self.remaining("p/a"), self.remaining("p/b")), (30.0, 30.0))
         self.assertIsNone(self.remaining("q/a"))
@@ -73,7 +92,7 @@ class ModelHealthTests(SynchronousTestCase):
         self.assertEqual(self.remaining("q/zzz"), 600.0)
         self.clock.advance(600)
         self.health.failed("q/a", FailureKind.BILLING)
-        self.assertEqual(self.remaining("q/a"), 600.0)
+        self.assertEqual(self.remaining("q/a"), 1200.0)
 
     def test_transient_server_failures_leave_no_trace(self) -> None:
         """5xx, overloaded, refused and too-long requests start no cooldown."""
@@ -95,7 +114,7 @@ class ModelHealthTests(SynchronousTestCase):
         (event,) = events
         self.assertEqual(event["log_level"], LogLevel.warn)
         self.assertEqual((event["name"], event["seconds"]), ("p/a", 30.0))
-        self.assertIn("cooling down for 30 s after a rate_limit failure", formatEvent(event))
+        self.assertIn("cooling down for 30 s (rate_limit)", formatEvent(event))
 
     def test_success_clears(self) -> None:
         """A model answering clears its own and its provider's cooldown."""
@@ -133,6 +152,29 @@ class ChainOrderTests(SynchronousTestCase):
         self.health.failed("a/one", FailureKind.AUTH)
         chain = FallbackChain(("a/one",), self.health)
         self.assertEqual((chain.current, chain.deferred, chain.fell_back), ("a/one", (), False))
+
+    def test_a_provider_wide_cooldown_skips_the_siblings(self) -> None:
+        """A 401 cools down the whole provider: the turn moves past its other
+        models at once instead of sending them the refused key."""
+        chain = FallbackChain(("a/one", "a/two", "b/three"), self.health)
+        self.assertEqual(chain.advance(ProviderError(FailureKind.AUTH, "bad key")), "b/three")
+        # Nothing ready left: the next one is tried anyway.
+        chain = FallbackChain(("c/one", "c/two"), self.health)
+        self.assertEqual(chain.advance(ProviderError(FailureKind.AUTH, "bad key")), "c/two")
+
+    def test_skip_cooling_before_a_call(self) -> None:
+        """A model that went into a cooldown during the turn is left for a ready
+        later candidate, never once output was sent."""
+        chain = FallbackChain(("a/one", "b/two"), self.health)
+        self.assertIsNone(chain.skip_cooling())
+        self.health.failed("a/one", FailureKind.RATE_LIMIT)
+        self.assertEqual(chain.skip_cooling(), "b/two")
+        late = FallbackChain(("a/one", "b/two"), None)
+        self.assertIsNone(late.skip_cooling())
+        sent = FallbackChain(("c/one", "b/two"), self.health)
+        self.health.failed("c/one", FailureKind.RATE_LIMIT)
+        sent.note_output()
+        self.assertIsNone(sent.skip_cooling())
 
     def test_failures_and_success_are_recorded(self) -> None:
         """advance records the failure with its Retry-After; succeeded clears it."""

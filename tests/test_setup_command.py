@@ -97,6 +97,8 @@ class StarterConfigTests(SynchronousTestCase):
         assert token is not None
         self.assertGreaterEqual(len(token), 32)
         self.assertEqual(config.agents.defaults.model_primary, "demo/echo")
+        self.assertTrue(config.gateway.http.chat_completions.enabled)
+        self.assertTrue(config.gateway.http.responses.enabled)
         # A second run keeps the file (and its token).
         self.assertEqual(main(["setup", "--config", str(path)]), 0)
         self.assertEqual(load_config(str(path), env=os.environ).config.gateway.auth.token, token)

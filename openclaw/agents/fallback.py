@@ -172,5 +172,33 @@ class FallbackChain:
             return None
         if self._index + 1 >= len(self._candidates):
             return None
-        self._index += 1
+        # The next candidate that is not cooling down (a 401 just cooled down
+        # the failed model's whole provider: its siblings would be refused
+        # too), else simply the next one.
+        self._index = self._next_ready() or self._index + 1
         return self.current
+
+    def skip_cooling(self) -> str | None:
+        """Before a call: when the current model went into a cooldown during the
+        turn (its compaction summary failed, or another turn's call) and a later
+        candidate is ready, move to it; the new model, or None when staying."""
+        if self._health is None or self._output_sent:
+            return None
+        if self._health.cooldown(self.current) is None:
+            return None
+        ready = self._next_ready()
+        if ready is None:
+            return None
+        self._attempts.append(FallbackAttempt(self.current, "cooldown", "cooling down"))
+        self._index = ready
+        return self.current
+
+    def _next_ready(self) -> int | None:
+        """The index of the first candidate after the current one that is not
+        cooling down, if any."""
+        if self._health is None:
+            return None
+        for index in range(self._index + 1, len(self._candidates)):
+            if self._health.cooldown(self._candidates[index]) is None:
+                return index
+        return None

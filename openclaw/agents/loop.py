@@ -264,6 +264,14 @@ class TurnLoop:
     def _call_model(self) -> None:
         if self._cancelled:
             return
+        cooling = self._chain.current
+        if self._chain.skip_cooling() is not None:
+            log.info(
+                "run {run_id}: model {model} is cooling down; using {next}",
+                run_id=self._run_id,
+                model=cooling,
+                next=self._chain.current,
+            )
         try:
             ref = parse_model_ref(self._chain.current, self._deps.config.models.providers)
             self.model_ref = ref

@@ -12,8 +12,10 @@ provider, so a provider is its one profile. What it keeps:
   1 min, 5 min);
 - a billing failure disables the provider for 10 min, doubled each time (at
   most a day);
-- counts restart once a cooldown has run out or a day has passed without a
-  failure, and a model answering clears its model and provider.
+- a failure while a cooldown runs (a turn in flight, a strict turn) counts
+  once with it; the next failure after it ends starts the next, longer one;
+  counts restart after a day without a failure, and a model answering clears
+  its model and provider.
 
 Overloaded servers, 5xx answers, refused requests and context overflows leave
 no trace, as in OpenClaw. Cooldowns only reorder a turn's candidates (see
@@ -119,11 +121,17 @@ class ModelHealth:
         else:
             return None
         now = self._clock.seconds()
-        if record.until <= now or now - record.last_failure > FAILURE_WINDOW_SECONDS:
-            # The last cooldown ran out: start counting again (OpenClaw keeps
-            # the rate-limit count, so a model that keeps hitting its limit
-            # waits longer each time).
-            record.count = 0
+        if record.until > now:
+            # A cooldown is running: the same outage, seen by turns that were
+            # in flight or are strict. It counts once, not once per turn (a
+            # burst of 429s must not double the next cooldown eight times);
+            # a longer Retry-After still extends it.
+            record.last_failure = now
+            if kind is FailureKind.RATE_LIMIT and retry_after is not None:
+                record.until = max(record.until, now + min(retry_after, _RATE_LIMIT_MAX_SECONDS))
+            return Cooldown(record.until, record.reason)
+        if now - record.last_failure > FAILURE_WINDOW_SECONDS:
+            record.count = record.rate_limits = 0
             record.disabled.clear()
         record.count += 1
         record.last_failure = now
@@ -140,18 +148,15 @@ class ModelHealth:
                 seconds = min(retry_after, _RATE_LIMIT_MAX_SECONDS)
         else:
             seconds = regular_cooldown_seconds(record.count)
-        # A cooldown still running keeps its end (a burst of failures from
-        # turns in flight does not push it further out).
-        if record.until <= now:
-            record.until = now + seconds
-            log.warn(
-                "{scope} {name} cooling down for {seconds:.0f} s after a {reason} failure; "
-                "turns with other models try those first",
-                scope="model" if kind in MODEL_SCOPED else "provider",
-                name=model_ref if kind in MODEL_SCOPED else _provider(model_ref),
-                seconds=seconds,
-                reason=kind.value,
-            )
+        record.until = now + seconds
+        log.warn(
+            "{scope} {name} cooling down for {seconds:.0f} s ({reason}); "
+            "turns with other models try those first",
+            scope="model" if kind in MODEL_SCOPED else "provider",
+            name=model_ref if kind in MODEL_SCOPED else _provider(model_ref),
+            seconds=seconds,
+            reason=kind.value,
+        )
         record.reason = kind.value
         return Cooldown(record.until, record.reason)
 

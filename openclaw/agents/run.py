@@ -341,6 +341,8 @@ class Run:
             pending_tool_calls=outcome.pending,
             started_at=self.started_at or now,
             ended_at=now,
+            provider=ref.provider if ref else None,
+            model=ref.model if ref else None,
         )
         self._settle_after(
             recorded,

@@ -157,6 +157,7 @@ class Runtime:
         )
         self._io = io
         self._prompt_io: BlockingIO = io if io is not None else InlineIO()
+        health = ModelHealth(clock)
         self._services = RunServices(
             clock=clock,
             config=config,
@@ -166,10 +167,12 @@ class Runtime:
             lanes=self.lanes,
             toolbox=self.toolbox,
             prompts=PromptMaker(config, clock=clock, io=self._prompt_io),
-            compactor=SessionCompactor(config, clock=clock, store=self.store, providers=providers),
+            compactor=SessionCompactor(
+                config, clock=clock, store=self.store, providers=providers, health=health
+            ),
             history_limit=history_limit,
             max_steps=max_steps,
-            health=ModelHealth(clock),
+            health=health,
         )
 
     # -- AgentRuntime ------------------------------------------------------------
@@ -284,7 +287,11 @@ class Runtime:
             toolbox=toolbox,
             prompts=PromptMaker(config, clock=self.clock, io=self._prompt_io),
             compactor=SessionCompactor(
-                config, clock=self.clock, store=self.store, providers=providers
+                config,
+                clock=self.clock,
+                store=self.store,
+                providers=providers,
+                health=self._services.health,
             ),
         )
         if agents_changed:  # not on a reload that touched only, say, gateway.auth

@@ -19,8 +19,10 @@ from twisted.python.failure import Failure
 from openclaw.agents.compaction import CompactionResult, Compactor, stream_to_text
 from openclaw.agents.fallback import is_fallback_worthy
 from openclaw.agents.history import History
+from openclaw.agents.model_health import ModelHealth
 from openclaw.agents.providers.base import ModelProvider
 from openclaw.agents.registry import ModelRef, ModelResolutionError, parse_model_ref
+from openclaw.agents.types import ProviderError
 from openclaw.config.model import CompactionConfig, Config
 from openclaw.sessions.interface import TranscriptStore
 
@@ -53,11 +55,15 @@ class SessionCompactor:
         clock: IReactorTime,
         store: TranscriptStore,
         providers: ProviderLookup,
+        health: ModelHealth | None = None,
     ) -> None:
+        """:param health: where a failed summary call's cooldown is recorded,
+        as a failed turn call's is (the turn then starts on another model)."""
         self._config = config
         self._clock = clock
         self._store = store
         self._providers = providers
+        self._health = health
 
     def compact(
         self,
@@ -98,10 +104,13 @@ class SessionCompactor:
                 if compacting.called:
                     return
                 error = failure.value
+                if isinstance(error, ProviderError) and self._health is not None:
+                    self._health.failed(models[index], error.kind, error.retry_after_seconds)
                 if index + 1 < len(models) and error is not None and is_fallback_worthy(error):
                     log.warn(
-                        "run {run_id}: the compaction summary with {model} failed ({error}); "
+                        "{what}: the compaction summary with {model} failed ({error}); "
                         "trying {next}",
+                        what=f"run {run_id}" if run_id else f"session {session_id}",
                         run_id=run_id,
                         model=models[index],
                         error=str(error),

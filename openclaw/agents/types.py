@@ -126,6 +126,9 @@ class AgentResult:
     pending_tool_calls: tuple[ToolCall, ...] = ()
     started_at: int = 0
     ended_at: int = 0
+    #: Which model answered (a fallback's, when the turn fell back).
+    provider: str | None = None
+    model: str | None = None
 
 
 @frozen

@@ -322,7 +322,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not path.exists():
             try:
                 if write_starter_config(path):
-                    sys.stdout.write(f"wrote {path} (a new token; the demo model)\n")
+                    sys.stdout.write(
+                        f"wrote {path}: loopback, /v1/chat/completions and /v1/responses on,"
+                        " the demo model; the token is its gateway.auth.token\n"
+                    )
             except OSError as e:
                 sys.stderr.write(f"openclaw setup: cannot write {path}: {e.strerror or e}\n")
                 return 1

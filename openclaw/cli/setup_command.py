@@ -23,13 +23,22 @@ from openclaw.config.model import Config
 from openclaw.core.private_dirs import make_private_dirs
 
 #: The config ``openclaw setup`` writes when there is none: a gateway on
-#: loopback that asks for a token, and the offline demo model.
+#: loopback that asks for a token, with the OpenAI-compatible endpoints on
+#: (what a first run is for), and the offline demo model.
 STARTER_CONFIG = """\
 // Written by `openclaw setup`; every key is in docs/configuration.md.
 {{
   gateway: {{
     bind: "loopback",
+    // Clients send it as "Authorization: Bearer <token>".
     auth: {{ mode: "token", token: "{token}" }},
+    // The OpenAI-compatible API (off unless enabled, as in OpenClaw).
+    http: {{
+      endpoints: {{
+        chatCompletions: {{ enabled: true }},
+        responses: {{ enabled: true }},
+      }},
+    }},
   }},
   agents: {{
     defaults: {{ model: {{ primary: "demo/echo" }} }},

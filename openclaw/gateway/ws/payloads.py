@@ -19,6 +19,9 @@ def agent_final_payload(result: AgentResult) -> dict[str, Any]:
             "sessionId": result.session_id,
             "sessionKey": result.session_key,
             "agentId": result.agent_id,
+            # The model that answered, as OpenClaw's agentMeta has it.
+            **({"provider": result.provider} if result.provider else {}),
+            **({"model": result.model} if result.model else {}),
         },
         "usage": result.usage.as_openclaw(),
         "stopReason": result.stop_reason,
