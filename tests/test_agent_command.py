@@ -114,7 +114,7 @@ class AgentCommandTests(SynchronousTestCase):
         self.assertTrue(meta["agentMeta"]["sessionId"])
         # The model that answered, as in OpenClaw's agentMeta.
         self.assertEqual(
-            (meta["agentMeta"]["provider"], meta["agentMeta"]["model"]), ("scripted", "test-model")
+            (meta["agentMeta"]["provider"], meta["agentMeta"]["model"]), ("scripted", "m")
         )
         self.assertTrue(payload["runId"])
 
