@@ -142,7 +142,9 @@ class ResponsesIntegrationTests(support.GatewayTestCase):
             lambda: self.client().responses.create(model="openclaw", input="hi")
         )
         self.assertEqual(response.status, "completed")
-        self.assertEqual(response.output_text, 'Demo reply (no model configured): you said "hi".')
+        self.assertEqual(
+            response.output_text, 'Demo reply (the offline demo model, not an LLM): you said "hi".'
+        )
         self.assertTrue(response.id.startswith("resp_"))
         self.assertGreater(response.usage.total_tokens, 0)
 
@@ -168,7 +170,8 @@ class ResponsesIntegrationTests(support.GatewayTestCase):
         self.assertIn("response.output_text.delta", kinds)
         self.assertEqual(numbers, list(range(len(numbers))))
         self.assertEqual(
-            final.output_text, 'Demo reply (no model configured): you said "hello there".'
+            final.output_text,
+            'Demo reply (the offline demo model, not an LLM): you said "hello there".',
         )
 
     async def test_tool_call_then_output_continues_the_session(self) -> None:

@@ -14,7 +14,7 @@ from openclaw.agents.types import ClientTool, StreamParams, ToolCall, Usage
 from openclaw.config.model import ProviderConfig
 from openclaw.testing import RecordingSink
 
-REPLY = 'Demo reply (no model configured): you said "hello there".'
+REPLY = 'Demo reply (the offline demo model, not an LLM): you said "hello there".'
 
 
 def call(text: str = "hello there", **kwargs: Any) -> ModelCall:
@@ -53,9 +53,9 @@ class DemoProviderTests(SynchronousTestCase):
         self.assertEqual(sink.deltas, [])
         drain(clock)
         self.assertEqual(sink.text, REPLY)
-        self.assertEqual(sink.deltas[:3], ["Demo ", "reply ", "(no "])
-        self.assertEqual(len(sink.deltas), 9)
-        usage = Usage(input=2, output=9, total=11)
+        self.assertEqual(sink.deltas[:3], ["Demo ", "reply ", "(the "])
+        self.assertEqual(len(sink.deltas), 13)
+        usage = Usage(input=2, output=13, total=15)
         self.assertEqual(sink.usages, [usage])
         self.assertEqual(results, [StreamOutcome("stop", usage)])
 
@@ -72,7 +72,7 @@ class DemoProviderTests(SynchronousTestCase):
         clock.advance(0.001)
         self.assertEqual(sink.deltas, ["Demo "])
         clock.pump([0.25, 0.25])
-        self.assertEqual(sink.deltas, ["Demo ", "reply ", "(no "])
+        self.assertEqual(sink.deltas, ["Demo ", "reply ", "(the "])
 
     def test_long_message_is_truncated(self) -> None:
         """The quote is cut to 200 characters."""
@@ -156,7 +156,7 @@ class DemoProviderTests(SynchronousTestCase):
         """max_tokens caps the words and the stop reason is length."""
         clock, _stream, sink, results = start(call(stream_params=StreamParams(max_tokens=3)))
         drain(clock)
-        self.assertEqual(sink.deltas, ["Demo ", "reply ", "(no "])
+        self.assertEqual(sink.deltas, ["Demo ", "reply ", "(the "])
         self.assertEqual(results[0].stop_reason, "length")
 
     def test_deterministic(self) -> None:
@@ -166,4 +166,6 @@ class DemoProviderTests(SynchronousTestCase):
     def test_no_messages(self) -> None:
         """An empty conversation still gets a clear stand-in reply."""
         script = demo_script(ModelCall(model="demo", messages=()))
-        self.assertEqual("".join(script.pieces), 'Demo reply (no model configured): you said "".')
+        self.assertEqual(
+            "".join(script.pieces), 'Demo reply (the offline demo model, not an LLM): you said "".'
+        )

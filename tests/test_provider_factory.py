@@ -48,7 +48,9 @@ class BuildProviderTests(SynchronousTestCase):
         ).done.addBoth(results.append)
         for _ in range(20):
             clock.advance(0)
-        self.assertEqual(sink.text, 'Demo reply (no model configured): you said "hey".')
+        self.assertEqual(
+            sink.text, 'Demo reply (the offline demo model, not an LLM): you said "hey".'
+        )
         self.assertEqual(len(results), 1)
 
     def test_uses_the_reactor_to_connect(self) -> None:

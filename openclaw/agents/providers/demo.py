@@ -2,7 +2,7 @@
 """``api: "demo"``: a built-in, offline, deterministic stand-in for a model.
 
 It lets ``make run`` and tests work with no model and no network. It is not
-a model and says so: the reply is ``Demo reply (no model configured): you
+a model and says so: the reply is ``Demo reply (the offline demo model, not an LLM): you
 said "<your last message>".``, streamed word by word through the injected
 clock with ``delayMs`` between words (0 still yields to the reactor between
 words, and pause/resume/stop are honoured exactly as for a real upstream).
@@ -31,7 +31,7 @@ from openclaw.agents.providers.base import ModelCall, StreamOutcome, StreamSink
 from openclaw.agents.types import StopReason, ToolCall, Usage
 from openclaw.config.model import ProviderConfig
 
-PREFIX = "Demo reply (no model configured):"
+PREFIX = "Demo reply (the offline demo model, not an LLM):"
 #: The quoted message is cut to this many characters.
 QUOTE_CHARS = 200
 
