@@ -227,6 +227,17 @@ class SupervisorTests(SynchronousTestCase):
             )
             self.assertNotIn("--config", process.argv)
 
+    def test_a_starting_worker_gets_its_reload_once_ready(self) -> None:
+        """A reload reaching the group while a worker starts is sent to it once it
+        says ready: SIGHUP before it installed its handler would kill it."""
+        first, second = self.reactor.spawned
+        first.protocol.childDataReceived(control.CONTROL_OUT_FD, b"ready\n")
+        first.protocol.childDataReceived(control.CONTROL_OUT_FD, control.RELOADED + b"\n")
+        self.assertEqual(second.signals, [])
+        second.protocol.childDataReceived(control.CONTROL_OUT_FD, b"ready\n")
+        self.assertEqual(second.signals, ["HUP"])
+        self.assertEqual(first.signals, [])
+
     def test_restarted_worker_runs_the_last_accepted_reload(self) -> None:
         """After a worker reports a reload it accepted, a restarted worker is handed
         that text (and the one the group started with), not whatever the file holds."""

@@ -97,6 +97,9 @@ class WorkerSlot:
     protocol: WorkerProcess | None = None
     started_at: float = 0.0
     ready: bool = False
+    #: A reload came while the worker was starting: it is sent once it is ready
+    #: (SIGHUP before the worker installed its handler would kill it).
+    reload_pending: bool = False
     restarts: int = 0
     #: The last worker here exited because its config was refused (until one is ready).
     config_refused: bool = False
@@ -263,6 +266,10 @@ class WorkerSupervisor(Service):
         slot.ready = True
         slot.config_refused = False
         log.info("worker {worker} ready (pid {pid})", worker=slot.index, pid=slot.pid)
+        if slot.reload_pending:
+            slot.reload_pending = False
+            if slot.process is not None:
+                _signal(slot.process, "HUP")
         if self.state == "ready":
             self._tell(slot, control.GROUP_READY)
         elif self.state == "starting" and all(s.ready for s in self.slots):
@@ -422,6 +429,9 @@ class WorkerSupervisor(Service):
             if slot is but:
                 continue
             if slot.process is not None and slot.ended is not None and not slot.ended.called:
+                if name == "HUP" and not slot.ready:
+                    slot.reload_pending = True  # sent when it says ready
+                    continue
                 _signal(slot.process, name)
 
     def stopService(self) -> Deferred[None]:
