@@ -88,3 +88,14 @@ class ScanTests(SynchronousTestCase):
             loads(deep)
         self.assertEqual(caught.exception.path, "")
         self.assertEqual(walked, [])
+
+    def test_text_that_does_not_parse_is_not_scanned(self) -> None:
+        """The string scan runs on parsed text only: an unterminated string full
+        of escaped quotes would make it retry from every quote (quadratic)."""
+
+        def scan(*args: Any) -> bool:
+            raise AssertionError("scanned text that does not parse")
+
+        self.patch(textguard, "deeper_than", scan)
+        with self.assertRaises(ValueError):
+            loads('{"a":"x' + '\\"' * 10_000)

@@ -165,8 +165,7 @@ def _reject_constant(name: str) -> Any:
 _DECODER: Final = json.JSONDecoder(parse_constant=_reject_constant)
 
 
-#: A JSON string literal (unrolled, so it scans in linear time; the text has
-#: parsed, so the first quote opens a string).
+#: A JSON string literal (unrolled; linear on text that parsed, see loads).
 _STRING_LITERAL: Final = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
 #: Every byte but the four brackets (deleted with ``bytes.translate``).
 _NOT_BRACKETS: Final = bytes(c for c in range(256) if c not in b"[]{}")
@@ -184,7 +183,8 @@ _PATH_WALK_MAX_CHARS: Final = 1 << 20
 
 
 def deeper_than(text: str, max_depth: int) -> bool:
-    """Whether the (valid) JSON ``text`` nests containers deeper than ``max_depth``.
+    """Whether the JSON ``text``, which must have parsed, nests containers deeper
+    than ``max_depth``.
 
     Done on the text at C speed, whatever the number of containers: string
     literals are removed, the brackets left are the structure, and their
@@ -239,20 +239,23 @@ def loads(raw: bytes | str, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
     if text.startswith("\ufeff"):
         raise ValueError("Unexpected UTF-8 BOM (decode using utf-8-sig)")
     text = scrub_json_text(text)
-    # Depth first, on the text: a value too deep is refused before paying for
-    # its parse (the path, for a small one, needs the parsed value).
-    too_deep = deeper_than(text, max_depth)
-    if too_deep and len(text) > _PATH_WALK_MAX_CHARS:
-        raise JsonDepthError("", max_depth)
     try:
         value = _DECODER.decode(text)
     except RecursionError:
         raise JsonDepthError("", max_depth) from None
-    if too_deep:
-        try:
-            guard_value(value, max_depth=max_depth, scrub=False)
-        except JsonDepthError as exc:
-            exc.value = value
-            raise
-        raise JsonDepthError("", max_depth)  # pragma: no cover - scan and walk agree
-    return value
+    # After the parse, never before: on text that parsed, every quote outside a
+    # string opens a complete one, so the string scan is linear. On malformed
+    # text (an unterminated string full of escaped quotes) it could retry from
+    # every quote: quadratic.
+    if not deeper_than(text, max_depth):
+        return value
+    if len(text) > _PATH_WALK_MAX_CHARS:
+        error = JsonDepthError("", max_depth)
+        error.value = value
+        raise error
+    try:
+        guard_value(value, max_depth=max_depth, scrub=False)
+    except JsonDepthError as exc:
+        exc.value = value
+        raise
+    raise JsonDepthError("", max_depth)  # pragma: no cover - scan and walk agree
