@@ -68,7 +68,11 @@ class GatewayProcess:
         extra_args: tuple[str, ...] = (),
         runner: str = "twistd",
         startup_timeout: float = 30.0,
+        file_size_limit: int | None = None,
     ) -> None:
+        """:param file_size_limit: ``RLIMIT_FSIZE`` for the gateway, in bytes: a
+        write past it fails with EFBIG, as a full disk fails one with ENOSPC
+        (Python ignores SIGXFSZ); ``resource.prlimit`` lifts it later."""
         env = {
             **os.environ,
             "OPENCLAW_STATE_DIR": str(state_dir),
@@ -85,6 +89,14 @@ class GatewayProcess:
         argv += ["openclaw", "--config", str(config_path), *extra_args]
         if not any(a.startswith("--listen") for a in extra_args):
             argv += ["--listen", "tcp:0:interface=127.0.0.1"]
+        if file_size_limit is not None:
+            limit = (
+                "import os, resource, sys; "
+                "n = int(sys.argv[1]); "
+                "resource.setrlimit(resource.RLIMIT_FSIZE, (n, resource.RLIM_INFINITY)); "
+                "os.execv(sys.argv[2], sys.argv[2:])"
+            )
+            argv = [sys.executable, "-c", limit, str(file_size_limit), *argv]
         self.output: list[str] = []
         self.process = subprocess.Popen(
             argv,

@@ -49,7 +49,7 @@ from openclaw.agents.types import (
     Usage,
 )
 from openclaw.agents.workspace import WorkspaceContext
-from openclaw.core.unavailable import SharedStateUnavailableError
+from openclaw.core.unavailable import SharedStateUnavailableError, TurnNotSavedError
 from openclaw.sessions.lanes import Release
 
 __all__ = [
@@ -493,13 +493,22 @@ class Run:
             return succeed(None)
 
         def unsynced(failure: Failure) -> SharedStateUnavailableError | None:
-            if isinstance(failure.value, SharedStateUnavailableError):
+            error = failure.value
+            if isinstance(error, SharedStateUnavailableError):
                 # The shared store went away: the answer is not saved, so the
                 # run must not end as a success (see _settle_after).
-                log.warn(
-                    "run {run_id}: turn not saved: {why}", run_id=self.run_id, why=failure.value
+                log.warn("run {run_id}: turn not saved: {why}", run_id=self.run_id, why=error)
+                return error
+            if isinstance(error, OSError):
+                # A full disk or an I/O error: the same promise ("answered only
+                # once it is on disk") fails the same way.
+                why = f"{error.strerror or error}"
+                log.error(
+                    "run {run_id}: could not write the turn to disk: {why}",
+                    run_id=self.run_id,
+                    why=why,
                 )
-                return failure.value
+                return TurnNotSavedError(f"the turn could not be written: {why}")
             log.failure(
                 "run {run_id}: could not write the turn to disk", failure, run_id=self.run_id
             )
@@ -522,7 +531,11 @@ class Run:
 
         def settle(stored: object) -> None:
             if isinstance(stored, SharedStateUnavailableError) and status == "ok":
-                message = "the turn could not be saved: the session store is unavailable"
+                message = (
+                    str(stored)
+                    if isinstance(stored, TurnNotSavedError)
+                    else "the turn could not be saved: the session store is unavailable"
+                )
                 failed = evolve(event, phase="error", error=message, stop_reason="error")
                 self._settle(_failure(stored), failed, status="error", error=message)
                 return

@@ -28,3 +28,11 @@ class SharedStateUnavailableError(ConnectionError):
     def retry_after_header(self) -> int:
         """``Retry-After`` for HTTP: whole seconds, at least 1."""
         return max(1, math.ceil(self.retry_after_seconds))
+
+
+class TurnNotSavedError(SharedStateUnavailableError):
+    """The session store could not write a turn (a full disk, an I/O error):
+    the answer must not be reported as a success, and a retry may work once
+    the operator has made room. Answered like an unreachable store."""
+
+    retry_after_seconds: float = 5.0

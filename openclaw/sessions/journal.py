@@ -165,6 +165,7 @@ class TranscriptJournal:
             first_ts = messages[0][1] if messages else now
             header_line = state.header = session_header(session_id, first_ts, state.cwd, state.key)
         chunks: list[bytes] = []
+        parent_before = state.last_id
         for run_id, ts, message in messages:
             if run_id == RAW_ENTRY:
                 # A whole entry of another type (compaction): linked into the chain.
@@ -186,6 +187,7 @@ class TranscriptJournal:
         check_torn = not state.checked
         state.checked = True
         written = self._submit(key, path, header_line, chunks, check_torn, sync)
+        last_written = state.last_id
 
         def torn(was_torn: bool) -> None:
             if was_torn:
@@ -194,7 +196,16 @@ class TranscriptJournal:
                     path=str(path),
                 )
 
-        return written.addCallback(torn)
+        def unwritten(failure: Failure) -> Failure:
+            # A failed write (a full disk) may have left half a line: the next
+            # append checks again and starts on a new line, and links to the
+            # last entry that is on disk, not to this one.
+            state.checked = False
+            if state.last_id == last_written:
+                state.last_id = parent_before
+            return failure
+
+        return written.addCallbacks(torn, unwritten)
 
     def _submit(
         self,

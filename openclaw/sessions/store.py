@@ -43,7 +43,7 @@ from openclaw.sessions.index import (
     over_cap,
     recover_lost_entries,
 )
-from openclaw.sessions.journal import RAW_ENTRY, TranscriptJournal, log_failure
+from openclaw.sessions.journal import RAW_ENTRY, TranscriptJournal
 from openclaw.sessions.sweeper import ArchiveSweeper
 from openclaw.sessions.transcript import (
     FAILED_STOPS,
@@ -61,6 +61,11 @@ DEFAULT_INDEX_FLUSH_DELAY = 1.0
 #: OpenClaw's ``session.maintenance.maxEntries`` default.
 DEFAULT_MAX_ENTRIES = 500
 _STATE_CACHE_SIZE = 1024
+
+
+def _raise_if_error(error: BaseException | None) -> None:
+    if error is not None:
+        raise error
 
 
 class SessionStore:
@@ -114,6 +119,8 @@ class SessionStore:
         self._flush_call: IDelayedCall | None = None
         #: Transcripts with a user message appended and no outcome yet.
         self._open: dict[tuple[str, str], int] = {}
+        #: Each open turn's user-line write: None once on disk, else its error.
+        self._user_writes: dict[tuple[str, str, str], Deferred[BaseException | None]] = {}
         #: Dropped from the index while a turn was open: archived when it ends.
         self._retire_later: set[tuple[str, str]] = set()
         self._sweeper: ArchiveSweeper | None = None
@@ -400,9 +407,13 @@ class SessionStore:
         """
         agent = normalize_agent_id(agent_id)
         message = user_message(text, images, timestamp)
-        self._journal.append(
+        written = self._journal.append(
             agent, session_id, [(run_id, timestamp, message)], sync=False, now=self._now()
-        ).addErrback(log_failure, "appending a user message")
+        )
+        # finish_turn fails too when this line did not make it (a full disk).
+        self._user_writes[(agent, session_id, run_id)] = written.addCallbacks(
+            lambda _: None, lambda failure: failure.value
+        )
         key = (agent, session_id)
         self._open[key] = self._open.get(key, 0) + 1
 
@@ -454,6 +465,7 @@ class SessionStore:
             model=model,
             api=api,
         )
+        user_written = self._user_writes.pop((agent, session_id, run_id), None)
         try:
             lines = [(run_id, timestamp, message)]
             lines += [(run_id, timestamp, dict(result)) for result in results]
@@ -462,6 +474,8 @@ class SessionStore:
             )
         finally:
             self._close_turn(agent, session_id)
+        if user_written is not None:
+            written.addCallback(lambda _: user_written).addCallback(_raise_if_error)
         index = self._index(agent)
         raw = index.entries.get(session_key)
         if raw is not None and raw.get("sessionId") == session_id:

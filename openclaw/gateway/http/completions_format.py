@@ -375,6 +375,14 @@ STATE_UNAVAILABLE_ERROR = MappedError(
     "session_store_unavailable",
     retry_after_seconds=1,
 )
+#: The gateway could not write the turn (its disk is full): not saved, so not a success.
+TURN_NOT_SAVED_ERROR = MappedError(
+    503,
+    "the turn could not be saved on the gateway (its storage failed); retry later",
+    "api_error",
+    "turn_not_saved",
+    retry_after_seconds=5,
+)
 APPEND_ONLY_ERROR = MappedError(
     500,
     "Assistant output cannot be represented as an append-only response stream.",

@@ -19,7 +19,7 @@ from openclaw.agents.types import (
     RunAbortedError,
     RunTimeoutError,
 )
-from openclaw.core.unavailable import SharedStateUnavailableError
+from openclaw.core.unavailable import SharedStateUnavailableError, TurnNotSavedError
 from openclaw.gateway.http.client_tools import (
     PinnedTool,
     ToolChoice,
@@ -29,6 +29,7 @@ from openclaw.gateway.http.completions_format import (
     RUN_ABORTED_ERROR,
     RUN_TIMEOUT_ERROR,
     STATE_UNAVAILABLE_ERROR,
+    TURN_NOT_SAVED_ERROR,
     MappedError,
     map_provider_error,
 )
@@ -92,6 +93,8 @@ def map_failure(failure: Failure, run_id: str) -> tuple[MappedError, str]:
         return RUN_ABORTED_ERROR, "run aborted"
     if isinstance(error, AgentLoopError):
         return MappedError(500, str(error), "api_error", "agent_loop_stopped"), "agent loop stopped"
+    if isinstance(error, TurnNotSavedError):
+        return TURN_NOT_SAVED_ERROR, "turn not saved"
     if isinstance(error, SharedStateUnavailableError):
         return STATE_UNAVAILABLE_ERROR, "session store unavailable"
     log.failure("run {run_id} failed", failure, run_id=run_id)
