@@ -14,8 +14,10 @@ from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from openclaw.agents.history import load_history
+from openclaw.agents.registry import AgentRegistry
+from openclaw.agents.turn_record import StepRecorder
 from openclaw.agents.types import ImageInput, StopReason, ToolCall, Usage
-from openclaw.config.model import FsyncPolicy
+from openclaw.config.model import Config, FsyncPolicy
 from openclaw.sessions import index as index_module
 from openclaw.sessions.entry import agent_id_for_session, is_valid_session_id
 from openclaw.sessions.fileio import atomic_write
@@ -374,6 +376,51 @@ class HistoryTests(StoreTestCase):
         self.assertEqual(
             [(m.role, m.content) for m in history],
             [("user", "one"), ("assistant", "first"), ("user", "five"), ("assistant", "fifth")],
+        )
+
+    def test_a_turn_that_died_in_a_tool_step_is_not_replayed(self) -> None:
+        """The process died while a built-in tool ran, or during the step after
+        it: that run's user message, tool call and result are left out, as any
+        unfinished turn's; a run that finished after its steps is replayed."""
+        entry = self.store.ensure_session("main", KEY)
+        call = ToolCall(id="c1", name="exec", arguments='{"command": "sleep 20"}')
+
+        def steps(run_id: str, with_result: bool) -> None:
+            recorder = StepRecorder(
+                store=self.store,
+                registry=AgentRegistry(Config()),
+                clock=Clock(),
+                storage_agent="main",
+                session_id=entry.session_id,
+                run_id=run_id,
+            )
+            self.store.append_user(
+                "main", entry.session_id, run_id=run_id, text=run_id, timestamp=1
+            )
+            recorder.step("", Usage(), (call,), None)
+            if with_result:
+                result = {
+                    "role": "toolResult",
+                    "toolCallId": "c1",
+                    "toolName": "exec",
+                    "content": [{"type": "text", "text": "done"}],
+                    "isError": False,
+                }
+                self.store.append_messages(
+                    "main", entry.session_id, run_id=run_id, messages=[result], timestamp=2
+                )
+
+        steps("died-in-tool", with_result=False)
+        steps("died-after-tool", with_result=True)
+        steps("finished", with_result=True)
+        self.store.finish_turn(
+            "main", KEY, entry.session_id, run_id="finished", text="all done",
+            timestamp=3, usage=Usage(), stop_reason="stop",
+        )  # fmt: skip
+        history = load_history(self.store, "main", entry.session_id)
+        self.assertEqual(
+            [(m.role, m.content) for m in history if m.role != "assistant" or m.content],
+            [("user", "finished"), ("tool", "done"), ("assistant", "all done")],
         )
 
     def test_history_is_bounded_and_starts_with_a_user_message(self) -> None:

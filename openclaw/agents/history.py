@@ -24,6 +24,15 @@ from openclaw.sessions.transcript import message_of
 #: How many messages of history the model sees by default.
 DEFAULT_HISTORY_LIMIT = 200
 _FAILED_STOPS = frozenset({"error", "aborted"})
+#: Marks an intermediate tool step (openclaw.agents.turn_record): a run whose
+#: newest assistant message is one never finished (the process died in it).
+STEP_MARK = "turnStep"
+
+
+def _unfinished(message: Mapping[str, Any]) -> bool:
+    """Whether a run whose newest assistant message is ``message`` did not
+    complete: it failed or was aborted, or it stopped in a tool step."""
+    return message.get("stopReason") in _FAILED_STOPS or message.get(STEP_MARK) is True
 
 
 @frozen
@@ -96,7 +105,7 @@ def read_history(
             continue
         if held:
             if run_id is not None and run_id == held_run and role == "assistant":
-                run_ok.setdefault(run_id, message.get("stopReason") not in _FAILED_STOPS)
+                run_ok.setdefault(run_id, not _unfinished(message))
             for held_id, held_message in held:
                 result = _convert(held_message, held_run, run_ok, answered)
                 if result is not None and len(kept) < limit + 1:
@@ -129,12 +138,11 @@ def _convert(
     """
     role = message.get("role")
     if role == "assistant":
-        failed = message.get("stopReason") in _FAILED_STOPS
         if run_id is not None:
-            ok = run_ok.setdefault(run_id, not failed)
+            ok = run_ok.setdefault(run_id, not _unfinished(message))
             if not ok:
                 return None
-        elif failed:
+        elif message.get("stopReason") in _FAILED_STOPS:
             return None
         return _assistant_for_model(message, answered)
     if run_id is not None and not run_ok.get(run_id, False):

@@ -16,6 +16,7 @@ from typing import Any
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from openclaw.agents.history import STEP_MARK
 from openclaw.agents.registry import AgentRegistry, ModelRef
 from openclaw.agents.tool_runner import ToolOutcome
 from openclaw.agents.types import ToolCall, Usage
@@ -63,6 +64,9 @@ class StepRecorder:
             model=ref.model if ref else None,
             api=self._registry.provider_api(ref.provider) if ref else None,
         )
+        # Marked, so that a run that dies in this step is not replayed as if it
+        # had finished (its final message, written by finish_turn, is unmarked).
+        message[STEP_MARK] = True
         self._append([message])
 
     def results(self, results: Sequence[ToolOutcome]) -> None:
