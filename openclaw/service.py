@@ -52,6 +52,7 @@ from openclaw.config import ConfigError, load_config, startup_problems
 from openclaw.config.live import ReloadResult
 from openclaw.config.model import Config
 from openclaw.config.secret_values import configured_secrets
+from openclaw.core.fd_limit import descriptors_needed, ensure_fd_limit
 from openclaw.core.gc_tuning import tune_collector_when_running
 from openclaw.core.logformat import SecretScrubber
 from openclaw.gateway.assembly import Gateway, build_gateway, start_session_upkeep
@@ -519,6 +520,10 @@ def makeService(options: Options) -> IService:
         _check_redis(options.config)
     reactor.callWhenRunning(lock.record_owner)  # the pid after twistd's daemonizing fork
     tune_collector_when_running(reactor)
+    # Descriptors for every allowed connection: raised to the hard limit if need be.
+    _, short = ensure_fd_limit(descriptors_needed(options.config.gateway.max_connections))
+    if short is not None:
+        log.warn("{problem}", problem=short)
     reactor.addSystemEventTrigger("after", "shutdown", lock.release)
     # First observer of the global publisher: every later one (the log file,
     # logs.tail) sees events with the configured secrets masked.

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import socket
 import stat
 import tempfile
@@ -31,6 +32,7 @@ from twisted.web.client import Agent
 from twisted.web.http_headers import Headers
 
 from openclaw.config.model import Config, ProviderConfig
+from openclaw.core.fd_limit import GetLimit, descriptors_needed
 
 if TYPE_CHECKING:
     from openclaw.agents.registry import AgentSpec
@@ -95,6 +97,21 @@ def check_directory(name: str, path: Path, *, create_hint: bool = False) -> Chec
             "warn", name, f"{path} is open to other users ({mode:04o})", f"chmod 0700 {path}"
         )
     return Check("ok", name, f"{path} ({mode:04o})")
+
+
+def check_fd_limit(max_connections: int, get: GetLimit = resource.getrlimit) -> Check:
+    """The open-file limit the gateway will reach (it raises its soft limit up
+    to the hard one at start) against what ``maxConnections`` needs."""
+    needed = descriptors_needed(max_connections)
+    soft, hard = get(resource.RLIMIT_NOFILE)
+    reachable = soft if hard == resource.RLIM_INFINITY else max(soft, hard)
+    if soft == resource.RLIM_INFINITY or reachable >= needed:
+        return Check("ok", "open files", f"limit {min(needed, reachable)} >= {needed} needed")
+    return Check(
+        "warn", "open files",
+        f"hard limit {hard} < {needed} needed by gateway.maxConnections {max_connections}",
+        "raise it (ulimit -Hn, systemd LimitNOFILE=) or lower gateway.maxConnections",
+    )  # fmt: skip
 
 
 def _can_create_in(parent: Path) -> bool:
@@ -410,6 +427,7 @@ def offline_checks(
     checks.append(check_directory("state dir", config.state_dir, create_hint=True))
     checks += workspace_checks(config)
     checks.append(check_token(config))
+    checks.append(check_fd_limit(config.gateway.max_connections))
     host = "127.0.0.1" if config.gateway.bind == "loopback" else "0.0.0.0"
     if config.gateway.custom_bind_host:
         host = config.gateway.custom_bind_host
