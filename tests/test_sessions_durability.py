@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorFromThreads
 from twisted.internet.task import Clock
-from twisted.logger import LogLevel, capturedLogs
+from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
@@ -239,9 +239,13 @@ class CapTests(DurabilityCase):
             self.clock.advance(1)
         self.turn(store, "agent:main:user0", "again")  # user0 is now the newest
         self.clock.advance(1)
-        self.turn(store, "agent:main:user5", "u5")
+        with capturedLogs() as events:
+            self.turn(store, "agent:main:user5", "u5")
         keys = [e.key for e in store.list_sessions("main")]
         self.assertEqual(keys, ["agent:main:user5", "agent:main:user0", "agent:main:user4"])
+        # More than one archived in a pass: one info line says how many.
+        (line,) = [formatEvent(e) for e in events if "session maintenance" in formatEvent(e)]
+        self.assertIn("archived 2 sessions of agent main (maxEntries 3, mode enforce)", line)
 
     def test_a_session_with_a_running_turn_is_archived_when_it_ends(self) -> None:
         """A stateless session dropped from the index mid-turn keeps its transcript

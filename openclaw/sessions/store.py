@@ -212,6 +212,18 @@ class SessionStore:
         if dropped:
             self._mark_dirty(agent)
             self._retire(agent, dropped)
+            if len(dropped) > 1:
+                # Enforcing a cap that was long exceeded (a switch to enforce
+                # mode): say so once; one at a time, as new sessions come, is
+                # the cap working and not worth a line each.
+                log.info(
+                    "session maintenance: archived {count} sessions of agent {agent_id} "
+                    "(maxEntries {limit}, mode {mode})",
+                    count=len(dropped),
+                    agent_id=agent,
+                    limit=self._max_entries,
+                    mode=self._maintenance,
+                )
 
     def _retire(self, agent: str, dropped: Sequence[Mapping[str, Any]]) -> None:
         """Archive the transcripts of sessions dropped from the index, later for
