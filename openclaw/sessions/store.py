@@ -119,6 +119,8 @@ class SessionStore:
         self._flush_call: IDelayedCall | None = None
         #: Transcripts with a user message appended and no outcome yet.
         self._open: dict[tuple[str, str], int] = {}
+        #: Agents whose index write fails (logged once until it works again).
+        self._index_failing: dict[str, str] = {}
         #: Each open turn's user-line write: None once on disk, else its error.
         self._user_writes: dict[tuple[str, str, str], Deferred[BaseException | None]] = {}
         #: Dropped from the index while a turn was open: archived when it ends.
@@ -266,10 +268,34 @@ class SessionStore:
             d = self._writes.run(
                 index.write, self.sessions_dir(agent), generation, pieces, self._sync
             )
-            d.addErrback(self._index_write_failed, agent)
+            d.addCallbacks(
+                self._index_written,
+                self._index_write_failed,
+                callbackArgs=(agent,),
+                errbackArgs=(agent,),
+            )
+
+    def _index_written(self, _: object, agent: str) -> None:
+        if self._index_failing.pop(agent, None) is not None:
+            log.info("session index of agent {agent_id} written again", agent_id=agent)
 
     def _index_write_failed(self, failure: Failure, agent: str) -> None:
-        log.failure("could not write session index for agent {agent_id}", failure, agent_id=agent)
+        # Tried again every interval: an OS error (a full disk) is logged once
+        # until a write succeeds, not every second with a traceback.
+        error = failure.value
+        if not isinstance(error, OSError):
+            log.failure(
+                "could not write session index for agent {agent_id}", failure, agent_id=agent
+            )
+        elif agent not in self._index_failing:
+            self._index_failing[agent] = str(error)
+            log.error(
+                "could not write session index for agent {agent_id}: {why}; retrying "
+                "every {seconds} s",
+                agent_id=agent,
+                why=error.strerror or str(error),
+                seconds=self._flush_delay,
+            )
         self._mark_dirty(agent)
 
     def flush(self) -> None:
