@@ -114,6 +114,18 @@ class WebSocketGraceTests(SynchronousTestCase):
         client, _ = connector.connect(token=TEST_TOKEN)
         return client
 
+    def _stop_while_streaming(
+        self, *, grace: float, delay: float, key: str
+    ) -> tuple[GatewayHarness, WsClient, Deferred[None]]:
+        """A WebSocket ``agent`` run streaming three chunks ``delay`` apart, and
+        the service told to stop (SIGTERM) with ``grace`` seconds."""
+        h, service = draining_gateway(self, 0.0, grace=grace)
+        client = self._client(h)
+        h.provider.add(Reply.text("one ", "two ", "three", delay=delay))
+        client.request("agent", {"message": "hi", "idempotencyKey": key})
+        h.run_due()
+        return h, client, service.stopService()
+
     def assert_answered_then_closed(
         self,
         h: GatewayHarness,
@@ -136,12 +148,7 @@ class WebSocketGraceTests(SynchronousTestCase):
         """SIGTERM while a WebSocket ``agent`` run streams: the run finishes, its
         final ``res`` says ok, a new run is refused meanwhile (UNAVAILABLE,
         retryable), and only then come ``shutdown`` and close 1012."""
-        h, service = draining_gateway(self, 0.0, grace=10.0)
-        client = self._client(h)
-        h.provider.add(Reply.text("one ", "two ", "three", delay=1.0))
-        client.request("agent", {"message": "hi", "idempotencyKey": "grace-1"})
-        h.run_due()
-        stopping = service.stopService()
+        h, client, stopping = self._stop_while_streaming(grace=10.0, delay=1.0, key="grace-1")
         h.run_due()
         refused_id = client.request("agent", {"message": "again", "idempotencyKey": "grace-2"})
         h.run_due()
@@ -165,12 +172,7 @@ class WebSocketGraceTests(SynchronousTestCase):
     def test_a_run_past_the_grace_is_aborted_and_told_so(self) -> None:
         """A run still going when the grace ends is aborted; its client gets the
         ``aborted`` final before ``shutdown`` and 1012."""
-        h, service = draining_gateway(self, 0.0, grace=2.0)
-        client = self._client(h)
-        h.provider.add(Reply.text("one ", "two ", "three", delay=5.0))
-        client.request("agent", {"message": "hi", "idempotencyKey": "grace-3"})
-        h.run_due()
-        stopping = service.stopService()
+        h, client, stopping = self._stop_while_streaming(grace=2.0, delay=5.0, key="grace-3")
         h.advance(2.0)
         h.run_due()
         frames = client.frames()

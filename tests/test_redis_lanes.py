@@ -47,6 +47,19 @@ async def until(check: Any, what: str, timeout: float = 5.0) -> None:
         waited += 0.005
 
 
+def user_line(
+    store: RedisSessionStore, session_id: str, run_id: str, text: str, timestamp: int
+) -> Deferred[None]:
+    """Append one user message to a session of agent main (a turn's first line)."""
+    return store.append_messages(
+        "main",
+        session_id,
+        run_id=run_id,
+        messages=[{"role": "user", "content": text}],
+        timestamp=timestamp,
+    )
+
+
 class RedisUrlTests(SynchronousTestCase):
     """``gateway.redis.url`` forms."""
 
@@ -155,33 +168,15 @@ class RedisLaneTests(TestCase):
             store.load_agent("main")
         await la.acquire(KEY)
         entry = sa.ensure_session("main", KEY)
-        await sa.append_messages(
-            "main",
-            entry.session_id,
-            run_id="r1",
-            messages=[{"role": "user", "content": "one"}],
-            timestamp=1,
-        )
+        await user_line(sa, entry.session_id, "r1", "one", 1)
         release_b = await lb.acquire(KEY)  # granted once A's lock expired
         await sb.refresh_session(KEY)
         with self.assertRaises(RedisCommandError) as caught:
-            await sa.append_messages(
-                "main",
-                entry.session_id,
-                run_id="r1",
-                messages=[{"role": "user", "content": "late"}],
-                timestamp=2,
-            )
+            await user_line(sa, entry.session_id, "r1", "late", 2)
         self.assertIn("FENCED", str(caught.exception))
         entry_b = sb.ensure_session("main", KEY)
         self.assertEqual(entry_b.session_id, entry.session_id)
-        await sb.append_messages(
-            "main",
-            entry.session_id,
-            run_id="r2",
-            messages=[{"role": "user", "content": "two"}],
-            timestamp=3,
-        )
+        await user_line(sb, entry.session_id, "r2", "two", 3)
         release_b()
         lines = self.transcript(entry.session_id)
         texts = [line["message"]["content"] for line in lines if line["type"] == "message"]
@@ -338,25 +333,13 @@ class RedisLaneTests(TestCase):
         la._on_granted = sa.refresh_session
         self.addCleanup(await la.acquire(KEY))
         old = sa.ensure_session("main", KEY)
-        await sa.append_messages(
-            "main",
-            old.session_id,
-            run_id="r",
-            messages=[{"role": "user", "content": "x"}],
-            timestamp=1,
-        )
+        await user_line(sa, old.session_id, "r", "x", 1)
         await sb.refresh_session(KEY)
         fresh = sb.reset("main", KEY)
         await sb.when_idle()
         self.assertNotEqual(fresh.session_id, old.session_id)
         with self.assertRaises(RedisCommandError) as caught:
-            await sa.append_messages(
-                "main",
-                old.session_id,
-                run_id="r",
-                messages=[{"role": "user", "content": "y"}],
-                timestamp=2,
-            )
+            await user_line(sa, old.session_id, "r", "y", 2)
         self.assertIn("STALE", str(caught.exception))
         keys = self.server.command("KEYS", "openclaw:arch:*")
         self.assertIn(f"{old.session_id}.jsonl.reset.".encode(), keys)
@@ -371,13 +354,7 @@ class RedisLaneTests(TestCase):
         for store, key in ((kept, "agent:main:kept"), (ttl, "agent:main:ttl")):
             store.load_agent("main")
             entry = store.ensure_session("main", key)
-            await store.append_messages(
-                "main",
-                entry.session_id,
-                run_id="r",
-                messages=[{"role": "user", "content": "x"}],
-                timestamp=1,
-            )
+            await user_line(store, entry.session_id, "r", "x", 1)
             store.reset("main", key)
             await store.when_idle()
 
@@ -395,19 +372,13 @@ class RedisLaneTests(TestCase):
         store = RedisSessionStore(self.a, clock=reactor, state_dir=Path("/x"), max_stateless=3)
         store.load_agent("main")
         named = store.ensure_session("main", KEY)
-        await store.append_messages(
-            "main", named.session_id, run_id="n", messages=[{"role": "user", "content": "keep"}],
-            timestamp=1,
-        )  # fmt: skip
+        await user_line(store, named.session_id, "n", "keep", 1)
         ids = []
         for n in range(6):
             key = f"agent:main:openai:{uuid.UUID(int=n)}"
             entry = store.ensure_session("main", key)
             ids.append(entry.session_id)
-            await store.append_messages(
-                "main", entry.session_id, run_id=f"r{n}",
-                messages=[{"role": "user", "content": str(n)}], timestamp=10 + n,
-            )  # fmt: skip
+            await user_line(store, entry.session_id, f"r{n}", str(n), 10 + n)
         schema = KeySchema()
         # Cuts come in batches: the 5th session (over 3 + 1) dropped the 2 oldest.
         self.assertEqual(self.server.command("HLEN", schema.index("main")), b":5\r\n")

@@ -132,45 +132,11 @@ class TwistdProcessTests(TestCase):
         self.assertIn("openclaw gateway stopped", gateway.text)
         self.assertNotIn(TOKEN, gateway.text)
 
-    def test_port_in_use_exits_1_with_one_line(self) -> None:
-        """A port already bound: exit status 1 and one line naming the problem."""
-        with socket.socket() as taken:
-            taken.bind(("127.0.0.1", 0))
-            taken.listen()
-            port = taken.getsockname()[1]
-            config = write_config(self.dir)
-            result = subprocess.run(
-                [
-                    str(VENV_BIN / "twistd"),
-                    "-n",
-                    "--pidfile=",
-                    "openclaw",
-                    "--config",
-                    str(config),
-                    "--port",
-                    str(port),
-                ],
-                capture_output=True,
-                text=True,
-                timeout=60,
-                env={
-                    "OPENCLAW_STATE_DIR": str(self.dir),
-                    "HOME": str(self.dir),
-                    "PATH": "/usr/bin:/bin",
-                },
-            )
-        self.assertEqual(result.returncode, 1)
-        # twistd sends stderr to its log, so the line may arrive on either stream.
-        output = result.stdout + result.stderr
-        lines = [line for line in output.splitlines() if "cannot listen" in line]
-        self.assertEqual(len(lines), 1, output)
-        self.assertIn("Address already in use", lines[0])
-        self.assertIn(str(port), lines[0])
-        self.assertNotIn("Traceback", result.stdout + result.stderr)
-
-    def test_port_in_use_as_a_daemon_exits_1(self) -> None:
-        """Daemonized (no -n), a port in use reaches the launching twistd, which
-        exits 1 naming it, instead of waiting on its status pipe forever."""
+    def _on_a_taken_port(
+        self, *twistd_options: str
+    ) -> tuple[subprocess.CompletedProcess[str], int]:
+        """Run ``twistd [options] openclaw --port P`` with P already bound; the
+        finished process and P."""
         with socket.socket() as taken:
             taken.bind(("127.0.0.1", 0))
             taken.listen()
@@ -178,8 +144,7 @@ class TwistdProcessTests(TestCase):
             result = subprocess.run(
                 [
                     str(VENV_BIN / "twistd"),
-                    f"--pidfile={self.dir / 'gw.pid'}",
-                    f"--logfile={self.dir / 'gw.log'}",
+                    *twistd_options,
                     "openclaw",
                     "--config",
                     str(write_config(self.dir)),
@@ -195,6 +160,26 @@ class TwistdProcessTests(TestCase):
                     "PATH": "/usr/bin:/bin",
                 },
             )
+        return result, port
+
+    def test_port_in_use_exits_1_with_one_line(self) -> None:
+        """A port already bound: exit status 1 and one line naming the problem."""
+        result, port = self._on_a_taken_port("-n", "--pidfile=")
+        self.assertEqual(result.returncode, 1)
+        # twistd sends stderr to its log, so the line may arrive on either stream.
+        output = result.stdout + result.stderr
+        lines = [line for line in output.splitlines() if "cannot listen" in line]
+        self.assertEqual(len(lines), 1, output)
+        self.assertIn("Address already in use", lines[0])
+        self.assertIn(str(port), lines[0])
+        self.assertNotIn("Traceback", result.stdout + result.stderr)
+
+    def test_port_in_use_as_a_daemon_exits_1(self) -> None:
+        """Daemonized (no -n), a port in use reaches the launching twistd, which
+        exits 1 naming it, instead of waiting on its status pipe forever."""
+        result, _ = self._on_a_taken_port(
+            f"--pidfile={self.dir / 'gw.pid'}", f"--logfile={self.dir / 'gw.log'}"
+        )
         self.assertEqual(result.returncode, 1)
         self.assertIn("cannot listen", result.stderr)
         self.assertIn("Address already in use", (self.dir / "gw.log").read_text())

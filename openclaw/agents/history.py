@@ -19,20 +19,16 @@ from openclaw.agents.compaction import HistoryEntry, summary_message
 from openclaw.agents.providers.base import ModelMessage
 from openclaw.core.types import ImageInput, ToolCall
 from openclaw.sessions.interface import TranscriptStore
-from openclaw.sessions.transcript import message_of
+from openclaw.sessions.transcript import FAILED_STOPS, STEP_MARK, message_of
 
 #: How many messages of history the model sees by default.
 DEFAULT_HISTORY_LIMIT = 200
-_FAILED_STOPS = frozenset({"error", "aborted"})
-#: Marks an intermediate tool step (openclaw.agents.turn_record): a run whose
-#: newest assistant message is one never finished (the process died in it).
-STEP_MARK = "turnStep"
 
 
 def _unfinished(message: Mapping[str, Any]) -> bool:
     """Whether a run whose newest assistant message is ``message`` did not
     complete: it failed or was aborted, or it stopped in a tool step."""
-    return message.get("stopReason") in _FAILED_STOPS or message.get(STEP_MARK) is True
+    return message.get("stopReason") in FAILED_STOPS or message.get(STEP_MARK) is True
 
 
 @frozen
@@ -142,7 +138,7 @@ def _convert(
             ok = run_ok.setdefault(run_id, not _unfinished(message))
             if not ok:
                 return None
-        elif message.get("stopReason") in _FAILED_STOPS:
+        elif message.get("stopReason") in FAILED_STOPS:
             return None
         return _assistant_for_model(message, answered)
     if run_id is not None and not run_ok.get(run_id, False):

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from attrs import define, field, frozen
+from attrs import define, frozen
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -43,8 +43,8 @@ MODEL_SCOPED: Final = frozenset(
 #: A 403 is not OpenClaw's high-confidence "key revoked" (it may be one model
 #: the account lacks), so it gets the short steps, not the 10 min disable.
 PROVIDER_SCOPED: Final = frozenset({FailureKind.AUTH, FailureKind.PERMISSION})
-#: Failures that disable the provider for longer: 10 min, doubling up to this.
-DISABLING: Final = {FailureKind.BILLING: 86_400.0}
+#: A billing failure disables the provider for longer: 10 min, doubling up to a day.
+_DISABLE_MAX_SECONDS: Final = 86_400.0
 
 log = Logger()
 
@@ -73,7 +73,7 @@ class _Record:
     until: float = 0.0
     reason: str = ""
     last_failure: float = 0.0
-    disabled: dict[FailureKind, int] = field(factory=dict)
+    disables: int = 0
 
 
 @frozen
@@ -116,7 +116,7 @@ class ModelHealth:
         """
         if kind in MODEL_SCOPED:
             record = self._models.setdefault(model_ref, _Record())
-        elif kind in PROVIDER_SCOPED or kind in DISABLING:
+        elif kind in PROVIDER_SCOPED or kind is FailureKind.BILLING:
             record = self._providers.setdefault(_provider(model_ref), _Record())
         else:
             return None
@@ -132,13 +132,12 @@ class ModelHealth:
             return Cooldown(record.until, record.reason)
         if now - record.last_failure > FAILURE_WINDOW_SECONDS:
             record.count = record.rate_limits = 0
-            record.disabled.clear()
+            record.disables = 0
         record.count += 1
         record.last_failure = now
-        if kind in DISABLING:
-            record.disabled[kind] = record.disabled.get(kind, 0) + 1
-            count = record.disabled[kind]
-            seconds = doubling_seconds(count, _DISABLE_BASE_SECONDS, DISABLING[kind])
+        if kind is FailureKind.BILLING:
+            record.disables += 1
+            seconds = doubling_seconds(record.disables, _DISABLE_BASE_SECONDS, _DISABLE_MAX_SECONDS)
         elif kind is FailureKind.RATE_LIMIT:
             record.rate_limits += 1
             seconds = doubling_seconds(

@@ -16,12 +16,11 @@ from typing import Any
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from openclaw.agents.history import STEP_MARK
 from openclaw.agents.registry import AgentRegistry, ModelRef
 from openclaw.agents.tool_runner import ToolOutcome
 from openclaw.agents.types import ToolCall, Usage
 from openclaw.sessions.interface import TranscriptStore
-from openclaw.sessions.transcript import assistant_message
+from openclaw.sessions.transcript import STEP_MARK, assistant_message
 
 log = Logger()
 

@@ -315,25 +315,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_sessions(args, sys.stdout, sys.stderr)
     if args.command == "setup":
-        from openclaw.cli.setup_command import write_starter_config
-        from openclaw.config.loader import resolve_config_path
+        from openclaw.cli.setup_command import ensure_config_file, run_setup
 
-        path, _ = resolve_config_path(args.config, os.environ)
-        if not path.exists():
-            try:
-                if write_starter_config(path):
-                    sys.stdout.write(
-                        f"wrote {path}: loopback, /v1/chat/completions and /v1/responses on,"
-                        " the demo model; the token is its gateway.auth.token\n"
-                    )
-            except OSError as e:
-                sys.stderr.write(f"openclaw setup: cannot write {path}: {e.strerror or e}\n")
-                return 1
+        if not ensure_config_file(args.config, sys.stdout, sys.stderr):
+            return 1
         config = _load(args.config, sys.stderr)
         if config is None:
             return 1
-        from openclaw.cli.setup_command import run_setup
-
         return run_setup(config, args.config, sys.stdout)
     raise AssertionError(args.command)  # pragma: no cover
 

@@ -60,6 +60,24 @@ def write_starter_config(path: Path) -> bool:
     return True
 
 
+def ensure_config_file(config_path: str | None, out: TextIO, err: TextIO) -> bool:
+    """Write the starter config where the config is looked for, when there is
+    none (saying so); False when it cannot be written."""
+    path, _explicit = resolve_config_path(config_path, os.environ)
+    if path.exists():
+        return True
+    try:
+        if write_starter_config(path):
+            out.write(
+                f"wrote {path}: loopback, /v1/chat/completions and /v1/responses on,"
+                " the demo model; the token is its gateway.auth.token\n"
+            )
+    except OSError as e:
+        err.write(f"openclaw setup: cannot write {path}: {e.strerror or e}\n")
+        return False
+    return True
+
+
 def run_setup(config: Config, config_path: str | None, out: TextIO) -> int:
     """Create the directories and starter files; print each thing created."""
     path, _explicit = resolve_config_path(config_path, os.environ)

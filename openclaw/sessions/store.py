@@ -120,7 +120,7 @@ class SessionStore:
         #: Transcripts with a user message appended and no outcome yet.
         self._open: dict[tuple[str, str], int] = {}
         #: Agents whose index write fails (logged once until it works again).
-        self._index_failing: dict[str, str] = {}
+        self._index_failing: set[str] = set()
         #: Each open turn's user-line write: None once on disk, else its error.
         self._user_writes: dict[tuple[str, str, str], Deferred[BaseException | None]] = {}
         #: Dropped from the index while a turn was open: archived when it ends.
@@ -276,7 +276,8 @@ class SessionStore:
             )
 
     def _index_written(self, _: object, agent: str) -> None:
-        if self._index_failing.pop(agent, None) is not None:
+        if agent in self._index_failing:
+            self._index_failing.discard(agent)
             log.info("session index of agent {agent_id} written again", agent_id=agent)
 
     def _index_write_failed(self, failure: Failure, agent: str) -> None:
@@ -288,7 +289,7 @@ class SessionStore:
                 "could not write session index for agent {agent_id}", failure, agent_id=agent
             )
         elif agent not in self._index_failing:
-            self._index_failing[agent] = str(error)
+            self._index_failing.add(agent)
             log.error(
                 "could not write session index for agent {agent_id}: {why}; retrying "
                 "every {seconds} s",

@@ -31,6 +31,9 @@ _CHUNK = 64 * 1024
 _ASCII_ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))
 #: Stop reasons of turns that did not complete (history replay skips them).
 FAILED_STOPS = frozenset({"error", "aborted"})
+#: Marks the assistant message of an intermediate tool step (a field OpenClaw's
+#: readers ignore): a run whose newest message carries it never finished.
+STEP_MARK = "turnStep"
 _TO_DISK_STOP: Mapping[str, str] = {"tool_calls": "toolUse"}
 _FROM_DISK_STOP: Mapping[str, StopReason] = {
     "toolUse": "tool_calls",
