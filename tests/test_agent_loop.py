@@ -14,6 +14,7 @@ from openclaw.agents.types import (
     FailureKind,
     LifecycleEvent,
     ProviderError,
+    Usage,
 )
 from openclaw.config.model import (
     AgentConfig,
@@ -96,6 +97,32 @@ class ToolLoopTests(LoopCase):
         with_tools = store.read_messages("main", MAIN, 20, include_tools=True)
         self.assertEqual([m["role"] for m in with_tools], [m["role"] for m in messages])
         self.assertEqual(with_tools[4]["toolName"], "read")
+
+    def test_each_assistant_message_carries_its_own_calls_usage(self) -> None:
+        """A tool turn of two model calls: each assistant message holds its own
+        call's usage (OpenClaw adds them up per message), the answer reports
+        the turn's total, and the index keeps the turn's input/output with the
+        last call's prompt as totalTokens (the context in use)."""
+        self.provider.add(
+            Reply(
+                tool_calls=(call("write", "c1", path="a.txt", content="x"),),
+                usage=Usage(input=12, output=1, total=13),
+            ),
+            Reply.text("written", usage=Usage(input=20, output=4, cache_read=5, total=29)),
+        )
+        run, _ = self.start("write")
+        run_due(self.clock)
+        result = self.successResultOf(run.result)
+        self.assertEqual((result.usage.input, result.usage.output), (32, 5))
+        step, answer = (m for m in self.messages() if m["role"] == "assistant")
+        self.assertEqual((step["usage"]["input"], step["usage"]["output"]), (12, 1))
+        self.assertEqual((answer["usage"]["input"], answer["usage"]["output"]), (20, 4))
+        self.assertEqual(answer["usage"]["cacheRead"], 5)
+        entry = self.runtime.store.get_session("main", MAIN)
+        assert entry is not None
+        self.assertEqual(entry.extra["inputTokens"], 32)
+        self.assertEqual(entry.extra["outputTokens"], 5)
+        self.assertEqual(entry.extra["totalTokens"], 25)
 
     def test_next_turn_replays_the_tool_steps(self) -> None:
         """A later turn sends the earlier turn's tool calls and results back to the

@@ -319,7 +319,7 @@ class RedisLaneTests(TestCase):
             release()
         await sa.refresh_agent("main")
         [listed] = sa.list_sessions("main")
-        self.assertEqual(listed.extra.get("totalTokens"), 3)
+        self.assertEqual(listed.extra.get("totalTokens"), 1)
         self.assertEqual(sa.message_count("main", KEY), 6)
 
     async def test_reset_elsewhere_makes_late_writes_stale(self) -> None:

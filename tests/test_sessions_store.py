@@ -91,7 +91,10 @@ class LayoutTests(StoreTestCase):
         index = json.loads(index_path.read_text())
         self.assertEqual(index[KEY]["sessionId"], session_id)
         self.assertEqual(index[KEY]["updatedAt"], 1_700_000_000_005)
-        self.assertEqual(index[KEY]["totalTokens"], 5)
+        # OpenClaw's totalTokens is the context the last call used (its prompt).
+        self.assertEqual(index[KEY]["totalTokens"], 3)
+        self.assertEqual(index[KEY]["inputTokens"], 3)
+        self.assertEqual(index[KEY]["outputTokens"], 2)
         self.assertTrue(is_valid_session_id(session_id))
         self.assertEqual(len(session_id), 36)
         transcript = index_path.parent / f"{session_id}.jsonl"

@@ -142,6 +142,9 @@ class TurnLoop:
         self._model_tools = (*tools.schemas, *request.client_tools)
         self._steps = 0
         self._usage = Usage()
+        #: Usage of the model calls no step message carries yet: the final
+        #: assistant message's own (OpenClaw's transcript has each message's).
+        self._unrecorded = Usage()
         self._any_text = False
         self._overflow_retried = False
         self._paused = False
@@ -185,7 +188,14 @@ class TurnLoop:
 
     @property
     def usage(self) -> Usage:
+        """The whole turn's usage (every model call)."""
         return self._usage
+
+    @property
+    def message_usage(self) -> Usage:
+        """The usage of the calls after the last recorded tool step: what the
+        final assistant message carries."""
+        return self._unrecorded
 
     def pause(self) -> None:
         """Hold the stream, and the next model call until :meth:`resume`."""
@@ -378,6 +388,7 @@ class TurnLoop:
         self._step = None
         self._chain.succeeded()
         self._usage = add_usage(self._usage, outcome.usage)
+        self._unrecorded = add_usage(self._unrecorded, outcome.usage)
         calls = outcome.tool_calls
         if not calls or outcome.stop_reason == "length":
             # Cut off by the output cap: a tool call in this step may be half
@@ -392,7 +403,8 @@ class TurnLoop:
             )
             return
         if not client:
-            self._recorder.step(outcome.text, outcome.usage, calls, self.model_ref)
+            self._recorder.step(outcome.text, self._unrecorded, calls, self.model_ref)
+            self._unrecorded = Usage()
         batch = self._batch = ToolBatch(
             builtin,
             run_id=self._run_id,

@@ -320,12 +320,13 @@ class Run:
         if self._ended:
             return
         self._ended = True
-        ref = self._loop_model_of(self._loop)
-        self._loop = None
+        loop, self._loop = self._loop, None
+        ref = self._loop_model_of(loop)
         self.usage = usage = outcome.usage
         now = self._now()
         recorded = self._record(
             outcome.stop_reason,
+            message_usage=loop.message_usage if loop is not None else usage,
             text=outcome.text,
             tool_calls=outcome.tool_calls,
             results=tuple(r.transcript_message(now) for r in outcome.results),
@@ -380,7 +381,12 @@ class Run:
         ref = self._loop_model_of(loop)
         if loop is not None:
             self.usage = loop.usage
-        recorded = self._record("error", text=loop.step_text if loop else "", error=message)
+        recorded = self._record(
+            "error",
+            message_usage=loop.message_usage if loop is not None else Usage(),
+            text=loop.step_text if loop else "",
+            error=message,
+        )
         now = self._now()
         self._settle_after(
             recorded,
@@ -423,13 +429,17 @@ class Run:
             preparing.cancel()
         loop, self._loop = self._loop, None
         step_text = ""
+        message_usage = Usage()
         if loop is not None:
             step_text = loop.step_text
+            message_usage = loop.message_usage
             self.usage = loop.usage
             self._loop_model_of(loop)
             loop.cancel()
         message = str(error)
-        recorded = self._record("aborted", text=step_text, error=message)
+        recorded = self._record(
+            "aborted", message_usage=message_usage, text=step_text, error=message
+        )
         now = self._now()
         timed_out = status == "timeout"
         self._settle_after(
@@ -455,6 +465,7 @@ class Run:
         self,
         stop: StopReason,
         *,
+        message_usage: Usage,
         text: str,
         tool_calls: tuple[ToolCall, ...] = (),
         results: tuple[dict[str, object], ...] = (),
@@ -479,6 +490,7 @@ class Run:
                 text=text,
                 timestamp=self._now(),
                 usage=self.usage,
+                message_usage=message_usage,
                 stop_reason=stop,
                 tool_calls=tool_calls,
                 error=error,

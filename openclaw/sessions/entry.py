@@ -13,6 +13,7 @@ from typing import Any
 from attrs import field, frozen
 
 from openclaw.core.agent_ids import normalize_agent_id
+from openclaw.core.types import Usage
 from openclaw.sessions.keys import parse_agent_from_key
 
 _SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
@@ -65,3 +66,17 @@ def updated_at(raw: Mapping[str, Any]) -> int:
     """An index entry's ``updatedAt`` (epoch ms); junk reads as 0."""
     value = raw.get("updatedAt")
     return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
+
+
+def usage_fields(turn: Usage, last_call: Usage) -> dict[str, int]:
+    """The index entry's token counts after a turn, as OpenClaw keeps them.
+
+    ``inputTokens``/``outputTokens`` are the turn's (every model call);
+    ``totalTokens`` is the context the last call used (its prompt tokens), so a
+    tool turn does not count its history once per step.
+    """
+    fields = {"inputTokens": turn.input, "outputTokens": turn.output}
+    prompt = last_call.input + last_call.cache_read + last_call.cache_write
+    if prompt > 0:
+        fields["totalTokens"] = prompt
+    return fields

@@ -99,6 +99,7 @@ class TranscriptStore(SessionCatalog, Protocol):
         usage: Usage,
         stop_reason: StopReason,
         tool_calls: Sequence[ToolCall] = (),
+        message_usage: Usage | None = None,
         error: str | None = None,
         provider: str | None = None,
         model: str | None = None,

@@ -31,6 +31,7 @@ from openclaw.sessions.entry import (
     is_stateless_session_key,
     is_valid_session_id,
     updated_at,
+    usage_fields,
 )
 from openclaw.sessions.fileio import (
     BlockingIO,
@@ -477,6 +478,7 @@ class SessionStore:
         usage: Usage,
         stop_reason: StopReason,
         tool_calls: Sequence[ToolCall] = (),
+        message_usage: Usage | None = None,
         error: str | None = None,
         provider: str | None = None,
         model: str | None = None,
@@ -496,7 +498,7 @@ class SessionStore:
         message = assistant_message(
             text=text,
             timestamp=timestamp,
-            usage=usage,
+            usage=usage if message_usage is None else message_usage,
             stop_reason=stop_reason,
             tool_calls=tool_calls,
             error=error,
@@ -520,11 +522,7 @@ class SessionStore:
         if raw is not None and raw.get("sessionId") == session_id:
             raw["updatedAt"] = timestamp
             if stop_reason not in FAILED_STOPS:
-                raw.update(
-                    inputTokens=usage.input,
-                    outputTokens=usage.output,
-                    totalTokens=usage.total,
-                )
+                raw.update(usage_fields(usage, usage if message_usage is None else message_usage))
             if model is not None:
                 raw["model"] = model
             if provider is not None:

@@ -39,6 +39,7 @@ from openclaw.sessions.entry import (
     is_stateless_session_key,
     is_valid_session_id,
     updated_at,
+    usage_fields,
 )
 from openclaw.sessions.journal import RAW_ENTRY
 from openclaw.sessions.redis.client import RedisCommands
@@ -354,6 +355,7 @@ class RedisSessionStore(SessionMirror):
         usage: Usage,
         stop_reason: StopReason,
         tool_calls: Sequence[ToolCall] = (),
+        message_usage: Usage | None = None,
         error: str | None = None,
         provider: str | None = None,
         model: str | None = None,
@@ -367,7 +369,7 @@ class RedisSessionStore(SessionMirror):
         message = assistant_message(
             text=text,
             timestamp=timestamp,
-            usage=usage,
+            usage=usage if message_usage is None else message_usage,
             stop_reason=stop_reason,
             tool_calls=tool_calls,
             error=error,
@@ -383,9 +385,7 @@ class RedisSessionStore(SessionMirror):
         if raw is not None and raw.get("sessionId") == session_id:
             raw["updatedAt"] = timestamp
             if stop_reason not in FAILED_STOPS:
-                raw.update(
-                    inputTokens=usage.input, outputTokens=usage.output, totalTokens=usage.total
-                )
+                raw.update(usage_fields(usage, usage if message_usage is None else message_usage))
             if model is not None:
                 raw["model"] = model
             if provider is not None:
