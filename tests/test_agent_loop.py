@@ -451,6 +451,33 @@ class TranscriptSessionTests(LoopCase):
         status = self.provider.calls[1].messages[-1].content
         self.assertIn(MAIN, json.dumps(json.loads(status)) if status.startswith("{") else status)
 
+    def test_session_status_tells_the_time_in_the_users_zone(self) -> None:
+        """The prompt gives the date only and points at session_status for the
+        time; session_status tells it in agents.defaults.userTimezone, as
+        OpenClaw's status card does."""
+        config = self.runtime.config
+        self.make_runtime(
+            evolve(
+                config,
+                agents=evolve(
+                    config.agents,
+                    defaults=evolve(config.agents.defaults, user_timezone="Asia/Tokyo"),
+                ),
+            )
+        )
+        self.provider.add(Reply(tool_calls=(call("session_status", "c1"),)), Reply.text("ok"))
+        run, _ = self.start()
+        run_due(self.clock)
+        self.successResultOf(run.result)
+        prompt = self.provider.calls[0].system_prompt
+        self.assertIn("Current date: 2023-11-15 (Wednesday)", prompt)
+        self.assertIn("For the exact current time, use `session_status`.", prompt)
+        self.assertNotIn("7:13", prompt)
+        status = self.provider.calls[1].messages[-1].content
+        self.assertEqual(
+            status.splitlines()[0], "Time: Wednesday, November 15th, 2023 - 7:13 AM (Asia/Tokyo)"
+        )
+
 
 class ReconfigureTests(LoopCase):
     def test_new_runs_use_the_new_config(self) -> None:

@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from twisted.internet.task import Clock
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -192,8 +193,11 @@ class SessionToolsTests(SynchronousTestCase):
 
     def test_status(self) -> None:
         """session_status describes the current session by default; overrides are refused."""
-        tool = SessionStatusTool(self.view)
+        clock = Clock()
+        clock.advance(1_767_225_600)  # 2026-01-01 00:00 UTC
+        tool = SessionStatusTool(self.view, clock=clock, timezone="UTC")
         res = self.call(tool)
+        self.assertIn("Time: Thursday, January 1st, 2026 - 12:00 AM (UTC)", res.content)
         self.assertIn("Session id: s-main", res.content)
         self.assertIn("Model: m1", res.content)
         self.assertTrue(self.call(tool, sessionKey="nope").is_error)

@@ -197,7 +197,7 @@ def system_prompt_parts(
         minimal,
         skills_max_chars,
     )
-    lines = _date_time(now, timezone)
+    lines = _date_time(now, timezone, any(t.name == "session_status" for t in tools))
     extra = (extra_system_prompt or "").strip()
     if extra:
         lines += ["## Subagent Context" if minimal else "## Conversation Context", extra, ""]
@@ -376,22 +376,37 @@ def _bootstrap_sections(all_files: Sequence[BootstrapFile]) -> list[str]:
     return lines
 
 
-def _date_time(now: float, timezone: str | None) -> list[str]:
+def _date_time(now: float, timezone: str | None, status_tool: bool) -> list[str]:
     # Worked out once a minute; the text itself changes only at midnight.
-    return list(_date_lines(int(now // 60), timezone))
+    return list(_date_lines(int(now // 60), timezone, status_tool))
 
 
 @lru_cache(maxsize=4)
-def _date_lines(minute: int, timezone: str | None) -> tuple[str, ...]:
+def _date_lines(minute: int, timezone: str | None, status_tool: bool) -> tuple[str, ...]:
     """OpenClaw's temporal context: the local date and the zone, no clock, so
-    the prompt (and a provider's prompt cache) stays the same all day."""
+    the prompt (and a provider's prompt cache) stays the same all day; the
+    model asks ``session_status`` for the time."""
     now = minute * 60
     zone = resolve_timezone(timezone)
     local = datetime.fromtimestamp(now, tz=zone)
     name = getattr(zone, "key", None) or str(zone)
+    hint = ("For the exact current time, use `session_status`.",) if status_tool else ()
     return (
         "## Temporal Context",
         f"Current date: {local.strftime('%Y-%m-%d')} ({local.strftime('%A')})",
         f"Time zone: {name} (UTC{local.strftime('%z')})",
+        *hint,
         "",
     )
+
+
+def format_user_time(now: float, timezone: str | None) -> str:
+    """The time as OpenClaw's status card shows it, with the zone:
+    ``Monday, December 7th, 2026 - 10:34 PM (Europe/Berlin)``."""
+    zone = resolve_timezone(timezone)
+    local = datetime.fromtimestamp(now, tz=zone)
+    name = getattr(zone, "key", None) or str(zone)
+    day = local.day
+    suffix = "th" if 11 <= day % 100 <= 13 else {1: "st", 2: "nd", 3: "rd"}.get(day % 10, "th")
+    clock = f"{local.hour % 12 or 12}:{local.minute:02d} {'AM' if local.hour < 12 else 'PM'}"
+    return f"{local.strftime('%A, %B')} {day}{suffix}, {local.year} - {clock} ({name})"

@@ -74,7 +74,11 @@ class Toolbox:
             built = AgentTools({}, (), loop)
         else:
             exec_config = agent_tools.exec if agent_tools else config.tools.exec
-            settings = settings_from_config(exec_config, config.tools.web_fetch)
+            settings = settings_from_config(
+                exec_config,
+                config.tools.web_fetch,
+                user_timezone=config.agents.defaults.user_timezone,
+            )
             available = build_tools(settings, self._services)
             selection = select_tools(
                 [name for name in BUILTIN_TOOLS if name in available],

@@ -84,6 +84,8 @@ class ToolSettings:
     user_agent: str = DEFAULT_USER_AGENT
     #: When False, ``process`` is not built and ``exec`` always runs in the foreground.
     background_enabled: bool = True
+    #: ``agents.defaults.userTimezone``: the zone ``session_status`` tells the time in.
+    user_timezone: str | None = None
 
 
 def _frozen_strs(values: Iterable[str]) -> frozenset[str]:
@@ -108,10 +110,13 @@ class ToolServices:
     base_env: Mapping[str, str] | None = None
 
 
-def settings_from_config(exec_config: ExecConfig, web_fetch: WebFetchConfig) -> ToolSettings:
+def settings_from_config(
+    exec_config: ExecConfig, web_fetch: WebFetchConfig, *, user_timezone: str | None = None
+) -> ToolSettings:
     """``tools.exec`` and ``tools.web.fetch`` as :class:`ToolSettings`."""
     ssrf = web_fetch.ssrf_policy
     return ToolSettings(
+        user_timezone=user_timezone,
         exec_policy=resolve_exec_policy(exec_config),
         exec_limits=ExecLimits(
             timeout_seconds=exec_config.timeout_seconds, yield_ms=exec_config.background_ms
@@ -190,5 +195,7 @@ def build_tools(settings: ToolSettings, services: ToolServices) -> dict[str, Too
         view, runner = services.sessions, services.sessions_runner
         tools["sessions_list"] = SessionsListTool(view, runner)
         tools["sessions_history"] = SessionsHistoryTool(view, runner)
-        tools["session_status"] = SessionStatusTool(view, runner)
+        tools["session_status"] = SessionStatusTool(
+            view, runner, clock=services.reactor, timezone=settings.user_timezone
+        )
     return {name: tools[name] for name in BUILTIN_TOOLS if name in tools}

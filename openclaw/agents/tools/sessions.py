@@ -15,7 +15,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 
+from openclaw.agents.system_prompt import format_user_time
 from openclaw.agents.tools._common import (
     BlockingRunner,
     error,
@@ -283,7 +285,10 @@ class SessionStatusTool(_SessionTool):
     """``session_status``: a ``/status``-style card for a session (default: the current one)."""
 
     name = "session_status"
-    description = "Show status for a session (default: current): id, model, tokens, last update."
+    description = (
+        "Show the current time and a session's status (default: current): id, model,"
+        " tokens, last update."
+    )
     parameters: JSONSchema = {
         "type": "object",
         "properties": {
@@ -292,10 +297,25 @@ class SessionStatusTool(_SessionTool):
         },
     }
 
+    def __init__(
+        self,
+        view: SessionsView,
+        run_blocking: BlockingRunner = inline_runner,
+        *,
+        clock: IReactorTime,
+        timezone: str | None = None,
+    ) -> None:
+        super().__init__(view, run_blocking)
+        self._clock = clock
+        self._timezone = timezone
+
     def _run(self, args: Mapping[str, Any], context: ToolContext) -> Deferred[ToolResult]:
         agent = context.agent_id
         raw = opt_str(args, "sessionKey", max_chars=512)
         key = context.session_key if raw is None else resolve_key(agent, raw)
+        # The prompt carries the date only (a stable prompt cache): this line is
+        # how the model learns the time, as from OpenClaw's status card.
+        now = format_user_time(self._clock.seconds(), self._timezone)
         if opt_str(args, "model", max_chars=256) is not None:
             raise ToolArgumentError("session_status cannot set a model override on this gateway")
 
@@ -306,6 +326,7 @@ class SessionStatusTool(_SessionTool):
             row = _row(entry)
             updated = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(entry.updated_at / 1000))
             lines = [
+                f"Time: {now}",
                 f"Session: {entry.key}",
                 f"Session id: {entry.session_id}",
                 f"Agent: {entry.agent_id}",
