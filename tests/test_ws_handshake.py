@@ -191,6 +191,21 @@ class ConnectTests(HarnessTestCase):
         self.assertEqual(error["details"]["code"], "AUTH_TOKEN_MISMATCH")
         self.assertNotIn(TOKEN, str(answer))
 
+    def test_the_token_counts_in_the_password_field(self) -> None:
+        """OpenClaw takes the shared secret in either field, the mode's own first:
+        the token offered as auth.password connects; a wrong token field is not
+        rescued by a right password."""
+        _, answer = self.handshake(connect_params(token=None, password=TOKEN))
+        self.assertTrue(answer["ok"])
+        client, answer = self.handshake(connect_params(token="nope", password=TOKEN))
+        self.assertRefused(
+            client,
+            answer,
+            "INVALID_REQUEST",
+            "unauthorized: gateway token mismatch "
+            "(use this gateway's gateway.auth.token or pair the device)",
+        )
+
     def test_no_credentials_and_no_device(self) -> None:
         """No auth and no device: NOT_PAIRED device identity required."""
         client, answer = self.handshake(connect_params(token=None))
@@ -325,6 +340,8 @@ class PasswordModeTests(HarnessTestCase):
             "(use this gateway's gateway.auth.password or pair the device)",
         )
         self.assertEqual(error["details"]["code"], "AUTH_PASSWORD_MISMATCH")
+        _, answer = self.handshake(connect_params(token="pw-123", password=None))
+        self.assertTrue(answer["ok"], "the password offered as auth.token")
 
 
 class NoAuthModeTests(HarnessTestCase):

@@ -281,7 +281,10 @@ class GatewayAuth:
         if self.config.mode == "none":
             return _OK
         expected = self.config.token if self.config.mode == "token" else self.config.password
-        offered = token if self.config.mode == "token" else password
+        # The secret counts in either field, the mode's own first (OpenClaw's
+        # resolveConnectSecret): a client that pastes the token as a password works.
+        own, other = (token, password) if self.config.mode == "token" else (password, token)
+        offered = own if own is not None else other
         key = f"shared-secret:{client_address}"
         limiter = (
             None if self.limiter is None or self.limiter.exempt(client_address) else self.limiter
