@@ -16,6 +16,7 @@ from openclaw.service import GatewayService
 from openclaw.testing import Reply, ScriptedProvider
 from openclaw.testing.gateway import GatewayHarness
 from tests.test_access_log import Collector
+from tests.ws_fakes import WsConnector
 
 OLD_TOKEN = "old-token-aaaaaaaaaaaaaaaaaaaaaaaa"
 NEW_TOKEN = "new-token-bbbbbbbbbbbbbbbbbbbbbbbb"
@@ -103,6 +104,36 @@ class TokenRotationTests(SynchronousTestCase):
         self.assertIn(b"three", body)
         self.assertTrue(body.rstrip().endswith(b"data: [DONE]"))
         self.assertEqual(f.service.config.gateway.auth.token, NEW_TOKEN)
+
+    def test_rotation_closes_websocket_clients_holding_the_old_token(self) -> None:
+        """OpenClaw closes shared-auth clients (4001 "gateway auth changed") when
+        a reload replaces the secret, so a leaked token stops working on open
+        sockets too; a reload that leaves the secret alone keeps them."""
+        f = Fixture(self)
+        connector = WsConnector(f.harness.gateway.websocket.factory(), f.harness.clock)
+        self.addCleanup(connector.cleanup)
+        old, _ = connector.connect(token=OLD_TOKEN)
+        write_config(f.path, token=OLD_TOKEN, chat=False)
+        self.assertTrue(f.service.reload().ok)
+        old.request("health")
+        self.assertTrue(old.messages()[0]["ok"], "a reload that keeps the secret")
+
+        # The client that asks for the rotating reload gets its answer, then the close.
+        write_config(f.path, token=NEW_TOKEN)
+        lines = capture_logs(self)
+        old.request("gateway.reload")
+        f.harness.run_due()
+        frames = old.frames()
+        self.assertEqual([frame.opcode for frame in frames], [1, 8])
+        self.assertTrue(frames[0].json["ok"], frames[0].json)
+        self.assertEqual(
+            (frames[1].close_code, frames[1].close_reason), (4001, "gateway auth changed")
+        )
+        self.assertTrue(any("closed 1 WebSocket connection" in line for line in lines))
+        fresh, hello = connector.connect(token=NEW_TOKEN)
+        self.assertTrue(hello["ok"])
+        fresh.request("health")
+        self.assertTrue(fresh.messages()[0]["ok"])
 
 
 class ReloadTests(SynchronousTestCase):

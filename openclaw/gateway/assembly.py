@@ -209,6 +209,7 @@ def build_gateway(
             runtime=runtime,
             http_resource=http_resource,
             ws_services=websocket.services,
+            revoke_stale_auth=websocket.revoke_stale_auth,
         ).apply
     )
     site.body_auth = auth.check_request

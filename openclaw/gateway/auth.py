@@ -205,6 +205,10 @@ class GatewayAuth:
     ) -> None:
         """:param peers: other gateway instances sharing the failed-auth budget."""
         self.config = config
+        #: Changes whenever the mode or the shared secret does: a WebSocket
+        #: connection authenticated under an older generation is closed
+        #: (OpenClaw's shared-auth generation; clients reconnect with the new secret).
+        self.generation = 0
         #: The configured secret and its digest (see _matches).
         self._expected: tuple[str, bytes] | None = None
         self._clock = clock
@@ -235,6 +239,9 @@ class GatewayAuth:
                 if config.rate_limit is not None
                 else None
             )
+        old = self.config
+        if (config.mode, config.token, config.password) != (old.mode, old.token, old.password):
+            self.generation += 1
         self.config = config
 
     @property

@@ -5,7 +5,8 @@ A reload (SIGHUP, ``openclaw gateway reload``) replaces the
 subscribed to it, then
 
 * rotates the shared secret (``gateway.auth``) and the trusted proxies: the
-  next check uses the new values, the old token is refused at once;
+  next check uses the new values, the old token is refused at once, and
+  WebSocket connections that authenticated with it are closed (4001);
 * builds the HTTP endpoints afresh from the new config (endpoint switches,
   agents, image settings) and routes *new* requests to them; a request
   already dispatched, a stream in particular, finishes on the objects it
@@ -62,12 +63,16 @@ class LiveGateway:
         runtime: object,
         http_resource: Callable[[Config], IResource],
         ws_services: ConfigReader | None = None,
+        revoke_stale_auth: Callable[[], object] | None = None,
     ) -> None:
         """
         :param http_resource: the Klein resource of the HTTP routes for a config.
         :param ws_services: the WebSocket methods' services (``models.list``
             reads the providers from their ``config``).
+        :param revoke_stale_auth: closes the WebSocket connections that
+            authenticated with credentials the new config no longer accepts.
         """
+        self._revoke_stale_auth = revoke_stale_auth
         self._auth = auth
         self._root = root
         self._site = site
@@ -83,6 +88,8 @@ class LiveGateway:
             log.info("the runtime takes no reloaded config: agents and providers apply at restart")
         gateway = config.gateway
         self._auth.reconfigure(gateway.auth, gateway.trusted_proxies)
+        if self._revoke_stale_auth is not None:
+            self._revoke_stale_auth()
         self._site.http_config = gateway.http
         self._site.cors = CorsPolicy.from_origins(
             gateway.http.cors.allowed_origins, max_age_seconds=gateway.http.cors.max_age_seconds

@@ -135,6 +135,8 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
         self.phase = "connecting"  # connecting, challenged, ready, closed
         self.client_address = "unknown"
         self.device: DeviceIdentity | None = None
+        #: The gateway auth's generation this connection authenticated under.
+        self.auth_generation = -1
         self._client: ClientInfo | None = None
         self._scopes: tuple[str, ...] = ()
         self._caps: tuple[str, ...] = ()
@@ -460,6 +462,7 @@ class GatewayWebSocketProtocol(WebSocketServerProtocol):
         self.maxMessagePayloadSize = limit
         self.maxFramePayloadSize = limit
         self._write_frame(encode(response_ok(frame.id, self.gateway.hello_payload(self))))
+        self.auth_generation = self.gateway.auth.generation
         self.phase = "ready"
         self.gateway.connection_ready(self)
         self._log.info(

@@ -62,6 +62,8 @@ EVENTS = (
 )
 #: The OpenClaw release whose CLI this protocol implementation was verified with.
 COMPATIBLE_OPENCLAW = "2026.9.6"
+#: OpenClaw's close code for a client whose shared credentials a reload replaced.
+CLOSE_AUTH_CHANGED = 4001
 
 
 class WebSocketGateway:
@@ -154,6 +156,25 @@ class WebSocketGateway:
         if not self._ready:
             self._cancel_tick()
         self._count_operators()
+
+    def revoke_stale_auth(self) -> int:
+        """Close (4001, as OpenClaw does) every connection that authenticated
+        under a shared secret or mode a reload has since replaced: rotating the
+        token must lock out a client that holds the old one, open socket or not.
+        Returns how many were closed."""
+        generation = self.auth.generation
+        stale = [c for c in self._ready if c.auth_generation != generation]
+        for conn in stale:
+            # On the next reactor turn: the client that asked for this reload
+            # (``gateway.reload`` with the old token) gets its answer first.
+            self.reactor.callLater(0, conn.close, CLOSE_AUTH_CHANGED, "gateway auth changed")
+        if stale:
+            log.info(
+                "gateway auth changed: closed {count} WebSocket connection(s) "
+                "authenticated with the old credentials",
+                count=len(stale),
+            )
+        return len(stale)
 
     def _count_operators(self) -> None:
         """Tell the broker how many clients here can answer approvals (instances
