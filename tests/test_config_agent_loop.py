@@ -88,6 +88,34 @@ class ToolsTests(SynchronousTestCase):
             ],
         )
 
+    def test_narrowing_layers_are_refused_not_ignored(self) -> None:
+        """tools.byProvider / toolsBySender only ever take tools away in OpenClaw:
+        ignoring them would hand the model more, so an entry is an error (global
+        and per agent); an empty object restricts nothing and is accepted."""
+        narrows = (
+            "narrows the tools in OpenClaw but is not implemented by openclaw-twisted; "
+            "ignoring it would give the model more tools than this config allows, so "
+            "express the restriction with allow/deny (globally or in the agent's tools) "
+            "and remove this key"
+        )
+        found = problems(
+            {
+                "tools": {"byProvider": {"anthropic": {"profile": "minimal"}}},
+                "agents": {
+                    "list": [{"id": "c", "tools": {"toolsBySender": {"*": {"deny": ["exec"]}}}}]
+                },
+            }
+        )
+        self.assertEqual(
+            found,
+            [
+                f"agents.list[0].tools.toolsBySender: {narrows}",
+                f"tools.byProvider: {narrows}",
+            ],
+        )
+        loaded = load({"tools": {"byProvider": {}, "toolsBySender": {}}})
+        self.assertEqual(loaded.warnings, ())
+
     def test_exec_keys(self) -> None:
         """tools.exec keys are honoured; timeoutSec is the legacy spelling."""
         c = load(
@@ -220,11 +248,10 @@ class ToolsTests(SynchronousTestCase):
 
     def test_openclaw_only_tool_keys_warn(self) -> None:
         """Tool keys this project does not honour are warned about, not refused."""
-        w = load({"tools": {"byProvider": {}, "web": {"search": {}}, "elevated": {}}}).warnings
+        w = load({"tools": {"web": {"search": {}}, "elevated": {}}}).warnings
         self.assertEqual(
             set(w),
             {
-                f"tools.byProvider: {NOT_HERE}",
                 f"tools.web.search: {NOT_HERE}",
                 f"tools.elevated: {NOT_HERE}",
             },

@@ -67,17 +67,21 @@ TOOL_GROUP_NAMES: Final = frozenset(
 )  # fmt: skip
 
 _POLICY_KEYS: Final = ("profile", "allow", "alsoAllow", "deny")
+#: OpenClaw policy layers that only narrow the tools (per provider or model, per
+#: sender). Not implemented, so refused rather than ignored: ignoring one would
+#: give the model more tools than the config's author allowed.
+_NARROWING_KEYS: Final = ("byProvider", "toolsBySender")
 _TOOLS = _section(
-    [*_POLICY_KEYS, "exec", "web", "loopDetection"],
+    [*_POLICY_KEYS, *_NARROWING_KEYS, "exec", "web", "loopDetection"],
     [
-        "byProvider", "toolsBySender", "elevated", "sandbox", "codeMode", "media", "updatePlan",
+        "elevated", "sandbox", "codeMode", "media", "updatePlan",
         "github", "agentToAgent", "sessions", "sessions_spawn", "subagents", "toolSearch", "fs",
         "message", "links", "experimental", "audio", "browser", "canvas", "automations",
     ],
 )  # fmt: skip
 _AGENT_TOOLS = _section(
-    [*_POLICY_KEYS, "exec", "loopDetection"],
-    ["byProvider", "toolsBySender", "elevated", "sandbox", "codeMode", "fs", "subagents"],
+    [*_POLICY_KEYS, *_NARROWING_KEYS, "exec", "loopDetection"],
+    ["elevated", "sandbox", "codeMode", "fs", "subagents"],
 )
 _EXEC = _section(
     [
@@ -164,6 +168,15 @@ def build_agent_tools(
 
 def read_policy(r: _Reader, t: Mapping[str, Any], path: str) -> ToolPolicyConfig:
     """profile / allow / alsoAllow / deny of one scope (names lower-cased)."""
+    for key in _NARROWING_KEYS:
+        if t.get(key):
+            r.problem(
+                f"{path}.{key}",
+                "narrows the tools in OpenClaw but is not implemented by openclaw-twisted; "
+                "ignoring it would give the model more tools than this config allows, so "
+                "express the restriction with allow/deny (globally or in the agent's tools) "
+                "and remove this key",
+            )
     profile: ToolProfile | None = r.choice(t, "profile", path, _PROFILES)
     if t.get("allow") is not None and t.get("alsoAllow") is not None:
         r.problem(
