@@ -107,8 +107,17 @@ class RetrieveTests(ChatTestCase):
         self.assertError(
             self.call(h, method="GET", path="/v1/models/gpt-4o"), 400, "Invalid model id."
         )
-        reply = self.call(h, method="GET", path="/v1/models/agent:beta")
-        self.assertEqual(reply.status, 200)
+        # As OpenClaw: other spellings of a configured agent pick it in a chat
+        # request but are not model ids (only the listed ids are found).
+        for path, shown in (
+            ("/v1/models/agent:beta", "agent:beta"),
+            ("/v1/models/openclaw:beta", "openclaw:beta"),
+            ("/v1/models/OPENCLAW", "OPENCLAW"),
+            ("/v1/models/openclaw%2Fbeta%20", "openclaw/beta "),
+        ):
+            self.assertError(
+                self.call(h, method="GET", path=path), 404, f"Model '{shown}' not found."
+            )
 
     def test_bad_ids(self) -> None:
         """Missing id, broken escapes, non-UTF-8 and control characters: 400."""

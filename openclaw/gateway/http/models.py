@@ -103,7 +103,18 @@ class ModelsEndpoint:
                 param="model",
                 code="model_not_found",
             )
-        return write_json(request, 200, model_object(stripped))
+        if model_id not in model_ids(self._runtime):
+            # As OpenClaw: only the listed spellings are models (``agent:beta``
+            # picks an agent in a chat request, but is not a model id).
+            return write_openai_error(
+                request,
+                404,
+                f"Model '{model_id}' not found.",
+                "invalid_request_error",
+                param="model",
+                code="model_not_found",
+            )
+        return write_json(request, 200, model_object(model_id))
 
 
 def _bad_request(request: Request, message: str) -> bytes:
