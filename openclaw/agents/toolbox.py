@@ -3,17 +3,18 @@
 The runtime keeps one :class:`Toolbox`. For an agent it builds the tools once
 (from ``tools.exec`` / ``tools.web.fetch``, the agent's ``tools.exec`` when
 it has one), applies the tool policy (profile, allow, deny of both scopes)
-and keeps the result: a run only looks it up. Only the allowed tools'
-schemas are ever offered to the model; a client tool whose name clashes with
-one of them (or with a name OpenClaw reserves) is refused before the run
-starts.
+and keeps the result: a run only looks it up. When the policy keeps ``exec``
+but not ``process``, ``exec`` is built to run every command in the
+foreground. Only the allowed tools' schemas are ever offered to the model; a
+client tool whose name clashes with one of them (or with a name OpenClaw
+reserves) is refused before the run starts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from attrs import frozen
+from attrs import evolve, frozen
 
 from openclaw.agents.tools.base import Tool
 from openclaw.agents.tools.catalog import (
@@ -85,6 +86,12 @@ class Toolbox:
                 config.tools.policy,
                 agent_tools.policy if agent_tools else None,
             )
+            if "exec" in selection.allowed and "process" not in selection.allowed:
+                # Without process nobody could read a backgrounded command's
+                # output: exec then waits for it (OpenClaw ignores yieldMs and
+                # background when process is disallowed).
+                settings = evolve(settings, background_enabled=False)
+                available = build_tools(settings, self._services)
             tools = {name: available[name] for name in selection.allowed}
             schemas = tuple(
                 ClientTool(name=tool.name, description=tool.description, parameters=tool.parameters)
