@@ -80,18 +80,51 @@ class ExecTests(TestCase):
         return result
 
     async def test_foreground_output_and_exit_code(self) -> None:
-        """stdout and stderr are merged; a non-zero exit is an error with the code in details."""
+        """stdout and stderr are merged; a non-zero exit is a completed call (OpenClaw:
+        not a tool error) with the code in the text and in details."""
         res = await self.call(self.tool, command="echo out; echo err >&2; exit 3")
-        self.assertIn("out", res.content)
-        self.assertIn("err", res.content)
-        self.assertIn("exited with code 3", res.content)
-        self.assertTrue(res.is_error)
-        self.assertEqual(res.details["exitCode"], 3)
+        self.assertEqual(res.content, "out\nerr\n\n\n(Command exited with code 3)")
+        self.assertFalse(res.is_error)
+        self.assertEqual((res.details["status"], res.details["exitCode"]), ("completed", 3))
         self.assertIn("out\n", "".join(self.updates))
         ok = await self.call(self.tool, command="printf ok")
         self.assertEqual(
             (ok.content, ok.is_error, ok.details["status"]), ("ok", False, "completed")
         )
+        quiet = await self.call(self.tool, command="exit 1")
+        self.assertEqual(
+            (quiet.content, quiet.is_error), ("(no output)\n\n(Command exited with code 1)", False)
+        )
+
+    async def test_command_not_found_and_not_executable_fail(self) -> None:
+        """Exit 127 and 126 are the shell failing to run the command: failed, with
+        OpenClaw's words after the shell's own message."""
+        missing = await self.call(self.tool, command="no-such-command-xyz")
+        self.assertTrue(missing.is_error)
+        self.assertEqual((missing.details["status"], missing.details["exitCode"]), ("failed", 127))
+        self.assertIn("no-such-command-xyz", missing.content)
+        self.assertTrue(missing.content.endswith("\n\nCommand not found"), missing.content)
+        with open(os.path.join(self.ws, "script"), "w") as f:
+            f.write("#!/bin/sh\n")
+        denied = await self.call(self.tool, command="./script")
+        self.assertTrue(denied.is_error)
+        self.assertTrue(
+            denied.content.endswith("\n\nCommand not executable (permission denied)"),
+            denied.content,
+        )
+
+    async def test_pty_warning_comes_first(self) -> None:
+        """pty: true runs without a terminal and says so in front of the output."""
+        res = await self.call(self.tool, command="echo hi", pty=True)
+        self.assertEqual(
+            res.content,
+            "Warning: pty is not supported on this gateway; the command ran without a "
+            "terminal.\n\nhi\n",
+        )
+        self.assertEqual(len(res.details["warnings"]), 1)
+        bg = await self.call(self.tool, command="sleep 1000", pty=True, background=True)
+        self.assertTrue(bg.content.startswith("Warning: pty is not supported"), bg.content)
+        self.assertIn("\n\nCommand still running (session ", bg.content)
 
     async def test_own_process_group(self) -> None:
         """The shell is its own process-group leader (pid == pgid), distinct from ours."""
@@ -165,12 +198,28 @@ class ExecTests(TestCase):
             self.assertIn(res.details["signal"], ("SIGTERM", "SIGKILL"))
 
     async def test_timeout_kills(self) -> None:
-        """timeoutSeconds kills the group; the result says it timed out."""
-        res = await self.call(self.tool, command="sleep 1000", timeoutSeconds=0.2)
+        """timeoutSeconds kills the group; the result says so in OpenClaw's words, with
+        the background hint only when process is there to follow a command."""
+        res = await self.call(self.tool, command="echo begun; sleep 1000", timeoutSeconds=0.5)
         self.assertTrue(res.is_error)
+        self.assertEqual(res.details["status"], "failed")
         self.assertTrue(res.details["timedOut"])
-        self.assertIn("timed out", res.content)
+        self.assertTrue(
+            res.content.startswith(
+                "begun\n\n\nCommand timed out after 0.5 seconds.\n\n"
+                "The command was terminated, but external side effects may already have "
+                "completed."
+            ),
+            res.content,
+        )
+        self.assertTrue(
+            res.content.endswith("Do not rely on shell backgrounding with a trailing &.")
+        )
         self.assertEqual(res.details["signal"], "SIGTERM")
+        foreground_only = self.make(background_enabled=False)
+        res = await self.call(foreground_only, command="sleep 1000", timeoutSeconds=1)
+        self.assertTrue(res.content.startswith("Command timed out after 1 seconds.\n\n"))
+        self.assertNotIn("background=true", res.content)
 
     async def test_background_write_poll(self) -> None:
         """background: true returns a sessionId; process write feeds stdin; poll reports exit."""
@@ -191,6 +240,16 @@ class ExecTests(TestCase):
         other = ToolContext("other", "k", "r", "c", FilePath(self.ws))
         hidden: ToolResult = await self.process.run({"action": "poll", "sessionId": sid}, other)
         self.assertTrue(hidden.is_error)
+
+    async def test_background_exit_code_is_completed(self) -> None:
+        """A backgrounded command's own non-zero exit is completed for process poll too."""
+        res = await self.call(self.tool, command="echo done; exit 4", background=True)
+        session = self.registry.get("main", res.details["sessionId"])
+        assert session is not None
+        await session.when_ended()
+        polled = await self.call(self.process, action="poll", sessionId=session.id)
+        self.assertEqual((polled.is_error, polled.details["status"]), (False, "completed"))
+        self.assertIn("exited with code 4", polled.content)
 
     async def test_process_actions_on_finished_and_running_sessions(self) -> None:
         """log pages by line; write/kill on a finished session and clear on a running one

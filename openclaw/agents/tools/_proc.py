@@ -33,6 +33,10 @@ from twisted.python.failure import Failure
 
 _log = Logger()
 
+#: Exit codes with which the shell reports it could not run the command:
+#: 126 not executable, 127 not found.
+SHELL_FAILURES = (126, 127)
+
 _PY_SETSID = "import os,sys; os.setsid(); os.execv('/bin/sh', ['/bin/sh', '-c', sys.argv[1]])"
 
 
@@ -251,10 +255,19 @@ class ProcessSession(ProcessProtocol):
             _log.warn("could not signal process group {pgid}: {error}", pgid=self.pid, error=e)
 
     def status(self) -> str:
-        """``running``, ``completed`` (exit 0), or ``failed``."""
+        """``running``, ``completed`` or ``failed``, as OpenClaw judges an exit.
+
+        The command ran to its own exit with any code but 126/127 (not
+        executable, not found): ``completed``, so ``grep`` without a match or a
+        failing test run is an answer, not a tool failure. A timeout, a kill,
+        a signal or the shell not finding the command: ``failed``.
+        """
         if self.running:
             return "running"
-        return "completed" if self.exit_code == 0 and not self.timed_out else "failed"
+        ordinary = not (self.timed_out or self.killed or self.exit_signal is not None)
+        if ordinary and self.exit_code is not None and self.exit_code not in SHELL_FAILURES:
+            return "completed"
+        return "failed"
 
     def summary(self) -> dict[str, object]:
         """Structured facts for ``details`` and ``process list``."""
@@ -340,4 +353,4 @@ class ProcessRegistry:
         return [s.when_ended() for s in running]
 
 
-__all__ = ["OutputBuffer", "ProcessRegistry", "ProcessSession", "shell_argv"]
+__all__ = ["SHELL_FAILURES", "OutputBuffer", "ProcessRegistry", "ProcessSession", "shell_argv"]

@@ -36,6 +36,22 @@ _log = Logger()
 
 MAX_COMMAND_CHARS = 100_000
 
+PTY_WARNING = "Warning: pty is not supported on this gateway; the command ran without a terminal."
+#: What the model reads after a timeout (OpenClaw's words): the kill may have
+#: come after the command's effects.
+TIMEOUT_GUIDANCE = (
+    "The command was terminated, but external side effects may already have completed. "
+    "Verify the resulting state before retrying. Do not automatically rerun "
+    "non-idempotent commands. Use a higher timeout only when the command is known to be "
+    "safe to retry."
+)
+#: Added when the process tool is there to follow a backgrounded command.
+TIMEOUT_BACKGROUND_HINT = (
+    "If it should keep running, start it with exec background=true or yieldMs so "
+    "OpenClaw can register a pollable process session. Do not rely on shell "
+    "backgrounding with a trailing &."
+)
+
 
 def clip(text: str, limit: int) -> str:
     """Head and tail of ``text`` within ``limit`` characters, with a marker."""
@@ -169,7 +185,7 @@ class ExecTool:
         )
         search_path = env.get("PATH")
         verdict = policy.evaluate(command, lambda name: shutil.which(name, path=search_path))
-        warnings = ["pty is not supported here; ran without a terminal"] if pty else []
+        warnings = [PTY_WARNING] if pty else []
 
         def start(_: object = None) -> Deferred[ToolResult]:
             return self._spawn(
@@ -301,7 +317,7 @@ class ExecTool:
                 yield_call.cancel()
             if not state["settled"]:
                 state["settled"] = True
-                result.callback(self._finished(s, warnings))
+                result.callback(self._finished(s, warnings, timeout_s))
 
         session.when_ended().addCallback(ended)
         return result
@@ -321,30 +337,54 @@ class ExecTool:
         self._registry.add(session)
         session.on_output = lambda _t: None
         tail = session.output.clipped(2000)
-        text = (
+        text = _warned(
+            warnings,
             f"Command still running (session {session.id}, pid {session.pid}). "
-            "Use process (list/poll/log/write/kill) for follow-up."
+            "Use process (list/poll/log/write/kill) for follow-up.",
         )
         if tail:
             text += f"\n\n{tail}"
         return ToolResult(content=text, details={**session.summary(), "warnings": warnings})
 
-    def _finished(self, session: ProcessSession, warnings: list[str]) -> ToolResult:
+    def _finished(
+        self, session: ProcessSession, warnings: list[str], timeout_s: float
+    ) -> ToolResult:
         output = session.output.clipped(self._limits.result_max_chars)
         details = {**session.summary(), "warnings": warnings}
+        if details["status"] == "completed":
+            # Any exit code but 126/127 is an answer, not a tool failure
+            # (OpenClaw's rule): the code is in the text and in details.
+            text = output or "(no output)"
+            if session.exit_code:
+                text += f"\n\n(Command exited with code {session.exit_code})"
+            return ToolResult(content=_warned(warnings, text), details=details)
+        reason = self._failure_reason(session, timeout_s)
+        text = f"{output}\n\n{reason}" if output else reason
+        return error(_warned(warnings, text), **details)
+
+    def _failure_reason(self, session: ProcessSession, timeout_s: float) -> str:
+        """OpenClaw's wording for why a command did not complete."""
         if session.timed_out:
-            return (
-                error(f"{output}\n\nCommand timed out and was killed.".strip(), **details)
-                if output
-                else error("Command timed out and was killed.", **details)
-            )
-        text = output or "(no output)"
-        if session.exit_signal is not None:
-            text += f"\n\n(Command was terminated by signal {details['signal']})"
-        elif session.exit_code not in (0, None):
-            text += f"\n\n(Command exited with code {session.exit_code})"
-        is_error = session.exit_code != 0
-        return ToolResult(content=text, is_error=is_error, details=details)
+            reason = f"Command timed out after {_seconds(timeout_s)} seconds.\n\n{TIMEOUT_GUIDANCE}"
+            return f"{reason}\n\n{TIMEOUT_BACKGROUND_HINT}" if self._background_enabled else reason
+        if session.exit_signal is None and session.exit_code == 127:
+            return "Command not found"
+        if session.exit_signal is None and session.exit_code == 126:
+            return "Command not executable (permission denied)"
+        name = session.summary()["signal"]
+        if name is not None:
+            return f"Command aborted by signal {name}"
+        return "Command aborted before exit code was captured"
+
+
+def _warned(warnings: list[str], text: str) -> str:
+    """Warnings go in front of what the model reads, as in OpenClaw."""
+    return "\n".join(warnings) + "\n\n" + text if warnings else text
+
+
+def _seconds(value: float) -> str:
+    """A number of seconds as OpenClaw prints it (``1800``, ``0.5``)."""
+    return str(int(value)) if value == int(value) else str(value)
 
 
 def _denied(approval_id: str, reason: str, command: str) -> ToolResult:
