@@ -9,6 +9,7 @@ approved without asking again, also after a restart, unless ask is
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
@@ -23,7 +24,7 @@ from twisted.internet.threads import deferToThread
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
-from openclaw.agents.approvals import ApprovalBroker
+from openclaw.agents.approvals import ApprovalBroker, from_record, to_record
 from openclaw.agents.tools._proc import ProcessRegistry
 from openclaw.agents.tools.base import ToolContext, ToolResult
 from openclaw.agents.tools.exec import ExecTool
@@ -33,6 +34,7 @@ from openclaw.agents.tools.limits import ExecReactor
 from openclaw.agents.tools.policy import ExecPolicy
 from openclaw.agents.types import ApprovalEvent, ExecApprovalRequested
 from openclaw.config.model import ExecAsk
+from openclaw.gateway.ws.methods_loop import requested_payload
 from openclaw.testing import FakeReply, ToolConversation
 from tests import integration_support as support
 from tests.test_integration_agent_loop import _Operator, _OperatorFactory, tool
@@ -44,6 +46,7 @@ def request(
     workdir: str = "/ws",
     agent_id: str = "main",
     ask: ExecAsk = "on-miss",
+    env: dict[str, str] | None = None,
 ) -> ApprovalRequest:
     return ApprovalRequest(
         id=approval_id,
@@ -55,6 +58,7 @@ def request(
         tool_call_id="call-1",
         reason="command is not on the exec allowlist",
         ask=ask,
+        env=env or {},
     )
 
 
@@ -115,6 +119,34 @@ class DurableAllowAlwaysTests(SynchronousTestCase):
         self.broker(request("b2", command="make deploy --force"))
         self.broker(request("b3", agent_id="ops"))
         self.assertEqual(self.asked(), ["a1", "b1", "b2", "b3"])
+
+    def test_grant_is_bound_to_the_env_overrides(self) -> None:
+        """allow-always for a command with env overrides covers those names and
+        values only: other values, no overrides or more overrides are asked about;
+        the request names the overrides for the operator (OpenClaw's envKeys)."""
+        self.approve("a1", "allow-always", env={"TARGET": "staging", "A": "1"})
+        self.broker(request("b1", env={"TARGET": "production", "A": "1"}))
+        self.broker(request("b2"))
+        self.broker(request("b3", env={"TARGET": "staging", "A": "1", "B": "2"}))
+        self.assertIs(
+            self.successResultOf(self.broker(request("c1", env={"A": "1", "TARGET": "staging"}))),
+            True,
+        )
+        self.assertEqual(self.asked(), ["a1", "b1", "b2", "b3"])
+        first = next(e for e in self.events if isinstance(e, ExecApprovalRequested))
+        self.assertEqual(first.env_keys, ("A", "TARGET"))
+        payload = requested_payload(first)
+        self.assertEqual(payload["request"]["envKeys"], ["A", "TARGET"])
+        self.assertEqual(from_record(to_record(first)), first)
+        bare = next(e for e in self.events if isinstance(e, ExecApprovalRequested) and e.id == "b2")
+        self.assertNotIn("envKeys", requested_payload(bare)["request"])
+
+    def test_grants_saved_before_env_binding_still_hold(self) -> None:
+        """A command without overrides keeps the digest of [cwd, command], so the
+        grants already in exec-approvals.json still apply."""
+        legacy = hashlib.sha256(json.dumps(["/ws", "make deploy"]).encode()).hexdigest()
+        self.assertEqual(fingerprint("make deploy", "/ws"), f"sha256:argv:{legacy}")
+        self.assertEqual(fingerprint("make deploy", "/ws", {}), f"sha256:argv:{legacy}")
 
     def test_ask_always_still_asks(self) -> None:
         """With the effective ask mode always, a durable grant does not skip the question."""
@@ -252,3 +284,30 @@ class AllowAlwaysProcessTests(support.GatewayTestCase):
         self.assertEqual(await self.turn("always-2"), "Twice.")
         self.assertNotIn("denied", second.results["g2"].lower())
         self.assertEqual((state / "workspace" / "log.txt").read_text(), "granted\ngranted\n")
+
+    async def test_env_overrides_are_shown_and_bound(self) -> None:
+        """The operator's request names the env overrides (envKeys); an allow-always
+        for them does not cover the same command with another value, which is
+        asked about again."""
+        operator, connection = await self.operator("allow-always")
+        self.addCleanup(lambda: Deferred.fromCoroutine(self._close(connection, operator)))
+        command = "printf '%s\\n' \"$TARGET\" >> env.txt"
+
+        async def run(user: str, target: str) -> None:
+            call = tool("exec", user, command=command, env={"TARGET": target})
+            self.fake.responder = ToolConversation(
+                FakeReply(text="", tool_calls=(call,)), FakeReply(text="Done.")
+            )
+            self.assertEqual(await self.turn(user), "Done.")
+
+        await run("env-1", "staging")
+        self.assertEqual(operator.requests[0]["request"]["envKeys"], ["TARGET"])
+        await run("env-2", "production")
+        await run("env-3", "staging")
+        self.assertEqual(len(operator.requests), 2)
+        env_txt = self.gateway.directory / "state" / "workspace" / "env.txt"
+        self.assertEqual(env_txt.read_text(), "staging\nproduction\nstaging\n")
+
+    async def _close(self, connection: _Operator, operator: _OperatorFactory) -> None:
+        connection.sendClose()
+        await operator.closed

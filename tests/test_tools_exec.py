@@ -313,6 +313,91 @@ class ExecTests(TestCase):
         bad = await self.call(self.tool, command="env", env={"LD_PRELOAD": "/x.so"})
         self.assertTrue(bad.is_error)
 
+    async def test_env_overrides_follow_the_host_env_policy(self) -> None:
+        """OpenClaw's host env policy: overrides that make programs run other code
+        or read other configuration, and credential-like names, refuse the call
+        (naming the variable) and the command does not run."""
+        refused = {
+            "GIT_EXTERNAL_DIFF": "touch pwned",
+            "GIT_CONFIG_COUNT": "1",
+            "git_config_key_0": "diff.external",
+            "HOME": "/tmp/evil",
+            "NODE_OPTIONS": "--require /tmp/x.js",
+            "PYTHONSTARTUP": "/tmp/x.py",
+            "PERL5OPT": "-Mx",
+            "GIT_SSH_COMMAND": "touch pwned",
+            "PROMPT_COMMAND": "touch pwned",
+            "PAGER": "less",
+            "GIT_PAGER": "cat -v",
+            "MANPAGER": "cat",
+            "CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER": "touch",
+            "BASH_FUNC_ls%%": "() { id; }",
+            "FOO_API_KEY": "x",
+            "LC_TOKEN": "x",
+            "PATH": "/evil",
+            "LD_PRELOAD": "/x.so",
+        }
+        for name, value in refused.items():
+            res = await self.call(self.tool, command="touch ran", env={name: value})
+            self.assertTrue(res.is_error, name)
+            if name != "BASH_FUNC_ls%%":  # not even a valid name
+                self.assertIn(name, res.content)
+                self.assertIn("The command did not run", res.content)
+        both = await self.call(self.tool, command="touch ran", env={"HOME": "/x", "A_TOKEN": "y"})
+        self.assertIn("HOME: cannot be overridden", both.content)
+        self.assertIn("A_TOKEN: credential-like", both.content)
+        self.assertFalse(os.path.exists(os.path.join(self.ws, "ran")))
+        self.assertFalse(os.path.exists(os.path.join(self.ws, "pwned")))
+
+    async def test_no_pager_values_pass_as_empty(self) -> None:
+        """PAGER/GIT_PAGER of cat or nothing turn off paging: passed as empty."""
+        res = await self.call(
+            self.tool,
+            command='printf "[%s][%s][%s]" "$PAGER" "$GIT_PAGER" "$FOO"',
+            env={"PAGER": "cat", "GIT_PAGER": "", "FOO": "bar"},
+        )
+        self.assertEqual(res.content, "[][][bar]")
+
+    async def test_env_cannot_get_round_the_allowlist(self) -> None:
+        """With only git allowed, a git command still cannot be made to run another
+        program through GIT_EXTERNAL_DIFF or GIT_CONFIG_* (the reviewer's repro);
+        the same command without them runs."""
+        allow = self.make(policy=ExecPolicy(security="allowlist", ask="off", allowlist=("git",)))
+        for name in ("a", "b"):
+            with open(os.path.join(self.ws, name), "w") as f:
+                f.write(f"{name}\n")
+        command = "git diff --no-index a b"
+        pwned = os.path.join(self.ws, "pwned")
+        hook = f"touch {pwned}; true"  # git runs it from the repository's top
+        for env in (
+            {"GIT_EXTERNAL_DIFF": hook},
+            {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "diff.external",
+             "GIT_CONFIG_VALUE_0": hook},
+        ):  # fmt: skip
+            res = await self.call(allow, command=command, env=env)
+            self.assertTrue(res.is_error)
+            self.assertIn("cannot be overridden", res.content)
+        self.assertFalse(os.path.exists(pwned))
+        ran = await self.call(allow, command=command, env={"GIT_PAGER": "cat"})
+        self.assertIn("+b", ran.content)
+        self.assertFalse(os.path.exists(pwned))
+
+    async def test_approval_request_carries_the_env_overrides(self) -> None:
+        """The operator is asked about the command with its env overrides, not
+        the bare command."""
+        asked: list[ApprovalRequest] = []
+
+        def approver(request: ApprovalRequest) -> Deferred[bool]:
+            asked.append(request)
+            return succeed(True)
+
+        tool = self.make(policy=ExecPolicy(security="allowlist", ask="on-miss"), approver=approver)
+        res = await self.call(tool, command="printf $GREETING", env={"GREETING": "hi"})
+        self.assertEqual(res.content, "hi")
+        self.assertEqual(dict(asked[0].env), {"GREETING": "hi"})
+        await self.call(tool, command="printf x")
+        self.assertEqual(dict(asked[1].env), {})
+
     async def test_workdir_confined(self) -> None:
         """workdir resolves inside the workspace; escapes are refused before running."""
         res = await self.call(self.tool, command="pwd", workdir="sub")
@@ -437,4 +522,24 @@ class UnitTests(SynchronousTestCase):
         self.assertEqual(env["LC_ALL"], "C.UTF-8")
         self.assertEqual(env["Y"], "fine")
         for name in ("LANG", "LC_LEAK", "LC_MY_SECRET", "X"):
+            self.assertNotIn(name, env)
+
+    def test_build_env_drops_blocked_and_secret_overrides(self) -> None:
+        """build_env itself never applies an override the host env policy blocks or
+        a credential-like name, whoever calls it; a no-pager value becomes empty."""
+        env = build_env(
+            {"PATH": "/usr/bin", "HOME": "/home/u"},
+            passthrough=("PATH", "HOME"),
+            overrides={
+                "HOME": "/tmp/evil",
+                "GIT_EXTERNAL_DIFF": "x",
+                "GIT_CONFIG_COUNT": "1",
+                "FOO_API_KEY": "k",
+                "PAGER": "cat",
+                "OK": "1",
+            },
+        )
+        self.assertEqual(env["HOME"], "/home/u")
+        self.assertEqual((env["PAGER"], env["OK"]), ("", "1"))
+        for name in ("GIT_EXTERNAL_DIFF", "GIT_CONFIG_COUNT", "FOO_API_KEY"):
             self.assertNotIn(name, env)

@@ -20,9 +20,10 @@ any live instance (each instance keeps its count in Redis).
 
 ``allow-always`` runs the command and, as in OpenClaw, saves a durable grant
 in the approvals document (:class:`~openclaw.agents.tools.exec_grants.ExecGrants`,
-``<stateDir>/exec-approvals.json``) bound to the agent, the exact command and
-its working directory: the next request for it is approved at once, without
-an event, unless the effective ask mode is ``always``.
+``<stateDir>/exec-approvals.json``) bound to the agent, the exact command,
+its working directory and the model's ``env`` overrides: the next request
+for it is approved at once, without an event, unless the effective ask mode
+is ``always``. A request names the overrides (``envKeys``) for the operator.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, get_args
 
-from attrs import frozen
+from attrs import Factory, frozen
 from twisted.internet import defer
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -57,6 +58,8 @@ class _Pending:
     answer: Deferred[bool]
     #: Whether allow-always may be saved (not while the ask mode is always).
     durable: bool = True
+    #: The command's env overrides, which an allow-always grant is bound to.
+    env: Mapping[str, str] = Factory(dict)
 
 
 def _unanswered() -> Failure:
@@ -79,6 +82,7 @@ def to_record(event: ExecApprovalRequested) -> dict[str, Any]:
         "reason": event.reason,
         "createdAtMs": event.created_at_ms,
         "expiresAtMs": event.expires_at_ms,
+        "envKeys": list(event.env_keys),
     }
 
 
@@ -95,6 +99,8 @@ def from_record(record: Mapping[str, Any]) -> ExecApprovalRequested:
         reason=str(record["reason"]),
         created_at_ms=int(record["createdAtMs"]),
         expires_at_ms=int(record["expiresAtMs"]),
+        # Absent in records of instances from before env overrides were shown.
+        env_keys=tuple(str(k) for k in record.get("envKeys") or ()),
     )
 
 
@@ -138,7 +144,7 @@ class ApprovalBroker:
         if (
             self._grants is not None
             and request.ask != "always"
-            and self._grants.allows(request.agent_id, request.command, request.workdir)
+            and self._grants.allows(request.agent_id, request.command, request.workdir, request.env)
         ):
             log.info(
                 "exec approval for run {run_id}: allowed by an allow-always grant",
@@ -156,9 +162,12 @@ class ApprovalBroker:
             reason=request.reason,
             created_at_ms=now,
             expires_at_ms=now + int(self._expires * 1000),
+            env_keys=tuple(sorted(request.env)),
         )
         answer: Deferred[bool] = Deferred(lambda _d: self._withdraw(request.id))
-        self._pending[request.id] = _Pending(event, answer, request.ask != "always")
+        self._pending[request.id] = _Pending(
+            event, answer, request.ask != "always", dict(request.env)
+        )
         reached = self._notify(event)
         if self._relay is None:
             if not reached:
@@ -283,7 +292,7 @@ class ApprovalBroker:
         if pending is not None:
             if decision == "allow-always" and pending.durable and self._grants is not None:
                 event = pending.event
-                self._grants.remember(event.agent_id, event.command, event.cwd, ts)
+                self._grants.remember(event.agent_id, event.command, event.cwd, ts, pending.env)
             pending.answer.callback(decision != "deny")
 
     # -- ApprovalSink (other instances) ------------------------------------------------

@@ -404,6 +404,9 @@ class ExecApprovalRequested:
     reason: str
     created_at_ms: int
     expires_at_ms: int
+    #: The names of the model's ``env`` overrides (OpenClaw's ``envKeys``; the
+    #: values are not shown, but an ``allow-always`` grant is bound to them).
+    env_keys: tuple[str, ...] = ()
 
 
 @frozen

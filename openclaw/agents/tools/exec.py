@@ -78,7 +78,10 @@ class ExecTool:
             "env": {
                 "type": "object",
                 "additionalProperties": {"type": "string"},
-                "description": "Environment overrides",
+                "description": (
+                    "Environment overrides (PATH, HOME, loader, interpreter, git and "
+                    "pager hooks and credential names are refused)"
+                ),
             },
             "yieldMs": {"type": "number", "description": "Background after this many ms"},
             "background": {"type": "boolean", "description": "Run in the background at once"},
@@ -196,7 +199,7 @@ class ExecTool:
             return start()
         if verdict.action == "deny":
             return _done(_denied("gateway", verdict.reason, command))
-        return self._ask(policy, verdict, command, cwd, context).addCallback(
+        return self._ask(policy, verdict, command, cwd, overrides, context).addCallback(
             lambda allowed: start() if allowed is True else allowed
         )
 
@@ -220,6 +223,7 @@ class ExecTool:
         verdict: ExecVerdict,
         command: str,
         cwd: str,
+        overrides: Mapping[str, str],
         context: ToolContext,
     ) -> Deferred[bool | ToolResult]:
         approval_id = _secrets.token_hex(8)
@@ -242,6 +246,7 @@ class ExecTool:
             tool_call_id=context.tool_call_id,
             reason=verdict.reason,
             ask=policy.ask,
+            env=dict(overrides),
         )
         d = self._approver(request)
         d.addTimeout(policy.approval_timeout_seconds, self._reactor)

@@ -3,8 +3,15 @@
 Only named variables from the gateway's environment pass (``PATH``, ``HOME``,
 locale, ``LC_*``); secret-looking names are dropped even if allow-listed, and so
 is any variable whose *value* is or contains one of the configured secrets
-(gateway token or password, provider API keys), whatever its name. The model's ``env``
-overrides get the same scrub and may not set ``PATH`` or loader variables.
+(gateway token or password, provider API keys), whatever its name.
+
+The model's ``env`` overrides follow OpenClaw's host environment policy: a
+variable that makes a program run other code or read other configuration
+(``PATH``, loader and interpreter hooks such as ``LD_*`` or ``NODE_OPTIONS``,
+``GIT_EXTERNAL_DIFF``, ``GIT_CONFIG_*``, ``HOME``, pagers and editors, ...) is
+refused, as is a secret-looking name: otherwise ``env`` would get round the
+exec allowlist (``git diff`` with ``GIT_EXTERNAL_DIFF`` runs any program). A
+``PAGER`` or ``GIT_PAGER`` of ``cat`` or nothing is allowed, as an empty value.
 """
 
 from __future__ import annotations
@@ -36,7 +43,77 @@ _SECRET_NAME = re.compile(
     re.IGNORECASE,
 )
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-_BLOCKED_OVERRIDE = re.compile(r"^(PATH|LD_.*|DYLD_.*|BASH_ENV|ENV|IFS|SHELLOPTS|PS4)$")
+
+
+def _names(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+#: OpenClaw's host env policy (``host-env-security-policy.json``): names the
+#: model may never set, because they change what a program runs or loads.
+BLOCKED_EVERYWHERE = _names(
+    """
+    ANT_OPTS BASHOPTS BASH_ENV BROWSER BZR_EDITOR BZR_PLUGIN_PATH BZR_SSH CARGO_BUILD_RUSTC
+    CARGO_BUILD_RUSTC_WORKSPACE_WRAPPER CARGO_BUILD_RUSTC_WRAPPER CARGO_BUILD_RUSTDOC
+    CATALINA_OPTS CC CMAKE_CXX_COMPILER CMAKE_C_COMPILER CMAKE_TOOLCHAIN_FILE CONFIG_SHELL
+    CONFIG_SITE CORECLR_PROFILER CPP CXX CXXCPP DOTNET_ADDITIONAL_DEPS DOTNET_STARTUP_HOOKS
+    ELIXIR_ERL_OPTIONS EMACSLOADPATH ENV ERL_AFLAGS ERL_FLAGS ERL_ZFLAGS EXINIT FPATH
+    GCONV_PATH GIT_ALLOW_PROTOCOL GIT_ALTERNATE_OBJECT_DIRECTORIES GIT_COMMON_DIR GIT_DIR
+    GIT_EDITOR GIT_EXEC_PATH GIT_EXTERNAL_DIFF GIT_HOOK_PATH GIT_INDEX_FILE GIT_NAMESPACE
+    GIT_OBJECT_DIRECTORY GIT_PROTOCOL_FROM_USER GIT_SEQUENCE_EDITOR GIT_SSL_CAINFO
+    GIT_SSL_CAPATH GIT_SSL_NO_VERIFY GIT_TEMPLATE_DIR GIT_WORK_TREE GLIBC_TUNABLES
+    GRADLE_OPTS GVIMINIT HELM_PLUGINS HGEDITOR HGMERGE HGRCPATH HOSTALIASES IFS JAVA_OPTS
+    JAVA_TOOL_OPTIONS JDK_JAVA_OPTIONS JULIA_EDITOR KSH_ENV LUA_INIT LUA_INIT_5_1
+    LUA_INIT_5_2 LUA_INIT_5_3 LUA_INIT_5_4 MAKE MAKEFLAGS MAVEN_OPTS MFLAGS MYVIMRC
+    NODE_OPTIONS NODE_PATH NODE_REDIRECT_WARNINGS NODE_REPL_EXTERNAL_MODULE
+    NODE_REPL_HISTORY NODE_V8_COVERAGE PACKER_PLUGIN_PATH PERL5LIB PERL5OPT PS4
+    PYTHONBREAKPOINT PYTHONHOME PYTHONPATH RUBYLIB RUBYOPT RUBYSHELL RUSTC
+    RUSTC_WORKSPACE_WRAPPER RUSTC_WRAPPER RUSTDOC R_ENVIRON R_ENVIRON_USER R_PROFILE
+    R_PROFILE_USER SBT_OPTS SHELL SHELLOPTS SSLKEYLOGFILE SUDO_ASKPASS SVN_EDITOR SVN_SSH
+    TCLLIBPATH VAGRANT_VAGRANTFILE VIMINIT _JAVA_OPTIONS
+    """
+)
+#: Names the model may not set though a command may inherit them (where a
+#: program finds its configuration, credentials, proxies, pager, editor).
+BLOCKED_OVERRIDE_ONLY = _names(
+    """
+    ALL_PROXY AMQP_URL ANSIBLE_CALLBACK_PLUGINS ANSIBLE_COLLECTIONS_PATH ANSIBLE_CONFIG
+    ANSIBLE_CONNECTION_PLUGINS ANSIBLE_FILTER_PLUGINS ANSIBLE_INVENTORY_PLUGINS
+    ANSIBLE_LIBRARY ANSIBLE_LOOKUP_PLUGINS ANSIBLE_MODULE_UTILS ANSIBLE_REMOTE_TEMP
+    ANSIBLE_ROLES_PATH ANSIBLE_STRATEGY_PLUGINS AWS_ACCESS_KEY_ID AWS_CONFIG_FILE
+    AWS_CONTAINER_CREDENTIALS_FULL_URI AWS_CONTAINER_CREDENTIALS_RELATIVE_URI
+    AWS_SECRET_ACCESS_KEY AWS_SECURITY_TOKEN AWS_SESSION_TOKEN AWS_SHARED_CREDENTIALS_FILE
+    AWS_WEB_IDENTITY_TOKEN_FILE AZURE_AUTH_LOCATION AZURE_CLIENT_ID AZURE_CLIENT_SECRET
+    BUNDLE_GEMFILE BUN_CONFIG_REGISTRY CARGO_BUILD_RUSTC_WRAPPER CARGO_HOME CFLAGS
+    CGO_CFLAGS CGO_LDFLAGS CLASSPATH COMPOSER_HOME CONDA_DEFAULT_ENV CONDA_PREFIX
+    CORECLR_PROFILER_PATH CPATH CPLUS_INCLUDE_PATH CURL_CA_BUNDLE CURL_HOME C_INCLUDE_PATH
+    DATABASE_URL DENO_DIR DOCKER_CERT_PATH DOCKER_CONTEXT DOCKER_HOST DOCKER_TLS_VERIFY
+    EDITOR FCEDIT GEM_HOME GEM_PATH GH_TOKEN GITHUB_TOKEN GITLAB_TOKEN
+    GIT_ALTERNATE_OBJECT_DIRECTORIES GIT_ASKPASS GIT_COMMON_DIR GIT_DIR GIT_INDEX_FILE
+    GIT_NAMESPACE GIT_OBJECT_DIRECTORY GIT_PAGER GIT_PROXY_COMMAND GIT_SSH GIT_SSH_COMMAND
+    GIT_SSL_CAINFO GIT_SSL_CAPATH GIT_SSL_NO_VERIFY GIT_WORK_TREE GOENV GOFLAGS GONOPROXY
+    GONOSUMCHECK GONOSUMDB GOOGLE_APPLICATION_CREDENTIALS GOPATH GOPRIVATE GOPROXY
+    GRADLE_USER_HOME HELM_HOME HGRCPATH HISTFILE HOME HTTPS_PROXY HTTP_PROXY KUBECONFIG
+    LDFLAGS LESSCLOSE LESSOPEN LIBRARY_PATH LUA_CPATH LUA_PATH MAKEFLAGS MANPAGER MFLAGS
+    MONGODB_URI NODE_AUTH_TOKEN NODE_EXTRA_CA_CERTS NODE_TLS_REJECT_UNAUTHORIZED NO_PROXY
+    NPM_TOKEN OBJC_INCLUDE_PATH OPENSSL_CONF OPENSSL_ENGINES PAGER PERL5DB PERL5DBCMD PHPRC
+    PHP_INI_SCAN_DIR PIP_CONFIG_FILE PIP_EXTRA_INDEX_URL PIP_FIND_LINKS PIP_INDEX_URL
+    PIP_PYPI_URL PIP_TRUSTED_HOST PROMPT_COMMAND PYTHONSTARTUP PYTHONUSERBASE REDIS_URL
+    REQUESTS_CA_BUNDLE RUSTC_WRAPPER RUSTFLAGS RUSTUP_DIST_ROOT RUSTUP_DIST_SERVER
+    RUSTUP_HOME RUSTUP_TOOLCHAIN RUSTUP_UPDATE_ROOT R_LIBS_USER SSH_ASKPASS SSH_AUTH_SOCK
+    SSL_CERT_DIR SSL_CERT_FILE SUDO_EDITOR SYSTEMROOT TF_CLI_CONFIG_FILE TF_PLUGIN_CACHE_DIR
+    UV_DEFAULT_INDEX UV_EXTRA_INDEX_URL UV_INDEX UV_INDEX_URL UV_PYTHON VIRTUAL_ENV VISUAL
+    WGETRC WINDIR XDG_CACHE_HOME XDG_CONFIG_DIRS XDG_CONFIG_HOME XDG_DATA_DIRS XDG_DATA_HOME
+    XDG_RUNTIME_DIR XDG_STATE_HOME YARN_RC_FILENAME ZDOTDIR
+    """
+)
+#: Prefixes blocked everywhere (loader, exported bash functions) and for overrides.
+BLOCKED_PREFIXES = ("DYLD_", "LD_", "BASH_FUNC_")
+BLOCKED_OVERRIDE_PREFIXES = ("GIT_CONFIG_", "NPM_CONFIG_", "CARGO_REGISTRIES_", "TF_VAR_")
+_CARGO_TARGET_RUNNER = re.compile(r"^CARGO_TARGET_[A-Z0-9_]+_(?:LINKER|RUNNER)$")
+#: Pager variables whose "no pager" values (``cat``, empty) pass as empty.
+_PAGERS = frozenset({"PAGER", "GIT_PAGER"})
+_NO_PAGER = frozenset({"", "cat"})
 
 MAX_ENV_OVERRIDES = 64
 MAX_ENV_VALUE = 32_768
@@ -45,6 +122,27 @@ MAX_ENV_VALUE = 32_768
 def is_secret_name(name: str) -> bool:
     """True for names that conventionally hold credentials."""
     return bool(_SECRET_NAME.search(name))
+
+
+def is_blocked_override(name: str, value: str | None = None) -> bool:
+    """True when the model may not set ``name`` (to ``value``, when given) under
+    OpenClaw's host env policy; names compare case-insensitively, as there."""
+    upper = name.upper()
+    if upper in _PAGERS and value in _NO_PAGER:
+        return False
+    return (
+        upper == "PATH"
+        or upper in BLOCKED_EVERYWHERE
+        or upper in BLOCKED_OVERRIDE_ONLY
+        or upper.startswith(BLOCKED_PREFIXES)
+        or upper.startswith(BLOCKED_OVERRIDE_PREFIXES)
+        or bool(_CARGO_TARGET_RUNNER.match(upper))
+    )
+
+
+def _override_value(name: str, value: str) -> str:
+    """``cat`` as a pager means no pager: passed as empty, as OpenClaw does."""
+    return "" if name.upper() in _PAGERS and value in _NO_PAGER else value
 
 
 #: Secrets at least this long are also looked for inside values.
@@ -84,15 +182,19 @@ def build_env(
         env["PATH"] = ":".join([*prepend, env.get("PATH", "/usr/local/bin:/usr/bin:/bin")])
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
     for name, value in (overrides or {}).items():
-        if leaks(value):
+        # parse_overrides refuses these up front; dropped here too so that no
+        # caller can pass them.
+        if leaks(value) or is_secret_name(name) or is_blocked_override(name, value):
             continue
-        env[name] = value
+        env[name] = _override_value(name, value)
     env["OPENCLAW_SHELL"] = "exec"
     return env
 
 
 def parse_overrides(value: Any) -> dict[str, str]:
-    """Validate the model's ``env`` argument."""
+    """Validate the model's ``env`` argument: a blocked or secret-looking name
+    refuses the call with the names (OpenClaw refuses it too, rather than run
+    the command with a different environment than asked)."""
     if value is None:
         return {}
     if not isinstance(value, Mapping):
@@ -100,12 +202,31 @@ def parse_overrides(value: Any) -> dict[str, str]:
     if len(value) > MAX_ENV_OVERRIDES:
         raise ToolArgumentError(f"env has too many entries (limit {MAX_ENV_OVERRIDES})")
     out: dict[str, str] = {}
+    blocked: list[str] = []
+    secret: list[str] = []
     for name, item in value.items():
         if not isinstance(name, str) or not _NAME.match(name):
             raise ToolArgumentError(f"env: invalid variable name {str(name)[:64]!r}")
-        if _BLOCKED_OVERRIDE.match(name):
-            raise ToolArgumentError(f"env: {name} cannot be overridden for host execution")
         if not isinstance(item, str):
             raise ToolArgumentError(f"env.{name} must be a string")
-        out[name] = check_text(f"env.{name}", item, MAX_ENV_VALUE)
+        text = check_text(f"env.{name}", item, MAX_ENV_VALUE)
+        if is_blocked_override(name, text):
+            blocked.append(name)
+        elif is_secret_name(name):
+            secret.append(name)
+        else:
+            out[name] = _override_value(name, text)
+    problems = []
+    if blocked:
+        problems.append(
+            f"{', '.join(sorted(blocked))}: cannot be overridden for host execution "
+            "(the host environment policy blocks variables that make programs run "
+            "other code or read other configuration)"
+        )
+    if secret:
+        problems.append(
+            f"{', '.join(sorted(secret))}: credential-like names are not passed to commands"
+        )
+    if problems:
+        raise ToolArgumentError(f"env: {'; '.join(problems)}. The command did not run.")
     return out

@@ -2,7 +2,8 @@
 
 When an operator answers an approval with ``allow-always``, OpenClaw saves a
 generated entry in the agent's allowlist of its approvals document, bound to
-the exact command and the working directory it was approved in; later runs
+the exact command and the working directory it was approved in (and here
+also to the model's ``env`` overrides, names and values); later runs
 of that command there do not ask again (unless the effective ``ask`` is
 ``always``). This module keeps that document as JSON at
 ``<stateDir>/exec-approvals.json``, in OpenClaw's shape::
@@ -11,7 +12,8 @@ of that command there do not ask again (unless the effective ``ask`` is
         {"id": "...", "pattern": "ls", "argPattern": "sha256:argv:<hex>",
          "source": "allow-always", "lastUsedAt": 1737150000000}]}}}
 
-``argPattern`` is a SHA-256 of the working directory and the command text, so
+``argPattern`` is a SHA-256 of the working directory, the command text and
+any ``env`` overrides, so
 the file never holds the command itself; only generated entries
 (``source: "allow-always"``) are matched here, and deleting an entry revokes
 it. Other keys of the document are kept as they are when an entry is added.
@@ -28,6 +30,7 @@ import json
 import os
 import shlex
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +45,15 @@ APPROVALS_FILENAME = "exec-approvals.json"
 _PREFIX = "sha256:argv:"
 
 
-def fingerprint(command: str, cwd: str) -> str:
-    """The ``argPattern`` binding one command to one working directory."""
-    digest = hashlib.sha256(json.dumps([cwd, command]).encode("utf-8")).hexdigest()
+def fingerprint(command: str, cwd: str, env: Mapping[str, str] | None = None) -> str:
+    """The ``argPattern`` binding one command to one working directory and the
+    model's ``env`` overrides (names and values): the same command with other
+    overrides is another command. Without overrides the digest is the one
+    grants had before overrides were bound, so those grants still hold."""
+    bound: list[Any] = [cwd, command]
+    if env:
+        bound.append(sorted(env.items()))
+    digest = hashlib.sha256(json.dumps(bound).encode("utf-8")).hexdigest()
     return _PREFIX + digest
 
 
@@ -67,13 +76,23 @@ class ExecGrants:
         #: Grants this process could not save: they last until it exits.
         self._unsaved: set[tuple[str, str]] = set()
 
-    def allows(self, agent_id: str, command: str, cwd: str) -> bool:
-        """Whether ``agent_id`` has an ``allow-always`` grant for ``command`` in ``cwd``."""
+    def allows(
+        self, agent_id: str, command: str, cwd: str, env: Mapping[str, str] | None = None
+    ) -> bool:
+        """Whether ``agent_id`` has an ``allow-always`` grant for ``command`` in
+        ``cwd`` with these ``env`` overrides."""
         self._refresh()
-        key = fingerprint(command, cwd)
+        key = fingerprint(command, cwd, env)
         return key in self._granted.get(agent_id, frozenset()) or (agent_id, key) in self._unsaved
 
-    def remember(self, agent_id: str, command: str, cwd: str, now_ms: int) -> None:
+    def remember(
+        self,
+        agent_id: str,
+        command: str,
+        cwd: str,
+        now_ms: int,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         """Add a grant (kept when the file cannot be written: the answer still
         applies to the command waiting for it)."""
         document = self._read()
@@ -86,7 +105,7 @@ class ExecGrants:
         allowlist = agent.setdefault("allowlist", [])
         if not isinstance(allowlist, list):
             allowlist = agent["allowlist"] = []
-        key = fingerprint(command, cwd)
+        key = fingerprint(command, cwd, env)
         if not any(isinstance(e, dict) and e.get("argPattern") == key for e in allowlist):
             allowlist.append(
                 {

@@ -9,9 +9,10 @@ tool; the tool bounds every wait with the policy's approval timeout.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Protocol
 
-from attrs import frozen
+from attrs import Factory, frozen
 from twisted.internet.defer import Deferred, TimeoutError
 
 from openclaw.config.model import ExecAsk
@@ -33,6 +34,9 @@ class ApprovalRequest:
     #: The effective ask mode: with ``always`` a durable ``allow-always``
     #: grant does not skip the question.
     ask: ExecAsk = "on-miss"
+    #: The model's ``env`` overrides for the command: the operator is shown
+    #: their names, and an ``allow-always`` grant covers only these values.
+    env: Mapping[str, str] = Factory(dict)
 
 
 class ExecApprover(Protocol):

@@ -143,18 +143,22 @@ def _unavailable(failure: Failure) -> dict[str, Any]:
 
 def requested_payload(event: ExecApprovalRequested) -> dict[str, Any]:
     """``exec.approval.requested``'s payload (OpenClaw's shape)."""
+    request: dict[str, Any] = {
+        "command": event.command,
+        "cwd": event.cwd,
+        "host": "gateway",
+        "agentId": event.agent_id,
+        "sessionKey": event.session_key,
+        "runId": event.run_id,
+        "toolCallId": event.tool_call_id,
+        "reason": event.reason,
+    }
+    if event.env_keys:
+        # As OpenClaw: the names of the env overrides the command runs with.
+        request["envKeys"] = list(event.env_keys)
     return {
         "id": event.id,
-        "request": {
-            "command": event.command,
-            "cwd": event.cwd,
-            "host": "gateway",
-            "agentId": event.agent_id,
-            "sessionKey": event.session_key,
-            "runId": event.run_id,
-            "toolCallId": event.tool_call_id,
-            "reason": event.reason,
-        },
+        "request": request,
         "createdAtMs": event.created_at_ms,
         "expiresAtMs": event.expires_at_ms,
     }
