@@ -229,6 +229,36 @@ class ApplyPatchTests(SynchronousTestCase):
         self.assertFalse(os.path.exists(os.path.join(self.ws, "new/hello.txt")))
         self.assertTrue(os.path.exists(os.path.join(self.ws, "obsolete.txt")))
 
+    def apply(self, patch: str) -> ToolResult:
+        result: ToolResult = self.successResultOf(self.tool.run({"input": patch}, self.ctx))
+        return result
+
+    def test_ambiguous_lines_are_refused(self) -> None:
+        """Old lines or an @@ context line that match in several places fail the
+        patch and change nothing (the first match used to be patched)."""
+        with open(os.path.join(self.ws, "amb.txt"), "w") as f:
+            f.write("x\nfoo\ny\nfoo\nz\n")
+        res = self.apply("*** Begin Patch\n*** Update File: amb.txt\n@@\n-foo\n+FOO\n*** End Patch")
+        self.assertTrue(res.is_error)
+        self.assertIn("occur 2 times", res.content)
+        self.assertIn("foo", res.content)
+        res = self.apply("*** Begin Patch\n*** Update File: amb.txt\n@@ foo\n-y\n+Y\n*** End Patch")
+        self.assertTrue(res.is_error)
+        self.assertIn("context 'foo' occurs 2 times", res.content)
+        self.assertEqual(self.read("amb.txt"), "x\nfoo\ny\nfoo\nz\n")
+        # More surrounding lines make the place unique.
+        res = self.apply(
+            "*** Begin Patch\n*** Update File: amb.txt\n@@\n y\n-foo\n+FOO\n*** End Patch"
+        )
+        self.assertFalse(res.is_error, res.content)
+        self.assertEqual(self.read("amb.txt"), "x\nfoo\ny\nFOO\nz\n")
+        # Matches that only a looser level would find do not count once an exact one exists.
+        with open(os.path.join(self.ws, "ws.txt"), "w") as f:
+            f.write("bar  \nbar\n")
+        res = self.apply("*** Begin Patch\n*** Update File: ws.txt\n@@\n-bar\n+BAR\n*** End Patch")
+        self.assertFalse(res.is_error, res.content)
+        self.assertEqual(self.read("ws.txt"), "bar  \nBAR\n")
+
     def test_malformed_and_escaping_patches(self) -> None:
         """Missing markers, bad lines, existing Add targets and escaping paths are errors."""
         for text in (

@@ -14,7 +14,9 @@
 
 Hunks are located by their old lines (context + removed), searched forward
 from the previous hunk; an exact match is preferred, then one that ignores
-trailing whitespace, then surrounding whitespace.
+trailing whitespace, then surrounding whitespace. Lines (or an ``@@`` context
+line) that match in more than one place are an error, as in OpenClaw: patching
+the first of several would silently change the wrong one.
 """
 
 from __future__ import annotations
@@ -153,18 +155,26 @@ def _hunks(body: list[str], i: int, path: str) -> tuple[list[Hunk], int]:
     return hunks, i
 
 
-def _find(lines: list[str], needle: tuple[str, ...], start: int, at_eof: bool) -> int:
-    """Index where ``needle`` occurs in ``lines`` at or after ``start``, else -1."""
+def _find(lines: list[str], needle: tuple[str, ...], start: int, at_eof: bool) -> tuple[int, int]:
+    """Where ``needle`` occurs in ``lines`` at or after ``start``, and how often.
+
+    The first normalisation level with any match decides: ``(index of the
+    first match, number of matches)``, or ``(-1, 0)`` when no level matches.
+    A count above one means the lines do not say where the hunk goes.
+    """
+    last = len(lines) - len(needle)
+    first = max(start, last) if at_eof else start
     norms: tuple[Callable[[str], str], ...] = (lambda s: s, str.rstrip, str.strip)
     for norm in norms:
         want = [norm(x) for x in needle]
-        candidates = (
-            [len(lines) - len(needle)] if at_eof else range(start, len(lines) - len(needle) + 1)
-        )
-        for pos in candidates:
-            if pos >= start and [norm(x) for x in lines[pos : pos + len(needle)]] == want:
-                return pos
-    return -1
+        found = [
+            pos
+            for pos in range(first, last + 1)
+            if [norm(x) for x in lines[pos : pos + len(needle)]] == want
+        ]
+        if found:
+            return found[0], len(found)
+    return -1, 0
 
 
 def apply_update(original: str, hunks: tuple[Hunk, ...], path: str) -> str:
@@ -176,17 +186,27 @@ def apply_update(original: str, hunks: tuple[Hunk, ...], path: str) -> str:
     cursor = 0
     for number, hunk in enumerate(hunks, start=1):
         if hunk.context is not None:
-            found = _find(lines, (hunk.context,), cursor, False)
+            found, count = _find(lines, (hunk.context,), cursor, False)
             if found < 0:
                 raise PatchError(f"{path}: hunk {number}: context {hunk.context!r} not found")
+            if count > 1:
+                raise PatchError(
+                    f"{path}: hunk {number}: the context {hunk.context!r} occurs {count} times; "
+                    "it must be unique, so give a more specific @@ line"
+                )
             cursor = found + (0 if hunk.old and hunk.old[0].strip() == hunk.context else 1)
         if not hunk.old:
             pos = len(lines) if hunk.at_eof or hunk.context is None else cursor
         else:
-            pos = _find(lines, hunk.old, cursor, hunk.at_eof)
+            pos, count = _find(lines, hunk.old, cursor, hunk.at_eof)
+            shown = "\n".join(hunk.old)[:500]
             if pos < 0:
-                shown = "\n".join(hunk.old)[:500]
                 raise PatchError(f"{path}: hunk {number}: could not find the lines:\n{shown}")
+            if count > 1:
+                raise PatchError(
+                    f"{path}: hunk {number}: these lines occur {count} times; they must be "
+                    f"unique, so add more surrounding lines to the hunk:\n{shown}"
+                )
         lines[pos : pos + len(hunk.old)] = list(hunk.new)
         cursor = pos + len(hunk.new)
     return "\n".join(lines) + ("\n" if trailing_newline or not lines else "")
