@@ -145,6 +145,33 @@ class FileToolsTests(SynchronousTestCase):
         with open(path, "rb") as f:
             self.assertEqual(f.read(), b"caf\xe9 x\n2nd\n")
 
+    def test_crlf_files_read_as_lf_and_keep_their_endings(self) -> None:
+        """read shows a CRLF file with LF breaks, edit matches that LF text, and
+        edit and apply_patch write CRLF back (they used to fail or mix endings)."""
+        path = os.path.join(self.ws, "crlf.txt")
+        with open(path, "wb") as f:
+            f.write(b"a\r\nb\r\nc\r\n")
+        self.assertEqual(self.call(ReadTool(inline_runner), path="crlf.txt").content, "a\nb\nc\n")
+        res = self.call(
+            EditTool(inline_runner), path="crlf.txt", oldText="a\nb", newText="A\nB\nB2"
+        )
+        self.assertFalse(res.is_error, res.content)
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), b"A\r\nB\r\nB2\r\nc\r\n")
+        patch = (
+            "*** Begin Patch\n*** Update File: crlf.txt\n@@\n B2\n-c\n+C\n+D\n"
+            "*** Update File: mixed.txt\n@@\n-two\n+2\n+2b\n*** End Patch"
+        )
+        with open(os.path.join(self.ws, "mixed.txt"), "wb") as f:
+            f.write(b"one\ntwo\r\nthree")
+        res = self.call(ApplyPatchTool(inline_runner), input=patch)
+        self.assertFalse(res.is_error, res.content)
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), b"A\r\nB\r\nB2\r\nC\r\nD\r\n")
+        # Untouched lines keep their own endings; no final newline is added.
+        with open(os.path.join(self.ws, "mixed.txt"), "rb") as f:
+            self.assertEqual(f.read(), b"one\n2\r\n2b\r\nthree")
+
     def test_edit_exact_unique_replacement(self) -> None:
         """edit replaces one exact occurrence; missing or ambiguous text is an error."""
         self.call(WriteTool(inline_runner), path="e.txt", content="alpha\nbeta\nbeta\n")

@@ -21,6 +21,7 @@ the first of several would silently change the wrong one.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from attrs import frozen
@@ -177,16 +178,63 @@ def _find(lines: list[str], needle: tuple[str, ...], start: int, at_eof: bool) -
     return -1, 0
 
 
+#: One line and its ending (``\r\n``, ``\r``, ``\n``, or none for an unterminated last line).
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
+
+#: A line's text and its ending.
+Line = tuple[str, str]
+
+
+def _split_lines(text: str) -> list[Line]:
+    out: list[Line] = []
+    for match in _LINE.finditer(text):
+        line = match.group()
+        body = line.rstrip("\r\n")
+        out.append((body, line[len(body) :]))
+    return out
+
+
+def _changed_lines(
+    lines: list[Line], start: int, old_count: int, new: tuple[str, ...], preferred: str
+) -> list[Line]:
+    """``new`` with line endings taken from the lines it replaces (line for
+    line when the counts agree, the last one's for the last new line), else
+    from the lines around it, else the file's preferred ending."""
+    replaced = lines[start : start + old_count]
+    nearby = (
+        next((end for _, end in replaced if end), "")
+        or (lines[start][1] if start < len(lines) else "")
+        or (lines[start - 1][1] if start > 0 else "")
+        or preferred
+    )
+    out: list[Line] = []
+    for i, text in enumerate(new):
+        if len(replaced) == len(new) or (i == len(new) - 1 and replaced):
+            end = replaced[min(i, len(replaced) - 1)][1]
+        elif i < len(replaced) - 1:
+            end = replaced[i][1]
+        else:
+            end = nearby
+        out.append((text, end))
+    return out
+
+
 def apply_update(original: str, hunks: tuple[Hunk, ...], path: str) -> str:
-    """``original`` with ``hunks`` applied, or :class:`PatchError` naming the failing hunk."""
-    lines = original.split("\n")
-    trailing_newline = original.endswith("\n")
-    if trailing_newline:
-        lines = lines[:-1]
+    """``original`` with ``hunks`` applied, or :class:`PatchError` naming the failing hunk.
+
+    Lines are matched without their endings, and every line keeps the ending
+    it had: a CRLF file stays CRLF, and new lines take the ending of the lines
+    they replace or sit beside (the file's first ending when there are none),
+    as OpenClaw does. A file without a final newline keeps lacking one.
+    """
+    lines = _split_lines(original)
+    texts = [text for text, _ in lines]
+    preferred = next((end for _, end in lines if end), "\n")
+    missing_final = bool(lines) and not lines[-1][1]
     cursor = 0
     for number, hunk in enumerate(hunks, start=1):
         if hunk.context is not None:
-            found, count = _find(lines, (hunk.context,), cursor, False)
+            found, count = _find(texts, (hunk.context,), cursor, False)
             if found < 0:
                 raise PatchError(f"{path}: hunk {number}: context {hunk.context!r} not found")
             if count > 1:
@@ -198,7 +246,7 @@ def apply_update(original: str, hunks: tuple[Hunk, ...], path: str) -> str:
         if not hunk.old:
             pos = len(lines) if hunk.at_eof or hunk.context is None else cursor
         else:
-            pos, count = _find(lines, hunk.old, cursor, hunk.at_eof)
+            pos, count = _find(texts, hunk.old, cursor, hunk.at_eof)
             shown = "\n".join(hunk.old)[:500]
             if pos < 0:
                 raise PatchError(f"{path}: hunk {number}: could not find the lines:\n{shown}")
@@ -207,6 +255,13 @@ def apply_update(original: str, hunks: tuple[Hunk, ...], path: str) -> str:
                     f"{path}: hunk {number}: these lines occur {count} times; they must be "
                     f"unique, so add more surrounding lines to the hunk:\n{shown}"
                 )
-        lines[pos : pos + len(hunk.old)] = list(hunk.new)
-        cursor = pos + len(hunk.new)
-    return "\n".join(lines) + ("\n" if trailing_newline or not lines else "")
+        new = _changed_lines(lines, pos, len(hunk.old), hunk.new, preferred)
+        if new and not hunk.old and pos == len(lines) and missing_final:
+            new[-1] = (new[-1][0], "")
+        lines[pos : pos + len(hunk.old)] = new
+        texts[pos : pos + len(hunk.old)] = [text for text, _ in new]
+        cursor = pos + len(new)
+    return "".join(
+        text + (end or (preferred if i < len(lines) - 1 else ""))
+        for i, (text, end) in enumerate(lines)
+    )

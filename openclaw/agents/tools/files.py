@@ -8,8 +8,10 @@ file in the same directory, fsync'd, then renamed over the target.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
-from collections.abc import Mapping
+from bisect import bisect_left
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -66,6 +68,53 @@ def encode_edited(text: str, shown: str) -> bytes:
         raise ToolArgumentError(f"the new text for {shown} has a lone surrogate") from None
 
 
+_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def to_lf(text: str) -> str:
+    """``text`` with CRLF and lone CR line breaks turned into LF."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _line_ending_at(text: str, index: int) -> str:
+    """The ending of the line holding ``text[index]`` (of the line before it
+    when that line has none; LF for a file without line breaks)."""
+    found = _BREAK.search(text, index)
+    if found:
+        return found.group()
+    last = max(text.rfind("\n", 0, index), text.rfind("\r", 0, index))
+    if last < 0:
+        return "\n"
+    return "\r\n" if text[last] == "\n" and text[last - 1 : last] == "\r" else text[last]
+
+
+def replace_in_lf(text: str, spans: Sequence[tuple[int, int, str]]) -> str:
+    """``text`` with each ``(start, end, new)`` replaced, where ``start``/``end``
+    index :func:`to_lf` of ``text`` and ``new`` is LF text.
+
+    The model sees (and matches) LF text; the file keeps the line endings it
+    had everywhere else, and the line breaks of ``new`` take the ending of the
+    line the replacement starts on, so a CRLF file stays CRLF.
+    """
+    # A CRLF is one character in the LF text: an LF index moves right by the
+    # number of CRLFs before it.
+    shifts = [m.start() - k for k, m in enumerate(re.finditer("\r\n", text))]
+
+    def original(index: int) -> int:
+        return index + bisect_left(shifts, index)
+
+    out: list[str] = []
+    done = 0
+    for start, end, new in sorted(spans):
+        begin = original(start)
+        out.append(text[done:begin])
+        ending = _line_ending_at(text, begin)
+        out.append(new if ending == "\n" else new.replace("\n", ending))
+        done = original(end)
+    out.append(text[done:])
+    return "".join(out)
+
+
 class FileTool:
     """What the workspace file tools share: the blocking runner their disk work
     runs on, the size caps, and arguments checked by :func:`guarded` (a bad
@@ -88,7 +137,11 @@ class FileTool:
 
 
 class ReadTool(FileTool):
-    """``read``: a text file's lines, paged with ``offset``/``limit``."""
+    """``read``: a text file's lines, paged with ``offset``/``limit``.
+
+    CRLF line breaks are shown as LF (as OpenClaw's read does): the model
+    copies what it read into ``edit``, which matches LF text.
+    """
 
     name = "read"
     description = (
@@ -150,6 +203,8 @@ class ReadTool(FileTool):
                             long_line, long_bytes = total, len(piece)
                         continue
                     size += len(piece)
+                    if piece.endswith(b"\r\n"):
+                        piece = piece[:-2] + b"\n"
                     out.append(piece.decode("utf-8", errors="replace"))
             if offset > max(total, 1):
                 raise ToolArgumentError(
@@ -220,7 +275,11 @@ class WriteTool(FileTool):
 
 
 class EditTool(FileTool):
-    """``edit``: replace one exact, unique occurrence of ``oldText`` with ``newText``."""
+    """``edit``: replace one exact, unique occurrence of ``oldText`` with ``newText``.
+
+    Matching is on LF text (what ``read`` shows); the file keeps its own line
+    endings (see :func:`replace_in_lf`).
+    """
 
     name = "edit"
     description = (
@@ -262,7 +321,9 @@ class EditTool(FileTool):
                 data = f.read()
             _decode(data[:8192], shown)  # refuses binary files
             text = decode_for_edit(data)
-            count = text.count(old)
+            lf = to_lf(text)
+            want = to_lf(old)
+            count = lf.count(want)
             if count == 0:
                 raise ToolArgumentError(
                     f"Could not find the exact text in {shown}. The old text must match "
@@ -273,9 +334,10 @@ class EditTool(FileTool):
                     f"Found {count} occurrences of the text in {shown}. The text must be "
                     "unique. Please provide more context to make it unique."
                 )
-            updated = text.replace(old, new, 1)
+            start = lf.index(want)
+            updated = replace_in_lf(text, [(start, start + len(want), to_lf(new))])
             atomic_write(path, encode_edited(updated, shown))
-            line = text[: text.index(old)].count("\n") + 1
+            line = lf[:start].count("\n") + 1
             return ToolResult(
                 content=f"Successfully replaced text in {shown}.",
                 details={"path": shown, "line": line},
