@@ -108,7 +108,7 @@ class CatalogTests(SynchronousTestCase):
             self.assertEqual(tool.parameters["type"], "object")
             json.dumps(tool.parameters)
         self.assertEqual(tools["exec"].parameters["required"], ["command"])
-        self.assertEqual(tools["edit"].parameters["required"], ["path", "oldText", "newText"])
+        self.assertEqual(tools["edit"].parameters["required"], ["path", "edits"])
         self.assertIn("timeoutSeconds", tools["exec"].parameters["properties"])
 
     def test_groups(self) -> None:

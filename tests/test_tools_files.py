@@ -193,6 +193,84 @@ class FileToolsTests(SynchronousTestCase):
             self.call(edit, path="../outside.txt", oldText="secret", newText="x").is_error
         )
 
+    def test_edit_takes_an_edits_array(self) -> None:
+        """edit takes OpenClaw's {path, edits: [{oldText, newText}]}: every edit is
+        matched against the original text, must be unique, and none may overlap;
+        a bad edit changes nothing. The legacy top-level pair still works."""
+        path = os.path.join(self.ws, "m.txt")
+        with open(path, "w") as f:
+            f.write("one\ntwo\nthree\nfour\n")
+        edit = EditTool(inline_runner)
+        self.assertEqual(edit.parameters["required"], ["path", "edits"])
+        self.assertEqual(
+            edit.parameters["properties"]["edits"]["items"]["required"], ["oldText", "newText"]
+        )
+
+        def content() -> str:
+            with open(path) as f:
+                return f.read()
+
+        failing: list[tuple[list[Any], str]] = [
+            (
+                [{"oldText": "one", "newText": "1"}, {"oldText": "nine", "newText": "9"}],
+                "Could not find edits[1]",
+            ),
+            (
+                [{"oldText": "o", "newText": "0"}, {"oldText": "two", "newText": "2"}],
+                "Found 3 occurrences of edits[0]",
+            ),
+            (
+                [
+                    {"oldText": "one\ntwo", "newText": "x"},
+                    {"oldText": "two\nthree", "newText": "y"},
+                ],
+                "edits[0] and edits[1] overlap",
+            ),
+            (
+                [{"oldText": "one", "newText": "1"}, {"oldText": "", "newText": "y"}],
+                "edits[1].oldText must not be empty",
+            ),
+            ([{"oldText": "one"}], "edits[0]: missing required parameter: newText"),
+            (["one"], "edits[0] must be an object"),
+        ]
+        for edits, message in failing:
+            with self.subTest(message=message):
+                res = self.call(edit, path="m.txt", edits=edits)
+                self.assertTrue(res.is_error)
+                self.assertIn(message, res.content)
+        self.assertIn("must be an array", self.call(edit, path="m.txt", edits=5).content)
+        self.assertIn("missing required parameter: edits", self.call(edit, path="m.txt").content)
+        self.assertEqual(content(), "one\ntwo\nthree\nfour\n")
+
+        # Later edits are looked up in the original text, not in the result of earlier ones.
+        res = self.call(
+            edit,
+            path="m.txt",
+            edits=[{"oldText": "three", "newText": "3"}, {"oldText": "one", "newText": "three"}],
+        )
+        self.assertFalse(res.is_error, res.content)
+        self.assertIn("2 blocks", res.content)
+        self.assertEqual(res.details["line"], 1)
+        self.assertEqual(content(), "three\ntwo\n3\nfour\n")
+        # A JSON string holding the array, plus the legacy pair (once, if repeated).
+        res = self.call(
+            edit,
+            path="m.txt",
+            edits='[{"oldText": "two", "newText": "2"}]',
+            oldText="four",
+            newText="4",
+        )
+        self.assertFalse(res.is_error, res.content)
+        self.assertEqual(content(), "three\n2\n3\n4\n")
+        res = self.call(
+            edit, path="m.txt", edits=[{"oldText": "2", "newText": "II"}], oldText="2", newText="II"
+        )
+        self.assertFalse(res.is_error, res.content)
+        self.assertEqual(content(), "three\nII\n3\n4\n")
+        res = self.call(edit, path="m.txt", edits=[{"oldText": "II", "newText": "II"}])
+        self.assertFalse(res.is_error, res.content)
+        self.assertIn("No changes made", res.content)
+
 
 PATCH = """*** Begin Patch
 *** Add File: new/hello.txt

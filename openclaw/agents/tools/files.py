@@ -7,13 +7,16 @@ file in the same directory, fsync'd, then renamed over the target.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tempfile
 from bisect import bisect_left
 from collections.abc import Mapping, Sequence
+from itertools import pairwise
 from typing import Any
 
+from attrs import frozen
 from twisted.internet.defer import Deferred
 
 from openclaw.agents.tools._common import (
@@ -274,8 +277,96 @@ class WriteTool(FileTool):
         return self._blocking(work)
 
 
+@frozen
+class Replacement:
+    """One ``{oldText, newText}`` pair of an ``edit`` call."""
+
+    old: str
+    new: str
+
+
+def _edit_item(item: object, index: int, cap: int) -> Replacement:
+    if not isinstance(item, Mapping):
+        raise ToolArgumentError(f"edits[{index}] must be an object with oldText and newText")
+    try:
+        old = req_str(item, "oldText", "old_string", max_chars=cap)
+        new = req_str(item, "newText", "new_string", max_chars=cap)
+    except ToolArgumentError as e:
+        raise ToolArgumentError(f"edits[{index}]: {e}") from None
+    return Replacement(old, new)
+
+
+def edit_arguments(args: Mapping[str, Any], cap: int) -> list[Replacement]:
+    """The replacements an ``edit`` call asks for: ``edits[]`` (OpenClaw's
+    schema; a JSON string holding the array is accepted too), plus a legacy
+    top-level ``oldText``/``newText`` pair unless ``edits`` already has it."""
+    raw = args.get("edits")
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raise ToolArgumentError("edits must be an array of {oldText, newText}") from None
+    if raw is not None and not isinstance(raw, list):
+        raise ToolArgumentError("edits must be an array of {oldText, newText}")
+    edits = [_edit_item(item, i, cap) for i, item in enumerate(raw or [])]
+    old = opt_str(args, "oldText", "old_string", max_chars=cap)
+    new = opt_str(args, "newText", "new_string", max_chars=cap)
+    if old is not None or new is not None:
+        if old is None or new is None:
+            missing = "oldText" if old is None else "newText"
+            raise ToolArgumentError(f"missing required parameter: {missing}")
+        if Replacement(old, new) not in edits:
+            edits.append(Replacement(old, new))
+    if not edits:
+        raise ToolArgumentError(
+            "missing required parameter: edits (at least one {oldText, newText} replacement)"
+        )
+    for i, edit in enumerate(edits):
+        if not edit.old:
+            label = "oldText" if len(edits) == 1 else f"edits[{i}].oldText"
+            raise ToolArgumentError(f"{label} must not be empty")
+    return edits
+
+
+def apply_edits(text: str, edits: Sequence[Replacement], shown: str) -> tuple[str, int]:
+    """``text`` with every edit applied, and the first changed line.
+
+    As in OpenClaw, every ``oldText`` is looked up in the original (LF) text,
+    must occur there exactly once, and no two may overlap; so the edits do not
+    depend on one another's order or result.
+    """
+    lf = to_lf(text)
+    single = len(edits) == 1
+    spans: list[tuple[int, int, int]] = []
+    for i, edit in enumerate(edits):
+        want = to_lf(edit.old)
+        count = lf.count(want)
+        what = "the text" if single else f"edits[{i}]"
+        if count == 0:
+            raise ToolArgumentError(
+                f"Could not find {what} in {shown}. The old text must match exactly, "
+                "including all whitespace and newlines."
+            )
+        if count > 1:
+            raise ToolArgumentError(
+                f"Found {count} occurrences of {what} in {shown}. Each old text must occur "
+                "once; add surrounding context to make it unique."
+            )
+        start = lf.index(want)
+        spans.append((start, start + len(want), i))
+    spans.sort()
+    for (_, end, a), (start, _, b) in pairwise(spans):
+        if end > start:
+            raise ToolArgumentError(
+                f"edits[{a}] and edits[{b}] overlap in {shown}. Merge them into one edit "
+                "or make them target separate regions."
+            )
+    updated = replace_in_lf(text, [(a, b, to_lf(edits[i].new)) for a, b, i in spans])
+    return updated, lf[: spans[0][0]].count("\n") + 1
+
+
 class EditTool(FileTool):
-    """``edit``: replace one exact, unique occurrence of ``oldText`` with ``newText``.
+    """``edit``: exact, unique replacements in one file (``edits[]``).
 
     Matching is on LF text (what ``read`` shows); the file keeps its own line
     endings (see :func:`replace_in_lf`).
@@ -283,8 +374,9 @@ class EditTool(FileTool):
 
     name = "edit"
     description = (
-        "Edit a file by replacing exact text. oldText must match exactly (including "
-        "whitespace) and occur exactly once in the file."
+        "Edit one file by replacing exact text. Each edits[].oldText must match the "
+        "original file exactly (including whitespace) and occur exactly once; edits "
+        "must not overlap. Put several separate changes to a file in one call."
     )
     parameters: JSONSchema = {
         "type": "object",
@@ -293,21 +385,32 @@ class EditTool(FileTool):
                 "type": "string",
                 "description": "Path to the file (relative to the workspace)",
             },
-            "oldText": {"type": "string", "description": "Exact text to find and replace"},
-            "newText": {"type": "string", "description": "New text to replace the old text with"},
+            "edits": {
+                "type": "array",
+                "description": (
+                    "Replacements, each matched against the original file; they must not "
+                    "overlap (merge nearby changes into one)."
+                ),
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "oldText": {
+                            "type": "string",
+                            "description": "Exact text to replace; unique in the file",
+                        },
+                        "newText": {"type": "string", "description": "Replacement text"},
+                    },
+                    "required": ["oldText", "newText"],
+                },
+            },
         },
-        "required": ["path", "oldText", "newText"],
+        "required": ["path", "edits"],
     }
 
     def _run(self, args: Mapping[str, Any], context: ToolContext) -> Deferred[ToolResult]:
         raw = req_str(args, "path", "file_path")
         cap = self._limits.edit_max_bytes
-        old = req_str(args, "oldText", "old_string", max_chars=cap)
-        new = opt_str(args, "newText", "new_string", max_chars=cap)
-        if new is None:
-            raise ToolArgumentError("missing required parameter: newText")
-        if not old:
-            raise ToolArgumentError("oldText must not be empty")
+        edits = edit_arguments(args, cap)
         workspace = context.workspace.path
 
         def work() -> ToolResult:
@@ -321,26 +424,22 @@ class EditTool(FileTool):
                 data = f.read()
             _decode(data[:8192], shown)  # refuses binary files
             text = decode_for_edit(data)
-            lf = to_lf(text)
-            want = to_lf(old)
-            count = lf.count(want)
-            if count == 0:
-                raise ToolArgumentError(
-                    f"Could not find the exact text in {shown}. The old text must match "
-                    "exactly including all whitespace and newlines."
+            updated, line = apply_edits(text, edits, shown)
+            if updated == text:
+                return ToolResult(
+                    content=f"No changes made to {shown}: the new text is the same as the old.",
+                    details={"path": shown, "changed": False},
                 )
-            if count > 1:
+            encoded = encode_edited(updated, shown)
+            if len(encoded) > self._limits.write_max_bytes:
                 raise ToolArgumentError(
-                    f"Found {count} occurrences of the text in {shown}. The text must be "
-                    "unique. Please provide more context to make it unique."
+                    f"the edited {shown} would be larger than {self._limits.write_max_bytes} bytes"
                 )
-            start = lf.index(want)
-            updated = replace_in_lf(text, [(start, start + len(want), to_lf(new))])
-            atomic_write(path, encode_edited(updated, shown))
-            line = lf[:start].count("\n") + 1
+            atomic_write(path, encoded)
+            what = "text" if len(edits) == 1 else f"{len(edits)} blocks of text"
             return ToolResult(
-                content=f"Successfully replaced text in {shown}.",
-                details={"path": shown, "line": line},
+                content=f"Successfully replaced {what} in {shown}.",
+                details={"path": shown, "line": line, "edits": len(edits), "changed": True},
             )
 
         return self._blocking(work)
