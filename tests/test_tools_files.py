@@ -71,6 +71,32 @@ class FileToolsTests(SynchronousTestCase):
         self.assertIn("Showing lines 1-10 of 100", res.content)
         self.assertTrue(self.call(tool, path="big.txt", offset=500).is_error)
 
+    def test_read_masks_env_file_secrets(self) -> None:
+        """read of .env-style files masks secret values (they used to reach the
+        model as they are); other files and harmless variables are shown."""
+        body = (
+            "PORT=8080\nGITHUB_TOKEN=ghp_abcdef123456\nexport DB_PASSWORD='hunter 2'\n"
+            "DATABASE_URL=postgres://app:s3cret@db/app\n"
+        )
+        for name in (".env", "conf/.env.local", "prod.env", "notes.txt"):
+            full = os.path.join(self.ws, name)
+            os.makedirs(os.path.dirname(full), exist_ok=True)
+            with open(full, "w") as f:
+                f.write(body)
+        read = ReadTool(inline_runner)
+        for name in (".env", "conf/.env.local", "prod.env"):
+            with self.subTest(name=name):
+                text = self.call(read, path=name).content
+                self.assertEqual(
+                    text,
+                    "PORT=8080\nGITHUB_TOKEN=[redacted]\nexport DB_PASSWORD=[redacted]\n"
+                    "DATABASE_URL=postgres://app:***@db/app\n",
+                )
+        self.assertEqual(self.call(read, path="notes.txt").content, body)
+        # A symlink with an innocent name still reads the env file masked.
+        os.symlink(os.path.join(self.ws, ".env"), os.path.join(self.ws, "settings"))
+        self.assertNotIn("ghp_", self.call(read, path="settings").content)
+
     def test_read_refuses_binary(self) -> None:
         """A file with NUL bytes is refused as binary."""
         with open(os.path.join(self.ws, "b.bin"), "wb") as f:

@@ -29,6 +29,16 @@ from openclaw.agents.tools._common import (
 from openclaw.agents.tools._paths import confine, display
 from openclaw.agents.tools.base import JSONSchema, ToolArgumentError, ToolContext, ToolResult
 from openclaw.agents.tools.limits import DEFAULT_FILE_LIMITS, FileLimits
+from openclaw.core.redaction import redact_env_file
+
+#: ``.env``, ``.env.local``, ``prod.env``: files whose secrets ``read`` masks
+#: (OpenClaw's env-file path pattern).
+_ENV_FILE = re.compile(r"(?:^|[/\\])(?:\.env(?:\.[^/\\]+)?|[^/\\]+\.env)$", re.IGNORECASE)
+
+
+def is_env_file(*paths: str) -> bool:
+    """Whether any of ``paths`` (as asked for, as resolved) names an env file."""
+    return any(_ENV_FILE.search(path) for path in paths)
 
 
 def atomic_write(path: str, data: bytes) -> None:
@@ -143,7 +153,9 @@ class ReadTool(FileTool):
     """``read``: a text file's lines, paged with ``offset``/``limit``.
 
     CRLF line breaks are shown as LF (as OpenClaw's read does): the model
-    copies what it read into ``edit``, which matches LF text.
+    copies what it read into ``edit``, which matches LF text. An env file's
+    secrets are masked, as OpenClaw's read does, so they do not reach the
+    provider and the transcript.
     """
 
     name = "read"
@@ -214,6 +226,8 @@ class ReadTool(FileTool):
                     f"offset {offset} is beyond the end of file ({total} lines)"
                 )
             text = "".join(out)
+            if is_env_file(raw, path):
+                text = redact_env_file(text)
             last = offset + len(out) - 1
             if long_line:
                 text += (
