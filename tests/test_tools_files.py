@@ -119,6 +119,45 @@ class FileToolsTests(SynchronousTestCase):
         with open(self.outside) as f:
             self.assertEqual(f.read(), "secret\n")
 
+    def test_hard_links_are_refused(self) -> None:
+        """A hard link to a file outside the workspace is refused by read, edit and
+        apply_patch updates (read used to return the outside content); write
+        replaces the name without touching the other file; files the tools
+        create themselves are unaffected; apply_patch may delete the name."""
+        os.link(self.outside, os.path.join(self.ws, "hardlink"))
+        read, edit, write = (
+            ReadTool(inline_runner),
+            EditTool(inline_runner),
+            WriteTool(inline_runner),
+        )
+        patch = ApplyPatchTool(inline_runner)
+        update = "*** Begin Patch\n*** Update File: hardlink\n@@\n-secret\n+x\n*** End Patch"
+        for res in (
+            self.call(read, path="hardlink"),
+            self.call(edit, path="hardlink", oldText="secret", newText="x"),
+            self.call(patch, input=update),
+        ):
+            self.assertTrue(res.is_error)
+            self.assertIn("hard-linked", res.content)
+            self.assertNotIn("secret", res.content)
+        with open(self.outside) as f:
+            self.assertEqual(f.read(), "secret\n")
+
+        res = self.call(write, path="hardlink", content="mine\n")
+        self.assertFalse(res.is_error, res.content)
+        with open(self.outside) as f:
+            self.assertEqual(f.read(), "secret\n")
+        self.assertEqual(self.call(read, path="hardlink").content, "mine\n")
+        res = self.call(edit, path="hardlink", oldText="mine", newText="ours")
+        self.assertFalse(res.is_error, res.content)
+
+        os.link(self.outside, os.path.join(self.ws, "again"))
+        res = self.call(patch, input="*** Begin Patch\n*** Delete File: again\n*** End Patch")
+        self.assertFalse(res.is_error, res.content)
+        self.assertFalse(os.path.exists(os.path.join(self.ws, "again")))
+        with open(self.outside) as f:
+            self.assertEqual(f.read(), "secret\n")
+
     def test_absolute_path_inside_workspace_and_inner_symlink_ok(self) -> None:
         """An absolute path inside the workspace and a symlink staying inside are allowed."""
         self.call(WriteTool(inline_runner), path="a.txt", content="hi")

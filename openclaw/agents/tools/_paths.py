@@ -6,11 +6,17 @@ refused unless the resolved path is still inside the resolved workspace. The
 check runs again on the thread that does the I/O, right before it, which keeps
 the window for a symlink swap small; the workspace owner is trusted not to race
 the gateway inside its own workspace.
+
+A hard link cannot be seen through by resolving the path: a second name for a
+file outside the workspace looks like any other file inside it. So a regular
+file with more than one link is refused for reading or changing in place, as
+OpenClaw's workspace guards do.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 
 from openclaw.agents.tools._common import check_text
 from openclaw.agents.tools.base import ToolArgumentError
@@ -18,23 +24,49 @@ from openclaw.agents.tools.base import ToolArgumentError
 MAX_PATH = 4096
 
 
-def confine(workspace: str, raw: str, *, name: str = "path") -> str:
-    """The absolute, symlink-resolved path ``raw`` names inside ``workspace``.
-
-    Raises :class:`ToolArgumentError` (text for the model) for empty paths,
-    ``~`` expansion, and anything that resolves outside the workspace.
-    """
+def _check_raw(raw: str, name: str) -> None:
     check_text(name, raw, MAX_PATH)
     if not raw.strip():
         raise ToolArgumentError(f"{name} must not be empty")
     if raw.startswith("~"):
         raise ToolArgumentError(f"{name} must be inside the workspace (no ~ expansion)")
+
+
+def _inside(root: str, path: str) -> bool:
+    return path == root or path.startswith(root + os.sep)
+
+
+def confine(workspace: str, raw: str, *, name: str = "path", allow_hardlink: bool = False) -> str:
+    """The absolute, symlink-resolved path ``raw`` names inside ``workspace``.
+
+    Raises :class:`ToolArgumentError` (text for the model) for empty paths,
+    ``~`` expansion, anything that resolves outside the workspace, and (unless
+    ``allow_hardlink``, for callers that replace the name rather than write
+    through it) an existing regular file with more than one hard link.
+    """
+    _check_raw(raw, name)
     root = os.path.realpath(workspace)
     joined = raw if os.path.isabs(raw) else os.path.join(root, raw)
     resolved = os.path.realpath(joined)
-    if resolved != root and not resolved.startswith(root + os.sep):
+    if not _inside(root, resolved):
         raise ToolArgumentError(f"Path escapes the workspace: {raw}")
+    if not allow_hardlink:
+        refuse_hardlink(root, resolved)
     return resolved
+
+
+def refuse_hardlink(workspace: str, path: str) -> None:
+    """Refuse ``path`` if it is a regular file with other hard links, any of
+    which may lie outside the workspace."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return
+    if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+        raise ToolArgumentError(
+            f"{display(workspace, path)} is hard-linked ({st.st_nlink} names for one file); "
+            "a hard link may reach outside the workspace, so file tools refuse it"
+        )
 
 
 def display(workspace: str, resolved: str) -> str:

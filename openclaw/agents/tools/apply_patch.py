@@ -65,7 +65,8 @@ class ApplyPatchTool(FileTool):
 
             summary: list[str] = []
             for op in ops:
-                path = confine(workspace, op.path)
+                # Deleting a hard-linked name removes that name only.
+                path = confine(workspace, op.path, allow_hardlink=op.kind == "delete")
                 shown = display(workspace, path)
                 if op.kind == "add":
                     if current(path) is not None:

@@ -277,11 +277,14 @@ class WriteTool(FileTool):
         workspace = context.workspace.path
 
         def work() -> ToolResult:
-            path = confine(workspace, raw)
+            # A hard-linked target is replaced (a new file under this name),
+            # never written through, so its other names keep their content.
+            path = confine(workspace, raw, allow_hardlink=True)
             if os.path.isdir(path):
                 raise ToolArgumentError(f"{display(workspace, path)} is a directory")
             atomic_write(path, data)
-            confine(workspace, path)  # parents created meanwhile must not have escaped
+            # Parents created meanwhile must not have escaped.
+            confine(workspace, path, allow_hardlink=True)
             shown = display(workspace, path)
             return ToolResult(
                 content=f"Successfully wrote {len(data)} bytes to {shown}",
