@@ -429,6 +429,50 @@ class ApplyPatchTests(SynchronousTestCase):
         self.assertFalse(res.is_error, res.content)
         self.assertEqual(self.read("ws.txt"), "bar  \nBAR\n")
 
+    def test_aliases_follow_openclaw_rules(self) -> None:
+        """Add and a move to a new path refuse a symlinked parent (Add used to
+        succeed through it); Delete of a symlink removes the link, never its
+        target (a link leading out used to be refused); updates may follow a
+        symlink inside the workspace, and a move onto an alias of the same file
+        updates it in place."""
+        outside = os.path.join(os.path.dirname(self.ws), "target.txt")
+        with open(outside, "w") as f:
+            f.write("keep me\n")
+        os.symlink(outside, os.path.join(self.ws, "out-link"))
+        os.symlink(os.path.join(self.ws, "src"), os.path.join(self.ws, "alias"))
+        for patch in (
+            "*** Begin Patch\n*** Add File: alias/new.txt\n+x\n*** End Patch",
+            "*** Begin Patch\n*** Update File: src/old.txt\n*** Move to: alias/moved.txt\n"
+            "@@\n keep\n*** End Patch",
+        ):
+            with self.subTest(patch=patch):
+                res = self.apply(patch)
+                self.assertTrue(res.is_error)
+                self.assertIn("symlinked directory", res.content)
+        self.assertEqual(
+            sorted(os.listdir(os.path.join(self.ws, "src"))), ["app.txt", "old.txt", "tail.txt"]
+        )
+        # Adding onto an existing symlink is "already exists", not a write through it.
+        res = self.apply("*** Begin Patch\n*** Add File: out-link\n+x\n*** End Patch")
+        self.assertIn("already exists", res.content)
+
+        res = self.apply(
+            "*** Begin Patch\n*** Delete File: out-link\n"
+            "*** Update File: alias/tail.txt\n*** Move to: src/tail.txt\n@@\n-first\n+1st\n"
+            "*** End Patch"
+        )
+        self.assertFalse(res.is_error, res.content)
+        self.assertIn("D out-link", res.content)
+        self.assertFalse(os.path.lexists(os.path.join(self.ws, "out-link")))
+        with open(outside) as f:
+            self.assertEqual(f.read(), "keep me\n")
+        self.assertEqual(self.read("src/tail.txt"), "1st\n")
+        # Deleting a symlink to a file inside leaves that file too.
+        os.symlink(os.path.join(self.ws, "src/app.txt"), os.path.join(self.ws, "app-link"))
+        res = self.apply("*** Begin Patch\n*** Delete File: app-link\n*** End Patch")
+        self.assertFalse(res.is_error, res.content)
+        self.assertTrue(os.path.exists(os.path.join(self.ws, "src/app.txt")))
+
     def test_malformed_and_escaping_patches(self) -> None:
         """Missing markers, bad lines, existing Add targets and escaping paths are errors."""
         for text in (

@@ -69,6 +69,39 @@ def refuse_hardlink(workspace: str, path: str) -> None:
         )
 
 
+def confine_link(workspace: str, raw: str, *, name: str = "path") -> str:
+    """The path ``raw`` names, with its directory resolved and confined but its
+    last component not followed: deleting it removes a final symlink itself,
+    never the file the link points to."""
+    _check_raw(raw, name)
+    parent, last = os.path.split(raw)
+    if last in ("", ".", ".."):
+        raise ToolArgumentError(f"{name} must name a file: {raw}")
+    directory = confine(workspace, parent or ".", name=name, allow_hardlink=True)
+    return os.path.join(directory, last)
+
+
+def confine_new(workspace: str, raw: str, *, name: str = "path") -> str:
+    """The path of a file to create, refused when a directory on the way is a
+    symlink (an aliased parent), as OpenClaw's apply_patch does for added files
+    and moves to a new path. The last component is not followed: if it exists,
+    even as a symlink, the caller's "already exists" check sees it."""
+    path = confine_link(workspace, raw, name=name)
+    root = os.path.realpath(workspace)
+    relative = os.path.normpath(raw)
+    if os.path.isabs(relative):
+        for prefix in (root, os.path.abspath(workspace)):
+            if _inside(prefix, relative):
+                relative = os.path.relpath(relative, prefix)
+                break
+    if os.path.normpath(os.path.join(root, relative)) != path:
+        raise ToolArgumentError(
+            f"{raw} goes through a symlinked directory; a new file is not created "
+            "through an aliased parent (use the real path)"
+        )
+    return path
+
+
 def display(workspace: str, resolved: str) -> str:
     """``resolved`` relative to the workspace, for messages."""
     root = os.path.realpath(workspace)

@@ -3,6 +3,11 @@
 Every path is confined and every hunk applied in memory first; only when the
 whole patch applies are files written (atomically, one by one), so a bad hunk
 leaves the workspace untouched.
+
+Aliases follow OpenClaw's rules: an update may reach its file through symlinks
+that stay inside the workspace; an added file or a move to a new path may not
+go through a symlinked directory; a deleted symlink is removed itself, never
+its target; a move that resolves to the file being updated updates it in place.
 """
 
 from __future__ import annotations
@@ -15,9 +20,18 @@ from twisted.internet.defer import Deferred
 
 from openclaw.agents.tools._common import req_str
 from openclaw.agents.tools._patch import PatchError, apply_update, parse
-from openclaw.agents.tools._paths import confine, display
-from openclaw.agents.tools.base import JSONSchema, ToolContext, ToolResult
+from openclaw.agents.tools._paths import confine, confine_link, confine_new, display
+from openclaw.agents.tools.base import JSONSchema, ToolArgumentError, ToolContext, ToolResult
 from openclaw.agents.tools.files import FileTool, atomic_write, decode_for_edit, encode_edited
+
+
+def _same_file(workspace: str, raw: str, path: str) -> bool:
+    """Whether ``raw`` resolves (through aliases inside the workspace) to
+    ``path``: such a move applies the update in place."""
+    try:
+        return confine(workspace, raw) == path
+    except ToolArgumentError:
+        return False
 
 
 class ApplyPatchTool(FileTool):
@@ -63,35 +77,47 @@ class ApplyPatchTool(FileTool):
                 with open(path, "rb") as f:
                     return decode_for_edit(f.read())
 
+            def exists(path: str) -> bool:
+                """Whether ``path`` itself (a symlink too) is there."""
+                if path in writes:
+                    return writes[path] is not None
+                return os.path.lexists(path)
+
             summary: list[str] = []
             for op in ops:
-                # Deleting a hard-linked name removes that name only.
-                path = confine(workspace, op.path, allow_hardlink=op.kind == "delete")
-                shown = display(workspace, path)
                 if op.kind == "add":
-                    if current(path) is not None:
+                    path = confine_new(workspace, op.path)
+                    shown = display(workspace, path)
+                    if exists(path):
                         raise PatchError(f"Add File {shown}: the file already exists")
                     writes[path] = op.content.encode("utf-8")
                     summary.append(f"A {shown}")
                 elif op.kind == "delete":
-                    if current(path) is None:
+                    path = confine_link(workspace, op.path)
+                    shown = display(workspace, path)
+                    if not exists(path):
                         raise PatchError(f"Delete File {shown}: no such file")
+                    if path not in writes and not (os.path.islink(path) or os.path.isfile(path)):
+                        raise PatchError(f"Delete File {shown}: not a regular file")
                     writes[path] = None
                     summary.append(f"D {shown}")
                 else:
+                    path = confine(workspace, op.path)
+                    shown = display(workspace, path)
                     before = current(path)
                     if before is None:
                         raise PatchError(f"Update File {shown}: no such file")
                     after = apply_update(before, op.hunks, shown)
-                    if op.move_to is not None:
-                        dest = confine(workspace, op.move_to)
-                        if dest != path and current(dest) is not None:
+                    dest = path
+                    if op.move_to is not None and not _same_file(workspace, op.move_to, path):
+                        dest = confine_new(workspace, op.move_to)
+                        if exists(dest):
                             raise PatchError(f"Move to {op.move_to}: the file already exists")
                         writes[path] = None
-                        writes[dest] = encode_edited(after, shown)
+                    writes[dest] = encode_edited(after, shown)
+                    if dest != path:
                         summary.append(f"M {shown} -> {display(workspace, dest)}")
                     else:
-                        writes[path] = encode_edited(after, shown)
                         summary.append(f"M {shown}")
             for path, data in writes.items():
                 if data is None:
