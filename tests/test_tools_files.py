@@ -473,6 +473,21 @@ class ApplyPatchTests(SynchronousTestCase):
         self.assertFalse(res.is_error, res.content)
         self.assertTrue(os.path.exists(os.path.join(self.ws, "src/app.txt")))
 
+    def test_oversized_result_changes_nothing(self) -> None:
+        """A file that would grow past the size cap fails the patch before any
+        write (files earlier in the patch used to be written already)."""
+        with open(os.path.join(self.ws, "big.txt"), "w") as f:
+            f.write("b" * 115)
+        tool = ApplyPatchTool(inline_runner, FileLimits(write_max_bytes=120))
+        patch = (
+            "*** Begin Patch\n*** Add File: a.txt\n+x\n*** Update File: big.txt\n@@\n"
+            "+0123456789\n*** End of File\n*** End Patch"
+        )
+        res: ToolResult = self.successResultOf(tool.run({"input": patch}, self.ctx))
+        self.assertTrue(res.is_error)
+        self.assertIn("size cap", res.content)
+        self.assertFalse(os.path.exists(os.path.join(self.ws, "a.txt")))
+
     def test_malformed_and_escaping_patches(self) -> None:
         """Missing markers, bad lines, existing Add targets and escaping paths are errors."""
         for text in (

@@ -120,12 +120,13 @@ class ApplyPatchTool(FileTool):
                     else:
                         summary.append(f"M {shown}")
             for path, data in writes.items():
+                if data is not None and len(data) > self._limits.write_max_bytes:
+                    raise PatchError(f"{display(workspace, path)} would exceed the size cap")
+            for path, data in writes.items():
                 if data is None:
                     if os.path.lexists(path):
                         os.unlink(path)
                 else:
-                    if len(data) > self._limits.write_max_bytes:
-                        raise PatchError(f"{display(workspace, path)} would exceed the size cap")
                     atomic_write(path, data)
             return ToolResult(
                 content="Success. Updated the following files:\n" + "\n".join(summary),
