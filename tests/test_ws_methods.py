@@ -272,11 +272,31 @@ class SessionMethodTests(MethodTestCase):
 
     def test_busy_sessions_are_not_reset(self) -> None:
         """A session with a run in flight is not reset or deleted under it."""
-        self.ok("agent", {"message": "hi", "idempotencyKey": "k"})
+        self.ok("agent", {"message": "hi", "idempotencyKey": "k", "sessionKey": "work"})
+        self.h.sessions.add("main", "agent:main:work", NOW_MS)
         for method in ("sessions.reset", "sessions.delete"):
-            answer = self.call(method, {"key": "agent:main:main"})
+            answer = self.call(method, {"key": "agent:main:work"})
             self.assertEqual(answer["error"]["details"], {"code": "SESSION_BUSY"})
         self.assertEqual(self.h.sessions.resets, [])
+        self.assertIsNotNone(self.h.sessions.get_session("main", "agent:main:work"))
+
+    def test_main_sessions_are_not_deleted(self) -> None:
+        """An agent's main session (and "global") is refused before the store is
+        touched, as OpenClaw does; it can still be reset."""
+        self.h.sessions.add("main", "agent:main:main", NOW_MS)
+        self.h.sessions.add("beta", "agent:beta:main", NOW_MS)
+        self.h.sessions.add("main", "agent:main:global", NOW_MS)
+        for key, shown in (
+            ("agent:main:main", "agent:main:main"),
+            ("main", "agent:main:main"),
+            (" Agent:Beta:MAIN ", "agent:beta:main"),
+            ("global", "global"),
+        ):
+            message = self.error("sessions.delete", {"key": key})
+            self.assertEqual(message, f"Cannot delete the main session ({shown}).")
+        self.assertEqual([len(self.h.sessions.list_sessions(a)) for a in ("main", "beta")], [3, 1])
+        self.assertTrue(self.ok("sessions.reset", {"key": "main"})["ok"])
+        self.assertTrue(self.ok("sessions.delete", {"key": "agent:beta:work"})["ok"])
 
     def test_store_exception_is_an_internal_error(self) -> None:
         """An unexpected exception becomes UNAVAILABLE "internal error" and is logged."""

@@ -26,6 +26,7 @@ from openclaw.gateway.ws.calls import (
 from openclaw.gateway.ws.frames import INVALID_REQUEST, RequestError, invalid_params
 from openclaw.sessions.entry import SessionEntry
 from openclaw.sessions.interface import SharedCatalog
+from openclaw.sessions.keys import main_session_key
 
 log = Logger()
 
@@ -186,10 +187,21 @@ def _reset(ctx: CallContext, store: Any, agent_id: str, session_key: str) -> dic
     return {"ok": True, "key": session_key, "entry": _session_json(entry)}
 
 
+def _refuse_main_session(raw_key: str, agent_id: str, session_key: str) -> None:
+    """The main session (and ``global``) can be reset but not deleted, as in OpenClaw:
+    it is where the agent's direct conversation and its defaults live."""
+    if raw_key.strip().lower() == "global":
+        raise RequestError(INVALID_REQUEST, "Cannot delete the main session (global).")
+    if session_key == main_session_key(agent_id):
+        raise RequestError(INVALID_REQUEST, f"Cannot delete the main session ({session_key}).")
+
+
 def sessions_delete(ctx: CallContext, params: Mapping[str, Any]) -> Deferred[dict[str, Any]]:
     method = "sessions.delete"
     services = ctx.services
-    agent_id, session_key = resolve_session(services, method, _session_key_param(params, method))
+    raw_key = _session_key_param(params, method)
+    agent_id, session_key = resolve_session(services, method, raw_key)
+    _refuse_main_session(raw_key, agent_id, session_key)
     store = session_store(services)
     _refuse_if_busy(services, session_key)
     return _when_idle_everywhere(
