@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from openclaw.agents.types import (
@@ -12,8 +15,19 @@ from openclaw.agents.types import (
     RunTimeoutError,
     ToolEvent,
 )
+from openclaw.core.relay import LocalRelay
+from openclaw.gateway.auth import GatewayAuth
 from openclaw.testing import FakeRun
-from tests.ws_fakes import START, WsClient, WsHarness
+from tests.ws_fakes import (
+    START,
+    FakeRuntime,
+    FakeSessions,
+    WsClient,
+    WsConnector,
+    WsHarness,
+    build_ws_factory,
+    make_config,
+)
 
 NOW_MS = int(START * 1000)
 
@@ -279,6 +293,99 @@ class IdempotencyTests(RunTestCase):
         self.assertEqual(answer["payload"], {"runId": "c-1", "status": "ok"})
         self.assertEqual(len(self.h.runtime.started), 1)
 
+    def test_chat_send_resend_of_a_failed_run_is_its_error(self) -> None:
+        """A resent key whose run failed answers UNAVAILABLE with {status:"error",
+        summary} (OpenClaw's cached failure), not "ok"; a timed-out one says "timeout"."""
+        self.client.request(
+            "chat.send", {"sessionKey": "main", "message": "m", "idempotencyKey": "f"}
+        )
+        self.run_of("f").fail(ProviderError(FailureKind.AUTH, "bad key"))
+        self.client.request(
+            "chat.send", {"sessionKey": "work", "message": "n", "idempotencyKey": "t"}
+        )
+        self.run_of("t").fail(RunTimeoutError("agent run timed out"))
+        self.client.messages()
+        answers = []
+        for key, message in (("f", "m"), ("t", "n")):
+            self.client.request(
+                "chat.send", {"sessionKey": "main", "message": message, "idempotencyKey": key}
+            )
+            (answer,) = self.responses()
+            answers.append((answer["ok"], answer["error"]["code"], answer["payload"]))
+        summary = "LLM request failed: bad key"
+        self.assertEqual(
+            answers,
+            [
+                (
+                    False,
+                    "UNAVAILABLE",
+                    {"runId": "f", "status": "error", "summary": summary, "endedAt": NOW_MS},
+                ),
+                (
+                    False,
+                    "UNAVAILABLE",
+                    {
+                        "runId": "t",
+                        "status": "timeout",
+                        "summary": "agent run timed out",
+                        "endedAt": NOW_MS,
+                    },
+                ),
+            ],
+        )
+        self.assertEqual(len(self.h.runtime.started), 2)
+
+    def test_chat_send_resend_of_an_aborted_run(self) -> None:
+        """An aborted run's key answers {status:"timeout", summary:"aborted"}, as OpenClaw."""
+        params = {"sessionKey": "main", "message": "m", "idempotencyKey": "a"}
+        self.client.request("chat.send", params)
+        self.h.clock.advance(2)
+        self.client.request("chat.abort", {"sessionKey": "main"})
+        self.client.messages()
+        self.client.request("chat.send", params)
+        (answer,) = self.responses()
+        self.assertEqual(
+            (answer["ok"], answer["payload"]),
+            (
+                True,
+                {"runId": "a", "status": "timeout", "summary": "aborted", "endedAt": NOW_MS + 2000},
+            ),
+        )
+
+    def test_chat_send_key_reused_for_other_input_is_refused(self) -> None:
+        """A key already used for another message is INVALID_REQUEST
+        chat-request-conflict, in flight or finished, whichever method used it
+        first; the new message is not silently dropped. The session is not part
+        of the identity (OpenClaw's): the same message elsewhere is a resend."""
+        self.client.request(
+            "chat.send", {"sessionKey": "main", "message": "m", "idempotencyKey": "c"}
+        )
+        self.client.messages()
+        self.start_agent(idempotencyKey="g", message="from agent")
+        conflicts = []
+        for key in ("c", "g"):
+            self.client.request(
+                "chat.send", {"sessionKey": "main", "message": "other", "idempotencyKey": key}
+            )
+            (answer,) = self.responses()
+            conflicts.append((answer["ok"], answer["error"]["code"], answer["error"]["details"]))
+        self.run_of("c").finish("x")
+        self.client.messages()
+        self.client.request(
+            "chat.send", {"sessionKey": "main", "message": "other", "idempotencyKey": "c"}
+        )
+        (finished,) = self.responses()
+        conflicts.append((finished["ok"], finished["error"]["code"], finished["error"]["details"]))
+        conflict = (False, "INVALID_REQUEST", {"reason": "chat-request-conflict"})
+        self.assertEqual(conflicts, [conflict] * 3)
+        self.assertIn("already used for different input", finished["error"]["message"])
+        self.client.request(
+            "chat.send", {"sessionKey": "elsewhere", "message": "m", "idempotencyKey": "c"}
+        )
+        (resend,) = self.responses()
+        self.assertEqual(resend["payload"], {"runId": "c", "status": "ok"})
+        self.assertEqual(len(self.h.runtime.started), 2)
+
     def test_cache_expires(self) -> None:
         """Finished keys are forgotten after ten minutes."""
         self.start_agent()
@@ -288,6 +395,92 @@ class IdempotencyTests(RunTestCase):
         self.client.messages()
         self.start_agent()
         self.assertEqual(len(self.h.runtime.started), 2)
+
+
+class ClaimedElsewhere(LocalRelay):
+    """A shared store's relay for which another instance runs every key."""
+
+    def __init__(self) -> None:
+        #: How the other instance's runs ended (RunOutcome fields), by run id.
+        self.outcomes: dict[str, Mapping[str, Any]] = {}
+
+    def claim(self, run_id: str) -> Deferred[bool]:
+        return succeed(False)
+
+    def outcome(self, run_id: str) -> Deferred[Mapping[str, Any] | None]:
+        return succeed(self.outcomes.get(run_id))
+
+
+class SharedSessions(FakeSessions):
+    """A session store that comes with a relay (as the Redis store does)."""
+
+    def __init__(self, relay: ClaimedElsewhere) -> None:
+        super().__init__()
+        self.run_relay = relay
+
+
+class SharedStoreRuntime(FakeRuntime):
+    """A runtime whose session store is shared with other gateway instances."""
+
+    def __init__(self, clock: Clock, store: SharedSessions) -> None:
+        super().__init__(clock)
+        self._store = store
+
+    @property
+    def sessions(self) -> SharedSessions:  # type: ignore[override]  # the fake's is None
+        return self._store
+
+
+class RelayedChatSendTests(SynchronousTestCase):
+    """chat.send resending a key another gateway instance ran (a shared store)."""
+
+    def setUp(self) -> None:
+        clock = Clock()
+        clock.advance(START)
+        config = make_config()
+        self.relay = ClaimedElsewhere()
+        self.runtime = SharedStoreRuntime(clock, SharedSessions(self.relay))
+        factory = build_ws_factory(
+            config=config,
+            runtime=self.runtime,
+            auth=GatewayAuth(config.gateway.auth, clock),
+            reactor=clock,
+            started_at_ms=NOW_MS,
+        )
+        self.h = WsConnector(factory, clock)
+        self.addCleanup(self.h.cleanup)
+        self.client, _ = self.h.connect()
+
+    def answer(self, key: str) -> Any:
+        self.client.request(
+            "chat.send", {"sessionKey": "main", "message": "m", "idempotencyKey": key}
+        )
+        (answer,) = [m for m in self.client.messages() if m["type"] == "res"]
+        return answer
+
+    def test_outcomes_of_the_other_instance(self) -> None:
+        """Running: in_flight; ok: ok; aborted: timeout/aborted; failed: UNAVAILABLE
+        with its error (it answered "ok" for every ended run)."""
+        ended = {"agent_id": "main", "session_key": "agent:main:main", "ended_at": NOW_MS}
+        self.relay.outcomes["ok"] = {**ended, "run_id": "ok", "status": "ok"}
+        self.relay.outcomes["ab"] = {**ended, "run_id": "ab", "status": "aborted"}
+        self.relay.outcomes["er"] = {**ended, "run_id": "er", "status": "error", "error": "boom"}
+        self.assertEqual(self.answer("run")["payload"], {"runId": "run", "status": "in_flight"})
+        self.assertEqual(self.answer("ok")["payload"], {"runId": "ok", "status": "ok"})
+        self.assertEqual(
+            self.answer("ab")["payload"],
+            {"runId": "ab", "status": "timeout", "summary": "aborted", "endedAt": NOW_MS},
+        )
+        failed = self.answer("er")
+        self.assertEqual(
+            (failed["ok"], failed["error"]["code"], failed["payload"]),
+            (
+                False,
+                "UNAVAILABLE",
+                {"runId": "er", "status": "error", "summary": "boom", "endedAt": NOW_MS},
+            ),
+        )
+        self.assertEqual(self.runtime.started, [])
 
 
 class ChatTests(RunTestCase):

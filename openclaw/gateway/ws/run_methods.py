@@ -4,8 +4,10 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from twisted.internet.defer import CancelledError, Deferred, DeferredList
 from twisted.logger import Logger
@@ -37,7 +39,13 @@ from openclaw.gateway.ws.calls import (
     required_str,
     resolve_session,
 )
-from openclaw.gateway.ws.frames import AGENT_TIMEOUT, UNAVAILABLE, RequestError, invalid_params
+from openclaw.gateway.ws.frames import (
+    AGENT_TIMEOUT,
+    INVALID_REQUEST,
+    UNAVAILABLE,
+    RequestError,
+    invalid_params,
+)
 from openclaw.gateway.ws.idempotency import AgentFinal, IdempotencyEntry
 from openclaw.gateway.ws.outbound import RunOutcome, failure_message
 from openclaw.gateway.ws.payloads import agent_final_payload
@@ -47,6 +55,22 @@ from openclaw.sessions.keys import main_session_key
 log = Logger()
 #: How long chat.abort waits for the aborted runs to settle before answering anyway.
 ABORT_SETTLE_SECONDS = 5.0
+
+#: A digest of the message each idempotency entry was started with, so that
+#: chat.send can tell a resend from a key reused for another message. Weak:
+#: an entry's identity goes when the cache forgets the entry.
+_IDENTITIES: WeakKeyDictionary[IdempotencyEntry, str] = WeakKeyDictionary()
+
+
+def request_identity(message: str) -> str:
+    """What makes two chat.send requests "the same input" (OpenClaw: the message text)."""
+    return hashlib.sha256(message.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def remember_identity(entry: IdempotencyEntry, message: str) -> None:
+    """Record the message ``entry``'s key was first used for."""
+    _IDENTITIES.setdefault(entry, request_identity(message))
+
 
 # -- agent runs ---------------------------------------------------------------------
 
@@ -166,7 +190,9 @@ def _start_run(
             conn_id=ctx.connection.conn_id,
         )
     services.hub.track(run)
-    return services.idempotency.begin(key, run, ack(run), build_agent_final)
+    entry = services.idempotency.begin(key, run, ack(run), build_agent_final)
+    remember_identity(entry, message)
+    return entry
 
 
 def ack_for(run_id: str, session_key: str, agent_id: str) -> dict[str, Any]:
@@ -254,18 +280,18 @@ def chat_send(
     timeout_ms = optional_int(params, "timeoutMs", method, minimum=0, maximum=MAX_WAIT_MS)
     existing = services.idempotency.get(key)
     if existing is not None:
+        known = _IDENTITIES.get(existing)
+        if known is not None and known != request_identity(message):
+            raise _request_conflict()
         ctx.connection.subscribe(existing.run.session_key)
-        return {
-            "runId": existing.run_id,
-            "status": "in_flight" if existing.final is None else "ok",
-        }
+        return _chat_send_replay(existing)
     agent_id, session_key = resolve_session(services, method, raw_session)
 
     def start(mine: bool) -> dict[str, Any] | Deferred[dict[str, Any]]:
         if not mine:  # another gateway instance runs this key's turn: follow it
             ctx.connection.subscribe(session_key)
             return services.hub.relay.outcome(key).addCallback(
-                lambda ended: {"runId": key, "status": "in_flight" if ended is None else "ok"}
+                lambda ended: _chat_send_relayed(key, ended)
             )
         entry = _start_run(
             ctx,
@@ -282,6 +308,63 @@ def chat_send(
 
     # With a shared store the key may already be another instance's run.
     return services.hub.relay.claim(key).addCallback(start)
+
+
+def _request_conflict() -> RequestError:
+    return RequestError(
+        INVALID_REQUEST,
+        "This message ID was already used for different input. Send it again with a new "
+        "idempotencyKey.",
+        details={"reason": "chat-request-conflict"},
+    )
+
+
+def _chat_send_replay(entry: IdempotencyEntry) -> dict[str, Any]:
+    """chat.send's answer for a key whose run this instance started."""
+    final = entry.final
+    if final is None:
+        return {"runId": entry.run_id, "status": "in_flight"}
+    ended_at = int(entry.finished_at * 1000) if entry.finished_at is not None else None
+    if final.error is not None:
+        shown = final.error.payload if isinstance(final.error.payload, dict) else {}
+        status = "timeout" if shown.get("status") == "timeout" else "error"
+        return _chat_send_ended(entry.run_id, status, final.error.message, ended_at)
+    aborted = isinstance(final.payload, dict) and final.payload.get("status") == "aborted"
+    return _chat_send_ended(entry.run_id, "aborted" if aborted else "ok", None, ended_at)
+
+
+def _chat_send_relayed(run_id: str, ended: Mapping[str, Any] | None) -> dict[str, Any]:
+    """chat.send's answer for a key whose run another gateway instance started."""
+    if ended is None:
+        return {"runId": run_id, "status": "in_flight"}
+    at = ended.get("ended_at")
+    return _chat_send_ended(
+        run_id,
+        str(ended.get("status")),
+        ended.get("error"),
+        at if isinstance(at, int) else None,
+    )
+
+
+def _chat_send_ended(
+    run_id: str, status: str, summary: str | None, ended_at: int | None
+) -> dict[str, Any]:
+    """How a finished run answers a resent chat.send, in OpenClaw's shapes: ``ok``;
+    aborted ``{status:"timeout", summary:"aborted"}``; a failure is ``UNAVAILABLE``
+    with ``{status:"error"|"timeout", summary}``."""
+    if status == "ok":
+        return {"runId": run_id, "status": "ok"}
+    payload: dict[str, Any] = {"runId": run_id}
+    if status == "aborted":
+        payload.update(status="timeout", summary="aborted")
+    else:
+        summary = summary or f"run {status}"
+        payload.update(status="timeout" if status == "timeout" else "error", summary=summary)
+    if ended_at is not None:
+        payload["endedAt"] = ended_at
+    if status == "aborted":
+        return payload
+    raise RequestError(UNAVAILABLE, payload["summary"], payload=payload)
 
 
 def chat_abort(ctx: CallContext, params: Mapping[str, Any]) -> Deferred[dict[str, Any]]:
