@@ -120,6 +120,44 @@ class RealRuntimeTests(SynchronousTestCase):
         (history,) = self.call("chat.history", {"sessionKey": "agent:main:main"})
         self.assertEqual(history["payload"]["messages"], [])
 
+    def test_new_over_chat_send_resets_without_a_model_turn(self) -> None:
+        """chat.send "/new" on the real store: a fresh sessionId and an empty
+        history, the acknowledgement as the chat final, and no model call; text
+        after "/new " is a turn that sees none of the old history."""
+        self.call(
+            "chat.send", {"sessionKey": "main", "message": "remember 42", "idempotencyKey": "c-1"}
+        )
+        (before,) = self.call("chat.history", {"sessionKey": "main"})
+        frames = self.call(
+            "chat.send", {"sessionKey": "main", "message": "/new", "idempotencyKey": "c-2"}
+        )
+        self.assertEqual(frames[0]["payload"], {"runId": "c-2", "status": "started"})
+        finals = [f["payload"] for f in frames if f.get("event") == "chat"]
+        self.assertEqual(finals[-1]["message"]["content"][0]["text"], "✅ New session started.")
+        self.assertEqual(len(self.provider.calls), 1)
+        (after,) = self.call("chat.history", {"sessionKey": "main"})
+        self.assertNotEqual(after["payload"]["sessionId"], before["payload"]["sessionId"])
+        self.assertEqual(after["payload"]["messages"], [])
+        self.call(
+            "chat.send",
+            {"sessionKey": "main", "message": "/new what now?", "idempotencyKey": "c-3"},
+        )
+        self.assertEqual(len(self.provider.calls), 2)
+        said = [m.content for m in self.provider.calls[1].messages if m.role == "user"]
+        self.assertEqual(said, ["what now?"])
+
+    def test_stop_over_chat_send_aborts_the_streaming_turn(self) -> None:
+        """chat.send "/stop" while a turn streams aborts it now; it is no turn itself."""
+        self.provider.add(Reply(chunks=("partial",), hang=True))
+        self.call("chat.send", {"sessionKey": "main", "message": "go on", "idempotencyKey": "s-1"})
+        frames = self.call(
+            "chat.send", {"sessionKey": "main", "message": "/stop", "idempotencyKey": "s-2"}
+        )
+        (answer,) = [f for f in frames if f["type"] == "res"]
+        self.assertEqual(answer["payload"], {"ok": True, "aborted": True, "runIds": ["s-1"]})
+        self.assertTrue(self.provider.streams[0].stopped)
+        self.assertEqual(len(self.provider.calls), 1)
+
     def test_http_run_is_visible_and_attachable(self) -> None:
         """A run from another ingress streams to a subscribed client; an agent request
         reusing its id attaches to it instead of starting a duplicate."""

@@ -27,6 +27,7 @@ from openclaw.agents.types import (
     UnknownAgentError,
 )
 from openclaw.core.unavailable import SharedStateUnavailableError
+from openclaw.gateway.ws import chat_commands
 from openclaw.gateway.ws.calls import (
     DEFAULT_WAIT_MS,
     MAX_IDEMPOTENCY_KEY_LENGTH,
@@ -39,6 +40,7 @@ from openclaw.gateway.ws.calls import (
     required_str,
     resolve_session,
 )
+from openclaw.gateway.ws.chat_commands import CommandRun, FollowUp, Notice
 from openclaw.gateway.ws.frames import (
     AGENT_TIMEOUT,
     INVALID_REQUEST,
@@ -141,8 +143,13 @@ def _start_run(
     extra_system_prompt: str | None,
     timeout_seconds: float | None,
     ack: Callable[[AgentRun], dict[str, Any]],
+    sent: str | None = None,
 ) -> IdempotencyEntry:
-    """Start (or, for a run id already active, attach to) the run of ``key``."""
+    """Start (or, for a run id already active, attach to) the run of ``key``.
+
+    ``sent`` is the message as the client sent it, when ``message`` is only
+    part of it (the text after ``/new``): the key stays tied to all of it.
+    """
     services = ctx.services
     ctx.connection.subscribe(session_key)
     request = AgentRequest(
@@ -191,7 +198,55 @@ def _start_run(
         )
     services.hub.track(run)
     entry = services.idempotency.begin(key, run, ack(run), build_agent_final)
-    remember_identity(entry, message)
+    remember_identity(entry, sent if sent is not None else message)
+    return entry
+
+
+def _notice_final(entry: IdempotencyEntry, outcome: AgentResult | Failure) -> AgentFinal:
+    """The ``agent`` method's final response for a command's reply (OpenClaw's
+    bare-reset shape: a status notice, no model meta)."""
+    if isinstance(outcome, Failure):
+        return build_agent_final(entry, outcome)
+    meta: dict[str, Any] = {"durationMs": 0}
+    if outcome.session_id:
+        meta["agentMeta"] = {"sessionId": outcome.session_id}
+    return AgentFinal(
+        payload={
+            "runId": entry.run_id,
+            "status": "ok",
+            "summary": "completed",
+            "result": {
+                "payloads": [{"text": outcome.text, "isStatusNotice": True}],
+                "meta": meta,
+            },
+        }
+    )
+
+
+def _announce(
+    ctx: CallContext,
+    notice: Notice,
+    *,
+    key: str,
+    agent_id: str,
+    session_key: str,
+    sent: str,
+    ack: dict[str, Any],
+) -> IdempotencyEntry:
+    """Give a command's reply as the run of ``key``: it is remembered under the
+    key and sent as the session's chat final just after the caller's response
+    (the next reactor turn), as OpenClaw sends its acknowledgement."""
+    services = ctx.services
+    ctx.connection.subscribe(session_key)
+    run = CommandRun(key, agent_id, session_key)
+    services.hub.track(run)
+    entry = services.idempotency.begin(key, run, ack, _notice_final)
+    remember_identity(entry, sent)
+
+    def reply(text: str) -> None:
+        services.clock.callLater(0, lambda: run.reply(text, notice.session_id, services.now_ms()))
+
+    notice.text.addCallback(reply)
     return entry
 
 
@@ -209,6 +264,9 @@ def agent(ctx: CallContext, params: Mapping[str, Any]) -> Deferred[Any]:
     agent_hint = optional_str(params, "agentId", method)
     raw_session = optional_str(params, "sessionKey", method)
     extra = optional_str(params, "extraSystemPrompt", method)
+    reset = chat_commands.parse_reset(message)
+    if reset is not None:  # "/new", "/reset": OpenClaw needs operator.admin for them
+        chat_commands.require_reset_scope(ctx)
     existing = services.idempotency.get(key)
     if existing is not None:
         ctx.connection.subscribe(existing.run.session_key)
@@ -237,16 +295,33 @@ def agent(ctx: CallContext, params: Mapping[str, Any]) -> Deferred[Any]:
             ctx.ack({**ack_for(key, session_key, agent_id), "acceptedAt": services.now_ms()})
             waiting = services.hub.wait(key, REMOTE_FINAL_WAIT_SECONDS)
             return waiting.addCallback(lambda outcome: remote_agent_final(key, outcome))
+        if reset is not None:
+            resetting = chat_commands.run_command(ctx, reset, agent_id, session_key)
+            return resetting.addCallback(after_reset)
+        return turn(message)
+
+    def after_reset(done: Notice | FollowUp) -> Deferred[Any]:
+        if isinstance(done, FollowUp):  # the rest of the message, in the fresh session
+            return turn(done.text)
+        # A bare reset answers once, with its acknowledgement (no ack first).
+        ack = {**ack_for(key, session_key, agent_id), "acceptedAt": services.now_ms()}
+        entry = _announce(
+            ctx, done, key=key, agent_id=agent_id, session_key=session_key, sent=message, ack=ack
+        )
+        return entry.wait().addCallback(_final_payload)
+
+    def turn(text: str) -> Deferred[Any]:
         entry = _start_run(
             ctx,
             method=method,
             key=key,
             agent_id=agent_id,
             session_key=session_key,
-            message=message,
+            message=text,
             extra_system_prompt=extra,
             timeout_seconds=timeout or None,
             ack=ack,
+            sent=message,
         )
         ctx.ack(entry.ack)
         return entry.wait().addCallback(_final_payload)
@@ -278,6 +353,8 @@ def chat_send(
     message = required_str(params, "message", method)
     key = required_str(params, "idempotencyKey", method, max_len=MAX_IDEMPOTENCY_KEY_LENGTH)
     timeout_ms = optional_int(params, "timeoutMs", method, minimum=0, maximum=MAX_WAIT_MS)
+    if chat_commands.is_stop(message):  # "/stop": abort, as chat.abort; no turn, no key
+        return chat_abort(ctx, {"sessionKey": raw_session})
     existing = services.idempotency.get(key)
     if existing is not None:
         known = _IDENTITIES.get(existing)
@@ -286,6 +363,7 @@ def chat_send(
         ctx.connection.subscribe(existing.run.session_key)
         return _chat_send_replay(existing)
     agent_id, session_key = resolve_session(services, method, raw_session)
+    command = chat_commands.parse_chat_command(message)
 
     def start(mine: bool) -> dict[str, Any] | Deferred[dict[str, Any]]:
         if not mine:  # another gateway instance runs this key's turn: follow it
@@ -293,16 +371,32 @@ def chat_send(
             return services.hub.relay.outcome(key).addCallback(
                 lambda ended: _chat_send_relayed(key, ended)
             )
+        if command is not None:  # "/new", "/reset", "/compact"
+            doing = chat_commands.run_command(ctx, command, agent_id, session_key)
+            return doing.addCallback(after_command)
+        return turn(message)
+
+    def after_command(done: Notice | FollowUp) -> dict[str, Any]:
+        if isinstance(done, FollowUp):  # the rest of the message, in the fresh session
+            return turn(done.text)
+        ack = {"runId": key, "status": "started"}
+        _announce(
+            ctx, done, key=key, agent_id=agent_id, session_key=session_key, sent=message, ack=ack
+        )
+        return ack
+
+    def turn(text: str) -> dict[str, Any]:
         entry = _start_run(
             ctx,
             method=method,
             key=key,
             agent_id=agent_id,
             session_key=session_key,
-            message=message,
+            message=text,
             extra_system_prompt=None,
             timeout_seconds=timeout_ms / 1000 if timeout_ms else None,
             ack=lambda run: {"runId": run.run_id, "status": "started"},
+            sent=message,
         )
         return entry.ack
 

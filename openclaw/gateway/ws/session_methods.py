@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.logger import Logger
@@ -24,11 +24,13 @@ from openclaw.gateway.ws.calls import (
     session_store,
 )
 from openclaw.gateway.ws.frames import INVALID_REQUEST, RequestError, invalid_params
+from openclaw.gateway.ws.views import SessionsView
 from openclaw.sessions.entry import SessionEntry
 from openclaw.sessions.interface import SharedCatalog
 from openclaw.sessions.keys import main_session_key
 
 log = Logger()
+_T = TypeVar("_T")
 
 # -- sessions -----------------------------------------------------------------------
 
@@ -154,11 +156,11 @@ def _busy(session_key: str) -> RequestError:
 
 
 def _when_idle_everywhere(
-    services: GatewayServices, session_key: str, then: Callable[[], dict[str, Any]]
-) -> Deferred[dict[str, Any]]:
+    services: GatewayServices, session_key: str, then: Callable[[], _T]
+) -> Deferred[_T]:
     """``then()`` unless another gateway instance runs a turn on the session."""
 
-    def checked(busy: bool) -> dict[str, Any]:
+    def checked(busy: bool) -> _T:
         if busy:
             raise _busy(session_key)
         return then()
@@ -168,8 +170,19 @@ def _when_idle_everywhere(
 
 def sessions_reset(ctx: CallContext, params: Mapping[str, Any]) -> Deferred[dict[str, Any]]:
     method = "sessions.reset"
+    agent_id, session_key = resolve_session(
+        ctx.services, method, _session_key_param(params, method)
+    )
+    return reset_session(ctx, agent_id, session_key).addCallback(
+        lambda entry: {"ok": True, "key": session_key, "entry": _session_json(entry)}
+    )
+
+
+def reset_session(ctx: CallContext, agent_id: str, session_key: str) -> Deferred[SessionEntry]:
+    """Start the session over under a new sessionId: ``sessions.reset`` and the
+    ``/new`` and ``/reset`` chat commands. Raises (or fails with) ``SESSION_BUSY``
+    while a run is on the session, here or on another gateway instance."""
     services = ctx.services
-    agent_id, session_key = resolve_session(services, method, _session_key_param(params, method))
     store = session_store(services)
     _refuse_if_busy(services, session_key)
     return _when_idle_everywhere(
@@ -177,14 +190,14 @@ def sessions_reset(ctx: CallContext, params: Mapping[str, Any]) -> Deferred[dict
     )
 
 
-def _reset(ctx: CallContext, store: Any, agent_id: str, session_key: str) -> dict[str, Any]:
+def _reset(ctx: CallContext, store: SessionsView, agent_id: str, session_key: str) -> SessionEntry:
     entry = store.reset(agent_id, session_key)
     log.info(
         "session {session_key} reset by {conn_id}",
         session_key=session_key,
         conn_id=ctx.connection.conn_id,
     )
-    return {"ok": True, "key": session_key, "entry": _session_json(entry)}
+    return entry
 
 
 def _refuse_main_session(raw_key: str, agent_id: str, session_key: str) -> None:
