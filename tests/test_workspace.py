@@ -259,12 +259,21 @@ class BootstrapTests(SynchronousTestCase):
 
 class SkillTests(SynchronousTestCase):
     def test_front_matter(self) -> None:
-        """Quoted values, comments and folded blocks parse; no header gives None."""
+        """Quoted values, comments and folded blocks parse; a nested block is kept as
+        its text (metadata, read as JSON5 by gating); no header gives None."""
         meta = parse_front_matter(
             '---\nname: "a-b"\ndescription: >\n  line one\n  line two\nmetadata:\n'
             "  openclaw: {}\nflag: yes # note\n---\nbody"
         )
-        self.assertEqual(meta, {"name": "a-b", "description": "line one line two", "flag": "yes"})
+        self.assertEqual(
+            meta,
+            {
+                "name": "a-b",
+                "description": "line one line two",
+                "metadata": "openclaw: {}",
+                "flag": "yes",
+            },
+        )
         self.assertIsNone(parse_front_matter("no header"))
         self.assertIsNone(parse_front_matter("---\nname: x\n"))
 
