@@ -267,10 +267,13 @@ class StateDirContainmentTests(SynchronousTestCase):
     def assert_contained(self, gw: _Gateway) -> None:
         """Nothing beside the state dir; inside it only the OpenClaw layout with
         valid agent ids and uuid transcript names, and the configured agent's
-        workspace (OpenClaw's default, <state>/workspace) with its starter files."""
+        workspace (OpenClaw's default, <state>/workspace) with its starter files
+        and, git being installed, the repository OpenClaw makes of a new one."""
         self.assertEqual(sorted(p.name for p in gw.root.iterdir()), ["state"])
         for path in gw.state_dir.rglob("*"):
             rel = path.relative_to(gw.state_dir).parts
+            if rel[:2] == ("workspace", ".git"):
+                continue
             if rel[0] == "workspace":
                 self.assertLessEqual(len(rel), 2, str(path))
                 self.assertRegex(rel[-1], r"^(workspace|[A-Z]+\.md)$", str(path))

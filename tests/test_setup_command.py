@@ -31,13 +31,14 @@ class SetupTests(SynchronousTestCase):
 
     def test_creates_state_dir_and_workspace_with_starter_files(self) -> None:
         """A fresh machine: the state directory and the main agent's workspace are
-        created with the starter files, and each is printed."""
+        created with the starter files (a git repository, as in OpenClaw), and
+        each is printed."""
         out = io.StringIO()
         self.assertEqual(run_setup(self.config(), None, out), 0)
         workspace = self.root / "state" / "workspace"
         self.assertEqual(
             sorted(p.name for p in workspace.iterdir()),
-            ["AGENTS.md", "BOOTSTRAP.md", "IDENTITY.md", "SOUL.md", "USER.md"],
+            [".git", "AGENTS.md", "BOOTSTRAP.md", "IDENTITY.md", "SOUL.md", "USER.md"],
         )
         text = out.getvalue()
         self.assertIn(f"created {self.root / 'state'}/", text)

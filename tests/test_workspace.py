@@ -4,11 +4,14 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from openclaw.agents import workspace as workspace_module
 from openclaw.agents.skills import discover_skills, parse_front_matter
 from openclaw.agents.system_prompt import RuntimeInfo, build_system_prompt
 from openclaw.agents.workspace import (
@@ -101,6 +104,103 @@ class EnsureWorkspaceTests(SynchronousTestCase):
         self.assertEqual(ensure_workspace(path, templates=False), [])
         self.assertTrue(path.is_dir())
         self.assertEqual(list(path.iterdir()), [])
+
+
+def git(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real git, run in ``cwd`` (never pointed elsewhere by GIT_DIR)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("GIT_DIR", "GIT_WORK_TREE")}
+    return subprocess.run(
+        ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False
+    )
+
+
+class GitInitTests(SynchronousTestCase):
+    """A brand-new workspace becomes a git repository, as in OpenClaw."""
+
+    def fake_git(self, script: str) -> dict[str, str]:
+        """An environment whose PATH holds only a ``git`` running ``script`` (the
+        directory is relative: it is the test's cwd, not the workspace's)."""
+        bin_dir = Path(self.mktemp())
+        bin_dir.mkdir()
+        (bin_dir / "git").write_text("#!/bin/sh\n" + script)
+        (bin_dir / "git").chmod(0o755)
+        return {"PATH": str(bin_dir)}
+
+    def test_a_new_workspace_is_a_git_repository_with_nothing_committed(self) -> None:
+        """The loader's first load of a new workspace (what a first turn does) runs
+        the real ``git init`` there: the starter files are untracked, nothing is
+        committed and no .gitignore is written."""
+        self.assertIsNotNone(shutil.which("git"), "these tests run the real git")
+        ws = Path(self.mktemp()) / "new"
+        context = self.successResultOf(WorkspaceLoader(InlineIO()).load(ws, main_session=True))
+        self.assertEqual(len(context.files), 5)
+        top = git(ws, "rev-parse", "--show-toplevel")
+        self.assertEqual(top.returncode, 0, top.stderr)
+        self.assertEqual(Path(top.stdout.strip()), ws.resolve())
+        self.assertNotEqual(git(ws, "rev-parse", "--verify", "HEAD").returncode, 0)
+        self.assertEqual(
+            sorted(git(ws, "status", "--porcelain").stdout.splitlines()),
+            [f"?? {n}" for n in ("AGENTS.md", "BOOTSTRAP.md", "IDENTITY.md", "SOUL.md", "USER.md")],
+        )
+        self.assertFalse((ws / ".gitignore").exists())
+
+    def test_a_workspace_with_content_is_left_alone(self) -> None:
+        """A starter file, memory or a skill means the workspace is not new: no
+        repository; nor without templates (skipBootstrap) or with a .git already."""
+        record = Path(self.mktemp()).absolute()
+        env = {**self.fake_git(f'echo "$*" >> {record}\n'), "HOME": "/nonexistent"}
+        contents = {
+            "agents": lambda p: (p / "AGENTS.md").write_text("mine"),
+            "memory-dir": lambda p: (p / "memory").mkdir(),
+            "memory-md": lambda p: (p / "MEMORY.md").write_text("m"),
+            "skill": lambda p: (
+                (p / "skills" / "s").mkdir(parents=True)
+                or (p / "skills" / "s" / "SKILL.md").write_text("x")
+            ),
+            "git": lambda p: (p / ".git").write_text("gitdir: /elsewhere\n"),
+        }
+        for name, make in contents.items():
+            with self.subTest(name):
+                path = Path(self.mktemp())
+                path.mkdir()
+                make(path)
+                ensure_workspace(path, env=env)
+                self.assertTrue((path / "SOUL.md").exists())
+        ensure_workspace(Path(self.mktemp()), templates=False, env=env)
+        self.assertFalse(record.exists())
+        ensure_workspace(Path(self.mktemp()) / "fresh", env=env)
+        self.assertEqual(record.read_text(), "init --quiet\n")  # the fake git does work
+
+    def test_git_runs_in_the_workspace_whatever_git_dir_says(self) -> None:
+        """``git init`` runs in the workspace with the gateway's environment minus the
+        variables that would point it at another repository."""
+        record = Path(self.mktemp()).absolute()
+        env = {
+            **self.fake_git(f'echo "$PWD|$*|${{GIT_DIR-unset}}|$KEEP" > {record}\n'),
+            "GIT_DIR": "/elsewhere/.git",
+            "KEEP": "kept",
+        }
+        path = Path(self.mktemp()).absolute()
+        ensure_workspace(path, env=env)
+        self.assertEqual(record.read_text(), f"{path.resolve()}|init --quiet|unset|kept\n")
+
+    def test_no_git_or_a_failing_git_is_no_error(self) -> None:
+        """Without git on PATH nothing is run; a git that fails or hangs (given up
+        after GIT_INIT_TIMEOUT_SECONDS) leaves the seeded workspace as it is."""
+        self.patch(workspace_module, "GIT_INIT_TIMEOUT_SECONDS", 0.2)
+        empty = Path(self.mktemp())
+        empty.mkdir()
+        for name, env in {
+            "absent": {"PATH": str(empty)},
+            "no-path": {},
+            "fails": self.fake_git("echo oops >&2; exit 1\n"),
+            "hangs": self.fake_git("exec sleep 30\n"),
+        }.items():
+            with self.subTest(name):
+                path = Path(self.mktemp())
+                written = ensure_workspace(path, env=env)
+                self.assertEqual(len(written), 5)
+                self.assertFalse((path / ".git").exists())
 
 
 class BootstrapTests(SynchronousTestCase):

@@ -13,6 +13,8 @@ OpenClaw's rules, from ``concepts/agent-workspace.md`` and the bootstrap docs:
 - blank files are skipped, a missing required file leaves a one-line marker,
   large files are cut to ``bootstrapMaxChars`` (head and tail kept around a
   marker) and all of them together to ``bootstrapTotalMaxChars``.
+- a brand-new workspace seeded with starter files becomes a git repository
+  (``git init``) when git is installed, so it can be backed up.
 
 Reading happens on a thread (:class:`WorkspaceLoader`): the files are capped,
 but a workspace may sit on a slow or network disk.
@@ -21,7 +23,9 @@ but a workspace may sit on a slow or network disk.
 from __future__ import annotations
 
 import os
+import shutil
 import stat
+import subprocess
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
@@ -56,6 +60,13 @@ _HEAD_SHARE: Final = 0.75
 #: A file cut to less than this is left out: its marker would be all it showed.
 MIN_TRUNCATED_CHARS: Final = 200
 _TAIL_SHARE: Final = 0.25
+#: Seconds ``git init`` may take (OpenClaw's limit too) before it is given up.
+GIT_INIT_TIMEOUT_SECONDS: Final = 10.0
+#: Variables that would point ``git init`` at another repository than the
+#: workspace's (a gateway started from a git hook inherits ``GIT_DIR``).
+_GIT_LOCATION_VARS: Final = frozenset(
+    {"GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR"}
+)
 
 
 def resolve_workspace(
@@ -237,7 +248,9 @@ class WorkspaceLoader:
     With a ``clock``, a context is reused for ``recheck_seconds``: a busy agent
     costs one read of its files per interval, not one per turn, and an edit
     shows up within that interval. A workspace is created (with starter files
-    unless ``templates`` is false) the first time it is loaded.
+    unless ``templates`` is false; a brand-new one also gets ``git init``) the
+    first time it is loaded, on ``io`` too: the subprocess never waits on the
+    reactor thread.
     """
 
     def __init__(
@@ -306,14 +319,20 @@ def template_text(name: str) -> str:
     )
 
 
-def ensure_workspace(path: Path, *, templates: bool = True) -> list[Path]:
+def ensure_workspace(
+    path: Path, *, templates: bool = True, env: Mapping[str, str] | None = None
+) -> list[Path]:
     """Create the workspace directory and, with ``templates``, the missing starter
     files; never overwrites. ``BOOTSTRAP.md`` is written only into a brand-new
-    workspace (none of the starter files existed). Returns the files written.
-    Blocking: call from a thread (``openclaw setup`` calls it directly)."""
+    workspace (none of the starter files existed). With ``templates``, a
+    workspace with no content at all also becomes a git repository, as in
+    OpenClaw (:func:`init_git_repository`; ``env`` is the environment git is
+    looked up in and runs with, this process's by default). Returns the files
+    written. Blocking: call from a thread (``openclaw setup`` calls it directly)."""
     make_private_dirs(path)
     if not templates:
         return []
+    brand_new = _has_no_content(path)
     existing = [name for name in (*STARTER_FILES, "MEMORY.md") if (path / name).exists()]
     names = list(STARTER_FILES)
     if not existing:
@@ -328,7 +347,53 @@ def ensure_workspace(path: Path, *, templates: bool = True) -> list[Path]:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(template_text(name))
         written.append(target)
+    if brand_new:
+        init_git_repository(path, os.environ if env is None else env)
     return written
+
+
+def _has_no_content(path: Path) -> bool:
+    """OpenClaw's test for a brand-new workspace: no starter file, no memory
+    (``memory/`` or ``MEMORY.md``) and no skill (``skills/*/SKILL.md``)."""
+    names = (*STARTER_FILES, "MEMORY.md", "memory")
+    if any(os.path.lexists(path / name) for name in names):
+        return False
+    try:
+        skills = list(os.scandir(path / "skills"))
+    except OSError:
+        return True
+    return not any(e.is_dir() and (Path(e.path) / "SKILL.md").exists() for e in skills)
+
+
+def init_git_repository(path: Path, env: Mapping[str, str]) -> bool:
+    """Run ``git init`` in ``path`` unless it has a ``.git`` already; whether it did.
+
+    As in OpenClaw this is a convenience: without git on ``env``'s ``PATH``
+    nothing happens, and a failure or a ``git init`` that takes more than
+    :data:`GIT_INIT_TIMEOUT_SECONDS` is ignored (the workspace works without a
+    repository). Nothing is added or committed. Blocking: call from a thread.
+    """
+    if os.path.lexists(path / ".git"):
+        return False
+    git = shutil.which("git", path=env.get("PATH", ""))
+    if git is None:
+        return False
+    git = os.path.abspath(git)  # a relative PATH entry means the gateway's cwd, not ``path``
+    child_env = {k: v for k, v in env.items() if k not in _GIT_LOCATION_VARS}
+    try:
+        done = subprocess.run(
+            [git, "init", "--quiet"],
+            cwd=path,
+            env=child_env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=GIT_INIT_TIMEOUT_SECONDS,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0
 
 
 def is_main_session(session_key: str, agent_id: str, main_key: str = "main") -> bool:
