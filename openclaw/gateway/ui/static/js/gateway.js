@@ -149,7 +149,8 @@ export class GatewayClient {
       },
       caps: ["tool-events"],
       role: "operator",
-      scopes: ["operator.read", "operator.write"],
+      // admin: reset and delete sessions (OpenClaw asks admin for both).
+      scopes: ["operator.admin", "operator.read", "operator.write"],
       auth,
       userAgent: navigator.userAgent,
     };
