@@ -59,6 +59,21 @@ class Server(Resource):
             request.setResponseCode(404)
             request.setHeader(b"content-type", b"text/plain")
             return b"nope"
+        if path == "/gone":
+            request.setResponseCode(410)
+            request.setHeader(b"content-type", b"text/html")
+            return (
+                b"<html><head><title>Gone</title></head><body><p>This page left.</p></body></html>"
+            )
+        if path == "/json":
+            request.setHeader(b"content-type", b"application/problem+json")
+            return b'{"a":[1,2],"b":"\xc3\xa9"}'
+        if path == "/yaml":
+            request.setHeader(b"content-type", b"application/yaml")
+            return b"a: 1\n"
+        if path == "/octets":
+            request.setHeader(b"content-type", b"application/octet-stream")
+            return b"plain words"
         if path == "/binary":
             request.setHeader(b"content-type", b"application/octet-stream")
             return b"\x00\x01"
@@ -138,6 +153,36 @@ class WebFetchTests(TestCase):
         big = json.loads((await self.fetch(tool, url=f"{self.base}/big")).content)
         self.assertEqual(big["rawLength"], 1000)
         self.assertTrue(big["truncated"])
+
+    async def test_openclaw_result_shapes(self) -> None:
+        """As OpenClaw: a non-2xx answer is an error naming the status with the
+        page's text as wrapped detail; JSON is pretty-printed (extractor json);
+        textual types and bytes without NULs are read raw; a body cut at
+        maxResponseBytes carries a warning."""
+        tool = self.tool(SSRFPolicy(allow_private_network=True), max_response_bytes=1000)
+        gone = await self.fetch(tool, url=f"{self.base}/gone")
+        self.assertTrue(gone.is_error)
+        self.assertTrue(gone.content.startswith("Web fetch failed (410): <<<EXTERNAL_UNTRUSTED"))
+        self.assertIn("Gone\nThis page left.", gone.content)
+        self.assertNotIn("<p>", gone.content)
+        missing = await self.fetch(tool, url=f"{self.base}/missing")
+        self.assertIn("Web fetch failed (404)", missing.content)
+        self.assertIn("nope", missing.content)
+        data = json.loads((await self.fetch(tool, url=f"{self.base}/json")).content)
+        self.assertEqual(data["extractor"], "json")
+        self.assertIn('{\n  "a": [\n    1,', data["text"])
+        self.assertIn('"b": "\u00e9"', data["text"])
+        for path in ("/yaml", "/octets"):
+            res = await self.fetch(tool, url=f"{self.base}{path}")
+            self.assertFalse(res.is_error, res.content)
+            self.assertEqual(json.loads(res.content)["extractor"], "raw")
+        big = json.loads((await self.fetch(tool, url=f"{self.base}/big")).content)
+        self.assertEqual(big["warning"], "Response body incomplete after 1000 bytes.")
+        roomy = self.tool(SSRFPolicy(allow_private_network=True))
+        whole = json.loads(
+            (await self.fetch(roomy, url=f"{self.base}/plain", maxChars=100)).content
+        )
+        self.assertNotIn("warning", whole)
 
     async def test_redirect_followed_and_rechecked(self) -> None:
         """A redirect is followed to the final URL and reported as finalUrl."""

@@ -97,6 +97,29 @@ def _ascii_url(url: str, target: netguard.FetchTarget) -> bytes:
     return rebuilt.encode("ascii")
 
 
+#: How much of an error page becomes the error's detail (OpenClaw's limits).
+ERROR_DETAIL_BYTES = 64_000
+ERROR_DETAIL_CHARS = 4_000
+_TEXTUAL_APPLICATION = frozenset(
+    {
+        "application/xml", "application/javascript", "application/ecmascript",
+        "application/x-javascript", "application/yaml", "application/x-yaml",
+        "application/toml", "application/csv", "application/x-ndjson", "application/sql",
+        "application/graphql", "application/x-sh", "application/x-www-form-urlencoded",
+    }
+)  # fmt: skip
+
+
+def _is_textual(media: str) -> bool:
+    """Media types read as text (anything else only when it holds no NUL byte)."""
+    return (
+        not media
+        or media.startswith("text/")
+        or media.endswith("+xml")
+        or media in _TEXTUAL_APPLICATION
+    )
+
+
 def _stop(transport: object) -> None:
     """Abort a response body transfer (the body transport is an IPushProducer)."""
     stop = getattr(transport, "stopProducing", None)
@@ -288,17 +311,43 @@ class WebFetchTool:
         except LookupError:
             text = body.decode("utf-8", errors="replace")
         title: str | None = None
-        if media in ("text/html", "application/xhtml+xml") or (
+        is_html = media in ("text/html", "application/xhtml+xml") or (
             not media and text.lstrip()[:15].lower().startswith(("<!doctype", "<html"))
-        ):
+        )
+        status = response.code
+        if not 200 <= status < 300:
+            # OpenClaw's shape: an error naming the status, with the page's
+            # text (wrapped as external content) as the detail.
+            detail = text[:ERROR_DETAIL_BYTES]
+            if is_html:
+                from openclaw.agents.tools.html_extract import extract
+
+                rendered, page_title = await self._blocking(lambda: extract(detail, "text"))
+                detail = f"{page_title}\n{rendered}" if page_title else rendered
+            detail = detail.strip()[:ERROR_DETAIL_CHARS] or response.phrase.decode("latin-1")
+            return error(
+                f"Web fetch failed ({status}): {wrap_external(detail)}",
+                status="failed",
+                httpStatus=status,
+                finalUrl=final_url,
+            )
+        if is_html:
             extractor = "markdownify" if mode == "markdown" else "beautifulsoup"
             # bs4 and markdownify (4 MB of an idle gateway) load with the first HTML page.
             from openclaw.agents.tools.html_extract import extract
 
             text, title = await self._blocking(lambda: extract(text, mode))
-        elif media.startswith("text/") or media in ("application/json", "application/xml", ""):
+        elif media == "application/json" or media.endswith("+json"):
+            try:  # OpenClaw pretty-prints JSON bodies
+                text = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+                extractor = "json"
+            except ValueError:
+                extractor = "raw"
+        elif _is_textual(media) or b"\x00" not in body[:8192]:
             extractor = "raw"
         else:
+            # Deliberately stricter than OpenClaw, which hands binary bytes to
+            # the model as text: a PDF or image would be noise in its context.
             return error(f"Web fetch: unsupported content type {media[:100]!r} at {final_url}")
         raw_length = len(text)
         # Wrapped as OpenClaw does, so the page is data to the model, not
@@ -308,7 +357,6 @@ class WebFetchTool:
         truncated = body_truncated or raw_length > budget
         text = wrap_external(text[:budget])
         title = strip_template_tokens(title[:256]) if title else None
-        status = response.code
         result = {
             "url": url,
             "finalUrl": final_url,
@@ -319,6 +367,9 @@ class WebFetchTool:
             "extractor": extractor,
             "externalContent": True,
             "truncated": truncated,
+            "warning": (
+                f"Response body incomplete after {len(body)} bytes." if body_truncated else None
+            ),
             "length": len(text),
             "rawLength": raw_length,
             "fetchedAt": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -326,6 +377,4 @@ class WebFetchTool:
         }
         details = {k: v for k, v in result.items() if v is not None}
         payload = json.dumps({**details, "text": text}, ensure_ascii=False)
-        if not 200 <= status < 300:
-            return ToolResult(content=payload, is_error=True, details={**details, "status": status})
         return ToolResult(content=payload, details=details)
