@@ -13,6 +13,7 @@ import contextlib
 import http.client
 import itertools
 import json
+import signal
 import subprocess
 import threading
 import time
@@ -234,6 +235,49 @@ class TwoInstancesTests(SynchronousTestCase):
         self.assertEqual(len(answered), 2)
         self.assertIn("before the crash", answered[0])
         self.assertIn("after the crash", answered[1])
+
+    def test_a_holder_stalled_past_the_ttl_stops_and_writes_nothing(self) -> None:
+        """An instance paused (SIGSTOP) mid-turn past the lock's TTL loses the
+        lane to the next turn (on B); resumed, it stops its turn and answers
+        503 turn_not_saved, and writes nothing into the session after B's turn."""
+        key = "stalled-holder"
+        status, _ = chat(self.a.port, key, "before")
+        self.assertEqual(status, 200)
+        victim = self.start("stalled", delay_ms=200)
+        answers: list[tuple[int, Any]] = []
+        try:
+            thread = threading.Thread(
+                target=lambda: answers.append(
+                    chat(victim.port, key, "aturn " + " ".join(["slow"] * 50))
+                )
+            )
+            thread.start()
+            lock = KeySchema().lock(f"agent:main:{key}")
+            poll(
+                lambda: True if "aturn" in json.dumps(self.transcript(key)) else None,
+                what="the victim's turn to begin",
+            )
+            held = self.server.command("GET", lock)
+            victim.process.send_signal(signal.SIGSTOP)
+            try:
+                status, body = chat(self.b.port, key, "bturn")
+                self.assertEqual(status, 200, body)
+                self.assertNotEqual(self.server.command("GET", lock), held)
+            finally:
+                victim.process.send_signal(signal.SIGCONT)
+            thread.join(30)
+        finally:
+            victim.ensure_stopped()
+        [(status, body)] = answers
+        self.assertEqual(status, 503, body)
+        self.assertEqual(body["error"]["code"], "turn_not_saved", body)
+        entries = self.transcript(key)
+        said = [(e["message"]["role"], json.dumps(e["message"]["content"])) for e in entries]
+        roles = ["user", "assistant", "user", "user", "assistant"]
+        self.assertEqual([role for role, _ in said], roles, said)
+        self.assertIn("aturn", said[2][1])
+        self.assertIn("bturn", said[3][1])
+        self.assertIn("bturn", said[4][1])
 
     def client(self, gateway: GatewayProcess) -> SyncWsClient:
         ws = SyncWsClient(gateway.port)

@@ -21,6 +21,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 
 from openclaw.core.types import Usage
+from openclaw.core.unavailable import TurnNotSavedError
 from openclaw.sessions.lanes import Release
 from openclaw.sessions.redis.client import (
     RedisCommandError,
@@ -29,7 +30,7 @@ from openclaw.sessions.redis.client import (
     open_client,
 )
 from openclaw.sessions.redis.keys import KeySchema
-from openclaw.sessions.redis.lanes import RedisLanes
+from openclaw.sessions.redis.lanes import LaneLostError, RedisLanes
 from openclaw.sessions.redis.store import RedisSessionStore
 from openclaw.sessions.redis.url import RedisUrlError, parse_redis_url
 from tests.redis_support import RedisServer
@@ -171,9 +172,8 @@ class RedisLaneTests(TestCase):
         await user_line(sa, entry.session_id, "r1", "one", 1)
         release_b = await lb.acquire(KEY)  # granted once A's lock expired
         await sb.refresh_session(KEY)
-        with self.assertRaises(RedisCommandError) as caught:
+        with self.assertRaises(LaneLostError):
             await user_line(sa, entry.session_id, "r1", "late", 2)
-        self.assertIn("FENCED", str(caught.exception))
         entry_b = sb.ensure_session("main", KEY)
         self.assertEqual(entry_b.session_id, entry.session_id)
         await user_line(sb, entry.session_id, "r2", "two", 3)
@@ -202,16 +202,78 @@ class RedisLaneTests(TestCase):
         await deferLater(reactor, 0.02, lambda: None)
         self.assertEqual(self.server.command("EXISTS", lock), b":0\r\n")
 
-    async def test_renewal_notices_a_lost_lock(self) -> None:
-        """When the lock no longer holds our token, renewal drops the lease, so
-        later writes are not sent as if the lane were ours."""
+    async def test_a_lost_lane_stays_fenced_and_stops_its_holder(self) -> None:
+        """When renewal finds the lock taken (the holder stalled past its TTL),
+        the lease is marked lost, not forgotten: the holder's watcher is told
+        once, renewal stops, and its later writes are refused (LaneLostError,
+        a turn-not-saved error) instead of landing unfenced in the new
+        holder's turn."""
         clock = Clock()
         la = self.lanes(self.a, "A", clock=clock)
-        await la.acquire(KEY)
-        self.assertIsNotNone(la.leases.token(KEY))
-        self.server.command("SET", KeySchema().lock(KEY), "999:someone-else")
+        sa = RedisSessionStore(self.a, clock=reactor, state_dir=Path("/x"), leases=la.leases)
+        sa.load_agent("main")
+        release = await la.acquire(KEY)
+        self.addCleanup(release)
+        entry = sa.ensure_session("main", KEY)
+        await user_line(sa, entry.session_id, "r1", "one", 1)
+        told: list[Exception] = []
+        sa.watch_lane(KEY, told.append)
+        warned = self.warnings()
+        lock = KeySchema().lock(KEY)
+        self.server.command("SET", lock, "999:someone-else")  # B's turn, after A's expired
         clock.advance(5.0 / 3)
-        await until(lambda: la.leases.token(KEY) is None, "lease dropped")
+        await until(lambda: told, "the holder told")
+        self.assertIsInstance(told[0], LaneLostError)
+        self.assertIsInstance(told[0], TurnNotSavedError)
+        self.assertIsNotNone(la.leases.token(KEY))  # kept: writes stay fenced
+        with self.assertRaises(LaneLostError):
+            await sa.finish_turn(
+                "main",
+                KEY,
+                entry.session_id,
+                run_id="r1",
+                text="late answer",
+                timestamp=2,
+                usage=Usage(),
+                stop_reason="stop",
+            )
+        calls = self.a.commands
+        for _ in range(5):
+            clock.advance(5.0 / 3)
+        await deferLater(reactor, 0.02, lambda: None)
+        self.assertEqual(self.a.commands, calls)  # renewal stopped
+        self.assertEqual(len(told), 1)
+        self.assertEqual(len([w for w in warned if "lost the lane" in w]), 1, warned)
+        lines_of = self.transcript(entry.session_id)
+        texts = [line["message"]["content"] for line in lines_of if line["type"] == "message"]
+        self.assertEqual(texts, ["one"])
+        self.assertEqual(self.server.command("GET", lock), b"$16\r\n999:someone-else\r\n")
+
+    async def test_a_write_sent_before_the_loss_is_noticed_is_fenced(self) -> None:
+        """A write that reaches Redis after the lock changed hands, before the
+        renewal noticed, is refused by the script (FENCED) and reported as the
+        lane's loss (LaneLostError)."""
+        la = self.lanes(self.a, "A", clock=Clock())
+        sa = RedisSessionStore(self.a, clock=reactor, state_dir=Path("/x"), leases=la.leases)
+        sa.load_agent("main")
+        self.addCleanup(await la.acquire(KEY))
+        entry = sa.ensure_session("main", KEY)
+        await user_line(sa, entry.session_id, "r1", "one", 1)
+        self.server.command("SET", KeySchema().lock(KEY), "999:someone-else")
+        with self.assertRaises(LaneLostError):
+            await user_line(sa, entry.session_id, "r1", "late", 2)
+
+    def warnings(self) -> list[str]:
+        lines: list[str] = []
+
+        @implementer(ILogObserver)
+        def keep(event: LogEvent) -> None:
+            if event.get("log_level") == LogLevel.warn:
+                lines.append(formatEvent(event) or "")
+
+        globalLogPublisher.addObserver(keep)
+        self.addCleanup(globalLogPublisher.removeObserver, keep)
+        return lines
 
     async def test_killed_holder_frees_the_lane_within_ttl(self) -> None:
         """A holder whose connection dies without releasing (SIGKILL) blocks the

@@ -15,7 +15,7 @@ lane after the transcript is written.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, Protocol, runtime_checkable
 
 from attrs import evolve
 from twisted.internet.defer import CancelledError, Deferred, succeed
@@ -62,6 +62,17 @@ __all__ = [
 ]
 
 log = Logger()
+
+
+@runtime_checkable
+class WatchesLanes(Protocol):
+    """A store whose session lanes can be lost while held (the Redis store: a
+    process that stalled past the lock's TTL): the run is told, and stops."""
+
+    def watch_lane(self, session_key: str, lost: Callable[[Exception], None]) -> Callable[[], None]:
+        """Call ``lost`` with the error to end the run with; returns the unwatch."""
+        ...
+
 
 RunState = Literal["queued", "running", "done"]
 RunStatus = Literal["ok", "error", "aborted", "timeout"]
@@ -112,6 +123,7 @@ class Run:
         self._exec_call: IDelayedCall | None = None
         self._timeout_call: IDelayedCall | None = None
         self._lane_wait: Deferred[Release] | None = None
+        self._unwatch_lane: Callable[[], None] | None = None
         #: Set as soon as any ending begins, so re-entrant calls are no-ops.
         self._ended = False
 
@@ -198,6 +210,14 @@ class Run:
         self._release = release
         # Begin on a later reactor turn: the caller of start() subscribes first.
         self._exec_call = self._clock.callLater(0, self._execute)
+        if isinstance(self._store, WatchesLanes):
+            self._unwatch_lane = self._store.watch_lane(self.request.session_key, self._lane_lost)
+
+    def _lane_lost(self, error: Exception) -> None:
+        """Another process holds the session now: stop the turn, end it failed
+        (its reply is not written: the store refuses it)."""
+        if not self._ended:
+            self._abort(error, status="error")
 
     def _lane_failed(self, failure: Failure) -> None:
         self._lane_wait = None
@@ -437,28 +457,27 @@ class Run:
             self._loop_model_of(loop)
             loop.cancel()
         message = str(error)
-        recorded = self._record(
-            "aborted", message_usage=message_usage, text=step_text, error=message
-        )
+        stop: StopReason = "error" if status == "error" else "aborted"
+        recorded = self._record(stop, message_usage=message_usage, text=step_text, error=message)
         now = self._now()
-        timed_out = status == "timeout"
+        failed = status != "aborted"  # timed out, or the session's lane was lost
         self._settle_after(
             recorded,
             _failure(error),
             LifecycleEvent(
                 run_id=self.run_id,
-                phase="error" if timed_out else "end",
+                phase="error" if failed else "end",
                 ts=now,
                 started_at=self.started_at,
                 ended_at=now,
-                error=message if timed_out else None,
-                aborted=True,
-                stop_reason="aborted",
+                error=message if failed else None,
+                aborted=stop == "aborted",
+                stop_reason=stop,
                 provider=self.model_ref.provider if self.model_ref else None,
                 model=self.model_ref.model if self.model_ref else None,
             ),
             status=status,
-            error=message if timed_out else None,
+            error=message if failed else None,
         )
 
     def _record(
@@ -579,6 +598,9 @@ class Run:
         if self.request.images:
             self.request = evolve(self.request, images=())
         self._history = None
+        unwatch, self._unwatch_lane = self._unwatch_lane, None
+        if unwatch is not None:
+            unwatch()
         release, self._release = self._release, None
         if release is not None:
             release()

@@ -12,7 +12,12 @@ every gateway sharing the Redis:
   dropped from the head of the queue once its heartbeat expires);
 * each grant carries a fencing token (:class:`LeaseBook`) that the store
   sends with every transcript write; Redis refuses a write whose token no
-  longer holds the lane (:mod:`.scripts`).
+  longer holds the lane (:mod:`.scripts`);
+* a holder whose renewal finds the lock gone or taken (it stalled past the
+  TTL: a paused process, a long GC, Redis answering late) has lost the lane:
+  the lease stays in the book marked lost, with its token, so every later
+  write is still fenced (refused), renewal stops, and whoever watches the
+  key (the run holding it) is told at once, to stop its turn.
 
 Stateless chat-completion keys (``agent:<id>:openai:<uuid>``) are never
 addressed twice, so they use the in-process lane only.
@@ -29,6 +34,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from openclaw.core.unavailable import TurnNotSavedError
 from openclaw.sessions.entry import is_stateless_session_key
 from openclaw.sessions.lanes import Release, SessionLanes
 from openclaw.sessions.redis.client import RedisCommands, RedisUnavailableError
@@ -44,22 +50,82 @@ DEFAULT_LOCK_TTL = 15.0
 DEFAULT_POLL_INTERVAL = 0.02
 
 
+class LaneLostError(TurnNotSavedError):
+    """This process lost a session's lane while a turn held it (the lock
+    expired: the process stalled past its TTL). Another process may be running
+    the session's next turn, so this turn stops and nothing more of it is
+    written; the client is told its turn was not saved (and may send it again)."""
+
+    def __init__(self, session_key: str) -> None:
+        super().__init__(
+            f"the turn was not saved: this gateway lost the lane of session {session_key} "
+            "(its lock expired while it stalled); send the message again"
+        )
+
+
 class LeaseBook:
-    """The fencing tokens of the lanes this process holds, by session key."""
+    """The fencing tokens of the lanes this process holds, by session key.
+
+    A lease found lost keeps its token until it is released: the store keeps
+    sending it, and Redis refuses it (only stateless keys, which take no
+    Redis lock, ever write unfenced).
+    """
 
     def __init__(self) -> None:
         self._tokens: dict[str, str] = {}
+        self._lost: dict[str, LaneLostError] = {}
+        self._watchers: dict[str, list[Callable[[LaneLostError], None]]] = {}
 
     def token(self, session_key: str) -> str | None:
         """The token to fence writes of ``session_key`` with (None: not held here)."""
         return self._tokens.get(session_key)
 
+    def lost_error(self, session_key: str) -> LaneLostError | None:
+        """Why writes of ``session_key`` are refused here (None: not lost)."""
+        return self._lost.get(session_key)
+
     def held(self, session_key: str, token: str) -> None:
         self._tokens[session_key] = token
+        self._lost.pop(session_key, None)
+
+    def lost(self, session_key: str, token: str) -> bool:
+        """The lock no longer holds ``token``: mark the lease lost (its token is
+        kept, so writes stay fenced) and tell the key's watchers. False when
+        ``token`` is not the current lease or its loss is already known."""
+        if self._tokens.get(session_key) != token or session_key in self._lost:
+            return False
+        error = self._lost[session_key] = LaneLostError(session_key)
+        for watcher in list(self._watchers.get(session_key, ())):
+            try:
+                watcher(error)
+            except Exception:
+                log.failure("telling a holder of {key} that its lane is lost", key=session_key)
+        return True
 
     def dropped(self, session_key: str, token: str) -> None:
         if self._tokens.get(session_key) == token:
             del self._tokens[session_key]
+            self._lost.pop(session_key, None)
+
+    def watch(
+        self, session_key: str, callback: Callable[[LaneLostError], None]
+    ) -> Callable[[], None]:
+        """Call ``callback`` when the lease of ``session_key`` is found lost (at
+        once if it already is); the returned callable stops watching."""
+        watchers = self._watchers.setdefault(session_key, [])
+        watchers.append(callback)
+
+        def unwatch() -> None:
+            current = self._watchers.get(session_key)
+            if current is not None and callback in current:
+                current.remove(callback)
+                if not current:
+                    del self._watchers[session_key]
+
+        error = self._lost.get(session_key)
+        if error is not None:
+            callback(error)
+        return unwatch
 
     def __len__(self) -> int:
         return len(self._tokens)
@@ -182,9 +248,16 @@ class RedisLanes(SessionLanes):
                 return None
 
             def checked(still_held: Any) -> None:
-                if str(still_held) != "1":
-                    log.warn("lost the lane of session {key} (its lock expired)", key=key)
-                    self.leases.dropped(key, token)
+                if str(still_held) == "1":
+                    return
+                # Once lost, never held again: stop renewing (and logging).
+                if call.running:
+                    call.stop()
+                if self.leases.lost(key, token):
+                    log.warn(
+                        "lost the lane of session {key} (its lock expired): its turn is stopped",
+                        key=key,
+                    )
 
             d = self._client.run_script(RENEW, [lock], [token, self._ttl_ms])
             d.addCallback(checked)

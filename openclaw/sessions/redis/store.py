@@ -20,11 +20,11 @@ durability is Redis' ``appendonly``/``appendfsync``: docs/deployment.md).
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import Deferred, DeferredList, fail
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -42,9 +42,9 @@ from openclaw.sessions.entry import (
     usage_fields,
 )
 from openclaw.sessions.journal import RAW_ENTRY
-from openclaw.sessions.redis.client import RedisCommands
+from openclaw.sessions.redis.client import RedisCommandError, RedisCommands
 from openclaw.sessions.redis.keys import KeySchema
-from openclaw.sessions.redis.lanes import LeaseBook
+from openclaw.sessions.redis.lanes import LaneLostError, LeaseBook
 from openclaw.sessions.redis.mirror import SessionMirror
 from openclaw.sessions.redis.scripts import APPEND, REPLACE
 from openclaw.sessions.redis.transcript import (
@@ -280,6 +280,10 @@ class RedisSessionStore(SessionMirror):
         if creating and index_entry is None:
             index_entry = self._indexes.get(agent, {}).get(key)
         token = self.leases.token(key) if key else None
+        lost = self.leases.lost_error(key) if key else None
+        if lost is not None:  # Redis would refuse it (FENCED): do not send it
+            self._tx.pop((agent, session_id), None)
+            return fail(lost)
         schema = self._schema
         d = self._client.run_script(
             APPEND,
@@ -311,10 +315,20 @@ class RedisSessionStore(SessionMirror):
         def refused(failure: Failure) -> Failure:
             # Nothing was written: forget what this process assumed it holds.
             self._tx.pop((agent, session_id), None)
+            error = failure.value
+            if isinstance(error, RedisCommandError) and "FENCED" in str(error):
+                # Another process holds the lane now (this one stalled past the
+                # lock's TTL): the turn is not saved, and the run must say so.
+                return Failure(LaneLostError(key))  # type: ignore[no-untyped-call]  # untyped in Twisted
             return failure
 
         d.addCallbacks(saved, refused)
         return d
+
+    def watch_lane(self, session_key: str, lost: Callable[[Exception], None]) -> Callable[[], None]:
+        """Call ``lost`` when this process loses the lane of ``session_key`` while
+        holding it (the run holding it stops its turn); returns the unwatch."""
+        return self.leases.watch(session_key, lost)
 
     def _track(self, d: Deferred[Any], what: str) -> None:
         self._pending.add(d)
