@@ -406,6 +406,98 @@ class RedisLaneTests(TestCase):
         keys = self.server.command("KEYS", "openclaw:arch:*")
         self.assertIn(f"{old.session_id}.jsonl.reset.".encode(), keys)
 
+    def entry_in_redis(self, key: str) -> dict[str, Any] | None:
+        raw = self.server.command("HGET", KeySchema().index("main"), key)
+        return None if raw.startswith(b"$-1") else json.loads(raw.split(b"\r\n")[1])
+
+    def archives(self) -> list[str]:
+        raw = self.server.command("KEYS", "openclaw:arch:*").decode()
+        return sorted(line for line in raw.split("\r\n") if line.startswith("openclaw:arch:"))
+
+    async def stores_and_a_session_made_on_b(
+        self, key: str
+    ) -> tuple[RedisSessionStore, RedisSessionStore, str]:
+        """Stores A and B with their indexes read at start-up, then a session
+        made and answered on B only (A's copy does not know it)."""
+        sa = RedisSessionStore(self.a, clock=reactor, state_dir=Path("/x"))
+        sb = RedisSessionStore(self.b, clock=reactor, state_dir=Path("/x"))
+        for store in (sa, sb):
+            store.load_agent("main")
+            await store.refresh_agent("main")
+        entry = sb.ensure_session("main", key)
+        sb.append_user("main", entry.session_id, run_id="r", text="q", timestamp=1)
+        await sb.finish_turn(
+            "main",
+            key,
+            entry.session_id,
+            run_id="r",
+            text="a",
+            timestamp=2,
+            usage=Usage(input=1, output=2, total=3),
+            stop_reason="stop",
+            model="echo",
+        )
+        return sa, sb, entry.session_id
+
+    async def test_delete_acts_on_what_redis_holds(self) -> None:
+        """sessions.delete on an instance whose copy of the index predates the
+        session (made on another instance) removes the entry from Redis and
+        archives its transcript."""
+        key = "agent:main:made-on-b"
+        sa, _, session_id = await self.stores_and_a_session_made_on_b(key)
+        sa.delete("main", key)
+        await sa.when_idle()
+        self.assertIsNone(self.entry_in_redis(key))
+        schema = KeySchema()
+        self.assertEqual(
+            self.server.command("EXISTS", schema.transcript("main", session_id)), b":0\r\n"
+        )
+        [archive] = self.archives()
+        self.assertIn(f"{session_id}.jsonl.deleted.", archive)
+
+    async def test_reset_acts_on_what_redis_holds(self) -> None:
+        """sessions.reset on an instance that never served the session archives
+        the transcript Redis' entry names and keeps that entry's fields (not
+        its token counts) under the new sessionId, in Redis and in its copy."""
+        key = "agent:main:reset-on-a"
+        sa, _, session_id = await self.stores_and_a_session_made_on_b(key)
+        fresh = sa.reset("main", key)
+        await sa.when_idle()
+        entry = self.entry_in_redis(key)
+        assert entry is not None
+        self.assertEqual(entry["sessionId"], fresh.session_id)
+        self.assertNotEqual(fresh.session_id, session_id)
+        self.assertEqual(entry.get("model"), "echo")
+        self.assertNotIn("totalTokens", entry)
+        [archive] = self.archives()
+        self.assertIn(f"{session_id}.jsonl.reset.", archive)
+        got = sa.get_session("main", key)
+        assert got is not None
+        self.assertEqual(got.extra.get("model"), "echo")
+
+    async def test_delete_after_a_reset_and_turns_elsewhere_archives_the_live_transcript(
+        self,
+    ) -> None:
+        """A reset on A, more turns on B (under the new sessionId), then a delete
+        on A: the transcript archived is B's live one, not the one A knew."""
+        key = "agent:main:moved-on"
+        sa, sb, first = await self.stores_and_a_session_made_on_b(key)
+        await sa.refresh_agent("main")
+        sa.reset("main", key)
+        await sa.when_idle()
+        sb.reset("main", key)  # B resets again: a sessionId A never saw
+        await sb.when_idle()
+        await sb.refresh_session(key)
+        live = sb.ensure_session("main", key)
+        await user_line(sb, live.session_id, "r2", "again", 3)
+        sa.delete("main", key)
+        await sa.when_idle()
+        self.assertIsNone(self.entry_in_redis(key))
+        archived = self.archives()
+        self.assertEqual(len(archived), 2, archived)
+        self.assertTrue(any(f"{first}.jsonl.reset." in a for a in archived), archived)
+        self.assertTrue(any(f"{live.session_id}.jsonl.deleted." in a for a in archived), archived)
+
     async def test_archive_retention_is_a_ttl(self) -> None:
         """resetArchiveRetention: a reset's archived transcript expires in Redis
         after that long; without it the archive is kept."""

@@ -78,7 +78,7 @@ class SessionMirror:
             entries: dict[str, dict[str, Any]] = {}
             items = list(flat or [])
             for key, raw in zip(items[::2], items[1::2], strict=True):
-                parsed = _json_object(raw)
+                parsed = json_object(raw)
                 if parsed is not None:
                     entries[str(key)] = parsed
             index = self._indexes[agent]
@@ -130,7 +130,7 @@ class SessionMirror:
         for i, agent in enumerate(agents):
             raw, lines, length, fresh = reply[4 * i : 4 * i + 4]
             index = self._indexes.setdefault(agent, {})
-            entry = _json_object(raw) if raw else None
+            entry = json_object(raw) if raw else None
             if entry is None:
                 current = index.get(session_key)
                 if current is None or (agent, str(current.get("sessionId"))) not in self._unsaved:
@@ -182,7 +182,8 @@ class SessionMirror:
                 self._tx.pop((agent, old_id), None)
 
 
-def _json_object(raw: Any) -> dict[str, Any] | None:
+def json_object(raw: Any) -> dict[str, Any] | None:
+    """``raw`` parsed when it is a JSON object, else None."""
     try:
         parsed = json.loads(raw)
     except (TypeError, ValueError):

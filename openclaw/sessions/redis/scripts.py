@@ -196,28 +196,42 @@ ACQUIRE_READ = LuaScript(
     ),
 )
 
-#: KEYS: index hash, old transcript, archive name, agents set.
-#: ARGV: session key, new entry JSON ('' = delete the entry), agent, the
-#: archive's time to live in ms ('' = kept).
-#: Archives the old transcript (renamed, as OpenClaw renames the file) and
-#: replaces or removes the index entry. Returns 1 when an entry was there.
+#: KEYS: index hash, agents set.
+#: ARGV: session key, the entry expected there ('' = none, '*' = whatever is
+#: there), new entry JSON ('' = delete the entry), agent, the archive's time to
+#: live in ms ('' = kept), the agent's transcript key prefix, its archive key
+#: prefix, the archive name's tail (``.jsonl.reset.<time>``).
+#: Reads the entry *Redis* holds (not the caller's copy, which another
+#: instance may have changed): when it is not the expected one, changes
+#: nothing and returns {0, current entry or ''} (the caller builds the new
+#: entry from it and tries again); else archives the transcript that entry
+#: names (renamed, as OpenClaw renames the file), replaces or removes the
+#: entry and returns {1, previous entry or ''}.
 REPLACE = LuaScript(
     "replace",
     """
-local had = redis.call('HEXISTS', KEYS[1], ARGV[1])
-if redis.call('EXISTS', KEYS[2]) == 1 then
-  redis.call('RENAME', KEYS[2], KEYS[3])
-  if ARGV[4] and ARGV[4] ~= '' then
-    redis.call('PEXPIRE', KEYS[3], ARGV[4])
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if ARGV[2] ~= '*' and (current or '') ~= ARGV[2] then
+  return {0, current or ''}
+end
+if current then
+  local ok, decoded = pcall(cjson.decode, current)
+  local sid = ok and type(decoded) == 'table' and decoded['sessionId']
+  if type(sid) == 'string' and sid ~= '' and redis.call('EXISTS', ARGV[6] .. sid) == 1 then
+    local archive = ARGV[7] .. sid .. ARGV[8]
+    redis.call('RENAME', ARGV[6] .. sid, archive)
+    if ARGV[5] ~= '' then
+      redis.call('PEXPIRE', archive, ARGV[5])
+    end
   end
 end
-if ARGV[2] == '' then
+if ARGV[3] == '' then
   redis.call('HDEL', KEYS[1], ARGV[1])
 else
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-  redis.call('SADD', KEYS[4], ARGV[3])
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+  redis.call('SADD', KEYS[2], ARGV[4])
 end
-return had
+return {1, current or ''}
 """,
 )
 

@@ -45,7 +45,7 @@ from openclaw.sessions.journal import RAW_ENTRY
 from openclaw.sessions.redis.client import RedisCommandError, RedisCommands
 from openclaw.sessions.redis.keys import KeySchema
 from openclaw.sessions.redis.lanes import LaneLostError, LeaseBook
-from openclaw.sessions.redis.mirror import SessionMirror
+from openclaw.sessions.redis.mirror import SessionMirror, json_object
 from openclaw.sessions.redis.scripts import APPEND, REPLACE
 from openclaw.sessions.redis.transcript import (
     DEFAULT_TAIL_LINES,
@@ -198,58 +198,93 @@ class RedisSessionStore(SessionMirror):
         return entry
 
     def reset(self, agent_id: str, session_key: str) -> SessionEntry:
-        """A fresh sessionId; the old transcript is renamed ``.reset.<time>``."""
+        """A fresh sessionId; the old transcript is renamed ``.reset.<time>``.
+
+        Redis decides what "old" is (the entry it holds when the script runs,
+        whichever instance wrote it last), so the transcript archived is the
+        session's current one and its fields are kept even when this process'
+        copy is stale; the entry returned has the new sessionId."""
         agent = normalize_agent_id(agent_id)
         index = self._index(agent)
         now = self._now()
         old = index.get(session_key)
-        fresh: dict[str, Any] = {}
-        if old is not None:
-            fresh = {k: v for k, v in old.items() if k not in _TOKEN_FIELDS}
-        fresh.update(sessionId=random_uuid4(), updatedAt=now)
-        index[session_key] = fresh
-        self._replace(agent, session_key, old, fresh, "reset", now)
+        session_id = random_uuid4()
+
+        def fresh_from(current: Mapping[str, Any] | None) -> dict[str, Any]:
+            fresh = {k: v for k, v in (current or {}).items() if k not in _TOKEN_FIELDS}
+            fresh.update(sessionId=session_id, updatedAt=now)
+            return fresh
+
+        fresh = index[session_key] = fresh_from(old)
+        self._forget_transcript(agent, old)
+        expected = encode_line(old) if old is not None else ""
+        self._replace(agent, session_key, expected, fresh_from, "reset", now)
         return self._entry(agent, session_key, fresh)
 
     def delete(self, agent_id: str, session_key: str) -> bool:
-        """Remove the entry; the transcript is renamed ``.deleted.<time>``."""
+        """Remove the entry Redis holds (whatever this process' copy says); the
+        transcript it names is renamed ``.deleted.<time>``. True when this
+        process knew the session (the gateway re-reads it first)."""
         agent = normalize_agent_id(agent_id)
         old = self._index(agent).pop(session_key, None)
-        if old is None:
-            return False
-        self._replace(agent, session_key, old, None, "deleted", self._now())
-        return True
+        self._forget_transcript(agent, old)
+        self._replace(agent, session_key, "*", lambda _: None, "deleted", self._now())
+        return old is not None
+
+    def _forget_transcript(self, agent: str, entry: Mapping[str, Any] | None) -> None:
+        if entry is not None:
+            old_id = str(entry.get("sessionId", ""))
+            self._tx.pop((agent, old_id), None)
+            self._unsaved.discard((agent, old_id))
 
     def _replace(
         self,
         agent: str,
         session_key: str,
-        old: Mapping[str, Any] | None,
-        fresh: Mapping[str, Any] | None,
+        expected: str,
+        make: Callable[[Mapping[str, Any] | None], dict[str, Any] | None],
         why: str,
         now: int,
     ) -> None:
-        old_id = str(old.get("sessionId", "")) if old is not None else ""
-        self._tx.pop((agent, old_id), None)
-        self._unsaved.discard((agent, old_id))
+        """Run :data:`REPLACE` with ``make(entry)`` as the new entry, where
+        ``entry`` is what Redis holds; when the guess (``expected``) was wrong,
+        once more with what Redis answered it holds."""
         schema = self._schema
-        name = f"{old_id}.jsonl.{why}.{archive_suffix(now)}"
-        d = self._client.run_script(
-            REPLACE,
-            [
-                schema.index(agent),
-                schema.transcript(agent, old_id or "-"),
-                schema.archived(agent, name),
-                schema.agents(),
-            ],
-            [
-                session_key,
-                encode_line(fresh) if fresh is not None else "",
-                agent,
-                self._archive_ttl_ms,
-            ],
-        )
-        self._track(d, f"{why} of a session")
+        tail = f".jsonl.{why}.{archive_suffix(now)}"
+
+        def attempt(expected: str, tries: int) -> Deferred[None]:
+            fresh = make(json_object(expected) if expected not in ("", "*") else None)
+            d = self._client.run_script(
+                REPLACE,
+                [schema.index(agent), schema.agents()],
+                [
+                    session_key,
+                    expected,
+                    encode_line(fresh) if fresh is not None else "",
+                    agent,
+                    self._archive_ttl_ms,
+                    schema.transcript(agent, ""),
+                    schema.archived(agent, ""),
+                    tail,
+                ],
+            )
+
+            def answered(reply: Any) -> Deferred[None] | None:
+                done, raw = int(reply[0]), _text(reply[1])
+                if not done:
+                    if tries <= 1:
+                        raise RuntimeError("the session kept changing meanwhile")
+                    return attempt(raw, tries - 1)
+                self._forget_transcript(agent, json_object(raw) if raw else None)
+                index = self._indexes.get(agent, {})
+                current = index.get(session_key) or {}
+                if fresh is not None and current.get("sessionId") == fresh["sessionId"]:
+                    index[session_key] = fresh  # with the fields Redis had
+                return None
+
+            return d.addCallback(answered)
+
+        self._track(attempt(expected, 3), f"{why} of a session")
 
     # -- transcripts --------------------------------------------------------------------
 
@@ -474,3 +509,8 @@ class RedisSessionStore(SessionMirror):
         if self._owns_client:
             idle.addCallback(lambda _: self._client.close())
         return idle
+
+
+def _text(raw: Any) -> str:
+    """A bulk reply as text (the client may hand bytes or str)."""
+    return raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
