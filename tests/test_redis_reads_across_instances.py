@@ -15,6 +15,7 @@ from typing import ClassVar
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from openclaw.sessions.redis.keys import KeySchema
 from tests.gateway_process import GatewayProcess
 from tests.redis_support import RedisServer
 from tests.test_redis_gateway import chat, gateway_config, start_draining
@@ -76,3 +77,14 @@ class ReadsAcrossInstancesTests(SynchronousTestCase):
         listed = self.client(self.b).request("sessions.list", {})
         self.assertTrue(listed["ok"], listed)
         self.assertIn(key, [s["key"] for s in listed["payload"]["sessions"]])
+
+    def test_sessions_delete_on_the_other_instance_deletes(self) -> None:
+        """sessions.delete on B of a session made on A after B started answers
+        deleted: true, and the entry is gone from Redis."""
+        key = "agent:main:deleted-across"
+        status, body = chat(self.a.port, key, "only on a")
+        self.assertEqual(status, 200, body)
+        deleted = self.client(self.b).request("sessions.delete", {"key": key})
+        self.assertEqual(deleted["payload"]["deleted"], True, deleted)
+        entry = self.server.command("HGET", KeySchema().index("main"), key)
+        self.assertEqual(entry, b"$-1\r\n")

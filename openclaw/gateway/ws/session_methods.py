@@ -158,11 +158,16 @@ def _busy(session_key: str) -> RequestError:
 def _when_idle_everywhere(
     services: GatewayServices, session_key: str, then: Callable[[], _T]
 ) -> Deferred[_T]:
-    """``then()`` unless another gateway instance runs a turn on the session."""
+    """``then()`` unless another gateway instance runs a turn on the session; a
+    shared catalog re-reads the session first, so ``then`` answers from what
+    Redis holds (a session made on another instance is known here)."""
 
-    def checked(busy: bool) -> _T:
+    def checked(busy: bool) -> Deferred[_T] | _T:
         if busy:
             raise _busy(session_key)
+        store = session_store(services)
+        if isinstance(store, SharedCatalog):
+            return store.refresh_session(session_key).addCallback(lambda _: then())
         return then()
 
     return services.hub.relay.busy_elsewhere(session_key).addCallback(checked)
