@@ -73,6 +73,14 @@ class KeySchema:
         """How a run ended (``agent.wait`` on another instance), kept a while."""
         return f"{self.prefix}run:{key_hash(run_id)}"
 
+    def run_outcome_prefix(self) -> str:
+        """What :meth:`run_outcome` names start with (scripts add the hash)."""
+        return f"{self.prefix}run:"
+
+    def run_claim_prefix(self) -> str:
+        """What :meth:`run_claim` names start with (scripts add the hash)."""
+        return f"{self.prefix}claim:"
+
     def instance(self, owner: str) -> str:
         """An instance's heartbeat (its runs count as active only while it lives)."""
         return f"{self.instance_prefix()}{owner}"

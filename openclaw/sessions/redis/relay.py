@@ -2,8 +2,10 @@
 of the Redis store.
 
 * Active runs are in a hash (run id -> session key, owner instance); an
-  instance heartbeats a key while it lives, so the runs of a killed one stop
-  counting once its heartbeat expires.
+  instance heartbeats a key while it lives. The runs of a killed one end once
+  its heartbeat expires: the live instances record them as failed (an error
+  outcome for ``agent.wait``, announced like any end) and drop their
+  idempotency claims, so a resent key runs the turn again.
 * A run's outcome is kept (10 minutes) when it ends and announced on the
   instances' pub/sub channel: ``agent.wait`` on any instance answers.
 * ``chat.abort`` on one instance is announced on the channel; the instance
@@ -33,6 +35,8 @@ from openclaw.sessions.redis.scripts import (
     CLAIM_RUN,
     FINISH_RUN,
     LIST_RUNS,
+    REAP_RUNS,
+    RUN_OUTCOME,
     START_RUN,
 )
 
@@ -148,6 +152,36 @@ class RedisRunRelay:
         key = self._schema.instance(self._owner)
         self._quiet(self._client.execute("SET", key, "1", "EX", ttl))
         self._write_finishes()
+        self._reap()
+
+    def _reap_args(self) -> list[str | int | float]:
+        """``reap``'s context in :data:`REAP_RUNS` and :data:`RUN_OUTCOME`."""
+        schema = self._schema
+        return [
+            schema.instance_prefix(),
+            schema.run_outcome_prefix(),
+            schema.run_claim_prefix(),
+            OUTCOME_TTL,
+            self._channel,
+            self._owner,
+            int(self._clock.seconds() * 1000),
+        ]
+
+    def _reap(self) -> None:
+        """End the runs of instances that stopped heartbeating (killed): their
+        ``agent.wait`` answers an error here too (our own announcement is not
+        delivered to us)."""
+        d = self._client.run_script(REAP_RUNS, [self._schema.runs()], self._reap_args())
+
+        def ended(flat: Any) -> None:
+            items = list(flat or [])
+            for run_id, raw in zip(items[::2], items[1::2], strict=True):
+                outcome = _parsed(raw)
+                if self._sink is not None and outcome is not None:
+                    self._sink.remote_finished(str(run_id), outcome)
+
+        d.addCallback(ended)
+        self._quiet(d)
 
     def _write_finishes(self) -> None:
         """Record the ends of runs that Redis has not confirmed yet."""
@@ -273,18 +307,15 @@ class RedisRunRelay:
         self._write_finish(run_id)
 
     def outcome(self, run_id: str) -> Deferred[Mapping[str, Any] | None]:
+        """How the run ended; a run whose instance was killed ends now, failed."""
         if self._client.lost:
             return succeed(None)
-
-        def parsed(raw: Any) -> Mapping[str, Any] | None:
-            try:
-                value = json.loads(raw) if raw else None
-            except ValueError:
-                return None
-            return value if isinstance(value, dict) else None
-
-        d = self._client.execute("GET", self._schema.run_outcome(run_id))
-        return d.addCallback(parsed).addErrback(lambda f: None)
+        d = self._client.run_script(
+            RUN_OUTCOME,
+            [self._schema.run_outcome(run_id), self._schema.runs()],
+            [run_id, *self._reap_args()],
+        )
+        return d.addCallback(_parsed).addErrback(lambda f: None)
 
     def _remote_runs(self) -> Deferred[list[tuple[str, str]]]:
         """``(run id, session key)`` of the other live instances' active runs."""
@@ -328,8 +359,11 @@ class RedisRunRelay:
     def claim(self, run_id: str) -> Deferred[bool]:
         if self._client.lost:
             return succeed(True)  # starting fails anyway (the store is unreachable)
+        schema = self._schema
         d = self._client.run_script(
-            CLAIM_RUN, [self._schema.run_claim(run_id)], [self._owner, OUTCOME_TTL]
+            CLAIM_RUN,
+            [schema.run_claim(run_id), schema.run_outcome(run_id)],
+            [self._owner, OUTCOME_TTL, schema.instance_prefix()],
         )
         return d.addCallback(lambda mine: str(mine) == "1")
 
@@ -370,3 +404,12 @@ class RedisRunRelay:
             return
         self._quiet(self._client.execute("DEL", self._schema.auth_failures(key)))
         self._send({"t": "unlock", "k": key})
+
+
+def _parsed(raw: Any) -> Mapping[str, Any] | None:
+    """An outcome's JSON as a mapping (None: none, or not an object)."""
+    try:
+        value = json.loads(raw) if raw else None
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None

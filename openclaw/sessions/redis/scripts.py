@@ -249,7 +249,7 @@ return 1
 
 #: KEYS: runs hash. ARGV: instance key prefix.
 #: Active runs of live instances, flat: run id, session key, owner, ...; runs
-#: whose instance stopped heartbeating are forgotten.
+#: whose instance stopped heartbeating are left out (:data:`REAP_RUNS` ends them).
 LIST_RUNS = LuaScript(
     "list_runs",
     """
@@ -261,11 +261,87 @@ for i = 1, #flat, 2 do
     table.insert(out, flat[i])
     table.insert(out, tostring(run['k']))
     table.insert(out, tostring(run['o']))
-  else
-    redis.call('HDEL', KEYS[1], flat[i])
   end
 end
 return out
+""",
+)
+
+# Ending the run of an instance that stopped heartbeating (it was killed): the
+# entry goes, an error outcome is kept for ``agent.wait`` (unless the run
+# recorded one) and announced on the channel as the instance would have, and
+# its idempotency claim is dropped (a resent key runs the turn again).
+# reap(runs, run id, entry JSON, ctx): ctx is ARGV from ``at``: instance
+# prefix, outcome key prefix, claim key prefix, ttl s, channel, this instance,
+# now ms. The outcome (a table) when the run's owner is gone, else nil.
+_REAP_FUNCTION = """
+local function reap(runs, run_id, raw, at)
+  local inst, outcomes, claims = ARGV[at], ARGV[at + 1], ARGV[at + 2]
+  local ttl, channel, reaper, now = tonumber(ARGV[at + 3]), ARGV[at + 4], ARGV[at + 5],
+    tonumber(ARGV[at + 6])
+  local ok, run = pcall(cjson.decode, raw)
+  if ok and type(run) == 'table' and redis.call('EXISTS', inst .. tostring(run['o'])) == 1 then
+    return nil
+  end
+  redis.call('HDEL', runs, run_id)
+  if not ok or type(run) ~= 'table' then
+    return nil
+  end
+  local key = tostring(run['k'])
+  local outcome = {
+    run_id = run_id, status = 'error', session_key = key,
+    agent_id = string.match(key, '^agent:([^:]+):') or '', ended_at = now,
+    error = 'the gateway instance running this run stopped before it ended',
+  }
+  local stored = outcomes .. redis.sha1hex(run_id)
+  redis.call('DEL', claims .. redis.sha1hex(run_id))
+  if redis.call('SET', stored, cjson.encode(outcome), 'NX', 'EX', ttl) then
+    redis.call('PUBLISH', channel, cjson.encode({t = 'done', r = run_id, x = outcome, o = reaper}))
+  end
+  return outcome
+end
+"""
+
+#: KEYS: runs hash. ARGV: instance prefix, outcome key prefix, claim key prefix,
+#: ttl s, channel, this instance, now ms. Ends the runs of instances that stopped heartbeating
+#: (see ``reap``); returns them flat: run id, outcome JSON, ...
+REAP_RUNS = LuaScript(
+    "reap_runs",
+    _REAP_FUNCTION
+    + """
+local flat = redis.call('HGETALL', KEYS[1])
+local out = {}
+for i = 1, #flat, 2 do
+  local outcome = reap(KEYS[1], flat[i], flat[i + 1], 1)
+  if outcome then
+    table.insert(out, flat[i])
+    table.insert(out, cjson.encode(outcome))
+  end
+end
+return out
+""",
+)
+
+#: KEYS: outcome key, runs hash. ARGV: run id, then :data:`REAP_RUNS`' ARGV.
+#: The run's outcome JSON; a run whose instance stopped heartbeating is ended
+#: now (see ``reap``); nil while it runs (or is unknown).
+RUN_OUTCOME = LuaScript(
+    "run_outcome",
+    _REAP_FUNCTION
+    + """
+local done = redis.call('GET', KEYS[1])
+if done then
+  return done
+end
+local raw = redis.call('HGET', KEYS[2], ARGV[1])
+if not raw then
+  return false
+end
+local outcome = reap(KEYS[2], ARGV[1], raw, 2)
+if outcome then
+  return cjson.encode(outcome)
+end
+return false
 """,
 )
 
@@ -289,15 +365,27 @@ return 0
 """,
 )
 
-#: KEYS: the claim. ARGV: owner, ttl s. 1 when the claim is (or already was)
-#: this owner's, 0 when another instance holds it.
+#: KEYS: the claim, the run's outcome. ARGV: owner, ttl s, instance key prefix.
+#: 1 when the claim is (or already was) this owner's, 0 when another live
+#: instance holds it or its run ended. A claim whose instance stopped
+#: heartbeating (killed) before its run ended is taken over: the run starts
+#: again here, rather than answering ``in_flight`` until the claim expires. A
+#: new claim forgets the outcome of the key's run that was lost with its
+#: instance (``reap`` dropped that run's claim).
 CLAIM_RUN = LuaScript(
     "claim_run",
     """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', tonumber(ARGV[2])) then
+  redis.call('DEL', KEYS[2])
   return 1
 end
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  return 1
+end
+if holder and redis.call('EXISTS', ARGV[3] .. holder) == 0
+    and redis.call('EXISTS', KEYS[2]) == 0 then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2]))
   return 1
 end
 return 0
