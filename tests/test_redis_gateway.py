@@ -279,6 +279,40 @@ class TwoInstancesTests(SynchronousTestCase):
         self.assertIn("bturn", said[3][1])
         self.assertIn("bturn", said[4][1])
 
+    def test_sigkill_of_the_lane_holder_frees_reset_within_ttl(self) -> None:
+        """After an instance is killed mid-turn, sessions.reset on another one is
+        refused (SESSION_BUSY) only until the session's lock expires
+        (lockTtlSeconds), not until the dead instance's heartbeat does (15 s)."""
+        key = "agent:main:killed-then-reset"
+        victim = self.start("victim-reset", delay_ms=200)
+        try:
+            runner = SyncWsClient(victim.port)
+            try:
+                sent = runner.request(
+                    "chat.send",
+                    {"sessionKey": key, "message": "slow " * 50, "idempotencyKey": "kr-1"},
+                )
+                self.assertTrue(sent["ok"], sent)
+                lock = KeySchema().lock(key)
+                poll(
+                    lambda: True if self.server.command("EXISTS", lock) == b":1\r\n" else None,
+                    what="the victim to hold the lane",
+                )
+                victim.kill()
+            finally:
+                _swallow(runner.close)
+        finally:
+            victim.ensure_stopped()
+        killed = time.monotonic()
+        resetter = self.client(self.b)
+
+        def reset() -> dict[str, Any] | None:
+            answer = resetter.request("sessions.reset", {"key": key})
+            return answer if answer["ok"] else None
+
+        poll(reset, timeout=LOCK_TTL + 5, what="sessions.reset to be accepted")
+        self.assertLess(time.monotonic() - killed, LOCK_TTL + 5)
+
     def client(self, gateway: GatewayProcess) -> SyncWsClient:
         ws = SyncWsClient(gateway.port)
         self.addCleanup(ws.close)

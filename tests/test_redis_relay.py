@@ -159,3 +159,17 @@ class RelayTests(TestCase):
         ended = await self.a.outcome("k4")
         assert ended is not None
         self.assertEqual(ended["status"], "error")
+
+    async def test_a_killed_instances_run_stops_keeping_its_session_busy_with_its_lock(
+        self,
+    ) -> None:
+        """sessions.reset elsewhere is refused while B's run holds the session's
+        lock; once the lock expired (lockTtlSeconds) the session is free, even
+        though B's heartbeat (15 s) has not expired yet."""
+        await self.run_on_b("k5")
+        lock = KeySchema().lock(KEY)
+        self.server.command("SET", lock, "1:B")
+        self.assertTrue(await self.a.busy_elsewhere(KEY))
+        self.assertFalse(await self.b.busy_elsewhere(KEY))  # its own run
+        self.server.command("DEL", lock)  # expired: B was killed
+        self.assertFalse(await self.a.busy_elsewhere(KEY))

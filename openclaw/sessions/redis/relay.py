@@ -5,7 +5,9 @@ of the Redis store.
   instance heartbeats a key while it lives. The runs of a killed one end once
   its heartbeat expires: the live instances record them as failed (an error
   outcome for ``agent.wait``, announced like any end) and drop their
-  idempotency claims, so a resent key runs the turn again.
+  idempotency claims, so a resent key runs the turn again. A killed
+  instance's run keeps its session busy (``sessions.reset``) only while the
+  session's lock lives (``lockTtlSeconds``).
 * A run's outcome is kept (10 minutes) when it ends and announced on the
   instances' pub/sub channel: ``agent.wait`` on any instance answers.
 * ``chat.abort`` on one instance is announced on the channel; the instance
@@ -37,6 +39,7 @@ from openclaw.sessions.redis.scripts import (
     LIST_RUNS,
     REAP_RUNS,
     RUN_OUTCOME,
+    SESSION_BUSY,
     START_RUN,
 )
 
@@ -350,11 +353,17 @@ class RedisRunRelay:
         return self._remote_runs().addCallback(ask)
 
     def busy_elsewhere(self, session_key: str) -> Deferred[bool]:
+        """A live instance's run on the session while its lock is held (a killed
+        instance's run stops counting when its lock expires)."""
         if self._client.lost:
             return succeed(False)
-        return self._remote_runs().addCallback(
-            lambda runs: any(key == session_key for _, key in runs)
+        schema = self._schema
+        d = self._client.run_script(
+            SESSION_BUSY,
+            [schema.runs(), schema.lock(session_key)],
+            [schema.instance_prefix(), session_key, self._owner],
         )
+        return d.addCallback(lambda busy: str(busy) == "1")
 
     def claim(self, run_id: str) -> Deferred[bool]:
         if self._client.lost:

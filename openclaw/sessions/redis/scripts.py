@@ -267,6 +267,29 @@ return out
 """,
 )
 
+#: KEYS: runs hash, the session's lane lock. ARGV: instance key prefix, session
+#: key, this instance. 1 while another live instance has a run on the session
+#: *and* the session's lock is held: a killed instance's run stops counting
+#: when its lock expires (``lockTtlSeconds``), not only when its heartbeat does.
+SESSION_BUSY = LuaScript(
+    "session_busy",
+    """
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  return 0
+end
+local flat = redis.call('HGETALL', KEYS[1])
+for i = 1, #flat, 2 do
+  local ok, run = pcall(cjson.decode, flat[i + 1])
+  if ok and type(run) == 'table' and tostring(run['k']) == ARGV[2]
+      and tostring(run['o']) ~= ARGV[3]
+      and redis.call('EXISTS', ARGV[1] .. tostring(run['o'])) == 1 then
+    return 1
+  end
+end
+return 0
+""",
+)
+
 # Ending the run of an instance that stopped heartbeating (it was killed): the
 # entry goes, an error outcome is kept for ``agent.wait`` (unless the run
 # recorded one) and announced on the channel as the instance would have, and
