@@ -378,7 +378,8 @@ STATE_UNAVAILABLE_ERROR = MappedError(
 #: The gateway could not write the turn (its disk is full): not saved, so not a success.
 TURN_NOT_SAVED_ERROR = MappedError(
     503,
-    "the turn could not be saved on the gateway (its storage failed); retry later",
+    "the turn could not be saved on the gateway (its storage failed, or another gateway took"
+    " over the session); retry later",
     "api_error",
     "turn_not_saved",
     retry_after_seconds=5,
