@@ -96,8 +96,15 @@ class ControlUiBrowserTests(SynchronousTestCase):
             wait_for(d, lambda d: self.drawer_open(), "the session drawer open")
         by_id(d, "new-session").click()
         wait_for(d, lambda d: not message_texts(d), "an empty conversation")
-        current = d.find_element(By.CSS_SELECTOR, ".session[aria-current='true']")
-        return str(current.get_attribute("data-key"))
+        return self.current_key()
+
+    def current_key(self) -> str:
+        """The open session's key (one script: the list may be redrawn meanwhile)."""
+        key: str = self.driver.execute_script(
+            "const e = document.querySelector('.session[aria-current=\"true\"]');"
+            "return e ? e.dataset.key : '';"
+        )
+        return key
 
     def drawer_open(self) -> bool:
         return bool(
@@ -300,8 +307,7 @@ class ControlUiBrowserTests(SynchronousTestCase):
             lambda d: message_texts(d, ".msg.user .body") == ["remember me"],
             "the same chat's history",
         )
-        current = d.find_element(By.CSS_SELECTOR, ".session[aria-current='true']")
-        self.assertEqual(current.get_attribute("data-key"), key)
+        self.assertEqual(self.current_key(), key)
 
     def test_reconnects_after_the_gateway_restarts(self) -> None:
         """Stopping the gateway shows Reconnecting; when it is back the page is
@@ -433,16 +439,14 @@ class ControlUiBrowserTests(SynchronousTestCase):
         Select(by_id(d, "agent-select")).select_by_value("helper")
         wait_for(
             d,
-            lambda d: str(
-                d.find_element(By.CSS_SELECTOR, ".session[aria-current='true']").get_attribute(
-                    "data-key"
-                )
-            ).startswith("agent:helper:"),
+            lambda d: self.current_key().startswith("agent:helper:"),
             "the helper agent's main session",
         )
         self.send("hi helper")
         self.finished_reply("You said: hi helper")
-        keys = [e.get_attribute("data-key") for e in d.find_elements(By.CSS_SELECTOR, ".session")]
+        keys: list[str] = d.execute_script(
+            "return [...document.querySelectorAll('.session')].map((e) => e.dataset.key);"
+        )
         self.assertTrue(keys)
         self.assertTrue(all(str(k).startswith("agent:helper:") for k in keys), keys)
 
