@@ -51,6 +51,11 @@ SCRIPTS: dict[str, FakeReply] = {
             FakeToolCall(name="web_search", arguments='{"query": "<b>weather</b> in Paris"}'),
         ),
     ),
+    # Another turn's call: the fake names its calls call_fake_<n> in every turn.
+    "lookup": FakeReply(
+        text="Let me look again.",
+        tool_calls=(FakeToolCall(name="web_search", arguments='{"query": "weather in Rome"}'),),
+    ),
 }
 
 

@@ -134,6 +134,16 @@ class ControlUiBrowserTests(SynchronousTestCase):
 
         return wait_for(self.driver, done, f"a final reply containing {needle!r}")
 
+    def tool_boxes(self) -> list[dict[str, Any]]:
+        """Each tool box: its arguments, state, status and whether a result shows."""
+        boxes: list[dict[str, Any]] = self.driver.execute_script(
+            "return [...document.querySelectorAll('#messages details.tool')].map((t) => ({"
+            "args: t.querySelector('.tool-args').textContent, state: t.dataset.state || '',"
+            "status: t.querySelector('.tool-status').textContent,"
+            "result: !t.querySelector('.tool-result').parentElement.hidden}));"
+        )
+        return boxes
+
     def assert_no_alert(self) -> None:
         try:
             alert = self.driver.switch_to.alert
@@ -431,6 +441,26 @@ class ControlUiBrowserTests(SynchronousTestCase):
             "the tool call again, from the transcript",
         )
         self.assertEqual(names, ["web_search"])
+
+    def test_tool_calls_reusing_an_id_keep_their_own_boxes(self) -> None:
+        """Two turns whose tool calls have the same id (the fake upstream's
+        call_fake_0) keep a box each, live and from the transcript."""
+        d = self.driver
+        self.signed_in()
+        self.new_chat()
+        self.send("use a tool")
+        self.finished_reply("The tool has answered.")
+        self.send("lookup again")
+        wait_for(d, lambda d: len(message_texts(d, ".msg.user")) == 2, "the second message")
+        self.finished_reply("The tool has answered.")
+        for phase in ("live", "history"):
+            if phase == "history":
+                d.refresh()
+                wait_for(d, lambda d: len(self.tool_boxes()) == 2, "the calls from the transcript")
+            boxes = self.tool_boxes()
+            self.assertEqual(len(boxes), 2, phase)
+            self.assertIn("Paris", boxes[0]["args"], phase)
+            self.assertIn("Rome", boxes[1]["args"], phase)
 
     def test_agent_choice_scopes_sessions(self) -> None:
         """Choosing another agent lists its sessions and chats with it."""

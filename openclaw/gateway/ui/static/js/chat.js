@@ -7,41 +7,49 @@ export class ChatView {
   constructor(list) {
     this.list = list;
     this.replies = new Map(); // runId -> {item, body, text}
-    this.tools = new Map(); // toolCallId -> {box, status, args, result}
+    // Tool boxes, keyed "run:<runId>:<toolCallId>" live and "msg:<index>:<toolCallId>" from
+    // the history: some servers reuse call ids ("call_0") in every turn.
+    this.tools = new Map(); // key -> {box, status, args, result}
+    this.historyCalls = new Map(); // toolCallId -> key of its latest call in the history
   }
 
   clear() {
     this.list.replaceChildren();
     this.replies.clear();
     this.tools.clear();
+    this.historyCalls.clear();
   }
 
   /** Show a transcript (chat.history's messages, oldest first). */
   showHistory(messages) {
     this.clear();
-    for (const message of messages) this.addHistoryMessage(message);
+    messages.forEach((message, index) => this.addHistoryMessage(message, index));
     this.scrollToEnd();
   }
 
-  addHistoryMessage(message) {
+  addHistoryMessage(message, index) {
     const role = message.role;
     if (role === "user") {
       this.addUser(contentText(message.content));
     } else if (role === "assistant") {
       const text = contentText(message.content);
       const parts = Array.isArray(message.content) ? message.content : [];
-      for (const part of parts) {
+      parts.forEach((part, n) => {
         if (part && (part.type === "toolCall" || part.type === "tool_use")) {
-          this.toolEvent({ phase: "start", name: part.name, toolCallId: part.id,
-            args: part.arguments ?? part.input });
+          const key = `msg:${index}:${part.id || n}`;
+          if (part.id) this.historyCalls.set(part.id, key);
+          this.updateTool(this.tool(key, part.name),
+            { phase: "start", args: part.arguments ?? part.input });
         }
-      }
+      });
       if (text || !parts.length) this.addAssistant(text, message.stopReason);
       if (message.stopReason === "error" && message.errorMessage) {
         this.addError(message.errorMessage);
       }
     } else if (role === "toolResult" || role === "tool") {
-      this.toolEvent({ phase: "end", toolCallId: message.toolCallId, name: message.toolName,
+      // A result belongs to the latest call with its id (ids can repeat across turns).
+      const key = this.historyCalls.get(message.toolCallId) || `msg:${index}:result`;
+      this.updateTool(this.tool(key, message.toolName), { phase: "end",
         result: message.content, isError: message.isError });
     }
   }
@@ -106,35 +114,50 @@ export class ChatView {
     if (state === "error" && !reply.text) reply.item.remove();
   }
 
-  /** An agent "tool" stream event: phase start | update | result (or end). */
-  toolEvent(data, runId = undefined) {
+  /** An agent "tool" stream event of run runId: phase start | update | result (or end). */
+  toolEvent(data, runId) {
     const id = data.toolCallId || `${data.name}-${this.tools.size}`;
-    let tool = this.tools.get(id);
-    if (!tool) {
-      const status = el("span", { className: "tool-status" }, "running");
-      const args = el("pre", { className: "tool-args" });
-      const result = el("pre", { className: "tool-result" });
-      const box = el("details", { className: "tool" },
-        el("summary", {}, el("span", { className: "tool-name" }, data.name || "tool"), status),
-        el("div", { className: "tool-label" }, "Arguments"), args,
-        el("div", { className: "tool-label" }, "Result"), result);
-      const item = el("li", { className: "msg tool-activity" }, box);
-      const reply = runId ? this.replies.get(runId) : undefined;
-      if (reply) this.list.insertBefore(item, reply.item);
-      else this.list.append(item);
-      tool = { box, status, args, result };
-      this.tools.set(id, tool);
-    }
+    const key = `run:${runId}:${id}`;
+    this.updateTool(this.tool(key, data.name, this.replies.get(runId)), data);
+  }
+
+  /** The box for key, created (before the reply it belongs to, when there is one). */
+  tool(key, name, reply = undefined) {
+    let tool = this.tools.get(key);
+    if (tool) return tool;
+    const status = el("span", { className: "tool-status" }, "running");
+    const args = el("pre", { className: "tool-args" });
+    const result = el("pre", { className: "tool-result" });
+    const box = el("details", { className: "tool" },
+      el("summary", {}, el("span", { className: "tool-name" }, name || "tool"), status),
+      el("div", { className: "tool-label" }, "Arguments"), args,
+      el("div", { className: "tool-label" }, "Result"), result);
+    const item = el("li", { className: "msg tool-activity" }, box);
+    if (reply) this.list.insertBefore(item, reply.item);
+    else this.list.append(item);
+    tool = { box, status, args, result };
+    this.tools.set(key, tool);
+    return tool;
+  }
+
+  updateTool(tool, data) {
     if (data.args !== undefined) tool.args.textContent = prettyValue(data.args);
     const result = data.result ?? data.partialResult;
     if (result !== undefined) tool.result.textContent = prettyValue(result);
     // OpenClaw names the terminal phase "result"; "end" closes a call the model
     // asked for without the gateway running it.
     if (data.phase === "result" || data.phase === "end") {
-      tool.status.textContent = data.isError ? "failed" : "done";
-      tool.box.dataset.state = data.isError ? "error" : "done";
+      this.setToolState(tool, data.isError ? "error" : "done", data.isError ? "failed" : "done");
+    } else {
+      this.setToolState(tool, "", "running");
     }
     this.scrollToEnd();
+  }
+
+  setToolState(tool, state, label) {
+    tool.status.textContent = label;
+    if (state) tool.box.dataset.state = state;
+    else delete tool.box.dataset.state;
   }
 
   scrollToEnd() {
