@@ -441,6 +441,11 @@ class ControlUiBrowserTests(SynchronousTestCase):
             "the tool call again, from the transcript",
         )
         self.assertEqual(names, ["web_search"])
+        # chat.history has no tool results: the call shows as ended, not running.
+        self.assertEqual(
+            [(b["state"], b["status"], b["result"]) for b in self.tool_boxes()],
+            [("ended", "finished", False)],
+        )
 
     def test_tool_calls_reusing_an_id_keep_their_own_boxes(self) -> None:
         """Two turns whose tool calls have the same id (the fake upstream's
@@ -461,6 +466,8 @@ class ControlUiBrowserTests(SynchronousTestCase):
             self.assertEqual(len(boxes), 2, phase)
             self.assertIn("Paris", boxes[0]["args"], phase)
             self.assertIn("Rome", boxes[1]["args"], phase)
+            states = {b["state"] for b in boxes}
+            self.assertLessEqual(states, {"done", "error"} if phase == "live" else {"ended"})
 
     def test_agent_choice_scopes_sessions(self) -> None:
         """Choosing another agent lists its sessions and chats with it."""

@@ -9,8 +9,9 @@ export class ChatView {
     this.replies = new Map(); // runId -> {item, body, text}
     // Tool boxes, keyed "run:<runId>:<toolCallId>" live and "msg:<index>:<toolCallId>" from
     // the history: some servers reuse call ids ("call_0") in every turn.
-    this.tools = new Map(); // key -> {box, status, args, result}
+    this.tools = new Map(); // key -> {box, status, args, result, resultPart}
     this.historyCalls = new Map(); // toolCallId -> key of its latest call in the history
+    this.pendingCalls = new Map(); // toolCallId -> box of a call the history ends on
   }
 
   clear() {
@@ -18,12 +19,29 @@ export class ChatView {
     this.replies.clear();
     this.tools.clear();
     this.historyCalls.clear();
+    this.pendingCalls.clear();
   }
 
   /** Show a transcript (chat.history's messages, oldest first). */
   showHistory(messages) {
     this.clear();
     messages.forEach((message, index) => this.addHistoryMessage(message, index));
+    // Calls the history ends on have no answer yet: their run is still going
+    // (a finished or stopped run writes a message after them). Its live events
+    // update these boxes instead of opening new ones.
+    const last = messages.length - 1;
+    for (const [id, key] of this.historyCalls) {
+      const tool = this.tools.get(key);
+      if (key.startsWith(`msg:${last}:`) && !tool.box.dataset.state) {
+        this.pendingCalls.set(id, tool);
+      }
+    }
+    // chat.history has no tool results (it shows user and assistant messages):
+    // any other call it holds has ended, so it is not shown as running.
+    const pending = new Set(this.pendingCalls.values());
+    for (const tool of this.tools.values()) {
+      if (!tool.box.dataset.state && !pending.has(tool)) this.endTool(tool);
+    }
     this.scrollToEnd();
   }
 
@@ -55,6 +73,7 @@ export class ChatView {
   }
 
   addUser(text) {
+    this.pendingCalls.clear(); // a new turn: the calls before it are not its own
     const item = el("li", { className: "msg user" },
       el("div", { className: "role" }, "You"),
       el("div", { className: "body plain" }, text));
@@ -112,13 +131,24 @@ export class ChatView {
     reply.item.dataset.state = state;
     if (state === "aborted") reply.item.append(el("div", { className: "note" }, "Stopped"));
     if (state === "error" && !reply.text) reply.item.remove();
+    // The run is over: a call of it that got no result event is not running any more.
+    for (const [key, tool] of this.tools) {
+      if (key.startsWith(`run:${runId}:`) && !tool.box.dataset.state) this.endTool(tool);
+    }
+    this.endPendingCalls();
   }
 
   /** An agent "tool" stream event of run runId: phase start | update | result (or end). */
   toolEvent(data, runId) {
     const id = data.toolCallId || `${data.name}-${this.tools.size}`;
     const key = `run:${runId}:${id}`;
-    this.updateTool(this.tool(key, data.name, this.replies.get(runId)), data);
+    let tool = this.tools.get(key);
+    if (!tool && this.pendingCalls.has(id)) {
+      tool = this.pendingCalls.get(id);
+      this.pendingCalls.delete(id);
+      this.tools.set(key, tool);
+    }
+    this.updateTool(tool || this.tool(key, data.name, this.replies.get(runId)), data);
   }
 
   /** The box for key, created (before the reply it belongs to, when there is one). */
@@ -128,14 +158,15 @@ export class ChatView {
     const status = el("span", { className: "tool-status" }, "running");
     const args = el("pre", { className: "tool-args" });
     const result = el("pre", { className: "tool-result" });
+    const resultPart = el("div", { hidden: true },
+      el("div", { className: "tool-label" }, "Result"), result);
     const box = el("details", { className: "tool" },
       el("summary", {}, el("span", { className: "tool-name" }, name || "tool"), status),
-      el("div", { className: "tool-label" }, "Arguments"), args,
-      el("div", { className: "tool-label" }, "Result"), result);
+      el("div", { className: "tool-label" }, "Arguments"), args, resultPart);
     const item = el("li", { className: "msg tool-activity" }, box);
     if (reply) this.list.insertBefore(item, reply.item);
     else this.list.append(item);
-    tool = { box, status, args, result };
+    tool = { box, status, args, result, resultPart };
     this.tools.set(key, tool);
     return tool;
   }
@@ -143,7 +174,10 @@ export class ChatView {
   updateTool(tool, data) {
     if (data.args !== undefined) tool.args.textContent = prettyValue(data.args);
     const result = data.result ?? data.partialResult;
-    if (result !== undefined) tool.result.textContent = prettyValue(result);
+    if (result !== undefined) {
+      tool.result.textContent = prettyValue(result);
+      tool.resultPart.hidden = false;
+    }
     // OpenClaw names the terminal phase "result"; "end" closes a call the model
     // asked for without the gateway running it.
     if (data.phase === "result" || data.phase === "end") {
@@ -152,6 +186,19 @@ export class ChatView {
       this.setToolState(tool, "", "running");
     }
     this.scrollToEnd();
+  }
+
+  /** Show the calls the history ended on as ended (their run is gone). */
+  endPendingCalls() {
+    for (const tool of this.pendingCalls.values()) {
+      if (!tool.box.dataset.state) this.endTool(tool);
+    }
+    this.pendingCalls.clear();
+  }
+
+  /** A call whose result is not known here: finished, not running. */
+  endTool(tool) {
+    this.setToolState(tool, "ended", "finished");
   }
 
   setToolState(tool, state, label) {
