@@ -134,6 +134,25 @@ class ControlUiBrowserTests(SynchronousTestCase):
 
         return wait_for(self.driver, done, f"a final reply containing {needle!r}")
 
+    def open_session(self, key: str) -> None:
+        """Click the session's row (found and clicked in one script: the list is redrawn)."""
+        wait_for(
+            self.driver,
+            lambda d: d.execute_script(
+                "const row = document.querySelector(arguments[0]); row?.click(); return !!row;",
+                f".session[data-key='{key}']",
+            ),
+            f"the row of {key}",
+        )
+
+    def streaming(self, needle: str = "tick tick") -> None:
+        """Wait until the latest reply is streaming and shows ``needle``."""
+        wait_for(
+            self.driver,
+            lambda d: self.last_reply()["streaming"] and needle in self.last_reply()["text"],
+            "the answer streaming in",
+        )
+
     def tool_boxes(self) -> list[dict[str, Any]]:
         """Each tool box: its arguments, state, status and whether a result shows."""
         boxes: list[dict[str, Any]] = self.driver.execute_script(
@@ -248,6 +267,59 @@ class ControlUiBrowserTests(SynchronousTestCase):
         self.assertLess(text.count("tick"), 400)
         self.assertIn("Stopped", message_texts(d, ".msg.assistant")[-1])
         wait_for(d, lambda d: visible(d, "send") and not visible(d, "stop"), "Send is back")
+
+    def test_stop_is_offered_for_an_answer_started_before_a_switch_or_reload(self) -> None:
+        """Back on a chat whose answer is still streaming (after opening another
+        chat, or after a reload) the page offers Stop, and Escape aborts it."""
+        d = self.driver
+        self.signed_in()
+        key = self.new_chat()
+        self.send("hello first")
+        self.finished_reply("You said: hello first")
+        self.send("slow please")
+        self.streaming()
+        self.new_chat()
+        self.assertTrue(visible(d, "send"))
+        self.open_session(key)
+        self.streaming()
+        wait_for(d, lambda d: visible(d, "stop"), "Stop after switching back")
+        d.refresh()
+        wait_for(d, lambda d: conn_state(d) == "online", "connected again")
+        self.streaming()
+        wait_for(d, lambda d: visible(d, "stop") and not visible(d, "send"), "Stop after a reload")
+        by_id(d, "input").send_keys(Keys.ESCAPE)
+        wait_for(d, lambda d: self.last_reply()["state"] == "aborted", "the answer stopped")
+        self.assertLess(self.last_reply()["text"].count("tick"), 400)
+        self.assertIn("Stopped", message_texts(d, ".msg.assistant")[-1])
+        wait_for(d, lambda d: visible(d, "send") and not visible(d, "stop"), "Send is back")
+        self.assertEqual(message_texts(d, ".msg.user .body"), ["hello first", "slow please"])
+
+    def test_stop_is_offered_after_a_reload_during_a_tool_call(self) -> None:
+        """A tool call sends nothing while it runs: after a reload the history,
+        which ends on the unanswered call, shows it running and offers Stop."""
+        d = self.driver
+        self.signed_in()
+        self.new_chat()
+        self.send("sleeper please")
+        wait_for(d, lambda d: self.tool_boxes(), "the tool box")
+        d.refresh()
+        wait_for(d, lambda d: conn_state(d) == "online", "connected again")
+        wait_for(
+            d,
+            lambda d: (
+                [b["status"] for b in self.tool_boxes()] == ["running"] and visible(d, "stop")
+            ),
+            "the call running and Stop",
+        )
+        by_id(d, "stop").click()
+        wait_for(d, lambda d: self.last_reply()["state"] == "aborted", "the run stopped")
+        wait_for(d, lambda d: visible(d, "send") and not visible(d, "stop"), "Send is back")
+        # One box (the live events filled the history's), no longer running.
+        wait_for(
+            d,
+            lambda d: [b["state"] for b in self.tool_boxes()] in (["error"], ["ended"]),
+            "one call, ended",
+        )
 
     def test_agent_errors_appear_in_the_conversation(self) -> None:
         """An upstream failure shows as an error item in the chat."""

@@ -29,7 +29,9 @@ class App {
     this.agents = [];
     this.agentId = null;
     this.sessionKey = null;
-    this.running = null; // {runId, sessionKey} of the reply being streamed here
+    // {runId, sessionKey, adopted} of the reply being streamed here; adopted when
+    // this view did not send it (another tab, or before a reload or a switch).
+    this.running = null;
     this.connectedOnce = false;
     this.titleTried = new Set(); // sessions whose first message was already looked up
     this.bind();
@@ -232,7 +234,7 @@ class App {
 
   async openSession(key) {
     this.sessionKey = key;
-    this.running = null;
+    this.running = null; // a run still going is adopted again at its next event
     savePlace({ agentId: this.agentId, sessionKey: key });
     if (!this.sessions.rows.some((row) => row.key === key)) this.sessions.addProvisional(key);
     this.sessions.select(key);
@@ -244,11 +246,29 @@ class App {
       const history = await this.client.request("chat.history", { sessionKey: key, limit: 200 });
       if (this.sessionKey !== key) return;
       this.chat.showHistory(history.messages || []);
+      this.adoptPending();
       const first = (history.messages || []).find((m) => m.role === "user");
       if (first) this.setTitle(key, contentText(first.content));
     } catch (err) {
       if (this.sessionKey === key) this.chat.addError(`Could not load this session: ${err.message}`);
     }
+  }
+
+  /** A run of the open session that this view did not start: follow it, and
+   * offer Stop (and Escape) for it. runId null: a run the history shows going
+   * (it ends on unanswered tool calls), known by its session only. */
+  adopt(runId) {
+    if (this.running) {
+      if (this.running.runId === null && runId) this.running.runId = runId;
+      return;
+    }
+    this.running = { runId, sessionKey: this.sessionKey, adopted: true };
+    this.updateComposer();
+  }
+
+  /** A long tool call sends no event until it ends: the history tells it is running. */
+  adoptPending() {
+    if (this.chat.pendingCalls.size) this.adopt(null);
   }
 
   setTitle(key, text) {
@@ -319,8 +339,16 @@ class App {
   async stop() {
     const run = this.running;
     if (!run) return;
+    const params = { sessionKey: run.sessionKey };
+    if (run.runId) params.runId = run.runId; // else every run of the session
     try {
-      await this.client.request("chat.abort", { sessionKey: run.sessionKey, runId: run.runId });
+      const answer = await this.client.request("chat.abort", params);
+      if (!answer.aborted && this.running === run) {
+        // Nothing was running (the run the history pointed at is gone).
+        this.running = null;
+        this.chat.endPendingCalls();
+        this.updateComposer();
+      }
     } catch (err) {
       this.chat.addError(`Could not stop: ${err.message}`);
     }
@@ -329,7 +357,10 @@ class App {
   onEvent(name, payload) {
     if (name === "chat") this.onChat(payload);
     else if (name === "agent" && payload.stream === "tool") {
-      if (payload.sessionKey === this.sessionKey) this.chat.toolEvent(payload.data || {}, payload.runId);
+      if (payload.sessionKey === this.sessionKey) {
+        this.adopt(payload.runId || null);
+        this.chat.toolEvent(payload.data || {}, payload.runId);
+      }
     } else if (name === "shutdown") {
       $("banner").textContent = "The gateway is stopping; reconnecting when it is back.";
       $("banner").hidden = false;
@@ -345,6 +376,7 @@ class App {
     }
     const runId = event.runId;
     if (event.state === "delta") {
+      this.adopt(runId || null);
       this.chat.updateReply(runId, text ?? "");
       return;
     }
@@ -352,7 +384,9 @@ class App {
     if (event.state === "error") {
       this.chat.addError(event.errorMessage || "The agent failed.");
     }
-    if (this.running && this.running.runId === runId) this.running = null;
+    if (this.running && (this.running.runId === runId || this.running.runId === null)) {
+      this.running = null;
+    }
     this.updateComposer();
     this.refreshSessions().catch(() => {});
   }
