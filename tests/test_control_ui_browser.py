@@ -163,6 +163,24 @@ class ControlUiBrowserTests(SynchronousTestCase):
         )
         return boxes
 
+    def open_tab(self) -> tuple[str, str]:
+        """A second tab on the app, signed in (closed at cleanup): (first, second) handles."""
+        d = self.driver
+        first = d.current_window_handle
+        d.switch_to.new_window("tab")
+        second = d.current_window_handle
+
+        def close() -> None:
+            d.switch_to.window(second)
+            d.close()
+            d.switch_to.window(first)
+
+        self.addCleanup(close)
+        d.get(self.gateway.url)
+        wait_for(d, lambda d: visible(d, "secret"), "the sign-in form")
+        self.signed_in()
+        return first, second
+
     def assert_no_alert(self) -> None:
         try:
             alert = self.driver.switch_to.alert
@@ -320,6 +338,56 @@ class ControlUiBrowserTests(SynchronousTestCase):
             lambda d: [b["state"] for b in self.tool_boxes()] in (["error"], ["ended"]),
             "one call, ended",
         )
+
+    def test_a_second_tab_shows_the_other_tabs_turns_and_can_stop_them(self) -> None:
+        """A second tab on the same chat shows the first tab's turns whole (its
+        message above the answer, once the answer ends) and offers Stop for an
+        answer the first tab started."""
+        d = self.driver
+        self.signed_in()
+        key = self.new_chat()
+        self.send("from the first tab")
+        self.finished_reply("You said: from the first tab")
+        first, second = self.open_tab()
+        wait_for(
+            d,
+            lambda d: message_texts(d, ".msg.user .body") == ["from the first tab"],
+            "the chat's history in the second tab",
+        )
+        self.assertEqual(self.current_key(), key)
+        d.switch_to.window(first)
+        self.send("again from the first tab")
+        self.finished_reply("You said: again from the first tab")
+        d.switch_to.window(second)
+        self.finished_reply("You said: again from the first tab")
+        wait_for(
+            d,
+            lambda d: (
+                message_texts(d, ".msg.user .body")
+                == ["from the first tab", "again from the first tab"]
+            ),
+            "the first tab's message in the second tab",
+        )
+        self.assertEqual(len(message_texts(d, ".msg.assistant")), 2)
+        d.switch_to.window(first)
+        self.send("slow please")
+        self.streaming()
+        d.switch_to.window(second)
+        self.streaming()
+        wait_for(d, lambda d: visible(d, "stop"), "Stop in the second tab")
+        by_id(d, "input").send_keys(Keys.ESCAPE)
+        wait_for(
+            d,
+            lambda d: (
+                self.last_reply()["state"] == "aborted"
+                and message_texts(d, ".msg.user .body")[-1:] == ["slow please"]
+            ),
+            "the stopped turn, whole, in the second tab",
+        )
+        self.assertEqual(len(message_texts(d, ".msg.assistant")), 3)
+        d.switch_to.window(first)
+        wait_for(d, lambda d: self.last_reply()["state"] == "aborted", "stopped in the first tab")
+        wait_for(d, lambda d: visible(d, "send"), "Send is back in the first tab")
 
     def test_agent_errors_appear_in_the_conversation(self) -> None:
         """An upstream failure shows as an error item in the chat."""

@@ -22,8 +22,12 @@ export class ChatView {
     this.pendingCalls.clear();
   }
 
-  /** Show a transcript (chat.history's messages, oldest first). */
-  showHistory(messages) {
+  /** Show a transcript (chat.history's messages, oldest first). With keepScroll
+   * the view stays where the reader left it unless it was at the end. */
+  showHistory(messages, { keepScroll = false } = {}) {
+    const scroller = this.list;
+    const atEnd = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 48;
+    const top = scroller.scrollTop;
     this.clear();
     messages.forEach((message, index) => this.addHistoryMessage(message, index));
     // Calls the history ends on have no answer yet: their run is still going
@@ -42,7 +46,8 @@ export class ChatView {
     for (const tool of this.tools.values()) {
       if (!tool.box.dataset.state && !pending.has(tool)) this.endTool(tool);
     }
-    this.scrollToEnd();
+    if (!keepScroll || atEnd) this.scrollToEnd();
+    else scroller.scrollTop = top;
   }
 
   addHistoryMessage(message, index) {
@@ -85,7 +90,9 @@ export class ChatView {
   addAssistant(text, stopReason) {
     const body = el("div", { className: "body markdown" });
     body.append(renderMarkdown(text));
-    const item = el("li", { className: "msg assistant" },
+    // The same state a streamed reply ends with, so both read alike.
+    const state = stopReason === "aborted" || stopReason === "error" ? stopReason : "final";
+    const item = el("li", { className: "msg assistant", dataset: { state } },
       el("div", { className: "role" }, "Agent"), body);
     if (stopReason === "aborted") item.append(el("div", { className: "note" }, "Stopped"));
     this.list.append(item);

@@ -32,6 +32,8 @@ class App {
     // {runId, sessionKey, adopted} of the reply being streamed here; adopted when
     // this view did not send it (another tab, or before a reload or a switch).
     this.running = null;
+    this.historySeq = 0; // the latest chat.history read of the open session
+    this.stale = false; // the history changed while this view streamed its own reply
     this.connectedOnce = false;
     this.titleTried = new Set(); // sessions whose first message was already looked up
     this.bind();
@@ -235,6 +237,8 @@ class App {
   async openSession(key) {
     this.sessionKey = key;
     this.running = null; // a run still going is adopted again at its next event
+    this.stale = false;
+    const seq = ++this.historySeq;
     savePlace({ agentId: this.agentId, sessionKey: key });
     if (!this.sessions.rows.some((row) => row.key === key)) this.sessions.addProvisional(key);
     this.sessions.select(key);
@@ -244,13 +248,38 @@ class App {
     this.updateComposer();
     try {
       const history = await this.client.request("chat.history", { sessionKey: key, limit: 200 });
-      if (this.sessionKey !== key) return;
+      if (this.sessionKey !== key || this.historySeq !== seq) return;
       this.chat.showHistory(history.messages || []);
       this.adoptPending();
       const first = (history.messages || []).find((m) => m.role === "user");
       if (first) this.setTitle(key, contentText(first.content));
     } catch (err) {
       if (this.sessionKey === key) this.chat.addError(`Could not load this session: ${err.message}`);
+    }
+  }
+
+  /** Read the open session's history again and redraw it (a turn this view did
+   * not send ended: its user message is only in the history). Deferred while
+   * this view streams its own reply, which a redraw would cut off. */
+  async reloadHistory() {
+    const key = this.sessionKey;
+    if (this.running && !this.running.adopted) {
+      this.stale = true;
+      return;
+    }
+    this.stale = false;
+    const seq = ++this.historySeq;
+    try {
+      const history = await this.client.request("chat.history", { sessionKey: key, limit: 200 });
+      if (this.sessionKey !== key || this.historySeq !== seq) return;
+      if (this.running && !this.running.adopted) {
+        this.stale = true;
+        return;
+      }
+      this.chat.showHistory(history.messages || [], { keepScroll: true });
+      this.adoptPending();
+    } catch {
+      // The live view stays; the next turn or reopening the session redraws it.
     }
   }
 
@@ -380,6 +409,7 @@ class App {
       this.chat.updateReply(runId, text ?? "");
       return;
     }
+    const own = Boolean(this.running && this.running.runId === runId && !this.running.adopted);
     this.chat.finishReply(runId, event.state, text);
     if (event.state === "error") {
       this.chat.addError(event.errorMessage || "The agent failed.");
@@ -389,6 +419,7 @@ class App {
     }
     this.updateComposer();
     this.refreshSessions().catch(() => {});
+    if (!own || this.stale) this.reloadHistory();
   }
 
   updateComposer() {
