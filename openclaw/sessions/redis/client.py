@@ -10,7 +10,11 @@ what the gateway needs on top:
   a request can be answered 503 now rather than hang;
 * Lua scripts run by ``EVALSHA``, loaded on the first ``NOSCRIPT``;
 * every command is counted (:attr:`TxRedisClient.commands`): the benchmark
-  reports round trips per turn from it.
+  reports round trips per turn from it;
+* a refused connection handshake (``AUTH``/``SELECT`` answered with an error
+  or no reply: a changed password, ``maxclients``, a Redis stuck in a script)
+  drops that connection and the backoff goes on: ``txredisapi``'s own
+  handshake stops reconnecting for good in that case (:func:`_handshaking`).
 """
 
 from __future__ import annotations
@@ -108,6 +112,8 @@ class TxRedisClient:
         self._loaded: set[str] = set()
         self._ever_connected = False
         self._reported_down = False
+        #: Why Redis refused the last connection handshake (None once one passed).
+        self.refusal: str | None = None
         self._first: list[Deferred[None]] = []
         factory.deferred.addCallbacks(self._up, lambda f: None)
         #: Commands sent (a script run counts once): round trips.
@@ -126,9 +132,24 @@ class TxRedisClient:
 
         factory.addConnection, factory.delConnection = added, removed
 
+    def handshake_refused(self, reason: str) -> None:
+        """A connection was dropped because Redis refused its ``AUTH`` or
+        ``SELECT`` or did not answer them (the backoff retries): one warning
+        per reason, not per try."""
+        if reason != self.refusal:
+            log.warn(
+                "Redis at {redis} did not complete the connection handshake "
+                "(AUTH/SELECT): {reason}; retrying (backoff up to 2 s) until it does",
+                redis=self._name,
+                reason=reason,
+            )
+        self.refusal = reason
+        self._reported_down = True
+
     def _note_state(self) -> None:
         if self.connected and self._reported_down:
             self._reported_down = False
+            self.refusal = None
             log.warn("Redis at {redis} is reachable again", redis=self._name)
         elif self.lost and not self._reported_down and not self._factory.stopped:
             self._reported_down = True
@@ -165,7 +186,8 @@ class TxRedisClient:
         def expire() -> None:
             if not d.called:
                 self._first.remove(d)
-                d.errback(RedisUnavailableError(f"no connection within {timeout:g}s"))
+                why = f" (handshake: {self.refusal})" if self.refusal else ""
+                d.errback(RedisUnavailableError(f"no connection within {timeout:g}s{why}"))
 
         timer = self._clock.callLater(timeout, expire)
 
@@ -231,6 +253,69 @@ def _translate(failure: Failure) -> Failure:
     return failure
 
 
+def _redact(reason: str, secret: str | None) -> str:
+    return reason.replace(secret, "***") if secret else reason
+
+
+def _handshaking(base: type, refused: Callable[[str], None], secret: str | None) -> type:
+    """``base`` (a ``txredisapi`` protocol) with a handshake that keeps the
+    factory reconnecting.
+
+    ``txredisapi``'s ``connectionMade`` calls ``factory.stopTrying()`` when
+    ``AUTH`` or ``SELECT`` fails or times out, so one refused reconnect (a
+    password changed for a moment, ``maxclients`` reached, Redis busy) left the
+    process without Redis until it was restarted. Here the connection is
+    dropped, ``refused(reason)`` is told (the password never appears in it),
+    and the slot's backoff tries again; ``connectionMade`` fires True once the
+    connection is usable, False when it was refused.
+    """
+
+    class Handshaking(base):  # type: ignore[misc]  # untyped base
+        def __init__(
+            self, *args: Any, password: str | None = None, dbid: int | None = None, **kw: Any
+        ) -> None:
+            # The base's own handshake then has nothing to do but mark the
+            # connection ready (it never sees a password or a database).
+            super().__init__(*args, password=None, dbid=None, **kw)
+            self._auth_password = password
+            self._dbid = dbid
+
+        def connectionMade(self) -> Deferred[bool]:
+            import txredisapi
+
+            def checked(reply: Any) -> Any:
+                if isinstance(reply, Exception):  # txredisapi may hand errors back
+                    raise reply
+                return reply
+
+            d: Deferred[Any] = succeed(None)
+            if self._auth_password is not None:
+                d.addCallback(lambda _: self.auth(self._auth_password, self.username))
+                d.addCallback(checked)
+            if self._dbid is not None:
+                d.addCallback(lambda _: self.select(self._dbid))
+                d.addCallback(checked)
+
+            def accepted(_: object) -> bool:
+                super(Handshaking, self).connectionMade()  # marks it ready, at once
+                return True
+
+            def failed(failure: Failure) -> bool:
+                self.transport.loseConnection()
+                error = failure.value
+                reason = (
+                    str(error)
+                    if isinstance(error, txredisapi.RedisError) and str(error)
+                    else f"{type(error).__name__}: {error}"
+                )
+                refused(_redact(reason, secret))
+                return False
+
+            return d.addCallbacks(accepted, failed)
+
+    return Handshaking
+
+
 def open_client(
     reactor: IReactorTime,
     url: RedisUrl,
@@ -257,6 +342,9 @@ def open_client(
     factory.maxDelay = 2.0
     factory.initialDelay = 0.2
     client = TxRedisClient(factory, reactor, name=url.redacted())
+    factory.protocol = _handshaking(
+        txredisapi.RedisProtocol, client.handshake_refused, url.password
+    )
     factory.startConnecting(endpoint_for(reactor, url, connect_timeout))
     return client
 
@@ -291,11 +379,34 @@ def open_subscriber(
     then ``on_subscribed()``); each message's text goes to ``on_message``."""
     import txredisapi
 
-    class _Subscriber(txredisapi.SubscriberProtocol):  # type: ignore[misc]  # untyped base
+    where = url.redacted()
+    refusal: list[str] = []
+
+    def refused(reason: str) -> None:
+        if refusal != [reason]:
+            log.warn(
+                "Redis at {redis} did not complete the pub/sub connection handshake: "
+                "{reason}; retrying",
+                redis=where,
+                reason=reason,
+            )
+        refusal[:] = [reason]
+
+    base = _handshaking(txredisapi.SubscriberProtocol, refused, url.password)
+
+    class _Subscriber(base):  # type: ignore[misc,valid-type]  # untyped base
         def connectionMade(self) -> Any:
             ready = super().connectionMade()
-            ready.addCallback(lambda _: self.subscribe([channel]))
-            ready.addCallback(lambda _: on_subscribed())
+
+            def subscribe(usable: bool) -> Any:
+                if not usable:
+                    return None
+                if refusal:
+                    refusal.clear()
+                    log.warn("Redis at {redis} accepts the pub/sub connection again", redis=where)
+                return self.subscribe([channel]).addCallback(lambda _: on_subscribed())
+
+            ready.addCallback(subscribe)
             ready.addErrback(lambda f: log.warn("Redis subscribe failed: {why}", why=f.value))
             return ready
 
