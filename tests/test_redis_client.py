@@ -1,5 +1,6 @@
 """The Redis client against a real ``redis-server``: what it does when Redis
-refuses a reconnect's handshake or answers a command with an error.
+refuses a reconnect's handshake or answers a command with an error (and a
+real gateway process on a Redis that refuses writes).
 
 Redis traffic runs on the real reactor; waits are bounded polls of a
 condition through the reactor (:func:`until`), never sleeps.
@@ -13,12 +14,24 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
 from twisted.logger import ILogObserver, LogEvent, LogLevel, formatEvent, globalLogPublisher
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 
-from openclaw.sessions.redis.client import TxRedisClient, open_client, open_subscriber
+from openclaw.core.unavailable import SharedStateUnavailableError
+from openclaw.sessions.redis.client import (
+    LuaScript,
+    RedisCommandError,
+    RedisKeyTypeError,
+    RedisRefusedError,
+    TxRedisClient,
+    open_client,
+    open_subscriber,
+)
 from openclaw.sessions.redis.url import parse_redis_url
+from tests.gateway_process import GatewayProcess
 from tests.redis_support import RedisServer, _resp
+from tests.test_redis_faults import chat, poll
+from tests.test_redis_gateway import gateway_config
 
 #: A script that keeps Redis busy (answering nobody) for 1.2 s.
 BUSY_FOR_1200_MS = (
@@ -173,3 +186,125 @@ class RefusedReconnectTests(TestCase):
         server.command("PUBLISH", "chan", "hello")
         await until(lambda: messages, "the message")
         self.assertEqual(messages, ["hello"])
+
+
+class ErrorReplyTests(TestCase):
+    """Error replies that mean "not now" or "bad data", not "bad command"."""
+
+    server: RedisServer
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.server = RedisServer()
+        cls.server.start()
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.server.cleanup()
+
+    def setUp(self) -> None:
+        self.server.command("FLUSHALL")
+        self.log = LogLines(self)
+
+    async def client(self, url: str | None = None) -> TxRedisClient:
+        client = open_client(reactor, parse_redis_url(url or self.server.url))
+        self.addCleanup(client.close)
+        await client.wait_connected(5)
+        return client
+
+    async def test_wrong_type_names_the_key_once(self) -> None:
+        """WRONGTYPE is a shared-state error (503) naming the key, logged once
+        at error level however often it is met."""
+        client = await self.client()
+        self.server.command("SET", "openclaw:tx:main:s1", "not a list")
+        script = LuaScript("read", "return redis.call('LRANGE', KEYS[1], 0, -1)")
+        for _ in range(3):
+            with self.assertRaises(RedisKeyTypeError) as caught:
+                await client.run_script(script, ["openclaw:tx:main:s1"], [])
+            self.assertIsInstance(caught.exception, SharedStateUnavailableError)
+            self.assertEqual(caught.exception.keys, ("openclaw:tx:main:s1",))
+        with self.assertRaises(RedisKeyTypeError):
+            await client.execute("LRANGE", "openclaw:tx:main:s1", 0, -1)
+        logged = self.log.having("holds the wrong type")
+        self.assertEqual(len(logged), 1, self.log.lines)
+        self.assertIn("openclaw:tx:main:s1", logged[0])
+
+    async def test_noperm_and_oom_are_refusals_logged_once(self) -> None:
+        """An ACL user kept off the keys gets NOPERM, a full Redis OOM: both
+        RedisRefusedError (503), one warning each for many refusals; other
+        error replies stay RedisCommandError."""
+        self.server.command("ACL", "SETUSER", "limited", "on", ">pw", "~other:*", "+@all")
+        self.addCleanup(self.server.command, "ACL", "DELUSER", "limited")
+        limited = await self.client(f"unix://limited:pw@{self.server.socket_path}?db=0")
+        script = LuaScript("read", "return redis.call('GET', KEYS[1])")
+        for _ in range(3):
+            with self.assertRaises(RedisRefusedError) as refused:
+                await limited.run_script(script, ["openclaw:idx:main"], [])
+            self.assertEqual(refused.exception.code, "NOPERM")
+        with self.assertRaises(RedisRefusedError):
+            await limited.execute("GET", "openclaw:idx:main")
+        self.assertEqual(len(self.log.having("refuses commands: NOPERM")), 1, self.log.lines)
+        client = await self.client()
+        self.server.command("CONFIG", "SET", "maxmemory-policy", "noeviction")
+        self.server.command("CONFIG", "SET", "maxmemory", "1")
+        self.addCleanup(self.server.command, "CONFIG", "SET", "maxmemory", "0")
+        for _ in range(3):
+            with self.assertRaises(RedisRefusedError) as caught:
+                await client.execute("SET", "k", "v")
+            self.assertEqual(caught.exception.code, "OOM")
+        self.assertEqual(len(self.log.having("refuses commands: OOM")), 1, self.log.lines)
+        with self.assertRaises(RedisCommandError) as wrong:
+            await client.execute("NOSUCHCOMMAND")
+        self.assertNotIsInstance(wrong.exception, SharedStateUnavailableError)
+
+
+class RefusingRedisGatewayTests(SynchronousTestCase):
+    """A real gateway on a Redis that is up but refuses writes: full under
+    ``noeviction`` (OOM) or turned into a replica (READONLY)."""
+
+    def setUp(self) -> None:
+        self.server = RedisServer()
+        self.server.start()
+        self.addCleanup(self.server.cleanup)
+        root = self.server.directory / "gw"
+        state = root / "state"
+        state.mkdir(parents=True)
+        self.gateway = GatewayProcess(gateway_config(root, self.server.url), state)
+        self.addCleanup(self.gateway.ensure_stopped)
+
+    def assertRefused(self, key: str) -> None:
+        status, headers, body = chat(self.gateway.port, key, "hello")
+        self.assertEqual(status, 503, body)
+        self.assertEqual(headers.get("retry-after"), "1")
+        self.assertIn("session_store_unavailable", body)
+
+    def test_oom_and_readonly_answer_503_and_log_once(self) -> None:
+        """Every request while Redis refuses gets 503 + Retry-After (not a 500
+        with tracebacks); each refusal is one warning naming Redis' reply, and
+        the gateway serves again once Redis accepts writes."""
+        port = self.gateway.port
+        self.assertEqual(chat(port, "known", "first")[0], 200)
+        self.server.command("CONFIG", "SET", "maxmemory-policy", "noeviction")
+        self.server.command("CONFIG", "SET", "maxmemory", "1")
+        for key in ("known", "fresh", "known"):
+            self.assertRefused(key)
+        self.server.command("CONFIG", "SET", "maxmemory", "0")
+        self.assertEqual(chat(port, "known", "again")[0], 200)
+        primary = RedisServer(tcp=True)
+        primary.start()
+        self.addCleanup(primary.cleanup)
+        self.server.command("REPLICAOF", "127.0.0.1", str(primary.port))
+        poll(
+            lambda: True if b"master_link_status:up" in self.server.command("INFO") else None,
+            what="the replica to sync",
+        )
+        for key in ("known", "other"):
+            self.assertRefused(key)
+        self.server.command("REPLICAOF", "NO", "ONE")
+        self.assertEqual(chat(port, "after", "hello")[0], 200)
+        self.assertEqual(self.gateway.stop(), 0)
+        log = self.gateway.text
+        self.assertEqual(log.count("refuses commands: OOM"), 1, log)
+        self.assertEqual(log.count("refuses commands: READONLY"), 1, log)
+        self.assertNotIn("Traceback", log)
+        self.assertNotIn("internal error", log)

@@ -9,6 +9,10 @@ what the gateway needs on top:
   :class:`RedisUnavailableError` instead of queueing until Redis returns, so
   a request can be answered 503 now rather than hang;
 * Lua scripts run by ``EVALSHA``, loaded on the first ``NOSCRIPT``;
+* a reply by which Redis refuses work (``OOM``, ``READONLY``, ``NOPERM``,
+  ``LOADING``, ``BUSY``, ``MISCONF``...) fails with :class:`RedisRefusedError`
+  and a key of the wrong type with :class:`RedisKeyTypeError`: both are
+  "shared state unavailable" (503), logged once, not a 500 per request;
 * every command is counted (:attr:`TxRedisClient.commands`): the benchmark
   reports round trips per turn from it;
 * a refused connection handshake (``AUTH``/``SELECT`` answered with an error
@@ -21,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from attrs import frozen
 from twisted.internet.defer import Deferred, fail, succeed
@@ -46,6 +50,54 @@ class RedisUnavailableError(SharedStateUnavailableError):
 
 class RedisCommandError(RuntimeError):
     """Redis answered a command with an error."""
+
+
+class RedisRefusedError(RedisUnavailableError):
+    """Redis is up but refuses the command for now: full (``OOM`` under
+    ``noeviction``), a replica (``READONLY``), an ACL that does not allow it
+    (``NOPERM``), loading its data, busy in a script, unable to persist
+    (``MISCONF``). The gateway answers 503 like an unreachable Redis."""
+
+    def __init__(self, code: str, reply: str) -> None:
+        super().__init__(f"Redis refused the command: {reply}")
+        #: The reply's error code (``OOM``, ``READONLY``, ...).
+        self.code = code
+
+
+class RedisKeyTypeError(SharedStateUnavailableError):
+    """A key under the prefix holds another type than the gateway writes
+    there (``WRONGTYPE``: something else wrote it). Not an outage but not the
+    client's fault either: the requests that touch it are answered 503 and the
+    key is logged once, for an operator to delete or rename it."""
+
+    def __init__(self, keys: Sequence[str], reply: str) -> None:
+        named = ", ".join(keys) or "?"
+        super().__init__(f"a Redis key holds the wrong type ({named}): {reply}")
+        #: The keys the command named (one of them is the culprit).
+        self.keys = tuple(keys)
+
+
+#: Error codes by which Redis refuses work it may take later (or after an
+#: operator's fix) rather than saying the command is wrong.
+REFUSAL_CODES: Final = frozenset(
+    {
+        "OOM",
+        "READONLY",
+        "NOPERM",
+        "NOAUTH",
+        "WRONGPASS",
+        "LOADING",
+        "BUSY",
+        "MISCONF",
+        "MASTERDOWN",
+        "NOREPLICAS",
+        "TRYAGAIN",
+        "CLUSTERDOWN",
+    }
+)
+
+#: Seconds between two warnings about the same refusal while it lasts.
+REFUSAL_LOG_INTERVAL = 60.0
 
 
 @frozen
@@ -114,6 +166,9 @@ class TxRedisClient:
         self._reported_down = False
         #: Why Redis refused the last connection handshake (None once one passed).
         self.refusal: str | None = None
+        #: Refusal code -> (when it was last logged, refusals not logged since).
+        self._refusals: dict[str, tuple[float, int]] = {}
+        self._wrong_type_logged: set[tuple[str, ...]] = set()
         self._first: list[Deferred[None]] = []
         factory.deferred.addCallbacks(self._up, lambda f: None)
         #: Commands sent (a script run counts once): round trips.
@@ -206,7 +261,56 @@ class TxRedisClient:
             return fail(RedisUnavailableError("Redis is not reachable"))
         self.commands += 1
         d: Deferred[Any] = self._factory.handler.execute_command(*args)
-        return d.addErrback(_translate)
+        return d.addErrback(self._translate, args)
+
+    def _translate(self, failure: Failure, args: Sequence[object]) -> Failure:
+        """Our errors for txredisapi's; a refusal or a wrong-type key is logged
+        here, once (not once per request that meets it)."""
+        import txredisapi
+
+        error = failure.value
+        if isinstance(error, txredisapi.ResponseError):
+            reply = str(error)
+            code = reply.split(" ", 1)[0]
+            if code == "ERR" and "can't access" in reply:  # a script's key outside the ACL
+                code = "NOPERM"
+            if code in REFUSAL_CODES:
+                self._log_refusal(code, reply)
+                return _failure(RedisRefusedError(code, reply))
+            if code == "WRONGTYPE":
+                keys = _command_keys(args)
+                if len(self._wrong_type_logged) < 1000 and keys not in self._wrong_type_logged:
+                    self._wrong_type_logged.add(keys)
+                    log.error(
+                        "Redis at {redis}: a key holds the wrong type (one of: {keys}); "
+                        "requests that use it are refused (503) until it is deleted or "
+                        "renamed: {reply}",
+                        redis=self._name,
+                        keys=", ".join(keys),
+                        reply=reply,
+                    )
+                return _failure(RedisKeyTypeError(keys, reply))
+            return _failure(RedisCommandError(reply))
+        if isinstance(error, txredisapi.ConnectionError | ConnectionError) and not isinstance(
+            error, SharedStateUnavailableError
+        ):
+            return _failure(RedisUnavailableError(f"Redis connection lost ({error})"))
+        return failure
+
+    def _log_refusal(self, code: str, reply: str) -> None:
+        now = self._clock.seconds()
+        last, count = self._refusals.get(code, (None, 0))
+        if last is not None and now - last < REFUSAL_LOG_INTERVAL:
+            self._refusals[code] = (last, count + 1)
+            return
+        self._refusals[code] = (now, 0)
+        log.warn(
+            "Redis at {redis} refuses commands: {reply}; the requests that need it "
+            "are answered 503{since}",
+            redis=self._name,
+            reply=reply,
+            since=f" ({count} more refused since the last warning)" if count else "",
+        )
 
     def run_script(
         self, script: LuaScript, keys: Sequence[str], args: Sequence[str | int | float]
@@ -240,17 +344,16 @@ def _failure(error: BaseException) -> Failure:
     return Failure(error)  # type: ignore[no-untyped-call]  # unannotated in Twisted
 
 
-def _translate(failure: Failure) -> Failure:
-    import txredisapi
-
-    error = failure.value
-    if isinstance(error, txredisapi.ResponseError):
-        return _failure(RedisCommandError(str(error)))
-    if isinstance(error, txredisapi.ConnectionError | ConnectionError) and not isinstance(
-        error, RedisUnavailableError
-    ):
-        return _failure(RedisUnavailableError(f"Redis connection lost ({error})"))
-    return failure
+def _command_keys(args: Sequence[object]) -> tuple[str, ...]:
+    """The keys a command names: a script's ``KEYS``, else its first argument."""
+    name = str(args[0]).upper() if args else ""
+    if name in ("EVAL", "EVALSHA") and len(args) > 2:
+        try:
+            count = int(str(args[2]))
+        except ValueError:
+            return ()
+        return tuple(str(a) for a in args[3 : 3 + count])
+    return (str(args[1]),) if len(args) > 1 else ()
 
 
 def _redact(reason: str, secret: str | None) -> str:
