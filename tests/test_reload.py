@@ -285,6 +285,32 @@ class ReloadTests(SynchronousTestCase):
         self.assertEqual(result.restart_needed, ("gateway.port",))
         self.assertTrue(any("applies after a restart" in line for line in logs))
 
+    def test_the_session_store_and_its_redis_need_a_restart(self) -> None:
+        """gateway.redis (url, keyPrefix, lockTtlSeconds) and session.store are
+        built once, with the store: a changed value is named as waiting for a
+        restart, not reported as applied, and the running config keeps them."""
+        f = Fixture(self)
+        logs = capture_logs(self)
+        document = json.loads(f.path.read_text())
+        for redis in (
+            {"keyPrefix": "oc6:"},
+            {"lockTtlSeconds": 30},
+            {"url": "redis://127.0.0.1:6399/0"},
+        ):
+            document["gateway"]["redis"] = redis
+            f.path.write_text(json.dumps(document))
+            result = f.service.reload()
+            self.assertTrue(result.ok, result.problems)
+            self.assertEqual(result.restart_needed, ("gateway.redis",), redis)
+        self.assertTrue(any("gateway.redis" in line and "after a restart" in line for line in logs))
+        document["session"]["store"] = "redis"
+        f.path.write_text(json.dumps(document))
+        result = f.service.reload()
+        self.assertTrue(result.ok, result.problems)
+        self.assertEqual(result.restart_needed, ("gateway.redis", "session"))
+        self.assertEqual(f.live.running.session.store, "file")
+        self.assertEqual(f.live.running.gateway.redis.key_prefix, "openclaw:")
+
     def test_a_reverted_restart_only_change_is_no_longer_pending(self) -> None:
         """A restart-only change is reported; putting the running value back is not
         (the file now matches what runs), and nothing is logged as pending."""

@@ -22,6 +22,7 @@ from twisted.logger import (
     LogPublisher,
     eventAsJSON,
     formatEvent,
+    globalLogPublisher,
 )
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -583,11 +584,44 @@ class WorkerConfigTests(SynchronousTestCase):
         worker = self._worker(started, reloaded)
         self.assertTrue(self._accepts(worker, "reloaded-token-0123456789"))
         self.assertFalse(self._accepts(worker, "started-token-0123456789"))
-        self.assertIs(worker.service.config, reloaded)
+        running = worker.service.config.gateway
+        self.assertEqual(running.auth.token, "reloaded-token-0123456789")
+        self.assertEqual(running.http.max_header_bytes, started.gateway.http.max_header_bytes)
         result = worker.reload()
         self.assertTrue(result.ok, result.problems)
         self.assertEqual(result.changed, ())
         self.assertEqual(result.restart_needed, ("gateway.http header limits and keep-alive",))
+
+    def test_a_restarted_worker_reports_the_store_it_uses(self) -> None:
+        """A group reloaded to another gateway.redis.keyPrefix (restart-only):
+        a worker started afterwards writes under the prefix the group started
+        with, and its start-up report names that one, not the reloaded one."""
+        redis = f"unix://{self.tmp / 'redis.sock'}?db=0"
+        texts = [
+            json.dumps(
+                {
+                    "gateway": {
+                        "auth": {"mode": "token", "token": "started-token-0123456789"},
+                        "redis": {"url": redis, "keyPrefix": prefix},
+                    },
+                    "session": {"store": "redis"},
+                }
+            )
+            for prefix in ("oc5:", "oc6:")
+        ]
+        self.path.write_text(texts[1])
+        started, reloaded = load_group_config(
+            GroupConfig(str(self.path), texts[0], texts[1]), self.env
+        )
+        assert reloaded is not None
+        worker = self._worker(started, reloaded)
+        lines: list[str] = []
+        observer = cast(ILogObserver, lambda event: lines.append(formatEvent(event) or ""))
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        worker.start()
+        [report] = [line for line in lines if line.startswith("sessions: redis")]
+        self.assertIn("key prefix 'oc5:'", report)
 
     def test_group_config_loads_like_the_file(self) -> None:
         """The handed text is read as the file would be: ``${VAR}`` from the

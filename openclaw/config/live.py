@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import attrs
 from attrs import frozen
@@ -30,30 +31,66 @@ from openclaw.config.model import Config
 
 log = Logger()
 
-#: Settings a reload cannot change in a running process (they shape its sockets
-#: and state directory); a changed value is reported, and applies at restart.
-_RESTART_ONLY: tuple[tuple[str, Callable[[Config], object]], ...] = (
-    ("gateway.port", lambda c: c.gateway.port),
-    ("gateway.bind", lambda c: (c.gateway.bind, c.gateway.custom_bind_host)),
-    ("gateway.workers", lambda c: c.gateway.workers),
-    ("gateway.maxConnections", lambda c: c.gateway.max_connections),
-    ("gateway.ws", lambda c: c.gateway.ws),
+#: Settings a reload cannot change in a running process (they shape its sockets,
+#: its state directory and its session store's connection): a name, and the
+#: paths of the :class:`Config` fields it covers. A changed value is reported,
+#: and applies at restart.
+_RESTART_ONLY: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("gateway.port", ("gateway.port",)),
+    ("gateway.bind", ("gateway.bind", "gateway.custom_bind_host")),
+    ("gateway.workers", ("gateway.workers",)),
+    ("gateway.maxConnections", ("gateway.max_connections",)),
+    ("gateway.ws", ("gateway.ws",)),
     (
         "gateway.http header limits and keep-alive",
-        lambda c: (
-            c.gateway.http.max_header_bytes,
-            c.gateway.http.max_headers,
-            c.gateway.http.headers_timeout_seconds,
-            c.gateway.http.keep_alive_timeout_seconds,
+        (
+            "gateway.http.max_header_bytes",
+            "gateway.http.max_headers",
+            "gateway.http.headers_timeout_seconds",
+            "gateway.http.keep_alive_timeout_seconds",
         ),
     ),
     (
         "gateway.controlUi.allowedOrigins (WebSocket origin check)",
-        lambda c: c.gateway.control_ui.allowed_origins,
+        ("gateway.control_ui.allowed_origins",),
     ),
-    ("session", lambda c: c.session),
-    ("state dir", lambda c: c.state_dir),
+    # The Redis client, key prefix and lock TTL are built once, with the store.
+    ("gateway.redis", ("gateway.redis",)),
+    ("session", ("session",)),
+    ("state dir", ("state_dir",)),
 )
+
+
+def _get(config: object, path: str) -> object:
+    for name in path.split("."):
+        config = getattr(config, name)
+    return config
+
+
+def _put(config: Any, path: str, value: object) -> Any:
+    head, _, rest = path.partition(".")
+    inner = _put(getattr(config, head), rest, value) if rest else value
+    return attrs.evolve(config, **{head: inner})
+
+
+def restart_pending(running: Config, new: Config) -> tuple[str, ...]:
+    """The restart-only settings ``new`` changes from ``running`` (their names)."""
+    return tuple(
+        name
+        for name, paths in _RESTART_ONLY
+        if any(_get(running, path) != _get(new, path) for path in paths)
+    )
+
+
+def as_running(running: Config, new: Config) -> Config:
+    """``new`` with every restart-only setting as in ``running``: what a
+    process built from ``running`` and reloaded to ``new`` actually runs (its
+    start-up report must show this, not the reloaded store or port)."""
+    config = new
+    for _, paths in _RESTART_ONLY:
+        for path in paths:
+            config = _put(config, path, _get(running, path))
+    return config
 
 
 @frozen
@@ -154,7 +191,7 @@ class LiveConfig:
             return self._refused(problems, loaded.warnings)
         # Against what runs, not the last file read: a reverted restart-only change
         # is no longer pending, and a pending one is named until the restart.
-        restart = tuple(name for name, get in _RESTART_ONLY if get(self._running) != get(new))
+        restart = restart_pending(self._running, new)
         changed = _changed(self._current, new)
         for warning in loaded.warnings:
             log.warn("config: {warning}", warning=warning)
@@ -236,4 +273,4 @@ def _camel(name: str) -> str:
     return head + "".join(part.capitalize() for part in rest)
 
 
-__all__ = ["LiveConfig", "ReloadResult"]
+__all__ = ["LiveConfig", "ReloadResult", "as_running", "restart_pending"]

@@ -49,7 +49,7 @@ from twisted.logger import (
 )
 from zope.interface import implementer
 
-from openclaw.config.live import ReloadResult
+from openclaw.config.live import ReloadResult, as_running
 from openclaw.config.loader import load_config_text
 from openclaw.config.model import Config
 from openclaw.gateway.assembly import Gateway, build_gateway
@@ -96,7 +96,10 @@ class Worker:
         if reloaded is not None:
             self._catch_up(reloaded)
         self.service = GatewayService(
-            config=reloaded or config,
+            # The reloaded settings, but the start config's restart-only ones:
+            # the store, sockets and state dir were built from those, and the
+            # start-up report must name what the worker really uses.
+            config=config if reloaded is None else as_running(config, reloaded),
             gateway=self.gateway,
             reactor=reactor,
             endpoints=(),
