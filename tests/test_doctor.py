@@ -26,6 +26,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.server import Site
 
 from openclaw.cli.doctor import (
+    REDIS_TIMEOUT_SECONDS,
     Check,
     check_directory,
     check_port,
@@ -272,6 +273,53 @@ class RedisCheckTests(TestCase):
         self.assertIn("gateway.redis.url", unset.detail)
         file_store = Config(state_dir=Path(self.mktemp()))
         self.assertIsNone(await ensureDeferred(check_redis(reactor, file_store)))
+
+    async def test_refused_credentials_fail_at_once_as_such(self) -> None:
+        """A wrong password is reported as refused credentials (WRONGPASS) at the
+        first handshake, not as "no connection" after the timeout; the
+        password never shown."""
+        server = RedisServer(password="right-password")
+        server.start()
+        self.addCleanup(server.cleanup)
+        wrong = f"unix://{server.socket_path}?db=0&password=wrong-password"
+        began = reactor.seconds()
+        check = await ensureDeferred(check_redis(reactor, self._config(wrong)))
+        assert check is not None
+        self.assertLess(reactor.seconds() - began, REDIS_TIMEOUT_SECONDS)
+        self.assertEqual(check.status, "FAIL", check.line())
+        self.assertIn("refuses the credentials: WRONGPASS", check.detail)
+        self.assertIn("password in gateway.redis.url", check.fix)
+        self.assertNotIn("password=", check.line())
+        self.assertNotIn("wrong-password", check.line())
+
+    async def test_an_acl_user_that_cannot_run_the_gateway_fails(self) -> None:
+        """A user kept off the key prefix, or off scripts, FAILs with NOPERM and
+        the ACL to grant; a user with what the gateway needs (but not INFO)
+        passes with a warning that the eviction policy went unchecked."""
+        server = RedisServer()
+        server.start()
+        self.addCleanup(server.cleanup)
+        users = {
+            "other": ["~other:*", "&*", "+@all"],
+            "noscripts": ["~openclaw:*", "&*", "+@all", "-@scripting"],
+            "fine": ["~openclaw:*", "&*", "+@all", "-@dangerous"],
+        }
+        for user, rules in users.items():
+            server.command("ACL", "SETUSER", user, "on", ">pw", *rules)
+        checks = {}
+        for user in users:
+            url = f"unix://{user}:pw@{server.socket_path}?db=0"
+            check = await ensureDeferred(check_redis(reactor, self._config(url)))
+            assert check is not None
+            checks[user] = check
+        for user in ("other", "noscripts"):
+            self.assertEqual(checks[user].status, "FAIL", checks[user].line())
+            self.assertIn(f"user {user} may not run the gateway's scripts", checks[user].detail)
+            self.assertIn("NOPERM", checks[user].detail)
+            self.assertIn(f"ACL SETUSER {user} ~openclaw:*", checks[user].fix)
+        self.assertIn("'eval'", checks["noscripts"].detail)
+        self.assertEqual(checks["fine"].status, "warn", checks["fine"].line())
+        self.assertIn("INFO is not allowed", checks["fine"].detail)
 
 
 class DoctorCommandTests(SynchronousTestCase):

@@ -325,24 +325,84 @@ class _Body(Protocol):
         self._done.callback(b"".join(self._parts))
 
 
+#: What ``doctor`` runs to see that the user may run scripts on the gateway's
+#: keys: it reads one key under the prefix and writes nothing.
+_PROBE_SCRIPT = "return redis.call('EXISTS', KEYS[1])"
+
+
 async def check_redis(reactor: Any, config: Config) -> Check | None:
-    """With ``session.store: "redis"``: Redis answers on ``gateway.redis.url``
-    with the credentials given, and keeps keys (``maxmemory-policy noeviction``)."""
+    """With ``session.store: "redis"``: Redis accepts the credentials (one
+    handshake, no retries), the user may run scripts on keys under
+    ``keyPrefix`` (a read-only ``EVAL`` then ``EVALSHA``: what every turn
+    does), and Redis keeps keys (``maxmemory-policy noeviction``)."""
     if config.session.store != "redis":
         return None
     from openclaw.sessions.redis.backend import RedisConfigError, redis_url
-    from openclaw.sessions.redis.client import open_client
+    from openclaw.sessions.redis.client import (
+        LuaScript,
+        RedisHandshakeError,
+        RedisRefusedError,
+        open_client,
+    )
 
     try:
         url = redis_url(config)
     except RedisConfigError as e:
         return Check("FAIL", "redis", str(e), "set gateway.redis.url")
     where = url.redacted()
+    prefix = config.gateway.redis.key_prefix
     client = open_client(reactor, url, connect_timeout=REDIS_TIMEOUT_SECONDS)
     try:
-        await client.wait_connected(REDIS_TIMEOUT_SECONDS)
-        await client.execute("PING").addTimeout(REDIS_TIMEOUT_SECONDS, reactor)
-        info = await client.execute("INFO").addTimeout(REDIS_TIMEOUT_SECONDS, reactor)
+        try:
+            await client.wait_connected(REDIS_TIMEOUT_SECONDS, refusal_fails=True)
+        except RedisHandshakeError as e:
+            if e.credentials:
+                return Check(
+                    "FAIL",
+                    "redis",
+                    f"{where} refuses the credentials: {_short(e.reason)}",
+                    "fix the user or password in gateway.redis.url (or the ${VAR} it names)",
+                )
+            return Check(
+                "FAIL",
+                "redis",
+                f"{where} refused the connection: {_short(e.reason)}",
+                "check Redis (maxclients, ACL, a long script) and gateway.redis.url",
+            )
+        probe = LuaScript("doctor-probe", _PROBE_SCRIPT)
+        try:
+            for _ in ("EVAL", "EVALSHA"):  # run_script loads it, then runs it by its SHA
+                await client.run_script(probe, [f"{prefix}doctor"], []).addTimeout(
+                    REDIS_TIMEOUT_SECONDS, reactor
+                )
+        except RedisRefusedError as e:
+            if e.code == "NOPERM":
+                user = url.username or "default"
+                return Check(
+                    "FAIL",
+                    "redis",
+                    f"{where}: user {user} may not run the gateway's scripts on keys "
+                    f"{prefix}*: {_short(e)}",
+                    f"ACL SETUSER {user} ~{prefix}* &* +@all -@dangerous (the gateway's "
+                    "keys, scripts and pub/sub), or use another user",
+                )
+            return Check(
+                "FAIL",
+                "redis",
+                f"{where} refuses the gateway's commands: {_short(e)}",
+                "point gateway.redis.url at a writable primary with room "
+                "(READONLY: a replica; OOM: maxmemory)",
+            )
+        try:
+            info = await client.execute("INFO").addTimeout(REDIS_TIMEOUT_SECONDS, reactor)
+        except RedisRefusedError as e:
+            return Check(
+                "warn",
+                "redis",
+                f"{where} answers, but INFO is not allowed ({_short(e)}): "
+                "maxmemory-policy not checked",
+                "make sure Redis runs with maxmemory-policy noeviction",
+            )
     except Exception as e:
         return Check("FAIL", "redis", f"{where}: {_short(e)}", "start Redis, or fix gateway.redis")
     finally:

@@ -48,6 +48,22 @@ class RedisUnavailableError(SharedStateUnavailableError):
     """Redis cannot be reached now (the gateway answers 503 and retries later)."""
 
 
+class RedisHandshakeError(RedisUnavailableError):
+    """Redis refused a new connection's ``AUTH`` or ``SELECT`` (or did not
+    answer them): what a one-shot check reports (``openclaw doctor``)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"Redis refused the connection: {reason}")
+        #: Redis' reply (``WRONGPASS ...``), or why there was none.
+        self.reason = reason
+
+    @property
+    def credentials(self) -> bool:
+        """True when it was the username or password that Redis refused."""
+        code = self.reason.split(" ", 1)[0]
+        return code in ("WRONGPASS", "NOAUTH") or "password" in self.reason.lower()
+
+
 class RedisCommandError(RuntimeError):
     """Redis answered a command with an error."""
 
@@ -169,7 +185,8 @@ class TxRedisClient:
         #: Refusal code -> (when it was last logged, refusals not logged since).
         self._refusals: dict[str, tuple[float, int]] = {}
         self._wrong_type_logged: set[tuple[str, ...]] = set()
-        self._first: list[Deferred[None]] = []
+        #: Waiters for the first connection, and whether a refusal fails them.
+        self._first: list[tuple[Deferred[None], bool]] = []
         factory.deferred.addCallbacks(self._up, lambda f: None)
         #: Commands sent (a script run counts once): round trips.
         self.commands = 0
@@ -200,6 +217,9 @@ class TxRedisClient:
             )
         self.refusal = reason
         self._reported_down = True
+        for waiter in [w for w in self._first if w[1]]:
+            self._first.remove(waiter)
+            waiter[0].errback(RedisHandshakeError(reason))
 
     def _note_state(self) -> None:
         if self.connected and self._reported_down:
@@ -217,7 +237,7 @@ class TxRedisClient:
     def _up(self, _: object) -> None:
         self._ever_connected = True
         waiting, self._first = self._first, []
-        for d in waiting:
+        for d, _ in waiting:
             d.callback(None)
 
     @property
@@ -230,17 +250,22 @@ class TxRedisClient:
         commands fail now. Before the first connection commands wait."""
         return not self.connected and (self._ever_connected or self._factory.stopped)
 
-    def wait_connected(self, timeout: float) -> Deferred[None]:
+    def wait_connected(self, timeout: float, *, refusal_fails: bool = False) -> Deferred[None]:
         """Fires once the first connection is up; fails with
-        RedisUnavailableError when none is within ``timeout`` seconds."""
+        RedisUnavailableError when none is within ``timeout`` seconds.
+
+        :param refusal_fails: fail at the first refused handshake instead
+            (RedisHandshakeError with Redis' reply): a one-shot check.
+        """
         if self._ever_connected:
             return succeed(None)
         d: Deferred[None] = Deferred()
-        self._first.append(d)
+        waiter = (d, refusal_fails)
+        self._first.append(waiter)
 
         def expire() -> None:
             if not d.called:
-                self._first.remove(d)
+                self._first.remove(waiter)
                 why = f" (handshake: {self.refusal})" if self.refusal else ""
                 d.errback(RedisUnavailableError(f"no connection within {timeout:g}s{why}"))
 
