@@ -16,6 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from openclaw.core.types import Usage
 from openclaw.sessions.fileio import InlineIO
+from openclaw.sessions.redis.keys import KeySchema
 from openclaw.sessions.store import SessionStore
 from tests.gateway_process import VENV_BIN
 from tests.redis_support import RedisServer
@@ -112,6 +113,37 @@ class SessionsExportImportTests(SynchronousTestCase):
             "sessions", "import", "--from", str(source), "--replace", "--config", str(self.config)
         )
         self.assertIn("imported 3 sessions", forced.stdout)
+
+    def test_a_key_of_the_wrong_type_leaves_out_only_its_session(self) -> None:
+        """A transcript key holding a string (WRONGTYPE) does not abort the
+        export: that session is left out and named with its key, sessions.json
+        lists the others, every other transcript is written, exit status 0."""
+        source, target = self.root / "from", self.root / "to"
+        self.write_file_layout(source)
+        run_cli("sessions", "import", "--from", str(source), "--config", str(self.config))
+        schema = KeySchema()
+        raw = self.server.command("HGET", schema.index("main"), "agent:main:two")
+        broken = schema.transcript("main", json.loads(raw.split(b"\r\n")[1])["sessionId"])
+        self.server.command("DEL", broken)
+        self.server.command("SET", broken, "not a list")
+        exported = run_cli("sessions", "export", "--to", str(target), "--config", str(self.config))
+        self.assertEqual(exported.returncode, 0, exported.stderr)
+        self.assertIn("exported 2 sessions", exported.stdout)
+        self.assertIn("1 left out (unreadable in Redis)", exported.stdout)
+        self.assertIn(
+            f"session agent:main:two: Redis key {broken} holds the wrong type", exported.stdout
+        )
+        written, expected = layout(target), layout(source)
+        self.assertEqual(written["ops"], expected["ops"])
+        self.assertEqual(list(written["main"]["index"]), ["agent:main:one"])
+        self.assertEqual(
+            written["main"]["transcripts"],
+            {
+                sid: lines
+                for sid, lines in expected["main"]["transcripts"].items()
+                if sid == written["main"]["index"]["agent:main:one"]["sessionId"]
+            },
+        )
 
     def test_unreachable_redis_is_one_line(self) -> None:
         """Without a Redis at the URL the command exits 1 with one line."""

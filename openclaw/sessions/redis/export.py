@@ -5,7 +5,8 @@
 indexed session (the lines exactly as stored), so the state directory of a
 single OpenClaw (or file-store) gateway can take over. ``import`` reads such
 a layout into Redis. Both are meant for a CLI process (their file work is
-blocking and small next to a Redis round trip per session).
+blocking and small next to a Redis round trip per session). A key of the
+wrong type leaves its session out of an export, named, instead of ending it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from twisted.logger import Logger
 from openclaw.core.agent_ids import normalize_agent_id
 from openclaw.sessions.entry import is_valid_session_id
 from openclaw.sessions.fileio import atomic_write
-from openclaw.sessions.redis.client import RedisCommands
+from openclaw.sessions.redis.client import RedisCommands, RedisKeyTypeError
 from openclaw.sessions.redis.keys import KeySchema
 from openclaw.sessions.redis.transcript import encode_line
 from openclaw.sessions.transcript import encode_json
@@ -42,6 +43,9 @@ class Moved:
     sessions: int
     lines: int
     skipped: int = 0
+    #: What an export left out because Redis could not read it (one line each,
+    #: naming the session and its key); the rest was written.
+    unreadable: tuple[str, ...] = ()
 
 
 def _sessions_dir(root: Path, agent: str) -> Path:
@@ -53,13 +57,30 @@ def export_layout(
     client: RedisCommands, schema: KeySchema, dest: Path, agents: Sequence[str] = ()
 ) -> Any:
     """Write every (or ``agents``') index and transcript under ``dest``; fires
-    with :class:`Moved`."""
+    with :class:`Moved`.
+
+    A key Redis holds with the wrong type (``WRONGTYPE``: something else wrote
+    under the prefix) does not abort the export: that session (or, for an
+    index, that agent) is left out and named in :attr:`Moved.unreadable`,
+    and ``sessions.json`` lists the sessions that were written.
+    """
     names = list(agents) or sorted(
         str(a) for a in (yield client.execute("SMEMBERS", schema.agents()))
     )
     sessions = lines = 0
+    unreadable: list[str] = []
+
+    def skip(what: str, key: str) -> None:
+        problem = f"{what}: Redis key {key} holds the wrong type; skipped"
+        log.warn("sessions export: {problem}", problem=problem)
+        unreadable.append(problem)
+
     for agent in names:
-        flat = list((yield client.execute("HGETALL", schema.index(agent))) or [])
+        try:
+            flat = list((yield client.execute("HGETALL", schema.index(agent))) or [])
+        except RedisKeyTypeError:
+            skip(f"agent {agent} (its whole index)", schema.index(agent))
+            continue
         entries: dict[str, Any] = {}
         for key, raw in zip(flat[::2], flat[1::2], strict=True):
             try:
@@ -68,11 +89,17 @@ def export_layout(
                 log.warn("skipping an unreadable index entry of agent {agent_id}", agent_id=agent)
         directory = _sessions_dir(dest, agent)
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        for entry in entries.values():
+        for session_key, entry in list(entries.items()):
             session_id = str(entry.get("sessionId", ""))
             if not is_valid_session_id(session_id):
                 continue
-            stored = yield client.execute("LRANGE", schema.transcript(agent, session_id), 0, -1)
+            transcript = schema.transcript(agent, session_id)
+            try:
+                stored = yield client.execute("LRANGE", transcript, 0, -1)
+            except RedisKeyTypeError:
+                skip(f"session {session_key}", transcript)
+                del entries[session_key]
+                continue
             body = "".join(f"{line}\n" for line in stored or []).encode("utf-8")
             atomic_write(directory / f"{session_id}.jsonl", (body,), sync=True)
             sessions += 1
@@ -83,7 +110,7 @@ def export_layout(
             + b"}"
         )
         atomic_write(directory / "sessions.json", (index,), sync=True)
-    return Moved(len(names), sessions, lines)
+    return Moved(len(names), sessions, lines, unreadable=tuple(unreadable))
 
 
 @inlineCallbacks
@@ -154,12 +181,15 @@ def _transcript_lines(path: Path) -> list[str]:
 
 
 def describe(moved: Moved, verb: str, where: str | os.PathLike[str]) -> str:
-    """One line for the CLI."""
+    """What the CLI prints: one line, then one per session Redis could not read."""
     extra = f", {moved.skipped} skipped (already in Redis)" if moved.skipped else ""
-    return (
+    if moved.unreadable:
+        extra += f", {len(moved.unreadable)} left out (unreadable in Redis)"
+    summary = (
         f"{verb} {moved.sessions} sessions ({moved.lines} transcript lines) of "
         f"{moved.agents} agents {'to' if verb == 'exported' else 'from'} {where}{extra}"
     )
+    return "\n".join([summary, *(f"warning: {problem}" for problem in moved.unreadable)])
 
 
 __all__ = ["Moved", "describe", "export_layout", "import_layout"]
