@@ -581,10 +581,11 @@ class ControlUiBrowserTests(SynchronousTestCase):
             "the tool call again, from the transcript",
         )
         self.assertEqual(names, ["web_search"])
-        # chat.history has no tool results: the call shows as ended, not running.
+        # chat.history carries the tool result (web_search is no tool of this
+        # agent, so it failed): the box shows it as it did live, not running.
         self.assertEqual(
             [(b["state"], b["status"], b["result"]) for b in self.tool_boxes()],
-            [("ended", "finished", False)],
+            [("error", "failed", True)],
         )
 
     def test_tool_calls_reusing_an_id_keep_their_own_boxes(self) -> None:
@@ -598,6 +599,7 @@ class ControlUiBrowserTests(SynchronousTestCase):
         self.send("lookup again")
         wait_for(d, lambda d: len(message_texts(d, ".msg.user")) == 2, "the second message")
         self.finished_reply("The tool has answered.")
+        seen: dict[str, list[tuple[str, bool]]] = {}
         for phase in ("live", "history"):
             if phase == "history":
                 d.refresh()
@@ -606,8 +608,10 @@ class ControlUiBrowserTests(SynchronousTestCase):
             self.assertEqual(len(boxes), 2, phase)
             self.assertIn("Paris", boxes[0]["args"], phase)
             self.assertIn("Rome", boxes[1]["args"], phase)
-            states = {b["state"] for b in boxes}
-            self.assertLessEqual(states, {"done", "error"} if phase == "live" else {"ended"})
+            self.assertLessEqual({b["state"] for b in boxes}, {"done", "error"}, phase)
+            seen[phase] = [(b["state"], b["result"]) for b in boxes]
+        # Each box gets its own turn's result back from chat.history.
+        self.assertEqual(seen["history"], seen["live"])
 
     def test_agent_choice_scopes_sessions(self) -> None:
         """Choosing another agent lists its sessions and chats with it."""

@@ -120,6 +120,35 @@ class RealRuntimeTests(SynchronousTestCase):
         (history,) = self.call("chat.history", {"sessionKey": "agent:main:main"})
         self.assertEqual(history["payload"]["messages"], [])
 
+    def test_history_holds_tool_results_cut_to_8000_characters(self) -> None:
+        """As OpenClaw's chat.history: tool results are part of the history (a
+        client can show each call's outcome), their text cut to 8,000 characters
+        (or maxChars when smaller)."""
+        self.call("agent", {"message": "hi", "idempotencyKey": "t-1"})
+        store = self.runtime.store
+        entry = store.get_session("main", "agent:main:main")
+        assert entry is not None
+        result = {
+            "role": "toolResult",
+            "toolCallId": "c1",
+            "toolName": "read",
+            "content": [{"type": "text", "text": "x" * 20_000}],
+            "isError": False,
+            "timestamp": int(START * 1000) + 5,
+        }
+        store.append_messages(
+            "main", entry.session_id, run_id="t-2", messages=[result], timestamp=result["timestamp"]
+        )
+        run_due(self.clock)
+        (history,) = self.call("chat.history", {"sessionKey": "agent:main:main"})
+        messages = history["payload"]["messages"]
+        self.assertEqual([m["role"] for m in messages], ["user", "assistant", "toolResult"])
+        self.assertEqual(len(messages[2]["content"][0]["text"]), 8_000)
+        self.assertTrue(messages[2]["truncated"])
+        self.assertNotIn("truncated", messages[1])
+        (short,) = self.call("chat.history", {"sessionKey": "agent:main:main", "maxChars": 100})
+        self.assertEqual(len(short["payload"]["messages"][2]["content"][0]["text"]), 100)
+
     def test_new_over_chat_send_resets_without_a_model_turn(self) -> None:
         """chat.send "/new" on the real store: a fresh sessionId and an empty
         history, the acknowledgement as the chat final, and no model call; text

@@ -35,6 +35,10 @@ _T = TypeVar("_T")
 # -- sessions -----------------------------------------------------------------------
 
 
+#: A tool result's text in ``chat.history`` at most (OpenClaw's default for them).
+TOOL_RESULT_MAX_CHARS = 8_000
+
+
 def _truncate_message(message: dict[str, Any], max_chars: int) -> dict[str, Any]:
     content = message.get("content")
     if isinstance(content, str):
@@ -78,9 +82,20 @@ def _history(
 ) -> dict[str, Any]:
     store = session_store(ctx.services)
     entry = store.get_session(agent_id, session_key)
-    messages = list(store.read_messages(agent_id, session_key, limit or DEFAULT_HISTORY_LIMIT))
-    if max_chars is not None:
-        messages = [_truncate_message(m, max_chars) for m in messages]
+    # Tool results too, as OpenClaw's history has them (the Control UI fills
+    # its tool boxes from them); their text is cut to TOOL_RESULT_MAX_CHARS.
+    messages = list(
+        store.read_messages(
+            agent_id, session_key, limit or DEFAULT_HISTORY_LIMIT, include_tools=True
+        )
+    )
+    tool_cap = min(max_chars, TOOL_RESULT_MAX_CHARS) if max_chars else TOOL_RESULT_MAX_CHARS
+    messages = [
+        _truncate_message(m, tool_cap)
+        if m.get("role") == "toolResult"
+        else (_truncate_message(m, max_chars) if max_chars is not None else m)
+        for m in messages
+    ]
     ctx.connection.subscribe(session_key)
     return {
         "sessionKey": session_key,
