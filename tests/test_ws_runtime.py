@@ -128,16 +128,17 @@ class RealRuntimeTests(SynchronousTestCase):
         store = self.runtime.store
         entry = store.get_session("main", "agent:main:main")
         assert entry is not None
+        stamp = int(START * 1000) + 5
         result = {
             "role": "toolResult",
             "toolCallId": "c1",
             "toolName": "read",
             "content": [{"type": "text", "text": "x" * 20_000}],
             "isError": False,
-            "timestamp": int(START * 1000) + 5,
+            "timestamp": stamp,
         }
         store.append_messages(
-            "main", entry.session_id, run_id="t-2", messages=[result], timestamp=result["timestamp"]
+            "main", entry.session_id, run_id="t-2", messages=[result], timestamp=stamp
         )
         run_due(self.clock)
         (history,) = self.call("chat.history", {"sessionKey": "agent:main:main"})
