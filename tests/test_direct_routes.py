@@ -43,6 +43,7 @@ class DirectRoutesTests(SynchronousTestCase):
         self.pending: list[Deferred[bytes]] = []
         self.seen: list[Request] = []
         self.cancelled: list[Deferred[bytes]] = []
+        self.fallbacks_made = 0
 
     def routes(self, answer: object) -> DirectRoutes:
         """One route that raises ``answer``, returns it, or (``"later"``) a Deferred."""
@@ -58,7 +59,17 @@ class DirectRoutesTests(SynchronousTestCase):
             assert isinstance(answer, bytes | str)
             return answer  # type: ignore[return-value]  # a str answer, as Klein accepts
 
-        return DirectRoutes({b"v1/chat/completions": route}, Fallback())
+        def make_fallback() -> Resource:
+            self.fallbacks_made += 1
+            return Fallback()
+
+        def probe(request: Request) -> bytes:
+            self.seen.append(request)
+            return b"live"
+
+        return DirectRoutes(
+            {b"v1/chat/completions": route}, make_fallback, gets={b"healthz": probe}
+        )
 
     def test_exact_post_reaches_the_route(self) -> None:
         """The route's bytes are the body; the path moves to ``prepath`` as Klein does."""
@@ -69,15 +80,33 @@ class DirectRoutesTests(SynchronousTestCase):
         self.assertEqual(self.seen[0].postpath, [])
 
     def test_other_methods_and_spellings_go_to_the_fallback(self) -> None:
-        """GET, a trailing slash and a longer path are Klein's (405 / 404 there)."""
+        """GET, a trailing slash and a longer path are Klein's (405 / 404 there);
+        POST to a probe too. The fallback is made once, on first use."""
+        routes = self.routes(b"answer")
         for raw in (
             b"GET /v1/chat/completions HTTP/1.1\r\nHost: gw\r\n\r\n",
             post(b"/v1/chat/completions/"),
             post(b"/v1/chat/completions/x"),
+            post(b"/healthz"),
+            b"GET /healthz/ HTTP/1.1\r\nHost: gw\r\n\r\n",
         ):
-            transport, _ = serve(self.routes(b"answer"), raw)
+            transport, _ = serve(routes, raw)
             self.assertIn(b"fallback ", transport.value())
         self.assertEqual(self.seen, [])
+        self.assertEqual(self.fallbacks_made, 1)
+
+    def test_probes_are_answered_without_the_fallback(self) -> None:
+        """GET and HEAD of a probe's exact path reach it directly; the fallback
+        (Klein, imported on first use) is never made for them."""
+        routes = self.routes(b"answer")
+        transport, _ = serve(routes, b"GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n")
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 200 OK"))
+        self.assertIn(b"live", transport.value())
+        head, _ = serve(routes, b"HEAD /healthz HTTP/1.1\r\nHost: gw\r\n\r\n")
+        self.assertTrue(head.value().startswith(b"HTTP/1.1 200 OK"))
+        self.assertNotIn(b"live", head.value())
+        self.assertEqual(len(self.seen), 2)
+        self.assertEqual(self.fallbacks_made, 0)
 
     def test_refusal_is_written_as_openai_error(self) -> None:
         """A ChatRequestError raised by the route is the app's JSON refusal."""

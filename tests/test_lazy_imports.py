@@ -42,8 +42,10 @@ TOOL_MODULES = (
 )
 #: The JSON5 parser: only for a config that is not plain JSON.
 CONFIG_MODULES = ("json5",)
-#: Endpoints that are off (here /v1/responses) are not imported.
-HTTP_MODULES = ("openclaw.gateway.http.responses", "twisted.web.client")
+#: Endpoints that are off (here /v1/responses) are not imported; nor is Klein
+#: (with werkzeug, 3.7 MB) while only probes and the POST endpoints are asked.
+KLEIN_MODULES = ("klein", "werkzeug", "openclaw.gateway.http.klein_routes")
+HTTP_MODULES = ("openclaw.gateway.http.responses", "twisted.web.client", *KLEIN_MODULES)
 #: Metrics exist only while /metrics or --metrics-listen serves them; zoneinfo
 #: only for a configured time zone.
 METRICS_MODULES = ("prometheus_client", "zoneinfo")
@@ -58,7 +60,8 @@ from twisted.internet import reactor
 
 from openclaw.service import Options, makeService
 
-config, upgrade, watched = sys.argv[1], sys.argv[2] == "upgrade", json.loads(sys.argv[3])
+config, mode, watched = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+upgrade = mode == "upgrade"
 options = Options()
 options.parseOptions(["--config", config, "--listen", "tcp:0:interface=127.0.0.1"])
 service = makeService(options)
@@ -75,6 +78,12 @@ def ask(port, request):
 
 def client(port):
     result["readyz"] = ask(port, b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    if mode == "models":
+        result["models"] = ask(
+            port,
+            b"GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer lazy-test-token\r\n"
+            b"Connection: close\r\n\r\n",
+        )
     if upgrade:
         result["upgrade"] = ask(
             port,
@@ -171,6 +180,13 @@ class IdleImportsTests(SynchronousTestCase):
         self.assertEqual(result["upgrade"], "HTTP/1.1 101 Switching Protocols")
         for name in WEBSOCKET_MODULES:
             self.assertIn(name, result["loaded"])
+
+    def test_first_request_beyond_the_direct_routes_loads_klein(self) -> None:
+        """GET /v1/models (a Klein route) builds the Klein app on first use and
+        is answered; the probes before it did not need it."""
+        result = self._start("models")
+        self.assertEqual(result["models"], "HTTP/1.1 200 OK")
+        self.assertEqual(sorted(result["loaded"]), sorted(KLEIN_MODULES))
 
     def test_json5_config_loads_the_json5_parser(self) -> None:
         """A config with JSON5 syntax (a comment) is parsed by json5 and the

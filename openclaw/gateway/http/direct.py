@@ -1,4 +1,4 @@
-"""The OpenAI POST endpoints, dispatched by exact path ahead of Klein.
+"""The OpenAI POST endpoints and the probes, dispatched by exact path ahead of Klein.
 
 Per request, Klein binds a werkzeug map adapter, adapts the request, matches
 the path, and wraps the route in several Deferreds and self-referencing
@@ -11,10 +11,13 @@ The endpoints that clients call in a loop are looked up here by their exact
 path and answered the way Klein answers them: the same route method, the
 same refusal for a :class:`ChatRequestError`, Twisted's
 ``processingFailed`` for anything else, and the route's Deferred cancelled
-when the client leaves. Everything else goes to Klein unchanged: other
-methods (405 with ``Allow``), other spellings of the path, the probes. One
-difference: Klein refuses a non-UTF-8 ``Host`` header (400) even though it
-does not route on it; these routes ignore it, as they ignore the host.
+when the client leaves. The probes (GET and HEAD of their exact paths) are
+answered the same way, so a gateway that only serves them and completions
+never builds the Klein app (or imports Klein: issue 16's idle memory).
+Everything else goes to Klein unchanged, built on first use: other methods
+(405 with ``Allow``), other spellings of the path. One difference: Klein
+refuses a non-UTF-8 ``Host`` header (400) even though it does not route on
+it; these routes ignore it, as they ignore the host.
 """
 
 from __future__ import annotations
@@ -39,24 +42,42 @@ Route = Callable[[Request], "bytes | Deferred[bytes]"]
 
 
 class DirectRoutes(Resource):
-    """POST to one of ``routes`` (keyed by the path below the mount point,
-    without its leading slash) goes straight to the route; anything else to
-    ``fallback`` (the Klein resource)."""
+    """POST to one of ``routes``, or GET/HEAD to one of ``gets`` (keyed by
+    the path below the mount point, without its leading slash), goes straight
+    to the route; anything else to the resource ``fallback`` makes (the Klein
+    resource), made on first use."""
 
     isLeaf = True
 
-    def __init__(self, routes: Mapping[bytes, Route], fallback: IResource) -> None:
+    def __init__(
+        self,
+        routes: Mapping[bytes, Route],
+        fallback: Callable[[], IResource],
+        *,
+        gets: Mapping[bytes, Route] | None = None,
+    ) -> None:
         Resource.__init__(self)
         self._routes = dict(routes)
-        self._fallback = fallback
+        self._gets = dict(gets or {})
+        self._make_fallback = fallback
+        self._fallback: IResource | None = None
 
     def render(self, request: Request) -> Any:
-        if request.method == b"POST":
+        method = request.method
+        table = (
+            self._routes
+            if method == b"POST"
+            else (self._gets if method in (b"GET", b"HEAD") else None)
+        )
+        if table:
             # Klein matches the decoded path below the mount point: the same.
-            route = self._routes.get(b"/".join(request.postpath or ()))
+            route = table.get(b"/".join(request.postpath or ()))
             if route is not None:
                 return _serve(route, request)
-        return self._fallback.render(request)
+        fallback = self._fallback
+        if fallback is None:
+            fallback = self._fallback = self._make_fallback()
+        return fallback.render(request)
 
 
 def _serve(route: Route, request: Request) -> object:
