@@ -54,7 +54,14 @@ class ExecWithoutProcessTests(TestCase):
             id="main", tools=AgentToolsConfig(policy=ToolPolicyConfig(allow=("read", "bash")))
         )
         toolbox = Toolbox(Config(), self.services)
-        self.assertEqual(set(toolbox.for_agent("main", entry).tools), {"read", "exec"})
+        tools = toolbox.for_agent("main", entry)
+        self.assertEqual(set(tools.tools), {"read", "exec"})
+        # What the model is shown says so: no background fields, no process tool.
+        (schema,) = [t for t in tools.schemas if t.name == "exec"]
+        self.assertNotIn("yieldMs", schema.parameters["properties"])
+        self.assertNotIn("background", schema.parameters["properties"])
+        self.assertNotIn("process", schema.description)
+        self.assertIn("wait for it to finish", schema.description)
         waited = await self._exec(toolbox, entry, command="sleep 0.5; echo waited", yieldMs=10)
         self.assertEqual(
             (waited.content.strip(), waited.details["status"]), ("waited", "completed")
@@ -74,6 +81,9 @@ class ExecWithoutProcessTests(TestCase):
     async def test_exec_still_backgrounds_when_process_is_allowed(self) -> None:
         """With process offered, background: true hands the command over at once."""
         toolbox = Toolbox(Config(), self.services)
-        self.assertIn("process", toolbox.for_agent("main", None).tools)
+        tools = toolbox.for_agent("main", None)
+        self.assertIn("process", tools.tools)
+        (schema,) = [t for t in tools.schemas if t.name == "exec"]
+        self.assertIn("background", schema.parameters["properties"])
         res = await self._exec(toolbox, None, command="sleep 1000", background=True)
         self.assertEqual(res.details["status"], "running")

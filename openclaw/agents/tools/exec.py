@@ -123,6 +123,16 @@ class ExecTool:
         self._passthrough = tuple(env_passthrough)
         self._path_prepend = tuple(path_prepend)
         self._background_enabled = background_enabled
+        if not background_enabled:
+            # Without process nothing can follow a background command, so the
+            # model is not offered one (OpenClaw drops the two fields too).
+            self.description = "Run a shell command in the workspace and wait for it to finish."
+            properties = {
+                k: v
+                for k, v in self.parameters["properties"].items()
+                if k not in ("yieldMs", "background")
+            }
+            self.parameters = {**self.parameters, "properties": properties}
         self._setsid = setsid_path
         self._live: set[ProcessSession] = set()
 
