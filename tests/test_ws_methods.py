@@ -249,6 +249,8 @@ class SessionMethodTests(MethodTestCase):
         )
         self.assertEqual(listing["sessions"][0]["kind"], "direct")
         self.assertEqual(listing["sessions"][0]["agentId"], "main")
+        # OpenClaw's isMain (its CLI refuses to even dry-run deleting a main session).
+        self.assertEqual([s["isMain"] for s in listing["sessions"]], [False, True, True])
         self.assertEqual(listing["path"], "/state/agents/main/sessions/sessions.json")
         limited = self.ok("sessions.list", {"limit": 1})
         self.assertEqual(

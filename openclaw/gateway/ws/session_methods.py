@@ -108,6 +108,9 @@ def _history(
 def _session_json(entry: SessionEntry) -> dict[str, Any]:
     out = entry.to_json()
     out.setdefault("kind", "direct")
+    # OpenClaw's rows say which is the agent's main session: its CLI will not
+    # even dry-run deleting one.
+    out["isMain"] = entry.key == main_session_key(entry.agent_id)
     return out
 
 
