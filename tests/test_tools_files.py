@@ -336,6 +336,92 @@ class FileToolsTests(SynchronousTestCase):
         self.assertFalse(res.is_error, res.content)
         self.assertIn("No changes made", res.content)
 
+    def test_edit_falls_back_to_a_loose_match(self) -> None:
+        """An oldText that is not in the file exactly is looked up with trailing
+        spaces, Unicode compatibility forms and typographic quotes, dashes and
+        spaces folded, as in OpenClaw (it used to be 'Could not find'); the
+        file's own text at that place is replaced, and uniqueness, overlap and
+        CRLF endings work as for exact matches."""
+        edit = EditTool(inline_runner)
+
+        def put(name: str, data: bytes) -> None:
+            with open(os.path.join(self.ws, name), "wb") as f:
+                f.write(data)
+
+        def got(name: str) -> bytes:
+            with open(os.path.join(self.ws, name), "rb") as f:
+                return f.read()
+
+        put("tw.py", b"def f():   \n    return 1\n")
+        res = self.call(
+            edit,
+            path="tw.py",
+            edits=[{"oldText": "def f():\n    return 1", "newText": "def f():\n    return 2"}],
+        )
+        self.assertFalse(res.is_error, res.content)
+        self.assertEqual(got("tw.py"), b"def f():\n    return 2\n")
+
+        put("sq.py", "print(\u201chi\u201d)  # \u201cnote\u201d \u2014 x\n".encode())
+        res = self.call(edit, path="sq.py", oldText='print("hi")', newText='print("bye")')
+        self.assertFalse(res.is_error, res.content)
+        self.assertEqual(res.details["line"], 1)
+        # Only the matched span is replaced: the rest of the line keeps its quotes.
+        self.assertEqual(got("sq.py"), 'print("bye")  # \u201cnote\u201d \u2014 x\n'.encode())
+
+        # CRLF file, non-breaking space and a dash, next to an exact edit.
+        put("w.txt", "a\u00a0\u2013\u00a0b  \r\nkeep\r\nlast\r\n".encode())
+        res = self.call(
+            edit,
+            path="w.txt",
+            edits=[
+                {"oldText": "a - b\nkeep", "newText": "A\nB"},
+                {"oldText": "last", "newText": "LAST"},
+            ],
+        )
+        self.assertFalse(res.is_error, res.content)
+        self.assertEqual(got("w.txt"), b"A\r\nB\r\nLAST\r\n")
+
+        # An exact match wins over loose ones; several loose matches are ambiguous.
+        put("q.txt", 'say \u201cx\u201d\nsay "x"\nsay \u2018y\u2019\nsay \u2019y\u2018\n'.encode())
+        res = self.call(edit, path="q.txt", oldText='say "x"', newText="exact")
+        self.assertFalse(res.is_error, res.content)
+        res = self.call(edit, path="q.txt", oldText="say 'y'", newText="?")
+        self.assertTrue(res.is_error)
+        self.assertIn("Found 2 occurrences of the text", res.content)
+        res = self.call(
+            edit,
+            path="q.txt",
+            edits=[
+                {"oldText": "say 'y'\nsay", "newText": "z"},
+                {"oldText": "exact\n", "newText": ""},
+            ],
+        )
+        self.assertFalse(res.is_error, res.content)
+        self.assertEqual(got("q.txt"), "say \u201cx\u201d\nz \u2019y\u2018\n".encode())
+        # Loose matches take part in the overlap check.
+        res = self.call(
+            edit,
+            path="q.txt",
+            edits=[{"oldText": 'say "x"\nz', "newText": "1"}, {"oldText": "z '", "newText": "2"}],
+        )
+        self.assertIn("edits[0] and edits[1] overlap", res.content)
+        # An edit whose new text is its old text changes nothing, loose or not.
+        res = self.call(edit, path="q.txt", oldText='say "x"', newText='say "x"')
+        self.assertIn("No changes made", res.content)
+        self.assertEqual(got("q.txt"), "say \u201cx\u201d\nz \u2019y\u2018\n".encode())
+
+        # A loose match must begin and end on characters of the file: "f" is
+        # only half of the ligature U+FB01 (NFKC "fi").
+        put("lig.txt", "\ufb01x\n".encode())
+        res = self.call(edit, path="lig.txt", oldText="f", newText="g")
+        self.assertTrue(res.is_error)
+        self.assertIn("loose match for the text", res.content)
+        res = self.call(edit, path="lig.txt", oldText="fix", newText="fixed")
+        self.assertFalse(res.is_error, res.content)
+        self.assertEqual(got("lig.txt"), b"fixed\n")
+        res = self.call(edit, path="lig.txt", oldText="nothing like it", newText="x")
+        self.assertIn("Could not find the text", res.content)
+
 
 PATCH = """*** Begin Patch
 *** Add File: new/hello.txt

@@ -26,6 +26,7 @@ from openclaw.agents.tools._common import (
     opt_str,
     req_str,
 )
+from openclaw.agents.tools._fuzzy import Normalised, normalise
 from openclaw.agents.tools._paths import confine, display
 from openclaw.agents.tools.base import JSONSchema, ToolArgumentError, ToolContext, ToolResult
 from openclaw.agents.tools.limits import DEFAULT_FILE_LIMITS, FileLimits
@@ -345,32 +346,63 @@ def edit_arguments(args: Mapping[str, Any], cap: int) -> list[Replacement]:
     return edits
 
 
+def _locate(lf: str, want: str, loose: Normalised | None) -> tuple[int, int, int, bool]:
+    """Where ``want`` is in ``lf``: ``(start, end, matches, clean)``.
+
+    The exact text first; when it is missing, the :func:`normalise` form of
+    both (``loose``), and the matched span mapped back to ``lf``. ``matches``
+    counts the level that decided; ``clean`` is false when a loose match has
+    no clean edge in ``lf``.
+    """
+    start = lf.find(want)
+    if start >= 0 or loose is None:
+        return start, start + len(want), lf.count(want), True
+    key = normalise(want)
+    found = loose.text.find(key) if key else -1
+    if found < 0:
+        return -1, -1, 0, True
+    span = loose.source_span(found, found + len(key))
+    count = loose.text.count(key)
+    if span is None:
+        return -1, -1, count, False
+    return span[0], span[1], count, True
+
+
 def apply_edits(text: str, edits: Sequence[Replacement], shown: str) -> tuple[str, int]:
     """``text`` with every edit applied, and the first changed line.
 
     As in OpenClaw, every ``oldText`` is looked up in the original (LF) text,
     must occur there exactly once, and no two may overlap; so the edits do not
-    depend on one another's order or result.
+    depend on one another's order or result. An ``oldText`` that is not there
+    exactly is looked up loosely (:func:`normalise`: Unicode compatibility
+    forms, trailing spaces, typographic quotes, dashes and spaces), as
+    OpenClaw does, and the file's own text at that place is what is replaced.
     """
     lf = to_lf(text)
     single = len(edits) == 1
+    wants = [to_lf(edit.old) for edit in edits]
+    loose = Normalised(lf) if any(want not in lf for want in wants) else None
     spans: list[tuple[int, int, int]] = []
-    for i, edit in enumerate(edits):
-        want = to_lf(edit.old)
-        count = lf.count(want)
+    for i, want in enumerate(wants):
+        start, end, count, clean = _locate(lf, want, loose)
         what = "the text" if single else f"edits[{i}]"
-        if count == 0:
-            raise ToolArgumentError(
-                f"Could not find {what} in {shown}. The old text must match exactly, "
-                "including all whitespace and newlines."
-            )
         if count > 1:
             raise ToolArgumentError(
                 f"Found {count} occurrences of {what} in {shown}. Each old text must occur "
                 "once; add surrounding context to make it unique."
             )
-        start = lf.index(want)
-        spans.append((start, start + len(want), i))
+        if not clean:
+            raise ToolArgumentError(
+                f"The loose match for {what} in {shown} begins or ends inside a character "
+                "that Unicode normalisation or trailing-space trimming changed. Copy the "
+                "exact text from the file, or choose a span whose edges are plain text."
+            )
+        if start < 0:
+            raise ToolArgumentError(
+                f"Could not find {what} in {shown}. The old text must match exactly, "
+                "including all whitespace and newlines."
+            )
+        spans.append((start, end, i))
     spans.sort()
     for (_, end, a), (start, _, b) in pairwise(spans):
         if end > start:
@@ -378,15 +410,21 @@ def apply_edits(text: str, edits: Sequence[Replacement], shown: str) -> tuple[st
                 f"edits[{a}] and edits[{b}] overlap in {shown}. Merge them into one edit "
                 "or make them target separate regions."
             )
-    updated = replace_in_lf(text, [(a, b, to_lf(edits[i].new)) for a, b, i in spans])
+    # An edit whose new text is its old text changes nothing, even where it
+    # matched loosely (OpenClaw sets such edits aside after checking them).
+    updated = replace_in_lf(
+        text,
+        [(a, b, to_lf(edits[i].new)) for a, b, i in spans if wants[i] != to_lf(edits[i].new)],
+    )
     return updated, lf[: spans[0][0]].count("\n") + 1
 
 
 class EditTool(FileTool):
     """``edit``: exact, unique replacements in one file (``edits[]``).
 
-    Matching is on LF text (what ``read`` shows); the file keeps its own line
-    endings (see :func:`replace_in_lf`).
+    Matching is on LF text (what ``read`` shows), loosely when the exact text
+    is missing (see :func:`apply_edits`); the file keeps its own line endings
+    (see :func:`replace_in_lf`).
     """
 
     name = "edit"
