@@ -515,6 +515,54 @@ class ApplyPatchTests(SynchronousTestCase):
         self.assertFalse(res.is_error, res.content)
         self.assertEqual(self.read("ws.txt"), "bar  \nBAR\n")
 
+    def test_hunks_openclaw_applies(self) -> None:
+        """A byte order mark, a blank context line the file does not have at the
+        end of a hunk, and typographic punctuation do not stop a hunk, as in
+        OpenClaw (each used to be 'could not find the lines', file unchanged)."""
+
+        def put(name: str, data: bytes) -> None:
+            with open(os.path.join(self.ws, name), "wb") as f:
+                f.write(data)
+
+        def got(name: str) -> bytes:
+            with open(os.path.join(self.ws, name), "rb") as f:
+                return f.read()
+
+        def update(name: str, body: str) -> ToolResult:
+            return self.apply(f"*** Begin Patch\n*** Update File: {name}\n@@\n{body}*** End Patch")
+
+        put("bom.txt", b"\xef\xbb\xbffirst\r\nsecond\r\n")
+        res = update("bom.txt", "-first\n+FIRST\n")
+        self.assertFalse(res.is_error, res.content)
+        self.assertEqual(got("bom.txt"), b"\xef\xbb\xbfFIRST\r\nsecond\r\n")
+
+        put("blank.py", b"x = 1\ny = 2\n")
+        res = update("blank.py", " y = 2\n+z = 3\n \n")
+        self.assertFalse(res.is_error, res.content)
+        self.assertEqual(got("blank.py"), b"x = 1\ny = 2\nz = 3\n")
+        # A blank line the file has is matched as it is.
+        put("kept.py", b"y = 2\n\nw\n")
+        res = update("kept.py", " y = 2\n+z\n \n")
+        self.assertFalse(res.is_error, res.content)
+        self.assertEqual(got("kept.py"), b"y = 2\nz\n\nw\n")
+
+        put("sq.py", "print(\u201chi\u201d)\u00a0\u2014 ok\n".encode())
+        res = update("sq.py", '-print("hi") - ok\n+print("bye")\n')
+        self.assertFalse(res.is_error, res.content)
+        self.assertEqual(got("sq.py"), b'print("bye")\n')
+
+        # The first pass that finds the lines decides: surrounding whitespace
+        # beats punctuation, and two matches on the punctuation pass are refused.
+        put("amb.py", 'q \u201cx\u201d\n  q "x"  \nr \u2018y\u2019\nr \u2019y\u2018\n'.encode())
+        res = update("amb.py", '-q "x"\n+Q\n')
+        self.assertFalse(res.is_error, res.content)
+        res = update("amb.py", "-r 'y'\n+R\n")
+        self.assertTrue(res.is_error)
+        self.assertIn("occur 2 times", res.content)
+        self.assertEqual(
+            got("amb.py"), "q \u201cx\u201d\nQ\nr \u2018y\u2019\nr \u2019y\u2018\n".encode()
+        )
+
     def test_aliases_follow_openclaw_rules(self) -> None:
         """Add and a move to a new path refuse a symlinked parent (Add used to
         succeed through it); Delete of a symlink removes the link, never its

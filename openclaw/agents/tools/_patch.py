@@ -14,9 +14,12 @@
 
 Hunks are located by their old lines (context + removed), searched forward
 from the previous hunk; an exact match is preferred, then one that ignores
-trailing whitespace, then surrounding whitespace. Lines (or an ``@@`` context
-line) that match in more than one place are an error, as in OpenClaw: patching
-the first of several would silently change the wrong one.
+trailing whitespace, then surrounding whitespace, then also typographic
+quotes, dashes and spaces. Lines (or an ``@@`` context line) that match in
+more than one place are an error, as in OpenClaw: patching the first of
+several would silently change the wrong one. As in OpenClaw, a hunk whose old
+lines end with a blank line that is not in the file is tried without it, and
+a UTF-8 byte order mark is set aside while matching and kept.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from collections.abc import Callable
 
 from attrs import frozen
 
+from openclaw.agents.tools._fuzzy import SPACES, fold_punctuation
 from openclaw.agents.tools.base import ToolArgumentError
 
 
@@ -156,17 +160,36 @@ def _hunks(body: list[str], i: int, path: str) -> tuple[list[Hunk], int]:
     return hunks, i
 
 
+def _rstrip(line: str) -> str:
+    return line.rstrip(SPACES)
+
+
+def _strip(line: str) -> str:
+    return line.strip(SPACES)
+
+
+def _loose(line: str) -> str:
+    return fold_punctuation(line.strip(SPACES))
+
+
+#: How hunk lines are compared, strictest first (OpenClaw's four passes;
+#: whitespace is what JavaScript's trim removes).
+_NORMS: tuple[Callable[[str], str], ...] = (lambda s: s, _rstrip, _strip, _loose)
+
+
 def _find(lines: list[str], needle: tuple[str, ...], start: int, at_eof: bool) -> tuple[int, int]:
     """Where ``needle`` occurs in ``lines`` at or after ``start``, and how often.
 
     The first normalisation level with any match decides: ``(index of the
     first match, number of matches)``, or ``(-1, 0)`` when no level matches.
-    A count above one means the lines do not say where the hunk goes.
+    A count above one means the lines do not say where the hunk goes. No
+    lines at all are found where the search starts.
     """
+    if not needle:
+        return start, 1
     last = len(lines) - len(needle)
     first = max(start, last) if at_eof else start
-    norms: tuple[Callable[[str], str], ...] = (lambda s: s, str.rstrip, str.strip)
-    for norm in norms:
+    for norm in _NORMS:
         want = [norm(x) for x in needle]
         found = [
             pos
@@ -225,9 +248,12 @@ def apply_update(original: str, hunks: tuple[Hunk, ...], path: str) -> str:
     Lines are matched without their endings, and every line keeps the ending
     it had: a CRLF file stays CRLF, and new lines take the ending of the lines
     they replace or sit beside (the file's first ending when there are none),
-    as OpenClaw does. A file without a final newline keeps lacking one.
+    as OpenClaw does. A file without a final newline keeps lacking one, and
+    one that starts with a byte order mark keeps it (it is not part of the
+    first line's text when matching).
     """
-    lines = _split_lines(original)
+    bom = "\ufeff" if original.startswith("\ufeff") else ""
+    lines = _split_lines(original[len(bom) :])
     texts = [text for text, _ in lines]
     preferred = next((end for _, end in lines if end), "\n")
     missing_final = bool(lines) and not lines[-1][1]
@@ -243,10 +269,16 @@ def apply_update(original: str, hunks: tuple[Hunk, ...], path: str) -> str:
                     "it must be unique, so give a more specific @@ line"
                 )
             cursor = found + (0 if hunk.old and hunk.old[0].strip() == hunk.context else 1)
-        if not hunk.old:
+        old, added = hunk.old, hunk.new
+        if not old:
             pos = len(lines) if hunk.at_eof or hunk.context is None else cursor
         else:
-            pos, count = _find(texts, hunk.old, cursor, hunk.at_eof)
+            pos, count = _find(texts, old, cursor, hunk.at_eof)
+            if pos < 0 and old[-1] == "":
+                # A blank context line the model added at the end of the hunk.
+                old = old[:-1]
+                added = added[:-1] if added and added[-1] == "" else added
+                pos, count = _find(texts, old, cursor, hunk.at_eof)
             shown = "\n".join(hunk.old)[:500]
             if pos < 0:
                 raise PatchError(f"{path}: hunk {number}: could not find the lines:\n{shown}")
@@ -255,13 +287,13 @@ def apply_update(original: str, hunks: tuple[Hunk, ...], path: str) -> str:
                     f"{path}: hunk {number}: these lines occur {count} times; they must be "
                     f"unique, so add more surrounding lines to the hunk:\n{shown}"
                 )
-        new = _changed_lines(lines, pos, len(hunk.old), hunk.new, preferred)
+        new = _changed_lines(lines, pos, len(old), added, preferred)
         if new and not hunk.old and pos == len(lines) and missing_final:
             new[-1] = (new[-1][0], "")
-        lines[pos : pos + len(hunk.old)] = new
-        texts[pos : pos + len(hunk.old)] = [text for text, _ in new]
+        lines[pos : pos + len(old)] = new
+        texts[pos : pos + len(old)] = [text for text, _ in new]
         cursor = pos + len(new)
-    return "".join(
+    return bom + "".join(
         text + (end or (preferred if i < len(lines) - 1 else ""))
         for i, (text, end) in enumerate(lines)
     )
