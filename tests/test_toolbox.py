@@ -58,6 +58,7 @@ class ExecWithoutProcessTests(TestCase):
         self.assertEqual(set(tools.tools), {"read", "exec"})
         # What the model is shown says so: no background fields, no process tool.
         (schema,) = [t for t in tools.schemas if t.name == "exec"]
+        assert schema.parameters is not None
         self.assertNotIn("yieldMs", schema.parameters["properties"])
         self.assertNotIn("background", schema.parameters["properties"])
         self.assertNotIn("process", schema.description)
@@ -84,6 +85,7 @@ class ExecWithoutProcessTests(TestCase):
         tools = toolbox.for_agent("main", None)
         self.assertIn("process", tools.tools)
         (schema,) = [t for t in tools.schemas if t.name == "exec"]
+        assert schema.parameters is not None
         self.assertIn("background", schema.parameters["properties"])
         res = await self._exec(toolbox, None, command="sleep 1000", background=True)
         self.assertEqual(res.details["status"], "running")
