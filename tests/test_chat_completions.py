@@ -9,12 +9,14 @@ from twisted.internet.defer import CancelledError
 
 from openclaw.agents.types import (
     FailureKind,
+    LifecycleEvent,
     ProviderError,
     RunAbortedError,
     RunTimeoutError,
     ToolCall,
     Usage,
 )
+from openclaw.core.unavailable import SharedStateUnavailableError, TurnNotSavedError
 from tests.chat_fakes import ChatHarness, ChatTestCase, chat_body
 
 COMPLETION_ID = re.compile(
@@ -259,6 +261,41 @@ class FailureTests(ChatTestCase):
         reply = self.failed(ValueError("boom"))
         self.assertError(reply, 500, "internal error", "api_error")
         self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+
+    def test_shared_store_refusing_a_run_that_never_began_may_be_retried(self) -> None:
+        """The shared store (Redis) refusing the run before its turn began (its
+        session lane: nothing written, no model called): 503 with Retry-After
+        and no ``x-should-retry``, so the OpenAI SDKs retry it as invited."""
+        h = ChatHarness()
+        h.runtime.on_start = lambda run: run.fail(
+            SharedStateUnavailableError("Redis refused the command: READONLY")
+        )
+        reply = self.call(h, chat_body())
+        self.assertError(reply, 503, reply.error["message"], "api_error")
+        self.assertEqual(reply.error["code"], "session_store_unavailable")
+        self.assertEqual(reply.headers["retry-after"], "1")
+        self.assertNotIn("x-should-retry", reply.headers)
+
+    def test_shared_store_failing_a_turn_that_began_forbids_retries(self) -> None:
+        """Once the turn began (the model may have answered), the same 503, or
+        ``turn_not_saved``, carries ``x-should-retry: false``: a retry would
+        run the turn again."""
+        for error in (
+            SharedStateUnavailableError("the turn could not be saved"),
+            TurnNotSavedError("the session lane was lost"),
+        ):
+            h = ChatHarness()
+            pending = self.call_pending(h, chat_body())
+            run = h.runtime.last_run
+            run.emit(LifecycleEvent(run.run_id, "start", 0))
+            run.fail(error)
+            h.stub.flush()
+            response = self.successResultOf(pending)
+            self.assertEqual(response.code, 503)
+            self.assertEqual(response.headers.getRawHeaders(b"x-should-retry"), [b"false"])
+        h = ChatHarness()
+        h.runtime.on_start = lambda run: run.fail(TurnNotSavedError("not saved"))
+        self.assertEqual(self.call(h, chat_body()).headers.get("x-should-retry"), "false")
 
     def test_start_failure(self) -> None:
         """The runtime refusing to start: 500, and retrying is allowed (nothing ran)."""

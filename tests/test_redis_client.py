@@ -276,6 +276,8 @@ class RefusingRedisGatewayTests(SynchronousTestCase):
         status, headers, body = chat(self.gateway.port, key, "hello")
         self.assertEqual(status, 503, body)
         self.assertEqual(headers.get("retry-after"), "1")
+        # Refused at the session lane: nothing ran, so an SDK may retry it.
+        self.assertNotIn("x-should-retry", headers)
         self.assertIn("session_store_unavailable", body)
 
     def test_oom_and_readonly_answer_503_and_log_once(self) -> None:

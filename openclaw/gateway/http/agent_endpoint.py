@@ -41,12 +41,13 @@ from openclaw.agents.types import (
     AssistantEvent,
     ClientToolConflictError,
     ImageInput,
+    LifecycleEvent,
     RunQueueFullError,
     UnknownAgentError,
     UnknownModelError,
 )
 from openclaw.config.model import ImagesConfig
-from openclaw.core.unavailable import SharedStateUnavailableError
+from openclaw.core.unavailable import SharedStateUnavailableError, TurnNotSavedError
 from openclaw.gateway.auth import GatewayAuth
 from openclaw.gateway.http.chat_request import (
     PreparedChat,
@@ -250,8 +251,13 @@ class JsonAnswer:
         #: Answered or abandoned: later outcomes of the run are ignored.
         self._over = False
         self._out: Deferred[bytes] = Deferred(self._cancelled)
+        #: The run got its session and began its turn (its lifecycle ``start``):
+        #: from then on it may have written or called the model.
+        self._began = False
+        self._unsubscribe: Callable[[], None] | None = None
 
     def start(self) -> Deferred[bytes]:
+        self._unsubscribe = self._run.subscribe(self._on_event)
         result = self._result = self._run.result
         result.addCallbacks(self._succeeded, self._failed)
         result.addErrback(self._bug)
@@ -266,11 +272,28 @@ class JsonAnswer:
             return
         self._deliver(write_json(self._request, 200, self._render(result)))
 
+    def _on_event(self, event: AgentEvent) -> None:
+        if isinstance(event, LifecycleEvent) and event.phase == "start":
+            self._began = True
+            self._stop_listening()
+
+    def _ran(self, error: BaseException | None) -> bool:
+        """Whether a retry could run the turn again (``x-should-retry: false``).
+
+        The shared store refusing the run before it began (Redis refusing its
+        lane: nothing written, no model called) may be retried, as its
+        ``Retry-After`` invites; a turn that began, or one not saved after the
+        model answered (``turn_not_saved``), must not be."""
+        if self._began or isinstance(error, TurnNotSavedError):
+            return True
+        return not isinstance(error, SharedStateUnavailableError)
+
     def _failed(self, failure: Failure) -> None:
         if self._over:
             return
         error, why = map_failure(failure, self._run.run_id)
-        self._deliver(write_error(self._request, error, run_started=True), why)
+        run_started = self._ran(failure.value)
+        self._deliver(write_error(self._request, error, run_started=run_started), why)
 
     def _bug(self, failure: Failure) -> None:
         log.failure("bug answering run {run_id}", failure, run_id=self._run.run_id)
@@ -279,11 +302,18 @@ class JsonAnswer:
 
     def _deliver(self, data: bytes, why: str = "") -> None:
         self._over = True
+        self._stop_listening()
         self._access.done(why)
         self._out.callback(data)
 
+    def _stop_listening(self) -> None:
+        unsubscribe, self._unsubscribe = self._unsubscribe, None
+        if unsubscribe is not None:
+            unsubscribe()
+
     def _cancelled(self, _: Deferred[bytes]) -> None:
         self._over = True
+        self._stop_listening()
         self._run.cancel()
         if self._result is not None:
             self._result.cancel()
