@@ -8,6 +8,7 @@ condition through the reactor (:func:`until`), never sleeps.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -29,9 +30,10 @@ from openclaw.sessions.redis.client import (
 )
 from openclaw.sessions.redis.url import parse_redis_url
 from tests.gateway_process import GatewayProcess
-from tests.redis_support import RedisServer, _resp
+from tests.redis_support import RedisServer, _resp, free_port
 from tests.test_redis_faults import chat, poll
 from tests.test_redis_gateway import gateway_config
+from tests.ws_sync_client import SyncWsClient
 
 #: A script that keeps Redis busy (answering nobody) for 1.2 s.
 BUSY_FOR_1200_MS = (
@@ -310,3 +312,36 @@ class RefusingRedisGatewayTests(SynchronousTestCase):
         self.assertEqual(log.count("refuses commands: READONLY"), 1, log)
         self.assertNotIn("Traceback", log)
         self.assertNotIn("internal error", log)
+
+    def test_refused_reset_and_delete_answer_unavailable_and_change_nothing(self) -> None:
+        """``sessions.reset`` and ``sessions.delete`` while Redis refuses writes
+        (a replica: READONLY) answer UNAVAILABLE with retryAfterMs, never ok:
+        the session is as it was (listed, same sessionId) and its next turn
+        continues its history."""
+        port = self.gateway.port
+        self.assertEqual(chat(port, "kept", "first turn")[0], 200)
+        ws = SyncWsClient(port)
+        self.addCleanup(ws.close)
+        session_id = ws.request("chat.history", {"sessionKey": "kept"})["payload"]["sessionId"]
+        self.assertTrue(session_id)
+        # A replica of a primary nobody runs: it keeps its data (no sync ever
+        # happens) and refuses every write.
+        self.server.command("REPLICAOF", "127.0.0.1", str(free_port()))
+        self.addCleanup(self.server.command, "REPLICAOF", "NO", "ONE")
+        for method in ("sessions.reset", "sessions.delete"):
+            answer = ws.request(method, {"key": "kept"})
+            self.assertFalse(answer["ok"], answer)
+            self.assertEqual(answer["error"]["code"], "UNAVAILABLE", answer)
+            self.assertGreater(answer["error"]["retryAfterMs"], 0, answer)
+        self.server.command("REPLICAOF", "NO", "ONE")
+        listed = ws.request("sessions.list", {})["payload"]["sessions"]
+        (row,) = [row for row in listed if row["key"] == "agent:main:kept"]
+        self.assertEqual(row["sessionId"], session_id)
+        self.assertEqual(chat(port, "kept", "second turn")[0], 200)
+        history = ws.request("chat.history", {"sessionKey": "kept"})["payload"]
+        self.assertEqual(history["sessionId"], session_id)
+        said = json.dumps(history["messages"])
+        self.assertIn("first turn", said)
+        self.assertIn("second turn", said)
+        self.assertEqual(self.gateway.stop(), 0)
+        self.assertNotIn("Traceback", self.gateway.text)

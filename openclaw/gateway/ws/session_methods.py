@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.logger import Logger
@@ -174,7 +174,7 @@ def _busy(session_key: str) -> RequestError:
 
 
 def _when_idle_everywhere(
-    services: GatewayServices, session_key: str, then: Callable[[], _T]
+    services: GatewayServices, session_key: str, then: Callable[[], _T | Deferred[_T]]
 ) -> Deferred[_T]:
     """``then()`` unless another gateway instance runs a turn on the session; a
     shared catalog re-reads the session first, so ``then`` answers from what
@@ -213,14 +213,36 @@ def reset_session(ctx: CallContext, agent_id: str, session_key: str) -> Deferred
     )
 
 
-def _reset(ctx: CallContext, store: SessionsView, agent_id: str, session_key: str) -> SessionEntry:
-    entry = store.reset(agent_id, session_key)
-    log.info(
-        "session {session_key} reset by {conn_id}",
-        session_key=session_key,
-        conn_id=ctx.connection.conn_id,
-    )
-    return entry
+@runtime_checkable
+class SavedChanges(Protocol):
+    """A store whose reset and delete are written elsewhere (Redis) and can be
+    refused there: the methods answer once it holds them, so a refusal is an
+    ``UNAVAILABLE`` error and nobody is told a session was reset or deleted
+    while it was not."""
+
+    def reset_saved(self, agent_id: str, session_key: str) -> Deferred[SessionEntry]:
+        """``reset``, firing with the new entry once the store holds it."""
+        ...
+
+    def delete_saved(self, agent_id: str, session_key: str) -> Deferred[bool]:
+        """``delete``, firing once the store has removed the session."""
+        ...
+
+
+def _reset(
+    ctx: CallContext, store: SessionsView, agent_id: str, session_key: str
+) -> SessionEntry | Deferred[SessionEntry]:
+    def done(entry: SessionEntry) -> SessionEntry:
+        log.info(
+            "session {session_key} reset by {conn_id}",
+            session_key=session_key,
+            conn_id=ctx.connection.conn_id,
+        )
+        return entry
+
+    if isinstance(store, SavedChanges):
+        return store.reset_saved(agent_id, session_key).addCallback(done)
+    return done(store.reset(agent_id, session_key))
 
 
 def _refuse_main_session(raw_key: str, agent_id: str, session_key: str) -> None:
@@ -245,14 +267,20 @@ def sessions_delete(ctx: CallContext, params: Mapping[str, Any]) -> Deferred[dic
     )
 
 
-def _delete(ctx: CallContext, store: Any, agent_id: str, session_key: str) -> dict[str, Any]:
-    deleted = store.delete(agent_id, session_key)
-    log.info(
-        "session {session_key} deleted by {conn_id}",
-        session_key=session_key,
-        conn_id=ctx.connection.conn_id,
-    )
-    return {"ok": True, "key": session_key, "deleted": bool(deleted)}
+def _delete(
+    ctx: CallContext, store: SessionsView, agent_id: str, session_key: str
+) -> dict[str, Any] | Deferred[dict[str, Any]]:
+    def done(deleted: bool) -> dict[str, Any]:
+        log.info(
+            "session {session_key} deleted by {conn_id}",
+            session_key=session_key,
+            conn_id=ctx.connection.conn_id,
+        )
+        return {"ok": True, "key": session_key, "deleted": bool(deleted)}
+
+    if isinstance(store, SavedChanges):
+        return store.delete_saved(agent_id, session_key).addCallback(done)
+    return done(store.delete(agent_id, session_key))
 
 
 def sessions_subscribe(ctx: CallContext, params: Mapping[str, Any]) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred, DeferredList, fail
 from twisted.internet.interfaces import IReactorTime
@@ -61,6 +61,7 @@ from openclaw.sessions.transcript import (
 )
 
 log = Logger()
+_R = TypeVar("_R")
 
 #: Transcripts kept in this process' memory (least recently used go first).
 DEFAULT_CACHED_TRANSCRIPTS = 4096
@@ -198,12 +199,26 @@ class RedisSessionStore(SessionMirror):
         return entry
 
     def reset(self, agent_id: str, session_key: str) -> SessionEntry:
+        """:meth:`reset_saved` without waiting for Redis (a refusal is only
+        logged): the :class:`~openclaw.sessions.interface.SessionCatalog` call."""
+        entry, saved = self._reset(agent_id, session_key)
+        self._track(saved, "reset of a session")
+        return entry
+
+    def reset_saved(self, agent_id: str, session_key: str) -> Deferred[SessionEntry]:
         """A fresh sessionId; the old transcript is renamed ``.reset.<time>``.
 
         Redis decides what "old" is (the entry it holds when the script runs,
         whichever instance wrote it last), so the transcript archived is the
         session's current one and its fields are kept even when this process'
-        copy is stale; the entry returned has the new sessionId."""
+        copy is stale. Fires with the new entry once Redis holds it; fails
+        (RedisRefusedError, RedisUnavailableError...) when Redis did not take
+        it, with this process' copy put back: nobody may be told it was reset."""
+        return self._held(self._reset(agent_id, session_key)[1])
+
+    def _reset(
+        self, agent_id: str, session_key: str
+    ) -> tuple[SessionEntry, Deferred[SessionEntry]]:
         agent = normalize_agent_id(agent_id)
         index = self._index(agent)
         now = self._now()
@@ -218,18 +233,70 @@ class RedisSessionStore(SessionMirror):
         fresh = index[session_key] = fresh_from(old)
         self._forget_transcript(agent, old)
         expected = encode_line(old) if old is not None else ""
-        self._replace(agent, session_key, expected, fresh_from, "reset", now)
-        return self._entry(agent, session_key, fresh)
+        saved = self._replace(agent, session_key, expected, fresh_from, "reset", now)
+
+        def refused(failure: Failure) -> Failure:
+            # Redis still holds the old session: so does this process' copy.
+            current = self._indexes.get(agent, {})
+            if current.get(session_key, {}).get("sessionId") == session_id:
+                if old is None:
+                    current.pop(session_key, None)
+                else:
+                    current[session_key] = old
+            return failure
+
+        def written(_: object) -> SessionEntry:
+            # The entry with the fields Redis had (the script may have been retried).
+            current = self._indexes.get(agent, {}).get(session_key)
+            if current is not None and current.get("sessionId") == session_id:
+                return self._entry(agent, session_key, current)
+            return entry
+
+        entry = self._entry(agent, session_key, fresh)
+        return entry, saved.addCallbacks(written, refused)
 
     def delete(self, agent_id: str, session_key: str) -> bool:
+        """:meth:`delete_saved` without waiting for Redis (a refusal is only
+        logged): the :class:`~openclaw.sessions.interface.SessionCatalog` call."""
+        known, saved = self._delete(agent_id, session_key)
+        self._track(saved, "deletion of a session")
+        return known
+
+    def delete_saved(self, agent_id: str, session_key: str) -> Deferred[bool]:
         """Remove the entry Redis holds (whatever this process' copy says); the
-        transcript it names is renamed ``.deleted.<time>``. True when this
-        process knew the session (the gateway re-reads it first)."""
+        transcript it names is renamed ``.deleted.<time>``. Fires once Redis
+        has removed it: True when this process knew the session (the gateway
+        re-reads it first). Fails when Redis did not take it, with this
+        process' copy put back."""
+        return self._held(self._delete(agent_id, session_key)[1])
+
+    def _delete(self, agent_id: str, session_key: str) -> tuple[bool, Deferred[bool]]:
         agent = normalize_agent_id(agent_id)
         old = self._index(agent).pop(session_key, None)
         self._forget_transcript(agent, old)
-        self._replace(agent, session_key, "*", lambda _: None, "deleted", self._now())
-        return old is not None
+        saved = self._replace(agent, session_key, "*", lambda _: None, "deleted", self._now())
+
+        def refused(failure: Failure) -> Failure:
+            current = self._indexes.get(agent, {})
+            if old is not None and session_key not in current:
+                current[session_key] = old  # Redis still holds it
+            return failure
+
+        known = old is not None
+        return known, saved.addCallbacks(lambda _: known, refused)
+
+    def _held(self, d: Deferred[_R]) -> Deferred[_R]:
+        """``d``, waited for by :meth:`when_idle` and :meth:`close` through a
+        twin (waiting must not take ``d``'s result from its caller)."""
+        twin: Deferred[None] = Deferred()
+        self._pending.add(twin)
+
+        def fired(result: _R | Failure) -> _R | Failure:
+            self._pending.discard(twin)
+            twin.callback(None)
+            return result
+
+        return d.addBoth(fired)
 
     def _forget_transcript(self, agent: str, entry: Mapping[str, Any] | None) -> None:
         if entry is not None:
@@ -245,10 +312,10 @@ class RedisSessionStore(SessionMirror):
         make: Callable[[Mapping[str, Any] | None], dict[str, Any] | None],
         why: str,
         now: int,
-    ) -> None:
+    ) -> Deferred[None]:
         """Run :data:`REPLACE` with ``make(entry)`` as the new entry, where
         ``entry`` is what Redis holds; when the guess (``expected``) was wrong,
-        once more with what Redis answered it holds."""
+        once more with what Redis answered it holds. Fires once Redis took it."""
         schema = self._schema
         tail = f".jsonl.{why}.{archive_suffix(now)}"
 
@@ -284,7 +351,7 @@ class RedisSessionStore(SessionMirror):
 
             return d.addCallback(answered)
 
-        self._track(attempt(expected, 3), f"{why} of a session")
+        return attempt(expected, 3)
 
     # -- transcripts --------------------------------------------------------------------
 
