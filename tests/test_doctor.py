@@ -293,15 +293,20 @@ class RedisCheckTests(TestCase):
         self.assertNotIn("wrong-password", check.line())
 
     async def test_an_acl_user_that_cannot_run_the_gateway_fails(self) -> None:
-        """A user kept off the key prefix, or off scripts, FAILs with NOPERM and
-        the ACL to grant; a user with what the gateway needs (but not INFO)
-        passes with a warning that the eviction policy went unchecked."""
+        """A user kept off the key prefix, off scripts, off writes, off pub/sub or
+        off SUBSCRIBE FAILs with NOPERM naming what it may not do and the ACL to
+        grant; a user with what the gateway needs (but not INFO) passes with a
+        warning that the eviction policy went unchecked, and the probe leaves
+        no key behind."""
         server = RedisServer()
         server.start()
         self.addCleanup(server.cleanup)
         users = {
             "other": ["~other:*", "&*", "+@all"],
             "noscripts": ["~openclaw:*", "&*", "+@all", "-@scripting"],
+            "nowrite": ["~*", "&*", "+@all", "-@write"],
+            "nopubsub": ["~openclaw:*", "+@all", "-@pubsub", "resetchannels"],
+            "nosubscribe": ["~openclaw:*", "&*", "+@all", "-subscribe"],
             "fine": ["~openclaw:*", "&*", "+@all", "-@dangerous"],
         }
         for user, rules in users.items():
@@ -312,14 +317,23 @@ class RedisCheckTests(TestCase):
             check = await ensureDeferred(check_redis(reactor, self._config(url)))
             assert check is not None
             checks[user] = check
-        for user in ("other", "noscripts"):
+        cannot = {
+            "other": "run the gateway's scripts writing keys openclaw:*",
+            "noscripts": "run the gateway's scripts writing keys openclaw:*",
+            "nowrite": "run the gateway's scripts writing keys openclaw:*",
+            "nopubsub": "PUBLISH to openclaw:0:bus from the gateway's scripts",
+            "nosubscribe": "SUBSCRIBE to openclaw:0:bus",
+        }
+        for user, what in cannot.items():
             self.assertEqual(checks[user].status, "FAIL", checks[user].line())
-            self.assertIn(f"user {user} may not run the gateway's scripts", checks[user].detail)
-            self.assertIn("NOPERM", checks[user].detail)
+            self.assertIn(f"user {user} may not {what}: NOPERM", checks[user].detail)
             self.assertIn(f"ACL SETUSER {user} ~openclaw:*", checks[user].fix)
         self.assertIn("'eval'", checks["noscripts"].detail)
+        self.assertIn("can't run this command", checks["nowrite"].detail)
+        self.assertIn("'subscribe'", checks["nosubscribe"].detail)
         self.assertEqual(checks["fine"].status, "warn", checks["fine"].line())
         self.assertIn("INFO is not allowed", checks["fine"].detail)
+        self.assertEqual(server.command("KEYS", "openclaw:doctor*"), b"*0\r\n")
 
 
 class DoctorCommandTests(SynchronousTestCase):

@@ -259,6 +259,41 @@ class ErrorReplyTests(TestCase):
             await client.execute("NOSUCHCOMMAND")
         self.assertNotIsInstance(wrong.exception, SharedStateUnavailableError)
 
+    async def test_a_command_a_script_may_not_run_is_noperm(self) -> None:
+        """Inside a script Redis answers an ACL refusal ``ERR The user executing
+        the script can't ...`` (a write, a PUBLISH to a channel not granted):
+        a NOPERM refusal (503), one warning per client, not a RedisCommandError
+        (a 500 with tracebacks)."""
+        rules = {"nowrite": ["~*", "&*", "+@all", "-@write"], "nochan": ["~*", "+@all"]}
+        for user, rule in rules.items():
+            self.server.command("ACL", "SETUSER", user, "reset", "on", ">pw", *rule)
+            self.addCleanup(self.server.command, "ACL", "DELUSER", user)
+        writes = LuaScript("write", "return redis.call('SET', KEYS[1], 'v')")
+        publishes = LuaScript("publish", "return redis.call('PUBLISH', ARGV[1], 'x')")
+        cases = [("nowrite", writes, ["openclaw:k"], []), ("nochan", publishes, [], ["chan"])]
+        for user, script, keys, args in cases:
+            client = await self.client(f"unix://{user}:pw@{self.server.socket_path}?db=0")
+            for _ in range(3):
+                with self.assertRaises(RedisRefusedError) as refused:
+                    await client.run_script(script, keys, args)
+                self.assertEqual(refused.exception.code, "NOPERM")
+        self.assertEqual(len(self.log.having("can't run this command")), 1, self.log.lines)
+        self.assertEqual(len(self.log.having("can't publish to the channel")), 1, self.log.lines)
+
+    async def test_a_refused_subscription_is_one_warning_naming_the_channel(self) -> None:
+        """A user without SUBSCRIBE: one warning that says what is refused and
+        what it costs (other instances' runs do not reach this one)."""
+        self.server.command("ACL", "SETUSER", "nosub", "on", ">pw", "~*", "&*", "+@all")
+        self.server.command("ACL", "SETUSER", "nosub", "-subscribe")
+        self.addCleanup(self.server.command, "ACL", "DELUSER", "nosub")
+        url = parse_redis_url(f"unix://nosub:pw@{self.server.socket_path}?db=0")
+        subscription = open_subscriber(reactor, url, "oc:0:bus", lambda _: None, lambda: None)
+        self.addCleanup(subscription.close)
+        await until(lambda: self.log.having("SUBSCRIBE"), "the refusal")
+        (line,) = self.log.having("SUBSCRIBE")
+        self.assertIn("refuses to SUBSCRIBE to oc:0:bus: NOPERM", line)
+        self.assertIn("other instances do not reach this one", line)
+
 
 class RefusingRedisGatewayTests(SynchronousTestCase):
     """A real gateway on a Redis that is up but refuses writes: full under
@@ -345,3 +380,22 @@ class RefusingRedisGatewayTests(SynchronousTestCase):
         self.assertIn("second turn", said)
         self.assertEqual(self.gateway.stop(), 0)
         self.assertNotIn("Traceback", self.gateway.text)
+
+    def test_an_acl_refusing_the_scripts_writes_answers_503(self) -> None:
+        """An ACL that lets the user in but refuses the writes of the gateway's
+        scripts (``-@write``: Redis answers ``ERR The user executing the script
+        can't ...``) is a refusal like the others: 503 with Retry-After, one
+        warning, no 500 with tracebacks."""
+        port = self.gateway.port
+        self.assertEqual(chat(port, "known", "first")[0], 200)
+        self.server.command("ACL", "SETUSER", "default", "-@write")
+        self.addCleanup(self.server.command, "ACL", "SETUSER", "default", "+@all")
+        for key in ("known", "fresh"):
+            self.assertRefused(key)
+        self.server.command("ACL", "SETUSER", "default", "+@all")
+        self.assertEqual(chat(port, "after", "hello")[0], 200)
+        self.assertEqual(self.gateway.stop(), 0)
+        log = self.gateway.text
+        self.assertEqual(log.count("refuses commands: "), 1, log)
+        self.assertNotIn("Traceback", log)
+        self.assertNotIn("internal error", log)

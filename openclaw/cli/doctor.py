@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import resource
+import secrets
 import socket
 import stat
 import tempfile
@@ -325,16 +326,26 @@ class _Body(Protocol):
         self._done.callback(b"".join(self._parts))
 
 
-#: What ``doctor`` runs to see that the user may run scripts on the gateway's
-#: keys: it reads one key under the prefix and writes nothing.
-_PROBE_SCRIPT = "return redis.call('EXISTS', KEYS[1])"
+#: What ``doctor`` runs to see that the user may run scripts that write the
+#: gateway's keys (every turn's scripts do): it sets a short-lived key under the
+#: prefix and deletes it again.
+_PROBE_SCRIPT = """
+redis.call('SET', KEYS[1], ARGV[1], 'PX', 10000)
+redis.call('DEL', KEYS[1])
+return 1
+"""
+#: And that its scripts may PUBLISH on the gateway's channel (runs, events and
+#: approvals cross instances there); the message is not JSON, so gateways
+#: listening on the channel ignore it.
+_PUBLISH_SCRIPT = "return redis.call('PUBLISH', ARGV[1], ARGV[2])"
 
 
 async def check_redis(reactor: Any, config: Config) -> Check | None:
     """With ``session.store: "redis"``: Redis accepts the credentials (one
-    handshake, no retries), the user may run scripts on keys under
-    ``keyPrefix`` (a read-only ``EVAL`` then ``EVALSHA``: what every turn
-    does), and Redis keeps keys (``maxmemory-policy noeviction``)."""
+    handshake, no retries), the user may run scripts that write and delete
+    keys under ``keyPrefix`` (``EVAL`` then ``EVALSHA``: what every turn does),
+    PUBLISH from a script and SUBSCRIBE on the gateway's channel, and Redis
+    keeps keys (``maxmemory-policy noeviction``)."""
     if config.session.store != "redis":
         return None
     from openclaw.sessions.redis.backend import RedisConfigError, redis_url
@@ -344,6 +355,7 @@ async def check_redis(reactor: Any, config: Config) -> Check | None:
         RedisRefusedError,
         open_client,
     )
+    from openclaw.sessions.redis.keys import KeySchema
 
     try:
         url = redis_url(config)
@@ -351,7 +363,14 @@ async def check_redis(reactor: Any, config: Config) -> Check | None:
         return Check("FAIL", "redis", str(e), "set gateway.redis.url")
     where = url.redacted()
     prefix = config.gateway.redis.key_prefix
+    channel = KeySchema(prefix).bus(url.db)
+    user = url.username or "default"
+    grant = (
+        f"ACL SETUSER {user} ~{prefix}* &* +@all -@dangerous (the gateway's "
+        "keys, scripts and pub/sub), or use another user"
+    )
     client = open_client(reactor, url, connect_timeout=REDIS_TIMEOUT_SECONDS)
+    info: Any = None
     try:
         try:
             await client.wait_connected(REDIS_TIMEOUT_SECONDS, refusal_fails=True)
@@ -370,21 +389,31 @@ async def check_redis(reactor: Any, config: Config) -> Check | None:
                 "check Redis (maxclients, ACL, a long script) and gateway.redis.url",
             )
         probe = LuaScript("doctor-probe", _PROBE_SCRIPT)
+        publish = LuaScript("doctor-publish", _PUBLISH_SCRIPT)
+        probe_key = f"{prefix}doctor:{secrets.token_hex(8)}"
+        step = f"run the gateway's scripts writing keys {prefix}*"
         try:
             for _ in ("EVAL", "EVALSHA"):  # run_script loads it, then runs it by its SHA
-                await client.run_script(probe, [f"{prefix}doctor"], []).addTimeout(
+                await client.run_script(probe, [probe_key], ["1"]).addTimeout(
                     REDIS_TIMEOUT_SECONDS, reactor
                 )
+            step = f"PUBLISH to {channel} from the gateway's scripts"
+            await client.run_script(publish, [], [channel, "openclaw doctor"]).addTimeout(
+                REDIS_TIMEOUT_SECONDS, reactor
+            )
+            step = f"SUBSCRIBE to {channel}"
+            try:  # the answers (INFO) first: a subscribed connection takes no other command
+                info = await client.execute("INFO").addTimeout(REDIS_TIMEOUT_SECONDS, reactor)
+            except RedisRefusedError as e:
+                info = e
+            await client.execute("SUBSCRIBE", channel).addTimeout(REDIS_TIMEOUT_SECONDS, reactor)
         except RedisRefusedError as e:
             if e.code == "NOPERM":
-                user = url.username or "default"
                 return Check(
                     "FAIL",
                     "redis",
-                    f"{where}: user {user} may not run the gateway's scripts on keys "
-                    f"{prefix}*: {_short(e)}",
-                    f"ACL SETUSER {user} ~{prefix}* &* +@all -@dangerous (the gateway's "
-                    "keys, scripts and pub/sub), or use another user",
+                    f"{where}: user {user} may not {step}: NOPERM ({_short(e.reply)})",
+                    grant,
                 )
             return Check(
                 "FAIL",
@@ -393,20 +422,18 @@ async def check_redis(reactor: Any, config: Config) -> Check | None:
                 "point gateway.redis.url at a writable primary with room "
                 "(READONLY: a replica; OOM: maxmemory)",
             )
-        try:
-            info = await client.execute("INFO").addTimeout(REDIS_TIMEOUT_SECONDS, reactor)
-        except RedisRefusedError as e:
-            return Check(
-                "warn",
-                "redis",
-                f"{where} answers, but INFO is not allowed ({_short(e)}): "
-                "maxmemory-policy not checked",
-                "make sure Redis runs with maxmemory-policy noeviction",
-            )
     except Exception as e:
         return Check("FAIL", "redis", f"{where}: {_short(e)}", "start Redis, or fix gateway.redis")
     finally:
         await client.close()
+    if isinstance(info, RedisRefusedError):
+        return Check(
+            "warn",
+            "redis",
+            f"{where} answers, but INFO is not allowed ({_short(info)}): "
+            "maxmemory-policy not checked",
+            "make sure Redis runs with maxmemory-policy noeviction",
+        )
     fields = dict(
         line.split(":", 1) for line in str(info).splitlines() if ":" in line and line[0] != "#"
     )

@@ -76,8 +76,11 @@ class RedisRefusedError(RedisUnavailableError):
 
     def __init__(self, code: str, reply: str) -> None:
         super().__init__(f"Redis refused the command: {reply}")
-        #: The reply's error code (``OOM``, ``READONLY``, ...).
+        #: The reply's error code (``OOM``, ``READONLY``, ...; ``NOPERM`` also
+        #: for a script's command the ACL refuses, which Redis answers ``ERR``).
         self.code = code
+        #: Redis' reply, as it came.
+        self.reply = reply
 
 
 class RedisKeyTypeError(SharedStateUnavailableError):
@@ -297,7 +300,7 @@ class TxRedisClient:
         if isinstance(error, txredisapi.ResponseError):
             reply = str(error)
             code = reply.split(" ", 1)[0]
-            if code == "ERR" and "can't access" in reply:  # a script's key outside the ACL
+            if code == "ERR" and _script_acl_refusal(reply):
                 code = "NOPERM"
             if code in REFUSAL_CODES:
                 self._log_refusal(code, reply)
@@ -363,6 +366,13 @@ class TxRedisClient:
     def close(self) -> Deferred[None]:
         d: Deferred[None] = self._factory.disconnect()
         return d.addCallback(lambda _: None)
+
+
+def _script_acl_refusal(reply: str) -> bool:
+    """An ACL refusing a command a script runs: Redis answers ``ERR The user
+    executing the script can't run this command`` (or ``can't access`` a key,
+    ``can't publish to the channel``), not ``NOPERM`` as outside a script."""
+    return "user executing the script can't" in reply or "can't access" in reply
 
 
 def _failure(error: BaseException) -> Failure:
@@ -521,6 +531,25 @@ def open_subscriber(
         refusal[:] = [reason]
 
     base = _handshaking(txredisapi.SubscriberProtocol, refused, url.password)
+    #: Why the last SUBSCRIBE was refused (logged once per reason).
+    subscribe_refusal: list[str] = []
+
+    def subscribe_failed(failure: Failure) -> None:
+        why = str(failure.value)
+        if subscribe_refusal == [why]:
+            return
+        subscribe_refusal[:] = [why]
+        if "NOPERM" in why:
+            log.warn(
+                "Redis at {redis} refuses to SUBSCRIBE to {channel}: {why}; runs, events and "
+                "approvals of other instances do not reach this one until the ACL allows it "
+                "(+subscribe and the channel, e.g. &{channel})",
+                redis=where,
+                channel=channel,
+                why=why,
+            )
+        else:
+            log.warn("Redis subscribe to {channel} failed: {why}", channel=channel, why=why)
 
     class _Subscriber(base):  # type: ignore[misc,valid-type]  # untyped base
         def connectionMade(self) -> Any:
@@ -535,7 +564,7 @@ def open_subscriber(
                 return self.subscribe([channel]).addCallback(lambda _: on_subscribed())
 
             ready.addCallback(subscribe)
-            ready.addErrback(lambda f: log.warn("Redis subscribe failed: {why}", why=f.value))
+            ready.addErrback(subscribe_failed)
             return ready
 
         def messageReceived(self, pattern: Any, name: Any, message: Any) -> None:
