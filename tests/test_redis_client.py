@@ -28,6 +28,7 @@ from openclaw.sessions.redis.client import (
     open_client,
     open_subscriber,
 )
+from openclaw.sessions.redis.keys import KeySchema
 from openclaw.sessions.redis.url import parse_redis_url
 from tests.gateway_process import GatewayProcess
 from tests.redis_support import RedisServer, _resp, free_port
@@ -399,3 +400,33 @@ class RefusingRedisGatewayTests(SynchronousTestCase):
         self.assertEqual(log.count("refuses commands: "), 1, log)
         self.assertNotIn("Traceback", log)
         self.assertNotIn("internal error", log)
+
+    def test_a_transcript_key_of_another_type_is_named_and_locks_nothing(self) -> None:
+        """A session whose transcript key holds another type (something else
+        wrote it): its turn and ``chat.history`` are refused (503 /
+        UNAVAILABLE), the log names that key, once, not the keys the script was
+        given, and no lane lock or ticket is left behind, so the next turn
+        after the key is deleted runs at once (it waited lockTtlSeconds)."""
+        port = self.gateway.port
+        self.assertEqual(chat(port, "s1", "first")[0], 200)
+        ws = SyncWsClient(port)
+        self.addCleanup(ws.close)
+        session_id = ws.request("chat.history", {"sessionKey": "s1"})["payload"]["sessionId"]
+        schema = KeySchema()
+        transcript = schema.transcript("main", session_id)
+        self.server.command("DEL", transcript)
+        self.server.command("SET", transcript, "junk")
+        self.assertRefused("s1")
+        history = ws.request("chat.history", {"sessionKey": "s1"})
+        self.assertFalse(history["ok"], history)
+        self.assertEqual(history["error"]["code"], "UNAVAILABLE", history)
+        lane = [schema.lock("agent:main:s1"), schema.queue("agent:main:s1")]
+        self.assertEqual(self.server.command("EXISTS", *lane), b":0\r\n")
+        self.server.command("DEL", transcript)
+        self.assertEqual(chat(port, "s1", "again")[0], 200)
+        self.assertEqual(self.gateway.stop(), 0)
+        log = self.gateway.text
+        self.assertEqual(log.count("holds the wrong type; requests"), 1, log)
+        self.assertIn(f"the key {transcript} holds the wrong type; requests", log)
+        self.assertNotIn("one of:", log)
+        self.assertNotIn("Traceback", log)

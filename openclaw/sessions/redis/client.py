@@ -24,6 +24,7 @@ what the gateway needs on top:
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Sequence
 from typing import Any, Final, Protocol
 
@@ -114,6 +115,11 @@ REFUSAL_CODES: Final = frozenset(
         "CLUSTERDOWN",
     }
 )
+
+#: The error reply by which the gateway's scripts name a key of another type
+#: (``WRONGTYPE key <name> holds a string, not a list``): the name is exact
+#: where Redis' own reply names none.
+_SCRIPT_WRONG_TYPE: Final = re.compile(r"WRONGTYPE key (.+) holds a \w+, not a \w+\Z", re.DOTALL)
 
 #: Seconds between two warnings about the same refusal while it lasts.
 REFUSAL_LOG_INTERVAL = 60.0
@@ -306,15 +312,17 @@ class TxRedisClient:
                 self._log_refusal(code, reply)
                 return _failure(RedisRefusedError(code, reply))
             if code == "WRONGTYPE":
-                keys = _command_keys(args)
+                named = _SCRIPT_WRONG_TYPE.match(reply)
+                keys = (named.group(1),) if named else _command_keys(args)
                 if len(self._wrong_type_logged) < 1000 and keys not in self._wrong_type_logged:
                     self._wrong_type_logged.add(keys)
                     log.error(
-                        "Redis at {redis}: a key holds the wrong type (one of: {keys}); "
-                        "requests that use it are refused (503) until it is deleted or "
-                        "renamed: {reply}",
+                        "Redis at {redis}: {which} holds the wrong type; requests that use "
+                        "it are refused (503) until it is deleted or renamed: {reply}",
                         redis=self._name,
-                        keys=", ".join(keys),
+                        which=f"the key {keys[0]}"
+                        if len(keys) == 1
+                        else f"a key (one of: {', '.join(keys)})",
                         reply=reply,
                     )
                 return _failure(RedisKeyTypeError(keys, reply))

@@ -147,7 +147,35 @@ return redis.call('LLEN', KEYS[2])
 #: newest ``max``), the transcript's length, and 1 if the lines are only the new ones.
 # The session read as a Lua function over KEYS/ARGV from offsets, shared by
 # READ_SESSION and ACQUIRE_READ (a lane grant that reads in the same trip).
+# ``wrong_type`` runs first, before anything is written: a Lua error half-way
+# keeps what the script wrote (ACQUIRE_READ's lock), and the transcript's key
+# is built here from ARGV, so Redis' own WRONGTYPE would not name it. It
+# returns an error reply naming the key of another type (the client's
+# RedisKeyTypeError reads the name from it), or nil.
 _READ_FUNCTION = """
+local function wrong_type(kb, ab, n)
+  for i = 1, n do
+    local index = KEYS[kb + i]
+    local found = redis.call('TYPE', index)['ok']
+    if found ~= 'hash' and found ~= 'none' then
+      return redis.error_reply('WRONGTYPE key ' .. index .. ' holds a ' .. found .. ', not a hash')
+    end
+    local entry = redis.call('HGET', index, ARGV[ab + 1])
+    if entry then
+      local ok, decoded = pcall(cjson.decode, entry)
+      local sid = ok and type(decoded) == 'table' and decoded['sessionId']
+      if type(sid) == 'string' then
+        local tx = ARGV[ab + 2] .. ARGV[ab + 2 + i] .. ':' .. sid
+        found = redis.call('TYPE', tx)['ok']
+        if found ~= 'list' and found ~= 'none' then
+          return redis.error_reply('WRONGTYPE key ' .. tx .. ' holds a ' .. found .. ', not a list')
+        end
+      end
+    end
+  end
+  return nil
+end
+
 local function read_session(kb, ab, n)
   local out = {}
   local limit = tonumber(ARGV[ab + 3 + n])
@@ -182,15 +210,29 @@ local function read_session(kb, ab, n)
 end
 """
 
-READ_SESSION = LuaScript("read_session", _READ_FUNCTION + "return read_session(0, 0, #KEYS)\n")
+READ_SESSION = LuaScript(
+    "read_session",
+    _READ_FUNCTION
+    + """
+local bad = wrong_type(0, 0, #KEYS)
+if bad then return bad end
+return read_session(0, 0, #KEYS)
+""",
+)
 
 #: :data:`ACQUIRE`, and once granted :data:`READ_SESSION` in the same script.
 #: KEYS: lock, queue, fence counter, ticket counter, the agents' index hashes.
 #: ARGV: ticket, owner, ttl ms, then READ_SESSION's ARGV.
-#: Returns {1, token, <READ_SESSION's reply>...} or {0, ticket}.
+#: Returns {1, token, <READ_SESSION's reply>...} or {0, ticket}; a key of the
+#: session of another type is an error naming it, with nothing written (no
+#: ticket, no lock left to expire).
 ACQUIRE_READ = LuaScript(
     "acquire_read",
     _READ_FUNCTION
+    + """
+local bad = wrong_type(4, 3, #KEYS - 4)
+if bad then return bad end
+"""
     + ACQUIRE.source.replace(
         "return {1, token}", "return {1, token, unpack(read_session(4, 3, #KEYS - 4))}"
     ),
