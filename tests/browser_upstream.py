@@ -34,12 +34,15 @@ CODE_REPLY = (
     "Here is **Python**:\n\n```python\ndef greet(name):\n    return f'hi {name}'\n```\n\nDone."
 )
 SLOW_WORDS = 400
+#: An answer taller than the window (the scrolling tests).
+ESSAY_REPLY = "\n\n".join(f"Paragraph {n}: " + "words to read " * 30 for n in range(12))
 
 #: keyword in the last user message -> the reply.
 SCRIPTS: dict[str, FakeReply] = {
     "xss": FakeReply(text=XSS_REPLY, chunks=3),
     "code": FakeReply(text=CODE_REPLY, chunks=4),
     "slow": FakeReply(text="tick " * SLOW_WORDS, chunk_delay=0.1),
+    "essay": FakeReply(text=ESSAY_REPLY, chunks=3),
     "fail": FakeReply.failing(400, "the fake model refused this request"),
     # A built-in tool that runs until it is killed (the CLI's Ctrl-C test).
     "sleeper": FakeReply(

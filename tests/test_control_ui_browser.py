@@ -9,6 +9,7 @@ fresh page with empty browser storage and its own chat. Waits are
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -180,6 +181,22 @@ class ControlUiBrowserTests(SynchronousTestCase):
         wait_for(d, lambda d: visible(d, "secret"), "the sign-in form")
         self.signed_in()
         return first, second
+
+    def idle(self) -> bool:
+        """No answer is running: Send is back (and the page says it is not busy)."""
+        busy = self.driver.execute_script("return document.getElementById('app').dataset.busy")
+        return busy == "false" and visible(self.driver, "send")
+
+    def scroll(self, top: int | None = None) -> dict[str, int]:
+        """The conversation's scroll position (moved to ``top`` first when given)."""
+        where: dict[str, int] = self.driver.execute_script(
+            "const m = document.getElementById('messages');"
+            "if (arguments[0] !== null) m.scrollTop = arguments[0];"
+            "return {top: m.scrollTop, height: m.scrollHeight, view: m.clientHeight,"
+            "        below: m.scrollHeight - m.scrollTop - m.clientHeight};",
+            top,
+        )
+        return where
 
     def assert_no_alert(self) -> None:
         try:
@@ -388,6 +405,53 @@ class ControlUiBrowserTests(SynchronousTestCase):
         d.switch_to.window(first)
         wait_for(d, lambda d: self.last_reply()["state"] == "aborted", "stopped in the first tab")
         wait_for(d, lambda d: visible(d, "send"), "Send is back in the first tab")
+
+    def test_a_reader_who_scrolled_up_is_not_moved(self) -> None:
+        """Scrolled up in a second tab, the view stays put while the first tab's
+        turns stream in and end (also a failing one); in the tab that sends, a
+        streaming answer leaves a reader who scrolled up where they are, and is
+        followed again once they are back at the end."""
+        d = self.driver
+        self.signed_in()
+        self.new_chat()
+        for n in range(3):
+            self.send(f"essay {n}")
+            self.finished_reply("Paragraph 11")
+        first, second = self.open_tab()
+        wait_for(d, lambda d: len(message_texts(d, ".msg.user")) == 3, "the history")
+        where = self.scroll(100)
+        self.assertEqual(where["top"], 100)
+        self.assertGreater(where["below"], 1000)  # far from the end
+
+        def last_message(text: str) -> Callable[[WebDriver], bool]:
+            def shown(d: WebDriver) -> bool:
+                return message_texts(d, ".msg.user .body")[-1:] == [text]
+
+            return shown
+
+        for text in ("from the first tab", "please fail"):
+            d.switch_to.window(first)
+            wait_for(d, lambda d: self.idle(), "the first tab idle")
+            self.send(text)
+            d.switch_to.window(second)
+            wait_for(d, last_message(text), f"{text!r} in the second tab")
+            self.assertEqual(self.scroll()["top"], 100, text)
+        wait_for(d, lambda d: message_texts(d, ".msg.error"), "the failure in the second tab")
+        self.assertEqual(self.scroll()["top"], 100)
+        d.switch_to.window(first)
+        wait_for(d, lambda d: self.idle(), "the first tab idle")
+        self.send("slow please")
+        self.streaming()
+        self.assertLess(self.scroll()["below"], 48)  # the sender sees the answer come
+        self.scroll(100)
+        before = self.scroll()["height"]
+        wait_for(d, lambda d: self.scroll()["height"] > before + 20, "the answer growing")
+        self.assertEqual(self.scroll()["top"], 100)
+        end = self.scroll(10**6)
+        wait_for(d, lambda d: self.scroll()["height"] > end["height"] + 20, "growing more")
+        self.assertLess(self.scroll()["below"], 48)
+        by_id(d, "input").send_keys(Keys.ESCAPE)
+        wait_for(d, lambda d: self.idle(), "stopped")
 
     def test_agent_errors_appear_in_the_conversation(self) -> None:
         """An upstream failure shows as an error item in the chat."""

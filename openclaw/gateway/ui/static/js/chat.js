@@ -26,7 +26,7 @@ export class ChatView {
    * the view stays where the reader left it unless it was at the end. */
   showHistory(messages, { keepScroll = false } = {}) {
     const scroller = this.list;
-    const atEnd = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 48;
+    const atEnd = this.atEnd();
     const top = scroller.scrollTop;
     this.clear();
     messages.forEach((message, index) => this.addHistoryMessage(message, index));
@@ -77,6 +77,8 @@ export class ChatView {
     }
   }
 
+  /** A message of the reader's (sent here, or from a transcript being drawn):
+   * the view goes to the end, where its answer will come. */
   addUser(text) {
     this.pendingCalls.clear(); // a new turn: the calls before it are not its own
     const item = el("li", { className: "msg user" },
@@ -103,10 +105,10 @@ export class ChatView {
     const item = el("li", { className: "msg error", role: "alert" },
       el("div", { className: "role" }, "Error"),
       el("div", { className: "body plain" }, text));
-    this.list.append(item);
-    this.scrollToEnd();
+    this.follow(() => this.list.append(item));
     return item;
   }
+
 
   /** A reply being streamed for runId (created on first use). */
   reply(runId) {
@@ -115,7 +117,7 @@ export class ChatView {
       const body = el("div", { className: "body markdown" });
       const item = el("li", { className: "msg assistant streaming", dataset: { runId } },
         el("div", { className: "role" }, "Agent"), body);
-      this.list.append(item);
+      this.follow(() => this.list.append(item));
       reply = { item, body, text: "" };
       this.replies.set(runId, reply);
     }
@@ -126,8 +128,7 @@ export class ChatView {
     const reply = this.reply(runId);
     if (text === reply.text) return;
     reply.text = text;
-    reply.body.replaceChildren(renderMarkdown(text));
-    this.scrollToEnd();
+    this.follow(() => reply.body.replaceChildren(renderMarkdown(text)));
   }
 
   /** End a streamed reply: state is "final", "aborted" or "error". */
@@ -136,7 +137,9 @@ export class ChatView {
     if (typeof text === "string") this.updateReply(runId, text);
     reply.item.classList.remove("streaming");
     reply.item.dataset.state = state;
-    if (state === "aborted") reply.item.append(el("div", { className: "note" }, "Stopped"));
+    if (state === "aborted") {
+      this.follow(() => reply.item.append(el("div", { className: "note" }, "Stopped")));
+    }
     if (state === "error" && !reply.text) reply.item.remove();
     // The run is over: a call of it that got no result event is not running any more.
     for (const [key, tool] of this.tools) {
@@ -155,7 +158,8 @@ export class ChatView {
       this.pendingCalls.delete(id);
       this.tools.set(key, tool);
     }
-    this.updateTool(tool || this.tool(key, data.name, this.replies.get(runId)), data);
+    this.follow(() => this.updateTool(tool || this.tool(key, data.name, this.replies.get(runId)),
+      data));
   }
 
   /** The box for key, created (before the reply it belongs to, when there is one). */
@@ -192,7 +196,6 @@ export class ChatView {
     } else {
       this.setToolState(tool, "", "running");
     }
-    this.scrollToEnd();
   }
 
   /** Show the calls the history ended on as ended (their run is gone). */
@@ -217,5 +220,21 @@ export class ChatView {
   scrollToEnd() {
     const scroller = this.list;
     scroller.scrollTop = scroller.scrollHeight;
+  }
+
+  /** The view shows the end of the conversation (give or take a line). */
+  atEnd() {
+    const scroller = this.list;
+    return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 48;
+  }
+
+  /** Make a live change to the conversation and stay at its end if the view
+   * was there: a reader who scrolled up to read is not pulled down by a
+   * streaming answer, a tool call or an error (this tab's or another's). */
+  follow(change) {
+    const atEnd = this.atEnd();
+    const result = change();
+    if (atEnd) this.scrollToEnd();
+    return result;
   }
 }
