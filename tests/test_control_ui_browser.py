@@ -406,6 +406,51 @@ class ControlUiBrowserTests(SynchronousTestCase):
         wait_for(d, lambda d: self.last_reply()["state"] == "aborted", "stopped in the first tab")
         wait_for(d, lambda d: visible(d, "send"), "Send is back in the first tab")
 
+    def test_a_stop_word_while_nothing_runs_leaves_the_chat_usable(self) -> None:
+        """A stop word ("please stop", "exit", "/stop") sent while nothing runs
+        is OpenClaw's out-of-band abort: the gateway starts no turn and answers
+        with nothing aborted. The page drops the word and the empty answer,
+        says nothing was running, gives Send back, and the word titles nothing."""
+        d = self.driver
+        self.signed_in()
+        self.new_chat()
+
+        def notices(count: int) -> Callable[[WebDriver], list[str] | None]:
+            """The notices, once there are ``count`` and Send is back."""
+
+            def shown(d: WebDriver) -> list[str] | None:
+                texts = message_texts(d, ".msg.notice")
+                return texts if len(texts) == count and self.idle() else None
+
+            return shown
+
+        self.send("please stop")
+        shown = wait_for(d, notices(1), "a notice, and Send back")
+        self.assertIn("Nothing to stop", shown[0])
+        self.assertEqual(message_texts(d, ".msg.user"), [])
+        self.assertEqual(message_texts(d, ".msg.assistant"), [])
+        self.assertEqual(by_id(d, "session-title").text, "New chat")
+        self.send("hello")
+        self.finished_reply("You said: hello")
+        self.assertEqual(by_id(d, "session-title").text, "hello")
+        for count, word in enumerate(("exit", "/stop"), start=2):
+            self.send(word)
+            wait_for(d, notices(count), f"a notice for {word!r}")
+            self.assertEqual(message_texts(d, ".msg.user .body"), ["hello"])
+            self.assertEqual(len(message_texts(d, ".msg.assistant")), 1)
+            self.assertEqual(message_texts(d, ".msg.streaming"), [])
+        self.send("after the stop words")
+        self.finished_reply("You said: after the stop words")
+        d.refresh()
+        wait_for(
+            d,
+            lambda d: (
+                message_texts(d, ".msg.user .body") == ["hello", "after the stop words"]
+                and not message_texts(d, ".msg.notice")
+            ),
+            "the transcript without the stop words",
+        )
+
     def test_a_reader_who_scrolled_up_is_not_moved(self) -> None:
         """Scrolled up in a second tab, the view stays put while the first tab's
         turns stream in and end (also a failing one); in the tab that sends, a

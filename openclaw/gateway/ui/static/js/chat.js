@@ -109,6 +109,13 @@ export class ChatView {
     return item;
   }
 
+  /** A line from the page itself (not in the transcript: gone at the next redraw). */
+  addNotice(text) {
+    const item = el("li", { className: "msg notice", role: "status" },
+      el("div", { className: "body plain" }, text));
+    this.follow(() => this.list.append(item));
+    return item;
+  }
 
   /** A reply being streamed for runId (created on first use). */
   reply(runId) {
@@ -122,6 +129,14 @@ export class ChatView {
       this.replies.set(runId, reply);
     }
     return reply;
+  }
+
+  /** Forget the reply shown for runId (a message that started no turn). */
+  dropReply(runId) {
+    const reply = this.replies.get(runId);
+    if (!reply) return;
+    reply.item.remove();
+    for (const [id, shown] of this.replies) if (shown === reply) this.replies.delete(id);
   }
 
   updateReply(runId, text) {

@@ -305,6 +305,13 @@ class App {
     if (key === this.sessionKey) $("session-title").textContent = this.sessions.title(key);
   }
 
+  /** The session's first message changed (a reset) or was no message: untitled again. */
+  forgetTitle(key) {
+    this.sessions.forgetTitle(key);
+    this.titleTried.delete(key);
+    if (key === this.sessionKey) $("session-title").textContent = this.sessions.title(key);
+  }
+
   newSession() {
     const key = `agent:${this.agentId}:webchat-${randomId().slice(0, 8)}`;
     this.sessions.addProvisional(key);
@@ -345,14 +352,19 @@ class App {
     this.growInput();
     const sessionKey = this.sessionKey;
     const runId = randomId();
-    this.chat.addUser(text);
-    if (!this.sessions.titles.has(sessionKey)) this.setTitle(sessionKey, titleFrom(text));
+    const userItem = this.chat.addUser(text);
+    const titled = !this.sessions.titles.has(sessionKey);
+    if (titled) this.setTitle(sessionKey, titleFrom(text));
     this.running = { runId, sessionKey };
     this.chat.reply(runId);
     this.updateComposer();
     try {
       const ack = await this.client.request("chat.send",
         { sessionKey, message: text, idempotencyKey: runId });
+      if (isAbortAnswer(ack)) {
+        this.stopWordAnswered(runId, sessionKey, userItem, titled, ack);
+        return;
+      }
       if (ack.runId && ack.runId !== runId && this.running && this.running.runId === runId) {
         this.running.runId = ack.runId;
         this.chat.replies.set(ack.runId, this.chat.reply(runId));
@@ -363,6 +375,25 @@ class App {
       this.chat.addError(err.message);
       this.updateComposer();
     }
+  }
+
+  /** The gateway took the message for OpenClaw's stop command ("/stop", "stop",
+   * "exit", "please stop"...): it aborted the session's runs, if any, and
+   * started no turn, so no answer comes and the word is not in the transcript.
+   * Take it out of the view (with the title it gave a new chat) and say what
+   * happened; an aborted run's own "aborted" event ends it as Stop would. */
+  stopWordAnswered(runId, sessionKey, userItem, titled, answer) {
+    if (titled) this.forgetTitle(sessionKey);
+    if (this.sessionKey !== sessionKey) return; // the view was redrawn meanwhile
+    userItem.remove();
+    this.chat.dropReply(runId);
+    if (this.running && this.running.runId === runId) this.running = null;
+    this.updateComposer();
+    const runs = Array.isArray(answer.runIds) ? answer.runIds.length : 0;
+    this.chat.addNotice(answer.aborted
+      ? `Stopped ${runs === 1 ? "the running answer" : `${runs} running answers`}.`
+      : "Nothing to stop: no answer is running.");
+    if (this.stale) this.reloadHistory();
   }
 
   async stop() {
@@ -462,6 +493,11 @@ class App {
     $("app").classList.remove("sidebar-open");
     $("toggle-sessions").setAttribute("aria-expanded", "false");
   }
+}
+
+/** chat.send's answer to a stop command: chat.abort's ({aborted, runIds}), no run status. */
+function isAbortAnswer(answer) {
+  return Boolean(answer) && typeof answer.aborted === "boolean" && !("status" in answer);
 }
 
 function authMessage(err, kind) {

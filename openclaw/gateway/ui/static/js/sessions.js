@@ -57,6 +57,10 @@ export class SessionList {
     this.render();
   }
 
+  forgetTitle(key) {
+    if (this.titles.delete(key)) this.render();
+  }
+
   select(key) {
     this.current = key;
     this.render();
