@@ -498,6 +498,52 @@ class ControlUiBrowserTests(SynchronousTestCase):
         by_id(d, "input").send_keys(Keys.ESCAPE)
         wait_for(d, lambda d: self.idle(), "stopped")
 
+    def test_new_and_reset_commands_show_the_fresh_session(self) -> None:
+        """/new and /reset reset the open session (in place, as this gateway
+        does): the page redraws it from the transcript, keeps the gateway's
+        acknowledgement as a notice, and titles the session afresh; text after
+        "/new " is the fresh session's first turn."""
+        d = self.driver
+        self.signed_in()
+        key = self.new_chat()
+        self.send("first topic")
+        self.finished_reply("You said: first topic")
+        self.assertEqual(by_id(d, "session-title").text, "first topic")
+
+        def fresh(notice: str) -> bool:
+            return (
+                message_texts(d, ".msg.notice .body") == [notice]
+                and not message_texts(d, ".msg.user, .msg.assistant")
+                and by_id(d, "session-title").text == "New chat"
+                and self.idle()
+            )
+
+        self.send("/new")
+        wait_for(d, lambda d: fresh("✅ New session started."), "the fresh session")
+        self.send("/new second topic")
+        wait_for(
+            d,
+            lambda d: (
+                message_texts(d, ".msg.user .body") == ["second topic"]
+                and "You said: second topic" in self.last_reply()["text"]
+                and by_id(d, "session-title").text == "second topic"
+                and self.idle()
+            ),
+            "the turn after /new, alone",
+        )
+        row = f".session[data-key='{key}'] .session-title"
+        wait_for(
+            d,
+            lambda d: (
+                d.execute_script("return document.querySelector(arguments[0])?.textContent;", row)
+                == "second topic"
+            ),
+            "the sidebar's title",
+        )
+        self.send("/reset")
+        wait_for(d, lambda d: fresh("✅ Session reset."), "the reset session")
+        self.assertEqual(self.current_key(), key)
+
     def test_agent_errors_appear_in_the_conversation(self) -> None:
         """An upstream failure shows as an error item in the chat."""
         self.signed_in()

@@ -261,7 +261,7 @@ class App {
   /** Read the open session's history again and redraw it (a turn this view did
    * not send ended: its user message is only in the history). Deferred while
    * this view streams its own reply, which a redraw would cut off. */
-  async reloadHistory() {
+  async reloadHistory({ keepScroll = true, retitle = false, notice = "" } = {}) {
     const key = this.sessionKey;
     if (this.running && !this.running.adopted) {
       this.stale = true;
@@ -276,8 +276,17 @@ class App {
         this.stale = true;
         return;
       }
-      this.chat.showHistory(history.messages || [], { keepScroll: true });
+      const messages = history.messages || [];
+      this.chat.showHistory(messages, { keepScroll });
       this.adoptPending();
+      if (retitle) {
+        const first = messages.find((m) => m.role === "user");
+        if (first) this.setTitle(key, contentText(first.content));
+      }
+      const last = messages[messages.length - 1];
+      if (notice && !(last && last.role === "assistant" && contentText(last.content) === notice)) {
+        this.chat.addNotice(notice);
+      }
     } catch {
       // The live view stays; the next turn or reopening the session redraws it.
     }
@@ -353,9 +362,11 @@ class App {
     const sessionKey = this.sessionKey;
     const runId = randomId();
     const userItem = this.chat.addUser(text);
-    const titled = !this.sessions.titles.has(sessionKey);
+    const reset = RESET_COMMAND.test(text);
+    // A command does not title the session; the redraw after it does.
+    const titled = !reset && !this.sessions.titles.has(sessionKey);
     if (titled) this.setTitle(sessionKey, titleFrom(text));
-    this.running = { runId, sessionKey };
+    this.running = { runId, sessionKey, reset };
     this.chat.reply(runId);
     this.updateComposer();
     try {
@@ -441,6 +452,7 @@ class App {
       return;
     }
     const own = Boolean(this.running && this.running.runId === runId && !this.running.adopted);
+    const reset = own && this.running.reset;
     this.chat.finishReply(runId, event.state, text);
     if (event.state === "error") {
       this.chat.addError(event.errorMessage || "The agent failed.");
@@ -449,8 +461,17 @@ class App {
       this.running = null;
     }
     this.updateComposer();
+    if (reset && event.state === "final") {
+      // "/new" or "/reset" (the gateway resets the session in place): show the
+      // fresh session, titled by its first message, and keep the gateway's
+      // acknowledgement ("✅ New session started.") as a notice when the
+      // transcript does not hold it.
+      this.forgetTitle(this.sessionKey);
+      this.reloadHistory({ keepScroll: false, retitle: true, notice: text || "" });
+    } else if (!own || this.stale) {
+      this.reloadHistory();
+    }
     this.refreshSessions().catch(() => {});
-    if (!own || this.stale) this.reloadHistory();
   }
 
   updateComposer() {
@@ -494,6 +515,9 @@ class App {
     $("toggle-sessions").setAttribute("aria-expanded", "false");
   }
 }
+
+/** "/new" or "/reset", alone or followed by text (the gateway's reset commands). */
+const RESET_COMMAND = /^\/(?:new|reset)(?:\s|$)/i;
 
 /** chat.send's answer to a stop command: chat.abort's ({aborted, runIds}), no run status. */
 function isAbortAnswer(answer) {
