@@ -405,6 +405,18 @@ class ControlUiBrowserTests(SynchronousTestCase):
         d.switch_to.window(first)
         wait_for(d, lambda d: self.last_reply()["state"] == "aborted", "stopped in the first tab")
         wait_for(d, lambda d: visible(d, "send"), "Send is back in the first tab")
+        # The first tab starts the session over: the second shows it under its new title.
+        self.send("/new beta after new")
+        self.finished_reply("You said: beta after new")
+        d.switch_to.window(second)
+        wait_for(
+            d,
+            lambda d: (
+                message_texts(d, ".msg.user .body") == ["beta after new"]
+                and by_id(d, "session-title").text == "beta after new"
+            ),
+            "the reset session, retitled, in the second tab",
+        )
 
     def test_a_stop_word_while_nothing_runs_leaves_the_chat_usable(self) -> None:
         """A stop word ("please stop", "exit", "/stop") sent while nothing runs
@@ -543,6 +555,32 @@ class ControlUiBrowserTests(SynchronousTestCase):
         self.send("/reset")
         wait_for(d, lambda d: fresh("✅ Session reset."), "the reset session")
         self.assertEqual(self.current_key(), key)
+        # "/new <text>" whose turn calls a tool: the answer once, no notice.
+        self.send("/new use a tool")
+        wait_for(
+            d,
+            lambda d: (
+                message_texts(d, ".msg.user .body") == ["use a tool"]
+                and by_id(d, "session-title").text == "use a tool"
+                and len(self.tool_boxes()) == 1
+                and self.idle()
+            ),
+            "the tool turn after /new",
+        )
+        self.assertEqual(message_texts(d, ".msg.notice .body"), [])
+        # "/new <text>" whose turn fails: the fresh session all the same, with the error.
+        self.send("/new please fail")
+        wait_for(
+            d,
+            lambda d: (
+                message_texts(d, ".msg.user .body") == ["please fail"]
+                and by_id(d, "session-title").text == "please fail"
+                and message_texts(d, ".msg.error")
+                and not self.tool_boxes()
+                and self.idle()
+            ),
+            "the failed turn after /new, in the fresh session",
+        )
 
     def test_agent_errors_appear_in_the_conversation(self) -> None:
         """An upstream failure shows as an error item in the chat."""

@@ -247,7 +247,10 @@ class App {
     this.chat.clear();
     this.updateComposer();
     try {
-      const history = await this.client.request("chat.history", { sessionKey: key, limit: 200 });
+      const history = await this.client.request("chat.history", {
+        sessionKey: key,
+        limit: HISTORY_LIMIT,
+      });
       if (this.sessionKey !== key || this.historySeq !== seq) return;
       this.chat.showHistory(history.messages || []);
       this.adoptPending();
@@ -261,7 +264,7 @@ class App {
   /** Read the open session's history again and redraw it (a turn this view did
    * not send ended: its user message is only in the history). Deferred while
    * this view streams its own reply, which a redraw would cut off. */
-  async reloadHistory({ keepScroll = true, retitle = false, notice = "" } = {}) {
+  async reloadHistory({ keepScroll = true, retitle = false, notice = "", error = "" } = {}) {
     const key = this.sessionKey;
     if (this.running && !this.running.adopted) {
       this.stale = true;
@@ -270,7 +273,10 @@ class App {
     this.stale = false;
     const seq = ++this.historySeq;
     try {
-      const history = await this.client.request("chat.history", { sessionKey: key, limit: 200 });
+      const history = await this.client.request("chat.history", {
+        sessionKey: key,
+        limit: HISTORY_LIMIT,
+      });
       if (this.sessionKey !== key || this.historySeq !== seq) return;
       if (this.running && !this.running.adopted) {
         this.stale = true;
@@ -279,14 +285,19 @@ class App {
       const messages = history.messages || [];
       this.chat.showHistory(messages, { keepScroll });
       this.adoptPending();
-      if (retitle) {
+      // The title is the session's first message: when the history holds the
+      // whole session (fewer than the limit), it says which that is now (another
+      // tab may have reset the session).
+      if (retitle || messages.length < HISTORY_LIMIT) {
         const first = messages.find((m) => m.role === "user");
         if (first) this.setTitle(key, contentText(first.content));
+        else this.forgetTitle(key);
       }
       const last = messages[messages.length - 1];
       if (notice && !(last && last.role === "assistant" && contentText(last.content) === notice)) {
         this.chat.addNotice(notice);
       }
+      if (error) this.chat.addError(error);
     } catch {
       // The live view stays; the next turn or reopening the session redraws it.
     }
@@ -366,7 +377,9 @@ class App {
     // A command does not title the session; the redraw after it does.
     const titled = !reset && !this.sessions.titles.has(sessionKey);
     if (titled) this.setTitle(sessionKey, titleFrom(text));
-    this.running = { runId, sessionKey, reset };
+    // A bare "/new" is answered by the gateway's acknowledgement; "/new <text>"
+    // by a turn on <text> in the fresh session.
+    this.running = { runId, sessionKey, reset, bare: BARE_RESET_COMMAND.test(text) };
     this.chat.reply(runId);
     this.updateComposer();
     try {
@@ -453,6 +466,7 @@ class App {
     }
     const own = Boolean(this.running && this.running.runId === runId && !this.running.adopted);
     const reset = own && this.running.reset;
+    const bare = reset && this.running.bare;
     this.chat.finishReply(runId, event.state, text);
     if (event.state === "error") {
       this.chat.addError(event.errorMessage || "The agent failed.");
@@ -461,13 +475,18 @@ class App {
       this.running = null;
     }
     this.updateComposer();
-    if (reset && event.state === "final") {
-      // "/new" or "/reset" (the gateway resets the session in place): show the
-      // fresh session, titled by its first message, and keep the gateway's
-      // acknowledgement ("✅ New session started.") as a notice when the
-      // transcript does not hold it.
+    if (reset) {
+      // "/new" or "/reset" (the gateway resets the session in place), however
+      // its run ended: show the fresh session, titled by its first message; a
+      // bare command's acknowledgement ("✅ New session started.") stays as a
+      // notice when the transcript does not hold it, a failed turn's error too.
       this.forgetTitle(this.sessionKey);
-      this.reloadHistory({ keepScroll: false, retitle: true, notice: text || "" });
+      this.reloadHistory({
+        keepScroll: false,
+        retitle: true,
+        notice: bare && event.state === "final" ? text || "" : "",
+        error: event.state === "error" ? event.errorMessage || "The agent failed." : "",
+      });
     } else if (!own || this.stale) {
       this.reloadHistory();
     }
@@ -518,6 +537,10 @@ class App {
 
 /** "/new" or "/reset", alone or followed by text (the gateway's reset commands). */
 const RESET_COMMAND = /^\/(?:new|reset)(?:\s|$)/i;
+/** The same alone ("/reset soft" too): answered by an acknowledgement, not a turn. */
+const BARE_RESET_COMMAND = /^\/(?:new|reset)(?:\s+soft)?\s*$/i;
+/** Messages of a session read at most per chat.history. */
+const HISTORY_LIMIT = 200;
 
 /** chat.send's answer to a stop command: chat.abort's ({aborted, runIds}), no run status. */
 function isAbortAnswer(answer) {
