@@ -13,7 +13,9 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
@@ -23,6 +25,20 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+async def until(check: Callable[[], Any], what: str, timeout: float = 10.0) -> None:
+    """Yield to the reactor until ``check()`` is true (a bounded poll, never a
+    sleep standing in for an event)."""
+    from twisted.internet import reactor
+    from twisted.internet.task import deferLater
+
+    waited = 0.0
+    while not check():
+        if waited > timeout:
+            raise AssertionError(f"timed out waiting for {what}")
+        await deferLater(reactor, 0.005, lambda: None)
+        waited += 0.005
 
 
 class RedisServer:
@@ -119,6 +135,28 @@ class RedisServer:
     def cleanup(self) -> None:
         self.stop()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+    def set_password(self, password: str | None) -> None:
+        """Change ``requirepass`` of the running server (None: none), and the
+        password :attr:`url` carries."""
+        self.command("CONFIG", "SET", "requirepass", password or "")
+        self.password = password
+
+
+class SharedRedisServer:
+    """Mixin for a TestCase whose tests share one :class:`RedisServer`, started
+    for the class (each test flushes what it needs)."""
+
+    server: RedisServer
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.server = RedisServer()
+        cls.server.start()
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.server.cleanup()
 
 
 def _resp(*args: str) -> bytes:

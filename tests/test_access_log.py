@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Collection
 from pathlib import Path
 
 import attrs
@@ -42,18 +43,28 @@ CHAT = {"model": "openclaw", "messages": [{"role": "user", "content": "hi"}]}
 
 @implementer(ILogObserver)
 class Collector:
-    """Keeps the events of one namespace (every event when None)."""
+    """Keeps the events of one namespace (every event when None), of the given
+    levels (every level when None)."""
 
-    def __init__(self, namespace: str | None = None) -> None:
+    def __init__(
+        self, namespace: str | None = None, *, levels: Collection[LogLevel] | None = None
+    ) -> None:
         self.namespace = namespace
+        self.levels = levels
         self.events: list[LogEvent] = []
 
     def __call__(self, event: LogEvent) -> None:
-        if self.namespace is None or event.get("log_namespace") == self.namespace:
+        if self.namespace is not None and event.get("log_namespace") != self.namespace:
+            return
+        if self.levels is None or event.get("log_level") in self.levels:
             self.events.append(event)
 
     def lines(self) -> list[str]:
         return [formatEvent(e) for e in self.events]
+
+    def having(self, text: str) -> list[str]:
+        """The lines that contain ``text``."""
+        return [line for line in self.lines() if text in line]
 
     def attach(self, case: SynchronousTestCase) -> Collector:
         """Observe the global publisher for the rest of ``case``."""

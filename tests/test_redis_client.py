@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
 
 from twisted.internet import reactor
-from twisted.internet.task import deferLater
-from twisted.logger import ILogObserver, LogEvent, LogLevel, formatEvent, globalLogPublisher
+from twisted.logger import LogLevel
 from twisted.trial.unittest import SynchronousTestCase, TestCase
-from zope.interface import implementer
 
 from openclaw.core.unavailable import SharedStateUnavailableError
 from openclaw.sessions.redis.client import (
@@ -31,7 +28,8 @@ from openclaw.sessions.redis.client import (
 from openclaw.sessions.redis.keys import KeySchema
 from openclaw.sessions.redis.url import parse_redis_url
 from tests.gateway_process import GatewayProcess
-from tests.redis_support import RedisServer, _resp, free_port
+from tests.redis_support import RedisServer, SharedRedisServer, _resp, free_port, until
+from tests.test_access_log import Collector
 from tests.test_redis_faults import chat, poll
 from tests.test_redis_gateway import gateway_config
 from tests.ws_sync_client import SyncWsClient
@@ -43,16 +41,6 @@ BUSY_FOR_1200_MS = (
 )
 
 
-async def until(check: Any, what: str, timeout: float = 10.0) -> None:
-    """Yield to the reactor until ``check()`` is true (bounded)."""
-    waited = 0.0
-    while not check():
-        if waited > timeout:
-            raise AssertionError(f"timed out waiting for {what}")
-        await deferLater(reactor, 0.01, lambda: None)
-        waited += 0.01
-
-
 def info_count(server: RedisServer, section: str, pattern: str) -> int:
     """A counter from ``INFO section`` (0 while Redis does not list it)."""
     text = server.command("INFO", section).decode()
@@ -60,22 +48,13 @@ def info_count(server: RedisServer, section: str, pattern: str) -> int:
     return int(found.group(1)) if found else 0
 
 
-class LogLines:
-    """The warning-or-worse lines logged while a test runs."""
+#: The levels the refusal tests watch: warnings and worse.
+WARNINGS = (LogLevel.warn, LogLevel.error, LogLevel.critical)
 
-    def __init__(self, test: TestCase) -> None:
-        self.lines: list[str] = []
 
-        @implementer(ILogObserver)
-        def keep(event: LogEvent) -> None:
-            if event.get("log_level") in (LogLevel.warn, LogLevel.error, LogLevel.critical):
-                self.lines.append(formatEvent(event) or "")
-
-        globalLogPublisher.addObserver(keep)
-        test.addCleanup(globalLogPublisher.removeObserver, keep)
-
-    def having(self, text: str) -> list[str]:
-        return [line for line in self.lines if text in line]
+def warnings_of(test: TestCase) -> Collector:
+    """The warning-or-worse lines logged from now on in ``test``."""
+    return Collector(levels=WARNINGS).attach(test)
 
 
 class RefusedReconnectTests(TestCase):
@@ -98,27 +77,25 @@ class RefusedReconnectTests(TestCase):
         keeps retrying (more than one refused AUTH), says so once, and serves
         again by itself once the password is back; no password in the log."""
         server = self.start("first-secret")
-        log = LogLines(self)
+        log = warnings_of(self)
         client = self.client(server)
         await client.wait_connected(5)
         await client.execute("SET", "k", "v")
-        server.command("CONFIG", "SET", "requirepass", "second-secret")
-        server.password = "second-secret"
+        server.set_password("second-secret")
         server.command("CLIENT", "KILL", "TYPE", "normal")
         await until(
             lambda: info_count(server, "errorstats", r"errorstat_WRONGPASS:count=(\d+)") >= 3,
             "three refused reconnects",
         )
         self.assertFalse(client.connected)
-        server.command("CONFIG", "SET", "requirepass", "first-secret")
-        server.password = "first-secret"
+        server.set_password("first-secret")
         await until(lambda: client.connected, "the client to reconnect")
         self.assertEqual(await client.execute("GET", "k"), "v")
         refused = log.having("did not complete the connection handshake")
-        self.assertEqual(len(refused), 1, log.lines)
+        self.assertEqual(len(refused), 1, log.lines())
         self.assertIn("WRONGPASS", refused[0])
-        self.assertEqual(len(log.having("is reachable again")), 1, log.lines)
-        self.assertFalse([line for line in log.lines if "secret" in line], log.lines)
+        self.assertEqual(len(log.having("is reachable again")), 1, log.lines())
+        self.assertFalse([line for line in log.lines() if "secret" in line], log.lines())
 
     async def test_select_refused_without_a_password(self) -> None:
         """A client without a password whose ``SELECT`` meets a Redis that
@@ -126,15 +103,13 @@ class RefusedReconnectTests(TestCase):
         server = self.start(None)
         client = self.client(server)
         await client.wait_connected(5)
-        server.command("CONFIG", "SET", "requirepass", "temporary")
-        server.password = "temporary"
+        server.set_password("temporary")
         server.command("CLIENT", "KILL", "TYPE", "normal")
         await until(
             lambda: info_count(server, "errorstats", r"errorstat_NOAUTH:count=(\d+)") >= 2,
             "two refused SELECTs",
         )
-        server.command("CONFIG", "SET", "requirepass", "")
-        server.password = None
+        server.set_password(None)
         await until(lambda: client.connected, "the client to reconnect")
         self.assertEqual(await client.execute("PING"), "PONG")
 
@@ -143,7 +118,7 @@ class RefusedReconnectTests(TestCase):
         reconnect's AUTH gets no reply in time, and the client connects again
         once Redis answers."""
         server = self.start("first-secret")
-        log = LogLines(self)
+        log = warnings_of(self)
         client = open_client(reactor, parse_redis_url(server.url), reply_timeout=0.2)
         self.addCleanup(client.close)
         await client.wait_connected(5)
@@ -176,38 +151,25 @@ class RefusedReconnectTests(TestCase):
         )
         self.addCleanup(subscription.close)
         await until(lambda: subscribed, "the first subscription")
-        server.command("CONFIG", "SET", "requirepass", "second-secret")
-        server.password = "second-secret"
+        server.set_password("second-secret")
         server.command("CLIENT", "KILL", "TYPE", "pubsub")
         await until(
             lambda: info_count(server, "errorstats", r"errorstat_WRONGPASS:count=(\d+)") >= 2,
             "two refused reconnects",
         )
-        server.command("CONFIG", "SET", "requirepass", "first-secret")
-        server.password = "first-secret"
+        server.set_password("first-secret")
         await until(lambda: len(subscribed) == 2, "the subscription to come back")
         server.command("PUBLISH", "chan", "hello")
         await until(lambda: messages, "the message")
         self.assertEqual(messages, ["hello"])
 
 
-class ErrorReplyTests(TestCase):
+class ErrorReplyTests(SharedRedisServer, TestCase):
     """Error replies that mean "not now" or "bad data", not "bad command"."""
-
-    server: RedisServer
-
-    @classmethod
-    def setUpClass(cls) -> None:
-        cls.server = RedisServer()
-        cls.server.start()
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.server.cleanup()
 
     def setUp(self) -> None:
         self.server.command("FLUSHALL")
-        self.log = LogLines(self)
+        self.log = warnings_of(self)
 
     async def client(self, url: str | None = None) -> TxRedisClient:
         client = open_client(reactor, parse_redis_url(url or self.server.url))
@@ -229,7 +191,7 @@ class ErrorReplyTests(TestCase):
         with self.assertRaises(RedisKeyTypeError):
             await client.execute("LRANGE", "openclaw:tx:main:s1", 0, -1)
         logged = self.log.having("holds the wrong type")
-        self.assertEqual(len(logged), 1, self.log.lines)
+        self.assertEqual(len(logged), 1, self.log.lines())
         self.assertIn("openclaw:tx:main:s1", logged[0])
 
     async def test_noperm_and_oom_are_refusals_logged_once(self) -> None:
@@ -246,7 +208,7 @@ class ErrorReplyTests(TestCase):
             self.assertEqual(refused.exception.code, "NOPERM")
         with self.assertRaises(RedisRefusedError):
             await limited.execute("GET", "openclaw:idx:main")
-        self.assertEqual(len(self.log.having("refuses commands: NOPERM")), 1, self.log.lines)
+        self.assertEqual(len(self.log.having("refuses commands: NOPERM")), 1, self.log.lines())
         client = await self.client()
         self.server.command("CONFIG", "SET", "maxmemory-policy", "noeviction")
         self.server.command("CONFIG", "SET", "maxmemory", "1")
@@ -255,7 +217,7 @@ class ErrorReplyTests(TestCase):
             with self.assertRaises(RedisRefusedError) as caught:
                 await client.execute("SET", "k", "v")
             self.assertEqual(caught.exception.code, "OOM")
-        self.assertEqual(len(self.log.having("refuses commands: OOM")), 1, self.log.lines)
+        self.assertEqual(len(self.log.having("refuses commands: OOM")), 1, self.log.lines())
         with self.assertRaises(RedisCommandError) as wrong:
             await client.execute("NOSUCHCOMMAND")
         self.assertNotIsInstance(wrong.exception, SharedStateUnavailableError)
@@ -278,8 +240,8 @@ class ErrorReplyTests(TestCase):
                 with self.assertRaises(RedisRefusedError) as refused:
                     await client.run_script(script, keys, args)
                 self.assertEqual(refused.exception.code, "NOPERM")
-        self.assertEqual(len(self.log.having("can't run this command")), 1, self.log.lines)
-        self.assertEqual(len(self.log.having("can't publish to the channel")), 1, self.log.lines)
+        self.assertEqual(len(self.log.having("can't run this command")), 1, self.log.lines())
+        self.assertEqual(len(self.log.having("can't publish to the channel")), 1, self.log.lines())
 
     async def test_a_refused_subscription_is_one_warning_naming_the_channel(self) -> None:
         """A user without SUBSCRIBE: one warning that says what is refused and

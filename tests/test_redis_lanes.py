@@ -16,9 +16,8 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.task import Clock, deferLater
-from twisted.logger import ILogObserver, LogEvent, LogLevel, formatEvent, globalLogPublisher
+from twisted.logger import LogLevel
 from twisted.trial.unittest import SynchronousTestCase, TestCase
-from zope.interface import implementer
 
 from openclaw.core.types import Usage
 from openclaw.core.unavailable import TurnNotSavedError
@@ -33,19 +32,10 @@ from openclaw.sessions.redis.keys import KeySchema
 from openclaw.sessions.redis.lanes import LaneLostError, RedisLanes
 from openclaw.sessions.redis.store import RedisSessionStore
 from openclaw.sessions.redis.url import RedisUrlError, parse_redis_url
-from tests.redis_support import RedisServer
+from tests.redis_support import SharedRedisServer, until
+from tests.test_access_log import Collector
 
 KEY = "agent:main:main"
-
-
-async def until(check: Any, what: str, timeout: float = 5.0) -> None:
-    """Yield to the reactor until ``check()`` is true (bounded)."""
-    waited = 0.0
-    while not check():
-        if waited > timeout:
-            raise AssertionError(f"timed out waiting for {what}")
-        await deferLater(reactor, 0.005, lambda: None)
-        waited += 0.005
 
 
 def user_line(
@@ -94,19 +84,8 @@ class RedisUrlTests(SynchronousTestCase):
             self.assertRaises(RedisUrlError, parse_redis_url, text, {})
 
 
-class RedisLaneTests(TestCase):
+class RedisLaneTests(SharedRedisServer, TestCase):
     """Lanes across two 'processes' on one Redis."""
-
-    server: RedisServer
-
-    @classmethod
-    def setUpClass(cls) -> None:
-        cls.server = RedisServer()
-        cls.server.start()
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.server.cleanup()
 
     def setUp(self) -> Deferred[None]:  # type: ignore[override]  # trial waits for it
         self.server.command("FLUSHALL")
@@ -243,7 +222,7 @@ class RedisLaneTests(TestCase):
         await deferLater(reactor, 0.02, lambda: None)
         self.assertEqual(self.a.commands, calls)  # renewal stopped
         self.assertEqual(len(told), 1)
-        self.assertEqual(len([w for w in warned if "lost the lane" in w]), 1, warned)
+        self.assertEqual(len(warned.having("lost the lane")), 1, warned.lines())
         lines_of = self.transcript(entry.session_id)
         texts = [line["message"]["content"] for line in lines_of if line["type"] == "message"]
         self.assertEqual(texts, ["one"])
@@ -263,17 +242,9 @@ class RedisLaneTests(TestCase):
         with self.assertRaises(LaneLostError):
             await user_line(sa, entry.session_id, "r1", "late", 2)
 
-    def warnings(self) -> list[str]:
-        lines: list[str] = []
-
-        @implementer(ILogObserver)
-        def keep(event: LogEvent) -> None:
-            if event.get("log_level") == LogLevel.warn:
-                lines.append(formatEvent(event) or "")
-
-        globalLogPublisher.addObserver(keep)
-        self.addCleanup(globalLogPublisher.removeObserver, keep)
-        return lines
+    def warnings(self) -> Collector:
+        """The warnings logged from now on."""
+        return Collector(levels=(LogLevel.warn,)).attach(self)
 
     async def test_killed_holder_frees_the_lane_within_ttl(self) -> None:
         """A holder whose connection dies without releasing (SIGKILL) blocks the
@@ -304,23 +275,17 @@ class RedisLaneTests(TestCase):
     async def test_outage_is_logged_once_when_lost_and_once_when_back(self) -> None:
         """One warning per connection names the Redis (no password) when the
         connection goes, one when it is back."""
-        lines: list[str] = []
-
-        @implementer(ILogObserver)
-        def keep(event: LogEvent) -> None:
-            if event.get("log_level") == LogLevel.warn:
-                lines.append(formatEvent(event) or "")
-
-        globalLogPublisher.addObserver(keep)
-        self.addCleanup(globalLogPublisher.removeObserver, keep)
+        warned = self.warnings()
         self.server.command("CLIENT", "KILL", "TYPE", "normal")
         await until(lambda: not self.a.connected, "A disconnected")
         await until(lambda: all(c.connected for c in self.clients), "reconnected", timeout=10.0)
         # One of each per client (this test has two connections).
-        mine = [line for line in lines if "Redis at unix://" in line]
+        mine = warned.having("Redis at unix://")
         lost = [m for m in mine if "lost the connection" in m]
         back = [m for m in mine if "reachable again" in m]
-        self.assertEqual((len(lost), len(back)), (len(self.clients), len(self.clients)), lines)
+        self.assertEqual(
+            (len(lost), len(back)), (len(self.clients), len(self.clients)), warned.lines()
+        )
 
     async def test_cancelled_waiter_leaves_the_queue(self) -> None:
         """Cancelling a waiting acquisition removes its ticket: the next waiter

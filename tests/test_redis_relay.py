@@ -21,8 +21,7 @@ from openclaw.sessions.redis.client import TxRedisClient, open_client, open_subs
 from openclaw.sessions.redis.keys import KeySchema
 from openclaw.sessions.redis.relay import RedisRunRelay
 from openclaw.sessions.redis.url import parse_redis_url
-from tests.redis_support import RedisServer
-from tests.test_redis_lanes import until
+from tests.redis_support import SharedRedisServer, until
 
 KEY = "agent:main:relayed"
 CHANNEL = "openclaw:0:bus"
@@ -44,19 +43,8 @@ class Sink:
         return ()
 
 
-class RelayTests(TestCase):
+class RelayTests(SharedRedisServer, TestCase):
     """Instances A and B on one Redis."""
-
-    server: RedisServer
-
-    @classmethod
-    def setUpClass(cls) -> None:
-        cls.server = RedisServer()
-        cls.server.start()
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.server.cleanup()
 
     def setUp(self) -> Deferred[None]:  # type: ignore[override]  # trial waits for it
         self.server.command("FLUSHALL")

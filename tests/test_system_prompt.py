@@ -14,9 +14,9 @@ from openclaw.agents.system_prompt import (
     RuntimeInfo,
     build_system_prompt,
     host_facts,
-    resolve_timezone,
     tool_summaries,
 )
+from openclaw.agents.user_time import resolve_timezone
 from openclaw.agents.workspace import BootstrapFile
 
 NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z

@@ -21,7 +21,7 @@ import platform
 import socket
 import sys
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, tzinfo
+from datetime import datetime
 from functools import lru_cache
 from typing import Final, Literal, Protocol
 from xml.sax.saxutils import escape
@@ -29,6 +29,7 @@ from xml.sax.saxutils import escape
 from attrs import frozen
 
 from openclaw.agents.skills import Skill
+from openclaw.agents.user_time import resolve_timezone, zone_name
 from openclaw.agents.workspace import BootstrapFile
 
 PromptMode = Literal["full", "minimal", "none"]
@@ -105,20 +106,6 @@ def host_facts() -> dict[str, str]:
         "arch": platform.machine(),
         "python": platform.python_version(),
     }
-
-
-def resolve_timezone(name: str | None) -> tzinfo:
-    """The IANA zone ``name``; the host's local zone when None or unknown."""
-    if name:
-        # Imported here: only a configured zone needs it (0.2 MB idle, issue 16).
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            return ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            pass
-    local = datetime.now().astimezone().tzinfo
-    return local if local is not None else UTC
 
 
 def build_system_prompt(
@@ -389,7 +376,7 @@ def _date_lines(minute: int, timezone: str | None, status_tool: bool) -> tuple[s
     now = minute * 60
     zone = resolve_timezone(timezone)
     local = datetime.fromtimestamp(now, tz=zone)
-    name = getattr(zone, "key", None) or str(zone)
+    name = zone_name(zone)
     hint = ("For the exact current time, use `session_status`.",) if status_tool else ()
     return (
         "## Temporal Context",
@@ -398,15 +385,3 @@ def _date_lines(minute: int, timezone: str | None, status_tool: bool) -> tuple[s
         *hint,
         "",
     )
-
-
-def format_user_time(now: float, timezone: str | None) -> str:
-    """The time as OpenClaw's status card shows it, with the zone:
-    ``Monday, December 7th, 2026 - 10:34 PM (Europe/Berlin)``."""
-    zone = resolve_timezone(timezone)
-    local = datetime.fromtimestamp(now, tz=zone)
-    name = getattr(zone, "key", None) or str(zone)
-    day = local.day
-    suffix = "th" if 11 <= day % 100 <= 13 else {1: "st", 2: "nd", 3: "rd"}.get(day % 10, "th")
-    clock = f"{local.hour % 12 or 12}:{local.minute:02d} {'AM' if local.hour < 12 else 'PM'}"
-    return f"{local.strftime('%A, %B')} {day}{suffix}, {local.year} - {clock} ({name})"

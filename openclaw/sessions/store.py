@@ -495,10 +495,11 @@ class SessionStore:
         ``error``/``aborted`` and ``errorMessage``; history replay skips them.
         """
         agent = normalize_agent_id(agent_id)
+        last_call = usage if message_usage is None else message_usage
         message = assistant_message(
             text=text,
             timestamp=timestamp,
-            usage=usage if message_usage is None else message_usage,
+            usage=last_call,
             stop_reason=stop_reason,
             tool_calls=tool_calls,
             error=error,
@@ -522,7 +523,7 @@ class SessionStore:
         if raw is not None and raw.get("sessionId") == session_id:
             raw["updatedAt"] = timestamp
             if stop_reason not in FAILED_STOPS:
-                raw.update(usage_fields(usage, usage if message_usage is None else message_usage))
+                raw.update(usage_fields(usage, last_call))
             if model is not None:
                 raw["model"] = model
             if provider is not None:

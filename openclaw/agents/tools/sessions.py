@@ -17,7 +17,6 @@ from typing import Any, Protocol
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 
-from openclaw.agents.system_prompt import format_user_time
 from openclaw.agents.tools._common import (
     BlockingRunner,
     error,
@@ -29,6 +28,7 @@ from openclaw.agents.tools._common import (
     req_str,
 )
 from openclaw.agents.tools.base import JSONSchema, ToolArgumentError, ToolContext, ToolResult
+from openclaw.agents.user_time import format_user_time
 from openclaw.core.redaction import redact_credentials
 from openclaw.sessions.entry import SessionEntry
 

@@ -64,11 +64,12 @@ class DirectRoutes(Resource):
 
     def render(self, request: Request) -> Any:
         method = request.method
-        table = (
-            self._routes
-            if method == b"POST"
-            else (self._gets if method in (b"GET", b"HEAD") else None)
-        )
+        if method == b"POST":
+            table = self._routes
+        elif method in (b"GET", b"HEAD"):
+            table = self._gets
+        else:
+            table = {}
         if table:
             # Klein matches the decoded path below the mount point: the same.
             route = table.get(b"/".join(request.postpath or ()))

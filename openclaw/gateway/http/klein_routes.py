@@ -9,11 +9,7 @@ method of the same name, so both ways of reaching a route answer alike.
 
 from __future__ import annotations
 
-from typing import Any
-
 from klein import Klein
-from twisted.python.failure import Failure
-from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
@@ -45,15 +41,8 @@ def klein_resource(app: GatewayHttpApp) -> IResource:
         # endpoint: werkzeug needs one name per rule, even for a shared handler.
         klein.route(path, methods=methods, endpoint=f"{name}:{path}")(getattr(app, name))
 
-    def errors(kind: type[Exception], answer: Any) -> None:
-        def handler(request: IRequest, failure: Failure) -> bytes:
-            result: bytes = answer(request, failure)
-            return result
-
-        klein.handle_errors(kind)(handler)
-
-    errors(NotFound, app.answer_not_found)
-    errors(MethodNotAllowed, app.answer_method_not_allowed)
-    errors(ChatRequestError, app.answer_refused)
+    klein.handle_errors(NotFound)(app.answer_not_found)
+    klein.handle_errors(MethodNotAllowed)(app.answer_method_not_allowed)
+    klein.handle_errors(ChatRequestError)(app.answer_refused)
     resource: IResource = klein.resource()
     return resource

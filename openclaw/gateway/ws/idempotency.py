@@ -8,6 +8,7 @@ factory (so it survives reconnects) and is bounded in entries and in time.
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +20,12 @@ from twisted.python.failure import Failure
 
 from openclaw.agents.types import AgentResult, AgentRun
 from openclaw.gateway.ws.frames import RequestError
+
+
+def input_digest(text: str) -> str:
+    """What makes two requests under one key "the same input"."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
 
 DEFAULT_MAX_ENTRIES = 1024
 DEFAULT_TTL_SECONDS = 600.0
@@ -50,7 +57,20 @@ class IdempotencyEntry:
         self.created = created
         self.finished_at: float | None = None
         self.final: AgentFinal | None = None
+        #: A digest of the input the key was first used for (``chat.send``'s
+        #: message): a resend of the same input replays, another is a conflict.
+        self.input_digest: str | None = None
         self._waiters: list[Deferred[AgentFinal]] = []
+
+    def remember_input(self, text: str) -> None:
+        """Record the input this key was first used for (the first one stays)."""
+        if self.input_digest is None:
+            self.input_digest = input_digest(text)
+
+    def conflicts_with(self, text: str) -> bool:
+        """Whether ``text`` is other input than the key was first used for
+        (OpenClaw's chat.send: the message text decides)."""
+        return self.input_digest is not None and self.input_digest != input_digest(text)
 
     @property
     def run_id(self) -> str:

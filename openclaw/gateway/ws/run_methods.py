@@ -4,10 +4,8 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
-from weakref import WeakKeyDictionary
 
 from twisted.internet.defer import CancelledError, Deferred, DeferredList
 from twisted.logger import Logger
@@ -57,22 +55,6 @@ from openclaw.sessions.keys import main_session_key
 log = Logger()
 #: How long chat.abort waits for the aborted runs to settle before answering anyway.
 ABORT_SETTLE_SECONDS = 5.0
-
-#: A digest of the message each idempotency entry was started with, so that
-#: chat.send can tell a resend from a key reused for another message. Weak:
-#: an entry's identity goes when the cache forgets the entry.
-_IDENTITIES: WeakKeyDictionary[IdempotencyEntry, str] = WeakKeyDictionary()
-
-
-def request_identity(message: str) -> str:
-    """What makes two chat.send requests "the same input" (OpenClaw: the message text)."""
-    return hashlib.sha256(message.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def remember_identity(entry: IdempotencyEntry, message: str) -> None:
-    """Record the message ``entry``'s key was first used for."""
-    _IDENTITIES.setdefault(entry, request_identity(message))
-
 
 # -- agent runs ---------------------------------------------------------------------
 
@@ -198,7 +180,7 @@ def _start_run(
         )
     services.hub.track(run)
     entry = services.idempotency.begin(key, run, ack(run), build_agent_final)
-    remember_identity(entry, sent if sent is not None else message)
+    entry.remember_input(sent if sent is not None else message)
     return entry
 
 
@@ -241,7 +223,7 @@ def _announce(
     run = CommandRun(key, agent_id, session_key)
     services.hub.track(run)
     entry = services.idempotency.begin(key, run, ack, _notice_final)
-    remember_identity(entry, sent)
+    entry.remember_input(sent)
 
     def reply(text: str) -> None:
         services.clock.callLater(0, lambda: run.reply(text, notice.session_id, services.now_ms()))
@@ -357,8 +339,7 @@ def chat_send(
         return chat_abort(ctx, {"sessionKey": raw_session})
     existing = services.idempotency.get(key)
     if existing is not None:
-        known = _IDENTITIES.get(existing)
-        if known is not None and known != request_identity(message):
+        if existing.conflicts_with(message):
             raise _request_conflict()
         ctx.connection.subscribe(existing.run.session_key)
         return _chat_send_replay(existing)

@@ -482,10 +482,11 @@ class RedisSessionStore(SessionMirror):
         """Append the outcome (and ``results``) and update the index entry in one
         script; fires once Redis holds them."""
         agent = normalize_agent_id(agent_id)
+        last_call = usage if message_usage is None else message_usage
         message = assistant_message(
             text=text,
             timestamp=timestamp,
-            usage=usage if message_usage is None else message_usage,
+            usage=last_call,
             stop_reason=stop_reason,
             tool_calls=tool_calls,
             error=error,
@@ -501,7 +502,7 @@ class RedisSessionStore(SessionMirror):
         if raw is not None and raw.get("sessionId") == session_id:
             raw["updatedAt"] = timestamp
             if stop_reason not in FAILED_STOPS:
-                raw.update(usage_fields(usage, usage if message_usage is None else message_usage))
+                raw.update(usage_fields(usage, last_call))
             if model is not None:
                 raw["model"] = model
             if provider is not None:
