@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import secrets as _secrets
-import shutil
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -28,6 +27,7 @@ from openclaw.agents.tools._paths import confine
 from openclaw.agents.tools._proc import ProcessRegistry, ProcessSession, shell_argv
 from openclaw.agents.tools.base import JSONSchema, ToolArgumentError, ToolContext, ToolResult
 from openclaw.agents.tools.exec_env import DEFAULT_PASSTHROUGH, build_env, parse_overrides
+from openclaw.agents.tools.exec_match import program_resolver
 from openclaw.agents.tools.exec_policy import ApprovalRequest, ExecApprover, NoApproverError
 from openclaw.agents.tools.limits import DEFAULT_EXEC_LIMITS, ExecLimits, ExecReactor
 from openclaw.agents.tools.policy import ExecPolicy, ExecVerdict
@@ -196,8 +196,7 @@ class ExecTool:
         policy = self._policy.harden(
             "always" if ask == "always" else "on-miss" if ask == "on-miss" else None
         )
-        search_path = env.get("PATH")
-        verdict = policy.evaluate(command, lambda name: shutil.which(name, path=search_path))
+        verdict = policy.evaluate(command, program_resolver(cwd, env.get("PATH"), env.get("HOME")))
         warnings = [PTY_WARNING] if pty else []
 
         def start(_: object = None) -> Deferred[ToolResult]:

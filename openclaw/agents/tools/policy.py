@@ -19,13 +19,20 @@ from __future__ import annotations
 import os
 import re
 import shlex
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from fnmatch import fnmatchcase
 from functools import lru_cache
 from typing import Final, Literal
 
 from attrs import frozen
 
+from openclaw.agents.tools.exec_match import (
+    Resolver,
+    has_path_selector,
+    literal_word,
+    matches_name_pattern,
+    matches_path_pattern,
+)
 from openclaw.config.model import (
     ExecAsk,
     ExecConfig,
@@ -304,11 +311,10 @@ class ExecPolicy:
             self.approval_timeout_seconds,
         )
 
-    def evaluate(
-        self, command: str, resolve: Callable[[str], str | None] = lambda _name: None
-    ) -> ExecVerdict:
-        """Decide ``command``; ``resolve`` maps a bare program name to its path
-        (``shutil.which``) so path patterns can match it."""
+    def evaluate(self, command: str, resolve: Resolver = lambda _word: None) -> ExecVerdict:
+        """Decide ``command``; ``resolve`` maps a program word to the real path
+        of the file the shell would run (:func:`~openclaw.agents.tools.exec_match.
+        resolve_program`), or None, so path patterns match what actually runs."""
         if self.security == "deny":
             return ExecVerdict("deny", "exec is disabled by policy (tools.exec.mode: deny)")
         matched = self.security == "full" or _all_segments_allowed(
@@ -358,7 +364,7 @@ def _all_segments_allowed(
     command: str,
     allowlist: Sequence[str],
     safe_bins: Sequence[str],
-    resolve: Callable[[str], str | None],
+    resolve: Resolver,
 ) -> bool:
     """Every pipeline/chain segment runs an allowlisted program (or a safe bin
     with flags only); redirections, substitutions and assignments never match.
@@ -414,19 +420,22 @@ def _segment_allowed(
     words: Sequence[str],
     allowlist: Sequence[str],
     safe_bins: Sequence[str],
-    resolve: Callable[[str], str | None],
+    resolve: Resolver,
 ) -> bool:
+    """OpenClaw's ``matchAllowlist``: a path pattern must cover the real path
+    the program resolves to (so ``..``, ``.``, ``//`` and symlinks are seen
+    through); a bare-name pattern covers a program run by name."""
     program = words[0]
     if _ASSIGNMENT.match(program):
         return False
     bare = "/" not in program
-    path = program if not bare else resolve(program)
+    path = resolve(program)
     if bare and program in safe_bins and _safe_bin_call(program, words[1:], path):
         return True
     for pattern in allowlist:
-        if "/" in pattern:
-            if path is not None and fnmatchcase(path, pattern.replace("**", "*")):
+        if has_path_selector(pattern):
+            if path is not None and matches_path_pattern(pattern, path):
                 return True
-        elif bare and fnmatchcase(program, pattern):
+        elif bare and literal_word(program) and matches_name_pattern(pattern, program):
             return True
     return False
