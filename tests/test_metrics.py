@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
+from typing import cast
 
 import attrs
 from prometheus_client import REGISTRY
@@ -11,6 +13,9 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
+from openclaw.agents.runtime import Runtime
+from openclaw.agents.tools._proc import ProcessRegistry
+from openclaw.agents.tools.catalog import CatalogReactor, ToolServices
 from openclaw.agents.types import (
     AgentRequest,
     FailureKind,
@@ -21,10 +26,18 @@ from openclaw.agents.types import (
 )
 from openclaw.config.model import MetricsConfig
 from openclaw.core.metrics import MAX_MODEL_LABELS, Metrics, method_label
+from openclaw.gateway.assembly import build_gateway
 from openclaw.gateway.http.metrics_endpoint import scrape_site
 from openclaw.gateway.observability import RunMetrics, route_template
+from openclaw.sessions.store import SessionStore
 from openclaw.testing import FakeRun
 from openclaw.testing.gateway import TEST_TOKEN, GatewayHarness, http_test_config
+from openclaw.testing.scripted import (
+    SCRIPTED_PROVIDER_ID,
+    Reply,
+    ScriptedProvider,
+    ScriptedToolCall,
+)
 
 CHAT = {"model": "openclaw", "messages": [{"role": "user", "content": "hello there"}]}
 
@@ -54,6 +67,28 @@ def harness(base: str, *, auth: str = "gateway", enabled: bool = True) -> Gatewa
         ),
     )
     return GatewayHarness.create(base, config)
+
+
+def harness_with_tools(base: str) -> GatewayHarness:
+    """A gateway (metrics on) whose runtime offers the real built-in tools
+    (``exec`` and ``web_fetch`` fail on a Clock: not called here)."""
+    clock = MemoryReactorClock()
+    config = http_test_config(base, metrics=True)
+    provider = ScriptedProvider(clock=clock)
+    store = SessionStore(Path(base), clock=clock, fsync="never", index_flush_delay=0.0)
+    services = ToolServices(
+        reactor=cast(CatalogReactor, clock), registry=ProcessRegistry(clock), sessions=store
+    )
+    runtime = Runtime(
+        config,
+        clock=clock,
+        providers={SCRIPTED_PROVIDER_ID: provider},
+        store=store,
+        tool_services=services,
+    )
+    gateway = build_gateway(config, clock, runtime=runtime)
+    gateway.readiness.mark_ready(clock)
+    return GatewayHarness(clock=clock, gateway=gateway, provider=provider)
 
 
 def scrape(h: GatewayHarness, token: str | None = TEST_TOKEN) -> str:
@@ -122,6 +157,42 @@ class MetricsEndpointTests(SynchronousTestCase):
         self.assertTrue(stream.raw().endswith(b"0\r\n\r\n"))
         text = scrape(h)
         self.assertEqual(sample(text, "openclaw_http_streams_active"), 0.0)
+
+    def test_invented_tool_names_do_not_grow_the_exposition(self) -> None:
+        """The reviewer's repro: a model calling many long invented tool names
+        made a series of each (850 KB of /metrics after one request). Names the
+        run does not offer count as ``other``; an offered built-in keeps its
+        name; the client tool the request offered is returned to the client."""
+        h = harness_with_tools(self.mktemp())
+        invented = [ScriptedToolCall(f"zz{i:05d}_" + "A" * 2000) for i in range(60)]
+        h.provider.add(
+            Reply(
+                tool_calls=(
+                    ScriptedToolCall("session_status"),
+                    *invented,
+                    ScriptedToolCall("get_weather", '{"city":"Oslo"}'),
+                )
+            )
+        )
+        before = len(scrape(h))
+        body = {
+            **CHAT,
+            "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}],
+        }
+        exchange = h.request(b"POST", b"/v1/chat/completions", body=body, token=TEST_TOKEN)
+        h.run_due()
+        answer = json.loads(exchange.response()[2])
+        self.assertEqual(answer["choices"][0]["finish_reason"], "tool_calls")
+        text = scrape(h)
+        self.assertNotIn('tool="zz', text)
+        self.assertEqual(
+            sample(text, "openclaw_tool_calls_total", tool="other", outcome="error"), 60.0
+        )
+        self.assertEqual(
+            sample(text, "openclaw_tool_calls_total", tool="session_status", outcome="ok"), 1.0
+        )
+        self.assertNotIn("A" * 100, text)
+        self.assertLess(len(text) - before, 20_000)  # 60 series of 2 KB names were 250 KB
 
     def test_scrape_needs_the_gateway_token_unless_auth_none(self) -> None:
         """With auth "gateway" a scrape without the token is refused 401; with
@@ -281,6 +352,22 @@ class RunMetricsTests(SynchronousTestCase):
         self.assertEqual(get(metrics, "openclaw_tool_calls_total", tool="exec", outcome="ok"), 1)
         self.assertEqual(get(metrics, "openclaw_tool_calls_total", tool="exec", outcome="error"), 1)
         self.assertEqual(get(metrics, "openclaw_tool_calls_total", tool="read", outcome="ok"), 1)
+
+    def test_tool_labels_are_bounded(self) -> None:
+        """A name the run did not offer, or one longer than a function name can
+        be, counts as ``other``."""
+        metrics, run, _ = self._watched_run()
+        run.start()
+        for name, offered in (("made_up", False), ("x" * 65, True), ("x" * 64, True)):
+            run.emit(
+                ToolEvent(
+                    run_id="r1", phase="result", name=name, tool_call_id="c", ts=0, offered=offered
+                )
+            )
+        run.finish("done")
+        get = self.value
+        self.assertEqual(get(metrics, "openclaw_tool_calls_total", tool="other", outcome="ok"), 2)
+        self.assertEqual(get(metrics, "openclaw_tool_calls_total", tool="x" * 64, outcome="ok"), 1)
 
     def test_upstream_errors_by_kind_and_run_outcomes(self) -> None:
         """A provider failure counts as an upstream error of its kind and a run

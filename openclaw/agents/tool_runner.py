@@ -264,6 +264,7 @@ class ToolBatch:
                 result=outcome.content,
                 is_error=outcome.is_error,
                 meta=outcome.details or None,
+                offered=outcome.call.name in self._tools,
             )
         )
 

@@ -230,6 +230,10 @@ class ToolEvent:
     is_error: bool = False
     #: Structured facts for observers (exit code, path, bytes...); never sent to the model.
     meta: Mapping[str, Any] | None = None
+    #: False when the run offers no tool of this ``name``: the model made the
+    #: name up (it is answered "not available"), so an observer that keys
+    #: anything on names (metrics labels) must not take it as it is.
+    offered: bool = True
 
 
 AgentEvent = LifecycleEvent | AssistantEvent | ToolEvent

@@ -6,8 +6,9 @@ separately, and an embedder's own registry is not polluted.
 
 Label values are bounded by construction: routes are templates (never raw
 paths), methods are the HTTP verbs (anything else is ``OTHER``), agents,
-providers and models come from the configuration, tools from the built-in
-catalogue. Nothing here ever sees a session key, a user or a token.
+providers and models come from the configuration (and are capped, see
+:meth:`Metrics.bounded`), tools are those the run offered (a name the model
+made up is ``other``). Nothing here ever sees a session key, a user or a token.
 
 The recording methods cache label children, so the per-request cost is a
 dict lookup and a lock-protected add (measured in docs/operations.md).
@@ -44,6 +45,8 @@ UNKNOWN: Final = "unknown"
 #: demo provider takes any model name: unbounded labels would grow /metrics.
 MAX_MODEL_LABELS: Final = 100
 OTHER: Final = "other"
+#: A tool label longer than this is ``other`` (OpenAI caps function names at 64).
+MAX_TOOL_LABEL_CHARS: Final = 64
 
 
 def method_label(method: str) -> str:
@@ -180,6 +183,14 @@ class Metrics:
         seen.add(value)
         return value
 
+    def tool_label(self, name: str, *, offered: bool) -> str:
+        """The ``tool`` label of a finished call: the name of a tool the run
+        offered (within :data:`MAX_TOOL_LABEL_CHARS`, and :meth:`bounded`),
+        ``other`` for any name the model made up."""
+        if not offered or not name or len(name) > MAX_TOOL_LABEL_CHARS:
+            return OTHER
+        return self.bounded("tool", name)
+
     def request_done(self, route: str, method: str, status: int, seconds: float) -> None:
         """Count one answered HTTP request (the hot path: cached children)."""
         key = (route, method if method in _METHODS else "OTHER", status)
@@ -199,4 +210,4 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-__all__ = ["CONTENT_TYPE", "UNKNOWN", "Metrics", "method_label"]
+__all__ = ["CONTENT_TYPE", "MAX_TOOL_LABEL_CHARS", "OTHER", "UNKNOWN", "Metrics", "method_label"]

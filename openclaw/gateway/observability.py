@@ -351,7 +351,8 @@ class _RunWatch:
         elif isinstance(event, ToolEvent):
             if event.phase == "result":
                 outcome = "error" if event.is_error else "ok"
-                self._metrics.tool_calls.labels(event.name, outcome).inc()
+                tool = self._metrics.tool_label(event.name, offered=event.offered)
+                self._metrics.tool_calls.labels(tool, outcome).inc()
         elif isinstance(event, LifecycleEvent):
             if event.phase == "start":
                 now = self._clock.seconds()
