@@ -11,6 +11,11 @@ A hard link cannot be seen through by resolving the path: a second name for a
 file outside the workspace looks like any other file inside it. So a regular
 file with more than one link is refused for reading or changing in place, as
 OpenClaw's workspace guards do.
+
+Git runs what a repository's ``.git`` says (``core.fsmonitor``, aliases,
+hooks). When exec is not ``full``, :func:`refuse_git_dir` keeps the writing
+tools out of every ``.git`` in the workspace, so a file tool cannot turn an
+allowlisted ``git status`` into any command.
 """
 
 from __future__ import annotations
@@ -22,6 +27,11 @@ from openclaw.agents.tools._common import check_text
 from openclaw.agents.tools.base import ToolArgumentError
 
 MAX_PATH = 4096
+#: What HFS+ ignores in a name (git's ``is_hfs_dotgit`` list): ``.g\u200cit`` is ``.git`` there.
+_IGNORABLE = dict.fromkeys(
+    map(ord, "\u200c\u200d\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u206a\u206b"
+        "\u206c\u206d\u206e\u206f\ufeff")
+)  # fmt: skip
 
 
 def _check_raw(raw: str, name: str) -> None:
@@ -100,6 +110,31 @@ def confine_new(workspace: str, raw: str, *, name: str = "path") -> str:
             "through an aliased parent (use the real path)"
         )
     return path
+
+
+def _is_dotgit(name: str) -> bool:
+    """``.git`` in any case, with what Windows (trailing dots and spaces) and
+    HFS+ (ignorable code points) drop from a name."""
+    return name.translate(_IGNORABLE).rstrip(". ").casefold() == ".git"
+
+
+def refuse_git_dir(workspace: str, path: str) -> None:
+    """Refuse to create, change, move or delete resolved ``path`` when it is a
+    ``.git`` (file or directory) of the workspace or lies in one, the
+    workspace's own ``.git`` wherever a symlink takes it included."""
+    root = os.path.realpath(workspace)
+    relative = os.path.relpath(path, root)
+    in_git = any(_is_dotgit(part) for part in relative.split(os.sep))
+    if not in_git:
+        own = os.path.realpath(os.path.join(root, ".git"))
+        in_git = own != root and os.path.lexists(own) and _inside(own, path)
+    if in_git:
+        raise ToolArgumentError(
+            f"Refusing to change {display(workspace, path)}: it is in a .git directory. "
+            "Git runs what a repository's config and hooks name (core.fsmonitor, aliases, "
+            "hooks), so with tools.exec.mode other than full the file tools may not "
+            "change .git; use exec (git commands) instead."
+        )
 
 
 def display(workspace: str, resolved: str) -> str:

@@ -86,14 +86,14 @@ class ApplyPatchTool(FileTool):
             summary: list[str] = []
             for op in ops:
                 if op.kind == "add":
-                    path = confine_new(workspace, op.path)
+                    path = self._writable(workspace, confine_new(workspace, op.path))
                     shown = display(workspace, path)
                     if exists(path):
                         raise PatchError(f"Add File {shown}: the file already exists")
                     writes[path] = op.content.encode("utf-8")
                     summary.append(f"A {shown}")
                 elif op.kind == "delete":
-                    path = confine_link(workspace, op.path)
+                    path = self._writable(workspace, confine_link(workspace, op.path))
                     shown = display(workspace, path)
                     if not exists(path):
                         raise PatchError(f"Delete File {shown}: no such file")
@@ -102,7 +102,7 @@ class ApplyPatchTool(FileTool):
                     writes[path] = None
                     summary.append(f"D {shown}")
                 else:
-                    path = confine(workspace, op.path)
+                    path = self._writable(workspace, confine(workspace, op.path))
                     shown = display(workspace, path)
                     before = current(path)
                     if before is None:
@@ -110,7 +110,7 @@ class ApplyPatchTool(FileTool):
                     after = apply_update(before, op.hunks, shown)
                     dest = path
                     if op.move_to is not None and not _same_file(workspace, op.move_to, path):
-                        dest = confine_new(workspace, op.move_to)
+                        dest = self._writable(workspace, confine_new(workspace, op.move_to))
                         if exists(dest):
                             raise PatchError(f"Move to {op.move_to}: the file already exists")
                         writes[path] = None

@@ -159,13 +159,16 @@ def build_tools(settings: ToolSettings, services: ToolServices) -> dict[str, Too
 
     blocking = services.run_blocking
     limits = settings.file_limits
+    # Unless any command runs unasked, .git is off limits to the file tools:
+    # git runs what its config and hooks say (see _paths.refuse_git_dir).
+    protect_git = not settings.exec_policy.runs_anything
     tools: dict[str, Tool] = {
         "read": ReadTool(blocking, limits),
-        "write": WriteTool(blocking, limits),
-        "edit": EditTool(blocking, limits),
+        "write": WriteTool(blocking, limits, protect_git=protect_git),
+        "edit": EditTool(blocking, limits, protect_git=protect_git),
     }
     if settings.apply_patch_enabled:
-        tools["apply_patch"] = ApplyPatchTool(blocking, limits)
+        tools["apply_patch"] = ApplyPatchTool(blocking, limits, protect_git=protect_git)
     passthrough = (*ExecTool.default_passthrough(), *settings.exec_env_passthrough)
     tools["exec"] = ExecTool(
         services.reactor,

@@ -27,7 +27,7 @@ from openclaw.agents.tools._common import (
     req_str,
 )
 from openclaw.agents.tools._fuzzy import Normalised, normalise
-from openclaw.agents.tools._paths import confine, display
+from openclaw.agents.tools._paths import confine, display, refuse_git_dir
 from openclaw.agents.tools.base import JSONSchema, ToolArgumentError, ToolContext, ToolResult
 from openclaw.agents.tools.limits import DEFAULT_FILE_LIMITS, FileLimits
 from openclaw.core.redaction import redact_env_file
@@ -137,10 +137,25 @@ class FileTool:
     name = ""
 
     def __init__(
-        self, run_blocking: BlockingRunner, limits: FileLimits = DEFAULT_FILE_LIMITS
+        self,
+        run_blocking: BlockingRunner,
+        limits: FileLimits = DEFAULT_FILE_LIMITS,
+        *,
+        protect_git: bool = False,
     ) -> None:
+        """
+        :param protect_git: refuse changes inside any ``.git`` of the
+            workspace (set when exec is not ``full``, see ``refuse_git_dir``).
+        """
         self._blocking = run_blocking
         self._limits = limits
+        self._protect_git = protect_git
+
+    def _writable(self, workspace: str, path: str) -> str:
+        """``path`` (resolved), refused when it is in a protected ``.git``."""
+        if self._protect_git:
+            refuse_git_dir(workspace, path)
+        return path
 
     def run(self, arguments: Mapping[str, Any], context: ToolContext) -> Deferred[ToolResult]:
         """Validate, then do the work (the tool's ``_run``)."""
@@ -280,7 +295,7 @@ class WriteTool(FileTool):
         def work() -> ToolResult:
             # A hard-linked target is replaced (a new file under this name),
             # never written through, so its other names keep their content.
-            path = confine(workspace, raw, allow_hardlink=True)
+            path = self._writable(workspace, confine(workspace, raw, allow_hardlink=True))
             if os.path.isdir(path):
                 raise ToolArgumentError(f"{display(workspace, path)} is a directory")
             atomic_write(path, data)
@@ -469,7 +484,7 @@ class EditTool(FileTool):
         workspace = context.workspace.path
 
         def work() -> ToolResult:
-            path = confine(workspace, raw)
+            path = self._writable(workspace, confine(workspace, raw))
             shown = display(workspace, path)
             if not os.path.isfile(path):
                 raise ToolArgumentError(f"File not found: {shown}")

@@ -298,6 +298,12 @@ class ExecPolicy:
     safe_bins: tuple[str, ...] = DEFAULT_SAFE_BINS
     approval_timeout_seconds: float = 120.0
 
+    @property
+    def runs_anything(self) -> bool:
+        """Any command runs without an allowlist match or an operator's yes
+        (``tools.exec.mode: full``)."""
+        return self.security == "full" and self.ask != "always"
+
     def harden(self, ask: ExecAsk | None) -> ExecPolicy:
         """A per-call ``ask`` can only make the policy stricter."""
         if ask is None or _ASK_RANK[ask] <= _ASK_RANK[self.ask]:
