@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred, succeed
@@ -14,6 +16,7 @@ from openclaw.agents.tools.base import ToolContext, ToolResult
 from openclaw.agents.tools.exec import ExecTool
 from openclaw.agents.tools.exec_env import build_env
 from openclaw.agents.tools.exec_policy import ApprovalRequest
+from openclaw.agents.tools.limits import ExecLimits
 from openclaw.agents.tools.policy import ExecPolicy
 from openclaw.agents.tools.process import ProcessTool
 
@@ -41,6 +44,12 @@ def alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def kill_quietly(pid: int) -> None:
+    """SIGKILL a process this test started, if it is still there."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
 
 
 class ExecTests(TestCase):
@@ -137,6 +146,24 @@ class ExecTests(TestCase):
         res = await self.call(wrapped, command="echo $$; cut -d' ' -f5 /proc/$$/stat")
         pid, pgid = res.content.split()
         self.assertEqual(pid, pgid)
+
+    async def test_a_new_session_escapes_the_group_but_not_the_call(self) -> None:
+        """A child started with setsid leaves the group: the group kill cannot
+        reach it (documented), but it no longer keeps the call "running" by
+        holding the output pipe: once the shell exits and the grace period
+        passes, the call completes with the shell's output."""
+        tool = self.make(limits=ExecLimits(kill_grace_seconds=0.2))
+        # The shell waits (polling /proc) until the child has its own session.
+        command = (
+            "setsid sleep 1000 & p=$!; "
+            'until [ "$(cut -d" " -f6 /proc/$p/stat)" = "$p" ]; do :; done; echo $p'
+        )
+        res = await self.call(tool, command=command, yieldMs=60_000)
+        escaped = int(res.content.split()[0])
+        self.addCleanup(kill_quietly, escaped)
+        self.assertEqual(res.details["status"], "completed", res.content)
+        self.assertTrue(alive(escaped))  # the limitation tools.md states
+        await tool.when_idle()
 
     async def _cancel_kills_group(self, tool: ExecTool) -> None:
         updates: list[str] = []

@@ -5,8 +5,11 @@ place because a freshly spawned child is never a group leader, so the shell's
 pid is its process-group id; a tiny Python wrapper is the fallback when
 ``setsid`` is missing). Stopping a command signals the whole group: SIGTERM,
 then SIGKILL after a grace period. When the shell exits, whatever it left
-running in its group is stopped too (OpenClaw does the same), so nothing
-outlives its command.
+running in its group is stopped too (OpenClaw does the same), so nothing in
+the group outlives its command. A process that starts a session of its own
+(``setsid``) is out of the group's reach and may outlive it; if it still holds
+the output pipes a grace period after the shell exited, our ends are closed so
+the command ends (and shutdown is not held up) anyway.
 """
 
 from __future__ import annotations
@@ -128,6 +131,7 @@ class ProcessSession(ProcessProtocol):
         self._grace = kill_grace_seconds
         self._kill_call: IDelayedCall | None = None
         self._timeout_call: IDelayedCall | None = None
+        self._release_call: IDelayedCall | None = None
         self._ended: list[Deferred[ProcessSession]] = []
         self._pending_waiters: list[Deferred[None]] = []
         self._done = False
@@ -215,11 +219,12 @@ class ProcessSession(ProcessProtocol):
         self._signal_group(signal.SIGTERM)
         if self._kill_call is None:
             self._kill_call = self._clock.callLater(self._grace, self._signal_group, signal.SIGKILL)
+        self._release_call = self._clock.callLater(self._grace, self._release_pipes)
 
     def processEnded(self, reason: Failure) -> None:
         """All pipes closed and the shell reaped: make sure the group is gone, notify."""
         self._signal_group(signal.SIGKILL)
-        for call in (self._kill_call, self._timeout_call):
+        for call in (self._kill_call, self._timeout_call, self._release_call):
             if call is not None and call.active():
                 call.cancel()
         self.ended_at = time.time()
@@ -236,6 +241,19 @@ class ProcessSession(ProcessProtocol):
     def _on_timeout(self) -> None:
         self.timed_out = True
         self.terminate(killed=False)
+
+    def _release_pipes(self) -> None:
+        """The shell exited and its group was given the grace period, yet the
+        output pipes are still open: a process that left the group (``setsid``,
+        a daemon) holds them. Close our ends so the command ends; that process
+        is out of reach of the group kill and keeps running."""
+        if not self._done and self.transport is not None:
+            _log.warn(
+                "exec pid={pid}: a process outside the command's group holds its output; "
+                "output from it is no longer read",
+                pid=self.pid,
+            )
+            self.transport.loseConnection()
 
     def _signal_group(self, sig: int) -> None:
         if self.pid is None:

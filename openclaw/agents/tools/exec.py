@@ -4,7 +4,9 @@ Foreground calls wait up to ``yieldMs`` and then hand the still-running
 command to the ``process`` tool (``status: "running"`` + ``sessionId``);
 ``background: true`` hands it over at once. ``timeoutSeconds`` bounds the
 command's whole life, backgrounded or not. Cancelling the call's Deferred
-while it is in the foreground kills the whole process group.
+while it is in the foreground kills the whole process group. A process that
+leaves the group (``setsid``) escapes these kills; it cannot hold the call
+open, though (see ``ProcessSession._release_pipes``).
 
 Policy: the :class:`~openclaw.agents.tools.exec_policy.ExecPolicy` says run,
 ask, or refuse; asking goes to the injected approver, and no answer within
