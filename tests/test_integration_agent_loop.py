@@ -180,6 +180,87 @@ class AgentLoopProcessTests(support.GatewayTestCase):
         self.assertEqual(self.fake.request_count, 1)
         os.unlink(pid_file)
 
+    async def test_exec_calls_of_one_step_run_at_the_same_time(self) -> None:
+        """Two exec calls of one step run at once (OpenClaw's parallel default):
+        each command sees the other one's marker file while it runs; the second
+        ends first, yet the transcript and the next model request carry the
+        results in call order."""
+        first = (
+            "touch a.started; i=0; "
+            "while [ ! -s b.pid ] || kill -0 $(cat b.pid) 2>/dev/null; do "
+            "[ $i -ge 750 ] && break; sleep 0.02; i=$((i+1)); done; "
+            "if [ -s b.pid ] && ! kill -0 $(cat b.pid) 2>/dev/null; "
+            "then echo A-outlived-B; else echo A-alone; fi"
+        )
+        second = (
+            "echo $$ > b.pid.tmp; mv b.pid.tmp b.pid; i=0; "
+            "while [ ! -e a.started ] && [ $i -lt 750 ]; do sleep 0.02; i=$((i+1)); done; "
+            "if [ -e a.started ]; then echo B-saw-A; else echo B-alone; fi"
+        )
+        conversation = ToolConversation(
+            FakeReply(
+                text="",
+                tool_calls=(tool("exec", "a1", command=first), tool("exec", "b1", command=second)),
+            ),
+            FakeReply(text="Both done."),
+        )
+        self.fake.responder = conversation
+        completion = await self.call(
+            lambda: self.client.chat.completions.create(
+                model="openclaw",
+                messages=[{"role": "user", "content": "run both"}],
+                user="parallel",
+            )
+        )
+        self.assertEqual(completion.choices[0].message.content, "Both done.")
+        self.assertIn("B-saw-A", conversation.results["b1"])
+        self.assertIn("A-outlived-B", conversation.results["a1"])
+        follow_up = self.fake.requests[-1].body["messages"]
+        self.assertEqual(
+            [m["tool_call_id"] for m in follow_up if m["role"] == "tool"], ["a1", "b1"]
+        )
+        self.assertEqual(
+            [m["toolCallId"] for m in self.transcript("parallel") if m["role"] == "toolResult"],
+            ["a1", "b1"],
+        )
+        for name in ("a.started", "b.pid"):
+            os.unlink(self.workspace / name)
+
+    async def test_abort_during_parallel_execs_kills_every_process_group(self) -> None:
+        """A client that hangs up while two exec calls of one step both run: both
+        commands' process groups are killed, and the turn is recorded as aborted."""
+        pid_files = [self.workspace / f"par{n}.pid" for n in (1, 2)]
+        calls = tuple(
+            tool("exec", f"k{n}", command=f"sleep 300 & echo $! > par{n}.pid; wait") for n in (1, 2)
+        )
+        self.fake.responder = ToolConversation(
+            FakeReply(text="Working.", tool_calls=calls), FakeReply(text="never")
+        )
+        client = await self.raw(
+            {
+                "model": "openclaw",
+                "stream": True,
+                "user": "par-abort",
+                "messages": [{"role": "user", "content": "run them"}],
+            }
+        )
+        await client.wait_for(b"Working.")
+        await self.until(
+            lambda: all(p.exists() and p.read_text().strip() != "" for p in pid_files),
+            "both pids (both commands running at once)",
+        )
+        pids = [int(p.read_text()) for p in pid_files]
+        self.assertFalse(any(process_gone(pid) for pid in pids))
+        client.abort()
+        await client.closed
+        await self.until(lambda: all(process_gone(pid) for pid in pids), f"{pids} to end")
+        await self.until(
+            lambda: any(m.get("stopReason") == "aborted" for m in self.transcript("par-abort")),
+            "the aborted turn on disk",
+        )
+        for pid_file in pid_files:
+            os.unlink(pid_file)
+
 
 class _Operator(WebSocketClientProtocol):
     """An operator client that answers every exec approval with ``factory.decision``."""
@@ -208,11 +289,16 @@ class _Operator(WebSocketClientProtocol):
             self.factory.ready.callback(None)
         elif frame.get("event") == "exec.approval.requested":
             self.factory.requests.append(frame["payload"])
-            approval = frame["payload"]["id"]
-            params = {"id": approval, "decision": self.factory.decision}
-            self._send_frame(
-                {"type": "req", "id": "r1", "method": "exec.approval.resolve", "params": params}
-            )
+            self.factory.waiting.append(frame["payload"]["id"])
+            if len(self.factory.waiting) < self.factory.together:
+                return
+            self.factory.most_waiting = max(self.factory.most_waiting, len(self.factory.waiting))
+            for approval in self.factory.waiting:
+                params = {"id": approval, "decision": self.factory.decision}
+                self._send_frame(
+                    {"type": "req", "id": "r1", "method": "exec.approval.resolve", "params": params}
+                )
+            self.factory.waiting.clear()
         elif frame.get("id") == "r1":
             self.factory.answers.append(frame)
 
@@ -225,10 +311,15 @@ class _Operator(WebSocketClientProtocol):
 
 
 class _OperatorFactory(WebSocketClientFactory):
-    def __init__(self, url: str, reactor: Any, decision: str) -> None:
+    def __init__(self, url: str, reactor: Any, decision: str, together: int = 1) -> None:
         super().__init__(url, reactor=reactor)
         self.protocol = _Operator
         self.decision = decision
+        #: Answer only once this many requests wait (then all of them).
+        self.together = together
+        self.waiting: list[str] = []
+        #: The most requests that waited for an answer at once.
+        self.most_waiting = 0
         self.requests: list[dict[str, Any]] = []
         self.answers: list[dict[str, Any]] = []
         self.ready: Deferred[None] = Deferred()
@@ -242,8 +333,9 @@ class ExecApprovalProcessTests(support.GatewayTestCase):
     def gateway_config(cls, port: int) -> dict[str, Any]:
         return support.one_fake_agent(port, tools={"exec": {"mode": "ask"}})
 
-    async def operator(self, decision: str) -> _OperatorFactory:
-        factory = _OperatorFactory(f"ws://127.0.0.1:{self.gateway.port}/", self.reactor, decision)
+    async def operator(self, decision: str, together: int = 1) -> _OperatorFactory:
+        url = f"ws://127.0.0.1:{self.gateway.port}/"
+        factory = _OperatorFactory(url, self.reactor, decision, together)
         endpoint = TCP4ClientEndpoint(self.reactor, "127.0.0.1", self.gateway.port)
         protocol = cast(_Operator, await endpoint.connect(factory))
 
@@ -306,3 +398,29 @@ class ExecApprovalProcessTests(support.GatewayTestCase):
         self.assertEqual(await self.turn("nobody"), "Nobody approved it.")
         self.assertIn("Exec denied", conversation.results["e3"])
         self.assertFalse((self.gateway.directory / "state" / "workspace" / "nobody.txt").exists())
+
+    async def test_parallel_commands_wait_for_approval_at_once(self) -> None:
+        """Two exec calls of one step run in parallel, so both approval requests
+        are pending at the same time; the operator answers both and both run."""
+        operator = await self.operator("allow-once", together=2)
+        conversation = ToolConversation(
+            FakeReply(
+                text="",
+                tool_calls=(
+                    tool("exec", "p1", command="touch one.txt"),
+                    tool("exec", "p2", command="touch two.txt"),
+                ),
+            ),
+            FakeReply(text="Both done."),
+        )
+        self.fake.responder = conversation
+        self.assertEqual(await self.turn("together"), "Both done.")
+        self.assertEqual(operator.most_waiting, 2)
+        self.assertEqual(
+            sorted(r["request"]["command"] for r in operator.requests),
+            ["touch one.txt", "touch two.txt"],
+        )
+        self.assertTrue(all(answer["ok"] for answer in operator.answers))
+        workspace = self.gateway.directory / "state" / "workspace"
+        self.assertTrue((workspace / "one.txt").exists())
+        self.assertTrue((workspace / "two.txt").exists())

@@ -1,4 +1,5 @@
-"""ToolBatch: one step's built-in calls, run in order, every failure answered."""
+"""ToolBatch: one step's built-in calls, run together, answered in call order,
+every failure answered."""
 
 from __future__ import annotations
 
@@ -43,13 +44,21 @@ class ToolBatchTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
         self.events: list[ToolEvent] = []
+        #: Tool call id -> the Deferred a hanging tool returned for it.
+        self.pending: dict[str, Deferred[ToolResult]] = {}
 
-    def batch(self, calls: list[ToolCall], tools: dict[str, Tool], cap: int = 1000) -> ToolBatch:
+    def batch(
+        self,
+        calls: list[ToolCall],
+        tools: dict[str, Tool],
+        cap: int = 1000,
+        detector: LoopDetector | None = None,
+    ) -> ToolBatch:
         return ToolBatch(
             calls,
             run_id="r",
             tools=tools,
-            detector=LoopDetector(LoopDetectionConfig()),
+            detector=detector or LoopDetector(LoopDetectionConfig()),
             context_for=lambda call, on_update: ToolContext(
                 agent_id="main",
                 session_key="agent:main:main",
@@ -106,28 +115,157 @@ class ToolBatchTests(SynchronousTestCase):
         )
         self.assertEqual(len(tool.calls), 1)
 
-    def test_cancel_cancels_the_running_tool(self) -> None:
-        """Cancelling the batch cancels the running tool's Deferred and runs nothing else."""
-        running: list[Deferred[ToolResult]] = []
-        cancelled: list[bool] = []
+    def hanging(self, name: str, cancelled: list[str]) -> FakeTool:
+        """A tool that answers only when the test fires its Deferred in
+        ``self.pending`` (or when cancelled, noting the call id)."""
 
-        def hang(_a: Mapping[str, Any], _c: ToolContext) -> Deferred[ToolResult]:
-            d: Deferred[ToolResult] = Deferred(lambda _d: cancelled.append(True))
-            running.append(d)
+        def hang(_a: Mapping[str, Any], ctx: ToolContext) -> Deferred[ToolResult]:
+            d: Deferred[ToolResult] = Deferred(lambda _d: cancelled.append(ctx.tool_call_id))
+            self.pending[ctx.tool_call_id] = d
             return d
 
-        second = FakeTool("second", lambda a, c: succeed(ToolResult("no")))
+        return FakeTool(name, hang)
+
+    def test_calls_run_together_and_results_keep_call_order(self) -> None:
+        """Both calls are running before either finishes; the second finishing
+        first ends first (events in finish order, as OpenClaw), but the outcome
+        (transcript, next model request) lists the results in call order."""
+        cancelled: list[str] = []
+        tool = self.hanging("slow", cancelled)
         batch = self.batch(
-            [ToolCall("c1", "hang", "{}"), ToolCall("c2", "second", "{}")],
-            {"hang": FakeTool("hang", hang), "second": second},
+            [ToolCall("c1", "slow", "{}"), ToolCall("c2", "slow", "{}")], {"slow": tool}
+        )
+        d = batch.run()
+        run_due(self.clock)
+        self.assertEqual(sorted(self.pending), ["c1", "c2"])
+        self.assertNoResult(d)
+        self.pending["c2"].callback(ToolResult("second"))
+        self.assertNoResult(d)
+        self.pending["c1"].callback(ToolResult("first"))
+        outcome: BatchOutcome = self.successResultOf(d)
+        self.assertEqual([r.call.id for r in outcome.results], ["c1", "c2"])
+        self.assertEqual([r.content for r in outcome.results], ["first", "second"])
+        self.assertEqual(
+            [(e.phase, e.tool_call_id) for e in self.events],
+            [("start", "c1"), ("start", "c2"), ("result", "c2"), ("result", "c1")],
+        )
+        self.assertEqual(cancelled, [])
+
+    def test_a_failing_call_does_not_touch_the_others(self) -> None:
+        """One call raises while another runs: the raiser is an error result at
+        once, the other goes on and its result is kept."""
+        cancelled: list[str] = []
+        batch = self.batch(
+            [ToolCall("c1", "slow", "{}"), ToolCall("c2", "boom", "{}")],
+            {"slow": self.hanging("slow", cancelled), "boom": FakeTool("boom", _raise)},
+        )
+        d = batch.run()
+        run_due(self.clock)
+        self.assertEqual([(e.phase, e.tool_call_id) for e in self.events][-1], ("result", "c2"))
+        self.pending["c1"].callback(ToolResult("fine"))
+        outcome: BatchOutcome = self.successResultOf(d)
+        self.assertEqual(
+            [(r.content, r.is_error) for r in outcome.results],
+            [("fine", False), ("boom failed: disk on fire", True)],
+        )
+        self.assertEqual(cancelled, [])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def test_cancel_cancels_every_running_tool(self) -> None:
+        """Cancelling the batch cancels each running tool's Deferred and answers
+        every call (each start gets its end), in call order."""
+        cancelled: list[str] = []
+        batch = self.batch(
+            [ToolCall("c1", "hang", "{}"), ToolCall("c2", "hang", "{}")],
+            {"hang": self.hanging("hang", cancelled)},
         )
         d = batch.run()
         run_due(self.clock)
         batch.cancel()
         self.failureResultOf(d, CancelledError)
-        self.assertEqual(cancelled, [True])
+        self.assertEqual(cancelled, ["c1", "c2"])
+        self.assertEqual(
+            [(e.phase, e.tool_call_id, e.is_error) for e in self.events],
+            [
+                ("start", "c1", False),
+                ("start", "c2", False),
+                ("result", "c1", True),
+                ("result", "c2", True),
+            ],
+        )
         run_due(self.clock)
-        self.assertEqual(second.calls, [])
+        self.assertEqual(len(self.events), 4)
+
+    def test_cancel_before_launch_answers_every_started_call(self) -> None:
+        """A cancel right after run() (before the later calls were launched):
+        nothing else starts, and every call that had its start event ends."""
+        cancelled: list[str] = []
+        tool = self.hanging("hang", cancelled)
+        batch = self.batch(
+            [ToolCall("c1", "hang", "{}"), ToolCall("c2", "hang", "{}")], {"hang": tool}
+        )
+        d = batch.run()
+        batch.cancel()
+        run_due(self.clock)
+        self.failureResultOf(d, CancelledError)
+        self.assertEqual(len(tool.calls), 1)
+        self.assertEqual(cancelled, ["c1"])
+        self.assertEqual([e.phase for e in self.events], ["start", "start", "result", "result"])
+
+    def test_file_changes_wait_for_each_other(self) -> None:
+        """Two edits (and a write) of one step run one at a time, in call order,
+        while a read runs alongside them."""
+        cancelled: list[str] = []
+        tools: dict[str, Tool] = {
+            name: self.hanging(name, cancelled) for name in ("edit", "write", "read")
+        }
+        batch = self.batch(
+            [
+                ToolCall("e1", "edit", "{}"),
+                ToolCall("e2", "edit", "{}"),
+                ToolCall("r1", "read", "{}"),
+                ToolCall("w1", "write", "{}"),
+            ],
+            tools,
+        )
+        d = batch.run()
+        run_due(self.clock)
+        self.assertEqual(sorted(self.pending), ["e1", "r1"])
+        self.pending["e1"].callback(ToolResult("edited 1"))
+        run_due(self.clock)
+        self.assertEqual(sorted(self.pending), ["e1", "e2", "r1"])
+        self.pending["e2"].callback(ToolResult("edited 2"))
+        run_due(self.clock)
+        self.pending["w1"].callback(ToolResult("written"))
+        self.pending["r1"].callback(ToolResult("read"))
+        outcome: BatchOutcome = self.successResultOf(d)
+        self.assertEqual(
+            [r.content for r in outcome.results], ["edited 1", "edited 2", "read", "written"]
+        )
+
+    def test_loop_abort_mid_batch_stops_the_others(self) -> None:
+        """The post-compaction guard aborts on a repeated result while another
+        call still runs: that call is cancelled and answered, and the outcome
+        carries the abort."""
+        cancelled: list[str] = []
+        same = FakeTool("same", lambda a, c: succeed(ToolResult("again")))
+        detector = LoopDetector(LoopDetectionConfig())
+        detector.arm_post_compaction()
+        batch = self.batch(
+            [
+                ToolCall("h1", "hang", "{}"),
+                *(ToolCall(f"s{i}", "same", "{}") for i in range(3)),
+            ],
+            {"hang": self.hanging("hang", cancelled), "same": same},
+            detector=detector,
+        )
+        d = batch.run()
+        run_due(self.clock)
+        outcome: BatchOutcome = self.successResultOf(d)
+        self.assertIn("compaction_loop_persisted", outcome.abort or "")
+        self.assertEqual(cancelled, ["h1"])
+        self.assertEqual([r.call.id for r in outcome.results], ["h1", "s0", "s1", "s2"])
+        self.assertIn("was cancelled", outcome.results[0].content)
 
     def test_updates_become_update_events_and_results_are_capped(self) -> None:
         """on_update reaches observers as an update event; long output is cut to the cap."""

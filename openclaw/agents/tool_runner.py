@@ -1,21 +1,34 @@
-"""One batch of the model's built-in tool calls: checked, run in order, answered.
+"""One batch of the model's built-in tool calls: checked, run together, answered.
 
 A :class:`ToolBatch` takes the calls of one model step that the run executes
 itself. Before anything runs, loop detection judges the batch (``block``:
 every call is answered with the detector's message instead; ``abort``: the
-run stops). Then each call, one after the other: its arguments are parsed
-(malformed JSON is an error result the model can read), a tool the run does
-not offer is refused the same way, the tool runs with a per-call
-:class:`~openclaw.agents.tools.base.ToolContext`, and whatever happens (a
-tool error, an exception in the tool) becomes a ``toolResult`` for the
-model, never an exception in the gateway. Cancelling the batch cancels the
-running tool's Deferred (which kills an ``exec`` process group) and runs
-nothing further.
+run stops). Then, as OpenClaw's agent loop does by default
+(``toolExecution: "parallel"``), every call gets its start event, in call
+order, and the calls run at the same time: two ``exec`` builds of a step take
+as long as the longer one. A call is prepared first: its arguments are parsed
+(malformed JSON is an error result the model can read) and a tool the run does
+not offer is refused the same way; both end at once. The others are launched
+one per reactor turn with a per-call
+:class:`~openclaw.agents.tools.base.ToolContext`. Calls that change files
+(``write``, ``edit``, ``apply_patch``) wait for each other, in call order
+(OpenClaw queues changes of one file, so two edits of a file never
+interleave); every other call runs alongside them.
+
+A call's end event goes out when it finishes (finish order, as in OpenClaw);
+the outcome lists the results in call order, which is the order of the
+transcript and of the next model request. Whatever happens (a tool error, an
+exception in the tool) becomes a ``toolResult`` for the model, never an
+exception in the gateway, and never touches the other calls. Cancelling the
+batch cancels every running tool's Deferred (which kills each ``exec``
+process group), launches nothing further, and answers every call still open,
+so each start event gets its end.
 """
 
 from __future__ import annotations
 
 import json
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
@@ -34,6 +47,10 @@ log = Logger()
 
 #: Put where a tool result cut to the per-result cap lost its middle.
 TRUNCATION_NOTE: Final = "\n[... {omitted} characters of tool output omitted ...]\n"
+
+#: The built-in tools that change files: their calls in one step run one at a
+#: time, in call order (OpenClaw's file mutation queue); the rest run alongside.
+FILE_MUTATING_TOOLS: Final = frozenset({"write", "edit", "apply_patch"})
 
 
 @frozen
@@ -62,11 +79,21 @@ class ToolOutcome:
 
 @frozen
 class BatchOutcome:
-    """The answered calls, in order; ``abort`` is set when loop detection
+    """The answered calls, in call order; ``abort`` is set when loop detection
     stopped the run (its message says why)."""
 
     results: tuple[ToolOutcome, ...]
     abort: str | None = None
+
+
+@frozen
+class _Launch:
+    """A prepared call waiting to start."""
+
+    index: int
+    call: ToolCall
+    tool: Tool
+    arguments: Mapping[str, Any]
 
 
 ContextFor = Callable[[ToolCall, Callable[[str], None]], ToolContext]
@@ -123,9 +150,18 @@ class ToolBatch:
         self._emit = emit
         self._clock = clock
         self._cap = result_cap
-        self._results: list[ToolOutcome] = []
-        self._current: Deferred[ToolResult] | None = None
-        self._cancelled = False
+        #: Each call's answer, by its place in the step (None: not answered yet).
+        self._outcomes: list[ToolOutcome | None] = [None] * len(self._calls)
+        self._open = len(self._calls)
+        #: Prepared calls not launched yet, in call order.
+        self._launches: deque[_Launch] = deque()
+        #: File-changing calls waiting for the one that runs.
+        self._mutations: deque[_Launch] = deque()
+        self._mutating: int | None = None
+        self._running: dict[int, Deferred[ToolResult]] = {}
+        #: How many calls have had their start event (always the first ones).
+        self._announced = 0
+        self._stopped = False
         self._done: Deferred[BatchOutcome] = Deferred(lambda _d: self.cancel())
         self._warning: tuple[str | None, str] | None = None
 
@@ -134,95 +170,122 @@ class ToolBatch:
         verdict = self._detector.check_batch([(c.name, c.arguments) for c in self._calls])
         if verdict.action == "abort":
             log.warn("run {run_id}: {message}", run_id=self._run_id, message=verdict.message)
+            self._stopped = True
             self._done.callback(BatchOutcome((), abort=verdict.message))
             return self._done
         if verdict.action == "block":
             log.warn("run {run_id}: {message}", run_id=self._run_id, message=verdict.message)
-            for call in self._calls:
+            for index, call in enumerate(self._calls):
                 self._start_event(call, None)
-                self._answer(ToolOutcome(call, verdict.message, is_error=True))
-            self._done.callback(BatchOutcome(tuple(self._results)))
+                self._answer(index, ToolOutcome(call, verdict.message, is_error=True))
+            self._complete()
             return self._done
         if verdict.action == "warn":
             self._warning = (verdict.tool, verdict.message)
-        self._next()
+        # Every call's start first, in call order (a call refused before it
+        # runs ends at once); then the prepared calls are launched.
+        for index, call in enumerate(self._calls):
+            if self._stopped:
+                break
+            self._prepare(index, call)
+        self._launch_next()
+        self._complete()
         return self._done
 
     def cancel(self) -> None:
-        """Stop the running tool (cancel its Deferred) and run nothing further."""
-        if self._cancelled or self._done.called:
+        """Stop every running tool (cancel its Deferred) and start nothing further."""
+        if self._stopped or self._done.called:
             return
-        self._cancelled = True
-        current, self._current = self._current, None
-        if current is not None:
-            current.cancel()
-            # Every tool start gets its end: clients showing the call as running
-            # learn that it stopped with the run.
-            call = self._calls[len(self._results)]
-            self._answer(ToolOutcome(call, f"{call.name} was cancelled: the run stopped", True))
+        self._interrupt()
         if not self._done.called:
             self._done.errback(CancelledError("tool batch cancelled"))
 
-    # -- one call after the other -------------------------------------------------
+    # -- preparing and launching --------------------------------------------------
 
     def _now(self) -> int:
         return int(self._clock.seconds() * 1000)
 
-    def _next(self) -> None:
-        if self._cancelled or self._done.called:
-            return
-        index = len(self._results)
-        if index >= len(self._calls):
-            self._done.callback(BatchOutcome(tuple(self._results)))
-            return
-        call = self._calls[index]
+    def _prepare(self, index: int, call: ToolCall) -> None:
         try:
             arguments = parse_arguments(call.arguments)
         except ToolArgumentError as e:
             self._start_event(call, None)
-            self._finish(call, ToolOutcome(call, f"Invalid arguments for {call.name}: {e}", True))
+            self._finish(index, ToolOutcome(call, f"Invalid arguments for {call.name}: {e}", True))
             return
         self._start_event(call, arguments)
         tool = self._tools.get(call.name)
         if tool is None:
             text = f"Tool {call.name} is not available to this agent."
-            self._finish(call, ToolOutcome(call, text, is_error=True))
+            self._finish(index, ToolOutcome(call, text, is_error=True))
             return
-        context = self._context_for(call, lambda partial: self._update(call, partial))
+        self._launches.append(_Launch(index, call, tool, arguments))
+
+    def _launch_next(self) -> None:
+        # One launch per turn of the reactor (OpenClaw starts the next call
+        # once the previous one has started): a tool that works synchronously
+        # never holds the reactor for the whole step, and a cancel in between
+        # is seen.
+        if self._stopped or self._done.called or not self._launches:
+            return
+        launch = self._launches.popleft()
+        if self._launches:
+            self._clock.callLater(0, self._launch_next)
+        if launch.call.name in FILE_MUTATING_TOOLS:
+            if self._mutating is not None:
+                self._mutations.append(launch)
+                return
+            self._mutating = launch.index
+        self._start(launch)
+
+    def _start(self, launch: _Launch) -> None:
+        index, call = launch.index, launch.call
+        context = self._context_for(call, lambda partial: self._update(index, partial))
         try:
-            running = tool.run(arguments, context)
+            running = launch.tool.run(launch.arguments, context)
         except Exception as e:
-            self._finish(call, self._crashed(call, e))
+            self._finish(index, self._crashed(call, e))
             return
-        self._current = running
+        self._running[index] = running
         running.addCallbacks(
-            lambda result: self._tool_done(running, call, result),
-            lambda failure: self._tool_failed(running, call, failure),
+            lambda result: self._tool_done(index, running, result),
+            lambda failure: self._tool_failed(index, running, failure),
         )
 
-    def _tool_done(self, running: Deferred[ToolResult], call: ToolCall, result: ToolResult) -> None:
-        if self._current is not running:
+    def _next_mutation(self) -> None:
+        if self._stopped or self._done.called or self._mutating is not None:
             return
-        self._current = None
-        self._finish(call, ToolOutcome(call, result.content, result.is_error, result.details))
+        if self._mutations:
+            launch = self._mutations.popleft()
+            self._mutating = launch.index
+            self._start(launch)
+
+    # -- answers --------------------------------------------------------------------
+
+    def _tool_done(self, index: int, running: Deferred[ToolResult], result: ToolResult) -> None:
+        if self._running.get(index) is not running:
+            return
+        del self._running[index]
+        call = self._calls[index]
+        self._finish(index, ToolOutcome(call, result.content, result.is_error, result.details))
 
     def _tool_failed(
-        self, running: Deferred[ToolResult], call: ToolCall, failure: Failure
+        self, index: int, running: Deferred[ToolResult], failure: Failure
     ) -> Failure | None:
-        if self._current is not running:
-            # Cancelled by us: the batch already failed with CancelledError.
+        if self._running.get(index) is not running:
+            # Cancelled by us: the call is already answered.
             return None if isinstance(failure.value, CancelledError) else failure
-        self._current = None
+        del self._running[index]
+        call = self._calls[index]
         error = failure.value
         if isinstance(error, ToolArgumentError):
             self._finish(
-                call, ToolOutcome(call, f"Invalid arguments for {call.name}: {error}", True)
+                index, ToolOutcome(call, f"Invalid arguments for {call.name}: {error}", True)
             )
         elif isinstance(error, CancelledError):
             # A tool that cancelled itself (its own timeout): an error for the model.
-            self._finish(call, ToolOutcome(call, f"{call.name} was cancelled", is_error=True))
+            self._finish(index, ToolOutcome(call, f"{call.name} was cancelled", is_error=True))
         elif error is not None:
-            self._finish(call, self._crashed(call, error, failure))
+            self._finish(index, self._crashed(call, error, failure))
         return None
 
     def _crashed(
@@ -234,26 +297,53 @@ class ToolBatch:
         message = redact_credentials(str(error)) or type(error).__name__
         return ToolOutcome(call, f"{call.name} failed: {message}", is_error=True)
 
-    def _finish(self, call: ToolCall, outcome: ToolOutcome) -> None:
+    def _finish(self, index: int, outcome: ToolOutcome) -> None:
+        call = self._calls[index]
         content = cap_text(outcome.content, self._cap)
         warning = self._warning
         if warning is not None and warning[0] in (None, call.name):
             content = f"{content}\n\n{warning[1]}"
         outcome = ToolOutcome(call, content, outcome.is_error, outcome.details)
-        self._answer(outcome)
+        self._answer(index, outcome)
+        if self._mutating == index:
+            # The next file change on a later turn (see _launch_next).
+            self._mutating = None
+            self._clock.callLater(0, self._next_mutation)
         verdict = self._detector.record_result(
             call.name, call.arguments, outcome.content, outcome.is_error
         )
         if verdict.action == "abort":
             log.warn("run {run_id}: {message}", run_id=self._run_id, message=verdict.message)
-            self._done.callback(BatchOutcome(tuple(self._results), abort=verdict.message))
+            self._interrupt()
+            self._done.callback(
+                BatchOutcome(tuple(o for o in self._outcomes if o), abort=verdict.message)
+            )
             return
-        # The next call on a later turn of the reactor: a long synchronous
-        # chain of tools never holds it, and a cancel in between is seen.
-        self._clock.callLater(0, self._next)
+        self._complete()
 
-    def _answer(self, outcome: ToolOutcome) -> None:
-        self._results.append(outcome)
+    def _complete(self) -> None:
+        if self._open == 0 and not self._stopped and not self._done.called:
+            self._stopped = True
+            self._done.callback(BatchOutcome(tuple(o for o in self._outcomes if o)))
+
+    def _interrupt(self) -> None:
+        """Stop the batch: cancel every running tool (an ``exec`` loses its
+        process group) and answer every call not answered yet, in call order,
+        so each start event gets its end."""
+        self._stopped = True
+        self._launches.clear()
+        self._mutations.clear()
+        for index, call in enumerate(self._calls[: self._announced]):
+            running = self._running.pop(index, None)
+            if running is not None:
+                running.cancel()
+            if self._outcomes[index] is None:
+                text = f"{call.name} was cancelled: the run stopped"
+                self._answer(index, ToolOutcome(call, text, is_error=True))
+
+    def _answer(self, index: int, outcome: ToolOutcome) -> None:
+        self._outcomes[index] = outcome
+        self._open -= 1
         self._emit(
             ToolEvent(
                 run_id=self._run_id,
@@ -269,6 +359,7 @@ class ToolBatch:
         )
 
     def _start_event(self, call: ToolCall, arguments: Mapping[str, Any] | None) -> None:
+        self._announced += 1
         self._emit(
             ToolEvent(
                 run_id=self._run_id,
@@ -281,9 +372,10 @@ class ToolBatch:
             )
         )
 
-    def _update(self, call: ToolCall, partial: str) -> None:
-        if self._cancelled or self._done.called:
+    def _update(self, index: int, partial: str) -> None:
+        if self._stopped or self._done.called or self._outcomes[index] is not None:
             return
+        call = self._calls[index]
         self._emit(
             ToolEvent(
                 run_id=self._run_id,
