@@ -3,7 +3,8 @@
 A lone UTF-16 surrogate (``"\\ud800"``) can arrive in a session key, a user
 id or message text (JSON's ``\\ud800`` escape decodes to one). ``str.encode``
 refuses it; before this was handled, the index flush raised in the background
-and ``sessions.json`` was never written again, for any session.
+and ``sessions.json`` was never written again, for any session. Transcript
+lines are read back with such an escape as U+FFFD.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from openclaw.agents.history import load_history
 from openclaw.core.types import Usage
 from openclaw.sessions import index as index_module
 from openclaw.sessions.store import SessionStore
-from openclaw.sessions.transcript import encode_json
+from openclaw.sessions.transcript import encode_json, loads_line
 
 BAD_KEY = "agent:main:openai-user:bad\ud800"
 GOOD_KEY = "agent:main:openai-user:good"
@@ -72,8 +73,10 @@ class SurrogateTests(SynchronousTestCase):
 
     def test_surrogates_in_message_text_are_written_as_valid_utf8(self) -> None:
         """User and assistant text with lone surrogates (and a surrogate in the
-        key the header records) are appended as valid UTF-8 lines and read back
-        unchanged; later turns of the session still land."""
+        key the header records) are appended as valid UTF-8 lines (the
+        surrogates as escapes) and read back with U+FFFD in their place, so
+        the history can be sent to a model; later turns of the session still
+        land."""
         entry = self.store.ensure_session("main", BAD_KEY)
         self.store.append_user(
             "main", entry.session_id, run_id="r1", text="hi \udc80 ü", timestamp=1
@@ -95,7 +98,7 @@ class SurrogateTests(SynchronousTestCase):
         history = load_history(self.store, "main", entry.session_id)
         self.assertEqual(
             [(m.role, m.content) for m in history],
-            [("user", "hi \udc80 ü"), ("assistant", "back \ud83d")],
+            [("user", "hi \ufffd ü"), ("assistant", "back \ufffd")],
         )
 
     def test_a_flush_that_fails_for_any_reason_is_logged_and_retried(self) -> None:
@@ -132,3 +135,18 @@ class EncodeJsonTests(SynchronousTestCase):
         encoded = encode_json(value)
         self.assertEqual(encoded, b'{"k":"a\\ud800\\u00fc"}')
         self.assertEqual(json.loads(encoded.decode("utf-8")), value)
+
+
+class LoadsLineTests(SynchronousTestCase):
+    def test_lone_escapes_become_u_fffd_and_pairs_stay(self) -> None:
+        """Bytes or text, escaped or raw (CESU-8 bytes): each lone surrogate is
+        read as U+FFFD, a valid escaped pair as its one character, and a line
+        without either is parsed as it is."""
+        for line in (
+            b'{"t":"a\\ud83d b\\uDC00 \\ud83d\\ude00 \\\\ud83d"}',
+            '{"t":"a\\ud83d b\\uDC00 \\ud83d\\ude00 \\\\ud83d"}',
+        ):
+            self.assertEqual(loads_line(line), {"t": "a\ufffd b\ufffd \U0001f600 \\ud83d"})
+        self.assertEqual(loads_line(b'{"t":"a\xed\xa0\xbd \xed\x95\x9c"}'), {"t": "a\ufffd \ud55c"})
+        self.assertEqual(loads_line('{"t":"ü\ud800"}'), {"t": "ü\ufffd"})
+        self.assertEqual(loads_line(b'{"t":"plain \xc3\xbc"}'), {"t": "plain ü"})

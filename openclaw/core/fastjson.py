@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_ASCII_ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))
 
 
 def loads(text: str | bytes) -> Any:
@@ -38,8 +39,20 @@ def dumps(value: Any) -> bytes:
     dates and UUIDs are encoded rather than refused. Integers beyond 64 bits,
     non-string keys and text with a lone surrogate go to the standard library
     (which raises ``UnicodeEncodeError`` for the last; callers that must write
-    anything fall back to ASCII escapes)."""
+    anything use :func:`dumps_escaped`)."""
     try:
         return orjson.dumps(value)
     except TypeError:
         return _ENCODER.encode(value).encode("utf-8")
+
+
+def dumps_escaped(value: Any) -> bytes:
+    """:func:`dumps`, valid UTF-8 whatever the ``str`` values hold: a value
+    with a lone surrogate is written with ``\\uXXXX`` escapes throughout (as
+    JavaScript's ``JSON.stringify`` writes a lone surrogate), which every JSON
+    reader turns back into the same ``str``. Costs nothing more unless
+    :func:`dumps` refuses."""
+    try:
+        return dumps(value)
+    except UnicodeEncodeError:
+        return _ASCII_ENCODER.encode(value).encode("ascii")

@@ -9,6 +9,8 @@ request needs); an unparseable line is skipped and reported.
 Every encoder here produces valid UTF-8 whatever the ``str`` holds: text with
 a lone UTF-16 surrogate (which ``str.encode`` refuses) is written with JSON
 escapes instead, so one odd key or message cannot stop the store's writers.
+Reading a line back (:func:`loads_line`) turns such an escape into U+FFFD, so
+what a session replays to its model is always valid text.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from openclaw.core.fastjson import dumps
+from openclaw.core.fastjson import dumps_escaped
+from openclaw.core.textguard import scrub_json_text
 from openclaw.core.types import ImageInput, StopReason, ToolCall, Usage
 
 #: Transcript line format version (pi-agent's session header ``version``).
@@ -28,7 +31,6 @@ TRANSCRIPT_VERSION = 3
 #: Never read more than this much of a transcript's tail for one request.
 MAX_TAIL_BYTES = 32 * 1024 * 1024
 _CHUNK = 64 * 1024
-_ASCII_ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))
 #: Stop reasons of turns that did not complete (history replay skips them).
 FAILED_STOPS = frozenset({"error", "aborted"})
 #: Marks the assistant message of an intermediate tool step (a field OpenClaw's
@@ -54,10 +56,7 @@ def encode_json(value: object) -> bytes:
     no UTF-8 form) makes the whole value fall back to ``\\uXXXX`` escapes, which
     every JSON reader turns back into the same ``str``.
     """
-    try:
-        return dumps(value)
-    except UnicodeEncodeError:
-        return _ASCII_ENCODER.encode(value).encode("ascii")
+    return dumps_escaped(value)
 
 
 def dumps_line(entry: Mapping[str, Any]) -> bytes:
@@ -237,11 +236,27 @@ def _parse_line(
     if not line.strip():
         return None
     try:
-        parsed = json.loads(line)
+        parsed = loads_line(line)
     except ValueError:
         on_bad(path, last)
         return None
     return parsed if isinstance(parsed, dict) else None
+
+
+def loads_line(line: bytes | str) -> Any:
+    """One transcript line parsed, with each lone surrogate escape (``\\ud83d``,
+    as :func:`encode_json` writes text that held one) read as U+FFFD; valid
+    pairs stay one character. Text read back is then always encodable, so
+    a transcript stored before model output was mended replays. Lines with
+    neither a ``\\ud`` escape nor a 0xED byte (the lead byte of raw surrogates)
+    are parsed as they are."""
+    if isinstance(line, bytes | bytearray):
+        if b"\\ud" not in line and b"\\uD" not in line and b"\xed" not in line:
+            return json.loads(line)
+        line = bytes(line).decode(json.detect_encoding(line), "surrogatepass")
+    elif "\\ud" not in line and "\\uD" not in line and line.isascii():
+        return json.loads(line)
+    return json.loads(scrub_json_text(line))
 
 
 def message_of(entry: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -23,6 +23,7 @@ from twisted.internet.error import (
 from twisted.web.iweb import IResponse
 
 from openclaw.agents.types import FailureKind, ProviderError
+from openclaw.core.textguard import scrub_text
 
 #: Upstream messages are cut to this many characters.
 MAX_MESSAGE_CHARS = 500
@@ -77,8 +78,9 @@ def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
 
 
 def bound_message(text: str, secrets: Iterable[str | None] = ()) -> str:
-    """Redact, collapse whitespace and cut to :data:`MAX_MESSAGE_CHARS`."""
-    text = " ".join(redact(text, secrets).split())
+    """Redact, collapse whitespace, replace lone surrogates (an upstream's
+    ``"\\ud800"`` escape) with U+FFFD and cut to :data:`MAX_MESSAGE_CHARS`."""
+    text = " ".join(scrub_text(redact(text, secrets)).split())
     if len(text) > MAX_MESSAGE_CHARS:
         text = text[: MAX_MESSAGE_CHARS - 1] + "…"
     return text
@@ -195,11 +197,12 @@ def classify_payload(
         # vLLM and llama.cpp put the would-be HTTP status in a mid-stream frame's code.
         effective = int(code)
     kind = _kind_for(effective, text, err_type, code)
+    tag = code or err_type
     return ProviderError(
         kind,
         bound_message(text, secrets),
         status=status,
-        code=code or err_type,
+        code=None if tag is None else scrub_text(tag),
         retry_after_seconds=retry_after_seconds if kind is FailureKind.RATE_LIMIT else None,
     )
 

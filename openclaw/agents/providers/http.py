@@ -20,6 +20,10 @@ wait for the response headers and every gap between chunks. It is suspended
 while the stream is paused (a slow consumer is not the upstream's fault).
 The total length of a run is bounded by the agent timeout in the runtime.
 
+Text: the decoder's sink is a :class:`~openclaw.agents.providers.mending.SurrogateMender`,
+so lone UTF-16 surrogates in the upstream's JSON (``"ab\\ud83d"``) become
+U+FFFD and a pair split across two chunks still joins.
+
 Completion: after the terminal event (``[DONE]``, ``message_stop``) ``done``
 fires when the HTTP body ends, which is normally the same read; by then the
 connection is back in the pool, so the next call reuses it. A body that does
@@ -29,6 +33,7 @@ delivered anyway.
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from collections.abc import Mapping
 from typing import Any, Literal, Protocol
@@ -47,6 +52,7 @@ from openclaw.agents.providers.errors import (
     malformed_stream,
     timeout_error,
 )
+from openclaw.agents.providers.mending import SurrogateMender
 from openclaw.agents.providers.pool import DEFAULT_MAX_IDLE_PER_HOST, UpstreamPool
 from openclaw.agents.providers.sse import SSEError, SSEEvent, SSEParser
 from openclaw.agents.providers.wire import ResponseHandler, Target, make_target
@@ -54,6 +60,7 @@ from openclaw.agents.types import ProviderError
 from openclaw.config.model import ProviderConfig
 from openclaw.core.fastjson import dumps, loads
 from openclaw.core.memo import IdentityMemo
+from openclaw.core.textguard import scrub_json_text
 
 log = Logger()
 
@@ -147,12 +154,15 @@ class HTTPModelStream:
         timeout_seconds: float,
         provider_id: str,
         secrets: tuple[str, ...] = (),
+        mender: SurrogateMender | None = None,
     ) -> None:
         self._client = client
         self._clock = clock
         self._target = target
         self._body = body
         self._decoder = decoder
+        #: The decoder's sink, flushed when the stream completes (None after).
+        self._mender = mender
         self._timeout = timeout_seconds
         self._provider_id = provider_id
         self._secrets = secrets
@@ -390,6 +400,9 @@ class HTTPModelStream:
 
     def _complete(self, at_eof: bool) -> None:
         try:
+            mender, self._mender = self._mender, None
+            if mender is not None:
+                mender.flush()
             outcome = self._decoder.outcome(at_eof)
         except ProviderError as err:
             self._fail(err)
@@ -399,6 +412,7 @@ class HTTPModelStream:
             return
         self._finished = True
         self._decoder = _SPENT
+        self._mender = None
         self._pending = None
         if self._ended:
             self._cancel_timer()
@@ -443,6 +457,7 @@ class HTTPModelStream:
             return
         self._finished = True
         self._decoder = _SPENT
+        self._mender = None
         self._pending = None
         self._cancel_timer()
         self._close()
@@ -507,9 +522,21 @@ def schema_copy(value: Any) -> Any:
     return _SCHEMA_COPIES.get(value, plain)
 
 
+_ASCII_ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"))
+
+
 def json_body(payload: Mapping[str, Any]) -> bytes:
-    """Compact UTF-8 JSON for a request body."""
-    return dumps(payload)
+    """Compact UTF-8 JSON for a request body.
+
+    Text with a lone surrogate (which has no UTF-8 form) has it replaced by
+    U+FFFD rather than failing the call: model output and stored transcripts
+    are mended where they are decoded, but any other text that reaches a
+    request (a tool's result) must not make every later turn of the session
+    fail either."""
+    try:
+        return dumps(payload)
+    except UnicodeEncodeError:
+        return scrub_json_text(_ASCII_ENCODER.encode(payload)).encode("ascii")
 
 
 class StreamingHTTPProvider:
@@ -572,15 +599,17 @@ class StreamingHTTPProvider:
     def stream(self, call: ModelCall, sink: StreamSink) -> HTTPModelStream:
         """Start the call; failures (even connect failures) arrive on ``done``."""
         target = self._target
+        mender = SurrogateMender(sink)
         stream = HTTPModelStream(
             client=self._client,
             clock=self._clock,
             target=target if target is not None else _NOWHERE,
             body=json_body(self.request_body(call)),
-            decoder=self.decoder(sink, self._secrets),
+            decoder=self.decoder(mender, self._secrets),
             timeout_seconds=self._config.timeout_seconds,
             provider_id=self._config.id,
             secrets=self._secrets,
+            mender=mender,
         )
         if self._bad_target is not None:
             stream.request_failed(self._bad_target)

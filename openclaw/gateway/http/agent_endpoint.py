@@ -425,8 +425,14 @@ class StreamAnswer:
     def _fail_stream(self, stream: SSEStream, error: MappedError, why: str = "") -> None:
         # Noted first: closing the stream finishes the request (and writes its line).
         self._access.done(f"{error.status} in the stream: {why or error.message}")
-        stream.send(self.failure(error))
-        stream.close()
+        try:
+            stream.send(self.failure(error))
+        except Exception:
+            # Without its failure frame the stream must still end: a client
+            # left open would see keep-alive pings for ever.
+            log.failure("bug framing the failure of run {run_id}", run_id=self._run.run_id)
+        finally:
+            stream.close()
 
     def _stop_listening(self) -> None:
         unsubscribe, self._unsubscribe = self._unsubscribe, None

@@ -218,7 +218,7 @@ class ChunkFactory:
         return chunk
 
 
-_encode_string = json.encoder.encode_basestring  # what json.dumps(..., ensure_ascii=False) uses
+_encode_ascii = json.encoder.encode_basestring_ascii  # what json.dumps(...) uses
 _orjson_dumps = orjson.dumps
 
 
@@ -250,8 +250,10 @@ class ChunkEncoder:
             # orjson writes the UTF-8 bytes straight away, with the escapes
             # json.dumps(ensure_ascii=False) makes (0.5 against 0.65 us).
             encoded = _orjson_dumps(text)
-        except TypeError:  # lone surrogates: the standard encoder's own error
-            encoded = _encode_string(text).encode("utf-8")
+        except TypeError:
+            # A lone surrogate (no UTF-8 form): written as a \\uXXXX escape, as
+            # OpenClaw's JSON.stringify writes it, instead of losing the delta.
+            encoded = _encode_ascii(text).encode("ascii")
         return self._prefix + encoded + self._suffix
 
 

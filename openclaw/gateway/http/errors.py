@@ -12,7 +12,7 @@ from typing import Any, Final
 
 from twisted.web.server import Request
 
-from openclaw.core.fastjson import dumps
+from openclaw.core.fastjson import dumps_escaped
 from openclaw.core.ids import random_hex
 
 JSON_CONTENT_TYPE = b"application/json; charset=utf-8"
@@ -82,8 +82,10 @@ class ChatRequestError(Exception):
 
 
 def json_bytes(body: object) -> bytes:
-    """Compact UTF-8 JSON, the one encoding used for every HTTP body we write."""
-    return dumps(body)
+    """Compact UTF-8 JSON, the one encoding used for every HTTP body we write
+    (text with a lone surrogate is escaped, as OpenClaw's ``JSON.stringify``
+    writes it, rather than failing the answer)."""
+    return dumps_escaped(body)
 
 
 def write_json(request: Request, status: int, body: object) -> bytes:

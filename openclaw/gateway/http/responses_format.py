@@ -17,6 +17,7 @@ from typing import Any, Literal
 from attrs import frozen
 
 from openclaw.agents.types import AgentResult, ToolCall, Usage
+from openclaw.core.fastjson import dumps_escaped
 from openclaw.core.ids import random_uuid4
 from openclaw.gateway.http.completions_format import (
     EMPTY_REPLY_TEXT,
@@ -24,7 +25,6 @@ from openclaw.gateway.http.completions_format import (
     split_utf16,
     usage_to_openai,
 )
-from openclaw.gateway.http.sse import data_frame
 
 Status = Literal["in_progress", "completed", "incomplete", "failed"]
 #: An assistant message's role in the turn: narration before client tool calls,
@@ -178,11 +178,14 @@ class ResponseShell:
 
 
 def event_frame(event: dict[str, Any]) -> bytes:
-    """``event: <type>`` and ``data: <json>``: the Responses SSE framing."""
-    return b"event: " + str(event["type"]).encode("ascii") + b"\n" + data_frame(event)
+    """``event: <type>`` and ``data: <json>``: the Responses SSE framing (a
+    lone surrogate is written as a ``\\uXXXX`` escape, never an error)."""
+    kind = str(event["type"]).encode("ascii")
+    return b"event: " + kind + b"\ndata: " + dumps_escaped(event) + b"\n\n"
 
 
 _encode_string = json.encoder.encode_basestring
+_encode_ascii = json.encoder.encode_basestring_ascii
 
 
 class ResponseEvents:
@@ -239,11 +242,15 @@ class ResponseEvents:
         """One ``response.output_text.delta`` (the message must be open)."""
         sequence = self._sequence
         self._sequence += 1
+        try:
+            encoded = _encode_string(delta).encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: a \uXXXX escape, as in event_frame
+            encoded = _encode_ascii(delta).encode("ascii")
         return (
             b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta",'
             + self._delta_head
             + b'"delta":'
-            + _encode_string(delta).encode("utf-8")
+            + encoded
             + b',"logprobs":[],"sequence_number":'
             + str(sequence).encode("ascii")
             + b"}\n\n"

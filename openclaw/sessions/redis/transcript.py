@@ -8,7 +8,6 @@ it as the turn writes, and answers the runtime's synchronous reads
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -20,6 +19,7 @@ from openclaw.sessions.transcript import (
     encode_json,
     for_display,
     iso_ms,
+    loads_line,
     message_of,
 )
 
@@ -37,7 +37,7 @@ def decode_lines(raw: Sequence[Any]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for line in raw:
         try:
-            parsed = json.loads(line)
+            parsed = loads_line(line)
         except (TypeError, ValueError):
             continue
         if isinstance(parsed, dict):
