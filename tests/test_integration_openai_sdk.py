@@ -31,6 +31,12 @@ from tests.integration_support import CLIENT_TIMEOUT, UPSTREAM_KEY
 
 _T = TypeVar("_T")
 
+#: OpenClaw's FAILED_ASSISTANT_REPLAY_TEXT, word for word.
+OPENCLAW_FAILED_TURN_MARKER = (
+    "[This turn failed before it completed. "
+    "Do not redo its work without confirming with the user first.]"
+)
+
 
 def user(text: str) -> list[ChatCompletionMessageParam]:
     """A conversation of one user message."""
@@ -562,7 +568,8 @@ class OpenAISDKTests(support.GatewayTestCase):
         """A streaming client that reads the first content chunk and hangs up:
         the gateway closes its upstream connection well under a second later,
         and the transcript records the turn as aborted (the session's next
-        turn does not replay it)."""
+        turn replays its question and OpenClaw's failed-turn marker, not its
+        partial text)."""
         self.fake.enqueue(
             FakeReply(text="tick ", mode="endless", chunk_delay=0.01),
             FakeReply(text="Second answer."),
@@ -587,10 +594,18 @@ class OpenAISDKTests(support.GatewayTestCase):
                 model="openclaw", messages=user("second"), user="Dis-Co"
             )
         )
-        # The agent's system prompt, then only the new turn (the aborted one is not replayed).
+        # The agent's system prompt, the aborted turn's question with the marker
+        # in place of its partial reply, then the new turn.
         system, *rest = self.fake.requests[1].body["messages"]
         self.assertEqual(system["role"], "system")
-        self.assertEqual(rest, user("second"))
+        self.assertEqual(
+            rest,
+            [
+                *user("first"),
+                {"role": "assistant", "content": OPENCLAW_FAILED_TURN_MARKER},
+                *user("second"),
+            ],
+        )
         messages = self.transcript("agent:main:openai-user:dis-co")
         self.assertEqual(
             [(m["role"], m.get("stopReason")) for m in messages],

@@ -14,6 +14,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
+from openclaw.agents.history import FAILED_TURN_MARKER
 from openclaw.agents.registry import ModelResolutionError
 from openclaw.agents.run import Run
 from openclaw.agents.runtime import Runtime, build_runtime
@@ -370,7 +371,8 @@ class CancelTests(RuntimeCase):
     def test_cancel_while_streaming(self) -> None:
         """Cancelling mid-stream stops the provider stream (closes upstream), fails the
         result with RunAbortedError, records the partial reply as aborted, and the
-        next turn's history leaves the aborted turn out."""
+        next turn's history keeps the aborted turn's question with OpenClaw's
+        failed-turn marker in place of its partial reply."""
         self.provider.add(Reply.text("partial ", "never", delay=1))
         run, events = self.start("long question")
         run_due(self.clock)
@@ -391,7 +393,10 @@ class CancelTests(RuntimeCase):
         self.assertEqual(assistant["errorMessage"], "run aborted")
         self.start("next")
         run_due(self.clock)
-        self.assertEqual([m.content for m in self.provider.calls[1].messages], ["next"])
+        self.assertEqual(
+            [(m.role, m.content) for m in self.provider.calls[1].messages],
+            [("user", "long question"), ("assistant", FAILED_TURN_MARKER), ("user", "next")],
+        )
 
     def test_cancel_after_the_end_is_a_no_op(self) -> None:
         """cancel, pause and resume after the end change nothing."""
@@ -528,7 +533,7 @@ class FailureTests(RuntimeCase):
     def test_provider_failure_is_recorded_as_failure(self) -> None:
         """A classified provider error fails the result with that error, emits
         lifecycle error, and is recorded (partial text, stopReason error), never as a
-        reply, and never replayed."""
+        reply: the next turn sees the question and OpenClaw's failed-turn marker."""
         error = ProviderError(
             FailureKind.RATE_LIMIT, "slow down", status=429, retry_after_seconds=3
         )
@@ -547,7 +552,9 @@ class FailureTests(RuntimeCase):
         self.assertEqual(assistant["content"], [{"type": "text", "text": "par"}])
         self.start("q2")
         run_due(self.clock)
-        self.assertEqual([m.content for m in self.provider.calls[1].messages], ["q2"])
+        self.assertEqual(
+            [m.content for m in self.provider.calls[1].messages], ["q1", FAILED_TURN_MARKER, "q2"]
+        )
 
     def test_unexpected_stream_error(self) -> None:
         """A non-provider exception from the stream fails the run and is logged."""

@@ -13,7 +13,7 @@ from twisted.internet.task import Clock
 from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
-from openclaw.agents.history import load_history
+from openclaw.agents.history import FAILED_TURN_MARKER, MISSING_RESULT_TEXT, load_history
 from openclaw.agents.registry import AgentRegistry
 from openclaw.agents.turn_record import StepRecorder
 from openclaw.agents.types import ImageInput, StopReason, ToolCall, Usage
@@ -366,25 +366,40 @@ class HistoryTests(StoreTestCase):
             [("user", "one"), ("assistant", "first")],
         )
 
-    def test_failed_aborted_and_unfinished_turns_are_not_replayed(self) -> None:
-        """Only completed turns reach the model: an error, an abort and a turn whose
-        reply never arrived (crash) are left out together with their user message."""
+    def test_failed_aborted_and_unfinished_turns_keep_their_user_message(self) -> None:
+        """As in OpenClaw, a failed, aborted or unfinished (crash) turn keeps its
+        user message; its reply goes: replaced by the failed-turn marker when it
+        had text, dropped when it had none (or only OpenClaw's placeholder)."""
         self.turn("r1", "one", "first")
         self.turn("r2", "two", "partial", stop="error", error="boom")
         self.turn("r3", "three", "cut", stop="aborted", error="run aborted")
+        self.turn("r3b", "three b", "", stop="error", error="upstream exploded")
+        self.turn(
+            "r3c", "three c", "[assistant turn failed before producing content]", stop="error"
+        )
         entry = self.store.ensure_session("main", KEY)
         self.store.append_user("main", entry.session_id, run_id="r4", text="four", timestamp=9)
         self.turn("r5", "five", "fifth")
         history = load_history(self.store, "main", entry.session_id)
         self.assertEqual(
             [(m.role, m.content) for m in history],
-            [("user", "one"), ("assistant", "first"), ("user", "five"), ("assistant", "fifth")],
+            [
+                ("user", "one"),
+                ("assistant", "first"),
+                ("user", "two"),
+                ("assistant", FAILED_TURN_MARKER),
+                ("user", "three"),
+                ("assistant", FAILED_TURN_MARKER),
+                ("user", "three b\n\nthree c\n\nfour\n\nfive"),
+                ("assistant", "fifth"),
+            ],
         )
 
-    def test_a_turn_that_died_in_a_tool_step_is_not_replayed(self) -> None:
+    def test_a_turn_that_died_in_a_tool_step_keeps_its_steps(self) -> None:
         """The process died while a built-in tool ran, or during the step after
-        it: that run's user message, tool call and result are left out, as any
-        unfinished turn's; a run that finished after its steps is replayed."""
+        it: that run's user message and tool call are replayed (the tool may have
+        done its work), the call that never got its result with OpenClaw's error
+        result; a run that finished after its steps is replayed whole."""
         entry = self.store.ensure_session("main", KEY)
         call = ToolCall(id="c1", name="exec", arguments='{"command": "sleep 20"}')
 
@@ -422,9 +437,21 @@ class HistoryTests(StoreTestCase):
         )  # fmt: skip
         history = load_history(self.store, "main", entry.session_id)
         self.assertEqual(
-            [(m.role, m.content) for m in history if m.role != "assistant" or m.content],
-            [("user", "finished"), ("tool", "done"), ("assistant", "all done")],
+            [(m.role, m.content, m.tool_call_id, m.is_error) for m in history],
+            [
+                ("user", "died-in-tool", None, False),
+                ("assistant", "", None, False),
+                ("tool", MISSING_RESULT_TEXT, "c1", True),
+                ("user", "died-after-tool", None, False),
+                ("assistant", "", None, False),
+                ("tool", "done", "c1", False),
+                ("user", "finished", None, False),
+                ("assistant", "", None, False),
+                ("tool", "done", "c1", False),
+                ("assistant", "all done", None, False),
+            ],
         )
+        self.assertEqual({m.tool_calls for m in history if m.role == "assistant"} - {()}, {(call,)})
 
     def test_history_is_bounded_and_starts_with_a_user_message(self) -> None:
         """The limit keeps the newest messages; a cut never starts on an assistant."""

@@ -1,7 +1,8 @@
 """A session's transcript -> the conversation the model is sent.
 
 The session store yields stored messages (pi-agent's shape) newest first;
-this module picks the completed turns and turns them into
+this module picks what is replayed (OpenClaw's rules for turns that did not
+complete) and turns it into
 :class:`~openclaw.agents.providers.base.ModelMessage` values. It lives in the
 agent layer because the model's message shape is the runtime's business, not
 the store's: the store never imports a provider.
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from attrs import frozen
 
@@ -23,12 +24,40 @@ from openclaw.sessions.transcript import FAILED_STOPS, STEP_MARK, message_of
 
 #: How many messages of history the model sees by default.
 DEFAULT_HISTORY_LIMIT = 200
+#: What replaces the reply of a failed or aborted turn that had produced text
+#: (OpenClaw's ``FAILED_ASSISTANT_REPLAY_TEXT``): its partial text is not sent
+#: again, but the model learns that the turn did not complete.
+FAILED_TURN_MARKER = (
+    "[This turn failed before it completed. "
+    "Do not redo its work without confirming with the user first.]"
+)
+#: The result sent for a tool call whose result was never recorded (the run was
+#: aborted or the process died while the tool ran): OpenClaw's synthetic one.
+MISSING_RESULT_TEXT = "No result provided"
+#: OpenClaw's placeholder text for a stream that failed before any content:
+#: such a message counts as having no text.
+_STREAM_ERROR_FALLBACK = "[assistant turn failed before producing content]"
+
+_Replay = Literal["keep", "marker", "drop"]
 
 
-def _unfinished(message: Mapping[str, Any]) -> bool:
-    """Whether a run whose newest assistant message is ``message`` did not
-    complete: it failed or was aborted, or it stopped in a tool step."""
-    return message.get("stopReason") in FAILED_STOPS or message.get(STEP_MARK) is True
+def _failed_replay(message: Mapping[str, Any]) -> _Replay:
+    """How an assistant message is replayed (OpenClaw's
+    ``resolveFailedAssistantReplay``): a completed one as it is; a failed or
+    aborted one is dropped when it called tools or has no text, and otherwise
+    replaced by :data:`FAILED_TURN_MARKER`."""
+    if message.get("stopReason") not in FAILED_STOPS:
+        return "keep"
+    content = message.get("content")
+    blocks = content if isinstance(content, list) else []
+    if any(isinstance(b, dict) and b.get("type") == "toolCall" for b in blocks):
+        return "drop"
+    for block in blocks:
+        if isinstance(block, dict) and block.get("type") == "text":
+            text = block.get("text")
+            if isinstance(text, str) and text.strip() not in ("", _STREAM_ERROR_FALLBACK):
+                return "marker"
+    return "drop"
 
 
 @frozen
@@ -46,7 +75,7 @@ class History:
 def load_history(
     store: TranscriptStore, agent_id: str, session_id: str, limit: int = DEFAULT_HISTORY_LIMIT
 ) -> list[ModelMessage]:
-    """The last ``limit`` messages of completed turns, oldest first (see :func:`read_history`)."""
+    """The last ``limit`` messages of the session, oldest first (see :func:`read_history`)."""
     return read_history(store, agent_id, session_id, limit).messages
 
 
@@ -54,26 +83,23 @@ def read_history(
     store: TranscriptStore, agent_id: str, session_id: str, limit: int = DEFAULT_HISTORY_LIMIT
 ) -> History:
     """The session as the model sees it: after its latest compaction (the summary,
-    then the messages from ``firstKeptEntryId`` on), the last ``limit`` messages
-    of completed turns.
+    then the messages from ``firstKeptEntryId`` on), its last ``limit`` messages.
 
-    A turn whose reply failed, was aborted or never arrived (crash) is left
-    out entirely (its tool steps too), so the model never sees half a turn.
-    Built-in tool calls come back as assistant ``tool_calls`` followed by
-    ``tool`` messages; client tool calls (answered in a later user turn) as
-    text lines. Consecutive messages of one role are merged and the history
-    starts with a user message, so strict upstreams (Anthropic) accept it.
+    As in OpenClaw, a turn that failed, was aborted or never finished (the
+    process died) keeps its user message and the tool steps it completed,
+    since their effects are real; only its failed reply goes: dropped when it
+    had no text, otherwise replaced by :data:`FAILED_TURN_MARKER`. Built-in
+    tool calls come back as assistant ``tool_calls`` followed by ``tool``
+    messages (a call whose result was never recorded gets an error result,
+    :data:`MISSING_RESULT_TEXT`); client tool calls (answered in a later user
+    turn) as text lines. Consecutive messages of one role are merged and the
+    history starts with a user message, so strict upstreams (Anthropic) accept
+    it.
     """
     if limit <= 0:
         return History([], [])
-    run_ok: dict[str, bool] = {}
     answered: set[str] = set()
     kept: list[HistoryEntry] = []
-    # Tool results newer than their run's last assistant message (a turn that
-    # ended with client tool calls pending): held until that message says
-    # whether the run completed.
-    held: list[tuple[str, Mapping[str, Any]]] = []
-    held_run: str | None = None
     summary: str | None = None
     first_kept: object = None
     for entry in store.recent_entries(agent_id, session_id):
@@ -91,23 +117,7 @@ def read_history(
         message = message_of(entry)
         if message is None:
             continue
-        run_id = entry.get("runId") or message.get("runId")
-        run_id = run_id if isinstance(run_id, str) else None
-        role = message.get("role")
-        if role == "toolResult" and run_id is not None and run_id not in run_ok:
-            if held_run != run_id:
-                held, held_run = [], run_id
-            held.append((entry_id, message))
-            continue
-        if held:
-            if run_id is not None and run_id == held_run and role == "assistant":
-                run_ok.setdefault(run_id, not _unfinished(message))
-            for held_id, held_message in held:
-                result = _convert(held_message, held_run, run_ok, answered)
-                if result is not None and len(kept) < limit + 1:
-                    kept.append(HistoryEntry(held_id, result))
-            held, held_run = [], None
-        converted = _convert(message, run_id, run_ok, answered)
+        converted = _convert(message, answered)
         if converted is not None and len(kept) < limit + 1:
             kept.append(HistoryEntry(entry_id, converted))
         if summary is not None and entry_id == first_kept:
@@ -124,25 +134,20 @@ def read_history(
     return History(history, kept, summary)
 
 
-def _convert(
-    message: Mapping[str, Any], run_id: str | None, run_ok: dict[str, bool], answered: set[str]
-) -> ModelMessage | None:
+def _convert(message: Mapping[str, Any], answered: set[str]) -> ModelMessage | None:
     """One stored message for the model, or None when it is not replayed.
 
-    Messages arrive newest first: a run's final assistant message (which says
-    whether the run completed) comes before its earlier steps and user message.
+    Messages arrive newest first, so a call's result (which follows it in the
+    transcript) is seen before the call: ``answered`` collects their ids.
     """
     role = message.get("role")
     if role == "assistant":
-        if run_id is not None:
-            ok = run_ok.setdefault(run_id, not _unfinished(message))
-            if not ok:
-                return None
-        elif message.get("stopReason") in FAILED_STOPS:
+        replay = _failed_replay(message)
+        if replay == "drop":
             return None
+        if replay == "marker":
+            return ModelMessage(role="assistant", content=FAILED_TURN_MARKER)
         return _assistant_for_model(message, answered)
-    if run_id is not None and not run_ok.get(run_id, False):
-        return None
     if role == "user":
         return _user_for_model(message)
     if role == "toolResult":
@@ -198,23 +203,26 @@ def _assistant_for_model(message: Mapping[str, Any], answered: set[str]) -> Mode
     """Assistant text plus its tool calls.
 
     Calls answered by a ``toolResult`` message (built-in tools the gateway
-    ran) stay structured, followed by their results. Client tool calls are
-    replayed as text (``tool_call id=... name=... arguments=...``, OpenClaw's
-    rendering) because their results come back as text in a later user turn;
-    a structured call without a matching ``tool`` message would be rejected
-    by OpenAI-compatible upstreams.
+    ran) stay structured, followed by their results; so do the calls of an
+    intermediate tool step (``turnStep``: built-in tools only) whose results
+    were never recorded, which :func:`normalise_history` answers with an
+    error result. Client tool calls are replayed as text (``tool_call id=...
+    name=... arguments=...``, OpenClaw's rendering) because their results come
+    back as text in a later user turn; a structured call without a matching
+    ``tool`` message would be rejected by OpenAI-compatible upstreams.
     """
     content = message.get("content")
     text = _text_of(content)
     pieces = [text] if text else []
     calls: list[ToolCall] = []
+    built_in = message.get(STEP_MARK) is True
     if isinstance(content, list):
         for block in content:
             if isinstance(block, dict) and block.get("type") == "toolCall":
                 args = block.get("arguments")
                 args_text = args if isinstance(args, str) else json.dumps(args)
                 call_id = block.get("id")
-                if isinstance(call_id, str) and call_id in answered:
+                if isinstance(call_id, str) and (built_in or call_id in answered):
                     calls.append(
                         ToolCall(id=call_id, name=str(block.get("name")), arguments=args_text)
                     )
@@ -229,23 +237,35 @@ def _assistant_for_model(message: Mapping[str, Any], answered: set[str]) -> Mode
 
 
 def normalise_history(messages: list[ModelMessage]) -> list[ModelMessage]:
-    """Merge consecutive messages of one role, start with a user message, and
-    keep a ``tool`` message only right after the assistant call it answers, so
-    strict upstreams (Anthropic, OpenAI) accept the history."""
+    """Merge consecutive messages of one role, start with a user message, keep
+    a ``tool`` message only right after the assistant call it answers, and
+    answer every call left without a result with an error result
+    (:data:`MISSING_RESULT_TEXT`, as OpenClaw does), so strict upstreams
+    (Anthropic, OpenAI) accept the history."""
     out: list[ModelMessage] = []
-    open_calls: set[str] = set()
+    open_calls: dict[str, None] = {}  # in call order
+
+    def answer_open_calls() -> None:
+        for call_id in open_calls:
+            out.append(
+                ModelMessage(
+                    role="tool", content=MISSING_RESULT_TEXT, tool_call_id=call_id, is_error=True
+                )
+            )
+        open_calls.clear()
+
     for message in messages:
         if not out and message.role != "user":
             continue
         if message.role == "tool":
             if message.tool_call_id not in open_calls:
                 continue  # its call is not in the history (cut off, or never stored)
-            open_calls.discard(message.tool_call_id)
+            del open_calls[message.tool_call_id]
             out.append(message)
             continue
-        open_calls = (
-            {call.id for call in message.tool_calls} if message.role == "assistant" else set()
-        )
+        answer_open_calls()
+        if message.role == "assistant":
+            open_calls = dict.fromkeys(call.id for call in message.tool_calls)
         if out and out[-1].role == message.role and not out[-1].tool_calls:
             previous = out[-1]
             out[-1] = ModelMessage(
@@ -256,4 +276,5 @@ def normalise_history(messages: list[ModelMessage]) -> list[ModelMessage]:
             )
             continue
         out.append(message)
+    answer_open_calls()
     return out

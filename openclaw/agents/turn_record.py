@@ -63,8 +63,10 @@ class StepRecorder:
             model=ref.model if ref else None,
             api=self._registry.provider_api(ref.provider) if ref else None,
         )
-        # Marked, so that a run that dies in this step is not replayed as if it
-        # had finished (its final message, written by finish_turn, is unmarked).
+        # Marked: its calls are built-in ones, so a run that dies in this step
+        # replays them as calls (with an error result when none was recorded),
+        # not as client calls (its final message, written by finish_turn, is
+        # unmarked).
         message[STEP_MARK] = True
         self._append([message])
 

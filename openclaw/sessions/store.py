@@ -492,7 +492,8 @@ class SessionStore:
         The Deferred fires once the lines are written and (policy ``turn``)
         synced, on the IO executor: report the turn only then. Failed and
         aborted turns keep their partial text, ``stopReason``
-        ``error``/``aborted`` and ``errorMessage``; history replay skips them.
+        ``error``/``aborted`` and ``errorMessage``; history replay drops that
+        reply or replaces it with a marker (``agents.history``).
         """
         agent = normalize_agent_id(agent_id)
         last_call = usage if message_usage is None else message_usage

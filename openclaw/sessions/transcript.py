@@ -31,7 +31,8 @@ TRANSCRIPT_VERSION = 3
 #: Never read more than this much of a transcript's tail for one request.
 MAX_TAIL_BYTES = 32 * 1024 * 1024
 _CHUNK = 64 * 1024
-#: Stop reasons of turns that did not complete (history replay skips them).
+#: Stop reasons of turns that did not complete (history replay drops their
+#: reply or replaces it with a marker).
 FAILED_STOPS = frozenset({"error", "aborted"})
 #: Marks the assistant message of an intermediate tool step (a field OpenClaw's
 #: readers ignore): a run whose newest message carries it never finished.
