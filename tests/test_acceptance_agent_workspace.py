@@ -3,7 +3,9 @@
 When ``bootstrapTotalMaxChars`` was nearly spent, the next file was injected
 as its truncation marker alone (the marker is longer than what was left), so
 the prompt carried an empty ``## SOUL.md`` section that said it was cut, and
-the total went over the budget. Such a file is now left out.
+the total went over the budget. As in OpenClaw, once less than 64 characters
+are left, that file and the ones after it are left out (the prompt's notice
+names them); with 64 or more, the file is cut with a marker that fits.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from openclaw.agents.workspace import MIN_TRUNCATED_CHARS, load_bootstrap_files
+from openclaw.agents.workspace import MIN_FILE_BUDGET_CHARS, load_bootstrap_files
 
 
 class SpentBudgetTests(SynchronousTestCase):
@@ -38,16 +40,20 @@ class SpentBudgetTests(SynchronousTestCase):
         self.assertLessEqual(sum(len(c) for c in files.values()), 700)
 
     def test_enough_left_for_a_useful_cut(self) -> None:
-        """With MIN_TRUNCATED_CHARS or more left, the next file is cut to fit,
-        showing its head and tail around the marker."""
-        files = self.load(640 + MIN_TRUNCATED_CHARS)
+        """With 64 characters left (OpenClaw's MIN_BOOTSTRAP_FILE_BUDGET_CHARS),
+        the next file is cut to fit: its head and tail around OpenClaw's short
+        marker (the long one would leave no room for the text)."""
+        self.assertEqual(MIN_FILE_BUDGET_CHARS, 64)
+        files = self.load(640 + 64)
         self.assertEqual(list(files), ["AGENTS.md", "SOUL.md"])
-        self.assertEqual(len(files["SOUL.md"]), MIN_TRUNCATED_CHARS)
-        self.assertTrue(files["SOUL.md"].startswith("SSS"))
-        self.assertIn("SOUL.md truncated", files["SOUL.md"])
+        self.assertEqual(files["SOUL.md"], "S" * 31 + "[…truncated 31+10/640]" + "S" * 10)
 
-    def test_a_short_file_that_fits_is_kept_whole(self) -> None:
-        """A file shorter than what is left is injected whole, however little is left."""
+    def test_a_file_that_fits_is_kept_whole_with_64_left(self) -> None:
+        """A file shorter than what is left is injected whole once 64 or more
+        characters are left; with less, it is left out as OpenClaw does."""
         (self.ws / "SOUL.md").write_text("be kind")
-        files = self.load(660)
+        files = self.load(640 + 64)
         self.assertEqual(files["SOUL.md"], "be kind")
+        files = self.load(640 + 63)
+        self.assertEqual(list(files), ["AGENTS.md"])
+        self.assertEqual(self.omitted, ["SOUL.md", "IDENTITY.md"])

@@ -314,6 +314,55 @@ class BootstrapTests(SynchronousTestCase):
         """Text within the limit is returned as is."""
         self.assertEqual(truncate_text("abc", 10, "X"), "abc")
 
+    def test_a_long_file_keeps_three_quarters_head_and_a_quarter_tail(self) -> None:
+        """A file other than AGENTS.md is cut as OpenClaw cuts it: 75% head and
+        25% tail of the room its marker leaves, the marker naming the file and
+        what was kept."""
+        text = "HEAD" + "x" * 5000 + "TAIL"
+        self.assertEqual(
+            truncate_text(text, 1000, "SOUL.md"),
+            text[:673]
+            + "\n\n[...truncated, read SOUL.md for full content...]\n"
+            + "…(truncated SOUL.md: kept 673+224 chars of 5008)…\n\n"
+            + text[-224:],
+        )
+
+    def test_a_long_agents_md_keeps_a_policy_digest(self) -> None:
+        """AGENTS.md keeps its head, a digest of its headings, list items and
+        rule lines (each with the prose line before it; lines saying never,
+        must, security... chosen first, the others while they fit, in file
+        order) and its tail, within the limit (OpenClaw's output, word for word)."""
+        lines = ["# Team rules", "Intro text that explains things."]
+        lines += [
+            f"plain prose line number {n} with nothing special in it at all" for n in range(30)
+        ]
+        lines += [
+            "## Style",
+            "- use tabs for indentation",
+            "Keep secrets out of logs.",
+            "- never commit credentials",
+            "1. Ask the owner before large refactors",
+        ]
+        lines += [f"more plain prose line {n} with nothing special in it at all" for n in range(30)]
+        text = "\n".join(lines)
+        self.assertEqual(
+            truncate_text(text, 400, "AGENTS.md"),
+            text[:85]
+            + "\n[...truncated, read AGENTS.md for full content...]"
+            + "\n[Policy digest from AGENTS.md]"
+            + "\n# Team rules"
+            + "\nplain prose line number 29 with nothing special in it at all\n## Style"
+            + "\nKeep secrets out of logs.\n- never commit credentials"
+            + "\n[...2 more policy lines omitted...]"
+            + "\n…(truncated AGENTS.md: kept 85+policy 135+0 chars of 3754)…",
+        )
+        wider = truncate_text(text, 1000, "AGENTS.md")
+        self.assertLessEqual(len(wider), 1000)
+        self.assertIn("- use tabs for indentation\n", wider)
+        self.assertIn("1. Ask the owner before large refactors\n", wider)
+        self.assertNotIn("more policy lines omitted", wider)
+        self.assertTrue(wider.endswith(text[-150:]))
+
     def test_loader_creates_and_reads(self) -> None:
         """WorkspaceLoader creates a missing workspace and returns its files and skills."""
         ws = Path(self.mktemp()) / "new"

@@ -11,8 +11,13 @@ OpenClaw's rules, from ``concepts/agent-workspace.md`` and the bootstrap docs:
   ``USER.md`` (its own 4,000-character cap), ``BOOTSTRAP.md`` (while the
   first-run ritual is pending) and ``MEMORY.md`` (main session only);
 - blank files are skipped, a missing required file leaves a one-line marker,
-  large files are cut to ``bootstrapMaxChars`` (head and tail kept around a
-  marker) and all of them together to ``bootstrapTotalMaxChars``.
+  large files are cut to ``bootstrapMaxChars`` and all of them together to
+  ``bootstrapTotalMaxChars``; once less than 64 characters of that total are
+  left, the remaining files are left out. A cut keeps 75% head and 25% tail
+  around a marker; ``AGENTS.md`` keeps 45% head, 15% tail and, in between, a
+  policy digest (its headings, list items and rule lines: must, never,
+  security...), so rules in the middle of a long file are not lost
+  (OpenClaw's ``trimBootstrapContent`` / ``trimAgentsBootstrapContent``).
 - a brand-new workspace seeded with starter files becomes a git repository
   (``git init``) when git is installed, so it can be backed up.
 
@@ -22,7 +27,9 @@ but a workspace may sit on a slow or network disk.
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -56,10 +63,35 @@ DEFAULT_TOTAL_MAX_CHARS: Final = 60_000
 USER_MD_MAX_CHARS: Final = 4_000
 #: Bytes read from one bootstrap file at most (OpenClaw's 2 MiB read cap).
 MAX_READ_BYTES: Final = 2 * 1024 * 1024
+#: With less than this left of ``bootstrapTotalMaxChars``, the remaining files
+#: are left out (OpenClaw's ``MIN_BOOTSTRAP_FILE_BUDGET_CHARS``).
+MIN_FILE_BUDGET_CHARS: Final = 64
 _HEAD_SHARE: Final = 0.75
-#: A file cut to less than this is left out: its marker would be all it showed.
-MIN_TRUNCATED_CHARS: Final = 200
 _TAIL_SHARE: Final = 0.25
+#: Below this much room for the file's own text, the cut uses the short marker.
+_MIN_TRIMMED_CONTENT_CHARS: Final = 16
+_AGENTS: Final = "AGENTS.md"
+_AGENTS_HEAD_SHARE: Final = 0.45
+_AGENTS_TAIL_SHARE: Final = 0.15
+_AGENTS_DIGEST_SHARE: Final = 0.35
+_DIGEST_MAX_LINE_CHARS: Final = 240
+_CJK_RULE_WORDS: Final = "🔴|禁止|嚴禁|不得|絕不|絕對不|切勿"
+#: A line the digest may carry (besides headings and list items).
+_DIGEST_CANDIDATE: Final = re.compile(
+    r"\b(?:AGENTS\.md|scoped|required|must|never|do not|before subtree|read scoped|owner"
+    r"|security|secret|credential|test|validation|command|commit|push|github|pr)\b"
+    rf"|(?:{_CJK_RULE_WORDS}|必須|務必|一律|紅線)",
+    re.IGNORECASE | re.ASCII,
+)
+#: A line the digest takes first.
+_DIGEST_FIRST: Final = re.compile(
+    r"\b(?:AGENTS\.md|scoped|required|must|never|do not|before subtree|read scoped"
+    r"|security|secret|credential)\b"
+    rf"|(?:{_CJK_RULE_WORDS})",
+    re.IGNORECASE | re.ASCII,
+)
+_HEADING_OR_ITEM: Final = re.compile(r"^(?:#{1,6}|\s*[-*+]|\s*[0-9]+[.)])\s+\S")
+_FENCE: Final = re.compile(r"^\s*(?:`{3,}|~{3,})")
 #: Seconds ``git init`` may take (OpenClaw's limit too) before it is given up.
 GIT_INIT_TIMEOUT_SECONDS: Final = 10.0
 #: Variables that would point ``git init`` at another repository than the
@@ -139,14 +171,146 @@ def missing_marker(path: Path) -> str:
 
 
 def truncate_text(text: str, limit: int, name: str) -> str:
-    """Keep the head and tail of ``text`` within ``limit`` characters, with a marker."""
+    """``text`` within ``limit`` characters, as OpenClaw cuts a bootstrap file.
+
+    A longer file keeps 75% head and 25% tail of the room its marker leaves
+    (the marker names the file and what was kept; a short one when there is
+    little room); ``AGENTS.md`` is cut by :func:`_trim_agents` instead.
+    """
     if len(text) <= limit:
         return text
-    marker = f"\n\n[... {name} truncated: read the file for the full content ...]\n\n"
-    room = max(limit - len(marker), 0)
-    head = int(room * _HEAD_SHARE / (_HEAD_SHARE + _TAIL_SHARE))
-    tail = room - head
-    return text[:head].rstrip() + marker + (text[-tail:].lstrip() if tail else "")
+    if name.lower() == _AGENTS.lower():
+        return _trim_agents(text, limit)
+    total = len(text)
+
+    def full(head: int, tail: int) -> str:
+        return (
+            f"\n[...truncated, read {name} for full content...]\n"
+            f"…(truncated {name}: kept {head}+{tail} chars of {total})…\n"
+        )
+
+    def compact(head: int, tail: int) -> str:
+        return f"[…truncated {head}+{tail}/{total}]"
+
+    def separators(head: int, tail: int, marker: str) -> int:
+        return (int(head > 0) + int(tail > 0)) if "\n" in marker else 0
+
+    template = full
+    if limit - len(full(0, 0)) - separators(1, 1, full(0, 0)) < _MIN_TRIMMED_CONTENT_CHARS:
+        template = compact
+    head = tail = 0
+    marker = template(0, 0)
+    for _ in range(3):  # the marker's length depends on the numbers it shows
+        room = max(0, limit - len(marker) - separators(head, tail, marker))
+        next_head, next_tail = math.floor(room * _HEAD_SHARE), math.floor(room * _TAIL_SHARE)
+        next_marker = template(next_head, next_tail)
+        if (next_head, next_tail, len(next_marker)) == (head, tail, len(marker)):
+            break
+        head, tail, marker = next_head, next_tail, next_marker
+    length = head + tail + len(marker) + separators(head, tail, marker)
+    while length > limit and (tail > 0 or head > 0):
+        overflow = length - limit
+        if tail > 0:
+            tail = max(0, tail - overflow)
+        else:
+            head = max(0, head - overflow)
+        marker = template(head, tail)
+        length = head + tail + len(marker) + separators(head, tail, marker)
+    if head == 0 and tail == 0:
+        single = template(1, 0)
+        if 1 + len(single) + separators(1, 0, single) <= limit:
+            head, marker = 1, single
+    parts = (text[:head], marker, text[-tail:] if tail > 0 else "")
+    joined = ("\n" if "\n" in marker else "").join(p for p in parts if p)
+    return joined[:limit]
+
+
+@frozen
+class _Digest:
+    text: str
+    omitted: int
+
+
+def _trim_agents(text: str, limit: int) -> str:
+    """A long ``AGENTS.md`` cut to ``limit``: 45% head, 15% tail and up to 35%
+    of a policy digest (OpenClaw's ``trimAgentsBootstrapContent``).
+
+    The digest takes the file's headings, list items and lines that look like
+    rules (:data:`_DIGEST_CANDIDATE`), each with the prose line just before
+    it; lines that say must, never, security... (:data:`_DIGEST_FIRST`) are
+    chosen first, then the others while they fit, kept in file order.
+    """
+    head = math.floor(limit * _AGENTS_HEAD_SHARE)
+    tail = math.floor(limit * _AGENTS_TAIL_SHARE)
+    budget = math.floor(limit * _AGENTS_DIGEST_SHARE)
+    candidates: list[tuple[str, bool]] = []
+    if budget > 0:
+        prose: str | None = None
+        for source in re.split(r"\r?\n", text):
+            line = _digest_line(source)
+            if not line or _FENCE.match(line):
+                prose = None
+            elif _HEADING_OR_ITEM.match(line) or _DIGEST_CANDIDATE.search(line):
+                entry = line if prose is None else f"{prose}\n{line}"
+                candidates.append((entry, _DIGEST_FIRST.search(line) is not None))
+                prose = None
+            else:
+                prose = line
+    digest = _policy_digest(candidates, budget)
+
+    def render() -> str:
+        parts = (
+            text[:head],
+            f"[...truncated, read {_AGENTS} for full content...]",
+            f"[Policy digest from {_AGENTS}]" if digest.text else "",
+            digest.text,
+            f"[...{digest.omitted} more policy lines omitted...]" if digest.omitted else "",
+            f"…(truncated {_AGENTS}: kept {head}+policy {len(digest.text)}+{tail} chars "
+            f"of {len(text)})…",
+            text[-tail:] if tail > 0 else "",
+        )
+        return "\n".join(p for p in parts if p)
+
+    rendered = render()
+    while len(rendered) > limit and (tail > 0 or head > 1 or budget > 0):
+        overflow = len(rendered) - limit
+        if tail > 0:
+            tail = max(0, tail - overflow)
+        elif head > 1:
+            head = max(1, head - overflow)
+        else:
+            budget = max(0, budget - overflow)
+            digest = _policy_digest(candidates, budget)
+        rendered = render()
+    return rendered[:limit]
+
+
+def _digest_line(line: str) -> str:
+    """A line for the digest: trimmed, runs of blanks made one space, at most
+    :data:`_DIGEST_MAX_LINE_CHARS` characters."""
+    line = " ".join(line.split())
+    if len(line) <= _DIGEST_MAX_LINE_CHARS:
+        return line
+    return line[: _DIGEST_MAX_LINE_CHARS - 1] + "…"
+
+
+def _policy_digest(candidates: Sequence[tuple[str, bool]], budget: int) -> _Digest:
+    """The candidates that fit ``budget`` (one newline between them): the
+    high-priority ones first, then the rest; in file order."""
+    if budget <= 0:
+        return _Digest("", 0)
+    chosen: set[int] = set()
+    used = 0
+    for first_pass in (True, False):
+        for index, (entry, high) in enumerate(candidates):
+            if index in chosen or (first_pass and not high):
+                continue
+            cost = len(entry) + (1 if chosen else 0)
+            if used + cost <= budget:
+                chosen.add(index)
+                used += cost
+    text = "\n".join(entry for index, (entry, _) in enumerate(candidates) if index in chosen)
+    return _Digest(text, len(candidates) - len(chosen))
 
 
 def load_bootstrap_files(
@@ -158,34 +322,43 @@ def load_bootstrap_files(
 ) -> tuple[BootstrapFile, ...]:
     """Read and budget the bootstrap files. Blocking: call from a thread."""
     result: list[BootstrapFile] = []
-    remaining = total_max_chars
+    remaining = max(1, total_max_chars)
+    full = False  # the budget is spent: the remaining files are left out
     for name in BOOTSTRAP_FILES:
         if name == "MEMORY.md" and not main_session:
             continue
         path = workspace / name
         text = _read_capped(path, workspace)
         if text is None:
-            if name in REQUIRED_FILES:
-                marker = missing_marker(path)
+            if name in REQUIRED_FILES and remaining > 0 and not full:
+                marker = _clamp(missing_marker(path), remaining)
                 result.append(BootstrapFile(name, path, marker, missing=True))
                 remaining -= len(marker)
             continue
-        text = text.strip()
+        text = text.rstrip()
         if not text:
             continue
-        cap = min(max_chars, USER_MD_MAX_CHARS) if name == "USER.md" else max_chars
-        cap = min(cap, remaining)
-        if len(text) > cap and cap < MIN_TRUNCATED_CHARS:
-            # Too little room for a useful part of it: say it was left out (the
-            # notice tells the model to read it) rather than drop it silently.
+        full = full or remaining < MIN_FILE_BUDGET_CHARS
+        if full:
+            # OpenClaw stops at this file; the prompt's notice names it and
+            # the ones after it, so that the model can read them.
             result.append(BootstrapFile(name, path, "", omitted=True, raw_chars=len(text)))
             continue
+        cap = min(max_chars, USER_MD_MAX_CHARS) if name == "USER.md" else max_chars
+        cap = max(1, min(cap, remaining))
         content = truncate_text(text, cap, name)
         result.append(
             BootstrapFile(name, path, content, truncated=content != text, raw_chars=len(text))
         )
         remaining -= len(content)
     return tuple(result)
+
+
+def _clamp(text: str, budget: int) -> str:
+    """``text`` within ``budget`` characters, an ellipsis marking a cut."""
+    if len(text) <= budget:
+        return text
+    return text[:budget] if budget <= 3 else text[: budget - 1] + "…"
 
 
 def _read_capped(path: Path, workspace: Path) -> str | None:
