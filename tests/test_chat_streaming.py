@@ -353,6 +353,7 @@ class FlowControlTests(ChatTestCase):
         conn.pause()
         for _ in range(50):
             run.say("x" * 50)
+        h.clock.advance(0)  # judged at the end of the reactor turn
         self.assertTrue(conn.transport.disconnected)
         self.assertEqual(run.cancel_calls, 1)
         self.assertEqual(run.listener_count, 0)

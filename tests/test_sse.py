@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
+from typing import Any
 
 from klein import Klein
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
+from twisted.python.monkey import MonkeyPatcher
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.server import Request
 from twisted.web.test.requesthelper import DummyRequest
@@ -183,15 +186,138 @@ class SSEStreamTests(SynchronousTestCase):
         self.assertEqual(h.source.calls, ["lost"])
 
     def test_overflow_aborts(self) -> None:
-        """Queuing past the bound aborts the connection and reports the loss."""
+        """Queuing past the bound while the stream is still open aborts the
+        connection at the end of the reactor turn and reports the loss."""
         h = Harness(max_buffered=100)
         h.stream.pauseProducing()
         h.stream.send(b"x" * 60)
+        h.clock.advance(0)
         self.assertFalse(h.conn.transport.disconnected)
         h.stream.send(b"x" * 60)
+        h.clock.advance(0)
         self.assertTrue(h.conn.transport.disconnected)
         self.assertEqual(h.source.calls, ["pause", "lost"])
         self.assertEqual(h.stream.queued_bytes, 0)
+        self.assertEqual(h.clock.getDelayedCalls(), [])
+
+    def test_overflow_drained_within_the_turn_is_kept(self) -> None:
+        """A queue back under the bound by the end of the turn is no overflow."""
+        h = Harness(max_buffered=100)
+        h.stream.pauseProducing()
+        h.stream.send(b"x" * 150)
+        h.stream.resumeProducing()
+        h.clock.advance(0)
+        self.assertFalse(h.conn.transport.disconnected)
+        h.stream.close()
+        self.assertTrue(h.conn.response().complete)
+
+
+class FinalBurstTests(SynchronousTestCase):
+    """A run's closing frames, written at once and then closed, may pass the
+    bound: they go out as the client reads; a client that takes nothing of
+    them for the stall window is cut off."""
+
+    def burst(self, h: Harness, frames: int = 5) -> bytes:
+        """The client's socket fills, then a final burst of 60-byte frames and
+        the close, in one turn (as a run's end writes them)."""
+        payload = b"".join(data_frame({"n": i, "pad": "y" * 40}) for i in range(frames))
+        h.stream.pauseProducing()
+        for i in range(frames):
+            h.stream.send(data_frame({"n": i, "pad": "y" * 40}))
+        h.stream.close()
+        h.clock.advance(0)
+        return payload
+
+    def take(self, h: Harness, frames: int) -> None:
+        """The client reads some: the socket drains (``resumeProducing``),
+        takes ``frames`` writes and is full again (``pauseProducing``)."""
+        transport = h.conn.transport
+        taken = 0
+
+        def full_after(write: Callable[[Any], None]) -> Callable[[Any], None]:
+            def counted(data: Any) -> None:  # typing note: bytes, or a list for writeSequence
+                nonlocal taken
+                write(data)
+                taken += 1
+                if taken == frames:
+                    h.stream.pauseProducing()
+
+            return counted
+
+        patches = MonkeyPatcher(
+            (transport, "write", full_after(transport.write)),
+            (transport, "writeSequence", full_after(transport.writeSequence)),
+        )
+        patches.runWithPatches(h.stream.resumeProducing)
+
+    def test_reading_client_gets_everything(self) -> None:
+        """Several times the bound, drained by a client that keeps reading
+        (slowly: a little every 19 s, within four keep-alive periods)."""
+        h = Harness(keep_alive=5, max_buffered=100)
+        payload = self.burst(h, frames=10)
+        self.assertGreater(h.stream.queued_bytes, 500)
+        for _ in range(4):
+            h.clock.advance(19)
+            self.take(h, 2)
+        self.assertFalse(h.conn.transport.disconnected)
+        h.clock.advance(19)
+        h.stream.resumeProducing()
+        response = h.conn.response()
+        self.assertTrue(response.complete)
+        self.assertTrue(response.body.endswith(payload + DONE_FRAME))
+        self.assertNotIn("lost", h.source.calls)
+        self.assertEqual(h.clock.getDelayedCalls(), [])
+
+    def test_client_taking_nothing_is_cut_off(self) -> None:
+        """Four keep-alive periods without progress over the bound: aborted."""
+        h = Harness(keep_alive=5, max_buffered=100)
+        self.burst(h)
+        h.clock.advance(19.9)
+        self.assertFalse(h.conn.transport.disconnected)
+        h.clock.advance(0.1)
+        self.assertTrue(h.conn.transport.disconnected)
+        self.assertEqual(h.source.calls, ["pause", "lost"])
+        self.assertEqual(h.stream.queued_bytes, 0)
+        self.assertEqual(h.clock.getDelayedCalls(), [])
+        self.assertEqual(h.stream.state, "lost")
+
+    def test_progress_restarts_the_window(self) -> None:
+        """Each drain gives the client another full window."""
+        h = Harness(keep_alive=5, max_buffered=100)
+        self.burst(h, frames=10)
+        h.clock.advance(15)
+        self.take(h, 1)
+        h.clock.advance(15)
+        self.assertFalse(h.conn.transport.disconnected)
+        h.clock.advance(5)
+        self.assertTrue(h.conn.transport.disconnected)
+
+    def test_without_keep_alives_the_window_is_a_minute(self) -> None:
+        """No keep-alive period to count in: 60 s."""
+        h = Harness(keep_alive=0, max_buffered=100)
+        self.burst(h)
+        h.clock.advance(59)
+        self.assertFalse(h.conn.transport.disconnected)
+        h.clock.advance(1)
+        self.assertTrue(h.conn.transport.disconnected)
+
+    def test_under_the_bound_waits_for_the_client(self) -> None:
+        """A final burst within the bound is held until the client reads or leaves."""
+        h = Harness(keep_alive=5, max_buffered=1000)
+        self.burst(h)
+        self.assertEqual(h.clock.getDelayedCalls(), [])
+        h.clock.advance(3600)
+        self.assertFalse(h.conn.transport.disconnected)
+        h.stream.resumeProducing()
+        self.assertTrue(h.conn.response().complete)
+
+    def test_client_leaving_cancels_the_watch(self) -> None:
+        """A client that leaves while watched: the loss once, no timer left."""
+        h = Harness(keep_alive=5, max_buffered=100)
+        self.burst(h)
+        h.conn.disconnect()
+        self.assertEqual(h.source.calls, ["pause", "lost"])
+        self.assertEqual(h.clock.getDelayedCalls(), [])
 
 
 class KeepAliveTests(SynchronousTestCase):

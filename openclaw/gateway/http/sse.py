@@ -7,11 +7,23 @@ gone (``stopProducing``); it forwards pause and resume to its source (the agent
 run, and through it the upstream socket) and reports loss exactly once.
 
 Buffering is bounded: while paused, frames are queued here instead of being
-pushed into the transport; the queue may hold at most ``max_buffered_bytes``
-(default 1 MiB). On top of that, Twisted's transport buffer holds what was
-written before it asked us to pause (it pauses at 64 KiB). A source that keeps
-producing past the bound despite the pause gets the connection aborted rather
-than unbounded memory.
+pushed into the transport; the queue may hold ``max_buffered_bytes`` (default
+1 MiB) for a client that is not reading. On top of that, Twisted's transport
+buffer holds what was written before it asked us to pause (it pauses at 64
+KiB). Passing the bound is judged at the end of the reactor turn, not at the
+write that passed it, because a run writes its closing frames in one
+synchronous burst (Responses repeats the whole text in four of them; chat
+sends client tool-call arguments as chunks), often several times the bound
+for a long reply, and then closes the stream:
+
+- still open then (the source kept producing past the bound despite the
+  pause): the connection is aborted rather than memory grown without limit;
+- closed (the run is over: the queue is its last frames and cannot grow): the
+  queue drains as the client reads. Only a client that takes nothing for
+  ``stall_seconds`` while more than the bound waits for it is aborted (by
+  default four keep-alive periods, 60 s without keep-alives). Progress is the
+  time of the last write into the transport: once closed, the stream writes
+  only when the client has drained what it had.
 
 Frames that arrive together are written together: inside a delivery batch
 (:mod:`openclaw.core.delivery`: the upstream connection opens one around each
@@ -62,6 +74,11 @@ DEFAULT_MAX_BUFFERED_BYTES = 1024 * 1024
 #: that much more from the upstream before backpressure stops it (all of it
 #: held as run text in the process). Linux doubles the value for its own use.
 DEFAULT_SEND_BUFFER_BYTES = 32 * 1024
+#: A closed stream over the bound whose client takes nothing for this many
+#: keep-alive periods is aborted ...
+STALL_KEEP_ALIVE_PERIODS = 4
+#: ... or for this long when the stream sends no keep-alives.
+DEFAULT_STALL_SECONDS = 60.0
 
 StreamState = Literal["new", "open", "closing", "finished", "lost"]
 
@@ -109,6 +126,8 @@ class SSEStream:
         "_request",
         "_send_buffer",
         "_source_paused",
+        "_stall",
+        "_watch",
         "bytes_written",
         "done",
         "state",
@@ -126,11 +145,15 @@ class SSEStream:
         max_buffered_bytes: int = DEFAULT_MAX_BUFFERED_BYTES,
         send_buffer_bytes: int | None = DEFAULT_SEND_BUFFER_BYTES,
         batch: DeliveryBatch = DELIVERY,
+        stall_seconds: float | None = None,
     ) -> None:
         """
         :param send_buffer_bytes: the connection's ``SO_SNDBUF`` while
             streaming (None: leave the kernel's autotuning alone).
         :param batch: the delivery batch whose end flushes held frames.
+        :param stall_seconds: how long a client may take nothing of a closed
+            stream's final frames over the bound (None: four keep-alive
+            periods, or :data:`DEFAULT_STALL_SECONDS` without keep-alives).
         """
         self._request = request
         self._batch = batch
@@ -144,6 +167,16 @@ class SSEStream:
         self._on_resume = on_resume
         self._on_lost = on_lost
         self._max_buffered = max_buffered_bytes
+        if stall_seconds is None:
+            stall_seconds = (
+                STALL_KEEP_ALIVE_PERIODS * keep_alive_seconds
+                if keep_alive_seconds > 0
+                else DEFAULT_STALL_SECONDS
+            )
+        self._stall = stall_seconds
+        #: The end-of-turn judgement of a queue over the bound, then the
+        #: watch on a closed stream's client (at most one at a time).
+        self._watch: IDelayedCall | None = None
         #: Made by the first pause: a stream whose client keeps up never
         #: needs it (an empty deque is 600 bytes per open stream).
         self._queue: deque[bytes] | None = None
@@ -247,8 +280,9 @@ class SSEStream:
                 self._queue = deque()
             self._queue.append(data)
             self._queued_bytes += len(data)
-            if self._queued_bytes > self._max_buffered:
-                self._overflow()
+            if self._queued_bytes > self._max_buffered and self._watch is None:
+                # Judged once the current burst is over (see the module doc).
+                self._watch = self._clock.callLater(0, self._judge)
             return
         if self._batch.open:
             held = self._held
@@ -283,6 +317,7 @@ class SSEStream:
         if self.state != "closing" or self._queue or self._paused or self._held:
             return
         self.state = "finished"
+        self._cancel_watch()
         self._forget_source()
         self._request.unregisterProducer()
         self.done.callback(b"")
@@ -314,12 +349,46 @@ class SSEStream:
             self._ping.cancel()
         self._ping = None
 
-    def _overflow(self) -> None:
+    def _cancel_watch(self) -> None:
+        if self._watch is not None and self._watch.active():
+            self._watch.cancel()
+        self._watch = None
+
+    def _judge(self) -> None:
+        """The end of the turn in which the queue passed the bound."""
+        self._watch = None
+        if self._queued_bytes <= self._max_buffered:
+            return  # the client took enough meanwhile
+        if self.state == "open":
+            log.warn(
+                "SSE client not reading: {queued} bytes queued (limit {limit}); aborting stream",
+                queued=self._queued_bytes,
+                limit=self._max_buffered,
+            )
+            self._overflow()
+        elif self.state == "closing":
+            self._watch_client()
+
+    def _watch_client(self) -> None:
+        """A closed stream over the bound: abort it once its client has taken
+        nothing for ``stall_seconds``; stop watching below the bound."""
+        self._watch = None
+        if self.state != "closing" or self._queued_bytes <= self._max_buffered:
+            return
+        idle = self._clock.seconds() - self._last_write
+        if idle < self._stall:
+            self._watch = self._clock.callLater(self._stall - idle, self._watch_client)
+            return
         log.warn(
-            "SSE client not reading: {queued} bytes queued (limit {limit}); aborting stream",
+            "SSE client not reading: took nothing for {idle:.1f} s with {queued} bytes"
+            " queued (limit {limit}); aborting stream",
+            idle=idle,
             queued=self._queued_bytes,
             limit=self._max_buffered,
         )
+        self._overflow()
+
+    def _overflow(self) -> None:
         transport = getattr(self._request, "transport", None)
         self._lose("buffer overflow")
         abort = getattr(transport, "abortConnection", None)
@@ -333,6 +402,7 @@ class SSEStream:
             return
         self.state = "lost"
         self._cancel_ping()
+        self._cancel_watch()
         self._queue = None
         self._queued_bytes = 0
         self._held = []
