@@ -142,6 +142,33 @@ class EmbeddingsTests(SynchronousTestCase):
         self.post(h, {"input": [7, 8, 9]})
         self.assertEqual(h.runtime.embed_requests[-1].inputs, ((7, 8, 9),))
 
+    def test_whole_number_floats_are_integers(self) -> None:
+        """``dimensions: 4.0`` and token ``5.0`` are the integers 4 and 5 (as
+        for OpenClaw's ``number().int()``, and as chat's ``max_tokens: 1.0``):
+        clients that write every number as a float are served, and the
+        runtime gets ints."""
+        h = Harness()
+        status, body, _ = self.post(h, {"input": [[5.0, 6], [7.0]], "dimensions": 4.0})
+        self.assertEqual(status, 200, body)
+        [req] = h.runtime.embed_requests
+        self.assertEqual((req.inputs, req.dimensions), (((5, 6), (7,)), 4))
+        self.assertEqual([type(t) for t in (*req.inputs[0], *req.inputs[1])], [int, int, int])
+        self.assertIs(type(req.dimensions), int)
+        self.post(h, {"input": [1.0, 2.0]})
+        self.assertEqual(h.runtime.embed_requests[-1].inputs, ((1, 2),))
+        for refused in (
+            {"input": "a", "dimensions": 4.5},
+            {"input": "a", "dimensions": 0.0},
+            {"input": "a", "dimensions": 2.0**53},
+            {"input": "a", "dimensions": 10**400},
+            {"input": [1.5]},
+            {"input": [-1.0]},
+            {"input": [[2.0**53]]},
+        ):
+            status, _, _ = self.post(h, refused)
+            self.assertEqual(status, 400, refused)
+        self.assertEqual(len(h.runtime.embed_requests), 2)
+
     def test_bad_inputs(self) -> None:
         """Empty, mixed or malformed inputs, bad dimensions or format: 400 naming the field."""
         h = Harness()

@@ -57,14 +57,30 @@ INVALID_INPUT_MESSAGE = (
 )
 
 
+def _whole_number(value: object, least: int) -> int | None:
+    """``value`` as an int if it is a whole number from ``least`` to
+    ``MAX_SAFE_INTEGER``, else None. ``4.0`` counts, as it does for OpenClaw's
+    ``number().int()`` (JSON numbers are JavaScript doubles) and for the chat
+    endpoint's integer fields: some clients write every number as a float."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    # The range first: comparing is exact, while float() of a 400-digit
+    # integer raises OverflowError (NaN fails the comparison).
+    if least <= value <= MAX_SAFE_INTEGER and float(value).is_integer():
+        return int(value)
+    return None
+
+
 def _token_array(value: object) -> tuple[int, ...] | None:
     if not isinstance(value, list) or not value:
         return None
-    if all(
-        isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_SAFE_INTEGER for v in value
-    ):
-        return tuple(value)
-    return None
+    tokens: list[int] = []
+    for item in value:
+        token = _whole_number(item, 0)
+        if token is None:
+            return None
+        tokens.append(token)
+    return tuple(tokens)
 
 
 def parse_inputs(value: object) -> tuple[str | tuple[int, ...], ...]:
@@ -108,10 +124,9 @@ def parse_embedding_request(
         model, header_agent, agent_ids=agent_ids, default_agent_id=default_agent_id
     )
     inputs = parse_inputs(body.get("input"))
-    dimensions = body.get("dimensions")
-    if dimensions is not None and (
-        not isinstance(dimensions, int) or isinstance(dimensions, bool) or dimensions < 1
-    ):
+    sent_dimensions = body.get("dimensions")
+    dimensions = None if sent_dimensions is None else _whole_number(sent_dimensions, 1)
+    if sent_dimensions is not None and dimensions is None:
         raise ChatRequestError("`dimensions` must be a positive integer.", param="dimensions")
     encoding = body.get("encoding_format")
     if encoding not in (None, "float", "base64"):
