@@ -10,7 +10,7 @@ from attrs import evolve
 from openclaw.agents.compaction import SUMMARY_PREFIX
 from openclaw.agents.types import FailureKind, ProviderError
 from openclaw.config.model import ModelEntry, ModelsConfig, ProviderConfig
-from openclaw.testing import Reply, ScriptedProvider, run_due, scripted_config
+from openclaw.testing import Reply, ScriptedProvider, ScriptedToolCall, run_due, scripted_config
 from tests.agent_loop_support import MAIN, LoopCase
 
 #: Tokens the scripted model's window holds (about four characters each).
@@ -189,6 +189,37 @@ class UnknownWindowOverflowTests(LoopCase):
         error = self.failureResultOf(run.result, ProviderError).value
         self.assertIs(error.kind, FailureKind.CONTEXT_OVERFLOW)
         self.assertEqual(len(self.provider.calls), 1)
+
+    def test_overflow_after_streamed_steps_is_retried_with_tool_output_cut(self) -> None:
+        """A first turn whose second call overflows after the first streamed
+        text and read a large file: that step is retried once with the read's
+        output cut (the client's text goes on; nothing is repeated)."""
+        (self.workspace / "big.txt").parent.mkdir(parents=True, exist_ok=True)
+        (self.workspace / "big.txt").write_text("\n".join("x" * 79 for _ in range(250)))
+        overflow = ProviderError(FailureKind.CONTEXT_OVERFLOW, "too long", status=400)
+        read = ScriptedToolCall(name="read", arguments='{"path": "big.txt"}', id="c1")
+        self.provider.add(
+            Reply(chunks=("Reading.",), tool_calls=(read,)), Reply.failure(overflow), "Done."
+        )
+        self.assertEqual(self.turn("read big.txt", "r1"), "Reading.\n\nDone.")
+        refused, retried = self.provider.calls[1:3]
+        self.assertGreater(len(refused.messages[-1].content), 15_000)  # the 16,000 cap
+        self.assertLess(len(retried.messages[-1].content), 8_000)
+        self.assertIn("characters of tool output omitted", retried.messages[-1].content)
+
+    def test_a_summary_that_would_not_shrink_the_history_is_not_recorded(self) -> None:
+        """The overflow's compaction summarises a short history into something
+        longer: it is rejected (nothing recorded, the history stays verbatim)
+        and, with nothing else to cut, the overflow is reported."""
+        overflow = ProviderError(FailureKind.CONTEXT_OVERFLOW, "too long", status=400)
+        self.provider.add("hello", Reply.failure(overflow), "S" * 5_000)
+        self.turn("hi there", "r1")
+        run, _ = self.start("second", run_id="r2")
+        run_due(self.clock)
+        error = self.failureResultOf(run.result, ProviderError).value
+        self.assertIs(error.kind, FailureKind.CONTEXT_OVERFLOW)
+        self.assertEqual([e for e in self.entries() if e["type"] == "compaction"], [])
+        self.assertEqual(len(self.provider.calls), 3)
 
 
 class ManualCompactionTests(LoopCase):

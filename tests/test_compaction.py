@@ -23,6 +23,7 @@ from openclaw.agents.compaction import (
     plan_compaction,
     render_transcript,
     stream_to_text,
+    tool_result_cap,
 )
 from openclaw.agents.providers.base import ModelCall, ModelMessage, StreamOutcome, StreamSink
 from openclaw.agents.types import FailureKind, ImageInput, ProviderError, ToolCall, Usage
@@ -110,6 +111,16 @@ class EstimateTests(SynchronousTestCase):
         self.assertEqual(auto_keep_tokens(config, 32_000, 4_000), 10_000)
         self.assertEqual(auto_keep_tokens(config, 200_000, 0), 20_000)
         self.assertEqual(auto_keep_tokens(config, 1_000, 5_000), 0)
+
+    def test_tool_result_cap_follows_the_window(self) -> None:
+        """OpenClaw's live cap: 30 % of the window (four characters a token), at
+        most 16,000 / 32,000 / 64,000 characters by window size; 16,000 unknown."""
+        self.assertEqual(tool_result_cap(8_000), 9_600)
+        self.assertEqual(tool_result_cap(4_096), 4_912)
+        self.assertEqual(tool_result_cap(32_000), 16_000)
+        self.assertEqual(tool_result_cap(128_000), 32_000)
+        self.assertEqual(tool_result_cap(200_000), 64_000)
+        self.assertEqual(tool_result_cap(None), 16_000)
 
 
 class PlanTests(SynchronousTestCase):
@@ -225,10 +236,12 @@ class CompactorTests(SynchronousTestCase):
         self.clock.advance(1_767_225_600)
         self.calls: list[ModelCall] = []
 
-    def compactor(self, reply: Deferred[str]) -> Compactor:
+    def compactor(self, reply: Deferred[str] | str) -> Compactor:
+        """A compactor whose summary calls answer ``reply`` (text: every call)."""
+
         def summarize(call: ModelCall) -> Deferred[str]:
             self.calls.append(call)
-            return reply
+            return succeed(reply) if isinstance(reply, str) else reply
 
         return Compactor(summarize, self.clock, new_id=lambda: "newid")
 
@@ -273,6 +286,36 @@ class CompactorTests(SynchronousTestCase):
             )
         )
         self.assertEqual(self.calls, [])
+
+    def test_a_summary_that_does_not_shrink_the_history_is_rejected(self) -> None:
+        """A summary longer than what it replaces fails with CompactionError
+        (OpenClaw rejects unchanged or larger replacements)."""
+        compactor = self.compactor("y" * 2_000)
+        d = compactor.compact(
+            history(), model="m", config=CompactionConfig(keep_recent_tokens=220), parent_id=None
+        )
+        self.assertIn("would not make the history smaller", str(self.failureResultOf(d).value))
+        self.failureResultOf(
+            compactor.compact(
+                history(), model="m", config=CompactionConfig(keep_recent_tokens=220),
+                parent_id=None,
+            ),
+            CompactionError,
+        )  # fmt: skip
+
+    def test_tokens_before_counts_the_previous_summary(self) -> None:
+        """Re-compacting replaces the previous summary too: it is counted before."""
+        compactor = self.compactor("s")
+        config = CompactionConfig(keep_recent_tokens=220)
+        plain = self.successResultOf(compactor.compact(history(), model="m", config=config,
+                                                       parent_id=None))  # fmt: skip
+        again = self.successResultOf(
+            compactor.compact(
+                history(), model="m", config=config, parent_id=None, previous_summary="p" * 400
+            )
+        )
+        assert plain is not None and again is not None
+        self.assertEqual(again.tokens_before - plain.tokens_before, 100 + 4 + 9)
 
     def test_empty_summary_fails(self) -> None:
         """An empty summary is an error, not a compaction."""

@@ -306,6 +306,28 @@ class FakeOpenAIUpstreamTests(SynchronousTestCase):
         self.assertEqual(conn.status(), 404)
         self.assertEqual(fake.request_count, 3)
 
+    def test_request_over_max_bytes_is_a_context_overflow(self) -> None:
+        """max_request_bytes refuses a larger body with OpenAI's 400
+        context_length_exceeded and keeps the queued reply for the next
+        request that fits."""
+        clock = Clock()
+        fake = FakeOpenAIUpstream(clock)
+        fake.enqueue(FakeReply(text="fits"))
+        size = len(json.dumps(STREAM_BODY).encode())
+        fake.max_request_bytes = size - 1
+        conn = Connection(fake)
+        conn.post(STREAM_BODY)
+        self.assertEqual(conn.status(), 400)
+        error = json.loads(conn.body())["error"]
+        self.assertEqual(error["code"], "context_length_exceeded")
+        self.assertIn("maximum context length", error["message"])
+        fake.max_request_bytes = size
+        conn = Connection(fake)
+        conn.post(STREAM_BODY)
+        self.assertEqual(conn.status(), 200)
+        clock.advance(0)
+        self.assertEqual(openai_chunks(conn)[1]["choices"][0]["delta"]["content"], "fits")
+
     def test_verbatim_error_body(self) -> None:
         """error_body is sent as it is."""
         clock = Clock()

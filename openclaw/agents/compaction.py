@@ -8,10 +8,13 @@ reference):
   window so small models keep three quarters for the conversation);
 - the most recent ``keepRecentTokens`` (20,000) of history stay verbatim; an
   assistant tool call and its results are never split;
-- the older part is summarised by a model call, and the transcript gets a
-  ``type: "compaction"`` entry (``summary``, ``firstKeptEntryId``,
-  ``tokensBefore``, ``tokensAfter``); later turns see the summary plus the
-  messages from ``firstKeptEntryId`` on. The full history stays on disk.
+- the older part is summarised by a model call;
+- a summary that would not make the history smaller is rejected
+  (:class:`CompactionError`), as OpenClaw rejects such a replacement;
+- the transcript gets a ``type: "compaction"`` entry (``summary``,
+  ``firstKeptEntryId``, ``tokensBefore``, ``tokensAfter``); later turns see
+  the summary plus the messages from ``firstKeptEntryId`` on. The full
+  history stays on disk.
 
 Token counts are estimates: this project ships no tokenizer, so text counts
 as one token per four characters (plus a small per-message overhead, and a
@@ -44,6 +47,9 @@ TOOL_RESULT_SUMMARY_CHARS: Final = 2_000
 #: Operator focus text is limited like OpenClaw's (Unicode code points).
 FOCUS_MAX_CHARS: Final = 800
 SUMMARY_PREFIX: Final = "[Compacted conversation summary]"
+#: OpenClaw's share of the window one live tool result may take
+#: (``MAX_TOOL_RESULT_CONTEXT_SHARE``), counted at four characters per token.
+TOOL_RESULT_CONTEXT_SHARE: Final = 0.3
 
 _SUMMARISER_PROMPT: Final = """\
 You compress an AI assistant's conversation history into a checkpoint that \
@@ -242,13 +248,21 @@ def build_summary_call(
 
 
 def tool_result_cap(context_window: int | None) -> int:
-    """Characters of one live tool result sent to the model (OpenClaw's auto cap):
-    16,000 below 100K tokens of context, 32,000 from 100K, 64,000 from 200K."""
-    if context_window is not None and context_window >= 200_000:
-        return 64_000
-    if context_window is not None and context_window >= 100_000:
-        return 32_000
-    return 16_000
+    """Characters one live tool result keeps (OpenClaw's
+    ``resolveLiveToolResultMaxChars``): 16,000 below 100K tokens of context,
+    32,000 from 100K, 64,000 from 200K, and never more than 30 % of the window
+    (``floor(window * 0.3) * 4`` characters: 9,600 for an 8K window). An
+    unknown window gets 16,000."""
+    if not context_window or context_window <= 0:
+        return 16_000
+    if context_window >= 200_000:
+        auto = 64_000
+    elif context_window >= 100_000:
+        auto = 32_000
+    else:
+        auto = 16_000
+    share = math.floor(context_window * TOOL_RESULT_CONTEXT_SHARE) * CHARS_PER_TOKEN
+    return max(1, min(share, auto))
 
 
 def summary_message(summary: str) -> ModelMessage:
@@ -332,8 +346,9 @@ class Compactor:
 
         ``keep_recent_tokens`` defaults to ``config.keep_recent_tokens`` (manual
         compaction); automatic compaction passes :func:`auto_keep_tokens`.
-        Fails with :class:`CompactionError` when the summary comes back empty;
-        cancelling the Deferred cancels the model call.
+        Fails with :class:`CompactionError` when the summary comes back empty
+        or would not make the history smaller; cancelling the Deferred cancels
+        the model call.
         """
         keep = config.keep_recent_tokens if keep_recent_tokens is None else keep_recent_tokens
         plan = plan_compaction(entries, keep_recent_tokens=keep)
@@ -341,28 +356,37 @@ class Compactor:
             d: Deferred[CompactionResult | None] = Deferred()
             d.callback(None)
             return d
+        before = plan.tokens_before
+        if previous_summary:
+            before += estimate_message_tokens(summary_message(previous_summary))
+
         call = build_summary_call(
             plan, model=model, config=config, previous_summary=previous_summary, focus=focus
         )
 
-        def done(summary: str) -> CompactionResult:
-            text = summary.strip()
-            if not text:
+        def done(text: str) -> CompactionResult:
+            summary = text.strip()
+            if not summary:
                 raise CompactionError("the model returned an empty summary")
-            first = summary_message(text)
+            first = summary_message(summary)
             kept = tuple(e.message for e in plan.kept)
             after = estimate_message_tokens(first) + estimate_tokens(kept)
+            if after >= before:
+                raise CompactionError(
+                    f"the summary would not make the history smaller ({before} -> {after} "
+                    "tokens estimated); the history is left as it was"
+                )
             entry = compaction_entry(
                 entry_id=self._new_id(),
                 parent_id=parent_id,
                 timestamp_ms=int(self._clock.seconds() * 1000),
-                summary=text,
+                summary=summary,
                 first_kept_entry_id=plan.first_kept_entry_id,
-                tokens_before=plan.tokens_before,
+                tokens_before=before,
                 tokens_after=after,
                 run_id=run_id,
             )
-            return CompactionResult(entry, text, (first, *kept), plan.tokens_before, after)
+            return CompactionResult(entry, summary, (first, *kept), before, after)
 
         return self._summarize(call).addCallback(done)
 

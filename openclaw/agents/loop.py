@@ -4,8 +4,12 @@
 built-in tool:
 
 1. held while a consumer is paused (backpressure holds the next call too);
-2. compaction first when the history would not fit the context window (and
-   once more, then a retry, when the upstream says it overflowed);
+2. fitting the context window first: every tool result is cut to the
+   context guard's share of the window; when the request would still not
+   fit, this turn's tool results are cut (oldest first) if that frees enough,
+   else the older history is compacted (and the turn's results cut after it).
+   When the upstream says the context overflowed anyway, the same happens
+   once more with a smaller target, then the call is retried once;
 3. a model call on the fallback chain's current model (a fallback-worthy
    failure before any text reached the client retries on the next model);
 4. the step's built-in calls run in order (:mod:`~openclaw.agents.tool_runner`)
@@ -33,14 +37,22 @@ from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
 
 from openclaw.agents.compaction import (
+    CHARS_PER_TOKEN,
     CompactionError,
     CompactionResult,
     auto_keep_tokens,
     context_window_of,
+    effective_reserve,
     estimate_text_tokens,
     estimate_tokens,
     needs_compaction,
     tool_result_cap,
+)
+from openclaw.agents.context_guard import (
+    guard_tool_results,
+    reducible_chars,
+    trim_tool_results,
+    trimming_suffices,
 )
 from openclaw.agents.fallback import FallbackChain
 from openclaw.agents.history import History, normalise_history
@@ -140,6 +152,8 @@ class TurnLoop:
         self._loop_detector: LoopDetector | None = None
         self._client_names = {t.name for t in request.client_tools}
         self._model_tools = (*tools.schemas, *request.client_tools)
+        #: The estimate of the tool schemas, made on first use (they do not change).
+        self._schema_tokens: int | None = None
         self._steps = 0
         self._usage = Usage()
         #: Usage of the model calls no step message carries yet: the final
@@ -264,12 +278,28 @@ class TurnLoop:
             )
             return
         if self._compaction_due():
-            self._compact(then=self._call_model)
+            self._compact(then=self._fit_and_call)
             return
-        self._call_model()
+        self._fit_and_call()
 
     def _messages(self) -> tuple[ModelMessage, ...]:
-        return (*normalise_history(self._history_messages), *self._turn)
+        window = self._context_window()
+        return (
+            *guard_tool_results(normalise_history(self._history_messages), window),
+            *guard_tool_results(self._turn, window),
+        )
+
+    def _fit_and_call(self) -> None:
+        """Cut this turn's tool results when the request would not fit the
+        window less the reserve, then call the model."""
+        if self._cancelled:
+            return
+        budget = self._prompt_budget()
+        if budget is not None:
+            over = self._request_tokens() - budget
+            if over > 0:
+                self._trim_turn(over * CHARS_PER_TOKEN, "it would not fit the context window")
+        self._call_model()
 
     def _call_model(self) -> None:
         if self._cancelled:
@@ -344,21 +374,45 @@ class TurnLoop:
         self._model_failed(error)
 
     def _model_failed(self, error: ProviderError) -> None:
+        # Overflow is refused before any text: retrying this step repeats
+        # nothing the client saw (earlier steps' text stays as it was).
         if (
             error.kind is FailureKind.CONTEXT_OVERFLOW
             and not self._overflow_retried
-            and not self._chain.output_sent
-            and self._history_messages
+            and not self._step_spoke
         ):
             self._overflow_retried = True
             self._steps -= 1
+            self._recover_from_overflow(error)
+            return
+        self._fall_back_or_fail(error)
+
+    def _recover_from_overflow(self, error: ProviderError) -> None:
+        """The upstream refused the context although the estimate let it
+        through: aim at three quarters of the refused request (at most the
+        window less the reserve), or at half when the window is unknown. Cut
+        this turn's tool results if that frees enough, else compact the older
+        history too; then retry once. With nothing to cut or summarise, the
+        overflow is reported (not the same request sent again)."""
+        refused = self._request_tokens()
+        budget = self._prompt_budget()
+        target = refused // 2 if budget is None else min(budget, refused * 3 // 4)
+        need = max(0, refused - target) * CHARS_PER_TOKEN
+        window = self._context_window()
+        enough = reducible_chars(guard_tool_results(self._turn, window)) >= need
+        trimmed = self._trim_turn(need, "the upstream refused the context as too long")
+        if (not trimmed or not enough) and self._history_messages:
             log.info("run {run_id}: context overflow; compacting and retrying", run_id=self._run_id)
-            # Nothing summarised means the same request again: report the overflow.
+            fail = partial(self._fall_back_or_fail, error)
             self._compact(
-                then=self._retry_after_compaction,
+                then=self._retry_after_recovery,
                 force=True,
-                unchanged=lambda: self._fall_back_or_fail(error),
+                unchanged=self._retry_after_recovery if trimmed else fail,
             )
+            return
+        if trimmed:
+            log.info("run {run_id}: context overflow; retrying", run_id=self._run_id)
+            self._retry_after_recovery()
             return
         self._fall_back_or_fail(error)
 
@@ -378,7 +432,7 @@ class TurnLoop:
         self._steps -= 1
         self._call_model()
 
-    def _retry_after_compaction(self) -> None:
+    def _retry_after_recovery(self) -> None:
         self._detector.arm_post_compaction()
         self._call_model()
 
@@ -486,27 +540,75 @@ class TurnLoop:
                 return None
         return context_window_of(self._deps.config.models.providers, ref.provider, ref.model)
 
+    def _prompt_budget(self) -> int | None:
+        """Tokens a request may take: the window less the reserve (None: unknown)."""
+        window = self._context_window()
+        if not window:
+            return None
+        return window - effective_reserve(self._deps.config.agents.defaults.compaction, window)
+
     def _fixed_tokens(self) -> int:
-        schemas = json.dumps(
-            [{"name": t.name, "description": t.description, "parameters": t.parameters}
-             for t in self._model_tools],
-            default=str,
-        )  # fmt: skip
+        """What compaction cannot shrink: the system prompt, the tool schemas and
+        this turn (its tool results as the guard leaves them)."""
+        if self._schema_tokens is None:
+            schemas = json.dumps(
+                [{"name": t.name, "description": t.description, "parameters": t.parameters}
+                 for t in self._model_tools],
+                default=str,
+            )  # fmt: skip
+            self._schema_tokens = estimate_text_tokens(schemas)
         return (
             estimate_text_tokens(self._system_prompt.text())
-            + estimate_text_tokens(schemas)
-            + estimate_tokens(self._turn)
+            + self._schema_tokens
+            + estimate_tokens(guard_tool_results(self._turn, self._context_window()))
         )
 
+    def _history_tokens(self) -> int:
+        return estimate_tokens(guard_tool_results(self._history_messages, self._context_window()))
+
+    def _request_tokens(self) -> int:
+        """The estimate of the next request."""
+        return self._fixed_tokens() + self._history_tokens()
+
     def _compaction_due(self) -> bool:
+        """The history would not fit, and cutting this turn's tool results
+        would not free enough on its own (OpenClaw's truncate-only route makes
+        no summary: summarising a short history cannot help then)."""
         if not self._history.entries:
             return False
-        return needs_compaction(
-            history_tokens=estimate_tokens(self._history_messages),
-            fixed_tokens=self._fixed_tokens(),
+        fixed = self._fixed_tokens()
+        history = self._history_tokens()
+        if not needs_compaction(
+            history_tokens=history,
+            fixed_tokens=fixed,
             context_window=self._context_window(),
             config=self._deps.config.agents.defaults.compaction,
+        ):
+            return False
+        budget = self._prompt_budget()
+        assert budget is not None  # needs_compaction is False without a window
+        turn = guard_tool_results(self._turn, self._context_window())
+        return not trimming_suffices(turn, fixed + history - budget)
+
+    def _trim_turn(self, chars: int, why: str) -> bool:
+        """Cut this turn's tool results, oldest first, by about ``chars``
+        characters (what the model is sent; the transcript keeps them)."""
+        before = self._request_tokens()
+        trimmed = trim_tool_results(guard_tool_results(self._turn, self._context_window()), chars)
+        if not trimmed.count:
+            return False
+        self._turn = list(trimmed.messages)
+        log.info(
+            "run {run_id}: cut {count} tool result(s) of this turn by {freed} characters "
+            "({why}): about {before} -> {after} tokens",
+            run_id=self._run_id,
+            count=trimmed.count,
+            freed=trimmed.freed,
+            why=why,
+            before=before,
+            after=self._request_tokens(),
         )
+        return True
 
     def _compact(
         self,

@@ -365,6 +365,10 @@ class FakeUpstream(Resource):
         self.api_key = api_key
         #: What ``GET .../models`` lists (``openclaw doctor`` asks).
         self.model_ids: tuple[str, ...] = ("fake-model",)
+        #: When set, a request body over this many bytes is refused as a real
+        #: model refuses a prompt over its context window: a 400 whose code
+        #: is ``context_length_exceeded`` (the queued replies are kept).
+        self.max_request_bytes: int | None = None
 
         #: With no delay, write at most this much per reactor turn.
         self.batch_bytes = batch_bytes
@@ -491,6 +495,17 @@ class FakeUpstream(Resource):
                 request,
                 401,
                 self._error_json(401, "invalid api key", "authentication_error", "invalid_api_key"),
+            )
+        limit = self.max_request_bytes
+        if limit is not None and len(raw) > limit:
+            message = (
+                f"This model's maximum context length is exceeded: the request has "
+                f"{len(raw)} bytes, at most {limit} fit. Please reduce the length of the messages."
+            )
+            return self._answer(
+                request,
+                400,
+                self._error_json(400, message, "invalid_request_error", "context_length_exceeded"),
             )
         if self._queue:
             reply = self._queue.popleft()

@@ -1,0 +1,174 @@
+"""Small context windows in the real ``twistd openclaw`` process: tool output
+that would not fit, and an upstream that refuses an over-long request.
+
+The fake upstream refuses any request body over ``max_request_bytes`` with a
+400 ``context_length_exceeded``, as a local model server with a small window
+does; everything the gateway sent is in ``fake.requests``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from twisted.internet.threads import deferToThread
+
+from openclaw.testing import FakeReply, FakeToolCall, ReceivedRequest, ToolConversation
+from tests import integration_support as support
+
+#: The ``small`` model's contextWindow (tokens), and the bytes its fake takes.
+WINDOW = 8_000
+LIMIT = WINDOW * 4
+#: The summariser's system prompt starts so.
+SUMMARISER = "You compress an AI assistant's conversation history"
+OMITTED = "characters of tool output omitted"
+
+
+def read(call_id: str, **arguments: Any) -> FakeToolCall:
+    return FakeToolCall("read", json.dumps({"path": "big.txt", **arguments}), id=call_id)
+
+
+def tool_messages(request: ReceivedRequest) -> list[str]:
+    return [m["content"] for m in request.body["messages"] if m["role"] == "tool"]
+
+
+def is_summary(request: ReceivedRequest) -> bool:
+    first = request.body["messages"][0]
+    return first["role"] == "system" and str(first["content"]).startswith(SUMMARISER)
+
+
+class ContextOverflowTests(support.GatewayTestCase):
+    """``main`` uses a model with an 8K window; ``nocw`` one without a
+    configured window (so only the upstream's refusal tells)."""
+
+    @classmethod
+    def gateway_config(cls, port: int) -> dict[str, Any]:
+        models = [{"id": "small", "contextWindow": WINDOW}, {"id": "plain"}]
+        return {
+            "models": {"providers": {"fake": support.openai_provider(port, models=models)}},
+            "agents": {
+                "defaults": {"compaction": {"reserveTokens": 1000, "keepRecentTokens": 1000}},
+                "list": [
+                    {"id": "main", "default": True, "model": "fake/small"},
+                    {"id": "nocw", "model": "fake/plain"},
+                ],
+            },
+        }
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.fake.max_request_bytes = LIMIT
+        state = self.gateway.directory / "state"
+        lines = "\n".join(f"line {i} " + "y" * 60 for i in range(3000))
+        for workspace in (state / "workspace", state / "workspace-nocw"):
+            workspace.mkdir(parents=True, exist_ok=True)
+            (workspace / "big.txt").write_text(lines)
+
+    async def chat(self, model: str, content: str, user: str) -> support.HTTPResult:
+        body = {"model": model, "messages": [{"role": "user", "content": content}], "user": user}
+        result: support.HTTPResult = await deferToThread(
+            support.post_chat, self.gateway.port, body, support.AUTH
+        )
+        return result
+
+    def transcript(self, agent: str, user: str) -> list[dict[str, Any]]:
+        sessions = self.gateway.directory / "state" / "agents" / agent / "sessions"
+        key = f"agent:{agent}:openai-user:{user}"
+        for path in Path(sessions).glob("*.jsonl"):
+            lines = [json.loads(line) for line in path.read_text().splitlines()]
+            if lines and lines[0].get("sessionKey") == key:
+                return lines
+        raise AssertionError(f"no transcript for {key}")
+
+    def refused(self) -> list[ReceivedRequest]:
+        return [r for r in self.fake.requests if len(r.raw) > LIMIT]
+
+    async def test_first_turn_tool_output_is_cut_to_fit_a_small_window(self) -> None:
+        """A first turn that reads four large pieces of a file with an 8K-window
+        model: each result is capped to 30 % of the window when recorded
+        (9,600 characters) and to the context guard's 4,000 when sent; when
+        the fourth would not fit, the older results are cut, oldest first.
+        No request is refused, the answer arrives, the transcript keeps the
+        results as recorded."""
+        conversation = ToolConversation(
+            FakeReply(text="", tool_calls=(read("r1"),)),
+            FakeReply(text="", tool_calls=(read("r2", offset=800),)),
+            FakeReply(text="", tool_calls=(read("r3", offset=1600),)),
+            FakeReply(text="", tool_calls=(read("r4", offset=2400),)),
+            FakeReply(text="All four read."),
+        )
+        self.fake.responder = conversation
+        result = await self.chat("openclaw", "read the big file in four parts", "cut1")
+        self.assertEqual(result.status, 200, result.body)
+        self.assertEqual(result.json()["choices"][0]["message"]["content"], "All four read.")
+        self.assertEqual(self.refused(), [])
+        self.assertEqual(len(self.fake.requests), 5)
+        for request in self.fake.requests:
+            self.assertTrue(all(len(t) <= WINDOW // 2 for t in tool_messages(request)))
+        last = tool_messages(self.fake.requests[-1])
+        self.assertIn(OMITTED, last[0])
+        self.assertLess(len(last[0]), len(last[-1]))
+        # The newest result keeps what the guard leaves: its head and the file's end.
+        self.assertTrue(last[-1].startswith("line 2399 "))
+        self.assertTrue(last[-1].endswith("line 2999 " + "y" * 60))
+        self.assertGreater(len(last[-1]), WINDOW // 2 - 100)
+        recorded = [
+            line["message"]["content"][0]["text"]
+            for line in self.transcript("main", "cut1")
+            if line.get("type") == "message" and line["message"]["role"] == "toolResult"
+        ]
+        self.assertEqual(len(recorded), 4)
+        for text in recorded:
+            self.assertGreater(len(text), WINDOW // 2)
+            self.assertLessEqual(len(text), 9_600)
+        self.assertIn("cut 1 tool result(s) of this turn", self.gateway.log)
+
+    async def test_refused_first_turn_is_retried_with_its_tool_output_cut(self) -> None:
+        """No window configured: the upstream refuses the third request of a
+        first turn (two 16,000-character reads). The gateway cuts the turn's
+        tool results to about half the refused request and retries once; the
+        turn succeeds."""
+        self.fake.responder = ToolConversation(
+            FakeReply(text="", tool_calls=(read("n1"),)),
+            FakeReply(text="", tool_calls=(read("n2", offset=800),)),
+            FakeReply(text="Read both."),
+        )
+        result = await self.chat("openclaw/nocw", "read the big file twice", "cut2")
+        self.assertEqual(result.status, 200, result.body)
+        self.assertEqual(result.json()["choices"][0]["message"]["content"], "Read both.")
+        (refused,) = self.refused()
+        retried = self.fake.requests[-1]
+        self.assertLess(len(retried.raw), LIMIT)
+        self.assertEqual(len(self.fake.requests), 4)
+        self.assertFalse(any(is_summary(r) for r in self.fake.requests))
+        before, after = tool_messages(refused), tool_messages(retried)
+        self.assertEqual([len(t) for t in before], [16_000, 16_000])
+        self.assertIn(OMITTED, after[0])
+        self.assertLess(sum(map(len, after)), sum(map(len, before)))
+        self.assertIn("context overflow; retrying", self.gateway.log)
+
+    async def test_turn_output_is_cut_rather_than_a_short_history_summarised(self) -> None:
+        """When this turn's tool output is what does not fit, a short earlier
+        history is not summarised (a summary could not help and would replace
+        the user's words): no summary request, no compaction entry."""
+        self.fake.responder = lambda request: FakeReply(text="hello")
+        first = await self.chat("openclaw", "hi there", "cut3")
+        self.assertEqual(first.status, 200, first.body)
+        self.fake.responder = ToolConversation(
+            FakeReply(text="", tool_calls=(read("c1"),)),
+            FakeReply(text="", tool_calls=(read("c2", offset=800),)),
+            FakeReply(text="", tool_calls=(read("c3", offset=1600),)),
+            FakeReply(text="", tool_calls=(read("c4", offset=2400),)),
+            FakeReply(text="Done reading."),
+        )
+        result = await self.chat("openclaw", "now read the big file", "cut3")
+        self.assertEqual(result.status, 200, result.body)
+        self.assertEqual(result.json()["choices"][0]["message"]["content"], "Done reading.")
+        self.assertFalse(any(is_summary(r) for r in self.fake.requests))
+        self.assertEqual(self.refused(), [])
+        lines = self.transcript("main", "cut3")
+        self.assertEqual([line for line in lines if line.get("type") == "compaction"], [])
+        # The first turn is still sent verbatim.
+        last = self.fake.requests[-1].body["messages"]
+        self.assertEqual(last[1], {"role": "user", "content": "hi there"})
