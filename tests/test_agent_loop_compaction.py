@@ -155,6 +155,48 @@ class CompactionFallbackTests(CompactionCase):
         self.assertEqual(len(self.backup.calls), 1)
 
 
+class SmallCompactionModelTests(CompactionCase):
+    """A compaction.model whose window is smaller than the agent model's."""
+
+    def test_summary_is_made_in_chunks_that_fit_its_window(self) -> None:
+        """The summary is written in calls of at most 40 % of the summarising
+        model's window (over a 1.2 margin), each carrying the summary so far."""
+        provider = ProviderConfig(
+            id="scripted",
+            api="openai-completions",
+            models=(
+                ModelEntry(id="test-model", context_window=WINDOW),
+                ModelEntry(id="tiny", context_window=1_000),
+            ),
+        )
+        config = self.runtime.config
+        compaction = evolve(
+            config.agents.defaults.compaction, model="scripted/tiny", keep_recent_tokens=100
+        )
+        defaults = evolve(config.agents.defaults, compaction=compaction)
+        self.make_runtime(
+            evolve(
+                config,
+                models=ModelsConfig(providers={"scripted": provider}),
+                agents=evolve(config.agents, defaults=defaults),
+            )
+        )
+        self.provider.add("one", "two", "three", "S1", "S2", "S3")
+        for n in range(3):
+            self.turn(f"turn{n} " + "word " * 200, f"r{n}")
+        compacting = self.runtime.compact_session("main", MAIN)
+        run_due(self.clock)
+        self.assertTrue(self.successResultOf(compacting).compacted)
+        summaries = self.provider.calls[3:]
+        self.assertEqual([c.model for c in summaries], ["tiny"] * 3)
+        for call in summaries:
+            self.assertLess(len(call.messages[0].content), 333 * 4)
+        self.assertIn("<previous-summary>\nS1\n", summaries[1].messages[0].content)
+        self.assertIn("<previous-summary>\nS2\n", summaries[2].messages[0].content)
+        (entry,) = self.compactions()
+        self.assertEqual(entry["summary"], "S3")
+
+
 class UnknownWindowOverflowTests(LoopCase):
     """A model with no contextWindow configured (the usual case) that refuses
     the context."""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -23,6 +23,8 @@ from openclaw.agents.compaction import (
     plan_compaction,
     render_transcript,
     stream_to_text,
+    summary_chunk_tokens,
+    summary_chunks,
     tool_result_cap,
 )
 from openclaw.agents.providers.base import ModelCall, ModelMessage, StreamOutcome, StreamSink
@@ -121,6 +123,21 @@ class EstimateTests(SynchronousTestCase):
         self.assertEqual(tool_result_cap(128_000), 32_000)
         self.assertEqual(tool_result_cap(200_000), 64_000)
         self.assertEqual(tool_result_cap(None), 16_000)
+
+    def test_summary_chunks_fit_the_summarising_window(self) -> None:
+        """A chunk is 40 % of the summariser's window over a 1.2 margin; chunks
+        never split a tool call from its results; an unknown window is one chunk."""
+        self.assertEqual(summary_chunk_tokens(8_000), 2_666)
+        self.assertIsNone(summary_chunk_tokens(None))
+        messages = [e.message for e in history()]
+        self.assertEqual(summary_chunks(messages, None), [tuple(messages)])
+        chunks = summary_chunks(messages, 250)
+        self.assertEqual(
+            [[m.role for m in c] for c in chunks],
+            [["user", "assistant"], ["user", "assistant", "tool"], ["assistant"]],
+        )
+        # A group over the budget is a chunk of its own.
+        self.assertEqual(len(summary_chunks(messages, 1)), 5)
 
 
 class PlanTests(SynchronousTestCase):
@@ -316,6 +333,88 @@ class CompactorTests(SynchronousTestCase):
         )
         assert plain is not None and again is not None
         self.assertEqual(again.tokens_before - plain.tokens_before, 100 + 4 + 9)
+
+    def test_chunks_carry_the_summary_so_far(self) -> None:
+        """With a chunk budget, one call per chunk, in order; each later call
+        continues the previous chunk's summary."""
+        replies = iter(["S1", "S2", "S3", "S4", "S5"])
+
+        def summarize(call: ModelCall) -> Deferred[str]:
+            self.calls.append(call)
+            return succeed(next(replies))
+
+        compactor = Compactor(summarize, self.clock, new_id=lambda: "id")
+        result = self.successResultOf(
+            compactor.compact(
+                history(), model="m", config=CompactionConfig(keep_recent_tokens=0),
+                parent_id=None, chunk_tokens=150,
+            )
+        )  # fmt: skip
+        assert result is not None
+        self.assertGreater(len(self.calls), 1)
+        self.assertEqual(result.summary, f"S{len(self.calls)}")
+        for previous, call in enumerate(self.calls[1:], start=1):
+            self.assertIn(f"<previous-summary>\nS{previous}\n", call.messages[0].content)
+
+    def test_a_refused_summary_request_is_split(self) -> None:
+        """The upstream refuses a summary request as too long: the chunk is
+        halved and summarised in parts; a single message still refused is left
+        out with a note. The result is a summary, not a failure."""
+        overflow = ProviderError(FailureKind.CONTEXT_OVERFLOW, "too long", status=400)
+
+        def summarize(call: ModelCall) -> Deferred[str]:
+            self.calls.append(call)
+            body = call.messages[0].content
+            if len(body) > 1_200:
+                return fail(overflow)
+            return succeed(f"S{len(self.calls)}")
+
+        entries = [
+            HistoryEntry("e1", msg("user", "a" * 400)),
+            HistoryEntry("e2", msg("assistant", "b" * 400)),
+            HistoryEntry("e3", msg("user", "HUGE" * 400)),
+            HistoryEntry("e4", msg("assistant", "c" * 400)),
+            HistoryEntry("e5", msg("user", "d" * 40)),
+            HistoryEntry("e6", msg("assistant", "e" * 40)),
+        ]
+        compactor = Compactor(summarize, self.clock, new_id=lambda: "id")
+        result = self.successResultOf(
+            compactor.compact(
+                entries, model="m", config=CompactionConfig(keep_recent_tokens=30),
+                parent_id=None,
+            )
+        )  # fmt: skip
+        assert result is not None
+        self.assertEqual(result.entry["firstKeptEntryId"], "e5")
+        self.assertIn("[Large user message (~404 tokens) omitted from summary]", result.summary)
+        accepted = [c for c in self.calls if len(c.messages[0].content) <= 1_200]
+        self.assertTrue(result.summary.startswith(f"S{len(self.calls)}"))
+        rendered = " ".join(c.messages[0].content for c in accepted)
+        for text in ("a" * 400, "b" * 400, "c" * 400):
+            self.assertIn(text, rendered)
+        self.assertNotIn("HUGE", rendered)
+
+    def test_other_failures_of_a_chunk_fail_the_compaction(self) -> None:
+        """Only an overflow is split; a rate limit fails the compaction (the
+        session compactor then tries its fallback models)."""
+        limited = ProviderError(FailureKind.RATE_LIMIT, "slow down", status=429)
+        compactor = self.compactor(fail(limited))
+        d = compactor.compact(
+            history(), model="m", config=CompactionConfig(keep_recent_tokens=0), parent_id=None
+        )
+        self.assertIs(self.failureResultOf(d, ProviderError).value, limited)
+
+    def test_cancel_cancels_the_current_summary_call(self) -> None:
+        """Cancelling a compaction cancels the summary call in flight."""
+        cancelled: list[bool] = []
+        compactor = self.compactor(Deferred(lambda _d: cancelled.append(True)))
+        d = compactor.compact(
+            history(), model="m", config=CompactionConfig(keep_recent_tokens=0), parent_id=None
+        )
+        self.assertNoResult(d)
+        d.cancel()
+        self.assertEqual(cancelled, [True])
+        self.failureResultOf(d, CancelledError)
 
     def test_empty_summary_fails(self) -> None:
         """An empty summary is an error, not a compaction."""

@@ -1,5 +1,6 @@
 """Small context windows in the real ``twistd openclaw`` process: tool output
-that would not fit, and an upstream that refuses an over-long request.
+that would not fit, an upstream that refuses an over-long request, and a
+summary request that is itself too long.
 
 The fake upstream refuses any request body over ``max_request_bytes`` with a
 400 ``context_length_exceeded``, as a local model server with a small window
@@ -172,3 +173,41 @@ class ContextOverflowTests(support.GatewayTestCase):
         # The first turn is still sent verbatim.
         last = self.fake.requests[-1].body["messages"]
         self.assertEqual(last[1], {"role": "user", "content": "hi there"})
+
+    async def test_a_summary_request_too_long_for_the_model_is_split(self) -> None:
+        """No window configured and a long history: the upstream refuses the
+        turn and then the one-piece summary request too. The summary is made
+        in smaller parts (each carrying the summary so far), recorded, and the
+        turn succeeds; the next turn starts from that summary."""
+
+        def respond(request: ReceivedRequest) -> FakeReply:
+            if is_summary(request):
+                return FakeReply(text=f"SUMMARY PART {sum(map(is_summary, self.fake.requests))}")
+            return FakeReply(text="ok")
+
+        self.fake.responder = respond
+        self.fake.max_request_bytes = None
+        for n in range(6):
+            answer = await self.chat("openclaw/nocw", f"note {n} " + "z" * 10_000, "split")
+            self.assertEqual(answer.status, 200, answer.body)
+        self.fake.max_request_bytes = 50_000
+        start = len(self.fake.requests)
+        result = await self.chat("openclaw/nocw", "what did I send?", "split")
+        self.assertEqual(result.status, 200, result.body)
+        self.assertEqual(result.json()["choices"][0]["message"]["content"], "ok")
+        sent = self.fake.requests[start:]
+        summaries = [r for r in sent if is_summary(r)]
+        accepted = [r for r in summaries if len(r.raw) <= 50_000]
+        self.assertGreater(len(summaries), len(accepted))  # the one-piece request was refused
+        self.assertGreaterEqual(len(accepted), 2)
+        # Each later part carries the summary so far.
+        self.assertIn("SUMMARY PART", accepted[-1].body["messages"][1]["content"])
+        (entry,) = [
+            line for line in self.transcript("nocw", "split") if line.get("type") == "compaction"
+        ]
+        self.assertTrue(entry["summary"].startswith("SUMMARY PART"))
+        self.assertLess(entry["tokensAfter"], entry["tokensBefore"])
+        self.assertLessEqual(len(sent[-1].raw), 50_000)
+        again = await self.chat("openclaw/nocw", "and now?", "split")
+        self.assertEqual(again.status, 200, again.body)
+        self.assertIn("SUMMARY PART", self.fake.requests[-1].body["messages"][1]["content"])

@@ -8,7 +8,11 @@ reference):
   window so small models keep three quarters for the conversation);
 - the most recent ``keepRecentTokens`` (20,000) of history stay verbatim; an
   assistant tool call and its results are never split;
-- the older part is summarised by a model call;
+- the older part is summarised by model calls, in chunks that fit the
+  summarising model's window (each chunk's call carries the summary so far);
+  a chunk the upstream refuses as too long is split and summarised in smaller
+  parts, and a single message too large for the summariser is left out with a
+  note saying so;
 - a summary that would not make the history smaller is rejected
   (:class:`CompactionError`), as OpenClaw rejects such a replacement;
 - the transcript gets a ``type: "compaction"`` entry (``summary``,
@@ -31,9 +35,10 @@ from typing import Any, Final
 from attrs import frozen
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 
 from openclaw.agents.providers.base import ModelCall, ModelMessage, ModelProvider, StreamOutcome
-from openclaw.agents.types import StreamParams
+from openclaw.agents.types import FailureKind, ProviderError, StreamParams
 from openclaw.config.model import CompactionConfig, ProviderConfig
 from openclaw.core.ids import short_id
 from openclaw.core.types import Usage
@@ -47,9 +52,16 @@ TOOL_RESULT_SUMMARY_CHARS: Final = 2_000
 #: Operator focus text is limited like OpenClaw's (Unicode code points).
 FOCUS_MAX_CHARS: Final = 800
 SUMMARY_PREFIX: Final = "[Compacted conversation summary]"
+#: A summary chunk holds at most this share of the summarising model's window,
+#: over :data:`SUMMARY_SAFETY_MARGIN` for the estimate's error (OpenClaw's
+#: ``BASE_CHUNK_RATIO`` and ``SAFETY_MARGIN``).
+SUMMARY_CHUNK_SHARE: Final = 0.4
+SUMMARY_SAFETY_MARGIN: Final = 1.2
 #: OpenClaw's share of the window one live tool result may take
 #: (``MAX_TOOL_RESULT_CONTEXT_SHARE``), counted at four characters per token.
 TOOL_RESULT_CONTEXT_SHARE: Final = 0.3
+
+log = Logger()
 
 _SUMMARISER_PROMPT: Final = """\
 You compress an AI assistant's conversation history into a checkpoint that \
@@ -216,7 +228,28 @@ def build_summary_call(
     focus: str | None = None,
     max_tokens: int | None = None,
 ) -> ModelCall:
-    """The model call that writes the summary (no tools, one user message)."""
+    """The model call that summarises all of ``plan``'s older part at once."""
+    return summary_call(
+        [e.message for e in plan.summarized],
+        model=model,
+        config=config,
+        previous_summary=previous_summary,
+        focus=focus,
+        max_tokens=max_tokens,
+    )
+
+
+def summary_call(
+    messages: Sequence[ModelMessage],
+    *,
+    model: str,
+    config: CompactionConfig,
+    previous_summary: str | None = None,
+    focus: str | None = None,
+    max_tokens: int | None = None,
+) -> ModelCall:
+    """The model call that writes the summary of ``messages`` (no tools, one
+    user message), continuing ``previous_summary`` when there is one."""
     system = _SUMMARISER_PROMPT
     if config.identifier_policy == "strict":
         system += "\n\n" + _IDENTIFIERS
@@ -232,7 +265,7 @@ def build_summary_call(
     body += [
         "Summarise this conversation:",
         "<conversation>",
-        render_transcript([e.message for e in plan.summarized]),
+        render_transcript(messages),
         "</conversation>",
     ]
     if focus and focus.strip():
@@ -245,6 +278,50 @@ def build_summary_call(
         system_prompt=system,
         stream_params=params,
     )
+
+
+def message_groups(messages: Sequence[ModelMessage]) -> list[tuple[ModelMessage, ...]]:
+    """``messages`` in the units a summary chunk never splits: a message, or
+    an assistant tool call with the results that follow it."""
+    groups: list[list[ModelMessage]] = []
+    for message in messages:
+        if message.role == "tool" and groups:
+            groups[-1].append(message)
+        else:
+            groups.append([message])
+    return [tuple(g) for g in groups]
+
+
+def summary_chunks(
+    messages: Sequence[ModelMessage], max_tokens: int | None
+) -> list[tuple[ModelMessage, ...]]:
+    """``messages`` cut into runs of about ``max_tokens`` each (as the
+    summariser reads them), never inside a group; a group larger than that
+    is a chunk of its own. None: one chunk."""
+    if not messages:
+        return []
+    if max_tokens is None:
+        return [tuple(messages)]
+    chunks: list[tuple[ModelMessage, ...]] = []
+    current: list[ModelMessage] = []
+    size = 0
+    for group in message_groups(messages):
+        tokens = estimate_text_tokens(render_transcript(group))
+        if current and size + tokens > max_tokens:
+            chunks.append(tuple(current))
+            current, size = [], 0
+        current.extend(group)
+        size += tokens
+    chunks.append(tuple(current))
+    return chunks
+
+
+def omission_note(group: Sequence[ModelMessage]) -> str:
+    """What a summary says of a message too large for the summarising model
+    (OpenClaw's ``[Large user (~NK tokens) omitted from summary]``)."""
+    role = "tool call" if group[0].tool_calls else group[0].role
+    tokens = estimate_tokens(group)
+    return f"[Large {role} message (~{tokens} tokens) omitted from summary]"
 
 
 def tool_result_cap(context_window: int | None) -> int:
@@ -263,6 +340,17 @@ def tool_result_cap(context_window: int | None) -> int:
         auto = 16_000
     share = math.floor(context_window * TOOL_RESULT_CONTEXT_SHARE) * CHARS_PER_TOKEN
     return max(1, min(share, auto))
+
+
+def summary_chunk_tokens(context_window: int | None) -> int | None:
+    """Tokens of conversation one summary call carries at most, for a
+    summarising model with this window (None: unknown, one chunk until the
+    upstream refuses it). OpenClaw also takes a fixed 4,096-token overhead
+    off, which leaves nothing of a small window; here the summary prompt
+    fits in what the share leaves."""
+    if not context_window or context_window <= 0:
+        return None
+    return max(1, math.floor(context_window * SUMMARY_CHUNK_SHARE / SUMMARY_SAFETY_MARGIN))
 
 
 def summary_message(summary: str) -> ModelMessage:
@@ -341,11 +429,15 @@ class Compactor:
         focus: str | None = None,
         run_id: str | None = None,
         keep_recent_tokens: int | None = None,
+        chunk_tokens: int | None = None,
     ) -> Deferred[CompactionResult | None]:
         """Summarise the older part of ``entries``; None when nothing can be compacted.
 
         ``keep_recent_tokens`` defaults to ``config.keep_recent_tokens`` (manual
         compaction); automatic compaction passes :func:`auto_keep_tokens`.
+        ``chunk_tokens`` bounds one summary call's conversation
+        (:func:`summary_chunk_tokens` of the summarising model; None: one call
+        unless the upstream refuses it as too long).
         Fails with :class:`CompactionError` when the summary comes back empty
         or would not make the history smaller; cancelling the Deferred cancels
         the model call.
@@ -360,14 +452,7 @@ class Compactor:
         if previous_summary:
             before += estimate_message_tokens(summary_message(previous_summary))
 
-        call = build_summary_call(
-            plan, model=model, config=config, previous_summary=previous_summary, focus=focus
-        )
-
-        def done(text: str) -> CompactionResult:
-            summary = text.strip()
-            if not summary:
-                raise CompactionError("the model returned an empty summary")
+        def done(summary: str) -> CompactionResult:
             first = summary_message(summary)
             kept = tuple(e.message for e in plan.kept)
             after = estimate_message_tokens(first) + estimate_tokens(kept)
@@ -388,7 +473,82 @@ class Compactor:
             )
             return CompactionResult(entry, summary, (first, *kept), before, after)
 
-        return self._summarize(call).addCallback(done)
+        summarising = Deferred.fromCoroutine(
+            self._summarise(
+                [e.message for e in plan.summarized],
+                model=model,
+                config=config,
+                previous_summary=previous_summary,
+                focus=focus,
+                chunk_tokens=chunk_tokens,
+                run_id=run_id,
+            )
+        )
+        return summarising.addCallback(done)
+
+    async def _summarise(
+        self,
+        messages: list[ModelMessage],
+        *,
+        model: str,
+        config: CompactionConfig,
+        previous_summary: str | None,
+        focus: str | None,
+        chunk_tokens: int | None,
+        run_id: str | None,
+    ) -> str:
+        """The summary of ``messages``, chunk after chunk, each call carrying the
+        summary so far (OpenClaw's ``summarizeChunks``).
+
+        A chunk the upstream refuses as too long halves the chunk size for it
+        and every later chunk; a single group refused on its own is left out,
+        with a note in the summary (OpenClaw's oversized-message fallback).
+        Each refusal either halves the size or drops a group, so this ends.
+        """
+        summary = previous_summary.strip() if previous_summary else None
+        omitted: list[str] = []
+        limit = chunk_tokens
+        pending = summary_chunks(messages, limit)
+        while pending:
+            chunk = pending.pop(0)
+            call = summary_call(
+                chunk, model=model, config=config, previous_summary=summary, focus=focus
+            )
+            try:
+                text = await self._summarize(call)
+            except ProviderError as e:
+                if e.kind is not FailureKind.CONTEXT_OVERFLOW:
+                    raise
+                groups = message_groups(chunk)
+                if len(groups) == 1:
+                    omitted.append(omission_note(chunk))
+                    log.warn(
+                        "{what}: one message is too large for the summarising model; "
+                        "it is left out of the summary",
+                        what=f"run {run_id}" if run_id else "compaction",
+                        run_id=run_id,
+                    )
+                    continue
+                size = estimate_text_tokens(render_transcript(chunk))
+                limit = max(1, size // 2) if limit is None else max(1, min(limit, size) // 2)
+                log.info(
+                    "{what}: the summary request was too long for the model; "
+                    "summarising in parts of about {limit} tokens",
+                    what=f"run {run_id}" if run_id else "compaction",
+                    run_id=run_id,
+                    limit=limit,
+                )
+                rest = [m for c in (chunk, *pending) for m in c]
+                pending = summary_chunks(rest, limit)
+                continue
+            text = text.strip()
+            if not text:
+                raise CompactionError("the model returned an empty summary")
+            summary = text
+        parts = [p for p in (summary, "\n".join(omitted)) if p]
+        if not parts:
+            raise CompactionError("nothing could be summarised")
+        return "\n\n".join(parts)
 
 
 class _TextSink:

@@ -3,8 +3,10 @@
 Used by the loop (automatically when the next call would not fit, and once
 more when the upstream reports a context overflow) and by the runtime for
 the WebSocket ``sessions.compact`` method. The summary is written by the
-session's model (or ``agents.defaults.compaction.model``); the transcript
-gets OpenClaw's ``compaction`` entry and is never rewritten.
+session's model (or ``agents.defaults.compaction.model``), in chunks sized to
+that model's ``contextWindow`` when one is configured (and split further when
+the upstream still refuses one); the transcript gets OpenClaw's
+``compaction`` entry and is never rewritten.
 """
 
 from __future__ import annotations
@@ -16,7 +18,13 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from openclaw.agents.compaction import CompactionResult, Compactor, stream_to_text
+from openclaw.agents.compaction import (
+    CompactionResult,
+    Compactor,
+    context_window_of,
+    stream_to_text,
+    summary_chunk_tokens,
+)
 from openclaw.agents.fallback import is_fallback_worthy
 from openclaw.agents.history import History
 from openclaw.agents.model_health import ModelHealth
@@ -163,6 +171,7 @@ class SessionCompactor:
         except Exception as e:
             return fail(Failure(e))  # type: ignore[no-untyped-call]  # typing note: untyped in Twisted
         compactor = Compactor(lambda call: stream_to_text(provider, call), self._clock)
+        window = context_window_of(self._config.models.providers, ref.provider, ref.model)
         return compactor.compact(
             history.entries,
             model=ref.model,
@@ -172,4 +181,5 @@ class SessionCompactor:
             focus=focus,
             run_id=run_id,
             keep_recent_tokens=keep_recent_tokens,
+            chunk_tokens=summary_chunk_tokens(window),
         )
