@@ -12,12 +12,12 @@ built-in tool:
    once more with a smaller target, then the call is retried once;
 3. a model call on the fallback chain's current model (a fallback-worthy
    failure before any text reached the client retries on the next model);
-4. the step's built-in calls run in order (:mod:`~openclaw.agents.tool_runner`)
-   and their results, recorded, go to the next call.
+4. the step's built-in calls run together (:mod:`~openclaw.agents.tool_runner`)
+   and their results, recorded in the model's order, go to the next call.
 
 Client tools end the turn with their calls pending (built-in calls of the same
 step run first). A step limit and the run's timeout bound the loop;
-:meth:`TurnLoop.cancel` stops the stream, the running tool and any compaction.
+:meth:`TurnLoop.cancel` stops the stream, the running tools and any compaction.
 """
 
 from __future__ import annotations
