@@ -45,15 +45,19 @@ def write_config(directory: Path, extra: dict[str, Any] | None = None, **gateway
 
 
 def _readable(line: str) -> str:
-    """The text of a log line, formatting JSON log events (``--log-format=json``)."""
+    """The text of a log line, formatting JSON log events (``twist --log-format=json``)
+    and taking the ``message`` of our flat JSON lines (``json_logger``)."""
     line = line.lstrip("\x1e")  # jsonFileLogObserver's record separator
     if line.startswith("{"):
         from twisted.logger import eventFromJSON, formatEvent
 
         try:
-            return formatEvent(eventFromJSON(line))
+            event = eventFromJSON(line)
         except ValueError:
             return line
+        if "log_format" not in event and isinstance(event.get("message"), str):
+            return str(event["message"])
+        return formatEvent(event)
     return line
 
 

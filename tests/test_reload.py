@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase
 
 from openclaw.config import load_config
@@ -134,6 +135,22 @@ class TokenRotationTests(SynchronousTestCase):
         self.assertTrue(hello["ok"])
         fresh.request("health")
         self.assertTrue(fresh.messages()[0]["ok"])
+
+    def test_logs_tail_masks_a_rotated_in_token_without_a_scrubber_in_front(self) -> None:
+        """The logs.tail ring learns each reloaded config's secrets itself: a
+        worker's or an embedder's gateway has no process-wide scrubber that a
+        reload teaches (the rotated-out token stays masked too)."""
+        f = Fixture(self)
+        ring = f.harness.gateway.log_buffer
+        assert ring is not None
+        write_config(f.path, token=NEW_TOKEN)
+        self.assertTrue(f.service.reload().ok)
+        logger = Logger(namespace="openclaw.access", observer=ring)
+        logger.info("GET {path}", path=f"/new/{NEW_TOKEN}")
+        logger.info("GET {path}", path=f"/old/{OLD_TOKEN}")
+        lines = ring.tail().lines
+        self.assertTrue(lines[-2].endswith("GET /new/[redacted]"), lines)
+        self.assertTrue(lines[-1].endswith("GET /old/[redacted]"), lines)
 
 
 class ReloadTests(SynchronousTestCase):

@@ -286,6 +286,50 @@ class SupervisorTests(SynchronousTestCase):
         )
         self.assertEqual(formatEvent(seen[-1]), "GET /x/[redacted]")
 
+    def test_a_workers_flattened_copy_is_masked_too(self) -> None:
+        """A worker's record arrives as JSON with each format field's text again in
+        ``log_flattened``, which ``formatEvent`` prefers: the parent's text line and
+        its JSON ``message`` are masked there as the fields are, and its control
+        characters escaped."""
+        import io
+
+        from twisted.logger import jsonFileLogObserver
+
+        from openclaw.core.logformat import flat_event
+
+        scrubber = SecretScrubber(SecretValues(["started-token-0123456789"]))
+        seen: list[dict[str, Any]] = []
+        publisher = LogPublisher()
+        publisher.addObserver(scrubber)
+        publisher.addObserver(cast(ILogObserver, seen.append))
+        reactor = ProcessReactor()
+        supervisor = WorkerSupervisor(
+            reactor=reactor,
+            listeners=[SharedListener("tcp:0", _Port(18), "inet")],  # type: ignore[arg-type]
+            count=1,
+            argv=_argv,
+            config=GroupConfig("/etc/openclaw.json", STARTED_TEXT, STARTED_TEXT),
+            grace_seconds=5.0,
+            env={"OPENCLAW_STATE_DIR": self.mktemp()},
+            observer=publisher,
+            scrubber=scrubber,
+        )
+        supervisor.startService()
+        self.addCleanup(supervisor.stopService)
+        # What a worker without a scrubber of its own writes on its log pipe.
+        out = io.StringIO()
+        Logger(namespace="openclaw.access", observer=jsonFileLogObserver(out)).info(
+            '"GET {path}" {status}', path="/x/started-token-0123456789\x1b[2J", status=404
+        )
+        self.assertIn("log_flattened", out.getvalue())
+        (worker,) = reactor.spawned
+        worker.protocol.childDataReceived(control.LOG_FD, out.getvalue().encode())
+        [event] = seen
+        self.assertEqual(formatEvent(event), '"GET /x/[redacted]\\x1b[2J" 404')
+        line = flat_event(event)
+        self.assertEqual(line["message"], '"GET /x/[redacted]\\x1b[2J" 404')
+        self.assertEqual(line["path"], "/x/[redacted]\\x1b[2J")
+
     def test_unreadable_config_report_is_ignored_without_its_content(self) -> None:
         """A garbled report keeps the group's config, and its bytes are not logged
         (a config report carries secrets)."""

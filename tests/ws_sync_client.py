@@ -21,7 +21,7 @@ from tests.gateway_process import TOKEN
 class SyncWsClient:
     """One operator connection to ``ws://127.0.0.1:<port>/``."""
 
-    def __init__(self, port: int, timeout: float = 15.0) -> None:
+    def __init__(self, port: int, timeout: float = 15.0, *, token: str = TOKEN) -> None:
         self.ws = websocket.create_connection(f"ws://127.0.0.1:{port}/", timeout=timeout)
         self.events: list[dict[str, Any]] = []
         self._ids = itertools.count(1)
@@ -33,7 +33,7 @@ class SyncWsClient:
             {
                 "minProtocol": 4,
                 "maxProtocol": 4,
-                "auth": {"token": TOKEN},
+                "auth": {"token": token},
                 "client": {"id": "cli", "version": "test", "platform": "linux", "mode": "cli"},
                 "role": "operator",
                 "scopes": ["operator.read", "operator.write", "operator.admin"],

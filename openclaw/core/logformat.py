@@ -119,7 +119,7 @@ class SecretScrubber:
 
     def add(self, secrets: SecretValues) -> None:
         """Mask these too (a reload: rotated-out secrets stay masked)."""
-        self._secrets = SecretValues(self._secrets.values + secrets.values)
+        self._secrets = self._secrets.merged(secrets)
 
     def __call__(self, event: LogEvent) -> None:
         """Rewrite ``event`` when it carries a secret (never raises)."""
@@ -138,9 +138,22 @@ class SecretScrubber:
         for key, value in list(event.items()):
             if key.startswith("log_") or not isinstance(value, str):
                 continue
-            if secrets and secrets.contains(value):
-                value = secrets.redact(value)
-            event[key] = escape_controls(value)
+            event[key] = self._clean(value)
+        # A record from a worker (jsonFileLogObserver) carries each format field's
+        # text again in log_flattened, which formatEvent prefers to the fields.
+        flattened = event.get("log_flattened")
+        if isinstance(flattened, dict):
+            if secrets:
+                flattened = secrets.redact_flattened(flattened)
+            event["log_flattened"] = {
+                k: self._clean(v) if isinstance(v, str) else v for k, v in flattened.items()
+            }
+
+    def _clean(self, value: str) -> str:
+        secrets = self._secrets
+        if secrets and secrets.contains(value):
+            value = secrets.redact(value)
+        return escape_controls(value)
 
 
 def json_logger() -> Callable[[LogEvent], None]:

@@ -45,6 +45,12 @@ class SecretValues:
     def __len__(self) -> int:
         return len(self.values)
 
+    def merged(self, other: SecretValues) -> SecretValues:
+        """These secrets and ``other``'s (a reload: rotated-out ones stay masked)."""
+        if not other.values or set(other.values) <= set(self.values):
+            return self
+        return SecretValues(self.values + other.values)
+
     def redact(self, text: str) -> str:
         """``text`` with every secret replaced by ``[redacted]``."""
         if self._pattern is None or not text:
@@ -91,15 +97,44 @@ class SecretValues:
             return self._redact_fields(event)
         kept = {k: v for k, v in event.items() if k.startswith("log_") and k != "log_failure"}
         kept.pop("log_text", None)
+        # Its entries are the old format's; formatEvent would look the new one up there.
+        kept.pop("log_flattened", None)
         kept["log_format"] = "{redacted_text}"
         kept["redacted_text"] = scrub_text(self.redact(text))
         return kept
+
+    def redact_flattened(self, flattened: Mapping[str, Any]) -> dict[str, Any]:
+        """A copy of an event's ``log_flattened`` with no secret in its values.
+
+        ``jsonFileLogObserver`` (a worker's records to its parent) stores each
+        format field's text there, and ``formatEvent`` prefers that copy to the
+        fields themselves: masking only the fields would leave the secret in
+        the line.
+        """
+        out: dict[str, Any] = {}
+        for key, value in flattened.items():
+            if isinstance(value, str):
+                out[key] = scrub_text(self.redact(value))
+            elif isinstance(value, int | float | bool) or value is None:
+                out[key] = value
+            elif isinstance(value, Mapping | list | tuple):
+                out[key] = self.redact_json(value)
+            else:
+                try:
+                    shown = str(value)
+                except Exception:
+                    shown = "(unprintable)"
+                clean = not self.contains(shown) and not has_surrogates(shown)
+                out[key] = value if clean else scrub_text(self.redact(shown))
+        return out
 
     def _redact_fields(self, event: LogEvent) -> LogEvent:
         out: dict[str, Any] = {}
         for key, value in event.items():
             if key == "log_format" and isinstance(value, str):
                 out[key] = scrub_text(self.redact(value))
+            elif key == "log_flattened" and isinstance(value, Mapping):
+                out[key] = self.redact_flattened(value)
             elif key.startswith("log_"):
                 out[key] = value
             elif isinstance(value, str):

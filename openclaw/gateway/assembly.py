@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from attrs import frozen
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import LogEvent
 
 from openclaw.agents.types import AgentRuntime
 from openclaw.config.live import LiveConfig
@@ -16,6 +17,7 @@ from openclaw.config.secret_values import configured_secrets
 from openclaw.core.availability import ReportsAvailability
 from openclaw.core.metrics import Metrics
 from openclaw.core.relay import ProvidesAuthPeers
+from openclaw.core.secret_values import SecretValues
 from openclaw.core.textguard import scrub_text
 from openclaw.gateway.auth import GatewayAuth
 from openclaw.gateway.conn_limits import AddressLimits
@@ -67,6 +69,27 @@ class Gateway:
         return self.metrics_slot.get()
 
 
+class RingMasking:
+    """The ``logs.tail`` ring's formatter: no configured secret, no lone surrogate.
+
+    It learns the secrets of every config a reload brings (a rotated-in token;
+    a rotated-out one stays masked), so the ring does not depend on a
+    :class:`~openclaw.core.logformat.SecretScrubber` in front of it having
+    learnt them too (an embedder's gateway may have none).
+    """
+
+    def __init__(self, secrets: SecretValues) -> None:
+        self._secrets = secrets
+
+    def learn(self, config: Config) -> None:
+        """Mask ``config``'s secrets from now on, as well as the earlier ones."""
+        self._secrets = self._secrets.merged(configured_secrets(config))
+
+    def format(self, event: LogEvent) -> str:
+        """One ring line for ``event``, masked."""
+        return scrub_text(self._secrets.redact(format_log_line(event)))
+
+
 class MetricsSlot:
     """The gateway's :class:`Metrics`, made when something first serves them.
 
@@ -104,12 +127,12 @@ def build_gateway(
         from openclaw.agents.runtime import build_runtime
 
         runtime = build_runtime(config, reactor)
+    if live is None:
+        live = LiveConfig(config)
     if log_buffer is None:
-        # logs.tail never shows a configured secret or a lone surrogate.
-        secrets = configured_secrets(config)
-        log_buffer = LogBuffer(
-            formatter=lambda event: scrub_text(secrets.redact(format_log_line(event)))
-        )
+        ring = RingMasking(configured_secrets(config))
+        live.subscribe(ring.learn)
+        log_buffer = LogBuffer(formatter=ring.format)
     http = config.gateway.http
     # A shared session store (Redis) shares the failed-auth budget between instances.
     store = runtime.sessions
@@ -199,8 +222,6 @@ def build_gateway(
     site.drain = readiness
     if metrics is not None:
         wire(metrics)
-    if live is None:
-        live = LiveConfig(config)
     live.subscribe(
         LiveGateway(
             auth=auth,

@@ -52,6 +52,9 @@ from zope.interface import implementer
 from openclaw.config.live import ReloadResult, as_running
 from openclaw.config.loader import load_config_text
 from openclaw.config.model import Config
+from openclaw.config.secret_values import configured_secrets
+from openclaw.core.logformat import SecretScrubber
+from openclaw.core.secret_values import SecretValues
 from openclaw.gateway.assembly import Gateway, build_gateway
 from openclaw.workers import control
 from openclaw.workers.control import GroupConfig
@@ -76,6 +79,7 @@ class Worker:
         reloaded: Config | None = None,
         gateway_factory: Callable[[Config, Any], Gateway] = build_gateway,
         serves: Sequence[str] = (),
+        scrubber: SecretScrubber | None = None,
     ) -> None:
         """
         :param reactor: provides ``IReactorSocket``, ``IReactorTime``, ``IReactorCore``
@@ -87,11 +91,18 @@ class Worker:
             as that reload was in the other workers (None: there was none).
         :param serves: the endpoint strings the parent bound those sockets from
             (a reload to auth ``none`` is refused when one is beyond loopback).
+        :param scrubber: this process's first log observer: it learns the
+            secrets of the group's configs and of each reload, so no record
+            leaves the worker (to the parent, to ``logs.tail``) with one in clear.
         """
         from openclaw.service import GatewayService
 
         self._reactor = reactor
         self.index = index
+        if scrubber is not None:
+            scrubber.add(configured_secrets(config))
+            if reloaded is not None:
+                scrubber.add(configured_secrets(reloaded))
         self.gateway = gateway_factory(config, reactor)
         if reloaded is not None:
             self._catch_up(reloaded)
@@ -104,6 +115,7 @@ class Worker:
             reactor=reactor,
             endpoints=(),
             served_endpoints=serves,
+            scrubber=scrubber,
         )
         self._ports: list[Deferred[IListeningPort]] = []
         for fd, family in listen_fds:
@@ -325,8 +337,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     log_file = os.fdopen(control.LOG_FD, "w", buffering=65536, encoding="utf-8")
     predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)
     to_parent = FlushWhenUrgent(TracebackAsText(jsonFileLogObserver(log_file)), log_file.flush)
+    # First, as in a single gateway: every later observer (the records to the
+    # parent, the logs.tail ring) sees events with the configured secrets masked.
+    # It knows none until the config is read (Worker teaches it that one's).
+    scrubber = SecretScrubber(SecretValues())
     globalLogBeginner.beginLoggingTo(
-        [FilteringLogObserver(to_parent, [predicate])], redirectStandardIO=False
+        [scrubber, FilteringLogObserver(to_parent, [predicate])], redirectStandardIO=False
     )
     from openclaw.config import ConfigError
 
@@ -361,6 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         listen_fds=_listen_fds(args.listen_fds),
         reloaded=reloaded,
         serves=args.serves,
+        scrubber=scrubber,
     )
     # The POSIX StandardIO takes the two descriptors (the win32 stub does not).
     stdio.StandardIO(  # type: ignore[call-arg]
