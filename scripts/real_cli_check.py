@@ -101,6 +101,33 @@ def main() -> int:
         "OPENCLAW_CONFIG_PATH": str(device_config),
         "OPENCLAW_STATE_DIR": str(work / "cli-device-state"),
     }
+    # `status --json` asks the gateway only when the CLI's own config names one
+    # (otherwise it reports local state): the form the protocol doc recommends.
+    status_config = work / "cli-status.json"
+    status_config.write_text(
+        json.dumps(
+            {
+                "gateway": {
+                    "mode": "local",
+                    "port": gateway.port,
+                    "auth": {"mode": "token", "token": TOKEN},
+                }
+            }
+        )
+    )
+    status_env = {
+        **env_form,
+        "OPENCLAW_CONFIG_PATH": str(status_config),
+        "OPENCLAW_STATE_DIR": str(work / "cli-status-state"),
+    }
+
+    def from_gateway(out: str) -> bool:
+        status = json.loads(out)
+        return (
+            status["collection"]["source"] == "gateway"
+            and [a["id"] for a in status["agents"]["agents"]] == ["main"]
+            and status["sessions"]["count"] >= 1
+        )
 
     def run(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -174,6 +201,7 @@ def main() -> int:
         ("logs", ["logs", "--limit", "5", *flags], base_env, ok_and(lambda out: True)),
         ("health", ["health"], env_form, ok_and(lambda out: True)),
         ("health --json", ["health", "--json"], env_form, ok_and(lambda out: True)),
+        ("status --json", ["status", "--json"], status_env, ok_and(from_gateway)),
         (
             "agent --agent main",
             ["agent", "--message", "hi", "--agent", "main"],

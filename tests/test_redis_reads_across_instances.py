@@ -2,7 +2,7 @@
 
 Two real gateway processes on one real Redis. A turn answered by instance A,
 then one by B: ``chat.history`` on A (which last saw the session after its
-own turn) and ``sessions.list`` on B (which never ran the other session) show
+own turn) and ``sessions.list`` / ``status`` on B (which never ran the other session) show
 the shared state, not what each process happened to cache. This holds only
 when the method table routes these reads through the handlers that refresh a
 shared catalog first.
@@ -77,6 +77,18 @@ class ReadsAcrossInstancesTests(SynchronousTestCase):
         listed = self.client(self.b).request("sessions.list", {})
         self.assertTrue(listed["ok"], listed)
         self.assertIn(key, [s["key"] for s in listed["payload"]["sessions"]])
+
+    def test_status_counts_a_session_only_the_other_instance_ran(self) -> None:
+        """``status`` on B (what ``openclaw status --json`` reads) lists, under
+        ``sessions.byAgent``, a session whose only turn ran on A."""
+        key = "agent:main:status-across"
+        status, body = chat(self.a.port, key, "only on a")
+        self.assertEqual(status, 200, body)
+        answer = self.client(self.b).request("status", {"includeCliProjection": True})
+        self.assertTrue(answer["ok"], answer)
+        [main] = [e for e in answer["payload"]["sessions"]["byAgent"] if e["agentId"] == "main"]
+        self.assertIn(key, [row["key"] for row in main["recent"]])
+        self.assertEqual(answer["payload"]["sessions"]["count"], main["count"])
 
     def test_sessions_delete_on_the_other_instance_deletes(self) -> None:
         """sessions.delete on B of a session made on A after B started answers

@@ -147,6 +147,50 @@ class InfoTests(MethodTestCase):
         self.assertEqual(status["sessions"]["count"], 1)
         self.assertIn("python", status["runtimeVersion"])
 
+    def test_status_has_the_shape_openclaw_status_json_reads(self) -> None:
+        """``openclaw status --json`` calls ``status`` with includeCliProjection and
+        maps ``sessions.byAgent[]`` (it crashed without): one entry per agent with
+        its store path, count and newest session rows; ``cliProjection`` names the
+        agents. A read-only client gets the counts, not the paths and rows."""
+        self.h.sessions.add("beta", "agent:beta:x", NOW_MS - 300)
+        self.h.sessions.add("main", "agent:main:main", NOW_MS - 200)
+        self.h.sessions.add("main", "agent:main:work", NOW_MS - 100)
+        status = self.ok("status", {"includeChannelSummary": False, "includeCliProjection": True})
+        sessions = status["sessions"]
+        self.assertEqual(sessions["count"], 3)
+        by_agent = {entry["agentId"]: entry for entry in sessions["byAgent"]}
+        self.assertEqual(set(by_agent), {"main", "beta"})
+        main = by_agent["main"]
+        self.assertEqual(main["path"], "/state/agents/main/sessions/sessions.json")
+        self.assertEqual(main["count"], 2)
+        self.assertEqual([r["key"] for r in main["recent"]], ["agent:main:work", "agent:main:main"])
+        self.assertEqual(main["recent"][0]["updatedAt"], NOW_MS - 100)
+        self.assertEqual(main["recent"][0]["age"], 100)
+        self.assertEqual(main["recent"][0]["agentId"], "main")
+        self.assertEqual(by_agent["beta"]["count"], 1)
+        self.assertEqual(
+            [r["key"] for r in sessions["recent"]],
+            ["agent:main:work", "agent:main:main", "agent:beta:x"],
+        )
+        self.assertIn("/state/agents/beta/sessions/sessions.json", sessions["paths"])
+        self.assertEqual(sessions["defaults"]["defaultAgentId"], "main")
+        self.assertEqual(status["channelSummary"], [])
+        self.assertEqual({a["agentId"] for a in status["heartbeat"]["agents"]}, {"main", "beta"})
+        projection = status["cliProjection"]["agents"]
+        self.assertEqual(projection["defaultId"], "main")
+        self.assertEqual({row["id"] for row in projection["rows"]}, {"main", "beta"})
+        self.assertNotIn("cliProjection", self.ok("status"))
+
+        reader, _ = self.h.connect(scopes=["operator.read"])
+        answer = self.call("status", {}, client=reader)
+        self.assertTrue(answer["ok"], answer)
+        read_only = answer["payload"]["sessions"]
+        self.assertEqual(read_only["count"], 3)
+        self.assertEqual(read_only["paths"], [])
+        self.assertEqual(read_only["recent"], [])
+        for entry in read_only["byAgent"]:
+            self.assertEqual((entry["path"], entry["recent"]), ("[redacted]", []))
+
     def test_agents_list(self) -> None:
         """agents.list names the default and every agent (what `openclaw agent` reads)."""
         listing = self.ok("agents.list")

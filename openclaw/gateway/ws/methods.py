@@ -17,8 +17,9 @@ import platform
 from collections.abc import Mapping
 from typing import Any
 
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 import twisted
 from openclaw.gateway.ws import methods_loop, ops_methods, run_methods, session_methods
@@ -32,6 +33,8 @@ from openclaw.gateway.ws.calls import (
 from openclaw.gateway.ws.frames import FORBIDDEN, INVALID_REQUEST, RequestError
 from openclaw.gateway.ws.handshake import SCOPE_ADMIN, SCOPE_READ, SCOPE_WRITE, has_scope
 from openclaw.gateway.ws.methods_loop import SCOPE_APPROVALS
+from openclaw.sessions.entry import SessionEntry
+from openclaw.sessions.interface import SharedCatalog
 from openclaw.sessions.keys import main_session_key
 
 log = Logger()
@@ -95,22 +98,61 @@ def _health(ctx: CallContext, params: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _status(ctx: CallContext, params: Mapping[str, Any]) -> dict[str, Any]:
+def _status(
+    ctx: CallContext, params: Mapping[str, Any]
+) -> dict[str, Any] | Deferred[dict[str, Any]]:
+    """The gateway's status, in OpenClaw's ``getStatusSummary`` shape where the
+    CLI reads it (``openclaw status --json``: ``sessions.byAgent[]`` always,
+    ``cliProjection`` when asked) plus this gateway's own fields."""
+    services = ctx.services
+    store: object = services.sessions
+    if isinstance(store, SharedCatalog):  # other processes add sessions too
+        agent_ids = services.runtime.agent_ids
+        refreshed = gatherResults([store.refresh_agent(a) for a in agent_ids], consumeErrors=True)
+
+        def stale(failure: Failure) -> None:
+            log.warn(
+                "status: the shared session store could not be re-read ({error}); "
+                "counting what this process last saw",
+                error=failure.getErrorMessage(),
+            )
+
+        return refreshed.addCallbacks(lambda _: None, stale).addCallback(
+            lambda _: _status_payload(ctx, params)
+        )
+    return _status_payload(ctx, params)
+
+
+def _status_payload(ctx: CallContext, params: Mapping[str, Any]) -> dict[str, Any]:
     services = ctx.services
     now = services.now_ms()
-    default = services.agents.default_agent_id
-    count = 0
-    if services.sessions is not None:
-        for agent_id in services.runtime.agent_ids:
-            try:
-                count += len(services.sessions.list_sessions(agent_id))
-            except Exception:
-                log.failure("listing sessions of agent {agent_id}", agent_id=agent_id)
+    view = services.agents
+    default = view.default_agent_id
+    # OpenClaw shows store paths and session rows to operator.admin only.
+    sensitive = has_scope(ctx.connection.scopes, SCOPE_ADMIN)
+    by_agent = []
+    recent: list[dict[str, Any]] = []
+    paths: list[str] = []
+    for agent in view.agents:
+        summary = _status_sessions(services, agent.id, now)
+        if sensitive and summary["path"] not in paths:
+            paths.append(summary["path"])
+        recent.extend(summary["recent"])
+        by_agent.append(
+            {
+                "agentId": agent.id,
+                "path": summary["path"] if sensitive else "[redacted]",
+                "count": summary["count"],
+                "recent": summary["recent"] if sensitive else [],
+            }
+        )
+    recent.sort(key=lambda row: row["updatedAt"], reverse=True)
     runs = [
         {"runId": run.run_id, "agentId": run.agent_id, "sessionKey": run.session_key}
         for run in services.runtime.active_runs()
     ]
-    return {
+    default_model = next((a.model for a in view.agents if a.id == default), None)
+    payload: dict[str, Any] = {
         "ok": True,
         "version": services.version,
         "runtimeVersion": f"python {platform.python_version()}, twisted {twisted.__version__}",
@@ -118,15 +160,86 @@ def _status(ctx: CallContext, params: Mapping[str, Any]) -> dict[str, Any]:
         "uptimeMs": max(0, now - services.started_at_ms),
         "connections": services.connection_count(),
         "activeRuns": runs,
+        # No heartbeats run here (health says heartbeatSeconds 0).
+        "heartbeat": {
+            "defaultAgentId": default,
+            "agents": [
+                {"agentId": a.id, "enabled": False, "every": "disabled", "everyMs": None}
+                for a in view.agents
+            ],
+        },
+        # Channels and system events are OpenClaw's messaging side, not served here.
+        "channelSummary": [],
+        "queuedSystemEvents": [],
         "sessions": {
-            "count": count,
+            "paths": paths,
+            "count": sum(entry["count"] for entry in by_agent),
             "defaults": {
                 "defaultAgentId": default,
                 "mainKey": "main",
                 "mainSessionKey": main_session_key(default),
+                "model": default_model,
+                "contextTokens": None,
             },
+            "recent": recent[:STATUS_RECENT] if sensitive else [],
+            "byAgent": by_agent,
         },
     }
+    if params.get("includeCliProjection") is True:
+        payload["cliProjection"] = {
+            "agents": {
+                "defaultId": default,
+                "ownership": "sole",
+                "selectionRequired": False,
+                "rows": [{"id": a.id, **({"name": a.name} if a.name else {})} for a in view.agents],
+            },
+            "updateChannel": None,
+        }
+    return payload
+
+
+#: Session rows in ``status``, per agent and overall (OpenClaw's number).
+STATUS_RECENT = 10
+
+
+def _status_sessions(services: GatewayServices, agent_id: str, now: int) -> dict[str, Any]:
+    """``{path, count, recent}`` of one agent, ``recent`` in OpenClaw's
+    session-row shape (newest first); a store error counts no sessions."""
+    if services.sessions is None:
+        return {"path": "(unavailable)", "count": 0, "recent": []}
+    try:
+        entries = list(services.sessions.list_sessions(agent_id))
+        path = str(services.sessions.session_path(agent_id))
+    except Exception:
+        log.failure("listing sessions of agent {agent_id}", agent_id=agent_id)
+        return {"path": "(unavailable)", "count": 0, "recent": []}
+    entries.sort(key=lambda e: e.updated_at, reverse=True)
+    return {
+        "path": path,
+        "count": len(entries),
+        "recent": [_status_row(e, now) for e in entries[:STATUS_RECENT]],
+    }
+
+
+def _status_row(entry: SessionEntry, now: int) -> dict[str, Any]:
+    extra = entry.extra
+    row: dict[str, Any] = {
+        "agentId": entry.agent_id,
+        "key": entry.key,
+        "kind": extra.get("kind", "direct"),
+        "sessionId": entry.session_id,
+        "updatedAt": entry.updated_at,
+        "age": max(0, now - entry.updated_at),
+    }
+    for name in ("inputTokens", "outputTokens", "totalTokens", "contextTokens", "abortedLastRun"):
+        if name in extra:
+            row[name] = extra[name]
+    model, provider = extra.get("model"), extra.get("modelProvider")
+    row["model"] = model
+    if isinstance(model, str) and isinstance(provider, str):
+        row["selectedModel"] = f"{provider}/{model}"
+    row["flags"] = []
+    return row
 
 
 def _agents_list(ctx: CallContext, params: Mapping[str, Any]) -> dict[str, Any]:
