@@ -203,6 +203,12 @@ def main() -> int:
         ("health --json", ["health", "--json"], env_form, ok_and(lambda out: True)),
         ("status --json", ["status", "--json"], status_env, ok_and(from_gateway)),
         (
+            "models list --json",
+            ["models", "list", "--json"],
+            env_form,
+            ok_and(lambda out: "demo/echo" in [m["key"] for m in json.loads(out)["models"]]),
+        ),
+        (
             "agent --agent main",
             ["agent", "--message", "hi", "--agent", "main"],
             env_form,

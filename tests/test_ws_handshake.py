@@ -134,6 +134,8 @@ class ConnectTests(HarnessTestCase):
         self.assertIn("agent", hello["features"]["methods"])
         self.assertIn("logs.tail", hello["features"]["methods"])
         self.assertIn("tick", hello["features"]["events"])
+        # `openclaw models list` requires it before it calls models.list.
+        self.assertEqual(hello["features"]["capabilities"], ["published-model-catalog"])
         self.assertEqual(
             hello["auth"], {"method": "token", "role": "operator", "scopes": ["operator.read"]}
         )

@@ -221,6 +221,7 @@ class ModelsFromConfigTests(MethodTestCase):
         provider = ProviderConfig(
             id="ollama",
             api="openai-completions",
+            base_url="http://127.0.0.1:11434/v1",
             models=(ModelEntry(id="llama3.2", name="Llama", context_window=8192, max_tokens=512),),
         )
         from attrs import evolve
@@ -241,6 +242,26 @@ class ModelsFromConfigTests(MethodTestCase):
                 "contextWindow": 8192,
                 "maxTokens": 512,
             },
+        )
+
+    def test_published_catalog_params(self) -> None:
+        """What ``openclaw models list`` sends once hello-ok advertises
+        ``published-model-catalog``: a provider filter (an unknown provider is
+        refused), an agent that must exist, a view, and details (``local``)."""
+        params = {"view": "all", "includeDetails": True, "agentId": "main"}
+        models = self.ok("models.list", {**params, "provider": "OLLAMA"})["models"]
+        self.assertEqual([m["id"] for m in models], ["ollama/llama3.2"])
+        self.assertIs(models[0]["local"], True)  # a loopback baseUrl
+        demo = self.ok("models.list", {**params, "provider": "demo"})["models"]
+        self.assertEqual(demo, [{"id": "demo/echo", "name": "echo", "provider": "demo"}])
+        self.assertIn(
+            "Unknown model catalog provider", self.error("models.list", {"provider": "nope"})
+        )
+        self.assertIn("unknown agent id", self.error("models.list", {"agentId": "ghost"}))
+        self.assertIn("view", self.error("models.list", {"view": "everything"}))
+        self.assertEqual(
+            len(self.ok("models.list", {"view": "default"})["models"]),
+            len(self.ok("models.list")["models"]),
         )
 
 

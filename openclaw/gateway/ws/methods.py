@@ -12,25 +12,30 @@ The handlers live in :mod:`.run_methods` (runs) and :mod:`.session_methods`
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import platform
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 import twisted
+from openclaw.config.model import ProviderConfig
 from openclaw.gateway.ws import methods_loop, ops_methods, run_methods, session_methods
 from openclaw.gateway.ws.calls import (
     RECENT_SESSIONS,
     CallContext,
     GatewayServices,
     MethodSpec,
+    known_agent,
     optional_int,
+    optional_str,
 )
-from openclaw.gateway.ws.frames import FORBIDDEN, INVALID_REQUEST, RequestError
+from openclaw.gateway.ws.frames import FORBIDDEN, INVALID_REQUEST, RequestError, invalid_params
 from openclaw.gateway.ws.handshake import SCOPE_ADMIN, SCOPE_READ, SCOPE_WRITE, has_scope
 from openclaw.gateway.ws.methods_loop import SCOPE_APPROVALS
 from openclaw.sessions.entry import SessionEntry
@@ -264,10 +269,34 @@ def _agents_list(ctx: CallContext, params: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+#: What ``models.list`` accepts as ``view`` (OpenClaw's published-catalog views).
+MODEL_VIEWS = ("default", "configured", "provider-config", "all")
+
+
 def _models_list(ctx: CallContext, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The configured model catalog, in OpenClaw's published-catalog form.
+
+    The ``published-model-catalog`` capability (hello-ok) promises what
+    ``openclaw models list`` sends: ``view``, ``provider`` (an unknown one is
+    refused), ``agentId`` (must exist) and ``includeDetails`` (``local`` per
+    row). The catalog is what the config names (provider models and the
+    agents' refs): no discovery runs, so every view lists it and ``refresh``
+    changes nothing. ``id`` is the ``provider/model`` ref, which OpenClaw's
+    clients key as is.
+    """
+    method = "models.list"
+    services = ctx.services
+    agent_id = optional_str(params, "agentId", method)
+    if agent_id is not None:
+        known_agent(services, agent_id, method)
+    view = optional_str(params, "view", method)
+    if view is not None and view not in MODEL_VIEWS:
+        raise invalid_params(method, f"property 'view' must be one of {', '.join(MODEL_VIEWS)}")
+    details = params.get("includeDetails") is True
+    providers = services.config.models.providers
     models: list[dict[str, Any]] = []
     seen: set[str] = set()
-    for provider_id, provider in ctx.services.config.models.providers.items():
+    for provider_id, provider in providers.items():
         for model in provider.models:
             ref = f"{provider_id}/{model.id}"
             if ref in seen:
@@ -284,12 +313,44 @@ def _models_list(ctx: CallContext, params: Mapping[str, Any]) -> dict[str, Any]:
             if model.max_tokens is not None:
                 entry["maxTokens"] = model.max_tokens
             models.append(entry)
-    for agent in ctx.services.agents.agents:
+    for agent in services.agents.agents:
         if agent.model and agent.model not in seen and "/" in agent.model:
             seen.add(agent.model)
             provider_id, _, model_id = agent.model.partition("/")
             models.append({"id": agent.model, "name": model_id, "provider": provider_id})
+    wanted = optional_str(params, "provider", method)
+    if wanted is not None:
+        wanted = wanted.strip().lower()
+        if wanted not in {m["provider"].lower() for m in models} | {p.lower() for p in providers}:
+            raise invalid_params(
+                method,
+                "Unknown model catalog provider. Use a provider id from the configured providers.",
+            )
+        models = [m for m in models if m["provider"].lower() == wanted]
+    if details:
+        for entry in models:
+            local = _is_local(providers.get(entry["provider"]))
+            if local is not None:
+                entry["local"] = local
     return {"models": models}
+
+
+def _is_local(provider: ProviderConfig | None) -> bool | None:
+    """Whether the provider runs on this host (loopback ``baseUrl``, or the
+    in-process demo); None when unknown (no such provider, no ``baseUrl``)."""
+    if provider is None:
+        return None
+    if provider.api == "demo":
+        return True
+    if not provider.base_url:
+        return None
+    host = urlsplit(provider.base_url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 # -- logs -------------------------------------------------------------------------------

@@ -60,6 +60,10 @@ EVENTS = (
     "exec.approval.requested",
     "exec.approval.resolved",
 )
+#: OpenClaw server capabilities this gateway honours (``hello-ok.features.capabilities``):
+#: ``published-model-catalog``: ``models.list`` takes ``view``, ``provider``, ``agentId``
+#: and ``includeDetails`` (``openclaw models list`` refuses a gateway without it).
+CAPABILITIES = ("published-model-catalog",)
 #: The OpenClaw release whose CLI this protocol implementation was verified with.
 COMPATIBLE_OPENCLAW = "2026.9.6"
 #: OpenClaw's close code for a client whose shared credentials a reload replaced.
@@ -250,7 +254,11 @@ class WebSocketGateway:
                 "compatibleWith": COMPATIBLE_OPENCLAW,
                 "connId": conn.conn_id,
             },
-            "features": {"methods": sorted(METHODS), "events": list(EVENTS), "capabilities": []},
+            "features": {
+                "methods": sorted(METHODS),
+                "events": list(EVENTS),
+                "capabilities": list(CAPABILITIES),
+            },
             "snapshot": {
                 "presence": [],
                 "health": {"ok": True},
