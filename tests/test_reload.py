@@ -290,6 +290,29 @@ class ReloadTests(SynchronousTestCase):
             sorted(result.changed), ["gateway.shutdownGraceSeconds", "gateway.trustedProxies"]
         )
 
+    def test_the_reloaded_line_names_only_what_applied(self) -> None:
+        """A reload changing the port (restart-only), the token and the agents
+        says "config reloaded" for the token and the agents only, and names the
+        port as waiting for a restart; ``changed`` leaves the port out too."""
+        f = Fixture(self)
+        logs = capture_logs(self)
+        document = json.loads(f.path.read_text())
+        document["gateway"]["port"] = 19999
+        document["gateway"]["auth"]["token"] = NEW_TOKEN
+        document["agents"]["list"] = [{"id": "main", "default": True}, {"id": "ops"}]
+        f.path.write_text(json.dumps(document))
+        result = f.service.reload()
+        self.assertTrue(result.ok, result.problems)
+        self.assertEqual(result.changed, ("gateway.auth", "agents"))
+        self.assertEqual(result.restart_needed, ("gateway.port",))
+        [line] = [line for line in logs if "config reloaded from" in line]
+        self.assertTrue(
+            line.endswith(": gateway.auth, agents; after a restart: gateway.port"), line
+        )
+        # The next reload of the same file: nothing new applies, the port still waits.
+        again = f.service.reload()
+        self.assertEqual((again.changed, again.restart_needed), ((), ("gateway.port",)))
+
     def test_settings_that_need_a_restart_are_reported(self) -> None:
         """A changed port is reported as needing a restart; the rest applies."""
         f = Fixture(self)

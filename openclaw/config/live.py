@@ -101,7 +101,8 @@ class ReloadResult:
     #: Why it was refused (empty when ``ok``).
     problems: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
-    #: Top-level areas that changed (``gateway.auth``, ``agents``...).
+    #: Areas that changed and apply now (``gateway.auth``, ``agents``...); the
+    #: restart-only ones are in :attr:`restart_needed` instead.
     changed: tuple[str, ...] = ()
     #: Settings whose value in the file differs from the one the process runs:
     #: they apply only after a restart (named on every reload until then).
@@ -192,7 +193,9 @@ class LiveConfig:
         # Against what runs, not the last file read: a reverted restart-only change
         # is no longer pending, and a pending one is named until the restart.
         restart = restart_pending(self._running, new)
-        changed = _changed(self._current, new)
+        # What applies now: restart-only settings are left as they run on both
+        # sides, so a changed port is named as pending, never as reloaded.
+        changed = _changed(as_running(self._running, self._current), as_running(self._running, new))
         for warning in loaded.warnings:
             log.warn("config: {warning}", warning=warning)
         for name in restart:
@@ -204,9 +207,11 @@ class LiveConfig:
         self._text = loaded.text
         self.replace(new)
         log.info(
-            "config reloaded from {path}: {changed}",
+            "config reloaded from {path}: {changed}{pending}",
             path=self.path_text,
             changed=", ".join(changed) or "no changes",
+            pending=f"; after a restart: {', '.join(restart)}" if restart else "",
+            restart_needed=", ".join(restart),
         )
         return ReloadResult(
             ok=True,
