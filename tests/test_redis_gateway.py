@@ -496,6 +496,45 @@ class WorkersOnRedisTests(SynchronousTestCase):
         self.assertEqual(gateway.stop(), 0)
 
 
+class ShutdownTests(SynchronousTestCase):
+    """SIGTERM with a run still holding a session's lane at the end of the grace."""
+
+    def test_a_run_aborted_at_shutdown_releases_its_lane(self) -> None:
+        """The aborted run's lane lock is deleted from Redis before the process
+        exits (the next instance need not wait out the lock's TTL), and nothing
+        says otherwise: the store closes its connection only once the release
+        is answered (it used to close it under the reply, and every rolling
+        restart logged "could not release lane: Redis connection lost")."""
+        server = RedisServer()
+        server.start()
+        self.addCleanup(server.cleanup)
+        root = server.directory / "shutdown"
+        config = gateway_config(root, server.url, delay_ms=300)
+        document = json.loads(config.read_text())
+        document["gateway"]["shutdownGraceSeconds"] = 1
+        # Far longer than the test: only a release can remove the lock.
+        document["gateway"]["redis"]["lockTtlSeconds"] = 60
+        config.write_text(json.dumps(document))
+        state = root / "state"
+        state.mkdir()
+        gateway = GatewayProcess(config, state)
+        self.addCleanup(gateway.ensure_stopped)
+        key = "agent:main:aborted-at-shutdown"
+        lock = KeySchema().lock(key)
+        text = " ".join(f"word{n}" for n in range(60))  # echoed for ~18 s
+        streaming = threading.Thread(
+            target=_swallow, args=(lambda: chat(gateway.port, key, text, stream=True),)
+        )
+        streaming.start()
+        self.addCleanup(streaming.join, 30)
+        poll(lambda: True if server.command("EXISTS", lock) == b":1\r\n" else None, what="lock")
+        self.assertEqual(gateway.stop(), 0)
+        self.assertEqual(server.command("EXISTS", lock), b":0\r\n", gateway.text)
+        self.assertRegex(gateway.text, r"run \S+ aborted")
+        self.assertNotIn("could not release lane", gateway.text)
+        self.assertNotIn("not confirmed", gateway.text)
+
+
 class StartupTests(SynchronousTestCase):
     """The start-up check."""
 

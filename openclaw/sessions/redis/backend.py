@@ -105,6 +105,7 @@ def build_redis_backend(config: Config, reactor: IReactorTime) -> RedisBackend:
         ttl_seconds=settings.lock_ttl_seconds,
         on_granted=store.refresh_session,
         read_plan=store.read_plan,
+        hold=store.hold,
     )
     return RedisBackend(url=url, client=client, store=store, lanes=lanes, owner=owner)
 

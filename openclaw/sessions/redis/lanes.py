@@ -146,6 +146,7 @@ class RedisLanes(SessionLanes):
         poll_seconds: float = DEFAULT_POLL_INTERVAL,
         on_granted: Callable[[str], Deferred[None]] | None = None,
         read_plan: Callable[[str], SessionRead | None] | None = None,
+        hold: Callable[[Deferred[Any]], object] | None = None,
     ) -> None:
         """
         :param owner: this process' id, recorded in lock values (for operators).
@@ -154,6 +155,9 @@ class RedisLanes(SessionLanes):
         :param read_plan: the store's read of a session, run inside the acquire
             script when the lane is granted (saves a round trip); ``on_granted``
             is then not called.
+        :param hold: the store's: a release still in flight is waited for when
+            it closes the connection (at shutdown, the runs aborted at the end
+            of the grace release their lanes just before it closes).
         """
         super().__init__()
         self._client = client
@@ -166,6 +170,7 @@ class RedisLanes(SessionLanes):
         self._poll = poll_seconds
         self._on_granted = on_granted
         self._read_plan = read_plan
+        self._hold = hold
         #: Locks given up while Redis was away: key -> (token, ticket, expiry).
         #: Released once it answers again, so the session does not wait out
         #: the lock's TTL after every outage.
@@ -221,7 +226,31 @@ class RedisLanes(SessionLanes):
     def _release(self, key: str, token: str, ticket: str) -> None:
         schema = self._schema
         d = self._client.run_script(RELEASE, [schema.lock(key), schema.queue(key)], [token, ticket])
-        d.addErrback(lambda f: log.warn("could not release lane: {why}", why=str(f.value)))
+        if self._hold is not None:
+            self._hold(d)
+        d.addErrback(self._not_released, key)
+
+    def _not_released(self, failure: Failure, key: str) -> None:
+        """A release that failed: the lock expires by its TTL all the same. A
+        lost connection is logged by the client itself, and the release may
+        well have run (only its reply was lost), so it is only noted here, at
+        info level; anything else (a refusal, a script error) is a warning."""
+        ttl = self._ttl_ms / 1000
+        if isinstance(failure.value, RedisUnavailableError):
+            log.info(
+                "release of the lane of {key} not confirmed ({why}); if it did not "
+                "reach Redis, the lock expires within {ttl}s",
+                key=key,
+                why=str(failure.value),
+                ttl=ttl,
+            )
+            return
+        log.warn(
+            "could not release lane of {key}: {why}; its lock expires within {ttl}s",
+            key=key,
+            why=str(failure.value),
+            ttl=ttl,
+        )
 
     def _retry_releases_later(self) -> None:
         if self._release_retry is None or not self._release_retry.active():

@@ -285,6 +285,11 @@ class RedisSessionStore(SessionMirror):
         known = old is not None
         return known, saved.addCallbacks(lambda _: known, refused)
 
+    def hold(self, d: Deferred[Any]) -> None:
+        """Have :meth:`close` wait for ``d`` too (a lane release in flight:
+        closing the connection under it would leave the lock to its TTL)."""
+        self._held(d)
+
     def _held(self, d: Deferred[_R]) -> Deferred[_R]:
         """``d``, waited for by :meth:`when_idle` and :meth:`close` through a
         twin (waiting must not take ``d``'s result from its caller)."""
