@@ -113,7 +113,17 @@ class GatewayProcess:
         self._selector = selectors.DefaultSelector()
         assert self.process.stdout is not None
         self._selector.register(self.process.stdout, selectors.EVENT_READ)
-        self.port = self._wait_for_port(startup_timeout)
+        try:
+            self.port = self._wait_for_port(startup_timeout)
+        except BaseException:
+            # No caller holds this object yet to stop it: a gateway that never
+            # logged its port would otherwise outlive the test run.
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait()
+            self._selector.close()
+            self.process.stdout.close()
+            raise
 
     def _read_line(self, deadline: float) -> str | None:
         """The next output line, or None at EOF; raises at the deadline.
