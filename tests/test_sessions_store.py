@@ -572,7 +572,7 @@ class HistoryTests(StoreTestCase):
 
     def test_read_messages_display_shape(self) -> None:
         """read_messages returns the newest messages oldest first, in chat.history's
-        shape, failures included, image data omitted, stop reasons in our vocabulary."""
+        shape, failures included, image data omitted."""
         self.turn("r1", "one", "first")
         self.turn("r2", "two", "oops", stop="error", error="upstream 500")
         entry = self.store.ensure_session("main", KEY)
@@ -597,6 +597,14 @@ class HistoryTests(StoreTestCase):
             {"type": "image", "mimeType": "image/png", "bytes": 6, "omitted": True},
         )
         self.assertEqual(self.store.read_messages("main", "agent:main:none", 10), [])
+
+    def test_read_messages_keep_the_stored_stop_reason(self) -> None:
+        """chat.history shows a tool step's stop reason as the transcript holds it
+        (``toolUse``, as OpenClaw's chat.history passes it through), not the
+        runtime's ``tool_calls``."""
+        self.turn("r1", "list files", "", stop="tool_calls")
+        messages = self.store.read_messages("main", KEY, limit=5)
+        self.assertEqual(messages[-1]["stopReason"], "toolUse")
 
 
 class ResetDeleteTests(StoreTestCase):

@@ -38,16 +38,6 @@ FAILED_STOPS = frozenset({"error", "aborted"})
 #: readers ignore): a run whose newest message carries it never finished.
 STEP_MARK = "turnStep"
 _TO_DISK_STOP: Mapping[str, str] = {"tool_calls": "toolUse"}
-_FROM_DISK_STOP: Mapping[str, StopReason] = {
-    "toolUse": "tool_calls",
-    "tool_use": "tool_calls",
-    "stop": "stop",
-    "length": "length",
-    "tool_calls": "tool_calls",
-    "content_filter": "content_filter",
-    "error": "error",
-    "aborted": "aborted",
-}
 
 
 def encode_json(value: object) -> bytes:
@@ -280,7 +270,8 @@ DISPLAY_ROLES_WITH_TOOLS: Final = frozenset({"user", "assistant", "toolResult"})
 
 def for_display(message: Mapping[str, Any]) -> dict[str, Any]:
     """A stored message as ``chat.history`` shows it: image data replaced by
-    its type and size, the stop reason in the runtime's vocabulary."""
+    its type and size. The stop reason stays as stored (``toolUse``, not the
+    runtime's ``tool_calls``): OpenClaw's ``chat.history`` passes it through."""
     out = dict(message)
     content = out.get("content")
     if isinstance(content, list):
@@ -299,7 +290,4 @@ def for_display(message: Mapping[str, Any]) -> dict[str, Any]:
             else:
                 shown.append(block)
         out["content"] = shown
-    stop = out.get("stopReason")
-    if isinstance(stop, str):
-        out["stopReason"] = _FROM_DISK_STOP.get(stop, stop)
     return out
