@@ -91,8 +91,8 @@ class LongLineReadTests(SynchronousTestCase):
 class CancelledToolEventTests(SynchronousTestCase):
     def test_cancelled_tool_gets_its_end_event(self) -> None:
         """A run stopped while a tool runs (timeout, abort, disconnect): the tool's
-        start event is followed by a result event (an error saying it was
-        cancelled), so a client does not show the call running forever."""
+        start event is followed by a result event (OpenClaw's exec abort error),
+        so a client does not show the call running forever."""
         clock = Clock()
         events: list[ToolEvent] = []
         hanging = _Hanging()
@@ -121,7 +121,7 @@ class CancelledToolEventTests(SynchronousTestCase):
             [(e.phase, e.tool_call_id) for e in events], [("start", "c1"), ("result", "c1")]
         )
         self.assertTrue(events[1].is_error)
-        self.assertIn("cancelled", events[1].result or "")
+        self.assertEqual(events[1].result, "Tool execution was aborted")
 
 
 class _Hanging:

@@ -21,6 +21,8 @@ from twisted.internet.threads import deferToThread
 
 from openclaw.testing import FakeReply, FakeToolCall, ReceivedRequest, ToolConversation
 from tests import integration_support as support
+from tests.test_integration_agent_loop import process_gone
+from tests.ws_sync_client import SyncWsClient
 
 _T = TypeVar("_T")
 
@@ -31,6 +33,11 @@ MARKER = (
 )
 #: The result OpenClaw sends for a call whose result is missing.
 NO_RESULT = "No result provided"
+#: The result OpenClaw's exec tool gives when the run's end killed it.
+EXEC_ABORTED = "Tool execution was aborted"
+#: A quick command with a side effect, and a slow one that outlives the run.
+QUICK = "echo sent >> mail.log; echo receipt emailed to bob"
+SLOW = "echo $$ > build.pid; exec sleep 300"
 #: The turn's step limit (model calls without a final answer).
 STEP_LIMIT = 50
 DEADLINE = 15.0
@@ -97,6 +104,86 @@ class FailedTurnReplayTests(support.GatewayTestCase):
         except openai.APIStatusError as e:
             return e
         raise AssertionError("the turn did not fail")
+
+    def messages(self, key: str) -> list[dict[str, Any]]:
+        """The transcript messages of session ``key``, in order."""
+        sessions = self.gateway.directory / "state" / "agents" / "main" / "sessions"
+        for path in sessions.glob("*.jsonl"):
+            lines = [json.loads(line) for line in path.read_text().splitlines()]
+            if lines and lines[0].get("sessionKey") == key:
+                return [line["message"] for line in lines if line.get("type") == "message"]
+        return []
+
+    async def watcher(self, key: str) -> SyncWsClient:
+        """A WebSocket client that gets the tool events of session ``key``."""
+        ws = await self.call(lambda: SyncWsClient(self.gateway.port, caps=("tool-events",)))
+        self.addCleanup(ws.close)
+        subscribed = await self.call(lambda: ws.request("sessions.subscribe", {"keys": [key]}))
+        self.assertTrue(subscribed["ok"], subscribed)
+        return ws
+
+    async def quick_done_slow_running(self, ws: SyncWsClient) -> int:
+        """Wait until the quick call's result event reached ``ws`` (the gateway
+        has its result) while the slow command runs; the slow command's pid."""
+
+        def quick_result(frame: dict[str, Any]) -> bool:
+            payload = frame.get("payload") or {}
+            data = payload.get("data") or {}
+            return (
+                frame.get("event") == "agent"
+                and payload.get("stream") == "tool"
+                and data.get("phase") == "result"
+                and data.get("toolCallId") == "q1"
+            )
+
+        await self.call(lambda: ws.wait_event(quick_result))
+        pid_file = self.workspace / "build.pid"
+        await self.until(lambda: pid_file.exists() and pid_file.read_text().strip() != "", "pid")
+        pid = int(pid_file.read_text())
+        pid_file.unlink()
+        self.assertFalse(process_gone(pid))
+        return pid
+
+    async def assert_stopped_batch_recorded(self, key: str, pid: int, stop: str) -> None:
+        """The run ended (``stop``) with the slow command killed; the transcript
+        holds the quick call's real result and the slow call's abort error, in
+        call order, before the turn's final message."""
+        await self.until(
+            lambda: any(m.get("stopReason") == stop for m in self.messages(key)), "the turn's end"
+        )
+        await self.until(lambda: process_gone(pid), f"process {pid} to end")
+        messages = self.messages(key)
+        self.assertEqual(
+            [(m["role"], m.get("stopReason")) for m in messages],
+            [("user", None), ("assistant", "toolUse"), ("toolResult", None),
+             ("toolResult", None), ("assistant", stop)],
+        )  # fmt: skip
+        quick, slow = messages[2], messages[3]
+        self.assertEqual((quick["toolCallId"], quick["isError"]), ("q1", False))
+        self.assertIn("receipt emailed to bob", quick["content"][0]["text"])
+        self.assertEqual((slow["toolCallId"], slow["isError"]), ("s1", True))
+        self.assertEqual(slow["content"][0]["text"], EXEC_ABORTED)
+        self.assertEqual((self.workspace / "mail.log").read_text(), "sent\n")
+        (self.workspace / "mail.log").unlink()
+
+    def assert_next_request_has_the_results(self, request: ReceivedRequest, asked: str) -> None:
+        sent = conversation(request)
+        self.assertEqual(
+            [(role, extra) for role, _, extra in sent],
+            [("user", ""), ("assistant", "q1:exec s1:exec"), ("tool", "q1"), ("tool", "s1"),
+             ("user", "")],
+        )  # fmt: skip
+        self.assertEqual(sent[0][1], "email the receipt and wait for the build")
+        self.assertIn("receipt emailed to bob", sent[2][1] or "")
+        self.assertEqual(sent[3][1], EXEC_ABORTED)
+        self.assertEqual(sent[4][1], asked)
+        self.assertNotIn(NO_RESULT, json.dumps(request.body))
+
+    def step_with_quick_and_slow(self) -> FakeReply:
+        return FakeReply(
+            text="Working.",
+            tool_calls=(tool("exec", "q1", command=QUICK), tool("exec", "s1", command=SLOW)),
+        )
 
     def stop_reasons(self, user: str) -> list[str | None]:
         sessions = self.gateway.directory / "state" / "agents" / "main" / "sessions"
@@ -167,8 +254,8 @@ class FailedTurnReplayTests(support.GatewayTestCase):
 
     async def test_an_aborted_exec_is_replayed_with_an_error_result(self) -> None:
         """A client that hangs up while the agent's exec runs: the next turn sees
-        the question, the exec call and OpenClaw's error result for it (its
-        result was never recorded), so the upstream gets a valid history."""
+        the question, the exec call and OpenClaw's abort error for it (recorded
+        when the run stopped it), so the upstream gets a valid history."""
         command = "touch started.flag; sleep 300"
         flag = self.workspace / "started.flag"
         self.fake.responder = ToolConversation(
@@ -196,11 +283,165 @@ class FailedTurnReplayTests(support.GatewayTestCase):
             [
                 ("user", "run the migration", ""),
                 ("assistant", "Working.", "a1:exec"),
-                ("tool", NO_RESULT, "a1"),
+                ("tool", EXEC_ABORTED, "a1"),
                 ("user", "what happened?", ""),
             ],
         )
         flag.unlink()
+
+    async def test_client_hanging_up_keeps_the_finished_calls_result(self) -> None:
+        """One step runs a quick exec (it e-mails) and a slow one; the client
+        hangs up after the quick one finished. The transcript holds the quick
+        call's real result and the slow call's abort error, the slow command's
+        process is gone, and the next turn tells the model what the quick
+        call did (not "No result provided"), so it is not redone."""
+        key = "agent:main:openai-user:hangup"
+        ws = await self.watcher(key)
+        self.fake.enqueue(self.step_with_quick_and_slow(), FakeReply(text="Yes, it was sent."))
+        client = await self.raw(
+            {
+                "model": "openclaw",
+                "stream": True,
+                "user": "hangup",
+                "messages": [
+                    {"role": "user", "content": "email the receipt and wait for the build"}
+                ],
+            }
+        )
+        await client.wait_for(b"Working.")
+        pid = await self.quick_done_slow_running(ws)
+        client.abort()
+        await client.closed
+        await self.assert_stopped_batch_recorded(key, pid, "aborted")
+        self.assertEqual(await self.chat("hangup", "did you email it?"), "Yes, it was sent.")
+        self.assert_next_request_has_the_results(self.fake.requests[1], "did you email it?")
+
+    async def chat_send(self, ws: SyncWsClient, key: str, message: str, **params: Any) -> str:
+        sent = await self.call(
+            lambda: ws.request(
+                "chat.send",
+                {
+                    "sessionKey": key,
+                    "message": message,
+                    "idempotencyKey": f"{key} {message}",
+                    **params,
+                },
+            )
+        )
+        self.assertTrue(sent["ok"], sent)
+        run_id: str = sent["payload"]["runId"]
+        return run_id
+
+    async def chat_state(self, ws: SyncWsClient, run_id: str, state: str) -> None:
+        await self.call(
+            lambda: ws.wait_event(
+                lambda f: (
+                    f.get("event") == "chat"
+                    and f["payload"].get("runId") == run_id
+                    and f["payload"].get("state") == state
+                )
+            )
+        )
+
+    async def test_chat_abort_keeps_the_finished_calls_result(self) -> None:
+        """The same stopped by chat.abort (the Control UI's Stop button) over
+        the WebSocket; chat.history has both results."""
+        key = "agent:main:ws-abort"
+        ws = await self.watcher(key)
+        self.fake.enqueue(self.step_with_quick_and_slow(), FakeReply(text="Yes, it was sent."))
+        await self.chat_send(ws, key, "email the receipt and wait for the build")
+        pid = await self.quick_done_slow_running(ws)
+        aborted = await self.call(lambda: ws.request("chat.abort", {"sessionKey": key}))
+        self.assertTrue(aborted["payload"]["aborted"], aborted)
+        await self.assert_stopped_batch_recorded(key, pid, "aborted")
+        history = await self.call(
+            lambda: ws.request("chat.history", {"sessionKey": key, "limit": 50})
+        )
+        # What the Control UI fills its tool boxes from after a reload.
+        results = [
+            (m["toolCallId"], m["isError"])
+            for m in history["payload"]["messages"]
+            if m["role"] == "toolResult"
+        ]
+        self.assertEqual(results, [("q1", False), ("s1", True)])
+        run_id = await self.chat_send(ws, key, "did you email it?")
+        await self.chat_state(ws, run_id, "final")
+        self.assert_next_request_has_the_results(self.fake.requests[1], "did you email it?")
+
+    async def test_run_timeout_keeps_the_finished_calls_result(self) -> None:
+        """The same stopped by the run's timeout (chat.send timeoutMs)."""
+        key = "agent:main:timed-out"
+        ws = await self.watcher(key)
+        self.fake.enqueue(self.step_with_quick_and_slow(), FakeReply(text="Yes, it was sent."))
+        await self.chat_send(ws, key, "email the receipt and wait for the build", timeoutMs=2500)
+        pid = await self.quick_done_slow_running(ws)
+        await self.assert_stopped_batch_recorded(key, pid, "aborted")
+        self.assertIn("timed out", self.messages(key)[-1]["errorMessage"])
+        run_id = await self.chat_send(ws, key, "did you email it?")
+        await self.chat_state(ws, run_id, "final")
+        self.assert_next_request_has_the_results(self.fake.requests[1], "did you email it?")
+
+    async def test_a_step_with_client_tools_stopped_mid_batch_is_recorded(self) -> None:
+        """A step that also calls a client tool is recorded only at the turn's
+        end normally; stopped mid-batch, it is recorded then, with the
+        built-in calls' results: the next turn replays the built-in calls with
+        their results and the client call as text."""
+        key = "agent:main:openai-user:mixed"
+        ws = await self.watcher(key)
+        weather = tool("weather", "w1", city="Oslo")
+        self.fake.enqueue(
+            FakeReply(
+                text="Working.",
+                tool_calls=(
+                    tool("exec", "q1", command=QUICK),
+                    weather,
+                    tool("exec", "s1", command=SLOW),
+                ),
+            ),
+            FakeReply(text="Yes, it was sent."),
+        )
+        function = {"name": "weather", "parameters": {"type": "object"}}
+        client = await self.raw(
+            {
+                "model": "openclaw",
+                "stream": True,
+                "user": "mixed",
+                "tools": [{"type": "function", "function": function}],
+                "messages": [
+                    {"role": "user", "content": "email the receipt and wait for the build"}
+                ],
+            }
+        )
+        await client.wait_for(b"Working.")
+        pid = await self.quick_done_slow_running(ws)
+        client.abort()
+        await client.closed
+        await self.until(
+            lambda: any(m.get("stopReason") == "aborted" for m in self.messages(key)), "the end"
+        )
+        await self.until(lambda: process_gone(pid), f"process {pid} to end")
+        messages = self.messages(key)
+        self.assertEqual(
+            [m["role"] for m in messages],
+            ["user", "assistant", "toolResult", "toolResult", "assistant"],
+        )
+        self.assertEqual(
+            [b["id"] for b in messages[1]["content"] if b["type"] == "toolCall"],
+            ["q1", "w1", "s1"],
+        )
+        self.assertNotIn("turnStep", messages[1])
+        self.assertEqual([m["toolCallId"] for m in messages[2:4]], ["q1", "s1"])
+        (self.workspace / "mail.log").unlink()
+        self.assertEqual(await self.chat("mixed", "did you email it?"), "Yes, it was sent.")
+        sent = conversation(self.fake.requests[1])
+        self.assertEqual(
+            [(role, extra) for role, _, extra in sent],
+            [("user", ""), ("assistant", "q1:exec s1:exec"), ("tool", "q1"), ("tool", "s1"),
+             ("user", "")],
+        )  # fmt: skip
+        self.assertIn("tool_call id=w1 name=weather", sent[1][1] or "")
+        self.assertIn("receipt emailed to bob", sent[2][1] or "")
+        self.assertEqual(sent[3][1], EXEC_ABORTED)
 
     async def test_a_turn_stopped_by_the_step_limit_keeps_its_steps(self) -> None:
         """A model that calls a tool at every step is stopped by the step limit

@@ -11,7 +11,14 @@ from twisted.internet.task import Clock
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
-from openclaw.agents.tool_runner import BatchOutcome, ToolBatch, cap_text
+from openclaw.agents.tool_runner import (
+    ABORTED_TEXT,
+    EXEC_ABORTED_TEXT,
+    BatchCancelledError,
+    BatchOutcome,
+    ToolBatch,
+    cap_text,
+)
 from openclaw.agents.tools.base import Tool, ToolArgumentError, ToolContext, ToolResult
 from openclaw.agents.tools.loop_detection import LoopDetector
 from openclaw.agents.types import ToolCall, ToolEvent
@@ -212,6 +219,43 @@ class ToolBatchTests(SynchronousTestCase):
         self.assertEqual(cancelled, ["c1"])
         self.assertEqual([e.phase for e in self.events], ["start", "start", "result", "result"])
 
+    def test_cancel_keeps_the_results_of_finished_calls(self) -> None:
+        """A cancel after one call finished (its side effect happened): cancel()
+        returns every call's answer in call order, the finished call's real
+        result, OpenClaw's abort errors for the running exec and for the call
+        still waiting to start; the run's Deferred fails carrying the same."""
+        cancelled: list[str] = []
+        hanging = self.hanging("exec", cancelled)
+        batch = self.batch(
+            [
+                ToolCall("e1", "exec", "{}"),
+                ToolCall("w1", "write", "{}"),
+                ToolCall("q1", "exec", "{}"),
+                ToolCall("w2", "write", "{}"),
+            ],
+            {"exec": hanging, "write": self.hanging("write", cancelled)},
+        )
+        d = batch.run()
+        run_due(self.clock)
+        self.pending["q1"].callback(ToolResult("receipt emailed"))
+        results = batch.cancel()
+        self.assertEqual(
+            [(r.call.id, r.content, r.is_error) for r in results],
+            [
+                ("e1", EXEC_ABORTED_TEXT, True),
+                ("w1", ABORTED_TEXT, True),
+                ("q1", "receipt emailed", False),
+                ("w2", ABORTED_TEXT, True),  # waited for w1: never started
+            ],
+        )
+        self.assertEqual(sorted(cancelled), ["e1", "w1"])
+        failure = self.failureResultOf(d, BatchCancelledError)
+        self.assertEqual(failure.value.results, results)
+        self.assertEqual(batch.cancel(), ())
+        self.assertEqual(
+            [e.tool_call_id for e in self.events if e.phase == "result"], ["q1", "e1", "w1", "w2"]
+        )
+
     def test_file_changes_wait_for_each_other(self) -> None:
         """Two edits (and a write) of one step run one at a time, in call order,
         while a read runs alongside them."""
@@ -265,7 +309,7 @@ class ToolBatchTests(SynchronousTestCase):
         self.assertIn("compaction_loop_persisted", outcome.abort or "")
         self.assertEqual(cancelled, ["h1"])
         self.assertEqual([r.call.id for r in outcome.results], ["h1", "s0", "s1", "s2"])
-        self.assertIn("was cancelled", outcome.results[0].content)
+        self.assertEqual(outcome.results[0].content, ABORTED_TEXT)
 
     def test_updates_become_update_events_and_results_are_capped(self) -> None:
         """on_update reaches observers as an update event; long output is cut to the cap."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import websocket
@@ -21,7 +21,9 @@ from tests.gateway_process import TOKEN
 class SyncWsClient:
     """One operator connection to ``ws://127.0.0.1:<port>/``."""
 
-    def __init__(self, port: int, timeout: float = 15.0, *, token: str = TOKEN) -> None:
+    def __init__(
+        self, port: int, timeout: float = 15.0, *, token: str = TOKEN, caps: Sequence[str] = ()
+    ) -> None:
         self.ws = websocket.create_connection(f"ws://127.0.0.1:{port}/", timeout=timeout)
         self.events: list[dict[str, Any]] = []
         self._ids = itertools.count(1)
@@ -37,6 +39,7 @@ class SyncWsClient:
                 "client": {"id": "cli", "version": "test", "platform": "linux", "mode": "cli"},
                 "role": "operator",
                 "scopes": ["operator.read", "operator.write", "operator.admin"],
+                "caps": list(caps),
             },
         )
         assert hello.get("ok"), hello

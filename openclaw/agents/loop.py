@@ -18,6 +18,11 @@ built-in tool:
 Client tools end the turn with their calls pending (built-in calls of the same
 step run first). A step limit and the run's timeout bound the loop;
 :meth:`TurnLoop.cancel` stops the stream, the running tools and any compaction.
+A batch stopped that way still records a result for each of its calls, in the
+model's order: the real result of every call that had finished (its side
+effect happened), an abort error for the others, as OpenClaw's agent core
+does; so the next turn does not tell the model a command that ran produced
+nothing.
 """
 
 from __future__ import annotations
@@ -61,7 +66,7 @@ from openclaw.agents.providers.base import ModelCall, ModelMessage
 from openclaw.agents.registry import AgentRegistry, ModelRef, parse_model_ref
 from openclaw.agents.session_compaction import ProviderLookup, SessionCompactor, lookup_provider
 from openclaw.agents.system_prompt import SystemPrompt
-from openclaw.agents.tool_runner import BatchOutcome, ToolBatch, ToolOutcome
+from openclaw.agents.tool_runner import BatchCancelledError, BatchOutcome, ToolBatch, ToolOutcome
 from openclaw.agents.toolbox import AgentTools
 from openclaw.agents.tools.base import ToolContext
 from openclaw.agents.tools.loop_detection import LoopDetector
@@ -168,6 +173,8 @@ class TurnLoop:
         self._failed_text = ""
         self._step_spoke = False
         self._batch: ToolBatch | None = None
+        #: The step whose calls the running batch answers, and its client calls.
+        self._batch_step: tuple[StepOutcome, tuple[ToolCall, ...]] | None = None
         self._compacting: Deferred[CompactionResult | None] | None = None
         self.model_ref: ModelRef | None = None
         self._done: Deferred[TurnOutcome] = Deferred()
@@ -226,7 +233,10 @@ class TurnLoop:
             self._next_step()
 
     def cancel(self) -> None:
-        """Stop the model stream, the running tool and any compaction."""
+        """Stop the model stream, the running tools and any compaction; the
+        running batch's calls are answered and recorded (see
+        :meth:`_record_stopped_batch`) before this returns, so they precede
+        the aborted turn's final message in the transcript."""
         if self._cancelled:
             return
         self._cancelled = True
@@ -241,7 +251,7 @@ class TurnLoop:
                 log.failure("a model stream failed to stop")
         batch, self._batch = self._batch, None
         if batch is not None:
-            batch.cancel()
+            self._record_stopped_batch(batch.cancel())
         compacting, self._compacting = self._compacting, None
         if compacting is not None:
             compacting.cancel()
@@ -459,6 +469,7 @@ class TurnLoop:
         if not client:
             self._recorder.step(outcome.text, self._unrecorded, calls, self.model_ref)
             self._unrecorded = Usage()
+        self._batch_step = (outcome, client)
         batch = self._batch = ToolBatch(
             builtin,
             run_id=self._run_id,
@@ -477,7 +488,29 @@ class TurnLoop:
     def _batch_failed(self, batch: ToolBatch, failure: Failure) -> None:
         if self._batch is batch:
             self._batch = None
-            self._fail(failure.value)
+            error = failure.value
+            if isinstance(error, BatchCancelledError):
+                self._record_stopped_batch(error.results)
+            self._fail(error)
+
+    def _record_stopped_batch(self, results: tuple[ToolOutcome, ...]) -> None:
+        """Record the answers of a batch stopped by the run's end (abort,
+        timeout, a client gone), in call order: the calls that finished did
+        their work, and the next turn must say so (OpenClaw's agent core waits
+        for every launched call of an aborted batch and persists a result for
+        each). A step that also called client tools was not recorded yet: it
+        is now (unmarked, as a final message would be: its client calls are
+        replayed as text, its built-in calls with these results)."""
+        pending, self._batch_step = self._batch_step, None
+        if pending is None or not results:
+            return
+        outcome, client = pending
+        if client:
+            self._recorder.step(
+                outcome.text, self._unrecorded, outcome.tool_calls, self.model_ref, built_in=False
+            )
+            self._unrecorded = Usage()
+        self._recorder.results(results)
 
     def _batch_done(
         self,
@@ -489,6 +522,7 @@ class TurnLoop:
         if self._batch is not batch or self._cancelled:
             return
         self._batch = None
+        self._batch_step = None
         if client:
             self._finish(
                 TurnOutcome(

@@ -451,11 +451,14 @@ class Run:
         step_text = ""
         message_usage = Usage()
         if loop is not None:
+            # Cancelled first: a tool batch it stops records its calls' results
+            # (and a step not recorded yet, with its usage) before the aborted
+            # message below, which then carries only what is left.
+            loop.cancel()
             step_text = loop.step_text
             message_usage = loop.message_usage
             self.usage = loop.usage
             self._loop_model_of(loop)
-            loop.cancel()
         message = str(error)
         stop: StopReason = "error" if status == "error" else "aborted"
         recorded = self._record(stop, message_usage=message_usage, text=step_text, error=message)

@@ -20,9 +20,14 @@ the outcome lists the results in call order, which is the order of the
 transcript and of the next model request. Whatever happens (a tool error, an
 exception in the tool) becomes a ``toolResult`` for the model, never an
 exception in the gateway, and never touches the other calls. Cancelling the
-batch cancels every running tool's Deferred (which kills each ``exec``
-process group), launches nothing further, and answers every call still open,
-so each start event gets its end.
+batch (the run was aborted, timed out or lost its client) cancels every
+running tool's Deferred (which kills each ``exec`` process group), launches
+nothing further, and answers every call still open with OpenClaw's abort
+error (:data:`ABORTED_TEXT`; an ``exec`` that was running reads
+:data:`EXEC_ABORTED_TEXT`), so each start event gets its end. The calls that
+had finished keep their real results: :meth:`ToolBatch.cancel` returns every
+call's answer in call order, for the transcript (as OpenClaw's agent core
+records a ``toolResult`` for every call of an aborted batch).
 """
 
 from __future__ import annotations
@@ -51,6 +56,13 @@ TRUNCATION_NOTE: Final = "\n[... {omitted} characters of tool output omitted ...
 #: The built-in tools that change files: their calls in one step run one at a
 #: time, in call order (OpenClaw's file mutation queue); the rest run alongside.
 FILE_MUTATING_TOOLS: Final = frozenset({"write", "edit", "apply_patch"})
+
+#: The result of a call the run's end stopped (OpenClaw's agent core answers a
+#: call it did not get to run, or whose tool gave up on the abort, this way).
+ABORTED_TEXT: Final = "Operation aborted"
+#: The result of an ``exec`` killed by the run's end (OpenClaw's exec tool's
+#: abort error).
+EXEC_ABORTED_TEXT: Final = "Tool execution was aborted"
 
 
 @frozen
@@ -84,6 +96,16 @@ class BatchOutcome:
 
     results: tuple[ToolOutcome, ...]
     abort: str | None = None
+
+
+class BatchCancelledError(CancelledError):
+    """The batch was cancelled; ``results`` answers every call, in call order
+    (the real results of the calls that had finished, an abort error for the
+    others), so the transcript can record them."""
+
+    def __init__(self, results: tuple[ToolOutcome, ...]) -> None:
+        super().__init__("tool batch cancelled")
+        self.results = results
 
 
 @frozen
@@ -162,7 +184,7 @@ class ToolBatch:
         #: How many calls have had their start event (always the first ones).
         self._announced = 0
         self._stopped = False
-        self._done: Deferred[BatchOutcome] = Deferred(lambda _d: self.cancel())
+        self._done: Deferred[BatchOutcome] = Deferred(self._cancelled_by_caller)
         self._warning: tuple[str | None, str] | None = None
 
     def run(self) -> Deferred[BatchOutcome]:
@@ -192,13 +214,26 @@ class ToolBatch:
         self._complete()
         return self._done
 
-    def cancel(self) -> None:
-        """Stop every running tool (cancel its Deferred) and start nothing further."""
+    def cancel(self) -> tuple[ToolOutcome, ...]:
+        """Stop every running tool (cancel its Deferred), start nothing further,
+        and answer every open call with an abort error.
+
+        Returns every call's answer in call order (the finished calls' real
+        results too), for the transcript; the run's Deferred fails with
+        :class:`BatchCancelledError` carrying the same. Returns nothing when
+        the batch had already ended (its outcome was delivered).
+        """
         if self._stopped or self._done.called:
-            return
+            return ()
         self._interrupt()
+        results = tuple(o for o in self._outcomes if o)
         if not self._done.called:
-            self._done.errback(CancelledError("tool batch cancelled"))
+            self._done.errback(BatchCancelledError(results))
+        return results
+
+    def _cancelled_by_caller(self, _done: Deferred[BatchOutcome]) -> None:
+        """The run's Deferred was cancelled: the same as :meth:`cancel`."""
+        self.cancel()
 
     # -- preparing and launching --------------------------------------------------
 
@@ -328,17 +363,24 @@ class ToolBatch:
 
     def _interrupt(self) -> None:
         """Stop the batch: cancel every running tool (an ``exec`` loses its
-        process group) and answer every call not answered yet, in call order,
-        so each start event gets its end."""
+        process group) and answer every call not answered yet with an abort
+        error, in call order (a call not announced yet gets its start event
+        first), so each start event gets its end and every call has a result."""
         self._stopped = True
         self._launches.clear()
         self._mutations.clear()
-        for index, call in enumerate(self._calls[: self._announced]):
+        for index, call in enumerate(self._calls):
+            if index >= self._announced:
+                self._start_event(call, None)
             running = self._running.pop(index, None)
             if running is not None:
                 running.cancel()
             if self._outcomes[index] is None:
-                text = f"{call.name} was cancelled: the run stopped"
+                text = (
+                    EXEC_ABORTED_TEXT
+                    if running is not None and call.name == "exec"
+                    else ABORTED_TEXT
+                )
                 self._answer(index, ToolOutcome(call, text, is_error=True))
 
     def _answer(self, index: int, outcome: ToolOutcome) -> None:

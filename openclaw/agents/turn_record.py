@@ -49,9 +49,16 @@ class StepRecorder:
         return int(self._clock.seconds() * 1000)
 
     def step(
-        self, text: str, usage: Usage, calls: Sequence[ToolCall], ref: ModelRef | None
+        self,
+        text: str,
+        usage: Usage,
+        calls: Sequence[ToolCall],
+        ref: ModelRef | None,
+        *,
+        built_in: bool = True,
     ) -> None:
-        """An assistant message that called tools (``stopReason: toolUse``)."""
+        """An assistant message that called tools (``stopReason: toolUse``);
+        ``built_in``: all its calls are built-in ones (it is marked, see below)."""
         message = assistant_message(
             text=text,
             timestamp=self._now(),
@@ -67,7 +74,8 @@ class StepRecorder:
         # replays them as calls (with an error result when none was recorded),
         # not as client calls (its final message, written by finish_turn, is
         # unmarked).
-        message[STEP_MARK] = True
+        if built_in:
+            message[STEP_MARK] = True
         self._append([message])
 
     def results(self, results: Sequence[ToolOutcome]) -> None:
