@@ -6,13 +6,16 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from openclaw.agents.context_guard import (
+    cap_counted,
     guard_tool_results,
+    observed_overflow_tokens,
     reducible_chars,
     tool_result_context_chars,
     trim_tool_results,
     trimming_suffices,
 )
 from openclaw.agents.providers.base import ModelMessage
+from openclaw.agents.text_weight import weighted_chars
 from openclaw.agents.types import ToolCall
 
 
@@ -32,11 +35,19 @@ def turn(*sizes: int) -> list[ModelMessage]:
 
 
 class GuardTests(SynchronousTestCase):
-    def test_limit_is_half_the_window_in_plain_characters(self) -> None:
-        """OpenClaw's max(1024, window) counted characters, each counted twice."""
-        self.assertEqual(tool_result_context_chars(8_000), 4_000)
-        self.assertEqual(tool_result_context_chars(1_000), 512)
+    def test_limit_is_the_window_in_counted_characters(self) -> None:
+        """OpenClaw's max(1024, window) counted characters, plain text counted
+        twice: half the window in ASCII, a quarter in common CJK."""
+        self.assertEqual(tool_result_context_chars(8_000), 8_000)
+        self.assertEqual(tool_result_context_chars(1_000), 1_024)
         self.assertIsNone(tool_result_context_chars(None))
+        ascii_result = guard_tool_results([tool("a" * 9_000, "a")], 8_000)[0].content
+        self.assertLessEqual(len(ascii_result), 4_000)
+        self.assertGreater(len(ascii_result), 3_900)
+        cjk_result = guard_tool_results([tool("中" * 9_000, "c")], 8_000)[0].content
+        self.assertLessEqual(weighted_chars(cjk_result, 2), 8_000)
+        self.assertGreater(cjk_result.count("中"), 1_900)
+        self.assertLessEqual(cjk_result.count("中"), 2_000)
 
     def test_cuts_only_tool_results_over_the_limit(self) -> None:
         """Longer tool results keep head and tail with a note; other messages
@@ -49,6 +60,49 @@ class GuardTests(SynchronousTestCase):
         self.assertIn("characters of tool output omitted", guarded[4].content)
         self.assertEqual(guarded[4].tool_call_id, "c1")
         self.assertEqual(guard_tool_results(messages, None), messages)
+
+
+class CapCountedTests(SynchronousTestCase):
+    def test_cut_to_the_budget_in_counted_characters(self) -> None:
+        """Mixed text is cut until its counted size fits; a text that fits
+        is returned as it is; ASCII is cut by length."""
+        text = ("中文" * 50 + "ascii text " * 20) * 40
+        for budget in (1_000, 5_000):
+            cut = cap_counted(text, budget)
+            self.assertLessEqual(weighted_chars(cut), budget)
+            self.assertGreater(weighted_chars(cut), budget * 3 // 4)
+            self.assertIn("characters of tool output omitted", cut)
+        self.assertIs(cap_counted(text, weighted_chars(text)), text)
+        self.assertIn(len(cap_counted("x" * 10_000, 1_000, 2)), range(490, 501))
+
+    def test_a_budget_below_the_note_leaves_the_note(self) -> None:
+        """The note alone is the shortest a cut gets."""
+        cut = cap_counted("中" * 1_000, 1)
+        self.assertTrue(cut.strip().startswith("[..."))
+        self.assertNotIn("中", cut)
+
+
+class ObservedTokensTests(SynchronousTestCase):
+    def test_sizes_upstreams_report(self) -> None:
+        """OpenAI's, Anthropic's and vLLM's wordings; none when not said."""
+        self.assertEqual(
+            observed_overflow_tokens(
+                "This model's maximum context length is 8000 tokens. However, your "
+                "messages resulted in 10,161 tokens."
+            ),
+            10_161,
+        )
+        self.assertEqual(
+            observed_overflow_tokens("prompt is too long: 201234 tokens > 200000 maximum"),
+            201_234,
+        )
+        self.assertEqual(
+            observed_overflow_tokens(
+                "input length and max_tokens exceed context limit (i.e 7000 + 2000 > 8192)"
+            ),
+            9_000,
+        )
+        self.assertIsNone(observed_overflow_tokens("context_length_exceeded"))
 
 
 class TrimTests(SynchronousTestCase):
@@ -64,6 +118,17 @@ class TrimTests(SynchronousTestCase):
         self.assertLess(len(out[4].content), 3_000)
         self.assertIs(out[6], messages[6])
         self.assertIs(out[0], messages[0])
+
+    def test_cjk_results_count_what_they_cost(self) -> None:
+        """A CJK result counts four characters per hanzi: freeing 4,000 takes
+        about 1,000 hanzi out of it."""
+        messages = [tool("中" * 3_000, "c")]
+        self.assertGreater(reducible_chars(messages), 11_900)
+        trimmed = trim_tool_results(messages, 4_000)
+        self.assertGreaterEqual(trimmed.freed, 4_000)
+        left = trimmed.messages[0].content.count("中")
+        self.assertGreater(left, 1_900)
+        self.assertLess(left, 2_000)
 
     def test_nothing_to_cut(self) -> None:
         """Without tool results nothing changes."""

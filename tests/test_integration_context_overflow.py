@@ -15,7 +15,13 @@ from typing import Any
 
 from twisted.internet.threads import deferToThread
 
-from openclaw.testing import FakeReply, FakeToolCall, ReceivedRequest, ToolConversation
+from openclaw.testing import (
+    FakeReply,
+    FakeToolCall,
+    ReceivedRequest,
+    ToolConversation,
+    request_tokens,
+)
 from tests import integration_support as support
 
 #: The ``small`` model's contextWindow (tokens), and the bytes its fake takes.
@@ -26,8 +32,17 @@ SUMMARISER = "You compress an AI assistant's conversation history"
 OMITTED = "characters of tool output omitted"
 
 
-def read(call_id: str, **arguments: Any) -> FakeToolCall:
-    return FakeToolCall("read", json.dumps({"path": "big.txt", **arguments}), id=call_id)
+#: 40 common hanzi: each costs a real tokenizer about a token.
+HANZI = "我们今天在这里读一个很长的中文文件然后看看模型会不会因为上下文太长而失败请继续"
+
+
+#: Cyrillic counts one character each in the estimate (as in OpenClaw); the
+#: fake's tokenizer counts each as a token, four times the estimate.
+CYRILLIC = "Сегодня мы читаем очень длинный русский файл и смотрим что будет"
+
+
+def read(call_id: str, path: str = "big.txt", **arguments: Any) -> FakeToolCall:
+    return FakeToolCall("read", json.dumps({"path": path, **arguments}), id=call_id)
 
 
 def tool_messages(request: ReceivedRequest) -> list[str]:
@@ -65,6 +80,8 @@ class ContextOverflowTests(support.GatewayTestCase):
         for workspace in (state / "workspace", state / "workspace-nocw"):
             workspace.mkdir(parents=True, exist_ok=True)
             (workspace / "big.txt").write_text(lines)
+            (workspace / "cjk.txt").write_text("\n".join(HANZI for _ in range(600)))
+            (workspace / "ru.txt").write_text("\n".join(CYRILLIC for _ in range(600)))
 
     async def chat(self, model: str, content: str, user: str) -> support.HTTPResult:
         body = {"model": model, "messages": [{"role": "user", "content": content}], "user": user}
@@ -124,6 +141,66 @@ class ContextOverflowTests(support.GatewayTestCase):
             self.assertGreater(len(text), WINDOW // 2)
             self.assertLessEqual(len(text), 9_600)
         self.assertIn("cut 1 tool result(s) of this turn", self.gateway.log)
+
+    async def test_cjk_tool_output_is_counted_as_the_model_counts_it(self) -> None:
+        """Four reads of a Chinese file in one step, an 8K-window model whose
+        upstream counts a hanzi as a token: the estimate counts each hanzi as
+        about a token too (OpenClaw's CJK weighting), so the guard keeps about
+        2,000 hanzi per result and the turn's results are cut before the
+        request goes out. No request is refused; the answer arrives."""
+        self.fake.max_request_bytes = None
+        self.fake.max_request_tokens = WINDOW
+        self.fake.responder = ToolConversation(
+            FakeReply(
+                text="",
+                tool_calls=(
+                    read("k1", "cjk.txt"),
+                    read("k2", "cjk.txt", offset=200),
+                    read("k3", "cjk.txt", offset=300),
+                    read("k4", "cjk.txt", offset=400),
+                ),
+            ),
+            FakeReply(text="done reading"),
+        )
+        result = await self.chat("openclaw", "read the chinese file", "cjk1")
+        self.assertEqual(result.status, 200, result.body)
+        self.assertEqual(result.json()["choices"][0]["message"]["content"], "done reading")
+        self.assertEqual(len(self.fake.requests), 2)
+        for request in self.fake.requests:
+            self.assertLessEqual(request_tokens(request.body), WINDOW)
+        results = tool_messages(self.fake.requests[-1])
+        self.assertEqual(len(results), 4)
+        self.assertIn(OMITTED, results[0])
+        # The newest result keeps what the guard leaves: about a quarter of
+        # the window in hanzi, not half.
+        hanzi = sum(c in HANZI for c in results[-1])
+        self.assertLessEqual(hanzi, WINDOW // 4)
+        self.assertGreater(hanzi, WINDOW // 4 - 200)
+        self.assertIn("cut 3 tool result(s) of this turn", self.gateway.log)
+
+    async def test_a_refusal_that_says_its_size_is_cut_by_that_size(self) -> None:
+        """Text the estimate undercounts (Cyrillic, to the fake's tokenizer
+        four times more than estimated): the first request of the step goes
+        out and is refused as 16,000-odd tokens. The gateway aims at the
+        window scaled by what the upstream reported, not only at three
+        quarters of its own estimate, so the single retry fits."""
+        self.fake.max_request_bytes = None
+        self.fake.max_request_tokens = WINDOW
+        self.fake.responder = ToolConversation(
+            FakeReply(
+                text="",
+                tool_calls=tuple(read(f"ru{n}", "ru.txt", offset=1 + 100 * n) for n in range(4)),
+            ),
+            FakeReply(text="прочитано"),
+        )
+        result = await self.chat("openclaw", "read the russian file", "ru1")
+        self.assertEqual(result.status, 200, result.body)
+        self.assertEqual(result.json()["choices"][0]["message"]["content"], "прочитано")
+        counts = [request_tokens(r.body) for r in self.fake.requests]
+        self.assertEqual(len(counts), 3)
+        self.assertGreater(counts[1], WINDOW)
+        self.assertLessEqual(counts[2], WINDOW)
+        self.assertIn("context overflow; retrying", self.gateway.log)
 
     async def test_refused_first_turn_is_retried_with_its_tool_output_cut(self) -> None:
         """No window configured: the upstream refuses the third request of a

@@ -21,9 +21,11 @@ reference):
   history stays on disk.
 
 Token counts are estimates: this project ships no tokenizer, so text counts
-as one token per four characters (plus a small per-message overhead, and a
-flat cost per image). Everything here is pure except :class:`Compactor`,
-whose only I/O is the injected ``summarize`` callable.
+as one token per four counted characters, a CJK character counting as four
+or more (OpenClaw's weighting, :mod:`~openclaw.agents.text_weight`), plus a
+small per-message overhead and a flat cost per image. Everything here is
+pure except :class:`Compactor`, whose only I/O is the injected
+``summarize`` callable.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from openclaw.agents.providers.base import ModelCall, ModelMessage, ModelProvider, StreamOutcome
+from openclaw.agents.text_weight import weighted_chars
 from openclaw.agents.types import FailureKind, ProviderError, StreamParams
 from openclaw.config.model import CompactionConfig, ProviderConfig
 from openclaw.core.ids import short_id
@@ -86,15 +89,16 @@ _IDENTIFIERS: Final = (
 
 
 def estimate_text_tokens(text: str) -> int:
-    """About one token per four characters."""
-    return math.ceil(len(text) / CHARS_PER_TOKEN)
+    """About one token per four counted characters (a common CJK character
+    counts four: about a token)."""
+    return math.ceil(weighted_chars(text) / CHARS_PER_TOKEN)
 
 
 def estimate_message_tokens(message: ModelMessage) -> int:
     """The estimate for one message: text, tool call arguments, images, overhead."""
-    chars = len(message.content)
+    chars = weighted_chars(message.content)
     for call in message.tool_calls:
-        chars += len(call.name) + len(call.arguments)
+        chars += weighted_chars(call.name) + weighted_chars(call.arguments)
     return (
         math.ceil(chars / CHARS_PER_TOKEN)
         + MESSAGE_OVERHEAD_TOKENS

@@ -7,21 +7,26 @@ OpenClaw bounds tool output in three places (its ``tool-result-limits``,
    (:func:`~openclaw.agents.compaction.tool_result_cap`); the transcript
    keeps what that leaves;
 2. the context guard, on every request: a tool result may take
-   ``max(1024, contextWindow)`` characters, each character counted at least
-   twice, so ``max(512, contextWindow / 2)`` characters of plain text
+   ``max(1024, contextWindow)`` counted characters, each character counted
+   at least twice, so ``max(512, contextWindow / 2)`` characters of plain
+   text, a quarter of the window in common CJK characters
    (:func:`guard_tool_results`);
 3. trimming when a request would not fit, or the upstream refused it:
    tool results are cut, oldest first, until enough is freed
    (:func:`trim_tool_results`). The transcript is not rewritten: this only
    changes what the model is sent.
 
-Cuts keep a result's head and tail with a note of how much went
-(:func:`~openclaw.agents.tool_runner.cap_text`). Everything here is pure.
+Sizes are counted characters (:mod:`~openclaw.agents.text_weight`: a CJK
+character counts as about a token's worth), as in OpenClaw. Cuts keep a
+result's head and tail with a note of how much went
+(:func:`~openclaw.agents.tool_runner.cap_text`, :func:`cap_counted`).
+Everything here is pure.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import Final
 
@@ -29,6 +34,7 @@ from attrs import evolve, frozen
 
 from openclaw.agents.compaction import CHARS_PER_TOKEN
 from openclaw.agents.providers.base import ModelMessage
+from openclaw.agents.text_weight import raw_chars_within, weighted_chars
 from openclaw.agents.tool_runner import TRUNCATION_NOTE, cap_text
 
 #: OpenClaw's floor for the guard (``resolveToolResultContextMaxChars``), in
@@ -43,11 +49,31 @@ TRIM_ROUTE_FACTOR: Final = 1.5
 
 
 def tool_result_context_chars(context_window: int | None) -> int | None:
-    """Characters of plain text one tool result may take in a request (None:
-    the window is unknown, no guard)."""
+    """Counted characters one tool result may take in a request, at raw
+    weight :data:`GUARD_CHAR_WEIGHT` (None: the window is unknown, no
+    guard)."""
     if not context_window or context_window <= 0:
         return None
-    return max(GUARD_MIN_CHARS, context_window) // GUARD_CHAR_WEIGHT
+    return max(GUARD_MIN_CHARS, context_window)
+
+
+def cap_counted(text: str, budget: int, minimum_raw_weight: int = 1) -> str:
+    """``text`` cut (head, note, tail) to at most ``budget`` counted
+    characters at ``minimum_raw_weight``; the same string when it fits. The
+    note alone is the shortest a cut gets."""
+    if text.isascii():
+        return cap_text(text, max(1, budget // minimum_raw_weight))
+    limit = raw_chars_within(text, budget, minimum_raw_weight)
+    if limit >= len(text):
+        return text
+    limit = max(1, limit)
+    while True:
+        cut = cap_text(text, limit)
+        over = weighted_chars(cut, minimum_raw_weight) - budget
+        if over <= 0 or limit == 1:
+            return cut
+        # Every character counts at least ``minimum_raw_weight``.
+        limit = max(1, limit - -(-over // minimum_raw_weight))
 
 
 def guard_tool_results(
@@ -59,8 +85,8 @@ def guard_tool_results(
     if limit is None:
         return list(messages)
     return [
-        evolve(m, content=cap_text(m.content, limit))
-        if m.role == "tool" and len(m.content) > limit
+        evolve(m, content=cap_counted(m.content, limit, GUARD_CHAR_WEIGHT))
+        if m.role == "tool" and weighted_chars(m.content, GUARD_CHAR_WEIGHT) > limit
         else m
         for m in messages
     ]
@@ -72,8 +98,11 @@ def _floor(text: str) -> int:
 
 
 def reducible_chars(messages: Sequence[ModelMessage]) -> int:
-    """Characters that cutting every tool result of ``messages`` could free."""
-    return sum(max(0, len(m.content) - _floor(m.content)) for m in messages if m.role == "tool")
+    """Counted characters that cutting every tool result of ``messages``
+    could free."""
+    return sum(
+        max(0, weighted_chars(m.content) - _floor(m.content)) for m in messages if m.role == "tool"
+    )
 
 
 def trimming_suffices(messages: Sequence[ModelMessage], overflow_tokens: int) -> bool:
@@ -94,15 +123,15 @@ class Trimmed:
     messages: tuple[ModelMessage, ...]
     #: Tool results cut.
     count: int
-    #: Characters freed.
+    #: Counted characters freed.
     freed: int
 
 
 def trim_tool_results(messages: Sequence[ModelMessage], chars: int) -> Trimmed:
     """Cut tool results of ``messages``, oldest first, until ``chars``
-    characters are freed (or every result is down to its note): each result
-    gives what is still needed, so the newest (which the model is about to
-    read) is cut last and least."""
+    counted characters are freed (or every result is down to its note): each
+    result gives what is still needed, so the newest (which the model is
+    about to read) is cut last and least."""
     out = list(messages)
     remaining = chars
     count = 0
@@ -113,10 +142,11 @@ def trim_tool_results(messages: Sequence[ModelMessage], chars: int) -> Trimmed:
         if message.role != "tool":
             continue
         text = message.content
-        if len(text) <= _floor(text):
+        counted = weighted_chars(text)
+        if counted <= _floor(text):
             continue
-        cut = cap_text(text, max(1, len(text) - remaining))
-        freed = len(text) - len(cut)
+        cut = cap_counted(text, max(1, counted - remaining))
+        freed = counted - weighted_chars(cut)
         if freed <= 0:
             continue
         out[index] = evolve(message, content=cut)
@@ -124,3 +154,49 @@ def trim_tool_results(messages: Sequence[ModelMessage], chars: int) -> Trimmed:
         total += freed
         count += 1
     return Trimmed(tuple(out), count, total)
+
+
+#: How upstreams say how long a refused request was (OpenClaw's
+#: ``OBSERVED_OVERFLOW_TOKEN_PATTERNS``, and the two that report input plus
+#: output tokens).
+_OBSERVED_SUM: Final = (
+    re.compile(
+        r"input length(?:\s+and\s+max_tokens)?\s+exceed\s+context(?:\s+limit|\s+window)?"
+        r"\s*\(i\.e\s*([\d,]+)\s*\+\s*([\d,]+)\s*>\s*[\d,]+\)",
+        re.IGNORECASE,
+    ),
+    re.compile(
+        r"input length\s+and\s+`max_tokens`\s+exceed\s+context\s+limit:"
+        r"\s*([\d,]+)\s*\+\s*([\d,]+)\s*>\s*[\d,]+",
+        re.IGNORECASE,
+    ),
+)
+_OBSERVED: Final = tuple(
+    re.compile(pattern, re.IGNORECASE)
+    for pattern in (
+        r"prompt is too long:\s*([\d,]+)\s+tokens\s*>\s*[\d,]+\s+maximum",
+        r"prompt is too long:\s*([\d,]+)\s*,\s*model maximum context length\s*:\s*[\d,]+",
+        r"requested\s+([\d,]+)\s+tokens",
+        r"token limit\s*:\s*[\d,]+\s*\(requested\s*:\s*([\d,]+)\)",
+        r"resulted in\s+([\d,]+)\s+tokens",
+    )
+)
+
+
+def observed_overflow_tokens(message: str) -> int | None:
+    """The size of a refused request, when the upstream's error says it
+    (OpenAI: "your messages resulted in N tokens"; Anthropic: "prompt is too
+    long: N tokens > M maximum"); None when it does not."""
+    for pattern in _OBSERVED_SUM:
+        match = pattern.search(message)
+        if match is not None:
+            left, right = (int(g.replace(",", "") or 0) for g in match.groups())
+            if left > 0:
+                return left + right
+    for pattern in _OBSERVED:
+        match = pattern.search(message)
+        if match is not None:
+            count = int(match.group(1).replace(",", "") or 0)
+            if count > 0:
+                return count
+    return None

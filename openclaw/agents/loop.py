@@ -55,6 +55,7 @@ from openclaw.agents.compaction import (
 )
 from openclaw.agents.context_guard import (
     guard_tool_results,
+    observed_overflow_tokens,
     reducible_chars,
     trim_tool_results,
     trimming_suffices,
@@ -400,13 +401,19 @@ class TurnLoop:
     def _recover_from_overflow(self, error: ProviderError) -> None:
         """The upstream refused the context although the estimate let it
         through: aim at three quarters of the refused request (at most the
-        window less the reserve), or at half when the window is unknown. Cut
-        this turn's tool results if that frees enough, else compact the older
-        history too; then retry once. With nothing to cut or summarise, the
-        overflow is reported (not the same request sent again)."""
+        window less the reserve), or at half when the window is unknown. When
+        the upstream says how many tokens it counted and that is more than
+        the estimate, the target shrinks by the same factor (the estimate was
+        short by it). Cut this turn's tool results if that frees enough, else
+        compact the older history too; then retry once. With nothing to cut
+        or summarise, the overflow is reported (not the same request sent
+        again)."""
         refused = self._request_tokens()
         budget = self._prompt_budget()
         target = refused // 2 if budget is None else min(budget, refused * 3 // 4)
+        observed = observed_overflow_tokens(error.message)
+        if observed is not None and observed > refused:
+            target = target * refused // observed
         need = max(0, refused - target) * CHARS_PER_TOKEN
         window = self._context_window()
         enough = reducible_chars(guard_tool_results(self._turn, window)) >= need

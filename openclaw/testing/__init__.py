@@ -45,6 +45,7 @@ from openclaw.testing.upstream import (
     FakeUpstream,
     FakeUsage,
     ReceivedRequest,
+    request_tokens,
 )
 from openclaw.testing.upstream_formats import FakeAnthropicUpstream, FakeOpenAIUpstream
 
@@ -75,6 +76,7 @@ __all__ = [
     "echo_reply",
     "http_test_config",
     "make_runtime",
+    "request_tokens",
     "run_due",
     "scripted_config",
     "tool_results",

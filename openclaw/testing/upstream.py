@@ -210,6 +210,15 @@ class ReceivedRequest:
     raw: bytes
 
 
+def request_tokens(body: Any) -> int:
+    """Tokens a request body counts for the fake's ``max_request_tokens``,
+    roughly as a real tokenizer counts them: four ASCII characters of its
+    JSON (non-ASCII unescaped) a token, and one token per other character."""
+    text = json.dumps(body, ensure_ascii=False)
+    ascii_chars = len(text.encode("ascii", "ignore"))
+    return ascii_chars // 4 + (len(text) - ascii_chars)
+
+
 class _Action:
     """A sentinel in a frame stream: something other than writing bytes."""
 
@@ -369,6 +378,9 @@ class FakeUpstream(Resource):
         #: model refuses a prompt over its context window: a 400 whose code
         #: is ``context_length_exceeded`` (the queued replies are kept).
         self.max_request_bytes: int | None = None
+        #: The same with a token count (:func:`request_tokens`): a CJK
+        #: character costs about a token, four ASCII characters one.
+        self.max_request_tokens: int | None = None
 
         #: With no delay, write at most this much per reactor turn.
         self.batch_bytes = batch_bytes
@@ -497,11 +509,20 @@ class FakeUpstream(Resource):
                 self._error_json(401, "invalid api key", "authentication_error", "invalid_api_key"),
             )
         limit = self.max_request_bytes
+        tokens = self.max_request_tokens
+        message = None
         if limit is not None and len(raw) > limit:
             message = (
                 f"This model's maximum context length is exceeded: the request has "
                 f"{len(raw)} bytes, at most {limit} fit. Please reduce the length of the messages."
             )
+        elif tokens is not None and (counted := request_tokens(body)) > tokens:
+            # OpenAI's wording, which says how large the request was.
+            message = (
+                f"This model's maximum context length is {tokens} tokens. However, your "
+                f"messages resulted in {counted} tokens. Please reduce the length of the messages."
+            )
+        if message is not None:
             return self._answer(
                 request,
                 400,
