@@ -70,6 +70,24 @@ class AutomaticCompactionTests(CompactionCase):
         self.assertNotIn("first word", " ".join(m.content for m in third.messages))
         self.assertEqual(third.messages[-1].content, "third")
 
+    def test_older_turns_with_tool_output_are_summarised_not_cut(self) -> None:
+        """Older turns that read files would not fit: cutting their tool
+        results could free enough, but a summary can too, so it is made (a
+        stable history, not results cut anew on every turn)."""
+        self.workspace.mkdir(parents=True, exist_ok=True)
+        (self.workspace / "big.txt").write_text("\n".join("x" * 79 for _ in range(500)))
+        for n in range(3):
+            read = ScriptedToolCall(name="read", arguments='{"path": "big.txt"}', id=f"c{n}")
+            self.provider.add(Reply(tool_calls=(read,)), f"read {n}")
+            self.turn(f"turn{n} " + "word " * 2_000, f"r{n}")
+        self.assertEqual(self.compactions(), [])
+        self.provider.add("SUMMARY OF READS", "four")
+        self.assertEqual(self.turn("turn3 " + "word " * 2_000, "r3"), "four")
+        (entry,) = self.compactions()
+        self.assertEqual(entry["summary"], "SUMMARY OF READS")
+        last = self.provider.calls[-1]
+        self.assertTrue(last.messages[0].content.startswith(SUMMARY_PREFIX))
+
     def test_context_overflow_compacts_and_retries_once(self) -> None:
         """An upstream context overflow: compact, then retry the call once."""
         overflow = ProviderError(FailureKind.CONTEXT_OVERFLOW, "prompt is too long", status=400)

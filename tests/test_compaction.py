@@ -156,6 +156,27 @@ class PlanTests(SynchronousTestCase):
         assert plan is not None
         self.assertEqual(plan.first_kept_entry_id, "e4")
 
+    def test_a_cut_among_tool_results_moves_past_them(self) -> None:
+        """A cut falling between two results of one call moves on to the
+        message after the results (OpenClaw's findCutPoint): the call and all
+        its results are summarised together, less than the budget is kept."""
+        big = "x" * 400
+        calls = tuple(ToolCall(id=f"c{n}", name="read", arguments="{}") for n in range(3))
+        entries = [
+            HistoryEntry("u1", msg("user", big)),
+            HistoryEntry("a1", msg("assistant", "", tool_calls=calls)),
+            *(HistoryEntry(f"t{n}", msg("tool", big, tool_call_id=f"c{n}")) for n in range(3)),
+            HistoryEntry("a2", msg("assistant", big)),
+        ]
+        plan = plan_compaction(entries, keep_recent_tokens=320)  # a2, t2, t1 fit; t0 does not
+        assert plan is not None
+        self.assertEqual([e.entry_id for e in plan.kept], ["a2"])
+        self.assertEqual([e.entry_id for e in plan.summarized], ["u1", "a1", "t0", "t1", "t2"])
+        # Results that end the history stay with their call.
+        plan = plan_compaction(entries[:-1], keep_recent_tokens=220)
+        assert plan is not None
+        self.assertEqual(plan.first_kept_entry_id, "a1")
+
     def test_keeps_at_least_the_newest(self) -> None:
         """Even a zero budget keeps the newest message."""
         plan = plan_compaction(history(), keep_recent_tokens=0)

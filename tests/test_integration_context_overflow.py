@@ -226,6 +226,71 @@ class ContextOverflowTests(support.GatewayTestCase):
         self.assertLess(sum(map(len, after)), sum(map(len, before)))
         self.assertIn("context overflow; retrying", self.gateway.log)
 
+    async def test_after_a_failed_turn_history_tool_output_is_cut_to_fit(self) -> None:
+        """A turn reads seven large pieces of a file (cut to fit while it
+        runs), then the upstream fails. Its tool results are replayed with
+        the next message, which would not fit the 8K window; a summary could
+        not shrink it (the call and its results are the newest history). The
+        history's tool results are cut in the request, oldest first, so
+        "please continue" goes out and is answered; nothing is refused or
+        summarised, and the transcript keeps the results as recorded."""
+        self.fake.max_request_bytes = None
+        self.fake.max_request_tokens = WINDOW
+        self.fake.responder = ToolConversation(
+            FakeReply(
+                text="", tool_calls=tuple(read(f"s{n}", offset=1 + 300 * n) for n in range(7))
+            ),
+            FakeReply(status=500, error_message="upstream exploded"),
+        )
+        failed = await self.chat("openclaw", "read the seven parts of big.txt", "hist1")
+        self.assertEqual(failed.status, 502, failed.body)
+        self.fake.responder = lambda request: FakeReply(text="continuing")
+        start = len(self.fake.requests)
+        result = await self.chat("openclaw", "please continue", "hist1")
+        self.assertEqual(result.status, 200, result.body)
+        self.assertEqual(result.json()["choices"][0]["message"]["content"], "continuing")
+        (sent,) = self.fake.requests[start:]
+        self.assertLessEqual(request_tokens(sent.body), WINDOW)
+        results = tool_messages(sent)
+        self.assertEqual(len(results), 7)
+        self.assertIn(OMITTED, results[0])
+        self.assertEqual(sent.body["messages"][-1], {"role": "user", "content": "please continue"})
+        self.assertIn("tool result(s) of the history by", self.gateway.log)
+        lines = self.transcript("main", "hist1")
+        self.assertEqual([line for line in lines if line.get("type") == "compaction"], [])
+        recorded = [
+            line["message"]["content"][0]["text"]
+            for line in lines
+            if line.get("type") == "message" and line["message"]["role"] == "toolResult"
+        ]
+        self.assertEqual(len(recorded), 7)
+        self.assertGreater(min(map(len, recorded)), WINDOW // 2)
+        self.assertLess(len(results[0]), WINDOW // 2)
+
+    async def test_a_refusal_after_a_failed_turn_cuts_history_tool_output(self) -> None:
+        """No window configured, so only the upstream's refusal tells: the
+        message after a failed turn that read two 16,000-character pieces is
+        refused; the gateway cuts the history's tool results (this turn has
+        none) and retries once, without summarising."""
+        self.fake.max_request_bytes = None
+        self.fake.max_request_tokens = WINDOW
+        self.fake.responder = ToolConversation(
+            FakeReply(text="", tool_calls=(read("h1"), read("h2", offset=800))),
+            FakeReply(status=500, error_message="upstream exploded"),
+        )
+        failed = await self.chat("openclaw/nocw", "read the big file twice", "hist2")
+        self.assertEqual(failed.status, 502, failed.body)
+        self.fake.responder = lambda request: FakeReply(text="continuing")
+        start = len(self.fake.requests)
+        result = await self.chat("openclaw/nocw", "please continue", "hist2")
+        self.assertEqual(result.status, 200, result.body)
+        refused, retried = self.fake.requests[start:]
+        self.assertGreater(request_tokens(refused.body), WINDOW)
+        self.assertLessEqual(request_tokens(retried.body), WINDOW)
+        self.assertFalse(any(is_summary(r) for r in self.fake.requests))
+        self.assertIn(OMITTED, tool_messages(retried)[0])
+        self.assertIn("context overflow; retrying", self.gateway.log)
+
     async def test_turn_output_is_cut_rather_than_a_short_history_summarised(self) -> None:
         """When this turn's tool output is what does not fit, a short earlier
         history is not summarised (a summary could not help and would replace

@@ -183,8 +183,12 @@ def plan_compaction(
     """Split history so about ``keep_recent_tokens`` of the newest stay verbatim.
 
     The cut never separates tool results from the assistant message that
-    called them. None when there is nothing older to summarise (or nothing
-    would be kept).
+    called them. As in OpenClaw's ``findCutPoint``: a cut right after the
+    call keeps the call (a little over ``keep_recent_tokens``); a cut among
+    the results moves on to the first message after them (the call and its
+    results are summarised, less is kept), or, when the results end the
+    history, back to the call. None when there is nothing older to
+    summarise (or nothing would be kept).
     """
     if len(entries) < 2:
         return None
@@ -196,8 +200,14 @@ def plan_compaction(
         kept_tokens += tokens[cut]
     if cut == len(entries):
         cut -= 1  # always keep the newest message
+    if entries[cut].message.role == "tool" and entries[cut - 1].message.role == "tool":
+        after = cut
+        while after < len(entries) and entries[after].message.role == "tool":
+            after += 1
+        if after < len(entries):
+            cut = after
     while 0 < cut < len(entries) and entries[cut].message.role == "tool":
-        cut -= 1  # keep a tool result with the call that produced it
+        cut -= 1  # keep the results with their call
     if cut <= 0:
         return None
     return CompactionPlan(tuple(entries[:cut]), tuple(entries[cut:]), sum(tokens))

@@ -6,10 +6,11 @@ built-in tool:
 1. held while a consumer is paused (backpressure holds the next call too);
 2. fitting the context window first: every tool result is cut to the
    context guard's share of the window; when the request would still not
-   fit, this turn's tool results are cut (oldest first) if that frees enough,
-   else the older history is compacted (and the turn's results cut after it).
-   When the upstream says the context overflowed anyway, the same happens
-   once more with a smaller target, then the call is retried once;
+   fit, tool results are cut (the history's and this turn's, oldest first)
+   if that frees enough, else the older history is compacted (and the
+   results cut after it). When the upstream says the context overflowed
+   anyway, the same happens once more with a smaller target, then the call
+   is retried once;
 3. a model call on the fallback chain's current model (a fallback-worthy
    failure before any text reached the client retries on the next model);
 4. the step's built-in calls run together (:mod:`~openclaw.agents.tool_runner`)
@@ -51,6 +52,7 @@ from openclaw.agents.compaction import (
     estimate_text_tokens,
     estimate_tokens,
     needs_compaction,
+    plan_compaction,
     tool_result_cap,
 )
 from openclaw.agents.context_guard import (
@@ -301,15 +303,17 @@ class TurnLoop:
         )
 
     def _fit_and_call(self) -> None:
-        """Cut this turn's tool results when the request would not fit the
-        window less the reserve, then call the model."""
+        """Cut tool results when the request would not fit the window less the
+        reserve, then call the model."""
         if self._cancelled:
             return
         budget = self._prompt_budget()
         if budget is not None:
             over = self._request_tokens() - budget
             if over > 0:
-                self._trim_turn(over * CHARS_PER_TOKEN, "it would not fit the context window")
+                self._trim_tool_results(
+                    over * CHARS_PER_TOKEN, "it would not fit the context window"
+                )
         self._call_model()
 
     def _call_model(self) -> None:
@@ -404,10 +408,11 @@ class TurnLoop:
         window less the reserve), or at half when the window is unknown. When
         the upstream says how many tokens it counted and that is more than
         the estimate, the target shrinks by the same factor (the estimate was
-        short by it). Cut this turn's tool results if that frees enough, else
-        compact the older history too; then retry once. With nothing to cut
-        or summarise, the overflow is reported (not the same request sent
-        again)."""
+        short by it). Cut tool results (the history's too: a failed turn's
+        are replayed) if that frees enough, else compact the older history
+        and cut what is still over after it; then retry once. With nothing
+        to cut or summarise, the overflow is reported (not the same request
+        sent again)."""
         refused = self._request_tokens()
         budget = self._prompt_budget()
         target = refused // 2 if budget is None else min(budget, refused * 3 // 4)
@@ -415,23 +420,29 @@ class TurnLoop:
         if observed is not None and observed > refused:
             target = target * refused // observed
         need = max(0, refused - target) * CHARS_PER_TOKEN
-        window = self._context_window()
-        enough = reducible_chars(guard_tool_results(self._turn, window)) >= need
-        trimmed = self._trim_turn(need, "the upstream refused the context as too long")
-        if (not trimmed or not enough) and self._history_messages:
-            log.info("run {run_id}: context overflow; compacting and retrying", run_id=self._run_id)
-            fail = partial(self._fall_back_or_fail, error)
-            self._compact(
-                then=self._retry_after_recovery,
-                force=True,
-                unchanged=self._retry_after_recovery if trimmed else fail,
-            )
+        why = "the upstream refused the context as too long"
+        if reducible_chars(self._guarded_tool_messages()) >= need or not self._history_messages:
+            if need > 0 and self._trim_tool_results(need, why):
+                log.info("run {run_id}: context overflow; retrying", run_id=self._run_id)
+                self._retry_after_recovery()
+                return
+            self._fall_back_or_fail(error)
             return
-        if trimmed:
-            log.info("run {run_id}: context overflow; retrying", run_id=self._run_id)
+
+        def fit_and_retry() -> None:
+            over = self._request_tokens() - target
+            if over > 0:
+                self._trim_tool_results(over * CHARS_PER_TOKEN, why)
             self._retry_after_recovery()
-            return
-        self._fall_back_or_fail(error)
+
+        def unchanged() -> None:
+            if self._trim_tool_results(need, why):
+                self._retry_after_recovery()
+            else:
+                self._fall_back_or_fail(error)
+
+        log.info("run {run_id}: context overflow; compacting and retrying", run_id=self._run_id)
+        self._compact(then=fit_and_retry, force=True, unchanged=unchanged)
 
     def _fall_back_or_fail(self, error: ProviderError) -> None:
         failed_model = self._chain.current
@@ -614,36 +625,77 @@ class TurnLoop:
     def _compaction_due(self) -> bool:
         """The history would not fit, and cutting this turn's tool results
         would not free enough on its own (OpenClaw's truncate-only route makes
-        no summary: summarising a short history cannot help then)."""
-        if not self._history.entries:
+        no summary: summarising a short history cannot help then). When only
+        cutting the history's tool results too would free enough, a summary
+        is still preferred if it can free enough itself (it leaves a stable
+        history; results cut anew on each turn would not), but not when what
+        it would summarise is too little: a failed turn's replayed results
+        are the newest history, so a summary could not take them."""
+        entries = self._history.entries
+        if not entries:
             return False
         fixed = self._fixed_tokens()
         history = self._history_tokens()
+        config = self._deps.config.agents.defaults.compaction
+        window = self._context_window()
         if not needs_compaction(
-            history_tokens=history,
-            fixed_tokens=fixed,
-            context_window=self._context_window(),
-            config=self._deps.config.agents.defaults.compaction,
+            history_tokens=history, fixed_tokens=fixed, context_window=window, config=config
         ):
             return False
         budget = self._prompt_budget()
-        assert budget is not None  # needs_compaction is False without a window
-        turn = guard_tool_results(self._turn, self._context_window())
-        return not trimming_suffices(turn, fixed + history - budget)
+        assert budget is not None and window  # needs_compaction is False without a window
+        over = fixed + history - budget
+        if trimming_suffices(guard_tool_results(self._turn, window), over):
+            return False
+        if not trimming_suffices(self._guarded_tool_messages(), over):
+            return True
+        plan = plan_compaction(entries, keep_recent_tokens=auto_keep_tokens(config, window, fixed))
+        if plan is None:
+            return False
+        older = guard_tool_results([e.message for e in plan.summarized], window)
+        return estimate_tokens(older) > over
 
-    def _trim_turn(self, chars: int, why: str) -> bool:
-        """Cut this turn's tool results, oldest first, by about ``chars``
-        characters (what the model is sent; the transcript keeps them)."""
+    def _guarded_tool_messages(self) -> list[ModelMessage]:
+        """The history, then this turn, as the guard leaves them: what
+        :meth:`_trim_tool_results` may cut."""
+        window = self._context_window()
+        return [
+            *guard_tool_results(self._history_messages, window),
+            *guard_tool_results(self._turn, window),
+        ]
+
+    def _trim_tool_results(self, chars: int, why: str) -> bool:
+        """Cut tool results by about ``chars`` counted characters, oldest
+        first: the history's (a failed turn's results are replayed), then
+        this turn's, so the result the model is about to read goes last.
+        Only what the model is sent changes: the transcript keeps them (the
+        next turn cuts them again if it must). OpenClaw's overflow recovery
+        cuts the session's tool results as well (it rewrites them in a new
+        branch of the transcript)."""
         before = self._request_tokens()
-        trimmed = trim_tool_results(guard_tool_results(self._turn, self._context_window()), chars)
+        messages = self._guarded_tool_messages()
+        split = len(self._history_messages)
+        trimmed = trim_tool_results(messages, chars)
         if not trimmed.count:
             return False
-        self._turn = list(trimmed.messages)
+        earlier = sum(
+            1 for old, new in zip(messages[:split], trimmed.messages[:split], strict=True)
+            if old is not new
+        )  # fmt: skip
+        self._history_messages = list(trimmed.messages[:split])
+        self._turn = list(trimmed.messages[split:])
+        if earlier == trimmed.count:
+            where = "the history"
+        elif earlier:
+            where = "this turn and the history"
+        else:
+            where = "this turn"
         log.info(
-            "run {run_id}: cut {count} tool result(s) of this turn by {freed} characters "
+            "run {run_id}: cut {count} tool result(s) of {where} by {freed} characters "
             "({why}): about {before} -> {after} tokens",
             run_id=self._run_id,
             count=trimmed.count,
+            where=where,
             freed=trimmed.freed,
             why=why,
             before=before,
