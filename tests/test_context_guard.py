@@ -6,7 +6,6 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from openclaw.agents.context_guard import (
-    cap_counted,
     guard_tool_results,
     observed_overflow_tokens,
     reducible_chars,
@@ -16,6 +15,7 @@ from openclaw.agents.context_guard import (
 )
 from openclaw.agents.providers.base import ModelMessage
 from openclaw.agents.text_weight import weighted_chars
+from openclaw.agents.tool_output import cap_counted
 from openclaw.agents.types import ToolCall
 
 

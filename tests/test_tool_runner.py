@@ -11,13 +11,14 @@ from twisted.internet.task import Clock
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
+from openclaw.agents.text_weight import weighted_chars
+from openclaw.agents.tool_output import cap_text
 from openclaw.agents.tool_runner import (
     ABORTED_TEXT,
     EXEC_ABORTED_TEXT,
     BatchCancelledError,
     BatchOutcome,
     ToolBatch,
-    cap_text,
 )
 from openclaw.agents.tools.base import Tool, ToolArgumentError, ToolContext, ToolResult
 from openclaw.agents.tools.loop_detection import LoopDetector
@@ -333,6 +334,26 @@ class ToolBatchTests(SynchronousTestCase):
         self.assertEqual([e.phase for e in self.events], ["start", "update", "result"])
         self.assertEqual(self.events[1].partial_result, "half")
         self.assertEqual(self.events[2].meta, {"exitCode": 0})
+
+    def test_cjk_results_are_capped_in_counted_characters(self) -> None:
+        """The cap a result is recorded with counts characters as OpenClaw's
+        live cap does: a CJK character weighs about a token (4), so 1,000 of
+        them do not fit a 1,000-character cap, while 1,000 ASCII ones do."""
+
+        def reply(text: str) -> Callable[[Mapping[str, Any], ToolContext], Deferred[ToolResult]]:
+            return lambda _a, _ctx: succeed(ToolResult(text))
+
+        tools: dict[str, Tool] = {
+            "cjk": FakeTool("cjk", reply("\u6f22" * 1000)),
+            "ascii": FakeTool("ascii", reply("a" * 1000)),
+        }
+        outcome = self.run_batch(
+            self.batch([ToolCall("c1", "cjk", "{}"), ToolCall("c2", "ascii", "{}")], tools, 1000)
+        )
+        cjk, ascii_text = (r.content for r in outcome.results)
+        self.assertIn("characters of tool output omitted", cjk)
+        self.assertLessEqual(weighted_chars(cjk), 1000)
+        self.assertEqual(ascii_text, "a" * 1000)
 
     def test_cap_text_keeps_the_end_of_a_result(self) -> None:
         """What tools put last (read's continuation hint, exec's exit code)

@@ -19,7 +19,7 @@ OpenClaw bounds tool output in three places (its ``tool-result-limits``,
 Sizes are counted characters (:mod:`~openclaw.agents.text_weight`: a CJK
 character counts as about a token's worth), as in OpenClaw. Cuts keep a
 result's head and tail with a note of how much went
-(:func:`~openclaw.agents.tool_runner.cap_text`, :func:`cap_counted`).
+(:mod:`~openclaw.agents.tool_output`).
 Everything here is pure.
 """
 
@@ -34,8 +34,8 @@ from attrs import evolve, frozen
 
 from openclaw.agents.compaction import CHARS_PER_TOKEN
 from openclaw.agents.providers.base import ModelMessage
-from openclaw.agents.text_weight import raw_chars_within, weighted_chars
-from openclaw.agents.tool_runner import TRUNCATION_NOTE, cap_text
+from openclaw.agents.text_weight import weighted_chars
+from openclaw.agents.tool_output import TRUNCATION_NOTE, cap_counted
 
 #: OpenClaw's floor for the guard (``resolveToolResultContextMaxChars``), in
 #: counted characters; plain text counts twice (``minimumRawWeight: 2``).
@@ -55,25 +55,6 @@ def tool_result_context_chars(context_window: int | None) -> int | None:
     if not context_window or context_window <= 0:
         return None
     return max(GUARD_MIN_CHARS, context_window)
-
-
-def cap_counted(text: str, budget: int, minimum_raw_weight: int = 1) -> str:
-    """``text`` cut (head, note, tail) to at most ``budget`` counted
-    characters at ``minimum_raw_weight``; the same string when it fits. The
-    note alone is the shortest a cut gets."""
-    if text.isascii():
-        return cap_text(text, max(1, budget // minimum_raw_weight))
-    limit = raw_chars_within(text, budget, minimum_raw_weight)
-    if limit >= len(text):
-        return text
-    limit = max(1, limit)
-    while True:
-        cut = cap_text(text, limit)
-        over = weighted_chars(cut, minimum_raw_weight) - budget
-        if over <= 0 or limit == 1:
-            return cut
-        # Every character counts at least ``minimum_raw_weight``.
-        limit = max(1, limit - -(-over // minimum_raw_weight))
 
 
 def guard_tool_results(

@@ -43,15 +43,13 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from openclaw.agents.tool_output import cap_counted
 from openclaw.agents.tools.base import Tool, ToolArgumentError, ToolContext, ToolResult
 from openclaw.agents.tools.loop_detection import LoopDetector
 from openclaw.agents.types import ToolCall, ToolEvent
 from openclaw.core.redaction import redact_credentials
 
 log = Logger()
-
-#: Put where a tool result cut to the per-result cap lost its middle.
-TRUNCATION_NOTE: Final = "\n[... {omitted} characters of tool output omitted ...]\n"
 
 #: The built-in tools that change files: their calls in one step run one at a
 #: time, in call order (OpenClaw's file mutation queue); the rest run alongside.
@@ -132,21 +130,6 @@ def parse_arguments(raw: str) -> Mapping[str, Any]:
     if not isinstance(parsed, dict):
         raise ToolArgumentError("arguments must be a JSON object")
     return parsed
-
-
-def cap_text(text: str, cap: int) -> str:
-    """``text`` cut to at most ``cap`` characters: its head and its tail, with a
-    note saying how much of the middle went. The tail matters as much as the
-    head: an exit code, a timeout note or ``read``'s "Use offset=..." hint is
-    at the end of a result."""
-    if cap <= 0 or len(text) <= cap:
-        return text
-    note = TRUNCATION_NOTE.format(omitted=len(text))  # the longest the count can be
-    budget = max(cap - len(note), 0)
-    tail = budget // 3
-    head = budget - tail
-    note = TRUNCATION_NOTE.format(omitted=len(text) - head - tail)
-    return text[:head] + note + (text[len(text) - tail :] if tail else "")
 
 
 class ToolBatch:
@@ -334,7 +317,7 @@ class ToolBatch:
 
     def _finish(self, index: int, outcome: ToolOutcome) -> None:
         call = self._calls[index]
-        content = cap_text(outcome.content, self._cap)
+        content = cap_counted(outcome.content, self._cap)
         warning = self._warning
         if warning is not None and warning[0] in (None, call.name):
             content = f"{content}\n\n{warning[1]}"
