@@ -141,7 +141,7 @@ class ClientToolTests(SynchronousTestCase):
 
 
 def which(name: str) -> str | None:
-    return {"git": "/usr/bin/git", "rg": "/opt/bin/rg"}.get(name)
+    return {"git": "/usr/bin/git", "rg": "/opt/bin/rg", "wc": "/usr/bin/wc"}.get(name)
 
 
 def in_usr_bin(name: str) -> str:
@@ -200,12 +200,12 @@ class ExecPolicyTests(SynchronousTestCase):
     def test_allowlist_rejects_chains_redirections_and_substitution(self) -> None:
         """A chain passes only if every segment matches; redirections never do."""
         policy = resolve_exec_policy(ExecConfig(mode="allowlist", allowlist=("git", "echo")))
-        self.assertEqual(policy.evaluate("git add . && git commit").action, "run")
-        self.assertEqual(policy.evaluate("git log; rm -rf /").action, "deny")
-        self.assertEqual(policy.evaluate("echo hi > out.txt").action, "deny")
-        self.assertEqual(policy.evaluate("echo $(id)").action, "deny")
-        self.assertEqual(policy.evaluate("FOO=1 git status").action, "deny")
-        self.assertEqual(policy.evaluate("git 'unterminated").action, "deny")
+        self.assertEqual(policy.evaluate("git add . && git commit", in_usr_bin).action, "run")
+        self.assertEqual(policy.evaluate("git log; rm -rf /", in_usr_bin).action, "deny")
+        self.assertEqual(policy.evaluate("echo hi > out.txt", in_usr_bin).action, "deny")
+        self.assertEqual(policy.evaluate("echo $(id)", in_usr_bin).action, "deny")
+        self.assertEqual(policy.evaluate("FOO=1 git status", in_usr_bin).action, "deny")
+        self.assertEqual(policy.evaluate("git 'unterminated", in_usr_bin).action, "deny")
 
     def test_a_line_break_or_comment_never_smuggles_a_command(self) -> None:
         """The shell runs each line on its own: a newline (or a CR, which the
@@ -219,10 +219,10 @@ class ExecPolicyTests(SynchronousTestCase):
             "echo x\rid",
             "ls 'a\nb'",
         ):
-            self.assertEqual(policy.evaluate(command).action, "deny", command)
-        self.assertEqual(policy.evaluate("echo x # not a command").action, "run")
+            self.assertEqual(policy.evaluate(command, in_usr_bin).action, "deny", command)
+        self.assertEqual(policy.evaluate("echo x # not a command", in_usr_bin).action, "run")
         ask = resolve_exec_policy(ExecConfig(mode="ask", allowlist=("ls",)))
-        self.assertEqual(ask.evaluate("ls\nid").action, "ask")
+        self.assertEqual(ask.evaluate("ls\nid", in_usr_bin).action, "ask")
 
     def test_safe_bins_refuse_flags_that_read_files(self) -> None:
         """OpenClaw's denied flags, in long, abbreviated, ``=value`` and
@@ -253,14 +253,24 @@ class ExecPolicyTests(SynchronousTestCase):
     def test_safe_bins_need_flags_only(self) -> None:
         """Safe bins run with flags but not with file operands."""
         policy = resolve_exec_policy(ExecConfig(mode="allowlist", allowlist=("git",)))
-        self.assertEqual(policy.evaluate("git log | head -n").action, "run")
-        self.assertEqual(policy.evaluate("head /etc/passwd").action, "deny")
+        self.assertEqual(policy.evaluate("git log | head -n", in_usr_bin).action, "run")
+        self.assertEqual(policy.evaluate("head /etc/passwd", in_usr_bin).action, "deny")
+
+    def test_a_program_must_resolve_to_match(self) -> None:
+        """As in OpenClaw's matchAllowlist, a bare-name entry or a safe bin
+        covers only a program found on PATH: a shell builtin such as ``eval``
+        never matches, whatever the allowlist says."""
+        policy = resolve_exec_policy(ExecConfig(mode="allowlist", allowlist=("git", "eval")))
+        self.assertEqual(policy.evaluate("eval 'rm -rf ~'", which).action, "deny")
+        self.assertEqual(policy.evaluate("git log | wc -l", which).action, "run")
+        self.assertEqual(policy.evaluate("git log | head -n").action, "deny")
+        self.assertEqual(policy.evaluate("git log").action, "deny")
 
     def test_ask_on_miss_and_always(self) -> None:
         """ask mode asks on a miss; ask always asks even on a match."""
         ask = resolve_exec_policy(ExecConfig(mode="ask", allowlist=("git",)))
-        self.assertEqual(ask.evaluate("git status").action, "run")
-        self.assertEqual(ask.evaluate("make").action, "ask")
+        self.assertEqual(ask.evaluate("git status", in_usr_bin).action, "run")
+        self.assertEqual(ask.evaluate("make", in_usr_bin).action, "ask")
         always = resolve_exec_policy(ExecConfig(security="full", ask="always"))
         self.assertEqual(always.evaluate("ls").action, "ask")
 

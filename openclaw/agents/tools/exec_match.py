@@ -13,7 +13,10 @@ a word with ``/`` relative to the command's working directory, a bare name by
 searching ``PATH`` as the shell does (an empty or relative entry is relative to
 the working directory), a leading ``~/`` from the command's ``HOME``. A word
 the shell would expand further (``$``, globs, braces, backquotes) resolves to
-nothing, so it never matches: what the shell runs cannot be told from it.
+nothing, so it never matches: what the shell runs cannot be told from it. A
+lone ``[`` is no glob (``/usr/bin/[`` is a program); ``[`` with a ``]`` after
+it is. Once a ``cd`` may have run, the working directory is unknown:
+:meth:`ProgramResolver.without_cwd` resolves only what does not depend on it.
 """
 
 from __future__ import annotations
@@ -25,31 +28,40 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Final
 
+from attrs import frozen
+
 #: Characters that make the shell expand a command word (after quote removal
-#: we cannot tell a quoted one from an unquoted one, so any of them refuses).
-_EXPANDED: Final = frozenset("$*?[]{}`")
+#: we cannot tell a quoted one from an unquoted one, so any of them refuses);
+#: ``[`` only when a ``]`` follows it (:func:`_expands`).
+_EXPANDED: Final = frozenset("$*?{}`")
 _WILDCARDS: Final = frozenset("*?")
 
 Resolver = Callable[[str], str | None]
 
 
 def resolve_program(
-    word: str, *, cwd: str, search_path: str | None, home: str | None
+    word: str, *, cwd: str | None, search_path: str | None, home: str | None
 ) -> str | None:
     """The real path of the executable the shell runs for ``word``, or None
-    when there is none or it cannot be known."""
-    if not word or any(ch in _EXPANDED for ch in word):
+    when there is none or it cannot be known. ``cwd`` None means the working
+    directory is not known (a ``cd`` ran before): anything relative to it,
+    a relative word or a relative ``PATH`` entry searched, resolves to None."""
+    if not word or _expands(word):
         return None
     if word.startswith("~"):
         if not (word == "~" or word.startswith("~/")) or not home or not os.path.isabs(home):
             return None  # ~user, or no HOME to expand
-        if os.path.lexists(os.path.join(cwd, word)):
+        if cwd is None or os.path.lexists(os.path.join(cwd, word)):
             return None  # quoted, the shell would run this one instead: ambiguous
         word = home + word[1:]
     if "/" in word:
-        return _executable(os.path.join(cwd, word))
+        if cwd is None and not os.path.isabs(word):
+            return None
+        return _executable(os.path.join(cwd or "/", word))
     for entry in (search_path or "").split(os.pathsep):
-        found = _executable(os.path.join(cwd, entry, word))
+        if cwd is None and not os.path.isabs(entry):
+            return None  # found here or not depends on the unknown directory
+        found = _executable(os.path.join(cwd or "/", entry, word))
         if found is not None:
             return found
     return None
@@ -57,12 +69,48 @@ def resolve_program(
 
 def literal_word(word: str) -> bool:
     """True if the shell runs ``word`` as written: no expansion, no leading ``~``."""
-    return bool(word) and not word.startswith("~") and not any(ch in _EXPANDED for ch in word)
+    return bool(word) and not word.startswith("~") and not _expands(word)
 
 
-def program_resolver(cwd: str, search_path: str | None, home: str | None) -> Resolver:
+def _expands(word: str) -> bool:
+    if any(ch in _EXPANDED for ch in word):
+        return True
+    bracket = word.find("[")
+    return bracket >= 0 and "]" in word[bracket + 1 :]
+
+
+@frozen
+class ProgramResolver:
     """:func:`resolve_program` bound to one command's directory and environment."""
-    return lambda word: resolve_program(word, cwd=cwd, search_path=search_path, home=home)
+
+    cwd: str | None
+    search_path: str | None
+    home: str | None
+
+    def __call__(self, word: str) -> str | None:
+        return resolve_program(word, cwd=self.cwd, search_path=self.search_path, home=self.home)
+
+    def without_cwd(self) -> ProgramResolver:
+        """The same, for a word run after the working directory may have changed."""
+        return ProgramResolver(None, self.search_path, self.home)
+
+
+def program_resolver(cwd: str, search_path: str | None, home: str | None) -> ProgramResolver:
+    """:func:`resolve_program` bound to one command's directory and environment."""
+    return ProgramResolver(cwd, search_path, home)
+
+
+def without_cwd(resolve: Resolver) -> Resolver:
+    """``resolve`` for words run after a ``cd``: a :class:`ProgramResolver`
+    drops its directory; any other resolver (one that knows no ``PATH``) is
+    asked only about words that do not name a path relative to the directory."""
+    if isinstance(resolve, ProgramResolver):
+        return resolve.without_cwd()
+    return lambda word: None if word.startswith("~") or _relative_path(word) else resolve(word)
+
+
+def _relative_path(word: str) -> bool:
+    return "/" in word and not os.path.isabs(word)
 
 
 def _executable(path: str) -> str | None:

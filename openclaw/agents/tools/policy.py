@@ -32,7 +32,9 @@ from openclaw.agents.tools.exec_match import (
     literal_word,
     matches_name_pattern,
     matches_path_pattern,
+    without_cwd,
 )
+from openclaw.agents.tools.exec_wrappers import TRUSTED_BIN_DIRS, safe_builtin, unwrap
 from openclaw.config.model import (
     ExecAsk,
     ExecConfig,
@@ -254,8 +256,6 @@ _ASK_RANK: Final[Mapping[ExecAsk, int]] = {"off": 0, "on-miss": 1, "always": 2}
 _SEPARATORS: Final = frozenset({"|", "||", "&&", ";", "&"})
 #: Never safe bins: they can read files or run code whatever their flags (OpenClaw's rule).
 _NEVER_SAFE_BINS: Final = frozenset({"awk", "jq", "sed"})
-#: Where a safe bin must resolve to (OpenClaw's default trusted directories).
-_TRUSTED_BIN_DIRS: Final = frozenset({"/bin", "/usr/bin"})
 #: Flags that make a safe bin read a file or follow one (OpenClaw's deny list).
 _SAFE_BIN_DENIED_FLAGS: Final[Mapping[str, frozenset[str]]] = {
     "grep": frozenset(
@@ -372,13 +372,18 @@ def _all_segments_allowed(
     safe_bins: Sequence[str],
     resolve: Resolver,
 ) -> bool:
-    """Every pipeline/chain segment runs an allowlisted program (or a safe bin
-    with flags only); redirections, substitutions and assignments never match.
+    """Every pipeline/chain segment is a safe builtin, or runs (through its
+    wrappers) an allowlisted program or a safe bin with flags only;
+    redirections, substitutions and assignments never match.
 
     A line break never matches: the shell runs each line as a command of its
     own, while the tokenizer would read it as a space (``ls\\nid`` was one
     ``ls`` segment), and a carriage return splits words for the tokenizer but
     not for the shell. Comments are not stripped, so ``#`` hides nothing.
+    After a ``cd`` the working directory is unknown, so a program found
+    relative to it (``ok/run``, a relative ``PATH`` entry) no longer matches:
+    OpenClaw would still resolve it from the original directory, and the
+    shell would run another file.
     """
     if any(token in command for token in ("`", "$(", "<(", ">(", "\n", "\r")):
         return False
@@ -400,13 +405,18 @@ def _all_segments_allowed(
     segments = [s for s in segments if s]
     if not segments:
         return False
-    return all(_segment_allowed(s, allowlist, safe_bins, resolve) for s in segments)
+    for words in segments:
+        if not _segment_allowed(words, allowlist, safe_bins, resolve):
+            return False
+        if "cd" in (words[0], unwrap(words).argv[0]):
+            resolve = without_cwd(resolve)
+    return True
 
 
 def _safe_bin_call(program: str, args: Sequence[str], path: str | None) -> bool:
     """A safe bin reads stdin only: flags, none that names a file, and the
-    program itself from a trusted directory (when it resolves at all)."""
-    if path is not None and os.path.dirname(path) not in _TRUSTED_BIN_DIRS:
+    program itself from a trusted directory (OpenClaw: it must resolve)."""
+    if path is None or os.path.dirname(path) not in TRUSTED_BIN_DIRS:
         return False
     denied = _SAFE_BIN_DENIED_FLAGS.get(program, frozenset())
     for arg in args:
@@ -422,25 +432,49 @@ def _safe_bin_call(program: str, args: Sequence[str], path: str | None) -> bool:
     return True
 
 
+def _system_program(word: str, resolve: Resolver) -> bool:
+    """``word`` runs the system's program of that name, not a look-alike."""
+    path = resolve(word)
+    return (
+        path is not None
+        and os.path.dirname(path) in TRUSTED_BIN_DIRS
+        and os.path.basename(path) == os.path.basename(word)
+    )
+
+
 def _segment_allowed(
     words: Sequence[str],
     allowlist: Sequence[str],
     safe_bins: Sequence[str],
     resolve: Resolver,
 ) -> bool:
-    """OpenClaw's ``matchAllowlist``: a path pattern must cover the real path
-    the program resolves to (so ``..``, ``.``, ``//`` and symlinks are seen
-    through); a bare-name pattern covers a program run by name."""
-    program = words[0]
+    """OpenClaw's segment rules: a safe builtin needs no entry; wrappers are
+    peeled and the program they run is judged (a blocked wrapper never
+    matches, and each wrapper must be the system's own program). Then
+    ``matchAllowlist``: a path pattern must cover the real path the program
+    resolves to (so ``..``, ``.``, ``//`` and symlinks are seen through); a
+    bare-name pattern covers a program run by that name, found on ``PATH``."""
+    if _ASSIGNMENT.match(words[0]):
+        return False
+    if safe_builtin(words):
+        return True
+    unwrapped = unwrap(words)
+    if unwrapped.blocked is not None:
+        return False
+    if not all(_system_program(word, resolve) for word in unwrapped.programs):
+        return False
+    program, args = unwrapped.argv[0], unwrapped.argv[1:]
     if _ASSIGNMENT.match(program):
         return False
     bare = "/" not in program
     path = resolve(program)
-    if bare and program in safe_bins and _safe_bin_call(program, words[1:], path):
+    if bare and program in safe_bins and _safe_bin_call(program, args, path):
         return True
+    if path is None:
+        return False
     for pattern in allowlist:
         if has_path_selector(pattern):
-            if path is not None and matches_path_pattern(pattern, path):
+            if matches_path_pattern(pattern, path):
                 return True
         elif bare and literal_word(program) and matches_name_pattern(pattern, program):
             return True
