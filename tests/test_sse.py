@@ -18,6 +18,7 @@ from openclaw.gateway.http.sse import (
     DEFAULT_SEND_BUFFER_BYTES,
     DONE_FRAME,
     PING_FRAME,
+    WRITE_SLICE_BYTES,
     SSEStream,
     data_frame,
 )
@@ -200,6 +201,54 @@ class SSEStreamTests(SynchronousTestCase):
         self.assertEqual(h.stream.queued_bytes, 0)
         self.assertEqual(h.clock.getDelayedCalls(), [])
 
+    def test_large_frame_while_keeping_up_is_no_overflow(self) -> None:
+        """A frame over the bound written while the client keeps up goes out a
+        slice at a time as the transport asks; the rest waiting here is not
+        the source producing past a pause, so the open stream is kept."""
+        h = Harness(max_buffered=100)
+        frame = data_frame({"text": "z" * 200_000})
+        written = []
+        original = h.conn.transport.writeSequence
+
+        def write_sequence(data: list[bytes]) -> None:
+            written.append(sum(map(len, data)))
+            original(data)
+            h.stream.pauseProducing()  # the transport's buffer is full at once
+
+        h.conn.transport.writeSequence = write_sequence  # type: ignore[method-assign]
+        h.stream.send(frame)
+        self.assertEqual(h.stream.queued_bytes, len(frame) - WRITE_SLICE_BYTES)
+        h.clock.advance(0)
+        self.assertFalse(h.conn.transport.disconnected)
+        for _ in range(3):
+            h.stream.resumeProducing()
+        self.assertEqual(h.stream.queued_bytes, 0)
+        self.assertLessEqual(max(written), WRITE_SLICE_BYTES + 16)
+        h.conn.transport.writeSequence = original  # type: ignore[method-assign]
+        h.stream.resumeProducing()
+        h.stream.close()
+        self.assertTrue(h.conn.response().body.endswith(frame + DONE_FRAME))
+        self.assertEqual(h.source.calls, ["pause", "resume"])
+
+    def test_source_past_the_bound_behind_a_large_frame_aborts(self) -> None:
+        """Behind a large frame's rest, a source that goes on producing past
+        the bound while paused is still cut off."""
+        h = Harness(max_buffered=100)
+        original = h.conn.transport.writeSequence
+
+        def write_sequence(data: list[bytes]) -> None:
+            original(data)
+            h.stream.pauseProducing()
+
+        h.conn.transport.writeSequence = write_sequence  # type: ignore[method-assign]
+        h.stream.send(data_frame({"text": "z" * 200_000}))
+        h.clock.advance(0)
+        self.assertFalse(h.conn.transport.disconnected)
+        h.stream.send(b"x" * 150)
+        h.clock.advance(0)
+        self.assertTrue(h.conn.transport.disconnected)
+        self.assertEqual(h.source.calls, ["pause", "lost"])
+
     def test_overflow_drained_within_the_turn_is_kept(self) -> None:
         """A queue back under the bound by the end of the turn is no overflow."""
         h = Harness(max_buffered=100)
@@ -228,18 +277,21 @@ class FinalBurstTests(SynchronousTestCase):
         h.clock.advance(0)
         return payload
 
-    def take(self, h: Harness, frames: int) -> None:
-        """The client reads some: the socket drains (``resumeProducing``),
-        takes ``frames`` writes and is full again (``pauseProducing``)."""
+    def take(
+        self, h: Harness, frames: int, action: Callable[[], object] | None = None
+    ) -> list[int]:
+        """The client reads some: the socket drains (``resumeProducing``, or
+        ``action``), takes ``frames`` writes and is full again
+        (``pauseProducing``). Returns the size of each write (chunk framing
+        included)."""
         transport = h.conn.transport
-        taken = 0
+        sizes: list[int] = []
 
         def full_after(write: Callable[[Any], None]) -> Callable[[Any], None]:
             def counted(data: Any) -> None:  # typing note: bytes, or a list for writeSequence
-                nonlocal taken
                 write(data)
-                taken += 1
-                if taken == frames:
+                sizes.append(len(data) if isinstance(data, bytes) else sum(map(len, data)))
+                if len(sizes) == frames:
                     h.stream.pauseProducing()
 
             return counted
@@ -248,7 +300,8 @@ class FinalBurstTests(SynchronousTestCase):
             (transport, "write", full_after(transport.write)),
             (transport, "writeSequence", full_after(transport.writeSequence)),
         )
-        patches.runWithPatches(h.stream.resumeProducing)
+        patches.runWithPatches(action or h.stream.resumeProducing)
+        return sizes
 
     def test_reading_client_gets_everything(self) -> None:
         """Several times the bound, drained by a client that keeps reading
@@ -291,6 +344,51 @@ class FinalBurstTests(SynchronousTestCase):
         self.assertFalse(h.conn.transport.disconnected)
         h.clock.advance(5)
         self.assertTrue(h.conn.transport.disconnected)
+
+    def test_large_frames_go_out_a_slice_per_drain(self) -> None:
+        """Closing frames larger than a slice are written a slice per drain,
+        so a client reading them slowly is seen to progress: three 200 KB
+        frames, one slice taken every 19 s (a whole frame takes four of them,
+        longer than the 20 s window), all arrive."""
+        h = Harness(keep_alive=5, max_buffered=100)
+        frame = data_frame({"text": "z" * 200_000})
+        h.stream.pauseProducing()
+        for _ in range(3):
+            h.stream.send(frame)
+        h.stream.close()
+        h.clock.advance(0)
+        writes: list[int] = []
+        for _ in range(20):
+            if h.stream.state != "closing":
+                break
+            h.clock.advance(19)
+            writes += self.take(h, 1)
+        self.assertEqual(h.stream.state, "finished")
+        self.assertFalse(h.conn.transport.disconnected)
+        self.assertTrue(h.conn.response().body.endswith(frame * 3 + DONE_FRAME))
+        self.assertGreaterEqual(len(writes), 12)
+        self.assertLessEqual(max(writes), WRITE_SLICE_BYTES + 16)
+        self.assertEqual(h.clock.getDelayedCalls(), [])
+
+    def test_large_last_frame_to_a_client_taking_nothing(self) -> None:
+        """A large frame written while the client kept up, then the close:
+        its first slice goes at once, the rest waits over the bound, and a
+        client that takes none of it for the window is cut off."""
+        h = Harness(keep_alive=5, max_buffered=100)
+        frame = data_frame({"text": "z" * 200_000})
+
+        def end() -> None:
+            h.stream.send(frame)
+            h.stream.close()
+
+        [first] = self.take(h, 1, end)
+        self.assertLessEqual(first, WRITE_SLICE_BYTES + 16)
+        self.assertEqual(h.stream.queued_bytes, len(frame) - WRITE_SLICE_BYTES + len(DONE_FRAME))
+        h.clock.advance(19.9)
+        self.assertFalse(h.conn.transport.disconnected)
+        h.clock.advance(0.1)
+        self.assertTrue(h.conn.transport.disconnected)
+        self.assertEqual(h.source.calls, ["pause", "lost"])
 
     def test_without_keep_alives_the_window_is_a_minute(self) -> None:
         """No keep-alive period to count in: 60 s."""

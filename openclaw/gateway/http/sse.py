@@ -19,17 +19,28 @@ for a long reply, and then closes the stream:
 - still open then (the source kept producing past the bound despite the
   pause): the connection is aborted rather than memory grown without limit;
 - closed (the run is over: the queue is its last frames and cannot grow): the
-  queue drains as the client reads. Only a client that takes nothing for
+  queue drains as the client reads. Only a client that makes no progress for
   ``stall_seconds`` while more than the bound waits for it is aborted (by
-  default four keep-alive periods, 60 s without keep-alives). Progress is the
-  time of the last write into the transport: once closed, the stream writes
-  only when the client has drained what it had.
+  default four keep-alive periods, 60 s without keep-alives).
+
+Progress is the transport asking for more: Twisted calls ``resumeProducing``
+once everything written so far has gone to the socket, and the stream then
+writes again. For that to follow the client's reading rather than whole frames
+(Responses' closing frames each repeat the whole reply, a megabyte each for a
+long one), frames larger than :data:`WRITE_SLICE_BYTES` are queued in slices of
+that size, and a drain writes slices only until the transport pauses the
+stream again (its buffer past 64 KiB: one slice). So the client has to take
+about 64 KiB, not a frame, per ``stall_seconds`` (about 1 KiB/s by default). A
+large frame written while the client keeps up goes out the same way, its first
+slice at once and the rest as the transport asks. That rest would have sat in
+the transport's buffer before; it is not the source producing past a pause, so
+the bound on an open stream does not count it (a closed stream's watch does).
 
 Frames that arrive together are written together: inside a delivery batch
 (:mod:`openclaw.core.delivery`: the upstream connection opens one around each
 socket read) frames are held and written as one ``request.write`` when the
-batch ends, still in the same reactor turn. Outside a batch a frame is
-written at once.
+batch ends, still in the same reactor turn (sliced as above when larger than
+a slice). Outside a batch a frame is written at once.
 
 Keep-alive: while nothing has been written for ``keep_alive_seconds`` an SSE
 comment ``: ping`` is sent, so idle-timeout proxies keep the stream open
@@ -79,6 +90,10 @@ DEFAULT_SEND_BUFFER_BYTES = 32 * 1024
 STALL_KEEP_ALIVE_PERIODS = 4
 #: ... or for this long when the stream sends no keep-alives.
 DEFAULT_STALL_SECONDS = 60.0
+#: Frames larger than this are written this much at a time, as the transport
+#: drains, so that a client reading a large frame slowly is seen to make
+#: progress (the size of Twisted's buffer before it pauses the stream).
+WRITE_SLICE_BYTES = 64 * 1024
 
 StreamState = Literal["new", "open", "closing", "finished", "lost"]
 
@@ -127,6 +142,7 @@ class SSEStream:
         "_send_buffer",
         "_source_paused",
         "_stall",
+        "_tail_bytes",
         "_watch",
         "bytes_written",
         "done",
@@ -181,6 +197,10 @@ class SSEStream:
         #: needs it (an empty deque is 600 bytes per open stream).
         self._queue: deque[bytes] | None = None
         self._queued_bytes = 0
+        #: Of the queued bytes, those that are the unwritten rest of frames
+        #: written while the client kept up: not counted against the bound
+        #: of an open stream (they lead the queue; never more than it holds).
+        self._tail_bytes = 0
         self._paused = False
         self._source_paused = False
         self._ping: IDelayedCall | None = None
@@ -236,6 +256,8 @@ class SSEStream:
         self._flush_held()
         self.state = "closing"
         self._cancel_ping()
+        if self._queued_bytes > self._max_buffered and self._watch is None:
+            self._watch = self._clock.callLater(0, self._judge)
         self._finish_if_drained()
 
     # -- IPushProducer -------------------------------------------------------
@@ -246,11 +268,8 @@ class SSEStream:
             return
         self._paused = True
         held, self._held = self._held, []
-        if self._queue is None:
-            self._queue = deque()
         for frame in held:  # written before the pause: they go first
-            self._queue.append(frame)
-            self._queued_bytes += len(frame)
+            self._enqueue(frame)
         if not self._source_paused:
             self._source_paused = True
             self._on_pause()
@@ -276,13 +295,7 @@ class SSEStream:
 
     def _write(self, data: bytes) -> None:
         if self._paused or self._queue:
-            if self._queue is None:
-                self._queue = deque()
-            self._queue.append(data)
-            self._queued_bytes += len(data)
-            if self._queued_bytes > self._max_buffered and self._watch is None:
-                # Judged once the current burst is over (see the module doc).
-                self._watch = self._clock.callLater(0, self._judge)
+            self._enqueue(data)
             return
         if self._batch.open:
             held = self._held
@@ -290,7 +303,34 @@ class SSEStream:
                 self._batch.defer(self._flush_held)
             held.append(data)
             return
-        self._write_now(data)
+        if len(data) > WRITE_SLICE_BYTES:
+            self._write_sliced(data)
+        else:
+            self._write_now(data)
+
+    def _enqueue(self, data: bytes) -> None:
+        """Queue ``data`` (in slices when large) behind what waits already."""
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = deque()
+        size = len(data)
+        if size <= WRITE_SLICE_BYTES:
+            queue.append(data)
+        else:
+            queue.extend(
+                data[at : at + WRITE_SLICE_BYTES] for at in range(0, size, WRITE_SLICE_BYTES)
+            )
+        self._queued_bytes += size
+        if self._queued_bytes > self._max_buffered and self._watch is None:
+            # Judged once the current burst is over (see the module doc).
+            self._watch = self._clock.callLater(0, self._judge)
+
+    def _write_sliced(self, data: bytes) -> None:
+        """A large frame while nothing waits: its first slice now, the rest
+        as the transport asks for more (see the module doc)."""
+        self._tail_bytes += len(data)
+        self._enqueue(data)
+        self._flush()
 
     def _write_now(self, data: bytes) -> None:
         self.bytes_written += len(data)
@@ -305,13 +345,19 @@ class SSEStream:
         self._held = []
         if self.state in ("finished", "lost"):
             return
-        self._write_now(held[0] if len(held) == 1 else b"".join(held))
+        data = held[0] if len(held) == 1 else b"".join(held)
+        if len(data) > WRITE_SLICE_BYTES:
+            self._write_sliced(data)
+        else:
+            self._write_now(data)
 
     def _flush(self) -> None:
         while self._queue and not self._paused and self.state not in ("finished", "lost"):
             data = self._queue.popleft()
             self._queued_bytes -= len(data)
             self._write_now(data)
+        if self._tail_bytes > self._queued_bytes:
+            self._tail_bytes = self._queued_bytes
 
     def _finish_if_drained(self) -> None:
         if self.state != "closing" or self._queue or self._paused or self._held:
@@ -359,7 +405,7 @@ class SSEStream:
         self._watch = None
         if self._queued_bytes <= self._max_buffered:
             return  # the client took enough meanwhile
-        if self.state == "open":
+        if self.state == "open" and self._queued_bytes - self._tail_bytes > self._max_buffered:
             log.warn(
                 "SSE client not reading: {queued} bytes queued (limit {limit}); aborting stream",
                 queued=self._queued_bytes,
@@ -370,8 +416,9 @@ class SSEStream:
             self._watch_client()
 
     def _watch_client(self) -> None:
-        """A closed stream over the bound: abort it once its client has taken
-        nothing for ``stall_seconds``; stop watching below the bound."""
+        """A closed stream over the bound: abort it once its client has made
+        no progress (the transport asked for nothing more) for
+        ``stall_seconds``; stop watching below the bound."""
         self._watch = None
         if self.state != "closing" or self._queued_bytes <= self._max_buffered:
             return
@@ -380,7 +427,7 @@ class SSEStream:
             self._watch = self._clock.callLater(self._stall - idle, self._watch_client)
             return
         log.warn(
-            "SSE client not reading: took nothing for {idle:.1f} s with {queued} bytes"
+            "SSE client not reading: no progress for {idle:.1f} s with {queued} bytes"
             " queued (limit {limit}); aborting stream",
             idle=idle,
             queued=self._queued_bytes,
@@ -405,6 +452,7 @@ class SSEStream:
         self._cancel_watch()
         self._queue = None
         self._queued_bytes = 0
+        self._tail_bytes = 0
         self._held = []
         on_lost = self._on_lost
         self._forget_source()
