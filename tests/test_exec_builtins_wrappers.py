@@ -221,6 +221,56 @@ class BuiltinsAndWrappersTests(TestCase):
         await self.assert_runs(tool, "ok/run", "ok-run")
         await self.assert_runs(tool, f"cd sub && {self.ws}/ok/run", "ok-run")
 
+    async def test_words_a_wrapper_consumes_must_be_literal(self) -> None:
+        """A glob (or ``$``, ``~``) among a wrapper's own words can expand to
+        several words and change what it runs: ``timeout -s [15s]* [-i]* wc``
+        looked like ``wc`` to the check while dash ran ``timeout -s 1 5 sh -c
+        ... wc``. With an empty allowlist (only the default safe bins) every
+        such command is refused and runs nothing; the same wrappers with
+        literal words still run a safe bin."""
+        for name in ("1", "5", "15s", "sh", "-c", "-i"):
+            open(os.path.join(self.ws, name), "w").close()
+        mark = os.path.join(self.ws, "touch pwned")
+        script(mark, f'touch "{self.pwned}"')
+        tool = self.make(ExecPolicy(security="allowlist", ask="off", allowlist=()))
+        for command in (
+            "timeout -s [15s]* [-i]* wc",
+            "timeout -s [1]* [5]* [s]h [-]c id wc",
+            "timeout [1]* [t]ouch* wc",
+            "nice -n [1]* [t]ouch* wc",
+            "stdbuf -o [1]* [t]ouch* wc",
+            "time -f [1]* [t]ouch* wc",
+            "flock -w [1]* [t]ouch* wc",
+            "flock [1]* wc",
+            "timeout -k $HOME 5 wc",
+            "nice -n ~ wc",
+        ):
+            await self.assert_refused(tool, command)
+        self.assertFalse(os.path.exists(self.pwned))
+        await self.assert_runs(tool, "timeout 5 wc --version", "wc")
+
+    async def test_env_takes_any_word_with_an_equals_sign_for_an_assignment(self) -> None:
+        """GNU ``env`` sets a variable for *any* leading ``x=y`` word, whatever
+        its name: ``env ./d=/../../usr/bin/ls sh -c ...`` runs ``sh``. It was
+        judged as ``/usr/bin/ls`` (the path resolved through a ``d=`` that
+        does not exist); now it is refused, and the path resolves to nothing."""
+        tool = self.make(ExecPolicy(security="allowlist", ask="off", allowlist=("/usr/bin/ls",)))
+        up = "/.." * (self.ws.count("/") + 2)
+        for command in (
+            f"env ./d={up}/usr/bin/ls sh -c 'touch {self.pwned}'",
+            f"env -- /x={up}/usr/bin/ls sh -c 'touch {self.pwned}'",
+            f"timeout 5 env /x={up}/usr/bin/ls sh -c 'touch {self.pwned}'",
+            f"./d={up}/usr/bin/ls",
+        ):
+            await self.assert_refused(tool, command)
+        self.assertFalse(os.path.exists(self.pwned))
+        self.assertIsNone(
+            resolve_program(
+                f"./d={up}/usr/bin/ls", cwd=self.ws, search_path="/usr/bin:/bin", home=None
+            )
+        )
+        await self.assert_runs(tool, "env /usr/bin/ls -d scripts", "scripts")
+
     async def test_a_wrapper_found_outside_the_system_directories_is_not_unwrapped(self) -> None:
         """A ``nice`` earlier on PATH than ``/usr/bin`` is not the wrapper
         OpenClaw's rule is about: the command is refused and nothing runs."""

@@ -114,9 +114,12 @@ def _relative_path(word: str) -> bool:
 
 
 def _executable(path: str) -> str | None:
-    """``path`` resolved (symlinks and ``.``/``..``), if it is an executable regular file."""
+    """``path`` resolved (symlinks and ``.``/``..``), if it is an executable regular file.
+
+    Strictly: every component must exist, as the kernel requires when it
+    runs the path (``d=/../usr/bin/ls`` is no ``ls`` unless ``d=`` exists)."""
     try:
-        real = os.path.realpath(path)
+        real = os.path.realpath(path, strict=True)
         st = os.stat(real)
     except (OSError, ValueError):
         return None

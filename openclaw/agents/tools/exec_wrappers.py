@@ -57,7 +57,6 @@ _SHELL_APPLETS: Final = frozenset(
     {"ash", "bash", "csh", "dash", "elvish", "fish", "ksh", "mksh", "nu", "osh", "sh", "tcsh",
      "xonsh", "yash", "zsh"}
 )  # fmt: skip
-_ASSIGNMENT: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 
 
 def safe_builtin(words: Sequence[str]) -> bool:
@@ -212,10 +211,13 @@ def _flock(argv: tuple[str, ...]) -> tuple[str, ...] | None:
 
 def _env(argv: tuple[str, ...]) -> tuple[str, ...] | None:
     """``env`` is transparent only without modifiers: no assignment and no
-    option (``-i``, ``-u``, ``-C``, ``-S``, ``-`` ...), at most a ``--``."""
+    option (``-i``, ``-u``, ``-C``, ``-S``, ``-`` ...), at most a ``--``.
+    GNU ``env`` takes *any* word with ``=`` before the command for an
+    assignment (``./d=/../usr/bin/ls`` too, whatever its name part), so any
+    such word blocks, not only a shell-style ``NAME=``."""
     index = 2 if len(argv) > 1 and argv[1] == "--" else 1
     rest = _rest(argv, index)
-    if rest is None or (index == 1 and rest[0].startswith("-")) or _ASSIGNMENT.match(rest[0]):
+    if rest is None or (index == 1 and rest[0].startswith("-")) or "=" in rest[0]:
         return None
     return rest
 

@@ -461,6 +461,14 @@ def _segment_allowed(
     unwrapped = unwrap(words)
     if unwrapped.blocked is not None:
         return False
+    # The wrappers' own words (options, a duration, a lock file) are judged
+    # as single words: one the shell would expand (a glob, ``$``, ``~``) could
+    # become several and change what the wrapper runs (``timeout -s [15s]*
+    # [-i]* wc`` runs ``timeout -s 1 5 sh -c id wc``). The program word itself
+    # is resolved below, which refuses an expanding one.
+    peeled = words[: len(words) - len(unwrapped.argv)]
+    if not all(literal_word(word) for word in peeled):
+        return False
     if not all(_system_program(word, resolve) for word in unwrapped.programs):
         return False
     program, args = unwrapped.argv[0], unwrapped.argv[1:]
