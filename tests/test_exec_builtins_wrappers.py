@@ -228,7 +228,7 @@ class BuiltinsAndWrappersTests(TestCase):
         ... wc``. With an empty allowlist (only the default safe bins) every
         such command is refused and runs nothing; the same wrappers with
         literal words still run a safe bin."""
-        for name in ("1", "5", "15s", "sh", "-c", "-i"):
+        for name in ("1", "5", "15s", "sh", "-c", "-i", "--files0-from=names"):
             open(os.path.join(self.ws, name), "w").close()
         mark = os.path.join(self.ws, "touch pwned")
         script(mark, f'touch "{self.pwned}"')
@@ -244,6 +244,9 @@ class BuiltinsAndWrappersTests(TestCase):
             "flock [1]* wc",
             "timeout -k $HOME 5 wc",
             "nice -n ~ wc",
+            # A safe bin's flag that expands could become a denied one.
+            "wc --[f]*",
+            "timeout 5 wc -[c]*",
         ):
             await self.assert_refused(tool, command)
         self.assertFalse(os.path.exists(self.pwned))

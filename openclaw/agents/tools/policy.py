@@ -420,7 +420,9 @@ def _safe_bin_call(program: str, args: Sequence[str], path: str | None) -> bool:
         return False
     denied = _SAFE_BIN_DENIED_FLAGS.get(program, frozenset())
     for arg in args:
-        if not arg.startswith("-"):
+        # A flag the shell would expand (``--[f]*``) could become a denied one
+        # (``--files0-from=...``, named by a file the model created).
+        if not arg.startswith("-") or not literal_word(arg):
             return False
         if arg.startswith("--"):
             name = arg.split("=", 1)[0]
