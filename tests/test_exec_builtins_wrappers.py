@@ -274,6 +274,42 @@ class BuiltinsAndWrappersTests(TestCase):
         )
         await self.assert_runs(tool, "env /usr/bin/ls -d scripts", "scripts")
 
+    async def test_a_quoted_or_escaped_operator_is_an_argument_not_a_separator(self) -> None:
+        """``head -c300 \\; true FILE`` is one ``head`` call with file
+        arguments to the shell; split at the escaped ``;`` it looked like a
+        flag-only ``head`` and a harmless ``true FILE`` and printed the file.
+        Every quoting of every separator is an argument now (a safe bin with a
+        file argument is refused), while bare separators still split."""
+        secret = os.path.join(self.ws, "secret.json")
+        with open(secret, "w") as f:
+            f.write('{"token": "s3cret"}')
+        tool = self.make(ExecPolicy(security="allowlist", ask="off", allowlist=("git",)))
+        for command in (
+            f"head -c300 \\; true {secret}",
+            f"wc -c ';' pwd {secret}",
+            f"tail -c100 '&&' test {secret}",
+            f'cut -c1-60 "|" : {secret}',
+            f"head -c300 \\& true {secret}",
+            f"head -c300 '||' true {secret}",
+            "pwd | uniq - \\;",
+        ):
+            await self.assert_refused(tool, command)
+        await self.assert_runs(tool, "true; git --version", "git version")
+        await self.assert_runs(tool, "git --version | head -c3", "git")
+
+    async def test_a_wrapper_must_be_named_bare_or_by_its_system_path(self) -> None:
+        """``stdbuf`` preloads ``libstdbuf.so`` from the directory it was called
+        by: a symlink to ``/usr/bin/stdbuf`` in the workspace is not the system's
+        wrapper (the model could put a library beside it), so it is refused;
+        ``stdbuf`` and ``/usr/bin/stdbuf`` still unwrap."""
+        os.makedirs(os.path.join(self.ws, "w"))
+        os.symlink("/usr/bin/stdbuf", os.path.join(self.ws, "w", "stdbuf"))
+        tool = self.make(ExecPolicy(security="allowlist", ask="off", allowlist=("git",)))
+        await self.assert_refused(tool, "w/stdbuf -o L git --version")
+        await self.assert_refused(tool, f"{self.ws}/w/stdbuf -o L git --version")
+        await self.assert_runs(tool, "stdbuf -o L git --version", "git version")
+        await self.assert_runs(tool, "/usr/bin/stdbuf -o L git --version", "git version")
+
     async def test_a_wrapper_found_outside_the_system_directories_is_not_unwrapped(self) -> None:
         """A ``nice`` earlier on PATH than ``/usr/bin`` is not the wrapper
         OpenClaw's rule is about: the command is refused and nothing runs."""

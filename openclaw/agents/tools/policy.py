@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from fnmatch import fnmatchcase
 from functools import lru_cache
@@ -34,6 +33,7 @@ from openclaw.agents.tools.exec_match import (
     matches_path_pattern,
     without_cwd,
 )
+from openclaw.agents.tools.exec_split import split_command
 from openclaw.agents.tools.exec_wrappers import TRUSTED_BIN_DIRS, safe_builtin, unwrap
 from openclaw.config.model import (
     ExecAsk,
@@ -387,21 +387,18 @@ def _all_segments_allowed(
     """
     if any(token in command for token in ("`", "$(", "<(", ">(", "\n", "\r")):
         return False
-    lexer = shlex.shlex(command, posix=True, punctuation_chars=";&|<>()")
-    lexer.whitespace_split = True
-    lexer.commenters = ""
-    try:
-        tokens = list(lexer)
-    except ValueError:
-        return False
+    tokens = split_command(command)
+    if tokens is None:
+        return False  # a quote left open
     segments: list[list[str]] = [[]]
     for token in tokens:
-        if token in _SEPARATORS:
+        if not token.operator:
+            # A quoted or escaped operator character is part of a word.
+            segments[-1].append(token.text)
+        elif token.text in _SEPARATORS:
             segments.append([])
-        elif set(token) <= set("<>()&|;"):
-            return False  # redirection, subshell or an odd operator
         else:
-            segments[-1].append(token)
+            return False  # redirection, subshell or an odd operator
     segments = [s for s in segments if s]
     if not segments:
         return False
@@ -435,12 +432,18 @@ def _safe_bin_call(program: str, args: Sequence[str], path: str | None) -> bool:
 
 
 def _system_program(word: str, resolve: Resolver) -> bool:
-    """``word`` runs the system's program of that name, not a look-alike."""
+    """``word`` runs the system's program of that name, not a look-alike, and
+    is written bare or as ``/bin/<name>`` / ``/usr/bin/<name>``: a program may
+    read files next to the path it was called by (``stdbuf`` preloads
+    ``libstdbuf.so`` from its own directory first), so a symlink elsewhere to
+    the real file is not the same program."""
     path = resolve(word)
+    name = os.path.basename(word)
     return (
         path is not None
         and os.path.dirname(path) in TRUSTED_BIN_DIRS
-        and os.path.basename(path) == os.path.basename(word)
+        and os.path.basename(path) == name
+        and (word == name or os.path.dirname(word) in TRUSTED_BIN_DIRS)
     )
 
 
