@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -130,9 +131,25 @@ def main() -> int:
         )
 
     def run(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(node), str(entry), *argv], capture_output=True, text=True, env=env, timeout=120
+        # The CLI re-spawns itself: its own process group, so a timeout stops
+        # every process of it (a killed parent left its child running) and
+        # fails the check instead of ending the script.
+        proc = subprocess.Popen(
+            [str(node), str(entry), *argv],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            start_new_session=True,
         )
+        try:
+            out, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+            err += "\n(the CLI did not exit within 120 s)"
+            return subprocess.CompletedProcess(proc.args, -9, out, err)
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
     def ok_and(check: Callable[[str], bool]) -> Callable[[subprocess.CompletedProcess[str]], bool]:
         return lambda r: r.returncode == 0 and check(r.stdout)
