@@ -111,22 +111,12 @@ class SecretValues:
         fields themselves: masking only the fields would leave the secret in
         the line.
         """
-        out: dict[str, Any] = {}
-        for key, value in flattened.items():
-            if isinstance(value, str):
-                out[key] = scrub_text(self.redact(value))
-            elif isinstance(value, int | float | bool) or value is None:
-                out[key] = value
-            elif isinstance(value, Mapping | list | tuple):
-                out[key] = self.redact_json(value)
-            else:
-                try:
-                    shown = str(value)
-                except Exception:
-                    shown = "(unprintable)"
-                clean = not self.contains(shown) and not has_surrogates(shown)
-                out[key] = value if clean else scrub_text(self.redact(shown))
-        return out
+        return {
+            key: self.redact_json(value)
+            if isinstance(value, Mapping | list | tuple)
+            else self._redact_value(value)
+            for key, value in flattened.items()
+        }
 
     def _redact_fields(self, event: LogEvent) -> LogEvent:
         out: dict[str, Any] = {}
@@ -137,18 +127,23 @@ class SecretValues:
                 out[key] = self.redact_flattened(value)
             elif key.startswith("log_"):
                 out[key] = value
-            elif isinstance(value, str):
-                out[key] = scrub_text(self.redact(value))
-            elif isinstance(value, int | float | bool) or value is None:
-                out[key] = value
             else:
-                try:
-                    shown = str(value)
-                except Exception:
-                    shown = "(unprintable)"
-                clean = not self.contains(shown) and not has_surrogates(shown)
-                out[key] = value if clean else scrub_text(self.redact(shown))
+                out[key] = self._redact_value(value)
         return out
+
+    def _redact_value(self, value: Any) -> Any:
+        """One field: text masked and scrubbed, numbers kept, anything else
+        kept unless its text shows a secret (then that text, masked)."""
+        if isinstance(value, str):
+            return scrub_text(self.redact(value))
+        if isinstance(value, int | float | bool) or value is None:
+            return value
+        try:
+            shown = str(value)
+        except Exception:
+            shown = "(unprintable)"
+        clean = not self.contains(shown) and not has_surrogates(shown)
+        return value if clean else scrub_text(self.redact(shown))
 
 
 #: Provider headers that are public by design (OpenRouter's attribution, API

@@ -15,7 +15,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import platform
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -49,8 +49,14 @@ __all__ = ["METHODS", "CallContext", "GatewayServices", "MethodSpec", "dispatch"
 # -- health / status / agents / models ------------------------------------------
 
 
-def _session_summary(services: GatewayServices, agent_id: str, now: int) -> dict[str, Any]:
-    """``{path, count, recent:[{key, age, updatedAt}]}`` (what ``openclaw health`` renders)."""
+def _agent_sessions(
+    services: GatewayServices,
+    agent_id: str,
+    limit: int,
+    row: Callable[[SessionEntry], dict[str, Any]],
+) -> dict[str, Any]:
+    """``{path, count, recent}`` of one agent, ``recent`` its ``limit`` newest
+    sessions as ``row`` shows them; a store error counts no sessions."""
     if services.sessions is None:
         return {"path": "(unavailable)", "count": 0, "recent": []}
     try:
@@ -60,11 +66,17 @@ def _session_summary(services: GatewayServices, agent_id: str, now: int) -> dict
         log.failure("listing sessions of agent {agent_id}", agent_id=agent_id)
         return {"path": "(unavailable)", "count": 0, "recent": []}
     entries.sort(key=lambda e: e.updated_at, reverse=True)
-    recent = [
-        {"key": e.key, "updatedAt": e.updated_at, "age": max(0, now - e.updated_at)}
-        for e in entries[:RECENT_SESSIONS]
-    ]
-    return {"path": path, "count": len(entries), "recent": recent}
+    return {"path": path, "count": len(entries), "recent": [row(e) for e in entries[:limit]]}
+
+
+def _session_summary(services: GatewayServices, agent_id: str, now: int) -> dict[str, Any]:
+    """``{path, count, recent:[{key, age, updatedAt}]}`` (what ``openclaw health`` renders)."""
+    return _agent_sessions(
+        services,
+        agent_id,
+        RECENT_SESSIONS,
+        lambda e: {"key": e.key, "updatedAt": e.updated_at, "age": max(0, now - e.updated_at)},
+    )
 
 
 def _health(ctx: CallContext, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -210,20 +222,7 @@ STATUS_RECENT = 10
 def _status_sessions(services: GatewayServices, agent_id: str, now: int) -> dict[str, Any]:
     """``{path, count, recent}`` of one agent, ``recent`` in OpenClaw's
     session-row shape (newest first); a store error counts no sessions."""
-    if services.sessions is None:
-        return {"path": "(unavailable)", "count": 0, "recent": []}
-    try:
-        entries = list(services.sessions.list_sessions(agent_id))
-        path = str(services.sessions.session_path(agent_id))
-    except Exception:
-        log.failure("listing sessions of agent {agent_id}", agent_id=agent_id)
-        return {"path": "(unavailable)", "count": 0, "recent": []}
-    entries.sort(key=lambda e: e.updated_at, reverse=True)
-    return {
-        "path": path,
-        "count": len(entries),
-        "recent": [_status_row(e, now) for e in entries[:STATUS_RECENT]],
-    }
+    return _agent_sessions(services, agent_id, STATUS_RECENT, lambda e: _status_row(e, now))
 
 
 def _status_row(entry: SessionEntry, now: int) -> dict[str, Any]:
