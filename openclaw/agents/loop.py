@@ -28,7 +28,6 @@ nothing.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -43,27 +42,14 @@ from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
 
 from openclaw.agents.compaction import (
-    CHARS_PER_TOKEN,
     CompactionError,
     CompactionResult,
-    auto_keep_tokens,
     context_window_of,
-    effective_reserve,
-    estimate_text_tokens,
-    estimate_tokens,
-    needs_compaction,
-    plan_compaction,
     tool_result_cap,
 )
-from openclaw.agents.context_guard import (
-    guard_tool_results,
-    observed_overflow_tokens,
-    reducible_chars,
-    trim_tool_results,
-    trimming_suffices,
-)
+from openclaw.agents.context_fit import WHY_OVERFLOW, TurnContext
 from openclaw.agents.fallback import FallbackChain
-from openclaw.agents.history import History, normalise_history
+from openclaw.agents.history import History
 from openclaw.agents.model_step import ModelStep, StepOutcome, add_usage
 from openclaw.agents.providers.base import ModelCall, ModelMessage
 from openclaw.agents.registry import AgentRegistry, ModelRef, parse_model_ref
@@ -147,11 +133,15 @@ class TurnLoop:
         self._deps = deps
         self._system_prompt = system_prompt
         self._tools = tools
-        self._history = history
-        self._history_messages = list(history.messages)
-        self._turn: list[ModelMessage] = [
-            ModelMessage(role="user", content=request.message, images=request.images)
-        ]
+        self._context = TurnContext(
+            history=history,
+            first=ModelMessage(role="user", content=request.message, images=request.images),
+            system_prompt=system_prompt,
+            tool_schemas=(*tools.schemas, *request.client_tools),
+            compaction=deps.config.agents.defaults.compaction,
+            window=self._context_window,
+            run_id=request.run_id,
+        )
         self._chain = chain
         self._on_text = on_text
         self._emit = emit
@@ -159,9 +149,6 @@ class TurnLoop:
         #: 600-byte deque per open stream).
         self._loop_detector: LoopDetector | None = None
         self._client_names = {t.name for t in request.client_tools}
-        self._model_tools = (*tools.schemas, *request.client_tools)
-        #: The estimate of the tool schemas, made on first use (they do not change).
-        self._schema_tokens: int | None = None
         self._steps = 0
         self._usage = Usage()
         #: Usage of the model calls no step message carries yet: the final
@@ -290,30 +277,17 @@ class TurnLoop:
                 )
             )
             return
-        if self._compaction_due():
+        if self._context.compaction_due():
             self._compact(then=self._fit_and_call)
             return
         self._fit_and_call()
-
-    def _messages(self) -> tuple[ModelMessage, ...]:
-        window = self._context_window()
-        return (
-            *guard_tool_results(normalise_history(self._history_messages), window),
-            *guard_tool_results(self._turn, window),
-        )
 
     def _fit_and_call(self) -> None:
         """Cut tool results when the request would not fit the window less the
         reserve, then call the model."""
         if self._cancelled:
             return
-        budget = self._prompt_budget()
-        if budget is not None:
-            over = self._request_tokens() - budget
-            if over > 0:
-                self._trim_tool_results(
-                    over * CHARS_PER_TOKEN, "it would not fit the context window"
-                )
+        self._context.fit()
         self._call_model()
 
     def _call_model(self) -> None:
@@ -333,9 +307,9 @@ class TurnLoop:
             provider = lookup_provider(self._deps.providers, ref)
             call = ModelCall(
                 model=ref.model,
-                messages=self._messages(),
+                messages=self._context.messages(),
                 system_prompt=self._system_prompt.text(),
-                tools=self._model_tools,
+                tools=self._context.tool_schemas,
                 stream_params=self._request.stream_params,
             )
             separator = self._any_text
@@ -413,16 +387,10 @@ class TurnLoop:
         and cut what is still over after it; then retry once. With nothing
         to cut or summarise, the overflow is reported (not the same request
         sent again)."""
-        refused = self._request_tokens()
-        budget = self._prompt_budget()
-        target = refused // 2 if budget is None else min(budget, refused * 3 // 4)
-        observed = observed_overflow_tokens(error.message)
-        if observed is not None and observed > refused:
-            target = target * refused // observed
-        need = max(0, refused - target) * CHARS_PER_TOKEN
-        why = "the upstream refused the context as too long"
-        if reducible_chars(self._guarded_tool_messages()) >= need or not self._history_messages:
-            if need > 0 and self._trim_tool_results(need, why):
+        context = self._context
+        target, need = context.overflow_target(error.message)
+        if context.trimming_frees(need) or not context.has_history:
+            if need > 0 and context.trim_tool_results(need, WHY_OVERFLOW):
                 log.info("run {run_id}: context overflow; retrying", run_id=self._run_id)
                 self._retry_after_recovery()
                 return
@@ -430,13 +398,11 @@ class TurnLoop:
             return
 
         def fit_and_retry() -> None:
-            over = self._request_tokens() - target
-            if over > 0:
-                self._trim_tool_results(over * CHARS_PER_TOKEN, why)
+            context.fit_to(target, WHY_OVERFLOW)
             self._retry_after_recovery()
 
         def unchanged() -> None:
-            if self._trim_tool_results(need, why):
+            if context.trim_tool_results(need, WHY_OVERFLOW):
                 self._retry_after_recovery()
             else:
                 self._fall_back_or_fail(error)
@@ -557,18 +523,18 @@ class TurnLoop:
         if done.abort is not None:
             self._fail(AgentLoopError(done.abort))
             return
-        self._turn.append(
-            ModelMessage(role="assistant", content=outcome.text, tool_calls=outcome.tool_calls)
-        )
-        for result in done.results:
-            self._turn.append(
+        self._context.add(
+            ModelMessage(role="assistant", content=outcome.text, tool_calls=outcome.tool_calls),
+            *(
                 ModelMessage(
                     role="tool",
                     content=result.content,
                     tool_call_id=result.call.id,
                     is_error=result.is_error,
                 )
-            )
+                for result in done.results
+            ),
+        )
         self._next_step()
 
     def _context_for(self, call: ToolCall, on_update: Callable[[str], None]) -> ToolContext:
@@ -592,117 +558,6 @@ class TurnLoop:
                 return None
         return context_window_of(self._deps.config.models.providers, ref.provider, ref.model)
 
-    def _prompt_budget(self) -> int | None:
-        """Tokens a request may take: the window less the reserve (None: unknown)."""
-        window = self._context_window()
-        if not window:
-            return None
-        return window - effective_reserve(self._deps.config.agents.defaults.compaction, window)
-
-    def _fixed_tokens(self) -> int:
-        """What compaction cannot shrink: the system prompt, the tool schemas and
-        this turn (its tool results as the guard leaves them)."""
-        if self._schema_tokens is None:
-            schemas = json.dumps(
-                [{"name": t.name, "description": t.description, "parameters": t.parameters}
-                 for t in self._model_tools],
-                default=str,
-            )  # fmt: skip
-            self._schema_tokens = estimate_text_tokens(schemas)
-        return (
-            estimate_text_tokens(self._system_prompt.text())
-            + self._schema_tokens
-            + estimate_tokens(guard_tool_results(self._turn, self._context_window()))
-        )
-
-    def _history_tokens(self) -> int:
-        return estimate_tokens(guard_tool_results(self._history_messages, self._context_window()))
-
-    def _request_tokens(self) -> int:
-        """The estimate of the next request."""
-        return self._fixed_tokens() + self._history_tokens()
-
-    def _compaction_due(self) -> bool:
-        """The history would not fit, and cutting this turn's tool results
-        would not free enough on its own (OpenClaw's truncate-only route makes
-        no summary: summarising a short history cannot help then). When only
-        cutting the history's tool results too would free enough, a summary
-        is still preferred if it can free enough itself (it leaves a stable
-        history; results cut anew on each turn would not), but not when what
-        it would summarise is too little: a failed turn's replayed results
-        are the newest history, so a summary could not take them."""
-        entries = self._history.entries
-        if not entries:
-            return False
-        fixed = self._fixed_tokens()
-        history = self._history_tokens()
-        config = self._deps.config.agents.defaults.compaction
-        window = self._context_window()
-        if not needs_compaction(
-            history_tokens=history, fixed_tokens=fixed, context_window=window, config=config
-        ):
-            return False
-        budget = self._prompt_budget()
-        assert budget is not None and window  # needs_compaction is False without a window
-        over = fixed + history - budget
-        if trimming_suffices(guard_tool_results(self._turn, window), over):
-            return False
-        if not trimming_suffices(self._guarded_tool_messages(), over):
-            return True
-        plan = plan_compaction(entries, keep_recent_tokens=auto_keep_tokens(config, window, fixed))
-        if plan is None:
-            return False
-        older = guard_tool_results([e.message for e in plan.summarized], window)
-        return estimate_tokens(older) > over
-
-    def _guarded_tool_messages(self) -> list[ModelMessage]:
-        """The history, then this turn, as the guard leaves them: what
-        :meth:`_trim_tool_results` may cut."""
-        window = self._context_window()
-        return [
-            *guard_tool_results(self._history_messages, window),
-            *guard_tool_results(self._turn, window),
-        ]
-
-    def _trim_tool_results(self, chars: int, why: str) -> bool:
-        """Cut tool results by about ``chars`` counted characters, oldest
-        first: the history's (a failed turn's results are replayed), then
-        this turn's, so the result the model is about to read goes last.
-        Only what the model is sent changes: the transcript keeps them (the
-        next turn cuts them again if it must). OpenClaw's overflow recovery
-        cuts the session's tool results as well (it rewrites them in a new
-        branch of the transcript)."""
-        before = self._request_tokens()
-        messages = self._guarded_tool_messages()
-        split = len(self._history_messages)
-        trimmed = trim_tool_results(messages, chars)
-        if not trimmed.count:
-            return False
-        earlier = sum(
-            1 for old, new in zip(messages[:split], trimmed.messages[:split], strict=True)
-            if old is not new
-        )  # fmt: skip
-        self._history_messages = list(trimmed.messages[:split])
-        self._turn = list(trimmed.messages[split:])
-        if earlier == trimmed.count:
-            where = "the history"
-        elif earlier:
-            where = "this turn and the history"
-        else:
-            where = "this turn"
-        log.info(
-            "run {run_id}: cut {count} tool result(s) of {where} by {freed} characters "
-            "({why}): about {before} -> {after} tokens",
-            run_id=self._run_id,
-            count=trimmed.count,
-            where=where,
-            freed=trimmed.freed,
-            why=why,
-            before=before,
-            after=self._request_tokens(),
-        )
-        return True
-
     def _compact(
         self,
         *,
@@ -713,24 +568,13 @@ class TurnLoop:
         """Summarise the older history, record the compaction, then go on (also
         when nothing could be compacted: the model call reports what it must,
         unless ``unchanged`` says what to do instead)."""
-        config = self._deps.config.agents.defaults.compaction
-        window = self._context_window()
-        keep = None
-        if window and not force:
-            keep = auto_keep_tokens(config, window, self._fixed_tokens())
-        elif window:
-            keep = min(config.keep_recent_tokens, window // 4)
-        elif force:
-            # The upstream refused the context and its size is unknown: keep at
-            # most half of the history, so the retry is smaller than the refusal.
-            keep = min(config.keep_recent_tokens, estimate_tokens(self._history_messages) // 2)
         compacting = self._compacting = self._deps.compactor.compact(
             self._deps.storage_agent,
             self._deps.session_id,
-            self._history,
+            self._context.history,
             model=self._chain.current,
             fallbacks=self._chain.remaining,
-            keep_recent_tokens=keep,
+            keep_recent_tokens=self._context.keep_recent_tokens(force=force),
             run_id=self._run_id,
         )
 
@@ -739,8 +583,7 @@ class TurnLoop:
                 return
             self._compacting = None
             if result is not None:
-                self._history_messages = list(result.messages)
-                self._history = History(list(result.messages), [], result.summary)
+                self._context.compacted(result)
             elif unchanged is not None:
                 unchanged()
                 return
