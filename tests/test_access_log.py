@@ -35,7 +35,7 @@ from openclaw.core.logformat import SecretScrubber, flat_event, flat_json_observ
 from openclaw.core.secret_values import SecretValues
 from openclaw.gateway.http.request import RequestHook
 from openclaw.gateway.startup_report import log_startup, session_store_text
-from openclaw.testing import Reply, ScriptedProvider
+from openclaw.testing import Reply, ScriptedProvider, without_model_retry
 from openclaw.testing.gateway import TEST_TOKEN, GatewayHarness, http_test_config
 
 CHAT = {"model": "openclaw", "messages": [{"role": "user", "content": "hi"}]}
@@ -280,7 +280,8 @@ class RunLineTests(SynchronousTestCase):
         clock = MemoryReactorClock()
         error = ProviderError(FailureKind.SERVER_ERROR, "boom", status=500)
         provider = ScriptedProvider([Reply.failure(error)], clock=clock)
-        h = GatewayHarness.create(base, provider=provider, clock=clock)
+        config = without_model_retry(http_test_config(base))
+        h = GatewayHarness.create(base, config, provider=provider, clock=clock)
         exchange = h.request(b"POST", b"/v1/chat/completions", body=CHAT, token=TEST_TOKEN)
         h.run_due()
         line = self.chat_line(h, events)

@@ -155,7 +155,7 @@ class AgentCommandTests(SynchronousTestCase):
 
     def test_failure_with_json(self) -> None:
         """With --json a failure also prints an error payload."""
-        self.provider.add(Reply.failure(ProviderError(FailureKind.SERVER_ERROR, "down")))
+        self.provider.add(Reply.failure(ProviderError(FailureKind.FORMAT, "down")))
         self.assertEqual(self.run_command(AgentCommandOptions(message="hi", json=True)), 1)
         payload = json.loads(self.stdout.getvalue())
         self.assertEqual(payload["status"], "error")

@@ -23,7 +23,14 @@ from openclaw.config.model import (
     ToolPolicyConfig,
     ToolsConfig,
 )
-from openclaw.testing import Reply, ScriptedProvider, ScriptedToolCall, run_due, scripted_config
+from openclaw.testing import (
+    Reply,
+    ScriptedProvider,
+    ScriptedToolCall,
+    run_due,
+    scripted_config,
+    without_model_retry,
+)
 from tests.agent_loop_support import MAIN, LoopCase, call, tool_events
 
 
@@ -351,6 +358,7 @@ class UpstreamFailureTests(LoopCase):
             Reply(tool_calls=(call("write", "c1", path="a.txt", content="x"),)),
             Reply.failure(ProviderError(FailureKind.SERVER_ERROR, "upstream broke", status=502)),
         )
+        self.make_runtime(without_model_retry(scripted_config(self.state_dir)))
         run, _ = self.start()
         run_due(self.clock)
         error = self.failureResultOf(run.result, ProviderError).value
@@ -382,7 +390,7 @@ class UpstreamFailureTests(LoopCase):
                 ),
             ),
         )
-        self.make_runtime(config, providers={"backup": backup})
+        self.make_runtime(without_model_retry(config), providers={"backup": backup})
         self.provider.add(
             Reply(tool_calls=(call("write", "c1", path="a.txt", content="x"),)),
             Reply.failure(ProviderError(FailureKind.RATE_LIMIT, "slow down", status=429)),

@@ -64,7 +64,11 @@ class ContextOverflowTests(support.GatewayTestCase):
         return {
             "models": {"providers": {"fake": support.openai_provider(port, models=models)}},
             "agents": {
-                "defaults": {"compaction": {"reserveTokens": 1000, "keepRecentTokens": 1000}},
+                "defaults": {
+                    "compaction": {"reserveTokens": 1000, "keepRecentTokens": 1000},
+                    # A failed turn fails at once (no same-model retry).
+                    "modelRetry": {"maxRetries": 0},
+                },
                 "list": [
                     {"id": "main", "default": True, "model": "fake/small"},
                     {"id": "nocw", "model": "fake/plain"},

@@ -68,7 +68,10 @@ class FailedTurnReplayTests(support.GatewayTestCase):
 
     @classmethod
     def gateway_config(cls, port: int) -> dict[str, Any]:
-        return support.one_fake_agent(port)
+        config = support.one_fake_agent(port)
+        # A failed turn fails at once (no same-model retry).
+        config["agents"]["defaults"] = {"modelRetry": {"maxRetries": 0}}
+        return config
 
     def setUp(self) -> None:
         super().setUp()

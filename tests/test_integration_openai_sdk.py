@@ -74,10 +74,12 @@ class OpenAISDKTests(support.GatewayTestCase):
         return {
             "models": {"providers": {"fake": support.openai_provider(port)}},
             "agents": {
+                # Upstream errors reach the SDK at once (retries: test_integration_model_retry).
+                "defaults": {"modelRetry": {"maxRetries": 0}},
                 "list": [
                     {"id": "main", "default": True, "model": "fake/gpt-fake"},
                     {"id": "beta", "model": "fake/gpt-fake"},
-                ]
+                ],
             },
         }
 

@@ -148,12 +148,14 @@ class UpstreamFaultTests(_FaultCase):
                 }
             },
             "agents": {
+                # Each fault as the client sees it at once (retries: test_integration_model_retry).
+                "defaults": {"modelRetry": {"maxRetries": 0}},
                 "list": [
                     {"id": "main", "default": True, "model": "fake/gpt-fake"},
                     {"id": "slow", "model": "slow/gpt-fake"},
                     {"id": "badkey", "model": "badkey/gpt-fake"},
                     {"id": "dead", "model": "dead/gpt-fake"},
-                ]
+                ],
             },
         }
 

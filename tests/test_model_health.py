@@ -12,7 +12,7 @@ from openclaw.agents.fallback import FallbackChain
 from openclaw.agents.model_health import Cooldown, ModelHealth
 from openclaw.agents.types import FailureKind, LifecycleEvent, ProviderError
 from openclaw.config.model import AgentDefaults
-from openclaw.testing import Reply, ScriptedProvider, run_due, scripted_config
+from openclaw.testing import Reply, ScriptedProvider, run_due, scripted_config, without_model_retry
 from tests.agent_loop_support import LoopCase
 
 
@@ -198,7 +198,8 @@ class TurnCooldownTests(LoopCase):
             model_primary="scripted/test-model", model_fallbacks=("backup/b1",)
         )
         config = evolve(config, agents=evolve(config.agents, defaults=defaults))
-        self.make_runtime(config, providers={"backup": self.backup})
+        # Cooldowns alone: no same-model retry before a fallback.
+        self.make_runtime(without_model_retry(config), providers={"backup": self.backup})
 
     def turn(self, run_id: str) -> LifecycleEvent:
         run, events = self.start(run_id=run_id)

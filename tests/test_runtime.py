@@ -709,7 +709,7 @@ class LoggingTests(RuntimeCase):
 
     def test_failed_turn_is_logged_once(self) -> None:
         """A failed run is logged at info with its status and error."""
-        self.provider.add(Reply.failure(ProviderError(FailureKind.OVERLOADED, "busy")))
+        self.provider.add(Reply.failure(ProviderError(FailureKind.FORMAT, "busy")))
         with capturedLogs() as events:
             run, _ = self.start()
             run_due(self.clock)

@@ -28,6 +28,7 @@ from openclaw.testing import (
     FakeReply,
     FakeUsage,
     InMemoryClient,
+    without_model_retry,
 )
 
 KEY = "sk-test-upstream"
@@ -40,7 +41,12 @@ class UpstreamCase(SynchronousTestCase):
         self.clock.advance(1_700_000_000)
 
     def runtime(
-        self, provider_config: ProviderConfig, provider: ModelProvider, model: str
+        self,
+        provider_config: ProviderConfig,
+        provider: ModelProvider,
+        model: str,
+        *,
+        retries: bool = True,
     ) -> Runtime:
         config = Config(
             models=ModelsConfig(providers={provider_config.id: provider_config}),
@@ -51,6 +57,8 @@ class UpstreamCase(SynchronousTestCase):
             session=SessionConfig(fsync="never"),
             state_dir=Path(self.mktemp()),
         )
+        if not retries:
+            config = without_model_retry(config)
         return Runtime(config, clock=self.clock, providers={provider_config.id: provider})
 
     def turn(self, runtime: Runtime, client: InMemoryClient, text: str, run_id: str) -> str:
@@ -127,7 +135,13 @@ class OpenAIUpstreamTests(UpstreamCase):
         self.assertEqual(self.fake.active_streams, 0)
 
     def test_upstream_failure_is_classified(self) -> None:
-        """An upstream 429 fails the run with a rate-limit ProviderError."""
+        """An upstream 429 fails the run with a rate-limit ProviderError (with
+        retries off; see the next test)."""
+        cfg = ProviderConfig(
+            id="local", api="openai-completions", base_url="http://upstream.test/v1", api_key=KEY
+        )
+        provider = OpenAICompletionsProvider(cfg, agent=self.client.agent, clock=self.clock)
+        self.rt = self.runtime(cfg, provider, "llama3.2", retries=False)
         self.fake.enqueue(FakeReply.rate_limited("7"))
         run = self.rt.start(
             AgentRequest(agent_id="main", session_key=SESSION, message="hi", run_id="r")
@@ -138,6 +152,25 @@ class OpenAIUpstreamTests(UpstreamCase):
         assert isinstance(error, ProviderError)
         self.assertEqual((error.kind, error.status), (FailureKind.RATE_LIMIT, 429))
         self.assertEqual(run.status, "error")
+
+    def test_rate_limit_is_retried_after_its_retry_after(self) -> None:
+        """By default a 429 is retried on the same model, no sooner than the
+        upstream's ``retry-after`` (7 s here, over the first backoff of ~1 s),
+        and the turn answers from the retry."""
+        self.fake.enqueue(FakeReply.rate_limited("7"), FakeReply(text="after the wait"))
+        run = self.rt.start(
+            AgentRequest(agent_id="main", session_key=SESSION, message="hi", run_id="r")
+        )
+        self.client.pump(30)
+        self.assertNoResult(run.result)
+        self.assertEqual(len(self.fake.requests), 1)
+        self.clock.advance(6.9)
+        self.client.pump(30)
+        self.assertEqual(len(self.fake.requests), 1)
+        self.clock.advance(0.2)
+        self.client.pump(30)
+        self.assertEqual(self.successResultOf(run.result).text, "after the wait")
+        self.assertEqual(len(self.fake.requests), 2)
 
 
 class AnthropicUpstreamTests(UpstreamCase):

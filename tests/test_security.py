@@ -45,7 +45,13 @@ from openclaw.config.model import (
     SessionConfig,
 )
 from openclaw.gateway.assembly import build_gateway
-from openclaw.testing import FakeOpenAIUpstream, FakeReply, InMemoryClient, make_runtime
+from openclaw.testing import (
+    FakeOpenAIUpstream,
+    FakeReply,
+    InMemoryClient,
+    make_runtime,
+    without_model_retry,
+)
 from tests.chat_fakes import RawConnection, RawResponse
 from tests.test_hygiene import Conn
 from tests.ws_fakes import UPGRADE, client_frame, connect_params, decode_server_frames
@@ -97,7 +103,8 @@ class _Gateway:
             api_key=UPSTREAM_KEY,
             models=(ModelEntry(id="gpt"),),
         )
-        self.config = Config(
+        # Each upstream error answered at once (no same-model retry).
+        self.config = without_model_retry(Config(
             gateway=GatewayConfig(
                 auth=AuthConfig(
                     mode=mode, token=GATEWAY_TOKEN, password=GATEWAY_PASSWORD, rate_limit=None
@@ -112,7 +119,7 @@ class _Gateway:
             ),
             session=SessionConfig(fsync="never"),
             state_dir=self.state_dir,
-        )
+        ))  # fmt: skip
         provider = OpenAICompletionsProvider(
             provider_config, agent=self.client.agent, clock=self.clock
         )

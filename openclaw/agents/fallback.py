@@ -150,6 +150,11 @@ class FallbackChain:
     def output_sent(self) -> bool:
         return self._output_sent
 
+    @property
+    def can_fall_back(self) -> bool:
+        """Whether a failure could still move the turn to another candidate."""
+        return not self._output_sent and self._index + 1 < len(self._candidates)
+
     def note_output(self) -> None:
         """Some of the turn's output reached the client: no fallback from now on."""
         self._output_sent = True

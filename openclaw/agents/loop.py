@@ -36,7 +36,7 @@ from typing import Final
 from attrs import frozen
 from twisted.internet import defer
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
@@ -50,6 +50,7 @@ from openclaw.agents.compaction import (
 from openclaw.agents.context_fit import WHY_OVERFLOW, TurnContext
 from openclaw.agents.fallback import FallbackChain
 from openclaw.agents.history import History
+from openclaw.agents.model_retry import RetryBudget
 from openclaw.agents.model_step import ModelStep, StepOutcome, add_usage
 from openclaw.agents.providers.base import ModelCall, ModelMessage
 from openclaw.agents.registry import AgentRegistry, ModelRef, parse_model_ref
@@ -156,6 +157,8 @@ class TurnLoop:
         self._unrecorded = Usage()
         self._any_text = False
         self._overflow_retried = False
+        self._retries = RetryBudget(deps.config.agents.defaults.model_retry)
+        self._retry_call: IDelayedCall | None = None
         self._paused = False
         self._waiting = False
         self._cancelled = False
@@ -245,6 +248,9 @@ class TurnLoop:
         compacting, self._compacting = self._compacting, None
         if compacting is not None:
             compacting.cancel()
+        retry, self._retry_call = self._retry_call, None
+        if retry is not None and retry.active():
+            retry.cancel()
         if not self._done.called:
             self._done.errback(CancelledError("turn cancelled"))
 
@@ -374,7 +380,38 @@ class TurnLoop:
             self._steps -= 1
             self._recover_from_overflow(error)
             return
+        if not self._step_spoke and self._retry_later(error):
+            return
         self._fall_back_or_fail(error)
+
+    def _retry_later(self, error: ProviderError) -> bool:
+        """Retry the same model after a transient failure, while the run's
+        budget lasts (:mod:`~openclaw.agents.model_retry`); False when the
+        failure goes to fallback or is reported. Only a step that sent no
+        text is retried: the client's stream is append-only."""
+        wait = self._retries.delay(
+            error, now=self._deps.clock.seconds(), can_fall_back=self._chain.can_fall_back
+        )
+        if wait is None:
+            return False
+        log.warn(
+            "run {run_id}: model {model} failed ({kind}{status}); retrying in {wait:.1f} s "
+            "(retry {retry} of the run)",
+            run_id=self._run_id,
+            model=self._chain.current,
+            kind=error.kind.value,
+            status=f", HTTP {error.status}" if error.status else "",
+            wait=wait,
+            retry=self._retries.retries,
+        )
+        self._steps -= 1
+
+        def retry() -> None:
+            self._retry_call = None
+            self._call_model()
+
+        self._retry_call = self._deps.clock.callLater(wait, retry)
+        return True
 
     def _recover_from_overflow(self, error: ProviderError) -> None:
         """The upstream refused the context although the estimate let it
@@ -435,6 +472,7 @@ class TurnLoop:
             return
         self._step = None
         self._chain.succeeded()
+        self._retries.succeeded()
         self._usage = add_usage(self._usage, outcome.usage)
         self._unrecorded = add_usage(self._unrecorded, outcome.usage)
         calls = outcome.tool_calls

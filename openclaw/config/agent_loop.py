@@ -25,6 +25,7 @@ from openclaw.config.model import (
     ExecSecurity,
     IdentifierPolicy,
     LoopDetectionConfig,
+    ModelRetryConfig,
     SsrfPolicyConfig,
     ToolPolicyConfig,
     ToolProfile,
@@ -352,6 +353,20 @@ def build_compaction(r: _Reader, value: Any) -> CompactionConfig:
     )
 
 
+_MODEL_RETRY = _section(["maxRetries", "maxRetryDelayMs"])
+
+
+def build_model_retry(r: _Reader, value: Any) -> ModelRetryConfig:
+    """``agents.defaults.modelRetry``: the same-model retry budget."""
+    path = "agents.defaults.modelRetry"
+    d = ModelRetryConfig()
+    c = r.section(value, path, _MODEL_RETRY)
+    return ModelRetryConfig(
+        max_retries=r.optional_integer(c, "maxRetries", path, minimum=0),
+        max_retry_delay_ms=r.integer(c, "maxRetryDelayMs", path, d.max_retry_delay_ms, minimum=0),
+    )
+
+
 def read_model_fallbacks(r: _Reader, value: Any, path: str) -> tuple[str, ...] | None:
     """``model.fallbacks`` of a model object; None when absent (or ``model`` is a string)."""
     if not isinstance(value, dict) or value.get("fallbacks") is None:
@@ -387,6 +402,7 @@ __all__ = [
     "build_compaction",
     "build_exec",
     "build_loop_detection",
+    "build_model_retry",
     "build_tools",
     "read_model_fallbacks",
     "read_policy",

@@ -23,6 +23,7 @@ from attrs import frozen
 from openclaw.config.agent_loop import (
     build_agent_tools,
     build_compaction,
+    build_model_retry,
     build_tools,
     read_model_fallbacks,
     read_timezone,
@@ -314,7 +315,7 @@ _AGENT_COMMON_OPENCLAW = [
 _DEFAULTS = _section(
     [
         "model", "timeoutSeconds", "workspace", "bootstrapMaxChars", "bootstrapTotalMaxChars",
-        "compaction", "maxConcurrent", "userTimezone", "skipBootstrap",
+        "compaction", "maxConcurrent", "userTimezone", "skipBootstrap", "modelRetry",
     ],
     _AGENT_COMMON_OPENCLAW,
 )  # fmt: skip
@@ -447,6 +448,7 @@ def _build_agents(r: _Reader, value: Any, tools: ToolsConfig) -> AgentsConfig:
                 defaults, "bootstrapTotalMaxChars", defaults_path, dd.bootstrap_total_max_chars
             ),
             compaction=build_compaction(r, defaults.get("compaction")),
+            model_retry=build_model_retry(r, defaults.get("modelRetry")),
             max_concurrent=r.optional_integer(defaults, "maxConcurrent", defaults_path),
             user_timezone=read_timezone(r, defaults, defaults_path),
             skip_bootstrap=r.boolean(defaults, "skipBootstrap", defaults_path, False),

@@ -423,6 +423,19 @@ class CompactionConfig:
 
 
 @frozen
+class ModelRetryConfig:
+    """``agents.defaults.modelRetry`` (this gateway's key): the same-model retry
+    budget of :mod:`openclaw.agents.model_retry`, OpenClaw's embedded
+    ``retry.provider`` settings."""
+
+    #: Retries per run, overriding OpenClaw's budget (8, rate limits 9); rate
+    #: limits stay at most 9; 0 turns retries off; None: the default budget.
+    max_retries: int | None = None
+    #: A ``retry-after`` longer than this goes to a fallback when there is one; 0: no cap.
+    max_retry_delay_ms: int = 60_000
+
+
+@frozen
 class AgentDefaults:
     """``agents.defaults``."""
 
@@ -433,6 +446,7 @@ class AgentDefaults:
     bootstrap_max_chars: int = 20_000
     bootstrap_total_max_chars: int = 60_000
     compaction: CompactionConfig = Factory(CompactionConfig)
+    model_retry: ModelRetryConfig = Factory(ModelRetryConfig)
     #: Parsed only (runs are not yet limited globally); None means OpenClaw's default.
     max_concurrent: int | None = None
     #: IANA time zone for the system prompt's date line; None uses the host's.

@@ -35,6 +35,7 @@ from openclaw.testing.scripted import (
     make_runtime,
     run_due,
     scripted_config,
+    without_model_retry,
 )
 from openclaw.testing.sinks import InMemoryClient, RecordingSink
 from openclaw.testing.upstream import (
@@ -80,4 +81,5 @@ __all__ = [
     "run_due",
     "scripted_config",
     "tool_results",
+    "without_model_retry",
 ]

@@ -290,6 +290,20 @@ def scripted_config(state_dir: Path | str, *, model: str = SCRIPTED_MODEL) -> Co
     )
 
 
+def without_model_retry(config: Config) -> Config:
+    """``config`` with the same-model retry budget off
+    (``agents.defaults.modelRetry.maxRetries: 0``): a test of how a failure
+    is reported sees it at once instead of after the retries' waits."""
+    defaults = config.agents.defaults
+    return evolve(
+        config,
+        agents=evolve(
+            config.agents,
+            defaults=evolve(defaults, model_retry=evolve(defaults.model_retry, max_retries=0)),
+        ),
+    )
+
+
 def make_runtime(
     config: Config | None = None,
     *,
