@@ -239,21 +239,23 @@ class ExecPolicyTests(SynchronousTestCase):
             "echo x | wc --files0-from=-",
             "echo x | wc --files0=-",
             "echo x | tail -f",
-            "echo x | tail -nf",
+            "echo x | tail -fn5",
+            "echo x | sort -rn",  # sort's profile has no flag without a value
             "echo x | tail --follow=name",
             "echo x | sort -o",
             "echo x | grep -rn x",
         ):
             self.assertEqual(policy.evaluate(command, in_usr_bin).action, "deny", command)
-        for command in ("echo x | wc -l", "echo x | tail -n5", "echo x | sort -rn"):
+        for command in ("echo x | wc -l", "echo x | tail -n5", "echo x | sort -k1"):
             self.assertEqual(policy.evaluate(command, in_usr_bin).action, "run", command)
         self.assertEqual(policy.evaluate("echo x | wc -l", in_workspace).action, "deny")
         self.assertNotIn("sed", policy.safe_bins)
 
     def test_safe_bins_need_flags_only(self) -> None:
-        """Safe bins run with flags but not with file operands."""
+        """Safe bins run with their profile's flags but not with file operands."""
         policy = resolve_exec_policy(ExecConfig(mode="allowlist", allowlist=("git",)))
-        self.assertEqual(policy.evaluate("git log | head -n", in_usr_bin).action, "run")
+        self.assertEqual(policy.evaluate("git log | head -n 5", in_usr_bin).action, "run")
+        self.assertEqual(policy.evaluate("git log | head -n", in_usr_bin).action, "deny")
         self.assertEqual(policy.evaluate("head /etc/passwd", in_usr_bin).action, "deny")
 
     def test_a_program_must_resolve_to_match(self) -> None:
@@ -263,7 +265,7 @@ class ExecPolicyTests(SynchronousTestCase):
         policy = resolve_exec_policy(ExecConfig(mode="allowlist", allowlist=("git", "eval")))
         self.assertEqual(policy.evaluate("eval 'rm -rf ~'", which).action, "deny")
         self.assertEqual(policy.evaluate("git log | wc -l", which).action, "run")
-        self.assertEqual(policy.evaluate("git log | head -n").action, "deny")
+        self.assertEqual(policy.evaluate("git log | head -n 5").action, "deny")
         self.assertEqual(policy.evaluate("git log").action, "deny")
 
     def test_ask_on_miss_and_always(self) -> None:

@@ -13,8 +13,9 @@ Quote removal follows POSIX: single quotes keep everything; in double quotes
 a backslash escapes only ``$``, `````, ``"``, ``\\`` and a newline; outside
 quotes a backslash escapes the next character. A run of bare operator
 characters is one operator token (``&&``, ``;;``, ``>&``), as ``shlex``
-grouped them. Expansions are not performed: the caller refuses words that
-would expand.
+grouped them. Expansions are not performed: each word records whether the
+shell would expand it (:attr:`Token.dynamic`, :attr:`Token.literal`), and the
+caller refuses what it cannot judge.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from attrs import frozen
 OPERATOR_CHARS: Final = frozenset(";&|<>()")
 _BLANKS: Final = frozenset(" \t")
 _DOUBLE_QUOTE_ESCAPES: Final = frozenset('$`"\\\n')
+#: Unquoted, these make the shell change a word: parameter, command and
+#: arithmetic expansion, globs and (bash) braces.
+_BARE_SPECIAL: Final = frozenset("$`*?[]{}")
 
 
 @frozen
@@ -34,6 +38,12 @@ class Token:
 
     text: str
     operator: bool = False
+    #: A ``$`` or backquote outside single quotes, unescaped: parameter,
+    #: command or arithmetic expansion (OpenClaw's "dynamic argument").
+    dynamic: bool = False
+    #: The shell passes the word exactly as :attr:`text`: nothing in it is
+    #: expanded (no bare glob, brace, ``$``, backquote or ``~``).
+    literal: bool = True
 
 
 def split_command(command: str) -> list[Token] | None:
@@ -41,14 +51,18 @@ def split_command(command: str) -> list[Token] | None:
     tokens: list[Token] = []
     word: list[str] = []
     started = False  # a word has begun, even an empty one (``''``)
+    dynamic = False
+    literal = True
     i, n = 0, len(command)
 
     def end_word() -> None:
-        nonlocal started
+        nonlocal started, dynamic, literal
         if started:
-            tokens.append(Token("".join(word)))
+            tokens.append(Token("".join(word), dynamic=dynamic, literal=literal))
             word.clear()
             started = False
+            dynamic = False
+            literal = True
 
     while i < n:
         ch = command[i]
@@ -91,9 +105,14 @@ def split_command(command: str) -> list[Token] | None:
                     word.append(command[i + 1])
                     i += 2
                 else:
+                    if ch in "$`":
+                        dynamic, literal = True, False
                     word.append(ch)
                     i += 1
         else:
+            if ch in _BARE_SPECIAL or ch == "~":
+                literal = False
+                dynamic = dynamic or ch in "$`"
             started = True
             word.append(ch)
             i += 1

@@ -59,6 +59,30 @@ _SHELL_APPLETS: Final = frozenset(
 )  # fmt: skip
 
 
+#: Shells whose ``-c`` script is judged segment by segment (it is split as
+#: ``/bin/sh`` splits a command). OpenClaw parses more (``zsh``, ``ksh``,
+#: ``fish`` ...) with bash's grammar; here those never match.
+SCRIPT_SHELLS: Final = frozenset({"bash", "dash", "sh"})
+
+
+def is_shell(name: str) -> bool:
+    """Whether program ``name`` (a basename) is a shell or a shell multiplexer."""
+    return name in _SHELL_APPLETS or name in _MULTIPLEXERS
+
+
+def inline_script(words: Sequence[str]) -> str | None:
+    """The script of ``sh -c SCRIPT [NAME [ARG...]]`` (also ``bash``/``dash``),
+    for a shell written bare (OpenClaw's rule: ``/bin/sh -c`` is not looked
+    into), or None for any other form: a login or interactive shell
+    (``-lc``, ``-ic``, ``-l -c``: they read startup files first), another
+    option, or a script word that is itself an option (dash takes the first
+    word after its options as the script: ``sh -c -x id`` runs ``id``)."""
+    if len(words) < 3 or words[0] not in SCRIPT_SHELLS or words[1] != "-c":
+        return None
+    script = words[2]
+    return None if script.startswith(("-", "+")) else script
+
+
 def safe_builtin(words: Sequence[str]) -> bool:
     """Whether the segment ``words`` is one of the safe builtins."""
     if any("$" in word for word in words):

@@ -33,8 +33,16 @@ from openclaw.agents.tools.exec_match import (
     matches_path_pattern,
     without_cwd,
 )
-from openclaw.agents.tools.exec_split import split_command
-from openclaw.agents.tools.exec_wrappers import TRUSTED_BIN_DIRS, safe_builtin, unwrap
+from openclaw.agents.tools.exec_safe_bins import NEVER_SAFE_BINS, safe_bin_arguments
+from openclaw.agents.tools.exec_split import Token, split_command
+from openclaw.agents.tools.exec_wrappers import (
+    SCRIPT_SHELLS,
+    TRUSTED_BIN_DIRS,
+    inline_script,
+    is_shell,
+    safe_builtin,
+    unwrap,
+)
 from openclaw.config.model import (
     ExecAsk,
     ExecConfig,
@@ -254,25 +262,6 @@ _MODES: Final[Mapping[ExecMode, tuple[ExecSecurity, ExecAsk]]] = {
 DEFAULT_SAFE_BINS: Final = ("cut", "uniq", "head", "tail", "tr", "wc")
 _ASK_RANK: Final[Mapping[ExecAsk, int]] = {"off": 0, "on-miss": 1, "always": 2}
 _SEPARATORS: Final = frozenset({"|", "||", "&&", ";", "&"})
-#: Never safe bins: they can read files or run code whatever their flags (OpenClaw's rule).
-_NEVER_SAFE_BINS: Final = frozenset({"awk", "jq", "sed"})
-#: Flags that make a safe bin read a file or follow one (OpenClaw's deny list).
-_SAFE_BIN_DENIED_FLAGS: Final[Mapping[str, frozenset[str]]] = {
-    "grep": frozenset(
-        {
-            "--dereference-recursive", "--directories", "--exclude-from", "--file",
-            "--recursive", "-R", "-d", "-f", "-r",
-        }
-    ),
-    "sort": frozenset(
-        {
-            "--compress-program", "--files0-from", "--output", "--random-source",
-            "--temporary-directory", "-T", "-o",
-        }
-    ),
-    "tail": frozenset({"--follow", "--retry", "-F", "-f"}),
-    "wc": frozenset({"--files0-from"}),
-}  # fmt: skip
 _ASSIGNMENT: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 ExecAction = Literal["run", "ask", "deny"]
 
@@ -361,9 +350,13 @@ def resolve_exec_policy(config: ExecConfig) -> ExecPolicy:
         ask=ask,
         ask_fallback=config.ask_fallback,
         allowlist=config.allowlist,
-        safe_bins=tuple(b for b in safe_bins if b not in _NEVER_SAFE_BINS),
+        safe_bins=tuple(b for b in safe_bins if b not in NEVER_SAFE_BINS),
         approval_timeout_seconds=config.approval_timeout_seconds,
     )
+
+
+#: How deep ``sh -c`` scripts are looked into (OpenClaw's wrapper-payload depth).
+MAX_SCRIPT_DEPTH: Final = 2
 
 
 def _all_segments_allowed(
@@ -371,10 +364,12 @@ def _all_segments_allowed(
     allowlist: Sequence[str],
     safe_bins: Sequence[str],
     resolve: Resolver,
+    depth: int = 0,
 ) -> bool:
     """Every pipeline/chain segment is a safe builtin, or runs (through its
-    wrappers) an allowlisted program or a safe bin with flags only;
-    redirections, substitutions and assignments never match.
+    wrappers) an allowlisted program or a safe bin within its profile, or is
+    ``sh -c SCRIPT`` whose every segment is allowed in turn; redirections,
+    substitutions, assignments and ``$`` expansions never match.
 
     A line break never matches: the shell runs each line as a command of its
     own, while the tokenizer would read it as a space (``ls\\nid`` was one
@@ -390,11 +385,11 @@ def _all_segments_allowed(
     tokens = split_command(command)
     if tokens is None:
         return False  # a quote left open
-    segments: list[list[str]] = [[]]
+    segments: list[list[Token]] = [[]]
     for token in tokens:
         if not token.operator:
             # A quoted or escaped operator character is part of a word.
-            segments[-1].append(token.text)
+            segments[-1].append(token)
         elif token.text in _SEPARATORS:
             segments.append([])
         else:
@@ -402,33 +397,55 @@ def _all_segments_allowed(
     segments = [s for s in segments if s]
     if not segments:
         return False
-    for words in segments:
-        if not _segment_allowed(words, allowlist, safe_bins, resolve):
+    for segment in segments:
+        # OpenClaw: a ``$`` expansion in any word makes the command
+        # unanalyzable (``ls $HOME``, ``git log "$X"``); ``'$X'`` and ``\\$X``
+        # are literal text and fine.
+        if any(token.dynamic for token in segment):
+            return False
+        words = [token.text for token in segment]
+        script = inline_script(words)
+        if script is not None:
+            if not _script_allowed(segment, script, allowlist, safe_bins, resolve, depth):
+                return False
+        elif not _segment_allowed(words, allowlist, safe_bins, resolve):
             return False
         if "cd" in (words[0], unwrap(words).argv[0]):
             resolve = without_cwd(resolve)
     return True
 
 
-def _safe_bin_call(program: str, args: Sequence[str], path: str | None) -> bool:
-    """A safe bin reads stdin only: flags, none that names a file, and the
-    program itself from a trusted directory (OpenClaw: it must resolve)."""
+def _script_allowed(
+    segment: Sequence[Token],
+    script: str,
+    allowlist: Sequence[str],
+    safe_bins: Sequence[str],
+    resolve: Resolver,
+    depth: int,
+) -> bool:
+    """``sh -c SCRIPT``: the shell is the system's (written bare, found in a
+    trusted directory), the script word reaches it as written (no glob or
+    ``~`` for the outer shell to expand), and every segment of the script is
+    allowed. The shell needs no allowlist entry, as in OpenClaw: it is a
+    transport, like a wrapper. Words after the script (``$0``, ``$1`` ...)
+    are only reachable through ``$``, which the script may not use."""
+    if depth >= MAX_SCRIPT_DEPTH or not segment[2].literal:
+        return False
+    path = resolve(segment[0].text)
     if path is None or os.path.dirname(path) not in TRUSTED_BIN_DIRS:
         return False
-    denied = _SAFE_BIN_DENIED_FLAGS.get(program, frozenset())
-    for arg in args:
-        # A flag the shell would expand (``--[f]*``) could become a denied one
-        # (``--files0-from=...``, named by a file the model created).
-        if not arg.startswith("-") or not literal_word(arg):
-            return False
-        if arg.startswith("--"):
-            name = arg.split("=", 1)[0]
-            # GNU tools take any unambiguous prefix: --files0 is --files0-from.
-            if any(flag.startswith(name) for flag in denied if flag.startswith("--")):
-                return False
-        elif any(f"-{letter}" in denied for letter in arg[1:]):
-            return False
-    return True
+    if os.path.basename(path) not in SCRIPT_SHELLS:
+        return False  # /bin/sh is busybox or another shell: not split here
+    return _all_segments_allowed(script, allowlist, safe_bins, resolve, depth + 1)
+
+
+def _safe_bin_call(program: str, args: Sequence[str], path: str | None) -> bool:
+    """A safe bin reads stdin only: its arguments fit its profile
+    (:mod:`~openclaw.agents.tools.exec_safe_bins`), and the program itself is
+    from a trusted directory (OpenClaw: it must resolve)."""
+    if path is None or os.path.dirname(path) not in TRUSTED_BIN_DIRS:
+        return False
+    return safe_bin_arguments(program, args)
 
 
 def _system_program(word: str, resolve: Resolver) -> bool:
@@ -481,6 +498,12 @@ def _segment_allowed(
         return False
     bare = "/" not in program
     path = resolve(program)
+    if is_shell(os.path.basename(program)) or (path and is_shell(os.path.basename(path))):
+        # A shell runs whatever it reads (stdin, a script file, ``-c``): only
+        # ``sh -c SCRIPT`` written first in the segment is judged, by its
+        # script (:func:`_script_allowed`). An allowlisted shell, or one
+        # behind a wrapper (``timeout 5 sh -c``), allows nothing.
+        return False
     if bare and program in safe_bins and _safe_bin_call(program, args, path):
         return True
     if path is None:

@@ -1,0 +1,248 @@
+"""Safe-bin profiles: which arguments a stdin-only filter may get without an allowlist entry.
+
+OpenClaw's ``SAFE_BIN_PROFILES`` (``exec-safe-bin-policy-profiles`` and its
+validator): per program, the flags that take a value, the flags that take
+none, the denied flags (they read, write or follow files, or run a program),
+and how many positional arguments it may have (``tr`` takes its one or two
+sets; every other bin none, so it can only read stdin). Anything else fails
+closed: an unknown short flag, an unknown or ambiguous long one (a long flag
+may be abbreviated to any prefix that names one known flag, as GNU
+``getopt_long`` allows: ``--compress`` is ``--compress-program``, denied), a
+denied one in a cluster (``-fn5``), and any value or positional the shell
+would expand or that names a path.
+
+A value must be literal, since the shell runs the command: no ``$``, no
+backquote, no glob or brace character (``*?[]{}``), no ``~``, not starting
+with ``/``, ``./`` or ``../``, not empty. OpenClaw rewrites safe-bin words to
+literals when it runs them and so accepts a quoted ``'$'``, ``'{'`` or
+``'~x'``; the command is not rewritten here, so they are refused.
+
+One difference, on purpose: GNU ``uniq --group`` takes its METHOD only as
+``--group=METHOD``. OpenClaw's profile reads ``uniq --group in`` as the
+method ``in``, while ``uniq`` reads the file ``in``; here ``--group`` takes
+no separate value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Final
+
+from attrs import field, frozen
+
+_NONE: Final[frozenset[str]] = frozenset()
+
+
+def _known_long(*sets: frozenset[str]) -> frozenset[str]:
+    return frozenset(flag for flags in sets for flag in flags if flag.startswith("--"))
+
+
+@frozen
+class SafeBinProfile:
+    """What one safe bin may be given."""
+
+    value_flags: frozenset[str] = _NONE
+    boolean_flags: frozenset[str] = _NONE
+    denied_flags: frozenset[str] = _NONE
+    min_positional: int = 0
+    max_positional: int | None = 0
+    #: Long flags that take a value only as ``--flag=value`` (GNU optional arguments).
+    inline_only_flags: frozenset[str] = _NONE
+    known_long: frozenset[str] = field(init=False)
+
+    @known_long.default
+    def _known(self) -> frozenset[str]:
+        return _known_long(
+            self.value_flags, self.boolean_flags, self.denied_flags, self.inline_only_flags
+        )
+
+    def canonical_long(self, flag: str) -> str | None:
+        """``flag`` (``--li``) as the one known long flag it abbreviates, or None."""
+        if flag in self.known_long:
+            return flag
+        if len(flag) <= 2:
+            return None
+        matches = [known for known in self.known_long if known.startswith(flag)]
+        return matches[0] if len(matches) == 1 else None
+
+
+def _profile(
+    values: Sequence[str] = (),
+    booleans: Sequence[str] = (),
+    denied: Sequence[str] = (),
+    *,
+    min_positional: int = 0,
+    max_positional: int | None = 0,
+    inline_only: Sequence[str] = (),
+) -> SafeBinProfile:
+    return SafeBinProfile(
+        frozenset(values),
+        frozenset(booleans),
+        frozenset(denied),
+        min_positional,
+        max_positional,
+        frozenset(inline_only),
+    )
+
+
+_GREP_DENIED: Final = (
+    "--file", "--exclude-from", "--dereference-recursive", "--directories", "--recursive",
+    "-f", "-d", "-r", "-R",
+)  # fmt: skip
+_GREP_VALUES: Final = (
+    "--regexp", "--max-count", "--after-context", "--before-context", "--context",
+    "--devices", "--binary-files", "--exclude", "--include", "--label",
+    "-e", "-m", "-A", "-B", "-C", "-D",
+)  # fmt: skip
+_HEAD_BOOLEANS: Final = (
+    "--quiet", "--silent", "--verbose", "--zero-terminated", "-q", "-v", "-z",
+)  # fmt: skip
+
+#: OpenClaw 2026.9.6's built-in profiles (``jq`` too, though it is never a
+#: safe bin: see ``NEVER_SAFE_BINS``).
+SAFE_BIN_PROFILES: Final[Mapping[str, SafeBinProfile]] = {
+    "jq": _profile(
+        ("--arg", "--argjson", "--argstr"),
+        denied=(
+            "--argfile", "--rawfile", "--slurpfile", "--from-file", "--library-path", "-L", "-f",
+        ),
+        max_positional=1,
+    ),
+    "grep": _profile(_GREP_VALUES, denied=_GREP_DENIED),
+    "cut": _profile(
+        (
+            "--bytes", "--characters", "--fields", "--delimiter", "--output-delimiter",
+            "-b", "-c", "-f", "-d",
+        ),
+        ("--complement", "--only-delimited", "--zero-terminated", "-n", "-s", "-z"),
+    ),
+    "sort": _profile(
+        (
+            "--key", "--field-separator", "--buffer-size", "--parallel", "--batch-size",
+            "-k", "-t", "-S",
+        ),
+        denied=(
+            "--compress-program", "--files0-from", "--output", "--random-source",
+            "--temporary-directory", "-T", "-o",
+        ),
+    ),
+    "uniq": _profile(
+        ("--skip-fields", "--skip-chars", "--check-chars", "-f", "-s", "-w"),
+        (
+            "--count", "--repeated", "--unique", "--ignore-case", "--zero-terminated",
+            "-c", "-d", "-u", "-i", "-z",
+        ),
+        inline_only=("--group",),
+    ),
+    "head": _profile(("--lines", "--bytes", "-n", "-c"), _HEAD_BOOLEANS),
+    "tail": _profile(
+        (
+            "--lines", "--bytes", "--sleep-interval", "--max-unchanged-stats", "--pid",
+            "-n", "-c",
+        ),
+        _HEAD_BOOLEANS,
+        ("--follow", "--retry", "-F", "-f"),
+    ),
+    "tr": _profile(
+        booleans=(
+            "--complement", "--delete", "--squeeze-repeats", "--truncate-set1",
+            "-C", "-c", "-d", "-s", "-t",
+        ),
+        min_positional=1,
+        max_positional=2,
+    ),
+    "wc": _profile(
+        booleans=(
+            "--bytes", "--chars", "--lines", "--max-line-length", "--words",
+            "-L", "-c", "-l", "-m", "-w",
+        ),
+        denied=("--files0-from",),
+    ),
+}  # fmt: skip
+
+#: Never safe bins, listed or not: they run code or read files whatever their
+#: arguments (OpenClaw's semantic rules).
+NEVER_SAFE_BINS: Final = frozenset({"awk", "gawk", "gsed", "jq", "mawk", "nawk", "sed"})
+
+_NOT_LITERAL: Final = frozenset("$`*?[]{}~\\\n\r")
+
+
+def literal_value(value: str) -> bool:
+    """A value or positional the shell passes as written and that names no path.
+
+    A backslash is refused as well: it is either an escape the shell removed
+    (so the word was not written as it reads) or one ``tr`` itself interprets.
+    """
+    if not value or any(ch in _NOT_LITERAL for ch in value):
+        return False
+    return not value.startswith(("/", "./", "../"))
+
+
+def safe_bin_arguments(name: str, args: Sequence[str]) -> bool:
+    """Whether ``args`` fit safe bin ``name``'s profile (no profile: never)."""
+    profile = SAFE_BIN_PROFILES.get(name)
+    if profile is None or name in NEVER_SAFE_BINS:
+        return False
+    positional: list[str] = []
+    i = 0
+    while i < len(args):
+        token = args[i]
+        if token == "-":  # stdin
+            i += 1
+        elif token == "--":
+            positional.extend(args[i + 1 :])
+            break
+        elif not token.startswith("-"):
+            positional.append(token)
+            i += 1
+        elif token.startswith("--"):
+            step = _long_option(profile, args, i)
+            if step is None:
+                return False
+            i += step
+        else:
+            step = _short_cluster(profile, args, i)
+            if step is None:
+                return False
+            i += step
+    operands = [p for p in positional if p != "-"]
+    if not all(literal_value(p) for p in operands):
+        return False
+    if len(operands) < profile.min_positional:
+        return False
+    return profile.max_positional is None or len(operands) <= profile.max_positional
+
+
+def _long_option(profile: SafeBinProfile, args: Sequence[str], i: int) -> int | None:
+    flag, eq, inline = args[i].partition("=")
+    canonical = profile.canonical_long(flag)
+    if canonical is None or canonical in profile.denied_flags:
+        return None
+    if canonical in profile.inline_only_flags:
+        return 1 if not eq or literal_value(inline) else None
+    if eq:
+        return 1 if canonical in profile.value_flags and literal_value(inline) else None
+    if canonical in profile.value_flags:
+        return 2 if i + 1 < len(args) and _value(args[i + 1]) else None
+    return 1
+
+
+def _short_cluster(profile: SafeBinProfile, args: Sequence[str], i: int) -> int | None:
+    cluster = args[i][1:]
+    for j, letter in enumerate(cluster):
+        flag = f"-{letter}"
+        if flag in profile.denied_flags:
+            return None
+        if flag in profile.value_flags:
+            rest = cluster[j + 1 :]
+            if rest:
+                return 1 if literal_value(rest) else None
+            return 2 if i + 1 < len(args) and _value(args[i + 1]) else None
+        if flag not in profile.boolean_flags:
+            return None
+    return 1
+
+
+def _value(token: str) -> bool:
+    """A separate option value: literal, or ``-`` (OpenClaw accepts it)."""
+    return token == "-" or literal_value(token)
