@@ -21,7 +21,7 @@ from openclaw.config import (
     split_model_ref,
     startup_problems,
 )
-from openclaw.config.model import AgentToolsConfig, ToolPolicyConfig
+from openclaw.config.model import AgentToolsConfig, SessionResetConfig, ToolPolicyConfig
 
 NOT_HERE = "OpenClaw setting not implemented by openclaw-twisted; ignored"
 
@@ -173,13 +173,16 @@ class RealOpenClawConfigTests(SynchronousTestCase):
             "models.providers.ollama.models[*].input", "models.providers.ollama.models[*].cost",
             "agents.defaults.models", "agents.defaults.subagents",
             "agents.defaults.heartbeat", "agents.list[*].identity",
-            "session.dmScope", "session.reset",
+            "session.dmScope",
         ):  # fmt: skip
             self.assertIn(f"{key}: {NOT_HERE}", w)
         self.assertFalse([line for line in w if "endpoints.responses" in line])
         self.assertFalse(self.loaded.config.gateway.http.responses.enabled)
         self.assertFalse([line for line in w if line.startswith("$schema")])
-        self.assertEqual(len(w), 32)
+        # session.reset is honoured (automatic resets), so it warns no more.
+        self.assertFalse([line for line in w if line.startswith("session.reset")])
+        self.assertEqual(self.loaded.config.session.reset, SessionResetConfig("daily", 4))
+        self.assertEqual(len(w), 31)
 
 
 class ProblemCollectionTests(SynchronousTestCase):

@@ -51,6 +51,7 @@ from openclaw.agents.types import (
 from openclaw.agents.workspace import WorkspaceContext
 from openclaw.core.unavailable import SharedStateUnavailableError, TurnNotSavedError
 from openclaw.sessions.lanes import Release
+from openclaw.sessions.reset_policy import resolve_policy
 
 __all__ = [
     "ProviderLookup",
@@ -259,7 +260,12 @@ class Run:
         """Resolve the session, read its history and record the user message."""
         request = self.request
         entry = self._store.ensure_session(
-            self._storage_agent, request.session_key, cwd=str(self._spec.workspace)
+            self._storage_agent,
+            request.session_key,
+            cwd=str(self._spec.workspace),
+            reset=resolve_policy(
+                self._services.config.session, request.session_key, request.channel
+            ),
         )
         self.session_id = entry.session_id
         self._history = read_history(

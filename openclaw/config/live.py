@@ -56,7 +56,12 @@ _RESTART_ONLY: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     # The Redis client, key prefix and lock TTL are built once, with the store.
     ("gateway.redis", ("gateway.redis",)),
-    ("session", ("session",)),
+    # The store's own settings; session.reset, resetByType and resetByChannel
+    # apply from the next message on (OpenClaw hot-applies session.*).
+    (
+        "session",
+        ("session.store", "session.fsync", "session.index_flush_ms", "session.maintenance"),
+    ),
     ("state dir", ("state_dir",)),
 )
 

@@ -40,8 +40,10 @@ from openclaw.config.model import (
     FsyncPolicy,
     GatewayConfig,
     MaintenanceMode,
+    ResetMode,
     SessionConfig,
     SessionMaintenanceConfig,
+    SessionResetConfig,
     ToolsConfig,
     default_high_water,
 )
@@ -328,13 +330,18 @@ _AGENT = _section(
 )  # fmt: skip
 _MODEL_REF = _section(["primary", "fallbacks"])
 _SESSION = _section(
-    ["fsync", "indexFlushMs", "maintenance", "store"],
     [
-        "scope", "dmScope", "mainKey", "reset", "resetByType", "resetByChannel",
-        "resetTriggers", "idleMinutes", "typingIntervalSeconds", "typingMode",
-        "identityLinks", "sendPolicy", "agentToAgent", "parentForkMaxTokens",
+        "fsync", "indexFlushMs", "maintenance", "store", "reset", "resetByType",
+        "resetByChannel", "idleMinutes",
+    ],
+    [
+        "scope", "dmScope", "mainKey", "resetTriggers", "typingIntervalSeconds",
+        "typingMode", "identityLinks", "sendPolicy", "agentToAgent", "parentForkMaxTokens",
     ],
 )  # fmt: skip
+_RESET = _section(["mode", "atHour", "idleMinutes"])
+_RESET_MODES: Final[Mapping[str, ResetMode]] = {"none": "none", "daily": "daily", "idle": "idle"}
+_RESET_TYPES = ("direct", "group", "thread")
 _MAINTENANCE = _section(
     ["mode", "maxEntries", "resetArchiveRetention", "maxDiskBytes", "highWaterBytes"],
     ["pruneAfter", "rotateBytes"],
@@ -496,6 +503,11 @@ def _build_session(r: _Reader, value: Any) -> SessionConfig:
     m = r.section(s.get("maintenance"), "session.maintenance", _MAINTENANCE)
     mode: MaintenanceMode | None = r.choice(m, "mode", "session.maintenance", _MAINTENANCE_MODES)
     store = _read_store(r, s)
+    if "idleMinutes" in s:
+        r.problem(
+            "session.idleMinutes",
+            "retired (OpenClaw's schema rejects it): move it to session.reset.idleMinutes",
+        )
     retention = r.duration(m, "resetArchiveRetention", "session.maintenance")
     max_disk, high_water = _disk_budget(r, m)
     if store == "redis":
@@ -509,6 +521,9 @@ def _build_session(r: _Reader, value: Any) -> SessionConfig:
         store=store,
         fsync=fsync or d.fsync,
         index_flush_ms=r.integer(s, "indexFlushMs", "session", d.index_flush_ms, minimum=0),
+        reset=_reset_policy(r, s.get("reset"), "session.reset"),
+        reset_by_type=_reset_by_type(r, s.get("resetByType")),
+        reset_by_channel=_reset_by_channel(r, s.get("resetByChannel")),
         maintenance=SessionMaintenanceConfig(
             mode=mode or d.maintenance.mode,
             max_entries=r.integer(
@@ -519,6 +534,65 @@ def _build_session(r: _Reader, value: Any) -> SessionConfig:
             high_water_bytes=high_water,
         ),
     )
+
+
+def _reset_policy(r: _Reader, value: Any, path: str) -> SessionResetConfig | None:
+    """One ``session.reset``-shaped object (OpenClaw's schema: ``mode`` one of
+    none/daily/idle, ``atHour`` an integer 0-23, ``idleMinutes`` a positive
+    integer; other keys are refused, as OpenClaw's strict schema does)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        r.expected(path, "an object", value)
+        return None
+    for key in value:
+        if key not in _RESET.honoured:
+            r.problem(f"{path}.{key}", "not a reset policy key (mode, atHour, idleMinutes)")
+    mode: ResetMode | None = r.choice(value, "mode", path, _RESET_MODES)
+    at_hour = r.optional_integer(value, "atHour", path, minimum=0, maximum=23)
+    idle = r.optional_integer(value, "idleMinutes", path, minimum=1)
+    return SessionResetConfig(mode=mode, at_hour=at_hour, idle_minutes=idle)
+
+
+def _reset_by_type(r: _Reader, value: Any) -> dict[str, SessionResetConfig]:
+    path = "session.resetByType"
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        r.expected(path, "an object", value)
+        return {}
+    out: dict[str, SessionResetConfig] = {}
+    for key, entry in value.items():
+        if key == "dm":
+            r.problem(
+                f"{path}.dm",
+                "retired (OpenClaw's schema rejects it): rename it to session.resetByType.direct",
+            )
+        elif key not in _RESET_TYPES:
+            r.problem(f"{path}.{key}", "expected one of " + ", ".join(_RESET_TYPES))
+        else:
+            policy = _reset_policy(r, entry, f"{path}.{key}")
+            if policy is not None:
+                out[key] = policy
+    return out
+
+
+def _reset_by_channel(r: _Reader, value: Any) -> dict[str, SessionResetConfig]:
+    """Keyed by channel id, any channel (OpenClaw's too: a key for a channel
+    this gateway has none of is kept and never matches)."""
+    path = "session.resetByChannel"
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        r.expected(path, "an object", value)
+        return {}
+    out: dict[str, SessionResetConfig] = {}
+    for key, entry in value.items():
+        policy = _reset_policy(r, entry, f"{path}.{key}")
+        channel = key.strip().lower()
+        if policy is not None and channel:
+            out[channel] = policy
+    return out
 
 
 def _disk_budget(r: _Reader, m: Mapping[str, Any]) -> tuple[int | None, int | None]:

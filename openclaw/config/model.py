@@ -18,6 +18,7 @@ AuthMode = Literal["none", "token", "password"]
 ProviderApi = Literal["openai-completions", "anthropic-messages", "demo"]
 FsyncPolicy = Literal["turn", "never"]
 MaintenanceMode = Literal["warn", "enforce"]
+ResetMode = Literal["none", "daily", "idle"]
 
 DEFAULT_PORT = 18789
 MAX_BODY_BYTES = 20 * 1024 * 1024
@@ -496,8 +497,21 @@ class SessionMaintenanceConfig:
 
 
 @frozen
+class SessionResetConfig:
+    """One ``session.reset``-shaped object, as written: a field left out is None
+    (a ``resetByType`` entry inherits it from ``session.reset``; see
+    :func:`openclaw.sessions.reset_policy.resolve_policy`)."""
+
+    mode: ResetMode | None = None
+    #: 0-23, the local hour of the gateway host a daily reset happens at.
+    at_hour: int | None = None
+    #: >= 1: minutes without a user message after which the session resets.
+    idle_minutes: int | None = None
+
+
+@frozen
 class SessionConfig:
-    """``session``: transcript durability and index upkeep."""
+    """``session``: transcript durability, index upkeep, automatic resets."""
 
     fsync: FsyncPolicy = "turn"
     #: Index changes within this window are written together (a crash loses at
@@ -507,6 +521,14 @@ class SessionConfig:
     #: (shared by every process on ``gateway.redis.url``).
     store: Literal["file", "redis"] = "file"
     maintenance: SessionMaintenanceConfig = Factory(SessionMaintenanceConfig)
+    #: ``session.reset``: None = not configured (no automatic reset).
+    reset: SessionResetConfig | None = None
+    #: ``session.resetByType``: ``direct``, ``group``, ``thread``.
+    reset_by_type: Mapping[str, SessionResetConfig] = field(default=None, converter=_frozen_mapping)
+    #: ``session.resetByChannel``: by lower-cased channel id.
+    reset_by_channel: Mapping[str, SessionResetConfig] = field(
+        default=None, converter=_frozen_mapping
+    )
 
 
 @frozen

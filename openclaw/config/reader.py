@@ -301,12 +301,18 @@ class _Reader:
         return number
 
     def optional_integer(
-        self, data: Mapping[str, Any], key: str, path: str, *, minimum: int = 1
+        self,
+        data: Mapping[str, Any],
+        key: str,
+        path: str,
+        *,
+        minimum: int = 1,
+        maximum: int | None = None,
     ) -> int | None:
         if data.get(key) is None:
             return None
         sentinel = minimum - 1
-        value = self.integer(data, key, path, sentinel, minimum=minimum)
+        value = self.integer(data, key, path, sentinel, minimum=minimum, maximum=maximum)
         return None if value == sentinel else value
 
     def number(

@@ -18,6 +18,7 @@ from twisted.internet.defer import Deferred
 
 from openclaw.core.types import ImageInput, StopReason, ToolCall, Usage
 from openclaw.sessions.entry import SessionEntry
+from openclaw.sessions.reset_policy import ResetPolicy
 
 
 @runtime_checkable
@@ -61,9 +62,19 @@ class TranscriptStore(SessionCatalog, Protocol):
         ...
 
     def ensure_session(
-        self, agent_id: str, session_key: str, *, cwd: str | None = None
+        self,
+        agent_id: str,
+        session_key: str,
+        *,
+        cwd: str | None = None,
+        reset: ResetPolicy | None = None,
     ) -> SessionEntry:
-        """The session under ``session_key``, created (new sessionId) when absent."""
+        """The session under ``session_key``, created (new sessionId) when absent.
+
+        ``reset`` is given when a user's message starts a turn: a session stale
+        under that policy (:mod:`openclaw.sessions.reset_policy`) is reset
+        first, as :meth:`reset` does, and the row's ``lastInteractionAt``
+        becomes now. Without it (background work) neither happens."""
         ...
 
     def recent_messages(

@@ -13,6 +13,7 @@ The durability rules are in the package docstring (:mod:`openclaw.sessions`).
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import tzinfo
 from pathlib import Path
 from typing import Any, Literal
 
@@ -45,6 +46,13 @@ from openclaw.sessions.index import (
     recover_lost_entries,
 )
 from openclaw.sessions.journal import RAW_ENTRY, TranscriptJournal
+from openclaw.sessions.reset_policy import (
+    LAST_INTERACTION_AT,
+    STARTED_AT,
+    ResetPolicy,
+    stale_reason,
+    stamp_interaction,
+)
 from openclaw.sessions.sweeper import ArchiveSweeper
 from openclaw.sessions.transcript import (
     FAILED_STOPS,
@@ -84,6 +92,7 @@ class SessionStore:
         io: BlockingIO | None = None,
         archive_retention_seconds: float | None = None,
         disk_budget: DiskBudget | None = None,
+        tz: tzinfo | None = None,
     ) -> None:
         """
         :param state_dir: the gateway state dir (``$OPENCLAW_STATE_DIR``).
@@ -105,9 +114,12 @@ class SessionStore:
         :param disk_budget: hold each agent's sessions directory to this
             budget by deleting its oldest archived transcripts (None: no budget).
             Both run once :meth:`start_upkeep` is called.
+        :param tz: the time zone of ``session.reset.atHour`` (None: the
+            machine's local time zone, as OpenClaw's).
         """
         self.state_dir = Path(state_dir)
         self._clock = clock
+        self._tz = tz
         self._sync = fsync == "turn"
         self._flush_delay = index_flush_delay
         self._max_entries = max_entries
@@ -335,15 +347,27 @@ class SessionStore:
         return self._entry(agent, session_key, raw)
 
     def ensure_session(
-        self, agent_id: str, session_key: str, *, cwd: str | None = None
+        self,
+        agent_id: str,
+        session_key: str,
+        *,
+        cwd: str | None = None,
+        reset: ResetPolicy | None = None,
     ) -> SessionEntry:
         """Return the session under ``session_key``, creating it when absent.
 
-        An entry whose ``sessionId`` is not a safe file name is replaced.
+        An entry whose ``sessionId`` is not a safe file name is replaced. With
+        ``reset`` (a user's message is starting a turn) a session stale under
+        that policy is reset first, as :meth:`reset` does, and the entry's
+        ``lastInteractionAt`` becomes now.
         """
         agent = normalize_agent_id(agent_id)
         index = self._index(agent)
         raw = index.entries.get(session_key)
+        now = self._now()
+        if raw is not None and reset is not None and self._stale(agent, session_key, raw, reset):
+            self.reset(agent, session_key)
+            raw = index.entries.get(session_key)
         if raw is not None and not is_valid_session_id(str(raw.get("sessionId", ""))):
             log.warn(
                 "session {key} of agent {agent_id} has an unusable sessionId; starting fresh",
@@ -353,8 +377,11 @@ class SessionStore:
             raw = None
         created = raw is None
         if raw is None:
-            raw = {"sessionId": random_uuid4(), "updatedAt": self._now()}
+            raw = {"sessionId": random_uuid4(), "updatedAt": now, STARTED_AT: now}
             index.entries[session_key] = raw
+            index.changed(session_key)
+            self._mark_dirty(agent)
+        if reset is not None and stamp_interaction(raw, now):
             index.changed(session_key)
             self._mark_dirty(agent)
         if is_stateless_session_key(session_key):
@@ -365,6 +392,21 @@ class SessionStore:
         if created:
             self._maintain(agent, index)
         return entry
+
+    def _stale(
+        self, agent: str, session_key: str, raw: Mapping[str, Any], policy: ResetPolicy
+    ) -> bool:
+        reason = stale_reason(policy, raw, self._now(), self._tz)
+        if reason is None or (agent, str(raw.get("sessionId", ""))) in self._open:
+            # A turn still running on it (another lane's writer): not now.
+            return False
+        log.info(
+            "session {key} of agent {agent_id} expired ({reason} reset): starting a new one",
+            key=session_key,
+            agent_id=agent,
+            reason=reason,
+        )
+        return True
 
     def list_sessions(self, agent_id: str) -> list[SessionEntry]:
         """Every usable session of the agent, most recently updated first
@@ -401,7 +443,8 @@ class SessionStore:
                 for k, v in old.items()
                 if k not in ("inputTokens", "outputTokens", "totalTokens", "contextTokens")
             }
-        fresh.update(sessionId=random_uuid4(), updatedAt=now)
+        fresh.pop(LAST_INTERACTION_AT, None)
+        fresh.update(sessionId=random_uuid4(), updatedAt=now, **{STARTED_AT: now})
         index.entries[session_key] = fresh
         index.changed(session_key)
         self._dirty.add(agent)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import tzinfo
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -51,6 +52,13 @@ from openclaw.sessions.redis.transcript import (
     DEFAULT_TAIL_LINES,
     CachedTranscript,
     encode_line,
+)
+from openclaw.sessions.reset_policy import (
+    LAST_INTERACTION_AT,
+    STARTED_AT,
+    ResetPolicy,
+    stale_reason,
+    stamp_interaction,
 )
 from openclaw.sessions.transcript import (
     FAILED_STOPS,
@@ -90,6 +98,7 @@ class RedisSessionStore(SessionMirror):
         owns_client: bool = False,
         max_stateless: int = DEFAULT_MAX_STATELESS,
         archive_retention_seconds: float | None = None,
+        tz: tzinfo | None = None,
     ) -> None:
         """
         :param leases: the lanes' fencing tokens (writes of a session whose lane
@@ -102,6 +111,8 @@ class RedisSessionStore(SessionMirror):
             reports) and export.
         :param archive_retention_seconds: ``resetArchiveRetention``: archived
             transcripts expire after this long (a Redis TTL); None keeps them.
+        :param tz: the time zone of ``session.reset.atHour`` (None: the
+            machine's local time zone).
         """
         self._client = client
         self._clock = clock
@@ -121,6 +132,9 @@ class RedisSessionStore(SessionMirror):
         self._opened: dict[tuple[str, str], tuple[str, str | None]] = {}
         #: Sessions made here whose index entry is not in Redis yet.
         self._unsaved: set[tuple[str, str]] = set()
+        #: Sessions whose entry got a new ``lastInteractionAt``: sent with their next line.
+        self._touched: set[tuple[str, str]] = set()
+        self._tz = tz
         self._pending: set[Deferred[Any]] = set()
         self._owns_client = owns_client
         self._max_stateless = max_stateless
@@ -180,23 +194,64 @@ class RedisSessionStore(SessionMirror):
         return len(self._index(agent_id))
 
     def ensure_session(
-        self, agent_id: str, session_key: str, *, cwd: str | None = None
+        self,
+        agent_id: str,
+        session_key: str,
+        *,
+        cwd: str | None = None,
+        reset: ResetPolicy | None = None,
     ) -> SessionEntry:
         """The session under ``session_key`` (as last read from Redis), or a new
-        one, saved with its first transcript line."""
+        one, saved with its first transcript line.
+
+        With ``reset`` (a user's message is starting a turn, under the
+        session's lane, so the copy was just read) a session stale under that
+        policy is reset as :meth:`reset` does (the reset is sent to Redis ahead
+        of the turn's first line), and ``lastInteractionAt`` becomes now (saved
+        with that line)."""
         agent = normalize_agent_id(agent_id)
         index = self._index(agent)
         raw = index.get(session_key)
+        now = self._now()
+        if raw is not None and reset is not None:
+            reason = stale_reason(reset, raw, now, self._tz)
+            if reason is not None and is_valid_session_id(str(raw.get("sessionId", ""))):
+                log.info(
+                    "session {key} of agent {agent_id} expired ({reason} reset): "
+                    "starting a new one",
+                    key=session_key,
+                    agent_id=agent,
+                    reason=reason,
+                )
+                self._rollover(agent, session_key, raw, now)
+                raw = index.get(session_key)
         if raw is None or not is_valid_session_id(str(raw.get("sessionId", ""))):
-            raw = {"sessionId": random_uuid4(), "updatedAt": self._now()}
+            raw = {"sessionId": random_uuid4(), "updatedAt": now, STARTED_AT: now}
             index[session_key] = raw
             self._unsaved.add((agent, raw["sessionId"]))
             self._remember(agent, raw["sessionId"], CachedTranscript([], 0))
+        if reset is not None and stamp_interaction(raw, now):
+            self._touched.add((agent, str(raw["sessionId"])))
         entry = self._entry(agent, session_key, raw)
         self._opened[(agent, entry.session_id)] = (session_key, cwd)
         if is_stateless_session_key(session_key):
             self._forget_old_stateless(agent, session_key, index)
         return entry
+
+    def _rollover(self, agent: str, session_key: str, old: dict[str, Any], now: int) -> None:
+        """An automatic reset: what this process read under the session's lane
+        is what Redis holds, so the new entry replaces whatever is there in one
+        try (no retry that a following write of the turn could overtake)."""
+        fresh = {k: v for k, v in old.items() if k not in _TOKEN_FIELDS}
+        fresh.pop(LAST_INTERACTION_AT, None)
+        fresh.update(sessionId=random_uuid4(), updatedAt=now, **{STARTED_AT: now})
+        self._index(agent)[session_key] = fresh
+        self._forget_transcript(agent, old)
+        self._remember(agent, fresh["sessionId"], CachedTranscript([], 0))
+        self._track(
+            self._replace(agent, session_key, "*", lambda _: fresh, "reset", now, tries=1),
+            "automatic reset of a session",
+        )
 
     def reset(self, agent_id: str, session_key: str) -> SessionEntry:
         """:meth:`reset_saved` without waiting for Redis (a refusal is only
@@ -227,7 +282,8 @@ class RedisSessionStore(SessionMirror):
 
         def fresh_from(current: Mapping[str, Any] | None) -> dict[str, Any]:
             fresh = {k: v for k, v in (current or {}).items() if k not in _TOKEN_FIELDS}
-            fresh.update(sessionId=session_id, updatedAt=now)
+            fresh.pop(LAST_INTERACTION_AT, None)
+            fresh.update(sessionId=session_id, updatedAt=now, **{STARTED_AT: now})
             return fresh
 
         fresh = index[session_key] = fresh_from(old)
@@ -317,6 +373,8 @@ class RedisSessionStore(SessionMirror):
         make: Callable[[Mapping[str, Any] | None], dict[str, Any] | None],
         why: str,
         now: int,
+        *,
+        tries: int = 3,
     ) -> Deferred[None]:
         """Run :data:`REPLACE` with ``make(entry)`` as the new entry, where
         ``entry`` is what Redis holds; when the guess (``expected``) was wrong,
@@ -356,7 +414,7 @@ class RedisSessionStore(SessionMirror):
 
             return d.addCallback(answered)
 
-        return attempt(expected, 3)
+        return attempt(expected, tries)
 
     # -- transcripts --------------------------------------------------------------------
 
@@ -384,8 +442,10 @@ class RedisSessionStore(SessionMirror):
             transcript.length = 1  # the header line, written with the first lines
         lines = transcript.build(messages)
         creating = (agent, session_id) in self._unsaved
-        if creating and index_entry is None:
+        touched = (agent, session_id) in self._touched
+        if (creating or touched) and index_entry is None:
             index_entry = self._indexes.get(agent, {}).get(key)
+        self._touched.discard((agent, session_id))
         token = self.leases.token(key) if key else None
         lost = self.leases.lost_error(key) if key else None
         if lost is not None:  # Redis would refuse it (FENCED): do not send it
