@@ -77,6 +77,14 @@ class LoopCase(SynchronousTestCase):
         return [e["message"] for e in self.entries() if e["type"] == "message"]
 
 
+def without_memory_flush(config: Config) -> Config:
+    """``config`` with ``compaction.memoryFlush.enabled: false``."""
+    compaction = config.agents.defaults.compaction
+    compaction = evolve(compaction, memory_flush=evolve(compaction.memory_flush, enabled=False))
+    defaults = evolve(config.agents.defaults, compaction=compaction)
+    return evolve(config, agents=evolve(config.agents, defaults=defaults))
+
+
 def tool_events(events: list[AgentEvent]) -> list[tuple[str, str, bool]]:
     """``(phase, name, is_error)`` of the tool events."""
     return [(e.phase, e.name, e.is_error) for e in events if isinstance(e, ToolEvent)]

@@ -11,7 +11,7 @@ from openclaw.agents.compaction import SUMMARY_PREFIX
 from openclaw.agents.types import FailureKind, ProviderError
 from openclaw.config.model import ModelEntry, ModelsConfig, ProviderConfig
 from openclaw.testing import Reply, ScriptedProvider, ScriptedToolCall, run_due, scripted_config
-from tests.agent_loop_support import MAIN, LoopCase
+from tests.agent_loop_support import MAIN, LoopCase, without_memory_flush
 
 #: Tokens the scripted model's window holds (about four characters each).
 WINDOW = 20_000
@@ -19,6 +19,9 @@ BIG = "word " * 6_000  # ~7,500 tokens
 
 
 class CompactionCase(LoopCase):
+    """A model with a 20K window; the memory flush (tests/test_memory_flush.py)
+    is off, so the scripted replies are the turns' and the summaries'."""
+
     def setUp(self) -> None:
         super().setUp()
         provider = ProviderConfig(
@@ -30,7 +33,7 @@ class CompactionCase(LoopCase):
             scripted_config(self.state_dir),
             models=ModelsConfig(providers={"scripted": provider}),
         )
-        self.make_runtime(config)
+        self.make_runtime(without_memory_flush(config))
 
     def turn(self, message: str, run_id: str) -> str:
         run, _ = self.start(message, run_id=run_id)

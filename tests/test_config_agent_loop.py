@@ -14,6 +14,7 @@ from openclaw.config.model import (
     CompactionConfig,
     ExecConfig,
     LoopDetectionConfig,
+    MemoryFlushConfig,
     SsrfPolicyConfig,
     ToolPolicyConfig,
     WebFetchConfig,
@@ -345,7 +346,12 @@ class AgentTests(SynchronousTestCase):
                             "model": "demo/small",
                             "timeoutSeconds": 60,
                             "identifierPolicy": "off",
-                            "memoryFlush": {},
+                            "memoryFlush": {
+                                "enabled": False,
+                                "model": "demo/local",
+                                "softThresholdTokens": 6000,
+                                "forceFlushTranscriptBytes": "1.5mb",
+                            },
                         },
                     },
                     "list": [{"id": "a", "bootstrapMaxChars": 10, "bootstrapTotalMaxChars": 20}],
@@ -361,11 +367,15 @@ class AgentTests(SynchronousTestCase):
             CompactionConfig(
                 enabled=False, mode="default", reserve_tokens=1000, keep_recent_tokens=2000,
                 model="demo/small", timeout_seconds=60.0, identifier_policy="off",
+                memory_flush=MemoryFlushConfig(
+                    enabled=False, model="demo/local", soft_threshold_tokens=6000,
+                    force_flush_transcript_bytes=1_572_864,
+                ),
             ),
         )  # fmt: skip
         a = c.config.agents.list[0]
         self.assertEqual((a.bootstrap_max_chars, a.bootstrap_total_max_chars), (10, 20))
-        self.assertEqual(c.warnings, (f"agents.defaults.compaction.memoryFlush: {NOT_HERE}",))
+        self.assertEqual(c.warnings, ())
         self.assertEqual(startup_problems(c.config), [])
 
     def test_bad_agent_values(self) -> None:
@@ -377,7 +387,15 @@ class AgentTests(SynchronousTestCase):
                         "defaults": {
                             "bootstrapMaxChars": 0,
                             "userTimezone": "Mars/Base",
-                            "compaction": {"mode": "smart", "model": "nomodel"},
+                            "compaction": {
+                                "mode": "smart",
+                                "model": "nomodel",
+                                "memoryFlush": {
+                                    "model": "local",
+                                    "softThresholdTokens": -1,
+                                    "forceFlushTranscriptBytes": "lots",
+                                },
+                            },
                         },
                         "list": [{"id": "a", "tools": {"profile": "all"}}],
                     }
@@ -385,6 +403,12 @@ class AgentTests(SynchronousTestCase):
             ),
             [
                 "agents.defaults.bootstrapMaxChars: expected an integer >= 1, got 0",
+                "agents.defaults.compaction.memoryFlush.forceFlushTranscriptBytes: expected a "
+                'size like "10gb", "500mb" or 1048576 (bytes; b, kb, mb, gb, tb), got "lots"',
+                "agents.defaults.compaction.memoryFlush.model: expected an exact model "
+                'reference like provider/model, got "local"',
+                "agents.defaults.compaction.memoryFlush.softThresholdTokens: expected an "
+                "integer >= 0, got -1",
                 'agents.defaults.compaction.mode: expected one of default, safeguard, got "smart"',
                 "agents.defaults.compaction.model: expected a model reference like "
                 'provider/model, got "nomodel"',
@@ -406,3 +430,13 @@ class AgentTests(SynchronousTestCase):
         found = startup_problems(c)
         self.assertEqual(len(found), 1)
         self.assertTrue(found[0].startswith("agents.defaults.compaction.model:"))
+
+    def test_memory_flush_model_provider_is_checked_at_start(self) -> None:
+        """So is a memoryFlush.model naming an unknown provider."""
+        flush = {"memoryFlush": {"model": "nowhere/x"}}
+        c = load(
+            {"gateway": {"auth": {"mode": "none"}}, "agents": {"defaults": {"compaction": flush}}}
+        ).config
+        found = startup_problems(c)
+        self.assertEqual(len(found), 1)
+        self.assertTrue(found[0].startswith("agents.defaults.compaction.memoryFlush.model:"))

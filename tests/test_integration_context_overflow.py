@@ -64,9 +64,15 @@ class ContextOverflowTests(support.GatewayTestCase):
         return {
             "models": {"providers": {"fake": support.openai_provider(port, models=models)}},
             "agents": {
+                # The memory flush (tests/test_memory_flush.py) is off: these
+                # tests count and size the turn's own requests; a failed turn
+                # fails at once (no same-model retry).
                 "defaults": {
-                    "compaction": {"reserveTokens": 1000, "keepRecentTokens": 1000},
-                    # A failed turn fails at once (no same-model retry).
+                    "compaction": {
+                        "reserveTokens": 1000,
+                        "keepRecentTokens": 1000,
+                        "memoryFlush": {"enabled": False},
+                    },
                     "modelRetry": {"maxRetries": 0},
                 },
                 "list": [

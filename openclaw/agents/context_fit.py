@@ -50,6 +50,15 @@ WHY_PRE_CALL: Final = "it would not fit the context window"
 WHY_OVERFLOW: Final = "the upstream refused the context as too long"
 
 
+def fit_messages(messages: Sequence[ModelMessage], target: int) -> list[ModelMessage]:
+    """``messages`` with tool results cut, oldest first, until their estimate
+    is at most ``target`` tokens (or nothing is left to cut)."""
+    over = estimate_tokens(messages) - target
+    if over <= 0:
+        return list(messages)
+    return list(trim_tool_results(messages, over * CHARS_PER_TOKEN).messages)
+
+
 class TurnContext:
     """The messages of one turn's next model call, and their fitting."""
 
@@ -94,11 +103,59 @@ class TurnContext:
     def compacted(self, result: CompactionResult) -> None:
         """The older history was summarised: send the compacted history from now on."""
         self._history_messages = list(result.messages)
-        self.history = History(list(result.messages), [], result.summary)
+        entry_id = result.entry.get("id")
+        self.history = History(
+            list(result.messages),
+            [],
+            result.summary,
+            entry_id if isinstance(entry_id, str) else None,
+        )
 
     @property
     def has_history(self) -> bool:
         return bool(self._history_messages)
+
+    @property
+    def has_steps(self) -> bool:
+        """Whether this turn made a model call that called tools."""
+        return len(self._turn) > 1
+
+    def flush_target(self, extra_tokens: int) -> int | None:
+        """Tokens the memory flush's messages may take: the window less the
+        reserve, the system prompt and ``extra_tokens`` (the flush's own
+        prompts and tool schemas); None when the window is unknown."""
+        budget = self.prompt_budget()
+        if budget is None:
+            return None
+        return budget - estimate_text_tokens(self._system_prompt.text()) - extra_tokens
+
+    def flush_view(self, target: int | None) -> list[ModelMessage]:
+        """A copy of the history for the memory flush (the waiting user
+        message left out, as in OpenClaw's preflight flush), fitted to
+        ``target`` tokens: tool results cut oldest first, then only the
+        newest messages that fit kept. Only this copy is cut."""
+        view = list(guard_tool_results(self._history_messages, self.window()))
+        if target is None:
+            return view
+        view = fit_messages(view, target)
+        kept = 0
+        used = 0
+        for message in reversed(view):
+            used += estimate_tokens([message])
+            if used > target:
+                break
+            kept += 1
+        return view[len(view) - kept :]
+
+    def visible_bytes(self) -> int:
+        """About how many bytes of transcript the model sees (the history
+        since the latest compaction, and this turn): the memory flush's
+        ``forceFlushTranscriptBytes`` measure."""
+        return sum(
+            len(m.content.encode("utf-8", "replace"))
+            + sum(len(c.arguments.encode("utf-8", "replace")) for c in m.tool_calls)
+            for m in (*self._history_messages, *self._turn)
+        )
 
     # -- estimates ------------------------------------------------------------------
 

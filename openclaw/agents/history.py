@@ -70,6 +70,9 @@ class History:
     entries: list[HistoryEntry]
     #: The latest compaction summary, when the session was compacted.
     summary: str | None = None
+    #: The id of that compaction's entry (None before the first, or when it
+    #: lies beyond the history limit): the current compaction cycle.
+    compaction_id: str | None = None
 
 
 def load_history(
@@ -101,6 +104,7 @@ def read_history(
     answered: set[str] = set()
     kept: list[HistoryEntry] = []
     summary: str | None = None
+    compaction_id: str | None = None
     first_kept: object = None
     for entry in store.recent_entries(agent_id, session_id):
         entry_id = entry.get("id")
@@ -110,6 +114,7 @@ def read_history(
                 break  # an older compaction: everything before the newer one is summarised
             raw = entry.get("summary")
             summary = raw if isinstance(raw, str) else ""
+            compaction_id = entry_id or None
             first_kept = entry.get("firstKeptEntryId")
             continue
         if summary is not None and first_kept is None:
@@ -131,7 +136,7 @@ def read_history(
     history = normalise_history(messages)
     if len(history) > limit:
         history = normalise_history(history[-limit:])
-    return History(history, kept, summary)
+    return History(history, kept, summary, compaction_id)
 
 
 def _convert(message: Mapping[str, Any], answered: set[str]) -> ModelMessage | None:

@@ -4,7 +4,9 @@
 built-in tool:
 
 1. held while a consumer is paused (backpressure holds the next call too);
-2. fitting the context window first: every tool result is cut to the
+2. before the turn's first call, when the request nears the compaction
+   threshold, the silent memory flush (:mod:`~openclaw.agents.memory_flush`);
+   then fitting the context window: every tool result is cut to the
    context guard's share of the window; when the request would still not
    fit, tool results are cut (the history's and this turn's, oldest first)
    if that frees enough, else the older history is compacted (and the
@@ -18,7 +20,8 @@ built-in tool:
 
 Client tools end the turn with their calls pending (built-in calls of the same
 step run first). A step limit and the run's timeout bound the loop;
-:meth:`TurnLoop.cancel` stops the stream, the running tools and any compaction.
+:meth:`TurnLoop.cancel` stops the stream, the running tools, any compaction
+and a running memory flush.
 A batch stopped that way still records a result for each of its calls, in the
 model's order: the real result of every call that had finished (its side
 effect happened), an abort error for the others, as OpenClaw's agent core
@@ -51,6 +54,7 @@ from openclaw.agents.context_fit import WHY_OVERFLOW, TurnContext
 from openclaw.agents.fallback import FallbackChain
 from openclaw.agents.history import History
 from openclaw.agents.model_retry import RetryBudget
+from openclaw.agents.memory_flush import MemoryFlush
 from openclaw.agents.model_step import ModelStep, StepOutcome, add_usage
 from openclaw.agents.providers.base import ModelCall, ModelMessage
 from openclaw.agents.registry import AgentRegistry, ModelRef, parse_model_ref
@@ -97,6 +101,8 @@ class LoopDeps:
     workspace: Path
     compactor: SessionCompactor
     max_steps: int = DEFAULT_MAX_STEPS
+    #: The session entry's ``memoryFlush`` field, as stored (the flush's cycle).
+    memory_flush_row: object = None
 
 
 @frozen
@@ -169,6 +175,19 @@ class TurnLoop:
         #: The step whose calls the running batch answers, and its client calls.
         self._batch_step: tuple[StepOutcome, tuple[ToolCall, ...]] | None = None
         self._compacting: Deferred[CompactionResult | None] | None = None
+        self._flush = MemoryFlush(
+            config=deps.config,
+            clock=deps.clock,
+            providers=deps.providers,
+            tools=tools,
+            workspace=FilePath(str(deps.workspace)),
+            session_id=deps.session_id,
+            session_key=request.session_key,
+            storage_agent=deps.storage_agent,
+            run_id=request.run_id,
+            row=deps.memory_flush_row,
+        )
+        self._flushing: Deferred[None] | None = None
         self.model_ref: ModelRef | None = None
         self._done: Deferred[TurnOutcome] = Deferred()
         self._recorder = StepRecorder(
@@ -204,6 +223,12 @@ class TurnLoop:
     def usage(self) -> Usage:
         """The whole turn's usage (every model call)."""
         return self._usage
+
+    @property
+    def session_fields(self) -> dict[str, object]:
+        """What the session's index entry gets with the turn (the memory
+        flush's cycle, once a flush ran or failed)."""
+        return self._flush.session_fields
 
     @property
     def message_usage(self) -> Usage:
@@ -251,6 +276,9 @@ class TurnLoop:
         retry, self._retry_call = self._retry_call, None
         if retry is not None and retry.active():
             retry.cancel()
+        flushing, self._flushing = self._flushing, None
+        if flushing is not None:
+            flushing.cancel()
         if not self._done.called:
             self._done.errback(CancelledError("turn cancelled"))
 
@@ -283,10 +311,31 @@ class TurnLoop:
                 )
             )
             return
-        if self._context.compaction_due():
+        compaction_due = self._context.compaction_due()
+        if self._flush.due(self._context, compaction_due):
+            self._memory_flush()
+            return
+        if compaction_due:
             self._compact(then=self._fit_and_call)
             return
         self._fit_and_call()
+
+    def _memory_flush(self) -> None:
+        """The silent pre-compaction turn (:mod:`~openclaw.agents.memory_flush`),
+        then this step again; it never fails the turn."""
+        flushing = self._flushing = self._flush.run(
+            self._context,
+            model=self._chain.current,
+            fallbacks=self._chain.remaining,
+            system_prompt=self._system_prompt.text(),
+        )
+
+        def flushed(_: None) -> None:
+            if self._flushing is flushing:
+                self._flushing = None
+                self._next_step()
+
+        flushing.addCallbacks(flushed, lambda _: None)
 
     def _fit_and_call(self) -> None:
         """Cut tool results when the request would not fit the window less the

@@ -119,6 +119,8 @@ class Run:
         self._loop: TurnLoop | None = None
         self._preparing: Deferred[WorkspaceContext] | None = None
         self._history: History | None = None
+        #: The session entry's memory flush state, for the loop.
+        self._flush_row: object = None
         self._user_recorded = False
         self._release: Release | None = None
         self._exec_call: IDelayedCall | None = None
@@ -268,6 +270,7 @@ class Run:
             ),
         )
         self.session_id = entry.session_id
+        self._flush_row = entry.extra.get("memoryFlush")
         self._history = read_history(
             self._store, self._storage_agent, entry.session_id, self._services.history_limit
         )
@@ -318,6 +321,7 @@ class Run:
                 workspace=context.workspace,
                 compactor=services.compactor,
                 max_steps=services.max_steps,
+                memory_flush_row=self._flush_row,
             ),
             system_prompt=plan.system_prompt,
             tools=self._tools,
@@ -356,6 +360,7 @@ class Run:
             text=outcome.text,
             tool_calls=outcome.tool_calls,
             results=tuple(r.transcript_message(now) for r in outcome.results),
+            session_fields=loop.session_fields if loop is not None else None,
         )
         result = AgentResult(
             run_id=self.run_id,
@@ -412,6 +417,7 @@ class Run:
             message_usage=loop.message_usage if loop is not None else Usage(),
             text=loop.step_text if loop else "",
             error=message,
+            session_fields=loop.session_fields if loop is not None else None,
         )
         now = self._now()
         self._settle_after(
@@ -467,7 +473,13 @@ class Run:
             self._loop_model_of(loop)
         message = str(error)
         stop: StopReason = "error" if status == "error" else "aborted"
-        recorded = self._record(stop, message_usage=message_usage, text=step_text, error=message)
+        recorded = self._record(
+            stop,
+            message_usage=message_usage,
+            text=step_text,
+            error=message,
+            session_fields=loop.session_fields if loop is not None else None,
+        )
         now = self._now()
         failed = status != "aborted"  # timed out, or the session's lane was lost
         self._settle_after(
@@ -498,6 +510,7 @@ class Run:
         tool_calls: tuple[ToolCall, ...] = (),
         results: tuple[dict[str, object], ...] = (),
         error: str | None = None,
+        session_fields: dict[str, object] | None = None,
     ) -> Deferred[SharedStateUnavailableError | None]:
         """Append the assistant outcome to the transcript (only if the turn began).
 
@@ -527,6 +540,7 @@ class Run:
                 api=self._services.registry.provider_api(ref.provider) if ref else None,
                 channel=self.request.channel,
                 results=results,
+                session_fields=session_fields,
             )
         except Exception:
             log.failure("run {run_id}: could not record the turn", run_id=self.run_id)

@@ -26,6 +26,7 @@ from openclaw.config.model import (
     IdentifierPolicy,
     LoopDetectionConfig,
     ModelRetryConfig,
+    MemoryFlushConfig,
     SsrfPolicyConfig,
     ToolPolicyConfig,
     ToolProfile,
@@ -121,14 +122,15 @@ _DETECTORS = _section(["genericRepeat", "knownPollNoProgress", "pingPong"])
 _COMPACTION = _section(
     [
         "enabled", "mode", "reserveTokens", "keepRecentTokens", "model", "timeoutSeconds",
-        "identifierPolicy",
+        "identifierPolicy", "memoryFlush",
     ],
     [
         "provider", "thinkingLevel", "recentTurnsPreserve", "qualityGuard", "midTurnPrecheck",
         "postIndexSync", "postCompactionSections", "maxActiveTranscriptBytes", "notifyUser",
-        "memoryFlush", "reserveTokensFloor",
+        "reserveTokensFloor",
     ],
 )  # fmt: skip
+_MEMORY_FLUSH = _section(["enabled", "model", "softThresholdTokens", "forceFlushTranscriptBytes"])
 
 
 def _is_model_ref(ref: str) -> bool:
@@ -343,6 +345,7 @@ def build_compaction(r: _Reader, value: Any) -> CompactionConfig:
         r.expected(f"{path}.model", "a model reference like provider/model", model)
         model = None
     return CompactionConfig(
+        memory_flush=_build_memory_flush(r, c.get("memoryFlush"), f"{path}.memoryFlush"),
         enabled=r.boolean(c, "enabled", path, d.enabled),
         mode=mode or d.mode,
         reserve_tokens=r.integer(c, "reserveTokens", path, d.reserve_tokens, minimum=0),
@@ -364,6 +367,25 @@ def build_model_retry(r: _Reader, value: Any) -> ModelRetryConfig:
     return ModelRetryConfig(
         max_retries=r.optional_integer(c, "maxRetries", path, minimum=0),
         max_retry_delay_ms=r.integer(c, "maxRetryDelayMs", path, d.max_retry_delay_ms, minimum=0),
+    )
+
+
+def _build_memory_flush(r: _Reader, value: Any, path: str) -> MemoryFlushConfig:
+    """``agents.defaults.compaction.memoryFlush``."""
+    d = MemoryFlushConfig()
+    f = r.section(value, path, _MEMORY_FLUSH)
+    model = r.string(f, "model", path)
+    if model is not None and not _is_model_ref(model):
+        r.expected(f"{path}.model", "an exact model reference like provider/model", model)
+        model = None
+    force = r.byte_size(f, "forceFlushTranscriptBytes", path)
+    return MemoryFlushConfig(
+        enabled=r.boolean(f, "enabled", path, d.enabled),
+        model=model,
+        soft_threshold_tokens=r.integer(
+            f, "softThresholdTokens", path, d.soft_threshold_tokens, minimum=0
+        ),
+        force_flush_transcript_bytes=d.force_flush_transcript_bytes if force is None else force,
     )
 
 

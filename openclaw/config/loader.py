@@ -270,6 +270,9 @@ def startup_problems(config: Config) -> list[str]:
     # the turn moves on to the next candidate.
     if config.agents.defaults.compaction.model is not None:
         refs.append(("agents.defaults.compaction.model", config.agents.defaults.compaction.model))
+    flush_model = config.agents.defaults.compaction.memory_flush.model
+    if flush_model is not None:
+        refs.append(("agents.defaults.compaction.memoryFlush.model", flush_model))
     for path, ref in refs:
         if ref is None:
             continue

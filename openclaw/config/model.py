@@ -408,6 +408,20 @@ class AgentConfig:
 
 
 @frozen
+class MemoryFlushConfig:
+    """``agents.defaults.compaction.memoryFlush``: the silent housekeeping turn
+    that lets the model write durable notes before compaction summarises."""
+
+    enabled: bool = True
+    #: ``provider/model`` for the flush turn only (exact: no fallback chain).
+    model: str | None = None
+    #: How far below the compaction threshold the flush starts (tokens).
+    soft_threshold_tokens: int = 4_000
+    #: Flush once the model-visible transcript reaches this size (0: never by size).
+    force_flush_transcript_bytes: int = 2 * 1024 * 1024
+
+
+@frozen
 class CompactionConfig:
     """``agents.defaults.compaction``: when and how a long session is summarised."""
 
@@ -421,6 +435,7 @@ class CompactionConfig:
     model: str | None = None
     timeout_seconds: float = 180.0
     identifier_policy: IdentifierPolicy = "strict"
+    memory_flush: MemoryFlushConfig = Factory(MemoryFlushConfig)
 
 
 @frozen

@@ -117,10 +117,13 @@ class TranscriptStore(SessionCatalog, Protocol):
         api: str | None = None,
         channel: str | None = None,
         results: Sequence[Mapping[str, Any]] = (),
+        session_fields: Mapping[str, Any] | None = None,
     ) -> Deferred[None]:
         """Append the assistant outcome (complete, failed or aborted), then
         ``results`` (``toolResult`` messages answering some of its tool calls),
-        and settle the turn; fires once it is durable under the fsync policy."""
+        and settle the turn; fires once it is durable under the fsync policy.
+        ``session_fields`` are set in the session's index entry with the turn's
+        (the runtime's own bookkeeping, such as the memory flush's cycle)."""
         ...
 
     def recent_entries(self, agent_id: str, session_id: str) -> Iterator[Mapping[str, Any]]:

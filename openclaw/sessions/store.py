@@ -528,6 +528,7 @@ class SessionStore:
         api: str | None = None,
         channel: str | None = None,
         results: Sequence[Mapping[str, Any]] = (),
+        session_fields: Mapping[str, Any] | None = None,
     ) -> Deferred[None]:
         """Append the assistant outcome (then ``results``, the ``toolResult``
         messages answering some of its calls) and update the index entry.
@@ -574,6 +575,8 @@ class SessionStore:
                 raw["modelProvider"] = provider
             if channel is not None:
                 raw["lastChannel"] = channel
+            if session_fields:
+                raw.update(session_fields)
             index.changed(session_key)
             self._mark_dirty(agent)
         return written

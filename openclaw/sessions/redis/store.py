@@ -543,6 +543,7 @@ class RedisSessionStore(SessionMirror):
         api: str | None = None,
         channel: str | None = None,
         results: Sequence[Mapping[str, Any]] = (),
+        session_fields: Mapping[str, Any] | None = None,
     ) -> Deferred[None]:
         """Append the outcome (and ``results``) and update the index entry in one
         script; fires once Redis holds them."""
@@ -574,6 +575,8 @@ class RedisSessionStore(SessionMirror):
                 raw["modelProvider"] = provider
             if channel is not None:
                 raw["lastChannel"] = channel
+            if session_fields:
+                raw.update(session_fields)
             entry = raw
         return self._write(agent, session_id, lines, index_entry=entry)
 
