@@ -53,8 +53,8 @@ from openclaw.agents.compaction import (
 from openclaw.agents.context_fit import WHY_OVERFLOW, TurnContext
 from openclaw.agents.fallback import FallbackChain
 from openclaw.agents.history import History
-from openclaw.agents.model_retry import RetryBudget
 from openclaw.agents.memory_flush import MemoryFlush
+from openclaw.agents.model_retry import RetryBudget
 from openclaw.agents.model_step import ModelStep, StepOutcome, add_usage
 from openclaw.agents.providers.base import ModelCall, ModelMessage
 from openclaw.agents.registry import AgentRegistry, ModelRef, parse_model_ref
