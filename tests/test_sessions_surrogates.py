@@ -51,7 +51,12 @@ class SurrogateTests(SynchronousTestCase):
         self.clock.advance(1)
         on_disk = self.index_on_disk("main")
         self.assertEqual(
-            on_disk[GOOD_KEY], {"sessionId": good.session_id, "updatedAt": good.updated_at}
+            on_disk[GOOD_KEY],
+            {
+                "sessionId": good.session_id,
+                "updatedAt": good.updated_at,
+                "sessionStartedAt": good.updated_at,
+            },
         )
         self.assertIn(BAD_KEY, on_disk)
         reopened = SessionStore(self.state_dir, clock=self.clock, fsync="never")
@@ -68,7 +73,11 @@ class SurrogateTests(SynchronousTestCase):
         self.assertIn("agent:alpha:x\udfff", self.index_on_disk("alpha"))
         self.assertEqual(
             self.index_on_disk("beta")["agent:beta:main"],
-            {"sessionId": good.session_id, "updatedAt": good.updated_at},
+            {
+                "sessionId": good.session_id,
+                "updatedAt": good.updated_at,
+                "sessionStartedAt": good.updated_at,
+            },
         )
 
     def test_surrogates_in_message_text_are_written_as_valid_utf8(self) -> None:

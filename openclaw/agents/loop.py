@@ -31,7 +31,7 @@ nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Final
@@ -75,7 +75,7 @@ from openclaw.agents.types import (
     ToolCall,
     Usage,
 )
-from openclaw.config.model import Config
+from openclaw.config.model import Config, ProviderConfig
 from openclaw.sessions.interface import TranscriptStore
 
 log = Logger()
@@ -121,6 +121,15 @@ class TurnOutcome:
     results: tuple[ToolOutcome, ...] = ()
 
 
+def chain_window(chain: FallbackChain, providers: Mapping[str, ProviderConfig]) -> int | None:
+    """The context window of the chain's current model (None: unknown)."""
+    try:
+        ref = parse_model_ref(chain.current, providers)
+    except ProviderError:
+        return None
+    return context_window_of(providers, ref.provider, ref.model)
+
+
 class TurnLoop:
     """Steps of one turn; :meth:`start` once."""
 
@@ -146,7 +155,9 @@ class TurnLoop:
             system_prompt=system_prompt,
             tool_schemas=(*tools.schemas, *request.client_tools),
             compaction=deps.config.agents.defaults.compaction,
-            window=self._context_window,
+            # Not a bound method: the context must not reference the loop
+            # (a cycle would keep every finished turn until the collector ran).
+            window=partial(chain_window, chain, deps.config.models.providers),
             run_id=request.run_id,
         )
         self._chain = chain
@@ -637,13 +648,7 @@ class TurnLoop:
     # -- compaction -----------------------------------------------------------------
 
     def _context_window(self) -> int | None:
-        ref = self.model_ref
-        if ref is None:
-            try:
-                ref = parse_model_ref(self._chain.current, self._deps.config.models.providers)
-            except ProviderError:
-                return None
-        return context_window_of(self._deps.config.models.providers, ref.provider, ref.model)
+        return self._context.window()
 
     def _compact(
         self,
