@@ -48,6 +48,10 @@ CHROME_FLAGS = (
     "--disable-sync",
 )
 WAIT_SECONDS = 30.0
+#: How often a wait looks again. WebDriverWait's default (0.5 s) made every
+#: wait that is not already true cost up to half a second, about 150 waits a
+#: run; one look is a single script round trip of a few milliseconds.
+POLL_SECONDS = 0.05
 T = TypeVar("T")
 
 
@@ -181,7 +185,9 @@ def start_chrome() -> tuple[webdriver.Chrome, Path]:
 
 def wait_for(driver: WebDriver, condition: Callable[[WebDriver], T | None], what: str) -> T:
     """Wait until ``condition`` is truthy (a DOM condition), failing with ``what``."""
-    result = WebDriverWait(driver, WAIT_SECONDS).until(condition, message=what)
+    result = WebDriverWait(driver, WAIT_SECONDS, poll_frequency=POLL_SECONDS).until(
+        condition, message=what
+    )
     assert result is not None  # until() returns only a truthy value
     return result
 
