@@ -79,6 +79,10 @@ class RedisServer:
             "always",
             "--dir",
             str(self.directory),
+            # A primary sends a replica its data at once, not after waiting 5 s
+            # (the default) for more replicas to join the same transfer.
+            "--repl-diskless-sync-delay",
+            "0",
         ]
         if not self.port:
             args += ["--unixsocket", str(self.socket_path), "--unixsocketperm", "700"]
