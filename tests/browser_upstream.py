@@ -41,7 +41,10 @@ ESSAY_REPLY = "\n\n".join(f"Paragraph {n}: " + "words to read " * 30 for n in ra
 SCRIPTS: dict[str, FakeReply] = {
     "xss": FakeReply(text=XSS_REPLY, chunks=3),
     "code": FakeReply(text=CODE_REPLY, chunks=4),
-    "slow": FakeReply(text="tick " * SLOW_WORDS, chunk_delay=0.1),
+    # Two words a chunk, ten chunks a second: a line of the conversation fills
+    # in about a second (the scrolling test waits for it to grow twice), and
+    # the answer runs for 20 s, far longer than any test lets it.
+    "slow": FakeReply(text="tick " * SLOW_WORDS, chunks=SLOW_WORDS // 2, chunk_delay=0.1),
     "essay": FakeReply(text=ESSAY_REPLY, chunks=3),
     "fail": FakeReply.failing(400, "the fake model refused this request"),
     # A built-in tool that runs until it is killed (the CLI's Ctrl-C test).
