@@ -6,11 +6,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -175,13 +177,34 @@ class AgentLocalInterruptTests(SynchronousTestCase):
 
 
 class RemoteTests(SynchronousTestCase):
-    """``gateway call`` and remote ``agent`` against a real gateway process."""
+    """``gateway call`` and remote ``agent`` against a real gateway process,
+    one for the class (the tests change nothing in it); each test's CLI runs
+    get their own HOME."""
+
+    gateway: ClassVar[GatewayProcess]
+    gateway_home: ClassVar[Path]
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.gateway_home = Path(tempfile.mkdtemp(prefix="openclaw-cli-")).resolve()
+        try:
+            cls.gateway = GatewayProcess(
+                write_config(cls.gateway_home), cls.gateway_home / "gw-state"
+            )
+        except BaseException:
+            shutil.rmtree(cls.gateway_home, ignore_errors=True)
+            raise
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        try:
+            cls.gateway.ensure_stopped()
+        finally:
+            shutil.rmtree(cls.gateway_home, ignore_errors=True)
 
     def setUp(self) -> None:
         self.home = Path(self.mktemp()).resolve()
         self.home.mkdir()
-        self.gateway = GatewayProcess(write_config(self.home), self.home / "gw-state")
-        self.addCleanup(self.gateway.ensure_stopped)
         self.url = f"ws://127.0.0.1:{self.gateway.port}"
 
     def test_gateway_call_and_remote_agent(self) -> None:
