@@ -63,7 +63,7 @@ class ExecWithoutProcessTests(TestCase):
         self.assertNotIn("background", schema.parameters["properties"])
         self.assertNotIn("process", schema.description)
         self.assertIn("wait for it to finish", schema.description)
-        waited = await self._exec(toolbox, entry, command="sleep 0.5; echo waited", yieldMs=10)
+        waited = await self._exec(toolbox, entry, command="sleep 0.1; echo waited", yieldMs=10)
         self.assertEqual(
             (waited.content.strip(), waited.details["status"]), ("waited", "completed")
         )
