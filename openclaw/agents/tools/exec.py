@@ -198,7 +198,9 @@ class ExecTool:
         policy = self._policy.harden(
             "always" if ask == "always" else "on-miss" if ask == "on-miss" else None
         )
-        verdict = policy.evaluate(command, program_resolver(cwd, env.get("PATH"), env.get("HOME")))
+        verdict = policy.evaluate(
+            command, program_resolver(cwd, env.get("PATH"), env.get("HOME")), overrides
+        )
         warnings = [PTY_WARNING] if pty else []
 
         def start(_: object = None) -> Deferred[ToolResult]:

@@ -71,25 +71,51 @@ def is_shell(name: str) -> bool:
 
 
 def inline_script(words: Sequence[str]) -> str | None:
-    """The script of ``sh -c SCRIPT [NAME [ARG...]]`` (also ``bash``/``dash``),
-    for a shell written bare (OpenClaw's rule: ``/bin/sh -c`` is not looked
-    into), or None for any other form: a login or interactive shell
-    (``-lc``, ``-ic``, ``-l -c``: they read startup files first), another
-    option, or a script word that is itself an option (dash takes the first
-    word after its options as the script: ``sh -c -x id`` runs ``id``)."""
-    if len(words) < 3 or words[0] not in SCRIPT_SHELLS or words[1] != "-c":
+    """The script of ``sh -c SCRIPT`` (also ``bash``/``dash``), for a shell
+    written bare (OpenClaw's rule: ``/bin/sh -c`` is not looked into), or
+    None for any other form: a login or interactive shell (``-lc``, ``-ic``,
+    ``-l -c``: they read startup files first), another option, a script word
+    that is itself an option (dash takes the first word after its options as
+    the script: ``sh -c -x id`` runs ``id``), or any word after the script.
+
+    Stricter than OpenClaw, which accepts ``sh -c SCRIPT NAME ARG...``: those
+    words become ``$0``, ``$1`` ... and are never judged, and bash reaches them
+    without a ``$`` (``BASH_ARGV0``, ``_`` and ``BASH_ARGV`` are variables a
+    ``test -v a[BASH_ARGV0]`` subscript evaluates, running a ``$(...)`` in
+    the value)."""
+    if len(words) != 3 or words[0] not in SCRIPT_SHELLS or words[1] != "-c":
         return None
     script = words[2]
     return None if script.startswith(("-", "+")) else script
 
 
+#: ``test``/``[`` operators that name a shell variable: bash evaluates an
+#: array subscript in the name (``-v a[X]``) as arithmetic, and arithmetic
+#: expands a variable's value recursively, running any ``$(...)`` in it (a
+#: ``bash -c`` script is judged by these rules too). dash has neither.
+_VARIABLE_TESTS: Final = frozenset({"-v", "-R"})
+
+
 def safe_builtin(words: Sequence[str]) -> bool:
-    """Whether the segment ``words`` is one of the safe builtins."""
+    """Whether the segment ``words`` is one of the safe builtins.
+
+    ``test`` and ``[`` are safe only without ``-v``/``-R`` and without a
+    ``[`` in any operand (a subscript): see :data:`_VARIABLE_TESTS`. Their
+    other operators are not arithmetic in bash's ``test`` (``-eq`` wants an
+    integer literal, checked with ``legal_number``; only ``[[`` evaluates)."""
     if any("$" in word for word in words):
         return False
     if words[0] == "[":
-        return len(words) > 1 and words[-1].endswith("]")
+        if len(words) < 2 or words[-1] != "]":
+            return False
+        return _safe_test(words[1:-1])
+    if words[0] == "test":
+        return _safe_test(words[1:])
     return words[0] in SAFE_BUILTINS
+
+
+def _safe_test(operands: Sequence[str]) -> bool:
+    return not any(word in _VARIABLE_TESTS or "[" in word for word in operands)
 
 
 @frozen

@@ -306,14 +306,22 @@ class ExecPolicy:
             self.approval_timeout_seconds,
         )
 
-    def evaluate(self, command: str, resolve: Resolver = lambda _word: None) -> ExecVerdict:
+    def evaluate(
+        self,
+        command: str,
+        resolve: Resolver = lambda _word: None,
+        env: Mapping[str, str] | None = None,
+    ) -> ExecVerdict:
         """Decide ``command``; ``resolve`` maps a program word to the real path
         of the file the shell would run (:func:`~openclaw.agents.tools.exec_match.
-        resolve_program`), or None, so path patterns match what actually runs."""
+        resolve_program`), or None, so path patterns match what actually runs.
+        ``env`` is the model's environment overrides: one whose value holds a
+        ``$`` or a backquote makes the command a miss (:func:`_expanding_env`)."""
         if self.security == "deny":
             return ExecVerdict("deny", "exec is disabled by policy (tools.exec.mode: deny)")
-        matched = self.security == "full" or _all_segments_allowed(
-            command, self.allowlist, self.safe_bins, resolve
+        matched = self.security == "full" or (
+            not _expanding_env(env or {})
+            and _all_segments_allowed(command, self.allowlist, self.safe_bins, resolve)
         )
         if self.ask == "always":
             return ExecVerdict("ask", "every command needs approval (ask: always)", matched)
@@ -353,6 +361,15 @@ def resolve_exec_policy(config: ExecConfig) -> ExecPolicy:
         safe_bins=tuple(b for b in safe_bins if b not in NEVER_SAFE_BINS),
         approval_timeout_seconds=config.approval_timeout_seconds,
     )
+
+
+def _expanding_env(env: Mapping[str, str]) -> bool:
+    """An override value with ``$`` or a backquote: text a shell would run if
+    anything evaluated it (bash arithmetic expands a variable's value, so
+    ``X='a[$(id)]'`` runs ``id`` wherever ``X`` is evaluated as a number).
+    The allowlist refuses every way it knows to evaluate one; such a value
+    is refused as well, so a way it missed needs no cooperating variable."""
+    return any("$" in value or "`" in value for value in env.values())
 
 
 #: How deep ``sh -c`` scripts are looked into (OpenClaw's wrapper-payload depth).
@@ -427,8 +444,9 @@ def _script_allowed(
     trusted directory), the script word reaches it as written (no glob or
     ``~`` for the outer shell to expand), and every segment of the script is
     allowed. The shell needs no allowlist entry, as in OpenClaw: it is a
-    transport, like a wrapper. Words after the script (``$0``, ``$1`` ...)
-    are only reachable through ``$``, which the script may not use."""
+    transport, like a wrapper. No word may follow the script
+    (:func:`~openclaw.agents.tools.exec_wrappers.inline_script`): bash reaches
+    ``$0``, ``$1`` ... without a ``$``."""
     if depth >= MAX_SCRIPT_DEPTH or not segment[2].literal:
         return False
     path = resolve(segment[0].text)

@@ -1,0 +1,155 @@
+"""Adversarial review of the exec allowlist (safe-bin profiles, ``$`` rule, ``sh -c``).
+
+Each test drives the real exec tool (``/bin/sh -c``, and bash or dash through
+``bash -c`` / ``dash -c``) in allowlist mode with the DEFAULT policy (empty
+allowlist, default safe bins) unless noted, and asserts the hostile command
+has no effect. The ``test_*`` cases from the review all ran their payload on
+88cd892; the cases after each group pin what still runs.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.python.filepath import FilePath
+from twisted.trial.unittest import TestCase
+
+from openclaw.agents.tools._proc import ProcessRegistry
+from openclaw.agents.tools.base import ToolContext, ToolResult
+from openclaw.agents.tools.exec import ExecTool
+from openclaw.agents.tools.policy import DEFAULT_SAFE_BINS, ExecPolicy
+
+BASE_ENV = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8"}
+SECRET = "TOPSECRET"
+DENIED = "not on the exec allowlist"
+OUTSIDE = "OUTSIDESECRET"
+
+
+class ExecReviewFindings(TestCase):
+    def setUp(self) -> None:
+        from twisted.internet import reactor
+
+        self.reactor = reactor
+        base = os.path.realpath(self.mktemp())
+        self.ws = os.path.join(base, "workspace")
+        os.makedirs(os.path.join(self.ws, "d"))  # any subdirectory (.git, memory/ ...)
+        with open(os.path.join(self.ws, "secret"), "w") as f:
+            f.write(f"{SECRET}\n")
+        # A file outside the workspace (as ~/.openclaw/openclaw.json is).
+        with open(os.path.join(base, "outside"), "w") as f:
+            f.write(f"{OUTSIDE}\n")
+        self.pwned = os.path.join(self.ws, "pwned")
+        self.ctx = ToolContext(
+            agent_id="main",
+            session_key="agent:main:main",
+            run_id="r1",
+            tool_call_id="c1",
+            workspace=FilePath(self.ws),
+        )
+        self.registry = ProcessRegistry(reactor)
+        self.tools: list[ExecTool] = []
+        self.addCleanup(lambda: Deferred.fromCoroutine(self._cleanup()))
+
+    async def _cleanup(self) -> None:
+        for tool in self.tools:
+            await tool.stop_all()
+        for d in self.registry.stop_all():
+            await d
+
+    def make(self, *allowlist: str, safe_bins: tuple[str, ...] = DEFAULT_SAFE_BINS) -> ExecTool:
+        policy = ExecPolicy(
+            security="allowlist", ask="off", allowlist=allowlist, safe_bins=safe_bins
+        )
+        tool = ExecTool(self.reactor, self.registry, policy=policy, base_env=BASE_ENV)  # type: ignore[arg-type]
+        self.tools.append(tool)
+        return tool
+
+    async def call(self, tool: ExecTool, command: str, **args: Any) -> ToolResult:
+        result: ToolResult = await tool.run({"command": command, **args}, self.ctx)
+        return result
+
+    async def assert_no_leak(self, tool: ExecTool, command: str, **args: Any) -> None:
+        res = await self.call(tool, command, **args)
+        self.assertNotIn(SECRET, res.content, f"{command!r} {args}: printed the secret")
+        self.assertNotIn(OUTSIDE, res.content, f"{command!r} {args}: printed the outside file")
+
+    async def assert_denied(self, tool: ExecTool, command: str, **args: Any) -> None:
+        res = await self.call(tool, command, **args)
+        self.assertTrue(res.is_error, f"{command!r} {args}: {res.content}")
+        self.assertIn(DENIED, res.content, f"{command!r} {args}")
+
+    async def assert_runs(self, tool: ExecTool, command: str, expected: str, **args: Any) -> None:
+        res = await self.call(tool, command, **args)
+        self.assertFalse(res.is_error, f"{command!r} {args}: {res.content}")
+        self.assertEqual(res.content.strip(), expected, f"{command!r} {args}")
+
+    # -- 1. critical: arbitrary command execution, default policy, no env --------------
+
+    async def test_bash_test_v_arithmetic_runs_commands_via_argv0(self) -> None:
+        """bash's ``test -v a[NAME]`` evaluates the subscript arithmetically, and
+        bash arithmetic recursively evaluates a variable's value, running any
+        ``$(...)`` in it. ``$0`` of ``bash -c`` is in BASH_ARGV0; the words after
+        the script are never judged, and ``'x[$''(...)]'`` has no ``$(`` in it."""
+        tool = self.make()
+        await self.call(tool, "bash -c 'test -v a[BASH_ARGV0]' 'x[$''(touch pwned)]'")
+        self.assertFalse(os.path.exists(self.pwned), "test -v ran $(touch pwned)")
+
+    async def test_bash_bracket_v_arithmetic_runs_commands_via_argv0(self) -> None:
+        tool = self.make()
+        await self.call(tool, "bash -c '[ -v a[BASH_ARGV0] ]' 'x[$''(touch pwned)]'")
+        self.assertFalse(os.path.exists(self.pwned), "[ -v ] ran $(touch pwned)")
+
+    async def test_bash_test_v_arithmetic_runs_commands_via_env_override(self) -> None:
+        tool = self.make()
+        await self.call(tool, "bash -c 'test -v a[X]'", env={"X": "a[$(touch pwned)]"})
+        self.assertFalse(os.path.exists(self.pwned), "env X + test -v ran a command")
+
+    async def test_variable_tests_and_words_after_the_script_are_refused(self) -> None:
+        """``test``/``[`` with ``-v``/``-R`` or a subscript, in any shell, and
+        any word after a ``-c`` script, are allowlist misses: nothing runs."""
+        os.makedirs(os.path.join(self.ws, "a[x]"))
+        tool = self.make()
+        for command in (
+            "bash -c 'test -v a[BASH_ARGV0]'",
+            "bash -c '[ -v a[_] ]'",
+            "bash -c 'test ! -v a[X]'",
+            "bash -c 'test -R a[X]'",
+            "bash -c 'test -v X'",
+            "dash -c 'test -v a[X]'",
+            "sh -c '[ -v a[X] ]'",
+            "test -v a[X]",
+            "test -d a[x]",
+            "[ -d 'a[x]' ]",
+            "[ -n x ]]",
+            "sh -c true x",
+            "bash -c 'test -d d' 'x[$''(touch pwned)]'",
+            "bash -c 'test -d d' _ 'x[$''(touch pwned)]'",
+            "dash -c true --",
+        ):
+            await self.assert_denied(tool, command)
+        self.assertFalse(os.path.exists(self.pwned))
+
+    async def test_env_values_with_expansions_are_refused(self) -> None:
+        """An ``env`` override holding ``$`` or a backquote makes the command a
+        miss, so no value waits for an evaluation the allowlist missed."""
+        tool = self.make()
+        for value in ("a[$(touch pwned)]", "`touch pwned`", "${X}", "$"):
+            await self.assert_denied(tool, "bash -c 'test -n x'", env={"X": value})
+            await self.assert_denied(tool, "true", env={"X": value})
+        self.assertFalse(os.path.exists(self.pwned))
+
+    async def test_safe_builtins_still_run_in_every_shell(self) -> None:
+        tool = self.make()
+        for command in (
+            "test -d d && pwd",
+            "[ -d d ] && pwd",
+            "bash -c 'test -d d && [ 1 -lt 2 ] && pwd'",
+            "dash -c '[ -n x ] && pwd'",
+            "sh -c 'test x = x && pwd'",
+        ):
+            await self.assert_runs(tool, command, self.ws, env={"X": "plain [value]"})
+        # bash's test -eq/-lt take integers only: no arithmetic on a variable.
+        await self.call(tool, "bash -c 'test X -eq 1 || [ X -lt 1 ]'", env={"X": "a[b]"})
+        self.assertFalse(os.path.exists(self.pwned))
