@@ -153,3 +153,74 @@ class ExecReviewFindings(TestCase):
         # bash's test -eq/-lt take integers only: no arithmetic on a variable.
         await self.call(tool, "bash -c 'test X -eq 1 || [ X -lt 1 ]'", env={"X": "a[b]"})
         self.assertFalse(os.path.exists(self.pwned))
+
+    # -- 2. high: POSIXLY_CORRECT env override turns profile "values" into file operands --
+
+    async def test_posixly_correct_head_reads_workspace_file(self) -> None:
+        tool = self.make()
+        await self.assert_no_leak(tool, "true | head - -n secret", env={"POSIXLY_CORRECT": "1"})
+
+    async def test_posixly_correct_head_reads_file_outside_workspace(self) -> None:
+        tool = self.make()
+        await self.assert_no_leak(
+            tool, "true | head - -n d/../../outside", env={"POSIXLY_CORRECT": "1"}
+        )
+
+    async def test_posixly_correct_tail_reads_file(self) -> None:
+        tool = self.make()
+        await self.assert_no_leak(tool, "true | tail - -n secret", env={"POSIXLY_CORRECT": "1"})
+
+    async def test_posixly_correct_cut_reads_file(self) -> None:
+        tool = self.make()
+        await self.assert_no_leak(tool, "true | cut -c1- - -f secret", env={"POSIXLY_CORRECT": "1"})
+
+    async def test_posixly_correct_uniq_writes_file(self) -> None:
+        """uniq's second operand is its OUTPUT file: ``uniq - -c`` creates ``-c``
+        (content from the command's stdin, which the process tool can write)."""
+        tool = self.make()
+        await self.call(tool, "true | uniq - -c", env={"POSIXLY_CORRECT": "1"})
+        self.assertFalse(os.path.exists(os.path.join(self.ws, "-c")), "uniq wrote a file")
+
+    async def test_getopt_variables_are_refused_as_env_overrides(self) -> None:
+        tool = self.make()
+        for name in ("POSIXLY_CORRECT", "posixly_correct", "_POSIX2_VERSION", "GREP_OPTIONS",
+                     "POSIX_ME_HARDER", "EXECIGNORE", "_12_GNU_nonoption_argv_flags_"):  # fmt: skip
+            res = await self.call(tool, "true | head -n 1", env={name: "1"})
+            self.assertTrue(res.is_error, name)
+            self.assertIn("cannot be overridden", res.content, name)
+
+    async def test_options_after_an_operand_and_path_values_are_refused(self) -> None:
+        """Whatever the environment: no option after ``-`` or an operand, and
+        no value with a ``/`` or that is ``..``."""
+        tool = self.make()
+        for command in (
+            "true | head - -n secret",
+            "true | head - -nsecret",
+            "true | tail - -c secret",
+            "true | cut -c1- - -f secret",
+            "true | uniq - -c",
+            "true | tr a b -d",
+            "true | tr a -- b",
+            "true | head -n d/../../outside",
+            "true | head -n d/x",
+            "true | head --lines=a/b",
+            "true | cut -d a/ -f 1",
+            "true | tr a/b c",
+            "true | tr .. x",
+            "true | head -n ..",
+            # A lone / too (OpenClaw refuses a leading one).
+            "true | tr / _",
+            "true | cut -d / -f 2",
+            "true | cut -d/ -f1",
+        ):
+            await self.assert_denied(tool, command)
+        self.assertFalse(os.path.exists(os.path.join(self.ws, "-c")))
+
+    async def test_options_before_operands_and_stdin_still_run(self) -> None:
+        tool = self.make("printf")
+        for command, expected in (
+            ("printf a,b | cut -d , -f 2 -", "b"),
+            ("printf 'a\\nb\\n' | head -n 1 -", "a"),
+            ("printf ab | tr -- a c", "cb"),
+        ):
+            await self.assert_runs(tool, command, expected)

@@ -12,6 +12,9 @@ variable that makes a program run other code or read other configuration
 refused, as is a secret-looking name: otherwise ``env`` would get round the
 exec allowlist (``git diff`` with ``GIT_EXTERNAL_DIFF`` runs any program). A
 ``PAGER`` or ``GIT_PAGER`` of ``cat`` or nothing is allowed, as an empty value.
+Refused too are the variables that change how a program parses its arguments
+(``POSIXLY_CORRECT``: :data:`BLOCKED_ARGUMENT_PARSING`), which the allowlist's
+safe-bin profiles depend on.
 """
 
 from __future__ import annotations
@@ -107,6 +110,18 @@ BLOCKED_OVERRIDE_ONLY = _names(
     XDG_RUNTIME_DIR XDG_STATE_HOME YARN_RC_FILENAME ZDOTDIR
     """
 )
+#: Names that change how programs parse their arguments or which program a
+#: shell runs, so that the exec allowlist judges another command than runs:
+#: under ``POSIXLY_CORRECT`` GNU ``getopt`` stops at the first operand
+#: (``head - -n secret`` reads ``secret``), ``_POSIX2_VERSION`` switches
+#: coreutils' obsolete syntax (``tail +5``), ``GREP_OPTIONS`` adds options to
+#: grep, ``EXECIGNORE`` makes bash skip programs on ``PATH``. Stricter than
+#: OpenClaw.
+BLOCKED_ARGUMENT_PARSING = _names(
+    "POSIXLY_CORRECT POSIX_ME_HARDER _POSIX2_VERSION GREP_OPTIONS EXECIGNORE"
+)
+#: glibc's per-process ``getopt`` hint (``_<pid>_GNU_nonoption_argv_flags_``).
+_GETOPT_HINT = re.compile(r"^_[0-9]+_GNU_NONOPTION_ARGV_FLAGS_$")
 #: Prefixes blocked everywhere (loader, exported bash functions) and for overrides.
 BLOCKED_PREFIXES = ("DYLD_", "LD_", "BASH_FUNC_")
 BLOCKED_OVERRIDE_PREFIXES = ("GIT_CONFIG_", "NPM_CONFIG_", "CARGO_REGISTRIES_", "TF_VAR_")
@@ -134,6 +149,8 @@ def is_blocked_override(name: str, value: str | None = None) -> bool:
         upper == "PATH"
         or upper in BLOCKED_EVERYWHERE
         or upper in BLOCKED_OVERRIDE_ONLY
+        or upper in BLOCKED_ARGUMENT_PARSING
+        or bool(_GETOPT_HINT.match(upper))
         or upper.startswith(BLOCKED_PREFIXES)
         or upper.startswith(BLOCKED_OVERRIDE_PREFIXES)
         or bool(_CARGO_TARGET_RUNNER.match(upper))

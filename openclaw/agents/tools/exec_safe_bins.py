@@ -4,7 +4,11 @@ OpenClaw's ``SAFE_BIN_PROFILES`` (``exec-safe-bin-policy-profiles`` and its
 validator): per program, the flags that take a value, the flags that take
 none, the denied flags (they read, write or follow files, or run a program),
 and how many positional arguments it may have (``tr`` takes its one or two
-sets; every other bin none, so it can only read stdin). Anything else fails
+sets; every other bin none, so it can only read stdin). No option may follow
+an operand or ``-`` (stricter than OpenClaw): GNU ``getopt`` moves it in
+front, but stops at the first operand when ``POSIXLY_CORRECT`` is set, so
+``head - -n secret`` reads ``secret`` (the variable cannot be set through
+``env`` either: :mod:`~openclaw.agents.tools.exec_env`). Anything else fails
 closed: an unknown short flag, an unknown or ambiguous long one (a long flag
 may be abbreviated to any prefix that names one known flag, as GNU
 ``getopt_long`` allows: ``--compress`` is ``--compress-program``, denied), a
@@ -12,8 +16,8 @@ denied one in a cluster (``-fn5``), and any value or positional the shell
 would expand or that names a path.
 
 A value must be literal, since the shell runs the command: no ``$``, no
-backquote, no glob or brace character (``*?[]{}``), no ``~``, not starting
-with ``/``, ``./`` or ``../``, not empty. OpenClaw rewrites safe-bin words to
+backquote, no glob or brace character (``*?[]{}``), no ``~``, no ``/``, not ``..``,
+not empty. OpenClaw rewrites safe-bin words to
 literals when it runs them and so accepts a quoted ``'$'``, ``'{'`` or
 ``'~x'``; the command is not rewritten here, so they are refused.
 
@@ -172,10 +176,13 @@ def literal_value(value: str) -> bool:
 
     A backslash is refused as well: it is either an escape the shell removed
     (so the word was not written as it reads) or one ``tr`` itself interprets.
+    No value is meant to be a path, so none may hold a ``/`` (``d/../../x``
+    names a file outside the workspace; OpenClaw refuses only a leading
+    one) or be ``..``.
     """
     if not value or any(ch in _NOT_LITERAL for ch in value):
         return False
-    return not value.startswith(("/", "./", "../"))
+    return "/" not in value and value != ".."
 
 
 def safe_bin_arguments(name: str, args: Sequence[str]) -> bool:
@@ -184,17 +191,25 @@ def safe_bin_arguments(name: str, args: Sequence[str]) -> bool:
     if profile is None or name in NEVER_SAFE_BINS:
         return False
     positional: list[str] = []
+    operands_began = False
     i = 0
     while i < len(args):
         token = args[i]
         if token == "-":  # stdin
+            operands_began = True
             i += 1
-        elif token == "--":
+        elif token == "--" and not operands_began:
             positional.extend(args[i + 1 :])
             break
         elif not token.startswith("-"):
+            operands_began = True
             positional.append(token)
             i += 1
+        elif operands_began:
+            # An option (or ``--``) after an operand: GNU getopt permutes, but
+            # stops at the first operand under POSIXLY_CORRECT, and then the
+            # "flag" and its "value" are files.
+            return False
         elif token.startswith("--"):
             step = _long_option(profile, args, i)
             if step is None:
