@@ -100,7 +100,7 @@ class SafeBinProfileTests(_ExecCase):
             ("head -n2", "b,2\na,1"),
             ("head -qn2", "b,2\na,1"),
             ("head --lines=2", "b,2\na,1"),
-            ("head --li 2", "b,2\na,1"),
+            ("head --lines 2", "b,2\na,1"),
             ("head -n -2", "b,2"),
             ("head -c 3 -", "b,2"),
             ("tail -n 1", "a,1"),
@@ -326,11 +326,13 @@ class UnitTests(SynchronousTestCase):
         )
 
     def test_profile_parsing(self) -> None:
-        """Long-flag abbreviations resolve only when unique; a value flag in a
+        """Long flags only in full (no abbreviation); a value flag in a
         cluster takes the rest of the cluster."""
-        self.assertTrue(safe_bin_arguments("head", ["--li", "5"]))
-        self.assertFalse(safe_bin_arguments("sort", ["--f", "x"]))  # field-separator/files0-from
-        self.assertTrue(safe_bin_arguments("sort", ["--fie", ","]))
+        self.assertTrue(safe_bin_arguments("head", ["--lines", "5"]))
+        self.assertFalse(safe_bin_arguments("head", ["--li", "5"]))
+        self.assertFalse(safe_bin_arguments("sort", ["--f", "x"]))
+        self.assertFalse(safe_bin_arguments("sort", ["--fie", ","]))
+        self.assertTrue(safe_bin_arguments("sort", ["--field-separator", ","]))
         self.assertTrue(safe_bin_arguments("uniq", ["-cf1"]))
         self.assertFalse(safe_bin_arguments("tail", ["-fn", "1"]))
         self.assertFalse(safe_bin_arguments("head", ["-n"]))  # value missing

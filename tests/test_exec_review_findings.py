@@ -224,3 +224,27 @@ class ExecReviewFindings(TestCase):
             ("printf ab | tr -- a c", "cb"),
         ):
             await self.assert_runs(tool, command, expected)
+
+    # -- 3. medium (opt-in grep): --binary is grep's own flag, not --binary-files -----
+
+    async def test_grep_binary_abbreviation_reads_file(self) -> None:
+        tool = self.make(safe_bins=(*DEFAULT_SAFE_BINS, "grep"))
+        await self.assert_no_leak(tool, "grep --binary secret -e .")
+        await self.assert_no_leak(tool, "grep --binary d/../../outside -e .")
+
+    async def test_long_flags_must_be_written_in_full(self) -> None:
+        tool = self.make("printf", safe_bins=(*DEFAULT_SAFE_BINS, "grep", "sort"))
+        for command in (
+            "printf a | grep --binary -e a",
+            "printf a | grep --reg a",
+            "printf a | head --li 1",
+            "printf a | sort --field ,",
+            "printf a | wc --line",
+        ):
+            await self.assert_denied(tool, command)
+        for command, expected in (
+            ("printf a | grep --binary-files=text --regexp a", "a"),
+            ("printf a | head --lines 1", "a"),
+            ("printf a | wc --lines", "0"),
+        ):
+            await self.assert_runs(tool, command, expected)

@@ -9,11 +9,12 @@ an operand or ``-`` (stricter than OpenClaw): GNU ``getopt`` moves it in
 front, but stops at the first operand when ``POSIXLY_CORRECT`` is set, so
 ``head - -n secret`` reads ``secret`` (the variable cannot be set through
 ``env`` either: :mod:`~openclaw.agents.tools.exec_env`). Anything else fails
-closed: an unknown short flag, an unknown or ambiguous long one (a long flag
-may be abbreviated to any prefix that names one known flag, as GNU
-``getopt_long`` allows: ``--compress`` is ``--compress-program``, denied), a
-denied one in a cluster (``-fn5``), and any value or positional the shell
-would expand or that names a path.
+closed: an unknown short flag, an unknown long one, an abbreviated long one
+(stricter than OpenClaw, which resolves an unambiguous prefix among the
+profile's flags, as GNU ``getopt_long`` does among the program's: the
+program may know an exact flag by that name, ``grep --binary``, which takes
+no value), a denied one in a cluster (``-fn5``), and any value or
+positional the shell would expand or that names a path.
 
 A value must be literal, since the shell runs the command: no ``$``, no
 backquote, no glob or brace character (``*?[]{}``), no ``~``, no ``/``, not ``..``,
@@ -61,13 +62,13 @@ class SafeBinProfile:
         )
 
     def canonical_long(self, flag: str) -> str | None:
-        """``flag`` (``--li``) as the one known long flag it abbreviates, or None."""
-        if flag in self.known_long:
-            return flag
-        if len(flag) <= 2:
-            return None
-        matches = [known for known in self.known_long if known.startswith(flag)]
-        return matches[0] if len(matches) == 1 else None
+        """``flag`` if it is one of the profile's long flags, written in full.
+
+        No abbreviation (``--li`` for ``--lines``), stricter than OpenClaw: a
+        program may have a flag of its own that the abbreviation names
+        exactly (``grep --binary`` is no ``--binary-files``: it takes no
+        value, so the "value" was a file grep read)."""
+        return flag if flag in self.known_long else None
 
 
 def _profile(
