@@ -248,3 +248,22 @@ class ExecReviewFindings(TestCase):
             ("printf a | wc --lines", "0"),
         ):
             await self.assert_runs(tool, command, expected)
+
+    # -- 4. low: an unquoted ``#`` starts a comment for the shell, not for the policy ----
+
+    async def test_comment_hides_the_wrapped_program(self) -> None:
+        """With ``/usr/bin/ls`` allowed and a directory named ``#`` in the
+        workspace (the write tool can make one), the policy resolves
+        ``#/../../../usr/bin/ls`` to ``/usr/bin/ls`` and sees ``env ls``, while
+        dash drops ``#...`` as a comment and runs bare ``env``, which prints the
+        command's environment (``env`` alone is documented as refused)."""
+        os.makedirs(os.path.join(self.ws, "#"))
+        tool = self.make("/usr/bin/ls")
+        res = await self.call(tool, "env #" + "/.." * 20 + "/usr/bin/ls")
+        self.assertNotIn("OPENCLAW_SHELL=exec", res.content, "bare env ran")
+
+    async def test_comments_are_refused_and_hash_inside_words_runs(self) -> None:
+        tool = self.make("printf")
+        for command in ("printf x #y", "printf x;#y", "true && #x", "#"):
+            await self.assert_denied(tool, command)
+        await self.assert_runs(tool, "printf '%s ' a#b '#' \\# \"#c\"", "a#b # # #c")

@@ -50,3 +50,14 @@ class SplitCommandTests(SynchronousTestCase):
     def test_an_open_quote_is_no_command(self) -> None:
         self.assertIsNone(split_command("echo 'oops"))
         self.assertIsNone(split_command('echo "oops'))
+
+    def test_a_comment_is_not_split(self) -> None:
+        """A bare ``#`` starting a word begins a comment for dash: the rest of
+        the line is not run, so nothing after it can be judged (None). Inside
+        a word, quoted or escaped it is text."""
+        for command in ("env #/../usr/bin/ls", "ls;#x", "ls&&#x", "#", "a\t#b"):
+            self.assertIsNone(split_command(command), command)
+        self.assertEqual(
+            split_command("""a#b '#' \\# "#" x#"""),
+            [Token("a#b"), Token("#"), Token("#"), Token("#"), Token("x#")],
+        )

@@ -220,7 +220,12 @@ class ExecPolicyTests(SynchronousTestCase):
             "ls 'a\nb'",
         ):
             self.assertEqual(policy.evaluate(command, in_usr_bin).action, "deny", command)
-        self.assertEqual(policy.evaluate("echo x # not a command", in_usr_bin).action, "run")
+        # A comment hides the rest of the line from the shell, not from the
+        # policy: never a match. ``#`` inside a word or quoted is text.
+        for command in ("echo x # not a command", "echo x;#c", "echo x &&#c", "#"):
+            self.assertEqual(policy.evaluate(command, in_usr_bin).action, "deny", command)
+        for command in ("echo a#b", "echo '#'", "echo \\#", 'echo "#x"'):
+            self.assertEqual(policy.evaluate(command, in_usr_bin).action, "run", command)
         ask = resolve_exec_policy(ExecConfig(mode="ask", allowlist=("ls",)))
         self.assertEqual(ask.evaluate("ls\nid", in_usr_bin).action, "ask")
 

@@ -15,7 +15,8 @@ quotes a backslash escapes the next character. A run of bare operator
 characters is one operator token (``&&``, ``;;``, ``>&``), as ``shlex``
 grouped them. Expansions are not performed: each word records whether the
 shell would expand it (:attr:`Token.dynamic`, :attr:`Token.literal`), and the
-caller refuses what it cannot judge.
+caller refuses what it cannot judge. A comment (a bare ``#`` starting a
+word) is not split at all: the caller refuses the command.
 """
 
 from __future__ import annotations
@@ -47,7 +48,11 @@ class Token:
 
 
 def split_command(command: str) -> list[Token] | None:
-    """The command's tokens, or None when a quote is left open."""
+    """The command's tokens, or None when a quote is left open or a comment
+    begins: a ``#`` written bare at the start of a word makes the shell drop
+    the rest of the line, so the words after it are not what runs
+    (``env #/../usr/bin/ls`` runs a bare ``env``). ``a#b``, ``'#'`` and
+    ``\\#`` are ordinary text."""
     tokens: list[Token] = []
     word: list[str] = []
     started = False  # a word has begun, even an empty one (``''``)
@@ -109,6 +114,8 @@ def split_command(command: str) -> list[Token] | None:
                         dynamic, literal = True, False
                     word.append(ch)
                     i += 1
+        elif ch == "#" and not started:
+            return None  # a comment
         else:
             if ch in _BARE_SPECIAL or ch == "~":
                 literal = False

@@ -391,7 +391,9 @@ def _all_segments_allowed(
     A line break never matches: the shell runs each line as a command of its
     own, while the tokenizer would read it as a space (``ls\\nid`` was one
     ``ls`` segment), and a carriage return splits words for the tokenizer but
-    not for the shell. Comments are not stripped, so ``#`` hides nothing.
+    not for the shell. A comment (a bare word-initial ``#``) never matches:
+    the shell drops the rest of the line, so ``env #/../usr/bin/ls`` would be
+    judged as ``env ls`` and run a bare ``env``.
     After a ``cd`` the working directory is unknown, so a program found
     relative to it (``ok/run``, a relative ``PATH`` entry) no longer matches:
     OpenClaw would still resolve it from the original directory, and the
