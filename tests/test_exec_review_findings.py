@@ -131,6 +131,26 @@ class ExecReviewFindings(TestCase):
             await self.assert_denied(tool, command)
         self.assertFalse(os.path.exists(self.pwned))
 
+    async def test_allowlisted_programs_named_like_bash_builtins(self) -> None:
+        """With ``printf``, ``test`` and ``[`` allowlisted (by name, or as
+        ``/usr/bin/*``), bash runs its builtins for them: ``printf -v`` and
+        ``test -v`` with a subscript are refused there too."""
+        for allowlist in (("printf", "test", "["), ("/usr/bin/*",)):
+            tool = self.make(*allowlist)
+            for command in (
+                "bash -c \"printf -v X 'x[\\x24(touch pwned)]'; printf -v 'a[X]' y\"",
+                "bash -c \"printf -vX 'x[\\x24(touch pwned)]'; command printf -v 'a[X]' y\"",
+                "bash -c 'printf -v PATH %s d; true'",
+                "bash -c \"printf -v X 'x[\\x24(touch pwned)]'; test -v 'a[X]'\"",
+                "bash -c \"printf -v X 'x[\\x24(touch pwned)]'; [ -v 'a[X]' ]\"",
+                "bash -c \"printf -v X 'x[\\x24(touch pwned)]'; command test -v 'a[X]'\"",
+            ):
+                await self.assert_denied(tool, command)
+            await self.assert_runs(
+                tool, "bash -c \"printf '%s-' -v; test -n x && printf ok\"", "-v-ok"
+            )
+        self.assertFalse(os.path.exists(self.pwned))
+
     async def test_env_values_with_expansions_are_refused(self) -> None:
         """An ``env`` override holding ``$`` or a backquote makes the command a
         miss, so no value waits for an evaluation the allowlist missed."""

@@ -118,6 +118,22 @@ def _safe_test(operands: Sequence[str]) -> bool:
     return not any(word in _VARIABLE_TESTS or "[" in word for word in operands)
 
 
+def builtin_safe(argv: Sequence[str]) -> bool:
+    """Whether ``argv`` is safe if a shell runs it as its own builtin.
+
+    bash has builtins of the same names as programs an allowlist may name
+    (``test``, ``[``, ``printf`` are ``/usr/bin`` programs too), and runs the
+    builtin for the bare name. ``test``/``[`` are judged as safe builtins
+    (:func:`safe_builtin`); bash's ``printf -v NAME`` assigns any variable
+    (``PATH``, so a later program is found elsewhere than the policy
+    resolved it) and evaluates a subscript in NAME as arithmetic, running
+    code from a variable's value (``printf -v X 'x[\\x24(id)]'; printf -v
+    'a[X]' y``). Such a segment never matches, allowlisted or not."""
+    if argv[0] in ("test", "["):
+        return safe_builtin(argv)
+    return not (argv[0] == "printf" and len(argv) > 1 and argv[1].startswith("-v"))
+
+
 @frozen
 class Unwrapped:
     """The command a segment really runs, once its wrappers are peeled."""

@@ -38,6 +38,7 @@ from openclaw.agents.tools.exec_split import Token, split_command
 from openclaw.agents.tools.exec_wrappers import (
     SCRIPT_SHELLS,
     TRUSTED_BIN_DIRS,
+    builtin_safe,
     inline_script,
     is_shell,
     safe_builtin,
@@ -514,7 +515,7 @@ def _segment_allowed(
     if not all(_system_program(word, resolve) for word in unwrapped.programs):
         return False
     program, args = unwrapped.argv[0], unwrapped.argv[1:]
-    if _ASSIGNMENT.match(program):
+    if _ASSIGNMENT.match(program) or not builtin_safe(unwrapped.argv):
         return False
     bare = "/" not in program
     path = resolve(program)
