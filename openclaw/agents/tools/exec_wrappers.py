@@ -33,6 +33,8 @@ from typing import Final
 
 from attrs import frozen
 
+from openclaw.agents.tools.exec_match import literal_word
+
 #: OpenClaw's ``DEFAULT_SAFE_BUILTINS`` (``[`` is handled on its own).
 SAFE_BUILTINS: Final = frozenset({":", "cd", "false", "pwd", "test", "true"})
 #: Where a wrapper program (or a safe bin) must really live.
@@ -95,15 +97,50 @@ def inline_script(words: Sequence[str]) -> str | None:
 #: ``bash -c`` script is judged by these rules too). dash has neither.
 _VARIABLE_TESTS: Final = frozenset({"-v", "-R"})
 
+#: The builtins of dash and of bash (``compgen -b``). Programs of these names
+#: exist too (``/usr/bin/printf``, ``test``, ``[``, ``echo``, ``kill``,
+#: ``pwd``, ``true``, ``false``), but the shell runs its builtin for the bare
+#: name, and a builtin can differ from the program: bash's ``printf -v`` and
+#: ``test -v`` take a variable name, whose subscript bash evaluates.
+SHELL_BUILTINS: Final = frozenset(
+    {
+        ".", ":", "[", "alias", "bg", "bind", "break", "builtin", "caller", "cd", "chdir",
+        "command", "compgen", "complete", "compopt", "continue", "declare", "dirs", "disown",
+        "echo", "enable", "eval", "exec", "exit", "export", "false", "fc", "fg", "getopts",
+        "hash", "help", "history", "jobs", "kill", "let", "local", "logout", "mapfile",
+        "popd", "printf", "pushd", "pwd", "read", "readarray", "readonly", "return", "set",
+        "shift", "shopt", "source", "suspend", "test", "times", "trap", "true", "type",
+        "typeset", "ulimit", "umask", "unalias", "unset", "wait",
+    }
+)  # fmt: skip
 
-def safe_builtin(words: Sequence[str]) -> bool:
+
+def as_written(words: Sequence[str], literal: Sequence[bool]) -> bool:
+    """Whether every word reaches the command exactly as written: no bare glob
+    (``*``, ``?``, ``[...]``), brace (``{a,b}``, ``{1..3}``), ``~`` or ``$``
+    (``literal[i]`` is :attr:`~openclaw.agents.tools.exec_split.Token.literal`
+    of ``words[i]``). A ``[`` without a ``]`` after it is no glob, the shell
+    keeps it: ``[``, ``]`` and ``/usr/bin/[`` are as written.
+
+    The shell expands a word before the builtin sees it, so a check of the
+    words as written says nothing about an expanding one: with workspace
+    files ``-v`` and ``a[$(id)]``, bash's ``test *`` is ``test -v 'a[$(id)]'``
+    and ``printf *`` is ``printf -v 'a[$(id)]' ...``, both running ``id``."""
+    return all(
+        flag or (literal_word(word) and "~" not in word)
+        for word, flag in zip(words, literal, strict=True)
+    )
+
+
+def safe_builtin(words: Sequence[str], literal: Sequence[bool]) -> bool:
     """Whether the segment ``words`` is one of the safe builtins.
 
-    ``test`` and ``[`` are safe only without ``-v``/``-R`` and without a
-    ``[`` in any operand (a subscript): see :data:`_VARIABLE_TESTS`. Their
-    other operators are not arithmetic in bash's ``test`` (``-eq`` wants an
+    Every word must reach it as written (:func:`as_written`). ``test`` and
+    ``[`` are safe only without ``-v``/``-R`` and without a ``[`` in any
+    operand (a subscript): see :data:`_VARIABLE_TESTS`. Their other
+    operators are not arithmetic in bash's ``test`` (``-eq`` wants an
     integer literal, checked with ``legal_number``; only ``[[`` evaluates)."""
-    if any("$" in word for word in words):
+    if any("$" in word for word in words) or not as_written(words, literal):
         return False
     if words[0] == "[":
         if len(words) < 2 or words[-1] != "]":
@@ -118,19 +155,24 @@ def _safe_test(operands: Sequence[str]) -> bool:
     return not any(word in _VARIABLE_TESTS or "[" in word for word in operands)
 
 
-def builtin_safe(argv: Sequence[str]) -> bool:
+def builtin_safe(argv: Sequence[str], literal: Sequence[bool]) -> bool:
     """Whether ``argv`` is safe if a shell runs it as its own builtin.
 
     bash has builtins of the same names as programs an allowlist may name
-    (``test``, ``[``, ``printf`` are ``/usr/bin`` programs too), and runs the
-    builtin for the bare name. ``test``/``[`` are judged as safe builtins
+    (:data:`SHELL_BUILTINS`: ``test``, ``[``, ``printf``, ``echo``, ``kill``
+    are ``/usr/bin`` programs too), and runs the builtin for the bare name.
+    So a command of such a name (whatever its path) must get every word as
+    written (:func:`as_written`): its words are judged, not what a glob
+    makes of them. ``test``/``[`` are judged as safe builtins
     (:func:`safe_builtin`); bash's ``printf -v NAME`` assigns any variable
     (``PATH``, so a later program is found elsewhere than the policy
     resolved it) and evaluates a subscript in NAME as arithmetic, running
     code from a variable's value (``printf -v X 'x[\\x24(id)]'; printf -v
     'a[X]' y``). Such a segment never matches, allowlisted or not."""
+    if os.path.basename(argv[0]) in SHELL_BUILTINS and not as_written(argv, literal):
+        return False
     if argv[0] in ("test", "["):
-        return safe_builtin(argv)
+        return safe_builtin(argv, literal)
     return not (argv[0] == "printf" and len(argv) > 1 and argv[1].startswith("-v"))
 
 

@@ -428,7 +428,7 @@ def _all_segments_allowed(
         if script is not None:
             if not _script_allowed(segment, script, allowlist, safe_bins, resolve, depth):
                 return False
-        elif not _segment_allowed(words, allowlist, safe_bins, resolve):
+        elif not _segment_allowed(segment, allowlist, safe_bins, resolve):
             return False
         if "cd" in (words[0], unwrap(words).argv[0]):
             resolve = without_cwd(resolve)
@@ -486,7 +486,7 @@ def _system_program(word: str, resolve: Resolver) -> bool:
 
 
 def _segment_allowed(
-    words: Sequence[str],
+    segment: Sequence[Token],
     allowlist: Sequence[str],
     safe_bins: Sequence[str],
     resolve: Resolver,
@@ -496,10 +496,18 @@ def _segment_allowed(
     matches, and each wrapper must be the system's own program). Then
     ``matchAllowlist``: a path pattern must cover the real path the program
     resolves to (so ``..``, ``.``, ``//`` and symlinks are seen through); a
-    bare-name pattern covers a program run by that name, found on ``PATH``."""
+    bare-name pattern covers a program run by that name, found on ``PATH``.
+
+    A builtin, or a program that is also a shell builtin (``printf``), must get
+    its words as written, not expanded (:func:`~openclaw.agents.tools.
+    exec_wrappers.as_written`): the rules hold for what bash runs, whether it
+    runs the top-level command (``/bin/sh`` is bash on some systems) or a
+    ``bash -c`` script."""
+    words = [token.text for token in segment]
+    literal = [token.literal for token in segment]
     if _ASSIGNMENT.match(words[0]):
         return False
-    if safe_builtin(words):
+    if safe_builtin(words, literal):
         return True
     unwrapped = unwrap(words)
     if unwrapped.blocked is not None:
@@ -515,7 +523,7 @@ def _segment_allowed(
     if not all(_system_program(word, resolve) for word in unwrapped.programs):
         return False
     program, args = unwrapped.argv[0], unwrapped.argv[1:]
-    if _ASSIGNMENT.match(program) or not builtin_safe(unwrapped.argv):
+    if _ASSIGNMENT.match(program) or not builtin_safe(unwrapped.argv, literal[len(peeled) :]):
         return False
     bare = "/" not in program
     path = resolve(program)

@@ -1,0 +1,242 @@
+"""Second adversarial review of the exec allowlist (after 34a1096).
+
+Every ``test_*`` here FAILS on 34a1096: the command is accepted by the
+allowlist policy and, when run, executes a command the policy never saw,
+runs the operator's shell startup files, or feeds an attacker-written
+message catalog (printf format strings) to a safe bin. The last test pins
+a harmless command that the newest fixes made an allowlist miss.
+
+Each case drives the real exec tool (``/bin/sh -c``; bash through
+``bash -c``) in allowlist mode with the default policy (empty allowlist,
+default safe bins) unless noted. Files the model needs in the workspace are
+written with the real ``write`` tool where that is possible.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.python.filepath import FilePath
+from twisted.trial.unittest import TestCase
+
+from openclaw.agents.tools._common import inline_runner
+from openclaw.agents.tools._proc import ProcessRegistry
+from openclaw.agents.tools.base import ToolContext, ToolResult
+from openclaw.agents.tools.exec import ExecTool
+from openclaw.agents.tools.files import WriteTool
+from openclaw.agents.tools.policy import DEFAULT_SAFE_BINS, ExecPolicy
+
+DENIED = "not on the exec allowlist"
+
+
+def _mo(messages: dict[str, str]) -> bytes:
+    """A GNU gettext message catalog (.mo) holding ``messages``."""
+    pairs = sorted(messages.items())
+    n = len(pairs)
+    keys_at, values_at = 28, 28 + 8 * n
+    offset = values_at + 8 * n
+    table, blob = b"", b""
+    entries = []
+    for text in [k for k, _ in pairs] + [v for _, v in pairs]:
+        raw = text.encode()
+        entries.append((len(raw), offset + len(blob)))
+        blob += raw + b"\0"
+    table = b"".join(struct.pack("<2I", length, at) for length, at in entries)
+    header = struct.pack("<7I", 0x950412DE, 0, n, keys_at, values_at, 0, 0)
+    return header + table + blob
+
+
+class ExecReview2Findings(TestCase):
+    def setUp(self) -> None:
+        from twisted.internet import reactor
+
+        self.reactor = reactor
+        self.base = os.path.realpath(self.mktemp())
+        self.ws = os.path.join(self.base, "workspace")
+        os.makedirs(self.ws)
+        # The gateway user's home (HOME is passed through to commands).
+        self.home = os.path.join(self.base, "home")
+        os.makedirs(self.home)
+        self.env = {"PATH": "/usr/bin:/bin", "HOME": self.home, "LANG": "C.UTF-8"}
+        self.ctx = ToolContext(
+            agent_id="main",
+            session_key="agent:main:main",
+            run_id="r1",
+            tool_call_id="c1",
+            workspace=FilePath(self.ws),
+        )
+        self.registry = ProcessRegistry(reactor)
+        self.tools: list[ExecTool] = []
+        self.addCleanup(lambda: Deferred.fromCoroutine(self._cleanup()))
+
+    async def _cleanup(self) -> None:
+        for tool in self.tools:
+            await tool.stop_all()
+        for d in self.registry.stop_all():
+            await d
+
+    def make(self, *allowlist: str, safe_bins: tuple[str, ...] = DEFAULT_SAFE_BINS) -> ExecTool:
+        policy = ExecPolicy(
+            security="allowlist", ask="off", allowlist=allowlist, safe_bins=safe_bins
+        )
+        tool = ExecTool(self.reactor, self.registry, policy=policy, base_env=self.env)  # type: ignore[arg-type]
+        self.tools.append(tool)
+        return tool
+
+    async def call(self, tool: ExecTool, command: str, **args: Any) -> ToolResult:
+        result: ToolResult = await tool.run({"command": command, **args}, self.ctx)
+        return result
+
+    def write(self, path: str, content: str = "") -> None:
+        """The model's ``write`` tool (confined to the workspace)."""
+        res = WriteTool(inline_runner).run({"path": path, "content": content}, self.ctx)
+        out: list[ToolResult] = []
+        res.addCallback(out.append)
+        self.assertFalse(out[0].is_error, out[0].content)
+
+    # -- 1. critical: globs hand bash's test/printf a -v and a subscript ---------------
+
+    async def test_glob_operands_make_bash_test_v_run_a_command(self) -> None:
+        """``_safe_test`` (exec_wrappers.py:117) looks for ``-v``/``-R`` and ``[``
+        in the words as written, but a bare glob is expanded by bash first. With
+        two files the model wrote, ``-v`` and ``a[$(touch pwned)]``, ``test *``
+        is ``test -v 'a[$(touch pwned)]'``: bash expands the subscript and runs
+        the command substitution. Default policy, no env."""
+        self.write("d/-v")
+        self.write("d/a[$(touch pwned)]")
+        tool = self.make()
+        for command in (
+            "bash -c 'cd d && test *'",
+            "bash -c 'cd d && [ * ]'",
+            "bash -c 'cd d && test -? a*'",
+        ):
+            res = await self.call(tool, command)
+            self.assertFalse(
+                os.path.exists(os.path.join(self.ws, "d", "pwned")),
+                f"{command!r} ran the file name's $(touch pwned): {res.content}",
+            )
+
+    async def test_glob_operands_make_bash_printf_v_run_a_command(self) -> None:
+        """``builtin_safe`` (exec_wrappers.py:134) refuses ``printf -v`` only when
+        ``argv[1]`` is written ``-v...``; ``printf *`` in a directory holding
+        ``-v``, ``a[$(touch pwned)]`` and ``b`` is ``printf -v 'a[$(...)]' b``,
+        whose subscript bash expands. Allowlist: printf only."""
+        self.write("d/-v")
+        self.write("d/a[$(touch pwned)]")
+        self.write("d/b")
+        tool = self.make("/usr/bin/printf")
+        res = await self.call(tool, "bash -c 'cd d && printf *'")
+        self.assertFalse(
+            os.path.exists(os.path.join(self.ws, "d", "pwned")),
+            f"printf * ran the file name's $(touch pwned): {res.content}",
+        )
+
+    # -- 2. high: SSH_CLIENT makes bash -c source the startup files ------------------
+
+    async def test_ssh_client_override_makes_bash_source_bashrc(self) -> None:
+        """Debian's bash (SSH_SOURCE_BASHRC) sources /etc/bash.bashrc and
+        ~/.bashrc when SSH_CLIENT or SSH2_CLIENT is set and SHLVL < 2 (SHLVL is
+        not passed through, so bash starts at 1). Neither name is blocked
+        (exec_env.py), so ``bash -c true`` runs whatever the user's rc runs
+        before its interactivity guard (here: a program that is on no
+        allowlist), and PATH or functions it sets apply to the script."""
+        marker = os.path.join(self.home, "bashrc-ran")
+        with open(os.path.join(self.home, ".bashrc"), "w") as f:
+            f.write(f"/usr/bin/touch {marker}\ncase $- in *i*) ;; *) return;; esac\n")
+        tool = self.make()
+        for env in (
+            {"SSH_CLIENT": "203.0.113.7 50000 22"},
+            {"SSH2_CLIENT": "203.0.113.7 50000 22"},
+        ):
+            res = await self.call(tool, "bash -c true", env=env)
+            self.assertFalse(
+                os.path.exists(marker), f"bash -c true with {env} ran ~/.bashrc: {res.content}"
+            )
+
+    # -- 3. medium: LANGUAGE loads a message catalog from the workspace --------------
+
+    async def test_language_override_loads_catalog_from_workspace(self) -> None:
+        """gettext builds ``/usr/share/locale/<LANGUAGE>/LC_MESSAGES/<domain>.mo``
+        and glibc only refuses a ``/`` in LANGUAGE for setuid programs, so
+        ``LANGUAGE=../../../<workspace>/xx`` makes every localized program (the
+        safe bins, ls, git) take its messages, printf formats included, from a
+        file in the workspace: ``tr a`` printed stack words for ``%p`` (``%n``
+        writes memory). The catalog is binary, so it needs a way in other than
+        ``write`` (a cloned repository, an attachment); it is written directly here."""
+        os.makedirs(os.path.join(self.ws, "xx", "LC_MESSAGES"))
+        with open(os.path.join(self.ws, "xx", "LC_MESSAGES", "coreutils.mo"), "wb") as f:
+            f.write(
+                _mo(
+                    {
+                        "": "Content-Type: text/plain; charset=UTF-8\n",
+                        "missing operand after %s": "HIJACKED %p %p %p %p",
+                    }
+                )
+            )
+        tool = self.make()
+        language = "../../../../../../../.." + self.ws + "/xx"
+        res = await self.call(tool, "tr a", env={"LANGUAGE": language})
+        self.assertNotIn("HIJACKED", res.content, "tr used the workspace's format string")
+
+    # -- 4. low: harmless commands the newest fixes refuse ---------------------------
+
+    async def test_slash_inside_a_pattern_or_delimiter_is_not_a_path(self) -> None:
+        """0fc1cb4 refuses a ``/`` anywhere in a safe-bin value (exec_safe_bins.py:186),
+        though no profile value is a file name once options after operands are
+        refused and POSIXLY_CORRECT is blocked: ``grep -e src/`` (opt-in grep) and
+        ``cut --output-delimiter=' / '`` are common and were allowed before."""
+        tool = self.make(safe_bins=(*DEFAULT_SAFE_BINS, "grep"))
+        for command, expected in (
+            ("pwd | grep -e /workspace", self.ws),
+            ("pwd | cut -d e --output-delimiter=' / ' -f 1,2", None),
+        ):
+            res = await self.call(tool, command)
+            self.assertFalse(res.is_error, f"{command!r}: {res.content}")
+            if expected is not None:
+                self.assertEqual(res.content.strip(), expected)
+
+    async def test_tail_obsolete_follow_is_not_a_c_value(self) -> None:
+        """With one argument GNU tail takes ``-cf`` in its obsolete form (10
+        bytes, ``-f`` follow), not ``-c`` with the value ``f``: the denied
+        ``-f`` is reached (exec_safe_bins.py:252 reads ``f`` as -c's value).
+        Only a stdin that is no pipe is followed, so this is low."""
+        tool = self.make()
+        res = await self.call(tool, "tail -cf")
+        self.assertIn(DENIED, res.content, res.content)
+
+    # -- the fixes: what they also refuse, and what still runs -----------------------
+
+    async def test_builtins_get_their_words_as_written(self) -> None:
+        """A command that is (also) a shell builtin is judged by its words only
+        when they reach it unexpanded: a bare glob, brace or ``~`` in any word
+        is a miss, at the top level (``/bin/sh`` may be bash) as in ``bash -c``,
+        behind ``command`` or a wrapper too. Quoted, the same words run."""
+        self.write("d/-v")
+        self.write("d/a[$(touch pwned)]")
+        self.write("d/b")
+        tool = self.make("/usr/bin/printf", "echo", "/usr/bin/[")
+        for command in (
+            "cd d && printf *",
+            "cd d && echo *",
+            "cd d && command printf *",
+            "cd d && timeout 5 printf *",
+            "bash -c 'cd d && echo a*'",
+            "bash -c 'cd d && test -n {a,b}'",
+            "cd ~",
+            "bash -c 'echo a=~'",
+        ):
+            res = await self.call(tool, command)
+            self.assertIn(DENIED, res.content, command)
+        self.assertFalse(os.path.exists(os.path.join(self.ws, "d", "pwned")))
+        for command, expected in (
+            ("cd d && test -f 'a*' || printf 'no\\n'", "no"),
+            ("bash -c 'cd d && [ -f b ] && printf %s \"*\"'", "*"),
+            ("cd d && /usr/bin/[ -f b ] && echo '-v' '[x]'", "-v [x]"),
+            ("printf -- -v", "-v"),
+        ):
+            res = await self.call(tool, command)
+            self.assertFalse(res.is_error, f"{command!r}: {res.content}")
+            self.assertEqual(res.content.strip(), expected, command)
