@@ -156,6 +156,17 @@ class ExecReview2Findings(TestCase):
                 os.path.exists(marker), f"bash -c true with {env} ran ~/.bashrc: {res.content}"
             )
 
+    async def test_every_ssh_session_variable_and_shlvl_are_refused(self) -> None:
+        """Not only the two bash reads: ``SSH_CONNECTION``, ``SSH_TTY`` and
+        ``SHLVL`` (which decides whether bash reads them) are refused too, and
+        the command does not run."""
+        tool = self.make()
+        for name in ("SSH_CLIENT", "SSH2_CLIENT", "SSH_CONNECTION", "SSH_TTY", "SHLVL", "shlvl"):
+            res = await self.call(tool, "bash -c 'pwd'", env={name: "1"})
+            self.assertTrue(res.is_error, name)
+            self.assertIn("cannot be overridden", res.content, name)
+            self.assertIn("The command did not run", res.content, name)
+
     # -- 3. medium: LANGUAGE loads a message catalog from the workspace --------------
 
     async def test_language_override_loads_catalog_from_workspace(self) -> None:

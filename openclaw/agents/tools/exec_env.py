@@ -14,7 +14,8 @@ exec allowlist (``git diff`` with ``GIT_EXTERNAL_DIFF`` runs any program). A
 ``PAGER`` or ``GIT_PAGER`` of ``cat`` or nothing is allowed, as an empty value.
 Refused too are the variables that change how a program parses its arguments
 (``POSIXLY_CORRECT``: :data:`BLOCKED_ARGUMENT_PARSING`), which the allowlist's
-safe-bin profiles depend on.
+safe-bin profiles depend on, and those that make ``bash -c`` read the
+operator's startup files (``SSH_CLIENT``: :data:`BLOCKED_SHELL_STARTUP`).
 """
 
 from __future__ import annotations
@@ -120,6 +121,15 @@ BLOCKED_OVERRIDE_ONLY = _names(
 BLOCKED_ARGUMENT_PARSING = _names(
     "POSIXLY_CORRECT POSIX_ME_HARDER _POSIX2_VERSION GREP_OPTIONS EXECIGNORE"
 )
+#: Names that make a shell read startup files: Debian's bash (built with
+#: ``SSH_SOURCE_BASHRC``) sources ``/etc/bash.bashrc`` and ``~/.bashrc`` even
+#: for ``bash -c`` when ``SSH_CLIENT`` or ``SSH2_CLIENT`` is set and ``SHLVL``
+#: is below 2, so ``bash -c true`` would run whatever the operator's rc runs
+#: before its interactivity guard, and the script would get its ``PATH``,
+#: functions and aliases. ``SSH_CONNECTION`` and ``SSH_TTY`` do not trigger
+#: it (bash 5.2) but say the same thing to other programs. Stricter than
+#: OpenClaw.
+BLOCKED_SHELL_STARTUP = _names("SSH_CLIENT SSH2_CLIENT SSH_CONNECTION SSH_TTY SHLVL")
 #: glibc's per-process ``getopt`` hint (``_<pid>_GNU_nonoption_argv_flags_``).
 _GETOPT_HINT = re.compile(r"^_[0-9]+_GNU_NONOPTION_ARGV_FLAGS_$")
 #: Prefixes blocked everywhere (loader, exported bash functions) and for overrides.
@@ -150,6 +160,7 @@ def is_blocked_override(name: str, value: str | None = None) -> bool:
         or upper in BLOCKED_EVERYWHERE
         or upper in BLOCKED_OVERRIDE_ONLY
         or upper in BLOCKED_ARGUMENT_PARSING
+        or upper in BLOCKED_SHELL_STARTUP
         or bool(_GETOPT_HINT.match(upper))
         or upper.startswith(BLOCKED_PREFIXES)
         or upper.startswith(BLOCKED_OVERRIDE_PREFIXES)
