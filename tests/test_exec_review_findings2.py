@@ -192,6 +192,37 @@ class ExecReview2Findings(TestCase):
         res = await self.call(tool, "tr a", env={"LANGUAGE": language})
         self.assertNotIn("HIJACKED", res.content, "tr used the workspace's format string")
 
+    async def test_locale_and_zone_paths_are_refused_plain_values_run(self) -> None:
+        """``LOCPATH``, ``NLSPATH``, ``TZDIR`` and ``GCONV_PATH`` are refused
+        whatever their value, and so is a ``LANG``/``LANGUAGE``/``LC_*`` value
+        with a ``/`` or ``..`` and a ``TZ`` that is a path; ordinary locale and
+        zone values still run."""
+        tool = self.make()
+        for env in (
+            {"LOCPATH": "xx"},
+            {"NLSPATH": "xx/%N"},
+            {"TZDIR": "zones"},
+            {"GCONV_PATH": "xx"},
+            {"LANG": "../xx"},
+            {"LC_MESSAGES": self.ws + "/xx"},
+            {"LC_ALL": "..xx"},
+            {"LANGUAGE": "en:../../xx"},
+            {"TZ": "/tmp/zone"},
+            {"TZ": ":" + self.ws + "/zone"},
+            {"TZ": "Europe/../../../tmp/zone"},
+        ):
+            res = await self.call(tool, "pwd", env=env)
+            self.assertTrue(res.is_error, env)
+            self.assertIn("The command did not run", res.content, env)
+        for env in (
+            {"LANG": "C.UTF-8", "LANGUAGE": "en_GB:en", "LC_ALL": "C"},
+            {"TZ": "Europe/Berlin"},
+            {"TZ": "UTC0"},
+        ):
+            res = await self.call(tool, "pwd", env=env)
+            self.assertFalse(res.is_error, f"{env}: {res.content}")
+            self.assertEqual(res.content.strip(), self.ws)
+
     # -- 4. low: harmless commands the newest fixes refuse ---------------------------
 
     async def test_slash_inside_a_pattern_or_delimiter_is_not_a_path(self) -> None:

@@ -15,7 +15,10 @@ exec allowlist (``git diff`` with ``GIT_EXTERNAL_DIFF`` runs any program). A
 Refused too are the variables that change how a program parses its arguments
 (``POSIXLY_CORRECT``: :data:`BLOCKED_ARGUMENT_PARSING`), which the allowlist's
 safe-bin profiles depend on, and those that make ``bash -c`` read the
-operator's startup files (``SSH_CLIENT``: :data:`BLOCKED_SHELL_STARTUP`).
+operator's startup files (``SSH_CLIENT``: :data:`BLOCKED_SHELL_STARTUP`),
+and those that make glibc read locale data or message catalogs from another
+directory (``LOCPATH``, ``NLSPATH``, ``TZDIR``, and a ``LANGUAGE``, ``LANG``,
+``LC_*`` or ``TZ`` value that is a path: :func:`path_like_locale`).
 """
 
 from __future__ import annotations
@@ -130,6 +133,33 @@ BLOCKED_ARGUMENT_PARSING = _names(
 #: it (bash 5.2) but say the same thing to other programs. Stricter than
 #: OpenClaw.
 BLOCKED_SHELL_STARTUP = _names("SSH_CLIENT SSH2_CLIENT SSH_CONNECTION SSH_TTY SHLVL")
+#: Names that make glibc or gettext read locale data, message catalogs or
+#: time zones from a directory of the caller's choosing: a message catalog
+#: holds the ``printf`` formats a program prints with (``%n`` writes memory),
+#: so one in the workspace is code for every localized program (the safe
+#: bins, ``ls``, ``git``). Stricter than OpenClaw; ``GCONV_PATH`` is in
+#: :data:`BLOCKED_EVERYWHERE`.
+BLOCKED_LOCALE_PATHS = _names("LOCPATH NLSPATH TZDIR")
+#: Locale names gettext builds a path from
+#: (``/usr/share/locale/<LANGUAGE>/LC_MESSAGES/<domain>.mo``): glibc refuses
+#: a ``/`` in them only for setuid programs, so their values may name no path.
+_LOCALE_NAMES = frozenset({"LANG", "LANGUAGE"})
+
+
+def path_like_locale(name: str, value: str) -> bool:
+    """Whether ``value`` of locale variable ``name`` (``LANG``, ``LANGUAGE``,
+    ``LC_*``, ``TZ``) names a file rather than a locale or a zone: a ``/`` or
+    ``..`` in a locale name (``LANGUAGE=../../../<workspace>/xx`` loaded the
+    workspace's ``xx/LC_MESSAGES/coreutils.mo``), a ``TZ`` that is a path
+    (``/x``, ``:/x``) or climbs out of the zone directory (``..``)."""
+    upper = name.upper()
+    if upper in _LOCALE_NAMES or upper.startswith("LC_"):
+        return "/" in value or ".." in value
+    if upper == "TZ":
+        return value.removeprefix(":").startswith("/") or ".." in value
+    return False
+
+
 #: glibc's per-process ``getopt`` hint (``_<pid>_GNU_nonoption_argv_flags_``).
 _GETOPT_HINT = re.compile(r"^_[0-9]+_GNU_NONOPTION_ARGV_FLAGS_$")
 #: Prefixes blocked everywhere (loader, exported bash functions) and for overrides.
@@ -161,6 +191,8 @@ def is_blocked_override(name: str, value: str | None = None) -> bool:
         or upper in BLOCKED_OVERRIDE_ONLY
         or upper in BLOCKED_ARGUMENT_PARSING
         or upper in BLOCKED_SHELL_STARTUP
+        or upper in BLOCKED_LOCALE_PATHS
+        or (value is not None and path_like_locale(upper, value))
         or bool(_GETOPT_HINT.match(upper))
         or upper.startswith(BLOCKED_PREFIXES)
         or upper.startswith(BLOCKED_OVERRIDE_PREFIXES)
@@ -231,6 +263,7 @@ def parse_overrides(value: Any) -> dict[str, str]:
         raise ToolArgumentError(f"env has too many entries (limit {MAX_ENV_OVERRIDES})")
     out: dict[str, str] = {}
     blocked: list[str] = []
+    pathlike: list[str] = []
     secret: list[str] = []
     for name, item in value.items():
         if not isinstance(name, str) or not _NAME.match(name):
@@ -238,7 +271,9 @@ def parse_overrides(value: Any) -> dict[str, str]:
         if not isinstance(item, str):
             raise ToolArgumentError(f"env.{name} must be a string")
         text = check_text(f"env.{name}", item, MAX_ENV_VALUE)
-        if is_blocked_override(name, text):
+        if path_like_locale(name, text):
+            pathlike.append(name)
+        elif is_blocked_override(name, text):
             blocked.append(name)
         elif is_secret_name(name):
             secret.append(name)
@@ -250,6 +285,11 @@ def parse_overrides(value: Any) -> dict[str, str]:
             f"{', '.join(sorted(blocked))}: cannot be overridden for host execution "
             "(the host environment policy blocks variables that make programs run "
             "other code or read other configuration)"
+        )
+    if pathlike:
+        problems.append(
+            f"{', '.join(sorted(pathlike))}: a locale or time zone value may not be a path "
+            "(no '/' or '..'): programs would load their messages from it"
         )
     if secret:
         problems.append(
