@@ -282,3 +282,29 @@ class ExecReview2Findings(TestCase):
             res = await self.call(tool, command)
             self.assertFalse(res.is_error, f"{command!r}: {res.content}")
             self.assertEqual(res.content.strip(), expected, command)
+
+    async def test_head_and_tail_counts_must_be_numbers(self) -> None:
+        """A ``-n``/``-c`` value of ``head`` or ``tail`` is a count: a sign,
+        digits and a GNU size suffix; anything else is a miss, in every
+        spelling. Counts run as before."""
+        tool = self.make("/usr/bin/printf")
+        for command in (
+            "tail -c f",
+            "tail --bytes=f",
+            "tail -c -",
+            "head -n x",
+            "head -nk",
+            "tail -n f",
+            "tail --lines f",
+            "head -c 5f",
+        ):
+            res = await self.call(tool, command)
+            self.assertIn(DENIED, res.content, command)
+        for command, expected in (
+            ("printf 'a\\nb\\nc\\n' | head -n -1 | tail -n +2", "b"),
+            ("printf abcdef | head -c 1KiB | tail -c4", "cdef"),
+            ("printf 'a\\nb\\n' | tail --lines=1", "b"),
+        ):
+            res = await self.call(tool, command)
+            self.assertFalse(res.is_error, f"{command!r}: {res.content}")
+            self.assertEqual(res.content.strip(), expected, command)

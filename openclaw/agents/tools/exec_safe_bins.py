@@ -30,6 +30,7 @@ no separate value.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Final
 
@@ -53,6 +54,8 @@ class SafeBinProfile:
     max_positional: int | None = 0
     #: Long flags that take a value only as ``--flag=value`` (GNU optional arguments).
     inline_only_flags: frozenset[str] = _NONE
+    #: Value flags whose value must be a count (:data:`COUNT`).
+    count_flags: frozenset[str] = _NONE
     known_long: frozenset[str] = field(init=False)
 
     @known_long.default
@@ -79,6 +82,7 @@ def _profile(
     min_positional: int = 0,
     max_positional: int | None = 0,
     inline_only: Sequence[str] = (),
+    counts: Sequence[str] = (),
 ) -> SafeBinProfile:
     return SafeBinProfile(
         frozenset(values),
@@ -87,6 +91,7 @@ def _profile(
         min_positional,
         max_positional,
         frozenset(inline_only),
+        frozenset(counts),
     )
 
 
@@ -99,6 +104,8 @@ _GREP_VALUES: Final = (
     "--devices", "--binary-files", "--exclude", "--include", "--label",
     "-e", "-m", "-A", "-B", "-C", "-D",
 )  # fmt: skip
+#: ``head``/``tail``'s ``-n``/``-c``: their values must be counts.
+_HEAD_COUNTS: Final = ("--lines", "--bytes", "-n", "-c")
 _HEAD_BOOLEANS: Final = (
     "--quiet", "--silent", "--verbose", "--zero-terminated", "-q", "-v", "-z",
 )  # fmt: skip
@@ -139,7 +146,7 @@ SAFE_BIN_PROFILES: Final[Mapping[str, SafeBinProfile]] = {
         ),
         inline_only=("--group",),
     ),
-    "head": _profile(("--lines", "--bytes", "-n", "-c"), _HEAD_BOOLEANS),
+    "head": _profile(_HEAD_COUNTS, _HEAD_BOOLEANS, counts=_HEAD_COUNTS),
     "tail": _profile(
         (
             "--lines", "--bytes", "--sleep-interval", "--max-unchanged-stats", "--pid",
@@ -147,6 +154,7 @@ SAFE_BIN_PROFILES: Final[Mapping[str, SafeBinProfile]] = {
         ),
         _HEAD_BOOLEANS,
         ("--follow", "--retry", "-F", "-f"),
+        counts=_HEAD_COUNTS,
     ),
     "tr": _profile(
         booleans=(
@@ -170,6 +178,13 @@ SAFE_BIN_PROFILES: Final[Mapping[str, SafeBinProfile]] = {
 NEVER_SAFE_BINS: Final = frozenset({"awk", "gawk", "gsed", "jq", "mawk", "nawk", "sed"})
 
 _NOT_LITERAL: Final = frozenset("$`*?[]{}~\\\n\r")
+#: A ``head``/``tail`` count as GNU reads it: a sign, digits and a size
+#: suffix (``b``, ``K``, ``kB``, ``KiB``, ``M`` ...). Digits are required:
+#: with one argument GNU ``tail`` reads ``-cf`` in its obsolete form (ten
+#: bytes and ``-f``, follow), not as ``-c`` with the value ``f``, and the
+#: obsolete form's letters (``b``, ``c``, ``l``, ``f``) follow no digits of
+#: a ``-c`` value: ``tail -c5f`` is ``-c`` with the (bad) count ``5f``.
+COUNT: Final = re.compile(r"[+-]?[0-9]+(?:b|[kKmMGTPEZYRQ](?:B|iB)?)?")
 
 
 def literal_value(value: str) -> bool:
@@ -237,9 +252,11 @@ def _long_option(profile: SafeBinProfile, args: Sequence[str], i: int) -> int | 
     if canonical in profile.inline_only_flags:
         return 1 if not eq or literal_value(inline) else None
     if eq:
-        return 1 if canonical in profile.value_flags and literal_value(inline) else None
+        return (
+            1 if canonical in profile.value_flags and _value(profile, canonical, inline) else None
+        )
     if canonical in profile.value_flags:
-        return 2 if i + 1 < len(args) and _value(args[i + 1]) else None
+        return 2 if i + 1 < len(args) and _separate_value(profile, canonical, args[i + 1]) else None
     return 1
 
 
@@ -252,13 +269,23 @@ def _short_cluster(profile: SafeBinProfile, args: Sequence[str], i: int) -> int 
         if flag in profile.value_flags:
             rest = cluster[j + 1 :]
             if rest:
-                return 1 if literal_value(rest) else None
-            return 2 if i + 1 < len(args) and _value(args[i + 1]) else None
+                return 1 if _value(profile, flag, rest) else None
+            return 2 if i + 1 < len(args) and _separate_value(profile, flag, args[i + 1]) else None
         if flag not in profile.boolean_flags:
             return None
     return 1
 
 
-def _value(token: str) -> bool:
-    """A separate option value: literal, or ``-`` (OpenClaw accepts it)."""
-    return token == "-" or literal_value(token)
+def _value(profile: SafeBinProfile, flag: str, value: str) -> bool:
+    """``value`` of ``flag``: a count for a count flag, else literal."""
+    if flag in profile.count_flags:
+        return COUNT.fullmatch(value) is not None
+    return literal_value(value)
+
+
+def _separate_value(profile: SafeBinProfile, flag: str, token: str) -> bool:
+    """A separate option value: as :func:`_value`, or ``-`` (OpenClaw accepts
+    it) for a flag that takes no count."""
+    if token == "-" and flag not in profile.count_flags:
+        return True
+    return _value(profile, flag, token)
