@@ -210,8 +210,10 @@ class ExecReviewFindings(TestCase):
             self.assertIn("cannot be overridden", res.content, name)
 
     async def test_options_after_an_operand_and_path_values_are_refused(self) -> None:
-        """Whatever the environment: no option after ``-`` or an operand, and
-        no value with a ``/`` or that is ``..``."""
+        """Whatever the environment: no option after ``-`` or an operand, no
+        operand with a ``/`` or that is ``..``, and no head/tail count that is
+        a path. (A ``/`` in another flag's value is fine since the second
+        review: test_exec_review_findings2.py.)"""
         tool = self.make()
         for command in (
             "true | head - -n secret",
@@ -224,14 +226,11 @@ class ExecReviewFindings(TestCase):
             "true | head -n d/../../outside",
             "true | head -n d/x",
             "true | head --lines=a/b",
-            "true | cut -d a/ -f 1",
             "true | tr a/b c",
             "true | tr .. x",
             "true | head -n ..",
             # A lone / too (OpenClaw refuses a leading one).
             "true | tr / _",
-            "true | cut -d / -f 2",
-            "true | cut -d/ -f1",
         ):
             await self.assert_denied(tool, command)
         self.assertFalse(os.path.exists(os.path.join(self.ws, "-c")))

@@ -308,3 +308,32 @@ class ExecReview2Findings(TestCase):
             res = await self.call(tool, command)
             self.assertFalse(res.is_error, f"{command!r}: {res.content}")
             self.assertEqual(res.content.strip(), expected, command)
+
+    async def test_a_slash_in_a_flag_value_runs_in_an_operand_it_does_not(self) -> None:
+        """Every profile value flag takes a required argument, so its value is
+        never a file operand: ``/`` and ``..`` are fine there. An operand (``tr``'s
+        sets) still names no path, and no option may follow one."""
+        tool = self.make("/usr/bin/printf", safe_bins=(*DEFAULT_SAFE_BINS, "grep", "sort"))
+        for command, expected in (
+            ("printf a/b | cut -d / -f 2", "b"),
+            ("printf a/b | cut -d/ -f1", "a"),
+            ("printf 'x/1\\ny/0\\n' | sort -t / -k 2", "y/0\nx/1"),
+            ("printf 'a..b\\n' | grep -e ..b", "a..b"),
+            ("printf 'a\\n' | grep --label=/etc/passwd -e a", "a"),
+        ):
+            res = await self.call(tool, command)
+            self.assertFalse(res.is_error, f"{command!r}: {res.content}")
+            self.assertEqual(res.content.strip(), expected, command)
+        self.write("secret", "TOP SECRET\n")
+        for command in (
+            "printf a | tr / _",
+            "printf a | tr .. x",
+            "printf a | tr a d/../secret",
+            "printf a | grep -e a secret",
+            "printf a | grep -e a -- d/../secret",
+            "printf a | cut -d / -f 1 - secret",
+            "printf a | head -c 5 d/../secret",
+        ):
+            res = await self.call(tool, command)
+            self.assertIn(DENIED, res.content, command)
+            self.assertNotIn("TOP SECRET", res.content, command)

@@ -13,14 +13,16 @@ closed: an unknown short flag, an unknown long one, an abbreviated long one
 (stricter than OpenClaw, which resolves an unambiguous prefix among the
 profile's flags, as GNU ``getopt_long`` does among the program's: the
 program may know an exact flag by that name, ``grep --binary``, which takes
-no value), a denied one in a cluster (``-fn5``), and any value or
-positional the shell would expand or that names a path.
+no value), a denied one in a cluster (``-fn5``), any value or positional
+the shell would expand, a positional that names a path, and a ``head``/``tail``
+count that is no number (:data:`COUNT`).
 
 A value must be literal, since the shell runs the command: no ``$``, no
-backquote, no glob or brace character (``*?[]{}``), no ``~``, no ``/``, not ``..``,
-not empty. OpenClaw rewrites safe-bin words to
-literals when it runs them and so accepts a quoted ``'$'``, ``'{'`` or
-``'~x'``; the command is not rewritten here, so they are refused.
+backquote, no glob or brace character (``*?[]{}``), no ``~``, not empty; an
+operand must also name no path (no ``/``, not ``..``), while a flag's value
+may (it is never a file: :func:`literal_value`). OpenClaw rewrites safe-bin
+words to literals when it runs them and so accepts a quoted ``'$'``, ``'{'``
+or ``'~x'``; the command is not rewritten here, so they are refused.
 
 One difference, on purpose: GNU ``uniq --group`` takes its METHOD only as
 ``--group=METHOD``. OpenClaw's profile reads ``uniq --group in`` as the
@@ -188,17 +190,25 @@ COUNT: Final = re.compile(r"[+-]?[0-9]+(?:b|[kKmMGTPEZYRQ](?:B|iB)?)?")
 
 
 def literal_value(value: str) -> bool:
-    """A value or positional the shell passes as written and that names no path.
+    """A flag's value the shell passes as written.
 
     A backslash is refused as well: it is either an escape the shell removed
     (so the word was not written as it reads) or one ``tr`` itself interprets.
-    No value is meant to be a path, so none may hold a ``/`` (``d/../../x``
-    names a file outside the workspace; OpenClaw refuses only a leading
-    one) or be ``..``.
+    A ``/`` or ``..`` is fine (``grep -e src/``, ``cut -d /``): every value
+    flag of a profile takes a required argument in GNU ``getopt``, so the
+    value is never a file operand (no option may follow an operand, and
+    ``POSIXLY_CORRECT`` cannot be set), and no profile flag names a file
+    (those are denied).
     """
-    if not value or any(ch in _NOT_LITERAL for ch in value):
-        return False
-    return "/" not in value and value != ".."
+    return bool(value) and not any(ch in _NOT_LITERAL for ch in value)
+
+
+def literal_operand(value: str) -> bool:
+    """An operand: a literal value (:func:`literal_value`) that names no path.
+    No operand is meant to be a file (only ``tr`` takes operands, its sets),
+    so none may hold a ``/`` (``d/../../x`` names a file outside the
+    workspace; OpenClaw refuses only a leading one) or be ``..``."""
+    return literal_value(value) and "/" not in value and value != ".."
 
 
 def safe_bin_arguments(name: str, args: Sequence[str]) -> bool:
@@ -237,7 +247,7 @@ def safe_bin_arguments(name: str, args: Sequence[str]) -> bool:
                 return False
             i += step
     operands = [p for p in positional if p != "-"]
-    if not all(literal_value(p) for p in operands):
+    if not all(literal_operand(p) for p in operands):
         return False
     if len(operands) < profile.min_positional:
         return False
