@@ -17,8 +17,11 @@ Refused too are the variables that change how a program parses its arguments
 safe-bin profiles depend on, and those that make ``bash -c`` read the
 operator's startup files (``SSH_CLIENT``: :data:`BLOCKED_SHELL_STARTUP`),
 and those that make glibc read locale data or message catalogs from another
-directory (``LOCPATH``, ``NLSPATH``, ``TZDIR``, and a ``LANGUAGE``, ``LANG``,
-``LC_*`` or ``TZ`` value that is a path: :func:`path_like_locale`).
+directory (``LOCPATH``, ``NLSPATH``, ``TZDIR``, ``TEXTDOMAINDIR``, and a
+``LANGUAGE``, ``LANG``, ``LC_*`` or ``TZ`` value that is a path:
+:func:`path_like_locale`), ``TMPDIR``, and a ``LC_ALL``, ``LC_CTYPE`` or
+``LANG`` whose character set is not UTF-8 (:func:`unsafe_charset`; such a
+value in the gateway's own environment is not passed on either).
 """
 
 from __future__ import annotations
@@ -139,7 +142,16 @@ BLOCKED_SHELL_STARTUP = _names("SSH_CLIENT SSH2_CLIENT SSH_CONNECTION SSH_TTY SH
 #: so one in the workspace is code for every localized program (the safe
 #: bins, ``ls``, ``git``). Stricter than OpenClaw; ``GCONV_PATH`` is in
 #: :data:`BLOCKED_EVERYWHERE`.
-BLOCKED_LOCALE_PATHS = _names("LOCPATH NLSPATH TZDIR")
+BLOCKED_LOCALE_PATHS = _names("LOCPATH NLSPATH TZDIR TEXTDOMAIN TEXTDOMAINDIR")
+#: Where programs put temporary files: ``TMPDIR`` is ``sort -T`` (denied as a
+#: flag), so with ``sort`` a safe bin the model could leave files of its
+#: choosing (``sort -S 1b`` spills every line) in any directory the gateway
+#: can write. Stricter than OpenClaw.
+BLOCKED_TEMP_DIRS = _names("TMPDIR")
+#: The variables that choose the character set a shell reads its script in.
+_CTYPE_NAMES = frozenset({"LC_ALL", "LC_CTYPE", "LANG"})
+#: A locale's codeset part (``ll_CC.<codeset>@modifier``).
+_CODESET = re.compile(r"\.([^@]*)")
 #: Locale names gettext builds a path from
 #: (``/usr/share/locale/<LANGUAGE>/LC_MESSAGES/<domain>.mo``): glibc refuses
 #: a ``/`` in them only for setuid programs, so their values may name no path.
@@ -158,6 +170,21 @@ def path_like_locale(name: str, value: str) -> bool:
     if upper == "TZ":
         return value.removeprefix(":").startswith("/") or ".." in value
     return False
+
+
+def unsafe_charset(name: str, value: str) -> bool:
+    """Whether locale variable ``name`` set to ``value`` may select a character
+    set other than UTF-8 or ASCII. bash reads its ``-c`` script in the
+    locale's encoding: in Big5, GBK or GB18030 a byte ``\\`` can end a
+    two-byte character, so ``true 䡡\\;touch x`` (one safe word to the
+    policy, which reads UTF-8) runs ``touch x``. ``C``, ``POSIX`` and names
+    whose codeset is UTF-8 are safe; a name without one (``zh_TW``) takes the
+    language's default, which may be Big5."""
+    if name.upper() not in _CTYPE_NAMES or value in ("", "C", "POSIX"):
+        return False
+    match = _CODESET.search(value)
+    codeset = match.group(1).lower().replace("-", "") if match else ""
+    return codeset != "utf8"
 
 
 #: glibc's per-process ``getopt`` hint (``_<pid>_GNU_nonoption_argv_flags_``).
@@ -192,7 +219,9 @@ def is_blocked_override(name: str, value: str | None = None) -> bool:
         or upper in BLOCKED_ARGUMENT_PARSING
         or upper in BLOCKED_SHELL_STARTUP
         or upper in BLOCKED_LOCALE_PATHS
+        or upper in BLOCKED_TEMP_DIRS
         or (value is not None and path_like_locale(upper, value))
+        or (value is not None and unsafe_charset(upper, value))
         or bool(_GETOPT_HINT.match(upper))
         or upper.startswith(BLOCKED_PREFIXES)
         or upper.startswith(BLOCKED_OVERRIDE_PREFIXES)
@@ -231,11 +260,13 @@ def build_env(
     env: dict[str, str] = {}
     for name in passthrough:
         value = source.get(name)
-        if value is None or leaks(value) or is_secret_name(name):
+        if value is None or leaks(value) or is_secret_name(name) or unsafe_charset(name, value):
             continue
         env[name] = value
     for name, value in source.items():
-        if name.startswith("LC_") and not is_secret_name(name) and not leaks(value):
+        if not name.startswith("LC_") or is_secret_name(name) or leaks(value):
+            continue
+        if not unsafe_charset(name, value):
             env[name] = value
     prepend = [p for p in path_prepend if p]
     if prepend:
@@ -264,6 +295,7 @@ def parse_overrides(value: Any) -> dict[str, str]:
     out: dict[str, str] = {}
     blocked: list[str] = []
     pathlike: list[str] = []
+    charset: list[str] = []
     secret: list[str] = []
     for name, item in value.items():
         if not isinstance(name, str) or not _NAME.match(name):
@@ -273,6 +305,8 @@ def parse_overrides(value: Any) -> dict[str, str]:
         text = check_text(f"env.{name}", item, MAX_ENV_VALUE)
         if path_like_locale(name, text):
             pathlike.append(name)
+        elif unsafe_charset(name, text):
+            charset.append(name)
         elif is_blocked_override(name, text):
             blocked.append(name)
         elif is_secret_name(name):
@@ -290,6 +324,11 @@ def parse_overrides(value: Any) -> dict[str, str]:
         problems.append(
             f"{', '.join(sorted(pathlike))}: a locale or time zone value may not be a path "
             "(no '/' or '..'): programs would load their messages from it"
+        )
+    if charset:
+        problems.append(
+            f"{', '.join(sorted(charset))}: only a UTF-8 locale (or C/POSIX) may be set: "
+            "the shell would read the command in another character set than it was checked in"
         )
     if secret:
         problems.append(
