@@ -10,7 +10,7 @@ from typing import Any
 from attrs import evolve
 from twisted.trial.unittest import SynchronousTestCase
 
-from openclaw.agents.model_retry import RetryBudget
+from openclaw.agents.model_retry import RetryBudget, message_hint
 from openclaw.agents.types import FailureKind, LifecycleEvent, ProviderError, RunAbortedError
 from openclaw.config import ConfigError, config_from_mapping
 from openclaw.config.model import AgentDefaults, ModelRetryConfig
@@ -83,6 +83,30 @@ class ScheduleTests(SynchronousTestCase):
         ):
             error = ProviderError(kind, "no")
             self.assertIsNone(self.budget().delay(error, now=0.0, can_fall_back=False), kind)
+
+    def test_a_wait_stated_in_the_message_is_a_minimum(self) -> None:
+        for message, seconds in (
+            ("Rate limit reached. Please try again in 20s.", 20.0),
+            ("Please try again in 1.5 seconds", 1.5),
+            ("try again in 6ms", 0.006),
+            ("overloaded; retry after 2 minutes", 120.0),
+            ("Retry-After: 7", 7.0),
+        ):
+            self.assertEqual(message_hint(message), seconds, message)
+        self.assertIsNone(message_hint("slow down"))
+        error = ProviderError(FailureKind.RATE_LIMIT, "Please try again in 20s.", status=429)
+        self.assertEqual(self.budget().delay(error, now=0.0, can_fall_back=False), 20.0)
+
+    def test_a_long_window_rate_limit_is_not_retried(self) -> None:
+        for message in (
+            "You exceeded your current quota, please check your plan",
+            "Limit 10000 requests per day (RPD) reached",
+            "weekly usage limit exhausted",
+        ):
+            error = ProviderError(FailureKind.RATE_LIMIT, message, status=429)
+            self.assertIsNone(self.budget().delay(error, now=0.0, can_fall_back=True), message)
+        minute = ProviderError(FailureKind.RATE_LIMIT, "daily burst: 60 requests per minute")
+        self.assertEqual(self.budget().delay(minute, now=0.0, can_fall_back=True), 1.0)
 
     def test_max_retries_zero_turns_retries_off(self) -> None:
         budget = self.budget(max_retries=0)

@@ -103,6 +103,8 @@ class LoopDeps:
     max_steps: int = DEFAULT_MAX_STEPS
     #: The session entry's ``memoryFlush`` field, as stored (the flush's cycle).
     memory_flush_row: object = None
+    #: The run's time limit in seconds (0: none): a memory flush takes at most half.
+    run_timeout: float = 0.0
 
 
 @frozen
@@ -197,6 +199,7 @@ class TurnLoop:
             storage_agent=deps.storage_agent,
             run_id=request.run_id,
             row=deps.memory_flush_row,
+            run_timeout=deps.run_timeout,
         )
         self._flushing: Deferred[None] | None = None
         self.model_ref: ModelRef | None = None

@@ -176,6 +176,7 @@ class MemoryFlush:
         storage_agent: str,
         run_id: str,
         row: Any,
+        run_timeout: float = 0.0,
     ) -> None:
         """:param row: the session entry's ``memoryFlush`` field, as stored."""
         self._config = config
@@ -188,6 +189,7 @@ class MemoryFlush:
         self._session_key = session_key
         self._agent = storage_agent
         self._run_id = run_id
+        self._run_timeout = run_timeout
         mark = row if isinstance(row, Mapping) and row.get("sessionId") == session_id else {}
         self._mark: dict[str, Any] = dict(mark)
         self._changed = False
@@ -293,13 +295,20 @@ class MemoryFlush:
 
         def failed(failure: Failure) -> Failure | None:
             self._turn = None
+            # A flush the run's end stopped counts as a failure too: else a
+            # flush slower than the run's limit would start again, and time
+            # out the run again, on every later turn of the session.
+            self._failed(cycle, failure)
             if isinstance(failure.value, CancelledError):
                 return failure
-            self._failed(cycle, failure)
             return None
 
         flushing = turn.start()
-        timeout = self._config.agents.defaults.compaction.timeout_seconds
+        limits = [self._config.agents.defaults.compaction.timeout_seconds]
+        if self._run_timeout > 0:
+            # Half the run at most, so the turn itself still has time to answer.
+            limits.append(self._run_timeout / 2)
+        timeout = min(t for t in limits if t > 0) if any(t > 0 for t in limits) else 0
         if timeout > 0:
             # A stuck flush call must not hold the turn (it would time the run out).
             flushing.addTimeout(timeout, self._clock)

@@ -235,9 +235,7 @@ class Run:
             return
         self.state = "running"
         self.started_at = self._now()
-        timeout = self.request.timeout_seconds
-        if timeout is None:
-            timeout = self._spec.timeout_seconds
+        timeout = self._run_timeout()
         if timeout > 0:
             self._timeout_call = self._clock.callLater(timeout, self._timed_out, timeout)
         self._emit(
@@ -322,6 +320,7 @@ class Run:
                 compactor=services.compactor,
                 max_steps=services.max_steps,
                 memory_flush_row=self._flush_row,
+                run_timeout=self._run_timeout(),
             ),
             system_prompt=plan.system_prompt,
             tools=self._tools,
@@ -442,6 +441,11 @@ class Run:
         if loop is not None and loop.model_ref is not None:
             self.model_ref = loop.model_ref
         return self.model_ref
+
+    def _run_timeout(self) -> float:
+        """The run's time limit in seconds (0: none)."""
+        timeout = self.request.timeout_seconds
+        return self._spec.timeout_seconds if timeout is None else timeout
 
     def _timed_out(self, seconds: float) -> None:
         self._timeout_call = None

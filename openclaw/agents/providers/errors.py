@@ -27,6 +27,10 @@ from openclaw.core.textguard import scrub_text
 
 #: Upstream messages are cut to this many characters.
 MAX_MESSAGE_CHARS = 500
+#: Failures whose ``retry-after`` is kept: a rate limit, or an overloaded or
+#: failing upstream asking for a pause (the same-model retry waits at least
+#: that long; an HTTP client is told it).
+_PACED_KINDS = frozenset({FailureKind.RATE_LIMIT, FailureKind.OVERLOADED, FailureKind.SERVER_ERROR})
 
 _CONTEXT_WORDS = re.compile(
     r"context[_ ]length[_ ]exceeded|maximum context length|prompt is too long"
@@ -203,7 +207,7 @@ def classify_payload(
         bound_message(text, secrets),
         status=status,
         code=None if tag is None else scrub_text(tag),
-        retry_after_seconds=retry_after_seconds if kind is FailureKind.RATE_LIMIT else None,
+        retry_after_seconds=retry_after_seconds if kind in _PACED_KINDS else None,
     )
 
 
