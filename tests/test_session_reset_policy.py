@@ -329,16 +329,17 @@ class ResetConfigTests(SynchronousTestCase):
         self.assertEqual(config.session.reset_by_channel["discord"], idle(10080))
 
     def test_bad_values(self) -> None:
-        """atHour outside 0-23, idleMinutes <= 0, an unknown mode, an unknown
-        key or chat type are each named."""
+        """atHour outside 0-23, a negative idleMinutes, an unknown mode, an
+        unknown key or chat type are each named (idleMinutes 0 is OpenClaw's
+        "no idle limit")."""
         text = self.problems(
-            '{session: {reset: {mode: "weekly", atHour: 24, idleMinutes: 0, every: 1},'
+            '{session: {reset: {mode: "weekly", atHour: 24, idleMinutes: -5, every: 1},'
             " resetByType: {room: {}, direct: {atHour: -1}}}}"
         )
         for line in (
             'session.reset.mode: expected one of none, daily, idle, got "weekly"',
             "session.reset.atHour: expected an integer 0..23, got 24",
-            "session.reset.idleMinutes: expected an integer >= 1, got 0",
+            "session.reset.idleMinutes: expected an integer >= 0, got -5",
             "session.reset.every: not a reset policy key",
             "session.resetByType.room: expected one of direct, group, thread",
             "session.resetByType.direct.atHour: expected an integer 0..23, got -1",

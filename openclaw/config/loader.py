@@ -541,8 +541,9 @@ def _build_session(r: _Reader, value: Any) -> SessionConfig:
 
 def _reset_policy(r: _Reader, value: Any, path: str) -> SessionResetConfig | None:
     """One ``session.reset``-shaped object (OpenClaw's schema: ``mode`` one of
-    none/daily/idle, ``atHour`` an integer 0-23, ``idleMinutes`` a positive
-    integer; other keys are refused, as OpenClaw's strict schema does)."""
+    none/daily/idle, ``atHour`` an integer 0-23, ``idleMinutes`` an integer
+    >= 0, 0 meaning no idle limit as in OpenClaw; other keys are refused, as
+    OpenClaw's strict schema does)."""
     if value is None:
         return None
     if not isinstance(value, dict):
@@ -553,7 +554,7 @@ def _reset_policy(r: _Reader, value: Any, path: str) -> SessionResetConfig | Non
             r.problem(f"{path}.{key}", "not a reset policy key (mode, atHour, idleMinutes)")
     mode: ResetMode | None = r.choice(value, "mode", path, _RESET_MODES)
     at_hour = r.optional_integer(value, "atHour", path, minimum=0, maximum=23)
-    idle = r.optional_integer(value, "idleMinutes", path, minimum=1)
+    idle = r.optional_integer(value, "idleMinutes", path, minimum=0)
     return SessionResetConfig(mode=mode, at_hour=at_hour, idle_minutes=idle)
 
 
