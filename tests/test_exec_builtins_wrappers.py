@@ -112,9 +112,9 @@ class BuiltinsAndWrappersTests(TestCase):
 
     def wrapper_commands(self) -> list[str]:
         return [
-            "timeout 30 git --version",
+            "timeout --foreground 30 git --version",
             "timeout -s KILL --foreground 5 git --version",
-            "timeout --kill-after=2 5 git --version",
+            "timeout --foreground --kill-after=2 5 git --version",
             "nice git --version",
             "nice -n 5 git --version",
             "nice -5 git --version",
@@ -127,10 +127,10 @@ class BuiltinsAndWrappersTests(TestCase):
             "command git --version",
             "command -- git --version",
             "exec git --version",
-            "/usr/bin/timeout 5 git --version",
-            "timeout 5 nice -n 1 env git --version",
+            "/usr/bin/timeout --foreground 5 git --version",
+            "timeout --foreground 5 nice -n 1 env git --version",
             "nice nice nice nice git --version",
-            "cd scripts && timeout 5 git --version",
+            "cd scripts && timeout --foreground 5 git --version",
         ]
 
     def refused_commands(self) -> list[str]:
@@ -161,6 +161,9 @@ class BuiltinsAndWrappersTests(TestCase):
             "time -o out git --version",
             "stdbuf -oL git --version",
             "timeout -k5 5 git --version",
+            # Without --foreground timeout leaves the group the gateway kills.
+            "timeout 30 git --version",
+            "true && timeout 30 git --version",
             "nice nice nice nice nice git --version",
             # Builtins do not open a way round the rest of the rules.
             f"cd /tmp && /usr/local/bin/../../bin/sh -c '{mark}'",
@@ -208,7 +211,7 @@ class BuiltinsAndWrappersTests(TestCase):
         tool = self.make(ExecPolicy(security="allowlist", ask="off", allowlist=("git", "ls")))
         for command in self.wrapper_commands():
             await self.assert_runs(tool, command, "git version")
-        await self.assert_runs(tool, "ls scripts | timeout 5 wc -l", "1")
+        await self.assert_runs(tool, "ls scripts | timeout --foreground 5 wc -l", "1")
 
     async def test_allowlist_mode_refuses_every_way_round(self) -> None:
         """Each of these is refused without running, even with the wrapper
@@ -252,7 +255,7 @@ class BuiltinsAndWrappersTests(TestCase):
         self.assertFalse(os.path.exists(self.pwned))
         # (``wc --version`` is outside wc's safe-bin profile, as in OpenClaw;
         # ``head -c 0`` reads nothing.)
-        await self.assert_runs(tool, "timeout 5 head -c 0", "(no output)")
+        await self.assert_runs(tool, "timeout --foreground 5 head -c 0", "(no output)")
 
     async def test_env_takes_any_word_with_an_equals_sign_for_an_assignment(self) -> None:
         """GNU ``env`` sets a variable for *any* leading ``x=y`` word, whatever

@@ -279,7 +279,12 @@ _NONE: Final[frozenset[str]] = frozenset()
 
 def _timeout(argv: tuple[str, ...]) -> tuple[str, ...] | None:
     index = _scan(argv, _TIMEOUT_FLAGS, _TIMEOUT_VALUES)
-    return _rest(argv, None if index is None else index + 1)  # after the duration
+    if index is None or "--foreground" not in argv[1:index]:
+        # Without --foreground GNU timeout moves its command into a process
+        # group of its own, out of the group the gateway kills on a timeout,
+        # `process kill` or shutdown (as setsid would).
+        return None
+    return _rest(argv, index + 1)  # after the duration
 
 
 def _nice(argv: tuple[str, ...]) -> tuple[str, ...] | None:

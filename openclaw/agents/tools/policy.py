@@ -263,7 +263,10 @@ _MODES: Final[Mapping[ExecMode, tuple[ExecSecurity, ExecAsk]]] = {
 DEFAULT_SAFE_BINS: Final = ("cut", "uniq", "head", "tail", "tr", "wc")
 _ASK_RANK: Final[Mapping[ExecAsk, int]] = {"off": 0, "on-miss": 1, "always": 2}
 _SEPARATORS: Final = frozenset({"|", "||", "&&", ";", "&"})
-_ASSIGNMENT: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+#: A leading variable assignment, bash's ``NAME+=value`` included: bash runs
+#: the next word (``X+=d/../../usr/bin/ls touch x`` runs ``touch``), where a
+#: path-like reading would resolve the word to an allowlisted program.
+_ASSIGNMENT: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\+?=")
 ExecAction = Literal["run", "ask", "deny"]
 
 
