@@ -10,7 +10,7 @@ Two of OpenClaw's rules for a command segment on the gateway host
   program on Linux, not the builtin), and a word with ``$`` disqualifies the
   segment (OpenClaw refuses such a dynamic argument anywhere in the command).
 * **Wrappers** are judged by the command they run, never by themselves:
-  ``timeout 30 git status`` is ``git status``. :func:`unwrap` peels up to
+  ``timeout --foreground 30 git status`` is ``git status``. :func:`unwrap` peels up to
   four of them, following each one's own option syntax. A wrapper that
   changes what runs or how (``sudo``, ``chroot``, ``setsid``, ``env`` with an
   assignment or an option, ``command -v``/``-p``, ``time -o``), a spelling the
