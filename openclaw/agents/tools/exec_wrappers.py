@@ -253,6 +253,17 @@ def _scan(
     return None
 
 
+def _has_flag(options: tuple[str, ...], flag: str, with_value: frozenset[str]) -> bool:
+    """Whether ``flag`` is one of ``options`` as an option, not as another's value."""
+    i = 0
+    while i < len(options):
+        token = options[i]
+        if token == flag:
+            return True
+        i += 2 if token in with_value else 1
+    return False
+
+
 def _rest(argv: tuple[str, ...], index: int | None) -> tuple[str, ...] | None:
     if index is None or index >= len(argv) or not argv[index]:
         return None
@@ -264,12 +275,7 @@ _TIMEOUT_VALUES: Final = frozenset({"-k", "--kill-after", "-s", "--signal"})
 _NICE_VALUES: Final = frozenset({"-n", "--adjustment", "--priority"})
 _NOHUP_FLAGS: Final = frozenset({"--help", "--version"})
 _STDBUF_VALUES: Final = frozenset({"-i", "--input", "-o", "--output", "-e", "--error"})
-_TIME_FLAGS: Final = frozenset(
-    {"-a", "--append", "-h", "--help", "-l", "-p", "-q", "--quiet", "-v", "--verbose", "-V",
-     "--version"}
-)  # fmt: skip
 #: Not -o/--output: ``time`` then writes a file, so it is not transparent.
-_TIME_VALUES: Final = frozenset({"-f", "--format"})
 _FLOCK_FLAGS: Final = frozenset(
     {"--close", "--exclusive", "--nb", "--no-fork", "--nonblock", "--shared", "--verbose"}
 )
@@ -279,7 +285,7 @@ _NONE: Final[frozenset[str]] = frozenset()
 
 def _timeout(argv: tuple[str, ...]) -> tuple[str, ...] | None:
     index = _scan(argv, _TIMEOUT_FLAGS, _TIMEOUT_VALUES)
-    if index is None or "--foreground" not in argv[1:index]:
+    if index is None or not _has_flag(argv[1:index], "--foreground", _TIMEOUT_VALUES):
         # Without --foreground GNU timeout moves its command into a process
         # group of its own, out of the group the gateway kills on a timeout,
         # `process kill` or shutdown (as setsid would).
@@ -306,7 +312,13 @@ def _stdbuf(argv: tuple[str, ...]) -> tuple[str, ...] | None:
 
 
 def _time(argv: tuple[str, ...]) -> tuple[str, ...] | None:
-    return _rest(argv, _scan(argv, _TIME_FLAGS, _TIME_VALUES))
+    # No options: at the start of a bash pipeline ``time`` is a keyword that
+    # knows only an unquoted ``-p``/``--`` and runs any other option word as
+    # the program (``bash -c 'time -v ls'`` runs a program named ``-v``),
+    # while GNU time would run ``ls``; quoting cannot be seen here.
+    if len(argv) < 2 or argv[1].startswith("-"):
+        return None
+    return _rest(argv, 1)
 
 
 def _flock(argv: tuple[str, ...]) -> tuple[str, ...] | None:
