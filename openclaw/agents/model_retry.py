@@ -3,17 +3,21 @@
 OpenClaw's recovery policy for model calls (``concepts/retry.md``,
 ``concepts/model-failover.md``), per run:
 
-- a rate limit gets up to 10 attempts in all (9 retries);
-- other transient failures (overload, 5xx, timeout, a dropped connection, a
-  stream cut before its end) get up to 8 retries, within a 90-second window
-  that a successful model response closes (the count is not reset: it bounds
-  the whole run);
+- one count per run for every kind: 8 retries, 9 (10 attempts) once a rate
+  limit was seen;
+- transient failures other than rate limits (overload, 5xx, timeout, a
+  dropped connection, a stream cut before its end) retry only while the wait
+  ends within 90 seconds of the outage's first failure; a successful model
+  response closes the outage (the count is not reset);
 - the wait starts near one second and doubles, with jitter, up to 30 seconds;
-  a provider's ``retry-after`` is the minimum wait even past that cap, but a
-  hint over ``maxRetryDelayMs`` (60 s) goes straight to a fallback when the
-  turn has one (without one, the hint is honoured in full);
-- auth, billing, refusals, format errors and context overflow are never
-  retried (another model or compaction answers those);
+  a provider's ``retry-after`` (header, or "try again in 20s" in its message)
+  is the minimum wait even past that cap, but a rate limit's hint over
+  ``maxRetryDelayMs`` (60 s) goes straight to a fallback when the turn has
+  one (without one, the hint is honoured in full);
+- a rate limit over a long window (a daily quota, a subscription's usage)
+  goes to fallback at once; auth, billing, refusals, format errors and
+  context overflow are never retried (another model or compaction answers
+  those);
 - ``maxRetries`` overrides the budget; 0 turns retries off, and rate limits
   stay capped at 10 attempts.
 
@@ -35,9 +39,9 @@ from openclaw.config.model import ModelRetryConfig
 
 #: Attempts a rate-limited run may make in all (OpenClaw's cap).
 RATE_LIMIT_ATTEMPTS: Final = 10
-#: Retries of the other transient failures per run.
+#: Retries per run when no rate limit was seen.
 TRANSIENT_RETRIES: Final = 8
-#: The outage window for the other transient failures, in seconds.
+#: The outage window of the transient failures other than rate limits, in seconds.
 OUTAGE_WINDOW_SECONDS: Final = 90.0
 FIRST_DELAY_SECONDS: Final = 1.0
 MAX_BACKOFF_SECONDS: Final = 30.0
