@@ -182,6 +182,22 @@ class TurnRetryTests(LoopCase):
         run_due(self.clock)
         self.assertEqual(len(self.provider.calls), 1)
 
+    def test_a_wait_past_the_runs_limit_reports_the_failure_at_once(self) -> None:
+        """A 429 asking for 30 s in a run with 10 s left (and no fallback) is
+        reported at once, with its retry-after, rather than timing the run out;
+        one asking for 5 s is waited for."""
+        self.provider.add(failure(FailureKind.RATE_LIMIT, 429, retry_after=30))
+        run, _ = self.start(timeout_seconds=10)
+        run_due(self.clock)
+        error = self.failureResultOf(run.result, ProviderError).value
+        self.assertEqual((error.kind, error.retry_after_seconds), (FailureKind.RATE_LIMIT, 30))
+        self.provider.add(failure(FailureKind.RATE_LIMIT, 429, retry_after=5), Reply.text("ok"))
+        run, _ = self.start(run_id="run-2", timeout_seconds=10)
+        run_due(self.clock)
+        self.clock.advance(5.5)
+        run_due(self.clock)
+        self.assertEqual(self.successResultOf(run.result).text, "ok")
+
     def test_a_refusal_is_not_retried(self) -> None:
         self.provider.add(failure(FailureKind.AUTH, 401), Reply.text("never"))
         run, _ = self.start()

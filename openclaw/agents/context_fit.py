@@ -15,7 +15,7 @@ retry; this module answers *how much* and does the cutting.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
 from twisted.logger import Logger
@@ -24,6 +24,7 @@ from openclaw.agents.compaction import (
     CHARS_PER_TOKEN,
     CompactionResult,
     auto_keep_tokens,
+    context_window_of,
     effective_reserve,
     estimate_text_tokens,
     estimate_tokens,
@@ -37,11 +38,13 @@ from openclaw.agents.context_guard import (
     trim_tool_results,
     trimming_suffices,
 )
+from openclaw.agents.fallback import FallbackChain
 from openclaw.agents.history import History, normalise_history
 from openclaw.agents.providers.base import ModelMessage
+from openclaw.agents.registry import parse_model_ref
 from openclaw.agents.system_prompt import SystemPrompt
-from openclaw.agents.types import ClientTool
-from openclaw.config.model import CompactionConfig
+from openclaw.agents.types import ClientTool, ProviderError
+from openclaw.config.model import CompactionConfig, ProviderConfig
 
 log = Logger()
 
@@ -57,6 +60,15 @@ def fit_messages(messages: Sequence[ModelMessage], target: int) -> list[ModelMes
     if over <= 0:
         return list(messages)
     return list(trim_tool_results(messages, over * CHARS_PER_TOKEN).messages)
+
+
+def chain_window(chain: FallbackChain, providers: Mapping[str, ProviderConfig]) -> int | None:
+    """The context window of the chain's current model (None: unknown)."""
+    try:
+        ref = parse_model_ref(chain.current, providers)
+    except ProviderError:
+        return None
+    return context_window_of(providers, ref.provider, ref.model)
 
 
 class TurnContext:

@@ -31,7 +31,7 @@ nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Final
@@ -44,13 +44,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
 
-from openclaw.agents.compaction import (
-    CompactionError,
-    CompactionResult,
-    context_window_of,
-    tool_result_cap,
-)
-from openclaw.agents.context_fit import WHY_OVERFLOW, TurnContext
+from openclaw.agents.compaction import CompactionError, CompactionResult, tool_result_cap
+from openclaw.agents.context_fit import WHY_OVERFLOW, TurnContext, chain_window
 from openclaw.agents.fallback import FallbackChain
 from openclaw.agents.history import History
 from openclaw.agents.memory_flush import MemoryFlush
@@ -75,7 +70,7 @@ from openclaw.agents.types import (
     ToolCall,
     Usage,
 )
-from openclaw.config.model import Config, ProviderConfig
+from openclaw.config.model import Config
 from openclaw.sessions.interface import TranscriptStore
 
 log = Logger()
@@ -123,15 +118,6 @@ class TurnOutcome:
     results: tuple[ToolOutcome, ...] = ()
 
 
-def chain_window(chain: FallbackChain, providers: Mapping[str, ProviderConfig]) -> int | None:
-    """The context window of the chain's current model (None: unknown)."""
-    try:
-        ref = parse_model_ref(chain.current, providers)
-    except ProviderError:
-        return None
-    return context_window_of(providers, ref.provider, ref.model)
-
-
 class TurnLoop:
     """Steps of one turn; :meth:`start` once."""
 
@@ -176,7 +162,10 @@ class TurnLoop:
         self._unrecorded = Usage()
         self._any_text = False
         self._overflow_retried = False
-        self._retries = RetryBudget(deps.config.agents.defaults.model_retry)
+        self._retries = RetryBudget(
+            deps.config.agents.defaults.model_retry,
+            deadline=deps.clock.seconds() + deps.run_timeout if deps.run_timeout > 0 else None,
+        )
         self._retry_call: IDelayedCall | None = None
         self._paused = False
         self._waiting = False

@@ -105,10 +105,18 @@ class RetryBudget:
     """One run's retries: asked after each failed model call."""
 
     def __init__(
-        self, config: ModelRetryConfig, rng: Callable[[float, float], float] = random.uniform
+        self,
+        config: ModelRetryConfig,
+        rng: Callable[[float, float], float] = random.uniform,
+        *,
+        deadline: float | None = None,
     ) -> None:
+        """:param deadline: when the run's time limit ends (None: no limit); a
+        retry that would wait past it is not made, so the client gets the
+        upstream's error (a 429 with its retry-after) rather than a timeout."""
         self._config = config
         self._rng = rng
+        self._deadline = deadline
         self._retries = 0
         self._saw_rate_limit = False
         self._outage_since: float | None = None
@@ -161,5 +169,7 @@ class RetryBudget:
                 self._outage_since = now
             if now + wait - self._outage_since > OUTAGE_WINDOW_SECONDS:
                 return None
+        if self._deadline is not None and now + wait >= self._deadline:
+            return None
         self._retries += 1
         return wait
