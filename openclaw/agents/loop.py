@@ -98,7 +98,8 @@ class LoopDeps:
     max_steps: int = DEFAULT_MAX_STEPS
     #: The session entry's ``memoryFlush`` field, as stored (the flush's cycle).
     memory_flush_row: object = None
-    #: The run's time limit in seconds (0: none): a memory flush takes at most half.
+    #: The run's time limit in seconds (0: none): a memory flush takes at most
+    #: half, and no model retry waits past it.
     run_timeout: float = 0.0
 
 
