@@ -13,66 +13,32 @@ cases here that must be refused without running: a workspace file
 from __future__ import annotations
 
 import os
-from typing import Any
 
-from twisted.internet.defer import Deferred
-from twisted.python.filepath import FilePath
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SynchronousTestCase
 
-from openclaw.agents.tools._proc import ProcessRegistry
-from openclaw.agents.tools.base import ToolContext, ToolResult
 from openclaw.agents.tools.exec import ExecTool
 from openclaw.agents.tools.exec_safe_bins import safe_bin_arguments
 from openclaw.agents.tools.exec_split import split_command
-from openclaw.agents.tools.policy import DEFAULT_SAFE_BINS, ExecPolicy
+from openclaw.agents.tools.policy import DEFAULT_SAFE_BINS
+from tests.exec_support import DENIED, ExecToolCase
 
 BASE_ENV = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8"}
-DENIED = "not on the exec allowlist"
 SECRET = "TOPSECRET"
 ALL_SAFE_BINS = (*DEFAULT_SAFE_BINS, "sort", "grep")
 
 
-class _ExecCase(TestCase):
-    def setUp(self) -> None:
-        from twisted.internet import reactor
+class _ExecCase(ExecToolCase):
+    safe_bins = ALL_SAFE_BINS
 
-        self.reactor = reactor
-        self.ws = os.path.realpath(self.mktemp())
+    def setUp(self) -> None:
+        super().setUp()
+        self.env = BASE_ENV
         os.makedirs(os.path.join(self.ws, "d"))
-        self.pwned = os.path.join(self.ws, "pwned")
         for name in ("secret", "in", "list"):
             with open(os.path.join(self.ws, name), "w") as f:
                 f.write(f"{SECRET}\n")
         with open(os.path.join(self.ws, "script.sh"), "w") as f:
             f.write(f'touch "{self.pwned}"\n')
-        self.ctx = ToolContext(
-            agent_id="main",
-            session_key="agent:main:main",
-            run_id="r1",
-            tool_call_id="c1",
-            workspace=FilePath(self.ws),
-        )
-        self.registry = ProcessRegistry(reactor)
-        self.tools_made: list[ExecTool] = []
-        self.addCleanup(lambda: Deferred.fromCoroutine(self._cleanup()))
-
-    async def _cleanup(self) -> None:
-        for tool in self.tools_made:
-            await tool.stop_all()
-        for d in self.registry.stop_all():
-            await d
-
-    def make(self, *allowlist: str, safe_bins: tuple[str, ...] = ALL_SAFE_BINS) -> ExecTool:
-        policy = ExecPolicy(
-            security="allowlist", ask="off", allowlist=allowlist, safe_bins=safe_bins
-        )
-        tool = ExecTool(self.reactor, self.registry, policy=policy, base_env=BASE_ENV)  # type: ignore[arg-type]
-        self.tools_made.append(tool)
-        return tool
-
-    async def call(self, tool: ExecTool, command: str, **args: Any) -> ToolResult:
-        result: ToolResult = await tool.run({"command": command, **args}, self.ctx)
-        return result
 
     async def assert_runs(self, tool: ExecTool, command: str, expected: str) -> None:
         res = await self.call(tool, command)

@@ -12,63 +12,25 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from twisted.internet.defer import Deferred
-from twisted.python.filepath import FilePath
-from twisted.trial.unittest import TestCase
-
-from openclaw.agents.tools._proc import ProcessRegistry
-from openclaw.agents.tools.base import ToolContext, ToolResult
 from openclaw.agents.tools.exec import ExecTool
-from openclaw.agents.tools.policy import DEFAULT_SAFE_BINS, ExecPolicy
+from openclaw.agents.tools.policy import DEFAULT_SAFE_BINS
+from tests.exec_support import DENIED, ExecToolCase
 
 BASE_ENV = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8"}
 SECRET = "TOPSECRET"
-DENIED = "not on the exec allowlist"
 OUTSIDE = "OUTSIDESECRET"
 
 
-class ExecReviewFindings(TestCase):
+class ExecReviewFindings(ExecToolCase):
     def setUp(self) -> None:
-        from twisted.internet import reactor
-
-        self.reactor = reactor
-        base = os.path.realpath(self.mktemp())
-        self.ws = os.path.join(base, "workspace")
+        super().setUp()
+        self.env = BASE_ENV
         os.makedirs(os.path.join(self.ws, "d"))  # any subdirectory (.git, memory/ ...)
         with open(os.path.join(self.ws, "secret"), "w") as f:
             f.write(f"{SECRET}\n")
         # A file outside the workspace (as ~/.openclaw/openclaw.json is).
-        with open(os.path.join(base, "outside"), "w") as f:
+        with open(os.path.join(self.base, "outside"), "w") as f:
             f.write(f"{OUTSIDE}\n")
-        self.pwned = os.path.join(self.ws, "pwned")
-        self.ctx = ToolContext(
-            agent_id="main",
-            session_key="agent:main:main",
-            run_id="r1",
-            tool_call_id="c1",
-            workspace=FilePath(self.ws),
-        )
-        self.registry = ProcessRegistry(reactor)
-        self.tools: list[ExecTool] = []
-        self.addCleanup(lambda: Deferred.fromCoroutine(self._cleanup()))
-
-    async def _cleanup(self) -> None:
-        for tool in self.tools:
-            await tool.stop_all()
-        for d in self.registry.stop_all():
-            await d
-
-    def make(self, *allowlist: str, safe_bins: tuple[str, ...] = DEFAULT_SAFE_BINS) -> ExecTool:
-        policy = ExecPolicy(
-            security="allowlist", ask="off", allowlist=allowlist, safe_bins=safe_bins
-        )
-        tool = ExecTool(self.reactor, self.registry, policy=policy, base_env=BASE_ENV)  # type: ignore[arg-type]
-        self.tools.append(tool)
-        return tool
-
-    async def call(self, tool: ExecTool, command: str, **args: Any) -> ToolResult:
-        result: ToolResult = await tool.run({"command": command, **args}, self.ctx)
-        return result
 
     async def assert_no_leak(self, tool: ExecTool, command: str, **args: Any) -> None:
         res = await self.call(tool, command, **args)

@@ -16,20 +16,9 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import Any
 
-from twisted.internet.defer import Deferred
-from twisted.python.filepath import FilePath
-from twisted.trial.unittest import TestCase
-
-from openclaw.agents.tools._common import inline_runner
-from openclaw.agents.tools._proc import ProcessRegistry
-from openclaw.agents.tools.base import ToolContext, ToolResult
-from openclaw.agents.tools.exec import ExecTool
-from openclaw.agents.tools.files import WriteTool
-from openclaw.agents.tools.policy import DEFAULT_SAFE_BINS, ExecPolicy
-
-DENIED = "not on the exec allowlist"
+from openclaw.agents.tools.policy import DEFAULT_SAFE_BINS
+from tests.exec_support import DENIED, ExecToolCase
 
 
 def _mo(messages: dict[str, str]) -> bytes:
@@ -49,54 +38,7 @@ def _mo(messages: dict[str, str]) -> bytes:
     return header + table + blob
 
 
-class ExecReview2Findings(TestCase):
-    def setUp(self) -> None:
-        from twisted.internet import reactor
-
-        self.reactor = reactor
-        self.base = os.path.realpath(self.mktemp())
-        self.ws = os.path.join(self.base, "workspace")
-        os.makedirs(self.ws)
-        # The gateway user's home (HOME is passed through to commands).
-        self.home = os.path.join(self.base, "home")
-        os.makedirs(self.home)
-        self.env = {"PATH": "/usr/bin:/bin", "HOME": self.home, "LANG": "C.UTF-8"}
-        self.ctx = ToolContext(
-            agent_id="main",
-            session_key="agent:main:main",
-            run_id="r1",
-            tool_call_id="c1",
-            workspace=FilePath(self.ws),
-        )
-        self.registry = ProcessRegistry(reactor)
-        self.tools: list[ExecTool] = []
-        self.addCleanup(lambda: Deferred.fromCoroutine(self._cleanup()))
-
-    async def _cleanup(self) -> None:
-        for tool in self.tools:
-            await tool.stop_all()
-        for d in self.registry.stop_all():
-            await d
-
-    def make(self, *allowlist: str, safe_bins: tuple[str, ...] = DEFAULT_SAFE_BINS) -> ExecTool:
-        policy = ExecPolicy(
-            security="allowlist", ask="off", allowlist=allowlist, safe_bins=safe_bins
-        )
-        tool = ExecTool(self.reactor, self.registry, policy=policy, base_env=self.env)  # type: ignore[arg-type]
-        self.tools.append(tool)
-        return tool
-
-    async def call(self, tool: ExecTool, command: str, **args: Any) -> ToolResult:
-        result: ToolResult = await tool.run({"command": command, **args}, self.ctx)
-        return result
-
-    def write(self, path: str, content: str = "") -> None:
-        """The model's ``write`` tool (confined to the workspace)."""
-        res = WriteTool(inline_runner).run({"path": path, "content": content}, self.ctx)
-        out: list[ToolResult] = []
-        res.addCallback(out.append)
-        self.assertFalse(out[0].is_error, out[0].content)
-
+class ExecReview2Findings(ExecToolCase):
     # -- 1. critical: globs hand bash's test/printf a -v and a subscript ---------------
 
     async def test_glob_operands_make_bash_test_v_run_a_command(self) -> None:

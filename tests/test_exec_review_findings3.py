@@ -11,75 +11,14 @@ default safe bins) unless noted.
 from __future__ import annotations
 
 import os
-from typing import Any
 
-from twisted.internet.defer import Deferred
-from twisted.python.filepath import FilePath
-from twisted.trial.unittest import TestCase
-
-from openclaw.agents.tools._proc import ProcessRegistry
-from openclaw.agents.tools.base import ToolContext, ToolResult
-from openclaw.agents.tools.exec import ExecTool
-from openclaw.agents.tools.exec_env import DEFAULT_PASSTHROUGH
-from openclaw.agents.tools.policy import DEFAULT_SAFE_BINS, ExecPolicy
+from openclaw.agents.tools.policy import DEFAULT_SAFE_BINS
+from tests.exec_support import DENIED, ExecToolCase
 from tests.test_exec_review_findings2 import _mo
 
-DENIED = "not on the exec allowlist"
 
-
-class ExecReview3Findings(TestCase):
+class ExecReview3Findings(ExecToolCase):
     """Each case through the real exec tool, default policy unless noted."""
-
-    def setUp(self) -> None:
-        from twisted.internet import reactor
-
-        self.reactor = reactor
-        self.base = os.path.realpath(self.mktemp())
-        self.ws = os.path.join(self.base, "workspace")
-        os.makedirs(self.ws)
-        self.home = os.path.join(self.base, "home")
-        os.makedirs(self.home)
-        self.env = {"PATH": "/usr/bin:/bin", "HOME": self.home, "LANG": "C.UTF-8"}
-        self.ctx = ToolContext(
-            agent_id="main",
-            session_key="agent:main:main",
-            run_id="r1",
-            tool_call_id="c1",
-            workspace=FilePath(self.ws),
-        )
-        self.registry = ProcessRegistry(reactor)
-        self.tools: list[ExecTool] = []
-        self.addCleanup(lambda: Deferred.fromCoroutine(self._cleanup()))
-
-    async def _cleanup(self) -> None:
-        for tool in self.tools:
-            await tool.stop_all()
-        for d in self.registry.stop_all():
-            await d
-
-    def make(
-        self,
-        *allowlist: str,
-        safe_bins: tuple[str, ...] = DEFAULT_SAFE_BINS,
-        base_env: dict[str, str] | None = None,
-        passthrough: tuple[str, ...] = DEFAULT_PASSTHROUGH,
-    ) -> ExecTool:
-        policy = ExecPolicy(
-            security="allowlist", ask="off", allowlist=allowlist, safe_bins=safe_bins
-        )
-        tool = ExecTool(
-            self.reactor,  # type: ignore[arg-type]
-            self.registry,
-            policy=policy,
-            base_env=base_env or self.env,
-            env_passthrough=passthrough,
-        )
-        self.tools.append(tool)
-        return tool
-
-    async def call(self, tool: ExecTool, command: str, **args: Any) -> ToolResult:
-        result: ToolResult = await tool.run({"command": command, **args}, self.ctx)
-        return result
 
     # -- 1. critical (where a Big5/GBK-family locale is installed) ---------------------
 

@@ -7,66 +7,12 @@ drives the real exec tool or the policy in allowlist mode and failed on
 from __future__ import annotations
 
 import os
-from typing import Any
 
-from twisted.internet.defer import Deferred
-from twisted.python.filepath import FilePath
-from twisted.trial.unittest import TestCase
-
-from openclaw.agents.tools._proc import ProcessRegistry
-from openclaw.agents.tools.base import ToolContext, ToolResult
-from openclaw.agents.tools.exec import ExecTool
-from openclaw.agents.tools.policy import DEFAULT_SAFE_BINS, ExecPolicy
-
-DENIED = "not on the exec allowlist"
+from openclaw.agents.tools.policy import ExecPolicy
+from tests.exec_support import DENIED, ExecToolCase
 
 
-class ExecReview5Findings(TestCase):
-    def setUp(self) -> None:
-        from twisted.internet import reactor
-
-        self.reactor = reactor
-        self.base = os.path.realpath(self.mktemp())
-        self.ws = os.path.join(self.base, "workspace")
-        os.makedirs(self.ws)
-        self.home = os.path.join(self.base, "home")
-        os.makedirs(self.home)
-        self.env = {"PATH": "/usr/bin:/bin", "HOME": self.home, "LANG": "C.UTF-8"}
-        self.ctx = ToolContext(
-            agent_id="main",
-            session_key="agent:main:main",
-            run_id="r1",
-            tool_call_id="c1",
-            workspace=FilePath(self.ws),
-        )
-        self.registry = ProcessRegistry(reactor)
-        self.tools: list[ExecTool] = []
-        self.addCleanup(lambda: Deferred.fromCoroutine(self._cleanup()))
-
-    async def _cleanup(self) -> None:
-        for tool in self.tools:
-            await tool.stop_all()
-        for d in self.registry.stop_all():
-            await d
-
-    def make(self, *allowlist: str, path_prepend: tuple[str, ...] = ()) -> ExecTool:
-        policy = ExecPolicy(
-            security="allowlist", ask="off", allowlist=allowlist, safe_bins=DEFAULT_SAFE_BINS
-        )
-        tool = ExecTool(
-            self.reactor,  # type: ignore[arg-type]
-            self.registry,
-            policy=policy,
-            base_env=self.env,
-            path_prepend=path_prepend,
-        )
-        self.tools.append(tool)
-        return tool
-
-    async def call(self, tool: ExecTool, command: str, **args: Any) -> ToolResult:
-        result: ToolResult = await tool.run({"command": command, **args}, self.ctx)
-        return result
-
+class ExecReview5Findings(ExecToolCase):
     # -- 1. bash's `time` reserved word: its options are the command ------------------
 
     async def test_bash_time_keyword_runs_the_option_word_as_the_program(self) -> None:
